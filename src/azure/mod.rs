@@ -1,0 +1,1 @@
+//! Azure service clients: one module per service, each with its own error enum.

@@ -1,0 +1,1 @@
+//! The rotation engine: observe, plan, execute one step, repeat.

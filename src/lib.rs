@@ -1,0 +1,23 @@
+//! secret-rotator: renews Entra ID application client secrets before they expire and carries each
+//! new value to every place that uses it.
+//!
+//! Where things live:
+//! - [`policy`]: the enrolment file (which credentials, which consumers), parsed and validated once.
+//! - [`planner`]: the rotation decision, a pure function of (policy, observed state, now).
+//! - [`engine`]: observes Azure, asks the planner, performs one step at a time; the blob lease.
+//! - [`azure`]: one client per Azure service (Graph, Entra token probe, Key Vault, App Service,
+//!   API connections, Automation, Blob storage), each with its own error enum.
+//! - [`handler`]: the Azure Functions custom-handler protocol and the HTTP functions.
+//! - [`settings`]: typed settings, read once through an injectable lookup.
+//! - [`transport`], [`cloud`], [`secret`]: the shared HTTP client, cloud endpoints, the redacting
+//!   secret type.
+
+pub mod azure;
+pub mod cloud;
+pub mod engine;
+pub mod handler;
+pub mod planner;
+pub mod policy;
+pub mod secret;
+pub mod settings;
+pub mod transport;

@@ -1,0 +1,1 @@
+//! The rotation planner: a pure function of (policy, observed state, now).

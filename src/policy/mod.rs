@@ -1,0 +1,1 @@
+//! The enrolment policy file: model, parsing and validation.

@@ -1,0 +1,1 @@
+//! Typed settings, read once at start through an injectable lookup.
