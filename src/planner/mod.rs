@@ -1,1 +1,4 @@
 //! The rotation planner: a pure function of (policy, observed state, now).
+
+pub mod model;
+pub use model::*;
