@@ -1,1 +1,3 @@
 //! The rotation engine: observe, plan, execute one step, repeat.
+
+pub mod report;

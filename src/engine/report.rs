@@ -1,0 +1,175 @@
+//! What the engine tells its callers (the HTTP functions, the CLI, dev mode).
+//!
+//! Plain serializable data: no secret value can be held here ([`crate::secret::SecretValue`]
+//! does not implement `Serialize`).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// The probe's `resultCode` table (the seed's 0, 19 and 24 kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ResultCode {
+    /// Everything checked is good.
+    Ok = 0,
+    /// The rotator's own policy is invalid.
+    PolicyInvalid = 10,
+    /// An enrolled credential's value in Key Vault is refused by Entra (AADSTS7000222/7000215).
+    CredentialRefused = 19,
+    /// The rotator's managed identity cannot get a token.
+    IdentityUnavailable = 20,
+    /// Key Vault refused the rotator (RBAC) or is unreachable.
+    KeyVaultAccess = 21,
+    /// Graph refused the rotator (not an owner, missing app role) or is unreachable.
+    GraphAccess = 22,
+    /// The storage account (leases, audit) is unreachable or refused.
+    StorageAccess = 23,
+    /// An enrolled credential's Key Vault secret is missing.
+    SecretMissing = 24,
+    /// A consumer does not hold the current version.
+    ConsumerOutOfSync = 25,
+    /// A credential is inside its renewal window but has not been rotated.
+    RotationOverdue = 26,
+    /// The last rotation of a credential failed.
+    RotationFailed = 27,
+    /// The request itself is malformed or names an unknown command/credential.
+    BadRequest = 30,
+    /// An unexpected internal error.
+    Internal = 50,
+}
+
+impl ResultCode {
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// One step performed, for the per-invocation summary and the audit record.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    pub at: DateTime<Utc>,
+    /// e.g. `rotate`, `update-consumer`, `remove-password`.
+    pub step: String,
+    /// Human sentence; names key ids and consumers, never values.
+    pub detail: String,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum CredentialOutcome {
+    /// Nothing was due.
+    Idle,
+    /// Work was done and the credential is now settled (or waiting only for grace).
+    Progressed,
+    /// Work remains (budget or bounded steps); the next run resumes.
+    InProgress,
+    /// Needs a person; see `error`.
+    Blocked,
+    /// A step failed; the next run resumes from the recorded state.
+    Failed,
+    /// Another instance holds this credential's lease.
+    Busy,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialReport {
+    pub name: String,
+    pub outcome: CredentialOutcome,
+    pub steps: Vec<StepRecord>,
+    pub error: Option<String>,
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PassReport {
+    pub run_id: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub credentials: Vec<CredentialReport>,
+    /// Credentials not reached within the pass budget; the next run takes them.
+    pub deferred: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// e.g. `managed-identity`, `key-vault kv-pa`, `credential provision-assist`.
+    pub name: String,
+    pub ok: bool,
+    pub result_code: ResultCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfTestReport {
+    pub checks: Vec<Check>,
+}
+
+impl SelfTestReport {
+    /// The first failing check's code, or `Ok`.
+    pub fn result_code(&self) -> ResultCode {
+        self.checks
+            .iter()
+            .find(|c| !c.ok)
+            .map(|c| c.result_code)
+            .unwrap_or(ResultCode::Ok)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerStatus {
+    pub description: String,
+    /// `Some(true)` in sync, `Some(false)` not, `None` unknown (write-only target).
+    pub in_sync: Option<bool>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialStatus {
+    pub name: String,
+    pub app_id: Option<String>,
+    pub display_name: Option<String>,
+    /// keyId of the password whose value is in Key Vault, and how that was established.
+    pub key_id_in_use: Option<String>,
+    pub key_id_source: Option<String>,
+    pub expires: Option<DateTime<Utc>>,
+    pub days_left: Option<i64>,
+    pub last_rotation: Option<DateTime<Utc>>,
+    pub phase: Option<String>,
+    pub consumers_in_sync: bool,
+    pub consumers: Vec<ConsumerStatus>,
+    pub next_due: Option<DateTime<Utc>>,
+    pub problem: Option<String>,
+    /// Outcome of the most recent run that touched this credential, if recorded.
+    pub last_outcome: Option<CredentialOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub now: DateTime<Utc>,
+    pub credentials: Vec<CredentialStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialPlan {
+    pub name: String,
+    pub steps: Vec<String>,
+    pub explanation: Vec<String>,
+    pub next_due: Option<DateTime<Utc>>,
+    pub blocked: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanReport {
+    pub now: DateTime<Utc>,
+    pub credentials: Vec<CredentialPlan>,
+}
