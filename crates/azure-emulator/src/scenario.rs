@@ -1,0 +1,196 @@
+//! The scenario file: the initial contents of the emulated tenant, as JSON (camelCase).
+//!
+//! Loaded at start (`--scenario`) or through the control API (`POST /_emulator/scenario`), which
+//! replaces the whole state. Every field not marked required has a default so a test can state
+//! only what it cares about. Ids left out are generated.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scenario {
+    /// Tenant id; generated when absent.
+    pub tenant_id: Option<Uuid>,
+    /// Tenant's initial domain, for AADSTS messages (default `contoso.onmicrosoft.com`).
+    pub tenant_domain: Option<String>,
+    /// The one subscription every ARM resource lives in; generated when absent.
+    pub subscription_id: Option<Uuid>,
+    /// Emulated time at start; real time flows on from there, plus any `advance`.
+    /// Absent: the real time.
+    pub now: Option<DateTime<Utc>>,
+    /// A new password is refused by the token endpoint for this many seconds after addPassword.
+    #[serde(default)]
+    pub replication_delay_seconds: u64,
+    /// Added before every answer on the Azure surface (benchmarks: a realistic round trip).
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Graph write quota per calling app (requests per window); default 3000 per 150 s.
+    pub graph_write_quota: Option<Quota>,
+    /// Lifetime limit from an app management policy: addPassword with a longer lifetime gets
+    /// 400 `CredentialInvalidLifetimeAsPerAppPolicy`.
+    pub max_password_lifetime_days: Option<u32>,
+    #[serde(default)]
+    pub applications: Vec<ApplicationSpec>,
+    #[serde(default)]
+    pub managed_identities: Vec<ManagedIdentitySpec>,
+    #[serde(default)]
+    pub vaults: Vec<VaultSpec>,
+    #[serde(default)]
+    pub role_assignments: Vec<RoleAssignmentSpec>,
+    #[serde(default)]
+    pub sites: Vec<SiteSpec>,
+    #[serde(default)]
+    pub connections: Vec<ConnectionSpec>,
+    #[serde(default)]
+    pub automation_accounts: Vec<AutomationAccountSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Quota {
+    pub requests: u32,
+    pub window_seconds: u32,
+}
+
+/// An app registration and its service principal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplicationSpec {
+    /// Application object id (`id` in Graph); generated when absent.
+    pub object_id: Option<Uuid>,
+    /// Client id; generated when absent.
+    pub app_id: Option<Uuid>,
+    /// Object id of its service principal; generated when absent.
+    pub service_principal_id: Option<Uuid>,
+    pub display_name: String,
+    /// Owners, by name of a managed identity or display name of another application.
+    #[serde(default)]
+    pub owners: Vec<String>,
+    #[serde(default)]
+    pub password_credentials: Vec<PasswordSpec>,
+    /// Graph application permissions granted to this app's service principal (app-only tokens),
+    /// e.g. `Application.ReadWrite.All`.
+    #[serde(default)]
+    pub graph_app_roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordSpec {
+    pub key_id: Option<Uuid>,
+    pub display_name: Option<String>,
+    /// The secret's text: the scenario knows it so tests can hand it to consumers.
+    pub secret_text: String,
+    pub start_date_time: Option<DateTime<Utc>>,
+    pub end_date_time: DateTime<Utc>,
+}
+
+/// A managed identity (system-assigned to a site, or the rotator's own).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManagedIdentitySpec {
+    /// Name used to refer to it elsewhere in the scenario (owners, role assignments, sites).
+    pub name: String,
+    /// Service principal object id; generated when absent.
+    pub principal_id: Option<Uuid>,
+    /// Client id; generated when absent.
+    pub client_id: Option<Uuid>,
+    #[serde(default)]
+    pub graph_app_roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VaultSpec {
+    /// Vault name: served at `https://{name}.vault.azure.net`.
+    pub name: String,
+    /// Resource group, for RBAC scopes (default `rg`).
+    pub resource_group: Option<String>,
+    #[serde(default)]
+    pub secrets: Vec<SecretSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretSpec {
+    pub name: String,
+    /// Versions oldest first; each gets a generated 32-hex version id.
+    pub versions: Vec<SecretVersionSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretVersionSpec {
+    pub value: String,
+    pub version: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub content_type: Option<String>,
+    pub expires: Option<DateTime<Utc>>,
+    pub enabled: Option<bool>,
+}
+
+/// An Azure RBAC role assignment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleAssignmentSpec {
+    /// Managed identity name or application display name (its service principal).
+    pub principal: String,
+    /// Built-in role name, e.g. `Key Vault Secrets Officer`, `Website Contributor`.
+    pub role: String,
+    /// ARM scope: `/subscriptions/{sub}/resourceGroups/{rg}/providers/...`; the literal
+    /// `{sub}` is replaced by the scenario's subscription id.
+    pub scope: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SiteSpec {
+    pub resource_group: String,
+    pub name: String,
+    /// Name of its system-assigned managed identity (used for Key Vault references).
+    pub identity: Option<String>,
+    #[serde(default)]
+    pub app_settings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionSpec {
+    pub resource_group: String,
+    pub name: String,
+    pub location: Option<String>,
+    /// Managed API name, e.g. `keyvault` (default).
+    pub api: Option<String>,
+    pub display_name: Option<String>,
+    /// Write-only parameters, e.g. `token:clientId`, `token:clientSecret`, `token:TenantId`,
+    /// `token:grantType`.
+    #[serde(default)]
+    pub parameter_values: BTreeMap<String, String>,
+    #[serde(default)]
+    pub non_secret_parameter_values: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AutomationAccountSpec {
+    pub resource_group: String,
+    pub name: String,
+    #[serde(default)]
+    pub variables: Vec<VariableSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VariableSpec {
+    pub name: String,
+    /// The JSON-encoded value as ARM carries it (a string is `"\"text\""`).
+    pub value: String,
+    #[serde(default)]
+    pub is_encrypted: bool,
+    pub description: Option<String>,
+}
