@@ -1,1 +1,3 @@
 //! The Azure Functions custom-handler protocol and the functions served over it.
+
+pub mod service;

@@ -1,0 +1,38 @@
+//! The boundary between the HTTP functions and the rotation engine.
+//!
+//! The handler only knows this trait; the engine implements it, tests implement fakes.
+//! `now` is always the host's `Metadata.sys.UtcNow` for the invocation, so the host (or a
+//! test playing it) decides what time it is.
+
+use chrono::{DateTime, Utc};
+
+use crate::engine::report::{CredentialReport, PassReport, PlanReport, SelfTestReport, StatusReport};
+
+/// Why the engine could not even start a request (the caller's fault or ours).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request names a credential the policy does not enrol.
+    #[error("no credential named '{0}' is enrolled")]
+    UnknownCredential(String),
+    /// Any failure that is not the caller's fault.
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[async_trait::async_trait]
+pub trait RotatorService: Send + Sync + 'static {
+    /// One pass over every enrolled credential, stopping new work after `budget`.
+    async fn rotation_pass(&self, now: DateTime<Utc>, budget: std::time::Duration) -> PassReport;
+    /// Rotate (or resume) one credential now. `force` starts a rotation even when none is due.
+    async fn rotate_one(
+        &self,
+        credential: &str,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> Result<CredentialReport, ServiceError>;
+    /// The probe: each credential's Key Vault value gets a token; the rotator's own access works.
+    async fn self_test(&self, now: DateTime<Utc>) -> SelfTestReport;
+    async fn status(&self, now: DateTime<Utc>) -> StatusReport;
+    /// Dry run: what a pass would do now and why; changes nothing.
+    async fn plan(&self, now: DateTime<Utc>) -> PlanReport;
+}
