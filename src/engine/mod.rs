@@ -1,3 +1,9 @@
 //! The rotation engine: observe, plan, execute one step, repeat.
 
 pub mod report;
+pub mod executor;
+pub mod kvref;
+pub mod observe;
+pub mod ports;
+pub mod runner;
+pub mod tags;

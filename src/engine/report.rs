@@ -55,7 +55,7 @@ pub struct StepRecord {
     pub ok: bool,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum CredentialOutcome {
     /// Nothing was due.

@@ -2,3 +2,4 @@
 
 pub mod model;
 pub use model::*;
+mod tmp_stub; pub use tmp_stub::*;

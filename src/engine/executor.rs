@@ -1,0 +1,505 @@
+//! Performs one planner [`Step`] against Azure.
+//!
+//! Expected flow of a rotation, one step per call, re-observing in between:
+//! `Rotate` (addPassword → token request until Entra accepts it → new Key Vault version tagged
+//! `stored`) → `UpdateConsumer`/`Notify` for each consumer (each recorded in the version's
+//! `rotator-synced` tag) → `CompletePropagation` (a token request with the value read back from
+//! Key Vault; tagged `propagated` with the removal date) → after grace `RemovePassword` (exact
+//! previous keyId) → `MarkRetired`.
+//!
+//! Guarantees:
+//! - A new value reaches Key Vault (and so any consumer) only after Entra has accepted it.
+//! - Nothing is removed here unless the step names it, and never the password the Key Vault
+//!   value is (checked again here, against the observation the step was planned from).
+//! - Every step is idempotent: after a crash or a lost answer the next observation shows what
+//!   happened and the planner picks up from there.
+//!
+//! Caveats: a crash between addPassword and the Key Vault write leaves an orphan password that
+//! nobody knows the value of; the next run's planner removes it (its displayName carries the
+//! marker).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::cloud::Cloud;
+use crate::engine::kvref::KeyVaultReference;
+use crate::engine::observe::Observed;
+use crate::engine::ports::{AzurePorts, ManualStep, Notifier, PortError};
+use crate::engine::tags;
+use crate::planner::{
+    KeyIdentity, MARKER_PREFIX, Phase, RemoveReason, RotateReason, RotationTags, Step, VaultState,
+};
+use crate::policy::{Consumer, CredentialPolicy};
+use crate::secret::SecretValue;
+
+/// How long and how often to retry a token request while a new secret replicates.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyPolicy {
+    pub timeout: Duration,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for VerifyPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(180),
+            first_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(15),
+        }
+    }
+}
+
+pub struct ExecContext<'a> {
+    pub azure: &'a dyn AzurePorts,
+    pub notifier: &'a dyn Notifier,
+    pub cloud: Cloud,
+    pub tenant: &'a str,
+    pub verify: VerifyPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{action}: {source}")]
+    Azure {
+        action: &'static str,
+        #[source]
+        source: PortError,
+    },
+    #[error("{0}")]
+    NotConfirmed(String),
+    #[error("refusing to act: {0}")]
+    Invariant(String),
+}
+
+fn az(action: &'static str) -> impl FnOnce(PortError) -> StepError {
+    move |source| StepError::Azure { action, source }
+}
+
+/// The key id the Key Vault value is, if known.
+pub fn current_key_id(observed: &Observed) -> Option<Uuid> {
+    match &observed.observation.vault {
+        VaultState::Current(v) => match &v.identity {
+            KeyIdentity::Tagged(k) | KeyIdentity::InferredFromHint(k) => Some(*k),
+            KeyIdentity::Unknown { .. } => v.tags.as_ref().map(|t| t.key_id),
+        },
+        VaultState::Missing => None,
+    }
+}
+
+/// Requests tokens until Entra accepts the secret (replication delay) or the policy's timeout.
+/// Returns the number of attempts.
+pub async fn verify_secret(
+    ctx: &ExecContext<'_>,
+    client_id: Uuid,
+    tenant: &str,
+    secret: &SecretValue,
+) -> Result<u32, StepError> {
+    let started = Instant::now();
+    let mut backoff = ctx.verify.first_backoff;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let last = match ctx.azure.request_token(tenant, client_id, secret).await {
+            Ok(()) => return Ok(attempts),
+            // 7000215: not replicated yet (or wrong); worth waiting for.
+            Err(PortError::Refused { code: 7000215, .. }) => {
+                "Entra does not accept the new secret yet (AADSTS7000215)".to_string()
+            }
+            Err(e @ (PortError::Transient(_) | PortError::Throttled(_))) => e.to_string(),
+            Err(e) => return Err(az("token request")(e)),
+        };
+        if started.elapsed() + backoff > ctx.verify.timeout {
+            return Err(StepError::NotConfirmed(format!(
+                "{last}, still after {attempts} attempts over {}s",
+                started.elapsed().as_secs()
+            )));
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(ctx.verify.max_backoff);
+    }
+}
+
+fn tenant_of<'a>(cred: &'a CredentialPolicy, ctx: &'a ExecContext<'_>) -> &'a str {
+    cred.tenant_id.as_deref().unwrap_or(ctx.tenant)
+}
+
+/// Performs `step`; returns a sentence for the run's record (key ids, never values).
+pub async fn perform(
+    ctx: &ExecContext<'_>,
+    cred: &CredentialPolicy,
+    observed: &Observed,
+    step: &Step,
+    now: DateTime<Utc>,
+) -> Result<String, StepError> {
+    let app = observed.app.as_ref().ok_or_else(|| {
+        StepError::Invariant("the application was not observed; nothing can be done".into())
+    })?;
+    let kv = &cred.key_vault;
+    let current_tags = match &observed.observation.vault {
+        VaultState::Current(v) => v.tags.clone(),
+        VaultState::Missing => None,
+    };
+    let foreign_tags: BTreeMap<String, String> = observed
+        .secret
+        .as_ref()
+        .map(|s| {
+            s.tags
+                .iter()
+                .filter(|(k, _)| !k.starts_with("rotator-") && k.as_str() != tags::MANAGED_BY)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+
+    // Rewrites the current version's rotator tags.
+    let retag = |t: RotationTags| {
+        let secret = observed.secret.as_ref();
+        async move {
+            let s = secret.ok_or_else(|| {
+                StepError::Invariant("no Key Vault version to record progress on".into())
+            })?;
+            let rendered = tags::render(&s.tags, &cred.name, &t);
+            ctx.azure
+                .vault_update_tags(kv, &s.version, &rendered)
+                .await
+                .map_err(az("update Key Vault tags"))
+        }
+    };
+    let mark_synced = |id: &str| {
+        let id = id.to_string();
+        let current_tags = current_tags.clone();
+        let retag = &retag;
+        async move {
+            match current_tags {
+                Some(mut t) => {
+                    if !t.synced.contains(&id) {
+                        t.synced.push(id);
+                    }
+                    retag(t).await
+                }
+                None => Ok(()),
+            }
+        }
+    };
+
+    match step {
+        Step::Adopt { key_id } => {
+            retag(RotationTags {
+                key_id: *key_id,
+                previous_key_id: None,
+                phase: Phase::Retired,
+                rotated_at: None,
+                remove_after: None,
+                synced: Vec::new(),
+            })
+            .await?;
+            Ok(format!(
+                "adopted the stored value as password {key_id} (matched by its hint)"
+            ))
+        }
+        Step::Rotate {
+            reason,
+            previous_key_id,
+            end,
+        } => {
+            let marker = format!("{MARKER_PREFIX}{}:{}", cred.name, now.format("%Y-%m-%d"));
+            let (info, value) = ctx
+                .azure
+                .add_password(app.object_id, &marker, *end)
+                .await
+                .map_err(az("addPassword"))?;
+            let attempts = match verify_secret(ctx, app.app_id, tenant_of(cred, ctx), &value).await
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    // Nobody has the value yet, so the new password can go at once.
+                    let _ = ctx.azure.remove_password(app.object_id, info.key_id).await;
+                    return Err(e);
+                }
+            };
+            let t = RotationTags {
+                key_id: info.key_id,
+                previous_key_id: *previous_key_id,
+                phase: Phase::Stored,
+                rotated_at: Some(now),
+                remove_after: None,
+                synced: Vec::new(),
+            };
+            let rendered = tags::render(&foreign_tags, &cred.name, &t);
+            // After this call the password must stay: a lost answer may hide a stored value.
+            let version = ctx
+                .azure
+                .vault_set(kv, &value, &rendered, Some(*end))
+                .await
+                .map_err(az("store the new value in Key Vault"))?;
+            Ok(format!(
+                "rotated ({}): added password {} (hint {}…, expires {}), accepted by Entra after \
+                 {attempts} attempt(s), stored as {}/{} version {version}",
+                describe_reason(reason),
+                info.key_id,
+                value.hint(),
+                end.format("%Y-%m-%d"),
+                kv.vault,
+                kv.secret
+            ))
+        }
+        Step::UpdateConsumer { index, consumer_id } => {
+            let consumer = cred.consumers.get(*index).ok_or_else(|| {
+                StepError::Invariant(format!("consumer #{index} is not in the policy"))
+            })?;
+            let current = observed.secret.as_ref().ok_or_else(|| {
+                StepError::Invariant("no Key Vault value to hand to consumers".into())
+            })?;
+            let detail = update_consumer(ctx, cred, consumer, current).await?;
+            mark_synced(consumer_id).await?;
+            Ok(detail)
+        }
+        Step::Notify { index, consumer_id } => {
+            let Some(Consumer::NotifyOnly {
+                system,
+                instructions,
+            }) = cred.consumers.get(*index)
+            else {
+                return Err(StepError::Invariant(format!(
+                    "consumer #{index} is not a notify-only consumer"
+                )));
+            };
+            let current = observed
+                .secret
+                .as_ref()
+                .ok_or_else(|| StepError::Invariant("no Key Vault value to announce".into()))?;
+            let msg = ManualStep {
+                credential: cred.name.clone(),
+                system: system.clone(),
+                instructions: instructions.clone(),
+                app_id: app.app_id.to_string(),
+                new_key_id: current_tags
+                    .as_ref()
+                    .map(|t| t.key_id.to_string())
+                    .unwrap_or_default(),
+                new_hint: current.value.hint(),
+                secret_id: format!(
+                    "{}/secrets/{}/{}",
+                    ctx.cloud.vault_url(&kv.vault),
+                    kv.secret,
+                    current.version
+                ),
+                old_secret_removed_after: Some(now + cred.grace),
+            };
+            ctx.notifier
+                .manual_step(&msg)
+                .await
+                .map_err(az("send the manual-step message"))?;
+            mark_synced(consumer_id).await?;
+            Ok(format!(
+                "told the owners of {system} to take the new value from {} before {}",
+                msg.secret_id,
+                (now + cred.grace).format("%Y-%m-%d %H:%M UTC")
+            ))
+        }
+        Step::CompletePropagation { remove_after } => {
+            let mut t = current_tags.clone().ok_or_else(|| {
+                StepError::Invariant("the current version has no rotation state".into())
+            })?;
+            // Prove what consumers now read: the value as Key Vault returns it.
+            let stored = ctx
+                .azure
+                .vault_latest(kv)
+                .await
+                .map_err(az("read the value back from Key Vault"))?
+                .ok_or_else(|| StepError::NotConfirmed("the Key Vault secret vanished".into()))?;
+            let attempts = verify_secret(ctx, app.app_id, tenant_of(cred, ctx), &stored.value).await?;
+            t.phase = Phase::Propagated;
+            t.remove_after = Some(*remove_after);
+            retag(t).await?;
+            Ok(format!(
+                "verified: the value in Key Vault version {} gets a token (attempt {attempts}); \
+                 the previous secret goes after {}",
+                stored.version,
+                remove_after.format("%Y-%m-%d %H:%M UTC")
+            ))
+        }
+        Step::RemovePassword { key_id, reason } => {
+            if Some(*key_id) == current_key_id(observed) {
+                return Err(StepError::Invariant(format!(
+                    "password {key_id} is the one in Key Vault"
+                )));
+            }
+            match ctx.azure.remove_password(app.object_id, *key_id).await {
+                Ok(()) => Ok(format!(
+                    "removed password {key_id} ({})",
+                    describe_remove_reason(reason)
+                )),
+                Err(PortError::NotFound(_)) => Ok(format!("password {key_id} was already gone")),
+                Err(e) => Err(az("removePassword")(e)),
+            }
+        }
+        Step::MarkRetired => {
+            let mut t = current_tags.clone().ok_or_else(|| {
+                StepError::Invariant("the current version has no rotation state".into())
+            })?;
+            t.phase = Phase::Retired;
+            t.previous_key_id = None;
+            retag(t).await?;
+            Ok("rotation complete: the previous secret is gone".into())
+        }
+    }
+}
+
+async fn update_consumer(
+    ctx: &ExecContext<'_>,
+    cred: &CredentialPolicy,
+    consumer: &Consumer,
+    current: &crate::engine::ports::VaultSecret,
+) -> Result<String, StepError> {
+    let kv = &cred.key_vault;
+    match consumer {
+        Consumer::AppSettingKeyVaultRef { site, setting } => {
+            let raw = ctx
+                .azure
+                .app_setting(site, setting)
+                .await
+                .map_err(az("read app settings"))?;
+            let parsed = raw
+                .as_ref()
+                .and_then(|r| KeyVaultReference::parse(r.expose()))
+                .filter(|r| r.points_at(&kv.vault, &kv.secret));
+            let how = match parsed {
+                Some(KeyVaultReference { version: None, .. }) => {
+                    ctx.azure
+                        .refresh_references(site)
+                        .await
+                        .map_err(az("refresh Key Vault references"))?;
+                    "refreshed the versionless reference"
+                }
+                Some(KeyVaultReference {
+                    version: Some(_), ..
+                }) => {
+                    let pinned =
+                        KeyVaultReference::pinned(ctx.cloud, &kv.vault, &kv.secret, &current.version);
+                    ctx.azure
+                        .set_app_setting(site, setting, &SecretValue::new(pinned))
+                        .await
+                        .map_err(az("write app settings"))?;
+                    "re-pinned the reference to the new version"
+                }
+                None => {
+                    let reference = format!(
+                        "@Microsoft.KeyVault(VaultName={};SecretName={})",
+                        kv.vault, kv.secret
+                    );
+                    ctx.azure
+                        .set_app_setting(site, setting, &SecretValue::new(reference))
+                        .await
+                        .map_err(az("write app settings"))?;
+                    "wrote a versionless Key Vault reference"
+                }
+            };
+            let status = ctx
+                .azure
+                .reference_status(site, setting)
+                .await
+                .map_err(az("read Key Vault reference status"))?;
+            match status {
+                Some(s) if s.active_version.as_deref() == Some(current.version.as_str()) => {
+                    Ok(format!(
+                        "{}: {how}; App Service resolves version {}",
+                        consumer.describe(),
+                        current.version
+                    ))
+                }
+                other => Err(StepError::NotConfirmed(format!(
+                    "{}: {how}, but App Service reports {}",
+                    consumer.describe(),
+                    other
+                        .map(|s| format!(
+                            "{} with version {}{}",
+                            s.status,
+                            s.active_version.unwrap_or_else(|| "none".into()),
+                            s.details.map(|d| format!(" ({d})")).unwrap_or_default()
+                        ))
+                        .unwrap_or_else(|| "no status".into())
+                ))),
+            }
+        }
+        Consumer::AppSettingValue { site, setting } => {
+            ctx.azure
+                .set_app_setting(site, setting, &current.value)
+                .await
+                .map_err(az("write app settings"))?;
+            let back = ctx
+                .azure
+                .app_setting(site, setting)
+                .await
+                .map_err(az("read app settings"))?;
+            if back.as_ref() != Some(&current.value) {
+                return Err(StepError::NotConfirmed(format!(
+                    "{}: written, but reads back another value",
+                    consumer.describe()
+                )));
+            }
+            Ok(format!("{}: wrote the new value", consumer.describe()))
+        }
+        Consumer::ApiConnection {
+            connection,
+            parameter,
+        } => {
+            ctx.azure
+                .set_connection_parameter(connection, parameter, &current.value)
+                .await
+                .map_err(az("update the API connection"))?;
+            let st = ctx
+                .azure
+                .connection_status(connection)
+                .await
+                .map_err(az("read the API connection's status"))?;
+            if !st.connected {
+                return Err(StepError::NotConfirmed(format!(
+                    "{}: updated, but its status is not Connected: {}",
+                    consumer.describe(),
+                    st.message.unwrap_or_default()
+                )));
+            }
+            Ok(format!(
+                "{}: updated; status Connected",
+                consumer.describe()
+            ))
+        }
+        Consumer::AutomationVariable { account, variable } => {
+            ctx.azure
+                .set_automation_variable(account, variable, &current.value)
+                .await
+                .map_err(az("update the Automation variable"))?;
+            Ok(format!("{}: updated (encrypted)", consumer.describe()))
+        }
+        Consumer::NotifyOnly { .. } => Err(StepError::Invariant(
+            "a notify-only consumer is told, not written".into(),
+        )),
+    }
+}
+
+fn describe_reason(r: &RotateReason) -> String {
+    match r {
+        RotateReason::NotStored => "the Key Vault secret did not exist".into(),
+        RotateReason::CurrentPasswordMissing => "the stored value's password was gone".into(),
+        RotateReason::ExpiringSoon { expires } => {
+            format!("it expires {}", expires.format("%Y-%m-%d"))
+        }
+        RotateReason::Expired { expired } => format!("it expired {}", expired.format("%Y-%m-%d")),
+        RotateReason::CurrentValueRefused => "Entra refused the stored value".into(),
+        RotateReason::UnknownCurrentPassword { reason } => reason.clone(),
+        RotateReason::Forced => "asked for on demand".into(),
+    }
+}
+
+fn describe_remove_reason(r: &RemoveReason) -> &'static str {
+    match r {
+        RemoveReason::Superseded => "replaced, grace period over",
+        RemoveReason::Orphan => "orphan of an interrupted run, never stored",
+        RemoveReason::ExpiredUnmanaged => "expired, not created by the rotator, policy allows",
+    }
+}

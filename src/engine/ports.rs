@@ -1,0 +1,190 @@
+//! What the engine needs from Azure, as traits: the executor's only view of the outside world.
+//!
+//! Why traits between the engine and the clients in [`crate::azure`]: the executor and observer
+//! read as the rotation procedure and nothing else, and each client's own error enum is mapped
+//! once, in [`super::azure_ports`], onto [`PortError`], the one error the domain reasons about.
+//! Tests do not fake these traits (a fake more lenient than Azure would hide bugs): they run the
+//! real clients against the emulator.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::planner::{AppState, PasswordInfo};
+use crate::policy::{AppRef, ArmResource, VaultSecretRef};
+use crate::secret::SecretValue;
+
+/// Failure of one Azure operation, as the domain needs to tell them apart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// Entra refused a client secret (AADSTS code).
+    #[error("Entra refused the secret: AADSTS{code}: {message}")]
+    Refused { code: u64, message: String },
+    /// Graph refused the requested lifetime (tenant app-management policy).
+    #[error("the requested secret lifetime was refused: {0}")]
+    LifetimeRefused(String),
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// 5xx, reset, timeout: worth another try on the next run.
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// Azure answered something we cannot understand.
+    #[error("unexpected answer: {0}")]
+    BadAnswer(String),
+    /// Another instance holds the lease.
+    #[error("busy: {0}")]
+    Busy(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The latest version of a Key Vault secret.
+#[derive(Debug, Clone)]
+pub struct VaultSecret {
+    pub version: String,
+    pub value: SecretValue,
+    pub tags: BTreeMap<String, String>,
+    pub created: Option<DateTime<Utc>>,
+    pub expires: Option<DateTime<Utc>>,
+}
+
+/// State of one Key Vault reference in an app's settings, as App Service reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceStatus {
+    /// `Resolved`, `AccessToKeyVaultDenied`, `SecretNotFound`, ...
+    pub status: String,
+    /// The secret version the app currently uses.
+    pub active_version: Option<String>,
+    pub details: Option<String>,
+}
+
+/// A Logic Apps API connection's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionStatus {
+    pub connected: bool,
+    pub message: Option<String>,
+}
+
+/// Graph, Entra, Key Vault and ARM, as the engine uses them.
+#[async_trait::async_trait]
+pub trait AzurePorts: Send + Sync {
+    async fn get_app(&self, app: &AppRef) -> Result<AppState, PortError>;
+    /// addPassword: returns the new password and its value (the only time it is visible).
+    async fn add_password(
+        &self,
+        object_id: Uuid,
+        display_name: &str,
+        end: DateTime<Utc>,
+    ) -> Result<(PasswordInfo, SecretValue), PortError>;
+    /// removePassword with exactly this keyId. `NotFound` when it is already gone.
+    async fn remove_password(&self, object_id: Uuid, key_id: Uuid) -> Result<(), PortError>;
+    /// One client-credentials token request with this secret.
+    async fn request_token(
+        &self,
+        tenant: &str,
+        client_id: Uuid,
+        secret: &SecretValue,
+    ) -> Result<(), PortError>;
+
+    async fn vault_latest(&self, at: &VaultSecretRef) -> Result<Option<VaultSecret>, PortError>;
+    /// Stores a new version; returns its version id.
+    async fn vault_set(
+        &self,
+        at: &VaultSecretRef,
+        value: &SecretValue,
+        tags: &BTreeMap<String, String>,
+        expires: Option<DateTime<Utc>>,
+    ) -> Result<String, PortError>;
+    /// Replaces the tag set of one version.
+    async fn vault_update_tags(
+        &self,
+        at: &VaultSecretRef,
+        version: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), PortError>;
+
+    /// One app setting's raw value (`None` when the setting does not exist).
+    async fn app_setting(
+        &self,
+        site: &ArmResource,
+        name: &str,
+    ) -> Result<Option<SecretValue>, PortError>;
+    /// Sets one app setting, keeping every other setting as it is.
+    async fn set_app_setting(
+        &self,
+        site: &ArmResource,
+        name: &str,
+        value: &SecretValue,
+    ) -> Result<(), PortError>;
+    async fn reference_status(
+        &self,
+        site: &ArmResource,
+        name: &str,
+    ) -> Result<Option<ReferenceStatus>, PortError>;
+    /// Makes App Service re-read Key Vault references now.
+    async fn refresh_references(&self, site: &ArmResource) -> Result<(), PortError>;
+
+    async fn connection_status(&self, conn: &ArmResource) -> Result<ConnectionStatus, PortError>;
+    async fn set_connection_parameter(
+        &self,
+        conn: &ArmResource,
+        parameter: &str,
+        value: &SecretValue,
+    ) -> Result<(), PortError>;
+
+    /// Whether the variable exists (and is encrypted).
+    async fn automation_variable(
+        &self,
+        account: &ArmResource,
+        name: &str,
+    ) -> Result<Option<bool>, PortError>;
+    async fn set_automation_variable(
+        &self,
+        account: &ArmResource,
+        name: &str,
+        value: &SecretValue,
+    ) -> Result<(), PortError>;
+}
+
+/// A held lease; dropping or releasing it frees the credential for another instance.
+#[async_trait::async_trait]
+pub trait LeaseGuard: Send {
+    async fn release(self: Box<Self>);
+}
+
+/// The rotator's own storage: leases, audit records, run outcomes.
+#[async_trait::async_trait]
+pub trait StorePorts: Send + Sync {
+    /// `PortError::Busy` when another instance holds it.
+    async fn lease(&self, name: &str) -> Result<Box<dyn LeaseGuard>, PortError>;
+    async fn put_json(&self, path: &str, body: &serde_json::Value) -> Result<(), PortError>;
+    async fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>, PortError>;
+}
+
+/// A manual step for a person: a consumer nobody can write to from Azure.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManualStep {
+    pub credential: String,
+    pub system: String,
+    pub instructions: String,
+    pub app_id: String,
+    pub new_key_id: String,
+    /// First three characters, so the person can check they copied the right value.
+    pub new_hint: String,
+    /// Where to read the new value: the Key Vault secret (with version).
+    pub secret_id: String,
+    /// When the old secret is removed: the step must be done before then.
+    pub old_secret_removed_after: Option<DateTime<Utc>>,
+}
+
+/// Delivers messages to people (logs, Teams, Slack, webhooks).
+#[async_trait::async_trait]
+pub trait Notifier: Send + Sync {
+    async fn manual_step(&self, step: &ManualStep) -> Result<(), PortError>;
+}

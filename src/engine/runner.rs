@@ -1,0 +1,632 @@
+//! [`Engine`]: runs credentials through observe → plan → perform, and answers the probe,
+//! status and plan questions. Implements [`RotatorService`] for the HTTP functions.
+//!
+//! Expected flow of a pass: for each enrolled credential (at most `max_parallel` at once), take
+//! its blob lease, then repeat {observe, decide, perform the first step} until the planner has
+//! nothing left, a step fails, the credential's step bound is reached or the pass budget is
+//! spent; release the lease; write the run's audit record and the credential's last outcome.
+//!
+//! Guarantees: one rotation of a credential at a time across instances (the lease); a failed
+//! step leaves state that the next run resumes from; a pass never starts a credential after its
+//! budget is spent (it is reported as deferred).
+//!
+//! Caveats: `now` advances with the wall clock from the host's `UtcNow`, so a pass that takes
+//! minutes sees the minutes pass.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+use crate::cloud::Cloud;
+use crate::engine::executor::{self, ExecContext, VerifyPolicy};
+use crate::engine::observe::{Observed, observe};
+use crate::engine::ports::{AzurePorts, Notifier, PortError, StorePorts};
+use crate::engine::report::*;
+use crate::engine::tags;
+use crate::handler::service::{RotatorService, ServiceError};
+use crate::planner::{self, ConsumerSync, KeyIdentity, Phase, RotateReason, Step, VaultState};
+use crate::policy::{CredentialPolicy, Policy};
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub cloud: Cloud,
+    /// Tenant for verification token requests when the policy names none.
+    pub tenant: String,
+    pub max_parallel: usize,
+    /// Upper bound on steps for one credential in one run (a safety net against a livelock).
+    pub max_steps_per_credential: usize,
+    pub verify: VerifyPolicy,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            cloud: Cloud::Public,
+            tenant: String::new(),
+            max_parallel: 4,
+            max_steps_per_credential: 32,
+            verify: VerifyPolicy::default(),
+        }
+    }
+}
+
+pub struct Engine {
+    pub policy: Arc<Policy>,
+    pub azure: Arc<dyn AzurePorts>,
+    pub store: Arc<dyn StorePorts>,
+    pub notifier: Arc<dyn Notifier>,
+    pub options: EngineOptions,
+}
+
+/// A `now` that keeps flowing from the host's timestamp.
+#[derive(Clone, Copy)]
+struct Clock {
+    base: DateTime<Utc>,
+    started: Instant,
+}
+
+impl Clock {
+    fn new(base: DateTime<Utc>) -> Self {
+        Self {
+            base,
+            started: Instant::now(),
+        }
+    }
+    fn now(&self) -> DateTime<Utc> {
+        self.base + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()
+    }
+}
+
+fn run_id(now: DateTime<Utc>) -> String {
+    format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+impl Engine {
+    fn exec_ctx(&self) -> ExecContext<'_> {
+        ExecContext {
+            azure: self.azure.as_ref(),
+            notifier: self.notifier.as_ref(),
+            cloud: self.options.cloud,
+            tenant: &self.options.tenant,
+            verify: self.options.verify,
+        }
+    }
+
+    fn tenant_for<'a>(&'a self, cred: &'a CredentialPolicy) -> &'a str {
+        cred.tenant_id.as_deref().unwrap_or(&self.options.tenant)
+    }
+
+    fn credential(&self, name: &str) -> Option<&CredentialPolicy> {
+        self.policy.credentials.iter().find(|c| c.name == name)
+    }
+
+    /// Runs one credential to a resting point (or the bounds). Never panics, never returns an
+    /// error: every outcome is in the report.
+    pub async fn run_credential(
+        &self,
+        cred: &CredentialPolicy,
+        now: DateTime<Utc>,
+        force: bool,
+        deadline: Option<Instant>,
+        run_id: &str,
+    ) -> CredentialReport {
+        let clock = Clock::new(now);
+        let span = tracing::info_span!("credential", credential = %cred.name, run = %run_id);
+        let _enter = span.enter();
+        let mut report = CredentialReport {
+            name: cred.name.clone(),
+            outcome: CredentialOutcome::Idle,
+            steps: Vec::new(),
+            error: None,
+            next_due: None,
+        };
+        let lease = match self.store.lease(&format!("credential-{}", cred.name)).await {
+            Ok(l) => l,
+            Err(PortError::Busy(m)) => {
+                report.outcome = CredentialOutcome::Busy;
+                report.error = Some(format!("another run holds the lease: {m}"));
+                return report;
+            }
+            Err(e) => {
+                report.outcome = CredentialOutcome::Failed;
+                report.error = Some(format!("could not take the credential's lease: {e}"));
+                return report;
+            }
+        };
+        let mut forced = !force;
+        let ctx = self.exec_ctx();
+        for _ in 0..self.options.max_steps_per_credential {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                report.outcome = CredentialOutcome::InProgress;
+                break;
+            }
+            let observed =
+                match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        report.outcome = CredentialOutcome::Failed;
+                        report.error = Some(format!("observing Azure failed: {e}"));
+                        break;
+                    }
+                };
+            let t = clock.now();
+            let mut decision = planner::decide(cred, &observed.observation, t);
+            if !forced && decision.steps.is_empty() && decision.blocked.is_none() {
+                forced = true;
+                match forced_rotation(cred, &observed, t) {
+                    Ok(step) => decision.steps.push(step),
+                    Err(why) => {
+                        report.error = Some(why);
+                    }
+                }
+            }
+            if let Some(why) = decision.blocked {
+                report.outcome = CredentialOutcome::Blocked;
+                report.error = Some(why);
+                break;
+            }
+            let Some(step) = decision.steps.into_iter().next() else {
+                report.next_due = decision.next_due;
+                report.outcome = if report.steps.is_empty() {
+                    CredentialOutcome::Idle
+                } else {
+                    CredentialOutcome::Progressed
+                };
+                break;
+            };
+            let name = step_name(&step);
+            let result = executor::perform(&ctx, cred, &observed, &step, t).await;
+            let ok = result.is_ok();
+            let detail = match result {
+                Ok(d) => d,
+                Err(e) => e.to_string(),
+            };
+            if ok {
+                tracing::info!(step = name, "{detail}");
+            } else {
+                tracing::warn!(step = name, "step failed: {detail}");
+            }
+            report.steps.push(StepRecord {
+                at: clock.now(),
+                step: name.to_string(),
+                detail: detail.clone(),
+                ok,
+            });
+            if !ok {
+                report.outcome = CredentialOutcome::Failed;
+                report.error = Some(detail);
+                break;
+            }
+            report.outcome = CredentialOutcome::InProgress;
+        }
+        lease.release().await;
+        self.record(cred, &report, run_id, clock.now()).await;
+        report
+    }
+
+    /// The audit record (one per run that changed something) and the credential's last outcome.
+    async fn record(
+        &self,
+        cred: &CredentialPolicy,
+        report: &CredentialReport,
+        run_id: &str,
+        now: DateTime<Utc>,
+    ) {
+        let body = serde_json::json!({
+            "credential": cred.name,
+            "application": format!("{:?}", cred.application),
+            "keyVault": format!("{}/{}", cred.key_vault.vault, cred.key_vault.secret),
+            "runId": run_id,
+            "at": now,
+            "report": report,
+        });
+        if !report.steps.is_empty() {
+            let path = format!(
+                "audit/{}/{}-{run_id}.json",
+                now.format("%Y/%m/%d"),
+                cred.name
+            );
+            tracing::info!(audit = %body, "rotation audit record");
+            if let Err(e) = self.store.put_json(&path, &body).await {
+                tracing::warn!("could not write the audit record {path}: {e}");
+            }
+        }
+        if let Err(e) = self
+            .store
+            .put_json(&format!("last/{}.json", cred.name), &body)
+            .await
+        {
+            tracing::warn!("could not record the last outcome of {}: {e}", cred.name);
+        }
+    }
+
+    pub async fn pass(&self, now: DateTime<Utc>, budget: Duration) -> PassReport {
+        let started = Instant::now();
+        let deadline = started + budget;
+        let id = run_id(now);
+        let clock = Clock::new(now);
+        let creds = &self.policy.credentials;
+        let outcomes: Vec<Result<CredentialReport, String>> =
+            futures::stream::iter(0..creds.len())
+                .map(|i| {
+                    let id = id.clone();
+                    async move {
+                        let cred = &creds[i];
+                        if Instant::now() >= deadline {
+                            return Err(cred.name.clone());
+                        }
+                        Ok(self
+                            .run_credential(cred, clock.now(), false, Some(deadline), &id)
+                            .await)
+                    }
+                })
+                .buffered(self.options.max_parallel.max(1))
+                .collect()
+                .await;
+        let mut results = Vec::new();
+        let mut deferred = Vec::new();
+        for o in outcomes {
+            match o {
+                Ok(r) => results.push(r),
+                Err(name) => deferred.push(name),
+            }
+        }
+        let report = PassReport {
+            run_id: id.clone(),
+            started: now,
+            finished: clock.now(),
+            credentials: results,
+            deferred,
+        };
+        if let Ok(body) = serde_json::to_value(&report)
+            && let Err(e) = self.store.put_json(&format!("runs/{id}.json"), &body).await
+        {
+            tracing::warn!("could not record run {id}: {e}");
+        }
+        report
+    }
+
+    pub async fn status_report(&self, now: DateTime<Utc>) -> StatusReport {
+        let mut credentials = Vec::new();
+        for cred in &self.policy.credentials {
+            credentials.push(self.credential_status(cred, now).await);
+        }
+        StatusReport { now, credentials }
+    }
+
+    async fn last_outcome(&self, cred: &CredentialPolicy) -> Option<CredentialOutcome> {
+        let v = self
+            .store
+            .get_json(&format!("last/{}.json", cred.name))
+            .await
+            .ok()??;
+        serde_json::from_value(v.get("report")?.get("outcome")?.clone()).ok()
+    }
+
+    async fn credential_status(&self, cred: &CredentialPolicy, now: DateTime<Utc>) -> CredentialStatus {
+        let mut st = CredentialStatus {
+            name: cred.name.clone(),
+            app_id: None,
+            display_name: None,
+            key_id_in_use: None,
+            key_id_source: None,
+            expires: None,
+            days_left: None,
+            last_rotation: None,
+            phase: None,
+            consumers_in_sync: false,
+            consumers: Vec::new(),
+            next_due: None,
+            problem: None,
+            last_outcome: self.last_outcome(cred).await,
+        };
+        let observed = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await {
+            Ok(o) => o,
+            Err(e) => {
+                st.problem = Some(e.to_string());
+                return st;
+            }
+        };
+        fill_status(&mut st, cred, &observed, now);
+        st
+    }
+
+    pub async fn plan_report(&self, now: DateTime<Utc>) -> PlanReport {
+        let mut credentials = Vec::new();
+        for cred in &self.policy.credentials {
+            let plan = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await {
+                Ok(o) => {
+                    let d = planner::decide(cred, &o.observation, now);
+                    CredentialPlan {
+                        name: cred.name.clone(),
+                        steps: d.steps.iter().map(planner::describe_step).collect(),
+                        explanation: d.explanation,
+                        next_due: d.next_due,
+                        blocked: d.blocked,
+                    }
+                }
+                Err(e) => CredentialPlan {
+                    name: cred.name.clone(),
+                    steps: Vec::new(),
+                    explanation: vec![format!("could not observe Azure: {e}")],
+                    next_due: None,
+                    blocked: Some(e.to_string()),
+                },
+            };
+            credentials.push(plan);
+        }
+        PlanReport { now, credentials }
+    }
+
+    pub async fn self_test_report(&self, now: DateTime<Utc>) -> SelfTestReport {
+        let mut checks = Vec::new();
+        match self.store.get_json("last/.probe.json").await {
+            Ok(_) => checks.push(Check {
+                name: "storage".into(),
+                ok: true,
+                result_code: ResultCode::Ok,
+                message: "the rotator's storage account answers".into(),
+            }),
+            Err(e) => checks.push(Check {
+                name: "storage".into(),
+                ok: false,
+                result_code: ResultCode::StorageAccess,
+                message: format!("the rotator's storage account: {e}"),
+            }),
+        }
+        for cred in &self.policy.credentials {
+            checks.push(self.check_credential(cred, now).await);
+        }
+        SelfTestReport { checks }
+    }
+
+    async fn check_credential(&self, cred: &CredentialPolicy, now: DateTime<Utc>) -> Check {
+        let name = format!("credential {}", cred.name);
+        let fail = |code, message: String| Check {
+            name: name.clone(),
+            ok: false,
+            result_code: code,
+            message,
+        };
+        let observed = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), true).await {
+            Ok(o) => o,
+            Err(PortError::AccessDenied(m)) => {
+                return fail(ResultCode::KeyVaultAccess, format!("access denied: {m}"));
+            }
+            Err(PortError::Refused { code, message }) => {
+                return fail(ResultCode::IdentityUnavailable, format!("AADSTS{code}: {message}"));
+            }
+            Err(e) => return fail(ResultCode::Internal, e.to_string()),
+        };
+        if let Err(why) = &observed.observation.app {
+            return fail(ResultCode::GraphAccess, why.clone());
+        }
+        if observed.secret.is_none() {
+            return fail(
+                ResultCode::SecretMissing,
+                format!(
+                    "ClientSecret not found: Key Vault secret {}/{} does not exist",
+                    cred.key_vault.vault, cred.key_vault.secret
+                ),
+            );
+        }
+        if observed.observation.current_value_accepted == Some(false) {
+            return fail(
+                ResultCode::CredentialRefused,
+                format!(
+                    "Entra refuses the value in {}/{}",
+                    cred.key_vault.vault, cred.key_vault.secret
+                ),
+            );
+        }
+        let out_of_sync: Vec<String> = cred
+            .consumers
+            .iter()
+            .zip(&observed.observation.consumers)
+            .filter_map(|(c, o)| match &o.sync {
+                ConsumerSync::OutOfSync { detail } => Some(format!("{}: {detail}", c.describe())),
+                ConsumerSync::NotObservable {
+                    healthy: Some(false),
+                } => Some(format!("{}: unhealthy", c.describe())),
+                _ => None,
+            })
+            .collect();
+        if !out_of_sync.is_empty() {
+            return fail(ResultCode::ConsumerOutOfSync, out_of_sync.join("; "));
+        }
+        let mut st = CredentialStatus {
+            name: cred.name.clone(),
+            app_id: None,
+            display_name: None,
+            key_id_in_use: None,
+            key_id_source: None,
+            expires: None,
+            days_left: None,
+            last_rotation: None,
+            phase: None,
+            consumers_in_sync: true,
+            consumers: Vec::new(),
+            next_due: None,
+            problem: None,
+            last_outcome: None,
+        };
+        fill_status(&mut st, cred, &observed, now);
+        if let Some(exp) = st.expires
+            && exp - cred.renew_before + chrono::Duration::days(1) <= now
+        {
+            return fail(
+                ResultCode::RotationOverdue,
+                format!(
+                    "the secret expires {} and is inside its renewal window",
+                    exp.format("%Y-%m-%d")
+                ),
+            );
+        }
+        if self.last_outcome(cred).await == Some(CredentialOutcome::Failed) {
+            return fail(
+                ResultCode::RotationFailed,
+                "the last rotation run failed; see Status".into(),
+            );
+        }
+        Check {
+            name,
+            ok: true,
+            result_code: ResultCode::Ok,
+            message: format!(
+                "the value in {}/{} gets a token{}",
+                cred.key_vault.vault,
+                cred.key_vault.secret,
+                st.days_left
+                    .map(|d| format!("; {d} days left"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// A rotation asked for on demand when none is due. Refused while the previous secret still
+/// waits for its grace period, because rotating then would cut that grace short.
+fn forced_rotation(
+    cred: &CredentialPolicy,
+    observed: &Observed,
+    now: DateTime<Utc>,
+) -> Result<Step, String> {
+    let current = executor::current_key_id(observed);
+    if let VaultState::Current(v) = &observed.observation.vault
+        && let Some(t) = &v.tags
+        && t.phase != Phase::Retired
+    {
+        return Err(format!(
+            "not forcing a rotation: the previous rotation is still {} (previous secret kept until {})",
+            tags::phase_name(t.phase),
+            t.remove_after
+                .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_else(|| "its consumers are updated".into())
+        ));
+    }
+    Ok(Step::Rotate {
+        reason: RotateReason::Forced,
+        previous_key_id: current,
+        end: now + cred.lifetime,
+    })
+}
+
+fn fill_status(st: &mut CredentialStatus, cred: &CredentialPolicy, observed: &Observed, now: DateTime<Utc>) {
+    if let Some(app) = &observed.app {
+        st.app_id = Some(app.app_id.to_string());
+        st.display_name = Some(app.display_name.clone());
+    }
+    if let Err(why) = &observed.observation.app {
+        st.problem = Some(why.clone());
+    }
+    match &observed.observation.vault {
+        VaultState::Missing => {
+            st.problem.get_or_insert_with(|| "the Key Vault secret does not exist".into());
+        }
+        VaultState::Current(v) => {
+            let (key, source) = match &v.identity {
+                KeyIdentity::Tagged(k) => (Some(*k), "tags, confirmed by hint".to_string()),
+                KeyIdentity::InferredFromHint(k) => (Some(*k), "hint".to_string()),
+                KeyIdentity::Unknown { reason } => (None, format!("unknown: {reason}")),
+            };
+            st.key_id_in_use = key.map(|k| k.to_string());
+            st.key_id_source = Some(source);
+            if let (Some(k), Some(app)) = (key, &observed.app)
+                && let Some(p) = app.passwords.iter().find(|p| p.key_id == k)
+            {
+                st.expires = p.end;
+                st.days_left = p.end.map(|e| (e - now).num_days());
+                st.next_due = p.end.map(|e| e - cred.renew_before);
+            }
+            if let Some(t) = &v.tags {
+                st.phase = Some(tags::phase_name(t.phase).to_string());
+                st.last_rotation = t.rotated_at;
+            }
+        }
+    }
+    st.consumers = cred
+        .consumers
+        .iter()
+        .zip(&observed.observation.consumers)
+        .map(|(c, o)| {
+            let synced = match &observed.observation.vault {
+                VaultState::Current(v) => v
+                    .tags
+                    .as_ref()
+                    .is_some_and(|t| t.synced.iter().any(|s| s == &o.id)),
+                VaultState::Missing => false,
+            };
+            let (in_sync, detail) = match &o.sync {
+                ConsumerSync::InSync => (Some(true), None),
+                ConsumerSync::OutOfSync { detail } => (Some(false), Some(detail.clone())),
+                ConsumerSync::NotObservable { healthy: Some(false) } => {
+                    (Some(false), Some("reports an error".to_string()))
+                }
+                ConsumerSync::NotObservable { healthy } => (
+                    if synced { Some(true) } else { None },
+                    Some(format!(
+                        "write-only{}",
+                        if *healthy == Some(true) { "; healthy" } else { "" }
+                    )),
+                ),
+            };
+            ConsumerStatus {
+                description: c.describe(),
+                in_sync,
+                detail,
+            }
+        })
+        .collect();
+    st.consumers_in_sync = st.consumers.iter().all(|c| c.in_sync != Some(false));
+}
+
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::Adopt { .. } => "adopt",
+        Step::Rotate { .. } => "rotate",
+        Step::UpdateConsumer { .. } => "update-consumer",
+        Step::Notify { .. } => "notify",
+        Step::CompletePropagation { .. } => "complete-propagation",
+        Step::RemovePassword { .. } => "remove-password",
+        Step::MarkRetired => "mark-retired",
+    }
+}
+
+#[async_trait::async_trait]
+impl RotatorService for Engine {
+    async fn rotation_pass(&self, now: DateTime<Utc>, budget: Duration) -> PassReport {
+        self.pass(now, budget).await
+    }
+
+    async fn rotate_one(
+        &self,
+        credential: &str,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> Result<CredentialReport, ServiceError> {
+        let cred = self
+            .credential(credential)
+            .ok_or_else(|| ServiceError::UnknownCredential(credential.to_string()))?;
+        Ok(self
+            .run_credential(cred, now, force, None, &run_id(now))
+            .await)
+    }
+
+    async fn self_test(&self, now: DateTime<Utc>) -> SelfTestReport {
+        self.self_test_report(now).await
+    }
+
+    async fn status(&self, now: DateTime<Utc>) -> StatusReport {
+        self.status_report(now).await
+    }
+
+    async fn plan(&self, now: DateTime<Utc>) -> PlanReport {
+        self.plan_report(now).await
+    }
+}
