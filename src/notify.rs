@@ -1,0 +1,330 @@
+//! Telling people: Microsoft Teams (Workflows webhook, Adaptive Card), Slack-compatible
+//! webhooks and a generic JSON webhook — plus a structured log line, always.
+//!
+//! Messages are deduplicated (one per credential, kind and day, remembered in the rotator's
+//! storage), retried with backoff, and never carry a secret: a [`Message`] is built from
+//! key ids, hints and Key Vault secret ids only. Webhook URLs themselves are secrets (Teams and
+//! Slack URLs embed a signature) and are held as [`SecretValue`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::engine::ports::{ManualStep, Notifier, PortError, StorePorts};
+use crate::secret::SecretValue;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageKind {
+    /// A notify-only consumer must be given the new value by a person.
+    ManualStep,
+    /// A rotation run failed.
+    RotationFailed,
+    /// A credential nobody enrolled expires soon.
+    ExpiringUnenrolled,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub kind: MessageKind,
+    /// Deduplication key: the credential (or app id for unenrolled ones).
+    pub subject: String,
+    pub title: String,
+    pub text: String,
+    pub facts: Vec<(String, String)>,
+    pub at: DateTime<Utc>,
+}
+
+impl Message {
+    pub fn manual_step(step: &ManualStep, at: DateTime<Utc>) -> Self {
+        let mut facts = vec![
+            ("System".to_string(), step.system.clone()),
+            ("Application (client) ID".to_string(), step.app_id.clone()),
+            ("New secret keyId".to_string(), step.new_key_id.clone()),
+            ("New secret starts with".to_string(), step.new_hint.clone()),
+            ("Key Vault secret".to_string(), step.secret_id.clone()),
+        ];
+        if let Some(d) = step.old_secret_removed_after {
+            facts.push((
+                "Old secret removed after".to_string(),
+                d.format("%Y-%m-%d %H:%M UTC").to_string(),
+            ));
+        }
+        Message {
+            kind: MessageKind::ManualStep,
+            subject: step.credential.clone(),
+            title: format!(
+                "Action needed: give {} its new client secret ({})",
+                step.system, step.credential
+            ),
+            text: format!(
+                "The client secret of {} was rotated. Read the new value from {} and: {}",
+                step.system, step.secret_id, step.instructions
+            ),
+            facts,
+            at,
+        }
+    }
+
+    pub fn rotation_failed(credential: &str, error: &str, at: DateTime<Utc>) -> Self {
+        Message {
+            kind: MessageKind::RotationFailed,
+            subject: credential.to_string(),
+            title: format!("Secret rotation failed: {credential}"),
+            text: format!(
+                "The rotation of {credential} failed and will be retried on the next run: {error}"
+            ),
+            facts: vec![("Credential".into(), credential.into())],
+            at,
+        }
+    }
+
+    pub fn expiring_unenrolled(
+        app_display_name: &str,
+        app_id: &str,
+        key_id: &str,
+        expires: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Message {
+            kind: MessageKind::ExpiringUnenrolled,
+            subject: format!("{app_id}/{key_id}"),
+            title: format!(
+                "Client secret of {app_display_name} expires in {} days and is not enrolled",
+                (expires - at).num_days()
+            ),
+            text: format!(
+                "Secret {key_id} of application {app_display_name} ({app_id}) expires {}. \
+                 Nobody rotates it: enrol it in the rotator's policy or renew it by hand.",
+                expires.format("%Y-%m-%d")
+            ),
+            facts: vec![
+                ("Application".into(), app_display_name.into()),
+                ("Application (client) ID".into(), app_id.into()),
+                ("Secret keyId".into(), key_id.into()),
+                ("Expires".into(), expires.format("%Y-%m-%d").to_string()),
+            ],
+            at,
+        }
+    }
+}
+
+/// The wire format of one webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookKind {
+    /// Teams Workflows "post to a channel when a webhook request is received": an Adaptive Card.
+    Teams,
+    /// Slack incoming webhook (also Mattermost, Rocket.Chat): `text` + `blocks`.
+    Slack,
+    /// The [`Message`] as JSON.
+    Generic,
+}
+
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub kind: WebhookKind,
+    pub url: SecretValue,
+}
+
+pub fn render(kind: WebhookKind, m: &Message) -> serde_json::Value {
+    match kind {
+        WebhookKind::Teams => {
+            let facts: Vec<_> = m
+                .facts
+                .iter()
+                .map(|(k, v)| json!({"title": k, "value": v}))
+                .collect();
+            json!({
+                "type": "message",
+                "attachments": [{
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "contentUrl": null,
+                    "content": {
+                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                        "type": "AdaptiveCard",
+                        "version": "1.4",
+                        "body": [
+                            {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": m.title, "wrap": true},
+                            {"type": "TextBlock", "text": m.text, "wrap": true},
+                            {"type": "FactSet", "facts": facts}
+                        ]
+                    }
+                }]
+            })
+        }
+        WebhookKind::Slack => {
+            let fields: Vec<_> = m
+                .facts
+                .iter()
+                .map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}*\n{v}")}))
+                .collect();
+            json!({
+                "text": format!("{}: {}", m.title, m.text),
+                "blocks": [
+                    {"type": "header", "text": {"type": "plain_text", "text": m.title}},
+                    {"type": "section", "text": {"type": "mrkdwn", "text": m.text}},
+                    {"type": "section", "fields": fields}
+                ]
+            })
+        }
+        WebhookKind::Generic => serde_json::to_value(m).unwrap_or_else(|_| json!({})),
+    }
+}
+
+/// Sends to every configured webhook, once per subject, kind and day.
+pub struct Notifications {
+    pub webhooks: Vec<Webhook>,
+    pub http: reqwest::Client,
+    /// Remembers what was sent (dedup); `None` disables deduplication.
+    pub store: Option<Arc<dyn StorePorts>>,
+    pub attempts: u32,
+    pub first_backoff: Duration,
+}
+
+impl Notifications {
+    pub fn new(webhooks: Vec<Webhook>, http: reqwest::Client, store: Option<Arc<dyn StorePorts>>) -> Self {
+        Self {
+            webhooks,
+            http,
+            store,
+            attempts: 3,
+            first_backoff: Duration::from_millis(500),
+        }
+    }
+
+    fn dedup_key(m: &Message) -> String {
+        let kind = match m.kind {
+            MessageKind::ManualStep => "manual-step",
+            MessageKind::RotationFailed => "rotation-failed",
+            MessageKind::ExpiringUnenrolled => "expiring-unenrolled",
+        };
+        let subject: String = m
+            .subject
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        format!("notify/{}/{kind}-{subject}.json", m.at.format("%Y-%m-%d"))
+    }
+
+    /// Logs the message and posts it to every webhook. `Ok(false)`: already sent today.
+    pub async fn send(&self, m: &Message) -> Result<bool, PortError> {
+        let key = Self::dedup_key(m);
+        if let Some(store) = &self.store
+            && store.get_json(&key).await?.is_some()
+        {
+            tracing::info!(notification = %m.title, "already sent today; not repeated");
+            return Ok(false);
+        }
+        tracing::warn!(
+            notification = %m.title,
+            kind = ?m.kind,
+            subject = %m.subject,
+            "{}",
+            m.text
+        );
+        let mut failures = Vec::new();
+        for hook in &self.webhooks {
+            if let Err(e) = self.post(hook, m).await {
+                failures.push(e);
+            }
+        }
+        if !failures.is_empty() {
+            return Err(PortError::Transient(failures.join("; ")));
+        }
+        if let Some(store) = &self.store {
+            store
+                .put_json(&key, &serde_json::to_value(m).unwrap_or_default())
+                .await?;
+        }
+        Ok(true)
+    }
+
+    async fn post(&self, hook: &Webhook, m: &Message) -> Result<(), String> {
+        let body = render(hook.kind, m);
+        let mut backoff = self.first_backoff;
+        let mut last = String::new();
+        for attempt in 1..=self.attempts.max(1) {
+            match self.http.post(hook.url.expose()).json(&body).send().await {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => {
+                    // Never echo the URL: it carries the webhook's signature.
+                    last = format!("{:?} webhook answered {}", hook.kind, r.status());
+                    if !(r.status().is_server_error() || r.status().as_u16() == 429) {
+                        return Err(last);
+                    }
+                }
+                Err(e) => {
+                    last = format!(
+                        "{:?} webhook unreachable ({})",
+                        hook.kind,
+                        if e.is_timeout() { "timeout" } else if e.is_connect() { "connect" } else { "request" }
+                    )
+                }
+            }
+            if attempt < self.attempts {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+        Err(last)
+    }
+}
+
+#[async_trait::async_trait]
+impl Notifier for Notifications {
+    async fn manual_step(&self, step: &ManualStep) -> Result<(), PortError> {
+        self.send(&Message::manual_step(step, Utc::now())).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step() -> ManualStep {
+        ManualStep {
+            credential: "ezsign".into(),
+            system: "EzSign".into(),
+            instructions: "Run ezsign-manage.sh, Set Passwords, restart".into(),
+            app_id: "7412f649-8e14-471f-bfc1-733b36a42705".into(),
+            new_key_id: "9f0e8c3e-3c1b-4b0e-9a53-2f0f2d1b7a11".into(),
+            new_hint: "nSc".into(),
+            secret_id: "https://kv-ezsign.vault.azure.net/secrets/ezsign-token/0123".into(),
+            old_secret_removed_after: None,
+        }
+    }
+
+    #[test]
+    fn teams_card_is_an_adaptive_card_with_the_facts() {
+        let m = Message::manual_step(&step(), Utc::now());
+        let v = render(WebhookKind::Teams, &m);
+        let card = &v["attachments"][0];
+        assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
+        assert_eq!(card["content"]["type"], "AdaptiveCard");
+        let body = card["content"]["body"].as_array().unwrap();
+        assert!(body[0]["text"].as_str().unwrap().contains("EzSign"));
+        assert!(body[2]["facts"].as_array().unwrap().len() >= 5);
+    }
+
+    #[test]
+    fn slack_message_has_text_and_blocks() {
+        let m = Message::rotation_failed("pa", "addPassword: throttled", Utc::now());
+        let v = render(WebhookKind::Slack, &m);
+        assert!(v["text"].as_str().unwrap().contains("pa"));
+        assert_eq!(v["blocks"][0]["type"], "header");
+    }
+
+    #[test]
+    fn dedup_key_is_per_day_kind_and_subject() {
+        let at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().to_utc();
+        let m = Message::rotation_failed("pa/x", "e", at);
+        assert_eq!(
+            Notifications::dedup_key(&m),
+            "notify/2026-11-22/rotation-failed-pa_x.json"
+        );
+    }
+}
