@@ -16,6 +16,7 @@ pub mod azure;
 pub mod cloud;
 pub mod engine;
 pub mod handler;
+pub mod inventory;
 pub mod notify;
 pub mod planner;
 pub mod policy;

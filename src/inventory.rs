@@ -1,0 +1,257 @@
+//! Tenant inventory and diagnosis: every credential of every application the rotator can see,
+//! whether anyone rotates it, and what an AADSTS error line points at.
+//!
+//! The scan is streamed page by page (Graph's `@odata.nextLink`): rows are written as they come
+//! and nothing holds the whole tenant, so 100,000 applications cost the memory of one page.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::planner::{AppState, MARKER_PREFIX};
+use crate::policy::{AppRef, Policy};
+
+/// Secret or certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialKind {
+    Secret,
+    Certificate,
+}
+
+/// One credential of one application.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryRow {
+    pub application: String,
+    pub app_id: Uuid,
+    pub object_id: Uuid,
+    pub kind: CredentialKind,
+    pub key_id: Uuid,
+    pub display_name: Option<String>,
+    pub end: Option<DateTime<Utc>>,
+    pub days_left: Option<i64>,
+    /// The policy credential that keeps this application's secret, if any.
+    pub enrolled_as: Option<String>,
+    /// `vault/secret` holding the enrolled value, where known.
+    pub key_vault: Option<String>,
+    /// Created by the rotator (displayName marker).
+    pub managed: bool,
+}
+
+/// The rows for one application (its passwords; certificates are listed by the caller when
+/// Graph returned them).
+pub fn rows_for_app(app: &AppState, policy: Option<&Policy>, now: DateTime<Utc>) -> Vec<InventoryRow> {
+    let enrolled = policy.and_then(|p| {
+        p.credentials.iter().find(|c| match c.application {
+            AppRef::AppId(id) => id == app.app_id,
+            AppRef::ObjectId(id) => id == app.object_id,
+        })
+    });
+    app.passwords
+        .iter()
+        .map(|p| InventoryRow {
+            application: app.display_name.clone(),
+            app_id: app.app_id,
+            object_id: app.object_id,
+            kind: CredentialKind::Secret,
+            key_id: p.key_id,
+            display_name: p.display_name.clone(),
+            end: p.end,
+            days_left: p.end.map(|e| (e - now).num_days()),
+            enrolled_as: enrolled.map(|c| c.name.clone()),
+            key_vault: enrolled.map(|c| format!("{}/{}", c.key_vault.vault, c.key_vault.secret)),
+            managed: p
+                .display_name
+                .as_deref()
+                .is_some_and(|d| d.starts_with(MARKER_PREFIX)),
+        })
+        .collect()
+}
+
+/// Output formats of `secret-rotator report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+/// Writes rows as they arrive.
+pub struct RowWriter<W: std::io::Write> {
+    out: W,
+    format: Format,
+    written: usize,
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+impl<W: std::io::Write> RowWriter<W> {
+    pub fn new(out: W, format: Format) -> Self {
+        Self {
+            out,
+            format,
+            written: 0,
+        }
+    }
+
+    pub fn header(&mut self) -> std::io::Result<()> {
+        match self.format {
+            Format::Table => writeln!(
+                self.out,
+                "{:<32} {:<36} {:<11} {:<36} {:>9} {:<20}",
+                "APPLICATION", "APP ID", "KIND", "KEY ID", "DAYS LEFT", "ENROLLED AS"
+            ),
+            Format::Csv => writeln!(
+                self.out,
+                "application,appId,objectId,kind,keyId,displayName,end,daysLeft,enrolledAs,keyVault,managed"
+            ),
+            Format::Json => write!(self.out, "["),
+        }
+    }
+
+    pub fn row(&mut self, r: &InventoryRow) -> std::io::Result<()> {
+        let kind = match r.kind {
+            CredentialKind::Secret => "secret",
+            CredentialKind::Certificate => "certificate",
+        };
+        match self.format {
+            Format::Table => {
+                let mut name = r.application.clone();
+                if name.chars().count() > 32 {
+                    name = name.chars().take(31).collect::<String>() + "…";
+                }
+                writeln!(
+                    self.out,
+                    "{:<32} {:<36} {:<11} {:<36} {:>9} {:<20}",
+                    name,
+                    r.app_id,
+                    kind,
+                    r.key_id,
+                    r.days_left.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                    r.enrolled_as.as_deref().unwrap_or("-")
+                )
+            }
+            Format::Csv => writeln!(
+                self.out,
+                "{},{},{},{},{},{},{},{},{},{},{}",
+                csv_field(&r.application),
+                r.app_id,
+                r.object_id,
+                kind,
+                r.key_id,
+                csv_field(r.display_name.as_deref().unwrap_or("")),
+                r.end.map(|e| e.to_rfc3339()).unwrap_or_default(),
+                r.days_left.map(|d| d.to_string()).unwrap_or_default(),
+                csv_field(r.enrolled_as.as_deref().unwrap_or("")),
+                csv_field(r.key_vault.as_deref().unwrap_or("")),
+                r.managed
+            ),
+            Format::Json => {
+                if self.written > 0 {
+                    write!(self.out, ",")?;
+                }
+                let v = serde_json::to_string(r).map_err(std::io::Error::other)?;
+                write!(self.out, "\n{v}")
+            }
+        }?;
+        self.written += 1;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> std::io::Result<W> {
+        if self.format == Format::Json {
+            writeln!(self.out, "\n]")?;
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// What an AADSTS error line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AadstsLine {
+    pub code: u64,
+    /// The application named in the message (`app '...'`, `identifier '...'`), if any.
+    pub app_id: Option<Uuid>,
+    /// The tenant named (AADSTS90002), if any.
+    pub tenant: Option<String>,
+}
+
+impl AadstsLine {
+    /// Finds the first `AADSTS<digits>` and the GUIDs around it. `None` when there is no code.
+    pub fn parse(text: &str) -> Option<Self> {
+        let at = text.find("AADSTS")?;
+        let digits: String = text[at + 6..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        let code = digits.parse().ok()?;
+        let after = &text[at..];
+        let quoted: Vec<&str> = after.split('\'').skip(1).step_by(2).collect();
+        let app_id = quoted.iter().find_map(|q| Uuid::parse_str(q).ok()).or_else(|| {
+            text.split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+                .find_map(|w| Uuid::parse_str(w).ok())
+        });
+        let tenant = if code == 90002 {
+            quoted.first().map(|s| s.to_string())
+        } else {
+            None
+        };
+        Some(Self {
+            code,
+            app_id: if code == 90002 { None } else { app_id },
+            tenant,
+        })
+    }
+
+    /// What the code means, in an operator's words.
+    pub fn meaning(&self) -> &'static str {
+        match self.code {
+            7000222 => "the client secret the application sent has expired",
+            7000215 => "the client secret the application sent is wrong (not any current secret's value; perhaps the secret's ID was used, or it was replaced)",
+            700016 => "no application with that client id exists in the tenant the request went to",
+            90002 => "the tenant does not exist (wrong tenant id or wrong cloud)",
+            _ => "an Entra sign-in error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_ezsign_log_line() {
+        let l = AadstsLine::parse("2022-11-24 10:31:40.391 [main] ERROR EzSignLog - Max retries 3 times exceeded. Error Details: AADSTS7000222: The provided client secret keys for app '7412f649-8e14-471f-bfc1-733b36a42705' are expired").unwrap();
+        assert_eq!(l.code, 7000222);
+        assert_eq!(
+            l.app_id,
+            Some(Uuid::parse_str("7412f649-8e14-471f-bfc1-733b36a42705").unwrap())
+        );
+    }
+
+    #[test]
+    fn parses_unknown_tenant_and_unknown_app() {
+        let l = AadstsLine::parse("AADSTS90002: Tenant 'contoso.example' not found.").unwrap();
+        assert_eq!((l.code, l.tenant.as_deref(), l.app_id), (90002, Some("contoso.example"), None));
+        let l = AadstsLine::parse("AADSTS700016: Application with identifier '11111111-2222-3333-4444-555555555555' was not found in the directory 'x'").unwrap();
+        assert_eq!(l.code, 700016);
+        assert!(l.app_id.is_some());
+        assert!(AadstsLine::parse("no code here").is_none());
+        assert!(AadstsLine::parse("AADSTS").is_none());
+    }
+
+    #[test]
+    fn csv_escapes_commas_and_quotes() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+}
