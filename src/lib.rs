@@ -22,4 +22,5 @@ pub mod planner;
 pub mod policy;
 pub mod secret;
 pub mod settings;
+pub mod statuspage;
 pub mod transport;

@@ -1,0 +1,178 @@
+//! The status page: one self-contained HTML document (no external assets, works offline) with
+//! every enrolled credential on a timeline of days left, the recent rotations and the failures.
+//!
+//! Rendered from the same [`StatusReport`] the `Status` command returns, so the page can never
+//! disagree with the API. Every dynamic string goes through [`esc`].
+
+use std::fmt::Write;
+
+use crate::engine::report::{CredentialOutcome, StatusReport};
+
+/// HTML-escapes text for element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The horizon of the timeline, in days.
+const HORIZON_DAYS: i64 = 180;
+
+fn health(days_left: Option<i64>, problem: bool, outcome: Option<CredentialOutcome>) -> &'static str {
+    if problem || matches!(outcome, Some(CredentialOutcome::Failed | CredentialOutcome::Blocked)) {
+        return "bad";
+    }
+    match days_left {
+        Some(d) if d < 0 => "bad",
+        Some(d) if d < 30 => "warn",
+        Some(_) => "good",
+        None => "bad",
+    }
+}
+
+pub fn render(status: &StatusReport, app_version: &str) -> String {
+    let mut rows = String::new();
+    let mut failures = String::new();
+    let mut recent: Vec<(String, String)> = Vec::new();
+    for c in &status.credentials {
+        let h = health(c.days_left, c.problem.is_some(), c.last_outcome);
+        let days = c.days_left.unwrap_or(0).clamp(0, HORIZON_DAYS);
+        let width = (days as f64 / HORIZON_DAYS as f64 * 100.0).max(1.0);
+        let days_text = match c.days_left {
+            Some(d) if d < 0 => format!("expired {} days ago", -d),
+            Some(d) => format!("{d} days left"),
+            None => "unknown".into(),
+        };
+        let consumers = if c.consumers.is_empty() {
+            "Key Vault only".to_string()
+        } else if c.consumers_in_sync {
+            format!("{} consumer(s) in sync", c.consumers.len())
+        } else {
+            format!(
+                "{} of {} consumer(s) out of sync",
+                c.consumers.iter().filter(|x| x.in_sync == Some(false)).count(),
+                c.consumers.len()
+            )
+        };
+        let _ = write!(
+            rows,
+            r#"<tr class="{h}" data-credential="{name}"><th scope="row">{name}<div class="sub">{app}</div></th>
+<td><div class="bar" role="img" aria-label="{days_text}"><div class="fill {h}" style="width:{width:.1}%"></div></div><div class="sub">{days_text}{expires}</div></td>
+<td>{consumers}</td><td>{phase}</td></tr>
+"#,
+            name = esc(&c.name),
+            app = esc(c.display_name.as_deref().unwrap_or("")),
+            expires = c
+                .expires
+                .map(|e| format!(" · expires {}", e.format("%Y-%m-%d")))
+                .unwrap_or_default(),
+            phase = esc(c.phase.as_deref().unwrap_or("-")),
+        );
+        if let Some(p) = &c.problem {
+            let _ = write!(failures, "<li><b>{}</b>: {}</li>", esc(&c.name), esc(p));
+        } else if matches!(c.last_outcome, Some(CredentialOutcome::Failed | CredentialOutcome::Blocked)) {
+            let _ = write!(
+                failures,
+                "<li><b>{}</b>: the last run did not finish; see Status</li>",
+                esc(&c.name)
+            );
+        }
+        if let Some(r) = c.last_rotation {
+            recent.push((r.to_rfc3339(), c.name.clone()));
+        }
+    }
+    recent.sort();
+    recent.reverse();
+    let recent_html: String = if recent.is_empty() {
+        "<li>none yet</li>".into()
+    } else {
+        recent
+            .iter()
+            .map(|(at, n)| format!("<li>{} — {}</li>", esc(&at[..16.min(at.len())].replace('T', " ")), esc(n)))
+            .collect()
+    };
+    let failures_html = if failures.is_empty() {
+        "<p class=\"ok\">No failures.</p>".to_string()
+    } else {
+        format!("<ul class=\"failures\">{failures}</ul>")
+    };
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>secret-rotator status</title>
+<style>
+body{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#1b1b1b;background:#fafafa}}
+h1{{font-size:1.4rem;margin:0 0 .2rem}} .meta{{color:#555;margin-bottom:1.5rem}}
+table{{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 3px #0002}}
+th,td{{text-align:left;padding:.6rem .8rem;border-bottom:1px solid #eee;vertical-align:top}}
+thead th{{background:#f0f0f0;font-size:.85rem;text-transform:uppercase;letter-spacing:.03em}}
+.sub{{color:#666;font-size:.8rem;margin-top:.2rem}}
+.bar{{background:#e8e8e8;border-radius:4px;height:14px;width:100%;min-width:200px}}
+.fill{{height:14px;border-radius:4px}} .fill.good{{background:#2e7d32}} .fill.warn{{background:#f9a825}} .fill.bad{{background:#c62828}}
+tr.bad th{{border-left:4px solid #c62828}} tr.warn th{{border-left:4px solid #f9a825}} tr.good th{{border-left:4px solid #2e7d32}}
+section{{margin-top:1.5rem}} .failures li{{color:#c62828}} .ok{{color:#2e7d32}}
+</style></head>
+<body>
+<h1>secret-rotator</h1>
+<div class="meta">version {ver} · as of {now} · timeline spans {HORIZON_DAYS} days</div>
+<table><thead><tr><th>Credential</th><th>Days left</th><th>Consumers</th><th>Phase</th></tr></thead>
+<tbody>
+{rows}</tbody></table>
+<section><h2>Recent rotations</h2><ul>{recent_html}</ul></section>
+<section><h2>Failures</h2>{failures_html}</section>
+</body></html>
+"#,
+        ver = esc(app_version),
+        now = status.now.format("%Y-%m-%d %H:%M UTC"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::report::CredentialStatus;
+
+    fn cred(name: &str, days: Option<i64>, problem: Option<&str>) -> CredentialStatus {
+        CredentialStatus {
+            name: name.into(),
+            app_id: None,
+            display_name: Some("<script>alert(1)</script>".into()),
+            key_id_in_use: None,
+            key_id_source: None,
+            expires: None,
+            days_left: days,
+            last_rotation: None,
+            phase: Some("retired".into()),
+            consumers_in_sync: true,
+            consumers: vec![],
+            next_due: None,
+            problem: problem.map(str::to_string),
+            last_outcome: None,
+        }
+    }
+
+    #[test]
+    fn escapes_everything_and_marks_health() {
+        let s = StatusReport {
+            now: chrono::Utc::now(),
+            credentials: vec![cred("good-one", Some(120), None), cred("late", Some(-3), Some("expired"))],
+        };
+        let html = render(&s, "1.0.0");
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(html.contains(r#"<tr class="good" data-credential="good-one">"#));
+        assert!(html.contains(r#"<tr class="bad" data-credential="late">"#));
+        assert!(html.contains("expired 3 days ago"));
+        // No external assets: the page must work offline.
+        assert!(!html.contains("http://") && !html.contains("https://"));
+    }
+}
