@@ -5,7 +5,12 @@
 //! grammar (1.1.0, the newest on crates.io) has no rule for the `extension <alias>` statement
 //! that the Microsoft Graph extension needs, so exactly that statement is handled: the line is
 //! checked against its own small rule (and its alias against `infra/bicepconfig.json`) and then
-//! blanked before parsing. Nothing else is masked.
+//! blanked before parsing. Nothing else is masked in `.bicep` files.
+//!
+//! `.bicepparam` files are checked too. The grammar has `using` but not the parameter
+//! assignment `param <name> = <value>` (no type), which is `var <name> = <value>` under another
+//! keyword: so, in `.bicepparam` files only, a line-leading `param` keyword is read as `var`
+//! (padded, positions kept) and the values are parsed as ordinary Bicep expressions.
 
 use std::path::{Path, PathBuf};
 
@@ -117,7 +122,33 @@ fn configured_extensions() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Checks one file's text; returns its problems.
+/// `.bicepparam` only: `param x = v` lines become `var   x = v` (same length).
+fn bicepparam_as_bicep(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    for line in source.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start().len();
+        let rest = &line[indent..];
+        if rest.starts_with("param") && rest[5..].starts_with(char::is_whitespace) {
+            out.push_str(&line[..indent]);
+            out.push_str("var  ");
+            out.push_str(&rest[5..]);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// Checks one file's text (`.bicepparam` when `is_param_file`); returns its problems.
+fn check_file_source(source: &str, is_param_file: bool, known_aliases: &[String]) -> Vec<String> {
+    if is_param_file {
+        check_source(&bicepparam_as_bicep(source), known_aliases)
+    } else {
+        check_source(source, known_aliases)
+    }
+}
+
+/// Checks one `.bicep` file's text; returns its problems.
 fn check_source(source: &str, known_aliases: &[String]) -> Vec<String> {
     let (masked, aliases) = mask_extensions(source);
     let mut problems: Vec<String> = aliases
@@ -142,7 +173,8 @@ fn every_bicep_file_parses_without_syntax_errors() {
     for file in &files {
         let source = std::fs::read_to_string(file)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
-        for problem in check_source(&source, &aliases) {
+        let is_param_file = file.extension().is_some_and(|e| e == "bicepparam");
+        for problem in check_file_source(&source, is_param_file, &aliases) {
             failures.push(format!("{}:{problem}", file.display()));
         }
     }
@@ -211,4 +243,19 @@ fn masking_keeps_positions() {
         problems.iter().any(|p| p.starts_with("2:")),
         "error must be reported on line 2: {problems:?}"
     );
+}
+
+#[test]
+fn bicepparam_values_are_checked_as_expressions() {
+    let aliases: Vec<String> = Vec::new();
+    let good =
+        "using './main.bicep'\n\nparam name = 'x'\nparam list = [\n  {\n    name: 'a'\n  }\n]\n";
+    assert_eq!(
+        check_file_source(good, true, &aliases),
+        Vec::<String>::new()
+    );
+    let bad = "using './main.bicep'\nparam list = [\n  {\n    name: 'a'\n";
+    assert!(!check_file_source(bad, true, &aliases).is_empty());
+    // The rewrite is for .bicepparam files only: in a .bicep file this is an error.
+    assert!(!check_file_source("param name = 'x'\n", false, &aliases).is_empty());
 }
