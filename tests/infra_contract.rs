@@ -793,18 +793,18 @@ impl Infra {
             };
             let base_name = file.text_of(base);
             // <site>.identity.principalId
-            if file.text_of(mid) == "identity" && prop == "principalId" {
-                if let Some(d) = file.find_decl(base_name)
-                    && d.kind() == "resource_declaration"
-                    && file
-                        .decl_target(d)
-                        .is_some_and(|t| t.to_ascii_lowercase().starts_with("microsoft.web/sites@"))
-                {
-                    return vec![Val::Identity {
-                        file: file.rel.clone(),
-                        symbol: base_name.to_string(),
-                    }];
-                }
+            if file.text_of(mid) == "identity"
+                && prop == "principalId"
+                && let Some(d) = file.find_decl(base_name)
+                && d.kind() == "resource_declaration"
+                && file
+                    .decl_target(d)
+                    .is_some_and(|t| t.to_ascii_lowercase().starts_with("microsoft.web/sites@"))
+            {
+                return vec![Val::Identity {
+                    file: file.rel.clone(),
+                    symbol: base_name.to_string(),
+                }];
             }
             // <module>.outputs.<name>
             if file.text_of(mid) == "outputs"
@@ -1117,6 +1117,10 @@ fn grants_action(g: &Grant, plane: Plane, action: &str) -> bool {
         && !denied.iter().any(|p| action_matches(p, action))
 }
 
+/// A custom role defined in the templates: (roleName expression, actions, notActions,
+/// dataActions), keyed elsewhere by (file, symbol).
+type CustomRole = (String, Vec<String>, Vec<String>, Vec<String>);
+
 struct Collected {
     grants: Vec<Grant>,
     graph: Vec<GraphGrant>,
@@ -1141,10 +1145,7 @@ impl Infra {
         let env = Env::new();
 
         // Custom role definitions, by (file, symbol).
-        let mut custom: BTreeMap<
-            (String, String),
-            (String, Vec<String>, Vec<String>, Vec<String>),
-        > = BTreeMap::new();
+        let mut custom: BTreeMap<(String, String), CustomRole> = BTreeMap::new();
         for f in self.files.values() {
             for r in f.statements("resource_declaration") {
                 let t = f.decl_target(r).unwrap_or_default().to_ascii_lowercase();
