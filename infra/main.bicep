@@ -38,7 +38,7 @@ param location string = resourceGroup().location
 ])
 param planKind string = 'flex'
 
-@description('Subnet for outbound VNet integration (required to reach private endpoints). Empty: none.')
+@description('Subnet for outbound VNet integration, to reach private endpoints: delegated to Microsoft.App/environments (flex) or Microsoft.Web/serverFarms (elasticPremium). Empty: none.')
 param subnetId string = ''
 
 @description('Tenant of the enrolled applications; verification tokens are requested there.')

@@ -6,7 +6,8 @@ param functionAppName = 'func-secret-rotator-prod'
 param location = 'westeurope'
 
 // 'flex' (default) or 'elasticPremium' when vaults or consumers sit behind private endpoints
-// (then also set subnetId to a subnet delegated to Microsoft.Web/serverFarms).
+// (then also set subnetId: a subnet delegated to Microsoft.Web/serverFarms; on flex,
+// Microsoft.App/environments).
 param planKind = 'flex'
 
 param tenantId = '00000000-0000-0000-0000-000000000000'
