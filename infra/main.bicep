@@ -105,8 +105,9 @@ type resourceRef = {
   resourceGroup: string
 }
 
-// Storage account names: 3-24 lowercase letters and digits, globally unique.
-var storageAccountName = take('st${toLower(replace(functionAppName, '-', ''))}${uniqueString(resourceGroup().id, functionAppName)}', 24)
+// Storage account names: 3-24 lowercase letters and digits, globally unique. 'st' + at most 9
+// characters of the app name + the 13-character uniqueString, so the hash is never cut off.
+var storageAccountName = 'st${take(toLower(replace(functionAppName, '-', '')), 9)}${uniqueString(resourceGroup().id, functionAppName)}'
 
 module monitoring 'modules/monitoring.bicep' = {
   name: '${functionAppName}-monitoring'
