@@ -1969,3 +1969,22 @@ fn bicepparam_sets_only_declared_parameters_and_every_required_one() {
         );
     }
 }
+
+#[test]
+fn checker_reports_plan_kind_default_and_missing_parameters() {
+    let infra = edited(
+        "main.bicep",
+        "param planKind string = 'flex'",
+        "param planKind string = 'elasticPremium'",
+    );
+    assert_reports(&check_structure(&infra), "planKind must default to 'flex'");
+    let infra = edited(
+        "main.bicep",
+        "param policyPath string = 'policy.json'",
+        "param policyFile string = 'policy.json'",
+    );
+    assert_reports(
+        &check_structure(&infra),
+        "does not take the parameter `policyPath`",
+    );
+}
