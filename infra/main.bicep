@@ -1,0 +1,255 @@
+// secret-rotator: the Function App that rotates Entra ID client secrets, and every right it holds.
+//
+// What lives where:
+// - modules/monitoring.bicep   Log Analytics workspace + Application Insights (Entra-only ingestion)
+// - modules/storage.bicep      the app's own storage account (no shared keys) and its containers
+// - modules/functionApp.bicep  the plan (Flex Consumption or Elastic Premium) and the Linux
+//                              custom-handler Function App with its system-assigned identity and
+//                              every app setting the binary reads
+// - modules/customRoles.bicep  two narrow custom roles (API connections, Automation variables)
+// - modules/access/*.bicep     one role assignment each, scoped to the single resource it is for
+// - modules/graphAppRole.bicep the Microsoft Graph app role Application.ReadWrite.OwnedBy
+//
+// Least privilege: the identity gets Key Vault Secrets Officer on each named vault, Website
+// Contributor on each named consumer site, a custom role on each named API connection and
+// Automation account, Storage Blob Data Owner on its own storage account, Monitoring Metrics
+// Publisher on its own Application Insights, and Application.ReadWrite.OwnedBy in Graph (it can
+// only touch applications it owns; see docs/deploy.md for the owner step). Nothing at resource
+// group or subscription scope, and no secret of its own: storage, telemetry and Graph are all
+// reached with the managed identity.
+//
+// tests/infra_contract.rs checks this file against src/settings.rs (SETTING_SPECS) and
+// src/azure/permissions.rs (REQUIRED_PERMISSIONS).
+
+targetScope = 'resourceGroup'
+
+@description('Name of the Function App (also the prefix of the other resources).')
+@minLength(2)
+@maxLength(40)
+param functionAppName string
+
+@description('Region for every resource this template creates.')
+param location string = resourceGroup().location
+
+@description('flex: Flex Consumption (default). elasticPremium: for vaults and consumers behind private endpoints (set subnetId too).')
+@allowed([
+  'flex'
+  'elasticPremium'
+])
+param planKind string = 'flex'
+
+@description('Subnet for outbound VNet integration, to reach private endpoints: delegated to Microsoft.App/environments (flex) or Microsoft.Web/serverFarms (elasticPremium). Empty: none.')
+param subnetId string = ''
+
+@description('Tenant of the enrolled applications; verification tokens are requested there.')
+param tenantId string = tenant().tenantId
+
+@description('NCRONTAB schedule (six fields, UTC) of the RotateSecrets timer.')
+param rotationSchedule string = '0 0 2 * * *'
+
+@description('Enrolment policy file, relative to the app root (/home/site/wwwroot) or absolute.')
+param policyPath string = 'policy.json'
+
+@description('Key Vaults holding enrolled credentials: Key Vault Secrets Officer on each.')
+param vaults resourceRef[] = []
+
+@description('Consumer App Service / Function Apps: Website Contributor on each.')
+param consumerSites resourceRef[] = []
+
+@description('Consumer Logic Apps API connections (Microsoft.Web/connections): custom updater role on each.')
+param apiConnections resourceRef[] = []
+
+@description('Consumer Automation accounts: custom variable-updater role on each.')
+param automationAccounts resourceRef[] = []
+
+@description('Grant Application.ReadWrite.OwnedBy through the Graph extension. The deploying identity needs AppRoleAssignment.ReadWrite.All + Application.Read.All (or Privileged Role Administrator). false: grant it by hand (docs/deploy.md).')
+param grantGraphAppRole bool = true
+
+@description('Credentials rotated at once.')
+@minValue(1)
+@maxValue(64)
+param maxParallel int = 8
+
+@description('Longest a timer pass works before leaving the rest for the next run (seconds, well inside functionTimeout).')
+@minValue(30)
+@maxValue(540)
+param passBudgetSeconds int = 240
+
+@description('How long an on-demand Rotate request waits before answering with a run id (seconds).')
+@minValue(1)
+@maxValue(200)
+param rotateWaitSeconds int = 20
+
+@description('How long a new secret may take to be accepted by Entra (seconds).')
+@minValue(10)
+@maxValue(900)
+param verifyTimeoutSeconds int = 180
+
+@description('Pin host names to addresses, HOST=IP:PORT comma-separated (e.g. a private vault). Empty: not set.')
+param resolveOverrides string = ''
+
+@description('Extra trusted CA bundle (PEM path in the package) for a TLS-inspecting proxy. Empty: not set.')
+param caFile string = ''
+
+@description('Log filter (tracing EnvFilter syntax).')
+param logFilter string = 'info'
+
+@description('Tags for every resource.')
+param tags object = {}
+
+@description('A resource the rotator acts on, in this subscription.')
+type resourceRef = {
+  @description('Resource name.')
+  name: string
+  @description('Its resource group (role assignments there are deployed by a module scoped to it).')
+  resourceGroup: string
+}
+
+// Storage account names: 3-24 lowercase letters and digits, globally unique. 'st' + at most 9
+// characters of the app name + the 13-character uniqueString, so the hash is never cut off.
+var storageAccountName = 'st${take(toLower(replace(functionAppName, '-', '')), 9)}${uniqueString(resourceGroup().id, functionAppName)}'
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: '${functionAppName}-monitoring'
+  params: {
+    name: functionAppName
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: '${functionAppName}-storage'
+  params: {
+    name: storageAccountName
+    location: location
+    tags: tags
+  }
+}
+
+module functionApp 'modules/functionApp.bicep' = {
+  name: '${functionAppName}-app'
+  params: {
+    name: functionAppName
+    location: location
+    planKind: planKind
+    subnetId: subnetId
+    storageAccountName: storage.outputs.name
+    blobEndpoint: storage.outputs.blobEndpoint
+    queueEndpoint: storage.outputs.queueEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    rotatorContainerName: storage.outputs.rotatorContainerName
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    tenantId: tenantId
+    rotationSchedule: rotationSchedule
+    policyPath: policyPath
+    maxParallel: maxParallel
+    passBudgetSeconds: passBudgetSeconds
+    rotateWaitSeconds: rotateWaitSeconds
+    verifyTimeoutSeconds: verifyTimeoutSeconds
+    resolveOverrides: resolveOverrides
+    caFile: caFile
+    logFilter: logFilter
+    tags: tags
+  }
+}
+
+// The host (AzureWebJobsStorage, Flex deployment container) and the rotator (leases, audit
+// records, run outcomes) both use the app's own storage through the identity.
+module ownStorageAccess 'modules/access/ownStorage.bicep' = {
+  name: '${functionAppName}-access-storage'
+  params: {
+    storageAccountName: storage.outputs.name
+    principalId: functionApp.outputs.principalId
+  }
+}
+
+// Entra-only telemetry ingestion (local auth is disabled on the component).
+module telemetryAccess 'modules/access/appInsights.bicep' = {
+  name: '${functionAppName}-access-telemetry'
+  params: {
+    appInsightsName: monitoring.outputs.appInsightsName
+    principalId: functionApp.outputs.principalId
+  }
+}
+
+module customRoles 'modules/customRoles.bicep' = if (!empty(apiConnections) || !empty(automationAccounts)) {
+  name: '${functionAppName}-custom-roles'
+  scope: subscription()
+}
+
+module vaultAccess 'modules/access/vault.bicep' = [
+  for vault in vaults: {
+    name: take('${functionAppName}-kv-${vault.name}', 64)
+    scope: resourceGroup(vault.resourceGroup)
+    params: {
+      vaultName: vault.name
+      principalId: functionApp.outputs.principalId
+    }
+  }
+]
+
+module siteAccess 'modules/access/site.bicep' = [
+  for site in consumerSites: {
+    name: take('${functionAppName}-site-${site.name}', 64)
+    scope: resourceGroup(site.resourceGroup)
+    params: {
+      siteName: site.name
+      principalId: functionApp.outputs.principalId
+    }
+  }
+]
+
+module connectionAccess 'modules/access/connection.bicep' = [
+  for connection in apiConnections: {
+    name: take('${functionAppName}-conn-${connection.name}', 64)
+    scope: resourceGroup(connection.resourceGroup)
+    params: {
+      connectionName: connection.name
+      principalId: functionApp.outputs.principalId
+      roleDefinitionId: customRoles!.outputs.connectionUpdaterRoleId
+    }
+  }
+]
+
+module automationAccess 'modules/access/automationAccount.bicep' = [
+  for account in automationAccounts: {
+    name: take('${functionAppName}-aa-${account.name}', 64)
+    scope: resourceGroup(account.resourceGroup)
+    params: {
+      automationAccountName: account.name
+      principalId: functionApp.outputs.principalId
+      roleDefinitionId: customRoles!.outputs.automationVariableUpdaterRoleId
+    }
+  }
+]
+
+module graphAppRole 'modules/graphAppRole.bicep' = if (grantGraphAppRole) {
+  name: '${functionAppName}-graph-approle'
+  params: {
+    principalId: functionApp.outputs.principalId
+  }
+}
+
+// Outputs are named after what they feed.
+
+@description('--owner-object-id of `az ad app owner add` for each enrolled application.')
+output ownerObjectIdForEnrolledApps string = functionApp.outputs.principalId
+
+@description('--name of `az functionapp deployment source config-zip` / `az functionapp keys list`.')
+output functionAppNameForDeploy string = functionApp.outputs.name
+
+@description('Base URL of the HTTP functions (SelfTest, Rotate) for the verify step.')
+output selfTestBaseUrl string = 'https://${functionApp.outputs.defaultHostName}/api'
+
+@description('--account-name for `az storage blob upload --auth-mode login` of the package (Elastic Premium) and for reading audit records.')
+output storageAccountNameForPackageAndAudit string = storage.outputs.name
+
+@description('--container-name the Elastic Premium package goes to (Flex: its deployment container).')
+output packageContainerName string = storage.outputs.deploymentContainerName
+
+@description('Blob URL WEBSITE_RUN_FROM_PACKAGE points at on Elastic Premium (upload the zip here).')
+output elasticPremiumPackageUrl string = functionApp.outputs.packageUrl
+
+@description('Application Insights resource to query the rotator logs in.')
+output appInsightsNameForLogs string = monitoring.outputs.appInsightsName
