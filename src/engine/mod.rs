@@ -1,3 +1,4 @@
 //! The rotation engine: observe, plan, execute one step, repeat.
 
 pub mod report;
+pub mod service;
