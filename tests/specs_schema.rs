@@ -33,10 +33,9 @@ fn schemas_dir() -> PathBuf {
         if let Some(main) = gitdir
             .ancestors()
             .find(|p| p.file_name().is_some_and(|n| n == ".git"))
+            && let Some(main_root) = main.parent()
         {
-            if let Some(main_root) = main.parent() {
-                tried.push(main_root.join("../shared/schemas"));
-            }
+            tried.push(main_root.join("../shared/schemas"));
         }
     }
     tried
