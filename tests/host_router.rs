@@ -33,6 +33,8 @@ struct Fake {
     gate: Mutex<Option<oneshot::Receiver<()>>>,
     started: Notify,
     finished: Notify,
+    /// Set: `rotation_pass` waits for it.
+    pass_gate: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 fn report(name: &str, outcome: CredentialOutcome, now: DateTime<Utc>) -> CredentialReport {
@@ -54,6 +56,10 @@ fn report(name: &str, outcome: CredentialOutcome, now: DateTime<Utc>) -> Credent
 impl RotatorService for Fake {
     async fn rotation_pass(&self, now: DateTime<Utc>, budget: Duration) -> PassReport {
         self.passes.lock().unwrap().push((now, budget));
+        let gate = self.pass_gate.lock().unwrap().take();
+        if let Some(gate) = gate {
+            let _ = gate.await;
+        }
         PassReport {
             run_id: "engine-run".into(),
             started: now,
@@ -835,6 +841,54 @@ async fn an_engine_that_did_not_start_is_reported_not_crashed() {
             .as_str()
             .unwrap()
             .starts_with("unavailable")
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_overrunning_pass_continues_and_the_next_timer_does_not_start_another() {
+    let fake = Arc::new(Fake::default());
+    let (open, gate) = oneshot::channel();
+    *fake.pass_gate.lock().unwrap() = Some(gate);
+    // Zero budget and grace: the invocation answers at once while the held pass keeps running.
+    let s = start(
+        fake.clone(),
+        HandlerOptions {
+            pass_budget: Duration::ZERO,
+            pass_grace: Duration::ZERO,
+            ..opts()
+        },
+    )
+    .await;
+    let first = s.client.timer("RotateSecrets", t0(), false).await;
+    let logs = first.logs.join("\n");
+    assert!(
+        logs.contains(&format!("pass {} is still running", first.invocation_id)),
+        "{logs}"
+    );
+
+    let second = s.client.timer("RotateSecrets", t0(), true).await;
+    let logs = second.logs.join("\n");
+    assert!(
+        logs.contains("still working; this run starts no second pass"),
+        "{logs}"
+    );
+    assert_eq!(fake.passes.lock().unwrap().len(), 1);
+
+    open.send(()).unwrap();
+    let q = s
+        .client
+        .http(
+            self_test_call(
+                json!({"function": "Run", "runId": first.invocation_id, "waitSeconds": 60}),
+            ),
+            t0(),
+        )
+        .await;
+    assert_eq!(q.body["run"]["state"], "finished", "{}", q.body);
+    assert_eq!(
+        q.body["run"]["result"]["report"]["deferred"],
+        json!(["empower"])
     );
     s.shutdown().await;
 }

@@ -122,6 +122,19 @@ async fn rotate_secrets(
             ),
         );
     }
+    // The host runs one timer invocation at a time, but a pass that overran its invocation is
+    // still working: a second pass now would only contend for the same leases.
+    if let Some(previous) = state.runs.running_pass() {
+        let line = format!(
+            "pass {previous} from an earlier run is still working; this run starts no second pass"
+        );
+        tracing::warn!(previous_run = %previous, "{line}");
+        logs.push(line);
+        return json_ok(InvocationResponse {
+            logs,
+            ..Default::default()
+        });
+    }
     let service = state.service.clone();
     let budget = state.opts.pass_budget;
     let handle = state.runs.start(

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 use serde::Serialize;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::engine::report::{CredentialReport, PassReport, ResultCode};
 
@@ -145,6 +146,7 @@ impl RunRegistry {
         let (tx, rx) = watch::channel(None);
         let finished_after = Arc::new(Mutex::new(None));
         let started_at = tokio::time::Instant::now();
+        let credential_for_span = credential.clone();
         let run_id = {
             let mut runs = self.lock();
             let run_id = match id_hint {
@@ -170,8 +172,16 @@ impl RunRegistry {
             self.evict(&mut runs);
             run_id
         };
+        // The run's span is a child of the invocation's (the current span here), so its log
+        // lines carry both the run id and the invocation that started it.
+        let span = tracing::info_span!(
+            "run",
+            run_id = %run_id,
+            kind = ?kind,
+            credential = credential_for_span.as_deref().unwrap_or("")
+        );
         tokio::spawn(async move {
-            let result = std::panic::AssertUnwindSafe(work)
+            let result = std::panic::AssertUnwindSafe(work.instrument(span))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| RunResult::Failed {
@@ -187,6 +197,15 @@ impl RunRegistry {
             joined: false,
             done: rx,
         }
+    }
+
+    /// An unfinished pass, if any (a timer firing while the previous pass overran).
+    pub fn running_pass(&self) -> Option<String> {
+        let runs = self.lock();
+        runs.by_id
+            .values()
+            .find(|s| s.info.kind == RunKind::Pass && s.done.borrow().is_none())
+            .map(|s| s.info.run_id.clone())
     }
 
     /// The unfinished rotate run for `credential`, if any (a second request joins it).
