@@ -68,7 +68,8 @@ fn serve_main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        // Bind before building the engine so the host's readiness probe is answered at once.
+        // Bind first: a port problem is reported before any engine work. Building the engine
+        // reads local files only, so the readiness probe is still answered within milliseconds.
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| {

@@ -287,6 +287,7 @@ async fn self_test_has_the_probe_shape_with_checks() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["Content-Type"], "application/json");
+    assert_eq!(r.headers["Cache-Control"], "no-store");
     assert_probe_shape(&r.body, "Test");
     assert_eq!(r.body["success"], false);
     assert_eq!(r.body["resultCode"], "19");

@@ -346,7 +346,11 @@ impl HttpOutput {
         Self {
             status_code,
             body,
-            headers: BTreeMap::from([("Content-Type".into(), "application/json".into())]),
+            // Status and run outcomes change from one call to the next: never cache them.
+            headers: BTreeMap::from([
+                ("Content-Type".into(), "application/json".into()),
+                ("Cache-Control".into(), "no-store".into()),
+            ]),
         }
     }
 }

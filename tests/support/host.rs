@@ -821,6 +821,13 @@ pub struct FunctionsHost {
 }
 
 impl FunctionsHost {
+    /// Starts the handler with [`minimal_settings`]; use [`HostBuilder`] for anything else.
+    pub async fn start() -> Result<FunctionsHost, HostExit> {
+        HostBuilder::new().start().await
+    }
+    pub fn builder() -> HostBuilder {
+        HostBuilder::new()
+    }
     pub fn app_root(&self) -> &Path {
         self.app_root.path()
     }
