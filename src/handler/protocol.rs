@@ -333,7 +333,9 @@ impl HttpRequestData {
 pub struct HttpOutput {
     #[serde(rename = "statusCode")]
     pub status_code: u16,
-    /// JSON text; a string so the host passes it through unchanged.
+    /// JSON text; a string so the host passes it through unchanged (an object or array body is
+    /// re-serialized by the host through .NET types and can come out mangled, e.g.
+    /// Azure/azure-functions-host#6575; a string is the documented safe form).
     pub body: String,
     pub headers: BTreeMap<String, String>,
 }
@@ -694,6 +696,60 @@ mod tests {
         .timer("timer")
         .unwrap_err();
         assert!(e.to_string().contains("ScheduleStatus.Last"), "{e}");
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            ".{0,40}".prop_map(Value::String),
+            Just(json!("2025-01-15T02:00:00Z")),
+            Just(json!("{\"IsPastDue\":true}")),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let keys = prop_oneof![
+                Just("Data".to_string()),
+                Just("Metadata".to_string()),
+                Just("sys".to_string()),
+                Just("UtcNow".to_string()),
+                Just("req".to_string()),
+                Just("timer".to_string()),
+                Just("Query".to_string()),
+                Just("Headers".to_string()),
+                Just("Body".to_string()),
+                Just("Params".to_string()),
+                Just("ScheduleStatus".to_string()),
+                Just("Last".to_string()),
+                Just("IsPastDue".to_string()),
+                "[a-zA-Z]{1,8}",
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(keys, inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever the host (or anyone) sends, parsing answers Ok or a named error: no panic.
+        #[test]
+        fn parsing_never_panics(v in arb_json(), bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = InvocationRequest::parse(&bytes);
+            if let Ok(req) = InvocationRequest::parse(v.to_string().as_bytes()) {
+                if let Ok(h) = req.http_request(HTTP_TRIGGER_BINDING) {
+                    let _ = h.json_body();
+                }
+                let _ = req.timer(TIMER_BINDING);
+            }
+        }
+
+        #[test]
+        fn dates_never_panic(s in ".{0,40}") {
+            let _ = parse_host_datetime(&s);
+        }
     }
 
     #[test]

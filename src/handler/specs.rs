@@ -372,6 +372,13 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn schedule_validation_never_panics(s in "[0-9*/,A-Za-z% -]{0,40}") {
+            let _ = validate_schedule(&s);
+        }
+    }
+
     #[test]
     fn spec_checks_find_each_problem() {
         let host = serde_json::json!({"version": "2.0", "customHandler": {"description": {"defaultExecutablePath": "secret-rotator"}}});
