@@ -39,6 +39,9 @@ struct PackageArgs {
     /// The folder holding host.json and function-specs/.
     #[arg(long, default_value = ".")]
     root: PathBuf,
+    /// The enrolment policy to ship at the app root (where ROTATOR_POLICY_PATH=policy.json points).
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -206,6 +209,7 @@ fn package_main(args: PackageArgs) -> anyhow::Result<()> {
             root: args.root,
             binary: args.binary,
             out: args.out.clone(),
+            policy: args.policy,
         })?;
     println!(
         "wrote {} ({} bytes): {}",

@@ -1,7 +1,8 @@
 //! `secret-rotator package`: the deployable zip, laid out as the Functions host expects at the
 //! app root (contracts §1.1): `host.json`, the binary under the name host.json's
 //! `customHandler.description.defaultExecutablePath` gives it (unix mode 0755, so Linux can run
-//! it after zip deploy), and one `<Function>/function.json` per folder of `function-specs/`.
+//! it after zip deploy), one `<Function>/function.json` per folder of `function-specs/`, and
+//! optionally the policy file at the root (where a relative `ROTATOR_POLICY_PATH` points).
 //!
 //! The specs are checked first ([`crate::handler::specs::check_specs`]) so a zip that the host
 //! would refuse to index is never built. Entries are written in a fixed order with a fixed
@@ -43,6 +44,8 @@ pub struct PackageOptions {
     pub root: PathBuf,
     pub binary: PathBuf,
     pub out: PathBuf,
+    /// Added at the zip root under its file name; must be JSON.
+    pub policy: Option<PathBuf>,
 }
 
 /// What went into the zip.
@@ -77,6 +80,31 @@ pub fn build_package(opts: &PackageOptions) -> Result<PackageSummary, PackageErr
         return Err(PackageError::NoBinary(opts.binary.display().to_string()));
     }
     let binary = read(&opts.binary)?;
+    let policy = match &opts.policy {
+        None => None,
+        Some(p) => {
+            let data = read(p)?;
+            serde_json::from_slice::<serde_json::Value>(&data).map_err(|e| PackageError::Json {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| PackageError::Read {
+                    path: p.display().to_string(),
+                    reason: "not a file name".into(),
+                })?;
+            if name == "host.json" || name == executable_name {
+                return Err(PackageError::Read {
+                    path: p.display().to_string(),
+                    reason: format!("a policy file may not be named {name}"),
+                });
+            }
+            Some((name, data))
+        }
+    };
 
     let write_err = |e: &dyn std::fmt::Display| PackageError::Write {
         path: opts.out.display().to_string(),
@@ -113,6 +141,9 @@ pub fn build_package(opts: &PackageOptions) -> Result<PackageSummary, PackageErr
             &read(&path)?,
             0o644,
         )?;
+    }
+    if let Some((name, data)) = &policy {
+        add(name, data, 0o644)?;
     }
     let file = zip.finish().map_err(|e| write_err(&e))?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);

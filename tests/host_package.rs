@@ -9,14 +9,19 @@ use std::io::Read as _;
 use std::path::Path;
 use std::process::Command;
 
-fn package(root: &Path, binary: &Path, out: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_secret-rotator"))
-        .args(["package", "--binary"])
+fn package_cmd(root: &Path, binary: &Path, out: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_secret-rotator"));
+    c.args(["package", "--binary"])
         .arg(binary)
         .arg("--out")
         .arg(out)
         .arg("--root")
-        .arg(root)
+        .arg(root);
+    c
+}
+
+fn package(root: &Path, binary: &Path, out: &Path) -> std::process::Output {
+    package_cmd(root, binary, out)
         .output()
         .expect("the binary runs")
 }
@@ -79,6 +84,27 @@ fn package_builds_the_layout_the_host_expects() {
         .unwrap();
         assert_eq!(data, want, "{f}");
     }
+
+    // The policy file rides along at the root when given, and must be JSON.
+    let policy = tmp.path().join("policy.json");
+    std::fs::write(&policy, br#"{"credentials": []}"#).unwrap();
+    let with_policy = tmp.path().join("with-policy.zip");
+    let o = package_cmd(&host::repo_root(), &binary, &with_policy)
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&with_policy).unwrap()).unwrap();
+    assert_eq!(read(&mut z, "policy.json").0, br#"{"credentials": []}"#);
+    std::fs::write(&policy, b"credentials: []").unwrap();
+    let o = package_cmd(&host::repo_root(), &binary, &tmp.path().join("x.zip"))
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("policy.json is not valid JSON"));
 
     // The same inputs give the same bytes (fixed order and timestamps).
     let again = tmp.path().join("again.zip");
