@@ -35,6 +35,8 @@ struct Fake {
     finished: Notify,
     /// Set: `rotation_pass` waits for it.
     pass_gate: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Set: `self_test` and `plan` never finish (a hung dependency).
+    hang: std::sync::atomic::AtomicBool,
 }
 
 fn report(name: &str, outcome: CredentialOutcome, now: DateTime<Utc>) -> CredentialReport {
@@ -100,6 +102,9 @@ impl RotatorService for Fake {
     }
 
     async fn self_test(&self, _now: DateTime<Utc>) -> SelfTestReport {
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         SelfTestReport {
             checks: vec![
                 Check {
@@ -141,6 +146,9 @@ impl RotatorService for Fake {
     }
 
     async fn plan(&self, now: DateTime<Utc>) -> PlanReport {
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         PlanReport {
             now,
             credentials: vec![CredentialPlan {
@@ -891,5 +899,80 @@ async fn an_overrunning_pass_continues_and_the_next_timer_does_not_start_another
         q.body["run"]["result"]["report"]["deferred"],
         json!(["empower"])
     );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hung_engine_call_is_answered_504_not_left_hanging() {
+    let fake = Arc::new(Fake::default());
+    fake.hang.store(true, Ordering::SeqCst);
+    // A zero bound: the call is polled once, found pending, and answered without any clock.
+    let s = start(
+        fake,
+        HandlerOptions {
+            request_timeout: Duration::ZERO,
+            ..opts()
+        },
+    )
+    .await;
+    for command in ["Test", "Plan"] {
+        let r = s
+            .client
+            .http(self_test_call(json!({"function": command})), t0())
+            .await;
+        assert_eq!(r.status, 504, "{}", r.body);
+        assert_eq!(r.body["command"], command);
+        assert_eq!(r.body["resultCode"], "50");
+        assert!(
+            r.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("did not finish")
+        );
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_forced_request_does_not_join_an_unforced_run() {
+    let fake = Arc::new(Fake::default());
+    let (open, gate) = oneshot::channel();
+    *fake.gate.lock().unwrap() = Some(gate);
+    let s = start(
+        fake.clone(),
+        HandlerOptions {
+            rotate_wait: Duration::ZERO,
+            ..opts()
+        },
+    )
+    .await;
+    let a = s
+        .client
+        .http(HttpCall::new("POST", "rotate/pa"), t0())
+        .await;
+    assert_eq!(a.status, 202);
+    let b = s
+        .client
+        .http(
+            HttpCall::new("POST", "rotate/pa").query("force", "true"),
+            t0(),
+        )
+        .await;
+    assert_ne!(b.body["runId"], a.body["runId"]);
+    assert_eq!(b.body["joined"], false);
+    open.send(()).unwrap();
+    let q = s
+        .client
+        .http(
+            self_test_call(json!({"function": "Run", "runId": b.body["runId"], "waitSeconds": 60})),
+            t0(),
+        )
+        .await;
+    assert_eq!(
+        q.body["run"]["result"]["report"]["outcome"], "progressed",
+        "{}",
+        q.body
+    );
+    assert_eq!(fake.rotations.load(Ordering::SeqCst), 2);
     s.shutdown().await;
 }

@@ -314,6 +314,30 @@ fn body_object(http: &HttpRequestData) -> Result<Map<String, Value>, String> {
 
 // ---------------------------------------------------------------- SelfTest (HTTP)
 
+/// Runs a read-only engine call within `opts.request_timeout`: Azure's front end drops an HTTP
+/// request after 230 s, so a hung dependency is answered with a clear 504 before that.
+async fn bounded<T>(state: &AppState, fut: impl Future<Output = T>) -> Result<T, Duration> {
+    let limit = state.opts.request_timeout;
+    tokio::time::timeout(limit, fut).await.map_err(|_| limit)
+}
+
+fn out_for(state: &AppState, command: &str, limit: Duration) -> (HttpOutput, Vec<String>) {
+    let message = format!(
+        "{command} did not finish within {}s; a dependency is slow or unreachable (see the logs)",
+        limit.as_secs()
+    );
+    tracing::error!(command, "{message}");
+    let out = reply(
+        state,
+        command,
+        false,
+        Some(message.clone()),
+        ResultCode::Internal,
+        vec![],
+    );
+    (HttpOutput::json(504, &out), vec![message])
+}
+
 async fn self_test(
     state: &AppState,
     http: &HttpRequestData,
@@ -365,7 +389,10 @@ async fn test_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<
                 message: format!("the rotation engine did not start: {}", e.message),
             }],
         },
-        None => state.service.self_test(now).await,
+        None => match bounded(state, state.service.self_test(now)).await {
+            Ok(r) => r,
+            Err(out) => return out_for(state, "Test", out),
+        },
     };
     let code = report.result_code();
     let failing: Vec<&str> = report
@@ -423,7 +450,10 @@ async fn status_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Ve
     if let Some(u) = unavailable(state, "Status") {
         return u;
     }
-    let report = state.service.status(now).await;
+    let report = match bounded(state, state.service.status(now)).await {
+        Ok(r) => r,
+        Err(out) => return out_for(state, "Status", out),
+    };
     let code = status_code(&report);
     let attention: Vec<String> = report
         .credentials
@@ -475,7 +505,10 @@ async fn plan_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<
     if let Some(u) = unavailable(state, "Plan") {
         return u;
     }
-    let plan = state.service.plan(now).await;
+    let plan = match bounded(state, state.service.plan(now)).await {
+        Ok(r) => r,
+        Err(out) => return out_for(state, "Plan", out),
+    };
     let lines = plan
         .credentials
         .iter()
@@ -698,7 +731,7 @@ async fn rotate(
         return u;
     }
 
-    let handle = match state.runs.running_rotation(&credential) {
+    let handle = match state.runs.running_rotation(&credential, force) {
         Some(h) => h,
         None => {
             let service = state.service.clone();

@@ -208,14 +208,16 @@ impl RunRegistry {
             .map(|s| s.info.run_id.clone())
     }
 
-    /// The unfinished rotate run for `credential`, if any (a second request joins it).
-    pub fn running_rotation(&self, credential: &str) -> Option<RunHandle> {
+    /// The unfinished rotate run for `credential` that a new request (with `force`) can join:
+    /// a forced run serves any request, an unforced one only unforced requests.
+    pub fn running_rotation(&self, credential: &str, force: bool) -> Option<RunHandle> {
         let runs = self.lock();
         runs.by_id
             .values()
             .find(|s| {
                 s.info.kind == RunKind::Rotate
                     && s.info.credential.as_deref() == Some(credential)
+                    && (s.info.force || !force)
                     && s.done.borrow().is_none()
             })
             .map(|s| RunHandle {
@@ -350,7 +352,11 @@ mod tests {
         assert_eq!(h.run_id, "inv-1");
         assert!(h.wait(Duration::ZERO).await.is_none());
         assert_eq!(reg.get("inv-1").unwrap().state, "running");
-        assert!(reg.running_rotation("a").unwrap().joined);
+        assert!(reg.running_rotation("a", false).unwrap().joined);
+        assert!(
+            reg.running_rotation("a", true).is_none(),
+            "a forced request does not join an unforced run"
+        );
         go.send(()).unwrap();
         let r = reg
             .handle("inv-1")
@@ -360,7 +366,7 @@ mod tests {
             .unwrap();
         assert!(matches!(&*r, RunResult::Rotate { report } if report.name == "a"));
         assert_eq!(reg.get("inv-1").unwrap().state, "finished");
-        assert!(reg.running_rotation("a").is_none());
+        assert!(reg.running_rotation("a", false).is_none());
     }
 
     #[tokio::test]

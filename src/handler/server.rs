@@ -52,6 +52,8 @@ pub struct HandlerOptions {
     pub rotate_wait: Duration,
     /// Longest `waitSeconds` a Run query may ask for.
     pub max_run_wait: Duration,
+    /// Bound on Test, Status and Plan (read-only engine calls answered inline).
+    pub request_timeout: Duration,
     /// At shutdown, how long unfinished runs get to finish.
     pub drain: Duration,
     /// Finished runs remembered for Run/Status queries.
@@ -67,6 +69,7 @@ impl Default for HandlerOptions {
             pass_grace: Duration::from_secs(60),
             rotate_wait: Duration::from_secs(20),
             max_run_wait: Duration::from_secs(crate::settings::MAX_ROTATE_WAIT_SECONDS),
+            request_timeout: Duration::from_secs(crate::settings::MAX_ROTATE_WAIT_SECONDS),
             drain: Duration::from_secs(30),
             runs_kept: 200,
             app_version: env!("CARGO_PKG_VERSION").to_string(),
