@@ -8,6 +8,7 @@
 //! - [`azure`]: one client per Azure service (Graph, Entra token probe, Key Vault, App Service,
 //!   API connections, Automation, Blob storage), each with its own error enum.
 //! - [`handler`]: the Azure Functions custom-handler protocol and the HTTP functions.
+//! - [`package`]: the deployable zip (`secret-rotator package`).
 //! - [`settings`]: typed settings, read once through an injectable lookup.
 //! - [`transport`], [`cloud`], [`secret`]: the shared HTTP client, cloud endpoints, the redacting
 //!   secret type.
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod handler;
 pub mod inventory;
 pub mod notify;
+pub mod package;
 pub mod planner;
 pub mod policy;
 pub mod secret;

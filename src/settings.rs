@@ -2,7 +2,11 @@
 //!
 //! [`SETTING_SPECS`] is the single list of every setting the binary reads: the README's
 //! configuration table, `local.settings.sample.json` and the Bicep contract test are all checked
-//! against it.
+//! against it. [`Settings::from_lookup`] is the loader: it reads exactly those names (a test
+//! records the lookups), parses each into a typed field and names the setting in every error.
+//!
+//! An empty value counts as unset: the Functions platform and `local.settings.json` commonly
+//! carry settings as `""`, and a required setting that is empty is as missing as an absent one.
 
 /// Who provides a setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +35,13 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         source: Source::Platform,
         example: "34567",
         meaning: "Loopback port the Functions host forwards invocations to (set by the host).",
+    },
+    SettingSpec {
+        name: "FUNCTIONS_APP_ROOT_PATH",
+        required: false,
+        source: Source::Platform,
+        example: "/home/site/wwwroot",
+        meaning: "The app root (set by the host); relative ROTATOR_POLICY_PATH is resolved against it.",
     },
     SettingSpec {
         name: "IDENTITY_ENDPOINT",
@@ -145,3 +156,456 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         meaning: "Log filter (tracing EnvFilter syntax).",
     },
 ];
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cloud::Cloud;
+use crate::secret::SecretValue;
+use crate::transport::TransportConfig;
+
+/// Longest timer pass we accept: the pass must end well inside host.json's `functionTimeout`
+/// (00:10:00), leaving room for the lease release and the response.
+pub const MAX_PASS_BUDGET_SECONDS: u64 = 480;
+/// Longest an HTTP Rotate request may wait: Azure's front end drops HTTP-triggered requests that
+/// take longer than 230 s to answer, so we answer with a run id well before that.
+pub const MAX_ROTATE_WAIT_SECONDS: u64 = 200;
+
+/// A setting that is missing or cannot be used. Every variant names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("required setting {name} is missing or empty ({meaning})")]
+    Missing {
+        name: &'static str,
+        meaning: &'static str,
+    },
+    #[error("setting {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Every setting the binary reads, typed. Built once at start by [`Settings::from_lookup`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT`; only `serve` needs it (see [`Settings::require_port`]).
+    pub customhandler_port: Option<u16>,
+    pub app_root: Option<PathBuf>,
+    pub identity_endpoint: Option<url::Url>,
+    /// The platform's managed-identity header value: a secret, so never printed.
+    pub identity_header: Option<SecretValue>,
+    pub tenant_id: String,
+    /// Absolute when `FUNCTIONS_APP_ROOT_PATH` is set and the setting was relative.
+    pub policy_path: PathBuf,
+    pub storage_account: String,
+    pub blob_service_uri: Option<url::Url>,
+    pub container: String,
+    pub cloud: Cloud,
+    pub managed_identity_client_id: Option<String>,
+    pub max_parallel: usize,
+    pub pass_budget: Duration,
+    pub rotate_wait: Duration,
+    pub verify_timeout: Duration,
+    pub transport: TransportConfig,
+    /// Validated `tracing_subscriber::EnvFilter` directive string.
+    pub log_filter: String,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads every setting through `lookup` (tests inject a map). Returns the first problem.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let get = |name: &'static str| -> Option<String> {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let required = |name: &'static str| -> Result<String, SettingsError> {
+            get(name).ok_or_else(|| SettingsError::Missing {
+                name,
+                meaning: spec(name).map(|s| s.meaning).unwrap_or(""),
+            })
+        };
+
+        let customhandler_port = get("FUNCTIONS_CUSTOMHANDLER_PORT")
+            .map(|v| match v.parse::<u16>() {
+                Ok(p) if p != 0 => Ok(p),
+                _ => Err(invalid(
+                    "FUNCTIONS_CUSTOMHANDLER_PORT",
+                    format!("'{v}' is not a TCP port (1-65535)"),
+                )),
+            })
+            .transpose()?;
+        let app_root = get("FUNCTIONS_APP_ROOT_PATH").map(PathBuf::from);
+        let identity_endpoint = get("IDENTITY_ENDPOINT")
+            .map(|v| {
+                url::Url::parse(&v)
+                    .map_err(|e| invalid("IDENTITY_ENDPOINT", format!("'{v}' is not a URL: {e}")))
+            })
+            .transpose()?;
+        // Never echo this one: it authenticates token requests to the identity endpoint.
+        let identity_header = get("IDENTITY_HEADER").map(SecretValue::new);
+
+        let tenant_id = required("AZURE_TENANT_ID")?;
+        if !is_tenant(&tenant_id) {
+            return Err(invalid(
+                "AZURE_TENANT_ID",
+                format!("'{tenant_id}' is neither a GUID nor a domain name"),
+            ));
+        }
+
+        let policy_raw = required("ROTATOR_POLICY_PATH")?;
+        let policy_path = resolve_under(app_root.as_deref(), Path::new(&policy_raw));
+
+        let storage_account = required("AzureWebJobsStorage__accountName")?;
+        if !is_storage_account(&storage_account) {
+            return Err(invalid(
+                "AzureWebJobsStorage__accountName",
+                format!(
+                    "'{storage_account}' is not a storage account name (3-24 lowercase letters and digits)"
+                ),
+            ));
+        }
+        let blob_service_uri = get("AzureWebJobsStorage__blobServiceUri")
+            .map(|v| match url::Url::parse(&v) {
+                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(u),
+                Ok(_) => Err(invalid(
+                    "AzureWebJobsStorage__blobServiceUri",
+                    format!("'{v}' is not an http(s) URL"),
+                )),
+                Err(e) => Err(invalid(
+                    "AzureWebJobsStorage__blobServiceUri",
+                    format!("'{v}' is not a URL: {e}"),
+                )),
+            })
+            .transpose()?;
+
+        let container = get("ROTATOR_CONTAINER").unwrap_or_else(|| "secret-rotator".into());
+        if !is_container_name(&container) {
+            return Err(invalid(
+                "ROTATOR_CONTAINER",
+                format!(
+                    "'{container}' is not a blob container name (3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit)"
+                ),
+            ));
+        }
+
+        let cloud = match get("AZURE_CLOUD") {
+            None => Cloud::default(),
+            Some(v) => v.parse::<Cloud>().map_err(|e| invalid("AZURE_CLOUD", e))?,
+        };
+
+        let managed_identity_client_id = get("AZURE_CLIENT_ID")
+            .map(|v| {
+                uuid::Uuid::parse_str(&v).map(|_| v.clone()).map_err(|_| {
+                    invalid(
+                        "AZURE_CLIENT_ID",
+                        format!("'{v}' is not a GUID (the managed identity's client id)"),
+                    )
+                })
+            })
+            .transpose()?;
+
+        let max_parallel = number(&get, "ROTATOR_MAX_PARALLEL", 8, 1, 64)? as usize;
+        let pass_budget = Duration::from_secs(number(
+            &get,
+            "ROTATOR_PASS_BUDGET_SECONDS",
+            240,
+            1,
+            MAX_PASS_BUDGET_SECONDS,
+        )?);
+        let rotate_wait = Duration::from_secs(number(
+            &get,
+            "ROTATOR_ROTATE_WAIT_SECONDS",
+            20,
+            0,
+            MAX_ROTATE_WAIT_SECONDS,
+        )?);
+        let verify_timeout = Duration::from_secs(number(
+            &get,
+            "ROTATOR_VERIFY_TIMEOUT_SECONDS",
+            180,
+            1,
+            3600,
+        )?);
+
+        let mut transport = TransportConfig::default();
+        if let Some(list) = get("ROTATOR_RESOLVE") {
+            transport.overrides = TransportConfig::parse_overrides(&list)
+                .map_err(|e| invalid("ROTATOR_RESOLVE", e.to_string()))?;
+        }
+        if let Some(path) = get("ROTATOR_CA_FILE") {
+            let path = resolve_under(app_root.as_deref(), Path::new(&path));
+            let pem = std::fs::read(&path).map_err(|e| {
+                invalid(
+                    "ROTATOR_CA_FILE",
+                    format!("cannot read '{}': {e}", path.display()),
+                )
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(invalid(
+                    "ROTATOR_CA_FILE",
+                    format!("'{}' holds no PEM certificate", path.display()),
+                ));
+            }
+            transport.extra_ca_pem = Some(pem);
+        }
+
+        let log_filter = get("ROTATOR_LOG").unwrap_or_else(|| "info".into());
+        tracing_subscriber::EnvFilter::try_new(&log_filter).map_err(|e| {
+            invalid(
+                "ROTATOR_LOG",
+                format!("'{log_filter}' is not a log filter: {e}"),
+            )
+        })?;
+
+        Ok(Settings {
+            customhandler_port,
+            app_root,
+            identity_endpoint,
+            identity_header,
+            tenant_id,
+            policy_path,
+            storage_account,
+            blob_service_uri,
+            container,
+            cloud,
+            managed_identity_client_id,
+            max_parallel,
+            pass_budget,
+            rotate_wait,
+            verify_timeout,
+            transport,
+            log_filter,
+        })
+    }
+
+    /// The port `serve` listens on; missing is an error naming the setting.
+    pub fn require_port(&self) -> Result<u16, SettingsError> {
+        self.customhandler_port.ok_or(SettingsError::Missing {
+            name: "FUNCTIONS_CUSTOMHANDLER_PORT",
+            meaning: spec("FUNCTIONS_CUSTOMHANDLER_PORT")
+                .map(|s| s.meaning)
+                .unwrap_or(""),
+        })
+    }
+
+    /// The blob endpoint: the explicit setting, or the cloud's default for the account.
+    pub fn blob_endpoint(&self) -> String {
+        match &self.blob_service_uri {
+            Some(u) => u.as_str().trim_end_matches('/').to_string(),
+            None => self.cloud.blob_url(&self.storage_account),
+        }
+    }
+}
+
+/// The spec entry for `name`.
+pub fn spec(name: &str) -> Option<&'static SettingSpec> {
+    SETTING_SPECS.iter().find(|s| s.name == name)
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        name,
+        reason: reason.into(),
+    }
+}
+
+fn number(
+    get: &dyn Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, SettingsError> {
+    let Some(v) = get(name) else {
+        return Ok(default);
+    };
+    let n: u64 = v.parse().map_err(|_| {
+        invalid(
+            name,
+            format!("'{v}' is not a whole number (expected {min}-{max})"),
+        )
+    })?;
+    if !(min..=max).contains(&n) {
+        return Err(invalid(
+            name,
+            format!("{n} is outside the allowed range {min}-{max}"),
+        ));
+    }
+    Ok(n)
+}
+
+fn resolve_under(root: Option<&Path>, p: &Path) -> PathBuf {
+    match root {
+        Some(root) if p.is_relative() => root.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+fn is_tenant(s: &str) -> bool {
+    if uuid::Uuid::parse_str(s).is_ok() {
+        return true;
+    }
+    // A verified domain such as contoso.onmicrosoft.com.
+    s.contains('.')
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn is_storage_account(s: &str) -> bool {
+    (3..=24).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+fn is_container_name(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::{BTreeSet, HashMap};
+
+    fn base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            (
+                "AZURE_TENANT_ID",
+                "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+            ),
+            ("ROTATOR_POLICY_PATH", "policy.json".into()),
+            ("AzureWebJobsStorage__accountName", "stsecretrotator".into()),
+        ])
+    }
+
+    fn load(map: &HashMap<&'static str, String>) -> Result<Settings, SettingsError> {
+        Settings::from_lookup(&|n| map.get(n).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_only_required_settings_are_set() {
+        let s = load(&base()).unwrap();
+        assert_eq!(s.customhandler_port, None);
+        assert_eq!(s.container, "secret-rotator");
+        assert_eq!(s.cloud, Cloud::Public);
+        assert_eq!(s.max_parallel, 8);
+        assert_eq!(s.pass_budget, Duration::from_secs(240));
+        assert_eq!(s.rotate_wait, Duration::from_secs(20));
+        assert_eq!(s.verify_timeout, Duration::from_secs(180));
+        assert_eq!(s.policy_path, PathBuf::from("policy.json"));
+        assert_eq!(
+            s.blob_endpoint(),
+            "https://stsecretrotator.blob.core.windows.net"
+        );
+        assert!(s.require_port().is_err());
+    }
+
+    #[test]
+    fn every_spec_is_read_and_nothing_else() {
+        let seen = RefCell::new(BTreeSet::new());
+        let map = base();
+        Settings::from_lookup(&|n| {
+            seen.borrow_mut().insert(n.to_string());
+            map.get(n).cloned()
+        })
+        .unwrap();
+        let specs: BTreeSet<String> = SETTING_SPECS.iter().map(|s| s.name.to_string()).collect();
+        assert_eq!(*seen.borrow(), specs);
+    }
+
+    #[test]
+    fn each_missing_required_setting_is_named() {
+        for spec in SETTING_SPECS.iter().filter(|s| s.required) {
+            if spec.name == "FUNCTIONS_CUSTOMHANDLER_PORT" {
+                continue; // required by `serve` only, checked by require_port
+            }
+            let mut map = base();
+            map.insert(spec.name, "  ".into()); // empty counts as missing
+            let err = load(&map).unwrap_err().to_string();
+            assert!(err.contains(spec.name), "{err}");
+            assert!(err.contains("missing"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "eighty"),
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "0"),
+            ("AZURE_TENANT_ID", "not a tenant"),
+            ("AzureWebJobsStorage__accountName", "Bad_Name"),
+            ("AzureWebJobsStorage__blobServiceUri", "ftp://x"),
+            ("ROTATOR_CONTAINER", "Has--Caps"),
+            ("AZURE_CLOUD", "mars"),
+            ("AZURE_CLIENT_ID", "not-a-guid"),
+            ("ROTATOR_MAX_PARALLEL", "0"),
+            ("ROTATOR_PASS_BUDGET_SECONDS", "900"),
+            ("ROTATOR_PASS_BUDGET_SECONDS", "4m"),
+            ("ROTATOR_ROTATE_WAIT_SECONDS", "600"),
+            ("ROTATOR_VERIFY_TIMEOUT_SECONDS", "-1"),
+            ("ROTATOR_RESOLVE", "graph.microsoft.com"),
+            ("ROTATOR_CA_FILE", "/nonexistent/ca.pem"),
+            ("ROTATOR_LOG", "info,[[["),
+            ("IDENTITY_ENDPOINT", "not a url"),
+        ];
+        for (name, value) in cases {
+            let mut map = base();
+            map.insert(name, value.into());
+            let err = load(&map).expect_err(name).to_string();
+            assert!(err.contains(name), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn identity_header_is_never_echoed() {
+        let mut map = base();
+        map.insert("IDENTITY_HEADER", "platform-secret-header-value".into());
+        let s = load(&map).unwrap();
+        assert!(!format!("{s:?}").contains("platform-secret-header-value"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_app_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ca.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let mut map = base();
+        map.insert("FUNCTIONS_APP_ROOT_PATH", dir.path().display().to_string());
+        map.insert("ROTATOR_CA_FILE", "ca.pem".into());
+        map.insert("FUNCTIONS_CUSTOMHANDLER_PORT", "34567".into());
+        map.insert(
+            "ROTATOR_RESOLVE",
+            "*.vault.azure.net=127.0.0.1:8443,login.microsoftonline.com=127.0.0.1:8443".into(),
+        );
+        map.insert("AZURE_CLOUD", "usgovernment".into());
+        let s = load(&map).unwrap();
+        assert_eq!(s.policy_path, dir.path().join("policy.json"));
+        assert_eq!(s.require_port().unwrap(), 34567);
+        assert_eq!(s.transport.overrides.len(), 2);
+        assert!(s.transport.extra_ca_pem.is_some());
+        assert_eq!(s.cloud, Cloud::UsGovernment);
+
+        map.insert("ROTATOR_POLICY_PATH", "/etc/rotator/policy.json".into());
+        assert_eq!(
+            load(&map).unwrap().policy_path,
+            PathBuf::from("/etc/rotator/policy.json")
+        );
+    }
+}

@@ -7,3 +7,4 @@ pub mod observe;
 pub mod ports;
 pub mod runner;
 pub mod tags;
+pub mod service;

@@ -1,0 +1,832 @@
+//! The three functions behind the custom handler, one per folder in `function-specs/`:
+//!
+//! - `RotateSecrets` (timer): one rotation pass in a spawned run, bounded by the pass budget.
+//! - `SelfTest` (HTTP): the probe `{"function":"Test"}` in the shape operators already script
+//!   against (`appVersion, command, success, message, resultCode`), plus `Status`, `Plan` (dry
+//!   run) and `Run` (`{"function":"Run","runId":"...","waitSeconds":0}`: a run's outcome).
+//! - `Rotate` (HTTP, route `rotate/{credential?}`): one credential now; waits up to the rotate
+//!   wait, then answers 202 with the run id while the run carries on.
+//!
+//! Run ids are the host's `X-Azure-Functions-InvocationId` when present, so an operator can find
+//! a run from the invocation log even if the HTTP caller went away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use super::protocol::{
+    HTTP_OUTPUT_BINDING, HTTP_TRIGGER_BINDING, HttpOutput, HttpRequestData, InvocationRequest,
+    InvocationResponse, TIMER_BINDING,
+};
+use super::runs::{RunKind, RunResult, RunView};
+use super::server::{AppState, error_response};
+use super::service::ServiceError;
+use crate::engine::report::{
+    CredentialOutcome, CredentialReport, PassReport, ResultCode, SelfTestReport, StatusReport,
+};
+
+pub const ROTATE_SECRETS: &str = "RotateSecrets";
+pub const SELF_TEST: &str = "SelfTest";
+pub const ROTATE: &str = "Rotate";
+/// Every function this handler serves; each has a folder in `function-specs/`.
+pub const FUNCTION_NAMES: &[&str] = &[ROTATE_SECRETS, SELF_TEST, ROTATE];
+/// SelfTest commands.
+pub const COMMANDS: &[&str] = &["Test", "Status", "Plan", "Run"];
+
+/// The function for a request path segment (the host uses the folder name; case is forgiven).
+pub fn canonical_name(s: &str) -> Option<&'static str> {
+    FUNCTION_NAMES
+        .iter()
+        .copied()
+        .find(|n| n.eq_ignore_ascii_case(s))
+}
+
+pub(crate) async fn dispatch(
+    state: Arc<AppState>,
+    name: &'static str,
+    req: InvocationRequest,
+    invocation_id: Option<String>,
+) -> Response {
+    let mut logs = Vec::new();
+    let now = match req.sys.utc_now {
+        Some(t) => t,
+        None => {
+            logs.push("Metadata.sys.UtcNow was absent; using the handler's clock".to_string());
+            Utc::now()
+        }
+    };
+    match name {
+        ROTATE_SECRETS => rotate_secrets(state, req, invocation_id, now, logs).await,
+        SELF_TEST | ROTATE => {
+            let http = match req.http_request(HTTP_TRIGGER_BINDING) {
+                Ok(h) => h,
+                Err(e) => return error_response(StatusCode::BAD_REQUEST, e.to_string()),
+            };
+            let (out, mut lines) = if name == SELF_TEST {
+                self_test(&state, &http, now).await
+            } else {
+                rotate(&state, &http, invocation_id, now).await
+            };
+            logs.append(&mut lines);
+            for l in &logs {
+                tracing::info!(summary = %l, "invocation summary");
+            }
+            json_ok(InvocationResponse::with_http(
+                HTTP_OUTPUT_BINDING,
+                out,
+                logs,
+            ))
+        }
+        _ => error_response(StatusCode::NOT_FOUND, format!("unknown function '{name}'")),
+    }
+}
+
+fn json_ok(r: InvocationResponse) -> Response {
+    (StatusCode::OK, axum::Json(r)).into_response()
+}
+
+// ---------------------------------------------------------------- RotateSecrets (timer)
+
+async fn rotate_secrets(
+    state: Arc<AppState>,
+    req: InvocationRequest,
+    invocation_id: Option<String>,
+    now: DateTime<Utc>,
+    mut logs: Vec<String>,
+) -> Response {
+    let timer = match req.timer(TIMER_BINDING) {
+        Ok(t) => t,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    if timer.is_past_due {
+        tracing::warn!(
+            last = ?timer.last,
+            "timer is past due: this run is late (the app was down or busy at the scheduled time)"
+        );
+        logs.push("IsPastDue=true: this run is late; the pass catches up now".into());
+    } else {
+        tracing::info!(next = ?timer.next, "timer fired on schedule");
+        logs.push("IsPastDue=false".into());
+    }
+    if let Some(e) = &state.opts.startup_error {
+        tracing::error!(reason = %e.message, "rotation pass skipped: the engine is not available");
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "the rotation pass could not run: the engine is not available: {}",
+                e.message
+            ),
+        );
+    }
+    // The host runs one timer invocation at a time, but a pass that overran its invocation is
+    // still working: a second pass now would only contend for the same leases.
+    if let Some(previous) = state.runs.running_pass() {
+        let line = format!(
+            "pass {previous} from an earlier run is still working; this run starts no second pass"
+        );
+        tracing::warn!(previous_run = %previous, "{line}");
+        logs.push(line);
+        return json_ok(InvocationResponse {
+            logs,
+            ..Default::default()
+        });
+    }
+    let service = state.service.clone();
+    let budget = state.opts.pass_budget;
+    let handle = state.runs.start(
+        invocation_id.as_deref(),
+        RunKind::Pass,
+        None,
+        false,
+        now,
+        async move {
+            RunResult::Pass {
+                report: service.rotation_pass(now, budget).await,
+            }
+        },
+    );
+    match handle.wait(budget + state.opts.pass_grace).await {
+        Some(result) => match &*result {
+            RunResult::Pass { report } => {
+                logs.extend(pass_lines(&handle.run_id, report));
+                for l in &logs {
+                    tracing::info!(summary = %l, "invocation summary");
+                }
+                json_ok(InvocationResponse {
+                    logs,
+                    ..Default::default()
+                })
+            }
+            RunResult::Failed { error, .. } => {
+                tracing::error!(run_id = %handle.run_id, %error, "rotation pass failed");
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("rotation pass {} failed: {error}", handle.run_id),
+                )
+            }
+            RunResult::Rotate { .. } => error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error: a pass run reported a single-credential result",
+            ),
+        },
+        None => {
+            let line = format!(
+                "pass {} is still running {}s after it started; it continues in the background \
+                 and its outcome shows in SelfTest Status/Run",
+                handle.run_id,
+                (budget + state.opts.pass_grace).as_secs()
+            );
+            tracing::warn!(run_id = %handle.run_id, "{line}");
+            logs.push(line);
+            json_ok(InvocationResponse {
+                logs,
+                ..Default::default()
+            })
+        }
+    }
+}
+
+/// One line per credential, then what was deferred, then a total.
+pub fn pass_lines(run_id: &str, report: &PassReport) -> Vec<String> {
+    let mut lines: Vec<String> = report.credentials.iter().map(credential_line).collect();
+    if !report.deferred.is_empty() {
+        lines.push(format!(
+            "deferred to the next run (pass budget reached): {}",
+            report.deferred.join(", ")
+        ));
+    }
+    let failed = report
+        .credentials
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.outcome,
+                CredentialOutcome::Failed | CredentialOutcome::Blocked
+            )
+        })
+        .count();
+    lines.push(format!(
+        "pass {run_id}: {} credential(s) handled, {failed} failed or blocked, {} deferred",
+        report.credentials.len(),
+        report.deferred.len()
+    ));
+    lines
+}
+
+fn credential_line(c: &CredentialReport) -> String {
+    let mut line = format!(
+        "{}: {} ({} step(s))",
+        c.name,
+        outcome_word(c.outcome),
+        c.steps.len()
+    );
+    if let Some(last) = c.steps.last() {
+        line.push_str(&format!("; last step {}: {}", last.step, last.detail));
+    }
+    if let Some(e) = &c.error {
+        line.push_str(&format!("; error: {e}"));
+    }
+    if let Some(d) = c.next_due {
+        line.push_str(&format!("; next due {}", d.to_rfc3339()));
+    }
+    line
+}
+
+fn outcome_word(o: CredentialOutcome) -> &'static str {
+    match o {
+        CredentialOutcome::Idle => "nothing due",
+        CredentialOutcome::Progressed => "progressed",
+        CredentialOutcome::InProgress => "in progress",
+        CredentialOutcome::Blocked => "blocked",
+        CredentialOutcome::Failed => "failed",
+        CredentialOutcome::Busy => "busy (another instance holds the lease)",
+    }
+}
+
+// ---------------------------------------------------------------- shared reply shape
+
+/// `{"appVersion","command","success","message","resultCode", ...extra}`.
+fn reply(
+    state: &AppState,
+    command: &str,
+    success: bool,
+    message: Option<String>,
+    code: ResultCode,
+    extra: Vec<(&str, Value)>,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("appVersion".into(), json!(state.opts.app_version));
+    m.insert("command".into(), json!(command));
+    m.insert("success".into(), json!(success));
+    m.insert("message".into(), json!(message));
+    m.insert("resultCode".into(), json!(code.code().to_string()));
+    for (k, v) in extra {
+        m.insert(k.into(), v);
+    }
+    m
+}
+
+fn bad_request(state: &AppState, command: &str, message: String) -> (HttpOutput, Vec<String>) {
+    let line = format!("rejected: {message}");
+    (
+        HttpOutput::json(
+            400,
+            &reply(
+                state,
+                command,
+                false,
+                Some(message),
+                ResultCode::BadRequest,
+                vec![],
+            ),
+        ),
+        vec![line],
+    )
+}
+
+fn unavailable(state: &AppState, command: &str) -> Option<(HttpOutput, Vec<String>)> {
+    let e = state.opts.startup_error.as_ref()?;
+    let message = format!("the rotation engine is not available: {}", e.message);
+    let out = reply(
+        state,
+        command,
+        false,
+        Some(message.clone()),
+        e.result_code,
+        vec![],
+    );
+    Some((HttpOutput::json(503, &out), vec![message]))
+}
+
+/// The JSON body as an object (`{}` when absent); a non-object is the caller's mistake.
+fn body_object(http: &HttpRequestData) -> Result<Map<String, Value>, String> {
+    match http.json_body() {
+        Ok(None) => Ok(Map::new()),
+        Ok(Some(Value::Object(m))) => Ok(m),
+        Ok(Some(_)) => Err("the request body must be a JSON object".into()),
+        Err(e) => Err(format!("the request body is not JSON ({e})")),
+    }
+}
+
+// ---------------------------------------------------------------- SelfTest (HTTP)
+
+/// Runs a read-only engine call within `opts.request_timeout`: Azure's front end drops an HTTP
+/// request after 230 s, so a hung dependency is answered with a clear 504 before that.
+async fn bounded<T>(state: &AppState, fut: impl Future<Output = T>) -> Result<T, Duration> {
+    let limit = state.opts.request_timeout;
+    tokio::time::timeout(limit, fut).await.map_err(|_| limit)
+}
+
+fn out_for(state: &AppState, command: &str, limit: Duration) -> (HttpOutput, Vec<String>) {
+    let message = format!(
+        "{command} did not finish within {}s; a dependency is slow or unreachable (see the logs)",
+        limit.as_secs()
+    );
+    tracing::error!(command, "{message}");
+    let out = reply(
+        state,
+        command,
+        false,
+        Some(message.clone()),
+        ResultCode::Internal,
+        vec![],
+    );
+    (HttpOutput::json(504, &out), vec![message])
+}
+
+async fn self_test(
+    state: &AppState,
+    http: &HttpRequestData,
+    now: DateTime<Utc>,
+) -> (HttpOutput, Vec<String>) {
+    let usage = format!(
+        "send a JSON body like {{\"function\":\"Test\"}}; commands: {}",
+        COMMANDS.join(", ")
+    );
+    let body = match body_object(http) {
+        Ok(b) => b,
+        Err(e) => return bad_request(state, "", format!("{e}; {usage}")),
+    };
+    // The body's "function" wins; `?function=Test` lets a browser or a bare probe call it too.
+    let command = match body.get("function") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return bad_request(state, "", format!("\"function\" must be a string; {usage}"));
+        }
+        None => match http.query.get("function") {
+            Some(s) => s.clone(),
+            None => return bad_request(state, "", format!("no command given; {usage}")),
+        },
+    };
+    let Some(command) = COMMANDS.iter().find(|c| c.eq_ignore_ascii_case(&command)) else {
+        return bad_request(
+            state,
+            &command,
+            format!("unknown command '{command}'; {usage}"),
+        );
+    };
+    match *command {
+        "Test" => test_command(state, now).await,
+        "Status" => status_command(state, now).await,
+        "Plan" => plan_command(state, now).await,
+        _ => run_command(state, &body, http).await,
+    }
+}
+
+async fn test_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<String>) {
+    // A probe of a process whose engine did not start still answers 200: the probe ran and
+    // found a problem, just as a refused credential is reported (seed 004).
+    let report = match &state.opts.startup_error {
+        Some(e) => SelfTestReport {
+            checks: vec![crate::engine::report::Check {
+                name: "engine".into(),
+                ok: false,
+                result_code: e.result_code,
+                message: format!("the rotation engine did not start: {}", e.message),
+            }],
+        },
+        None => match bounded(state, state.service.self_test(now)).await {
+            Ok(r) => r,
+            Err(out) => return out_for(state, "Test", out),
+        },
+    };
+    let code = report.result_code();
+    let failing: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.message.as_str())
+        .collect();
+    let message = (!failing.is_empty()).then(|| failing.join("; "));
+    let lines = report
+        .checks
+        .iter()
+        .map(|c| {
+            format!(
+                "check {}: {} (resultCode {}){}",
+                c.name,
+                if c.ok { "ok" } else { "FAILED" },
+                c.result_code.code(),
+                if c.ok {
+                    String::new()
+                } else {
+                    format!(": {}", c.message)
+                }
+            )
+        })
+        .collect();
+    let out = reply(
+        state,
+        "Test",
+        code == ResultCode::Ok,
+        message,
+        code,
+        vec![("checks", json!(report.checks))],
+    );
+    (HttpOutput::json(200, &out), lines)
+}
+
+/// The status report's overall code: a failed last run first, then consumers out of sync.
+pub fn status_code(report: &StatusReport) -> ResultCode {
+    if report.credentials.iter().any(|c| {
+        matches!(
+            c.last_outcome,
+            Some(CredentialOutcome::Failed | CredentialOutcome::Blocked)
+        )
+    }) {
+        ResultCode::RotationFailed
+    } else if report.credentials.iter().any(|c| !c.consumers_in_sync) {
+        ResultCode::ConsumerOutOfSync
+    } else {
+        ResultCode::Ok
+    }
+}
+
+async fn status_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<String>) {
+    if let Some(u) = unavailable(state, "Status") {
+        return u;
+    }
+    let report = match bounded(state, state.service.status(now)).await {
+        Ok(r) => r,
+        Err(out) => return out_for(state, "Status", out),
+    };
+    let code = status_code(&report);
+    let attention: Vec<String> = report
+        .credentials
+        .iter()
+        .filter(|c| c.problem.is_some() || !c.consumers_in_sync)
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.name,
+                c.problem
+                    .clone()
+                    .unwrap_or_else(|| "a consumer is out of sync".into())
+            )
+        })
+        .collect();
+    let message = (!attention.is_empty()).then(|| attention.join("; "));
+    let lines = report
+        .credentials
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: expires {}, phase {}, consumers {}",
+                c.name,
+                c.expires
+                    .map(|e| e.to_rfc3339())
+                    .unwrap_or_else(|| "unknown".into()),
+                c.phase.as_deref().unwrap_or("settled"),
+                if c.consumers_in_sync {
+                    "in sync"
+                } else {
+                    "OUT OF SYNC"
+                }
+            )
+        })
+        .collect();
+    let runs: Vec<RunView> = state.runs.list().into_iter().take(20).collect();
+    let out = reply(
+        state,
+        "Status",
+        code == ResultCode::Ok,
+        message,
+        code,
+        vec![("status", json!(report)), ("runs", json!(runs))],
+    );
+    (HttpOutput::json(200, &out), lines)
+}
+
+async fn plan_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<String>) {
+    if let Some(u) = unavailable(state, "Plan") {
+        return u;
+    }
+    let plan = match bounded(state, state.service.plan(now)).await {
+        Ok(r) => r,
+        Err(out) => return out_for(state, "Plan", out),
+    };
+    let lines = plan
+        .credentials
+        .iter()
+        .map(|c| {
+            let what = if c.steps.is_empty() {
+                "nothing to do".to_string()
+            } else {
+                c.steps.join(" -> ")
+            };
+            match &c.blocked {
+                Some(b) => format!("{}: {what} (blocked: {b})", c.name),
+                None => format!("{}: {what}", c.name),
+            }
+        })
+        .collect();
+    let out = reply(
+        state,
+        "Plan",
+        true,
+        None,
+        ResultCode::Ok,
+        vec![("plan", json!(plan))],
+    );
+    (HttpOutput::json(200, &out), lines)
+}
+
+async fn run_command(
+    state: &AppState,
+    body: &Map<String, Value>,
+    http: &HttpRequestData,
+) -> (HttpOutput, Vec<String>) {
+    let run_id = match body.get("runId").or_else(|| body.get("runid")) {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(_) => return bad_request(state, "Run", "\"runId\" must be a non-empty string".into()),
+        None => match http.query.get("runId") {
+            Some(s) if !s.trim().is_empty() => s.trim().to_string(),
+            _ => {
+                return bad_request(
+                    state,
+                    "Run",
+                    "Run needs a \"runId\" (the id a Rotate answer or the invocation log gave)"
+                        .into(),
+                );
+            }
+        },
+    };
+    let wait = match body.get("waitSeconds") {
+        None | Some(Value::Null) => Duration::ZERO,
+        Some(v) => match v.as_f64() {
+            Some(s) if s >= 0.0 && s <= state.opts.max_run_wait.as_secs_f64() => {
+                Duration::from_secs_f64(s)
+            }
+            _ => {
+                return bad_request(
+                    state,
+                    "Run",
+                    format!(
+                        "\"waitSeconds\" must be a number from 0 to {}",
+                        state.opts.max_run_wait.as_secs()
+                    ),
+                );
+            }
+        },
+    };
+    let Some(handle) = state.runs.handle(&run_id) else {
+        let message = format!(
+            "no run '{run_id}' is known to this instance (runs are kept in memory; after a \
+             restart or on another instance see Status)"
+        );
+        let out = reply(
+            state,
+            "Run",
+            false,
+            Some(message.clone()),
+            ResultCode::BadRequest,
+            vec![],
+        );
+        return (HttpOutput::json(404, &out), vec![message]);
+    };
+    if !wait.is_zero() {
+        handle.wait(wait).await;
+    }
+    let Some(view) = state.runs.get(&run_id) else {
+        let out = reply(
+            state,
+            "Run",
+            false,
+            Some(format!("run '{run_id}' was forgotten while waiting")),
+            ResultCode::BadRequest,
+            vec![],
+        );
+        return (HttpOutput::json(404, &out), vec![]);
+    };
+    let (success, code, message) = match &view.result {
+        None => (
+            true,
+            ResultCode::Ok,
+            Some("the run is still in progress".to_string()),
+        ),
+        Some(RunResult::Rotate { report }) => rotate_verdict(report),
+        Some(RunResult::Pass { report }) => {
+            let failed = report.credentials.iter().any(|c| {
+                matches!(
+                    c.outcome,
+                    CredentialOutcome::Failed | CredentialOutcome::Blocked
+                )
+            });
+            if failed {
+                (
+                    false,
+                    ResultCode::RotationFailed,
+                    Some("a credential failed or is blocked".into()),
+                )
+            } else {
+                (true, ResultCode::Ok, None)
+            }
+        }
+        Some(RunResult::Failed { error, code, .. }) => (false, *code, Some(error.clone())),
+    };
+    let line = format!("run {run_id}: {}", view.state);
+    let out = reply(
+        state,
+        "Run",
+        success,
+        message,
+        code,
+        vec![("run", json!(view))],
+    );
+    (HttpOutput::json(200, &out), vec![line])
+}
+
+// ---------------------------------------------------------------- Rotate (HTTP)
+
+/// success, resultCode and message for one credential's outcome.
+fn rotate_verdict(report: &CredentialReport) -> (bool, ResultCode, Option<String>) {
+    match report.outcome {
+        CredentialOutcome::Failed | CredentialOutcome::Blocked => {
+            (
+                false,
+                ResultCode::RotationFailed,
+                Some(report.error.clone().unwrap_or_else(|| {
+                    format!("{} is {}", report.name, outcome_word(report.outcome))
+                })),
+            )
+        }
+        CredentialOutcome::Busy => (
+            false,
+            ResultCode::Ok,
+            Some(format!(
+                "{} is being rotated by another instance (it holds the lease); try again later",
+                report.name
+            )),
+        ),
+        CredentialOutcome::Idle => (
+            true,
+            ResultCode::Ok,
+            Some(format!(
+                "{}: nothing was due; send \"force\": true to rotate anyway",
+                report.name
+            )),
+        ),
+        CredentialOutcome::Progressed | CredentialOutcome::InProgress => {
+            (true, ResultCode::Ok, None)
+        }
+    }
+}
+
+async fn rotate(
+    state: &AppState,
+    http: &HttpRequestData,
+    invocation_id: Option<String>,
+    now: DateTime<Utc>,
+) -> (HttpOutput, Vec<String>) {
+    let usage = "name the credential in the route (rotate/{credential}) or the body \
+                 {\"credential\":\"name\",\"force\":false}";
+    let body = match body_object(http) {
+        Ok(b) => b,
+        Err(e) => return bad_request(state, "Rotate", format!("{e}; {usage}")),
+    };
+    let credential = match http
+        .params
+        .get("credential")
+        .filter(|s| !s.trim().is_empty())
+    {
+        Some(c) => c.trim().to_string(),
+        None => match body.get("credential") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            Some(_) => {
+                return bad_request(
+                    state,
+                    "Rotate",
+                    format!("\"credential\" must be a non-empty string; {usage}"),
+                );
+            }
+            None => match http
+                .query
+                .get("credential")
+                .filter(|s| !s.trim().is_empty())
+            {
+                Some(c) => c.trim().to_string(),
+                None => {
+                    return bad_request(state, "Rotate", format!("no credential named; {usage}"));
+                }
+            },
+        },
+    };
+    let force = match body.get("force") {
+        None | Some(Value::Null) => match http.query.get("force").map(|s| s.to_ascii_lowercase()) {
+            None => false,
+            Some(s) if s == "true" || s == "1" => true,
+            Some(s) if s == "false" || s == "0" || s.is_empty() => false,
+            Some(s) => {
+                return bad_request(state, "Rotate", format!("?force={s} is not true or false"));
+            }
+        },
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return bad_request(state, "Rotate", "\"force\" must be true or false".into()),
+    };
+    if let Some(u) = unavailable(state, "Rotate") {
+        return u;
+    }
+
+    let handle = match state.runs.running_rotation(&credential, force) {
+        Some(h) => h,
+        None => {
+            let service = state.service.clone();
+            let name = credential.clone();
+            state.runs.start(
+                invocation_id.as_deref(),
+                RunKind::Rotate,
+                Some(credential.clone()),
+                force,
+                now,
+                async move {
+                    match service.rotate_one(&name, force, now).await {
+                        Ok(report) => RunResult::Rotate { report },
+                        Err(ServiceError::UnknownCredential(n)) => RunResult::Failed {
+                            error: format!("no credential named '{n}' is enrolled"),
+                            code: ResultCode::BadRequest,
+                            not_found: true,
+                        },
+                        Err(ServiceError::Internal(e)) => RunResult::Failed {
+                            error: e,
+                            code: ResultCode::Internal,
+                            not_found: false,
+                        },
+                    }
+                },
+            )
+        }
+    };
+    let run_id = json!(handle.run_id);
+    let joined = handle.joined;
+    match handle.wait(state.opts.rotate_wait).await {
+        None => {
+            let message = format!(
+                "the rotation of {credential} is still running after {}s; it continues. Ask \
+                 SelfTest {{\"function\":\"Run\",\"runId\":\"{}\"}} for its outcome",
+                state.opts.rotate_wait.as_secs(),
+                handle.run_id
+            );
+            let out = reply(
+                state,
+                "Rotate",
+                true,
+                Some(message.clone()),
+                ResultCode::Ok,
+                vec![("runId", run_id), ("joined", json!(joined))],
+            );
+            (HttpOutput::json(202, &out), vec![message])
+        }
+        Some(result) => match &*result {
+            RunResult::Rotate { report } => {
+                let (success, code, message) = rotate_verdict(report);
+                let out = reply(
+                    state,
+                    "Rotate",
+                    success,
+                    message,
+                    code,
+                    vec![
+                        ("runId", run_id),
+                        ("joined", json!(joined)),
+                        ("result", json!(report)),
+                    ],
+                );
+                (HttpOutput::json(200, &out), vec![credential_line(report)])
+            }
+            RunResult::Failed {
+                error,
+                code,
+                not_found,
+            } => {
+                let status = if *not_found { 404 } else { 500 };
+                let out = reply(
+                    state,
+                    "Rotate",
+                    false,
+                    Some(error.clone()),
+                    *code,
+                    vec![("runId", run_id)],
+                );
+                (
+                    HttpOutput::json(status, &out),
+                    vec![format!("{credential}: {error}")],
+                )
+            }
+            RunResult::Pass { .. } => {
+                let out = reply(
+                    state,
+                    "Rotate",
+                    false,
+                    Some("internal error: a rotate run reported a pass".into()),
+                    ResultCode::Internal,
+                    vec![("runId", run_id)],
+                );
+                (HttpOutput::json(500, &out), vec![])
+            }
+        },
+    }
+}
