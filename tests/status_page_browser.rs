@@ -115,9 +115,10 @@ fn require<T>(r: Result<T, String>) -> T {
 }
 
 /// A bar fill: a solid block 14 px high (the CSS height; the screenshot is at scale 1) and at
-/// least 4 px wide. Row markers (4 px wide, row-high) and text glyphs do not qualify.
+/// least 4 px wide, filling most of its box (rounded corners take a little; the expired bar is a
+/// 10 px sliver). Row markers (4 px wide, row-high) and text glyphs do not qualify.
 fn is_bar(c: &Component) -> bool {
-    (12..=16).contains(&c.height()) && c.width() >= 4 && c.solidity() >= 0.85
+    (12..=16).contains(&c.height()) && c.width() >= 4 && c.solidity() >= 0.8
 }
 
 struct Bar {
@@ -210,6 +211,13 @@ fn status_page_screenshot_shows_bars_in_row_colours_and_widths() {
     );
 
     let bars = find_bars(&img);
+    // For the failure messages: every bar-high block of a bar colour, qualifying or not.
+    let candidates: Vec<(&str, Component, f64)> = [("good", GREEN), ("warn", AMBER), ("bad", RED)]
+        .into_iter()
+        .flat_map(|(n, rgb)| img.components(rgb, 2).into_iter().map(move |c| (n, c)))
+        .filter(|(_, c)| (10..=20).contains(&c.height()) && c.width() >= 3)
+        .map(|(n, c)| (n, c, c.solidity()))
+        .collect();
     let found: Vec<(&str, usize, usize, usize)> = bars
         .iter()
         .map(|b| (b.colour, b.fill.y0, b.fill.width(), b.track_width))
@@ -217,7 +225,7 @@ fn status_page_screenshot_shows_bars_in_row_colours_and_widths() {
     assert_eq!(
         bars.iter().map(|b| b.colour).collect::<Vec<_>>(),
         ["good", "warn", "bad", "bad"],
-        "bar colours top to bottom (colour, y, fill px, track px): {found:?}"
+        "bar colours top to bottom (colour, y, fill px, track px): {found:?}; bar-high blocks: {candidates:?}"
     );
 
     // All bars sit in one column: same left edge and the same track width.
