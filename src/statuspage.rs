@@ -241,4 +241,46 @@ mod tests {
         // No external assets: the page must work offline.
         assert!(!html.contains("http://") && !html.contains("https://"));
     }
+
+    #[test]
+    fn badges_say_why_a_row_has_its_colour_and_summary_counts_rows() {
+        let mut failed = cred("failed-run", Some(95), None);
+        failed.last_outcome = Some(CredentialOutcome::Failed);
+        let mut two = cred("two-consumers", Some(12), None);
+        two.consumers = vec![
+            crate::engine::report::ConsumerStatus {
+                description: "a".into(),
+                in_sync: Some(true),
+                detail: None,
+            };
+            2
+        ];
+        let s = StatusReport {
+            now: chrono::Utc::now(),
+            credentials: vec![
+                cred("fine", Some(150), None),
+                two,
+                cred("gone", Some(-1), Some("expired")),
+                failed,
+                cred("odd", None, None),
+            ],
+        };
+        let html = render(&s, "1.0.0");
+        for (class, label) in [
+            ("good", "healthy"),
+            ("warn", "renew soon"),
+            ("bad", "expired"),
+            ("bad", "last run failed"),
+            ("bad", "unknown"),
+        ] {
+            assert!(
+                html.contains(&format!(r#"<span class="pill {class}">{label}</span>"#)),
+                "no {class} badge {label}"
+            );
+        }
+        assert!(html.contains("2 consumers in sync"));
+        assert!(html.contains(r#"</span>1 healthy "#));
+        assert!(html.contains(r#"</span>1 to renew within 30 days "#));
+        assert!(html.contains(r#"</span>3 need attention"#));
+    }
 }
