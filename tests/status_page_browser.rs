@@ -182,7 +182,10 @@ fn status_page_screenshot_shows_bars_in_row_colours_and_widths() {
         None => dir.path().join("status.png"),
     };
     let (img, run) = require(browser::screenshot(&page, &png));
-    eprintln!("chromium screenshot took {:?}", run.elapsed);
+    eprintln!(
+        "chromium screenshot took {:?}; the trap saw {:?}",
+        run.elapsed, run.network
+    );
     assert_eq!(
         (img.width, img.height),
         (1280, 800),
@@ -299,8 +302,45 @@ fn status_page_screenshot_shows_bars_in_row_colours_and_widths() {
     }
 }
 
-/// Text between `<tag ...>` openings of `class_attr`: crude, but the DOM Chromium serializes is
-/// regular (attributes quoted with `"`, lower-case tags).
+/// Control for the pixel checks: with the healthy fill recoloured (blue) and the warning fill
+/// widened to full width, the same bar finder reports exactly that, so the checks above can fail.
+#[test]
+fn screenshot_check_notices_recoloured_and_resized_bars() {
+    let dir = TempDir::new("status-page-control");
+    let (_, html) = write_page(&dir);
+    let html = html
+        .replace(
+            ".fill.good{background:#2e7d32}",
+            ".fill.good{background:#1565c0}",
+        )
+        .replace(
+            r#"<div class="fill warn" style="width:6.7%">"#,
+            r#"<div class="fill warn" style="width:100%">"#,
+        );
+    assert!(
+        !html.contains(".fill.good{background:#2e7d32}") && html.contains("width:100%"),
+        "control edit did not apply; update the strings above to match statuspage.rs"
+    );
+    let page = dir.path().join("control.html");
+    std::fs::write(&page, html).unwrap();
+    let (img, _) = require(browser::screenshot(&page, &dir.path().join("control.png")));
+    let bars = find_bars(&img);
+    let colours: Vec<&str> = bars.iter().map(|b| b.colour).collect();
+    assert_eq!(
+        colours,
+        ["warn", "bad", "bad"],
+        "recoloured green bar still found"
+    );
+    assert!(
+        bars[0].fill.width().abs_diff(bars[0].track_width) <= 1 && bars[0].fill.width() > 300,
+        "full-width warning bar measured {} of {}",
+        bars[0].fill.width(),
+        bars[0].track_width
+    );
+}
+
+/// `(data-credential, class)` of each `<tr>` in the table body, in order. String splitting is
+/// enough: Chromium serializes the DOM regularly (lower-case tags, attributes quoted with `"`).
 fn rows(dom: &str) -> Vec<(String, String)> {
     let body = dom
         .split("<tbody>")
