@@ -7,8 +7,9 @@
 //! 14 px high blocks and must come in the rows' order with widths matching the days left; every
 //! row's left marker must have the same colour as its bar. `--dump-dom` must show one row per
 //! credential with the right health class. Nothing may be fetched from the network: the HTML has
-//! no http(s) URL, and Chromium runs behind a loopback trap proxy that must see no request (a
-//! control test shows the trap does catch a page that reaches out).
+//! no http(s) URL, and Chromium runs behind a loopback trap proxy that must see no request but
+//! the browser's own background calls to a short list of Google hosts (a control test shows the
+//! trap does catch a page that reaches out; another that the bar finder notices wrong bars).
 //!
 //! Chromium missing is a failure naming the install command, not a skip. Set
 //! `STATUS_PAGE_SCREENSHOT=<path>` to keep the screenshot (docs/status-page.png is made so).
@@ -102,7 +103,7 @@ fn report() -> StatusReport {
     }
 }
 
-/// The status page rendered to `page.html` in a new temp dir.
+/// The status page rendered to `status.html` in `dir`.
 fn write_page(dir: &TempDir) -> (std::path::PathBuf, String) {
     let html = render(&report(), "0.1.0-test");
     let path = dir.path().join("status.html");
