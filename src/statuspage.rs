@@ -27,8 +27,17 @@ pub fn esc(s: &str) -> String {
 /// The horizon of the timeline, in days.
 const HORIZON_DAYS: i64 = 180;
 
-fn health(days_left: Option<i64>, problem: bool, outcome: Option<CredentialOutcome>) -> &'static str {
-    if problem || matches!(outcome, Some(CredentialOutcome::Failed | CredentialOutcome::Blocked)) {
+fn health(
+    days_left: Option<i64>,
+    problem: bool,
+    outcome: Option<CredentialOutcome>,
+) -> &'static str {
+    if problem
+        || matches!(
+            outcome,
+            Some(CredentialOutcome::Failed | CredentialOutcome::Blocked)
+        )
+    {
         return "bad";
     }
     match days_left {
@@ -39,12 +48,40 @@ fn health(days_left: Option<i64>, problem: bool, outcome: Option<CredentialOutco
     }
 }
 
+/// The word on a row's badge: why it has its colour, so red for "expired" and red for "the last
+/// run failed" read differently.
+fn state_label(
+    days_left: Option<i64>,
+    problem: bool,
+    outcome: Option<CredentialOutcome>,
+) -> &'static str {
+    match (days_left, problem, outcome) {
+        (Some(d), _, _) if d < 0 => "expired",
+        (_, true, _) => "problem",
+        (_, _, Some(CredentialOutcome::Failed)) => "last run failed",
+        (_, _, Some(CredentialOutcome::Blocked)) => "blocked",
+        (None, _, _) => "unknown",
+        (Some(d), _, _) if d < 30 => "renew soon",
+        _ => "healthy",
+    }
+}
+
+/// How many recent rotations the page lists.
+const RECENT_LIMIT: usize = 10;
+
 pub fn render(status: &StatusReport, app_version: &str) -> String {
     let mut rows = String::new();
     let mut failures = String::new();
     let mut recent: Vec<(String, String)> = Vec::new();
+    let mut counts = [0usize; 3];
     for c in &status.credentials {
         let h = health(c.days_left, c.problem.is_some(), c.last_outcome);
+        let state = state_label(c.days_left, c.problem.is_some(), c.last_outcome);
+        counts[match h {
+            "good" => 0,
+            "warn" => 1,
+            _ => 2,
+        }] += 1;
         let days = c.days_left.unwrap_or(0).clamp(0, HORIZON_DAYS);
         let width = (days as f64 / HORIZON_DAYS as f64 * 100.0).max(1.0);
         let days_text = match c.days_left {
@@ -55,17 +92,23 @@ pub fn render(status: &StatusReport, app_version: &str) -> String {
         let consumers = if c.consumers.is_empty() {
             "Key Vault only".to_string()
         } else if c.consumers_in_sync {
-            format!("{} consumer(s) in sync", c.consumers.len())
+            match c.consumers.len() {
+                1 => "1 consumer in sync".to_string(),
+                n => format!("{n} consumers in sync"),
+            }
         } else {
             format!(
-                "{} of {} consumer(s) out of sync",
-                c.consumers.iter().filter(|x| x.in_sync == Some(false)).count(),
+                "{} of {} consumers out of sync",
+                c.consumers
+                    .iter()
+                    .filter(|x| x.in_sync == Some(false))
+                    .count(),
                 c.consumers.len()
             )
         };
         let _ = write!(
             rows,
-            r#"<tr class="{h}" data-credential="{name}"><th scope="row">{name}<div class="sub">{app}</div></th>
+            r#"<tr class="{h}" data-credential="{name}"><th scope="row">{name} <span class="pill {h}">{state}</span><div class="sub">{app}</div></th>
 <td><div class="bar" role="img" aria-label="{days_text}"><div class="fill {h}" style="width:{width:.1}%"></div></div><div class="sub">{days_text}{expires}</div></td>
 <td>{consumers}</td><td>{phase}</td></tr>
 "#,
@@ -79,7 +122,10 @@ pub fn render(status: &StatusReport, app_version: &str) -> String {
         );
         if let Some(p) = &c.problem {
             let _ = write!(failures, "<li><b>{}</b>: {}</li>", esc(&c.name), esc(p));
-        } else if matches!(c.last_outcome, Some(CredentialOutcome::Failed | CredentialOutcome::Blocked)) {
+        } else if matches!(
+            c.last_outcome,
+            Some(CredentialOutcome::Failed | CredentialOutcome::Blocked)
+        ) {
             let _ = write!(
                 failures,
                 "<li><b>{}</b>: the last run did not finish; see Status</li>",
@@ -92,12 +138,19 @@ pub fn render(status: &StatusReport, app_version: &str) -> String {
     }
     recent.sort();
     recent.reverse();
+    recent.truncate(RECENT_LIMIT);
     let recent_html: String = if recent.is_empty() {
         "<li>none yet</li>".into()
     } else {
         recent
             .iter()
-            .map(|(at, n)| format!("<li>{} — {}</li>", esc(&at[..16.min(at.len())].replace('T', " ")), esc(n)))
+            .map(|(at, n)| {
+                format!(
+                    "<li>{} UTC — {}</li>",
+                    esc(&at[..16.min(at.len())].replace('T', " ")),
+                    esc(n)
+                )
+            })
             .collect()
     };
     let failures_html = if failures.is_empty() {
@@ -105,6 +158,10 @@ pub fn render(status: &StatusReport, app_version: &str) -> String {
     } else {
         format!("<ul class=\"failures\">{failures}</ul>")
     };
+    let summary = format!(
+        r#"<span class="dot good"></span>{} healthy <span class="dot warn"></span>{} to renew within 30 days <span class="dot bad"></span>{} need attention"#,
+        counts[0], counts[1], counts[2]
+    );
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -115,16 +172,22 @@ h1{{font-size:1.4rem;margin:0 0 .2rem}} .meta{{color:#555;margin-bottom:1.5rem}}
 table{{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 3px #0002}}
 th,td{{text-align:left;padding:.6rem .8rem;border-bottom:1px solid #eee;vertical-align:top}}
 thead th{{background:#f0f0f0;font-size:.85rem;text-transform:uppercase;letter-spacing:.03em}}
-.sub{{color:#666;font-size:.8rem;margin-top:.2rem}}
-.bar{{background:#e8e8e8;border-radius:4px;height:14px;width:100%;min-width:200px}}
-.fill{{height:14px;border-radius:4px}} .fill.good{{background:#2e7d32}} .fill.warn{{background:#f9a825}} .fill.bad{{background:#c62828}}
+.sub{{color:#666;font-size:.8rem;font-weight:400;margin-top:.2rem}}
+.bar{{background:#e8e8e8;border-radius:3px;height:14px;width:100%;min-width:200px}}
+.fill{{height:14px;border-radius:3px;min-width:10px}} .fill.good{{background:#2e7d32}} .fill.warn{{background:#f9a825}} .fill.bad{{background:#c62828}}
 tr.bad th{{border-left:4px solid #c62828}} tr.warn th{{border-left:4px solid #f9a825}} tr.good th{{border-left:4px solid #2e7d32}}
+.pill{{display:inline-block;font-size:.7rem;font-weight:600;padding:.05rem .45rem;border-radius:.6rem;margin-left:.3rem;vertical-align:.1rem}}
+.pill.good{{background:#e8f5e9;color:#1b5e20}} .pill.warn{{background:#fff4d6;color:#6d4c00}} .pill.bad{{background:#fdecea;color:#8e1b1b}}
+.summary{{margin:0 0 1rem;font-size:.95rem}} .dot{{display:inline-block;width:10px;height:10px;border-radius:50%;margin:0 .35rem 0 1rem;vertical-align:0}}
+.summary .dot:first-child{{margin-left:0}} .dot.good{{background:#2e7d32}} .dot.warn{{background:#f9a825}} .dot.bad{{background:#c62828}}
+h2{{font-size:1.1rem;margin:0 0 .4rem}} ul{{margin:0;padding-left:1.3rem}} li{{margin:.15rem 0}}
 section{{margin-top:1.5rem}} .failures li{{color:#c62828}} .ok{{color:#2e7d32}}
 </style></head>
 <body>
 <h1>secret-rotator</h1>
 <div class="meta">version {ver} · as of {now} · timeline spans {HORIZON_DAYS} days</div>
-<table><thead><tr><th>Credential</th><th>Days left</th><th>Consumers</th><th>Phase</th></tr></thead>
+<p class="summary">{summary}</p>
+<table><thead><tr><th>Credential</th><th>Days left (0–{HORIZON_DAYS})</th><th>Consumers</th><th>Phase</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
 <section><h2>Recent rotations</h2><ul>{recent_html}</ul></section>
@@ -164,7 +227,10 @@ mod tests {
     fn escapes_everything_and_marks_health() {
         let s = StatusReport {
             now: chrono::Utc::now(),
-            credentials: vec![cred("good-one", Some(120), None), cred("late", Some(-3), Some("expired"))],
+            credentials: vec![
+                cred("good-one", Some(120), None),
+                cred("late", Some(-3), Some("expired")),
+            ],
         };
         let html = render(&s, "1.0.0");
         assert!(!html.contains("<script>"));
@@ -174,5 +240,47 @@ mod tests {
         assert!(html.contains("expired 3 days ago"));
         // No external assets: the page must work offline.
         assert!(!html.contains("http://") && !html.contains("https://"));
+    }
+
+    #[test]
+    fn badges_say_why_a_row_has_its_colour_and_summary_counts_rows() {
+        let mut failed = cred("failed-run", Some(95), None);
+        failed.last_outcome = Some(CredentialOutcome::Failed);
+        let mut two = cred("two-consumers", Some(12), None);
+        two.consumers = vec![
+            crate::engine::report::ConsumerStatus {
+                description: "a".into(),
+                in_sync: Some(true),
+                detail: None,
+            };
+            2
+        ];
+        let s = StatusReport {
+            now: chrono::Utc::now(),
+            credentials: vec![
+                cred("fine", Some(150), None),
+                two,
+                cred("gone", Some(-1), Some("expired")),
+                failed,
+                cred("odd", None, None),
+            ],
+        };
+        let html = render(&s, "1.0.0");
+        for (class, label) in [
+            ("good", "healthy"),
+            ("warn", "renew soon"),
+            ("bad", "expired"),
+            ("bad", "last run failed"),
+            ("bad", "unknown"),
+        ] {
+            assert!(
+                html.contains(&format!(r#"<span class="pill {class}">{label}</span>"#)),
+                "no {class} badge {label}"
+            );
+        }
+        assert!(html.contains("2 consumers in sync"));
+        assert!(html.contains(r#"</span>1 healthy "#));
+        assert!(html.contains(r#"</span>1 to renew within 30 days "#));
+        assert!(html.contains(r#"</span>3 need attention"#));
     }
 }
