@@ -542,7 +542,7 @@ fn durations_are_checked() {
         (
             "lifetimeDays",
             731.into(),
-            "Graph and the portal cap client secrets at 24 months",
+            "lifetimeDays: must be between 1 and 730 days (Graph and the portal cap client secrets at 24 months), got 731",
         ),
         (
             "lifetimeDays",
