@@ -572,7 +572,7 @@ fn durations_are_checked() {
         (
             "lifetimeDays",
             "90".into(),
-            "expected a whole number of days, got a string",
+            "lifetimeDays: expected a whole number of days, got a string",
         ),
     ];
     for (key, value, needle) in cases {
