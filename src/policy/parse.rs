@@ -155,6 +155,9 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
+/// A duration field as read: absent, valid days, or invalid (`Err`, already reported).
+type DaysField = Result<Option<i64>, ()>;
+
 /// Effective durations (in days) while checking their relations.
 #[derive(Clone, Copy)]
 struct Days {
@@ -272,7 +275,7 @@ impl Cx<'_> {
         prefix: &str,
         obj: &Map<String, Value>,
         key: &str,
-    ) -> Result<Option<i64>, ()> {
+    ) -> DaysField {
         let Some(v) = obj.get(key) else {
             return Ok(None);
         };
@@ -321,11 +324,7 @@ impl Cx<'_> {
         entry: Option<&Entry>,
         prefix: &str,
         obj: &Map<String, Value>,
-    ) -> (
-        Result<Option<i64>, ()>,
-        Result<Option<i64>, ()>,
-        Result<Option<i64>, ()>,
-    ) {
+    ) -> (DaysField, DaysField, DaysField) {
         (
             self.days(entry, prefix, obj, "renewBeforeDays"),
             self.days(entry, prefix, obj, "lifetimeDays"),
@@ -391,7 +390,7 @@ impl Cx<'_> {
                 &["renewBeforeDays", "lifetimeDays", "graceDays"],
             );
             let (r, l, g) = self.durations(None, "defaults", d);
-            let pick = |got: Result<Option<i64>, ()>, dflt: i64| match got {
+            let pick = |got: DaysField, dflt: i64| match got {
                 Ok(Some(v)) => Some(v),
                 Ok(None) => Some(dflt),
                 Err(()) => None,
@@ -548,7 +547,7 @@ impl Cx<'_> {
         let (r, l, g) = self.durations(e, "", obj);
         let overridden =
             matches!(r, Ok(Some(_))) || matches!(l, Ok(Some(_))) || matches!(g, Ok(Some(_)));
-        let eff = |got: Result<Option<i64>, ()>, dflt: Option<i64>| match got {
+        let eff = |got: DaysField, dflt: Option<i64>| match got {
             Ok(Some(v)) => Some(v),
             Ok(None) => dflt,
             Err(()) => None,
