@@ -672,17 +672,23 @@ impl<'a> Builder<'a> {
             self.say(sentence);
             self.steps.push(step);
         }
-        if busy || !self.steps.is_empty() {
+        if busy {
             return;
         }
 
-        // Rule 9: nothing to do.
+        // Rule 9: no rotation due.
         let renewal = current_pw
             .and_then(|p| p.end)
             .and_then(|e| e.checked_sub_signed(self.policy.renew_before));
+        let idle = self.steps.is_empty();
+        let tail = if idle {
+            "nothing to do"
+        } else {
+            "no rotation needed"
+        };
         match (current_pw.and_then(|p| p.end), renewal) {
             (Some(end), Some(r)) => self.say(format!(
-                "{}'s password {} expires {} ({}); renewal is due {}: nothing to do.",
+                "{}'s password {} expires {} ({}); renewal is due {}: {tail}.",
                 self.secret(),
                 current_pw.map(|p| short(p.key_id)).unwrap_or_default(),
                 day(end),
@@ -690,23 +696,23 @@ impl<'a> Builder<'a> {
                 day(r)
             )),
             _ => self.say(format!(
-                "{}'s current password has no end date: nothing to do.",
+                "{}'s current password has no end date: {tail}.",
                 self.secret()
             )),
         }
-        self.next_due = renewal;
-        if waiting {
-            if let Some(p) = previous_pw {
-                self.say(format!(
-                    "Previous password {} is kept until {} (grace period) so consumers can pick up the new value.",
-                    pw_label(p),
-                    day(remove_after)
-                ));
-            }
-            self.next_due = Some(match renewal {
-                Some(r) => r.min(remove_after),
-                None => remove_after,
-            });
+        let mut due = renewal;
+        if waiting && let Some(p) = previous_pw {
+            self.say(format!(
+                "Previous password {} is kept until {} (grace period) so consumers can pick up the new value.",
+                pw_label(p),
+                day(remove_after)
+            ));
+            due = Some(due.map_or(remove_after, |r| r.min(remove_after)));
+        }
+        // Only a decision without steps has a due date (rule 9); after cleanup or adoption
+        // steps the next decision carries it.
+        if idle {
+            self.next_due = due;
         }
     }
 
