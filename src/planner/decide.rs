@@ -280,8 +280,16 @@ impl<'a> Builder<'a> {
 
         // Rule 2: orphans.
         self.orphans(app, &cur, &protected);
+        // The previous password is not protected from rule 8: once expired it authenticates
+        // nobody, and one the rotator did not create is only ever removed by that rule.
+        let in_use: Vec<Uuid> = [cur.key, cur.hint_key, cur.tag_key]
+            .into_iter()
+            .flatten()
+            .collect();
         // Rule 8 runs early too: removing expired passwords nobody can use is always safe.
-        self.unmanaged(app, &protected);
+        if cur.unknown.is_none() {
+            self.unmanaged(app, &in_use);
+        }
         // Rule 4: adoption.
         if cur.adopt
             && let Some(k) = cur.key
@@ -620,7 +628,7 @@ impl<'a> Builder<'a> {
                 Step::MarkRetired,
                 "The previous password is gone: mark the rotation finished.".into(),
             )),
-            (phase, Some(p)) if prev_due && known => {
+            (phase, Some(p)) if prev_due && known && self.is_ours(p) => {
                 let why = if prev_expired {
                     format!("has expired ({})", day(p.end.unwrap_or(now)))
                 } else if phase == Phase::Retired {
@@ -640,6 +648,26 @@ impl<'a> Builder<'a> {
                         Step::MarkRetired,
                         "Then mark the rotation finished.".into(),
                     ));
+                }
+            }
+            // A previous password the rotator did not create (an adopted one) is never removed
+            // as superseded: something outside the policy may still use it. It is let go.
+            (phase, Some(p)) if prev_due && known => {
+                let sentence = format!(
+                    "Previous password {} was not created by secret-rotator: it is left in place{}.",
+                    pw_label(p),
+                    match p.end {
+                        Some(e) if e > now => format!(" (it expires {})", day(e)),
+                        _ => String::new(),
+                    }
+                );
+                if phase == Phase::Propagated {
+                    housekeeping.push((
+                        Step::MarkRetired,
+                        format!("{sentence} Mark the rotation finished."),
+                    ));
+                } else {
+                    self.say(sentence);
                 }
             }
             (_, Some(p)) if prev_due => self.say(format!(

@@ -34,10 +34,13 @@
 //!    its password is missing or expired, or cannot be identified (and was not shown to work).
 //! 6. Phases `Propagated`/`Retired`: consumers observed `OutOfSync` → `UpdateConsumer` (drift
 //!    repair). `Propagated`: the previous password past `remove_after` (or expired) →
-//!    `RemovePassword{Superseded}` then `MarkRetired`; already gone → `MarkRetired`.
+//!    `RemovePassword{Superseded}` then `MarkRetired`; already gone → `MarkRetired`. A previous
+//!    password the rotator did not create (adopted) is never removed as superseded: it is let
+//!    go with `MarkRetired` and left to rule 8.
 //! 7. Rotation is due when the current password is missing, unidentifiable, refused, expired, or
 //!    within `renewBefore` of its end. It waits while the previous password still has grace
-//!    left, unless the current one is missing, refused or expired. `Rotate.end` = now + lifetime.
+//!    left, unless the current one is missing, refused or expired (an unidentifiable value
+//!    counts as refused unless a token request with it succeeded). `Rotate.end` = now + lifetime.
 //! 8. Passwords without the `secret-rotator:` marker, neither current nor previous: removed only
 //!    when expired and the policy sets `removeUnmanagedExpired`; otherwise only mentioned.
 //! 9. Nothing to do → no steps; `next_due` = the renewal date (or the end of the grace period
@@ -60,8 +63,9 @@
 //! - While `Stored`, a marked password that started before the current version was written is not
 //!   treated as an orphan: after a rotation away from an unidentifiable value, consumers may still
 //!   hold it. It is removed once the version is `Propagated` (without a grace period).
-//! - When the current password cannot be identified, nothing is removed except expired
-//!   unmanaged passwords (with the policy flag): any other password might be the one in use.
+//! - When the current password cannot be identified, nothing is removed (not even expired
+//!   unmanaged passwords): any password might be the one in use. The rotation that follows
+//!   makes it known again, and cleanup resumes.
 //! - A rotation started because the stored value is refused/missing/expired while `Stored`
 //!   keeps the version's `previous_key_id` (the password consumers still hold) as its previous.
 //! - Passwords marked for *another* credential (`secret-rotator:{other}:`) are never touched.

@@ -766,16 +766,67 @@ fn retired_with_previous_still_present_removes_it() {
         Some(tags(new, Some(old), Phase::Retired, vec![])),
         now() - days(10),
     );
+    let current = ours(new, now() - days(10), now() + days(170));
     let passwords = vec![
-        pw(old, None, now() - days(200), now() + days(10)),
-        ours(new, now() - days(10), now() + days(170)),
+        ours(old, now() - days(200), now() + days(10)),
+        current.clone(),
     ];
     assert_eq!(
-        decide(&p, &obs(&p, passwords, vault), now()).steps,
+        decide(&p, &obs(&p, passwords, vault.clone()), now()).steps,
         vec![Step::RemovePassword {
             key_id: old,
             reason: RemoveReason::Superseded
         }]
+    );
+    // A previous password the rotator did not create is left alone.
+    let passwords = vec![pw(old, None, now() - days(200), now() + days(10)), current];
+    let d = decide(&p, &obs(&p, passwords, vault), now());
+    assert!(d.steps.is_empty(), "{:?}", d.steps);
+    assert!(explanation(&d).contains(
+        "was not created by secret-rotator: it is left in place (it expires 2026-12-02)"
+    ));
+}
+
+#[test]
+fn adopted_previous_password_is_let_go_not_removed() {
+    let mut p = policy(vec![]);
+    let (manual, new) = (key(1), key(2));
+    let mut t = tags(new, Some(manual), Phase::Propagated, vec![]);
+    t.remove_after = Some(now() - days(1));
+    let vault = version(KeyIdentity::Tagged(new), Some(t), now() - days(8));
+    let current = ours(new, now() - days(8), now() + days(172));
+    let passwords = vec![
+        pw(
+            manual,
+            Some("portal secret"),
+            now() - days(300),
+            now() + days(20),
+        ),
+        current.clone(),
+    ];
+    let d = decide(&p, &obs(&p, passwords, vault.clone()), now());
+    assert_eq!(d.steps, vec![Step::MarkRetired]);
+    // Once expired, and with the flag, it goes as an expired unmanaged password.
+    p.remove_unmanaged_expired = true;
+    let passwords = vec![
+        pw(
+            manual,
+            Some("portal secret"),
+            now() - days(300),
+            now() - days(1),
+        ),
+        current,
+    ];
+    let d = decide(&p, &obs(&p, passwords, vault), now());
+    assert_eq!(
+        d.steps,
+        vec![
+            Step::RemovePassword {
+                key_id: manual,
+                reason: RemoveReason::ExpiredUnmanaged
+            },
+            Step::MarkRetired
+        ]
     );
 }
 
