@@ -646,3 +646,81 @@ proptest! {
         prop_assert!(in_sync, "a consumer is out of sync: {w:?}\ntrace: {trace:?}");
     }
 }
+
+/// Runs decide/apply until a decision has no steps; returns it, or fails after 50 steps.
+fn settle(
+    policy: &CredentialPolicy,
+    w: &mut World,
+    now: DateTime<Utc>,
+    trace: &mut Vec<Step>,
+) -> Result<Decision, TestCaseError> {
+    for _ in 0..50 {
+        let obs = w.observe(policy, now);
+        let d = decide(policy, &obs, now);
+        check(policy, &obs, now, &d);
+        prop_assert!(d.blocked.is_none(), "blocked: {d:?}\ntrace: {trace:?}");
+        match d.steps.first() {
+            None => return Ok(d),
+            Some(step) => {
+                w.apply(step, now);
+                trace.push(step.clone());
+            }
+        }
+    }
+    Err(TestCaseError::fail(format!(
+        "no settled state after 50 steps: {trace:?}"
+    )))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Years of operation: settle, jump the clock to `next_due` (the renewal date or the end of
+    /// a grace period), settle again. Every renewal happens before expiry, and the application
+    /// never accumulates the rotator's passwords (at most the current and the previous one).
+    #[test]
+    fn lifecycle_over_years_stays_healthy(
+        (policy, mut w) in valid_policy().prop_flat_map(world),
+        start in hours().prop_map(at),
+    ) {
+        let mut now = start;
+        let mut trace = Vec::new();
+        // Healthy: settled with the stored value's password known from the rotator's own tags.
+        let mut healthy = false;
+        for _ in 0..12 {
+            let before = trace.len();
+            let d = settle(&policy, &mut w, now, &mut trace)?;
+            if healthy {
+                for s in &trace[before..] {
+                    if let Step::Rotate { reason, .. } = s {
+                        // Once healthy, the only reason to rotate is the renewal window.
+                        prop_assert!(
+                            matches!(reason, RotateReason::ExpiringSoon { .. }),
+                            "rotation for {reason:?} in steady state\ntrace: {trace:?}"
+                        );
+                    }
+                }
+            }
+            healthy = matches!(&w.vault, Some((k, Some(t), _)) if t.key_id == *k);
+            let stored = w.vault.as_ref().map(|v| v.0);
+            let pw = stored.and_then(|k| w.passwords.iter().find(|p| p.key_id == k));
+            prop_assert!(pw.is_some_and(|p| p.end.is_none_or(|e| e > now)), "{w:?}");
+            let ours = format!("{MARKER_PREFIX}{NAME}:");
+            let marked = w
+                .passwords
+                .iter()
+                .filter(|p| p.display_name.as_deref().is_some_and(|n| n.starts_with(&ours)))
+                .count();
+            prop_assert!(
+                !healthy || marked <= 2,
+                "{marked} rotator passwords piled up: {w:?}\ntrace: {trace:?}"
+            );
+            match d.next_due {
+                Some(due) if due > now => now = due,
+                Some(_) => now += Duration::hours(1),
+                // Current password without an end date: nothing will ever fall due.
+                None => break,
+            }
+        }
+    }
+}
