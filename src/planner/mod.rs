@@ -1,5 +1,84 @@
 //! The rotation planner: a pure function of (policy, observed state, now).
+//!
+//! - [`model`]: what the planner sees ([`Observation`]) and decides ([`Decision`], [`Step`]).
+//! - `decide` (private, re-exported): [`decide`] and [`describe_step`], the rules below.
+//! - `tests`, `proptests`: one example per field runbook situation, and property tests that
+//!   simulate whole runs from arbitrary (including adversarial) starting states.
+//!
+//! # Expected flow
+//!
+//! The executor observes one credential, calls [`decide`], performs only `steps[0]` and observes
+//! again, until a decision has no steps. A normal life cycle is:
+//!
+//! 1. Key Vault secret missing → `Rotate{NotStored}`: addPassword, verify, store (phase `Stored`).
+//! 2. `Stored` → one `UpdateConsumer`/`Notify` per consumer not yet holding the version, then
+//!    `CompletePropagation` (phase `Propagated`, `remove_after` = now + grace).
+//! 3. `Propagated` → nothing until `remove_after` (or until the previous password expires), then
+//!    `RemovePassword{Superseded}` and `MarkRetired` (phase `Retired`).
+//! 4. `Retired` → nothing until `end - renewBefore`, then `Rotate{ExpiringSoon}` and back to 2.
+//!
+//! The rules, in the order they are applied:
+//!
+//! 1. The application cannot be read → blocked with that reason, no steps. So is an observation
+//!    whose consumers do not line up with the policy's, or a policy whose durations cannot work
+//!    (lifetime not positive, renewal window not shorter than the lifetime).
+//! 2. Orphans: passwords marked `secret-rotator:{name}:` that are neither the current nor the
+//!    previous password → `RemovePassword{Orphan}`, first. They come from a run that crashed
+//!    between addPassword and storing the value, so nobody can hold them.
+//! 3. Key Vault secret missing → `Rotate{NotStored, previous: None}`.
+//! 4. A current version without tags whose value matches one password by hint → `Adopt`, then
+//!    the remaining rules as if tagged `Retired` with no previous password.
+//! 5. Phase `Stored`: each consumer not in sync (observed `OutOfSync`, or not observable and not
+//!    in `tags.synced`) → `UpdateConsumer` (`Notify` for notify-only ones); all in sync →
+//!    `CompletePropagation`. No new rotation while `Stored` unless the stored value is refused,
+//!    its password is missing or expired, or cannot be identified (and was not shown to work).
+//! 6. Phases `Propagated`/`Retired`: consumers observed `OutOfSync` → `UpdateConsumer` (drift
+//!    repair). `Propagated`: the previous password past `remove_after` (or expired) →
+//!    `RemovePassword{Superseded}` then `MarkRetired`; already gone → `MarkRetired`. A previous
+//!    password the rotator did not create (adopted) is never removed as superseded: it is let
+//!    go with `MarkRetired` and left to rule 8.
+//! 7. Rotation is due when the current password is missing, unidentifiable, refused, expired, or
+//!    within `renewBefore` of its end. It waits while the previous password still has grace
+//!    left, unless the current one is missing, refused or expired (an unidentifiable value
+//!    counts as refused unless a token request with it succeeded). `Rotate.end` = now + lifetime.
+//! 8. Passwords without the `secret-rotator:` marker, neither current nor previous: removed only
+//!    when expired and the policy sets `removeUnmanagedExpired`; otherwise only mentioned.
+//! 9. Nothing to do → no steps; `next_due` = the renewal date (or the end of the grace period
+//!    when that comes first).
+//!
+//! # Guarantees
+//!
+//! Checked by the property tests over arbitrary policies, observations and times:
+//! - `decide` is total (never panics; all date arithmetic is checked) and deterministic.
+//! - Never a `RemovePassword` for the current password, nor for a password the rotator did not
+//!   create unless it has expired and the policy allows it.
+//! - Never `Rotate` together with a consumer update in one decision (a rotation re-propagates).
+//! - `Rotate.end - now == lifetime`.
+//! - Performing `steps[0]` and deciding again reaches, from any starting state and within 50
+//!   steps, a decision with no steps in which Key Vault holds a password that exists and has
+//!   not expired.
+//!
+//! # Caveats
+//!
+//! - While `Stored`, a marked password that started before the current version was written is not
+//!   treated as an orphan: after a rotation away from an unidentifiable value, consumers may still
+//!   hold it. It is removed once the version is `Propagated` (without a grace period).
+//! - When the current password cannot be identified, nothing is removed (not even expired
+//!   unmanaged passwords): any password might be the one in use. The rotation that follows
+//!   makes it known again, and cleanup resumes.
+//! - A rotation started because the stored value is refused/missing/expired while `Stored`
+//!   keeps the version's `previous_key_id` (the password consumers still hold) as its previous.
+//! - Passwords marked for *another* credential (`secret-rotator:{other}:`) are never touched.
+//! - The planner trusts the observation: consumer sync state, hints and tags are the executor's
+//!   findings. It never sees secret values.
 
+mod decide;
 pub mod model;
+
+pub use decide::{decide, describe_step};
 pub use model::*;
-mod tmp_stub; pub use tmp_stub::*;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;

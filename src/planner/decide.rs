@@ -1,0 +1,757 @@
+//! [`decide`]: the planner's rules (documented in the parent module), and [`describe_step`].
+//!
+//! Written as one pass that appends steps in rule order to a [`Builder`], with an explanation
+//! sentence for every step and for every notable thing left alone. All date arithmetic is
+//! checked: an overflow blocks the decision instead of panicking.
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use super::model::*;
+use crate::policy::{Consumer, CredentialPolicy};
+
+/// Decides what to do next for one credential. Pure and total: see the module docs for the
+/// rules and their guarantees.
+pub fn decide(policy: &CredentialPolicy, obs: &Observation, now: DateTime<Utc>) -> Decision {
+    let mut b = Builder {
+        policy,
+        now,
+        steps: Vec::new(),
+        explanation: Vec::new(),
+        blocked: None,
+        next_due: None,
+    };
+    b.run(obs);
+    b.finish()
+}
+
+/// One line for CLI and log output, e.g. `remove password 3f2a… (orphan of a crashed run)`.
+pub fn describe_step(step: &Step) -> String {
+    match step {
+        Step::Adopt { key_id } => format!(
+            "adopt the current Key Vault version as password {key_id} (record the rotator's tags)"
+        ),
+        Step::Rotate {
+            reason,
+            previous_key_id,
+            end,
+        } => {
+            let replacing = match previous_key_id {
+                Some(p) => format!(", replacing password {p}"),
+                None => String::new(),
+            };
+            format!(
+                "rotate ({}): add a password valid until {}, verify it and store it in Key Vault{replacing}",
+                describe_reason(reason),
+                end.format("%Y-%m-%d %H:%M UTC")
+            )
+        }
+        Step::UpdateConsumer { index, consumer_id } => {
+            format!(
+                "update consumer #{index} ({consumer_id}) to the current version and confirm it"
+            )
+        }
+        Step::Notify { index, consumer_id } => format!(
+            "notify consumer #{index} ({consumer_id}): send the manual step for the new value"
+        ),
+        Step::CompletePropagation { remove_after } => format!(
+            "confirm the stored value gets a token and mark the rotation propagated (previous password removable after {})",
+            remove_after.format("%Y-%m-%d %H:%M UTC")
+        ),
+        Step::RemovePassword { key_id, reason } => {
+            let why = match reason {
+                RemoveReason::Superseded => "superseded, grace period over",
+                RemoveReason::Orphan => "orphan of a run that crashed before storing it",
+                RemoveReason::ExpiredUnmanaged => "expired, not created by secret-rotator",
+            };
+            format!("remove password {key_id} ({why})")
+        }
+        Step::MarkRetired => "mark the rotation retired (previous password gone)".to_string(),
+    }
+}
+
+fn describe_reason(r: &RotateReason) -> String {
+    match r {
+        RotateReason::NotStored => "not stored in Key Vault yet".into(),
+        RotateReason::CurrentPasswordMissing => {
+            "current password missing from the application".into()
+        }
+        RotateReason::ExpiringSoon { expires } => format!("expires {}", day(*expires)),
+        RotateReason::Expired { expired } => format!("expired {}", day(*expired)),
+        RotateReason::CurrentValueRefused => "Entra refuses the stored value".into(),
+        RotateReason::UnknownCurrentPassword { reason } => {
+            format!("current password unknown: {reason}")
+        }
+        RotateReason::Forced => "forced".into(),
+    }
+}
+
+/// `3f2a…`: enough to recognise a password in the portal's list.
+fn short(k: Uuid) -> String {
+    let s = k.simple().to_string();
+    format!("{}…", &s[..4])
+}
+
+fn day(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+/// "in 9 days", "today", "3 days ago".
+fn relative(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
+    let days = t.signed_duration_since(now).num_days();
+    match days {
+        0 if t >= now => "today".to_string(),
+        0 => "earlier today".to_string(),
+        1 => "1 day".to_string(),
+        -1 => "1 day ago".to_string(),
+        d if d > 0 => format!("{d} days"),
+        d => format!("{} days ago", d.unsigned_abs()),
+    }
+}
+
+fn whole_days(d: Duration) -> i64 {
+    d.num_days()
+}
+
+fn pw_label(p: &PasswordInfo) -> String {
+    match &p.display_name {
+        Some(n) if !n.is_empty() => format!("{} ('{n}')", short(p.key_id)),
+        _ => short(p.key_id),
+    }
+}
+
+struct Builder<'a> {
+    policy: &'a CredentialPolicy,
+    now: DateTime<Utc>,
+    steps: Vec<Step>,
+    explanation: Vec<String>,
+    blocked: Option<String>,
+    next_due: Option<DateTime<Utc>>,
+}
+
+/// The current version, reduced to what the rules need.
+struct Current<'o> {
+    /// The password the stored value is, when known (Tagged/Inferred and consistent with tags).
+    key: Option<Uuid>,
+    /// Why it is not known.
+    unknown: Option<String>,
+    /// The password the executor matched by hint, even when the tags disagree (protected from
+    /// removal either way).
+    hint_key: Option<Uuid>,
+    /// Tags as recorded, or the adoption defaults (phase Retired, no previous).
+    phase: Phase,
+    tag_key: Option<Uuid>,
+    previous: Option<Uuid>,
+    remove_after: Option<DateTime<Utc>>,
+    rotated_at: Option<DateTime<Utc>>,
+    synced: &'o [String],
+    created: Option<DateTime<Utc>>,
+    adopt: bool,
+}
+
+impl<'a> Builder<'a> {
+    fn finish(self) -> Decision {
+        let blocked = self.blocked;
+        Decision {
+            steps: if blocked.is_some() {
+                Vec::new()
+            } else {
+                self.steps
+            },
+            next_due: if blocked.is_some() {
+                None
+            } else {
+                self.next_due
+            },
+            blocked,
+            explanation: self.explanation,
+        }
+    }
+
+    fn say(&mut self, s: String) {
+        self.explanation.push(s);
+    }
+
+    fn block(&mut self, reason: String) {
+        self.explanation.push(format!("Blocked: {reason}."));
+        self.blocked = Some(reason);
+    }
+
+    fn secret(&self) -> &'a str {
+        &self.policy.key_vault.secret
+    }
+
+    fn marker(&self) -> String {
+        format!("{MARKER_PREFIX}{}:", self.policy.name)
+    }
+
+    fn is_ours(&self, p: &PasswordInfo) -> bool {
+        p.display_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with(&self.marker()))
+    }
+
+    fn run(&mut self, obs: &Observation) {
+        let app = match &obs.app {
+            Ok(app) => app,
+            Err(reason) => {
+                self.block(format!(
+                    "the application for {} cannot be read: {reason}",
+                    self.policy.name
+                ));
+                return;
+            }
+        };
+        if !self.sane_inputs(obs) {
+            return;
+        }
+        match &obs.vault {
+            VaultState::Missing => self.not_stored(app),
+            VaultState::Current(v) => self.current(app, obs, v),
+        }
+    }
+
+    /// Rule 1's extra blocks: inputs a valid policy and a correct executor never produce, but
+    /// which would otherwise make the plan loop or index out of range.
+    fn sane_inputs(&mut self, obs: &Observation) -> bool {
+        let p = self.policy;
+        if p.lifetime <= Duration::zero() || p.renew_before >= p.lifetime {
+            self.block(format!(
+                "the policy's lifetime ({} days) must be positive and longer than its renewal window ({} days)",
+                whole_days(p.lifetime),
+                whole_days(p.renew_before)
+            ));
+            return false;
+        }
+        if obs.consumers.len() != p.consumers.len() {
+            self.block(format!(
+                "the observation has {} consumers but the policy lists {}",
+                obs.consumers.len(),
+                p.consumers.len()
+            ));
+            return false;
+        }
+        for (i, (c, o)) in p.consumers.iter().zip(&obs.consumers).enumerate() {
+            if c.id() != o.id {
+                self.block(format!(
+                    "consumer #{i} was observed as {} but the policy's is {} ({})",
+                    o.id,
+                    c.id(),
+                    c.describe()
+                ));
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Rules 2, 8 and 3 when the Key Vault secret does not exist.
+    fn not_stored(&mut self, app: &AppState) {
+        for p in &app.passwords {
+            if self.is_ours(p) {
+                self.say(format!(
+                    "Password {} was created by a run that stopped before storing it in Key Vault: nobody can hold its value; remove it.",
+                    pw_label(p)
+                ));
+                self.steps.push(Step::RemovePassword {
+                    key_id: p.key_id,
+                    reason: RemoveReason::Orphan,
+                });
+            }
+        }
+        self.unmanaged(app, &[]);
+        self.say(format!(
+            "Key Vault secret {}/{} does not exist yet: create a password and store it (first rotation).",
+            self.policy.key_vault.vault,
+            self.secret()
+        ));
+        self.rotate(RotateReason::NotStored, None);
+    }
+
+    fn current(&mut self, app: &AppState, obs: &Observation, v: &VaultVersion) {
+        let cur = self.resolve(v);
+        let find = |k: Option<Uuid>| k.and_then(|k| app.passwords.iter().find(|p| p.key_id == k));
+        let current_pw = find(cur.key);
+        let previous_pw = find(cur.previous);
+        let protected: Vec<Uuid> = [cur.key, cur.hint_key, cur.tag_key, cur.previous]
+            .into_iter()
+            .flatten()
+            .collect();
+
+        // Rule 2: orphans.
+        self.orphans(app, &cur, &protected);
+        // The previous password is not protected from rule 8: once expired it authenticates
+        // nobody, and one the rotator did not create is only ever removed by that rule.
+        let in_use: Vec<Uuid> = [cur.key, cur.hint_key, cur.tag_key]
+            .into_iter()
+            .flatten()
+            .collect();
+        // Rule 8 runs early too: removing expired passwords nobody can use is always safe.
+        if cur.unknown.is_none() {
+            self.unmanaged(app, &in_use);
+        }
+        // Rule 4: adoption.
+        if cur.adopt
+            && let Some(k) = cur.key
+        {
+            self.say(format!(
+                "{} carries no rotator tags; its value matches password {} by hint: adopt it.",
+                self.secret(),
+                short(k)
+            ));
+            self.steps.push(Step::Adopt { key_id: k });
+        }
+
+        // Why the current password needs replacing, in rule 7's order; `urgent` ones override
+        // the wait for the previous password's grace period.
+        let hint_pw = find(cur.hint_key);
+        let reason = self.rotate_reason(obs, &cur, current_pw, hint_pw);
+
+        match cur.phase {
+            Phase::Stored => self.stored(obs, &cur, reason),
+            Phase::Propagated | Phase::Retired => {
+                self.settled(obs, &cur, current_pw, previous_pw, reason)
+            }
+        }
+    }
+
+    fn resolve<'o>(&mut self, v: &'o VaultVersion) -> Current<'o> {
+        let (mut key, mut unknown) = match &v.identity {
+            KeyIdentity::Tagged(k) | KeyIdentity::InferredFromHint(k) => (Some(*k), None),
+            KeyIdentity::Unknown { reason } => (None, Some(reason.clone())),
+        };
+        let hint_key = key;
+        if let (Some(k), Some(t)) = (key, &v.tags)
+            && t.key_id != k
+        {
+            unknown = Some(format!(
+                "the tags name password {} but the value matches {}",
+                short(t.key_id),
+                short(k)
+            ));
+            key = None;
+        }
+        match &v.tags {
+            Some(t) => Current {
+                key,
+                unknown,
+                hint_key,
+                phase: t.phase,
+                tag_key: Some(t.key_id),
+                // A previous equal to the current password would make it removable: ignore it.
+                previous: t
+                    .previous_key_id
+                    .filter(|p| Some(*p) != key && *p != t.key_id),
+                remove_after: t.remove_after,
+                rotated_at: t.rotated_at,
+                synced: &t.synced,
+                created: v.created,
+                adopt: false,
+            },
+            None => Current {
+                adopt: key.is_some(),
+                key,
+                unknown,
+                hint_key,
+                phase: Phase::Retired,
+                tag_key: None,
+                previous: None,
+                remove_after: None,
+                rotated_at: None,
+                synced: &[],
+                created: v.created,
+            },
+        }
+    }
+
+    fn orphans(&mut self, app: &AppState, cur: &Current<'_>, protected: &[Uuid]) {
+        for p in &app.passwords {
+            if !self.is_ours(p) || protected.contains(&p.key_id) {
+                continue;
+            }
+            if let Some(why) = &cur.unknown {
+                self.say(format!(
+                    "Password {} is one of ours but is not removed while the current password is unknown ({why}).",
+                    pw_label(p)
+                ));
+                continue;
+            }
+            let newer_than_version = matches!((p.start, cur.created), (Some(s), Some(c)) if s > c);
+            if cur.phase == Phase::Stored && !newer_than_version {
+                self.say(format!(
+                    "Password {} predates the current version and consumers may still hold it: it is removed once the rotation has propagated.",
+                    pw_label(p)
+                ));
+                continue;
+            }
+            self.say(format!(
+                "Password {} is marked for {} but is neither the current nor the previous password: it was created by a run that stopped before storing it, so nobody can hold its value; remove it.",
+                pw_label(p),
+                self.policy.name
+            ));
+            self.steps.push(Step::RemovePassword {
+                key_id: p.key_id,
+                reason: RemoveReason::Orphan,
+            });
+        }
+    }
+
+    /// Rule 8.
+    fn unmanaged(&mut self, app: &AppState, protected: &[Uuid]) {
+        for p in &app.passwords {
+            let marked = p
+                .display_name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(MARKER_PREFIX));
+            if marked || protected.contains(&p.key_id) {
+                continue;
+            }
+            let Some(end) = p.end else { continue };
+            if end > self.now {
+                continue;
+            }
+            if self.policy.remove_unmanaged_expired {
+                self.say(format!(
+                    "Password {} was not created by secret-rotator and expired on {}: remove it (removeUnmanagedExpired is set).",
+                    pw_label(p),
+                    day(end)
+                ));
+                self.steps.push(Step::RemovePassword {
+                    key_id: p.key_id,
+                    reason: RemoveReason::ExpiredUnmanaged,
+                });
+            } else {
+                self.say(format!(
+                    "Password {} was not created by secret-rotator and expired on {}; it is left in place (set removeUnmanagedExpired to remove such passwords).",
+                    pw_label(p),
+                    day(end)
+                ));
+            }
+        }
+    }
+
+    /// Rule 7's triggers: (reason, urgent, sentence).
+    fn rotate_reason(
+        &self,
+        obs: &Observation,
+        cur: &Current<'_>,
+        current_pw: Option<&PasswordInfo>,
+        hint_pw: Option<&PasswordInfo>,
+    ) -> Option<(RotateReason, bool, String)> {
+        let secret = self.secret();
+        if let Some(k) = cur.key
+            && current_pw.is_none()
+        {
+            return Some((
+                RotateReason::CurrentPasswordMissing,
+                true,
+                format!(
+                    "{secret}'s password {} is no longer on the application: consumers are failing; rotate.",
+                    short(k)
+                ),
+            ));
+        }
+        if let Some(why) = &cur.unknown {
+            // Urgent unless the value is shown to work: nothing else says it still does.
+            let hint_alive = match (cur.hint_key, hint_pw) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(_), Some(p)) => p.end.is_none_or(|e| e > self.now),
+            };
+            let works = obs.current_value_accepted == Some(true) && hint_alive;
+            return Some((
+                RotateReason::UnknownCurrentPassword {
+                    reason: why.clone(),
+                },
+                !works,
+                format!(
+                    "It cannot be told which password {secret} holds ({why}): rotate to one the rotator knows."
+                ),
+            ));
+        }
+        if obs.current_value_accepted == Some(false) {
+            return Some((
+                RotateReason::CurrentValueRefused,
+                true,
+                format!("Entra refuses the value now in {secret}: rotate."),
+            ));
+        }
+        let pw = current_pw?;
+        let Some(end) = pw.end else {
+            return None;
+        };
+        if end <= self.now {
+            return Some((
+                RotateReason::Expired { expired: end },
+                true,
+                format!(
+                    "{secret}'s password {} expired on {} ({}): consumers get AADSTS7000222; rotate now.",
+                    short(pw.key_id),
+                    day(end),
+                    relative(self.now, end)
+                ),
+            ));
+        }
+        let renew_at = end.checked_sub_signed(self.policy.renew_before)?;
+        if renew_at <= self.now {
+            return Some((
+                RotateReason::ExpiringSoon { expires: end },
+                false,
+                format!(
+                    "{secret}'s password {} expires {} ({}), inside the {}-day renewal window: rotate.",
+                    short(pw.key_id),
+                    day(end),
+                    relative(self.now, end),
+                    whole_days(self.policy.renew_before)
+                ),
+            ));
+        }
+        None
+    }
+
+    /// Rule 5.
+    fn stored(
+        &mut self,
+        obs: &Observation,
+        cur: &Current<'_>,
+        reason: Option<(RotateReason, bool, String)>,
+    ) {
+        if let Some((reason, urgent, sentence)) = reason {
+            // ExpiringSoon right after a rotation means nothing new; an unidentifiable value
+            // that demonstrably works (so not urgent) is propagated rather than thrown away.
+            let unknown_but_works = matches!(reason, RotateReason::UnknownCurrentPassword { .. });
+            if urgent {
+                self.say(format!(
+                    "{sentence} The rotation in progress is abandoned; consumers keep the previous password meanwhile."
+                ));
+                self.rotate(reason, cur.previous);
+                return;
+            }
+            if unknown_but_works {
+                self.say(format!(
+                    "The value in {} cannot be matched to a password but gets a token: carry on propagating it.",
+                    self.secret()
+                ));
+            }
+        }
+        let pending = self.consumer_steps(obs, cur, true);
+        if pending == 0 {
+            match self.now.checked_add_signed(self.policy.grace) {
+                Some(remove_after) => {
+                    self.say(format!(
+                        "Every consumer holds the new value of {}: confirm it gets a token and start the {}-day grace period (previous password removed after {}).",
+                        self.secret(),
+                        whole_days(self.policy.grace),
+                        day(remove_after)
+                    ));
+                    self.steps.push(Step::CompletePropagation { remove_after });
+                }
+                None => self.block("the end of the grace period is out of range".into()),
+            }
+        }
+    }
+
+    /// Consumer steps: in `Stored`, every consumer not known to hold the version; otherwise only
+    /// those observed to hold something else (drift). Returns how many were added.
+    fn consumer_steps(&mut self, obs: &Observation, cur: &Current<'_>, stored: bool) -> usize {
+        let mut n = 0;
+        for (index, (c, o)) in self.policy.consumers.iter().zip(&obs.consumers).enumerate() {
+            let notify = matches!(c, Consumer::NotifyOnly { .. });
+            let synced = cur.synced.contains(&o.id);
+            let why = match &o.sync {
+                ConsumerSync::InSync => None,
+                ConsumerSync::OutOfSync { detail } => {
+                    Some(format!("it holds something else: {detail}"))
+                }
+                ConsumerSync::NotObservable { healthy } if stored && !synced => {
+                    let _ = healthy;
+                    Some("it cannot be read back and is not recorded as updated".to_string())
+                }
+                ConsumerSync::NotObservable { healthy } => {
+                    if *healthy == Some(false) {
+                        self.say(format!(
+                            "{} reports unhealthy although it is recorded as updated: check it by hand.",
+                            c.describe()
+                        ));
+                    }
+                    None
+                }
+            };
+            let Some(why) = why else { continue };
+            let consumer_id = o.id.clone();
+            if notify {
+                self.say(format!(
+                    "{} must be told by a person ({why}): send the instructions.",
+                    c.describe()
+                ));
+                self.steps.push(Step::Notify { index, consumer_id });
+            } else {
+                let verb = if stored { "update" } else { "repair the drift" };
+                self.say(format!(
+                    "{} does not hold the current version of {} ({why}): {verb}.",
+                    c.describe(),
+                    self.secret()
+                ));
+                self.steps.push(Step::UpdateConsumer { index, consumer_id });
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Rules 6, 7 and 9 for `Propagated` and `Retired` (adopted versions count as `Retired`).
+    fn settled(
+        &mut self,
+        obs: &Observation,
+        cur: &Current<'_>,
+        current_pw: Option<&PasswordInfo>,
+        previous_pw: Option<&PasswordInfo>,
+        reason: Option<(RotateReason, bool, String)>,
+    ) {
+        let now = self.now;
+        let known = cur.key.is_some();
+        // When the previous password may go: remove_after, else rotated_at + grace, else now.
+        let remove_after = cur
+            .remove_after
+            .or_else(|| {
+                cur.rotated_at
+                    .and_then(|r| r.checked_add_signed(self.policy.grace))
+            })
+            .unwrap_or(now);
+        let prev_expired = previous_pw.and_then(|p| p.end).is_some_and(|e| e <= now);
+        let prev_due = prev_expired || now >= remove_after || cur.phase == Phase::Retired;
+
+        // Housekeeping left from the last rotation (rule 6).
+        let mut housekeeping: Vec<(Step, String)> = Vec::new();
+        match (cur.phase, previous_pw) {
+            (Phase::Propagated, None) => housekeeping.push((
+                Step::MarkRetired,
+                "The previous password is gone: mark the rotation finished.".into(),
+            )),
+            (phase, Some(p)) if prev_due && known && self.is_ours(p) => {
+                let why = if prev_expired {
+                    format!("has expired ({})", day(p.end.unwrap_or(now)))
+                } else if phase == Phase::Retired {
+                    "is still on the application although the rotation is finished".to_string()
+                } else {
+                    format!("is past its grace period (since {})", day(remove_after))
+                };
+                housekeeping.push((
+                    Step::RemovePassword {
+                        key_id: p.key_id,
+                        reason: RemoveReason::Superseded,
+                    },
+                    format!("Previous password {} {why}: remove it.", pw_label(p)),
+                ));
+                if phase == Phase::Propagated {
+                    housekeeping.push((
+                        Step::MarkRetired,
+                        "Then mark the rotation finished.".into(),
+                    ));
+                }
+            }
+            // A previous password the rotator did not create (an adopted one) is never removed
+            // as superseded: something outside the policy may still use it. It is let go.
+            (phase, Some(p)) if prev_due && known => {
+                let sentence = format!(
+                    "Previous password {} was not created by secret-rotator: it is left in place{}.",
+                    pw_label(p),
+                    match p.end {
+                        Some(e) if e > now => format!(" (it expires {})", day(e)),
+                        _ => String::new(),
+                    }
+                );
+                if phase == Phase::Propagated {
+                    housekeeping.push((
+                        Step::MarkRetired,
+                        format!("{sentence} Mark the rotation finished."),
+                    ));
+                } else {
+                    self.say(sentence);
+                }
+            }
+            (_, Some(p)) if prev_due => self.say(format!(
+                "Previous password {} is kept: the current password is unknown, so it might be the one in use.",
+                pw_label(p)
+            )),
+            _ => {}
+        }
+        let waiting = cur.phase == Phase::Propagated && previous_pw.is_some() && !prev_due;
+
+        if let Some((reason, urgent, sentence)) = reason {
+            if housekeeping.is_empty() && (!waiting || urgent) {
+                self.say(sentence);
+                if waiting {
+                    self.say(
+                        "The previous password's grace period is cut short: the current one cannot be used."
+                            .into(),
+                    );
+                }
+                self.rotate(reason, cur.key);
+                return;
+            }
+            // Deferred: said so the operator sees it coming.
+            self.say(format!("{sentence} (After the steps above.)"));
+        }
+
+        let drift = self.consumer_steps(obs, cur, false);
+        let busy = drift > 0 || !housekeeping.is_empty();
+        for (step, sentence) in housekeeping {
+            self.say(sentence);
+            self.steps.push(step);
+        }
+        if busy {
+            return;
+        }
+
+        // Rule 9: no rotation due.
+        let renewal = current_pw
+            .and_then(|p| p.end)
+            .and_then(|e| e.checked_sub_signed(self.policy.renew_before));
+        let idle = self.steps.is_empty();
+        let tail = if idle {
+            "nothing to do"
+        } else {
+            "no rotation needed"
+        };
+        match (current_pw.and_then(|p| p.end), renewal) {
+            (Some(end), Some(r)) => self.say(format!(
+                "{}'s password {} expires {} ({}); renewal is due {}: {tail}.",
+                self.secret(),
+                current_pw.map(|p| short(p.key_id)).unwrap_or_default(),
+                day(end),
+                relative(now, end),
+                day(r)
+            )),
+            _ => self.say(format!(
+                "{}'s current password has no end date: {tail}.",
+                self.secret()
+            )),
+        }
+        let mut due = renewal;
+        if waiting && let Some(p) = previous_pw {
+            self.say(format!(
+                "Previous password {} is kept until {} (grace period) so consumers can pick up the new value.",
+                pw_label(p),
+                day(remove_after)
+            ));
+            due = Some(due.map_or(remove_after, |r| r.min(remove_after)));
+        }
+        // Only a decision without steps has a due date (rule 9); after cleanup or adoption
+        // steps the next decision carries it.
+        if idle {
+            self.next_due = due;
+        }
+    }
+
+    fn rotate(&mut self, reason: RotateReason, previous_key_id: Option<Uuid>) {
+        match self.now.checked_add_signed(self.policy.lifetime) {
+            Some(end) => self.steps.push(Step::Rotate {
+                reason,
+                previous_key_id,
+                end,
+            }),
+            None => self.block("the new password's end date is out of range".into()),
+        }
+    }
+}

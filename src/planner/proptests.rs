@@ -1,0 +1,726 @@
+//! Property tests of the planner's guarantees (see the parent module's "Guarantees").
+//!
+//! Observations are generated from a small pool of key ids so that tags, hints, previous ids and
+//! passwords collide often (the adversarial cases: tags naming a missing password, previous ==
+//! current, marked passwords of other credentials, consumers observed under wrong ids...).
+//! `simulated_runs_converge` applies each decision's first step to a model of Azure and decides
+//! again, as the executor does, and checks the run settles with a usable password in Key Vault.
+
+use super::*;
+use crate::policy::{AppRef, ArmResource, Consumer, CredentialPolicy, VaultSecretRef};
+use chrono::{DateTime, Duration, Utc};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use uuid::Uuid;
+
+const NAME: &str = "provision-assist";
+
+/// 2000 cases by default; `PROPTEST_CASES` raises it for a longer soak.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    ProptestConfig::with_cases(cases)
+}
+
+fn base() -> DateTime<Utc> {
+    super::tests::now()
+}
+
+fn key(n: u8) -> Uuid {
+    Uuid::from_u128(0xabc0_0000_0000_4000_8000_0000_0000_0000 + u128::from(n))
+}
+
+fn at(hours: i64) -> DateTime<Utc> {
+    base() + Duration::hours(hours)
+}
+
+/// ±4 years around the base time, in hours.
+fn hours() -> impl Strategy<Value = i64> {
+    -35_000i64..35_000
+}
+
+fn display() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        Just(None),
+        Just(Some("ezsign2".to_string())),
+        Just(Some(String::new())),
+        Just(Some(format!("{MARKER_PREFIX}{NAME}:2026-01-01"))),
+        Just(Some(format!("{MARKER_PREFIX}{NAME}:2026-06-01"))),
+        // Marked, but for other credentials: never ours to remove.
+        Just(Some(format!("{MARKER_PREFIX}other:2026-01-01"))),
+        Just(Some(format!("{MARKER_PREFIX}{NAME}-2:2026-01-01"))),
+        Just(Some(format!("{MARKER_PREFIX}{NAME}"))),
+    ]
+}
+
+fn passwords() -> impl Strategy<Value = Vec<PasswordInfo>> {
+    vec(
+        (
+            0u8..7,
+            display(),
+            proptest::option::weighted(0.9, hours()),
+            proptest::option::weighted(0.95, hours()),
+        ),
+        0..6,
+    )
+    .prop_map(|raw| {
+        let mut out: Vec<PasswordInfo> = Vec::new();
+        for (k, display_name, start, end) in raw {
+            if out.iter().any(|p| p.key_id == key(k)) {
+                continue;
+            }
+            out.push(PasswordInfo {
+                key_id: key(k),
+                display_name,
+                hint: Some("abc".into()),
+                start: start.map(at),
+                end: end.map(at),
+            });
+        }
+        out
+    })
+}
+
+fn res(name: String) -> ArmResource {
+    ArmResource {
+        subscription: "11111111-2222-3333-4444-555555555555".into(),
+        resource_group: "rg".into(),
+        name,
+        slot: None,
+    }
+}
+
+fn consumers() -> impl Strategy<Value = Vec<Consumer>> {
+    vec(0u8..5, 0..5).prop_map(|kinds| {
+        kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| match k {
+                0 => Consumer::AppSettingKeyVaultRef {
+                    site: res(format!("func-{i}")),
+                    setting: "TeamsClientSecret".into(),
+                },
+                1 => Consumer::AppSettingValue {
+                    site: res(format!("web-{i}")),
+                    setting: "ClientSecret".into(),
+                },
+                2 => Consumer::ApiConnection {
+                    connection: res(format!("conn-{i}")),
+                    parameter: "token:clientSecret".into(),
+                },
+                3 => Consumer::AutomationVariable {
+                    account: res(format!("auto-acct-{i}")),
+                    variable: "appSecret".into(),
+                },
+                _ => Consumer::NotifyOnly {
+                    system: format!("EzSign {i}"),
+                    instructions: "Set Passwords, restart".into(),
+                },
+            })
+            .collect()
+    })
+}
+
+fn make_policy(
+    renew: i64,
+    lifetime: i64,
+    grace: i64,
+    flag: bool,
+    consumers: Vec<Consumer>,
+) -> CredentialPolicy {
+    CredentialPolicy {
+        name: NAME.into(),
+        application: AppRef::AppId(Uuid::from_u128(7)),
+        tenant_id: None,
+        key_vault: VaultSecretRef {
+            vault: "kv-pa".into(),
+            secret: "appSecret".into(),
+        },
+        renew_before: Duration::days(renew),
+        lifetime: Duration::days(lifetime),
+        grace: Duration::days(grace),
+        remove_unmanaged_expired: flag,
+        consumers,
+    }
+}
+
+/// Policies the parser accepts.
+fn valid_policy() -> impl Strategy<Value = CredentialPolicy> {
+    (2i64..=730)
+        .prop_flat_map(|l| (Just(l), 1i64..l))
+        .prop_flat_map(|(l, r)| (Just(l), Just(r), 0i64..(l - r).min(91)))
+        .prop_flat_map(|(l, r, g)| (Just(l), Just(r), Just(g), any::<bool>(), consumers()))
+        .prop_map(|(l, r, g, flag, c)| make_policy(r, l, g, flag, c))
+}
+
+/// Any policy, including ones the parser would refuse (the planner must still not panic).
+fn any_policy() -> impl Strategy<Value = CredentialPolicy> {
+    prop_oneof![
+        3 => valid_policy(),
+        1 => (-1000i64..100_000, -1000i64..100_000, -1000i64..100_000, any::<bool>(), consumers())
+            .prop_map(|(r, l, g, f, c)| make_policy(r, l, g, f, c)),
+    ]
+}
+
+fn phase() -> impl Strategy<Value = Phase> {
+    prop_oneof![
+        Just(Phase::Stored),
+        Just(Phase::Propagated),
+        Just(Phase::Retired)
+    ]
+}
+
+/// Raw material for the rotator's tags; `synced` is a bit mask over the policy's consumers.
+#[derive(Debug, Clone)]
+struct RawTags {
+    key: u8,
+    previous: Option<u8>,
+    phase: Phase,
+    rotated_at: Option<i64>,
+    remove_after: Option<i64>,
+    synced_mask: u8,
+}
+
+fn raw_tags() -> impl Strategy<Value = RawTags> {
+    (
+        0u8..7,
+        proptest::option::of(0u8..7),
+        phase(),
+        proptest::option::of(hours()),
+        proptest::option::of(hours()),
+        any::<u8>(),
+    )
+        .prop_map(
+            |(key, previous, phase, rotated_at, remove_after, synced_mask)| RawTags {
+                key,
+                previous,
+                phase,
+                rotated_at,
+                remove_after,
+                synced_mask,
+            },
+        )
+}
+
+fn tags_from(raw: &RawTags, policy: &CredentialPolicy) -> RotationTags {
+    RotationTags {
+        key_id: key(raw.key),
+        previous_key_id: raw.previous.map(key),
+        phase: raw.phase,
+        rotated_at: raw.rotated_at.map(at),
+        remove_after: raw.remove_after.map(at),
+        synced: policy
+            .consumers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| raw.synced_mask & (1 << (i % 8)) != 0)
+            .map(|(_, c)| c.id())
+            .collect(),
+    }
+}
+
+fn sync() -> impl Strategy<Value = ConsumerSync> {
+    prop_oneof![
+        Just(ConsumerSync::InSync),
+        Just(ConsumerSync::OutOfSync {
+            detail: "another version".into()
+        }),
+        proptest::option::of(any::<bool>())
+            .prop_map(|healthy| ConsumerSync::NotObservable { healthy }),
+    ]
+}
+
+fn identity() -> impl Strategy<Value = KeyIdentity> {
+    prop_oneof![
+        (0u8..7).prop_map(|k| KeyIdentity::Tagged(key(k))),
+        (0u8..7).prop_map(|k| KeyIdentity::InferredFromHint(key(k))),
+        Just(KeyIdentity::Unknown {
+            reason: "two hints match".into()
+        }),
+    ]
+}
+
+/// An arbitrary, possibly inconsistent observation for `policy`.
+fn observation(policy: CredentialPolicy) -> impl Strategy<Value = (CredentialPolicy, Observation)> {
+    let n = policy.consumers.len();
+    (
+        Just(policy),
+        prop_oneof![9 => passwords().prop_map(Ok), 1 => Just(Err("403 from Graph".to_string()))],
+        proptest::option::weighted(
+            0.85,
+            (
+                identity(),
+                proptest::option::of(raw_tags()),
+                proptest::option::of(hours()),
+            ),
+        ),
+        proptest::option::of(any::<bool>()),
+        vec(sync(), n..=n),
+        0u8..30,
+    )
+        .prop_map(|(policy, pw, vault, accepted, syncs, corrupt)| {
+            let vault = match vault {
+                None => VaultState::Missing,
+                Some((identity, tags, created)) => VaultState::Current(VaultVersion {
+                    version: "0".repeat(32),
+                    created: created.map(at),
+                    identity,
+                    tags: tags.map(|t| tags_from(&t, &policy)),
+                }),
+            };
+            let mut consumers: Vec<ConsumerObservation> = policy
+                .consumers
+                .iter()
+                .zip(syncs)
+                .map(|(c, sync)| ConsumerObservation { id: c.id(), sync })
+                .collect();
+            // Occasionally an executor bug: a wrong id or a missing observation.
+            match corrupt {
+                0 if !consumers.is_empty() => consumers[0].id = "ffffffff".into(),
+                1 => {
+                    consumers.pop();
+                }
+                _ => {}
+            }
+            let obs = Observation {
+                app: pw.map(|passwords| AppState {
+                    object_id: Uuid::from_u128(8),
+                    app_id: Uuid::from_u128(7),
+                    display_name: "app".into(),
+                    passwords,
+                }),
+                vault,
+                current_value_accepted: accepted,
+                consumers,
+            };
+            (policy, obs)
+        })
+}
+
+fn any_now() -> impl Strategy<Value = DateTime<Utc>> {
+    prop_oneof![
+        20 => hours().prop_map(at),
+        1 => Just(DateTime::<Utc>::MAX_UTC),
+        1 => Just(DateTime::<Utc>::MIN_UTC),
+    ]
+}
+
+fn current_key(obs: &Observation) -> Option<Uuid> {
+    match &obs.vault {
+        VaultState::Current(VaultVersion {
+            identity: KeyIdentity::Tagged(k) | KeyIdentity::InferredFromHint(k),
+            ..
+        }) => Some(*k),
+        _ => None,
+    }
+}
+
+/// Every single-decision guarantee.
+fn check(policy: &CredentialPolicy, obs: &Observation, now: DateTime<Utc>, d: &Decision) {
+    if d.blocked.is_some() {
+        assert!(d.steps.is_empty(), "blocked with steps: {d:?}");
+    }
+    let current = current_key(obs);
+    let ours = format!("{MARKER_PREFIX}{}:", policy.name);
+    let passwords: &[PasswordInfo] = match &obs.app {
+        Ok(a) => &a.passwords,
+        Err(_) => {
+            assert!(d.steps.is_empty() && d.blocked.is_some());
+            &[]
+        }
+    };
+    let mut removed = Vec::new();
+    for step in &d.steps {
+        if let Step::RemovePassword { key_id, reason } = step {
+            assert_ne!(
+                Some(*key_id),
+                current,
+                "removes the current password: {d:?}"
+            );
+            assert!(!removed.contains(key_id), "removes {key_id} twice: {d:?}");
+            removed.push(*key_id);
+            let p = passwords
+                .iter()
+                .find(|p| p.key_id == *key_id)
+                .unwrap_or_else(|| panic!("removes a password that is not there: {d:?}"));
+            let name = p.display_name.as_deref().unwrap_or("");
+            if !name.starts_with(MARKER_PREFIX) {
+                assert_eq!(*reason, RemoveReason::ExpiredUnmanaged, "{d:?}");
+                assert!(
+                    policy.remove_unmanaged_expired,
+                    "unmanaged removed without the flag"
+                );
+                assert!(
+                    p.end.is_some_and(|e| e <= now),
+                    "unmanaged unexpired removed"
+                );
+            } else {
+                assert!(
+                    name.starts_with(&ours),
+                    "another credential's password removed: {d:?}"
+                );
+            }
+        }
+        if let Step::UpdateConsumer { index, consumer_id } | Step::Notify { index, consumer_id } =
+            step
+        {
+            assert!(*index < policy.consumers.len());
+            assert_eq!(*consumer_id, policy.consumers[*index].id());
+            assert_eq!(
+                matches!(step, Step::Notify { .. }),
+                matches!(policy.consumers[*index], Consumer::NotifyOnly { .. })
+            );
+        }
+    }
+    let rotates = d
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::Rotate { .. }))
+        .count();
+    let updates = d
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::UpdateConsumer { .. } | Step::Notify { .. }));
+    assert!(rotates <= 1, "{d:?}");
+    assert!(
+        !(rotates == 1 && updates),
+        "rotate together with a consumer update: {d:?}"
+    );
+    for s in &d.steps {
+        if let Step::Rotate { end, .. } = s {
+            assert_eq!(*end - now, policy.lifetime);
+        }
+    }
+    if !d.steps.is_empty() {
+        assert_eq!(d.next_due, None);
+    }
+    assert_eq!(&decide(policy, obs, now), d, "not deterministic");
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn every_decision_keeps_the_guarantees(
+        (policy, obs) in any_policy().prop_flat_map(observation),
+        now in any_now(),
+    ) {
+        let d = decide(&policy, &obs, now);
+        check(&policy, &obs, now, &d);
+        for s in &d.steps {
+            prop_assert!(!describe_step(s).is_empty());
+        }
+    }
+}
+
+/// The model of Azure the simulation applies steps to.
+#[derive(Debug, Clone)]
+struct World {
+    passwords: Vec<PasswordInfo>,
+    /// (the password the stored value is, tags, created)
+    vault: Option<(Uuid, Option<RotationTags>, Option<DateTime<Utc>>)>,
+    /// Which password's value each consumer holds.
+    holds: Vec<Option<Uuid>>,
+    /// Whether the executor tries a token request with the stored value.
+    probes: bool,
+    next_key: u128,
+}
+
+impl World {
+    fn observe(&self, policy: &CredentialPolicy, now: DateTime<Utc>) -> Observation {
+        let find = |k: Uuid| self.passwords.iter().find(|p| p.key_id == k);
+        let vault = match &self.vault {
+            None => VaultState::Missing,
+            Some((k, tags, created)) => {
+                // What an executor reports: tags confirmed by the hint, a unique hint match,
+                // or unknown.
+                let identity = match tags {
+                    Some(t) if t.key_id != *k => KeyIdentity::Unknown {
+                        reason: "the tags name another password".into(),
+                    },
+                    Some(_) => KeyIdentity::Tagged(*k),
+                    None if find(*k).is_some() => KeyIdentity::InferredFromHint(*k),
+                    None => KeyIdentity::Unknown {
+                        reason: "no password's hint matches".into(),
+                    },
+                };
+                VaultState::Current(VaultVersion {
+                    version: "0".repeat(32),
+                    created: *created,
+                    identity,
+                    tags: tags.clone(),
+                })
+            }
+        };
+        let stored = self.vault.as_ref().map(|v| v.0);
+        let accepted = self.probes.then(|| {
+            stored
+                .and_then(find)
+                .is_some_and(|p| p.end.is_none_or(|e| e > now))
+        });
+        let consumers = policy
+            .consumers
+            .iter()
+            .zip(&self.holds)
+            .map(|(c, held)| ConsumerObservation {
+                id: c.id(),
+                sync: match c {
+                    Consumer::AppSettingKeyVaultRef { .. } | Consumer::AppSettingValue { .. } => {
+                        if *held == stored {
+                            ConsumerSync::InSync
+                        } else {
+                            ConsumerSync::OutOfSync {
+                                detail: "holds another value".into(),
+                            }
+                        }
+                    }
+                    _ => ConsumerSync::NotObservable { healthy: None },
+                },
+            })
+            .collect();
+        Observation {
+            app: Ok(AppState {
+                object_id: Uuid::from_u128(8),
+                app_id: Uuid::from_u128(7),
+                display_name: "app".into(),
+                passwords: self.passwords.clone(),
+            }),
+            vault,
+            current_value_accepted: accepted,
+            consumers,
+        }
+    }
+
+    fn tags_mut(&mut self) -> &mut RotationTags {
+        self.vault
+            .as_mut()
+            .and_then(|v| v.1.as_mut())
+            .expect("step needs a tagged version")
+    }
+
+    fn apply(&mut self, step: &Step, now: DateTime<Utc>) {
+        match step {
+            Step::Adopt { key_id } => {
+                let v = self.vault.as_mut().expect("adopt needs a version");
+                assert_eq!(v.0, *key_id);
+                v.1 = Some(RotationTags {
+                    key_id: *key_id,
+                    previous_key_id: None,
+                    phase: Phase::Retired,
+                    rotated_at: None,
+                    remove_after: None,
+                    synced: vec![],
+                });
+            }
+            Step::Rotate {
+                previous_key_id,
+                end,
+                ..
+            } => {
+                self.next_key += 1;
+                let k = Uuid::from_u128(self.next_key);
+                self.passwords.push(PasswordInfo {
+                    key_id: k,
+                    display_name: Some(format!("{MARKER_PREFIX}{NAME}:{}", now.format("%Y-%m-%d"))),
+                    hint: Some("xyz".into()),
+                    start: Some(now),
+                    end: Some(*end),
+                });
+                self.vault = Some((
+                    k,
+                    Some(RotationTags {
+                        key_id: k,
+                        previous_key_id: *previous_key_id,
+                        phase: Phase::Stored,
+                        rotated_at: Some(now),
+                        remove_after: None,
+                        synced: vec![],
+                    }),
+                    Some(now),
+                ));
+            }
+            Step::UpdateConsumer { index, consumer_id } | Step::Notify { index, consumer_id } => {
+                self.holds[*index] = self.vault.as_ref().map(|v| v.0);
+                let t = self.tags_mut();
+                if !t.synced.contains(consumer_id) {
+                    t.synced.push(consumer_id.clone());
+                }
+            }
+            Step::CompletePropagation { remove_after } => {
+                let t = self.tags_mut();
+                t.phase = Phase::Propagated;
+                t.remove_after = Some(*remove_after);
+            }
+            Step::RemovePassword { key_id, .. } => {
+                assert_ne!(
+                    self.vault.as_ref().map(|v| v.0),
+                    Some(*key_id),
+                    "removed the stored password"
+                );
+                self.passwords.retain(|p| p.key_id != *key_id);
+            }
+            Step::MarkRetired => self.tags_mut().phase = Phase::Retired,
+        }
+    }
+}
+
+fn world(policy: CredentialPolicy) -> impl Strategy<Value = (CredentialPolicy, World)> {
+    let n = policy.consumers.len();
+    (
+        Just(policy),
+        passwords(),
+        proptest::option::weighted(
+            0.85,
+            (
+                0u8..7,
+                proptest::option::of(raw_tags()),
+                proptest::option::of(hours()),
+            ),
+        ),
+        vec(proptest::option::of(0u8..7), n..=n),
+        any::<bool>(),
+    )
+        .prop_map(|(policy, passwords, vault, holds, probes)| {
+            let vault = vault.map(|(k, tags, created)| {
+                (
+                    key(k),
+                    tags.map(|t| tags_from(&t, &policy)),
+                    created.map(at),
+                )
+            });
+            let w = World {
+                passwords,
+                vault,
+                holds: holds.into_iter().map(|h| h.map(key)).collect(),
+                probes,
+                next_key: 0x5000,
+            };
+            (policy, w)
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// From any starting state, performing `steps[0]` and re-deciding settles within 50 steps
+    /// with Key Vault holding a password that exists and has not expired.
+    #[test]
+    fn simulated_runs_converge(
+        (policy, mut w) in valid_policy().prop_flat_map(world),
+        now in hours().prop_map(at),
+    ) {
+        let mut trace: Vec<Step> = Vec::new();
+        let mut settled = false;
+        for _ in 0..50 {
+            let obs = w.observe(&policy, now);
+            let d = decide(&policy, &obs, now);
+            check(&policy, &obs, now, &d);
+            prop_assert!(d.blocked.is_none(), "blocked: {d:?}\ntrace: {trace:?}");
+            match d.steps.first() {
+                None => {
+                    settled = true;
+                    break;
+                }
+                Some(step) => {
+                    w.apply(step, now);
+                    trace.push(step.clone());
+                }
+            }
+        }
+        prop_assert!(settled, "no settled state after 50 steps: {trace:?}");
+        let stored = w.vault.as_ref().map(|v| v.0);
+        let pw = stored.and_then(|k| w.passwords.iter().find(|p| p.key_id == k));
+        prop_assert!(pw.is_some(), "Key Vault holds no existing password: {w:?}\ntrace: {trace:?}");
+        prop_assert!(
+            pw.and_then(|p| p.end).is_none_or(|e| e > now),
+            "Key Vault holds an expired password: {w:?}\ntrace: {trace:?}"
+        );
+        // Settled means every consumer holds the stored value when it can be observed.
+        let obs = w.observe(&policy, now);
+        let in_sync = obs
+            .consumers
+            .iter()
+            .all(|c| !matches!(c.sync, ConsumerSync::OutOfSync { .. }));
+        prop_assert!(in_sync, "a consumer is out of sync: {w:?}\ntrace: {trace:?}");
+    }
+}
+
+/// Runs decide/apply until a decision has no steps; returns it, or fails after 50 steps.
+fn settle(
+    policy: &CredentialPolicy,
+    w: &mut World,
+    now: DateTime<Utc>,
+    trace: &mut Vec<Step>,
+) -> Result<Decision, TestCaseError> {
+    for _ in 0..50 {
+        let obs = w.observe(policy, now);
+        let d = decide(policy, &obs, now);
+        check(policy, &obs, now, &d);
+        prop_assert!(d.blocked.is_none(), "blocked: {d:?}\ntrace: {trace:?}");
+        match d.steps.first() {
+            None => return Ok(d),
+            Some(step) => {
+                w.apply(step, now);
+                trace.push(step.clone());
+            }
+        }
+    }
+    Err(TestCaseError::fail(format!(
+        "no settled state after 50 steps: {trace:?}"
+    )))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Years of operation: settle, jump the clock to `next_due` (the renewal date or the end of
+    /// a grace period), settle again. Every renewal happens before expiry, and the application
+    /// never accumulates the rotator's passwords (at most the current and the previous one).
+    #[test]
+    fn lifecycle_over_years_stays_healthy(
+        (policy, mut w) in valid_policy().prop_flat_map(world),
+        start in hours().prop_map(at),
+    ) {
+        let mut now = start;
+        let mut trace = Vec::new();
+        // Healthy: settled with the stored value's password known from the rotator's own tags.
+        let mut healthy = false;
+        for _ in 0..12 {
+            let before = trace.len();
+            let d = settle(&policy, &mut w, now, &mut trace)?;
+            if healthy {
+                for s in &trace[before..] {
+                    if let Step::Rotate { reason, .. } = s {
+                        // Once healthy, the only reason to rotate is the renewal window.
+                        prop_assert!(
+                            matches!(reason, RotateReason::ExpiringSoon { .. }),
+                            "rotation for {reason:?} in steady state\ntrace: {trace:?}"
+                        );
+                    }
+                }
+            }
+            healthy = matches!(&w.vault, Some((k, Some(t), _)) if t.key_id == *k);
+            let stored = w.vault.as_ref().map(|v| v.0);
+            let pw = stored.and_then(|k| w.passwords.iter().find(|p| p.key_id == k));
+            prop_assert!(pw.is_some_and(|p| p.end.is_none_or(|e| e > now)), "{w:?}");
+            let ours = format!("{MARKER_PREFIX}{NAME}:");
+            let marked = w
+                .passwords
+                .iter()
+                .filter(|p| p.display_name.as_deref().is_some_and(|n| n.starts_with(&ours)))
+                .count();
+            prop_assert!(
+                !healthy || marked <= 2,
+                "{marked} rotator passwords piled up: {w:?}\ntrace: {trace:?}"
+            );
+            match d.next_due {
+                Some(due) if due > now => now = due,
+                Some(_) => now += Duration::hours(1),
+                // Current password without an end date: nothing will ever fall due.
+                None => break,
+            }
+        }
+    }
+}

@@ -1,0 +1,1104 @@
+//! Policy JSON -> validated [`Policy`], collecting every error.
+//!
+//! The text is parsed into a `serde_json::Value` (syntax errors carry line and column), then
+//! walked field by field. Each check records a [`PolicyError`] and carries on, so an operator
+//! fixes the whole file in one pass. A credential is only turned into a [`CredentialPolicy`] when
+//! all of its own fields are valid; cross-credential checks (unique names, one credential per
+//! vault secret, one writer per consumer target) run over what parsed.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use chrono::Duration;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{
+    AppRef, ArmResource, Consumer, CredentialPolicy, Policy, PolicyError, PolicyErrors,
+    VaultSecretRef,
+};
+
+/// The API connection parameter used when a consumer does not name one: the Key Vault
+/// connector's service-principal secret.
+pub const DEFAULT_CONNECTION_PARAMETER: &str = "token:clientSecret";
+
+const DEFAULT_RENEW_BEFORE_DAYS: i64 = 30;
+const DEFAULT_LIFETIME_DAYS: i64 = 180;
+const DEFAULT_GRACE_DAYS: i64 = 7;
+/// Graph and the portal refuse client secrets longer than 24 months.
+const MAX_LIFETIME_DAYS: i64 = 730;
+const MAX_GRACE_DAYS: i64 = 90;
+
+/// Key Vault DNS suffixes of the clouds in [`crate::cloud::Cloud`], accepted in `secretUri`.
+const KEYVAULT_SUFFIXES: &[&str] = &[
+    "vault.azure.net",
+    "vault.usgovcloudapi.net",
+    "vault.azure.cn",
+];
+
+const CONSUMER_TYPES: &[&str] = &[
+    "appSettingKeyVaultReference",
+    "appSettingValue",
+    "apiConnection",
+    "automationVariable",
+    "notifyOnly",
+];
+
+/// Reads and validates a policy file. A file that cannot be read is reported as a single
+/// [`PolicyError`] naming the path.
+pub fn load(path: impl AsRef<Path>) -> Result<Policy, PolicyErrors> {
+    let path = path.as_ref();
+    let source = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&source, &text),
+        Err(e) => Err(PolicyErrors {
+            errors: vec![PolicyError {
+                source,
+                entry: None,
+                field: String::new(),
+                message: format!("cannot read the policy file: {e}"),
+            }],
+        }),
+    }
+}
+
+/// Parses and validates policy text. `source_name` is used in every error message (usually the
+/// file name).
+pub fn parse(source_name: &str, text: &str) -> Result<Policy, PolicyErrors> {
+    let mut cx = Cx {
+        source: source_name,
+        errors: Vec::new(),
+    };
+    // Editors on Windows like to save JSON with a byte-order mark, which serde_json rejects.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let root: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            cx.push(
+                None,
+                "",
+                format!(
+                    "invalid JSON at line {}, column {}: {}",
+                    e.line(),
+                    e.column(),
+                    strip_position(&e.to_string())
+                ),
+            );
+            return Err(cx.finish());
+        }
+    };
+    let credentials = cx.root(&root);
+    if cx.errors.is_empty() {
+        Ok(Policy {
+            source: source_name.to_string(),
+            credentials,
+        })
+    } else {
+        Err(cx.finish())
+    }
+}
+
+/// serde_json appends " at line L column C" to its messages; the position is reported separately.
+fn strip_position(msg: &str) -> &str {
+    match msg.rfind(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    }
+}
+
+/// The credential entry an error belongs to.
+#[derive(Clone)]
+struct Entry(String);
+
+impl Entry {
+    fn new(index: usize, obj: Option<&Map<String, Value>>) -> Self {
+        match obj.and_then(|o| o.get("name")).and_then(Value::as_str) {
+            Some(name) if !name.is_empty() => {
+                Entry(format!("credentials[{index}] ({})", truncate(name, 64)))
+            }
+            _ => Entry(format!("credentials[{index}]")),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// Quoted, shortened value for messages (policy files hold no secrets, only names and ids).
+fn q(s: &str) -> String {
+    format!("'{}'", truncate(s, 200))
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// A duration field as read: absent, valid days, or invalid (`Err`, already reported).
+type DaysField = Result<Option<i64>, ()>;
+
+/// Effective durations (in days) while checking their relations.
+#[derive(Clone, Copy)]
+struct Days {
+    renew_before: Option<i64>,
+    lifetime: Option<i64>,
+    grace: Option<i64>,
+}
+
+struct Cx<'s> {
+    source: &'s str,
+    errors: Vec<PolicyError>,
+}
+
+impl Cx<'_> {
+    fn push(
+        &mut self,
+        entry: Option<&Entry>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.errors.push(PolicyError {
+            source: self.source.to_string(),
+            entry: entry.map(|e| e.0.clone()),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn finish(self) -> PolicyErrors {
+        PolicyErrors {
+            errors: self.errors,
+        }
+    }
+
+    /// Rejects fields outside `allowed` (typos must not silently fall back to defaults).
+    fn deny_unknown(
+        &mut self,
+        entry: Option<&Entry>,
+        prefix: &str,
+        obj: &Map<String, Value>,
+        allowed: &[&str],
+    ) {
+        for key in obj.keys() {
+            if !allowed.contains(&key.as_str()) {
+                self.push(
+                    entry,
+                    join(prefix, key),
+                    format!("unknown field (expected one of: {})", allowed.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn object<'v>(
+        &mut self,
+        entry: Option<&Entry>,
+        field: &str,
+        v: &'v Value,
+    ) -> Option<&'v Map<String, Value>> {
+        match v {
+            Value::Object(m) => Some(m),
+            other => {
+                self.push(
+                    entry,
+                    field,
+                    format!("expected an object, got {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string field; `None` (with an error) when missing and required, or of another type.
+    fn string<'v>(
+        &mut self,
+        entry: Option<&Entry>,
+        prefix: &str,
+        obj: &'v Map<String, Value>,
+        key: &str,
+        required: bool,
+    ) -> Option<&'v str> {
+        match obj.get(key) {
+            None => {
+                if required {
+                    self.push(entry, join(prefix, key), "missing (required)");
+                }
+                None
+            }
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                self.push(
+                    entry,
+                    join(prefix, key),
+                    format!("expected a string, got {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn guid(&mut self, entry: Option<&Entry>, field: &str, s: &str) -> Option<Uuid> {
+        match parse_guid(s) {
+            Ok(u) => Some(u),
+            Err(m) => {
+                self.push(entry, field, m);
+                None
+            }
+        }
+    }
+
+    /// A whole number of days. Outer `Err(())` = present but invalid (already reported).
+    fn days(
+        &mut self,
+        entry: Option<&Entry>,
+        prefix: &str,
+        obj: &Map<String, Value>,
+        key: &str,
+    ) -> DaysField {
+        let Some(v) = obj.get(key) else {
+            return Ok(None);
+        };
+        let field = join(prefix, key);
+        let n = match v {
+            Value::Number(n) => n,
+            other => {
+                self.push(
+                    entry,
+                    field,
+                    format!("expected a whole number of days, got {}", kind(other)),
+                );
+                return Err(());
+            }
+        };
+        let Some(days) = n.as_i64() else {
+            self.push(
+                entry,
+                field,
+                format!("expected a whole number of days, got {n}"),
+            );
+            return Err(());
+        };
+        let range_error = match key {
+            "renewBeforeDays" if days < 1 => Some(format!("must be at least 1 day, got {days}")),
+            "lifetimeDays" if !(1..=MAX_LIFETIME_DAYS).contains(&days) => Some(format!(
+                "must be between 1 and {MAX_LIFETIME_DAYS} days (Graph and the portal cap client secrets at 24 months), got {days}"
+            )),
+            "graceDays" if !(0..=MAX_GRACE_DAYS).contains(&days) => Some(format!(
+                "must be between 0 and {MAX_GRACE_DAYS} days, got {days}"
+            )),
+            _ => None,
+        };
+        match range_error {
+            Some(m) => {
+                self.push(entry, field, m);
+                Err(())
+            }
+            None => Ok(Some(days)),
+        }
+    }
+
+    /// Reads the three durations of an object (defaults or a credential).
+    fn durations(
+        &mut self,
+        entry: Option<&Entry>,
+        prefix: &str,
+        obj: &Map<String, Value>,
+    ) -> (DaysField, DaysField, DaysField) {
+        (
+            self.days(entry, prefix, obj, "renewBeforeDays"),
+            self.days(entry, prefix, obj, "lifetimeDays"),
+            self.days(entry, prefix, obj, "graceDays"),
+        )
+    }
+
+    /// renewBefore < lifetime, and grace < lifetime - renewBefore so the previous password is
+    /// removed before the next renewal starts (otherwise two rotations would overlap).
+    fn relations(&mut self, entry: Option<&Entry>, prefix: &str, d: Days) {
+        let (Some(r), Some(l), Some(g)) = (d.renew_before, d.lifetime, d.grace) else {
+            return;
+        };
+        if r >= l {
+            self.push(
+                entry,
+                join(prefix, "renewBeforeDays"),
+                format!(
+                    "must be less than lifetimeDays ({r} >= {l}): a new secret would be due for renewal as soon as it is created"
+                ),
+            );
+        } else if g >= l - r {
+            self.push(
+                entry,
+                join(prefix, "graceDays"),
+                format!(
+                    "must be less than lifetimeDays - renewBeforeDays ({g} >= {l} - {r} = {}) so the old secret is gone before the next renewal",
+                    l - r
+                ),
+            );
+        }
+    }
+
+    fn root(&mut self, root: &Value) -> Vec<CredentialPolicy> {
+        let Some(obj) = self.object(None, "(top level)", root) else {
+            return Vec::new();
+        };
+        self.deny_unknown(None, "", obj, &["$schema", "defaults", "credentials"]);
+        if let Some(v) = obj.get("$schema")
+            && !v.is_string()
+        {
+            self.push(
+                None,
+                "$schema",
+                format!("expected a string, got {}", kind(v)),
+            );
+        }
+
+        // Defaults: each value checked alone; relations checked on the defaults themselves only
+        // once, so a bad default is not repeated for every credential that inherits it.
+        let mut defaults = Days {
+            renew_before: Some(DEFAULT_RENEW_BEFORE_DAYS),
+            lifetime: Some(DEFAULT_LIFETIME_DAYS),
+            grace: Some(DEFAULT_GRACE_DAYS),
+        };
+        if let Some(dv) = obj.get("defaults")
+            && let Some(d) = self.object(None, "defaults", dv)
+        {
+            self.deny_unknown(
+                None,
+                "defaults",
+                d,
+                &["renewBeforeDays", "lifetimeDays", "graceDays"],
+            );
+            let (r, l, g) = self.durations(None, "defaults", d);
+            let pick = |got: DaysField, dflt: i64| match got {
+                Ok(Some(v)) => Some(v),
+                Ok(None) => Some(dflt),
+                Err(()) => None,
+            };
+            defaults = Days {
+                renew_before: pick(r, DEFAULT_RENEW_BEFORE_DAYS),
+                lifetime: pick(l, DEFAULT_LIFETIME_DAYS),
+                grace: pick(g, DEFAULT_GRACE_DAYS),
+            };
+            self.relations(None, "defaults", defaults);
+        }
+
+        let Some(list) = obj.get("credentials") else {
+            self.push(
+                None,
+                "credentials",
+                "missing (required): the list of credentials to rotate",
+            );
+            return Vec::new();
+        };
+        let Value::Array(list) = list else {
+            self.push(
+                None,
+                "credentials",
+                format!("expected an array, got {}", kind(list)),
+            );
+            return Vec::new();
+        };
+
+        let mut out = Vec::new();
+        // Cross-credential uniqueness: first holder of each key.
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut secrets: HashMap<(String, String), String> = HashMap::new();
+        let mut targets: HashMap<String, String> = HashMap::new();
+        for (index, item) in list.iter().enumerate() {
+            let entry = Entry::new(index, item.as_object());
+            let Some(cobj) = self.object(Some(&entry), "", item) else {
+                continue;
+            };
+            let cred = self.credential(&entry, cobj, defaults);
+            let Some(cred) = cred else { continue };
+
+            if let Some(first) = names.get(&cred.name) {
+                self.push(
+                    Some(&entry),
+                    "name",
+                    format!("{} is already used by {first}", q(&cred.name)),
+                );
+            } else {
+                names.insert(cred.name.clone(), entry.0.clone());
+            }
+            // Vault and secret names are case-insensitive in Key Vault.
+            let skey = (
+                cred.key_vault.vault.to_ascii_lowercase(),
+                cred.key_vault.secret.to_ascii_lowercase(),
+            );
+            if let Some(first) = secrets.get(&skey) {
+                self.push(
+                    Some(&entry),
+                    "keyVault",
+                    format!(
+                        "secret {} in vault {} is already the store of {first}: two credentials cannot share one Key Vault secret",
+                        q(&cred.key_vault.secret),
+                        q(&cred.key_vault.vault)
+                    ),
+                );
+            } else {
+                secrets.insert(skey, entry.0.clone());
+            }
+            for (ci, c) in cred.consumers.iter().enumerate() {
+                let here = format!("{} consumers[{ci}]", entry.0);
+                let key = target_key(c, &cred.name);
+                if let Some(first) = targets.get(&key) {
+                    self.push(
+                        Some(&entry),
+                        format!("consumers[{ci}]"),
+                        format!(
+                            "duplicate consumer: {} is already listed as {first}",
+                            c.describe()
+                        ),
+                    );
+                } else {
+                    targets.insert(key, here);
+                }
+            }
+            out.push(cred);
+        }
+        out
+    }
+
+    fn credential(
+        &mut self,
+        entry: &Entry,
+        obj: &Map<String, Value>,
+        defaults: Days,
+    ) -> Option<CredentialPolicy> {
+        let e = Some(entry);
+        let before = self.errors.len();
+        self.deny_unknown(
+            e,
+            "",
+            obj,
+            &[
+                "name",
+                "application",
+                "tenantId",
+                "keyVault",
+                "renewBeforeDays",
+                "lifetimeDays",
+                "graceDays",
+                "removeUnmanagedExpired",
+                "consumers",
+            ],
+        );
+
+        let name = self.string(e, "", obj, "name", true).and_then(|n| {
+            if valid_credential_name(n) {
+                Some(n.to_string())
+            } else {
+                self.push(
+                    e,
+                    "name",
+                    format!(
+                        "{} is not a valid credential name (lowercase letters, digits and '-', starting with a letter or digit, 1-63)",
+                        q(n)
+                    ),
+                );
+                None
+            }
+        });
+
+        let application = match obj.get("application") {
+            None => {
+                self.push(e, "application", "missing (required): give { \"appId\": \"<guid>\" } or { \"objectId\": \"<guid>\" }");
+                None
+            }
+            Some(v) => self.application(entry, v),
+        };
+
+        let tenant_id = match self.string(e, "", obj, "tenantId", false) {
+            Some(t) => self.guid(e, "tenantId", t).map(|u| Some(u.to_string())),
+            None if obj.contains_key("tenantId") => None,
+            None => Some(None),
+        };
+
+        let key_vault = match obj.get("keyVault") {
+            None => {
+                self.push(e, "keyVault", "missing (required): give { \"vault\": \"<name>\", \"secret\": \"<name>\" } or { \"secretUri\": \"https://<vault>.vault.azure.net/secrets/<name>\" }");
+                None
+            }
+            Some(v) => self.key_vault(entry, v),
+        };
+
+        let (r, l, g) = self.durations(e, "", obj);
+        let overridden =
+            matches!(r, Ok(Some(_))) || matches!(l, Ok(Some(_))) || matches!(g, Ok(Some(_)));
+        let eff = |got: DaysField, dflt: Option<i64>| match got {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => dflt,
+            Err(()) => None,
+        };
+        let days = Days {
+            renew_before: eff(r, defaults.renew_before),
+            lifetime: eff(l, defaults.lifetime),
+            grace: eff(g, defaults.grace),
+        };
+        // Inherited-only values were already checked against each other under `defaults`.
+        if overridden {
+            self.relations(e, "", days);
+        }
+
+        let remove_unmanaged_expired = match obj.get("removeUnmanagedExpired") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.push(
+                    e,
+                    "removeUnmanagedExpired",
+                    format!("expected true or false, got {}", kind(other)),
+                );
+                false
+            }
+        };
+
+        let consumers = match obj.get("consumers") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| self.consumer(entry, i, c))
+                .collect(),
+            Some(other) => {
+                self.push(
+                    e,
+                    "consumers",
+                    format!("expected an array, got {}", kind(other)),
+                );
+                Vec::new()
+            }
+        };
+
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(CredentialPolicy {
+            name: name?,
+            application: application?,
+            tenant_id: tenant_id?,
+            key_vault: key_vault?,
+            renew_before: Duration::days(days.renew_before?),
+            lifetime: Duration::days(days.lifetime?),
+            grace: Duration::days(days.grace?),
+            remove_unmanaged_expired,
+            consumers,
+        })
+    }
+
+    fn application(&mut self, entry: &Entry, v: &Value) -> Option<AppRef> {
+        let e = Some(entry);
+        let obj = self.object(e, "application", v)?;
+        self.deny_unknown(e, "application", obj, &["appId", "objectId"]);
+        let app_id = self.string(e, "application", obj, "appId", false);
+        let object_id = self.string(e, "application", obj, "objectId", false);
+        match (obj.contains_key("appId"), obj.contains_key("objectId")) {
+            (true, true) => {
+                self.push(e, "application", "give either appId or objectId, not both");
+                None
+            }
+            (false, false) => {
+                self.push(
+                    e,
+                    "application",
+                    "missing: give appId (the client id) or objectId",
+                );
+                None
+            }
+            (true, false) => app_id
+                .and_then(|s| self.guid(e, "application.appId", s))
+                .map(AppRef::AppId),
+            (false, true) => object_id
+                .and_then(|s| self.guid(e, "application.objectId", s))
+                .map(AppRef::ObjectId),
+        }
+    }
+
+    fn key_vault(&mut self, entry: &Entry, v: &Value) -> Option<VaultSecretRef> {
+        let e = Some(entry);
+        let obj = self.object(e, "keyVault", v)?;
+        self.deny_unknown(e, "keyVault", obj, &["vault", "secret", "secretUri"]);
+        if obj.contains_key("secretUri") {
+            if obj.contains_key("vault") || obj.contains_key("secret") {
+                self.push(
+                    e,
+                    "keyVault",
+                    "give either vault and secret, or secretUri, not both",
+                );
+                return None;
+            }
+            let uri = self.string(e, "keyVault", obj, "secretUri", true)?;
+            return match parse_secret_uri(uri) {
+                Ok(r) => Some(r),
+                Err(m) => {
+                    self.push(e, "keyVault.secretUri", m);
+                    None
+                }
+            };
+        }
+        let vault = self.string(e, "keyVault", obj, "vault", true);
+        let secret = self.string(e, "keyVault", obj, "secret", true);
+        let vault = vault.and_then(|s| match check_vault_name(s) {
+            Ok(()) => Some(s.to_string()),
+            Err(m) => {
+                self.push(e, "keyVault.vault", m);
+                None
+            }
+        });
+        let secret = secret.and_then(|s| match check_secret_name(s) {
+            Ok(()) => Some(s.to_string()),
+            Err(m) => {
+                self.push(e, "keyVault.secret", m);
+                None
+            }
+        });
+        Some(VaultSecretRef {
+            vault: vault?,
+            secret: secret?,
+        })
+    }
+
+    fn consumer(&mut self, entry: &Entry, index: usize, v: &Value) -> Option<Consumer> {
+        let e = Some(entry);
+        let prefix = format!("consumers[{index}]");
+        let obj = self.object(e, &prefix, v)?;
+        let ty = self.string(e, &prefix, obj, "type", true)?;
+        let allowed: &[&str] = match ty {
+            "appSettingKeyVaultReference" | "appSettingValue" => &["type", "site", "setting"],
+            "apiConnection" => &["type", "connection", "parameter"],
+            "automationVariable" => &["type", "account", "variable"],
+            "notifyOnly" => &["type", "system", "instructions"],
+            other => {
+                self.push(
+                    e,
+                    join(&prefix, "type"),
+                    format!(
+                        "unknown consumer type {} (expected one of: {})",
+                        q(other),
+                        CONSUMER_TYPES.join(", ")
+                    ),
+                );
+                return None;
+            }
+        };
+        self.deny_unknown(e, &prefix, obj, allowed);
+        let before = self.errors.len();
+        let arm = |cx: &mut Self, key: &str, kind: ArmKind| -> Option<ArmResource> {
+            let id = cx.string(e, &prefix, obj, key, true)?;
+            match parse_arm_id(id, kind) {
+                Ok(r) => Some(r),
+                Err(m) => {
+                    cx.push(e, join(&prefix, key), m);
+                    None
+                }
+            }
+        };
+        let consumer = match ty {
+            "appSettingKeyVaultReference" | "appSettingValue" => {
+                let site = arm(self, "site", ArmKind::Site);
+                let setting = self.string(e, &prefix, obj, "setting", true).and_then(|s| {
+                    check_setting_name(s)
+                        .map_err(|m| self.push(e, join(&prefix, "setting"), m))
+                        .ok()
+                        .map(|()| s.to_string())
+                });
+                let (site, setting) = (site?, setting?);
+                if ty == "appSettingValue" {
+                    Consumer::AppSettingValue { site, setting }
+                } else {
+                    Consumer::AppSettingKeyVaultRef { site, setting }
+                }
+            }
+            "apiConnection" => {
+                let connection = arm(self, "connection", ArmKind::Connection);
+                let parameter = match self.string(e, &prefix, obj, "parameter", false) {
+                    Some(p) if p.trim().is_empty() => {
+                        self.push(
+                            e,
+                            join(&prefix, "parameter"),
+                            format!("must not be empty (the parameterValues key holding the secret, usually {DEFAULT_CONNECTION_PARAMETER})"),
+                        );
+                        None
+                    }
+                    Some(p) => Some(p.to_string()),
+                    None if obj.contains_key("parameter") => None,
+                    None => Some(DEFAULT_CONNECTION_PARAMETER.to_string()),
+                };
+                Consumer::ApiConnection {
+                    connection: connection?,
+                    parameter: parameter?,
+                }
+            }
+            "automationVariable" => {
+                let account = arm(self, "account", ArmKind::AutomationAccount);
+                let variable = self
+                    .string(e, &prefix, obj, "variable", true)
+                    .and_then(|s| {
+                        check_variable_name(s)
+                            .map_err(|m| self.push(e, join(&prefix, "variable"), m))
+                            .ok()
+                            .map(|()| s.to_string())
+                    });
+                Consumer::AutomationVariable {
+                    account: account?,
+                    variable: variable?,
+                }
+            }
+            _ => {
+                let text = |cx: &mut Self, key: &str, what: &str| {
+                    let s = cx.string(e, &prefix, obj, key, true)?;
+                    if s.trim().is_empty() {
+                        cx.push(e, join(&prefix, key), format!("must not be empty ({what})"));
+                        None
+                    } else {
+                        Some(s.to_string())
+                    }
+                };
+                let system = text(self, "system", "the name of the system to update by hand");
+                let instructions = text(
+                    self,
+                    "instructions",
+                    "the exact manual step a person must perform with the new value",
+                );
+                Consumer::NotifyOnly {
+                    system: system?,
+                    instructions: instructions?,
+                }
+            }
+        };
+        (self.errors.len() == before).then_some(consumer)
+    }
+}
+
+/// What makes two consumers "the same place": writing one target from two entries would make
+/// them fight. Notify-only consumers only clash with an identical one of the same credential.
+fn target_key(c: &Consumer, credential: &str) -> String {
+    fn res(r: &ArmResource) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            r.subscription.to_ascii_lowercase(),
+            r.resource_group.to_ascii_lowercase(),
+            r.name.to_ascii_lowercase(),
+            r.slot.as_deref().unwrap_or("").to_ascii_lowercase()
+        )
+    }
+    match c {
+        // Both kinds of app setting write the same setting: one target.
+        Consumer::AppSettingKeyVaultRef { site, setting }
+        | Consumer::AppSettingValue { site, setting } => {
+            format!("setting|{}|{}", res(site), setting.to_ascii_lowercase())
+        }
+        Consumer::ApiConnection {
+            connection,
+            parameter,
+        } => format!("connection|{}|{parameter}", res(connection)),
+        Consumer::AutomationVariable { account, variable } => {
+            format!(
+                "variable|{}|{}",
+                res(account),
+                variable.to_ascii_lowercase()
+            )
+        }
+        Consumer::NotifyOnly {
+            system,
+            instructions,
+        } => format!(
+            "notify|{credential}|{}|{}",
+            system.trim().to_lowercase(),
+            instructions.trim()
+        ),
+    }
+}
+
+/// Only the canonical hyphenated form: the other forms `Uuid::parse_str` accepts (braces, urn,
+/// 32 bare hex digits) are not what Azure shows anywhere, so they are most likely a paste error.
+pub(crate) fn parse_guid(s: &str) -> Result<Uuid, String> {
+    let shape_ok = s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    match (shape_ok, Uuid::parse_str(s)) {
+        (true, Ok(u)) if u.is_nil() => Err(format!("{} is the nil GUID", q(s))),
+        (true, Ok(u)) => Ok(u),
+        _ => Err(format!(
+            "{} is not a GUID (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+            q(s)
+        )),
+    }
+}
+
+fn valid_credential_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+pub(crate) fn check_vault_name(s: &str) -> Result<(), String> {
+    let b = s.as_bytes();
+    let ok = (3..=24).contains(&b.len())
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        && !s.contains("--")
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a valid Key Vault name (3-24 letters, digits and '-', starting with a letter, no '--', not ending with '-')",
+            q(s)
+        ))
+    }
+}
+
+pub(crate) fn check_secret_name(s: &str) -> Result<(), String> {
+    let ok =
+        (1..=127).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a valid Key Vault secret name (letters, digits and '-' only, 1-127)",
+            q(s)
+        ))
+    }
+}
+
+fn check_setting_name(s: &str) -> Result<(), String> {
+    // App Service accepts more on Windows than on Linux; these are the characters no platform
+    // accepts (and that would break the ARM settings dictionary or the environment).
+    if s.is_empty()
+        || s.len() > 256
+        || s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '=')
+    {
+        Err(format!(
+            "{} is not a valid app setting name (1-256 characters, no spaces, control characters or '=')",
+            q(s)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_variable_name(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() || s.chars().count() > 128 || s.chars().any(char::is_control) {
+        Err(format!(
+            "{} is not a valid Automation variable name (1-128 characters, no control characters)",
+            q(s)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// `https://{vault}.{suffix}/secrets/{name}` (an optional trailing '/'); a version is refused,
+/// since the rotator writes new versions and consumers follow the latest.
+fn parse_secret_uri(s: &str) -> Result<VaultSecretRef, String> {
+    let expected = "expected https://<vault>.vault.azure.net/secrets/<name>";
+    let url = url::Url::parse(s).map_err(|e| format!("{} is not a URL ({e}); {expected}", q(s)))?;
+    if url.scheme() != "https" {
+        return Err(format!("{} must use https; {expected}", q(s)));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!(
+            "{} must not carry a query, fragment or user; {expected}",
+            q(s)
+        ));
+    }
+    if url.port().is_some_and(|p| p != 443) {
+        return Err(format!("{} must not name a port; {expected}", q(s)));
+    }
+    let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+    let Some((vault, suffix)) = host.split_once('.') else {
+        return Err(format!("{} is not a Key Vault URI; {expected}", q(s)));
+    };
+    if !KEYVAULT_SUFFIXES.contains(&suffix) {
+        return Err(format!(
+            "{} is not a Key Vault host (expected <vault>.{})",
+            q(&host),
+            KEYVAULT_SUFFIXES.join(", <vault>.")
+        ));
+    }
+    check_vault_name(vault)?;
+    let mut segs: Vec<&str> = url.path().trim_start_matches('/').split('/').collect();
+    if segs.last() == Some(&"") {
+        segs.pop();
+    }
+    match segs.as_slice() {
+        [kind, name] if kind.eq_ignore_ascii_case("secrets") => {
+            check_secret_name(name)?;
+            Ok(VaultSecretRef {
+                vault: vault.to_string(),
+                secret: (*name).to_string(),
+            })
+        }
+        [kind, _, version] if kind.eq_ignore_ascii_case("secrets") => Err(format!(
+            "{} names version {}: give the versionless URI, the rotator writes new versions",
+            q(s),
+            q(version)
+        )),
+        _ => Err(format!("{} is not a secret URI; {expected}", q(s))),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ArmKind {
+    Site,
+    Connection,
+    AutomationAccount,
+}
+
+impl ArmKind {
+    fn type_name(self) -> &'static str {
+        match self {
+            ArmKind::Site => "Microsoft.Web/sites",
+            ArmKind::Connection => "Microsoft.Web/connections",
+            ArmKind::AutomationAccount => "Microsoft.Automation/automationAccounts",
+        }
+    }
+}
+
+/// Splits `/subscriptions/{guid}/resourceGroups/{rg}/providers/{ns}/{type}/{name}[/slots/{slot}]`
+/// and checks the type and each name. ARM's literal segments are case-insensitive.
+pub(crate) fn parse_arm_id(id: &str, want: ArmKind) -> Result<ArmResource, String> {
+    let shape = match want {
+        ArmKind::Site => {
+            "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Web/sites/<name>[/slots/<slot>]"
+        }
+        ArmKind::Connection => {
+            "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Web/connections/<name>"
+        }
+        ArmKind::AutomationAccount => {
+            "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Automation/automationAccounts/<name>"
+        }
+    };
+    let bad = || {
+        format!(
+            "{} is not a {} resource id (expected {shape})",
+            q(id),
+            want.type_name()
+        )
+    };
+    let trimmed = id.strip_suffix('/').unwrap_or(id);
+    let Some(rest) = trimmed.strip_prefix('/') else {
+        return Err(bad());
+    };
+    let segs: Vec<&str> = rest.split('/').collect();
+    if segs.len() < 8
+        || !segs[0].eq_ignore_ascii_case("subscriptions")
+        || !segs[2].eq_ignore_ascii_case("resourceGroups")
+        || !segs[4].eq_ignore_ascii_case("providers")
+    {
+        return Err(bad());
+    }
+    let sub = parse_guid(segs[1]).map_err(|m| format!("subscription in {}: {m}", q(id)))?;
+    let rg = segs[3];
+    let given_type = format!("{}/{}", segs[5], segs[6]);
+    if !given_type.eq_ignore_ascii_case(want.type_name()) {
+        return Err(format!(
+            "{} is a {given_type} resource id, expected a {} one ({shape})",
+            q(id),
+            want.type_name()
+        ));
+    }
+    let name = segs[7];
+    let slot = match (&segs[8..], want) {
+        ([], _) => None,
+        ([k, slot], ArmKind::Site) if k.eq_ignore_ascii_case("slots") => Some(*slot),
+        _ => return Err(bad()),
+    };
+    if !valid_resource_group(rg) {
+        return Err(format!(
+            "resource group {} in {} is not valid (1-90 letters, digits, '_', '-', '.', '(' or ')', not ending with '.')",
+            q(rg),
+            q(id)
+        ));
+    }
+    let name_ok = match want {
+        ArmKind::Site => valid_site_name(name, 2, 60),
+        ArmKind::Connection => {
+            !name.trim().is_empty()
+                && name.chars().count() <= 80
+                && !name.chars().any(char::is_control)
+        }
+        ArmKind::AutomationAccount => {
+            let b = name.as_bytes();
+            (6..=50).contains(&b.len())
+                && b[0].is_ascii_alphabetic()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        }
+    };
+    if !name_ok {
+        let rule = match want {
+            ArmKind::Site => "2-60 letters, digits and '-', not starting or ending with '-'",
+            ArmKind::Connection => "1-80 characters",
+            ArmKind::AutomationAccount => {
+                "6-50 letters, digits and '-', starting with a letter, ending with a letter or digit"
+            }
+        };
+        return Err(format!(
+            "name {} in {} is not a valid {} name ({rule})",
+            q(name),
+            q(id),
+            want.type_name()
+        ));
+    }
+    if let Some(slot) = slot
+        && !valid_site_name(slot, 1, 59)
+    {
+        return Err(format!(
+            "slot {} in {} is not a valid slot name (letters, digits and '-', not starting or ending with '-')",
+            q(slot),
+            q(id)
+        ));
+    }
+    Ok(ArmResource {
+        subscription: sub.to_string(),
+        resource_group: rg.to_string(),
+        name: name.to_string(),
+        slot: slot.map(str::to_string),
+    })
+}
+
+fn valid_resource_group(s: &str) -> bool {
+    let n = s.chars().count();
+    (1..=90).contains(&n)
+        && !s.ends_with('.')
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '(' | ')'))
+}
+
+fn valid_site_name(s: &str, min: usize, max: usize) -> bool {
+    let b = s.as_bytes();
+    (min..=max).contains(&b.len())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
