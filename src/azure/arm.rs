@@ -18,7 +18,11 @@ pub(crate) struct Arm {
 }
 
 impl Arm {
-    pub(crate) fn new(cloud: Cloud, credential: Arc<dyn TokenCredential>, options: ServiceOptions) -> Self {
+    pub(crate) fn new(
+        cloud: Cloud,
+        credential: Arc<dyn TokenCredential>,
+        options: ServiceOptions,
+    ) -> Self {
         Self {
             options,
             bearer: Bearer::new(credential, cloud.arm_scope()),

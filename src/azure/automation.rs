@@ -81,7 +81,11 @@ impl fmt::Debug for AutomationClient {
 }
 
 impl AutomationClient {
-    pub fn new(cloud: Cloud, credential: Arc<dyn TokenCredential>, options: ServiceOptions) -> Self {
+    pub fn new(
+        cloud: Cloud,
+        credential: Arc<dyn TokenCredential>,
+        options: ServiceOptions,
+    ) -> Self {
         Self {
             arm: Arm::new(cloud, credential, options),
         }
@@ -110,7 +114,13 @@ impl AutomationClient {
     ) -> Result<Option<VariableInfo>, AutomationError> {
         match self
             .arm
-            .call(Method::GET, &Self::path(account, name), API_VERSION, None, Idempotency::Idempotent)
+            .call(
+                Method::GET,
+                &Self::path(account, name),
+                API_VERSION,
+                None,
+                Idempotency::Idempotent,
+            )
             .await
         {
             Ok(reply) => parse_variable(&reply.body)
@@ -204,7 +214,8 @@ impl AutomationClient {
                 Ok(SetVariableOutcome::Updated)
             }
             None => {
-                self.create_encrypted(account, name, value, description).await?;
+                self.create_encrypted(account, name, value, description)
+                    .await?;
                 Ok(SetVariableOutcome::Created)
             }
         }
@@ -234,7 +245,9 @@ pub(crate) fn parse_variable(body: &[u8]) -> Result<VariableInfo, String> {
         .properties
         .ok_or("Automation variable: field 'properties' is missing")?;
     Ok(VariableInfo {
-        name: v.name.ok_or("Automation variable: field 'name' is missing")?,
+        name: v
+            .name
+            .ok_or("Automation variable: field 'name' is missing")?,
         is_encrypted: p
             .is_encrypted
             .ok_or("Automation variable: field 'properties.isEncrypted' is missing")?,
@@ -258,9 +271,17 @@ mod tests {
         let v = parse_variable(br#"{"id":"x","name":"V","properties":{"isEncrypted":true,"description":null,"lastModifiedTime":"2025-01-15T02:00:03.3+00:00"}}"#).unwrap();
         assert!(v.is_encrypted);
         assert_eq!(v.name, "V");
-        assert!(parse_variable(br#"{"name":"V","properties":{}}"#).unwrap_err().contains("isEncrypted"));
+        assert!(
+            parse_variable(br#"{"name":"V","properties":{}}"#)
+                .unwrap_err()
+                .contains("isEncrypted")
+        );
         assert!(parse_variable(br#"{"name":"V","properties":{"isEncrypted":"yes"}}"#).is_err());
-        assert!(parse_variable(br#"{"properties":{"isEncrypted":true}}"#).unwrap_err().contains("name"));
+        assert!(
+            parse_variable(br#"{"properties":{"isEncrypted":true}}"#)
+                .unwrap_err()
+                .contains("name")
+        );
         assert!(parse_variable(b"").is_err());
     }
 }

@@ -88,9 +88,14 @@ impl ServiceOptions {
 
     /// The same client as SDK client options: shared transport, and the SDK's own retry turned
     /// off because our modules wrap every SDK call in the same retry loop (one policy, one place).
-    pub(crate) fn sdk_client_options(&self, cloud: crate::cloud::Cloud) -> azure_core::http::ClientOptions {
+    pub(crate) fn sdk_client_options(
+        &self,
+        cloud: crate::cloud::Cloud,
+    ) -> azure_core::http::ClientOptions {
         azure_core::http::ClientOptions {
-            transport: Some(azure_core::http::Transport::new(Arc::new(self.http.clone()))),
+            transport: Some(azure_core::http::Transport::new(Arc::new(
+                self.http.clone(),
+            ))),
             retry: azure_core::http::RetryOptions::none(),
             cloud: Some(Arc::new(sdk_cloud(cloud))),
             ..Default::default()
@@ -137,7 +142,6 @@ impl Bearer {
 /// A 2xx answer.
 #[derive(Debug)]
 pub(crate) struct Reply {
-    pub status: u16,
     #[allow(dead_code)]
     pub headers: HeaderMap,
     pub body: Vec<u8>,
@@ -225,11 +229,7 @@ pub(crate) async fn send(
                     }
                 };
                 if (200..300).contains(&status) {
-                    return Ok(Reply {
-                        status,
-                        headers,
-                        body,
-                    });
+                    return Ok(Reply { headers, body });
                 }
                 let ra = retry_after(&headers);
                 let retry = match idempotency {
@@ -364,14 +364,30 @@ fn clip(s: &str) -> String {
 /// The broad class of a failure; each module maps these onto its own enum.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Class {
-    NotFound { code: String, message: String },
+    NotFound {
+        code: String,
+        message: String,
+    },
     /// 401 or 403.
-    AccessDenied { status: u16, code: String, message: String },
-    Throttled { attempts: u32, retry_after: Option<Duration> },
-    Transient { detail: String },
+    AccessDenied {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    Throttled {
+        attempts: u32,
+        retry_after: Option<Duration>,
+    },
+    Transient {
+        detail: String,
+    },
     Credential(String),
     /// Any other 4xx: the request itself was refused.
-    Rejected { status: u16, code: String, message: String },
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 pub(crate) fn classify(f: &Failure) -> Class {
@@ -420,7 +436,10 @@ pub(crate) fn classify(f: &Failure) -> Class {
 
 /// Parses a JSON answer into `T`, naming what was being read on failure (never the body: it
 /// may hold a secret).
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, String> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    body: &[u8],
+) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("{what}: {e}"))
 }
 
@@ -532,10 +551,19 @@ mod tests {
             attempts: 1,
         };
         assert!(matches!(classify(&f(404)), Class::NotFound { .. }));
-        assert!(matches!(classify(&f(403)), Class::AccessDenied { status: 403, .. }));
-        assert!(matches!(classify(&f(401)), Class::AccessDenied { status: 401, .. }));
+        assert!(matches!(
+            classify(&f(403)),
+            Class::AccessDenied { status: 403, .. }
+        ));
+        assert!(matches!(
+            classify(&f(401)),
+            Class::AccessDenied { status: 401, .. }
+        ));
         assert!(matches!(classify(&f(429)), Class::Throttled { .. }));
         assert!(matches!(classify(&f(503)), Class::Transient { .. }));
-        assert!(matches!(classify(&f(400)), Class::Rejected { status: 400, .. }));
+        assert!(matches!(
+            classify(&f(400)),
+            Class::Rejected { status: 400, .. }
+        ));
     }
 }

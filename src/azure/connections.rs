@@ -62,7 +62,10 @@ standard_error_mapping!(ConnectionError);
 pub enum ConnectionHealth {
     Connected,
     /// `Error` (or any other status) with Azure's message, e.g. the AADSTS text.
-    Error { status: String, message: Option<String> },
+    Error {
+        status: String,
+        message: Option<String>,
+    },
     /// No `statuses` in the answer.
     Unknown,
 }
@@ -88,7 +91,11 @@ impl fmt::Debug for ConnectionsClient {
 }
 
 impl ConnectionsClient {
-    pub fn new(cloud: Cloud, credential: Arc<dyn TokenCredential>, options: ServiceOptions) -> Self {
+    pub fn new(
+        cloud: Cloud,
+        credential: Arc<dyn TokenCredential>,
+        options: ServiceOptions,
+    ) -> Self {
         Self {
             arm: Arm::new(cloud, credential, options),
         }
@@ -105,7 +112,13 @@ impl ConnectionsClient {
     pub async fn get(&self, conn: &ArmResource) -> Result<ConnectionInfo, ConnectionError> {
         let reply = self
             .arm
-            .call(Method::GET, &Self::path(conn), API_VERSION, None, Idempotency::Idempotent)
+            .call(
+                Method::GET,
+                &Self::path(conn),
+                API_VERSION,
+                None,
+                Idempotency::Idempotent,
+            )
             .await
             .map_err(|f| ConnectionError::from_failure(&f, || Self::describe(conn)))?;
         parse_connection(&reply.body).map_err(ConnectionError::BadAnswer)
@@ -165,7 +178,9 @@ pub(crate) fn parse_connection(body: &[u8]) -> Result<ConnectionInfo, String> {
         properties: Option<Props>,
     }
     let c: Conn = parse_json("API connection", body)?;
-    let p = c.properties.ok_or("API connection: field 'properties' is missing")?;
+    let p = c
+        .properties
+        .ok_or("API connection: field 'properties' is missing")?;
     let health = match p.statuses.as_deref() {
         None | Some([]) => ConnectionHealth::Unknown,
         Some(list) => {

@@ -98,10 +98,11 @@ impl TokenProbe {
             ("client_secret", secret.expose()),
             ("scope", scope),
         ];
-        let result = super::common::send(&self.options.retry, Idempotency::Idempotent, None, || {
-            self.options.http.post(&url).form(&form)
-        })
-        .await;
+        let result =
+            super::common::send(&self.options.retry, Idempotency::Idempotent, None, || {
+                self.options.http.post(&url).form(&form)
+            })
+            .await;
         match result {
             Ok(reply) => parse_success(&reply.body),
             Err(Failure::Status {
@@ -189,9 +190,9 @@ pub(crate) fn parse_refusal(status: u16, body: &str, attempts: u32) -> EntraErro
             error: r.error.unwrap_or_else(|| "(none)".into()),
             description: first_line(r.error_description.as_deref().unwrap_or("")),
         },
-        _ if status >= 500 => EntraError::Transient(format!(
-            "HTTP {status} after {attempts} attempt(s)"
-        )),
+        _ if status >= 500 => {
+            EntraError::Transient(format!("HTTP {status} after {attempts} attempt(s)"))
+        }
         _ => EntraError::BadAnswer(format!(
             "HTTP {status} without 'error_codes' or an AADSTS code in 'error_description'"
         )),
@@ -226,10 +227,22 @@ mod tests {
             }
         );
         let old = r#"{"error":"unauthorized_client","error_description":"AADSTS700016: Application not found"}"#;
-        assert!(matches!(parse_refusal(400, old, 1), EntraError::Refused { code: 700016, .. }));
-        assert!(matches!(parse_refusal(429, "", 3), EntraError::Throttled { attempts: 3 }));
-        assert!(matches!(parse_refusal(400, "<html>", 1), EntraError::BadAnswer(_)));
-        assert!(matches!(parse_refusal(503, "", 1), EntraError::Transient(_)));
+        assert!(matches!(
+            parse_refusal(400, old, 1),
+            EntraError::Refused { code: 700016, .. }
+        ));
+        assert!(matches!(
+            parse_refusal(429, "", 3),
+            EntraError::Throttled { attempts: 3 }
+        ));
+        assert!(matches!(
+            parse_refusal(400, "<html>", 1),
+            EntraError::BadAnswer(_)
+        ));
+        assert!(matches!(
+            parse_refusal(503, "", 1),
+            EntraError::Transient(_)
+        ));
         assert!(matches!(
             parse_refusal(400, r#"{"error_codes":"x"}"#, 1),
             EntraError::BadAnswer(_)
@@ -238,7 +251,10 @@ mod tests {
 
     #[test]
     fn success_needs_an_access_token() {
-        assert!(parse_success(br#"{"token_type":"Bearer","expires_in":3599,"access_token":"e"}"#).is_ok());
+        assert!(
+            parse_success(br#"{"token_type":"Bearer","expires_in":3599,"access_token":"e"}"#)
+                .is_ok()
+        );
         assert!(parse_success(br#"{"token_type":"Bearer"}"#).is_err());
         assert!(parse_success(br#"{"access_token":5}"#).is_err());
         assert!(parse_success(b"").is_err());

@@ -35,7 +35,9 @@ pub enum GraphError {
         code: String,
         message: String,
     },
-    #[error("Graph throttled the request after {attempts} attempt(s) (Retry-After {retry_after:?})")]
+    #[error(
+        "Graph throttled the request after {attempts} attempt(s) (Retry-After {retry_after:?})"
+    )]
     Throttled {
         attempts: u32,
         retry_after: Option<Duration>,
@@ -47,7 +49,9 @@ pub enum GraphError {
     #[error("no token for Graph: {0}")]
     Credential(String),
     /// addPassword refused by an app management policy that caps password lifetimes.
-    #[error("the requested password lifetime exceeds the app management policy '{policy_id}': {message}")]
+    #[error(
+        "the requested password lifetime exceeds the app management policy '{policy_id}': {message}"
+    )]
     LifetimeExceedsPolicy { policy_id: String, message: String },
     #[error("Graph refused the request (HTTP {status}, {code}): {message}")]
     Rejected {
@@ -298,7 +302,13 @@ impl GraphClient {
             Err(f) => f,
         };
         let what = || format!("application with object id {object_id}");
-        let is_missing_kind = matches!(&failure, Failure::Status { status: 400 | 404, .. });
+        let is_missing_kind = matches!(
+            &failure,
+            Failure::Status {
+                status: 400 | 404,
+                ..
+            }
+        );
         if !is_missing_kind {
             return Err(GraphError::from_failure(&failure, what));
         }
@@ -369,7 +379,8 @@ impl AppPager {
         )
         .await
         .map_err(|f| GraphError::from_failure(&f, || "application list".to_string()))?;
-        let page = parse_page(&reply.body, self.only_applications).map_err(GraphError::BadAnswer)?;
+        let page =
+            parse_page(&reply.body, self.only_applications).map_err(GraphError::BadAnswer)?;
         self.next = page.next_link;
         Ok(Some(page.apps))
     }
@@ -458,6 +469,7 @@ pub(crate) fn parse_added_password(body: &[u8]) -> Result<(PasswordInfo, SecretV
     Ok((info, secret))
 }
 
+#[derive(Debug)]
 struct Page {
     apps: Vec<AppState>,
     next_link: Option<String>,
@@ -512,15 +524,31 @@ mod tests {
         assert!(parse_application(b"not json").is_err());
         assert!(parse_application(b"[]").is_err());
         let no_pw = r#"{"id":"00af5dfb-85da-4b41-a677-0c6b86dd34f8","appId":"11111111-2222-3333-4444-555555555555"}"#;
-        assert!(parse_application(no_pw.as_bytes()).unwrap_err().contains("passwordCredentials"));
+        assert!(
+            parse_application(no_pw.as_bytes())
+                .unwrap_err()
+                .contains("passwordCredentials")
+        );
         let bad_id = APP.replace("00af5dfb-85da-4b41-a677-0c6b86dd34f8", "xyz");
-        assert!(parse_application(bad_id.as_bytes()).unwrap_err().contains("'id'"));
+        assert!(
+            parse_application(bad_id.as_bytes())
+                .unwrap_err()
+                .contains("'id'")
+        );
         let bad_time = APP.replace("2025-01-31T00:00:00Z", "tomorrow");
-        assert!(parse_application(bad_time.as_bytes()).unwrap_err().contains("endDateTime"));
+        assert!(
+            parse_application(bad_time.as_bytes())
+                .unwrap_err()
+                .contains("endDateTime")
+        );
         let wrong_type = APP.replace("\"Ab1\"", "12");
         assert!(parse_application(wrong_type.as_bytes()).is_err());
         let no_key = APP.replace("\"keyId\":\"f0b0b335-1d71-4883-8f98-567911bfdca6\",", "");
-        assert!(parse_application(no_key.as_bytes()).unwrap_err().contains("keyId"));
+        assert!(
+            parse_application(no_key.as_bytes())
+                .unwrap_err()
+                .contains("keyId")
+        );
     }
 
     #[test]
@@ -540,8 +568,12 @@ mod tests {
     #[test]
     fn pages_follow_next_link_and_skip_non_applications() {
         let body = format!(
-            r#"{{"@odata.nextLink":"https://graph.microsoft.com/v1.0/x?$skiptoken=a","value":[{},{{"@odata.type":"#microsoft.graph.servicePrincipal","id":"1"}}]}}"#,
-            APP.replacen('{', r##"{"@odata.type":"#microsoft.graph.application","##, 1)
+            r##"{{"@odata.nextLink":"https://graph.microsoft.com/v1.0/x?$skiptoken=a","value":[{},{{"@odata.type":"#microsoft.graph.servicePrincipal","id":"1"}}]}}"##,
+            APP.replacen(
+                '{',
+                r##"{"@odata.type":"#microsoft.graph.application","##,
+                1
+            )
         );
         let p = parse_page(body.as_bytes(), true).unwrap();
         assert_eq!(p.apps.len(), 1);
@@ -549,7 +581,10 @@ mod tests {
             p.next_link.as_deref(),
             Some("https://graph.microsoft.com/v1.0/x?$skiptoken=a")
         );
-        assert!(parse_page(body.as_bytes(), false).is_err(), "an SP is not an application");
+        assert!(
+            parse_page(body.as_bytes(), false).is_err(),
+            "an SP is not an application"
+        );
         assert!(parse_page(br#"{"value":{}}"#, false).is_err());
         assert!(parse_page(br#"{}"#, false).unwrap_err().contains("value"));
     }
@@ -557,7 +592,10 @@ mod tests {
     #[test]
     fn lifetime_policy_error_names_the_policy() {
         let m = "CredentialInvalidLifetimeAsPerAppPolicy: Credential lifetime exceeds the max value allowed as per assigned policy 'a1b2c3'.";
-        assert_eq!(lifetime_policy_id("Request_BadRequest", m).as_deref(), Some("a1b2c3"));
+        assert_eq!(
+            lifetime_policy_id("Request_BadRequest", m).as_deref(),
+            Some("a1b2c3")
+        );
         assert_eq!(
             lifetime_policy_id("CredentialInvalidLifetimeAsPerAppPolicy", "no id here").as_deref(),
             Some("(not named)")

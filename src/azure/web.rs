@@ -158,7 +158,11 @@ impl fmt::Debug for WebClient {
 }
 
 impl WebClient {
-    pub fn new(cloud: Cloud, credential: Arc<dyn TokenCredential>, options: ServiceOptions) -> Self {
+    pub fn new(
+        cloud: Cloud,
+        credential: Arc<dyn TokenCredential>,
+        options: ServiceOptions,
+    ) -> Self {
         Self {
             arm: Arm::new(cloud, credential, options),
         }
@@ -183,7 +187,13 @@ impl WebClient {
         let path = format!("{}/config/appsettings/list", Self::site_path(site));
         let reply = self
             .arm
-            .call(Method::POST, &path, API_VERSION, None, Idempotency::Idempotent)
+            .call(
+                Method::POST,
+                &path,
+                API_VERSION,
+                None,
+                Idempotency::Idempotent,
+            )
             .await
             .map_err(|f| WebError::from_failure(&f, || Self::describe(site)))?;
         parse_app_settings(&reply.body).map_err(WebError::BadAnswer)
@@ -204,7 +214,13 @@ impl WebClient {
         let body = serde_json::json!({ "properties": props });
         let reply = self
             .arm
-            .call(Method::PUT, &path, API_VERSION, Some(&body), Idempotency::Idempotent)
+            .call(
+                Method::PUT,
+                &path,
+                API_VERSION,
+                Some(&body),
+                Idempotency::Idempotent,
+            )
             .await
             .map_err(|f| WebError::from_failure(&f, || Self::describe(site)))?;
         // The answer echoes the map; check it parses so a broken answer is not taken for success.
@@ -237,10 +253,19 @@ impl WebClient {
         &self,
         site: &ArmResource,
     ) -> Result<Vec<ReferenceStatus>, WebError> {
-        let path = format!("{}/config/configreferences/appsettings", Self::site_path(site));
+        let path = format!(
+            "{}/config/configreferences/appsettings",
+            Self::site_path(site)
+        );
         let reply = self
             .arm
-            .call(Method::GET, &path, API_VERSION, None, Idempotency::Idempotent)
+            .call(
+                Method::GET,
+                &path,
+                API_VERSION,
+                None,
+                Idempotency::Idempotent,
+            )
             .await
             .map_err(|f| WebError::from_failure(&f, || Self::describe(site)))?;
         parse_reference_list(&reply.body).map_err(WebError::BadAnswer)
@@ -259,10 +284,18 @@ impl WebClient {
         );
         match self
             .arm
-            .call(Method::GET, &path, API_VERSION, None, Idempotency::Idempotent)
+            .call(
+                Method::GET,
+                &path,
+                API_VERSION,
+                None,
+                Idempotency::Idempotent,
+            )
             .await
         {
-            Ok(reply) => parse_reference(&reply.body).map(Some).map_err(WebError::BadAnswer),
+            Ok(reply) => parse_reference(&reply.body)
+                .map(Some)
+                .map_err(WebError::BadAnswer),
             Err(f) => match WebError::from_failure(&f, || Self::describe(site)) {
                 WebError::NotFound { code, .. } if !code.contains("ResourceNotFound") => Ok(None),
                 e => Err(e),
@@ -279,7 +312,13 @@ impl WebClient {
             Self::site_path(site)
         );
         self.arm
-            .call(Method::POST, &path, API_VERSION, None, Idempotency::Idempotent)
+            .call(
+                Method::POST,
+                &path,
+                API_VERSION,
+                None,
+                Idempotency::Idempotent,
+            )
             .await
             .map(|_| ())
             .map_err(|f| WebError::from_failure(&f, || Self::describe(site)))
@@ -289,7 +328,13 @@ impl WebClient {
     pub async fn restart(&self, site: &ArmResource) -> Result<(), WebError> {
         let path = format!("{}/restart", Self::site_path(site));
         self.arm
-            .call(Method::POST, &path, API_VERSION, None, Idempotency::Idempotent)
+            .call(
+                Method::POST,
+                &path,
+                API_VERSION,
+                None,
+                Idempotency::Idempotent,
+            )
             .await
             .map(|_| ())
             .map_err(|f| WebError::from_failure(&f, || Self::describe(site)))
@@ -304,7 +349,9 @@ pub(crate) fn parse_app_settings(body: &[u8]) -> Result<AppSettings, String> {
         properties: Option<serde_json::Map<String, serde_json::Value>>,
     }
     let env: Envelope = parse_json("app settings", body)?;
-    let props = env.properties.ok_or("app settings: field 'properties' is missing")?;
+    let props = env
+        .properties
+        .ok_or("app settings: field 'properties' is missing")?;
     let mut out = BTreeMap::new();
     for (k, v) in props {
         let v = match v {
@@ -344,7 +391,12 @@ fn non_empty(s: Option<String>) -> Option<String> {
 fn reference_from(raw: RawRef) -> Result<ReferenceStatus, String> {
     let setting = raw
         .name
-        .or_else(|| raw.id.as_deref().and_then(|id| id.rsplit('/').next()).map(str::to_string))
+        .or_else(|| {
+            raw.id
+                .as_deref()
+                .and_then(|id| id.rsplit('/').next())
+                .map(str::to_string)
+        })
         .filter(|s| !s.is_empty())
         .ok_or("field 'name' (or 'id') is missing")?;
     let p = raw.properties.ok_or("field 'properties' is missing")?;
@@ -376,7 +428,9 @@ pub(crate) fn parse_reference_list(body: &[u8]) -> Result<Vec<ReferenceStatus>, 
         .ok_or("Key Vault reference list: field 'value' is missing")?
         .into_iter()
         .enumerate()
-        .map(|(i, r)| reference_from(r).map_err(|e| format!("Key Vault reference list value[{i}]: {e}")))
+        .map(|(i, r)| {
+            reference_from(r).map_err(|e| format!("Key Vault reference list value[{i}]: {e}"))
+        })
         .collect()
 }
 
@@ -395,8 +449,16 @@ mod tests {
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("plain-secret"), "{dbg}");
         assert!(dbg.contains("VaultName=kv"));
-        assert!(parse_app_settings(b"{}").unwrap_err().contains("properties"));
-        assert!(parse_app_settings(br#"{"properties":{"A":1}}"#).unwrap_err().contains("properties.A"));
+        assert!(
+            parse_app_settings(b"{}")
+                .unwrap_err()
+                .contains("properties")
+        );
+        assert!(
+            parse_app_settings(br#"{"properties":{"A":1}}"#)
+                .unwrap_err()
+                .contains("properties.A")
+        );
         assert!(parse_app_settings(br#"{"properties":[]}"#).is_err());
         assert!(parse_app_settings(b"nope").is_err());
     }
@@ -408,13 +470,30 @@ mod tests {
         assert_eq!(r.setting, "SECRET");
         assert_eq!(r.status, ResolveStatus::Resolved);
         assert_eq!(r.secret_version, None);
-        assert_eq!(r.active_version.as_deref(), Some("4387e9f3d6e14c459867679a90fd0f79"));
+        assert_eq!(
+            r.active_version.as_deref(),
+            Some("4387e9f3d6e14c459867679a90fd0f79")
+        );
         let denied = br#"{"value":[{"name":"X","properties":{"status":"AccessToKeyVaultDenied"}}],"nextLink":null}"#;
         let l = parse_reference_list(denied).unwrap();
         assert_eq!(l[0].status, ResolveStatus::AccessToKeyVaultDenied);
-        assert!(parse_reference(br#"{"name":"X","properties":{}}"#).unwrap_err().contains("status"));
-        assert!(parse_reference(br#"{"properties":{"status":"Resolved"}}"#).unwrap_err().contains("name"));
-        assert!(parse_reference_list(br#"{"value":[{"name":"X","properties":{"status":5}}]}"#).is_err());
-        assert!(parse_reference_list(br#"{}"#).unwrap_err().contains("value"));
+        assert!(
+            parse_reference(br#"{"name":"X","properties":{}}"#)
+                .unwrap_err()
+                .contains("status")
+        );
+        assert!(
+            parse_reference(br#"{"properties":{"status":"Resolved"}}"#)
+                .unwrap_err()
+                .contains("name")
+        );
+        assert!(
+            parse_reference_list(br#"{"value":[{"name":"X","properties":{"status":5}}]}"#).is_err()
+        );
+        assert!(
+            parse_reference_list(br#"{}"#)
+                .unwrap_err()
+                .contains("value")
+        );
     }
 }
