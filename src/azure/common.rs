@@ -142,7 +142,6 @@ impl Bearer {
 /// A 2xx answer.
 #[derive(Debug)]
 pub(crate) struct Reply {
-    #[allow(dead_code)]
     pub headers: HeaderMap,
     pub body: Vec<u8>,
 }
@@ -219,11 +218,12 @@ pub(crate) async fn send(
                         };
                         // The server acted; only idempotent calls may be repeated.
                         let retry = idempotency == Idempotency::Idempotent;
-                        if retry && attempt < max {
-                            if let Some(w) = policy.wait(attempt, None) {
-                                tokio::time::sleep(w).await;
-                                continue;
-                            }
+                        if retry
+                            && attempt < max
+                            && let Some(w) = policy.wait(attempt, None)
+                        {
+                            tokio::time::sleep(w).await;
+                            continue;
                         }
                         return Err(f);
                     }

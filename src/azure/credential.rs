@@ -84,7 +84,6 @@ pub fn build_credential(
             let cred = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                 user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
                 client_options,
-                ..Default::default()
             }))
             .map_err(|e| CredentialError::Build {
                 kind: "managed identity",

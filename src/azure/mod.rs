@@ -19,7 +19,7 @@ pub mod entra;
 pub mod graph;
 pub mod keyvault;
 pub mod permissions;
-// pub mod storage;
+pub mod storage;
 pub mod web;
 
 mod arm;
