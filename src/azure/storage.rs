@@ -192,6 +192,8 @@ impl StorageClient {
                     req = req.header(*k, v);
                 }
                 match body {
+                    // Storage insists on Content-Length, which hyper omits for an empty body.
+                    Some([]) => req.header("content-length", "0"),
                     Some(b) => req.body(b.to_vec()),
                     None if method == Method::PUT => req.header("content-length", "0"),
                     None => req,

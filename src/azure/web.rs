@@ -271,7 +271,8 @@ impl WebClient {
         parse_reference_list(&reply.body).map_err(WebError::BadAnswer)
     }
 
-    /// Status of one setting's reference; `None` when the site has no reference by that name.
+    /// Status of one setting's reference; `None` when the site exists but has no reference by
+    /// that name (a missing site is `NotFound`).
     pub async fn reference_status(
         &self,
         site: &ArmResource,
@@ -297,7 +298,13 @@ impl WebClient {
                 .map(Some)
                 .map_err(WebError::BadAnswer),
             Err(f) => match WebError::from_failure(&f, || Self::describe(site)) {
-                WebError::NotFound { code, .. } if !code.contains("ResourceNotFound") => Ok(None),
+                // The 404 for "no such reference" and for "no such site" is the same code
+                // (ResourceNotFound); the list call tells them apart: it succeeds only when
+                // the site exists.
+                WebError::NotFound { .. } => {
+                    self.reference_statuses(site).await?;
+                    Ok(None)
+                }
                 e => Err(e),
             },
         }
