@@ -77,6 +77,10 @@ fn scenario() -> serde_json::Value {
              "scope": "/subscriptions/{sub}/resourceGroups/rg-apps/providers/Microsoft.Web/sites/func-a"},
             {"principal": "rotator", "role": "Logic App Contributor",
              "scope": "/subscriptions/{sub}/resourceGroups/rg-apps/providers/Microsoft.Web/connections/kv-conn"},
+            {"principal": "rotator", "role": "Logic App Contributor",
+             "scope": "/subscriptions/{sub}/resourceGroups/rg-conn"},
+            {"principal": "rotator", "role": "Website Contributor",
+             "scope": "/subscriptions/{sub}/resourceGroups/rg-other"},
             {"principal": "rotator", "role": "Automation Contributor",
              "scope": "/subscriptions/{sub}/resourceGroups/rg-apps/providers/Microsoft.Automation/automationAccounts/aa-ops"}
         ],
@@ -375,6 +379,28 @@ async fn graph_server_errors_are_retried_then_transient_and_writes_are_not_repea
 }
 
 #[tokio::test]
+async fn graph_dropped_connection_is_retried() {
+    let emu = start().await;
+    let g = graph(&emu, emu.options());
+    let app_id = Uuid::parse_str(PAYMENTS_APP).unwrap();
+    g.get_application(&AppRef::AppId(app_id)).await.unwrap();
+    emu.emulator.control().add_fault(fault(
+        "graph",
+        "getApplication",
+        FaultAction::Reset,
+        Some(1),
+    ));
+    assert!(g.get_application(&AppRef::AppId(app_id)).await.is_ok());
+    emu.emulator
+        .control()
+        .add_fault(fault("graph", "getApplication", FaultAction::Reset, None));
+    assert!(matches!(
+        g.get_application(&AppRef::AppId(app_id)).await,
+        Err(GraphError::Transient(_))
+    ));
+}
+
+#[tokio::test]
 async fn graph_lists_owned_and_all_applications_page_by_page() {
     let emu = start().await;
     let g = graph(&emu, emu.options());
@@ -475,6 +501,25 @@ async fn token_probe_reports_aadsts_codes() {
         ),
         90002
     );
+}
+
+#[tokio::test]
+async fn token_probe_server_errors_are_transient() {
+    let emu = start().await;
+    let probe = TokenProbe::new(Cloud::Public, emu.options());
+    emu.emulator
+        .control()
+        .add_fault(fault("entra", "token", status_action(503, None), None));
+    let r = probe
+        .request_token(
+            &emu.tenant(),
+            PAYMENTS_APP,
+            &SecretValue::new(PAYMENTS_SECRET),
+            &Cloud::Public.graph_scope(),
+        )
+        .await;
+    assert!(matches!(r, Err(EntraError::Transient(_))), "{r:?}");
+    assert_eq!(count(&emu, "entra", "token"), 3);
 }
 
 #[tokio::test]
@@ -645,8 +690,40 @@ async fn keyvault_forbidden_and_throttled() {
         }) => assert_eq!(code, "ForbiddenByRbac"),
         other => panic!("expected AccessDenied, got {other:?}"),
     }
+    match kv
+        .set(
+            &secret_ref("kv-locked", "s"),
+            &SecretValue::new("x"),
+            &BTreeMap::new(),
+            None,
+        )
+        .await
+    {
+        Err(KeyVaultError::AccessDenied { code, .. }) => assert_eq!(code, "ForbiddenByRbac"),
+        other => panic!("expected AccessDenied, got {other:?}"),
+    }
+    let missing = secret_ref("kv-apps", "missing");
+    assert!(matches!(
+        kv.list_versions(&missing).await,
+        Err(KeyVaultError::NotFound { .. })
+    ));
+    assert!(matches!(
+        kv.update_version(
+            &missing,
+            "0123456789abcdef0123456789abcdef",
+            &VersionUpdate::default()
+        )
+        .await,
+        Err(KeyVaultError::NotFound { .. })
+    ));
     let r = secret_ref("kv-apps", "payments-secret");
     kv.get_latest(&r).await.unwrap(); // challenge done, token cached
+    // A dropped connection is retried like a server error.
+    emu.emulator
+        .control()
+        .add_fault(fault("keyvault", "getSecret", FaultAction::Reset, Some(1)));
+    assert!(kv.get_latest(&r).await.unwrap().is_some());
+    emu.emulator.control().clear_faults();
     emu.emulator.control().add_fault(fault(
         "keyvault",
         "getSecret",
