@@ -1,3 +1,27 @@
 //! Azure service clients: one module per service, each with its own error enum.
+//!
+//! - [`credential`]: the rotator's own credential (managed identity, service principal, or the
+//!   developer's tools), built with the shared transport.
+//! - [`graph`]: application passwords (read, add, remove, list) with a shared write limiter.
+//! - [`entra`]: the token probe that verifies a client secret and reports the AADSTS code.
+//! - [`keyvault`]: secret versions through the official `azure_security_keyvault_secrets` crate.
+//! - [`web`], [`connections`], [`automation`]: the ARM consumers (app settings and Key Vault
+//!   references, API connections, Automation variables).
+//! - [`storage`]: the rotator's own blob container (leases, audit records, run outcomes).
+//! - [`common`]: options, retry policy and the request loop they all share; `arm` the ARM bits.
+//! - [`permissions`]: every permission the code above needs.
 
+pub mod automation;
+pub mod common;
+pub mod connections;
+pub mod credential;
+pub mod entra;
+pub mod graph;
+pub mod keyvault;
 pub mod permissions;
+pub mod storage;
+pub mod web;
+
+mod arm;
+
+pub use common::{RetryPolicy, ServiceOptions};

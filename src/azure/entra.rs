@@ -1,0 +1,275 @@
+//! The token probe: does Entra accept this client secret? Used to verify a new secret before
+//! consumers get it, and to confirm the value in Key Vault is live.
+//!
+//! It posts the client-credentials form to `{authority}/{tenant}/oauth2/v2.0/token` directly
+//! with reqwest rather than through `azure_identity`, because the SDK flattens the answer into
+//! a message and the rotator needs the AADSTS code: 7000215 right after addPassword means
+//! "not replicated yet, try again", while 7000222 (expired), 700016 (unknown app) and 90002
+//! (unknown tenant) will never heal by waiting. The token itself is discarded.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::common::{Failure, Idempotency, ServiceOptions};
+use crate::cloud::Cloud;
+use crate::secret::SecretValue;
+
+/// AADSTS codes the rotator acts on.
+pub mod codes {
+    /// The secret is wrong, or (right after addPassword) not replicated yet.
+    pub const INVALID_SECRET: u64 = 7000215;
+    /// The secret has expired.
+    pub const EXPIRED_SECRET: u64 = 7000222;
+    /// No application with that client id in the tenant.
+    pub const UNKNOWN_APP: u64 = 700016;
+    /// No such tenant.
+    pub const UNKNOWN_TENANT: u64 = 90002;
+    /// The scope is not valid.
+    pub const BAD_SCOPE: u64 = 70011;
+}
+
+/// Why a token request failed. The secret is never part of any variant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntraError {
+    /// Entra answered with an AADSTS error.
+    #[error("Entra refused the token request: AADSTS{code} ({error}): {description}")]
+    Refused {
+        code: u64,
+        error: String,
+        /// First line of `error_description` (the trace and correlation ids are dropped).
+        description: String,
+    },
+    #[error("Entra throttled the token request after {attempts} attempt(s)")]
+    Throttled { attempts: u32 },
+    #[error("Entra is unavailable: {0}")]
+    Transient(String),
+    #[error("Entra's answer could not be read: {0}")]
+    BadAnswer(String),
+}
+
+impl EntraError {
+    /// Worth waiting for: a new secret not yet replicated looks exactly like a wrong one.
+    pub fn is_replication_delay(&self) -> bool {
+        matches!(self, EntraError::Refused { code, .. } if *code == codes::INVALID_SECRET)
+    }
+}
+
+/// A successful verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// Token requests made, the successful one included.
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenProbe {
+    options: ServiceOptions,
+    authority: String,
+}
+
+impl TokenProbe {
+    pub fn new(cloud: Cloud, options: ServiceOptions) -> Self {
+        Self {
+            options,
+            authority: cloud.authority_host().to_string(),
+        }
+    }
+
+    /// One client-credentials token request (with the client's retry policy for throttling and
+    /// server errors, never for an AADSTS refusal).
+    pub async fn request_token(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        secret: &SecretValue,
+        scope: &str,
+    ) -> Result<(), EntraError> {
+        if tenant.is_empty() || tenant.contains(['/', '?', '#']) {
+            return Err(EntraError::BadAnswer(format!(
+                "tenant '{tenant}' is not a tenant id or domain"
+            )));
+        }
+        let url = format!("{}/{tenant}/oauth2/v2.0/token", self.authority);
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret.expose()),
+            ("scope", scope),
+        ];
+        let result =
+            super::common::send(&self.options.retry, Idempotency::Idempotent, None, || {
+                self.options.http.post(&url).form(&form)
+            })
+            .await;
+        match result {
+            Ok(reply) => parse_success(&reply.body),
+            Err(Failure::Status {
+                status,
+                body,
+                attempts,
+                ..
+            }) => Err(parse_refusal(status, &body, attempts)),
+            Err(Failure::Transport { message, attempts }) => Err(EntraError::Transient(format!(
+                "no answer after {attempts} attempt(s): {message}"
+            ))),
+            Err(Failure::Credential(m)) => Err(EntraError::Transient(m)),
+        }
+    }
+
+    /// Requests tokens until one succeeds, retrying only AADSTS7000215 (replication delay)
+    /// with exponential back-off (the client's base delay, doubling, capped at its max delay)
+    /// until `timeout` has passed. Every other refusal returns at once.
+    pub async fn verify_with_retry(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        secret: &SecretValue,
+        scope: &str,
+        timeout: Duration,
+    ) -> Result<Verified, EntraError> {
+        let deadline = Instant::now() + timeout;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            match self.request_token(tenant, client_id, secret, scope).await {
+                Ok(()) => return Ok(Verified { attempts }),
+                Err(e) if e.is_replication_delay() => {
+                    let wait = self.options.retry.backoff(attempts);
+                    if Instant::now() + wait >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn parse_success(body: &[u8]) -> Result<(), EntraError> {
+    #[derive(Deserialize)]
+    struct Ok_ {
+        access_token: Option<String>,
+    }
+    let ok: Ok_ = super::common::parse_json("token answer", body).map_err(EntraError::BadAnswer)?;
+    match ok.access_token {
+        Some(t) if !t.is_empty() => Ok(()),
+        _ => Err(EntraError::BadAnswer(
+            "token answer: field 'access_token' is missing or empty".into(),
+        )),
+    }
+}
+
+pub(crate) fn parse_refusal(status: u16, body: &str, attempts: u32) -> EntraError {
+    #[derive(Deserialize)]
+    struct Refusal {
+        error: Option<String>,
+        error_description: Option<String>,
+        error_codes: Option<Vec<u64>>,
+    }
+    if status == 429 {
+        return EntraError::Throttled { attempts };
+    }
+    let parsed: Option<Refusal> = serde_json::from_str(body).ok();
+    let code = parsed
+        .as_ref()
+        .and_then(|r| r.error_codes.as_ref())
+        .and_then(|c| c.first().copied())
+        .or_else(|| {
+            // Older answers carry the code only in the description ("AADSTS7000215: ...").
+            parsed
+                .as_ref()
+                .and_then(|r| r.error_description.as_deref())
+                .and_then(code_from_description)
+        });
+    match (parsed, code) {
+        (Some(r), Some(code)) => EntraError::Refused {
+            code,
+            error: r.error.unwrap_or_else(|| "(none)".into()),
+            description: first_line(r.error_description.as_deref().unwrap_or("")),
+        },
+        _ if status >= 500 => {
+            EntraError::Transient(format!("HTTP {status} after {attempts} attempt(s)"))
+        }
+        _ => EntraError::BadAnswer(format!(
+            "HTTP {status} without 'error_codes' or an AADSTS code in 'error_description'"
+        )),
+    }
+}
+
+fn code_from_description(d: &str) -> Option<u64> {
+    let rest = d.strip_prefix("AADSTS")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+fn first_line(s: &str) -> String {
+    s.split(['\r', '\n']).next().unwrap_or("").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_carry_the_aadsts_code() {
+        let body = r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: x\r\nCorrelation ID: y","error_codes":[7000215]}"#;
+        let e = parse_refusal(401, body, 1);
+        assert!(e.is_replication_delay());
+        assert_eq!(
+            e,
+            EntraError::Refused {
+                code: 7000215,
+                error: "invalid_client".into(),
+                description: "AADSTS7000215: Invalid client secret provided.".into()
+            }
+        );
+        let old = r#"{"error":"unauthorized_client","error_description":"AADSTS700016: Application not found"}"#;
+        assert!(matches!(
+            parse_refusal(400, old, 1),
+            EntraError::Refused { code: 700016, .. }
+        ));
+        assert!(matches!(
+            parse_refusal(429, "", 3),
+            EntraError::Throttled { attempts: 3 }
+        ));
+        assert!(matches!(
+            parse_refusal(400, "<html>", 1),
+            EntraError::BadAnswer(_)
+        ));
+        assert!(matches!(
+            parse_refusal(503, "", 1),
+            EntraError::Transient(_)
+        ));
+        assert!(matches!(
+            parse_refusal(400, r#"{"error_codes":"x"}"#, 1),
+            EntraError::BadAnswer(_)
+        ));
+    }
+
+    #[test]
+    fn success_needs_an_access_token() {
+        assert!(
+            parse_success(br#"{"token_type":"Bearer","expires_in":3599,"access_token":"e"}"#)
+                .is_ok()
+        );
+        assert!(parse_success(br#"{"token_type":"Bearer"}"#).is_err());
+        assert!(parse_success(br#"{"access_token":5}"#).is_err());
+        assert!(parse_success(b"").is_err());
+    }
+
+    #[test]
+    fn display_never_contains_the_secret() {
+        let secret = SecretValue::new("Abc8Q~TopSecretValue");
+        // Even if Entra echoed something odd, our errors are built from its fields only.
+        let e = parse_refusal(
+            401,
+            r#"{"error":"invalid_client","error_description":"AADSTS7000222: expired","error_codes":[7000222]}"#,
+            1,
+        );
+        let shown = format!("{e} {e:?} {secret} {secret:?}");
+        assert!(!shown.contains("TopSecretValue"), "{shown}");
+    }
+}

@@ -1,0 +1,620 @@
+//! Microsoft Graph v1.0 application credentials: read an application's passwords, add one,
+//! remove one, and enumerate applications (all, or those the rotator owns).
+//!
+//! Plain reqwest with a bearer token for `{graph}/.default`. Every write first takes a token from
+//! a [`WriteLimiter`] shared by all callers, so many rotations in parallel stay under Graph's
+//! write quota (3,000 writes per 150 s per app and tenant) instead of discovering it through 429s.
+//! Lists are pulled page by page ([`AppPager::next_page`]) following `@odata.nextLink`
+//! verbatim; no caller ever holds more than one page.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use azure_core::credentials::TokenCredential;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::common::{Bearer, Class, Failure, Idempotency, ServiceOptions, classify};
+use crate::cloud::Cloud;
+use crate::planner::model::{AppState, PasswordInfo};
+use crate::policy::model::AppRef;
+use crate::secret::SecretValue;
+
+const SELECT: &str = "id,appId,displayName,passwordCredentials";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("Graph: {what} was not found ({code})")]
+    NotFound { what: String, code: String },
+    #[error("Graph denied access (HTTP {status}, {code}): {message}")]
+    AccessDenied {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error(
+        "Graph throttled the request after {attempts} attempt(s) (Retry-After {retry_after:?})"
+    )]
+    Throttled {
+        attempts: u32,
+        retry_after: Option<Duration>,
+    },
+    #[error("Graph is unavailable: {0}")]
+    Transient(String),
+    #[error("Graph's answer could not be read: {0}")]
+    BadAnswer(String),
+    #[error("no token for Graph: {0}")]
+    Credential(String),
+    /// addPassword refused by an app management policy that caps password lifetimes.
+    #[error(
+        "the requested password lifetime exceeds the app management policy '{policy_id}': {message}"
+    )]
+    LifetimeExceedsPolicy { policy_id: String, message: String },
+    #[error("Graph refused the request (HTTP {status}, {code}): {message}")]
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl GraphError {
+    fn from_failure(f: &Failure, what: impl FnOnce() -> String) -> Self {
+        match classify(f) {
+            Class::NotFound { code, .. } => GraphError::NotFound { what: what(), code },
+            Class::AccessDenied {
+                status,
+                code,
+                message,
+            } => GraphError::AccessDenied {
+                status,
+                code,
+                message,
+            },
+            Class::Throttled {
+                attempts,
+                retry_after,
+            } => GraphError::Throttled {
+                attempts,
+                retry_after,
+            },
+            Class::Transient { detail } => GraphError::Transient(detail),
+            Class::Credential(m) => GraphError::Credential(m),
+            Class::Rejected {
+                status,
+                code,
+                message,
+            } => {
+                if let Some(policy_id) = lifetime_policy_id(&code, &message) {
+                    GraphError::LifetimeExceedsPolicy { policy_id, message }
+                } else {
+                    GraphError::Rejected {
+                        status,
+                        code,
+                        message,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `CredentialInvalidLifetimeAsPerAppPolicy: ... assigned policy '{id}'.` → the policy id.
+/// Graph puts the code either in `error.code` or at the start of the message.
+fn lifetime_policy_id(code: &str, message: &str) -> Option<String> {
+    const CODE: &str = "CredentialInvalidLifetimeAsPerAppPolicy";
+    if code != CODE && !message.contains(CODE) {
+        return None;
+    }
+    let after = message
+        .rfind("policy '")
+        .map(|i| &message[i + "policy '".len()..]);
+    Some(
+        after
+            .and_then(|rest| rest.split('\'').next())
+            .filter(|id| !id.is_empty())
+            .unwrap_or("(not named)")
+            .to_string(),
+    )
+}
+
+/// What happened to a removePassword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveOutcome {
+    Removed,
+    /// The application exists but has no password with that keyId: an earlier run (or a
+    /// person) already removed it. The executor treats it as done.
+    AlreadyGone,
+}
+
+/// Client-side token bucket for Graph writes, shared by every caller in the process.
+///
+/// Default: bursts of 100, refilled at 2,400 per 150 s (16/s), i.e. 80 % of Graph's 3,000
+/// writes per 150 s per app and tenant, leaving room for a person's portal clicks and for the
+/// other instance during a scale-out.
+#[derive(Debug)]
+pub struct WriteLimiter {
+    capacity: f64,
+    per_second: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl WriteLimiter {
+    /// `writes` per `window`, bursting at most `burst` at once. Zero values are raised to the
+    /// smallest sensible ones rather than dividing by zero.
+    pub fn new(writes: u32, window: Duration, burst: u32) -> Self {
+        let window = window.max(Duration::from_millis(1));
+        let capacity = f64::from(burst.max(1));
+        Self {
+            capacity,
+            per_second: f64::from(writes.max(1)) / window.as_secs_f64(),
+            state: Mutex::new((capacity, Instant::now())),
+        }
+    }
+
+    pub fn shared_default() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Waits until a write may be sent, then takes its token.
+    pub async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut st = self.state.lock().await;
+                let now = Instant::now();
+                let elapsed = now.duration_since(st.1).as_secs_f64();
+                st.0 = (st.0 + elapsed * self.per_second).min(self.capacity);
+                st.1 = now;
+                if st.0 >= 1.0 {
+                    st.0 -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - st.0) / self.per_second)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+impl Default for WriteLimiter {
+    fn default() -> Self {
+        Self::new(2400, Duration::from_secs(150), 100)
+    }
+}
+
+#[derive(Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    options: ServiceOptions,
+    bearer: Bearer,
+    /// `https://graph.microsoft.com/v1.0`
+    base: String,
+    limiter: Arc<WriteLimiter>,
+}
+
+impl std::fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GraphClient {
+    pub fn new(
+        cloud: Cloud,
+        credential: Arc<dyn TokenCredential>,
+        options: ServiceOptions,
+        limiter: Arc<WriteLimiter>,
+    ) -> Self {
+        Self {
+            http: options.http.clone(),
+            bearer: Bearer::new(credential, cloud.graph_scope()),
+            base: format!("{}/v1.0", cloud.graph_endpoint()),
+            options,
+            limiter,
+        }
+    }
+
+    fn app_path(app: &AppRef) -> String {
+        match app {
+            AppRef::ObjectId(id) => format!("applications/{id}"),
+            AppRef::AppId(id) => format!("applications(appId='{id}')"),
+        }
+    }
+
+    fn describe(app: &AppRef) -> String {
+        match app {
+            AppRef::ObjectId(id) => format!("application with object id {id}"),
+            AppRef::AppId(id) => format!("application with appId {id}"),
+        }
+    }
+
+    /// The application and its passwords (never their text).
+    pub async fn get_application(&self, app: &AppRef) -> Result<AppState, GraphError> {
+        let url = format!("{}/{}", self.base, Self::app_path(app));
+        let reply = super::common::send(
+            &self.options.retry,
+            Idempotency::Idempotent,
+            Some(&self.bearer),
+            || self.http.get(&url).query(&[("$select", SELECT)]),
+        )
+        .await
+        .map_err(|f| GraphError::from_failure(&f, || Self::describe(app)))?;
+        parse_application(&reply.body).map_err(GraphError::BadAnswer)
+    }
+
+    /// Adds a password; Graph generates the secret and returns it this once.
+    pub async fn add_password(
+        &self,
+        object_id: Uuid,
+        display_name: &str,
+        end: DateTime<Utc>,
+    ) -> Result<(PasswordInfo, SecretValue), GraphError> {
+        let url = format!("{}/applications/{object_id}/addPassword", self.base);
+        let body = serde_json::json!({
+            "passwordCredential": {
+                "displayName": display_name,
+                "endDateTime": end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            }
+        });
+        self.limiter.acquire().await;
+        // Not idempotent: a repeat after an unknown outcome could add a second password. The
+        // executor recognises such an orphan by its displayName marker on the next observe.
+        let reply = super::common::send(
+            &self.options.retry,
+            Idempotency::NotIdempotent,
+            Some(&self.bearer),
+            || self.http.post(&url).json(&body),
+        )
+        .await
+        .map_err(|f| {
+            GraphError::from_failure(&f, || format!("application with object id {object_id}"))
+        })?;
+        parse_added_password(&reply.body).map_err(GraphError::BadAnswer)
+    }
+
+    /// Removes a password. A keyId the application no longer has is [`RemoveOutcome::AlreadyGone`].
+    ///
+    /// Graph's answer for an unknown keyId is not documented (400 or 404 in reports), so on any
+    /// 400/404 the application is read back: present without the key → `AlreadyGone`; absent →
+    /// `NotFound`; still holding the key → the original error.
+    pub async fn remove_password(
+        &self,
+        object_id: Uuid,
+        key_id: Uuid,
+    ) -> Result<RemoveOutcome, GraphError> {
+        let url = format!("{}/applications/{object_id}/removePassword", self.base);
+        let body = serde_json::json!({ "keyId": key_id });
+        self.limiter.acquire().await;
+        let result = super::common::send(
+            &self.options.retry,
+            Idempotency::Idempotent,
+            Some(&self.bearer),
+            || self.http.post(&url).json(&body),
+        )
+        .await;
+        let failure = match result {
+            Ok(_) => return Ok(RemoveOutcome::Removed),
+            Err(f) => f,
+        };
+        let what = || format!("application with object id {object_id}");
+        let is_missing_kind = matches!(
+            &failure,
+            Failure::Status {
+                status: 400 | 404,
+                ..
+            }
+        );
+        if !is_missing_kind {
+            return Err(GraphError::from_failure(&failure, what));
+        }
+        match self.get_application(&AppRef::ObjectId(object_id)).await {
+            Ok(app) if app.passwords.iter().all(|p| p.key_id != key_id) => {
+                Ok(RemoveOutcome::AlreadyGone)
+            }
+            Ok(_) => Err(GraphError::from_failure(&failure, what)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every application visible to the caller, page by page (`$filter` optional, e.g.
+    /// `appId eq '…'`). Needs `Application.Read.All` or higher to see apps it does not own.
+    pub fn list_applications(&self, filter: Option<&str>, page_size: u32) -> AppPager {
+        let mut url = url::Url::parse(&format!("{}/applications", self.base))
+            .expect("the Graph base URL is a constant and valid");
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("$select", SELECT);
+            q.append_pair("$top", &page_size.clamp(1, 999).to_string());
+            if let Some(f) = filter {
+                q.append_pair("$filter", f);
+            }
+        }
+        AppPager {
+            client: self.clone(),
+            next: Some(url.to_string()),
+            only_applications: false,
+        }
+    }
+
+    /// The applications a service principal owns (`servicePrincipals/{id}/ownedObjects`), the
+    /// reliable enumeration under `Application.ReadWrite.OwnedBy`. Other directory objects in
+    /// the answer (service principals, groups) are skipped.
+    pub fn owned_applications(&self, sp_object_id: Uuid) -> AppPager {
+        AppPager {
+            client: self.clone(),
+            next: Some(format!(
+                "{}/servicePrincipals/{sp_object_id}/ownedObjects",
+                self.base
+            )),
+            only_applications: true,
+        }
+    }
+}
+
+/// Pulls one page of applications at a time.
+pub struct AppPager {
+    client: GraphClient,
+    next: Option<String>,
+    only_applications: bool,
+}
+
+impl AppPager {
+    /// The next page, or `None` when there are no more. An empty page with a nextLink is
+    /// returned as an empty `Vec` (Graph may do that); keep calling until `None`.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<AppState>>, GraphError> {
+        let Some(url) = self.next.take() else {
+            return Ok(None);
+        };
+        let c = &self.client;
+        let reply = super::common::send(
+            &c.options.retry,
+            Idempotency::Idempotent,
+            Some(&c.bearer),
+            || c.http.get(&url),
+        )
+        .await
+        .map_err(|f| GraphError::from_failure(&f, || "application list".to_string()))?;
+        let page =
+            parse_page(&reply.body, self.only_applications).map_err(GraphError::BadAnswer)?;
+        self.next = page.next_link;
+        Ok(Some(page.apps))
+    }
+}
+
+// ---- answer parsing (pure; unit-tested on malformed input) ----
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawPassword {
+    key_id: Option<String>,
+    display_name: Option<String>,
+    hint: Option<String>,
+    start_date_time: Option<String>,
+    end_date_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawApp {
+    id: Option<String>,
+    app_id: Option<String>,
+    display_name: Option<String>,
+    password_credentials: Option<Vec<RawPassword>>,
+}
+
+fn uuid_field(v: Option<&str>, field: &str) -> Result<Uuid, String> {
+    let s = v.ok_or_else(|| format!("field '{field}' is missing"))?;
+    Uuid::parse_str(s).map_err(|_| format!("field '{field}' is not a GUID: '{s}'"))
+}
+
+fn time_field(v: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>, String> {
+    match v {
+        None => Ok(None),
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| format!("field '{field}' is not an ISO-8601 time: '{s}'")),
+    }
+}
+
+fn password_info(p: &RawPassword, at: &str) -> Result<PasswordInfo, String> {
+    Ok(PasswordInfo {
+        key_id: uuid_field(p.key_id.as_deref(), &format!("{at}.keyId"))?,
+        display_name: p.display_name.clone(),
+        hint: p.hint.clone(),
+        start: time_field(p.start_date_time.as_deref(), &format!("{at}.startDateTime"))?,
+        end: time_field(p.end_date_time.as_deref(), &format!("{at}.endDateTime"))?,
+    })
+}
+
+fn app_state(raw: RawApp) -> Result<AppState, String> {
+    let passwords = raw
+        .password_credentials
+        .ok_or("field 'passwordCredentials' is missing")?
+        .iter()
+        .enumerate()
+        .map(|(i, p)| password_info(p, &format!("passwordCredentials[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(AppState {
+        object_id: uuid_field(raw.id.as_deref(), "id")?,
+        app_id: uuid_field(raw.app_id.as_deref(), "appId")?,
+        display_name: raw.display_name.unwrap_or_default(),
+        passwords,
+    })
+}
+
+pub(crate) fn parse_application(body: &[u8]) -> Result<AppState, String> {
+    let raw: RawApp = super::common::parse_json("application", body)?;
+    app_state(raw)
+}
+
+pub(crate) fn parse_added_password(body: &[u8]) -> Result<(PasswordInfo, SecretValue), String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Added {
+        #[serde(flatten)]
+        info: RawPassword,
+        secret_text: Option<SecretValue>,
+    }
+    let raw: Added = super::common::parse_json("addPassword answer", body)?;
+    let info = password_info(&raw.info, "passwordCredential")?;
+    let secret = raw
+        .secret_text
+        .filter(|s| !s.is_empty())
+        .ok_or("field 'secretText' is missing or empty")?;
+    Ok((info, secret))
+}
+
+#[derive(Debug)]
+struct Page {
+    apps: Vec<AppState>,
+    next_link: Option<String>,
+}
+
+fn parse_page(body: &[u8], only_applications: bool) -> Result<Page, String> {
+    #[derive(Deserialize)]
+    struct RawPage {
+        value: Option<Vec<serde_json::Value>>,
+        #[serde(rename = "@odata.nextLink")]
+        next_link: Option<String>,
+    }
+    let raw: RawPage = super::common::parse_json("application list", body)?;
+    let value = raw.value.ok_or("field 'value' is missing")?;
+    let mut apps = Vec::with_capacity(value.len());
+    for (i, item) in value.into_iter().enumerate() {
+        if only_applications {
+            let ty = item.get("@odata.type").and_then(|t| t.as_str());
+            if ty != Some("#microsoft.graph.application") {
+                continue;
+            }
+        }
+        let raw: RawApp = serde_json::from_value(item).map_err(|e| format!("value[{i}]: {e}"))?;
+        apps.push(app_state(raw).map_err(|e| format!("value[{i}]: {e}"))?);
+    }
+    Ok(Page {
+        apps,
+        next_link: raw.next_link.filter(|l| !l.is_empty()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APP: &str = r#"{"id":"00af5dfb-85da-4b41-a677-0c6b86dd34f8","appId":"11111111-2222-3333-4444-555555555555","displayName":"payments-api","passwordCredentials":[{"customKeyIdentifier":null,"displayName":"rotator:2024-07-15","endDateTime":"2025-01-31T00:00:00Z","hint":"Ab1","keyId":"f0b0b335-1d71-4883-8f98-567911bfdca6","secretText":null,"startDateTime":"2024-07-15T02:00:00Z"}]}"#;
+
+    #[test]
+    fn parses_an_application() {
+        let a = parse_application(APP.as_bytes()).unwrap();
+        assert_eq!(a.display_name, "payments-api");
+        assert_eq!(a.passwords.len(), 1);
+        assert_eq!(a.passwords[0].hint.as_deref(), Some("Ab1"));
+        assert_eq!(
+            a.passwords[0].end.unwrap().to_rfc3339(),
+            "2025-01-31T00:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn malformed_applications_are_errors_naming_the_field() {
+        assert!(parse_application(b"not json").is_err());
+        assert!(parse_application(b"[]").is_err());
+        let no_pw = r#"{"id":"00af5dfb-85da-4b41-a677-0c6b86dd34f8","appId":"11111111-2222-3333-4444-555555555555"}"#;
+        assert!(
+            parse_application(no_pw.as_bytes())
+                .unwrap_err()
+                .contains("passwordCredentials")
+        );
+        let bad_id = APP.replace("00af5dfb-85da-4b41-a677-0c6b86dd34f8", "xyz");
+        assert!(
+            parse_application(bad_id.as_bytes())
+                .unwrap_err()
+                .contains("'id'")
+        );
+        let bad_time = APP.replace("2025-01-31T00:00:00Z", "tomorrow");
+        assert!(
+            parse_application(bad_time.as_bytes())
+                .unwrap_err()
+                .contains("endDateTime")
+        );
+        let wrong_type = APP.replace("\"Ab1\"", "12");
+        assert!(parse_application(wrong_type.as_bytes()).is_err());
+        let no_key = APP.replace("\"keyId\":\"f0b0b335-1d71-4883-8f98-567911bfdca6\",", "");
+        assert!(
+            parse_application(no_key.as_bytes())
+                .unwrap_err()
+                .contains("keyId")
+        );
+    }
+
+    #[test]
+    fn added_password_needs_secret_text_and_never_shows_it() {
+        let ok = r#"{"displayName":"x","endDateTime":"2025-07-15T02:00:00Z","hint":"eGk","keyId":"9f0e8c3e-3c1b-4b0e-9a53-2f0f2d1b7a11","secretText":"eGk8Q~abcdefghijkl","startDateTime":"2025-01-15T02:00:00Z"}"#;
+        let (info, secret) = parse_added_password(ok.as_bytes()).unwrap();
+        assert_eq!(secret.expose(), "eGk8Q~abcdefghijkl");
+        assert_eq!(info.hint.as_deref(), Some("eGk"));
+        let missing = ok.replace("\"secretText\":\"eGk8Q~abcdefghijkl\",", "");
+        let err = parse_added_password(missing.as_bytes()).unwrap_err();
+        assert!(err.contains("secretText"));
+        let bad = ok.replace("9f0e8c3e-3c1b-4b0e-9a53-2f0f2d1b7a11", "nope");
+        let err = parse_added_password(bad.as_bytes()).unwrap_err();
+        assert!(!err.contains("abcdefghijkl"), "{err}");
+    }
+
+    #[test]
+    fn pages_follow_next_link_and_skip_non_applications() {
+        let body = format!(
+            r##"{{"@odata.nextLink":"https://graph.microsoft.com/v1.0/x?$skiptoken=a","value":[{},{{"@odata.type":"#microsoft.graph.servicePrincipal","id":"1"}}]}}"##,
+            APP.replacen(
+                '{',
+                r##"{"@odata.type":"#microsoft.graph.application","##,
+                1
+            )
+        );
+        let p = parse_page(body.as_bytes(), true).unwrap();
+        assert_eq!(p.apps.len(), 1);
+        assert_eq!(
+            p.next_link.as_deref(),
+            Some("https://graph.microsoft.com/v1.0/x?$skiptoken=a")
+        );
+        assert!(
+            parse_page(body.as_bytes(), false).is_err(),
+            "an SP is not an application"
+        );
+        assert!(parse_page(br#"{"value":{}}"#, false).is_err());
+        assert!(parse_page(br#"{}"#, false).unwrap_err().contains("value"));
+    }
+
+    #[test]
+    fn lifetime_policy_error_names_the_policy() {
+        let m = "CredentialInvalidLifetimeAsPerAppPolicy: Credential lifetime exceeds the max value allowed as per assigned policy 'a1b2c3'.";
+        assert_eq!(
+            lifetime_policy_id("Request_BadRequest", m).as_deref(),
+            Some("a1b2c3")
+        );
+        assert_eq!(
+            lifetime_policy_id("CredentialInvalidLifetimeAsPerAppPolicy", "no id here").as_deref(),
+            Some("(not named)")
+        );
+        assert_eq!(lifetime_policy_id("BadRequest", "other"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn write_limiter_spaces_writes_beyond_the_burst() {
+        let l = WriteLimiter::new(10, Duration::from_secs(1), 2);
+        let t0 = Instant::now();
+        l.acquire().await;
+        l.acquire().await;
+        assert_eq!(t0.elapsed(), Duration::ZERO, "the burst passes at once");
+        l.acquire().await;
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_millis(99) && waited <= Duration::from_millis(110),
+            "third write waits one refill interval, waited {waited:?}"
+        );
+    }
+}
