@@ -93,3 +93,20 @@ def test_caller_without_role_gets_authorization_failed(emulator):
     assert err.value.status_code == 403
     assert err.value.error.code == "AuthorizationFailed"
     assert "Bad8Q~" not in str(err.value)
+
+
+def test_list_and_update_without_role_get_authorization_failed(emulator):
+    client = automation(emulator, "reader-sp")
+    with pytest.raises(HttpResponseError) as err:
+        list(client.variable.list_by_automation_account(RG, ACCOUNT))
+    assert err.value.status_code == 403
+    assert err.value.error.code == "AuthorizationFailed"
+    with pytest.raises(HttpResponseError) as err:
+        client.variable.update(
+            RG,
+            ACCOUNT,
+            "region",
+            VariableUpdateParameters(name="region", properties=VariableUpdateProperties(value=json.dumps("x"))),
+        )
+    assert err.value.status_code == 403
+    assert err.value.error.code == "AuthorizationFailed"

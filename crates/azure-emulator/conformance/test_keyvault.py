@@ -113,3 +113,19 @@ def test_unauthenticated_first_request_is_challenged(emulator):
     # One bodiless unauthenticated PUT (answered 401 + challenge), then the real PUT.
     assert [r.get("status") for r in puts] == [401, 200], puts
     assert kv.get_secret("challenge-probe").value == "Chl8Q~challenge-probe-value-00000000"
+
+
+def test_list_versions_without_role_gets_403(emulator):
+    kv = client(emulator, "reader-sp")
+    with pytest.raises(HttpResponseError) as err:
+        list(kv.list_properties_of_secret_versions(SECRET))
+    assert err.value.status_code == 403
+    assert err.value.error.innererror.get("code") == "ForbiddenByRbac"
+
+
+def test_update_unknown_version_is_resource_not_found(emulator):
+    kv = client(emulator)
+    with pytest.raises(ResourceNotFoundError) as err:
+        kv.update_secret_properties(SECRET, "ffffffffffffffffffffffffffffffff", enabled=False)
+    assert err.value.status_code == 404
+    assert err.value.error.code == "SecretNotFound"

@@ -70,3 +70,15 @@ def test_restart_without_role_gets_authorization_failed(emulator):
         web(emulator, "reader-sp").web_apps.restart(RG, SITE)
     assert err.value.status_code == 403
     assert err.value.error.code == "AuthorizationFailed"
+
+
+def test_update_settings_without_role_gets_authorization_failed(emulator):
+    with pytest.raises(HttpResponseError) as err:
+        web(emulator, "reader-sp").web_apps.update_application_settings(
+            RG, SITE, StringDictionary(properties={"PAYMENTS_CLIENT_SECRET": "Bad8Q~must-not-be-stored-000000000"})
+        )
+    assert err.value.status_code == 403
+    assert err.value.error.code == "AuthorizationFailed"
+    assert "Bad8Q~" not in str(err.value)
+    # Nothing changed.
+    assert web(emulator).web_apps.list_application_settings(RG, SITE).properties == scenario_settings(emulator)
