@@ -23,6 +23,7 @@ import copy
 import json
 import os
 import queue
+import re
 import socket
 import subprocess
 import threading
@@ -165,14 +166,17 @@ class Emulator:
             f"/providers/{provider_path}"
         )
 
-    def tail_log(self, lines: int = 40) -> str:
+    def tail_log(self, lines: int = 12) -> str:
         out = []
         for path in (self.log_path, self.log_path.with_name("emulator.stderr.log")):
             try:
                 out.extend(path.read_text(errors="replace").splitlines()[-lines:])
             except OSError:
                 out.append(f"(no {path.name})")
-        return "\n".join(out)
+        return _ANSI.sub("", "\n".join(out))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _emulator_binary() -> Path:
@@ -294,6 +298,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory):
         stdout=subprocess.PIPE,
         stderr=stderr_log,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, "NO_COLOR": "1"},
     )
     saved_env = {k: os.environ.get(k) for k in _ENV_KEYS}
     redirect = None

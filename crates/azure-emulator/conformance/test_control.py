@@ -178,3 +178,29 @@ def test_state_reflects_sdk_writes(emulator):
     state = json.dumps(emulator.control("GET", "/state"))
     assert "state-probe" in state
     assert new.properties.version in state
+
+
+def test_connection_reset_on_a_get_is_retried_by_azure_core(emulator):
+    from azure.mgmt.automation import AutomationClient
+
+    emulator.add_fault({"service": "arm", "operation": "getVariable", "nth": 1, "action": {"kind": "reset"}})
+    client = AutomationClient(emulator.credential("rotator-sp"), emulator.subscription_id)
+    var = client.variable.get("rg-conf", "aa-conf", "region")
+    assert json.loads(var.properties.value) == "westeurope"
+    # The first attempt was cut off by the fault; the retry succeeded.
+    gets = emulator.records(operation="getVariable")
+    assert len(gets) == 2, gets
+    assert gets[-1].get("status") == 200
+
+
+def test_arm_503_is_retried_then_surfaces_when_persistent(emulator):
+    from azure.core.exceptions import HttpResponseError
+    from azure.mgmt.web import WebSiteManagementClient
+
+    web = WebSiteManagementClient(emulator.credential("rotator-sp"), emulator.subscription_id)
+    # times=1: one 503, then the SDK's retry gets through.
+    emulator.add_fault(
+        {"service": "arm", "operation": "restartSite", "nth": 1, "action": {"kind": "status", "status": 503, "retryAfter": 1}}
+    )
+    web.web_apps.restart("rg-conf", "func-payments")
+    assert [r.get("status") for r in emulator.records(operation="restartSite")] == [503, 200]

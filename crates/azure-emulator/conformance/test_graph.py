@@ -135,3 +135,29 @@ async def test_list_without_graph_permission_is_authorization_request_denied(emu
         await graph(emulator, "reader-sp").applications.get()
     assert err.value.response_status_code == 403
     assert err.value.error.code == "Authorization_RequestDenied"
+
+
+async def test_add_password_beyond_policy_lifetime_is_bad_request(emulator):
+    # An app management policy caps password lifetime: longer requests get 400
+    # CredentialInvalidLifetimeAsPerAppPolicy (azure-contracts.md 4.9).
+    import copy
+
+    scenario = copy.deepcopy(SCENARIO)
+    scenario["maxPasswordLifetimeDays"] = 180
+    emulator.load_scenario(scenario)
+    app = emulator.app("payments-api")
+    client = graph(emulator)
+    now = dt.datetime.now(dt.timezone.utc)
+    with pytest.raises(ODataError) as err:
+        await client.applications.by_application_id(app["objectId"]).add_password.post(
+            AddPasswordPostRequestBody(
+                password_credential=PasswordCredential(end_date_time=now + dt.timedelta(days=365))
+            )
+        )
+    assert err.value.response_status_code == 400
+    assert "CredentialInvalidLifetimeAsPerAppPolicy" in f"{err.value.error.code} {err.value.error.message}"
+    # Within the cap it succeeds.
+    ok = await client.applications.by_application_id(app["objectId"]).add_password.post(
+        AddPasswordPostRequestBody(password_credential=PasswordCredential(end_date_time=now + dt.timedelta(days=90)))
+    )
+    assert ok.secret_text

@@ -129,3 +129,35 @@ def test_update_unknown_version_is_resource_not_found(emulator):
         kv.update_secret_properties(SECRET, "ffffffffffffffffffffffffffffffff", enabled=False)
     assert err.value.status_code == 404
     assert err.value.error.code == "SecretNotFound"
+
+
+def test_delete_then_reuse_name_conflicts_until_recovered(emulator):
+    from azure.core.exceptions import ResourceExistsError
+
+    kv = client(emulator)
+    deleted = kv.begin_delete_secret(SECRET).result()
+    assert deleted.name == SECRET
+    assert deleted.recovery_id == f"{VAULT_URL}/deletedsecrets/{SECRET}"
+    assert kv.get_deleted_secret(SECRET).name == SECRET
+    with pytest.raises(ResourceNotFoundError):
+        kv.get_secret(SECRET)
+    # Soft delete keeps the name: setting it again is a 409 until recovered or purged.
+    with pytest.raises(ResourceExistsError) as err:
+        kv.set_secret(SECRET, "Del8Q~must-not-be-stored-0000000000")
+    assert err.value.status_code == 409
+    assert err.value.error.innererror.get("code") == "ObjectIsDeletedButRecoverable"
+    assert "Del8Q~" not in str(err.value)
+    recovered = kv.begin_recover_deleted_secret(SECRET).result()
+    assert recovered.name == SECRET
+    versions = emulator.scenario["vaults"][0]["secrets"][0]["versions"]
+    assert kv.get_secret(SECRET).value == versions[-1]["value"]
+
+
+def test_purge_frees_the_name(emulator):
+    kv = client(emulator)
+    kv.begin_delete_secret(SECRET).result()
+    kv.purge_deleted_secret(SECRET)
+    with pytest.raises(ResourceNotFoundError):
+        kv.get_deleted_secret(SECRET)
+    again = kv.set_secret(SECRET, "Pur8Q~value-after-purge-00000000000")
+    assert [p.version for p in kv.list_properties_of_secret_versions(SECRET)] == [again.properties.version]
