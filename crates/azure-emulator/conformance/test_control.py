@@ -198,9 +198,20 @@ def test_arm_503_is_retried_then_surfaces_when_persistent(emulator):
     from azure.mgmt.web import WebSiteManagementClient
 
     web = WebSiteManagementClient(emulator.credential("rotator-sp"), emulator.subscription_id)
-    # times=1: one 503, then the SDK's retry gets through.
+    # One 503 with Retry-After: the SDK's retry gets through.
     emulator.add_fault(
         {"service": "arm", "operation": "restartSite", "nth": 1, "action": {"kind": "status", "status": 503, "retryAfter": 1}}
     )
     web.web_apps.restart("rg-conf", "func-payments")
     assert [r.get("status") for r in emulator.records(operation="restartSite")] == [503, 200]
+
+    # A persistent 503: azure-core gives up after its retries (3 by default) with a typed error.
+    emulator.clear_faults()
+    emulator.mark_log_start()
+    emulator.add_fault(
+        {"service": "arm", "operation": "listAppSettings", "times": 10, "action": {"kind": "status", "status": 503, "retryAfter": 1}}
+    )
+    with pytest.raises(HttpResponseError) as err:
+        web.web_apps.list_application_settings("rg-conf", "func-payments")
+    assert err.value.status_code == 503
+    assert [r.get("status") for r in emulator.records(operation="listAppSettings")] == [503] * 4

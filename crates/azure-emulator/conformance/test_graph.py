@@ -161,3 +161,35 @@ async def test_add_password_beyond_policy_lifetime_is_bad_request(emulator):
         AddPasswordPostRequestBody(password_credential=PasswordCredential(end_date_time=now + dt.timedelta(days=90)))
     )
     assert ok.secret_text
+
+
+async def test_owned_objects_and_filter_by_app_id(emulator):
+    rotator = emulator.app("rotator-sp")
+    client = graph(emulator)
+    owned = await client.service_principals.by_service_principal_id(
+        rotator["servicePrincipalId"]
+    ).owned_objects.graph_application.get()
+    names = sorted(a.display_name for a in owned.value)
+    expected = sorted(
+        a["displayName"] for a in SCENARIO["applications"] if "rotator-sp" in a.get("owners", [])
+    )
+    assert names == expected
+    assert all(a.odata_type == "#microsoft.graph.application" for a in owned.value)
+
+    payments = emulator.app("payments-api")
+    config = RequestConfiguration(
+        query_parameters=ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
+            filter=f"appId eq '{payments['appId']}'", select=["id", "appId", "displayName"]
+        )
+    )
+    found = await graph(emulator, "admin-sp").applications.get(request_configuration=config)
+    assert [a.id for a in found.value] == [payments["objectId"]]
+
+
+async def test_owned_objects_of_unknown_service_principal_is_not_found(emulator):
+    with pytest.raises(ODataError) as err:
+        await graph(emulator, "admin-sp").service_principals.by_service_principal_id(
+            "2a000000-0000-4000-8000-0000000000ff"
+        ).owned_objects.get()
+    assert err.value.response_status_code == 404
+    assert err.value.error.code == "Request_ResourceNotFound"
