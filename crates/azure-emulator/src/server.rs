@@ -261,7 +261,7 @@ async fn handle_http(
         method: parts.method,
         host,
         host_raw,
-        path: parts.uri.path().to_string(),
+        path: crate::util::percent_decode(parts.uri.path()),
         raw_query: parts.uri.query().map(str::to_string),
         query: parse_query(parts.uri.query()),
         headers: parts.headers,
@@ -362,27 +362,13 @@ async fn handle_service(shared: Arc<Shared>, req: Req, svc: Service) -> Outcome 
     let resp = match resp {
         Some(r) => r,
         None => {
-            let sh = shared.clone();
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                dispatch(&sh, &req, svc, op)
-            }));
-            match outcome {
-                Ok(r) => match commit_then_fail {
-                    Some(status) => fault_response(svc, status, None).with_caller(r.caller),
-                    None => r,
-                },
-                Err(p) => {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    tracing::error!(service = svc.name(), path = %req.path, "handler panicked: {msg}");
-                    Resp::json(
-                        500,
-                        &serde_json::json!({"error":{"code":"InternalServerError","message":"The emulator failed while handling this request (handler panic; see its log)."}}),
-                    )
+            let r = guarded(svc.name(), &req.path, || dispatch(&shared, &req, svc, op));
+            match commit_then_fail {
+                // The change is done; the caller sees the error instead (unless it failed anyway).
+                Some(status) if r.status < 400 => {
+                    fault_response(svc, status, None).with_caller(r.caller)
                 }
+                _ => r,
             }
         }
     };
@@ -399,6 +385,25 @@ async fn handle_service(shared: Arc<Shared>, req: Req, svc: Service) -> Outcome 
     );
     tracing::info!(service = svc.name(), op = op.unwrap_or("-"), method = %req.method, host = %req.host, path = %req.path, status = resp.status);
     Outcome::Answer(resp)
+}
+
+/// The catch-panic backstop: runs a handler, turns a panic into a logged 500.
+pub fn guarded(service: &str, path: &str, f: impl FnOnce() -> Resp) -> Resp {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(service, path, "handler panicked: {msg}");
+            Resp::json(
+                500,
+                &serde_json::json!({"error":{"code":"InternalServerError","message":"The emulator failed while handling this request (handler panic; see its log)."}}),
+            )
+        }
+    }
 }
 
 fn dispatch(shared: &Shared, req: &Req, svc: Service, op: Option<&'static str>) -> Resp {
@@ -527,4 +532,25 @@ fn record(
 
 pub fn bind_addr(ip: std::net::IpAddr, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_handler_answers_500() {
+        let r = guarded("graph", "/v1.0/x", || panic!("boom"));
+        assert_eq!(r.status, 500);
+        assert!(String::from_utf8_lossy(&r.body).contains("InternalServerError"));
+        let ok = guarded("graph", "/", || Resp::empty(204));
+        assert_eq!(ok.status, 204);
+    }
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("kv1.vault.azure.net:443"), "kv1.vault.azure.net");
+        assert_eq!(strip_port("graph.microsoft.com"), "graph.microsoft.com");
+        assert_eq!(strip_port("[::1]:8443"), "::1");
+    }
 }

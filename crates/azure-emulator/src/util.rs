@@ -174,6 +174,34 @@ pub fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
     }
 }
 
+/// Decodes `%XX` escapes in a URL path (not `+`, which is literal in paths). Invalid escapes
+/// and non-UTF-8 results are kept as they came.
+pub fn percent_decode(p: &str) -> String {
+    if !p.contains('%') {
+        return p.to_string();
+    }
+    let b = p.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hexval(b[i + 1]), hexval(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| p.to_string())
+}
+
+fn hexval(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
 /// Percent-encodes a query value.
 pub fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -213,6 +241,16 @@ mod tests {
             "Microsoft.Web/connections/*",
             "Microsoft.Web/sites/read"
         ));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(
+            percent_decode("/v1.0/applications(appId=%27ab%27)"),
+            "/v1.0/applications(appId='ab')"
+        );
+        assert_eq!(percent_decode("/a%2"), "/a%2");
+        assert_eq!(percent_decode("/a%zz+b"), "/a%zz+b");
     }
 
     #[test]

@@ -193,14 +193,12 @@ async fn key_vault_references_are_cached_until_refresh_change_or_24h() {
     assert_eq!(v["value"].as_array().unwrap().len(), 3);
     // Rotate the secret in Key Vault: the app keeps the old value.
     let (s, nv) = json(
-        h.c.put(format!(
-            "https://kv1.vault.azure.net/secrets/payments-secret?api-version=2025-07-01"
-        ))
-        .bearer_auth(&kv)
-        .json(&json!({"value": "pay-secret-2"}))
-        .send()
-        .await
-        .unwrap(),
+        h.c.put("https://kv1.vault.azure.net/secrets/payments-secret?api-version=2025-07-01")
+            .bearer_auth(&kv)
+            .json(&json!({"value": "pay-secret-2"}))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(s, 200);

@@ -384,6 +384,16 @@ async fn graph_applications_list_get_select_filter_paging() {
     let (s, v) = json(h.c.get(format!("https://graph.microsoft.com/v1.0/applications(appId='{PAY_APP}')?$select=id,passwordCredentials")).bearer_auth(&admin).send().await.unwrap()).await;
     assert_eq!(s, 200);
     assert_eq!(v["id"], PAY_OBJ);
+    // Kiota percent-encodes the quotes of the key segment.
+    let r =
+        h.c.get(format!(
+            "https://graph.microsoft.com/v1.0/applications(appId=%27{PAY_APP}%27)"
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let (s, v) = json(
         h.c.get(format!(
             "https://graph.microsoft.com/v1.0/applications/{PAY_OBJ}"
