@@ -47,6 +47,9 @@ READY_TIMEOUT_SECONDS = 30
 EXACT_HOSTS = ("login.microsoftonline.com", "graph.microsoft.com", "management.azure.com")
 VAULT_SUFFIX = ".vault.azure.net"
 
+# Every secret value in scenario.json and in the tests contains this marker.
+SECRET_MARKER = "8Q~"
+
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 VAULT_SCOPE = "https://vault.azure.net/.default"
 ARM_SCOPE = "https://management.azure.com/.default"
@@ -165,6 +168,15 @@ class Emulator:
             f"/subscriptions/{self.subscription_id}/resourceGroups/{resource_group}"
             f"/providers/{provider_path}"
         )
+
+    def full_log(self) -> str:
+        out = []
+        for path in (self.log_path, self.log_path.with_name("emulator.stderr.log")):
+            try:
+                out.append(path.read_text(errors="replace"))
+            except OSError:
+                pass
+        return "\n".join(out)
 
     def tail_log(self, lines: int = 12) -> str:
         out = []
@@ -378,6 +390,10 @@ def reset_emulator(emulator: Emulator):
     emulator.mark_log_start()
     yield
     emulator.clear_faults()
+    # Every secret value this suite uses contains SECRET_MARKER; none may reach the emulator's
+    # logs or its request log.
+    assert SECRET_MARKER not in emulator.full_log(), "a secret value appeared in the emulator's log"
+    assert SECRET_MARKER not in json.dumps(emulator.requests()), "a secret value appeared in /requests"
 
 
 @pytest.fixture

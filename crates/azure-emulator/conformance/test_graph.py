@@ -4,6 +4,7 @@ https://graph.microsoft.com/v1.0, default middleware including the retry handler
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 
 import pytest
@@ -72,6 +73,10 @@ async def test_add_password_then_token_then_remove_password(emulator):
     )
     after = await client.applications.by_application_id(app["objectId"]).get()
     assert added.key_id not in {c.key_id for c in after.password_credentials}
+
+    # The generated secret never reaches the emulator's logs.
+    assert added.secret_text not in emulator.full_log()
+    assert added.secret_text not in json.dumps(emulator.requests())
 
     # A removed secret no longer authenticates.
     with pytest.raises(ClientAuthenticationError) as err:

@@ -82,3 +82,31 @@ def test_update_settings_without_role_gets_authorization_failed(emulator):
     assert "Bad8Q~" not in str(err.value)
     # Nothing changed.
     assert web(emulator).web_apps.list_application_settings(RG, SITE).properties == scenario_settings(emulator)
+
+
+def test_key_vault_references_resolve_with_the_site_identity(emulator):
+    client = web(emulator)
+    refs = list(client.web_apps.get_app_settings_key_vault_references(RG, SITE))
+    # Only settings that are Key Vault references are listed.
+    assert [r.name.rsplit("/", 1)[-1] for r in refs] == ["PAYMENTS_CLIENT_SECRET"]
+    ref = refs[0].properties
+    assert ref.status == "Resolved"
+    assert ref.vault_name == "kv-conf"
+    assert ref.secret_name == "payments-client-secret"
+    versions = emulator.scenario["vaults"][0]["secrets"][0]["versions"]
+    assert ref.active_version == versions[-1]["version"]
+    one = client.web_apps.get_app_setting_key_vault_reference(RG, SITE, "PAYMENTS_CLIENT_SECRET")
+    assert one.properties.status == "Resolved"
+
+
+def test_key_vault_reference_to_missing_secret_reports_secret_not_found(emulator):
+    client = web(emulator)
+    settings = scenario_settings(emulator)
+    settings["BROKEN_REF"] = "@Microsoft.KeyVault(SecretUri=https://kv-conf.vault.azure.net/secrets/no-such-secret/)"
+    client.web_apps.update_application_settings(RG, SITE, StringDictionary(properties=settings))
+    one = client.web_apps.get_app_setting_key_vault_reference(RG, SITE, "BROKEN_REF")
+    assert one.properties.status == "SecretNotFound"
+    with pytest.raises(HttpResponseError) as err:
+        list(web(emulator, "reader-sp").web_apps.get_app_settings_key_vault_references(RG, SITE))
+    assert err.value.status_code == 403
+    assert err.value.error.code == "AuthorizationFailed"
