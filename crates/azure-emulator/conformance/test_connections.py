@@ -1,0 +1,87 @@
+"""Microsoft.Web/connections at api-version 2016-06-01 through azure-mgmt-resource's generic
+by-id operations (no Python SDK has a typed client for API connections)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.resource.resources.models import GenericResource
+
+API_VERSION = "2016-06-01"
+
+
+def resources(emulator, principal: str = "rotator-sp") -> ResourceManagementClient:
+    return ResourceManagementClient(emulator.credential(principal), emulator.subscription_id)
+
+
+def connection_id(emulator, name: str = "provisionassist-kv") -> str:
+    return emulator.arm_id(f"Microsoft.Web/connections/{name}")
+
+
+def test_get_connection_hides_parameter_values(emulator):
+    conn = resources(emulator).resources.get_by_id(connection_id(emulator), api_version=API_VERSION)
+    assert conn.name == "provisionassist-kv"
+    assert conn.type == "Microsoft.Web/connections"
+    assert conn.location == "westeurope"
+    props = conn.properties
+    assert props["displayName"] == "provisionassist-kv"
+    assert props["api"]["id"].endswith("/managedApis/keyvault")
+    # parameterValues are write-only: never returned, the secret nowhere in the body.
+    assert "parameterValues" not in props
+    assert props["nonSecretParameterValues"]["vaultName"] == "kv-conf"
+    assert "Pay8Q~" not in json.dumps(conn.as_dict())
+
+
+def test_put_connection_with_new_secret(emulator):
+    client = resources(emulator)
+    current = client.resources.get_by_id(connection_id(emulator), api_version=API_VERSION)
+    tenant = emulator.tenant_id
+    body = GenericResource(
+        location=current.location,
+        properties={
+            "displayName": current.properties["displayName"],
+            "api": {"id": current.properties["api"]["id"]},
+            "parameterValues": {
+                "token:clientId": emulator.app("payments-api")["appId"],
+                "token:clientSecret": "New8Q~connection-secret-value-000000",
+                "token:TenantId": tenant,
+                "token:grantType": "client_credentials",
+            },
+        },
+    )
+    updated = client.resources.begin_create_or_update_by_id(
+        connection_id(emulator), body, api_version=API_VERSION
+    ).result()
+    assert updated.name == "provisionassist-kv"
+    assert "parameterValues" not in updated.properties
+    assert "New8Q~" not in json.dumps(updated.as_dict())
+    assert client.resources.get_by_id(connection_id(emulator), api_version=API_VERSION).properties[
+        "api"
+    ]["id"] == current.properties["api"]["id"]
+
+
+def test_missing_connection_is_resource_not_found(emulator):
+    with pytest.raises(ResourceNotFoundError) as err:
+        resources(emulator).resources.get_by_id(connection_id(emulator, "no-such-conn"), api_version=API_VERSION)
+    assert err.value.status_code == 404
+    assert err.value.error.code == "ResourceNotFound"
+
+
+def test_put_without_role_gets_authorization_failed(emulator):
+    body = GenericResource(
+        location="westeurope",
+        properties={
+            "displayName": "provisionassist-kv",
+            "parameterValues": {"token:clientSecret": "Bad8Q~must-not-be-stored-000000000"},
+        },
+    )
+    with pytest.raises(HttpResponseError) as err:
+        resources(emulator, "reader-sp").resources.begin_create_or_update_by_id(
+            connection_id(emulator), body, api_version=API_VERSION
+        ).result()
+    assert err.value.status_code == 403
+    assert err.value.error.code == "AuthorizationFailed"
+    assert "Bad8Q~" not in str(err.value)
