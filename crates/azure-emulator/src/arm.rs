@@ -1,0 +1,1259 @@
+//! Azure Resource Manager (`management.azure.com`): Microsoft.Web/sites (GET, app settings list
+//! and replace, Key Vault reference status and refresh, restart), Microsoft.Web/connections
+//! (2016-06-01) and Microsoft.Automation variables; RBAC per scope with ARM's error bodies.
+//!
+//! Also the site runtime's Key Vault reference cache: a site resolves
+//! `@Microsoft.KeyVault(...)` settings with its own identity (RBAC on the vault) when it starts
+//! (scenario load), when its settings are replaced, on the refresh call, and when a cached value
+//! is older than 24 hours of emulated time — never on plain restart.
+
+use std::collections::BTreeMap;
+
+use axum::http::Method;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::entra::ARM_AUD;
+use crate::jwt::{Claims, TokenError, bearer, verify};
+use crate::model::{CachedRef, Connection, Site, Tenant, Variable, key};
+use crate::server::{Req, Resp, Shared};
+use crate::util::{iso7, lock};
+
+/// How long App Service keeps a resolved Key Vault reference before re-reading it.
+pub const REFERENCE_TTL_HOURS: i64 = 24;
+
+pub fn error(status: u16, code: &str, message: &str) -> Resp {
+    Resp::json(
+        status,
+        &json!({"error": {"code": code, "message": message}}),
+    )
+}
+
+/// Microsoft.Web's legacy PascalCase validation error.
+fn web_bad_request(message: &str) -> Resp {
+    Resp::json(
+        400,
+        &json!({
+            "Code": "BadRequest", "Message": message, "Target": null,
+            "Details": [{"Message": message}, {"Code": "BadRequest"}, {"ErrorEntity": {"ExtendedCode": "51008", "MessageTemplate": "{0}", "Parameters": [message], "Code": "BadRequest", "Message": message}}],
+            "Innererror": null,
+        }),
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Site,
+    Conn,
+    ConnList,
+    Var,
+    VarList,
+}
+
+struct Parsed {
+    op: &'static str,
+    kind: Kind,
+    rg: String,
+    /// site / connection / automation account name.
+    name: String,
+    /// setting name or variable name.
+    child: Option<String>,
+    /// ARM id of the addressed resource (RBAC scope check and messages).
+    resource: String,
+    action: String,
+}
+
+enum Route {
+    Ok(Parsed),
+    /// (status, code, message)
+    Err(u16, &'static str, String),
+}
+
+fn eq(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn parse(req: &Req) -> Route {
+    let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let m = &req.method;
+    if segs.len() < 6
+        || !eq(segs[0], "subscriptions")
+        || !eq(segs[2], "resourceGroups")
+        || !eq(segs[4], "providers")
+    {
+        return Route::Err(
+            404,
+            "InvalidResourceType",
+            format!(
+                "The emulator serves resources under /subscriptions/{{sub}}/resourceGroups/{{rg}}/providers/...; '{}' is not emulated.",
+                req.path
+            ),
+        );
+    }
+    let sub = segs[1];
+    let rg = segs[3].to_string();
+    let ns = segs[5];
+    let rest = &segs[6..];
+    let base = format!("/subscriptions/{sub}/resourceGroups/{rg}/providers");
+    let p = |op: &'static str,
+             kind: Kind,
+             name: &str,
+             child: Option<&str>,
+             resource: String,
+             action: &str| {
+        Route::Ok(Parsed {
+            op,
+            kind,
+            rg: rg.clone(),
+            name: name.to_string(),
+            child: child.map(str::to_string),
+            resource,
+            action: action.to_string(),
+        })
+    };
+    if eq(ns, "Microsoft.Web") {
+        match rest {
+            [t, site, more @ ..] if eq(t, "sites") => {
+                let id = format!("{base}/Microsoft.Web/sites/{site}");
+                let lower: Vec<String> = more.iter().map(|s| s.to_ascii_lowercase()).collect();
+                let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+                return match (m, l.as_slice()) {
+                    (&Method::GET, []) => p(
+                        "getSite",
+                        Kind::Site,
+                        site,
+                        None,
+                        id,
+                        "Microsoft.Web/sites/read",
+                    ),
+                    (&Method::POST, ["config", "appsettings", "list"]) => p(
+                        "listAppSettings",
+                        Kind::Site,
+                        site,
+                        None,
+                        format!("{id}/config/appsettings"),
+                        "Microsoft.Web/sites/config/list/action",
+                    ),
+                    (&Method::PUT, ["config", "appsettings"]) => p(
+                        "putAppSettings",
+                        Kind::Site,
+                        site,
+                        None,
+                        format!("{id}/config/appsettings"),
+                        "Microsoft.Web/sites/config/write",
+                    ),
+                    (&Method::GET, ["config", "configreferences", "appsettings"]) => p(
+                        "getConfigReferences",
+                        Kind::Site,
+                        site,
+                        None,
+                        format!("{id}/config/configreferences"),
+                        "Microsoft.Web/sites/config/read",
+                    ),
+                    (&Method::POST, ["config", "configreferences", "appsettings", "refresh"]) => p(
+                        "refreshConfigReferences",
+                        Kind::Site,
+                        site,
+                        None,
+                        format!("{id}/config/configreferences"),
+                        "Microsoft.Web/sites/config/write",
+                    ),
+                    (&Method::GET, ["config", "configreferences", "appsettings", _]) => p(
+                        "getConfigReference",
+                        Kind::Site,
+                        site,
+                        Some(more[3]),
+                        format!("{id}/config/configreferences"),
+                        "Microsoft.Web/sites/config/read",
+                    ),
+                    (&Method::POST, ["restart"]) => p(
+                        "restartSite",
+                        Kind::Site,
+                        site,
+                        None,
+                        id,
+                        "Microsoft.Web/sites/restart/action",
+                    ),
+                    (_, [_, ..]) | (_, []) => Route::Err(
+                        404,
+                        "InvalidResourceType",
+                        format!(
+                            "The resource type or operation '{} sites/{}' is not emulated for namespace 'Microsoft.Web'.",
+                            m,
+                            more.join("/")
+                        ),
+                    ),
+                };
+            }
+            [t] if eq(t, "connections") && m == Method::GET => {
+                return p(
+                    "listConnections",
+                    Kind::ConnList,
+                    "",
+                    None,
+                    format!("{base}/Microsoft.Web/connections"),
+                    "Microsoft.Web/connections/read",
+                );
+            }
+            [t, name] if eq(t, "connections") => {
+                let id = format!("{base}/Microsoft.Web/connections/{name}");
+                return match *m {
+                    Method::GET => p(
+                        "getConnection",
+                        Kind::Conn,
+                        name,
+                        None,
+                        id,
+                        "Microsoft.Web/connections/read",
+                    ),
+                    Method::PUT => p(
+                        "putConnection",
+                        Kind::Conn,
+                        name,
+                        None,
+                        id,
+                        "Microsoft.Web/connections/write",
+                    ),
+                    Method::PATCH => p(
+                        "patchConnection",
+                        Kind::Conn,
+                        name,
+                        None,
+                        id,
+                        "Microsoft.Web/connections/write",
+                    ),
+                    Method::DELETE => p(
+                        "deleteConnection",
+                        Kind::Conn,
+                        name,
+                        None,
+                        id,
+                        "Microsoft.Web/connections/delete",
+                    ),
+                    _ => Route::Err(
+                        405,
+                        "MethodNotAllowed",
+                        format!("The method '{m}' is not allowed on connections."),
+                    ),
+                };
+            }
+            _ => {
+                return Route::Err(
+                    404,
+                    "InvalidResourceType",
+                    format!(
+                        "The resource type '{}' could not be found in the namespace 'Microsoft.Web' (not emulated).",
+                        rest.first().unwrap_or(&"")
+                    ),
+                );
+            }
+        }
+    }
+    if eq(ns, "Microsoft.Automation") {
+        match rest {
+            [t, acct, v]
+                if eq(t, "automationAccounts") && eq(v, "variables") && m == Method::GET =>
+            {
+                return p(
+                    "listVariables",
+                    Kind::VarList,
+                    acct,
+                    None,
+                    format!("{base}/Microsoft.Automation/automationAccounts/{acct}/variables"),
+                    "Microsoft.Automation/automationAccounts/variables/read",
+                );
+            }
+            [t, acct, v, name] if eq(t, "automationAccounts") && eq(v, "variables") => {
+                let id = format!(
+                    "{base}/Microsoft.Automation/automationAccounts/{acct}/variables/{name}"
+                );
+                let (op, action) = match *m {
+                    Method::GET => ("getVariable", "read"),
+                    Method::PUT => ("putVariable", "write"),
+                    Method::PATCH => ("patchVariable", "write"),
+                    Method::DELETE => ("deleteVariable", "delete"),
+                    _ => {
+                        return Route::Err(
+                            405,
+                            "MethodNotAllowed",
+                            format!("The method '{m}' is not allowed on variables."),
+                        );
+                    }
+                };
+                return p(
+                    op,
+                    Kind::Var,
+                    acct,
+                    Some(name),
+                    id,
+                    &format!("Microsoft.Automation/automationAccounts/variables/{action}"),
+                );
+            }
+            _ => {
+                return Route::Err(
+                    404,
+                    "InvalidResourceType",
+                    format!(
+                        "The resource type '{}' could not be found in the namespace 'Microsoft.Automation' (not emulated).",
+                        rest.first().unwrap_or(&"")
+                    ),
+                );
+            }
+        }
+    }
+    Route::Err(
+        400,
+        "NoRegisteredProviderFound",
+        format!(
+            "No registered resource provider found for namespace '{ns}' in the emulator. Emulated: Microsoft.Web (sites, connections), Microsoft.Automation (variables)."
+        ),
+    )
+}
+
+pub fn classify(req: &Req) -> Option<&'static str> {
+    match parse(req) {
+        Route::Ok(p) => Some(p.op),
+        Route::Err(..) => None,
+    }
+}
+
+fn api_version_ok(kind: Kind, v: &str) -> Result<(), String> {
+    let date_like = v.len() >= 10
+        && v[..10].chars().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    match kind {
+        Kind::Conn | Kind::ConnList => {
+            if v == "2016-06-01" || v == "2015-08-01-preview" {
+                Ok(())
+            } else {
+                Err(format!(
+                    "No registered resource provider found for location 'westeurope' and API version '{v}' for type 'connections'. The supported api-versions are '2015-08-01-preview, 2016-06-01'."
+                ))
+            }
+        }
+        Kind::Var | Kind::VarList => {
+            const OK: &[&str] = &[
+                "2015-10-31",
+                "2018-06-30",
+                "2019-06-01",
+                "2020-01-13-preview",
+                "2022-08-08",
+                "2023-05-15-preview",
+                "2023-11-01",
+                "2024-10-23",
+            ];
+            if OK.contains(&v) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "No registered resource provider found for location 'westeurope' and API version '{v}' for type 'automationAccounts/variables'. The supported api-versions are '{}'.",
+                    OK.join(", ")
+                ))
+            }
+        }
+        Kind::Site => {
+            if date_like && &v[..4] >= "2015" {
+                Ok(())
+            } else {
+                Err(format!(
+                    "No registered resource provider found for location 'westeurope' and API version '{v}' for type 'sites'."
+                ))
+            }
+        }
+    }
+}
+
+fn authenticate(
+    shared: &Shared,
+    req: &Req,
+    tenant: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Claims, Resp> {
+    let tok = match bearer(&req.headers) {
+        None => {
+            return Err(error(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing.",
+            ));
+        }
+        Some(Err(_)) => {
+            return Err(error(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+            ));
+        }
+        Some(Ok(t)) => t,
+    };
+    verify(&shared.key, &tok, &[ARM_AUD, "https://management.core.windows.net/"], tenant, now).map_err(|e| match e {
+        TokenError::Expired { exp } => error(401, "ExpiredAuthenticationToken", &format!(
+            "The access token expiry UTC time '{}' is earlier than current UTC time '{}'.",
+            DateTime::from_timestamp(exp, 0).map(|d| d.format("%-m/%-d/%Y %-I:%M:%S %p").to_string()).unwrap_or_default(),
+            now.format("%-m/%-d/%Y %-I:%M:%S %p"))),
+        TokenError::WrongAudience(a) => error(401, "InvalidAuthenticationTokenAudience", &format!("The access token has been obtained for wrong audience or resource '{a}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'.")),
+        TokenError::WrongTenant => error(401, "InvalidAuthenticationTokenTenant", "The access token is from the wrong issuer. It must match the tenant associated with this subscription."),
+        _ => error(401, "InvalidAuthenticationToken", "The access token is invalid."),
+    })
+}
+
+pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
+    let now = shared.now();
+    let mut st = lock(&shared.state);
+    let claims = match authenticate(shared, req, st.tenant_id, now) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let caller = Some(claims.appid.to_string());
+    let Some(api) = req.q("api-version").map(str::to_string) else {
+        return error(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )
+        .with_caller(caller);
+    };
+    let p = match parse(req) {
+        Route::Ok(p) => p,
+        Route::Err(s, c, m) => return error(s, c, &m).with_caller(caller),
+    };
+    if let Err(m) = api_version_ok(p.kind, &api) {
+        return error(400, "NoRegisteredProviderFound", &m).with_caller(caller);
+    }
+    let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    if !segs[1].eq_ignore_ascii_case(&st.subscription_id.to_string()) {
+        return error(
+            404,
+            "SubscriptionNotFound",
+            &format!("The subscription '{}' could not be found.", segs[1]),
+        )
+        .with_caller(caller);
+    }
+    // ARM authorizes before the resource provider looks for the resource.
+    let resource = p
+        .resource
+        .replacen(segs[1], &st.subscription_id.to_string(), 1);
+    if !st.authorized(claims.oid, &resource, &p.action, false) {
+        return error(403, "AuthorizationFailed", &format!(
+            "The client '{}' with object id '{}' does not have authorization to perform action '{}' over scope '{}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+            claims.appid, claims.oid, p.action, resource)).with_caller(caller);
+    }
+    let r = match p.kind {
+        Kind::Site => site_op(&mut st, req, &p, now),
+        Kind::Conn | Kind::ConnList => connection_op(&mut st, req, &p, now),
+        Kind::Var | Kind::VarList => variable_op(&mut st, req, &p, now),
+    };
+    let r = r.unwrap_or_else(|e| e);
+    let r = if req.method == Method::GET {
+        r.header("x-ms-ratelimit-remaining-subscription-reads", "249")
+    } else {
+        r.header("x-ms-ratelimit-remaining-subscription-writes", "199")
+    };
+    r.with_caller(caller)
+}
+
+fn rg_exists(st: &Tenant, rg: &str) -> bool {
+    st.sites.keys().any(|k| k.0 == rg.to_ascii_lowercase())
+        || st
+            .connections
+            .keys()
+            .any(|k| k.0 == rg.to_ascii_lowercase())
+        || st.automation.keys().any(|k| k.0 == rg.to_ascii_lowercase())
+        || st
+            .vaults
+            .values()
+            .any(|v| v.resource_group.eq_ignore_ascii_case(rg))
+}
+
+fn not_found(st: &Tenant, rg: &str, ty: &str, name: &str) -> Resp {
+    if !rg_exists(st, rg) {
+        return error(
+            404,
+            "ResourceGroupNotFound",
+            &format!("Resource group '{rg}' could not be found."),
+        );
+    }
+    error(
+        404,
+        "ResourceNotFound",
+        &format!(
+            "The Resource '{ty}/{name}' under resource group '{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
+        ),
+    )
+}
+
+fn site_id(st: &Tenant, s: &Site) -> String {
+    format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Web/sites/{}",
+        st.subscription_id, s.resource_group, s.name
+    )
+}
+
+fn settings_envelope(st: &Tenant, s: &Site) -> Value {
+    json!({
+        "id": format!("{}/config/appsettings", site_id(st, s)),
+        "name": "appsettings",
+        "type": "Microsoft.Web/sites/config",
+        "kind": "functionapp",
+        "location": "West Europe",
+        "properties": s.settings,
+    })
+}
+
+fn ref_json(st: &Tenant, s: &Site, name: &str, r: &CachedRef) -> Value {
+    json!({
+        "id": format!("{}/config/configreferences/appsettings/{}", site_id(st, s), name),
+        "name": name,
+        "type": "Microsoft.Web/sites/config/configreferences",
+        "location": "West Europe",
+        "properties": {
+            "reference": r.reference,
+            "status": r.status,
+            "vaultName": r.vault_name,
+            "secretName": r.secret_name,
+            "secretVersion": r.secret_version,
+            "identityType": {"type": if s.identity.is_some() { "SystemAssigned" } else { "None" }},
+            "details": r.details,
+            "source": "KeyVault",
+            "activeVersion": r.active_version,
+        }
+    })
+}
+
+fn site_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> Result<Resp, Resp> {
+    let k = key(&p.rg, &p.name);
+    if !st.sites.contains_key(&k) {
+        return Err(not_found(st, &p.rg, "Microsoft.Web/sites", &p.name));
+    }
+    match p.op {
+        "getSite" => {
+            let s = &st.sites[&k];
+            let mi = s.identity.as_ref().and_then(|n| st.mi_by_name(n));
+            Ok(Resp::json(
+                200,
+                &json!({
+                    "id": site_id(st, s), "name": s.name, "type": "Microsoft.Web/sites", "kind": "functionapp,linux",
+                    "location": "West Europe",
+                    "identity": match mi {
+                        Some(m) => json!({"type": "SystemAssigned", "principalId": m.principal_id, "tenantId": st.tenant_id}),
+                        None => json!({"type": "None"}),
+                    },
+                    "properties": {
+                        "name": s.name, "state": "Running", "enabled": true,
+                        "defaultHostName": format!("{}.azurewebsites.net", s.name.to_ascii_lowercase()),
+                        "resourceGroup": s.resource_group,
+                        "keyVaultReferenceIdentity": "SystemAssigned",
+                        "httpsOnly": true,
+                    },
+                }),
+            ))
+        }
+        "listAppSettings" => Ok(Resp::json(200, &settings_envelope(st, &st.sites[&k]))),
+        "putAppSettings" => {
+            let body = req.json_body().map_err(|m| web_bad_request(&m))?;
+            let Some(props) = body.get("properties").and_then(Value::as_object) else {
+                return Err(web_bad_request(
+                    "The parameter properties has an invalid value.",
+                ));
+            };
+            let mut settings = BTreeMap::new();
+            for (n, v) in props {
+                let Some(s) = v.as_str() else {
+                    return Err(web_bad_request(&format!(
+                        "The parameter properties.{n} has an invalid value: app setting values must be strings."
+                    )));
+                };
+                if n.is_empty() {
+                    return Err(web_bad_request("App setting names cannot be empty."));
+                }
+                settings.insert(n.clone(), s.to_string());
+            }
+            if let Some(s) = st.sites.get_mut(&k) {
+                s.settings = settings;
+                s.restarts += 1;
+            }
+            // A configuration change restarts the app: every reference is fetched again.
+            resolve_all(st, &k, now);
+            Ok(Resp::json(200, &settings_envelope(st, &st.sites[&k])))
+        }
+        "getConfigReferences" => {
+            refresh_stale(st, &k, now);
+            let s = &st.sites[&k];
+            let value: Vec<Value> = s.refs.iter().map(|(n, r)| ref_json(st, s, n, r)).collect();
+            Ok(Resp::json(200, &json!({"value": value, "nextLink": null})))
+        }
+        "getConfigReference" => {
+            refresh_stale(st, &k, now);
+            let s = &st.sites[&k];
+            let name = p.child.clone().unwrap_or_default();
+            match s.refs.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+                Some((n, r)) => Ok(Resp::json(200, &ref_json(st, s, n, r))),
+                None => Err(error(
+                    404,
+                    "ResourceNotFound",
+                    &format!(
+                        "The app setting '{name}' of site '{}' is not a Key Vault reference or does not exist.",
+                        s.name
+                    ),
+                )),
+            }
+        }
+        "refreshConfigReferences" => {
+            // Not in the REST spec; documented in the KV references article. Answer: 200, empty
+            // body (decision, see README).
+            resolve_all(st, &k, now);
+            Ok(Resp::empty(200))
+        }
+        "restartSite" => {
+            // A plain restart does not re-read references (App Service keeps its cache).
+            if let Some(s) = st.sites.get_mut(&k) {
+                s.restarts += 1;
+            }
+            Ok(Resp::empty(200))
+        }
+        _ => Err(error(404, "InvalidResourceType", "not emulated")),
+    }
+}
+
+pub fn is_reference(v: &str) -> bool {
+    v.trim_start()
+        .to_ascii_lowercase()
+        .starts_with("@microsoft.keyvault(")
+}
+
+/// (vault, secret, version) of a reference, or None when the syntax is invalid.
+pub fn parse_reference(v: &str) -> Option<(String, String, Option<String>)> {
+    let t = v.trim();
+    let head = t.get(..20)?;
+    if !head.eq_ignore_ascii_case("@Microsoft.KeyVault(") {
+        return None;
+    }
+    let inner = t.get(20..)?.strip_suffix(')')?;
+    let mut parts: BTreeMap<String, String> = BTreeMap::new();
+    for kv in inner.split(';').filter(|s| !s.trim().is_empty()) {
+        let (k, v) = kv.split_once('=')?;
+        parts.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    if let Some(uri) = parts.get("secreturi") {
+        let u = url::Url::parse(uri).ok()?;
+        let host = u.host_str()?.to_ascii_lowercase();
+        let vault = host.strip_suffix(".vault.azure.net")?.to_string();
+        let segs: Vec<&str> = u.path().trim_matches('/').split('/').collect();
+        return match segs.as_slice() {
+            ["secrets", n] => Some((vault, n.to_string(), None)),
+            ["secrets", n, ver] => Some((vault, n.to_string(), Some(ver.to_string()))),
+            _ => None,
+        };
+    }
+    let vault = parts.get("vaultname")?.clone();
+    let name = parts.get("secretname")?.clone();
+    Some((
+        vault,
+        name,
+        parts
+            .get("secretversion")
+            .cloned()
+            .filter(|s| !s.is_empty()),
+    ))
+}
+
+fn resolve(st: &Tenant, site: &Site, reference: &str, now: DateTime<Utc>) -> CachedRef {
+    let mut r = CachedRef {
+        reference: reference.to_string(),
+        status: "Resolved".into(),
+        details: String::new(),
+        vault_name: String::new(),
+        secret_name: String::new(),
+        secret_version: String::new(),
+        active_version: None,
+        value: None,
+        fetched_at: now,
+    };
+    let fail = |mut r: CachedRef, status: &str, details: String| {
+        r.status = status.into();
+        r.details = details;
+        r
+    };
+    let Some((vault, name, version)) = parse_reference(reference) else {
+        return fail(
+            r,
+            "InvalidSyntax",
+            "The Key Vault reference syntax is invalid.".into(),
+        );
+    };
+    r.vault_name = vault.clone();
+    r.secret_name = name.clone();
+    r.secret_version = version.clone().unwrap_or_default();
+    let Some(mi) = site.identity.as_ref().and_then(|n| st.mi_by_name(n)) else {
+        return fail(
+            r,
+            "MSINotEnabled",
+            "The app has no managed identity to access Key Vault.".into(),
+        );
+    };
+    let Some(v) = st.vaults.get(&vault.to_ascii_lowercase()) else {
+        return fail(
+            r,
+            "VaultNotFound",
+            format!("Key Vault '{vault}' was not found."),
+        );
+    };
+    let res = format!("{}/secrets/{}", st.vault_scope(v), name);
+    if !st.authorized(
+        mi.principal_id,
+        &res,
+        "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+        true,
+    ) {
+        return fail(
+            r,
+            "AccessToKeyVaultDenied",
+            format!(
+                "Key Vault reference was not able to be resolved because site was denied access to Key Vault reference's vault '{vault}'."
+            ),
+        );
+    }
+    let Some(e) = v.secrets.get(&name.to_ascii_lowercase()) else {
+        return fail(
+            r,
+            "SecretNotFound",
+            format!("Secret '{name}' was not found in vault '{vault}'."),
+        );
+    };
+    let sv = match &version {
+        None => e.versions.last(),
+        Some(ver) => e
+            .versions
+            .iter()
+            .find(|x| x.version.eq_ignore_ascii_case(ver)),
+    };
+    let Some(sv) = sv else {
+        return fail(
+            r,
+            "SecretVersionNotFound",
+            format!(
+                "Secret version '{}' was not found.",
+                version.unwrap_or_default()
+            ),
+        );
+    };
+    if !sv.enabled {
+        return fail(r, "OtherReasons", "The secret version is disabled.".into());
+    }
+    r.active_version = Some(sv.version.clone());
+    r.value = Some(sv.value.clone());
+    r
+}
+
+/// Resolves every reference of a site afresh (start, settings change, refresh).
+pub fn resolve_all(st: &mut Tenant, k: &(String, String), now: DateTime<Utc>) {
+    let Some(site) = st.sites.get(k) else { return };
+    let refs: BTreeMap<String, CachedRef> = site
+        .settings
+        .iter()
+        .filter(|(_, v)| is_reference(v))
+        .map(|(n, v)| (n.clone(), resolve(st, site, v, now)))
+        .collect();
+    if let Some(s) = st.sites.get_mut(k) {
+        s.refs = refs;
+    }
+}
+
+/// Re-reads references whose cached value is older than the TTL.
+pub fn refresh_stale(st: &mut Tenant, k: &(String, String), now: DateTime<Utc>) {
+    let Some(site) = st.sites.get(k) else { return };
+    let stale: Vec<(String, CachedRef)> = site
+        .refs
+        .iter()
+        .filter(|(_, r)| r.fetched_at + Duration::hours(REFERENCE_TTL_HOURS) <= now)
+        .map(|(n, r)| (n.clone(), resolve(st, site, &r.reference, now)))
+        .collect();
+    if let Some(s) = st.sites.get_mut(k) {
+        for (n, r) in stale {
+            s.refs.insert(n, r);
+        }
+    }
+}
+
+/// What the app sees for a setting: the cached resolution of a reference (the literal
+/// reference text when resolution failed), else the raw value.
+pub fn effective(
+    st: &mut Tenant,
+    rg: &str,
+    site: &str,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let k = key(rg, site);
+    refresh_stale(st, &k, now);
+    let s = st.sites.get(&k)?;
+    let raw = s.settings.get(name)?;
+    if !is_reference(raw) {
+        return Some(raw.clone());
+    }
+    match s.refs.get(name) {
+        Some(r) if r.reference == *raw => Some(r.value.clone().unwrap_or_else(|| raw.clone())),
+        _ => Some(raw.clone()),
+    }
+}
+
+/// ("Connected" | "Error", error object) computed now from the stored token parameters.
+pub fn connection_status(
+    st: &Tenant,
+    c: &Connection,
+    now: DateTime<Utc>,
+) -> (String, Option<Value>) {
+    let client_id = c
+        .parameter_values
+        .get("token:clientId")
+        .or_else(|| c.non_secret.get("token:clientId"));
+    let secret = c.parameter_values.get("token:clientSecret");
+    if client_id.is_none() && secret.is_none() {
+        // No service-principal credentials (managed identity or other auth): nothing to test.
+        return ("Connected".into(), None);
+    }
+    let tenant = c
+        .parameter_values
+        .get("token:TenantId")
+        .or_else(|| c.non_secret.get("token:TenantId"))
+        .cloned()
+        .unwrap_or_else(|| st.tenant_id.to_string());
+    let app_id = client_id.and_then(|s| Uuid::parse_str(s).ok());
+    let verdict = if !st.is_tenant(&tenant) {
+        Err(90002)
+    } else {
+        match (app_id, secret) {
+            (Some(a), Some(s)) => st.check_secret(a, s, now),
+            (None, _) => Err(700016),
+            (Some(_), None) => Err(7000215),
+        }
+    };
+    match verdict {
+        Ok(()) => ("Connected".into(), None),
+        Err(code) => {
+            let (_, e, text) =
+                crate::entra::verdict_text(code, app_id.unwrap_or(Uuid::nil()), &tenant);
+            (
+                "Error".into(),
+                Some(json!({
+                    "code": "Unauthorized",
+                    "message": format!("Failed to refresh access token for service: {}. Correlation Id={}, UTC TimeStamp={}, Error: AADSTS{code}: {text} ({e})", c.api, Uuid::new_v4(), now.format("%-m/%-d/%Y %-I:%M:%S %p")),
+                })),
+            )
+        }
+    }
+}
+
+fn connection_json(st: &Tenant, c: &Connection, now: DateTime<Utc>) -> Value {
+    let (status, err) = connection_status(st, c, now);
+    let mut s = json!({"status": status});
+    if let Some(e) = err {
+        s["target"] = json!("token");
+        s["error"] = e;
+    }
+    let id = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Web/connections/{}",
+        st.subscription_id, c.resource_group, c.name
+    );
+    json!({
+        "id": id, "name": c.name, "type": "Microsoft.Web/connections", "location": c.location,
+        "tags": c.tags,
+        "properties": {
+            "displayName": c.display_name,
+            "statuses": [s],
+            "nonSecretParameterValues": c.non_secret,
+            "customParameterValues": {},
+            "createdTime": iso7(c.created),
+            "changedTime": iso7(c.changed),
+            "api": {
+                "name": c.api, "displayName": c.api,
+                "id": format!("/subscriptions/{}/providers/Microsoft.Web/locations/{}/managedApis/{}", st.subscription_id, c.location, c.api),
+                "type": "Microsoft.Web/locations/managedApis",
+            },
+            "testLinks": [{"requestUri": format!("https://management.azure.com:443{id}/extensions/proxy/testconnection?api-version=2016-06-01"), "method": "get"}],
+        }
+    })
+}
+
+fn string_map(v: Option<&Value>, what: &str) -> Result<Option<BTreeMap<String, String>>, Resp> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+        )),
+        Some(_) => Err(error(
+            400,
+            "InvalidRequestContent",
+            &format!(
+                "The request content was invalid and could not be deserialized: '{what}' must be an object."
+            ),
+        )),
+    }
+}
+
+fn connection_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> Result<Resp, Resp> {
+    if p.kind == Kind::ConnList {
+        if !rg_exists(st, &p.rg) {
+            return Err(error(
+                404,
+                "ResourceGroupNotFound",
+                &format!("Resource group '{}' could not be found.", p.rg),
+            ));
+        }
+        let v: Vec<Value> = st
+            .connections
+            .values()
+            .filter(|c| c.resource_group.eq_ignore_ascii_case(&p.rg))
+            .map(|c| connection_json(st, c, now))
+            .collect();
+        return Ok(Resp::json(200, &json!({"value": v})));
+    }
+    let k = key(&p.rg, &p.name);
+    match p.op {
+        "getConnection" => match st.connections.get(&k) {
+            Some(c) => Ok(Resp::json(200, &connection_json(st, c, now))),
+            None => Err(not_found(st, &p.rg, "Microsoft.Web/connections", &p.name)),
+        },
+        "deleteConnection" => match st.connections.remove(&k) {
+            Some(_) => Ok(Resp::empty(200)),
+            None => Ok(Resp::empty(204)),
+        },
+        "putConnection" | "patchConnection" => {
+            let body = req.json_body().map_err(|m| {
+                error(
+                    400,
+                    "InvalidRequestContent",
+                    &format!("The request content was invalid and could not be deserialized: {m}"),
+                )
+            })?;
+            let Some(obj) = body.as_object() else {
+                return Err(error(
+                    400,
+                    "InvalidRequestContent",
+                    "The request content must be a JSON object.",
+                ));
+            };
+            let props: Map<String, Value> = match obj.get("properties") {
+                None | Some(Value::Null) => Map::new(),
+                Some(Value::Object(m)) => m.clone(),
+                Some(_) => {
+                    return Err(error(
+                        400,
+                        "InvalidRequestContent",
+                        "The request content was invalid and could not be deserialized: 'properties' must be an object.",
+                    ));
+                }
+            };
+            let pv = string_map(props.get("parameterValues"), "properties.parameterValues")?;
+            let nspv = string_map(
+                props.get("nonSecretParameterValues"),
+                "properties.nonSecretParameterValues",
+            )?;
+            let tags = string_map(obj.get("tags"), "tags")?;
+            let api = props
+                .get("api")
+                .and_then(|a| a.get("id"))
+                .and_then(Value::as_str)
+                .map(|id| {
+                    id.trim_end_matches('/')
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                });
+            let display = props
+                .get("displayName")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let location = obj
+                .get("location")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let existed = st.connections.contains_key(&k);
+            if p.op == "patchConnection" {
+                // PATCH merges parameterValues and nonSecretParameterValues key by key
+                // (documented decision; the service's behaviour is unconfirmed).
+                let Some(c) = st.connections.get_mut(&k) else {
+                    return Err(not_found(st, &p.rg, "Microsoft.Web/connections", &p.name));
+                };
+                if let Some(pv) = pv {
+                    c.parameter_values.extend(pv);
+                }
+                if let Some(n) = nspv {
+                    c.non_secret.extend(n);
+                }
+                if let Some(t) = tags {
+                    c.tags = t;
+                }
+                if let Some(d) = display {
+                    c.display_name = d;
+                }
+                c.changed = now;
+                let c = st.connections[&k].clone();
+                return Ok(Resp::json(200, &connection_json(st, &c, now)));
+            }
+            if !existed && !rg_exists(st, &p.rg) {
+                return Err(error(
+                    404,
+                    "ResourceGroupNotFound",
+                    &format!("Resource group '{}' could not be found.", p.rg),
+                ));
+            }
+            let Some(api) = api.or_else(|| st.connections.get(&k).map(|c| c.api.clone())) else {
+                return Err(error(
+                    400,
+                    "InvalidRequestContent",
+                    "The request content was invalid: properties.api.id is required when creating a connection.",
+                ));
+            };
+            let old = st.connections.get(&k).cloned();
+            // PUT replaces the whole resource, write-only parameterValues included.
+            let c = Connection {
+                resource_group: old
+                    .as_ref()
+                    .map(|o| o.resource_group.clone())
+                    .unwrap_or_else(|| p.rg.clone()),
+                name: old
+                    .as_ref()
+                    .map(|o| o.name.clone())
+                    .unwrap_or_else(|| p.name.clone()),
+                location: location
+                    .or_else(|| old.as_ref().map(|o| o.location.clone()))
+                    .unwrap_or_else(|| "westeurope".into()),
+                api,
+                display_name: display.unwrap_or_else(|| p.name.clone()),
+                parameter_values: pv.unwrap_or_default(),
+                non_secret: nspv.unwrap_or_default(),
+                tags: tags.unwrap_or_default(),
+                created: old.as_ref().map(|o| o.created).unwrap_or(now),
+                changed: now,
+            };
+            st.connections.insert(k, c.clone());
+            Ok(Resp::json(
+                if existed { 200 } else { 201 },
+                &connection_json(st, &c, now),
+            ))
+        }
+        _ => Err(error(404, "InvalidResourceType", "not emulated")),
+    }
+}
+
+fn variable_json(st: &Tenant, rg: &str, acct: &str, v: &Variable) -> Value {
+    let mut props = json!({
+        "creationTime": iso7(v.created).replace('Z', "+00:00"),
+        "lastModifiedTime": iso7(v.modified).replace('Z', "+00:00"),
+        "isEncrypted": v.is_encrypted,
+        "description": v.description,
+    });
+    if !v.is_encrypted {
+        props["value"] = json!(v.value);
+    }
+    json!({
+        "id": format!("/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Automation/automationAccounts/{}/variables/{}", st.subscription_id, rg, acct, v.name),
+        "name": v.name,
+        "properties": props,
+    })
+}
+
+fn automation_bad(message: &str) -> Resp {
+    error(400, "BadRequest", message)
+}
+
+fn variable_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> Result<Resp, Resp> {
+    let ak = key(&p.rg, &p.name);
+    let Some(acct) = st.automation.get(&ak).cloned() else {
+        return Err(not_found(
+            st,
+            &p.rg,
+            "Microsoft.Automation/automationAccounts",
+            &p.name,
+        ));
+    };
+    if p.kind == Kind::VarList {
+        let v: Vec<Value> = acct
+            .variables
+            .values()
+            .map(|v| variable_json(st, &acct.resource_group, &acct.name, v))
+            .collect();
+        return Ok(Resp::json(200, &json!({"value": v})));
+    }
+    let vname = p.child.clone().unwrap_or_default();
+    let vk = vname.to_ascii_lowercase();
+    match p.op {
+        "getVariable" => match acct.variables.get(&vk) {
+            Some(v) => Ok(Resp::json(
+                200,
+                &variable_json(st, &acct.resource_group, &acct.name, v),
+            )),
+            None => Err(error(
+                404,
+                "NotFound",
+                &format!("Variable not found: '{vname}'."),
+            )),
+        },
+        "deleteVariable" => {
+            let removed = st
+                .automation
+                .get_mut(&ak)
+                .and_then(|a| a.variables.remove(&vk));
+            Ok(Resp::empty(if removed.is_some() { 200 } else { 204 }))
+        }
+        "putVariable" | "patchVariable" => {
+            let body = req.json_body().map_err(|m| automation_bad(&m))?;
+            let Some(name) = body.get("name").and_then(Value::as_str) else {
+                return Err(automation_bad(
+                    "The 'name' property is required in the request body.",
+                ));
+            };
+            if !name.eq_ignore_ascii_case(&vname) {
+                return Err(automation_bad(&format!(
+                    "The name in the body ('{name}') does not match the name in the URL ('{vname}')."
+                )));
+            }
+            let props = body.get("properties").and_then(Value::as_object).cloned();
+            let Some(props) = props else {
+                return Err(automation_bad(
+                    "The 'properties' object is required in the request body.",
+                ));
+            };
+            let value = match props.get("value") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => {
+                    // The value is the JSON serialisation of the variable's value.
+                    if serde_json::from_str::<Value>(s).is_err() {
+                        return Err(automation_bad(&format!(
+                            "Invalid variable value: it must be JSON-encoded (a string is sent as \"\\\"text\\\"\"); '{}' is not valid JSON.",
+                            if props
+                                .get("isEncrypted")
+                                .and_then(Value::as_bool)
+                                .unwrap_or(false)
+                                || acct.variables.get(&vk).is_some_and(|v| v.is_encrypted)
+                            {
+                                "<encrypted value>"
+                            } else {
+                                s
+                            }
+                        )));
+                    }
+                    Some(s.clone())
+                }
+                Some(_) => {
+                    return Err(automation_bad(
+                        "properties.value must be a string holding JSON.",
+                    ));
+                }
+            };
+            let description = match props.get("description") {
+                None => None,
+                Some(Value::Null) => Some(None),
+                Some(Value::String(s)) => Some(Some(s.clone())),
+                Some(_) => return Err(automation_bad("properties.description must be a string.")),
+            };
+            let existing = acct.variables.get(&vk).cloned();
+            if p.op == "patchVariable" {
+                let Some(mut v) = existing else {
+                    return Err(error(
+                        404,
+                        "NotFound",
+                        &format!("Variable not found: '{vname}'."),
+                    ));
+                };
+                if props.get("isEncrypted").is_some() {
+                    return Err(automation_bad("isEncrypted cannot be changed by PATCH."));
+                }
+                if let Some(val) = value {
+                    v.value = Some(val);
+                }
+                if let Some(d) = description {
+                    v.description = d;
+                }
+                v.modified = now;
+                let out = variable_json(st, &acct.resource_group, &acct.name, &v);
+                if let Some(a) = st.automation.get_mut(&ak) {
+                    a.variables.insert(vk, v);
+                }
+                return Ok(Resp::json(200, &out));
+            }
+            let enc = match props.get("isEncrypted") {
+                None | Some(Value::Null) => None,
+                Some(Value::Bool(b)) => Some(*b),
+                Some(_) => return Err(automation_bad("properties.isEncrypted must be a boolean.")),
+            };
+            if let (Some(old), Some(e)) = (&existing, enc)
+                && old.is_encrypted != e
+            {
+                return Err(automation_bad(
+                    "The encryption state of a variable cannot be changed. Delete the variable and create it again.",
+                ));
+            }
+            let v = Variable {
+                name: existing
+                    .as_ref()
+                    .map(|o| o.name.clone())
+                    .unwrap_or(vname.clone()),
+                value,
+                is_encrypted: existing
+                    .as_ref()
+                    .map(|o| o.is_encrypted)
+                    .or(enc)
+                    .unwrap_or(false),
+                description: description.unwrap_or(None),
+                created: existing.as_ref().map(|o| o.created).unwrap_or(now),
+                modified: now,
+            };
+            let out = variable_json(st, &acct.resource_group, &acct.name, &v);
+            if let Some(a) = st.automation.get_mut(&ak) {
+                a.variables.insert(vk, v);
+            }
+            Ok(Resp::json(if existing.is_some() { 200 } else { 201 }, &out))
+        }
+        _ => Err(error(404, "InvalidResourceType", "not emulated")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_references() {
+        assert_eq!(
+            parse_reference(
+                "@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/s1)"
+            ),
+            Some(("kv1".into(), "s1".into(), None))
+        );
+        assert_eq!(
+            parse_reference(
+                "@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/s1/abc/)"
+            ),
+            Some(("kv1".into(), "s1".into(), Some("abc".into())))
+        );
+        assert_eq!(
+            parse_reference("@Microsoft.KeyVault(VaultName=kv1;SecretName=s1;SecretVersion=v)"),
+            Some(("kv1".into(), "s1".into(), Some("v".into())))
+        );
+        assert_eq!(parse_reference("@Microsoft.KeyVault(VaultName=kv1)"), None);
+        assert_eq!(
+            parse_reference("@Microsoft.KeyVault(SecretUri=https://x.example.com/secrets/a)"),
+            None
+        );
+        assert_eq!(parse_reference("@Microsoft.KeyVault("), None);
+    }
+}

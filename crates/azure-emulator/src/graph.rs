@@ -1,0 +1,820 @@
+//! Microsoft Graph v1.0 (`graph.microsoft.com`): applications (list with $select/$filter/$top
+//! and paging, get by object id or `applications(appId='...')`), addPassword, removePassword,
+//! owners, `owners/$ref`, and `servicePrincipals/{id}/ownedObjects`.
+//!
+//! Authorization follows the app roles in the token: `Application.ReadWrite.All` (and
+//! `Directory.ReadWrite.All`) reach every app, `Application.Read.All`/`Directory.Read.All` read
+//! every app, `Application.ReadWrite.OwnedBy` reaches only apps the caller owns. Writes count
+//! against the per-app write quota (429 + Retry-After when exceeded).
+
+use axum::http::Method;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::entra::GRAPH_AUD;
+use crate::jwt::{Claims, TokenError, bearer, verify};
+use crate::model::{App, Password, Tenant};
+use crate::server::{Req, Resp, Shared};
+use crate::util::{b64url, b64url_decode, enc, iso, lock, secret_text};
+
+pub fn error(status: u16, code: &str, message: &str) -> Resp {
+    let id = Uuid::new_v4();
+    Resp::json(
+        status,
+        &json!({"error": {
+            "code": code, "message": message,
+            "innerError": {"date": Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string(), "request-id": id, "client-request-id": id},
+        }}),
+    )
+}
+
+pub fn throttled_body() -> Resp {
+    let id = Uuid::new_v4();
+    Resp::json(
+        429,
+        &json!({"error": {
+            "code": "TooManyRequests",
+            "message": "Please retry again later.",
+            "innerError": {"code": "429", "date": Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+                "message": "Please retry after", "request-id": id, "status": "429"},
+        }}),
+    )
+}
+
+fn not_found(id: &str) -> Resp {
+    error(
+        404,
+        "Request_ResourceNotFound",
+        &format!(
+            "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
+        ),
+    )
+}
+
+fn denied() -> Resp {
+    error(
+        403,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+    )
+}
+
+#[derive(Debug, Clone)]
+enum AppRef {
+    ObjectId(String),
+    AppId(String),
+}
+
+enum SpRef {
+    ObjectId(String),
+    AppId(String),
+}
+
+enum Route {
+    List,
+    Get(AppRef),
+    AddPassword(AppRef),
+    RemovePassword(AppRef),
+    Owners(AppRef),
+    AddOwner(AppRef),
+    OwnedObjects(SpRef, bool),
+    Unknown(String),
+}
+
+/// `applications(appId='x')` → Some("x").
+fn key_segment<'a>(seg: &'a str, entity: &str) -> Option<Result<&'a str, ()>> {
+    let rest = seg.strip_prefix(entity)?.strip_prefix('(')?;
+    let inner = rest.strip_suffix(')')?;
+    let Some(v) = inner.strip_prefix("appId=") else {
+        return Some(Err(()));
+    };
+    Some(
+        v.strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .ok_or(()),
+    )
+}
+
+fn parse(req: &Req) -> Route {
+    let path = req.path.trim_matches('/');
+    let segs: Vec<&str> = path.split('/').collect();
+    if segs.first().is_none_or(|v| *v != "v1.0" && *v != "beta") {
+        return Route::Unknown(segs.first().copied().unwrap_or("").to_string());
+    }
+    let segs = &segs[1..];
+    let m = &req.method;
+    // Normalise the key-as-segment forms.
+    let (app, rest): (Option<AppRef>, &[&str]) = match segs {
+        ["applications", id, rest @ ..] => (Some(AppRef::ObjectId(id.to_string())), rest),
+        [first, rest @ ..] => match key_segment(first, "applications") {
+            Some(Ok(v)) => (Some(AppRef::AppId(v.to_string())), rest),
+            Some(Err(())) => return Route::Unknown(first.to_string()),
+            None => (None, segs),
+        },
+        [] => (None, segs),
+    };
+    if let Some(a) = app {
+        return match (m, rest) {
+            (&Method::GET, []) => Route::Get(a),
+            (&Method::POST, ["addPassword"]) | (&Method::POST, ["microsoft.graph.addPassword"]) => {
+                Route::AddPassword(a)
+            }
+            (&Method::POST, ["removePassword"])
+            | (&Method::POST, ["microsoft.graph.removePassword"]) => Route::RemovePassword(a),
+            (&Method::GET, ["owners"]) => Route::Owners(a),
+            (&Method::POST, ["owners", "$ref"]) => Route::AddOwner(a),
+            (_, [seg, ..]) => Route::Unknown(seg.to_string()),
+            (_, []) => Route::Unknown("applications".into()),
+        };
+    }
+    match (m, segs) {
+        (&Method::GET, ["applications"]) => Route::List,
+        (&Method::GET, ["servicePrincipals", id, "ownedObjects"]) => {
+            Route::OwnedObjects(SpRef::ObjectId(id.to_string()), false)
+        }
+        (
+            &Method::GET,
+            [
+                "servicePrincipals",
+                id,
+                "ownedObjects",
+                "microsoft.graph.application",
+            ],
+        ) => Route::OwnedObjects(SpRef::ObjectId(id.to_string()), true),
+        (&Method::GET, [first, "ownedObjects", cast @ ..]) if cast.len() <= 1 => {
+            match key_segment(first, "servicePrincipals") {
+                Some(Ok(v)) => Route::OwnedObjects(SpRef::AppId(v.to_string()), !cast.is_empty()),
+                _ => Route::Unknown(first.to_string()),
+            }
+        }
+        (_, [first, ..]) => Route::Unknown(first.to_string()),
+        (_, []) => Route::Unknown("v1.0".into()),
+    }
+}
+
+pub fn classify(req: &Req) -> Option<&'static str> {
+    Some(match parse(req) {
+        Route::List => "listApplications",
+        Route::Get(_) => "getApplication",
+        Route::AddPassword(_) => "addPassword",
+        Route::RemovePassword(_) => "removePassword",
+        Route::Owners(_) => "listOwners",
+        Route::AddOwner(_) => "addOwner",
+        Route::OwnedObjects(..) => "listOwnedObjects",
+        Route::Unknown(_) => return None,
+    })
+}
+
+fn authenticate(
+    shared: &Shared,
+    req: &Req,
+    tenant: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Claims, Resp> {
+    let tok = match bearer(&req.headers) {
+        None => {
+            return Err(error(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token is empty.",
+            ));
+        }
+        Some(Err(_)) => {
+            return Err(error(
+                401,
+                "InvalidAuthenticationToken",
+                "IDX14100: JWT is not well formed, there are no dots (.).",
+            ));
+        }
+        Some(Ok(t)) => t,
+    };
+    verify(
+        &shared.key,
+        &tok,
+        &[GRAPH_AUD, "00000003-0000-0000-c000-000000000000"],
+        tenant,
+        now,
+    )
+    .map_err(|e| match e {
+        TokenError::Expired { .. } | TokenError::NotYetValid => error(
+            401,
+            "InvalidAuthenticationToken",
+            "Access token has expired or is not yet valid.",
+        ),
+        TokenError::WrongAudience(_) => {
+            error(401, "InvalidAuthenticationToken", "Invalid audience.")
+        }
+        TokenError::WrongTenant => error(
+            401,
+            "InvalidAuthenticationToken",
+            "Access token validation failure. Invalid audience.",
+        ),
+        _ => error(
+            401,
+            "InvalidAuthenticationToken",
+            "Access token validation failure.",
+        ),
+    })
+}
+
+#[derive(PartialEq, Clone, Copy)]
+enum Need {
+    Read,
+    Write,
+}
+
+/// Can the caller read / write this app?
+fn allowed(c: &Claims, app: &App, need: Need) -> bool {
+    let has = |r: &str| c.roles.iter().any(|x| x.eq_ignore_ascii_case(r));
+    if has("Application.ReadWrite.All") || has("Directory.ReadWrite.All") {
+        return true;
+    }
+    if need == Need::Read && (has("Application.Read.All") || has("Directory.Read.All")) {
+        return true;
+    }
+    has("Application.ReadWrite.OwnedBy") && app.owners.contains(&c.oid)
+}
+
+fn has_any_app_role(c: &Claims) -> bool {
+    [
+        "Application.ReadWrite.All",
+        "Directory.ReadWrite.All",
+        "Application.Read.All",
+        "Directory.Read.All",
+        "Application.ReadWrite.OwnedBy",
+    ]
+    .iter()
+    .any(|r| c.roles.iter().any(|x| x.eq_ignore_ascii_case(r)))
+}
+
+fn find_app(st: &Tenant, r: &AppRef) -> Option<usize> {
+    match r {
+        AppRef::ObjectId(id) => Uuid::parse_str(id)
+            .ok()
+            .and_then(|u| st.apps.iter().position(|a| a.object_id == u)),
+        AppRef::AppId(id) => Uuid::parse_str(id)
+            .ok()
+            .and_then(|u| st.apps.iter().position(|a| a.app_id == u)),
+    }
+}
+
+fn app_ref_text(r: &AppRef) -> &str {
+    match r {
+        AppRef::ObjectId(s) | AppRef::AppId(s) => s,
+    }
+}
+
+fn password_json(p: &Password, secret: Option<&str>) -> Value {
+    json!({
+        "customKeyIdentifier": null,
+        "displayName": p.display_name,
+        "endDateTime": iso(p.end),
+        "hint": p.hint,
+        "keyId": p.key_id,
+        "secretText": secret,
+        "startDateTime": iso(p.start),
+    })
+}
+
+fn app_json(a: &App) -> Map<String, Value> {
+    let v = json!({
+        "id": a.object_id,
+        "appId": a.app_id,
+        "displayName": a.display_name,
+        "createdDateTime": iso(a.created),
+        "signInAudience": "AzureADMyOrg",
+        "passwordCredentials": a.passwords.iter().map(|p| password_json(p, None)).collect::<Vec<_>>(),
+        "keyCredentials": [],
+        "tags": [],
+        "uniqueName": null,
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn select(m: Map<String, Value>, sel: &Option<Vec<String>>) -> Value {
+    match sel {
+        None => Value::Object(m),
+        Some(keys) => Value::Object(
+            m.into_iter()
+                .filter(|(k, _)| keys.iter().any(|s| s.eq_ignore_ascii_case(k)))
+                .collect(),
+        ),
+    }
+}
+
+fn parse_select(req: &Req) -> Result<Option<Vec<String>>, Resp> {
+    let Some(s) = req.q("$select") else {
+        return Ok(None);
+    };
+    let known = [
+        "id",
+        "appId",
+        "displayName",
+        "createdDateTime",
+        "signInAudience",
+        "passwordCredentials",
+        "keyCredentials",
+        "tags",
+        "uniqueName",
+    ];
+    let mut out = vec![];
+    for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if !known.iter().any(|k| k.eq_ignore_ascii_case(p)) {
+            return Err(error(
+                400,
+                "Request_BadRequest",
+                &format!(
+                    "Could not find a property named '{p}' on type 'microsoft.graph.application'."
+                ),
+            ));
+        }
+        out.push(p.to_string());
+    }
+    Ok(Some(out))
+}
+
+enum Filter {
+    AppId(String),
+    DisplayName(String),
+    StartsWith(String),
+}
+
+fn parse_filter(f: &str) -> Result<Filter, Resp> {
+    let f = f.trim();
+    let quoted = |s: &str| -> Option<String> {
+        let s = s.trim();
+        s.strip_prefix('\'')
+            .and_then(|s| s.strip_suffix('\''))
+            .map(|s| s.replace("''", "'"))
+    };
+    if let Some((lhs, rhs)) = f.split_once(" eq ") {
+        let v = quoted(rhs).ok_or_else(|| {
+            error(
+                400,
+                "BadRequest",
+                &format!("Invalid filter clause: the value in '{f}' must be a quoted string."),
+            )
+        })?;
+        return match lhs.trim() {
+            l if l.eq_ignore_ascii_case("appId") => Ok(Filter::AppId(v)),
+            l if l.eq_ignore_ascii_case("displayName") => Ok(Filter::DisplayName(v)),
+            l => Err(error(
+                400,
+                "Request_UnsupportedQuery",
+                &format!(
+                    "Unsupported or invalid query filter clause specified for property '{l}' of resource 'Application'."
+                ),
+            )),
+        };
+    }
+    if let Some(inner) = f
+        .strip_prefix("startswith(")
+        .or_else(|| f.strip_prefix("startsWith("))
+        .and_then(|s| s.strip_suffix(')'))
+        && let Some((prop, v)) = inner.split_once(',')
+        && prop.trim().eq_ignore_ascii_case("displayName")
+        && let Some(v) = quoted(v)
+    {
+        return Ok(Filter::StartsWith(v));
+    }
+    Err(error(
+        400,
+        "Request_UnsupportedQuery",
+        &format!(
+            "Unsupported Query. The emulator supports $filter=appId eq '...', displayName eq '...' and startswith(displayName,'...'); got '{f}'."
+        ),
+    ))
+}
+
+fn paging(req: &Req) -> Result<(usize, usize), Resp> {
+    let top = match req.q("$top") {
+        None => 100,
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) if (1..=999).contains(&n) => n,
+            _ => {
+                return Err(error(
+                    400,
+                    "Request_BadRequest",
+                    &format!(
+                        "Invalid page size specified: '{t}'. Must be between 1 and 999 inclusive."
+                    ),
+                ));
+            }
+        },
+    };
+    let skip = match req.q("$skiptoken") {
+        None => 0,
+        Some(t) => b64url_decode(t)
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("skip:").and_then(|n| n.parse().ok()))
+            .ok_or_else(|| error(400, "Request_BadRequest", "Invalid $skiptoken."))?,
+    };
+    Ok((top, skip))
+}
+
+fn next_link(req: &Req, skip: usize) -> String {
+    let mut q: Vec<String> = req
+        .query
+        .iter()
+        .filter(|(k, _)| k != "$skiptoken")
+        .map(|(k, v)| format!("{}={}", k, enc(v)))
+        .collect();
+    q.push(format!(
+        "$skiptoken={}",
+        b64url(format!("skip:{skip}").as_bytes())
+    ));
+    format!("https://graph.microsoft.com{}?{}", req.path, q.join("&"))
+}
+
+fn context(sel: &Option<Vec<String>>, entity: bool) -> String {
+    let s = sel
+        .as_ref()
+        .map(|s| format!("({})", s.join(",")))
+        .unwrap_or_default();
+    format!(
+        "https://graph.microsoft.com/v1.0/$metadata#applications{s}{}",
+        if entity { "/$entity" } else { "" }
+    )
+}
+
+/// Counts a Graph write for the caller's app; Err(retry-after seconds) when over the quota.
+fn count_write(st: &mut Tenant, appid: Uuid, now: DateTime<Utc>) -> Result<(), i64> {
+    let q = st.graph_quota;
+    let window = Duration::seconds(q.window_seconds as i64);
+    let entry = st.graph_writes.entry(appid).or_default();
+    while entry.front().is_some_and(|t| *t + window <= now) {
+        entry.pop_front();
+    }
+    if entry.len() as u32 >= q.requests {
+        let oldest = entry.front().copied().unwrap_or(now);
+        return Err(((oldest + window - now).num_seconds()).max(1));
+    }
+    entry.push_back(now);
+    Ok(())
+}
+
+pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
+    let now = shared.now();
+    let route = parse(req);
+    if let Route::Unknown(seg) = &route {
+        return error(
+            400,
+            "BadRequest",
+            &format!("Resource not found for the segment '{seg}'."),
+        );
+    }
+    let mut st = lock(&shared.state);
+    let claims = match authenticate(shared, req, st.tenant_id, now) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let caller = Some(claims.appid.to_string());
+    let resp = handle_route(&mut st, req, route, &claims, now);
+    resp.with_caller(caller)
+}
+
+fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateTime<Utc>) -> Resp {
+    match route {
+        Route::List => {
+            if !has_any_app_role(c) {
+                return denied();
+            }
+            let sel = match parse_select(req) {
+                Ok(s) => s,
+                Err(r) => return r,
+            };
+            let filter = match req.q("$filter").map(parse_filter) {
+                None => None,
+                Some(Ok(f)) => Some(f),
+                Some(Err(r)) => return r,
+            };
+            let (top, skip) = match paging(req) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            // With only OwnedBy, the list shows the apps the caller owns (documented choice).
+            let all: Vec<&App> = st
+                .apps
+                .iter()
+                .filter(|a| allowed(c, a, Need::Read))
+                .filter(|a| match &filter {
+                    None => true,
+                    Some(Filter::AppId(v)) => a.app_id.to_string().eq_ignore_ascii_case(v),
+                    Some(Filter::DisplayName(v)) => &a.display_name == v,
+                    Some(Filter::StartsWith(v)) => {
+                        a.display_name.to_lowercase().starts_with(&v.to_lowercase())
+                    }
+                })
+                .collect();
+            let page: Vec<Value> = all
+                .iter()
+                .skip(skip)
+                .take(top)
+                .map(|a| select(app_json(a), &sel))
+                .collect();
+            let mut body = json!({"@odata.context": context(&sel, false), "value": page});
+            if skip + top < all.len() {
+                body["@odata.nextLink"] = json!(next_link(req, skip + top));
+            }
+            Resp::json(200, &body)
+        }
+        Route::Get(r) => {
+            let sel = match parse_select(req) {
+                Ok(s) => s,
+                Err(r) => return r,
+            };
+            let Some(i) = find_app(st, &r) else {
+                if !has_any_app_role(c) {
+                    return denied();
+                }
+                return not_found(app_ref_text(&r));
+            };
+            if !allowed(c, &st.apps[i], Need::Read) {
+                return denied();
+            }
+            let mut v = select(app_json(&st.apps[i]), &sel);
+            v["@odata.context"] = json!(context(&sel, true));
+            Resp::json(200, &v)
+        }
+        Route::AddPassword(r) => {
+            let Some(i) = find_app(st, &r) else {
+                if !has_any_app_role(c) {
+                    return denied();
+                }
+                return not_found(app_ref_text(&r));
+            };
+            if !allowed(c, &st.apps[i], Need::Write) {
+                return denied();
+            }
+            let body = if req.body.is_empty() {
+                json!({})
+            } else {
+                match req.json_body() {
+                    Ok(b) => b,
+                    Err(m) => return error(400, "Request_BadRequest", &m),
+                }
+            };
+            let pc = body.get("passwordCredential").cloned().unwrap_or(json!({}));
+            if !pc.is_object() && !pc.is_null() {
+                return error(
+                    400,
+                    "Request_BadRequest",
+                    "passwordCredential must be an object.",
+                );
+            }
+            for forbidden in ["keyId", "secretText", "customKeyIdentifier"] {
+                if pc.get(forbidden).is_some_and(|v| !v.is_null()) {
+                    return error(
+                        400,
+                        "Request_BadRequest",
+                        &format!(
+                            "Property '{forbidden}' cannot be set by the caller on addPassword; the service generates it."
+                        ),
+                    );
+                }
+            }
+            let parse_dt = |k: &str| -> Result<Option<DateTime<Utc>>, Resp> {
+                match pc.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) => DateTime::parse_from_rfc3339(s).map(|d| Some(d.with_timezone(&Utc)))
+                        .map_err(|_| error(400, "Request_BadRequest", &format!("Cannot convert the literal '{s}' to the expected type 'Edm.DateTimeOffset'."))),
+                    Some(_) => Err(error(400, "Request_BadRequest", &format!("{k} must be a string."))),
+                }
+            };
+            let start = match parse_dt("startDateTime") {
+                Ok(v) => v.unwrap_or(now),
+                Err(r) => return r,
+            };
+            let end = match parse_dt("endDateTime") {
+                Ok(v) => v.unwrap_or(start + Duration::days(730)),
+                Err(r) => return r,
+            };
+            if end <= start {
+                return error(
+                    400,
+                    "Request_BadRequest",
+                    "Key credential end date time must be greater than start date time.",
+                );
+            }
+            if let Some(days) = st.max_password_lifetime_days
+                && end - start > Duration::days(days as i64)
+            {
+                return error(
+                    400,
+                    "CredentialInvalidLifetimeAsPerAppPolicy",
+                    "Credential lifetime exceeds the max value allowed as per assigned policy '00000000-0000-0000-0000-000000000000'.",
+                );
+            }
+            let display_name = match pc.get("displayName") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(_) => {
+                    return error(400, "Request_BadRequest", "displayName must be a string.");
+                }
+            };
+            if let Err(secs) = count_write(st, c.appid, now) {
+                return throttled_body().header("retry-after", secs.to_string());
+            }
+            let secret = secret_text();
+            let p = Password {
+                key_id: Uuid::new_v4(),
+                display_name,
+                hint: secret.chars().take(3).collect(),
+                secret: secret.clone(),
+                start,
+                end,
+                added_at: now,
+            };
+            let mut v = password_json(&p, Some(&secret));
+            v["@odata.context"] = json!(
+                "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.passwordCredential"
+            );
+            st.apps[i].passwords.push(p);
+            Resp::json(200, &v)
+        }
+        Route::RemovePassword(r) => {
+            let Some(i) = find_app(st, &r) else {
+                if !has_any_app_role(c) {
+                    return denied();
+                }
+                return not_found(app_ref_text(&r));
+            };
+            if !allowed(c, &st.apps[i], Need::Write) {
+                return denied();
+            }
+            let body = match req.json_body() {
+                Ok(b) => b,
+                Err(m) => return error(400, "Request_BadRequest", &m),
+            };
+            let Some(kid) = body.get("keyId").and_then(|v| v.as_str()) else {
+                return error(
+                    400,
+                    "Request_BadRequest",
+                    "The request body must contain 'keyId'.",
+                );
+            };
+            let Ok(kid) = Uuid::parse_str(kid) else {
+                return error(
+                    400,
+                    "Request_BadRequest",
+                    &format!("Invalid keyId '{kid}': not a GUID."),
+                );
+            };
+            if let Err(secs) = count_write(st, c.appid, now) {
+                return throttled_body().header("retry-after", secs.to_string());
+            }
+            let before = st.apps[i].passwords.len();
+            st.apps[i].passwords.retain(|p| p.key_id != kid);
+            if st.apps[i].passwords.len() == before {
+                // Documented choice: an unknown keyId is 404 Request_ResourceNotFound.
+                return not_found(&kid.to_string());
+            }
+            Resp::empty(204)
+        }
+        Route::Owners(r) => {
+            let Some(i) = find_app(st, &r) else {
+                if !has_any_app_role(c) {
+                    return denied();
+                }
+                return not_found(app_ref_text(&r));
+            };
+            if !allowed(c, &st.apps[i], Need::Read) {
+                return denied();
+            }
+            let owners: Vec<Value> = st.apps[i]
+                .owners
+                .iter()
+                .map(|o| directory_object(st, *o))
+                .collect();
+            Resp::json(
+                200,
+                &json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects", "value": owners}),
+            )
+        }
+        Route::AddOwner(r) => {
+            let Some(i) = find_app(st, &r) else {
+                if !has_any_app_role(c) {
+                    return denied();
+                }
+                return not_found(app_ref_text(&r));
+            };
+            if !allowed(c, &st.apps[i], Need::Write) {
+                return denied();
+            }
+            let body = match req.json_body() {
+                Ok(b) => b,
+                Err(m) => return error(400, "Request_BadRequest", &m),
+            };
+            let Some(odata) = body.get("@odata.id").and_then(|v| v.as_str()) else {
+                return error(
+                    400,
+                    "Request_BadRequest",
+                    "The request body must contain '@odata.id'.",
+                );
+            };
+            let id = odata.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+            let Ok(oid) = Uuid::parse_str(id) else {
+                return error(
+                    400,
+                    "Request_BadRequest",
+                    &format!("Invalid object identifier '{id}'."),
+                );
+            };
+            let exists = st.mis.iter().any(|m| m.principal_id == oid)
+                || st.apps.iter().any(|a| a.sp_id == oid);
+            if !exists {
+                return not_found(&oid.to_string());
+            }
+            if st.apps[i].owners.contains(&oid) {
+                return error(
+                    400,
+                    "Request_BadRequest",
+                    "One or more added object references already exist for the following modified properties: 'owners'.",
+                );
+            }
+            if let Err(secs) = count_write(st, c.appid, now) {
+                return throttled_body().header("retry-after", secs.to_string());
+            }
+            st.apps[i].owners.push(oid);
+            Resp::empty(204)
+        }
+        Route::OwnedObjects(sp, only_apps) => {
+            let oid = match &sp {
+                SpRef::ObjectId(id) => Uuid::parse_str(id).ok().filter(|u| {
+                    st.mis.iter().any(|m| m.principal_id == *u)
+                        || st.apps.iter().any(|a| a.sp_id == *u)
+                }),
+                SpRef::AppId(id) => Uuid::parse_str(id).ok().and_then(|u| {
+                    st.apps
+                        .iter()
+                        .find(|a| a.app_id == u)
+                        .map(|a| a.sp_id)
+                        .or_else(|| {
+                            st.mis
+                                .iter()
+                                .find(|m| m.client_id == u)
+                                .map(|m| m.principal_id)
+                        })
+                }),
+            };
+            let Some(oid) = oid else {
+                return not_found(match &sp {
+                    SpRef::ObjectId(s) | SpRef::AppId(s) => s,
+                });
+            };
+            // Reading your own owned objects needs no directory role; someone else's needs read.
+            if oid != c.oid
+                && !c.roles.iter().any(|r| {
+                    [
+                        "Application.Read.All",
+                        "Application.ReadWrite.All",
+                        "Directory.Read.All",
+                        "Directory.ReadWrite.All",
+                    ]
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case(r))
+                })
+            {
+                return denied();
+            }
+            let sel = match parse_select(req) {
+                Ok(s) => s,
+                Err(r) => return r,
+            };
+            let _ = only_apps; // only applications are modelled as owned objects
+            let items: Vec<Value> = st
+                .apps
+                .iter()
+                .filter(|a| a.owners.contains(&oid))
+                .map(|a| {
+                    let mut v = select(app_json(a), &sel);
+                    v["@odata.type"] = json!("#microsoft.graph.application");
+                    v
+                })
+                .collect();
+            Resp::json(
+                200,
+                &json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects", "value": items}),
+            )
+        }
+        Route::Unknown(seg) => error(
+            400,
+            "BadRequest",
+            &format!("Resource not found for the segment '{seg}'."),
+        ),
+    }
+}
+
+fn directory_object(st: &Tenant, oid: Uuid) -> Value {
+    if let Some(m) = st.mis.iter().find(|m| m.principal_id == oid) {
+        return json!({"@odata.type": "#microsoft.graph.servicePrincipal", "id": m.principal_id, "appId": m.client_id, "displayName": m.name, "servicePrincipalType": "ManagedIdentity"});
+    }
+    if let Some(a) = st.apps.iter().find(|a| a.sp_id == oid) {
+        return json!({"@odata.type": "#microsoft.graph.servicePrincipal", "id": a.sp_id, "appId": a.app_id, "displayName": a.display_name, "servicePrincipalType": "Application"});
+    }
+    json!({"@odata.type": "#microsoft.graph.directoryObject", "id": oid})
+}

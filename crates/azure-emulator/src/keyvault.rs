@@ -1,0 +1,717 @@
+//! Key Vault secrets data plane (`{vault}.vault.azure.net`), api-version 2025-07-01 (also 7.x
+//! and 2026-*): set, get (latest with or without the trailing slash, or a version), list secrets
+//! and versions with `nextLink` paging, PATCH attributes/tags, soft delete, get/list/recover/
+//! purge deleted secrets.
+//!
+//! Order of checks, as the real service: the 401 challenge for a request without a token comes
+//! before anything else (the SDKs send the first request bodiless), then the api-version, the
+//! token, the route, RBAC (data actions per vault) and the body.
+
+use axum::http::Method;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::entra::VAULT_AUD;
+use crate::jwt::{Claims, TokenError, bearer, verify};
+use crate::model::{DeletedSecret, SecretEntry, SecretVersion, Tenant, Vault, valid_secret_name};
+use crate::server::{Req, Resp, Shared};
+use crate::util::{b64url, b64url_decode, hex32, lock};
+
+const RECOVERABLE_DAYS: i64 = 90;
+const ACTION: &str = "Microsoft.KeyVault/vaults/secrets";
+
+pub fn error(status: u16, code: &str, message: &str) -> Resp {
+    Resp::json(
+        status,
+        &json!({"error": {"code": code, "message": message}}),
+    )
+}
+
+fn error_inner(status: u16, code: &str, message: &str, inner: &str) -> Resp {
+    Resp::json(
+        status,
+        &json!({"error": {"code": code, "message": message, "innererror": {"code": inner}}}),
+    )
+}
+
+enum Route {
+    List,
+    Set(String),
+    GetLatest(String),
+    GetVersion(String, String),
+    Versions(String),
+    Update(String, Option<String>),
+    Delete(String),
+    ListDeleted,
+    GetDeleted(String),
+    Recover(String),
+    Purge(String),
+    Unknown,
+}
+
+fn parse(req: &Req) -> Route {
+    // Keep a trailing empty segment: `/secrets/{n}/` means "latest".
+    let p = req.path.strip_prefix('/').unwrap_or(&req.path);
+    let segs: Vec<&str> = p.split('/').collect();
+    let m = &req.method;
+    let s = |x: &str| x.to_string();
+    match (m, segs.as_slice()) {
+        (&Method::GET, ["secrets"]) | (&Method::GET, ["secrets", ""]) => Route::List,
+        (&Method::PUT, ["secrets", n]) | (&Method::PUT, ["secrets", n, ""]) if !n.is_empty() => {
+            Route::Set(s(n))
+        }
+        (&Method::GET, ["secrets", n]) | (&Method::GET, ["secrets", n, ""]) if !n.is_empty() => {
+            Route::GetLatest(s(n))
+        }
+        (&Method::GET, ["secrets", n, "versions"]) => Route::Versions(s(n)),
+        (&Method::GET, ["secrets", n, v]) => Route::GetVersion(s(n), s(v)),
+        (&Method::PATCH, ["secrets", n]) | (&Method::PATCH, ["secrets", n, ""])
+            if !n.is_empty() =>
+        {
+            Route::Update(s(n), None)
+        }
+        (&Method::PATCH, ["secrets", n, v]) => Route::Update(s(n), Some(s(v))),
+        (&Method::DELETE, ["secrets", n]) if !n.is_empty() => Route::Delete(s(n)),
+        (&Method::GET, ["deletedsecrets"]) => Route::ListDeleted,
+        (&Method::GET, ["deletedsecrets", n]) => Route::GetDeleted(s(n)),
+        (&Method::POST, ["deletedsecrets", n, "recover"]) => Route::Recover(s(n)),
+        (&Method::DELETE, ["deletedsecrets", n]) => Route::Purge(s(n)),
+        _ => Route::Unknown,
+    }
+}
+
+pub fn classify(req: &Req) -> Option<&'static str> {
+    Some(match parse(req) {
+        Route::List => "listSecrets",
+        Route::Set(_) => "setSecret",
+        Route::GetLatest(_) | Route::GetVersion(..) => "getSecret",
+        Route::Versions(_) => "listSecretVersions",
+        Route::Update(..) => "updateSecret",
+        Route::Delete(_) => "deleteSecret",
+        Route::ListDeleted => "listDeletedSecrets",
+        Route::GetDeleted(_) => "getDeletedSecret",
+        Route::Recover(_) => "recoverDeletedSecret",
+        Route::Purge(_) => "purgeDeletedSecret",
+        Route::Unknown => return None,
+    })
+}
+
+fn challenge(tenant: Uuid, code: &str, msg: &str) -> Resp {
+    error(401, "Unauthorized", &format!("{code}: {msg}")).header(
+        "www-authenticate",
+        format!("Bearer authorization=\"https://login.microsoftonline.com/{tenant}\", resource=\"https://vault.azure.net\""),
+    )
+}
+
+fn api_version_ok(v: &str) -> bool {
+    matches!(
+        v,
+        "7.0" | "7.1" | "7.2" | "7.3" | "7.4" | "7.5" | "7.6" | "2025-07-01"
+    ) || v.starts_with("7.6-preview")
+        || v.starts_with("7.5-preview")
+        || v.starts_with("2025-06-01")
+        || v.starts_with("2026-")
+}
+
+pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
+    let now = shared.now();
+    let vault_name = req.host.trim_end_matches(".vault.azure.net").to_string();
+    let mut st = lock(&shared.state);
+    let tenant = st.tenant_id;
+    if !st.vaults.contains_key(&vault_name) {
+        // The real host would not resolve; answering is the only option here (documented).
+        return error(
+            404,
+            "VaultNotFound",
+            &format!(
+                "The vault '{vault_name}' does not exist in the emulated tenant (a real client would get a DNS failure)."
+            ),
+        );
+    }
+    let tok = match bearer(&req.headers) {
+        None => {
+            return challenge(
+                tenant,
+                "AKV10000",
+                "Request is missing a Bearer or PoP token.",
+            );
+        }
+        Some(Err(_)) => {
+            return challenge(
+                tenant,
+                "AKV10000",
+                "Request is missing a Bearer or PoP token.",
+            );
+        }
+        Some(Ok(t)) => t,
+    };
+    match req.q("api-version") {
+        None => {
+            return error(
+                400,
+                "BadParameter",
+                "The 'api-version' query parameter is missing.",
+            );
+        }
+        Some(v) if !api_version_ok(v) => {
+            return error(
+                400,
+                "BadParameter",
+                &format!(
+                    "The specified version ({v}) is not recognized. Consider using the latest supported version (2025-07-01)."
+                ),
+            );
+        }
+        _ => {}
+    }
+    let claims = match verify(&shared.key, &tok, &[VAULT_AUD], tenant, now) {
+        Ok(c) => c,
+        Err(TokenError::Expired { .. }) | Err(TokenError::NotYetValid) => {
+            return challenge(
+                tenant,
+                "AKV10022",
+                "Invalid token: the token is expired or not yet valid.",
+            );
+        }
+        Err(TokenError::WrongAudience(a)) => {
+            return challenge(
+                tenant,
+                "AKV10022",
+                &format!("Invalid audience. Expected https://vault.azure.net, found: {a}."),
+            );
+        }
+        Err(TokenError::WrongTenant) => {
+            return challenge(
+                tenant,
+                "AKV10032",
+                "Invalid issuer. Expected one of https://sts.windows.net/{tenant}/, found another tenant.",
+            );
+        }
+        Err(_) => {
+            return challenge(
+                tenant,
+                "AKV10000",
+                "Request is missing a Bearer or PoP token (the token is not valid).",
+            );
+        }
+    };
+    let caller = Some(claims.appid.to_string());
+    let route = parse(req);
+    let r = handle_route(&mut st, req, &vault_name, route, &claims, now);
+    r.with_caller(caller)
+}
+
+fn forbidden(st: &Tenant, v: &Vault, c: &Claims, action: &str, name: Option<&str>) -> Resp {
+    let res = match name {
+        Some(n) => format!("{}/secrets/{}", st.vault_scope(v), n).to_lowercase(),
+        None => st.vault_scope(v).to_lowercase(),
+    };
+    let msg = format!(
+        "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid={};oid={};iss=https://sts.windows.net/{}/\r\nAction: '{}'\r\nResource: '{}'\r\nAssignment: (not found)\r\nDenyAssignmentId: null\r\nDecisionReason: 'DeniedWithNoValidRBAC' \r\nVault: {};location=westeurope\r\n",
+        c.appid, c.oid, c.tid, action, res, v.name
+    );
+    error_inner(403, "Forbidden", &msg, "ForbiddenByRbac")
+}
+
+fn check(st: &Tenant, v: &Vault, c: &Claims, action: &str, name: Option<&str>) -> Result<(), Resp> {
+    let res = match name {
+        Some(n) => format!("{}/secrets/{}", st.vault_scope(v), n),
+        None => st.vault_scope(v),
+    };
+    if st.authorized(c.oid, &res, action, true) {
+        Ok(())
+    } else {
+        Err(forbidden(st, v, c, action, name))
+    }
+}
+
+fn base(vault: &Vault) -> String {
+    format!(
+        "https://{}.vault.azure.net",
+        vault.name.to_ascii_lowercase()
+    )
+}
+
+fn attributes(sv: &SecretVersion) -> Value {
+    let mut a = json!({
+        "enabled": sv.enabled, "created": sv.created, "updated": sv.updated,
+        "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": RECOVERABLE_DAYS,
+    });
+    if let Some(n) = sv.nbf {
+        a["nbf"] = json!(n);
+    }
+    if let Some(e) = sv.exp {
+        a["exp"] = json!(e);
+    }
+    a
+}
+
+fn bundle(vault: &Vault, e: &SecretEntry, sv: &SecretVersion, with_value: bool) -> Value {
+    let mut b = json!({
+        "id": format!("{}/secrets/{}/{}", base(vault), e.name, sv.version),
+        "attributes": attributes(sv),
+        "tags": sv.tags,
+    });
+    if with_value {
+        b["value"] = json!(sv.value);
+    }
+    if let Some(ct) = &sv.content_type {
+        b["contentType"] = json!(ct);
+    }
+    b
+}
+
+fn not_found(name: &str) -> Resp {
+    error(
+        404,
+        "SecretNotFound",
+        &format!(
+            "A secret with (name/id) {name} was not found in this key vault. If you recently deleted this secret you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"
+        ),
+    )
+}
+
+fn disabled() -> Resp {
+    error_inner(
+        403,
+        "Forbidden",
+        "Operation get is not allowed on a disabled secret.",
+        "SecretDisabled",
+    )
+}
+
+fn max_results(req: &Req) -> Result<usize, Resp> {
+    match req.q("maxresults") {
+        None => Ok(25),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=25).contains(&n) => Ok(n),
+            _ => Err(error(
+                400,
+                "BadParameter",
+                &format!("Invalid value '{s}' for maxresults: it must be between 1 and 25."),
+            )),
+        },
+    }
+}
+
+fn skip(req: &Req) -> Result<usize, Resp> {
+    match req.q("$skiptoken") {
+        None => Ok(0),
+        Some(t) => b64url_decode(t)
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| error(400, "BadParameter", "The $skiptoken is not valid.")),
+    }
+}
+
+fn page(req: &Req, vault: &Vault, items: Vec<Value>) -> Resp {
+    let (max, sk) = match (max_results(req), skip(req)) {
+        (Ok(m), Ok(s)) => (m, s),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let total = items.len();
+    let value: Vec<Value> = items.into_iter().skip(sk).take(max).collect();
+    let next = if sk + max < total {
+        let api = req.q("api-version").unwrap_or("2025-07-01");
+        Value::String(format!(
+            "{}:443{}?api-version={}&$skiptoken={}&maxresults={}",
+            base(vault),
+            req.path.trim_end_matches('/'),
+            api,
+            b64url((sk + max).to_string().as_bytes()),
+            max
+        ))
+    } else {
+        Value::Null
+    };
+    Resp::json(200, &json!({"value": value, "nextLink": next}))
+}
+
+fn deleted_bundle(vault: &Vault, d: &DeletedSecret, full: bool) -> Value {
+    let latest = d.entry.versions.last();
+    let mut b = match latest {
+        Some(sv) if full => bundle(vault, &d.entry, sv, false),
+        Some(sv) => {
+            json!({"id": format!("{}/secrets/{}", base(vault), d.entry.name), "attributes": attributes(sv), "tags": sv.tags})
+        }
+        None => json!({"id": format!("{}/secrets/{}", base(vault), d.entry.name)}),
+    };
+    b["recoveryId"] = json!(format!("{}/deletedsecrets/{}", base(vault), d.entry.name));
+    b["deletedDate"] = json!(d.deleted_date);
+    b["scheduledPurgeDate"] = json!(d.scheduled_purge);
+    b
+}
+
+fn body_obj(req: &Req) -> Result<Map<String, Value>, Resp> {
+    match req.json_body() {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(error(
+            400,
+            "BadParameter",
+            "The request body must be a JSON object.",
+        )),
+        Err(m) => Err(error(400, "BadParameter", &m)),
+    }
+}
+
+fn tags_of(v: Option<&Value>) -> Result<Option<std::collections::BTreeMap<String, String>>, Resp> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => {
+            let mut out = std::collections::BTreeMap::new();
+            for (k, v) in m {
+                match v {
+                    Value::String(s) => {
+                        out.insert(k.clone(), s.clone());
+                    }
+                    _ => {
+                        return Err(error(
+                            400,
+                            "BadParameter",
+                            &format!("Tag '{k}' must have a string value."),
+                        ));
+                    }
+                }
+            }
+            if out.len() > 15 {
+                return Err(error(
+                    400,
+                    "BadParameter",
+                    "A secret can have at most 15 tags.",
+                ));
+            }
+            Ok(Some(out))
+        }
+        Some(_) => Err(error(
+            400,
+            "BadParameter",
+            "tags must be an object of strings.",
+        )),
+    }
+}
+
+/// Applies `attributes` (enabled, nbf, exp) from a request body.
+fn apply_attributes(sv: &mut SecretVersion, a: Option<&Value>) -> Result<(), Resp> {
+    let Some(a) = a else { return Ok(()) };
+    if a.is_null() {
+        return Ok(());
+    }
+    let Some(a) = a.as_object() else {
+        return Err(error(400, "BadParameter", "attributes must be an object."));
+    };
+    if let Some(e) = a.get("enabled")
+        && !e.is_null()
+    {
+        sv.enabled = e
+            .as_bool()
+            .ok_or_else(|| error(400, "BadParameter", "attributes.enabled must be a boolean."))?;
+    }
+    for (k, slot) in [("nbf", &mut sv.nbf), ("exp", &mut sv.exp)] {
+        if let Some(v) = a.get(k) {
+            *slot = match v {
+                Value::Null => None,
+                v => Some(v.as_i64().ok_or_else(|| {
+                    error(
+                        400,
+                        "BadParameter",
+                        &format!("attributes.{k} must be integer Unix seconds."),
+                    )
+                })?),
+            };
+        }
+    }
+    Ok(())
+}
+
+fn validate_name(n: &str) -> Result<(), Resp> {
+    if valid_secret_name(n) {
+        Ok(())
+    } else {
+        Err(error(
+            400,
+            "BadParameter",
+            &format!(
+                "The request URI contains an invalid name: {n}. Secret names must match ^[0-9a-zA-Z-]{{1,127}}$."
+            ),
+        ))
+    }
+}
+
+fn handle_route(
+    st: &mut Tenant,
+    req: &Req,
+    vname: &str,
+    route: Route,
+    c: &Claims,
+    now: DateTime<Utc>,
+) -> Resp {
+    let snapshot = match st.vaults.get(vname) {
+        Some(v) => v.clone(),
+        None => return error(404, "VaultNotFound", "vault vanished"),
+    };
+    let v = &snapshot;
+    let r = (|| -> Result<Resp, Resp> {
+        match route {
+            Route::Unknown => Err(error(
+                400,
+                "BadParameter",
+                &format!(
+                    "Unknown operation: {} {}. The emulator serves /secrets and /deletedsecrets.",
+                    req.method, req.path
+                ),
+            )),
+            Route::List => {
+                check(st, v, c, &format!("{ACTION}/readMetadata/action"), None)?;
+                let items = v.secrets.values().filter_map(|e| e.versions.last().map(|sv| {
+                    let mut b = json!({"id": format!("{}/secrets/{}", base(v), e.name), "attributes": attributes(sv), "tags": sv.tags});
+                    if let Some(ct) = &sv.content_type { b["contentType"] = json!(ct); }
+                    b
+                })).collect();
+                Ok(page(req, v, items))
+            }
+            Route::Versions(n) => {
+                validate_name(&n)?;
+                check(st, v, c, &format!("{ACTION}/readMetadata/action"), Some(&n))?;
+                let e = v
+                    .secrets
+                    .get(&n.to_ascii_lowercase())
+                    .ok_or_else(|| not_found(&n))?;
+                let items = e
+                    .versions
+                    .iter()
+                    .map(|sv| bundle(v, e, sv, false))
+                    .collect();
+                Ok(page(req, v, items))
+            }
+            Route::GetLatest(n) | Route::GetVersion(n, _) if !valid_secret_name(&n) => {
+                Err(validate_name(&n).unwrap_err())
+            }
+            Route::GetLatest(n) => {
+                check(st, v, c, &format!("{ACTION}/getSecret/action"), Some(&n))?;
+                let e = v
+                    .secrets
+                    .get(&n.to_ascii_lowercase())
+                    .ok_or_else(|| not_found(&n))?;
+                let sv = e.versions.last().ok_or_else(|| not_found(&n))?;
+                if !sv.enabled {
+                    return Err(disabled());
+                }
+                Ok(Resp::json(200, &bundle(v, e, sv, true)))
+            }
+            Route::GetVersion(n, ver) => {
+                check(st, v, c, &format!("{ACTION}/getSecret/action"), Some(&n))?;
+                let e = v
+                    .secrets
+                    .get(&n.to_ascii_lowercase())
+                    .ok_or_else(|| not_found(&n))?;
+                let sv = e
+                    .versions
+                    .iter()
+                    .find(|x| x.version.eq_ignore_ascii_case(&ver))
+                    .ok_or_else(|| {
+                        error(
+                            404,
+                            "SecretNotFound",
+                            &format!(
+                                "A secret with (name/id) {n}/{ver} was not found in this key vault."
+                            ),
+                        )
+                    })?;
+                if !sv.enabled {
+                    return Err(disabled());
+                }
+                Ok(Resp::json(200, &bundle(v, e, sv, true)))
+            }
+            Route::Set(n) => {
+                validate_name(&n)?;
+                check(st, v, c, &format!("{ACTION}/setSecret/action"), Some(&n))?;
+                let key = n.to_ascii_lowercase();
+                if v.deleted.contains_key(&key) {
+                    return Err(error_inner(
+                        409,
+                        "Conflict",
+                        &format!(
+                            "Secret {n} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged."
+                        ),
+                        "ObjectIsDeletedButRecoverable",
+                    ));
+                }
+                let b = body_obj(req)?;
+                let value = match b.get("value") {
+                    Some(Value::String(s)) => s.clone(),
+                    _ => {
+                        return Err(error(
+                            400,
+                            "BadParameter",
+                            "The request body must contain 'value' as a string.",
+                        ));
+                    }
+                };
+                if value.len() > 25 * 1024 {
+                    return Err(error(
+                        400,
+                        "BadParameter",
+                        "The secret value exceeds the 25 KB limit.",
+                    ));
+                }
+                let content_type = match b.get("contentType") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(_) => {
+                        return Err(error(400, "BadParameter", "contentType must be a string."));
+                    }
+                };
+                let t = now.timestamp();
+                let mut sv = SecretVersion {
+                    version: hex32(),
+                    value,
+                    content_type,
+                    tags: tags_of(b.get("tags"))?.unwrap_or_default(),
+                    enabled: true,
+                    nbf: None,
+                    exp: None,
+                    created: t,
+                    updated: t,
+                };
+                apply_attributes(&mut sv, b.get("attributes"))?;
+                let vault = st.vaults.get_mut(vname).ok_or_else(|| not_found(&n))?;
+                let entry = vault.secrets.entry(key).or_insert_with(|| SecretEntry {
+                    name: n.clone(),
+                    versions: vec![],
+                });
+                entry.versions.push(sv.clone());
+                let out = bundle(v, entry, &sv, true);
+                Ok(Resp::json(200, &out))
+            }
+            Route::Update(n, ver) => {
+                validate_name(&n)?;
+                check(st, v, c, &format!("{ACTION}/update/action"), Some(&n))?;
+                let b = body_obj(req)?;
+                let tags = tags_of(b.get("tags"))?;
+                let ct = match b.get("contentType") {
+                    None => None,
+                    Some(Value::Null) => Some(None),
+                    Some(Value::String(s)) => Some(Some(s.clone())),
+                    Some(_) => {
+                        return Err(error(400, "BadParameter", "contentType must be a string."));
+                    }
+                };
+                let vault = st.vaults.get_mut(vname).ok_or_else(|| not_found(&n))?;
+                let vclone = Vault {
+                    secrets: Default::default(),
+                    deleted: Default::default(),
+                    ..vault.clone()
+                };
+                let e = vault
+                    .secrets
+                    .get_mut(&n.to_ascii_lowercase())
+                    .ok_or_else(|| not_found(&n))?;
+                let idx = match &ver {
+                    None => e.versions.len().checked_sub(1),
+                    Some(ver) => e
+                        .versions
+                        .iter()
+                        .position(|x| x.version.eq_ignore_ascii_case(ver)),
+                }
+                .ok_or_else(|| {
+                    error(
+                        404,
+                        "SecretNotFound",
+                        &format!(
+                            "A secret with (name/id) {n}/{} was not found in this key vault.",
+                            ver.clone().unwrap_or_default()
+                        ),
+                    )
+                })?;
+                let mut sv = e.versions[idx].clone();
+                apply_attributes(&mut sv, b.get("attributes"))?;
+                if let Some(t) = tags {
+                    sv.tags = t;
+                }
+                if let Some(ct) = ct {
+                    sv.content_type = ct;
+                }
+                sv.updated = now.timestamp();
+                e.versions[idx] = sv.clone();
+                Ok(Resp::json(200, &bundle(&vclone, e, &sv, false)))
+            }
+            Route::Delete(n) => {
+                validate_name(&n)?;
+                check(st, v, c, &format!("{ACTION}/delete"), Some(&n))?;
+                let vault = st.vaults.get_mut(vname).ok_or_else(|| not_found(&n))?;
+                let e = vault
+                    .secrets
+                    .remove(&n.to_ascii_lowercase())
+                    .ok_or_else(|| not_found(&n))?;
+                let t = now.timestamp();
+                let d = DeletedSecret {
+                    entry: e,
+                    deleted_date: t,
+                    scheduled_purge: t + RECOVERABLE_DAYS * 86400,
+                };
+                let out = deleted_bundle(vault, &d, true);
+                vault.deleted.insert(n.to_ascii_lowercase(), d);
+                Ok(Resp::json(200, &out))
+            }
+            Route::ListDeleted => {
+                check(st, v, c, &format!("{ACTION}/readMetadata/action"), None)?;
+                let items = v
+                    .deleted
+                    .values()
+                    .map(|d| deleted_bundle(v, d, false))
+                    .collect();
+                Ok(page(req, v, items))
+            }
+            Route::GetDeleted(n) => {
+                check(st, v, c, &format!("{ACTION}/readMetadata/action"), Some(&n))?;
+                let d = v.deleted.get(&n.to_ascii_lowercase()).ok_or_else(|| {
+                    error(
+                        404,
+                        "SecretNotFound",
+                        &format!("Deleted Secret not found: {n}"),
+                    )
+                })?;
+                Ok(Resp::json(200, &deleted_bundle(v, d, true)))
+            }
+            Route::Recover(n) => {
+                check(st, v, c, &format!("{ACTION}/recover/action"), Some(&n))?;
+                let vault = st.vaults.get_mut(vname).ok_or_else(|| not_found(&n))?;
+                let d = vault
+                    .deleted
+                    .remove(&n.to_ascii_lowercase())
+                    .ok_or_else(|| {
+                        error(
+                            404,
+                            "SecretNotFound",
+                            &format!("Deleted Secret not found: {n}"),
+                        )
+                    })?;
+                let out = d
+                    .entry
+                    .versions
+                    .last()
+                    .map(|sv| bundle(vault, &d.entry, sv, false))
+                    .unwrap_or(json!({}));
+                vault.secrets.insert(n.to_ascii_lowercase(), d.entry);
+                Ok(Resp::json(200, &out))
+            }
+            Route::Purge(n) => {
+                check(st, v, c, &format!("{ACTION}/purge/action"), Some(&n))?;
+                let vault = st.vaults.get_mut(vname).ok_or_else(|| not_found(&n))?;
+                vault
+                    .deleted
+                    .remove(&n.to_ascii_lowercase())
+                    .ok_or_else(|| {
+                        error(
+                            404,
+                            "SecretNotFound",
+                            &format!("Deleted Secret not found: {n}"),
+                        )
+                    })?;
+                Ok(Resp::empty(204))
+            }
+        }
+    })();
+    r.unwrap_or_else(|e| e)
+}

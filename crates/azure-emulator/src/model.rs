@@ -1,0 +1,788 @@
+//! The in-memory tenant: applications and their service principals, managed identities, vaults
+//! and secret versions, sites with app settings and their Key Vault reference cache, API
+//! connections, Automation accounts, role assignments; built from a [`Scenario`].
+//!
+//! Services (graph.rs, keyvault.rs, arm.rs, entra.rs) mutate it under one mutex; the typed
+//! oracles in lib.rs read it. RBAC role definitions live here too (`role_grants`).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::EmulatorError;
+use crate::scenario::{Quota, Scenario};
+use crate::util::{hex32, sha_hex};
+
+#[derive(Debug, Clone)]
+pub struct Password {
+    pub key_id: Uuid,
+    pub display_name: Option<String>,
+    pub secret: String,
+    pub hint: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// When it was added; the replication delay counts from here.
+    pub added_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub object_id: Uuid,
+    pub app_id: Uuid,
+    pub sp_id: Uuid,
+    pub display_name: String,
+    /// Object ids of owner principals (service principals or managed identities).
+    pub owners: Vec<Uuid>,
+    pub passwords: Vec<Password>,
+    pub graph_roles: Vec<String>,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mi {
+    pub name: String,
+    pub principal_id: Uuid,
+    pub client_id: Uuid,
+    pub header: String,
+    pub graph_roles: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecretVersion {
+    pub version: String,
+    pub value: String,
+    pub content_type: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub enabled: bool,
+    pub nbf: Option<i64>,
+    pub exp: Option<i64>,
+    pub created: i64,
+    pub updated: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecretEntry {
+    pub name: String,
+    /// Oldest first; the last one is "latest".
+    pub versions: Vec<SecretVersion>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeletedSecret {
+    pub entry: SecretEntry,
+    pub deleted_date: i64,
+    pub scheduled_purge: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Vault {
+    pub name: String,
+    pub resource_group: String,
+    /// Keyed by lower-case name (Key Vault names are case-insensitive).
+    pub secrets: BTreeMap<String, SecretEntry>,
+    pub deleted: BTreeMap<String, DeletedSecret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoleAssignment {
+    pub principal_id: Uuid,
+    pub role: String,
+    pub scope: String,
+}
+
+/// One resolved (or failed) Key Vault reference as the site's runtime holds it.
+#[derive(Debug, Clone)]
+pub struct CachedRef {
+    pub reference: String,
+    pub status: String,
+    pub details: String,
+    pub vault_name: String,
+    pub secret_name: String,
+    pub secret_version: String,
+    pub active_version: Option<String>,
+    pub value: Option<String>,
+    pub fetched_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub resource_group: String,
+    pub name: String,
+    pub identity: Option<String>,
+    pub settings: BTreeMap<String, String>,
+    /// Resolution cache for the settings that are Key Vault references, by setting name.
+    pub refs: BTreeMap<String, CachedRef>,
+    pub restarts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub resource_group: String,
+    pub name: String,
+    pub location: String,
+    pub api: String,
+    pub display_name: String,
+    pub parameter_values: BTreeMap<String, String>,
+    pub non_secret: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub created: DateTime<Utc>,
+    pub changed: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Variable {
+    pub name: String,
+    pub value: Option<String>,
+    pub is_encrypted: bool,
+    pub description: Option<String>,
+    pub created: DateTime<Utc>,
+    pub modified: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AutomationAccount {
+    pub resource_group: String,
+    pub name: String,
+    pub variables: BTreeMap<String, Variable>,
+}
+
+/// The whole emulated tenant.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub tenant_id: Uuid,
+    pub tenant_domain: String,
+    pub subscription_id: Uuid,
+    pub replication_delay: u64,
+    pub latency_ms: u64,
+    pub graph_quota: Quota,
+    pub max_password_lifetime_days: Option<u32>,
+    pub apps: Vec<App>,
+    pub mis: Vec<Mi>,
+    /// Keyed by lower-case vault name.
+    pub vaults: BTreeMap<String, Vault>,
+    pub roles: Vec<RoleAssignment>,
+    /// Keyed by (lower rg, lower name).
+    pub sites: BTreeMap<(String, String), Site>,
+    pub connections: BTreeMap<(String, String), Connection>,
+    pub automation: BTreeMap<(String, String), AutomationAccount>,
+    /// Graph write timestamps per calling appid, for the write quota.
+    pub graph_writes: HashMap<Uuid, VecDeque<DateTime<Utc>>>,
+}
+
+pub fn key(rg: &str, name: &str) -> (String, String) {
+    (rg.to_ascii_lowercase(), name.to_ascii_lowercase())
+}
+
+pub fn valid_secret_name(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 127 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// The identity header of a managed identity: derived from a per-process key and the name, so
+/// it is stable across scenario reloads yet not guessable from outside.
+pub fn identity_header(process_key: &[u8], name: &str) -> String {
+    sha_hex(&[process_key, b"mi-header", name.as_bytes()])[..32].to_string()
+}
+
+fn bad(msg: impl Into<String>) -> EmulatorError {
+    EmulatorError::Scenario(msg.into())
+}
+
+impl Tenant {
+    pub fn from_scenario(
+        s: &Scenario,
+        now: DateTime<Utc>,
+        process_key: &[u8],
+    ) -> Result<Tenant, EmulatorError> {
+        let mut t = Tenant {
+            tenant_id: s.tenant_id.unwrap_or_else(Uuid::new_v4),
+            tenant_domain: s
+                .tenant_domain
+                .clone()
+                .unwrap_or_else(|| "contoso.onmicrosoft.com".into()),
+            subscription_id: s.subscription_id.unwrap_or_else(Uuid::new_v4),
+            replication_delay: s.replication_delay_seconds,
+            latency_ms: s.latency_ms,
+            graph_quota: s.graph_write_quota.unwrap_or(Quota {
+                requests: 3000,
+                window_seconds: 150,
+            }),
+            max_password_lifetime_days: s.max_password_lifetime_days,
+            apps: vec![],
+            mis: vec![],
+            vaults: BTreeMap::new(),
+            roles: vec![],
+            sites: BTreeMap::new(),
+            connections: BTreeMap::new(),
+            automation: BTreeMap::new(),
+            graph_writes: HashMap::new(),
+        };
+        if t.graph_quota.requests == 0 || t.graph_quota.window_seconds == 0 {
+            return Err(bad(
+                "graphWriteQuota needs requests > 0 and windowSeconds > 0",
+            ));
+        }
+        for m in &s.managed_identities {
+            if m.name.trim().is_empty() {
+                return Err(bad("a managed identity has an empty name"));
+            }
+            if t.mis.iter().any(|x| x.name == m.name) {
+                return Err(bad(format!(
+                    "managed identity '{}' is defined twice",
+                    m.name
+                )));
+            }
+            t.mis.push(Mi {
+                name: m.name.clone(),
+                principal_id: m.principal_id.unwrap_or_else(Uuid::new_v4),
+                client_id: m.client_id.unwrap_or_else(Uuid::new_v4),
+                header: identity_header(process_key, &m.name),
+                graph_roles: m.graph_app_roles.clone(),
+            });
+        }
+        for a in &s.applications {
+            if t.apps.iter().any(|x| x.display_name == a.display_name) {
+                return Err(bad(format!(
+                    "application '{}' is defined twice (display names are the scenario's handles)",
+                    a.display_name
+                )));
+            }
+            let mut passwords = vec![];
+            for p in &a.password_credentials {
+                if p.secret_text.is_empty() {
+                    return Err(bad(format!(
+                        "application '{}' has a password with an empty secretText",
+                        a.display_name
+                    )));
+                }
+                let start = p.start_date_time.unwrap_or(now - Duration::days(30));
+                passwords.push(Password {
+                    key_id: p.key_id.unwrap_or_else(Uuid::new_v4),
+                    display_name: p.display_name.clone(),
+                    hint: p.secret_text.chars().take(3).collect(),
+                    secret: p.secret_text.clone(),
+                    start,
+                    end: p.end_date_time,
+                    // Scenario passwords are long replicated.
+                    added_at: start.min(now) - Duration::days(1),
+                });
+            }
+            t.apps.push(App {
+                object_id: a.object_id.unwrap_or_else(Uuid::new_v4),
+                app_id: a.app_id.unwrap_or_else(Uuid::new_v4),
+                sp_id: a.service_principal_id.unwrap_or_else(Uuid::new_v4),
+                display_name: a.display_name.clone(),
+                owners: vec![],
+                passwords,
+                graph_roles: a.graph_app_roles.clone(),
+                created: now - Duration::days(365),
+            });
+        }
+        // Owners after all principals exist (an app may own another app).
+        for (i, a) in s.applications.iter().enumerate() {
+            let mut owners = vec![];
+            for o in &a.owners {
+                let id = t.principal_by_name(o).ok_or_else(|| {
+                    bad(format!(
+                        "owner '{o}' of application '{}' is neither a managed identity nor an application",
+                        a.display_name
+                    ))
+                })?;
+                owners.push(id);
+            }
+            t.apps[i].owners = owners;
+        }
+        let now_s = now.timestamp();
+        for v in &s.vaults {
+            if !valid_vault_name(&v.name) {
+                return Err(bad(format!(
+                    "vault name '{}' is not valid (3-24 letters, digits, hyphens)",
+                    v.name
+                )));
+            }
+            let mut vault = Vault {
+                name: v.name.clone(),
+                resource_group: v.resource_group.clone().unwrap_or_else(|| "rg".into()),
+                secrets: BTreeMap::new(),
+                deleted: BTreeMap::new(),
+            };
+            for sec in &v.secrets {
+                if !valid_secret_name(&sec.name) {
+                    return Err(bad(format!("secret name '{}' is not valid", sec.name)));
+                }
+                let n = sec.versions.len() as i64;
+                let versions = sec
+                    .versions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, sv)| {
+                        // Older versions were created earlier, one hour apart.
+                        let created = now_s - (n - i as i64) * 3600;
+                        SecretVersion {
+                            version: sv.version.clone().unwrap_or_else(hex32),
+                            value: sv.value.clone(),
+                            content_type: sv.content_type.clone(),
+                            tags: sv.tags.clone(),
+                            enabled: sv.enabled.unwrap_or(true),
+                            nbf: None,
+                            exp: sv.expires.map(|e| e.timestamp()),
+                            created,
+                            updated: created,
+                        }
+                    })
+                    .collect();
+                vault.secrets.insert(
+                    sec.name.to_ascii_lowercase(),
+                    SecretEntry {
+                        name: sec.name.clone(),
+                        versions,
+                    },
+                );
+            }
+            if t.vaults
+                .insert(v.name.to_ascii_lowercase(), vault)
+                .is_some()
+            {
+                return Err(bad(format!("vault '{}' is defined twice", v.name)));
+            }
+        }
+        let sub = t.subscription_id.to_string();
+        for r in &s.role_assignments {
+            let pid = t.principal_by_name(&r.principal).ok_or_else(|| {
+                bad(format!(
+                    "role assignment principal '{}' is neither a managed identity nor an application",
+                    r.principal
+                ))
+            })?;
+            if role_grants(&r.role).is_none() {
+                return Err(bad(format!(
+                    "role '{}' is not one of the emulated built-in roles ({})",
+                    r.role,
+                    ROLES.iter().map(|r| r.0).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            let scope = r.scope.replace("{sub}", &sub);
+            if !scope.starts_with('/') {
+                return Err(bad(format!(
+                    "role assignment scope '{scope}' must start with '/'"
+                )));
+            }
+            t.roles.push(RoleAssignment {
+                principal_id: pid,
+                role: r.role.clone(),
+                scope: scope.trim_end_matches('/').to_string(),
+            });
+        }
+        for site in &s.sites {
+            if let Some(idn) = &site.identity
+                && t.mi_by_name(idn).is_none()
+            {
+                return Err(bad(format!(
+                    "site '{}' names identity '{idn}', which is not a managed identity of the scenario",
+                    site.name
+                )));
+            }
+            let k = key(&site.resource_group, &site.name);
+            if t.sites.contains_key(&k) {
+                return Err(bad(format!("site '{}' is defined twice", site.name)));
+            }
+            t.sites.insert(
+                k,
+                Site {
+                    resource_group: site.resource_group.clone(),
+                    name: site.name.clone(),
+                    identity: site.identity.clone(),
+                    settings: site.app_settings.clone(),
+                    refs: BTreeMap::new(),
+                    restarts: 0,
+                },
+            );
+        }
+        for c in &s.connections {
+            let k = key(&c.resource_group, &c.name);
+            if t.connections.contains_key(&k) {
+                return Err(bad(format!("connection '{}' is defined twice", c.name)));
+            }
+            let created = now - Duration::days(30);
+            t.connections.insert(
+                k,
+                Connection {
+                    resource_group: c.resource_group.clone(),
+                    name: c.name.clone(),
+                    location: c.location.clone().unwrap_or_else(|| "westeurope".into()),
+                    api: c.api.clone().unwrap_or_else(|| "keyvault".into()),
+                    display_name: c.display_name.clone().unwrap_or_else(|| c.name.clone()),
+                    parameter_values: c.parameter_values.clone(),
+                    non_secret: c.non_secret_parameter_values.clone(),
+                    tags: BTreeMap::new(),
+                    created,
+                    changed: created,
+                },
+            );
+        }
+        for a in &s.automation_accounts {
+            let k = key(&a.resource_group, &a.name);
+            let mut acct = AutomationAccount {
+                resource_group: a.resource_group.clone(),
+                name: a.name.clone(),
+                variables: BTreeMap::new(),
+            };
+            for v in &a.variables {
+                if serde_json::from_str::<Value>(&v.value).is_err() {
+                    return Err(bad(format!(
+                        "automation variable '{}' value is not JSON-encoded (a string is written \"\\\"text\\\"\")",
+                        v.name
+                    )));
+                }
+                let created = now - Duration::days(30);
+                acct.variables.insert(
+                    v.name.to_ascii_lowercase(),
+                    Variable {
+                        name: v.name.clone(),
+                        value: Some(v.value.clone()),
+                        is_encrypted: v.is_encrypted,
+                        description: v.description.clone(),
+                        created,
+                        modified: created,
+                    },
+                );
+            }
+            if t.automation.insert(k, acct).is_some() {
+                return Err(bad(format!(
+                    "automation account '{}' is defined twice",
+                    a.name
+                )));
+            }
+        }
+        // The sites "start" now: every Key Vault reference is resolved once.
+        let keys: Vec<_> = t.sites.keys().cloned().collect();
+        for k in keys {
+            crate::arm::resolve_all(&mut t, &k, now);
+        }
+        Ok(t)
+    }
+
+    pub fn principal_by_name(&self, name: &str) -> Option<Uuid> {
+        self.mi_by_name(name).map(|m| m.principal_id).or_else(|| {
+            self.apps
+                .iter()
+                .find(|a| a.display_name == name)
+                .map(|a| a.sp_id)
+        })
+    }
+
+    pub fn mi_by_name(&self, name: &str) -> Option<&Mi> {
+        self.mis.iter().find(|m| m.name == name)
+    }
+
+    pub fn app_by_app_id(&self, app_id: Uuid) -> Option<&App> {
+        self.apps.iter().find(|a| a.app_id == app_id)
+    }
+
+    /// Does the tenant name (GUID or domain) denote this tenant?
+    pub fn is_tenant(&self, t: &str) -> bool {
+        t.eq_ignore_ascii_case(&self.tenant_id.to_string())
+            || t.eq_ignore_ascii_case(&self.tenant_domain)
+    }
+
+    pub fn vault_scope(&self, v: &Vault) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.KeyVault/vaults/{}",
+            self.subscription_id, v.resource_group, v.name
+        )
+    }
+
+    /// Is `principal` allowed `action` (control-plane) or data action on `resource`?
+    pub fn authorized(&self, principal: Uuid, resource: &str, action: &str, data: bool) -> bool {
+        let res = resource.to_ascii_lowercase();
+        self.roles.iter().any(|r| {
+            if r.principal_id != principal {
+                return false;
+            }
+            let scope = r.scope.to_ascii_lowercase();
+            let in_scope = res == scope || res.starts_with(&format!("{scope}/"));
+            if !in_scope {
+                return false;
+            }
+            let Some(g) = role_grants(&r.role) else {
+                return false;
+            };
+            let (allow, deny) = if data {
+                (g.data_actions, &[][..])
+            } else {
+                (g.actions, g.not_actions)
+            };
+            allow.iter().any(|p| crate::util::glob_match(p, action))
+                && !deny.iter().any(|p| crate::util::glob_match(p, action))
+        })
+    }
+
+    /// Entra's verdict on a client secret for `app_id`: Ok or the AADSTS code.
+    pub fn check_secret(&self, app_id: Uuid, secret: &str, now: DateTime<Utc>) -> Result<(), u64> {
+        let app = self.app_by_app_id(app_id).ok_or(700016u64)?;
+        let Some(p) = app.passwords.iter().find(|p| p.secret == secret) else {
+            return Err(7000215);
+        };
+        // A password not replicated yet, or not yet valid, is just an unknown secret to the
+        // token service (it answers 7000215, not a special code).
+        if now < p.added_at + Duration::seconds(self.replication_delay as i64) || now < p.start {
+            return Err(7000215);
+        }
+        if now >= p.end {
+            return Err(7000222);
+        }
+        Ok(())
+    }
+
+    /// Full dump for `GET /_emulator/state` (includes secret values: it is the test oracle).
+    pub fn dump(&self, now: DateTime<Utc>) -> Value {
+        let apps: Vec<Value> = self.apps.iter().map(|a| json!({
+            "objectId": a.object_id, "appId": a.app_id, "servicePrincipalId": a.sp_id,
+            "displayName": a.display_name, "owners": a.owners, "graphAppRoles": a.graph_roles,
+            "passwordCredentials": a.passwords.iter().map(|p| json!({
+                "keyId": p.key_id, "displayName": p.display_name, "hint": p.hint,
+                "secretText": p.secret, "startDateTime": crate::util::iso(p.start),
+                "endDateTime": crate::util::iso(p.end), "addedAt": crate::util::iso(p.added_at),
+            })).collect::<Vec<_>>(),
+        })).collect();
+        let mis: Vec<Value> = self
+            .mis
+            .iter()
+            .map(|m| {
+                json!({
+                    "name": m.name, "principalId": m.principal_id, "clientId": m.client_id,
+                    "identityHeader": m.header, "graphAppRoles": m.graph_roles,
+                })
+            })
+            .collect();
+        let vaults: Vec<Value> = self.vaults.values().map(|v| json!({
+            "name": v.name, "resourceGroup": v.resource_group,
+            "secrets": v.secrets.values().map(|s| json!({
+                "name": s.name,
+                "versions": s.versions.iter().map(|sv| json!({
+                    "version": sv.version, "value": sv.value, "contentType": sv.content_type,
+                    "tags": sv.tags, "enabled": sv.enabled, "nbf": sv.nbf, "exp": sv.exp,
+                    "created": sv.created, "updated": sv.updated,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "deletedSecrets": v.deleted.values().map(|d| json!({
+                "name": d.entry.name, "deletedDate": d.deleted_date, "versions": d.entry.versions.len(),
+            })).collect::<Vec<_>>(),
+        })).collect();
+        let sites: Vec<Value> = self
+            .sites
+            .values()
+            .map(|s| {
+                json!({
+                    "resourceGroup": s.resource_group, "name": s.name, "identity": s.identity,
+                    "appSettings": s.settings, "restarts": s.restarts,
+                    "keyVaultReferences": s.refs.iter().map(|(n, r)| (n.clone(), json!({
+                        "status": r.status, "activeVersion": r.active_version, "value": r.value,
+                        "fetchedAt": crate::util::iso(r.fetched_at), "details": r.details,
+                    }))).collect::<BTreeMap<_, _>>(),
+                })
+            })
+            .collect();
+        let conns: Vec<Value> = self
+            .connections
+            .values()
+            .map(|c| {
+                json!({
+                    "resourceGroup": c.resource_group, "name": c.name, "api": c.api,
+                    "parameterValues": c.parameter_values, "nonSecretParameterValues": c.non_secret,
+                    "status": crate::arm::connection_status(self, c, now).0,
+                })
+            })
+            .collect();
+        let autos: Vec<Value> = self.automation.values().map(|a| json!({
+            "resourceGroup": a.resource_group, "name": a.name,
+            "variables": a.variables.values().map(|v| json!({
+                "name": v.name, "value": v.value, "isEncrypted": v.is_encrypted, "description": v.description,
+            })).collect::<Vec<_>>(),
+        })).collect();
+        json!({
+            "now": crate::util::iso(now),
+            "tenantId": self.tenant_id, "tenantDomain": self.tenant_domain,
+            "subscriptionId": self.subscription_id,
+            "replicationDelaySeconds": self.replication_delay,
+            "graphWriteQuota": {"requests": self.graph_quota.requests, "windowSeconds": self.graph_quota.window_seconds},
+            "applications": apps, "managedIdentities": mis, "vaults": vaults,
+            "roleAssignments": self.roles.iter().map(|r| json!({"principalId": r.principal_id, "role": r.role, "scope": r.scope})).collect::<Vec<_>>(),
+            "sites": sites, "connections": conns, "automationAccounts": autos,
+        })
+    }
+}
+
+pub fn valid_vault_name(n: &str) -> bool {
+    (3..=24).contains(&n.len()) && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Actions, not-actions and data actions of one built-in role.
+pub struct Grants {
+    pub actions: &'static [&'static str],
+    pub not_actions: &'static [&'static str],
+    pub data_actions: &'static [&'static str],
+}
+
+/// The emulated built-in roles, with the action lists of the Azure built-in role definitions
+/// (source: MicrosoftDocs/azure-docs `articles/role-based-access-control/built-in-roles/*.md`,
+/// trimmed to the resource providers the emulator serves).
+pub const ROLES: &[(&str, Grants)] = &[
+    (
+        "Owner",
+        Grants {
+            actions: &["*"],
+            not_actions: &[],
+            data_actions: &[],
+        },
+    ),
+    (
+        "Contributor",
+        Grants {
+            actions: &["*"],
+            not_actions: &[
+                "Microsoft.Authorization/*/Delete",
+                "Microsoft.Authorization/*/Write",
+                "Microsoft.Authorization/elevateAccess/Action",
+            ],
+            data_actions: &[],
+        },
+    ),
+    (
+        "Reader",
+        Grants {
+            actions: &["*/read"],
+            not_actions: &[],
+            data_actions: &[],
+        },
+    ),
+    (
+        "Website Contributor",
+        Grants {
+            actions: &[
+                "Microsoft.Authorization/*/read",
+                "Microsoft.Insights/alertRules/*",
+                "Microsoft.Insights/components/*",
+                "Microsoft.ResourceHealth/availabilityStatuses/read",
+                "Microsoft.Resources/deployments/*",
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+                "Microsoft.Support/*",
+                "Microsoft.Web/certificates/*",
+                "Microsoft.Web/listSitesAssignedToHostName/read",
+                "Microsoft.Web/serverFarms/join/action",
+                "Microsoft.Web/serverFarms/read",
+                "Microsoft.Web/sites/*",
+            ],
+            not_actions: &[],
+            data_actions: &[],
+        },
+    ),
+    (
+        "Logic App Contributor",
+        Grants {
+            actions: &[
+                "Microsoft.Authorization/*/read",
+                "Microsoft.ClassicStorage/storageAccounts/listKeys/action",
+                "Microsoft.ClassicStorage/storageAccounts/read",
+                "Microsoft.Insights/alertRules/*",
+                "Microsoft.Insights/metricAlerts/*",
+                "Microsoft.Insights/diagnosticSettings/*",
+                "Microsoft.Insights/logdefinitions/*",
+                "Microsoft.Insights/metricDefinitions/*",
+                "Microsoft.Logic/*",
+                "Microsoft.ResourceHealth/availabilityStatuses/read",
+                "Microsoft.Resources/deployments/*",
+                "Microsoft.Resources/subscriptions/operationresults/read",
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+                "Microsoft.Storage/storageAccounts/listkeys/action",
+                "Microsoft.Storage/storageAccounts/read",
+                "Microsoft.Support/*",
+                "Microsoft.Web/connectionGateways/*",
+                "Microsoft.Web/connections/*",
+                "Microsoft.Web/customApis/*",
+                "Microsoft.Web/serverFarms/join/action",
+                "Microsoft.Web/serverFarms/read",
+                "Microsoft.Web/sites/functions/listSecrets/action",
+            ],
+            not_actions: &[],
+            data_actions: &[],
+        },
+    ),
+    (
+        "Automation Contributor",
+        Grants {
+            actions: &[
+                "Microsoft.Automation/automationAccounts/*",
+                "Microsoft.Authorization/*/read",
+                "Microsoft.Insights/alertRules/*",
+                "Microsoft.Insights/metrics/read",
+                "Microsoft.Insights/diagnosticSettings/*",
+                "Microsoft.ResourceHealth/availabilityStatuses/read",
+                "Microsoft.Resources/deployments/*",
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+                "Microsoft.Support/*",
+                "Microsoft.OperationalInsights/workspaces/read",
+                "Microsoft.OperationalInsights/workspaces/sharedKeys/action",
+            ],
+            not_actions: &[],
+            data_actions: &[],
+        },
+    ),
+    (
+        "Key Vault Administrator",
+        Grants {
+            actions: &[
+                "Microsoft.Authorization/*/read",
+                "Microsoft.Insights/alertRules/*",
+                "Microsoft.Resources/deployments/*",
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+                "Microsoft.Support/*",
+                "Microsoft.KeyVault/checkNameAvailability/read",
+                "Microsoft.KeyVault/deletedVaults/read",
+                "Microsoft.KeyVault/locations/*/read",
+                "Microsoft.KeyVault/vaults/*/read",
+                "Microsoft.KeyVault/operations/read",
+            ],
+            not_actions: &[],
+            data_actions: &["Microsoft.KeyVault/vaults/*"],
+        },
+    ),
+    (
+        "Key Vault Secrets Officer",
+        Grants {
+            actions: &[
+                "Microsoft.Authorization/*/read",
+                "Microsoft.Insights/alertRules/*",
+                "Microsoft.Resources/deployments/*",
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+                "Microsoft.Support/*",
+                "Microsoft.KeyVault/checkNameAvailability/read",
+                "Microsoft.KeyVault/deletedVaults/read",
+                "Microsoft.KeyVault/locations/*/read",
+                "Microsoft.KeyVault/vaults/*/read",
+                "Microsoft.KeyVault/operations/read",
+            ],
+            not_actions: &[],
+            data_actions: &["Microsoft.KeyVault/vaults/secrets/*"],
+        },
+    ),
+    (
+        "Key Vault Secrets User",
+        Grants {
+            actions: &[],
+            not_actions: &[],
+            data_actions: &[
+                "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+                "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+            ],
+        },
+    ),
+];
+
+pub fn role_grants(name: &str) -> Option<&'static Grants> {
+    ROLES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, g)| g)
+}
