@@ -1045,7 +1045,22 @@ async fn storage_lease_is_exclusive_and_recoverable() {
     }
     assert!(!again.is_held());
     let taken_over = st.acquire_lease("payments").await.unwrap();
+
+    // Dropping a lease without release() still frees it (a background release), so an
+    // engine that returns early through `?` does not block the next run for a minute.
     drop(taken_over);
+    let mut freed = None;
+    for _ in 0..200 {
+        match st.acquire_lease("payments").await {
+            Ok(l) => {
+                freed = Some(l);
+                break;
+            }
+            Err(StorageError::Busy { .. }) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(freed.is_some(), "the dropped lease was released");
     drop(other);
     drop(again);
 }

@@ -47,6 +47,9 @@ pub enum EntraError {
     Transient(String),
     #[error("Entra's answer could not be read: {0}")]
     BadAnswer(String),
+    /// The request was not sent: an argument cannot be right.
+    #[error("token request not sent: {0}")]
+    InvalidRequest(String),
 }
 
 impl EntraError {
@@ -87,7 +90,7 @@ impl TokenProbe {
         scope: &str,
     ) -> Result<(), EntraError> {
         if tenant.is_empty() || tenant.contains(['/', '?', '#']) {
-            return Err(EntraError::BadAnswer(format!(
+            return Err(EntraError::InvalidRequest(format!(
                 "tenant '{tenant}' is not a tenant id or domain"
             )));
         }
@@ -247,6 +250,15 @@ mod tests {
             parse_refusal(400, r#"{"error_codes":"x"}"#, 1),
             EntraError::BadAnswer(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_tenant_is_refused_before_sending() {
+        let probe = TokenProbe::new(Cloud::Public, ServiceOptions::new(reqwest::Client::new()));
+        let r = probe
+            .request_token("a/b", "c", &SecretValue::new("s"), "x/.default")
+            .await;
+        assert!(matches!(r, Err(EntraError::InvalidRequest(m)) if m.contains("a/b")));
     }
 
     #[test]

@@ -123,8 +123,7 @@ impl KeyVaultClient {
     }
 
     fn client(&self, vault: &str) -> Result<Arc<SecretClient>, KeyVaultError> {
-        let valid = !vault.is_empty()
-            && vault.len() <= 24
+        let valid = (3..=24).contains(&vault.len())
             && vault.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !valid {
             return Err(KeyVaultError::Setup {

@@ -98,6 +98,30 @@ pub const REQUIRED_PERMISSIONS: &[Permission] = &[
     },
     Permission {
         plane: Plane::ArmAction,
+        scope: ScopeKind::Site,
+        action: "Microsoft.Web/sites/slots/config/list/action",
+        used_by: "web: list app settings of a deployment slot",
+    },
+    Permission {
+        plane: Plane::ArmAction,
+        scope: ScopeKind::Site,
+        action: "Microsoft.Web/sites/slots/config/write",
+        used_by: "web: put app settings of a slot, refresh its Key Vault references",
+    },
+    Permission {
+        plane: Plane::ArmAction,
+        scope: ScopeKind::Site,
+        action: "Microsoft.Web/sites/slots/config/read",
+        used_by: "web: read a slot's Key Vault reference status",
+    },
+    Permission {
+        plane: Plane::ArmAction,
+        scope: ScopeKind::Site,
+        action: "Microsoft.Web/sites/slots/restart/action",
+        used_by: "web: restart a slot after a plain-value change",
+    },
+    Permission {
+        plane: Plane::ArmAction,
         scope: ScopeKind::Connection,
         action: "Microsoft.Web/connections/read",
         used_by: "connections: get status",
@@ -119,6 +143,12 @@ pub const REQUIRED_PERMISSIONS: &[Permission] = &[
         scope: ScopeKind::AutomationAccount,
         action: "Microsoft.Automation/automationAccounts/variables/write",
         used_by: "automation: update variable",
+    },
+    Permission {
+        plane: Plane::ArmAction,
+        scope: ScopeKind::OwnStorage,
+        action: "Microsoft.Storage/storageAccounts/blobServices/containers/write",
+        used_by: "storage: create the rotator's container when it is missing",
     },
     Permission {
         plane: Plane::DataAction,

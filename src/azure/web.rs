@@ -471,6 +471,25 @@ mod tests {
     }
 
     #[test]
+    fn slots_have_their_own_path() {
+        let mut site = ArmResource {
+            subscription: "s".into(),
+            resource_group: "rg".into(),
+            name: "app".into(),
+            slot: None,
+        };
+        assert_eq!(
+            WebClient::site_path(&site),
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/app"
+        );
+        site.slot = Some("staging".into());
+        assert_eq!(
+            WebClient::site_path(&site),
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/app/slots/staging"
+        );
+    }
+
+    #[test]
     fn references_parse() {
         let one = br#"{"id":"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/a/config/configreferences/appsettings/SECRET","properties":{"reference":"@Microsoft.KeyVault(VaultName=kv;SecretName=s)","status":"Resolved","vaultName":"kv","secretName":"s","secretVersion":"","activeVersion":"4387e9f3d6e14c459867679a90fd0f79","details":""}}"#;
         let r = parse_reference(one).unwrap();
