@@ -86,7 +86,7 @@ fn serve_main() -> anyhow::Result<()> {
                     tracing::error!(error = %e, "the rotation engine did not start; serving SelfTest answers that say why");
                     opts.startup_error = Some(StartupError {
                         message: e.to_string(),
-                        result_code: ResultCode::Internal,
+                        result_code: e.result_code(),
                     });
                     Arc::new(Unavailable)
                 }

@@ -1,6 +1,7 @@
 //! The rotation engine: observe, plan, execute one step, repeat.
 
 pub mod report;
+pub mod azure_ports;
 pub mod executor;
 pub mod kvref;
 pub mod observe;

@@ -1,0 +1,339 @@
+//! The engine's ports ([`AzurePorts`], [`StorePorts`]) implemented by the real clients in
+//! [`crate::azure`], and each client's error enum mapped onto [`PortError`] — once, here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::azure::automation::{AutomationClient, AutomationError};
+use crate::azure::connections::{ConnectionHealth, ConnectionError, ConnectionsClient};
+use crate::azure::entra::{EntraError, TokenProbe};
+use crate::azure::graph::{GraphClient, GraphError, RemoveOutcome};
+use crate::azure::keyvault::{KeyVaultClient, KeyVaultError, VersionUpdate};
+use crate::azure::storage::{Lease, StorageClient, StorageError};
+use crate::azure::web::{SettingValue, WebClient, WebError};
+use crate::cloud::Cloud;
+use crate::engine::ports::*;
+use crate::planner::{AppState, PasswordInfo};
+use crate::policy::{AppRef, ArmResource, VaultSecretRef};
+use crate::secret::SecretValue;
+
+/// Maps the standard variants every client error shares.
+macro_rules! standard_port_error {
+    ($ty:ident) => {
+        impl From<$ty> for PortError {
+            fn from(e: $ty) -> Self {
+                let text = e.to_string();
+                match e {
+                    $ty::NotFound { .. } => PortError::NotFound(text),
+                    $ty::AccessDenied { .. } => PortError::AccessDenied(text),
+                    $ty::Throttled { .. } => PortError::Throttled(text),
+                    $ty::Transient(_) => PortError::Transient(text),
+                    $ty::BadAnswer(_) => PortError::BadAnswer(text),
+                    $ty::Credential(_) => PortError::AccessDenied(text),
+                    #[allow(unreachable_patterns)]
+                    _ => PortError::Other(text),
+                }
+            }
+        }
+    };
+}
+standard_port_error!(KeyVaultError);
+standard_port_error!(WebError);
+standard_port_error!(ConnectionError);
+standard_port_error!(AutomationError);
+
+impl From<GraphError> for PortError {
+    fn from(e: GraphError) -> Self {
+        let text = e.to_string();
+        match e {
+            GraphError::LifetimeExceedsPolicy { .. } => PortError::LifetimeRefused(text),
+            GraphError::NotFound { .. } => PortError::NotFound(text),
+            GraphError::AccessDenied { .. } | GraphError::Credential(_) => {
+                PortError::AccessDenied(text)
+            }
+            GraphError::Throttled { .. } => PortError::Throttled(text),
+            GraphError::Transient(_) => PortError::Transient(text),
+            GraphError::BadAnswer(_) => PortError::BadAnswer(text),
+            GraphError::Rejected { .. } => PortError::Other(text),
+        }
+    }
+}
+
+impl From<EntraError> for PortError {
+    fn from(e: EntraError) -> Self {
+        let text = e.to_string();
+        match e {
+            EntraError::Refused {
+                code, description, ..
+            } => PortError::Refused {
+                code,
+                message: description,
+            },
+            EntraError::Throttled { .. } => PortError::Throttled(text),
+            EntraError::Transient(_) => PortError::Transient(text),
+            _ => PortError::BadAnswer(text),
+        }
+    }
+}
+
+impl From<StorageError> for PortError {
+    fn from(e: StorageError) -> Self {
+        let text = e.to_string();
+        match e {
+            StorageError::Busy { .. } => PortError::Busy(text),
+            StorageError::NotFound { .. } => PortError::NotFound(text),
+            StorageError::AccessDenied { .. } | StorageError::Credential(_) => {
+                PortError::AccessDenied(text)
+            }
+            StorageError::Throttled { .. } => PortError::Throttled(text),
+            StorageError::Transient(_) | StorageError::LeaseLost { .. } => {
+                PortError::Transient(text)
+            }
+            StorageError::BadAnswer(_) => PortError::BadAnswer(text),
+            _ => PortError::Other(text),
+        }
+    }
+}
+
+/// Every Azure client the engine uses.
+pub struct AzureClients {
+    pub cloud: Cloud,
+    pub graph: GraphClient,
+    pub probe: TokenProbe,
+    pub keyvault: KeyVaultClient,
+    pub web: WebClient,
+    pub connections: ConnectionsClient,
+    pub automation: AutomationClient,
+}
+
+#[async_trait::async_trait]
+impl AzurePorts for AzureClients {
+    async fn get_app(&self, app: &AppRef) -> Result<AppState, PortError> {
+        Ok(self.graph.get_application(app).await?)
+    }
+
+    async fn add_password(
+        &self,
+        object_id: Uuid,
+        display_name: &str,
+        end: DateTime<Utc>,
+    ) -> Result<(PasswordInfo, SecretValue), PortError> {
+        Ok(self.graph.add_password(object_id, display_name, end).await?)
+    }
+
+    async fn remove_password(&self, object_id: Uuid, key_id: Uuid) -> Result<(), PortError> {
+        match self.graph.remove_password(object_id, key_id).await? {
+            RemoveOutcome::Removed => Ok(()),
+            RemoveOutcome::AlreadyGone => Err(PortError::NotFound(format!(
+                "password {key_id} is no longer on the application"
+            ))),
+        }
+    }
+
+    async fn request_token(
+        &self,
+        tenant: &str,
+        client_id: Uuid,
+        secret: &SecretValue,
+    ) -> Result<(), PortError> {
+        Ok(self
+            .probe
+            .request_token(
+                tenant,
+                &client_id.to_string(),
+                secret,
+                &self.cloud.graph_scope(),
+            )
+            .await?)
+    }
+
+    async fn vault_latest(&self, at: &VaultSecretRef) -> Result<Option<VaultSecret>, PortError> {
+        Ok(self.keyvault.get_latest(at).await?.map(|s| VaultSecret {
+            version: s.properties.version,
+            value: s.value,
+            tags: s.properties.tags,
+            created: s.properties.created,
+            expires: s.properties.expires,
+        }))
+    }
+
+    async fn vault_set(
+        &self,
+        at: &VaultSecretRef,
+        value: &SecretValue,
+        tags: &BTreeMap<String, String>,
+        expires: Option<DateTime<Utc>>,
+    ) -> Result<String, PortError> {
+        Ok(self.keyvault.set(at, value, tags, expires).await?.version)
+    }
+
+    async fn vault_update_tags(
+        &self,
+        at: &VaultSecretRef,
+        version: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), PortError> {
+        let update = VersionUpdate {
+            tags: Some(tags.clone()),
+            ..Default::default()
+        };
+        self.keyvault.update_version(at, version, &update).await?;
+        Ok(())
+    }
+
+    async fn app_setting(
+        &self,
+        site: &ArmResource,
+        name: &str,
+    ) -> Result<Option<SecretValue>, PortError> {
+        let settings = self.web.list_app_settings(site).await?;
+        Ok(settings.get(name).map(|v| SecretValue::new(v.expose())))
+    }
+
+    async fn set_app_setting(
+        &self,
+        site: &ArmResource,
+        name: &str,
+        value: &SecretValue,
+    ) -> Result<(), PortError> {
+        self.web
+            .set_one(site, name, SettingValue::new(value.expose()))
+            .await?;
+        Ok(())
+    }
+
+    async fn reference_status(
+        &self,
+        site: &ArmResource,
+        name: &str,
+    ) -> Result<Option<ReferenceStatus>, PortError> {
+        Ok(self
+            .web
+            .reference_status(site, name)
+            .await?
+            .map(|s| ReferenceStatus {
+                status: format!("{:?}", s.status),
+                active_version: s.active_version,
+                details: s.details,
+            }))
+    }
+
+    async fn refresh_references(&self, site: &ArmResource) -> Result<(), PortError> {
+        Ok(self.web.refresh_references(site).await?)
+    }
+
+    async fn connection_status(&self, conn: &ArmResource) -> Result<ConnectionStatus, PortError> {
+        let info = self.connections.get(conn).await?;
+        Ok(match info.health {
+            ConnectionHealth::Connected => ConnectionStatus {
+                connected: true,
+                message: None,
+            },
+            ConnectionHealth::Error { status, message } => ConnectionStatus {
+                connected: false,
+                message: Some(match message {
+                    Some(m) => format!("{status}: {m}"),
+                    None => status,
+                }),
+            },
+            ConnectionHealth::Unknown => ConnectionStatus {
+                connected: false,
+                message: Some("the connection reports no status".into()),
+            },
+        })
+    }
+
+    async fn set_connection_parameter(
+        &self,
+        conn: &ArmResource,
+        parameter: &str,
+        value: &SecretValue,
+    ) -> Result<(), PortError> {
+        Ok(self.connections.set_parameter(conn, parameter, value).await?)
+    }
+
+    async fn automation_variable(
+        &self,
+        account: &ArmResource,
+        name: &str,
+    ) -> Result<Option<bool>, PortError> {
+        Ok(self
+            .automation
+            .get_variable(account, name)
+            .await?
+            .map(|v| v.is_encrypted))
+    }
+
+    async fn set_automation_variable(
+        &self,
+        account: &ArmResource,
+        name: &str,
+        value: &SecretValue,
+    ) -> Result<(), PortError> {
+        self.automation
+            .set_value(account, name, value, "Client secret kept by secret-rotator")
+            .await?;
+        Ok(())
+    }
+}
+
+/// The rotator's own blob container.
+pub struct BlobStore {
+    pub client: StorageClient,
+}
+
+struct HeldLease(Option<Lease>);
+
+#[async_trait::async_trait]
+impl LeaseGuard for HeldLease {
+    async fn release(mut self: Box<Self>) {
+        if let Some(l) = self.0.take()
+            && let Err(e) = l.release().await
+        {
+            tracing::warn!("could not release a lease (it lapses by itself): {e}");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl StorePorts for BlobStore {
+    async fn lease(&self, name: &str) -> Result<Box<dyn LeaseGuard>, PortError> {
+        let lease = self.client.acquire_lease(name).await?;
+        Ok(Box::new(HeldLease(Some(lease))))
+    }
+
+    async fn put_json(&self, path: &str, body: &serde_json::Value) -> Result<(), PortError> {
+        let bytes = serde_json::to_vec_pretty(body).map_err(|e| PortError::Other(e.to_string()))?;
+        Ok(self.client.put_json(path, &bytes).await?)
+    }
+
+    async fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>, PortError> {
+        match self.client.get_json(path).await? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| PortError::BadAnswer(format!("{path} is not JSON: {e}"))),
+        }
+    }
+}
+
+/// Builds the clients from one credential and one set of options.
+pub fn clients(
+    cloud: Cloud,
+    credential: Arc<dyn azure_core::credentials::TokenCredential>,
+    options: crate::azure::ServiceOptions,
+    limiter: Arc<crate::azure::graph::WriteLimiter>,
+) -> AzureClients {
+    AzureClients {
+        cloud,
+        graph: GraphClient::new(cloud, credential.clone(), options.clone(), limiter),
+        probe: TokenProbe::new(cloud, options.clone()),
+        keyvault: KeyVaultClient::new(cloud, credential.clone(), options.clone()),
+        web: WebClient::new(cloud, credential.clone(), options.clone()),
+        connections: ConnectionsClient::new(cloud, credential.clone(), options.clone()),
+        automation: AutomationClient::new(cloud, credential, options),
+    }
+}
