@@ -42,9 +42,13 @@ pub fn mint(
     appid: Uuid,
     aud: &str,
     roles: &[String],
-    now: DateTime<Utc>,
+    _emulated_now: DateTime<Utc>,
 ) -> (String, i64) {
-    let iat = now.timestamp();
+    // Access tokens live on the wall clock, not the emulated one: every real token cache (the
+    // SDKs', Azurite's validation) compares `exp` with the machine's clock, and advancing the
+    // emulated clock by days must not turn cached tokens into 401s that real Azure never sends.
+    // The emulated clock governs the tenant's data: password validity, reference caches.
+    let iat = Utc::now().timestamp();
     let exp = iat + TOKEN_SECONDS;
     let claims = Claims {
         aud: aud.to_string(),

@@ -86,7 +86,9 @@ pub fn verify(
     if !audiences.iter().any(|x| norm_aud(x) == a) {
         return Err(TokenError::WrongAudience(claims.aud.clone()));
     }
-    let t = now.timestamp();
+    // Checked on the wall clock, like `entra::mint` stamps them (see there).
+    let _ = now;
+    let t = Utc::now().timestamp();
     if t >= claims.exp {
         return Err(TokenError::Expired { exp: claims.exp });
     }
@@ -146,14 +148,21 @@ mod tests {
             verify(key, &t, &["https://graph.microsoft.com"], Uuid::nil(), now),
             Err(TokenError::WrongAudience(_))
         ));
-        assert!(matches!(
+        // Expiry is on the wall clock: an emulated `now` days ahead does not expire it...
+        assert!(
             verify(
                 key,
                 &t,
                 &["https://vault.azure.net"],
                 Uuid::nil(),
-                now + chrono::Duration::seconds(61)
-            ),
+                now + chrono::Duration::days(8)
+            )
+            .is_ok()
+        );
+        // ...a token whose `exp` has passed on the wall clock is refused.
+        let old = sign(key, &claims(now.timestamp() - 1));
+        assert!(matches!(
+            verify(key, &old, &["https://vault.azure.net"], Uuid::nil(), now),
             Err(TokenError::Expired { .. })
         ));
         assert_eq!(
