@@ -477,9 +477,8 @@ impl<'a> Builder<'a> {
             ));
         }
         let pw = current_pw?;
-        let Some(end) = pw.end else {
-            return None;
-        };
+        // A password without an end date never needs renewing.
+        let end = pw.end?;
         if end <= self.now {
             return Some((
                 RotateReason::Expired { expired: end },
@@ -563,8 +562,7 @@ impl<'a> Builder<'a> {
                 ConsumerSync::OutOfSync { detail } => {
                     Some(format!("it holds something else: {detail}"))
                 }
-                ConsumerSync::NotObservable { healthy } if stored && !synced => {
-                    let _ = healthy;
+                ConsumerSync::NotObservable { .. } if stored && !synced => {
                     Some("it cannot be read back and is not recorded as updated".to_string())
                 }
                 ConsumerSync::NotObservable { healthy } => {
