@@ -13,16 +13,56 @@ use crate::policy::{Consumer, CredentialPolicy};
 /// Decides what to do next for one credential. Pure and total: see the module docs for the
 /// rules and their guarantees.
 pub fn decide(policy: &CredentialPolicy, obs: &Observation, now: DateTime<Utc>) -> Decision {
-    let mut b = Builder {
-        policy,
-        now,
-        steps: Vec::new(),
-        explanation: Vec::new(),
-        blocked: None,
-        next_due: None,
-    };
+    let mut b = Builder::new(policy, now);
     b.run(obs);
     b.finish()
+}
+
+/// An on-demand rotation (`Rotate` with `force`): what [`decide`] would do, except that when it
+/// would not rotate, the decision becomes its orphan removals followed by `Rotate{Forced}`.
+/// Blocked decisions stay blocked. The previous password is the current one, or while `Stored`
+/// the version's previous (the one consumers still hold); `None` when it cannot be told.
+pub fn decide_forced(policy: &CredentialPolicy, obs: &Observation, now: DateTime<Utc>) -> Decision {
+    let mut d = decide(policy, obs, now);
+    if d.blocked.is_some() || d.steps.iter().any(|s| matches!(s, Step::Rotate { .. })) {
+        return d;
+    }
+    let previous = match &obs.vault {
+        VaultState::Missing => None,
+        VaultState::Current(v) => {
+            let b = Builder::new(policy, now);
+            let cur = b.resolve(v);
+            if cur.phase == Phase::Stored {
+                cur.previous
+            } else {
+                cur.key
+            }
+        }
+    };
+    let Some(end) = now.checked_add_signed(policy.lifetime) else {
+        d.steps.clear();
+        d.next_due = None;
+        d.blocked = Some("the new password's end date is out of range".into());
+        return d;
+    };
+    d.steps.retain(|s| {
+        matches!(
+            s,
+            Step::RemovePassword {
+                reason: RemoveReason::Orphan,
+                ..
+            }
+        )
+    });
+    d.steps.push(Step::Rotate {
+        reason: RotateReason::Forced,
+        previous_key_id: previous,
+        end,
+    });
+    d.next_due = None;
+    d.explanation
+        .push("A rotation was asked for explicitly: rotate now.".to_string());
+    d
 }
 
 /// One line for CLI and log output, e.g. `remove password 3f2a… (orphan of a crashed run)`.
@@ -150,6 +190,17 @@ struct Current<'o> {
 }
 
 impl<'a> Builder<'a> {
+    fn new(policy: &'a CredentialPolicy, now: DateTime<Utc>) -> Self {
+        Builder {
+            policy,
+            now,
+            steps: Vec::new(),
+            explanation: Vec::new(),
+            blocked: None,
+            next_due: None,
+        }
+    }
+
     fn finish(self) -> Decision {
         let blocked = self.blocked;
         Decision {
@@ -315,7 +366,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn resolve<'o>(&mut self, v: &'o VaultVersion) -> Current<'o> {
+    fn resolve<'o>(&self, v: &'o VaultVersion) -> Current<'o> {
         let (mut key, mut unknown) = match &v.identity {
             KeyIdentity::Tagged(k) | KeyIdentity::InferredFromHint(k) => (Some(*k), None),
             KeyIdentity::Unknown { reason } => (None, Some(reason.clone())),

@@ -1,7 +1,8 @@
 //! The rotation planner: a pure function of (policy, observed state, now).
 //!
 //! - [`model`]: what the planner sees ([`Observation`]) and decides ([`Decision`], [`Step`]).
-//! - `decide` (private, re-exported): [`decide`] and [`describe_step`], the rules below.
+//! - `decide` (private, re-exported): [`decide`], [`decide_forced`] (on-demand rotation) and
+//!   [`describe_step`], the rules below.
 //! - `tests`, `proptests`: one example per field runbook situation, and property tests that
 //!   simulate whole runs from arbitrary (including adversarial) starting states.
 //!
@@ -75,7 +76,7 @@
 mod decide;
 pub mod model;
 
-pub use decide::{decide, describe_step};
+pub use decide::{decide, decide_forced, describe_step};
 pub use model::*;
 
 #[cfg(test)]
