@@ -740,7 +740,16 @@ impl<'a> Builder<'a> {
                 return;
             }
             // Deferred: said so the operator sees it coming.
-            self.say(format!("{sentence} (After the steps above.)"));
+            if housekeeping.is_empty() {
+                self.say(format!(
+                    "{sentence} It waits until the previous password's grace period ends ({}).",
+                    day(remove_after)
+                ));
+            } else {
+                self.say(format!(
+                    "{sentence} It follows once the previous rotation is finished."
+                ));
+            }
         }
 
         let drift = self.consumer_steps(obs, cur, false);
@@ -784,7 +793,11 @@ impl<'a> Builder<'a> {
                 pw_label(p),
                 day(remove_after)
             ));
-            due = Some(due.map_or(remove_after, |r| r.min(remove_after)));
+            // A renewal date already past is held up by this wait: the wait's end is next.
+            due = Some(match due {
+                Some(r) if r > now => r.min(remove_after),
+                _ => remove_after,
+            });
         }
         // Only a decision without steps has a due date (rule 9); after cleanup or adoption
         // steps the next decision carries it.

@@ -395,6 +395,12 @@ fn check(policy: &CredentialPolicy, obs: &Observation, now: DateTime<Utc>, d: &D
     }
     if !d.steps.is_empty() {
         assert_eq!(d.next_due, None);
+    } else if d.blocked.is_none() {
+        // Idle means nothing is due yet: the next date lies in the future.
+        assert!(
+            d.next_due.is_none_or(|t| t > now),
+            "next_due in the past: {d:?}"
+        );
     }
     assert_eq!(&decide(policy, obs, now), d, "not deterministic");
 }

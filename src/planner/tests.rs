@@ -599,6 +599,12 @@ fn no_rotation_while_previous_waits_unless_urgent() {
     ];
     let d = decide(&p, &obs(&p, passwords, vault.clone()), now());
     assert!(d.steps.is_empty(), "{:?}", d.steps);
+    assert_eq!(d.next_due, Some(now() + days(6)));
+    assert!(
+        explanation(&d).contains("inside the 30-day renewal window: rotate. It waits until the previous password's grace period ends (2026-11-28)."),
+        "{}",
+        explanation(&d)
+    );
     // Current expired: rotate at once.
     let passwords = vec![
         ours(old, now() - days(170), now() + days(100)),
