@@ -566,6 +566,15 @@ impl<'a> Builder<'a> {
         cur: &Current<'_>,
         reason: Option<(RotateReason, bool, String)>,
     ) {
+        let since = cur
+            .rotated_at
+            .map(|t| format!(" since {}", day(t)))
+            .unwrap_or_default();
+        self.say(format!(
+            "A rotation of {} is in progress{since}: the new value{} is stored and is being carried to its consumers.",
+            self.secret(),
+            cur.key.map(|k| format!(" (password {})", short(k))).unwrap_or_default()
+        ));
         if let Some((reason, urgent, sentence)) = reason {
             // ExpiringSoon right after a rotation means nothing new; an unidentifiable value
             // that demonstrably works (so not urgent) is propagated rather than thrown away.
@@ -630,12 +639,17 @@ impl<'a> Builder<'a> {
             let consumer_id = o.id.clone();
             if notify {
                 self.say(format!(
-                    "{} must be told by a person ({why}): send the instructions.",
-                    c.describe()
+                    "{} has not been told about this version of {} yet: send a person the instructions.",
+                    c.describe(),
+                    self.secret()
                 ));
                 self.steps.push(Step::Notify { index, consumer_id });
             } else {
-                let verb = if stored { "update" } else { "repair the drift" };
+                let verb = if stored {
+                    "update it"
+                } else {
+                    "repair the drift"
+                };
                 self.say(format!(
                     "{} does not hold the current version of {} ({why}): {verb}.",
                     c.describe(),
