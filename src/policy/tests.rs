@@ -265,6 +265,30 @@ fn unknown_fields_are_denied_everywhere() {
 }
 
 #[test]
+fn duplicate_keys_are_reported() {
+    let text = format!(
+        r#"{{"defaults": {{"graceDays": 1, "graceDays": 2}},
+            "credentials": [{{"name": "a", "application": {{"appId": "{APP}"}},
+              "keyVault": {{"vault": "kv-a", "secret": "s", "secret": "t"}},
+              "lifetimeDays": 90, "lifetimeDays": 91}}]}}"#
+    );
+    let errs = parse("policy.json", &text).unwrap_err();
+    assert_eq!(errs.errors.len(), 3, "{errs}");
+    assert_mentions(
+        &errs,
+        "policy.json: defaults: 'graceDays' is given twice (only the last one would count)",
+    );
+    assert_mentions(
+        &errs,
+        "policy.json: credentials[0] (a): keyVault: 'secret' is given twice",
+    );
+    assert_mentions(
+        &errs,
+        "policy.json: credentials[0] (a): 'lifetimeDays' is given twice",
+    );
+}
+
+#[test]
 fn wrong_types_are_reported() {
     let errs = errors_after(|v| {
         v["credentials"][0]["name"] = 5.into();
@@ -588,6 +612,12 @@ fn durations_are_checked() {
     assert_mentions(
         &errs,
         "policy.json: defaults.renewBeforeDays: must be less than lifetimeDays (200 >= 180)",
+    );
+    // Found by the fuzz test: a huge inherited default once overflowed chrono's Duration.
+    let errs = errors_after(|v| v["defaults"]["renewBeforeDays"] = i64::MAX.into());
+    assert_mentions(
+        &errs,
+        "defaults.renewBeforeDays: must be less than lifetimeDays",
     );
     // A credential overriding one value is checked against the inherited others.
     let errs = errors_after(|v| v["credentials"][1]["lifetimeDays"] = 35.into());
