@@ -13,16 +13,56 @@ use crate::policy::{Consumer, CredentialPolicy};
 /// Decides what to do next for one credential. Pure and total: see the module docs for the
 /// rules and their guarantees.
 pub fn decide(policy: &CredentialPolicy, obs: &Observation, now: DateTime<Utc>) -> Decision {
-    let mut b = Builder {
-        policy,
-        now,
-        steps: Vec::new(),
-        explanation: Vec::new(),
-        blocked: None,
-        next_due: None,
-    };
+    let mut b = Builder::new(policy, now);
     b.run(obs);
     b.finish()
+}
+
+/// An on-demand rotation (`Rotate` with `force`): what [`decide`] would do, except that when it
+/// would not rotate, the decision becomes its orphan removals followed by `Rotate{Forced}`.
+/// Blocked decisions stay blocked. The previous password is the current one, or while `Stored`
+/// the version's previous (the one consumers still hold); `None` when it cannot be told.
+pub fn decide_forced(policy: &CredentialPolicy, obs: &Observation, now: DateTime<Utc>) -> Decision {
+    let mut d = decide(policy, obs, now);
+    if d.blocked.is_some() || d.steps.iter().any(|s| matches!(s, Step::Rotate { .. })) {
+        return d;
+    }
+    let previous = match &obs.vault {
+        VaultState::Missing => None,
+        VaultState::Current(v) => {
+            let b = Builder::new(policy, now);
+            let cur = b.resolve(v);
+            if cur.phase == Phase::Stored {
+                cur.previous
+            } else {
+                cur.key
+            }
+        }
+    };
+    let Some(end) = now.checked_add_signed(policy.lifetime) else {
+        d.steps.clear();
+        d.next_due = None;
+        d.blocked = Some("the new password's end date is out of range".into());
+        return d;
+    };
+    d.steps.retain(|s| {
+        matches!(
+            s,
+            Step::RemovePassword {
+                reason: RemoveReason::Orphan,
+                ..
+            }
+        )
+    });
+    d.steps.push(Step::Rotate {
+        reason: RotateReason::Forced,
+        previous_key_id: previous,
+        end,
+    });
+    d.next_due = None;
+    d.explanation
+        .push("A rotation was asked for explicitly: rotate now.".to_string());
+    d
 }
 
 /// One line for CLI and log output, e.g. `remove password 3f2a… (orphan of a crashed run)`.
@@ -150,6 +190,17 @@ struct Current<'o> {
 }
 
 impl<'a> Builder<'a> {
+    fn new(policy: &'a CredentialPolicy, now: DateTime<Utc>) -> Self {
+        Builder {
+            policy,
+            now,
+            steps: Vec::new(),
+            explanation: Vec::new(),
+            blocked: None,
+            next_due: None,
+        }
+    }
+
     fn finish(self) -> Decision {
         let blocked = self.blocked;
         Decision {
@@ -315,7 +366,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn resolve<'o>(&mut self, v: &'o VaultVersion) -> Current<'o> {
+    fn resolve<'o>(&self, v: &'o VaultVersion) -> Current<'o> {
         let (mut key, mut unknown) = match &v.identity {
             KeyIdentity::Tagged(k) | KeyIdentity::InferredFromHint(k) => (Some(*k), None),
             KeyIdentity::Unknown { reason } => (None, Some(reason.clone())),
@@ -477,9 +528,8 @@ impl<'a> Builder<'a> {
             ));
         }
         let pw = current_pw?;
-        let Some(end) = pw.end else {
-            return None;
-        };
+        // A password without an end date never needs renewing.
+        let end = pw.end?;
         if end <= self.now {
             return Some((
                 RotateReason::Expired { expired: end },
@@ -516,6 +566,15 @@ impl<'a> Builder<'a> {
         cur: &Current<'_>,
         reason: Option<(RotateReason, bool, String)>,
     ) {
+        let since = cur
+            .rotated_at
+            .map(|t| format!(" since {}", day(t)))
+            .unwrap_or_default();
+        self.say(format!(
+            "A rotation of {} is in progress{since}: the new value{} is stored and is being carried to its consumers.",
+            self.secret(),
+            cur.key.map(|k| format!(" (password {})", short(k))).unwrap_or_default()
+        ));
         if let Some((reason, urgent, sentence)) = reason {
             // ExpiringSoon right after a rotation means nothing new; an unidentifiable value
             // that demonstrably works (so not urgent) is propagated rather than thrown away.
@@ -563,8 +622,7 @@ impl<'a> Builder<'a> {
                 ConsumerSync::OutOfSync { detail } => {
                     Some(format!("it holds something else: {detail}"))
                 }
-                ConsumerSync::NotObservable { healthy } if stored && !synced => {
-                    let _ = healthy;
+                ConsumerSync::NotObservable { .. } if stored && !synced => {
                     Some("it cannot be read back and is not recorded as updated".to_string())
                 }
                 ConsumerSync::NotObservable { healthy } => {
@@ -581,12 +639,17 @@ impl<'a> Builder<'a> {
             let consumer_id = o.id.clone();
             if notify {
                 self.say(format!(
-                    "{} must be told by a person ({why}): send the instructions.",
-                    c.describe()
+                    "{} has not been told about this version of {} yet: send a person the instructions.",
+                    c.describe(),
+                    self.secret()
                 ));
                 self.steps.push(Step::Notify { index, consumer_id });
             } else {
-                let verb = if stored { "update" } else { "repair the drift" };
+                let verb = if stored {
+                    "update it"
+                } else {
+                    "repair the drift"
+                };
                 self.say(format!(
                     "{} does not hold the current version of {} ({why}): {verb}.",
                     c.describe(),
@@ -691,7 +754,16 @@ impl<'a> Builder<'a> {
                 return;
             }
             // Deferred: said so the operator sees it coming.
-            self.say(format!("{sentence} (After the steps above.)"));
+            if housekeeping.is_empty() {
+                self.say(format!(
+                    "{sentence} It waits until the previous password's grace period ends ({}).",
+                    day(remove_after)
+                ));
+            } else {
+                self.say(format!(
+                    "{sentence} It follows once the previous rotation is finished."
+                ));
+            }
         }
 
         let drift = self.consumer_steps(obs, cur, false);
@@ -735,7 +807,11 @@ impl<'a> Builder<'a> {
                 pw_label(p),
                 day(remove_after)
             ));
-            due = Some(due.map_or(remove_after, |r| r.min(remove_after)));
+            // A renewal date already past is held up by this wait: the wait's end is next.
+            due = Some(match due {
+                Some(r) if r > now => r.min(remove_after),
+                _ => remove_after,
+            });
         }
         // Only a decision without steps has a due date (rule 9); after cleanup or adoption
         // steps the next decision carries it.

@@ -1,7 +1,8 @@
 //! The rotation planner: a pure function of (policy, observed state, now).
 //!
 //! - [`model`]: what the planner sees ([`Observation`]) and decides ([`Decision`], [`Step`]).
-//! - `decide` (private, re-exported): [`decide`] and [`describe_step`], the rules below.
+//! - `decide` (private, re-exported): [`decide`], [`decide_forced`] (on-demand rotation) and
+//!   [`describe_step`], the rules below.
 //! - `tests`, `proptests`: one example per field runbook situation, and property tests that
 //!   simulate whole runs from arbitrary (including adversarial) starting states.
 //!
@@ -36,15 +37,18 @@
 //!    repair). `Propagated`: the previous password past `remove_after` (or expired) →
 //!    `RemovePassword{Superseded}` then `MarkRetired`; already gone → `MarkRetired`. A previous
 //!    password the rotator did not create (adopted) is never removed as superseded: it is let
-//!    go with `MarkRetired` and left to rule 8.
+//!    go with `MarkRetired` and left to rule 8. `Retired` with the rotator's previous password
+//!    still present → `RemovePassword{Superseded}`.
 //! 7. Rotation is due when the current password is missing, unidentifiable, refused, expired, or
 //!    within `renewBefore` of its end. It waits while the previous password still has grace
 //!    left, unless the current one is missing, refused or expired (an unidentifiable value
 //!    counts as refused unless a token request with it succeeded). `Rotate.end` = now + lifetime.
-//! 8. Passwords without the `secret-rotator:` marker, neither current nor previous: removed only
-//!    when expired and the policy sets `removeUnmanagedExpired`; otherwise only mentioned.
-//! 9. Nothing to do → no steps; `next_due` = the renewal date (or the end of the grace period
-//!    when that comes first).
+//! 8. Passwords without the `secret-rotator:` marker, other than the current one: removed only
+//!    when expired and the policy sets `removeUnmanagedExpired`; otherwise only mentioned. (An
+//!    expired previous password authenticates nobody, so it is not protected here.) These
+//!    removals come right after the orphans.
+//! 9. Nothing to do → no steps; `next_due` = the renewal date, or the end of the grace period
+//!    when that comes first or the renewal is already held up by it. Always in the future.
 //!
 //! # Guarantees
 //!
@@ -56,7 +60,10 @@
 //! - `Rotate.end - now == lifetime`.
 //! - Performing `steps[0]` and deciding again reaches, from any starting state and within 50
 //!   steps, a decision with no steps in which Key Vault holds a password that exists and has
-//!   not expired.
+//!   not expired, and no observable consumer is out of sync.
+//! - Jumping the clock to `next_due` and settling again, for years: once healthy, rotations only
+//!   happen for `ExpiringSoon` (never after expiry), and at most two of the rotator's passwords
+//!   (current and previous) exist at any settled point.
 //!
 //! # Caveats
 //!
@@ -75,7 +82,7 @@
 mod decide;
 pub mod model;
 
-pub use decide::{decide, describe_step};
+pub use decide::{decide, decide_forced, describe_step};
 pub use model::*;
 
 #[cfg(test)]

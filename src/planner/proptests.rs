@@ -395,8 +395,39 @@ fn check(policy: &CredentialPolicy, obs: &Observation, now: DateTime<Utc>, d: &D
     }
     if !d.steps.is_empty() {
         assert_eq!(d.next_due, None);
+    } else if d.blocked.is_none() {
+        // Idle means nothing is due yet: the next date lies in the future.
+        assert!(
+            d.next_due.is_none_or(|t| t > now),
+            "next_due in the past: {d:?}"
+        );
     }
     assert_eq!(&decide(policy, obs, now), d, "not deterministic");
+}
+
+fn check_forced(policy: &CredentialPolicy, obs: &Observation, now: DateTime<Utc>, f: &Decision) {
+    if f.blocked.is_some() {
+        assert!(f.steps.is_empty());
+        return;
+    }
+    let rotates = f
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::Rotate { .. }))
+        .count();
+    assert_eq!(rotates, 1, "{f:?}");
+    let current = current_key(obs);
+    for s in &f.steps {
+        match s {
+            Step::Rotate { end, .. } => assert_eq!(*end - now, policy.lifetime),
+            Step::RemovePassword { key_id, .. } => assert_ne!(Some(*key_id), current),
+            Step::UpdateConsumer { .. } | Step::Notify { .. } => {
+                panic!("update with rotate: {f:?}")
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(&decide_forced(policy, obs, now), f);
 }
 
 proptest! {
@@ -412,6 +443,9 @@ proptest! {
         for s in &d.steps {
             prop_assert!(!describe_step(s).is_empty());
         }
+        // Forced: the same guarantees, and exactly one Rotate unless blocked.
+        let f = decide_forced(&policy, &obs, now);
+        check_forced(&policy, &obs, now, &f);
     }
 }
 

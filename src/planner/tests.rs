@@ -599,6 +599,12 @@ fn no_rotation_while_previous_waits_unless_urgent() {
     ];
     let d = decide(&p, &obs(&p, passwords, vault.clone()), now());
     assert!(d.steps.is_empty(), "{:?}", d.steps);
+    assert_eq!(d.next_due, Some(now() + days(6)));
+    assert!(
+        explanation(&d).contains("inside the 30-day renewal window: rotate. It waits until the previous password's grace period ends (2026-11-28)."),
+        "{}",
+        explanation(&d)
+    );
     // Current expired: rotate at once.
     let passwords = vec![
         ours(old, now() - days(170), now() + days(100)),
@@ -891,4 +897,59 @@ fn describe_step_is_one_readable_line() {
         let line = describe_step(&step);
         assert!(!line.is_empty() && !line.contains('\n'));
     }
+}
+
+#[test]
+fn forced_rotation_keeps_cleanup_and_the_right_previous() {
+    let p = policy(consumers());
+    let (a, orphan) = (key(1), key(2));
+    let created = now() - days(30);
+    let passwords = vec![
+        ours(a, created, now() + days(150)),
+        ours(orphan, now() - Duration::hours(2), now() + days(180)),
+    ];
+    let vault = version(
+        KeyIdentity::Tagged(a),
+        Some(tags(a, None, Phase::Retired, vec![])),
+        created,
+    );
+    let o = obs(&p, passwords.clone(), vault);
+    let d = decide_forced(&p, &o, now());
+    assert_eq!(
+        d.steps,
+        vec![
+            Step::RemovePassword {
+                key_id: orphan,
+                reason: RemoveReason::Orphan
+            },
+            Step::Rotate {
+                reason: RotateReason::Forced,
+                previous_key_id: Some(a),
+                end: now() + days(180)
+            }
+        ]
+    );
+    // While Stored, the consumers' password is the previous one.
+    let old = key(3);
+    let vault = version(
+        KeyIdentity::Tagged(a),
+        Some(tags(a, Some(old), Phase::Stored, vec![])),
+        created,
+    );
+    let mut passwords = passwords;
+    passwords.push(ours(old, now() - days(200), now() + days(20)));
+    let d = decide_forced(&p, &obs(&p, passwords, vault), now());
+    assert!(matches!(
+        d.steps.last(),
+        Some(Step::Rotate { reason: RotateReason::Forced, previous_key_id: Some(k), .. }) if *k == old
+    ));
+    assert!(
+        !d.steps
+            .iter()
+            .any(|s| matches!(s, Step::UpdateConsumer { .. } | Step::Notify { .. }))
+    );
+    // Blocked stays blocked.
+    let mut o = obs(&p, vec![], VaultState::Missing);
+    o.app = Err("gone".into());
+    assert!(decide_forced(&p, &o, now()).blocked.is_some());
 }

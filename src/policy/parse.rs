@@ -87,6 +87,7 @@ pub fn parse(source_name: &str, text: &str) -> Result<Policy, PolicyErrors> {
             return Err(cx.finish());
         }
     };
+    cx.duplicate_keys(text, &root);
     let credentials = cx.root(&root);
     if cx.errors.is_empty() {
         Ok(Policy {
@@ -96,6 +97,89 @@ pub fn parse(source_name: &str, text: &str) -> Result<Policy, PolicyErrors> {
     } else {
         Err(cx.finish())
     }
+}
+
+/// Finds object keys given twice: `serde_json::Value` silently keeps the last one, which would
+/// hide an edit made to the first (say, a second `lifetimeDays` further down). Yields
+/// (path of the object, key), paths like `credentials[0].keyVault`.
+fn duplicate_keys(text: &str) -> Vec<(String, String)> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+
+    struct Walk<'a> {
+        path: String,
+        found: &'a RefCell<Vec<(String, String)>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0usize;
+            loop {
+                let child = Walk {
+                    path: format!("{}[{i}]", self.path),
+                    found: self.found,
+                };
+                if seq.next_element_seed(child)?.is_none() {
+                    return Ok(());
+                }
+                i += 1;
+            }
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    self.found
+                        .borrow_mut()
+                        .push((self.path.clone(), key.clone()));
+                }
+                map.next_value_seed(Walk {
+                    path: join(&self.path, &key),
+                    found: self.found,
+                })?;
+            }
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_str(text);
+    // The text already parsed as a Value, so this walk cannot fail; if it somehow did, the
+    // duplicates found so far are still reported.
+    let _ = Walk {
+        path: String::new(),
+        found: &found,
+    }
+    .deserialize(&mut de);
+    found.into_inner()
 }
 
 /// serde_json appends " at line L column C" to its messages; the position is reported separately.
@@ -184,6 +268,29 @@ impl Cx<'_> {
             field: field.into(),
             message: message.into(),
         });
+    }
+
+    fn duplicate_keys(&mut self, text: &str, root: &Value) {
+        for (path, key) in duplicate_keys(text) {
+            // Attribute it to its credential entry when it is inside one.
+            let inside = path.strip_prefix("credentials[").and_then(|rest| {
+                let (index, tail) = rest.split_once(']')?;
+                let index: usize = index.parse().ok()?;
+                Some((index, tail.strip_prefix('.').unwrap_or(tail).to_string()))
+            });
+            let message = format!("'{key}' is given twice (only the last one would count)");
+            match inside {
+                Some((index, tail)) => {
+                    let obj = root
+                        .get("credentials")
+                        .and_then(|c| c.get(index))
+                        .and_then(Value::as_object);
+                    let entry = Entry::new(index, obj);
+                    self.push(Some(&entry), tail, message);
+                }
+                None => self.push(None, path, message),
+            }
+        }
     }
 
     fn finish(self) -> PolicyErrors {
@@ -600,9 +707,9 @@ impl Cx<'_> {
             application: application?,
             tenant_id: tenant_id?,
             key_vault: key_vault?,
-            renew_before: Duration::days(days.renew_before?),
-            lifetime: Duration::days(days.lifetime?),
-            grace: Duration::days(days.grace?),
+            renew_before: Duration::try_days(days.renew_before?)?,
+            lifetime: Duration::try_days(days.lifetime?)?,
+            grace: Duration::try_days(days.grace?)?,
             remove_unmanaged_expired,
             consumers,
         })

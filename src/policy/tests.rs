@@ -265,6 +265,30 @@ fn unknown_fields_are_denied_everywhere() {
 }
 
 #[test]
+fn duplicate_keys_are_reported() {
+    let text = format!(
+        r#"{{"defaults": {{"graceDays": 1, "graceDays": 2}},
+            "credentials": [{{"name": "a", "application": {{"appId": "{APP}"}},
+              "keyVault": {{"vault": "kv-a", "secret": "s", "secret": "t"}},
+              "lifetimeDays": 90, "lifetimeDays": 91}}]}}"#
+    );
+    let errs = parse("policy.json", &text).unwrap_err();
+    assert_eq!(errs.errors.len(), 3, "{errs}");
+    assert_mentions(
+        &errs,
+        "policy.json: defaults: 'graceDays' is given twice (only the last one would count)",
+    );
+    assert_mentions(
+        &errs,
+        "policy.json: credentials[0] (a): keyVault: 'secret' is given twice",
+    );
+    assert_mentions(
+        &errs,
+        "policy.json: credentials[0] (a): 'lifetimeDays' is given twice",
+    );
+}
+
+#[test]
 fn wrong_types_are_reported() {
     let errs = errors_after(|v| {
         v["credentials"][0]["name"] = 5.into();
@@ -589,6 +613,12 @@ fn durations_are_checked() {
         &errs,
         "policy.json: defaults.renewBeforeDays: must be less than lifetimeDays (200 >= 180)",
     );
+    // Found by the fuzz test: a huge inherited default once overflowed chrono's Duration.
+    let errs = errors_after(|v| v["defaults"]["renewBeforeDays"] = i64::MAX.into());
+    assert_mentions(
+        &errs,
+        "defaults.renewBeforeDays: must be less than lifetimeDays",
+    );
     // A credential overriding one value is checked against the inherited others.
     let errs = errors_after(|v| v["credentials"][1]["lifetimeDays"] = 35.into());
     assert_mentions(
@@ -670,4 +700,98 @@ fn errors_display_and_error_trait() {
     assert!(as_dyn.to_string().contains("credentials[0] (X): name:"));
     let one: &dyn std::error::Error = &errs.errors[0];
     assert_eq!(one.to_string(), errs.errors[0].to_string());
+}
+
+mod fuzz {
+    //! The parser never panics and always names the file, whatever the input.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            ".{0,40}".prop_map(serde_json::Value::from),
+            Just(serde_json::Value::from(APP)),
+            Just(serde_json::Value::from(site("func-x"))),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("[a-zA-Z$]{0,12}", inner, 0..4)
+                    .prop_map(|m| { serde_json::Value::Object(m.into_iter().collect()) }),
+            ]
+        })
+    }
+
+    /// Every JSON path (object keys and array indices) of a value.
+    fn paths(v: &serde_json::Value, here: Vec<String>, out: &mut Vec<Vec<String>>) {
+        out.push(here.clone());
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, c) in m {
+                    let mut p = here.clone();
+                    p.push(k.clone());
+                    paths(c, p, out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, c) in a.iter().enumerate() {
+                    let mut p = here.clone();
+                    p.push(i.to_string());
+                    paths(c, p, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn at_path<'v>(v: &'v mut serde_json::Value, path: &[String]) -> &'v mut serde_json::Value {
+        path.iter().fold(v, |v, seg| match v {
+            serde_json::Value::Array(a) => &mut a[seg.parse::<usize>().unwrap()],
+            other => &mut other[seg.as_str()],
+        })
+    }
+
+    fn check(result: Result<Policy, PolicyErrors>) {
+        if let Err(errs) = result {
+            assert!(!errs.errors.is_empty());
+            for line in errs.to_string().lines() {
+                assert!(line.starts_with("policy.json: "), "{line}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,400}") {
+            check(parse("policy.json", &text));
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(v in json_value()) {
+            check(parse("policy.json", &v.to_string()));
+        }
+
+        /// The valid example with one node replaced by anything: never a panic, and if it still
+        /// parses, it is a valid policy with the same number of credentials.
+        #[test]
+        fn mutated_example_never_panics(pick in any::<prop::sample::Index>(), value in json_value()) {
+            let mut v = full();
+            let mut all = Vec::new();
+            paths(&v, Vec::new(), &mut all);
+            let path = pick.get(&all).clone();
+            *at_path(&mut v, &path) = value;
+            let text = v.to_string();
+            let result = parse("policy.json", &text);
+            if let Ok(p) = &result {
+                prop_assert!(p.credentials.len() <= 2);
+            }
+            check(result);
+        }
+    }
 }
