@@ -79,6 +79,7 @@ class Emulator:
     log_path: Path
     scenario: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(SCENARIO))
     log_start: int = 0
+    log_offsets: dict[str, int] = field(default_factory=dict)
 
     # -- control API -------------------------------------------------------------------------
     def control(self, method: str, path: str, body: Any = None) -> Any:
@@ -129,6 +130,8 @@ class Emulator:
 
     def mark_log_start(self) -> None:
         self.log_start = max((r.get("seq", 0) for r in self._all_requests()), default=0)
+        for path in self._log_paths():
+            self.log_offsets[path.name] = path.stat().st_size if path.exists() else 0
 
     def seen(self, needle: str) -> list[dict[str, Any]]:
         """Recorded requests whose JSON form mentions ``needle`` (shape-agnostic on purpose)."""
@@ -169,11 +172,17 @@ class Emulator:
             f"/providers/{provider_path}"
         )
 
+    def _log_paths(self) -> tuple[Path, Path]:
+        return (self.log_path, self.log_path.with_name("emulator.stderr.log"))
+
     def full_log(self) -> str:
+        """The emulator's stdout and stderr written since the current test started."""
         out = []
-        for path in (self.log_path, self.log_path.with_name("emulator.stderr.log")):
+        for path in self._log_paths():
             try:
-                out.append(path.read_text(errors="replace"))
+                with path.open("rb") as f:
+                    f.seek(self.log_offsets.get(path.name, 0))
+                    out.append(f.read().decode(errors="replace"))
             except OSError:
                 pass
         return "\n".join(out)
@@ -272,6 +281,8 @@ class _Redirect:
         async def connect_tcp(remote_host, remote_port, *args, **kwargs):
             # anyio connects to (resolved address, requested port); keep the resolver's port.
             if is_redirected(remote_host):
+                if kwargs.get("tls") and not kwargs.get("tls_hostname"):
+                    kwargs["tls_hostname"] = str(remote_host)  # keep the real SNI
                 return await orig("127.0.0.1", https_port, *args, **kwargs)
             return await orig(remote_host, remote_port, *args, **kwargs)
 
