@@ -198,3 +198,12 @@ async def test_owned_objects_of_unknown_service_principal_is_not_found(emulator)
         ).owned_objects.get()
     assert err.value.response_status_code == 404
     assert err.value.error.code == "Request_ResourceNotFound"
+
+
+async def test_managed_identity_lists_applications(emulator, mi_env):
+    from azure.identity import ManagedIdentityCredential
+
+    mi_env("rotator-mi")  # holds Application.ReadWrite.All
+    client = GraphServiceClient(credentials=ManagedIdentityCredential(), scopes=[GRAPH_SCOPE])
+    page = await client.applications.get()
+    assert sorted(a.display_name for a in page.value) == sorted(a["displayName"] for a in SCENARIO["applications"])
