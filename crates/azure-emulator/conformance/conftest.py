@@ -133,6 +133,11 @@ class Emulator:
         for path in self._log_paths():
             self.log_offsets[path.name] = path.stat().st_size if path.exists() else 0
 
+    def state(self) -> dict[str, Any]:
+        """The emulator's whole state, including write-only values no Azure API returns (the
+        only way to check that a write-only field such as a connection secret was stored)."""
+        return self.control("GET", "/state")
+
     def seen(self, needle: str) -> list[dict[str, Any]]:
         """Recorded requests whose JSON form mentions ``needle`` (shape-agnostic on purpose)."""
         return [r for r in self.requests() if needle in json.dumps(r)]

@@ -72,6 +72,13 @@ def test_create_update_and_list_variables(emulator):
     names = sorted(v.name for v in client.variable.list_by_automation_account(RG, ACCOUNT))
     assert names == ["appSecret", "newSecret", "region"]
 
+    # The encrypted value is never returned by ARM; the emulator's state shows it was stored
+    # JSON-encoded, as sent.
+    [account] = [a for a in emulator.state()["automationAccounts"] if a["name"] == ACCOUNT]
+    stored = {v["name"]: v for v in account["variables"]}
+    assert json.loads(stored["newSecret"]["value"]) == "New8Q~automation-variable-value-000"
+    assert stored["newSecret"]["isEncrypted"] is True
+
 
 def test_missing_variable_is_resource_not_found(emulator):
     with pytest.raises(ResourceNotFoundError) as err:
