@@ -55,13 +55,30 @@ VAULT_SCOPE = "https://vault.azure.net/.default"
 ARM_SCOPE = "https://management.azure.com/.default"
 
 
+# Filled from the ready line's "hosts" (exact names and "*.suffix" wildcards) on top of the
+# defaults above, so a host the emulator starts serving is redirected without a harness change.
+_extra_exact: set[str] = set()
+_extra_suffixes: set[str] = set()
+
+
+def _learn_hosts(hosts: list[str]) -> None:
+    for h in hosts:
+        h = h.lower().rstrip(".")
+        if h.startswith("*."):
+            _extra_suffixes.add(h[1:])
+        elif h:
+            _extra_exact.add(h)
+
+
 def is_redirected(host: str | bytes | None) -> bool:
     if host is None:
         return False
     if isinstance(host, bytes):
         host = host.decode("ascii", "replace")
     host = host.lower().rstrip(".")
-    return host in EXACT_HOSTS or (host.endswith(VAULT_SUFFIX) and len(host) > len(VAULT_SUFFIX))
+    if host in EXACT_HOSTS or host in _extra_exact:
+        return True
+    return any(host.endswith(sfx) and len(host) > len(sfx) for sfx in (VAULT_SUFFIX, *_extra_suffixes))
 
 
 @dataclass
@@ -353,6 +370,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("IDENTITY_ENDPOINT", None)
         os.environ.pop("IDENTITY_HEADER", None)
 
+        _learn_hosts(list(ready.get("hosts", [])))
         redirect = _Redirect(_port_of(ready["https"]))
         redirect.install()
         yield Emulator(

@@ -230,3 +230,24 @@ async def test_graph_write_quota_throttles_and_the_sdk_waits_it_out(emulator):
         )
         assert added.display_name == name
     assert [r.get("status") for r in emulator.records(operation="addPassword")] == [200, 429, 200]
+
+
+def test_invalid_scenario_is_refused_and_state_kept(emulator):
+    import urllib.error
+    import urllib.request
+
+    broken = _scenario_with(applications=[{"displayName": "x", "notAField": 1}])
+    req = urllib.request.Request(
+        f"{emulator.control_url}/scenario",
+        data=json.dumps(broken).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with pytest.raises(urllib.error.HTTPError) as err:
+        opener.open(req, timeout=30)
+    assert 400 <= err.value.code < 500
+    assert "notAField" in err.value.read().decode(errors="replace")
+    # The previous tenant is still served.
+    kv = SecretClient("https://kv-conf.vault.azure.net", emulator.credential("rotator-sp"))
+    assert kv.get_secret("payments-client-secret").properties.version == "0b000000000040008000000000000002"
