@@ -22,7 +22,17 @@ def connection_id(emulator, name: str = "provisionassist-kv") -> str:
 
 
 def test_get_connection_hides_parameter_values(emulator):
-    conn = resources(emulator).resources.get_by_id(connection_id(emulator), api_version=API_VERSION)
+    headers: dict[str, str] = {}
+
+    def keep_headers(pipeline_response, deserialized, response_headers):
+        headers.update(pipeline_response.http_response.headers)
+        return deserialized
+
+    conn = resources(emulator).resources.get_by_id(
+        connection_id(emulator), api_version=API_VERSION, cls=keep_headers
+    )
+    # ARM reports the remaining throttling budget on every answer.
+    assert any(k.lower().startswith("x-ms-ratelimit-remaining-") for k in headers), sorted(headers)
     assert conn.name == "provisionassist-kv"
     assert conn.type == "Microsoft.Web/connections"
     assert conn.location == "westeurope"

@@ -29,6 +29,17 @@ def test_get_latest_and_specific_version(emulator):
     assert latest.properties.tags == versions[-1]["tags"]
     # Unix-second attributes are parsed into datetimes by the SDK.
     assert isinstance(latest.properties.created_on, dt.datetime)
+    assert isinstance(latest.properties.updated_on, dt.datetime)
+    assert latest.properties.recovery_level in {
+        "Purgeable",
+        "Recoverable+Purgeable",
+        "Recoverable",
+        "Recoverable+ProtectedSubscription",
+        "CustomizedRecoverable+Purgeable",
+        "CustomizedRecoverable",
+        "CustomizedRecoverable+ProtectedSubscription",
+    }
+    assert 7 <= latest.properties.recoverable_days <= 90
     older = kv.get_secret(SECRET, versions[0]["version"])
     assert older.value == versions[0]["value"]
 
