@@ -55,13 +55,30 @@ VAULT_SCOPE = "https://vault.azure.net/.default"
 ARM_SCOPE = "https://management.azure.com/.default"
 
 
+# Filled from the ready line's "hosts" (exact names and "*.suffix" wildcards) on top of the
+# defaults above, so a host the emulator starts serving is redirected without a harness change.
+_extra_exact: set[str] = set()
+_extra_suffixes: set[str] = set()
+
+
+def _learn_hosts(hosts: list[str]) -> None:
+    for h in hosts:
+        h = h.lower().rstrip(".")
+        if h.startswith("*."):
+            _extra_suffixes.add(h[1:])
+        elif h:
+            _extra_exact.add(h)
+
+
 def is_redirected(host: str | bytes | None) -> bool:
     if host is None:
         return False
     if isinstance(host, bytes):
         host = host.decode("ascii", "replace")
     host = host.lower().rstrip(".")
-    return host in EXACT_HOSTS or (host.endswith(VAULT_SUFFIX) and len(host) > len(VAULT_SUFFIX))
+    if host in EXACT_HOSTS or host in _extra_exact:
+        return True
+    return any(host.endswith(sfx) and len(host) > len(sfx) for sfx in (VAULT_SUFFIX, *_extra_suffixes))
 
 
 @dataclass
@@ -79,6 +96,7 @@ class Emulator:
     log_path: Path
     scenario: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(SCENARIO))
     log_start: int = 0
+    log_offsets: dict[str, int] = field(default_factory=dict)
 
     # -- control API -------------------------------------------------------------------------
     def control(self, method: str, path: str, body: Any = None) -> Any:
@@ -129,6 +147,13 @@ class Emulator:
 
     def mark_log_start(self) -> None:
         self.log_start = max((r.get("seq", 0) for r in self._all_requests()), default=0)
+        for path in self._log_paths():
+            self.log_offsets[path.name] = path.stat().st_size if path.exists() else 0
+
+    def state(self) -> dict[str, Any]:
+        """The emulator's whole state, including write-only values no Azure API returns (the
+        only way to check that a write-only field such as a connection secret was stored)."""
+        return self.control("GET", "/state")
 
     def seen(self, needle: str) -> list[dict[str, Any]]:
         """Recorded requests whose JSON form mentions ``needle`` (shape-agnostic on purpose)."""
@@ -169,11 +194,17 @@ class Emulator:
             f"/providers/{provider_path}"
         )
 
+    def _log_paths(self) -> tuple[Path, Path]:
+        return (self.log_path, self.log_path.with_name("emulator.stderr.log"))
+
     def full_log(self) -> str:
+        """The emulator's stdout and stderr written since the current test started."""
         out = []
-        for path in (self.log_path, self.log_path.with_name("emulator.stderr.log")):
+        for path in self._log_paths():
             try:
-                out.append(path.read_text(errors="replace"))
+                with path.open("rb") as f:
+                    f.seek(self.log_offsets.get(path.name, 0))
+                    out.append(f.read().decode(errors="replace"))
             except OSError:
                 pass
         return "\n".join(out)
@@ -272,6 +303,8 @@ class _Redirect:
         async def connect_tcp(remote_host, remote_port, *args, **kwargs):
             # anyio connects to (resolved address, requested port); keep the resolver's port.
             if is_redirected(remote_host):
+                if kwargs.get("tls") and not kwargs.get("tls_hostname"):
+                    kwargs["tls_hostname"] = str(remote_host)  # keep the real SNI
                 return await orig("127.0.0.1", https_port, *args, **kwargs)
             return await orig(remote_host, remote_port, *args, **kwargs)
 
@@ -337,6 +370,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("IDENTITY_ENDPOINT", None)
         os.environ.pop("IDENTITY_HEADER", None)
 
+        _learn_hosts(list(ready.get("hosts", [])))
         redirect = _Redirect(_port_of(ready["https"]))
         redirect.install()
         yield Emulator(

@@ -38,6 +38,13 @@ def test_encrypted_variable_value_is_never_returned(emulator):
 
 def test_create_update_and_list_variables(emulator):
     client = automation(emulator)
+    statuses: list[int] = []
+
+    def keep_status(pipeline_response, deserialized, headers):
+        # The SDK's `cls` hook sees the raw response: 201 on create, 200 on update.
+        statuses.append(pipeline_response.http_response.status_code)
+        return deserialized
+
     created = client.variable.create_or_update(
         RG,
         ACCOUNT,
@@ -50,7 +57,23 @@ def test_create_update_and_list_variables(emulator):
                 is_encrypted=True,
             ),
         ),
+        cls=keep_status,
     )
+    client.variable.create_or_update(
+        RG,
+        ACCOUNT,
+        "newSecret",
+        VariableCreateOrUpdateParameters(
+            name="newSecret",
+            properties=VariableCreateOrUpdateProperties(
+                value=json.dumps("New8Q~automation-variable-value-000"),
+                description="managed by rotator",
+                is_encrypted=True,
+            ),
+        ),
+        cls=keep_status,
+    )
+    assert statuses == [201, 200]
     assert created.name == "newSecret"
     assert created.properties.is_encrypted is True
     assert created.properties.value is None
@@ -71,6 +94,13 @@ def test_create_update_and_list_variables(emulator):
 
     names = sorted(v.name for v in client.variable.list_by_automation_account(RG, ACCOUNT))
     assert names == ["appSecret", "newSecret", "region"]
+
+    # The encrypted value is never returned by ARM; the emulator's state shows it was stored
+    # JSON-encoded, as sent.
+    [account] = [a for a in emulator.state()["automationAccounts"] if a["name"] == ACCOUNT]
+    stored = {v["name"]: v for v in account["variables"]}
+    assert json.loads(stored["newSecret"]["value"]) == "New8Q~automation-variable-value-000"
+    assert stored["newSecret"]["isEncrypted"] is True
 
 
 def test_missing_variable_is_resource_not_found(emulator):

@@ -22,7 +22,17 @@ def connection_id(emulator, name: str = "provisionassist-kv") -> str:
 
 
 def test_get_connection_hides_parameter_values(emulator):
-    conn = resources(emulator).resources.get_by_id(connection_id(emulator), api_version=API_VERSION)
+    headers: dict[str, str] = {}
+
+    def keep_headers(pipeline_response, deserialized, response_headers):
+        headers.update(pipeline_response.http_response.headers)
+        return deserialized
+
+    conn = resources(emulator).resources.get_by_id(
+        connection_id(emulator), api_version=API_VERSION, cls=keep_headers
+    )
+    # ARM reports the remaining throttling budget on every answer.
+    assert any(k.lower().startswith("x-ms-ratelimit-remaining-") for k in headers), sorted(headers)
     assert conn.name == "provisionassist-kv"
     assert conn.type == "Microsoft.Web/connections"
     assert conn.location == "westeurope"
@@ -32,6 +42,8 @@ def test_get_connection_hides_parameter_values(emulator):
     # parameterValues are write-only: never returned, the secret nowhere in the body.
     assert "parameterValues" not in props
     assert props["nonSecretParameterValues"]["vaultName"] == "kv-conf"
+    # The scenario's secret is valid for payments-api.
+    assert [st["status"] for st in props["statuses"]] == ["Connected"]
     assert "Pay8Q~" not in json.dumps(conn.as_dict())
 
 
@@ -58,9 +70,21 @@ def test_put_connection_with_new_secret(emulator):
     assert updated.name == "provisionassist-kv"
     assert "parameterValues" not in updated.properties
     assert "New8Q~" not in json.dumps(updated.as_dict())
-    assert client.resources.get_by_id(connection_id(emulator), api_version=API_VERSION).properties[
-        "api"
-    ]["id"] == current.properties["api"]["id"]
+    after = client.resources.get_by_id(connection_id(emulator), api_version=API_VERSION)
+    assert after.properties["api"]["id"] == current.properties["api"]["id"]
+    # Write-only: only the emulator's state shows the stored secret.
+    [stored] = [c for c in emulator.state()["connections"] if c["name"] == "provisionassist-kv"]
+    assert stored["parameterValues"]["token:clientSecret"] == "New8Q~connection-secret-value-000000"
+    # That secret is not a password of payments-api, so the connection now reports an error.
+    assert [st["status"] for st in after.properties["statuses"]] == ["Error"]
+
+    # Putting the app's real secret back makes it Connected again.
+    body.properties["parameterValues"]["token:clientSecret"] = emulator.app("payments-api")[
+        "passwordCredentials"
+    ][0]["secretText"]
+    client.resources.begin_create_or_update_by_id(connection_id(emulator), body, api_version=API_VERSION).result()
+    again = client.resources.get_by_id(connection_id(emulator), api_version=API_VERSION)
+    assert [st["status"] for st in again.properties["statuses"]] == ["Connected"]
 
 
 def test_missing_connection_is_resource_not_found(emulator):

@@ -215,3 +215,39 @@ def test_arm_503_is_retried_then_surfaces_when_persistent(emulator):
         web.web_apps.list_application_settings("rg-conf", "func-payments")
     assert err.value.status_code == 503
     assert [r.get("status") for r in emulator.records(operation="listAppSettings")] == [503] * 4
+
+
+async def test_graph_write_quota_throttles_and_the_sdk_waits_it_out(emulator):
+    # A tight per-app write quota from the scenario: the second write inside the window gets 429
+    # with Retry-After; kiota waits that long (real time, as the emulated clock flows with it)
+    # and the retry succeeds.
+    emulator.load_scenario(_scenario_with(graphWriteQuota={"requests": 1, "windowSeconds": 2}))
+    app = emulator.app("payments-api")
+    client = GraphServiceClient(credentials=emulator.credential("rotator-sp"), scopes=[GRAPH_SCOPE])
+    for name in ("quota-1", "quota-2"):
+        added = await client.applications.by_application_id(app["objectId"]).add_password.post(
+            AddPasswordPostRequestBody(password_credential=PasswordCredential(display_name=name))
+        )
+        assert added.display_name == name
+    assert [r.get("status") for r in emulator.records(operation="addPassword")] == [200, 429, 200]
+
+
+def test_invalid_scenario_is_refused_and_state_kept(emulator):
+    import urllib.error
+    import urllib.request
+
+    broken = _scenario_with(applications=[{"displayName": "x", "notAField": 1}])
+    req = urllib.request.Request(
+        f"{emulator.control_url}/scenario",
+        data=json.dumps(broken).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with pytest.raises(urllib.error.HTTPError) as err:
+        opener.open(req, timeout=30)
+    assert 400 <= err.value.code < 500
+    assert "notAField" in err.value.read().decode(errors="replace")
+    # The previous tenant is still served.
+    kv = SecretClient("https://kv-conf.vault.azure.net", emulator.credential("rotator-sp"))
+    assert kv.get_secret("payments-client-secret").properties.version == "0b000000000040008000000000000002"

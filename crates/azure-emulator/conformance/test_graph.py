@@ -43,6 +43,20 @@ async def test_get_application_by_object_id_and_app_id(emulator):
     assert cred.end_date_time == dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc)
     by_app_id = await client.applications_with_app_id(app["appId"]).get()
     assert by_app_id.id == app["objectId"]
+    # $select limits the properties returned.
+    from msgraph.generated.applications.item.application_item_request_builder import (
+        ApplicationItemRequestBuilder,
+    )
+
+    slim = await client.applications.by_application_id(app["objectId"]).get(
+        request_configuration=RequestConfiguration(
+            query_parameters=ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters(
+                select=["id", "displayName"]
+            )
+        )
+    )
+    assert slim.display_name == "payments-api"
+    assert slim.password_credentials is None
 
 
 async def test_add_password_then_token_then_remove_password(emulator):
@@ -198,3 +212,25 @@ async def test_owned_objects_of_unknown_service_principal_is_not_found(emulator)
         ).owned_objects.get()
     assert err.value.response_status_code == 404
     assert err.value.error.code == "Request_ResourceNotFound"
+
+
+async def test_managed_identity_lists_applications(emulator, mi_env):
+    from azure.identity import ManagedIdentityCredential
+
+    mi_env("rotator-mi")  # holds Application.ReadWrite.All
+    client = GraphServiceClient(credentials=ManagedIdentityCredential(), scopes=[GRAPH_SCOPE])
+    page = await client.applications.get()
+    assert sorted(a.display_name for a in page.value) == sorted(a["displayName"] for a in SCENARIO["applications"])
+
+
+async def test_add_password_defaults_to_now_plus_two_years(emulator):
+    # All body properties are optional: start defaults to now, end to start + 2 years.
+    app = emulator.app("orders-api")
+    added = await graph(emulator).applications.by_application_id(app["objectId"]).add_password.post(
+        AddPasswordPostRequestBody(password_credential=PasswordCredential())
+    )
+    assert added.secret_text
+    now = dt.datetime.now(dt.timezone.utc)
+    assert abs((added.start_date_time - now).total_seconds()) < 300
+    span = added.end_date_time - added.start_date_time
+    assert dt.timedelta(days=729) <= span <= dt.timedelta(days=732)

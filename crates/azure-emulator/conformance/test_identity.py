@@ -65,3 +65,38 @@ def test_managed_identity_credential_wrong_identity_header_fails(emulator, mi_en
     with pytest.raises(CredentialUnavailableError) as err:
         cred.get_token(GRAPH_SCOPE)
     assert "Token request error" in str(err.value)
+
+
+def test_unknown_tenant_fails_tenant_discovery_with_90002(emulator):
+    # MSAL discovers the tenant's openid-configuration first; Entra answers 400 AADSTS90002 for a
+    # tenant it does not know; MSAL raises ValueError (chaining the discovery error) and
+    # azure-identity wraps it into ClientAuthenticationError.
+    cred = ClientSecretCredential(
+        "0f000000-0000-4000-8000-0000000000ff",
+        emulator.app("rotator-sp")["appId"],
+        emulator.app("rotator-sp")["passwordCredentials"][0]["secretText"],
+    )
+    with pytest.raises(ClientAuthenticationError) as err:
+        cred.get_token(GRAPH_SCOPE)
+    chain, exc = [], err.value
+    while exc is not None:
+        chain.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    assert any("90002" in text for text in chain), chain
+
+
+def test_managed_identity_token_is_accepted_by_arm_and_key_vault(emulator, mi_env):
+    from azure.core.exceptions import HttpResponseError
+    from azure.keyvault.secrets import SecretClient
+    from azure.mgmt.web import WebSiteManagementClient
+
+    mi_env("rotator-mi")
+    cred = ManagedIdentityCredential()
+    assert SecretClient("https://kv-conf.vault.azure.net", cred).get_secret("payments-client-secret").value
+    # rotator-mi has no ARM role: the token is accepted (not 401) and authorization says no.
+    with pytest.raises(HttpResponseError) as err:
+        WebSiteManagementClient(cred, emulator.subscription_id).web_apps.list_application_settings(
+            "rg-conf", "func-payments"
+        )
+    assert err.value.status_code == 403
+    assert err.value.error.code == "AuthorizationFailed"

@@ -29,6 +29,17 @@ def test_get_latest_and_specific_version(emulator):
     assert latest.properties.tags == versions[-1]["tags"]
     # Unix-second attributes are parsed into datetimes by the SDK.
     assert isinstance(latest.properties.created_on, dt.datetime)
+    assert isinstance(latest.properties.updated_on, dt.datetime)
+    assert latest.properties.recovery_level in {
+        "Purgeable",
+        "Recoverable+Purgeable",
+        "Recoverable",
+        "Recoverable+ProtectedSubscription",
+        "CustomizedRecoverable+Purgeable",
+        "CustomizedRecoverable",
+        "CustomizedRecoverable+ProtectedSubscription",
+    }
+    assert 7 <= latest.properties.recoverable_days <= 90
     older = kv.get_secret(SECRET, versions[0]["version"])
     assert older.value == versions[0]["value"]
 
@@ -58,12 +69,17 @@ def test_set_secret_creates_new_version_then_lists_and_updates(emulator):
     assert {p.version for p in items} >= {new.properties.version}
     assert all(getattr(p, "value", None) is None for p in items)
 
-    updated = kv.update_secret_properties(
-        SECRET, items[0].version if items[0].version != new.properties.version else items[1].version,
-        enabled=False, tags={"state": "retired"},
-    )
+    # Retire the oldest version: attributes and tags change, the value does not.
+    oldest = emulator.scenario["vaults"][0]["secrets"][0]["versions"][0]
+    updated = kv.update_secret_properties(SECRET, oldest["version"], enabled=False, tags={"state": "retired"})
+    assert updated.version == oldest["version"]
     assert updated.enabled is False
     assert updated.tags == {"state": "retired"}
+    # A disabled version cannot be read (403 Forbidden, innererror SecretDisabled).
+    with pytest.raises(HttpResponseError) as err:
+        kv.get_secret(SECRET, oldest["version"])
+    assert err.value.status_code == 403
+    assert oldest["value"] not in str(err.value)
 
     names = [p.name for p in kv.list_properties_of_secrets()]
     assert SECRET in names

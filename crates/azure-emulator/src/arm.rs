@@ -1137,19 +1137,10 @@ fn variable_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> Re
                 Some(Value::String(s)) => {
                     // The value is the JSON serialisation of the variable's value.
                     if serde_json::from_str::<Value>(s).is_err() {
-                        return Err(automation_bad(&format!(
-                            "Invalid variable value: it must be JSON-encoded (a string is sent as \"\\\"text\\\"\"); '{}' is not valid JSON.",
-                            if props
-                                .get("isEncrypted")
-                                .and_then(Value::as_bool)
-                                .unwrap_or(false)
-                                || acct.variables.get(&vk).is_some_and(|v| v.is_encrypted)
-                            {
-                                "<encrypted value>"
-                            } else {
-                                s
-                            }
-                        )));
+                        // Never echo the value: it may be a secret.
+                        return Err(automation_bad(
+                            "Invalid variable value: it must be JSON-encoded (a string is sent as \"\\\"text\\\"\"); the value sent is not valid JSON.",
+                        ));
                     }
                     Some(s.clone())
                 }

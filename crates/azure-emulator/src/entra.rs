@@ -185,18 +185,31 @@ pub fn handle(shared: &Shared, req: &Req, op: Option<&'static str>) -> Resp {
                 }),
             )
         }
-        Some("instanceDiscovery") => Resp::json(
-            200,
-            &json!({
-                "tenant_discovery_endpoint": format!("https://{}/common/v2.0/.well-known/openid-configuration", req.host_raw),
-                "api-version": "1.1",
-                "metadata": [{
-                    "preferred_network": "login.microsoftonline.com",
-                    "preferred_cache": "login.windows.net",
-                    "aliases": ["login.microsoftonline.com", "login.windows.net", "login.microsoft.com", "sts.windows.net"],
-                }],
-            }),
-        ),
+        Some("instanceDiscovery") => {
+            // MSAL passes the authority it wants (…/{tenant}/oauth2/v2.0/authorize); point the
+            // discovery document at that tenant so the next request resolves.
+            let tenant = req
+                .q("authorization_endpoint")
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| {
+                    u.path_segments()
+                        .and_then(|mut s| s.next().map(str::to_string))
+                })
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| lock(&shared.state).tenant_id.to_string());
+            Resp::json(
+                200,
+                &json!({
+                    "tenant_discovery_endpoint": format!("https://{}/{tenant}/v2.0/.well-known/openid-configuration", req.host_raw),
+                    "api-version": "1.1",
+                    "metadata": [{
+                        "preferred_network": "login.microsoftonline.com",
+                        "preferred_cache": "login.windows.net",
+                        "aliases": ["login.microsoftonline.com", "login.windows.net", "login.microsoft.com", "sts.windows.net"],
+                    }],
+                }),
+            )
+        }
         _ => Resp::json(
             404,
             &json!({

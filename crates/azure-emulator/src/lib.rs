@@ -463,3 +463,14 @@ impl Control {
         lock(&self.shared.state).check_secret(app_id, secret, now)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handles_are_thread_safe() {
+        fn send_sync<T: Send + Sync + Clone>() {}
+        fn send<T: Send>() {}
+        send_sync::<super::Control>();
+        send::<super::Emulator>();
+    }
+}

@@ -698,3 +698,83 @@ async fn graph_write_quota_answers_429_with_retry_after() {
             .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn instance_discovery_points_at_the_requested_tenant() {
+    let h = start().await;
+    let (s, v) = json(
+        h.c.get("https://login.microsoftonline.com/common/discovery/instance")
+            .query(&[
+                ("api-version", "1.1"),
+                (
+                    "authorization_endpoint",
+                    &format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/authorize"),
+                ),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let next = v["tenant_discovery_endpoint"].as_str().unwrap();
+    assert_eq!(
+        next,
+        format!("https://login.microsoftonline.com/{TENANT}/v2.0/.well-known/openid-configuration")
+    );
+    let (s, _) = json(h.c.get(next).send().await.unwrap()).await;
+    assert_eq!(s, 200);
+}
+
+/// A leaf issued for another local HTTPS server (Azurite) is trusted by a client that trusts
+/// only the emulator CA.
+#[tokio::test]
+async fn issued_server_cert_is_trusted_through_the_emulator_ca() {
+    use rustls::pki_types::pem::PemObject;
+    let h = start().await;
+    let (cert, key) = h
+        .emu
+        .issue_server_cert(&["127.0.0.1".into(), "localhost".into()])
+        .unwrap();
+    assert!(h.emu.issue_server_cert(&[]).is_err());
+    let chain = vec![rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = tls.read(&mut buf).await.unwrap();
+        tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .await
+            .unwrap();
+        tls.shutdown().await.ok();
+    });
+    let r =
+        h.c.get(format!("https://localhost:{}/", addr.port()))
+            .send()
+            .await;
+    // `localhost` is resolved by the system; fall back to the IP name if it is not.
+    let r = match r {
+        Ok(r) => r,
+        Err(_) => {
+            h.c.get(format!("https://127.0.0.1:{}/", addr.port()))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(r.text().await.unwrap(), "ok");
+    server.await.unwrap();
+}
