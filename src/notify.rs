@@ -56,7 +56,8 @@ impl Message {
         }
         Message {
             kind: MessageKind::ManualStep,
-            subject: step.credential.clone(),
+            // One message per new secret: the next rotation is a new step for the person.
+            subject: format!("{}-{}", step.credential, step.new_key_id),
             title: format!(
                 "Action needed: give {} its new client secret ({})",
                 step.system, step.credential

@@ -1,0 +1,232 @@
+//! The five field runbooks (`docs/runbooks.md`), automated end to end: the real engine, the real
+//! clients, the emulator and Azurite. Each test states the runbook's "before" (what people saw),
+//! runs the rotator as the timer would, and checks the runbook's "after" in the emulator's state.
+
+#[path = "support/azurite.rs"]
+mod azurite;
+#[path = "support/emulator.rs"]
+mod emulator;
+#[path = "support/invariants.rs"]
+mod invariants;
+#[path = "support/world.rs"]
+mod world;
+
+use secret_rotator::engine::report::{CredentialOutcome, ResultCode};
+use uuid::Uuid;
+use world::*;
+
+fn uuid(s: &str) -> Uuid {
+    Uuid::parse_str(s).unwrap()
+}
+
+fn cred<'a>(w: &'a World, name: &str) -> &'a secret_rotator::policy::CredentialPolicy {
+    w.engine.policy.credentials.iter().find(|c| c.name == name).unwrap()
+}
+
+async fn self_test_code(w: &World, name: &str) -> ResultCode {
+    let report = w.engine.self_test_report(w.now()).await;
+    report
+        .checks
+        .iter()
+        .find(|c| c.name == format!("credential {name}"))
+        .map(|c| c.result_code)
+        .unwrap()
+}
+
+fn assert_ok(w: &World, name: &str, settled: bool) {
+    if let Err(e) = invariants::check(w, cred(w, name), settled) {
+        panic!("invariant broken: {e}");
+    }
+}
+
+/// Runbook 004: the Integration Function App's TeamsClientSecret behind a Key Vault reference.
+#[tokio::test]
+async fn seed_004_integration_app_reference_refreshed_and_old_secret_removed_after_grace() {
+    let w = spawn_world(demo_scenario(), &demo_policy()).await;
+    let c = w.emu.emulator.control();
+    let app = uuid("3f5b2d1e-0c55-4a8e-9a41-6a2f3b7c9d10");
+    let old_key = uuid("0a4d1c9e-5f2b-4e8a-b7c3-9d1e2f3a4b51");
+    let portal_test = uuid("6b7c8d9e-0f1a-4b2c-8d3e-4f5a6b7c8d61");
+    let rg = "TDC_Erhverv_Telephony_Integration";
+    let site = "NuudayToB-5sutozr67fiik";
+    let before = c.app_setting_effective(rg, site, "TeamsClientSecret").unwrap();
+
+    // Which of the two secrets is in use? (the question the runbook makes a human answer)
+    let status = w.engine.status_report(w.now()).await;
+    let st = status.credentials.iter().find(|s| s.name == "integration-app").unwrap();
+    assert_eq!(st.key_id_in_use.as_deref(), Some(old_key.to_string().as_str()));
+    assert_eq!(st.days_left, Some(10));
+
+    let r = w.run("integration-app").await;
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    let (version, value, tags) = c.secret_latest("kv5sutozr67fiik", "TeamsClientSecret").unwrap();
+    assert_ne!(value, before);
+    // The app itself now resolves the new version: the reference was refreshed, not left to
+    // App Service's 24-hour cache.
+    assert_eq!(c.app_setting_effective(rg, site, "TeamsClientSecret").unwrap(), value);
+    assert_eq!(tags.get("rotator-phase").map(String::as_str), Some("propagated"));
+    let new_key = uuid(tags.get("rotator-key-id").unwrap());
+    let new = c.passwords(app).into_iter().find(|p| p.key_id == new_key).unwrap();
+    // 730 days: the runbook's 24 months (start is stamped by Graph a moment after our "now").
+    assert!(((730 * 24 - 1)..=730 * 24).contains(&(new.end - new.start).num_hours()));
+    assert!(!version.is_empty());
+    assert_eq!(self_test_code(&w, "integration-app").await, ResultCode::Ok);
+    assert_ok(&w, "integration-app", false);
+    // Old secret kept during the grace period.
+    assert!(c.passwords(app).iter().any(|p| p.key_id == old_key));
+
+    // After the grace period: the password people created by hand is not the rotator's to
+    // delete (it was adopted at enrolment; something outside the policy may hold it): it stays
+    // until it expires, and only `removeUnmanagedExpired` would remove it then.
+    w.advance_days(8);
+    let r = w.run("integration-app").await;
+    assert_ne!(r.outcome, CredentialOutcome::Failed, "{r:#?}");
+    assert!(c.passwords(app).iter().any(|p| p.key_id == old_key));
+    assert_ok(&w, "integration-app", true);
+
+    // Two years on, the rotator's own secret is due: rotated again, and after the grace period
+    // exactly the previous keyId (the one it created) is removed.
+    w.advance_days(700);
+    let r = w.run("integration-app").await;
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    let (_, value2, tags2) = c.secret_latest("kv5sutozr67fiik", "TeamsClientSecret").unwrap();
+    assert_ne!(value2, value);
+    assert_eq!(tags2.get("rotator-previous-key-id"), Some(&new_key.to_string()));
+    assert!(c.passwords(app).iter().any(|p| p.key_id == new_key), "kept during grace");
+    w.advance_days(8);
+    let r = w.run("integration-app").await;
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    let keys: Vec<Uuid> = c.passwords(app).iter().map(|p| p.key_id).collect();
+    assert!(!keys.contains(&new_key), "the replaced secret is removed: {keys:?}");
+    assert!(keys.contains(&portal_test) || c.passwords(app).len() >= 2);
+    assert_ok(&w, "integration-app", true);
+}
+
+/// Runbook 001: Provision Assist — Key Vault appSecret, the API connection, the Automation variable.
+#[tokio::test]
+async fn seed_001_provision_assist_vault_connection_and_variable_on_the_new_secret() {
+    let w = spawn_world(demo_scenario(), &demo_policy()).await;
+    let c = w.emu.emulator.control();
+    let r = w.run("provision-assist").await;
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    let (_, value, _) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
+    assert_eq!(
+        c.connection_parameter("rg-provisionassist", "provisionassist-kv", "token:clientSecret").as_deref(),
+        Some(value.as_str())
+    );
+    assert_eq!(
+        c.connection_status("rg-provisionassist", "provisionassist-kv").as_deref(),
+        Some("Connected")
+    );
+    assert_eq!(
+        c.automation_variable("rg-provisionassist", "provisionassist-auto", "appSecret").as_deref(),
+        Some(value.as_str())
+    );
+    assert_ok(&w, "provision-assist", false);
+    w.advance_days(8);
+    w.run("provision-assist").await;
+    assert_ok(&w, "provision-assist", true);
+}
+
+/// Runbooks 002 and 003: an expired secret (AADSTS7000222) replaced; the expired one removed.
+#[tokio::test]
+async fn seed_002_003_expired_secret_replaced_and_removed() {
+    let w = spawn_world(demo_scenario(), &demo_policy()).await;
+    let c = w.emu.emulator.control();
+    let app = uuid("5b7d9f1a-2c4e-4a6b-9d8f-0a2c4e6b8d30");
+    let expired = uuid("2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f81");
+    let (_, before, _) = c.secret_latest("kv-empower", "clientSecret").unwrap();
+    assert_eq!(c.check_client_secret(app, &before), Err(7000222));
+    assert_eq!(self_test_code(&w, "empower").await, ResultCode::CredentialRefused);
+
+    let r = w.run("empower").await;
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    let (_, value, _) = c.secret_latest("kv-empower", "clientSecret").unwrap();
+    assert_eq!(c.check_client_secret(app, &value), Ok(()));
+    assert_eq!(c.app_setting("rg-empower", "empower-backend", "EntraClientSecret"), Some(value));
+    // Other settings of the backend are untouched (PUT replaces the whole map).
+    assert_eq!(
+        c.app_setting("rg-empower", "empower-backend", "WEBSITE_RUN_FROM_PACKAGE").as_deref(),
+        Some("1")
+    );
+    // An expired secret serves nobody: it goes without waiting for the grace period.
+    assert!(c.passwords(app).iter().all(|p| p.key_id != expired));
+    assert_eq!(self_test_code(&w, "empower").await, ResultCode::Ok);
+    assert_ok(&w, "empower", true);
+}
+
+/// Runbook 000: EzSign's own password store — a notify-only consumer.
+#[tokio::test]
+async fn seed_000_notify_only_message_sent_and_old_secret_kept_until_grace_ends() {
+    let (hook_url, received) = receiver::start().await;
+    let w = spawn_world_with(
+        demo_scenario(),
+        &demo_policy(),
+        WorldOptions {
+            webhooks: vec![secret_rotator::notify::Webhook {
+                kind: secret_rotator::notify::WebhookKind::Generic,
+                url: secret_rotator::secret::SecretValue::new(hook_url),
+            }],
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = w.emu.emulator.control();
+    let app = uuid("7412f649-8e14-471f-bfc1-733b36a42705");
+    let old_key = uuid("3e4f5a6b-7c8d-4e9f-8a1b-2c3d4e5f6a91");
+    let r = w.run("ezsign").await;
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    let (version, value, _) = c.secret_latest("kv-ezsign", "ezsign-token").unwrap();
+    let messages = received.lock().unwrap().clone();
+    assert_eq!(messages.len(), 1, "one manual-step message: {messages:?}");
+    let m = &messages[0];
+    assert!(m.contains("ezsign-manage.sh"), "{m}");
+    assert!(m.contains(&format!("kv-ezsign.vault.azure.net/secrets/ezsign-token/{version}")), "{m}");
+    assert!(!m.contains(&value), "the message never carries the secret");
+    assert!(c.passwords(app).iter().any(|p| p.key_id == old_key), "old secret kept");
+    // Later runs neither repeat the message nor touch the old secret during the grace period.
+    w.advance_days(6);
+    w.run("ezsign").await;
+    assert!(c.passwords(app).iter().any(|p| p.key_id == old_key));
+    assert_ok(&w, "ezsign", false);
+    assert_eq!(received.lock().unwrap().len(), 1, "not repeated");
+    // The next rotation (150 days on) replaces the rotator's own secret: a new message, and the
+    // previous keyId removed only once its grace period is over.
+    let (_, _, tags) = c.secret_latest("kv-ezsign", "ezsign-token").unwrap();
+    let first = uuid(tags.get("rotator-key-id").unwrap());
+    w.advance_days(150);
+    let r = w.run("ezsign").await;
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    assert_eq!(received.lock().unwrap().len(), 2, "told again about the new value");
+    w.advance_days(6);
+    w.run("ezsign").await;
+    assert!(c.passwords(app).iter().any(|p| p.key_id == first), "kept within grace");
+    w.advance_days(2);
+    w.run("ezsign").await;
+    assert!(c.passwords(app).iter().all(|p| p.key_id != first), "removed after grace");
+    assert_ok(&w, "ezsign", true);
+}
+
+mod receiver {
+    //! A local webhook receiver: records each body it is sent.
+    use std::sync::{Arc, Mutex};
+
+    pub async fn start() -> (String, Arc<Mutex<Vec<String>>>) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let g = g.clone();
+                async move {
+                    g.lock().unwrap().push(body);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}/hook"), got)
+    }
+}

@@ -1,0 +1,180 @@
+//! Test harness: one call builds the whole world the rotator lives in — the emulator loaded with
+//! a scenario, a private Azurite for the rotator's storage account, and the real engine wired to
+//! both through the real clients (zero-to-production's `spawn_app`, for secret-rotator).
+//!
+//! The in-process engine signs in as an application (`secret-rotator-ci`, client secret) rather
+//! than as the managed identity: azure_identity's ManagedIdentityCredential reads the process
+//! environment, which parallel tests cannot each own. [`ci_identity`] gives that application the
+//! same Graph app role, ownerships and role assignments the scenario gives the managed identity
+//! `secret-rotator`. The host-harness tests cover the managed identity itself.
+//!
+//! Include with `#[path = "support/emulator.rs"] mod emulator;`,
+//! `#[path = "support/azurite.rs"] mod azurite;` and `#[path = "support/world.rs"] mod world;`.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secret_rotator::azure::graph::WriteLimiter;
+use secret_rotator::cloud::Cloud;
+use secret_rotator::engine::executor::VerifyPolicy;
+use secret_rotator::engine::report::CredentialReport;
+use secret_rotator::engine::runner::Engine;
+use secret_rotator::engine::service::{EngineParts, build_with};
+use secret_rotator::notify::Webhook;
+use secret_rotator::policy::Policy;
+use serde_json::{Value, json};
+
+use crate::azurite::Azurite;
+use crate::emulator::TestEmulator;
+
+pub const CI_APP: &str = "secret-rotator-ci";
+pub const CI_SECRET: &str = "ciR8Q~rotator.test.identity-0123456789ab";
+pub const MI: &str = "secret-rotator";
+
+pub fn demo_scenario() -> Value {
+    serde_json::from_str(include_str!("../../src/dev/demo-scenario.json")).expect("demo scenario")
+}
+
+pub fn demo_policy() -> String {
+    include_str!("../../src/dev/demo-policy.json").to_string()
+}
+
+/// Adds the `secret-rotator-ci` application with everything the managed identity has.
+pub fn ci_identity(scenario: &mut Value) {
+    let roles = scenario["managedIdentities"]
+        .as_array()
+        .and_then(|m| m.iter().find(|x| x["name"] == MI))
+        .map(|m| m["graphAppRoles"].clone())
+        .unwrap_or_else(|| json!(["Application.ReadWrite.OwnedBy"]));
+    for app in scenario["applications"].as_array_mut().into_iter().flatten() {
+        if let Some(owners) = app["owners"].as_array_mut()
+            && owners.iter().any(|o| o == MI)
+        {
+            owners.push(json!(CI_APP));
+        }
+    }
+    let extra: Vec<Value> = scenario["roleAssignments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["principal"] == MI)
+        .map(|r| {
+            let mut r = r.clone();
+            r["principal"] = json!(CI_APP);
+            r
+        })
+        .collect();
+    if let Some(ras) = scenario["roleAssignments"].as_array_mut() {
+        ras.extend(extra);
+    }
+    let apps = scenario["applications"]
+        .as_array_mut()
+        .expect("scenario has applications");
+    apps.push(json!({
+        "displayName": CI_APP,
+        "graphAppRoles": roles,
+        "passwordCredentials": [{
+            "displayName": "ci",
+            "secretText": CI_SECRET,
+            "endDateTime": "2099-01-01T00:00:00Z"
+        }]
+    }));
+}
+
+pub struct World {
+    pub emu: TestEmulator,
+    pub azurite: Azurite,
+    pub engine: Arc<Engine>,
+    pub http: reqwest::Client,
+}
+
+pub struct WorldOptions {
+    pub webhooks: Vec<Webhook>,
+    pub max_parallel: usize,
+    pub verify: VerifyPolicy,
+}
+
+impl Default for WorldOptions {
+    fn default() -> Self {
+        Self {
+            webhooks: Vec::new(),
+            max_parallel: 4,
+            verify: VerifyPolicy {
+                timeout: Duration::from_secs(20),
+                first_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_millis(800),
+            },
+        }
+    }
+}
+
+pub async fn spawn_world(scenario: Value, policy_json: &str) -> World {
+    spawn_world_with(scenario, policy_json, WorldOptions::default()).await
+}
+
+pub async fn spawn_world_with(mut scenario: Value, policy_json: &str, opts: WorldOptions) -> World {
+    ci_identity(&mut scenario);
+    let emu = TestEmulator::start(scenario).await;
+    let account = format!(
+        "st{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let azurite = Azurite::start(&emu.emulator, &account);
+    let transport = emu.transport_config(&[azurite.host_override()]);
+    let http = transport.build().expect("transport");
+    let options = secret_rotator::azure::ServiceOptions::new(http.clone())
+        .with_retry(crate::emulator::fast_retry());
+    let credential = emu.app_credential_with(CI_APP, CI_SECRET, &options);
+    let policy: Policy =
+        secret_rotator::policy::parse("policy.json", policy_json).expect("test policy is valid");
+    let engine = build_with(EngineParts {
+        policy,
+        cloud: Cloud::Public,
+        tenant: emu.tenant(),
+        credential,
+        options,
+        blob_endpoint: url::Url::parse(&format!("https://{account}.blob.core.windows.net"))
+            .unwrap(),
+        container: "secret-rotator".into(),
+        webhooks: opts.webhooks,
+        limiter: Arc::new(WriteLimiter::new(2400, Duration::from_secs(150), 100)),
+        max_parallel: opts.max_parallel,
+        verify: opts.verify,
+    })
+    .expect("engine builds");
+    World {
+        emu,
+        azurite,
+        engine,
+        http,
+    }
+}
+
+impl World {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.emu.emulator.control().now()
+    }
+
+    pub fn advance_days(&self, days: i64) {
+        self.emu
+            .emulator
+            .control()
+            .advance(chrono::Duration::days(days));
+    }
+
+    pub async fn run(&self, credential: &str) -> CredentialReport {
+        let cred = self
+            .engine
+            .policy
+            .credentials
+            .iter()
+            .find(|c| c.name == credential)
+            .unwrap_or_else(|| panic!("policy has {credential}"))
+            .clone();
+        self.engine
+            .run_credential(&cred, self.now(), false, None, "test")
+            .await
+    }
+}
