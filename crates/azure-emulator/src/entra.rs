@@ -13,7 +13,8 @@ use crate::jwt::{Claims, sign};
 use crate::server::{Req, Resp, Shared};
 use crate::util::{b64_decode, lock};
 
-/// Token lifetime for both endpoints (Entra's client-credentials tokens: 3599 s).
+/// Default token lifetime for both endpoints (Entra's client-credentials tokens: 3599 s);
+/// a scenario may change it (`tokenLifetimeSeconds`).
 pub const TOKEN_SECONDS: i64 = 3599;
 
 pub const GRAPH_AUD: &str = "https://graph.microsoft.com";
@@ -43,9 +44,10 @@ pub fn mint(
     aud: &str,
     roles: &[String],
     now: DateTime<Utc>,
+    lifetime: i64,
 ) -> (String, i64) {
     let iat = now.timestamp();
-    let exp = iat + TOKEN_SECONDS;
+    let exp = iat + lifetime;
     let claims = Claims {
         aud: aud.to_string(),
         iss: format!("https://sts.windows.net/{tenant}/"),
@@ -367,13 +369,14 @@ fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Re
         aud,
         &app.graph_roles,
         now,
+        st.token_lifetime,
     );
     Resp::json(
         200,
         &json!({
             "token_type": "Bearer",
-            "expires_in": TOKEN_SECONDS,
-            "ext_expires_in": TOKEN_SECONDS,
+            "expires_in": st.token_lifetime,
+            "ext_expires_in": st.token_lifetime,
             "access_token": tok,
         }),
     )
@@ -478,6 +481,7 @@ pub fn handle_msi(shared: &Shared, req: &Req) -> Resp {
         aud,
         &mi.graph_roles,
         now,
+        st.token_lifetime,
     );
     Resp::json(
         200,
