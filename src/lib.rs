@@ -15,6 +15,8 @@
 
 pub mod azure;
 pub mod cloud;
+#[cfg(feature = "dev-mode")]
+pub mod dev;
 pub mod engine;
 pub mod handler;
 pub mod inventory;

@@ -26,6 +26,9 @@ enum Command {
     Serve,
     /// Build the deployable zip from host.json, function-specs/ and the binary.
     Package(PackageArgs),
+    /// Run the whole product on the embedded Azure emulator with a demo tenant (no Azure needed).
+    #[cfg(feature = "dev-mode")]
+    Dev(secret_rotator::dev::DevOptions),
 }
 
 #[derive(clap::Args)]
@@ -49,6 +52,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => serve_main(),
         Command::Package(args) => package_main(args),
+        #[cfg(feature = "dev-mode")]
+        Command::Dev(opts) => dev_main(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -218,4 +223,14 @@ fn package_main(args: PackageArgs) -> anyhow::Result<()> {
         summary.entries.join(", ")
     );
     Ok(())
+}
+
+#[cfg(feature = "dev-mode")]
+fn dev_main(opts: secret_rotator::dev::DevOptions) -> anyhow::Result<()> {
+    // Dev mode prints an account for a person; the handler it starts logs JSON to a file.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(secret_rotator::dev::run(opts))
 }

@@ -305,7 +305,7 @@ async fn self_test_has_the_probe_shape_with_checks() {
     );
     let checks = r.body["checks"].as_array().unwrap();
     assert_eq!(checks.len(), 2);
-    assert_eq!(checks[1]["resultCode"], "CredentialRefused");
+    assert_eq!(checks[1]["resultCode"], "19");
     assert!(
         r.invocation
             .logs

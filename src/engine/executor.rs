@@ -342,10 +342,19 @@ pub async fn perform(
             let mut t = current_tags.clone().ok_or_else(|| {
                 StepError::Invariant("the current version has no rotation state".into())
             })?;
+            let kept = t
+                .previous_key_id
+                .filter(|k| app.passwords.iter().any(|p| p.key_id == *k));
             t.phase = Phase::Retired;
             t.previous_key_id = None;
             retag(t).await?;
-            Ok("rotation complete: the previous secret is gone".into())
+            Ok(match kept {
+                Some(k) => format!(
+                    "rotation complete; the previous password {k} was not created by \
+                     secret-rotator and is left in place until it expires"
+                ),
+                None => "rotation complete: the previous secret is gone".into(),
+            })
         }
     }
 }
