@@ -464,7 +464,11 @@ fn count_write(st: &mut Tenant, appid: Uuid, now: DateTime<Utc>) -> Result<(), i
     }
     if entry.len() as u32 >= q.requests {
         let oldest = entry.front().copied().unwrap_or(now);
-        return Err(((oldest + window - now).num_seconds()).max(1));
+        // Round up: a client that waits exactly Retry-After must find room (conformance found
+        // the truncated value throttled it again).
+        let wait = oldest + window - now;
+        let secs = wait.num_seconds() + i64::from(wait.subsec_nanos() > 0);
+        return Err(secs.max(1));
     }
     entry.push_back(now);
     Ok(())
