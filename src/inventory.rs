@@ -41,7 +41,11 @@ pub struct InventoryRow {
 
 /// The rows for one application (its passwords; certificates are listed by the caller when
 /// Graph returned them).
-pub fn rows_for_app(app: &AppState, policy: Option<&Policy>, now: DateTime<Utc>) -> Vec<InventoryRow> {
+pub fn rows_for_app(
+    app: &AppState,
+    policy: Option<&Policy>,
+    now: DateTime<Utc>,
+) -> Vec<InventoryRow> {
     let enrolled = policy.and_then(|p| {
         p.credentials.iter().find(|c| match c.application {
             AppRef::AppId(id) => id == app.app_id,
@@ -134,7 +138,9 @@ impl<W: std::io::Write> RowWriter<W> {
                     r.app_id,
                     kind,
                     r.key_id,
-                    r.days_left.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                    r.days_left
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     r.enrolled_as.as_deref().unwrap_or("-")
                 )
             }
@@ -195,10 +201,13 @@ impl AadstsLine {
         let code = digits.parse().ok()?;
         let after = &text[at..];
         let quoted: Vec<&str> = after.split('\'').skip(1).step_by(2).collect();
-        let app_id = quoted.iter().find_map(|q| Uuid::parse_str(q).ok()).or_else(|| {
-            text.split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
-                .find_map(|w| Uuid::parse_str(w).ok())
-        });
+        let app_id = quoted
+            .iter()
+            .find_map(|q| Uuid::parse_str(q).ok())
+            .or_else(|| {
+                text.split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+                    .find_map(|w| Uuid::parse_str(w).ok())
+            });
         let tenant = if code == 90002 {
             quoted.first().map(|s| s.to_string())
         } else {
@@ -215,7 +224,9 @@ impl AadstsLine {
     pub fn meaning(&self) -> &'static str {
         match self.code {
             7000222 => "the client secret the application sent has expired",
-            7000215 => "the client secret the application sent is wrong (not any current secret's value; perhaps the secret's ID was used, or it was replaced)",
+            7000215 => {
+                "the client secret the application sent is wrong (not any current secret's value; perhaps the secret's ID was used, or it was replaced)"
+            }
             700016 => "no application with that client id exists in the tenant the request went to",
             90002 => "the tenant does not exist (wrong tenant id or wrong cloud)",
             _ => "an Entra sign-in error",
@@ -240,7 +251,10 @@ mod tests {
     #[test]
     fn parses_unknown_tenant_and_unknown_app() {
         let l = AadstsLine::parse("AADSTS90002: Tenant 'contoso.example' not found.").unwrap();
-        assert_eq!((l.code, l.tenant.as_deref(), l.app_id), (90002, Some("contoso.example"), None));
+        assert_eq!(
+            (l.code, l.tenant.as_deref(), l.app_id),
+            (90002, Some("contoso.example"), None)
+        );
         let l = AadstsLine::parse("AADSTS700016: Application with identifier '11111111-2222-3333-4444-555555555555' was not found in the directory 'x'").unwrap();
         assert_eq!(l.code, 700016);
         assert!(l.app_id.is_some());

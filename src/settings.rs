@@ -386,9 +386,18 @@ impl Settings {
 
         let mut webhooks = Vec::new();
         for (name, kind) in [
-            ("ROTATOR_NOTIFY_TEAMS_URL", crate::notify::WebhookKind::Teams),
-            ("ROTATOR_NOTIFY_SLACK_URL", crate::notify::WebhookKind::Slack),
-            ("ROTATOR_NOTIFY_WEBHOOK_URL", crate::notify::WebhookKind::Generic),
+            (
+                "ROTATOR_NOTIFY_TEAMS_URL",
+                crate::notify::WebhookKind::Teams,
+            ),
+            (
+                "ROTATOR_NOTIFY_SLACK_URL",
+                crate::notify::WebhookKind::Slack,
+            ),
+            (
+                "ROTATOR_NOTIFY_WEBHOOK_URL",
+                crate::notify::WebhookKind::Generic,
+            ),
         ] {
             if let Some(v) = get(name) {
                 // Never echo the value: it carries the webhook's signature.

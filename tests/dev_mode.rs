@@ -20,8 +20,14 @@ fn dev_mode_rotates_every_seed_system_and_ends_green() {
     assert!(stdout.contains("[19]"), "{stdout}");
     // The pass: every seed system progressed, each consumer kind updated and confirmed.
     for name in ["integration-app", "provision-assist", "empower", "ezsign"] {
-        assert!(stdout.contains(&format!("{name} — progressed")), "{name}:\n{stdout}");
-        assert!(stdout.contains(&format!("✓ credential {name}")), "{name}:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("{name} — progressed")),
+            "{name}:\n{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("✓ credential {name}")),
+            "{name}:\n{stdout}"
+        );
     }
     for what in [
         "refreshed the versionless reference; App Service resolves version",

@@ -15,7 +15,10 @@ fn configuration_table_lists_every_setting() {
         .filter(|s| !r.contains(&format!("| `{}` |", s.name)))
         .map(|s| s.name)
         .collect();
-    assert!(missing.is_empty(), "README configuration table lacks {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "README configuration table lacks {missing:?}"
+    );
 }
 
 #[test]
@@ -23,9 +26,19 @@ fn result_code_table_lists_every_code() {
     use secret_rotator::engine::report::ResultCode::*;
     let r = readme();
     for code in [
-        Ok, PolicyInvalid, CredentialRefused, IdentityUnavailable, KeyVaultAccess, GraphAccess,
-        StorageAccess, SecretMissing, ConsumerOutOfSync, RotationOverdue, RotationFailed,
-        BadRequest, Internal,
+        Ok,
+        PolicyInvalid,
+        CredentialRefused,
+        IdentityUnavailable,
+        KeyVaultAccess,
+        GraphAccess,
+        StorageAccess,
+        SecretMissing,
+        ConsumerOutOfSync,
+        RotationOverdue,
+        RotationFailed,
+        BadRequest,
+        Internal,
     ] {
         assert!(
             r.contains(&format!("| {} |", code.code())),

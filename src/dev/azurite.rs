@@ -50,7 +50,14 @@ impl Azurite {
         let key = "ZGV2LW1vZGUta2V5LW5vdC11c2VkLXdpdGgtb2F1dGg=";
         let mut child = Command::new(&bin)
             .current_dir(dir)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", "0", "--oauth", "basic"])
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                "0",
+                "--oauth",
+                "basic",
+            ])
             .arg("--cert")
             .arg(dir.join("cert.pem"))
             .arg("--key")

@@ -40,7 +40,9 @@ impl HttpAnswer {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -67,7 +69,10 @@ impl Handler {
         cmd.arg("serve")
             .current_dir(app_root)
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", uuid::Uuid::new_v4().to_string())
+            .env(
+                "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
+                uuid::Uuid::new_v4().to_string(),
+            )
             .env("FUNCTIONS_APP_ROOT_PATH", app_root)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
@@ -183,7 +188,9 @@ impl Handler {
         params: Value,
         now: DateTime<Utc>,
     ) -> anyhow::Result<HttpAnswer> {
-        let url = url::Url::parse(&format!("https://secret-rotator-dev.azurewebsites.net{path_and_query}"))?;
+        let url = url::Url::parse(&format!(
+            "https://secret-rotator-dev.azurewebsites.net{path_and_query}"
+        ))?;
         let query: serde_json::Map<String, Value> = url
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
@@ -234,7 +241,11 @@ impl Handler {
 fn logs(out: &Value) -> Vec<String> {
     out["Logs"]
         .as_array()
-        .map(|a| a.iter().filter_map(|l| l.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -250,7 +261,10 @@ pub async fn front(
     use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
     use axum::response::{IntoResponse, Response};
 
-    type St = (std::sync::Arc<Handler>, std::sync::Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+    type St = (
+        std::sync::Arc<Handler>,
+        std::sync::Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    );
 
     async fn call(
         State((h, clock)): State<St>,
@@ -262,11 +276,18 @@ pub async fn front(
         let mut segs = rest.split('/');
         let first = segs.next().unwrap_or_default().to_string();
         let (function, params) = match first.to_ascii_lowercase().as_str() {
-            "rotate" => ("Rotate", json!({ "credential": segs.next().unwrap_or_default() })),
+            "rotate" => (
+                "Rotate",
+                json!({ "credential": segs.next().unwrap_or_default() }),
+            ),
             "selftest" => ("SelfTest", json!({})),
             "statuspage" => ("StatusPage", json!({})),
             _ => {
-                return (StatusCode::NOT_FOUND, format!("no function at /api/{rest}\n")).into_response();
+                return (
+                    StatusCode::NOT_FOUND,
+                    format!("no function at /api/{rest}\n"),
+                )
+                    .into_response();
             }
         };
         let pq = match q {
@@ -275,7 +296,14 @@ pub async fn front(
         };
         let body = (!body.is_empty()).then_some(body);
         match h
-            .http(function, method.as_str(), &pq, body.as_deref(), params, clock())
+            .http(
+                function,
+                method.as_str(),
+                &pq,
+                body.as_deref(),
+                params,
+                clock(),
+            )
             .await
         {
             Ok(a) => {

@@ -71,7 +71,9 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let o = Out;
     let work = std::env::temp_dir().join(format!("secret-rotator-dev-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    println!("secret-rotator dev — the whole product on an embedded Azure; nothing leaves this machine");
+    println!(
+        "secret-rotator dev — the whole product on an embedded Azure; nothing leaves this machine"
+    );
 
     let scenario: azure_emulator::Scenario =
         serde_json::from_str(DEMO_SCENARIO).context("the demo scenario")?;
@@ -128,7 +130,10 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         ("ROTATOR_RESOLVE", resolve.join(",")),
         ("ROTATOR_CA_FILE", emulator.ca_path().display().to_string()),
         ("ROTATOR_VERIFY_TIMEOUT_SECONDS", "60".into()),
-        ("ROTATOR_NOTIFY_WEBHOOK_URL", format!("http://{hook_addr}/hook")),
+        (
+            "ROTATOR_NOTIFY_WEBHOOK_URL",
+            format!("http://{hook_addr}/hook"),
+        ),
         ("ROTATOR_LOG", "info".into()),
     ]
     .into_iter()
@@ -147,7 +152,11 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         "   Managed identity {} (identity 'secret-rotator': Application.ReadWrite.OwnedBy, least-privilege roles)",
         emulator.msi_endpoint()
     );
-    println!("   Storage          https://{} → Azurite on {}", storage.host(), storage.addr);
+    println!(
+        "   Storage          https://{} → Azurite on {}",
+        storage.host(),
+        storage.addr
+    );
     println!(
         "   Custom handler   127.0.0.1:{}, ready in {} ms (its JSON logs: {})",
         handler.port,
@@ -160,17 +169,26 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     );
 
     // 1. The probe before.
-    o.h(1, "Self-test before ({\"function\":\"Test\"}) — what an operator's probe sees today");
+    o.h(
+        1,
+        "Self-test before ({\"function\":\"Test\"}) — what an operator's probe sees today",
+    );
     let before = self_test(&handler, control.now()).await?;
     print_checks(&o, &before);
 
     // 2. What is due, and why.
-    o.h(2, "What is due, and why ({\"function\":\"Plan\"}, a dry run)");
+    o.h(
+        2,
+        "What is due, and why ({\"function\":\"Plan\"}, a dry run)",
+    );
     let plan = command(&handler, "Plan", control.now()).await?;
     print_plan(&o, &plan);
 
     // 3. The timer.
-    o.h(3, "Rotation pass (timer RotateSecrets, as the host fires it)");
+    o.h(
+        3,
+        "Rotation pass (timer RotateSecrets, as the host fires it)",
+    );
     let pass = timer_pass(&o, &handler, control.now()).await?;
     print_pass(&o, &pass);
 
@@ -180,12 +198,18 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     print_checks(&o, &after);
 
     // 5. Status.
-    o.h(5, "Where each secret is used now ({\"function\":\"Status\"})");
+    o.h(
+        5,
+        "Where each secret is used now ({\"function\":\"Status\"})",
+    );
     let status = command(&handler, "Status", control.now()).await?;
     print_status(&o, &status);
 
     // 6. Notifications.
-    o.h(6, "Messages for people (notify-only systems), as a webhook received them");
+    o.h(
+        6,
+        "Messages for people (notify-only systems), as a webhook received them",
+    );
     print_messages(&o, &received);
 
     // 7. What will be removed, and when.
@@ -223,7 +247,10 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             log_file.display()
         );
     } else {
-        println!("Something is not green: see the checks above and {}", log_file.display());
+        println!(
+            "Something is not green: see the checks above and {}",
+            log_file.display()
+        );
     }
 
     if opts.serve {
@@ -244,14 +271,9 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             emulator.control_url()
         );
         let clock = control.clone();
-        host::front(
-            listener,
-            handler,
-            Arc::new(move || clock.now()),
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
-        )
+        host::front(listener, handler, Arc::new(move || clock.now()), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
         .await?;
         return Ok(());
     }
@@ -264,10 +286,21 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn command(h: &Handler, cmd: &str, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Value> {
+async fn command(
+    h: &Handler,
+    cmd: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Value> {
     let body = json!({ "function": cmd }).to_string();
     let a = h
-        .http("SelfTest", "POST", "/api/SelfTest", Some(&body), json!({}), now)
+        .http(
+            "SelfTest",
+            "POST",
+            "/api/SelfTest",
+            Some(&body),
+            json!({}),
+            now,
+        )
         .await?;
     Ok(a.json())
 }
@@ -276,7 +309,11 @@ async fn self_test(h: &Handler, now: chrono::DateTime<chrono::Utc>) -> anyhow::R
     command(h, "Test", now).await
 }
 
-async fn timer_pass(o: &Out, h: &Handler, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Value> {
+async fn timer_pass(
+    o: &Out,
+    h: &Handler,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Value> {
     let id = uuid::Uuid::new_v4().to_string();
     let started = std::time::Instant::now();
     let logs = h.timer("RotateSecrets", now, &id).await?;
@@ -285,9 +322,19 @@ async fn timer_pass(o: &Out, h: &Handler, now: chrono::DateTime<chrono::Utc>) ->
     }
     let body = json!({ "function": "Run", "runId": id, "waitSeconds": 120 }).to_string();
     let a = h
-        .http("SelfTest", "POST", "/api/SelfTest", Some(&body), json!({}), now)
+        .http(
+            "SelfTest",
+            "POST",
+            "/api/SelfTest",
+            Some(&body),
+            json!({}),
+            now,
+        )
         .await?;
-    o.l(format!("pass took {:.1} s", started.elapsed().as_secs_f64()));
+    o.l(format!(
+        "pass took {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
     let _ = Duration::ZERO;
     Ok(a.json())
 }
@@ -368,7 +415,10 @@ fn print_status(o: &Out, v: &Value) {
             c["name"].as_str().unwrap_or("?"),
             c["keyIdInUse"].as_str().unwrap_or("?"),
             c["keyIdSource"].as_str().unwrap_or("?"),
-            c["expires"].as_str().map(|s| &s[..10.min(s.len())]).unwrap_or("?"),
+            c["expires"]
+                .as_str()
+                .map(|s| &s[..10.min(s.len())])
+                .unwrap_or("?"),
             c["daysLeft"],
             c["phase"].as_str().unwrap_or("-"),
             c["consumersInSync"]

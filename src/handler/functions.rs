@@ -342,7 +342,10 @@ async fn status_page(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<S
     };
     (
         out,
-        vec![format!("status page: {} credential(s)", report.credentials.len())],
+        vec![format!(
+            "status page: {} credential(s)",
+            report.credentials.len()
+        )],
     )
 }
 
