@@ -141,6 +141,8 @@ impl Engine {
         };
         let mut forced = !force;
         let ctx = self.exec_ctx();
+        let started = Instant::now();
+        let mut last_seen: Option<Observed> = None;
         for _ in 0..self.options.max_steps_per_credential {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 report.outcome = CredentialOutcome::InProgress;
@@ -156,6 +158,7 @@ impl Engine {
                     }
                 };
             let t = clock.now();
+            last_seen = Some(observed.clone());
             let mut decision = planner::decide(cred, &observed.observation, t);
             if !forced && decision.steps.is_empty() && decision.blocked.is_none() {
                 forced = true;
@@ -206,7 +209,12 @@ impl Engine {
             report.outcome = CredentialOutcome::InProgress;
         }
         lease.release().await;
-        self.record(cred, &report, run_id, clock.now()).await;
+        let audit = Audit {
+            seen: last_seen.as_ref(),
+            duration: started.elapsed(),
+        };
+        self.record(cred, &report, &audit, run_id, clock.now())
+            .await;
         report
     }
 
@@ -215,15 +223,37 @@ impl Engine {
         &self,
         cred: &CredentialPolicy,
         report: &CredentialReport,
+        audit: &Audit<'_>,
         run_id: &str,
         now: DateTime<Utc>,
     ) {
+        // The state as last observed: after the final step when the run settled, which is what
+        // the record is about (key ids, never values).
+        let tags = audit.seen.and_then(|o| match &o.observation.vault {
+            VaultState::Current(v) => v.tags.clone(),
+            VaultState::Missing => None,
+        });
+        let rotated = report.steps.iter().any(|s| s.step == "rotate" && s.ok);
         let body = serde_json::json!({
             "credential": cred.name,
-            "application": format!("{:?}", cred.application),
+            "application": audit.seen.and_then(|o| o.app.as_ref()).map(|a| serde_json::json!({
+                "appId": a.app_id, "objectId": a.object_id, "displayName": a.display_name
+            })),
             "keyVault": format!("{}/{}", cred.key_vault.vault, cred.key_vault.secret),
             "runId": run_id,
             "at": now,
+            "rotated": rotated,
+            "keyIdInUse": tags.as_ref().map(|t| t.key_id.to_string()),
+            "previousKeyId": tags.as_ref().and_then(|t| t.previous_key_id).map(|k| k.to_string()),
+            "phase": tags.as_ref().map(|t| tags::phase_name(t.phase)),
+            "consumersTouched": report.steps.iter()
+                .filter(|s| s.step == "update-consumer" || s.step == "notify")
+                .map(|s| serde_json::json!({"ok": s.ok, "detail": s.detail}))
+                .collect::<Vec<_>>(),
+            "verified": report.steps.iter()
+                .find(|s| s.step == "complete-propagation")
+                .map(|s| s.ok),
+            "durationMs": audit.duration.as_millis() as u64,
             "report": report,
         });
         if !report.steps.is_empty() {
@@ -602,6 +632,12 @@ fn fill_status(
         })
         .collect();
     st.consumers_in_sync = st.consumers.iter().all(|c| c.in_sync != Some(false));
+}
+
+/// What the audit record needs beyond the report.
+struct Audit<'a> {
+    seen: Option<&'a Observed>,
+    duration: Duration,
 }
 
 fn step_name(step: &Step) -> &'static str {
