@@ -35,7 +35,14 @@ fn assert_invariants(w: &World, b: &Baseline, settled: bool, when: &str) {
 fn summary(r: &PassReport) -> String {
     r.credentials
         .iter()
-        .map(|c| format!("{}: {:?} {}", c.name, c.outcome, c.error.clone().unwrap_or_default()))
+        .map(|c| {
+            format!(
+                "{}: {:?} {}",
+                c.name,
+                c.outcome,
+                c.error.clone().unwrap_or_default()
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -69,7 +76,11 @@ async fn fault_case(service: &str, op: &str, action: FaultAction) {
         if stage == "first rotation" {
             // The first pass rotates all four credentials, so every operation in the table is
             // called then: a fault that never hit would make this case test nothing.
-            assert!(hit > 0, "the {service}/{op} fault never hit: {}", summary(&faulted));
+            assert!(
+                hit > 0,
+                "the {service}/{op} fault never hit: {}",
+                summary(&faulted)
+            );
             w.advance_days(8);
         }
     }
@@ -133,25 +144,42 @@ async fn crash_case(ks: &[usize]) {
         warm_up(&w).await;
         let finished = crash_pass_at(&w, k).await;
         assert!(!finished, "k={k}: the pass ended before its k-th request");
-        assert_invariants(&w, &b, false, &format!("right after a crash at request {k}"));
+        assert_invariants(
+            &w,
+            &b,
+            false,
+            &format!("right after a crash at request {k}"),
+        );
         // The dropped lease's release runs in the background (best effort, as a killed
         // process would not); break it as its expiry would, whichever state it is in.
         break_leases(&w).await;
         let r = pass_after_crash(&w).await;
         assert!(
-            r.credentials.iter().all(|c| c.outcome != CredentialOutcome::Failed
-                && c.outcome != CredentialOutcome::Busy),
+            r.credentials
+                .iter()
+                .all(|c| c.outcome != CredentialOutcome::Failed
+                    && c.outcome != CredentialOutcome::Busy),
             "k={k}: the pass after the crash: {}",
             summary(&r)
         );
-        assert_invariants(&w, &b, false, &format!("after the pass following a crash at {k}"));
+        assert_invariants(
+            &w,
+            &b,
+            false,
+            &format!("after the pass following a crash at {k}"),
+        );
         w.advance_days(8);
         // A second crash, in the post-grace removals this time.
         let _ = crash_pass_at(&w, k.min(6)).await;
         assert_invariants(&w, &b, false, &format!("after a post-grace crash ({k})"));
         break_leases(&w).await;
         let r = pass_after_crash(&w).await;
-        assert_invariants(&w, &b, true, &format!("settled after crashes at {k}: {}", summary(&r)));
+        assert_invariants(
+            &w,
+            &b,
+            true,
+            &format!("settled after crashes at {k}: {}", summary(&r)),
+        );
     }
 }
 
@@ -169,4 +197,3 @@ async fn crash_middle_requests() {
 async fn crash_late_requests() {
     crash_case(&[45, 60, 80]).await;
 }
-

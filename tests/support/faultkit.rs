@@ -43,7 +43,10 @@ pub async fn fault_world(scenario: Value, policy: &str) -> World {
         },
     )
     .await;
-    w.emu.emulator.control().set_replication_delay(REPLICATION_SECONDS);
+    w.emu
+        .emulator
+        .control()
+        .set_replication_delay(REPLICATION_SECONDS);
     w
 }
 
@@ -108,10 +111,17 @@ pub fn baseline(w: &World) -> Baseline {
         let list = c
             .passwords(app)
             .into_iter()
-            .filter(|p| !p.display_name.as_deref().is_some_and(|d| d.starts_with(&marker)))
+            .filter(|p| {
+                !p.display_name
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with(&marker))
+            })
             .map(|p| (p.key_id, p.end))
             .collect();
-        unmanaged.insert(cred.name.clone(), (app, cred.remove_unmanaged_expired, list));
+        unmanaged.insert(
+            cred.name.clone(),
+            (app, cred.remove_unmanaged_expired, list),
+        );
     }
     Baseline { unmanaged, initial }
 }
@@ -187,9 +197,12 @@ fn check_unsettled(w: &World, b: &Baseline, cred: &CredentialPolicy) -> Result<(
         .get(name)
         .ok_or_else(|| format!("{name}: no baseline"))?;
     let kv = &cred.key_vault;
-    let (version, value, tags) = c
-        .secret_latest(&kv.vault, &kv.secret)
-        .ok_or_else(|| format!("{name}: Key Vault secret {}/{} missing", kv.vault, kv.secret))?;
+    let (version, value, tags) = c.secret_latest(&kv.vault, &kv.secret).ok_or_else(|| {
+        format!(
+            "{name}: Key Vault secret {}/{} missing",
+            kv.vault, kv.secret
+        )
+    })?;
     let accepted = c.check_client_secret(app, &value).is_ok();
     if !accepted && version != *v0 {
         return Err(format!(
@@ -282,10 +295,19 @@ pub fn storage(w: &World) -> StorageClient {
     let options = secret_rotator::azure::ServiceOptions::new(w.http.clone())
         .with_retry(crate::emulator::fast_retry());
     let credential = w.emu.app_credential_with(CI_APP, CI_SECRET, &options);
-    let endpoint =
-        url::Url::parse(&format!("https://{}.blob.core.windows.net", w.azurite.account)).unwrap();
-    StorageClient::new(Cloud::Public, &endpoint, "secret-rotator", credential, options)
-        .expect("storage client")
+    let endpoint = url::Url::parse(&format!(
+        "https://{}.blob.core.windows.net",
+        w.azurite.account
+    ))
+    .unwrap();
+    StorageClient::new(
+        Cloud::Public,
+        &endpoint,
+        "secret-rotator",
+        credential,
+        options,
+    )
+    .expect("storage client")
 }
 
 /// A pass after a crash: a credential reported Busy is still leased by the crashed run (its
@@ -294,7 +316,11 @@ pub fn storage(w: &World) -> StorageClient {
 pub async fn pass_after_crash(w: &World) -> PassReport {
     let mut r = pass(w).await;
     for _ in 0..3 {
-        if !r.credentials.iter().any(|c| c.outcome == CredentialOutcome::Busy) {
+        if !r
+            .credentials
+            .iter()
+            .any(|c| c.outcome == CredentialOutcome::Busy)
+        {
             break;
         }
         break_leases(w).await;
