@@ -116,7 +116,7 @@ fn generate(rng: &mut Rng, n: usize) -> (Value, String) {
         // advances), expired, or not due.
         let end = match rng.range(0, 5) {
             0 => -(rng.range(1, 20) as i64),
-            1 | 2 | 3 => rng.range(14, 28) as i64,
+            1..=3 => rng.range(14, 28) as i64,
             _ => rng.range(90, 300) as i64,
         };
         let mut passwords = vec![json!({
@@ -471,7 +471,7 @@ async fn fault_campaign() {
     let first: u64 = std::env::var("FAULT_CAMPAIGN_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5EC2_E7);
+        .unwrap_or(0x005E_C2E7);
     let mut tally = Tally::default();
     let started = std::time::Instant::now();
     for i in 0..cases {

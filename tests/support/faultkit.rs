@@ -55,11 +55,16 @@ pub async fn fault_world(scenario: Value, policy: &str) -> World {
 /// stay, unless the policy says `removeUnmanagedExpired` and then only once expired.
 pub struct Baseline {
     /// credential name → (application id, may remove expired unmanaged, [(keyId, end)])
-    pub unmanaged: BTreeMap<String, (Uuid, bool, Vec<(Uuid, DateTime<Utc>)>)>,
+    pub unmanaged: BTreeMap<String, Unmanaged>,
     /// credential name → (Key Vault version before any run, what each consumer held then,
     /// whether Entra refused that value then)
-    pub initial: BTreeMap<String, (String, Vec<Option<String>>, Vec<bool>)>,
+    pub initial: BTreeMap<String, Initial>,
 }
+
+/// (application id, may remove expired unmanaged passwords, [(keyId, end)])
+pub type Unmanaged = (Uuid, bool, Vec<(Uuid, DateTime<Utc>)>);
+/// (Key Vault version, what each consumer held, whether Entra refused that)
+pub type Initial = (String, Vec<Option<String>>, Vec<bool>);
 
 /// What each consumer of `cred` holds now, in policy order (None for notify-only consumers and
 /// for nothing held).
