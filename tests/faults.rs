@@ -197,3 +197,72 @@ async fn crash_middle_requests() {
 async fn crash_late_requests() {
     crash_case(&[45, 60, 80]).await;
 }
+
+/// The crash between addPassword and Key Vault, made precise: addPassword is performed but its
+/// answer lost (commit-then-fail, once). The secret exists in Entra and nowhere else; a later
+/// run finds it by its marker and removes it, and the rotation completes with a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_created_but_never_stored_is_found_and_removed() {
+    let w = fault_world(demo_scenario(), &demo_policy()).await;
+    let c = w.emu.emulator.control();
+    let b = baseline(&w);
+    warm_up(&w).await;
+    let app = uuid::Uuid::parse_str("4a6c8e0f-1b3d-4f5a-8c7e-9f1b3d5e7a20").unwrap();
+    let marker = "secret-rotator:provision-assist:";
+    let ours = |c: &azure_emulator::Control| -> Vec<uuid::Uuid> {
+        c.passwords(app)
+            .into_iter()
+            .filter(|p| {
+                p.display_name
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with(marker))
+            })
+            .map(|p| p.key_id)
+            .collect()
+    };
+    let mut once = rule(
+        "graph",
+        "addPassword",
+        FaultAction::CommitThenFail { status: 500 },
+    );
+    once.times = Some(1);
+    c.add_fault(once);
+    let r = w.run("provision-assist").await;
+    assert_eq!(r.outcome, CredentialOutcome::Failed, "{r:#?}");
+    let orphans = ours(&c);
+    assert_eq!(
+        orphans.len(),
+        1,
+        "the lost addPassword left its password: {orphans:?}"
+    );
+    let (_, value, _) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
+    assert!(
+        c.passwords(app)
+            .iter()
+            .all(|p| p.key_id != orphans[0] || p.secret_text != value),
+        "the orphan was never stored"
+    );
+    assert_invariants(&w, &b, false, "after the lost addPassword");
+    c.clear_faults();
+    let r = w.run("provision-assist").await;
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    assert_invariants(&w, &b, false, "after the next run");
+    w.advance_days(8);
+    w.run("provision-assist").await;
+    assert!(
+        !ours(&c).contains(&orphans[0]),
+        "the orphan {} is still there: {:?}",
+        orphans[0],
+        ours(&c)
+    );
+    // Only this credential ran: the others (empower's expired secret) are not settled.
+    let cred = w
+        .engine
+        .policy
+        .credentials
+        .iter()
+        .find(|c| c.name == "provision-assist")
+        .unwrap();
+    invariants::check(&w, cred, true).unwrap();
+    check_unmanaged(&w, &b).unwrap();
+}
