@@ -313,6 +313,8 @@ struct Tally {
     crashes: usize,
     concurrent: usize,
     busy: usize,
+    /// Passes whose invariants were also sampled while they ran.
+    watched: usize,
     violations: Vec<String>,
 }
 
@@ -369,7 +371,13 @@ async fn run_case(seed: u64, tally: &mut Tally) {
             0 => {
                 let k = rng.range(1, 40 * n as u64) as usize;
                 tally.crashes += 1;
-                crash_pass_at(&w, k).await;
+                let (_, mid) = watched(&w, &b, crash_pass_at(&w, k)).await;
+                for v in mid {
+                    tally.violations.push(format!(
+                        "seed {seed} (N={n}), round {round}, before the crash: {v}"
+                    ));
+                }
+                tally.watched += 1;
                 check(
                     &w,
                     false,
@@ -428,7 +436,13 @@ async fn run_case(seed: u64, tally: &mut Tally) {
                 );
             }
             _ => {
-                pass(&w).await;
+                let (_, mid) = watched(&w, &b, pass(&w)).await;
+                for v in mid {
+                    tally.violations.push(format!(
+                        "seed {seed} (N={n}), round {round}, during a pass: {v}"
+                    ));
+                }
+                tally.watched += 1;
                 check(&w, false, &format!("round {round}, faulted pass"), tally);
             }
         }
@@ -440,7 +454,13 @@ async fn run_case(seed: u64, tally: &mut Tally) {
             c.advance(chrono::Duration::hours(rng.range(1, 24) as i64));
         }
     }
-    let r = pass_after_crash(&w).await;
+    let (r, mid) = watched(&w, &b, pass_after_crash(&w)).await;
+    tally.watched += 1;
+    for v in mid {
+        tally.violations.push(format!(
+            "seed {seed} (N={n}), during the first clean pass: {v}"
+        ));
+    }
     check(&w, false, "first pass without faults", tally);
     for x in r
         .credentials
@@ -479,13 +499,15 @@ async fn fault_campaign() {
     }
     let line = format!(
         "fault campaign: {} schedules ({} rounds, {} credentials, {} crashes, {} concurrent \
-         pairs with {} Busy), {} faults injected, {} invariant violations, {:.0} s",
+         pairs with {} Busy, {} passes watched mid-run), {} faults injected, {} invariant \
+         violations, {:.0} s",
         tally.cases,
         tally.rounds,
         tally.credentials,
         tally.crashes,
         tally.concurrent,
         tally.busy,
+        tally.watched,
         tally.faults,
         tally.violations.len(),
         started.elapsed().as_secs_f64()

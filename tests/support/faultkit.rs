@@ -372,3 +372,30 @@ pub fn faults_injected(w: &World) -> usize {
         .filter(|r| r.fault.is_some())
         .count()
 }
+
+/// Runs `fut` while sampling the not-settled invariants every 20 ms, so a state that is wrong
+/// only mid-run (a consumer given a value Entra does not accept yet, a Key Vault value stored
+/// before it works) is seen too, not only what is left after the run. Returns the future's
+/// output and every violation seen (each distinct message once).
+pub async fn watched<F: std::future::Future>(
+    w: &World,
+    b: &Baseline,
+    fut: F,
+) -> (F::Output, Vec<String>) {
+    let mut seen: Vec<String> = Vec::new();
+    let fut = std::pin::pin!(fut);
+    let mut fut = fut;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            out = &mut fut => return (out, seen),
+            _ = tick.tick() => {
+                for v in check_all(w, b, false) {
+                    if !seen.contains(&v) {
+                        seen.push(v);
+                    }
+                }
+            }
+        }
+    }
+}
