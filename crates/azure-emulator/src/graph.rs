@@ -285,7 +285,16 @@ fn app_json(a: &App) -> Map<String, Value> {
         "createdDateTime": iso(a.created),
         "signInAudience": "AzureADMyOrg",
         "passwordCredentials": a.passwords.iter().map(|p| password_json(p, None)).collect::<Vec<_>>(),
-        "keyCredentials": [],
+        "keyCredentials": a.certificates.iter().map(|k| json!({
+            "customKeyIdentifier": null,
+            "displayName": k.display_name,
+            "endDateTime": iso(k.end),
+            "key": null,
+            "keyId": k.key_id,
+            "startDateTime": iso(k.start),
+            "type": "AsymmetricX509Cert",
+            "usage": "Verify",
+        })).collect::<Vec<_>>(),
         "tags": [],
         "uniqueName": null,
     });

@@ -27,6 +27,15 @@ pub struct Password {
     pub added_at: DateTime<Utc>,
 }
 
+/// A certificate credential: metadata only.
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    pub key_id: Uuid,
+    pub display_name: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone)]
 pub struct App {
     pub object_id: Uuid,
@@ -36,6 +45,8 @@ pub struct App {
     /// Object ids of owner principals (service principals or managed identities).
     pub owners: Vec<Uuid>,
     pub passwords: Vec<Password>,
+    /// Certificates (`keyCredentials`): listed, never written by the emulated API.
+    pub certificates: Vec<Certificate>,
     pub graph_roles: Vec<String>,
     pub created: DateTime<Utc>,
 }
@@ -275,6 +286,16 @@ impl Tenant {
                 display_name: a.display_name.clone(),
                 owners: vec![],
                 passwords,
+                certificates: a
+                    .key_credentials
+                    .iter()
+                    .map(|k| Certificate {
+                        key_id: k.key_id.unwrap_or_else(Uuid::new_v4),
+                        display_name: k.display_name.clone(),
+                        start: k.start_date_time.unwrap_or(now - Duration::days(30)),
+                        end: k.end_date_time,
+                    })
+                    .collect(),
                 graph_roles: a.graph_app_roles.clone(),
                 created: now - Duration::days(365),
             });
