@@ -312,8 +312,7 @@ pub async fn perform(
                 .await
                 .map_err(az("read the value back from Key Vault"))?
                 .ok_or_else(|| StepError::NotConfirmed("the Key Vault secret vanished".into()))?;
-            let attempts =
-                verify_secret(ctx, app.app_id, tenant_of(cred, ctx), &stored.value).await?;
+            let attempts = verify_secret(ctx, app.app_id, tenant_of(cred, ctx), &stored.value).await?;
             t.phase = Phase::Propagated;
             t.remove_after = Some(*remove_after);
             retag(t).await?;
@@ -380,12 +379,8 @@ async fn update_consumer(
                 Some(KeyVaultReference {
                     version: Some(_), ..
                 }) => {
-                    let pinned = KeyVaultReference::pinned(
-                        ctx.cloud,
-                        &kv.vault,
-                        &kv.secret,
-                        &current.version,
-                    );
+                    let pinned =
+                        KeyVaultReference::pinned(ctx.cloud, &kv.vault, &kv.secret, &current.version);
                     ctx.azure
                         .set_app_setting(site, setting, &SecretValue::new(pinned))
                         .await

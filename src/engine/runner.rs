@@ -252,22 +252,23 @@ impl Engine {
         let id = run_id(now);
         let clock = Clock::new(now);
         let creds = &self.policy.credentials;
-        let outcomes: Vec<Result<CredentialReport, String>> = futures::stream::iter(0..creds.len())
-            .map(|i| {
-                let id = id.clone();
-                async move {
-                    let cred = &creds[i];
-                    if Instant::now() >= deadline {
-                        return Err(cred.name.clone());
+        let outcomes: Vec<Result<CredentialReport, String>> =
+            futures::stream::iter(0..creds.len())
+                .map(|i| {
+                    let id = id.clone();
+                    async move {
+                        let cred = &creds[i];
+                        if Instant::now() >= deadline {
+                            return Err(cred.name.clone());
+                        }
+                        Ok(self
+                            .run_credential(cred, clock.now(), false, Some(deadline), &id)
+                            .await)
                     }
-                    Ok(self
-                        .run_credential(cred, clock.now(), false, Some(deadline), &id)
-                        .await)
-                }
-            })
-            .buffered(self.options.max_parallel.max(1))
-            .collect()
-            .await;
+                })
+                .buffered(self.options.max_parallel.max(1))
+                .collect()
+                .await;
         let mut results = Vec::new();
         let mut deferred = Vec::new();
         for o in outcomes {
@@ -308,11 +309,7 @@ impl Engine {
         serde_json::from_value(v.get("report")?.get("outcome")?.clone()).ok()
     }
 
-    async fn credential_status(
-        &self,
-        cred: &CredentialPolicy,
-        now: DateTime<Utc>,
-    ) -> CredentialStatus {
+    async fn credential_status(&self, cred: &CredentialPolicy, now: DateTime<Utc>) -> CredentialStatus {
         let mut st = CredentialStatus {
             name: cred.name.clone(),
             app_id: None,
@@ -329,8 +326,7 @@ impl Engine {
             problem: None,
             last_outcome: self.last_outcome(cred).await,
         };
-        let observed = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await
-        {
+        let observed = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await {
             Ok(o) => o,
             Err(e) => {
                 st.problem = Some(e.to_string());
@@ -344,8 +340,7 @@ impl Engine {
     pub async fn plan_report(&self, now: DateTime<Utc>) -> PlanReport {
         let mut credentials = Vec::new();
         for cred in &self.policy.credentials {
-            let plan = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await
-            {
+            let plan = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await {
                 Ok(o) => {
                     let d = planner::decide(cred, &o.observation, now);
                     CredentialPlan {
@@ -405,10 +400,7 @@ impl Engine {
                 return fail(ResultCode::KeyVaultAccess, format!("access denied: {m}"));
             }
             Err(PortError::Refused { code, message }) => {
-                return fail(
-                    ResultCode::IdentityUnavailable,
-                    format!("AADSTS{code}: {message}"),
-                );
+                return fail(ResultCode::IdentityUnavailable, format!("AADSTS{code}: {message}"));
             }
             Err(e) => return fail(ResultCode::Internal, e.to_string()),
         };
@@ -525,12 +517,7 @@ fn forced_rotation(
     })
 }
 
-fn fill_status(
-    st: &mut CredentialStatus,
-    cred: &CredentialPolicy,
-    observed: &Observed,
-    now: DateTime<Utc>,
-) {
+fn fill_status(st: &mut CredentialStatus, cred: &CredentialPolicy, observed: &Observed, now: DateTime<Utc>) {
     if let Some(app) = &observed.app {
         st.app_id = Some(app.app_id.to_string());
         st.display_name = Some(app.display_name.clone());
@@ -540,8 +527,7 @@ fn fill_status(
     }
     match &observed.observation.vault {
         VaultState::Missing => {
-            st.problem
-                .get_or_insert_with(|| "the Key Vault secret does not exist".into());
+            st.problem.get_or_insert_with(|| "the Key Vault secret does not exist".into());
         }
         VaultState::Current(v) => {
             let (key, source) = match &v.identity {
@@ -579,18 +565,14 @@ fn fill_status(
             let (in_sync, detail) = match &o.sync {
                 ConsumerSync::InSync => (Some(true), None),
                 ConsumerSync::OutOfSync { detail } => (Some(false), Some(detail.clone())),
-                ConsumerSync::NotObservable {
-                    healthy: Some(false),
-                } => (Some(false), Some("reports an error".to_string())),
+                ConsumerSync::NotObservable { healthy: Some(false) } => {
+                    (Some(false), Some("reports an error".to_string()))
+                }
                 ConsumerSync::NotObservable { healthy } => (
                     if synced { Some(true) } else { None },
                     Some(format!(
                         "write-only{}",
-                        if *healthy == Some(true) {
-                            "; healthy"
-                        } else {
-                            ""
-                        }
+                        if *healthy == Some(true) { "; healthy" } else { "" }
                     )),
                 ),
             };
