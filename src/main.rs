@@ -76,6 +76,10 @@ struct RotateArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
+    /// Act as if it were TIME (RFC 3339): for an emulator whose clock is not the wall clock
+    /// (dev mode, tests). Against Azure leave it unset.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, hide = true)]
+    at: Option<DateTime<Utc>>,
 }
 
 #[derive(clap::Args)]
@@ -355,7 +359,7 @@ fn rotate_main(args: RotateArgs) -> anyhow::Result<ExitCode> {
         &conn,
         args.only.as_deref(),
         args.force,
-        Utc::now(),
+        args.at.unwrap_or_else(Utc::now),
         budget,
     ))?;
     ops::run::render_rotate(&result, args.json, &mut std::io::stdout().lock())?;
