@@ -178,7 +178,7 @@ impl<W: std::io::Write> RowWriter<W> {
         match self.format {
             Format::Table => writeln!(
                 self.out,
-                "{:<32} {:<36} {:<11} {:<36} {:<10} {:>9} {:<20} {}",
+                "{:<32} {:<36} {:<11} {:<36} {:<10} {:>9} {:<20} KEY VAULT",
                 "APPLICATION",
                 "APP ID",
                 "KIND",
@@ -186,7 +186,6 @@ impl<W: std::io::Write> RowWriter<W> {
                 "EXPIRES",
                 "DAYS LEFT",
                 "ENROLLED AS",
-                "KEY VAULT"
             ),
             Format::Csv => writeln!(
                 self.out,
