@@ -22,11 +22,21 @@ pub enum CredentialKind {
     Certificate,
 }
 
-/// One credential of one application.
+/// Which object holds a credential: the application registration, or its service principal
+/// (enterprise application: SAML signing certificates, passwords added to the SP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Holder {
+    Application,
+    ServicePrincipal,
+}
+
+/// One credential of one application (or service principal).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InventoryRow {
     pub application: String,
+    pub holder: Holder,
     pub app_id: Uuid,
     pub object_id: Uuid,
     pub kind: CredentialKind,
@@ -103,10 +113,37 @@ pub fn rows_for_app(
     enrolment: &Enrolment,
     now: DateTime<Utc>,
 ) -> Vec<InventoryRow> {
+    rows_for(Holder::Application, app, certificates, enrolment, now)
+}
+
+/// The rows for one service principal (`sp.object_id` is the SP's id). Its credentials are
+/// never the enrolled ones: the policy enrols application passwords.
+pub fn rows_for_service_principal(
+    sp: &AppState,
+    certificates: &[CertificateInfo],
+    now: DateTime<Utc>,
+) -> Vec<InventoryRow> {
+    rows_for(
+        Holder::ServicePrincipal,
+        sp,
+        certificates,
+        &Enrolment::default(),
+        now,
+    )
+}
+
+fn rows_for(
+    holder: Holder,
+    app: &AppState,
+    certificates: &[CertificateInfo],
+    enrolment: &Enrolment,
+    now: DateTime<Utc>,
+) -> Vec<InventoryRow> {
     let enrolled = enrolment.of(app);
     let base =
         |kind, key_id, display_name: &Option<String>, end: Option<DateTime<Utc>>| InventoryRow {
             application: app.display_name.clone(),
+            holder,
             app_id: app.app_id,
             object_id: app.object_id,
             kind,
@@ -179,17 +216,11 @@ impl<W: std::io::Write> RowWriter<W> {
             Format::Table => writeln!(
                 self.out,
                 "{:<32} {:<36} {:<11} {:<36} {:<10} {:>9} {:<20} KEY VAULT",
-                "APPLICATION",
-                "APP ID",
-                "KIND",
-                "KEY ID",
-                "EXPIRES",
-                "DAYS LEFT",
-                "ENROLLED AS",
+                "APPLICATION", "APP ID", "KIND", "KEY ID", "EXPIRES", "DAYS LEFT", "ENROLLED AS",
             ),
             Format::Csv => writeln!(
                 self.out,
-                "application,appId,objectId,kind,keyId,displayName,end,daysLeft,enrolledAs,keyVault,managed"
+                "application,holder,appId,objectId,kind,keyId,displayName,end,daysLeft,enrolledAs,keyVault,managed"
             ),
             Format::Json => write!(self.out, "["),
         }
@@ -199,6 +230,16 @@ impl<W: std::io::Write> RowWriter<W> {
         let kind = match r.kind {
             CredentialKind::Secret => "secret",
             CredentialKind::Certificate => "certificate",
+        };
+        // The table has no holder column: a service principal's credentials say so in KIND.
+        let table_kind = match (r.kind, r.holder) {
+            (_, Holder::Application) => kind,
+            (CredentialKind::Secret, Holder::ServicePrincipal) => "sp secret",
+            (CredentialKind::Certificate, Holder::ServicePrincipal) => "sp cert",
+        };
+        let holder = match r.holder {
+            Holder::Application => "application",
+            Holder::ServicePrincipal => "servicePrincipal",
         };
         match self.format {
             Format::Table => {
@@ -211,7 +252,7 @@ impl<W: std::io::Write> RowWriter<W> {
                     "{:<32} {:<36} {:<11} {:<36} {:<10} {:>9} {:<20} {}",
                     name,
                     r.app_id,
-                    kind,
+                    table_kind,
                     r.key_id,
                     r.end
                         .map(|e| e.format("%Y-%m-%d").to_string())
@@ -225,8 +266,9 @@ impl<W: std::io::Write> RowWriter<W> {
             }
             Format::Csv => writeln!(
                 self.out,
-                "{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(&r.application),
+                holder,
                 r.app_id,
                 r.object_id,
                 kind,

@@ -387,8 +387,9 @@ fn report_main(args: ReportArgs) -> anyhow::Result<ExitCode> {
         ops::report::report(&conn, opts, now, &mut out, &mut err).await
     })?;
     eprintln!(
-        "report: {} application(s), {} credential(s){}",
+        "report: {} application(s), {} service principal(s), {} credential(s){}",
         summary.applications,
+        summary.service_principals,
         summary.rows,
         if summary.owned_only {
             " (owned applications only)"

@@ -35,6 +35,7 @@ const INTEGRATION: &str = "3f5b2d1e-0c55-4a8e-9a41-6a2f3b7c9d10";
 /// An application nobody enrolled and the rotator does not own, with a certificate.
 const PAYROLL: &str = "9e8d7c6b-5a49-4838-a727-161514131211";
 const PAYROLL_CERT: &str = "c0ffee00-1111-4222-8333-444455556666";
+const PAYROLL_SAML: &str = "5a3115a3-1111-4222-8333-444455556666";
 const PAYROLL_OLD: &str = "0badf00d-1111-4222-8333-444455556666";
 
 fn uuid(s: &str) -> Uuid {
@@ -55,6 +56,9 @@ fn scenario(ci_roles: &[&str]) -> Value {
         ],
         "keyCredentials": [
             { "keyId": PAYROLL_CERT, "displayName": "CN=payroll-signing", "startDateTime": "2025-06-01T00:00:00Z", "endDateTime": "2027-06-01T00:00:00Z" }
+        ],
+        "servicePrincipalKeyCredentials": [
+            { "keyId": PAYROLL_SAML, "displayName": "CN=Microsoft Azure Federated SSO Certificate", "endDateTime": "2026-12-24T10:00:00Z" }
         ]
     }));
     ci_identity(&mut s);
@@ -426,7 +430,7 @@ async fn report_lists_every_credential_in_three_formats() {
     let rows = parse_csv(&csv.stdout);
     assert_eq!(
         rows[0].join(","),
-        "application,appId,objectId,kind,keyId,displayName,end,daysLeft,enrolledAs,keyVault,managed"
+        "application,holder,appId,objectId,kind,keyId,displayName,end,daysLeft,enrolledAs,keyVault,managed"
     );
     let rows = &rows[1..];
     // Every password and certificate of every application in the scenario, nothing else.
@@ -441,9 +445,14 @@ async fn report_lists_every_credential_in_three_formats() {
             "4a6c8e0f-1b3d-4f5a-8c7e-9f1b3d5e7a20" => "provision-assist",
             _ => "",
         };
-        for (kind, list) in [
-            ("secret", &app["passwordCredentials"]),
-            ("certificate", &app["keyCredentials"]),
+        for (holder, kind, list) in [
+            ("application", "secret", &app["passwordCredentials"]),
+            ("application", "certificate", &app["keyCredentials"]),
+            (
+                "servicePrincipal",
+                "certificate",
+                &app["servicePrincipalKeyCredentials"],
+            ),
         ] {
             for cred in list.as_array().into_iter().flatten() {
                 expected += 1;
@@ -451,16 +460,17 @@ async fn report_lists_every_credential_in_three_formats() {
                 let row = rows
                     .iter()
                     .find(|r| {
-                        r[1] == app_id.to_string()
-                            && r[3] == kind
-                            && cred["keyId"].as_str().is_none_or(|k| r[4] == k)
+                        r[1] == holder
+                            && r[2] == app_id.to_string()
+                            && r[4] == kind
+                            && cred["keyId"].as_str().is_none_or(|k| r[5] == k)
                     })
-                    .unwrap_or_else(|| panic!("no {kind} row for {name}: {rows:?}"));
+                    .unwrap_or_else(|| panic!("no {holder} {kind} row for {name}: {rows:?}"));
                 assert_eq!(row[0], name, "names with commas survive CSV");
-                assert_eq!(row[7], days_left(end, now).to_string(), "{name} {kind}");
+                assert_eq!(row[8], days_left(end, now).to_string(), "{name} {kind}");
                 let want_enrolled = if kind == "secret" { enrolled } else { "" };
-                assert_eq!(row[8], want_enrolled, "{name} {kind}");
-                if !row[9].is_empty() {
+                assert_eq!(row[9], want_enrolled, "{name} {kind}");
+                if !row[10].is_empty() {
                     assert_eq!(kind, "secret");
                     assert!(!enrolled.is_empty(), "only enrolled secrets sit in a vault");
                 }
@@ -468,12 +478,12 @@ async fn report_lists_every_credential_in_three_formats() {
         }
     }
     assert_eq!(rows.len(), expected);
-    let payroll_old = rows.iter().find(|r| r[4] == PAYROLL_OLD).unwrap();
-    assert_eq!(payroll_old[5], "old \"prod\" key");
-    assert!(payroll_old[7].starts_with('-'), "expired: {payroll_old:?}");
-    let empower = rows.iter().find(|r| r[1] == EMPOWER).unwrap();
+    let payroll_old = rows.iter().find(|r| r[5] == PAYROLL_OLD).unwrap();
+    assert_eq!(payroll_old[6], "old \"prod\" key");
+    assert!(payroll_old[8].starts_with('-'), "expired: {payroll_old:?}");
+    let empower = rows.iter().find(|r| r[2] == EMPOWER).unwrap();
     assert!(
-        empower[7].parse::<i64>().unwrap() < 0,
+        empower[8].parse::<i64>().unwrap() < 0,
         "empower's secret has expired"
     );
     // 6 applications at 2 a page: 3 pages, each reported on stderr.
@@ -492,6 +502,9 @@ async fn report_lists_every_credential_in_three_formats() {
     assert_eq!(cert["kind"], "certificate");
     assert_eq!(cert["daysLeft"], days_left("2027-06-01T00:00:00Z", now));
     assert_eq!(cert["enrolledAs"], Value::Null);
+    let saml = v.iter().find(|r| r["keyId"] == PAYROLL_SAML).unwrap();
+    assert_eq!(saml["holder"], "servicePrincipal");
+    assert_eq!(saml["daysLeft"], days_left("2026-12-24T10:00:00Z", now));
     let ezsign = v.iter().find(|r| r["appId"] == EZSIGN).unwrap();
     assert_eq!(ezsign["enrolledAs"], "ezsign");
     assert_eq!(ezsign["daysLeft"], days_left("2026-12-05T12:00:00Z", now));
@@ -510,6 +523,13 @@ async fn report_lists_every_credential_in_three_formats() {
         ez.contains(&format!(" {} ", days_left("2026-12-05T12:00:00Z", now))),
         "{ez}"
     );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(PAYROLL_SAML) && l.contains(" sp cert ")),
+        "{}",
+        table.stdout
+    );
     // Without --progress and with stderr not a terminal: only the closing summary.
     assert!(!table.stderr.contains("page 1"), "{}", table.stderr);
 }
@@ -522,6 +542,12 @@ async fn report_without_read_all_says_so_and_lists_owned_apps() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr.contains("lacks Application.Read.All"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("service principals' own credentials are not listed"),
         "{}",
         out.stderr
     );
@@ -580,9 +606,9 @@ async fn report_without_read_all_says_so_and_lists_owned_apps() {
         out.stderr
     );
     let rows = parse_csv(&out.stdout);
-    assert!(rows.iter().any(|r| r[1] == EZSIGN));
+    assert!(rows.iter().any(|r| r[2] == EZSIGN));
     assert!(
-        rows.iter().all(|r| r[1] != PAYROLL),
+        rows.iter().all(|r| r[2] != PAYROLL),
         "the unowned app is not listed"
     );
 }
@@ -830,11 +856,11 @@ async fn report_streams_a_large_tenant() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1500);
-    // The demo's 6 applications hold 8 credentials.
     let (rows_small, rss_small, t_small) = run_with(100).await;
-    assert_eq!(rows_small, 8 + 2 * 100);
+    // The demo's 6 applications hold 8 credentials, Payroll's service principal 1.
+    assert_eq!(rows_small, 9 + 2 * 100);
     let (rows_big, rss_big, t_big) = run_with(big).await;
-    assert_eq!(rows_big, 8 + 2 * big);
+    assert_eq!(rows_big, 9 + 2 * big);
     eprintln!(
         "report: {rows_small} rows in {t_small:?} (max RSS {rss_small:?} kB); {rows_big} rows in {t_big:?} (max RSS {rss_big:?} kB)"
     );

@@ -359,6 +359,23 @@ impl GraphClient {
         }
     }
 
+    /// Every service principal, page by page, with the credentials it holds itself (SAML
+    /// signing certificates, the odd password added to an SP). Each comes back as a
+    /// [`ListedApp`] whose `app.object_id` is the service principal's id. Needs
+    /// `Application.Read.All` or higher.
+    pub fn list_service_principals(&self, page_size: u32) -> AppPager {
+        let mut url = url::Url::parse(&format!("{}/servicePrincipals", self.base))
+            .expect("the Graph base URL is a constant and valid");
+        url.query_pairs_mut()
+            .append_pair("$select", LIST_SELECT)
+            .append_pair("$top", &page_size.clamp(1, 999).to_string());
+        AppPager {
+            client: self.clone(),
+            next: Some(url.to_string()),
+            only_applications: false,
+        }
+    }
+
     /// The applications a service principal owns (`servicePrincipals/{id}/ownedObjects`), the
     /// reliable enumeration under `Application.ReadWrite.OwnedBy`. Other directory objects in
     /// the answer (service principals, groups) are skipped.

@@ -1,5 +1,6 @@
 //! `secret-rotator report`: every application credential (secrets and certificates) the
-//! identity can see, with expiry, days left, enrolment and the Key Vault secret holding it.
+//! identity can see, then the credentials service principals hold themselves, with expiry, days
+//! left, enrolment and the Key Vault secret holding it.
 //!
 //! Streamed: each Graph page is turned into rows and written before the next is fetched, so the
 //! memory used is one page whatever the tenant's size. When the identity cannot read every
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::{CliError, Connection};
 use crate::azure::graph::{AppPager, GraphError};
-use crate::inventory::{Enrolment, Format, RowWriter, rows_for_app};
+use crate::inventory::{Enrolment, Format, RowWriter, rows_for_app, rows_for_service_principal};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ReportOptions {
@@ -28,6 +29,8 @@ pub struct ReportOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportSummary {
     pub applications: usize,
+    /// Service principals scanned for credentials of their own (0 when not listed).
+    pub service_principals: usize,
     pub rows: usize,
     pub pages: usize,
     /// True when only owned applications were listed.
@@ -93,6 +96,7 @@ pub async fn report(
     writer.header()?;
     let mut summary = ReportSummary {
         applications: 0,
+        service_principals: 0,
         rows: 0,
         pages: 0,
         owned_only,
@@ -129,6 +133,47 @@ pub async fn report(
                 "report: page {}: {} application(s), {} credential(s) so far",
                 summary.pages, summary.applications, summary.rows
             )?;
+        }
+    }
+    // Then the credentials service principals hold themselves (SAML signing certificates).
+    // Listing them needs the same directory-wide read as the applications.
+    if summary.owned_only {
+        writeln!(
+            err,
+            "report: service principals' own credentials are not listed (that needs Application.Read.All)"
+        )?;
+    } else {
+        let mut sps = conn.graph.list_service_principals(opts.page_size);
+        let mut sp_pages = 0;
+        loop {
+            let page = match sps.next_listing().await {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e @ GraphError::AccessDenied { .. }) if sp_pages == 0 => {
+                    writeln!(
+                        err,
+                        "report: service principals' own credentials are not listed: {e}"
+                    )?;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            sp_pages += 1;
+            summary.pages += 1;
+            for listed in &page {
+                summary.service_principals += 1;
+                for row in rows_for_service_principal(&listed.app, &listed.certificates, now) {
+                    writer.row(&row)?;
+                    summary.rows += 1;
+                }
+            }
+            if opts.progress {
+                writeln!(
+                    err,
+                    "report: service principals page {sp_pages}: {} service principal(s), {} credential(s) so far",
+                    summary.service_principals, summary.rows
+                )?;
+            }
         }
     }
     writer.finish()?;

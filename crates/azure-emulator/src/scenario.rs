@@ -75,6 +75,9 @@ pub struct ApplicationSpec {
     /// Certificates (public keys only; Graph never returns key material in lists).
     #[serde(default)]
     pub key_credentials: Vec<KeyCredentialSpec>,
+    /// Certificates held by the service principal itself (SAML token signing certificates).
+    #[serde(default)]
+    pub service_principal_key_credentials: Vec<KeyCredentialSpec>,
     /// Graph application permissions granted to this app's service principal (app-only tokens),
     /// e.g. `Application.ReadWrite.All`.
     #[serde(default)]
