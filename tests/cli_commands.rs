@@ -872,3 +872,53 @@ async fn report_streams_a_large_tenant() {
         );
     }
 }
+
+/// The Graph client's service-principal list against the emulator: a directory-wide read role
+/// is needed, every application's SP and every managed identity come back, each with the
+/// certificates it holds itself.
+#[tokio::test]
+async fn graph_lists_service_principals_with_their_certificates() {
+    use secret_rotator::azure::graph::{GraphClient, GraphError, WriteLimiter};
+    for (roles, allowed) in [
+        (vec!["Application.ReadWrite.OwnedBy"], false),
+        (vec!["Application.Read.All"], true),
+    ] {
+        let emu = TestEmulator::start(scenario(&roles)).await;
+        let graph = GraphClient::new(
+            secret_rotator::cloud::Cloud::Public,
+            emu.app_credential(CI_APP, CI_SECRET),
+            emu.options(),
+            WriteLimiter::shared_default(),
+        );
+        let mut pager = graph.list_service_principals(3);
+        let mut all = Vec::new();
+        loop {
+            match pager.next_listing().await {
+                Ok(Some(page)) => {
+                    assert!(page.len() <= 3);
+                    all.extend(page);
+                }
+                Ok(None) => break,
+                Err(GraphError::AccessDenied { status: 403, .. }) if !allowed => break,
+                Err(e) => panic!("{roles:?}: {e}"),
+            }
+        }
+        if !allowed {
+            assert!(all.is_empty());
+            continue;
+        }
+        // 6 applications' service principals and 3 managed identities.
+        assert_eq!(all.len(), 9);
+        let payroll = all.iter().find(|l| l.app.app_id == uuid(PAYROLL)).unwrap();
+        assert_eq!(payroll.certificates.len(), 1);
+        assert_eq!(payroll.certificates[0].key_id, uuid(PAYROLL_SAML));
+        assert!(payroll.app.passwords.is_empty());
+        let app_certs = graph
+            .list_applications(Some(&format!("appId eq '{PAYROLL}'")), 10)
+            .next_listing()
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(app_certs[0].certificates[0].key_id, uuid(PAYROLL_CERT));
+    }
+}
