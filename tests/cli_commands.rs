@@ -752,6 +752,19 @@ async fn diagnose_expired_wrong_unknown_and_unenrolled() {
         out.stdout
     );
 
+    // 700016 for an application that does exist here: the tenant is wrong, not the secret.
+    let line = format!(
+        "AADSTS700016: Application with identifier '{EZSIGN}' was not found in the directory 'Fabrikam'."
+    );
+    let out = cli.run(&["diagnose", "--json", &line, "--at", &at]).await;
+    let d: Value = serde_json::from_str(&out.stdout).unwrap();
+    let fix = d["fix"].to_string();
+    assert!(fix.contains("set the client's tenant"), "{d}");
+    assert!(
+        !fix.contains("rotate"),
+        "a new secret does not fix a wrong tenant: {d}"
+    );
+
     // 90002: the tenant is named and compared with ours.
     let out = cli
         .run(&[

@@ -376,6 +376,16 @@ impl GraphClient {
         }
     }
 
+    /// The applications the signed-in user owns (`me/ownedObjects`): the owned-only listing
+    /// for an operator signed in with the Azure CLI, whose token is a user's.
+    pub fn my_owned_applications(&self) -> AppPager {
+        AppPager {
+            client: self.clone(),
+            next: Some(format!("{}/me/ownedObjects", self.base)),
+            only_applications: true,
+        }
+    }
+
     /// The applications a service principal owns (`servicePrincipals/{id}/ownedObjects`), the
     /// reliable enumeration under `Application.ReadWrite.OwnedBy`. Other directory objects in
     /// the answer (service principals, groups) are skipped.

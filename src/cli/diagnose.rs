@@ -313,7 +313,10 @@ pub async fn diagnose(
             }
             700016 => {
                 d.findings.push(format!(
-                    "{name} ({app_id}) exists in tenant {my_tenant}: the client signed in to another tenant; set its tenant to {my_tenant}"
+                    "{name} ({app_id}) exists in tenant {my_tenant}: the client signed in to another tenant"
+                ));
+                d.fix.push(format!(
+                    "set the client's tenant (authority) to {my_tenant}; its secret is not the problem"
                 ));
             }
             _ => {}
@@ -367,18 +370,22 @@ pub async fn diagnose(
                     )),
                 }
             }
-            d.fix
-                .push(format!("secret-rotator rotate --only {} --force", c.name));
-            for consumer in &c.consumers {
-                if let Consumer::NotifyOnly {
-                    system,
-                    instructions,
-                } = consumer
-                {
-                    d.fix.push(format!(
-                        "then on {system}: {instructions} (the new value is the latest version of Key Vault secret {}/{})",
-                        c.key_vault.vault, c.key_vault.secret
-                    ));
+            // A new secret only helps when the secret was the problem (not for a wrong tenant
+            // or client id).
+            if matches!(line.code, 7000222 | 7000215) {
+                d.fix
+                    .push(format!("secret-rotator rotate --only {} --force", c.name));
+                for consumer in &c.consumers {
+                    if let Consumer::NotifyOnly {
+                        system,
+                        instructions,
+                    } = consumer
+                    {
+                        d.fix.push(format!(
+                            "then on {system}: {instructions} (the new value is the latest version of Key Vault secret {}/{})",
+                            c.key_vault.vault, c.key_vault.secret
+                        ));
+                    }
                 }
             }
         }

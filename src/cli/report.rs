@@ -60,6 +60,15 @@ async fn enrolment(conn: &Connection, now: DateTime<Utc>) -> Enrolment {
 
 async fn owned_pager(conn: &Connection, err: &mut dyn Write) -> Result<AppPager, CliError> {
     let who = conn.identity().await?;
+    // A user's token (Azure CLI login) has no app roles: the user's own ownedObjects.
+    if who.roles.is_none() {
+        writeln!(
+            err,
+            "report: listing the applications owned by the signed-in user {} (me/ownedObjects)",
+            who.object_id
+        )?;
+        return Ok(conn.graph.my_owned_applications());
+    }
     writeln!(
         err,
         "report: listing the applications owned by {} (servicePrincipals/{}/ownedObjects)",
