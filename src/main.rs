@@ -35,8 +35,8 @@ enum Command {
     /// Run one rotation pass now (or one credential with --only), printing each step done.
     /// Exits with 2 when any credential failed or is blocked.
     Rotate(RotateArgs),
-    /// Inventory of every application credential (secrets and certificates): expiry, days
-    /// left, enrolment, the Key Vault secret holding it.
+    /// Inventory of every application and service principal credential (secrets and
+    /// certificates): expiry, days left, enrolment, the Key Vault secret holding it.
     Report(ReportArgs),
     /// Explain an AADSTS error line (7000222, 7000215, 700016, 90002): the application, the
     /// credential involved, where it is used and what to run.
