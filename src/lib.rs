@@ -17,6 +17,8 @@
 pub mod azure;
 pub mod cli;
 pub mod cloud;
+#[cfg(feature = "dev-mode")]
+pub mod dev;
 pub mod engine;
 pub mod handler;
 pub mod inventory;

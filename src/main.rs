@@ -41,6 +41,9 @@ enum Command {
     /// Explain an AADSTS error line (7000222, 7000215, 700016, 90002): the application, the
     /// credential involved, where it is used and what to run.
     Diagnose(DiagnoseArgs),
+    /// Run the whole product on the embedded Azure emulator with a demo tenant (no Azure needed).
+    #[cfg(feature = "dev-mode")]
+    Dev(secret_rotator::dev::DevOptions),
 }
 
 /// Options every operator command shares.
@@ -147,6 +150,8 @@ fn main() -> ExitCode {
         Command::Rotate(args) => rotate_main(args),
         Command::Report(args) => report_main(args),
         Command::Diagnose(args) => diagnose_main(args),
+        #[cfg(feature = "dev-mode")]
+        Command::Dev(opts) => dev_main(opts).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -316,6 +321,16 @@ fn package_main(args: PackageArgs) -> anyhow::Result<()> {
         summary.entries.join(", ")
     );
     Ok(())
+}
+
+#[cfg(feature = "dev-mode")]
+fn dev_main(opts: secret_rotator::dev::DevOptions) -> anyhow::Result<()> {
+    // Dev mode prints an account for a person; the handler it starts logs JSON to a file.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(secret_rotator::dev::run(opts))
 }
 
 // ---- operator commands ----

@@ -187,7 +187,11 @@ pub struct Notifications {
 }
 
 impl Notifications {
-    pub fn new(webhooks: Vec<Webhook>, http: reqwest::Client, store: Option<Arc<dyn StorePorts>>) -> Self {
+    pub fn new(
+        webhooks: Vec<Webhook>,
+        http: reqwest::Client,
+        store: Option<Arc<dyn StorePorts>>,
+    ) -> Self {
         Self {
             webhooks,
             http,
@@ -206,7 +210,13 @@ impl Notifications {
         let subject: String = m
             .subject
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         format!("notify/{}/{kind}-{subject}.json", m.at.format("%Y-%m-%d"))
     }
@@ -262,7 +272,13 @@ impl Notifications {
                     last = format!(
                         "{:?} webhook unreachable ({})",
                         hook.kind,
-                        if e.is_timeout() { "timeout" } else if e.is_connect() { "connect" } else { "request" }
+                        if e.is_timeout() {
+                            "timeout"
+                        } else if e.is_connect() {
+                            "connect"
+                        } else {
+                            "request"
+                        }
                     )
                 }
             }
@@ -278,7 +294,9 @@ impl Notifications {
 #[async_trait::async_trait]
 impl Notifier for Notifications {
     async fn manual_step(&self, step: &ManualStep) -> Result<(), PortError> {
-        self.send(&Message::manual_step(step, Utc::now())).await.map(|_| ())
+        self.send(&Message::manual_step(step, Utc::now()))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -304,7 +322,10 @@ mod tests {
         let m = Message::manual_step(&step(), Utc::now());
         let v = render(WebhookKind::Teams, &m);
         let card = &v["attachments"][0];
-        assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
+        assert_eq!(
+            card["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
         assert_eq!(card["content"]["type"], "AdaptiveCard");
         let body = card["content"]["body"].as_array().unwrap();
         assert!(body[0]["text"].as_str().unwrap().contains("EzSign"));
@@ -321,7 +342,9 @@ mod tests {
 
     #[test]
     fn dedup_key_is_per_day_kind_and_subject() {
-        let at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().to_utc();
+        let at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .to_utc();
         let m = Message::rotation_failed("pa/x", "e", at);
         assert_eq!(
             Notifications::dedup_key(&m),

@@ -149,6 +149,27 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         meaning: "Extra trusted CA certificates (PEM) for a TLS-inspecting proxy or an emulator.",
     },
     SettingSpec {
+        name: "ROTATOR_NOTIFY_TEAMS_URL",
+        required: false,
+        source: Source::AppSetting,
+        example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/teams-hook)",
+        meaning: "Teams Workflows webhook for manual steps and failures (a secret: use a Key Vault reference).",
+    },
+    SettingSpec {
+        name: "ROTATOR_NOTIFY_SLACK_URL",
+        required: false,
+        source: Source::AppSetting,
+        example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/slack-hook)",
+        meaning: "Slack-compatible incoming webhook (a secret: use a Key Vault reference).",
+    },
+    SettingSpec {
+        name: "ROTATOR_NOTIFY_WEBHOOK_URL",
+        required: false,
+        source: Source::AppSetting,
+        example: "https://ops.example.com/hooks/secret-rotator",
+        meaning: "Generic JSON webhook receiving every notification.",
+    },
+    SettingSpec {
         name: "ROTATOR_LOG",
         required: false,
         source: Source::AppSetting,
@@ -207,6 +228,8 @@ pub struct Settings {
     pub transport: TransportConfig,
     /// Validated `tracing_subscriber::EnvFilter` directive string.
     pub log_filter: String,
+    /// Where notifications go besides the logs (URLs are secrets: they embed signatures).
+    pub webhooks: Vec<crate::notify::Webhook>,
 }
 
 impl Settings {
@@ -361,6 +384,35 @@ impl Settings {
             )
         })?;
 
+        let mut webhooks = Vec::new();
+        for (name, kind) in [
+            (
+                "ROTATOR_NOTIFY_TEAMS_URL",
+                crate::notify::WebhookKind::Teams,
+            ),
+            (
+                "ROTATOR_NOTIFY_SLACK_URL",
+                crate::notify::WebhookKind::Slack,
+            ),
+            (
+                "ROTATOR_NOTIFY_WEBHOOK_URL",
+                crate::notify::WebhookKind::Generic,
+            ),
+        ] {
+            if let Some(v) = get(name) {
+                // Never echo the value: it carries the webhook's signature.
+                match url::Url::parse(&v) {
+                    Ok(u) if matches!(u.scheme(), "https" | "http") => {
+                        webhooks.push(crate::notify::Webhook {
+                            kind,
+                            url: SecretValue::new(v),
+                        })
+                    }
+                    _ => return Err(invalid(name, "is not an http(s) URL".to_string())),
+                }
+            }
+        }
+
         Ok(Settings {
             customhandler_port,
             app_root,
@@ -379,6 +431,7 @@ impl Settings {
             verify_timeout,
             transport,
             log_filter,
+            webhooks,
         })
     }
 

@@ -52,6 +52,7 @@ fn package_builds_the_layout_the_host_expects() {
             "Rotate/function.json",
             "RotateSecrets/function.json",
             "SelfTest/function.json",
+            "StatusPage/function.json",
             "host.json",
             "secret-rotator",
         ]
@@ -73,7 +74,7 @@ fn package_builds_the_layout_the_host_expects() {
         std::fs::read(host::repo_root().join("host.json")).unwrap()
     );
     assert_eq!(mode.map(|m| m & 0o777), Some(0o644));
-    for f in ["Rotate", "RotateSecrets", "SelfTest"] {
+    for f in secret_rotator::handler::functions::FUNCTION_NAMES {
         let (data, _) = read(&mut zip, &format!("{f}/function.json"));
         let want = std::fs::read(
             host::repo_root()
@@ -126,7 +127,7 @@ fn broken_specs_or_inputs_refuse_to_package() {
         std::fs::copy(host::repo_root().join(rel), to).unwrap();
     };
     copy("host.json");
-    for f in ["Rotate", "RotateSecrets", "SelfTest"] {
+    for f in secret_rotator::handler::functions::FUNCTION_NAMES {
         copy(&format!("function-specs/{f}/function.json"));
     }
     let binary = tmp.path().join("bin");

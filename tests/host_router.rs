@@ -305,7 +305,7 @@ async fn self_test_has_the_probe_shape_with_checks() {
     );
     let checks = r.body["checks"].as_array().unwrap();
     assert_eq!(checks.len(), 2);
-    assert_eq!(checks[1]["resultCode"], "CredentialRefused");
+    assert_eq!(checks[1]["resultCode"], "19");
     assert!(
         r.invocation
             .logs
@@ -974,5 +974,30 @@ async fn a_forced_request_does_not_join_an_unforced_run() {
         q.body
     );
     assert_eq!(fake.rotations.load(Ordering::SeqCst), 2);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_page_serves_one_self_contained_html_page() {
+    let s = start(Arc::new(Fake::default()), opts()).await;
+    let call = HttpCall::new("GET", "StatusPage");
+    let envelope = s.client.http_envelope(&call, t0());
+    let inv = s.client.invoke("StatusPage", &envelope).await;
+    let res = &inv.json["Outputs"]["res"];
+    assert_eq!(res["statusCode"], 200, "{res}");
+    assert_eq!(res["headers"]["Content-Type"], "text/html; charset=utf-8");
+    assert!(
+        res["headers"]["Content-Security-Policy"]
+            .as_str()
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
+    let html = res["body"].as_str().unwrap();
+    assert!(html.starts_with("<!doctype html>"), "{html}");
+    assert!(
+        html.contains("provision-assist"),
+        "the fake's credential is listed"
+    );
+    assert!(!html.contains("https://") && !html.contains("http://"));
     s.shutdown().await;
 }

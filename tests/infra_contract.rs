@@ -190,10 +190,24 @@ const PLATFORM_GRANTS: &[(Scope, &str, &str)] = &[(
 )];
 
 /// App settings from SETTING_SPECS the templates deliberately do not set.
-const NOT_SET_ON_PURPOSE: &[(&str, &str)] = &[(
-    "AZURE_CLIENT_ID",
-    "the app uses its system-assigned identity",
-)];
+const NOT_SET_ON_PURPOSE: &[(&str, &str)] = &[
+    (
+        "AZURE_CLIENT_ID",
+        "the app uses its system-assigned identity",
+    ),
+    (
+        "ROTATOR_NOTIFY_TEAMS_URL",
+        "a webhook URL embeds its signature: operators add it as a Key Vault reference (docs/deploy.md)",
+    ),
+    (
+        "ROTATOR_NOTIFY_SLACK_URL",
+        "a webhook URL embeds its signature: operators add it as a Key Vault reference (docs/deploy.md)",
+    ),
+    (
+        "ROTATOR_NOTIFY_WEBHOOK_URL",
+        "optional; operators add it after deployment (docs/deploy.md)",
+    ),
+];
 
 /// Which `main.bicep` parameter names the resources of each scope kind.
 const SCOPE_PARAMETERS: &[(Scope, Option<&str>)] = &[

@@ -20,7 +20,12 @@ fn uuid(s: &str) -> Uuid {
 }
 
 fn cred<'a>(w: &'a World, name: &str) -> &'a secret_rotator::policy::CredentialPolicy {
-    w.engine.policy.credentials.iter().find(|c| c.name == name).unwrap()
+    w.engine
+        .policy
+        .credentials
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap()
 }
 
 async fn self_test_code(w: &World, name: &str) -> ResultCode {
@@ -49,24 +54,46 @@ async fn seed_004_integration_app_reference_refreshed_and_old_secret_removed_aft
     let portal_test = uuid("6b7c8d9e-0f1a-4b2c-8d3e-4f5a6b7c8d61");
     let rg = "TDC_Erhverv_Telephony_Integration";
     let site = "NuudayToB-5sutozr67fiik";
-    let before = c.app_setting_effective(rg, site, "TeamsClientSecret").unwrap();
+    let before = c
+        .app_setting_effective(rg, site, "TeamsClientSecret")
+        .unwrap();
 
     // Which of the two secrets is in use? (the question the runbook makes a human answer)
     let status = w.engine.status_report(w.now()).await;
-    let st = status.credentials.iter().find(|s| s.name == "integration-app").unwrap();
-    assert_eq!(st.key_id_in_use.as_deref(), Some(old_key.to_string().as_str()));
+    let st = status
+        .credentials
+        .iter()
+        .find(|s| s.name == "integration-app")
+        .unwrap();
+    assert_eq!(
+        st.key_id_in_use.as_deref(),
+        Some(old_key.to_string().as_str())
+    );
     assert_eq!(st.days_left, Some(10));
 
     let r = w.run("integration-app").await;
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
-    let (version, value, tags) = c.secret_latest("kv5sutozr67fiik", "TeamsClientSecret").unwrap();
+    let (version, value, tags) = c
+        .secret_latest("kv5sutozr67fiik", "TeamsClientSecret")
+        .unwrap();
     assert_ne!(value, before);
     // The app itself now resolves the new version: the reference was refreshed, not left to
     // App Service's 24-hour cache.
-    assert_eq!(c.app_setting_effective(rg, site, "TeamsClientSecret").unwrap(), value);
-    assert_eq!(tags.get("rotator-phase").map(String::as_str), Some("propagated"));
+    assert_eq!(
+        c.app_setting_effective(rg, site, "TeamsClientSecret")
+            .unwrap(),
+        value
+    );
+    assert_eq!(
+        tags.get("rotator-phase").map(String::as_str),
+        Some("propagated")
+    );
     let new_key = uuid(tags.get("rotator-key-id").unwrap());
-    let new = c.passwords(app).into_iter().find(|p| p.key_id == new_key).unwrap();
+    let new = c
+        .passwords(app)
+        .into_iter()
+        .find(|p| p.key_id == new_key)
+        .unwrap();
     // 730 days: the runbook's 24 months (start is stamped by Graph a moment after our "now").
     assert!(((730 * 24 - 1)..=730 * 24).contains(&(new.end - new.start).num_hours()));
     assert!(!version.is_empty());
@@ -89,15 +116,26 @@ async fn seed_004_integration_app_reference_refreshed_and_old_secret_removed_aft
     w.advance_days(700);
     let r = w.run("integration-app").await;
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
-    let (_, value2, tags2) = c.secret_latest("kv5sutozr67fiik", "TeamsClientSecret").unwrap();
+    let (_, value2, tags2) = c
+        .secret_latest("kv5sutozr67fiik", "TeamsClientSecret")
+        .unwrap();
     assert_ne!(value2, value);
-    assert_eq!(tags2.get("rotator-previous-key-id"), Some(&new_key.to_string()));
-    assert!(c.passwords(app).iter().any(|p| p.key_id == new_key), "kept during grace");
+    assert_eq!(
+        tags2.get("rotator-previous-key-id"),
+        Some(&new_key.to_string())
+    );
+    assert!(
+        c.passwords(app).iter().any(|p| p.key_id == new_key),
+        "kept during grace"
+    );
     w.advance_days(8);
     let r = w.run("integration-app").await;
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
     let keys: Vec<Uuid> = c.passwords(app).iter().map(|p| p.key_id).collect();
-    assert!(!keys.contains(&new_key), "the replaced secret is removed: {keys:?}");
+    assert!(
+        !keys.contains(&new_key),
+        "the replaced secret is removed: {keys:?}"
+    );
     assert!(keys.contains(&portal_test) || c.passwords(app).len() >= 2);
     assert_ok(&w, "integration-app", true);
 }
@@ -111,18 +149,50 @@ async fn seed_001_provision_assist_vault_connection_and_variable_on_the_new_secr
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
     let (_, value, _) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
     assert_eq!(
-        c.connection_parameter("rg-provisionassist", "provisionassist-kv", "token:clientSecret").as_deref(),
+        c.connection_parameter(
+            "rg-provisionassist",
+            "provisionassist-kv",
+            "token:clientSecret"
+        )
+        .as_deref(),
         Some(value.as_str())
     );
     assert_eq!(
-        c.connection_status("rg-provisionassist", "provisionassist-kv").as_deref(),
+        c.connection_status("rg-provisionassist", "provisionassist-kv")
+            .as_deref(),
         Some("Connected")
     );
     assert_eq!(
-        c.automation_variable("rg-provisionassist", "provisionassist-auto", "appSecret").as_deref(),
+        c.automation_variable("rg-provisionassist", "provisionassist-auto", "appSecret")
+            .as_deref(),
         Some(value.as_str())
     );
     assert_ok(&w, "provision-assist", false);
+    // The audit record, persisted in the rotator's storage account: key ids, consumers touched,
+    // verification — never the value.
+    let last = w
+        .engine
+        .store
+        .get_json("last/provision-assist.json")
+        .await
+        .unwrap()
+        .expect("the run's record is in blob storage");
+    let (_, _, tags) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
+    assert_eq!(last["rotated"], true);
+    assert_eq!(
+        last["keyIdInUse"].as_str(),
+        tags.get("rotator-key-id").map(String::as_str)
+    );
+    assert_eq!(
+        last["previousKeyId"],
+        "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e71"
+    );
+    assert_eq!(last["consumersTouched"].as_array().unwrap().len(), 2);
+    assert_eq!(last["verified"], true);
+    assert!(
+        !last.to_string().contains(&value),
+        "no secret in the audit record"
+    );
     w.advance_days(8);
     w.run("provision-assist").await;
     assert_ok(&w, "provision-assist", true);
@@ -137,16 +207,23 @@ async fn seed_002_003_expired_secret_replaced_and_removed() {
     let expired = uuid("2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f81");
     let (_, before, _) = c.secret_latest("kv-empower", "clientSecret").unwrap();
     assert_eq!(c.check_client_secret(app, &before), Err(7000222));
-    assert_eq!(self_test_code(&w, "empower").await, ResultCode::CredentialRefused);
+    assert_eq!(
+        self_test_code(&w, "empower").await,
+        ResultCode::CredentialRefused
+    );
 
     let r = w.run("empower").await;
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
     let (_, value, _) = c.secret_latest("kv-empower", "clientSecret").unwrap();
     assert_eq!(c.check_client_secret(app, &value), Ok(()));
-    assert_eq!(c.app_setting("rg-empower", "empower-backend", "EntraClientSecret"), Some(value));
+    assert_eq!(
+        c.app_setting("rg-empower", "empower-backend", "EntraClientSecret"),
+        Some(value)
+    );
     // Other settings of the backend are untouched (PUT replaces the whole map).
     assert_eq!(
-        c.app_setting("rg-empower", "empower-backend", "WEBSITE_RUN_FROM_PACKAGE").as_deref(),
+        c.app_setting("rg-empower", "empower-backend", "WEBSITE_RUN_FROM_PACKAGE")
+            .as_deref(),
         Some("1")
     );
     // An expired secret serves nobody: it goes without waiting for the grace period.
@@ -181,9 +258,17 @@ async fn seed_000_notify_only_message_sent_and_old_secret_kept_until_grace_ends(
     assert_eq!(messages.len(), 1, "one manual-step message: {messages:?}");
     let m = &messages[0];
     assert!(m.contains("ezsign-manage.sh"), "{m}");
-    assert!(m.contains(&format!("kv-ezsign.vault.azure.net/secrets/ezsign-token/{version}")), "{m}");
+    assert!(
+        m.contains(&format!(
+            "kv-ezsign.vault.azure.net/secrets/ezsign-token/{version}"
+        )),
+        "{m}"
+    );
     assert!(!m.contains(&value), "the message never carries the secret");
-    assert!(c.passwords(app).iter().any(|p| p.key_id == old_key), "old secret kept");
+    assert!(
+        c.passwords(app).iter().any(|p| p.key_id == old_key),
+        "old secret kept"
+    );
     // Later runs neither repeat the message nor touch the old secret during the grace period.
     w.advance_days(6);
     w.run("ezsign").await;
@@ -197,13 +282,23 @@ async fn seed_000_notify_only_message_sent_and_old_secret_kept_until_grace_ends(
     w.advance_days(150);
     let r = w.run("ezsign").await;
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
-    assert_eq!(received.lock().unwrap().len(), 2, "told again about the new value");
+    assert_eq!(
+        received.lock().unwrap().len(),
+        2,
+        "told again about the new value"
+    );
     w.advance_days(6);
     w.run("ezsign").await;
-    assert!(c.passwords(app).iter().any(|p| p.key_id == first), "kept within grace");
+    assert!(
+        c.passwords(app).iter().any(|p| p.key_id == first),
+        "kept within grace"
+    );
     w.advance_days(2);
     w.run("ezsign").await;
-    assert!(c.passwords(app).iter().all(|p| p.key_id != first), "removed after grace");
+    assert!(
+        c.passwords(app).iter().all(|p| p.key_id != first),
+        "removed after grace"
+    );
     assert_ok(&w, "ezsign", true);
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::azure::automation::{AutomationClient, AutomationError};
-use crate::azure::connections::{ConnectionHealth, ConnectionError, ConnectionsClient};
+use crate::azure::connections::{ConnectionError, ConnectionHealth, ConnectionsClient};
 use crate::azure::entra::{EntraError, TokenProbe};
 use crate::azure::graph::{GraphClient, GraphError, RemoveOutcome};
 use crate::azure::keyvault::{KeyVaultClient, KeyVaultError, VersionUpdate};
@@ -121,7 +121,10 @@ impl AzurePorts for AzureClients {
         display_name: &str,
         end: DateTime<Utc>,
     ) -> Result<(PasswordInfo, SecretValue), PortError> {
-        Ok(self.graph.add_password(object_id, display_name, end).await?)
+        Ok(self
+            .graph
+            .add_password(object_id, display_name, end)
+            .await?)
     }
 
     async fn remove_password(&self, object_id: Uuid, key_id: Uuid) -> Result<(), PortError> {
@@ -252,7 +255,10 @@ impl AzurePorts for AzureClients {
         parameter: &str,
         value: &SecretValue,
     ) -> Result<(), PortError> {
-        Ok(self.connections.set_parameter(conn, parameter, value).await?)
+        Ok(self
+            .connections
+            .set_parameter(conn, parameter, value)
+            .await?)
     }
 
     async fn automation_variable(

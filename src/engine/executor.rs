@@ -312,7 +312,8 @@ pub async fn perform(
                 .await
                 .map_err(az("read the value back from Key Vault"))?
                 .ok_or_else(|| StepError::NotConfirmed("the Key Vault secret vanished".into()))?;
-            let attempts = verify_secret(ctx, app.app_id, tenant_of(cred, ctx), &stored.value).await?;
+            let attempts =
+                verify_secret(ctx, app.app_id, tenant_of(cred, ctx), &stored.value).await?;
             t.phase = Phase::Propagated;
             t.remove_after = Some(*remove_after);
             retag(t).await?;
@@ -342,10 +343,19 @@ pub async fn perform(
             let mut t = current_tags.clone().ok_or_else(|| {
                 StepError::Invariant("the current version has no rotation state".into())
             })?;
+            let kept = t
+                .previous_key_id
+                .filter(|k| app.passwords.iter().any(|p| p.key_id == *k));
             t.phase = Phase::Retired;
             t.previous_key_id = None;
             retag(t).await?;
-            Ok("rotation complete: the previous secret is gone".into())
+            Ok(match kept {
+                Some(k) => format!(
+                    "rotation complete; the previous password {k} was not created by \
+                     secret-rotator and is left in place until it expires"
+                ),
+                None => "rotation complete: the previous secret is gone".into(),
+            })
         }
     }
 }
@@ -379,8 +389,12 @@ async fn update_consumer(
                 Some(KeyVaultReference {
                     version: Some(_), ..
                 }) => {
-                    let pinned =
-                        KeyVaultReference::pinned(ctx.cloud, &kv.vault, &kv.secret, &current.version);
+                    let pinned = KeyVaultReference::pinned(
+                        ctx.cloud,
+                        &kv.vault,
+                        &kv.secret,
+                        &current.version,
+                    );
                     ctx.azure
                         .set_app_setting(site, setting, &SecretValue::new(pinned))
                         .await

@@ -92,9 +92,10 @@ mod tests {
             (r.vault.as_str(), r.secret.as_str(), r.version.as_deref()),
             ("kv1", "s1", Some("0123456789abcdef0123456789abcdef"))
         );
-        let r =
-            KeyVaultReference::parse("@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/s1/)")
-                .unwrap();
+        let r = KeyVaultReference::parse(
+            "@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/s1/)",
+        )
+        .unwrap();
         assert_eq!(r.version, None);
     }
 

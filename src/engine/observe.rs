@@ -8,8 +8,7 @@ use crate::engine::kvref::KeyVaultReference;
 use crate::engine::ports::{AzurePorts, PortError, VaultSecret};
 use crate::engine::tags;
 use crate::planner::{
-    AppState, ConsumerObservation, ConsumerSync, KeyIdentity, Observation, VaultState,
-    VaultVersion,
+    AppState, ConsumerObservation, ConsumerSync, KeyIdentity, Observation, VaultState, VaultVersion,
 };
 use crate::policy::{Consumer, CredentialPolicy};
 

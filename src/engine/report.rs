@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// The probe's `resultCode` table (the seed's 0, 19 and 24 kept).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultCode {
     /// Everything checked is good.
     Ok = 0,
@@ -40,6 +40,13 @@ pub enum ResultCode {
 impl ResultCode {
     pub fn code(self) -> u32 {
         self as u32
+    }
+}
+
+/// Serialized as the probe writes it: the number as a string (`"19"`), the seed's format.
+impl Serialize for ResultCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.code())
     }
 }
 

@@ -141,6 +141,8 @@ impl Engine {
         };
         let mut forced = !force;
         let ctx = self.exec_ctx();
+        let started = Instant::now();
+        let mut last_seen: Option<Observed> = None;
         for _ in 0..self.options.max_steps_per_credential {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 report.outcome = CredentialOutcome::InProgress;
@@ -156,6 +158,7 @@ impl Engine {
                     }
                 };
             let t = clock.now();
+            last_seen = Some(observed.clone());
             let mut decision = planner::decide(cred, &observed.observation, t);
             if !forced && decision.steps.is_empty() && decision.blocked.is_none() {
                 forced = true;
@@ -206,7 +209,12 @@ impl Engine {
             report.outcome = CredentialOutcome::InProgress;
         }
         lease.release().await;
-        self.record(cred, &report, run_id, clock.now()).await;
+        let audit = Audit {
+            seen: last_seen.as_ref(),
+            duration: started.elapsed(),
+        };
+        self.record(cred, &report, &audit, run_id, clock.now())
+            .await;
         report
     }
 
@@ -215,15 +223,37 @@ impl Engine {
         &self,
         cred: &CredentialPolicy,
         report: &CredentialReport,
+        audit: &Audit<'_>,
         run_id: &str,
         now: DateTime<Utc>,
     ) {
+        // The state as last observed: after the final step when the run settled, which is what
+        // the record is about (key ids, never values).
+        let tags = audit.seen.and_then(|o| match &o.observation.vault {
+            VaultState::Current(v) => v.tags.clone(),
+            VaultState::Missing => None,
+        });
+        let rotated = report.steps.iter().any(|s| s.step == "rotate" && s.ok);
         let body = serde_json::json!({
             "credential": cred.name,
-            "application": format!("{:?}", cred.application),
+            "application": audit.seen.and_then(|o| o.app.as_ref()).map(|a| serde_json::json!({
+                "appId": a.app_id, "objectId": a.object_id, "displayName": a.display_name
+            })),
             "keyVault": format!("{}/{}", cred.key_vault.vault, cred.key_vault.secret),
             "runId": run_id,
             "at": now,
+            "rotated": rotated,
+            "keyIdInUse": tags.as_ref().map(|t| t.key_id.to_string()),
+            "previousKeyId": tags.as_ref().and_then(|t| t.previous_key_id).map(|k| k.to_string()),
+            "phase": tags.as_ref().map(|t| tags::phase_name(t.phase)),
+            "consumersTouched": report.steps.iter()
+                .filter(|s| s.step == "update-consumer" || s.step == "notify")
+                .map(|s| serde_json::json!({"ok": s.ok, "detail": s.detail}))
+                .collect::<Vec<_>>(),
+            "verified": report.steps.iter()
+                .find(|s| s.step == "complete-propagation")
+                .map(|s| s.ok),
+            "durationMs": audit.duration.as_millis() as u64,
             "report": report,
         });
         if !report.steps.is_empty() {
@@ -252,23 +282,22 @@ impl Engine {
         let id = run_id(now);
         let clock = Clock::new(now);
         let creds = &self.policy.credentials;
-        let outcomes: Vec<Result<CredentialReport, String>> =
-            futures::stream::iter(0..creds.len())
-                .map(|i| {
-                    let id = id.clone();
-                    async move {
-                        let cred = &creds[i];
-                        if Instant::now() >= deadline {
-                            return Err(cred.name.clone());
-                        }
-                        Ok(self
-                            .run_credential(cred, clock.now(), false, Some(deadline), &id)
-                            .await)
+        let outcomes: Vec<Result<CredentialReport, String>> = futures::stream::iter(0..creds.len())
+            .map(|i| {
+                let id = id.clone();
+                async move {
+                    let cred = &creds[i];
+                    if Instant::now() >= deadline {
+                        return Err(cred.name.clone());
                     }
-                })
-                .buffered(self.options.max_parallel.max(1))
-                .collect()
-                .await;
+                    Ok(self
+                        .run_credential(cred, clock.now(), false, Some(deadline), &id)
+                        .await)
+                }
+            })
+            .buffered(self.options.max_parallel.max(1))
+            .collect()
+            .await;
         let mut results = Vec::new();
         let mut deferred = Vec::new();
         for o in outcomes {
@@ -309,7 +338,11 @@ impl Engine {
         serde_json::from_value(v.get("report")?.get("outcome")?.clone()).ok()
     }
 
-    async fn credential_status(&self, cred: &CredentialPolicy, now: DateTime<Utc>) -> CredentialStatus {
+    async fn credential_status(
+        &self,
+        cred: &CredentialPolicy,
+        now: DateTime<Utc>,
+    ) -> CredentialStatus {
         let mut st = CredentialStatus {
             name: cred.name.clone(),
             app_id: None,
@@ -326,7 +359,8 @@ impl Engine {
             problem: None,
             last_outcome: self.last_outcome(cred).await,
         };
-        let observed = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await {
+        let observed = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await
+        {
             Ok(o) => o,
             Err(e) => {
                 st.problem = Some(e.to_string());
@@ -340,7 +374,8 @@ impl Engine {
     pub async fn plan_report(&self, now: DateTime<Utc>) -> PlanReport {
         let mut credentials = Vec::new();
         for cred in &self.policy.credentials {
-            let plan = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await {
+            let plan = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await
+            {
                 Ok(o) => {
                     let d = planner::decide(cred, &o.observation, now);
                     CredentialPlan {
@@ -400,7 +435,10 @@ impl Engine {
                 return fail(ResultCode::KeyVaultAccess, format!("access denied: {m}"));
             }
             Err(PortError::Refused { code, message }) => {
-                return fail(ResultCode::IdentityUnavailable, format!("AADSTS{code}: {message}"));
+                return fail(
+                    ResultCode::IdentityUnavailable,
+                    format!("AADSTS{code}: {message}"),
+                );
             }
             Err(e) => return fail(ResultCode::Internal, e.to_string()),
         };
@@ -517,7 +555,12 @@ fn forced_rotation(
     })
 }
 
-fn fill_status(st: &mut CredentialStatus, cred: &CredentialPolicy, observed: &Observed, now: DateTime<Utc>) {
+fn fill_status(
+    st: &mut CredentialStatus,
+    cred: &CredentialPolicy,
+    observed: &Observed,
+    now: DateTime<Utc>,
+) {
     if let Some(app) = &observed.app {
         st.app_id = Some(app.app_id.to_string());
         st.display_name = Some(app.display_name.clone());
@@ -527,7 +570,8 @@ fn fill_status(st: &mut CredentialStatus, cred: &CredentialPolicy, observed: &Ob
     }
     match &observed.observation.vault {
         VaultState::Missing => {
-            st.problem.get_or_insert_with(|| "the Key Vault secret does not exist".into());
+            st.problem
+                .get_or_insert_with(|| "the Key Vault secret does not exist".into());
         }
         VaultState::Current(v) => {
             let (key, source) = match &v.identity {
@@ -565,14 +609,18 @@ fn fill_status(st: &mut CredentialStatus, cred: &CredentialPolicy, observed: &Ob
             let (in_sync, detail) = match &o.sync {
                 ConsumerSync::InSync => (Some(true), None),
                 ConsumerSync::OutOfSync { detail } => (Some(false), Some(detail.clone())),
-                ConsumerSync::NotObservable { healthy: Some(false) } => {
-                    (Some(false), Some("reports an error".to_string()))
-                }
+                ConsumerSync::NotObservable {
+                    healthy: Some(false),
+                } => (Some(false), Some("reports an error".to_string())),
                 ConsumerSync::NotObservable { healthy } => (
                     if synced { Some(true) } else { None },
                     Some(format!(
                         "write-only{}",
-                        if *healthy == Some(true) { "; healthy" } else { "" }
+                        if *healthy == Some(true) {
+                            "; healthy"
+                        } else {
+                            ""
+                        }
                     )),
                 ),
             };
@@ -584,6 +632,12 @@ fn fill_status(st: &mut CredentialStatus, cred: &CredentialPolicy, observed: &Ob
         })
         .collect();
     st.consumers_in_sync = st.consumers.iter().all(|c| c.in_sync != Some(false));
+}
+
+/// What the audit record needs beyond the report.
+struct Audit<'a> {
+    seen: Option<&'a Observed>,
+    duration: Duration,
 }
 
 fn step_name(step: &Step) -> &'static str {

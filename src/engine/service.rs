@@ -124,7 +124,7 @@ pub async fn build(
         options,
         blob_endpoint: endpoint,
         container: settings.container.clone(),
-        webhooks: Vec::new(),
+        webhooks: settings.webhooks.clone(),
         limiter: WriteLimiter::shared_default(),
         max_parallel: settings.max_parallel,
         verify: VerifyPolicy {

@@ -122,7 +122,11 @@ mod tests {
             key_id: Uuid::new_v4(),
             previous_key_id: Some(Uuid::new_v4()),
             phase: Phase::Stored,
-            rotated_at: Some(DateTime::parse_from_rfc3339("2026-11-22T02:00:00Z").unwrap().into()),
+            rotated_at: Some(
+                DateTime::parse_from_rfc3339("2026-11-22T02:00:00Z")
+                    .unwrap()
+                    .into(),
+            ),
             remove_after: None,
             synced: vec!["0a1b2c3d".into(), "deadbeef".into()],
         };

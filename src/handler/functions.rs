@@ -32,8 +32,9 @@ use crate::engine::report::{
 pub const ROTATE_SECRETS: &str = "RotateSecrets";
 pub const SELF_TEST: &str = "SelfTest";
 pub const ROTATE: &str = "Rotate";
+pub const STATUS_PAGE: &str = "StatusPage";
 /// Every function this handler serves; each has a folder in `function-specs/`.
-pub const FUNCTION_NAMES: &[&str] = &[ROTATE_SECRETS, SELF_TEST, ROTATE];
+pub const FUNCTION_NAMES: &[&str] = &[ROTATE_SECRETS, SELF_TEST, ROTATE, STATUS_PAGE];
 /// SelfTest commands.
 pub const COMMANDS: &[&str] = &["Test", "Status", "Plan", "Run"];
 
@@ -61,13 +62,15 @@ pub(crate) async fn dispatch(
     };
     match name {
         ROTATE_SECRETS => rotate_secrets(state, req, invocation_id, now, logs).await,
-        SELF_TEST | ROTATE => {
+        SELF_TEST | ROTATE | STATUS_PAGE => {
             let http = match req.http_request(HTTP_TRIGGER_BINDING) {
                 Ok(h) => h,
                 Err(e) => return error_response(StatusCode::BAD_REQUEST, e.to_string()),
             };
             let (out, mut lines) = if name == SELF_TEST {
                 self_test(&state, &http, now).await
+            } else if name == STATUS_PAGE {
+                status_page(&state, now).await
             } else {
                 rotate(&state, &http, invocation_id, now).await
             };
@@ -310,6 +313,40 @@ fn body_object(http: &HttpRequestData) -> Result<Map<String, Value>, String> {
         Ok(Some(_)) => Err("the request body must be a JSON object".into()),
         Err(e) => Err(format!("the request body is not JSON ({e})")),
     }
+}
+
+// ---------------------------------------------------------------- StatusPage (HTTP)
+
+/// One self-contained HTML page (`crate::statuspage`) from the same report `Status` returns.
+async fn status_page(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<String>) {
+    if let Some(u) = unavailable(state, "StatusPage") {
+        return u;
+    }
+    let report = match bounded(state, state.service.status(now)).await {
+        Ok(r) => r,
+        Err(limit) => return out_for(state, "StatusPage", limit),
+    };
+    let html = crate::statuspage::render(&report, env!("CARGO_PKG_VERSION"));
+    let out = HttpOutput {
+        status_code: 200,
+        body: html,
+        headers: std::collections::BTreeMap::from([
+            ("Content-Type".into(), "text/html; charset=utf-8".into()),
+            ("Cache-Control".into(), "no-store".into()),
+            // No script, no external asset: the strictest policy the page allows.
+            (
+                "Content-Security-Policy".into(),
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:".into(),
+            ),
+        ]),
+    };
+    (
+        out,
+        vec![format!(
+            "status page: {} credential(s)",
+            report.credentials.len()
+        )],
+    )
 }
 
 // ---------------------------------------------------------------- SelfTest (HTTP)

@@ -6,7 +6,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::report::{CredentialReport, PassReport, PlanReport, SelfTestReport, StatusReport};
+use crate::engine::report::{
+    CredentialReport, PassReport, PlanReport, SelfTestReport, StatusReport,
+};
 
 /// Why the engine could not even start a request (the caller's fault or ours).
 #[derive(Debug, thiserror::Error)]

@@ -399,6 +399,10 @@ mod tests {
                 "Rotate",
                 serde_json::json!({"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req"}, {"type": "http", "direction": "out", "name": "res"}]}),
             ),
+            spec(
+                "StatusPage",
+                serde_json::json!({"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req"}, {"type": "http", "direction": "out", "name": "res"}]}),
+            ),
         ];
         assert!(
             check_specs(&host, &good).is_empty(),

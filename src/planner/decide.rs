@@ -802,8 +802,19 @@ impl<'a> Builder<'a> {
         }
         let mut due = renewal;
         if waiting && let Some(p) = previous_pw {
+            let then = if self.is_ours(p) {
+                "then it is removed".to_string()
+            } else {
+                match p.end {
+                    Some(e) => format!(
+                        "it was not created by secret-rotator, so it then stays until it expires ({})",
+                        day(e)
+                    ),
+                    None => "it was not created by secret-rotator, so it then stays".to_string(),
+                }
+            };
             self.say(format!(
-                "Previous password {} is kept until {} (grace period) so consumers can pick up the new value.",
+                "Previous password {} is kept until {} (grace period) so consumers can pick up the new value; {then}.",
                 pw_label(p),
                 day(remove_after)
             ));

@@ -74,11 +74,20 @@ pub enum Consumer {
     AppSettingValue { site: ArmResource, setting: String },
     /// A Logic Apps API connection (`Microsoft.Web/connections`) with the secret in
     /// `parameterValues[parameter]` (default `token:clientSecret`).
-    ApiConnection { connection: ArmResource, parameter: String },
+    ApiConnection {
+        connection: ArmResource,
+        parameter: String,
+    },
     /// An Automation Account encrypted variable.
-    AutomationVariable { account: ArmResource, variable: String },
+    AutomationVariable {
+        account: ArmResource,
+        variable: String,
+    },
     /// A system nobody can write to from Azure: a person is told the exact manual step.
-    NotifyOnly { system: String, instructions: String },
+    NotifyOnly {
+        system: String,
+        instructions: String,
+    },
 }
 
 impl Consumer {

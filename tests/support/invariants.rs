@@ -16,11 +16,17 @@ pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<()
         return Err("tests name applications by appId".into());
     };
     let kv = &cred.key_vault;
-    let (version, value, tags) = c
-        .secret_latest(&kv.vault, &kv.secret)
-        .ok_or_else(|| format!("{}: Key Vault secret {}/{} missing", cred.name, kv.vault, kv.secret))?;
+    let (version, value, tags) = c.secret_latest(&kv.vault, &kv.secret).ok_or_else(|| {
+        format!(
+            "{}: Key Vault secret {}/{} missing",
+            cred.name, kv.vault, kv.secret
+        )
+    })?;
     c.check_client_secret(app_id, &value).map_err(|code| {
-        format!("{}: the current Key Vault value (version {version}) is refused: AADSTS{code}", cred.name)
+        format!(
+            "{}: the current Key Vault value (version {version}) is refused: AADSTS{code}",
+            cred.name
+        )
     })?;
     let passwords = c.passwords(app_id);
     let current = passwords
@@ -49,7 +55,11 @@ pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<()
             } => {
                 let status = c.connection_status(&connection.resource_group, &connection.name);
                 if status.as_deref() != Some("Connected") {
-                    return Err(format!("{}: {} status {status:?}", cred.name, consumer.describe()));
+                    return Err(format!(
+                        "{}: {} status {status:?}",
+                        cred.name,
+                        consumer.describe()
+                    ));
                 }
                 c.connection_parameter(&connection.resource_group, &connection.name, parameter)
             }
@@ -59,7 +69,11 @@ pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<()
             Consumer::NotifyOnly { .. } => continue,
         };
         let Some(held) = held else {
-            return Err(format!("{}: {} holds nothing", cred.name, consumer.describe()));
+            return Err(format!(
+                "{}: {} holds nothing",
+                cred.name,
+                consumer.describe()
+            ));
         };
         if held != value {
             // Holding an older value is allowed only while that value still works.
@@ -71,7 +85,11 @@ pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<()
                 )
             })?;
             if settled {
-                return Err(format!("{}: {} is not on the current value", cred.name, consumer.describe()));
+                return Err(format!(
+                    "{}: {} is not on the current value",
+                    cred.name,
+                    consumer.describe()
+                ));
             }
         }
     }
@@ -80,7 +98,10 @@ pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<()
         .get("rotator-previous-key-id")
         .and_then(|k| Uuid::parse_str(k).ok());
     for p in &passwords {
-        let ours = p.display_name.as_deref().is_some_and(|d| d.starts_with(&marker));
+        let ours = p
+            .display_name
+            .as_deref()
+            .is_some_and(|d| d.starts_with(&marker));
         if ours && p.key_id != current.key_id && (settled || Some(p.key_id) != previous) {
             return Err(format!(
                 "{}: password {} ({:?}) is left over",

@@ -48,7 +48,11 @@ pub fn ci_identity(scenario: &mut Value) {
         .and_then(|m| m.iter().find(|x| x["name"] == MI))
         .map(|m| m["graphAppRoles"].clone())
         .unwrap_or_else(|| json!(["Application.ReadWrite.OwnedBy"]));
-    for app in scenario["applications"].as_array_mut().into_iter().flatten() {
+    for app in scenario["applications"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
         if let Some(owners) = app["owners"].as_array_mut()
             && owners.iter().any(|o| o == MI)
         {
@@ -117,10 +121,7 @@ pub async fn spawn_world(scenario: Value, policy_json: &str) -> World {
 pub async fn spawn_world_with(mut scenario: Value, policy_json: &str, opts: WorldOptions) -> World {
     ci_identity(&mut scenario);
     let emu = TestEmulator::start(scenario).await;
-    let account = format!(
-        "st{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
+    let account = format!("st{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let azurite = Azurite::start(&emu.emulator, &account);
     let transport = emu.transport_config(&[azurite.host_override()]);
     let http = transport.build().expect("transport");

@@ -13,7 +13,8 @@ use crate::jwt::{Claims, sign};
 use crate::server::{Req, Resp, Shared};
 use crate::util::{b64_decode, lock};
 
-/// Token lifetime for both endpoints (Entra's client-credentials tokens: 3599 s).
+/// Default token lifetime for both endpoints (Entra's client-credentials tokens: 3599 s);
+/// a scenario may change it (`tokenLifetimeSeconds`).
 pub const TOKEN_SECONDS: i64 = 3599;
 
 pub const GRAPH_AUD: &str = "https://graph.microsoft.com";
@@ -43,13 +44,14 @@ pub fn mint(
     aud: &str,
     roles: &[String],
     _emulated_now: DateTime<Utc>,
+    lifetime: i64,
 ) -> (String, i64) {
     // Access tokens live on the wall clock, not the emulated one: every real token cache (the
     // SDKs', Azurite's validation) compares `exp` with the machine's clock, and advancing the
     // emulated clock by days must not turn cached tokens into 401s that real Azure never sends.
     // The emulated clock governs the tenant's data: password validity, reference caches.
     let iat = Utc::now().timestamp();
-    let exp = iat + TOKEN_SECONDS;
+    let exp = iat + lifetime;
     let claims = Claims {
         aud: aud.to_string(),
         iss: format!("https://sts.windows.net/{tenant}/"),
@@ -371,13 +373,14 @@ fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Re
         aud,
         &app.graph_roles,
         now,
+        st.token_lifetime,
     );
     Resp::json(
         200,
         &json!({
             "token_type": "Bearer",
-            "expires_in": TOKEN_SECONDS,
-            "ext_expires_in": TOKEN_SECONDS,
+            "expires_in": st.token_lifetime,
+            "ext_expires_in": st.token_lifetime,
             "access_token": tok,
         }),
     )
@@ -482,6 +485,7 @@ pub fn handle_msi(shared: &Shared, req: &Req) -> Resp {
         aud,
         &mi.graph_roles,
         now,
+        st.token_lifetime,
     );
     Resp::json(
         200,

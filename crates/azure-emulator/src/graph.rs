@@ -133,23 +133,36 @@ fn parse(req: &Req) -> Route {
     match (m, segs) {
         (&Method::GET, ["applications"]) => Route::List,
         (&Method::GET, ["servicePrincipals"]) => Route::ListServicePrincipals,
-        (&Method::GET, ["servicePrincipals", id, "ownedObjects"]) => {
-            Route::OwnedObjects(SpRef::ObjectId(id.to_string()), false)
-        }
-        (
-            &Method::GET,
-            [
-                "servicePrincipals",
-                id,
-                "ownedObjects",
-                "microsoft.graph.application",
-            ],
-        ) => Route::OwnedObjects(SpRef::ObjectId(id.to_string()), true),
         (&Method::GET, [first, "ownedObjects", cast @ ..]) if cast.len() <= 1 => {
+            // A cast segment may omit the `microsoft.` namespace alias (kiota sends `graph.…`).
+            let only_apps = match cast {
+                [] => false,
+                [c] if c.eq_ignore_ascii_case("microsoft.graph.application")
+                    || c.eq_ignore_ascii_case("graph.application") =>
+                {
+                    true
+                }
+                [c, ..] => return Route::Unknown(c.to_string()),
+            };
+            if *first == "servicePrincipals" {
+                return Route::Unknown("ownedObjects".into());
+            }
             match key_segment(first, "servicePrincipals") {
-                Some(Ok(v)) => Route::OwnedObjects(SpRef::AppId(v.to_string()), !cast.is_empty()),
+                Some(Ok(v)) => Route::OwnedObjects(SpRef::AppId(v.to_string()), only_apps),
                 _ => Route::Unknown(first.to_string()),
             }
+        }
+        (&Method::GET, ["servicePrincipals", id, "ownedObjects", cast @ ..]) if cast.len() <= 1 => {
+            let only_apps = match cast {
+                [] => false,
+                [c] if c.eq_ignore_ascii_case("microsoft.graph.application")
+                    || c.eq_ignore_ascii_case("graph.application") =>
+                {
+                    true
+                }
+                [c, ..] => return Route::Unknown(c.to_string()),
+            };
+            Route::OwnedObjects(SpRef::ObjectId(id.to_string()), only_apps)
         }
         (_, [first, ..]) => Route::Unknown(first.to_string()),
         (_, []) => Route::Unknown("v1.0".into()),
@@ -464,7 +477,11 @@ fn count_write(st: &mut Tenant, appid: Uuid, now: DateTime<Utc>) -> Result<(), i
     }
     if entry.len() as u32 >= q.requests {
         let oldest = entry.front().copied().unwrap_or(now);
-        return Err(((oldest + window - now).num_seconds()).max(1));
+        // Round up: a client that waits exactly Retry-After must find room (conformance found
+        // the truncated value throttled it again).
+        let wait = oldest + window - now;
+        let secs = wait.num_seconds() + i64::from(wait.subsec_nanos() > 0);
+        return Err(secs.max(1));
     }
     entry.push_back(now);
     Ok(())

@@ -180,6 +180,8 @@ pub struct Tenant {
     pub subscription_id: Uuid,
     pub replication_delay: u64,
     pub latency_ms: u64,
+    /// Access-token lifetime in seconds.
+    pub token_lifetime: i64,
     pub graph_quota: Quota,
     pub max_password_lifetime_days: Option<u32>,
     pub apps: Vec<App>,
@@ -228,6 +230,10 @@ impl Tenant {
             subscription_id: s.subscription_id.unwrap_or_else(Uuid::new_v4),
             replication_delay: s.replication_delay_seconds,
             latency_ms: s.latency_ms,
+            token_lifetime: s
+                .token_lifetime_seconds
+                .map(|v| v.min(10 * 365 * 86400) as i64)
+                .unwrap_or(crate::entra::TOKEN_SECONDS),
             graph_quota: s.graph_write_quota.unwrap_or(Quota {
                 requests: 3000,
                 window_seconds: 150,
@@ -242,6 +248,9 @@ impl Tenant {
             automation: BTreeMap::new(),
             graph_writes: HashMap::new(),
         };
+        if t.token_lifetime < 60 {
+            return Err(bad("tokenLifetimeSeconds must be at least 60"));
+        }
         if t.graph_quota.requests == 0 || t.graph_quota.window_seconds == 0 {
             return Err(bad(
                 "graphWriteQuota needs requests > 0 and windowSeconds > 0",

@@ -28,6 +28,10 @@ pub struct Scenario {
     /// Added before every answer on the Azure surface (benchmarks: a realistic round trip).
     #[serde(default)]
     pub latency_ms: u64,
+    /// Lifetime of issued access tokens in seconds (default 3599). SDKs cache tokens by real
+    /// time while services check expiry on the emulated clock: tests that advance the clock
+    /// by days and keep their credentials can raise this instead of re-creating credentials.
+    pub token_lifetime_seconds: Option<u64>,
     /// Graph write quota per calling app (requests per window); default 3000 per 150 s.
     pub graph_write_quota: Option<Quota>,
     /// Lifetime limit from an app management policy: addPassword with a longer lifetime gets

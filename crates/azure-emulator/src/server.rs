@@ -261,7 +261,8 @@ async fn handle_http(
         method: parts.method,
         host,
         host_raw,
-        path: crate::util::percent_decode(parts.uri.path()),
+        // Services tolerate doubled slashes (kiota joins `…/v1.0/` and `/applications`).
+        path: collapse_slashes(&crate::util::percent_decode(parts.uri.path())),
         raw_query: parts.uri.query().map(str::to_string),
         query: parse_query(parts.uri.query()),
         headers: parts.headers,
@@ -280,6 +281,17 @@ async fn handle_http(
             &serde_json::json!({"error":"not_found","error_description":format!("No route {} on the emulator's HTTP port (only /msi/token and /_emulator/*).", req.path)}),
         ))
     }
+}
+
+fn collapse_slashes(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    for c in p.chars() {
+        if c == '/' && out.ends_with('/') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn strip_port(h: &str) -> &str {
@@ -545,6 +557,15 @@ mod tests {
         assert!(String::from_utf8_lossy(&r.body).contains("InternalServerError"));
         let ok = guarded("graph", "/", || Resp::empty(204));
         assert_eq!(ok.status, 204);
+    }
+
+    #[test]
+    fn collapses_slashes() {
+        assert_eq!(
+            collapse_slashes("/v1.0//applications"),
+            "/v1.0/applications"
+        );
+        assert_eq!(collapse_slashes("/secrets/a/"), "/secrets/a/");
     }
 
     #[test]

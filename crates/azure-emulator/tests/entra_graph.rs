@@ -584,6 +584,11 @@ async fn graph_add_remove_password_owned_by_and_owners() {
     assert_eq!(s, 200);
     assert_eq!(v["value"].as_array().unwrap().len(), 1);
     assert_eq!(v["value"][0]["@odata.type"], "#microsoft.graph.application");
+    // Kiota's doubled slash and the `graph.` cast alias are accepted; other casts are not.
+    let r = h.c.get(format!("https://graph.microsoft.com/v1.0//servicePrincipals/{ROTATOR_OID}/ownedObjects/graph.application")).bearer_auth(&tok).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = h.c.get(format!("https://graph.microsoft.com/v1.0/servicePrincipals/{ROTATOR_OID}/ownedObjects/microsoft.graph.group")).bearer_auth(&tok).send().await.unwrap();
+    assert_eq!(r.status(), 400);
     // OwnedBy list shows only owned apps.
     let (_, v) = json(
         h.c.get("https://graph.microsoft.com/v1.0/applications")

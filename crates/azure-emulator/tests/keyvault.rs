@@ -473,3 +473,57 @@ async fn official_rust_sdk_set_and_get() {
     assert_eq!(kv[0].status, 401);
     assert_eq!(kv[1].status, 200);
 }
+
+#[tokio::test]
+async fn token_lifetime_is_configurable_for_clock_jumps() {
+    let mut sc = scenario_json();
+    sc["tokenLifetimeSeconds"] = json!(40 * 86400);
+    let h = start_with(serde_json::from_value(sc).unwrap()).await;
+    let r =
+        h.p.get(h.emu.msi_endpoint())
+            .query(&[
+                ("api-version", "2019-08-01"),
+                ("resource", "https://vault.azure.net"),
+            ])
+            .header(
+                "X-IDENTITY-HEADER",
+                h.emu.identity_header("rotator").unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    let (_, v) = json(r).await;
+    let tok = v["access_token"].as_str().unwrap().to_string();
+    let exp: i64 = v["expires_on"].as_str().unwrap().parse().unwrap();
+    assert!(exp - h.emu.control().now().timestamp() > 39 * 86400);
+    h.emu.control().advance(chrono::Duration::days(30));
+    let (s, _) = json(
+        h.c.get(format!("{KV}/secrets/payments-secret?{API}"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // Expiry is checked on the wall clock (README, "Clocks"): even past the lifetime in
+    // emulated time the token is good, as it would be for any real token cache.
+    h.emu.control().advance(chrono::Duration::days(11));
+    let (s, _) = json(
+        h.c.get(format!("{KV}/secrets/payments-secret?{API}"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let mut bad = scenario_json();
+    bad["tokenLifetimeSeconds"] = json!(5);
+    let err = h
+        .emu
+        .control()
+        .load_scenario(serde_json::from_value(bad).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("tokenLifetimeSeconds"));
+}

@@ -1,0 +1,453 @@
+//! `secret-rotator dev`: the whole product without an Azure subscription, in one command — in
+//! the spirit of `vault server -dev`.
+//!
+//! Expected flow: start the Azure emulator in-process with a demo tenant built from the five
+//! field runbooks (`demo-scenario.json`, `demo-policy.json`); start Azurite as the rotator's
+//! storage account; start `secret-rotator serve` exactly as the Functions host would, wired to
+//! them only through settings (managed identity endpoint, `ROTATOR_RESOLVE`, `ROTATOR_CA_FILE`);
+//! then play the host: self-test, plan, a timer pass, self-test again, status — then jump the
+//! emulated clock past the grace period and run the timer again. Everything is printed as an
+//! account a person can follow. `--serve` keeps it all running behind a local `/api/...` front.
+//!
+//! Guarantees: the handler runs the production code path (real URLs, managed identity, blob
+//! lease); nothing leaves this machine. Caveats: the clock jump is the emulator's; the handler
+//! is told the time by the invocations, as the real host does.
+
+pub mod azurite;
+pub mod host;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use host::Handler;
+
+pub const DEMO_SCENARIO: &str = include_str!("demo-scenario.json");
+pub const DEMO_POLICY: &str = include_str!("demo-policy.json");
+const ACCOUNT: &str = "stsecretrotatordev";
+const ROTATOR_IDENTITY: &str = "secret-rotator";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevOptions {
+    /// Keep running after the demo and serve the functions on 127.0.0.1:7071/api/... for curl.
+    #[arg(long)]
+    pub serve: bool,
+    /// Port for the `--serve` front (the Functions host's local default is 7071; 0 = any).
+    #[arg(long, default_value_t = 7071)]
+    pub port: u16,
+    /// Days to jump the emulated clock after the first pass (past the 7-day grace period).
+    #[arg(long, default_value_t = 8)]
+    pub jump_days: i64,
+}
+
+struct Out;
+impl Out {
+    fn h(&self, n: u32, title: &str) {
+        println!("\n{n}. {title}");
+    }
+    fn l(&self, s: impl AsRef<str>) {
+        println!("   {}", s.as_ref());
+    }
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "✓" } else { "✗" }
+}
+
+/// Where the repository is (for `node_modules`): the working directory if it has one, else the
+/// source tree this binary was built from.
+fn repo_root() -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    if cwd.join("node_modules/.bin/azurite-blob").exists() {
+        return cwd;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
+    let o = Out;
+    let work = std::env::temp_dir().join(format!("secret-rotator-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    println!(
+        "secret-rotator dev — the whole product on an embedded Azure; nothing leaves this machine"
+    );
+
+    let scenario: azure_emulator::Scenario =
+        serde_json::from_str(DEMO_SCENARIO).context("the demo scenario")?;
+    let emulator = azure_emulator::start(azure_emulator::EmulatorConfig {
+        scenario,
+        state_dir: Some(work.join("emulator")),
+        ..Default::default()
+    })
+    .await
+    .context("starting the Azure emulator")?;
+    let control = emulator.control();
+    let storage = azurite::Azurite::start(&repo_root(), &emulator, ACCOUNT, &work.join("azurite"))?;
+
+    // A local webhook receiver stands in for Teams/Slack: the notify-only step lands here.
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let hook_addr = {
+        let got = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+                let got = got.clone();
+                async move {
+                    if let Ok(mut g) = got.lock() {
+                        g.push(v);
+                    }
+                    "ok"
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?;
+        tokio::spawn(async move { axum::serve(l, app).await });
+        addr
+    };
+
+    let app_root = work.join("wwwroot");
+    std::fs::create_dir_all(&app_root)?;
+    std::fs::write(app_root.join("policy.json"), DEMO_POLICY)?;
+    let resolve: Vec<String> = emulator
+        .host_overrides()
+        .into_iter()
+        .map(|(h, a)| format!("{h}={a}"))
+        .chain([format!("{}={}", storage.host(), storage.addr)])
+        .collect();
+    let header = emulator
+        .identity_header(ROTATOR_IDENTITY)
+        .context("the demo tenant has the rotator's managed identity")?;
+    let settings: Vec<(String, String)> = [
+        ("AZURE_TENANT_ID", emulator.tenant_id().to_string()),
+        ("ROTATOR_POLICY_PATH", "policy.json".into()),
+        ("AzureWebJobsStorage__accountName", ACCOUNT.into()),
+        ("IDENTITY_ENDPOINT", emulator.msi_endpoint()),
+        ("IDENTITY_HEADER", header),
+        ("ROTATOR_RESOLVE", resolve.join(",")),
+        ("ROTATOR_CA_FILE", emulator.ca_path().display().to_string()),
+        ("ROTATOR_VERIFY_TIMEOUT_SECONDS", "60".into()),
+        (
+            "ROTATOR_NOTIFY_WEBHOOK_URL",
+            format!("http://{hook_addr}/hook"),
+        ),
+        ("ROTATOR_LOG", "info".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let binary = std::env::current_exe().context("locating this binary")?;
+    let log_file = work.join("handler.log");
+    let handler = Handler::start(&binary, &app_root, &settings, &log_file).await?;
+
+    println!();
+    println!(
+        "   Azure emulator   https://{} for login.microsoftonline.com, graph.microsoft.com, management.azure.com, *.vault.azure.net",
+        emulator.https_addr()
+    );
+    println!(
+        "   Managed identity {} (identity 'secret-rotator': Application.ReadWrite.OwnedBy, least-privilege roles)",
+        emulator.msi_endpoint()
+    );
+    println!(
+        "   Storage          https://{} → Azurite on {}",
+        storage.host(),
+        storage.addr
+    );
+    println!(
+        "   Custom handler   127.0.0.1:{}, ready in {} ms (its JSON logs: {})",
+        handler.port,
+        handler.ready_in.as_millis(),
+        log_file.display()
+    );
+    println!(
+        "   Emulated time    {}",
+        control.now().format("%Y-%m-%d %H:%M UTC")
+    );
+
+    // 1. The probe before.
+    o.h(
+        1,
+        "Self-test before ({\"function\":\"Test\"}) — what an operator's probe sees today",
+    );
+    let before = self_test(&handler, control.now()).await?;
+    print_checks(&o, &before);
+
+    // 2. What is due, and why.
+    o.h(
+        2,
+        "What is due, and why ({\"function\":\"Plan\"}, a dry run)",
+    );
+    let plan = command(&handler, "Plan", control.now()).await?;
+    print_plan(&o, &plan);
+
+    // 3. The timer.
+    o.h(
+        3,
+        "Rotation pass (timer RotateSecrets, as the host fires it)",
+    );
+    let pass = timer_pass(&o, &handler, control.now()).await?;
+    print_pass(&o, &pass);
+
+    // 4. Verified.
+    o.h(4, "Verified: self-test after the pass");
+    let after = self_test(&handler, control.now()).await?;
+    print_checks(&o, &after);
+
+    // 5. Status.
+    o.h(
+        5,
+        "Where each secret is used now ({\"function\":\"Status\"})",
+    );
+    let status = command(&handler, "Status", control.now()).await?;
+    print_status(&o, &status);
+
+    // 6. Notifications.
+    o.h(
+        6,
+        "Messages for people (notify-only systems), as a webhook received them",
+    );
+    print_messages(&o, &received);
+
+    // 7. What will be removed, and when.
+    o.h(7, "What will be removed, and when");
+    let plan = command(&handler, "Plan", control.now()).await?;
+    print_plan(&o, &plan);
+
+    // 8. Accelerated clock.
+    o.h(
+        8,
+        &format!(
+            "{} days later (emulated clock): the grace period is over — timer again",
+            opts.jump_days
+        ),
+    );
+    control.advance(chrono::Duration::days(opts.jump_days));
+    o.l(format!(
+        "emulated time is now {}",
+        control.now().format("%Y-%m-%d %H:%M UTC")
+    ));
+    let pass2 = timer_pass(&o, &handler, control.now()).await?;
+    print_pass(&o, &pass2);
+    let final_check = self_test(&handler, control.now()).await?;
+    o.l(format!(
+        "self-test: success={} resultCode={}",
+        final_check["success"], final_check["resultCode"]
+    ));
+
+    let green = after["success"] == json!(true) && final_check["success"] == json!(true);
+    println!();
+    if green {
+        println!(
+            "Every seed system rotated, verified and in sync. Audit records are in the storage \
+             account's 'secret-rotator' container (audit/…); the handler's logs are in {}.",
+            log_file.display()
+        );
+    } else {
+        println!(
+            "Something is not green: see the checks above and {}",
+            log_file.display()
+        );
+    }
+
+    if opts.serve {
+        let handler = Arc::new(handler);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{}", opts.port))?;
+        let addr = listener.local_addr()?;
+        println!("\nServing until Ctrl-C. Try:");
+        let base = format!("http://{addr}/api");
+        println!("   curl -s {base}/SelfTest -d '{{\"function\":\"Test\"}}'");
+        println!("   curl -s {base}/SelfTest -d '{{\"function\":\"Status\"}}'");
+        println!("   curl -s {base}/SelfTest -d '{{\"function\":\"Plan\"}}'");
+        println!("   curl -s -X POST {base}/rotate/provision-assist -d '{{\"force\":true}}'");
+        println!("   curl -s {base}/StatusPage > status.html   # then open it in a browser");
+        println!(
+            "   curl -s {}/clock/advance -d '{{\"seconds\":86400}}'   # move the emulated clock a day",
+            emulator.control_url()
+        );
+        let clock = control.clone();
+        host::front(listener, handler, Arc::new(move || clock.now()), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        return Ok(());
+    }
+    handler.stop().await;
+    drop(storage);
+    emulator.shutdown().await;
+    if !green {
+        bail!("the demo did not end green");
+    }
+    Ok(())
+}
+
+async fn command(
+    h: &Handler,
+    cmd: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Value> {
+    let body = json!({ "function": cmd }).to_string();
+    let a = h
+        .http(
+            "SelfTest",
+            "POST",
+            "/api/SelfTest",
+            Some(&body),
+            json!({}),
+            now,
+        )
+        .await?;
+    Ok(a.json())
+}
+
+async fn self_test(h: &Handler, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Value> {
+    command(h, "Test", now).await
+}
+
+async fn timer_pass(
+    o: &Out,
+    h: &Handler,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Value> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let started = std::time::Instant::now();
+    let logs = h.timer("RotateSecrets", now, &id).await?;
+    for l in &logs {
+        o.l(format!("log: {l}"));
+    }
+    let body = json!({ "function": "Run", "runId": id, "waitSeconds": 120 }).to_string();
+    let a = h
+        .http(
+            "SelfTest",
+            "POST",
+            "/api/SelfTest",
+            Some(&body),
+            json!({}),
+            now,
+        )
+        .await?;
+    o.l(format!(
+        "pass took {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let _ = Duration::ZERO;
+    Ok(a.json())
+}
+
+fn print_checks(o: &Out, v: &Value) {
+    o.l(format!(
+        "success={} resultCode={} message={}",
+        v["success"],
+        v["resultCode"],
+        v["message"].as_str().unwrap_or("null")
+    ));
+    for c in v["checks"].as_array().into_iter().flatten() {
+        let ok = c["ok"].as_bool().unwrap_or(false);
+        o.l(format!(
+            "{} {:<32} [{}] {}",
+            mark(ok),
+            c["name"].as_str().unwrap_or(""),
+            c["resultCode"].as_str().unwrap_or(""),
+            c["message"].as_str().unwrap_or("")
+        ));
+    }
+}
+
+fn print_plan(o: &Out, v: &Value) {
+    for c in v["plan"]["credentials"].as_array().into_iter().flatten() {
+        o.l(format!("{}:", c["name"].as_str().unwrap_or("?")));
+        for e in c["explanation"].as_array().into_iter().flatten() {
+            o.l(format!("  · {}", e.as_str().unwrap_or("")));
+        }
+        if let Some(b) = c["blocked"].as_str() {
+            o.l(format!("  ! blocked: {b}"));
+        }
+    }
+}
+
+fn print_pass(o: &Out, v: &Value) {
+    let report = if v["run"]["result"]["report"].is_object() {
+        &v["run"]["result"]["report"]
+    } else {
+        find_pass(v).unwrap_or(v)
+    };
+    for c in report["credentials"].as_array().into_iter().flatten() {
+        o.l(format!(
+            "{} — {}",
+            c["name"].as_str().unwrap_or("?"),
+            c["outcome"].as_str().unwrap_or("?")
+        ));
+        for s in c["steps"].as_array().into_iter().flatten() {
+            o.l(format!(
+                "  {} {}: {}",
+                mark(s["ok"].as_bool().unwrap_or(false)),
+                s["step"].as_str().unwrap_or(""),
+                s["detail"].as_str().unwrap_or("")
+            ));
+        }
+        if let Some(e) = c["error"].as_str() {
+            o.l(format!("  note: {e}"));
+        }
+    }
+}
+
+/// The pass report inside a `Run` answer, wherever the handler put it.
+fn find_pass(v: &Value) -> Option<&Value> {
+    if v.get("credentials").is_some_and(Value::is_array) && v.get("runId").is_some() {
+        return Some(v);
+    }
+    match v {
+        Value::Object(m) => m.values().find_map(find_pass),
+        Value::Array(a) => a.iter().find_map(find_pass),
+        _ => None,
+    }
+}
+
+fn print_status(o: &Out, v: &Value) {
+    for c in v["status"]["credentials"].as_array().into_iter().flatten() {
+        o.l(format!(
+            "{}: key {} ({}), expires {}, {} days left, phase {}, consumers in sync: {}",
+            c["name"].as_str().unwrap_or("?"),
+            c["keyIdInUse"].as_str().unwrap_or("?"),
+            c["keyIdSource"].as_str().unwrap_or("?"),
+            c["expires"]
+                .as_str()
+                .map(|s| &s[..10.min(s.len())])
+                .unwrap_or("?"),
+            c["daysLeft"],
+            c["phase"].as_str().unwrap_or("-"),
+            c["consumersInSync"]
+        ));
+        for k in c["consumers"].as_array().into_iter().flatten() {
+            let in_sync = match k["inSync"].as_bool() {
+                Some(true) => "in sync",
+                Some(false) => "OUT OF SYNC",
+                None => "unknown",
+            };
+            o.l(format!(
+                "  - {}: {in_sync}{}",
+                k["description"].as_str().unwrap_or(""),
+                k["detail"]
+                    .as_str()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+}
+
+fn print_messages(o: &Out, received: &Arc<Mutex<Vec<Value>>>) {
+    let msgs = received.lock().map(|g| g.clone()).unwrap_or_default();
+    if msgs.is_empty() {
+        o.l("none");
+    }
+    for m in msgs {
+        o.l(format!("» {}", m["title"].as_str().unwrap_or("")));
+        o.l(format!("  {}", m["text"].as_str().unwrap_or("")));
+    }
+}
