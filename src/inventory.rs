@@ -4,10 +4,13 @@
 //! The scan is streamed page by page (Graph's `@odata.nextLink`): rows are written as they come
 //! and nothing holds the whole tenant, so 100,000 applications cost the memory of one page.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::azure::graph::CertificateInfo;
 use crate::planner::{AppState, MARKER_PREFIX};
 use crate::policy::{AppRef, Policy};
 
@@ -19,11 +22,21 @@ pub enum CredentialKind {
     Certificate,
 }
 
-/// One credential of one application.
+/// Which object holds a credential: the application registration, or its service principal
+/// (enterprise application: SAML signing certificates, passwords added to the SP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Holder {
+    Application,
+    ServicePrincipal,
+}
+
+/// One credential of one application (or service principal).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InventoryRow {
     pub application: String,
+    pub holder: Holder,
     pub app_id: Uuid,
     pub object_id: Uuid,
     pub kind: CredentialKind,
@@ -39,38 +52,131 @@ pub struct InventoryRow {
     pub managed: bool,
 }
 
-/// The rows for one application (its passwords; certificates are listed by the caller when
-/// Graph returned them).
+/// What the policy (and Key Vault, where read) says about each application: which credential
+/// keeps it and which password's value the vault holds. Bounded by the policy's size, not the
+/// tenant's.
+#[derive(Debug, Clone, Default)]
+pub struct Enrolment {
+    by_app_id: HashMap<Uuid, Enrolled>,
+    by_object_id: HashMap<Uuid, Enrolled>,
+    /// keyId of the password whose value is in Key Vault → `vault/secret`.
+    in_vault: HashMap<Uuid, String>,
+}
+
+#[derive(Debug, Clone)]
+struct Enrolled {
+    name: String,
+}
+
+impl Enrolment {
+    pub fn from_policy(policy: Option<&Policy>) -> Self {
+        let mut e = Self::default();
+        for c in policy.iter().flat_map(|p| p.credentials.iter()) {
+            let v = Enrolled {
+                name: c.name.clone(),
+            };
+            match c.application {
+                AppRef::AppId(id) => e.by_app_id.insert(id, v),
+                AppRef::ObjectId(id) => e.by_object_id.insert(id, v),
+            };
+        }
+        e
+    }
+
+    /// Records that the value of password `key_id` is the current version of `vault/secret`.
+    pub fn held_in_vault(&mut self, key_id: Uuid, vault_secret: String) {
+        self.in_vault.insert(key_id, vault_secret);
+    }
+
+    fn of(&self, app: &AppState) -> Option<&Enrolled> {
+        self.by_app_id
+            .get(&app.app_id)
+            .or_else(|| self.by_object_id.get(&app.object_id))
+    }
+
+    /// The policy credential keeping this application's secret, if any.
+    pub fn credential_of(&self, app: &AppState) -> Option<&str> {
+        self.of(app).map(|e| e.name.as_str())
+    }
+}
+
+/// Whole days from `now` to `end`, rounded down: an hour past expiry is day -1, not 0.
+pub fn days_left(end: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (end - now).num_seconds().div_euclid(86_400)
+}
+
+/// The rows for one application: its passwords, then its certificates. Certificates are never
+/// enrolled (the rotator renews client secrets only).
 pub fn rows_for_app(
     app: &AppState,
-    policy: Option<&Policy>,
+    certificates: &[CertificateInfo],
+    enrolment: &Enrolment,
     now: DateTime<Utc>,
 ) -> Vec<InventoryRow> {
-    let enrolled = policy.and_then(|p| {
-        p.credentials.iter().find(|c| match c.application {
-            AppRef::AppId(id) => id == app.app_id,
-            AppRef::ObjectId(id) => id == app.object_id,
-        })
-    });
-    app.passwords
-        .iter()
-        .map(|p| InventoryRow {
+    rows_for(Holder::Application, app, certificates, enrolment, now)
+}
+
+/// The rows for one service principal (`sp.object_id` is the SP's id). Its credentials are
+/// never the enrolled ones: the policy enrols application passwords.
+pub fn rows_for_service_principal(
+    sp: &AppState,
+    certificates: &[CertificateInfo],
+    now: DateTime<Utc>,
+) -> Vec<InventoryRow> {
+    rows_for(
+        Holder::ServicePrincipal,
+        sp,
+        certificates,
+        &Enrolment::default(),
+        now,
+    )
+}
+
+fn rows_for(
+    holder: Holder,
+    app: &AppState,
+    certificates: &[CertificateInfo],
+    enrolment: &Enrolment,
+    now: DateTime<Utc>,
+) -> Vec<InventoryRow> {
+    let enrolled = enrolment.of(app);
+    let base =
+        |kind, key_id, display_name: &Option<String>, end: Option<DateTime<Utc>>| InventoryRow {
             application: app.display_name.clone(),
+            holder,
             app_id: app.app_id,
             object_id: app.object_id,
-            kind: CredentialKind::Secret,
-            key_id: p.key_id,
-            display_name: p.display_name.clone(),
-            end: p.end,
-            days_left: p.end.map(|e| (e - now).num_days()),
+            kind,
+            key_id,
+            display_name: display_name.clone(),
+            end,
+            days_left: end.map(|e| days_left(e, now)),
+            enrolled_as: None,
+            key_vault: None,
+            managed: false,
+        };
+    let mut rows: Vec<InventoryRow> = app
+        .passwords
+        .iter()
+        .map(|p| InventoryRow {
             enrolled_as: enrolled.map(|c| c.name.clone()),
-            key_vault: enrolled.map(|c| format!("{}/{}", c.key_vault.vault, c.key_vault.secret)),
+            key_vault: enrolment.in_vault.get(&p.key_id).cloned(),
             managed: p
                 .display_name
                 .as_deref()
                 .is_some_and(|d| d.starts_with(MARKER_PREFIX)),
+            ..base(CredentialKind::Secret, p.key_id, &p.display_name, p.end)
         })
-        .collect()
+        .collect();
+    rows.extend(certificates.iter().map(|c| {
+        base(
+            CredentialKind::Certificate,
+            c.key_id,
+            &c.display_name,
+            c.end,
+        )
+    }));
+    rows
 }
 
 /// Output formats of `secret-rotator report`.
@@ -109,12 +215,12 @@ impl<W: std::io::Write> RowWriter<W> {
         match self.format {
             Format::Table => writeln!(
                 self.out,
-                "{:<32} {:<36} {:<11} {:<36} {:>9} {:<20}",
-                "APPLICATION", "APP ID", "KIND", "KEY ID", "DAYS LEFT", "ENROLLED AS"
+                "{:<32} {:<36} {:<11} {:<36} {:<10} {:>9} {:<20} KEY VAULT",
+                "APPLICATION", "APP ID", "KIND", "KEY ID", "EXPIRES", "DAYS LEFT", "ENROLLED AS",
             ),
             Format::Csv => writeln!(
                 self.out,
-                "application,appId,objectId,kind,keyId,displayName,end,daysLeft,enrolledAs,keyVault,managed"
+                "application,holder,appId,objectId,kind,keyId,displayName,end,daysLeft,enrolledAs,keyVault,managed"
             ),
             Format::Json => write!(self.out, "["),
         }
@@ -125,6 +231,16 @@ impl<W: std::io::Write> RowWriter<W> {
             CredentialKind::Secret => "secret",
             CredentialKind::Certificate => "certificate",
         };
+        // The table has no holder column: a service principal's credentials say so in KIND.
+        let table_kind = match (r.kind, r.holder) {
+            (_, Holder::Application) => kind,
+            (CredentialKind::Secret, Holder::ServicePrincipal) => "sp secret",
+            (CredentialKind::Certificate, Holder::ServicePrincipal) => "sp cert",
+        };
+        let holder = match r.holder {
+            Holder::Application => "application",
+            Holder::ServicePrincipal => "servicePrincipal",
+        };
         match self.format {
             Format::Table => {
                 let mut name = r.application.clone();
@@ -133,21 +249,26 @@ impl<W: std::io::Write> RowWriter<W> {
                 }
                 writeln!(
                     self.out,
-                    "{:<32} {:<36} {:<11} {:<36} {:>9} {:<20}",
+                    "{:<32} {:<36} {:<11} {:<36} {:<10} {:>9} {:<20} {}",
                     name,
                     r.app_id,
-                    kind,
+                    table_kind,
                     r.key_id,
+                    r.end
+                        .map(|e| e.format("%Y-%m-%d").to_string())
+                        .unwrap_or_else(|| "-".into()),
                     r.days_left
                         .map(|d| d.to_string())
                         .unwrap_or_else(|| "-".into()),
-                    r.enrolled_as.as_deref().unwrap_or("-")
+                    r.enrolled_as.as_deref().unwrap_or("-"),
+                    r.key_vault.as_deref().unwrap_or("-")
                 )
             }
             Format::Csv => writeln!(
                 self.out,
-                "{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(&r.application),
+                holder,
                 r.app_id,
                 r.object_id,
                 kind,
@@ -169,6 +290,11 @@ impl<W: std::io::Write> RowWriter<W> {
         }?;
         self.written += 1;
         Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn written(&self) -> usize {
+        self.written
     }
 
     pub fn finish(mut self) -> std::io::Result<W> {

@@ -8,12 +8,14 @@
 //! - [`azure`]: one client per Azure service (Graph, Entra token probe, Key Vault, App Service,
 //!   API connections, Automation, Blob storage), each with its own error enum.
 //! - [`handler`]: the Azure Functions custom-handler protocol and the HTTP functions.
+//! - [`cli`]: the operator's commands (plan, rotate, report, diagnose) behind `main.rs`.
 //! - [`package`]: the deployable zip (`secret-rotator package`).
 //! - [`settings`]: typed settings, read once through an injectable lookup.
 //! - [`transport`], [`cloud`], [`secret`]: the shared HTTP client, cloud endpoints, the redacting
 //!   secret type.
 
 pub mod azure;
+pub mod cli;
 pub mod cloud;
 #[cfg(feature = "dev-mode")]
 pub mod dev;

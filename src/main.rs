@@ -1,6 +1,7 @@
 //! The `secret-rotator` binary. `serve` is what host.json starts under the Functions host;
-//! `package` builds the deployable zip. More subcommands (dev, plan, rotate, report, diagnose)
-//! join the [`Command`] enum, each with a small `*_main` function here.
+//! `package` builds the deployable zip; `plan`, `rotate`, `report` and `diagnose` are the
+//! operator's commands (their logic is in `secret_rotator::cli`). Each subcommand is one
+//! [`Command`] variant with a small `*_main` function here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,9 +9,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use secret_rotator::cli::{self as ops, Connection};
 use secret_rotator::engine::report::ResultCode;
 use secret_rotator::handler::{self, HandlerOptions, StartupError};
+use secret_rotator::inventory::Format;
 use secret_rotator::settings::Settings;
 
 #[derive(Parser)]
@@ -26,9 +30,99 @@ enum Command {
     Serve,
     /// Build the deployable zip from host.json, function-specs/ and the binary.
     Package(PackageArgs),
+    /// Show what the next pass would do for each enrolled credential, and why. Changes nothing.
+    Plan(PlanArgs),
+    /// Run one rotation pass now (or one credential with --only), printing each step done.
+    /// Exits with 2 when any credential failed or is blocked.
+    Rotate(RotateArgs),
+    /// Inventory of every application and service principal credential (secrets and
+    /// certificates): expiry, days left, enrolment, the Key Vault secret holding it.
+    Report(ReportArgs),
+    /// Explain an AADSTS error line (7000222, 7000215, 700016, 90002): the application, the
+    /// credential involved, where it is used and what to run.
+    Diagnose(DiagnoseArgs),
     /// Run the whole product on the embedded Azure emulator with a demo tenant (no Azure needed).
     #[cfg(feature = "dev-mode")]
     Dev(secret_rotator::dev::DevOptions),
+}
+
+/// Options every operator command shares.
+#[derive(clap::Args)]
+struct CommonArgs {
+    /// The enrolment policy file (overrides ROTATOR_POLICY_PATH).
+    #[arg(long, value_name = "FILE", global = true)]
+    policy: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Print the plan as JSON (the engine's PlanReport).
+    #[arg(long)]
+    json: bool,
+    /// Plan as if it were this time (RFC 3339), e.g. to see what happens next month.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<DateTime<Utc>>,
+}
+
+#[derive(clap::Args)]
+struct RotateArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Only this credential (its name in the policy).
+    #[arg(long, value_name = "NAME")]
+    only: Option<String>,
+    /// Rotate even when nothing is due (needs --only).
+    #[arg(long, requires = "only")]
+    force: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Act as if it were TIME (RFC 3339): for an emulator whose clock is not the wall clock
+    /// (dev mode, tests). Against Azure leave it unset.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, hide = true)]
+    at: Option<DateTime<Utc>>,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Only the applications the identity owns (what Application.ReadWrite.OwnedBy can see).
+    #[arg(long)]
+    owned_only: bool,
+    /// A progress line on stderr after every page (default: only when stderr is a terminal).
+    #[arg(long)]
+    progress: bool,
+    /// Applications per Graph page.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=999))]
+    page_size: u32,
+    /// Compute days left as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<DateTime<Utc>>,
+}
+
+#[derive(clap::Args)]
+struct DiagnoseArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The error text, e.g. "AADSTS7000222: The provided client secret keys for app '…' are expired".
+    error_text: String,
+    /// Print the diagnosis as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Judge expiry as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<DateTime<Utc>>,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("'{s}' is not an RFC 3339 time (e.g. 2026-11-22T02:00:00Z): {e}"))
 }
 
 #[derive(clap::Args)]
@@ -50,13 +144,17 @@ struct PackageArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve => serve_main(),
-        Command::Package(args) => package_main(args),
+        Command::Serve => serve_main().map(|()| ExitCode::SUCCESS),
+        Command::Package(args) => package_main(args).map(|()| ExitCode::SUCCESS),
+        Command::Plan(args) => plan_main(args),
+        Command::Rotate(args) => rotate_main(args),
+        Command::Report(args) => report_main(args),
+        Command::Diagnose(args) => diagnose_main(args),
         #[cfg(feature = "dev-mode")]
-        Command::Dev(opts) => dev_main(opts),
+        Command::Dev(opts) => dev_main(opts).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // stderr: the Functions host shows these lines when the process exits.
             eprintln!("secret-rotator: {e:#}");
@@ -233,4 +331,94 @@ fn dev_main(opts: secret_rotator::dev::DevOptions) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(secret_rotator::dev::run(opts))
+}
+
+// ---- operator commands ----
+
+/// Settings (with `--policy`), the runtime, and the connection every operator command needs.
+/// Logs go to stderr as text, quiet unless ROTATOR_LOG asks: stdout is the command's answer.
+fn operator(common: &CommonArgs) -> anyhow::Result<(tokio::runtime::Runtime, Connection)> {
+    let env = |k: &str| std::env::var(k).ok();
+    let settings = ops::load_settings(&env, common.policy.as_ref()).context("cannot start")?;
+    let filter = std::env::var("ROTATOR_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let conn = {
+        let _guard = runtime.enter();
+        Connection::open(settings, &env).context("cannot start")?
+    };
+    Ok((runtime, conn))
+}
+
+fn plan_main(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let (rt, conn) = operator(&args.common)?;
+    let now = args.at.unwrap_or_else(Utc::now);
+    let report = rt.block_on(ops::run::plan(&conn, now));
+    ops::run::render_plan(&report, args.json, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rotate_main(args: RotateArgs) -> anyhow::Result<ExitCode> {
+    let (rt, conn) = operator(&args.common)?;
+    let budget = conn.settings.pass_budget;
+    let result = rt.block_on(ops::run::rotate(
+        &conn,
+        args.only.as_deref(),
+        args.force,
+        args.at.unwrap_or_else(Utc::now),
+        budget,
+    ))?;
+    ops::run::render_rotate(&result, args.json, &mut std::io::stdout().lock())?;
+    Ok(if result.any_failed() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn report_main(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
+    let (rt, conn) = operator(&args.common)?;
+    let opts = ops::report::ReportOptions {
+        format: args.format,
+        owned_only: args.owned_only,
+        progress: args.progress || std::io::stderr().is_terminal(),
+        page_size: args.page_size,
+    };
+    let now = args.at.unwrap_or_else(Utc::now);
+    let summary = rt.block_on(async {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut err = std::io::stderr();
+        ops::report::report(&conn, opts, now, &mut out, &mut err).await
+    })?;
+    eprintln!(
+        "report: {} application(s), {} service principal(s), {} credential(s){}",
+        summary.applications,
+        summary.service_principals,
+        summary.rows,
+        if summary.owned_only {
+            " (owned applications only)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diagnose_main(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
+    let (rt, conn) = operator(&args.common)?;
+    let now = args.at.unwrap_or_else(Utc::now);
+    let d = rt.block_on(ops::diagnose::diagnose(&conn, &args.error_text, now))?;
+    ops::diagnose::render(&d, args.json, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
 }

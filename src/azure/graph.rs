@@ -24,6 +24,24 @@ use crate::policy::model::AppRef;
 use crate::secret::SecretValue;
 
 const SELECT: &str = "id,appId,displayName,passwordCredentials";
+/// Lists also take the certificates, for the inventory (`secret-rotator report`).
+const LIST_SELECT: &str = "id,appId,displayName,passwordCredentials,keyCredentials";
+
+/// A certificate credential (`keyCredentials` entry): metadata only, Graph never lists the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    pub key_id: Uuid,
+    pub display_name: Option<String>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// One application of a list page: its passwords (in [`AppState`]) and its certificates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedApp {
+    pub app: AppState,
+    pub certificates: Vec<CertificateInfo>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
@@ -328,7 +346,7 @@ impl GraphClient {
             .expect("the Graph base URL is a constant and valid");
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("$select", SELECT);
+            q.append_pair("$select", LIST_SELECT);
             q.append_pair("$top", &page_size.clamp(1, 999).to_string());
             if let Some(f) = filter {
                 q.append_pair("$filter", f);
@@ -338,6 +356,33 @@ impl GraphClient {
             client: self.clone(),
             next: Some(url.to_string()),
             only_applications: false,
+        }
+    }
+
+    /// Every service principal, page by page, with the credentials it holds itself (SAML
+    /// signing certificates, the odd password added to an SP). Each comes back as a
+    /// [`ListedApp`] whose `app.object_id` is the service principal's id. Needs
+    /// `Application.Read.All` or higher.
+    pub fn list_service_principals(&self, page_size: u32) -> AppPager {
+        let mut url = url::Url::parse(&format!("{}/servicePrincipals", self.base))
+            .expect("the Graph base URL is a constant and valid");
+        url.query_pairs_mut()
+            .append_pair("$select", LIST_SELECT)
+            .append_pair("$top", &page_size.clamp(1, 999).to_string());
+        AppPager {
+            client: self.clone(),
+            next: Some(url.to_string()),
+            only_applications: false,
+        }
+    }
+
+    /// The applications the signed-in user owns (`me/ownedObjects`): the owned-only listing
+    /// for an operator signed in with the Azure CLI, whose token is a user's.
+    pub fn my_owned_applications(&self) -> AppPager {
+        AppPager {
+            client: self.clone(),
+            next: Some(format!("{}/me/ownedObjects", self.base)),
+            only_applications: true,
         }
     }
 
@@ -367,6 +412,14 @@ impl AppPager {
     /// The next page, or `None` when there are no more. An empty page with a nextLink is
     /// returned as an empty `Vec` (Graph may do that); keep calling until `None`.
     pub async fn next_page(&mut self) -> Result<Option<Vec<AppState>>, GraphError> {
+        Ok(self
+            .next_listing()
+            .await?
+            .map(|page| page.into_iter().map(|l| l.app).collect()))
+    }
+
+    /// Like [`Self::next_page`], with each application's certificates too.
+    pub async fn next_listing(&mut self) -> Result<Option<Vec<ListedApp>>, GraphError> {
         let Some(url) = self.next.take() else {
             return Ok(None);
         };
@@ -405,6 +458,34 @@ struct RawApp {
     app_id: Option<String>,
     display_name: Option<String>,
     password_credentials: Option<Vec<RawPassword>>,
+    /// Absent when not selected (single reads); lists select it.
+    key_credentials: Option<Vec<RawKey>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawKey {
+    key_id: Option<String>,
+    display_name: Option<String>,
+    start_date_time: Option<String>,
+    end_date_time: Option<String>,
+}
+
+fn certificates(raw: &RawApp) -> Result<Vec<CertificateInfo>, String> {
+    raw.key_credentials
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, k)| {
+            let at = format!("keyCredentials[{i}]");
+            Ok(CertificateInfo {
+                key_id: uuid_field(k.key_id.as_deref(), &format!("{at}.keyId"))?,
+                display_name: k.display_name.clone(),
+                start: time_field(k.start_date_time.as_deref(), &format!("{at}.startDateTime"))?,
+                end: time_field(k.end_date_time.as_deref(), &format!("{at}.endDateTime"))?,
+            })
+        })
+        .collect()
 }
 
 fn uuid_field(v: Option<&str>, field: &str) -> Result<Uuid, String> {
@@ -471,7 +552,7 @@ pub(crate) fn parse_added_password(body: &[u8]) -> Result<(PasswordInfo, SecretV
 
 #[derive(Debug)]
 struct Page {
-    apps: Vec<AppState>,
+    apps: Vec<ListedApp>,
     next_link: Option<String>,
 }
 
@@ -493,7 +574,9 @@ fn parse_page(body: &[u8], only_applications: bool) -> Result<Page, String> {
             }
         }
         let raw: RawApp = serde_json::from_value(item).map_err(|e| format!("value[{i}]: {e}"))?;
-        apps.push(app_state(raw).map_err(|e| format!("value[{i}]: {e}"))?);
+        let certificates = certificates(&raw).map_err(|e| format!("value[{i}]: {e}"))?;
+        let app = app_state(raw).map_err(|e| format!("value[{i}]: {e}"))?;
+        apps.push(ListedApp { app, certificates });
     }
     Ok(Page {
         apps,
@@ -587,6 +670,29 @@ mod tests {
         );
         assert!(parse_page(br#"{"value":{}}"#, false).is_err());
         assert!(parse_page(br#"{}"#, false).unwrap_err().contains("value"));
+    }
+
+    #[test]
+    fn list_pages_carry_certificates_and_reject_bad_ones() {
+        let with_cert = APP.replacen(
+            "\"passwordCredentials\"",
+            r#""keyCredentials":[{"keyId":"7d1c3b2a-1111-4222-8333-944455556666","displayName":"CN=sign","type":"AsymmetricX509Cert","usage":"Verify","startDateTime":"2025-01-01T00:00:00Z","endDateTime":"2027-01-01T00:00:00Z","key":null}],"passwordCredentials""#,
+            1,
+        );
+        let body = format!(r#"{{"value":[{with_cert},{APP}]}}"#);
+        let p = parse_page(body.as_bytes(), false).unwrap();
+        assert_eq!(p.apps[0].certificates.len(), 1);
+        assert_eq!(
+            p.apps[0].certificates[0].display_name.as_deref(),
+            Some("CN=sign")
+        );
+        assert!(
+            p.apps[1].certificates.is_empty(),
+            "not selected = none listed"
+        );
+        let bad = body.replace("2027-01-01T00:00:00Z", "soon");
+        let err = parse_page(bad.as_bytes(), false).unwrap_err();
+        assert!(err.contains("keyCredentials[0].endDateTime"), "{err}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
             "listOwners",
             "addOwner",
             "listOwnedObjects",
+            "listServicePrincipals",
         ],
     ),
     (

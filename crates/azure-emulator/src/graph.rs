@@ -1,6 +1,7 @@
 //! Microsoft Graph v1.0 (`graph.microsoft.com`): applications (list with $select/$filter/$top
 //! and paging, get by object id or `applications(appId='...')`), addPassword, removePassword,
-//! owners, `owners/$ref`, and `servicePrincipals/{id}/ownedObjects`.
+//! owners, `owners/$ref`, `servicePrincipals/{id}/ownedObjects`, and the service principal list
+//! (`GET servicePrincipals`, with each SP's own credentials: SAML signing certificates).
 //!
 //! Authorization follows the app roles in the token: `Application.ReadWrite.All` (and
 //! `Directory.ReadWrite.All`) reach every app, `Application.Read.All`/`Directory.Read.All` read
@@ -79,6 +80,7 @@ enum Route {
     Owners(AppRef),
     AddOwner(AppRef),
     OwnedObjects(SpRef, bool),
+    ListServicePrincipals,
     Unknown(String),
 }
 
@@ -130,6 +132,7 @@ fn parse(req: &Req) -> Route {
     }
     match (m, segs) {
         (&Method::GET, ["applications"]) => Route::List,
+        (&Method::GET, ["servicePrincipals"]) => Route::ListServicePrincipals,
         (&Method::GET, [first, "ownedObjects", cast @ ..]) if cast.len() <= 1 => {
             // A cast segment may omit the `microsoft.` namespace alias (kiota sends `graph.…`).
             let only_apps = match cast {
@@ -175,6 +178,7 @@ pub fn classify(req: &Req) -> Option<&'static str> {
         Route::Owners(_) => "listOwners",
         Route::AddOwner(_) => "addOwner",
         Route::OwnedObjects(..) => "listOwnedObjects",
+        Route::ListServicePrincipals => "listServicePrincipals",
         Route::Unknown(_) => return None,
     })
 }
@@ -298,7 +302,16 @@ fn app_json(a: &App) -> Map<String, Value> {
         "createdDateTime": iso(a.created),
         "signInAudience": "AzureADMyOrg",
         "passwordCredentials": a.passwords.iter().map(|p| password_json(p, None)).collect::<Vec<_>>(),
-        "keyCredentials": [],
+        "keyCredentials": a.certificates.iter().map(|k| json!({
+            "customKeyIdentifier": null,
+            "displayName": k.display_name,
+            "endDateTime": iso(k.end),
+            "key": null,
+            "keyId": k.key_id,
+            "startDateTime": iso(k.start),
+            "type": "AsymmetricX509Cert",
+            "usage": "Verify",
+        })).collect::<Vec<_>>(),
         "tags": [],
         "uniqueName": null,
     });
@@ -494,8 +507,101 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
     resp.with_caller(caller)
 }
 
+/// Every service principal: one per application, one per managed identity. Listing them needs
+/// a role that reads the whole directory's applications (OwnedBy is not enough).
+fn list_service_principals(st: &Tenant, req: &Req, c: &Claims) -> Resp {
+    let has = |r: &str| c.roles.iter().any(|x| x.eq_ignore_ascii_case(r));
+    if ![
+        "Application.Read.All",
+        "Application.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    ]
+    .iter()
+    .any(|r| has(r))
+    {
+        return denied();
+    }
+    let known = [
+        "id",
+        "appId",
+        "displayName",
+        "servicePrincipalType",
+        "passwordCredentials",
+        "keyCredentials",
+    ];
+    let sel: Option<Vec<String>> = match req.q("$select") {
+        None => None,
+        Some(s) => {
+            let mut out = vec![];
+            for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                if !known.iter().any(|k| k.eq_ignore_ascii_case(p)) {
+                    return error(
+                        400,
+                        "Request_BadRequest",
+                        &format!(
+                            "Could not find a property named '{p}' on type 'microsoft.graph.servicePrincipal'."
+                        ),
+                    );
+                }
+                out.push(p.to_string());
+            }
+            Some(out)
+        }
+    };
+    let (top, skip) = match paging(req) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let cert = |k: &crate::model::Certificate| {
+        json!({
+            "customKeyIdentifier": null, "displayName": k.display_name, "endDateTime": iso(k.end),
+            "key": null, "keyId": k.key_id, "startDateTime": iso(k.start),
+            "type": "AsymmetricX509Cert", "usage": "Verify",
+        })
+    };
+    let all: Vec<Map<String, Value>> = st
+        .apps
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.sp_id, "appId": a.app_id, "displayName": a.display_name,
+                "servicePrincipalType": "Application", "passwordCredentials": [],
+                "keyCredentials": a.sp_certificates.iter().map(cert).collect::<Vec<_>>(),
+            })
+        })
+        .chain(st.mis.iter().map(|m| {
+            json!({
+                "id": m.principal_id, "appId": m.client_id, "displayName": m.name,
+                "servicePrincipalType": "ManagedIdentity", "passwordCredentials": [],
+                "keyCredentials": [],
+            })
+        }))
+        .filter_map(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    let total = all.len();
+    let page: Vec<Value> = all
+        .into_iter()
+        .skip(skip)
+        .take(top)
+        .map(|m| select(m, &sel))
+        .collect();
+    let mut body = json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals",
+        "value": page,
+    });
+    if skip + top < total {
+        body["@odata.nextLink"] = json!(next_link(req, skip + top));
+    }
+    Resp::json(200, &body)
+}
+
 fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateTime<Utc>) -> Resp {
     match route {
+        Route::ListServicePrincipals => list_service_principals(st, req, c),
         Route::List => {
             if !has_any_app_role(c) {
                 return denied();

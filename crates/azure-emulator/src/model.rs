@@ -27,6 +27,26 @@ pub struct Password {
     pub added_at: DateTime<Utc>,
 }
 
+impl crate::scenario::KeyCredentialSpec {
+    fn to_model(&self, now: DateTime<Utc>) -> Certificate {
+        Certificate {
+            key_id: self.key_id.unwrap_or_else(Uuid::new_v4),
+            display_name: self.display_name.clone(),
+            start: self.start_date_time.unwrap_or(now - Duration::days(30)),
+            end: self.end_date_time,
+        }
+    }
+}
+
+/// A certificate credential: metadata only.
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    pub key_id: Uuid,
+    pub display_name: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone)]
 pub struct App {
     pub object_id: Uuid,
@@ -36,6 +56,10 @@ pub struct App {
     /// Object ids of owner principals (service principals or managed identities).
     pub owners: Vec<Uuid>,
     pub passwords: Vec<Password>,
+    /// Certificates (`keyCredentials`): listed, never written by the emulated API.
+    pub certificates: Vec<Certificate>,
+    /// Certificates of the service principal (SAML signing), listed by `GET servicePrincipals`.
+    pub sp_certificates: Vec<Certificate>,
     pub graph_roles: Vec<String>,
     pub created: DateTime<Utc>,
 }
@@ -284,6 +308,12 @@ impl Tenant {
                 display_name: a.display_name.clone(),
                 owners: vec![],
                 passwords,
+                certificates: a.key_credentials.iter().map(|k| k.to_model(now)).collect(),
+                sp_certificates: a
+                    .service_principal_key_credentials
+                    .iter()
+                    .map(|k| k.to_model(now))
+                    .collect(),
                 graph_roles: a.graph_app_roles.clone(),
                 created: now - Duration::days(365),
             });

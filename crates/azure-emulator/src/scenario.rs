@@ -76,6 +76,12 @@ pub struct ApplicationSpec {
     pub owners: Vec<String>,
     #[serde(default)]
     pub password_credentials: Vec<PasswordSpec>,
+    /// Certificates (public keys only; Graph never returns key material in lists).
+    #[serde(default)]
+    pub key_credentials: Vec<KeyCredentialSpec>,
+    /// Certificates held by the service principal itself (SAML token signing certificates).
+    #[serde(default)]
+    pub service_principal_key_credentials: Vec<KeyCredentialSpec>,
     /// Graph application permissions granted to this app's service principal (app-only tokens),
     /// e.g. `Application.ReadWrite.All`.
     #[serde(default)]
@@ -89,6 +95,16 @@ pub struct PasswordSpec {
     pub display_name: Option<String>,
     /// The secret's text: the scenario knows it so tests can hand it to consumers.
     pub secret_text: String,
+    pub start_date_time: Option<DateTime<Utc>>,
+    pub end_date_time: DateTime<Utc>,
+}
+
+/// A certificate credential of an application, as Graph lists it in `keyCredentials`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyCredentialSpec {
+    pub key_id: Option<Uuid>,
+    pub display_name: Option<String>,
     pub start_date_time: Option<DateTime<Utc>>,
     pub end_date_time: DateTime<Utc>,
 }

@@ -1,0 +1,504 @@
+//! `secret-rotator diagnose "<error text>"`: from an AADSTS error line to the application, the
+//! credential involved, where the secret is used and what to run.
+//!
+//! Codes understood: 7000222 (expired secret: which passwords expired), 7000215 (wrong secret:
+//! which passwords are valid; the value sent matches none), 700016 (no such application in the
+//! tenant), 90002 (no such tenant). The application is read from Graph by appId; where it is
+//! used comes from the policy (enrolled consumers) and, for enrolled credentials, from the
+//! enrolled sites' settings (Key Vault references to the credential's secret). Key Vault
+//! references name a vault and a secret, never a value, so they are shown; plain setting values
+//! never are.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{CliError, Connection};
+use crate::azure::graph::GraphError;
+use crate::engine::kvref::KeyVaultReference;
+use crate::inventory::{AadstsLine, days_left};
+use crate::planner::AppState;
+use crate::policy::{AppRef, ArmResource, Consumer, CredentialPolicy};
+
+/// Where a password stands at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PasswordState {
+    Expired,
+    /// Valid, but inside the renewal window (the credential's, or 30 days when not enrolled).
+    Expiring,
+    Valid,
+    /// Not valid yet (start in the future).
+    NotYetValid,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordFinding {
+    pub key_id: Uuid,
+    pub display_name: Option<String>,
+    pub end: Option<DateTime<Utc>>,
+    pub days_left: Option<i64>,
+    pub state: PasswordState,
+    /// The password whose value is in the enrolled Key Vault secret, when known.
+    pub in_key_vault: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationFound {
+    pub display_name: String,
+    pub app_id: Uuid,
+    pub object_id: Uuid,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyVaultReferenceFound {
+    pub site: String,
+    pub setting: String,
+    pub reference: String,
+}
+
+/// The whole answer; `--json` prints it as is.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnosis {
+    pub code: u64,
+    pub meaning: String,
+    pub app_id: Option<Uuid>,
+    pub tenant: Option<String>,
+    pub application: Option<ApplicationFound>,
+    pub passwords: Vec<PasswordFinding>,
+    /// The passwords the error points at (expired ones for 7000222, valid ones for 7000215).
+    pub involved: Vec<Uuid>,
+    pub findings: Vec<String>,
+    pub enrolled_as: Option<String>,
+    /// `vault/secret` of the enrolled credential.
+    pub key_vault: Option<String>,
+    /// The enrolled consumers, described.
+    pub used_by: Vec<String>,
+    pub key_vault_references: Vec<KeyVaultReferenceFound>,
+    /// What to do, most direct first.
+    pub fix: Vec<String>,
+    /// A policy entry to enrol the application, when it is not enrolled.
+    pub policy_snippet: Option<serde_json::Value>,
+}
+
+fn enrolled_for<'a>(
+    conn: &'a Connection,
+    app_id: Uuid,
+    app: Option<&AppState>,
+) -> Option<&'a CredentialPolicy> {
+    conn.policy()
+        .credentials
+        .iter()
+        .find(|c| match c.application {
+            AppRef::AppId(id) => id == app_id,
+            AppRef::ObjectId(id) => app.is_some_and(|a| a.object_id == id),
+        })
+}
+
+fn site_name(s: &ArmResource) -> String {
+    match &s.slot {
+        Some(slot) => format!("{}/{} (slot {slot})", s.resource_group, s.name),
+        None => format!("{}/{}", s.resource_group, s.name),
+    }
+}
+
+/// A policy name from an application's display name: `^[a-z0-9][a-z0-9-]{0,62}$`.
+fn policy_name(display_name: &str) -> String {
+    let mut name = String::new();
+    for ch in display_name.chars() {
+        let c = ch.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            name.push(c);
+        } else if !name.is_empty() && !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    let name: String = name.trim_end_matches('-').chars().take(63).collect();
+    if name.is_empty() {
+        "app".to_string()
+    } else {
+        name.trim_end_matches('-').to_string()
+    }
+}
+
+fn policy_snippet(app_id: Uuid, display_name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": policy_name(display_name),
+        "application": { "appId": app_id },
+        "keyVault": { "vault": "<vault that will hold the secret>", "secret": "<secret name>" },
+        "consumers": [
+            { "type": "notifyOnly", "system": "<where the secret is used>",
+              "instructions": "<how a person sets the new value there>" }
+        ]
+    })
+}
+
+/// Builds the diagnosis. Graph and ARM refusals become findings, not errors: a partial answer
+/// (from the policy alone) still helps.
+pub async fn diagnose(
+    conn: &Connection,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<Diagnosis, CliError> {
+    let line = AadstsLine::parse(text).ok_or(CliError::NoAadstsCode)?;
+    let mut d = Diagnosis {
+        code: line.code,
+        meaning: line.meaning().to_string(),
+        app_id: line.app_id,
+        tenant: line.tenant.clone(),
+        application: None,
+        passwords: Vec::new(),
+        involved: Vec::new(),
+        findings: Vec::new(),
+        enrolled_as: None,
+        key_vault: None,
+        used_by: Vec::new(),
+        key_vault_references: Vec::new(),
+        fix: Vec::new(),
+        policy_snippet: None,
+    };
+    let my_tenant = conn.settings.tenant_id.clone();
+    if line.code == 90002 {
+        let named = line.tenant.as_deref().unwrap_or("(not named)");
+        d.findings.push(format!(
+            "the sign-in went to tenant '{named}', which does not exist in the {:?} cloud",
+            conn.cloud
+        ));
+        if !named.eq_ignore_ascii_case(&my_tenant) {
+            d.findings.push(format!(
+                "this rotator's tenant is '{my_tenant}' (AZURE_TENANT_ID)"
+            ));
+        }
+        d.fix.push("correct the tenant id (or its domain) in the client's configuration; check it targets the right cloud (public, usgovernment, china)".into());
+        return Ok(d);
+    }
+    let Some(app_id) = line.app_id else {
+        d.findings
+            .push("the error line names no application id (client id); paste the full line".into());
+        return Ok(d);
+    };
+
+    let app = match conn.graph.get_application(&AppRef::AppId(app_id)).await {
+        Ok(a) => Some(a),
+        Err(GraphError::NotFound { .. }) => {
+            d.findings.push(format!(
+                "no application with appId {app_id} exists in tenant {my_tenant}"
+            ));
+            if line.code == 700016 {
+                d.fix.push(format!(
+                    "check the client id the caller uses, and that it signs in to the tenant that holds the application ({my_tenant} does not); a deleted application can be restored from Entra ID > App registrations > Deleted applications within 30 days"
+                ));
+            }
+            None
+        }
+        Err(e @ GraphError::AccessDenied { .. }) => {
+            d.findings.push(format!(
+                "could not read the application from Graph ({e}); the rotator's identity needs Application.Read.All, or to own the application"
+            ));
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    let cred = enrolled_for(conn, app_id, app.as_ref());
+    let renew_days = cred.map(|c| c.renew_before.num_days()).unwrap_or(30);
+    let in_vault = match cred {
+        Some(c) => {
+            let st = conn.engine.status_report(now).await;
+            st.credentials
+                .into_iter()
+                .find(|s| s.name == c.name)
+                .and_then(|s| s.key_id_in_use)
+                .and_then(|k| Uuid::parse_str(&k).ok())
+        }
+        None => None,
+    };
+
+    if let Some(app) = &app {
+        d.application = Some(ApplicationFound {
+            display_name: app.display_name.clone(),
+            app_id: app.app_id,
+            object_id: app.object_id,
+        });
+        for p in &app.passwords {
+            let left = p.end.map(|e| days_left(e, now));
+            let state = match (p.start, p.end) {
+                (_, Some(end)) if end <= now => PasswordState::Expired,
+                (Some(start), _) if start > now => PasswordState::NotYetValid,
+                (_, Some(_)) if left.is_some_and(|l| l < renew_days) => PasswordState::Expiring,
+                _ => PasswordState::Valid,
+            };
+            d.passwords.push(PasswordFinding {
+                key_id: p.key_id,
+                display_name: p.display_name.clone(),
+                end: p.end,
+                days_left: left,
+                state,
+                in_key_vault: in_vault == Some(p.key_id),
+            });
+        }
+        let name = &app.display_name;
+        let describe = |p: &PasswordFinding| {
+            format!(
+                "'{}' ({}), {}",
+                p.display_name.as_deref().unwrap_or("no description"),
+                p.key_id,
+                match (p.end, p.days_left) {
+                    (Some(e), Some(l)) if l < 0 =>
+                        format!("expired on {} ({} days ago)", e.format("%Y-%m-%d"), -l),
+                    (Some(e), Some(l)) =>
+                        format!("expires on {} ({l} days left)", e.format("%Y-%m-%d")),
+                    _ => "no end date".to_string(),
+                }
+            )
+        };
+        match line.code {
+            7000222 => {
+                let expired: Vec<&PasswordFinding> = d
+                    .passwords
+                    .iter()
+                    .filter(|p| p.state == PasswordState::Expired)
+                    .collect();
+                if expired.is_empty() {
+                    d.findings.push(format!(
+                        "no password of {name} has expired as of {}: the client holds a value whose password expired and has since been removed, or the line predates a renewal",
+                        now.format("%Y-%m-%d %H:%M UTC")
+                    ));
+                    // The one that will expire next is what the client most likely holds.
+                    if let Some(next) = d
+                        .passwords
+                        .iter()
+                        .filter(|p| p.end.is_some())
+                        .min_by_key(|p| p.end)
+                    {
+                        d.findings.push(format!(
+                            "the password of {name} that expires soonest: {}",
+                            describe(next)
+                        ));
+                        d.involved.push(next.key_id);
+                    }
+                } else {
+                    for p in expired {
+                        d.findings
+                            .push(format!("expired password of {name}: {}", describe(p)));
+                        d.involved.push(p.key_id);
+                    }
+                }
+            }
+            7000215 => {
+                let valid: Vec<&PasswordFinding> = d
+                    .passwords
+                    .iter()
+                    .filter(|p| matches!(p.state, PasswordState::Valid | PasswordState::Expiring))
+                    .collect();
+                if valid.is_empty() {
+                    d.findings
+                        .push(format!("{name} has no valid password at all"));
+                } else {
+                    for p in &valid {
+                        d.findings
+                            .push(format!("valid password of {name}: {}", describe(p)));
+                        d.involved.push(p.key_id);
+                    }
+                }
+                d.findings.push(format!(
+                    "the value the client sent matches none of {name}'s passwords: it may be a password's Secret ID (keyId) instead of its value, a value copied with quotes or cut short, or the value of a password that was removed"
+                ));
+            }
+            700016 => {
+                d.findings.push(format!(
+                    "{name} ({app_id}) exists in tenant {my_tenant}: the client signed in to another tenant"
+                ));
+                d.fix.push(format!(
+                    "set the client's tenant (authority) to {my_tenant}; its secret is not the problem"
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    match cred {
+        Some(c) => {
+            d.enrolled_as = Some(c.name.clone());
+            let kv = format!("{}/{}", c.key_vault.vault, c.key_vault.secret);
+            d.findings.push(format!(
+                "enrolled as '{}': its current value is kept in Key Vault secret {kv}",
+                c.name
+            ));
+            d.key_vault = Some(kv);
+            let mut sites: Vec<&ArmResource> = Vec::new();
+            for consumer in &c.consumers {
+                d.used_by.push(match consumer {
+                    Consumer::NotifyOnly {
+                        system,
+                        instructions,
+                    } => format!("{system} (set by hand: {instructions})"),
+                    other => other.describe(),
+                });
+                if let Consumer::AppSettingKeyVaultRef { site, .. }
+                | Consumer::AppSettingValue { site, .. } = consumer
+                    && !sites.contains(&site)
+                {
+                    sites.push(site);
+                }
+            }
+            for site in sites {
+                match conn.web.list_app_settings(site).await {
+                    Ok(settings) => {
+                        for (setting, value) in &settings.0 {
+                            if let Some(r) = KeyVaultReference::parse(value.expose())
+                                && r.points_at(&c.key_vault.vault, &c.key_vault.secret)
+                            {
+                                d.key_vault_references.push(KeyVaultReferenceFound {
+                                    site: site_name(site),
+                                    setting: setting.clone(),
+                                    // A reference names a vault and secret, never a value.
+                                    reference: value.expose().to_string(),
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => d.findings.push(format!(
+                        "could not read the settings of site {}: {e}",
+                        site_name(site)
+                    )),
+                }
+            }
+            // A new secret only helps when the secret was the problem (not for a wrong tenant
+            // or client id).
+            if matches!(line.code, 7000222 | 7000215) {
+                d.fix
+                    .push(format!("secret-rotator rotate --only {} --force", c.name));
+                for consumer in &c.consumers {
+                    if let Consumer::NotifyOnly {
+                        system,
+                        instructions,
+                    } = consumer
+                    {
+                        d.fix.push(format!(
+                            "then on {system}: {instructions} (the new value is the latest version of Key Vault secret {}/{})",
+                            c.key_vault.vault, c.key_vault.secret
+                        ));
+                    }
+                }
+            }
+        }
+        None if matches!(line.code, 7000222 | 7000215) => {
+            let display = app
+                .as_ref()
+                .map(|a| a.display_name.clone())
+                .unwrap_or_else(|| app_id.to_string());
+            d.findings.push(format!(
+                "{display} is not enrolled in the policy ({}): nothing rotates its secret",
+                conn.policy().source
+            ));
+            d.fix.push(format!(
+                "enrol it: add the entry below to the policy's \"credentials\" (fill in the vault and where the secret is used), then run `secret-rotator plan` and `secret-rotator rotate --only {}`",
+                policy_name(&display)
+            ));
+            d.policy_snippet = Some(policy_snippet(app_id, &display));
+        }
+        None => {}
+    }
+    Ok(d)
+}
+
+pub fn render(d: &Diagnosis, json: bool, out: &mut dyn Write) -> std::io::Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, d).map_err(std::io::Error::other)?;
+        return writeln!(out);
+    }
+    writeln!(out, "AADSTS{}: {}", d.code, d.meaning)?;
+    if let Some(a) = &d.application {
+        writeln!(
+            out,
+            "Application: {} (appId {}, object id {})",
+            a.display_name, a.app_id, a.object_id
+        )?;
+    } else if let Some(id) = d.app_id {
+        writeln!(out, "Application: appId {id} (not found or not readable)")?;
+    }
+    if !d.passwords.is_empty() {
+        writeln!(out, "Passwords:")?;
+        for p in &d.passwords {
+            writeln!(
+                out,
+                "  {} {:<12} {} '{}' {}{}",
+                if d.involved.contains(&p.key_id) {
+                    "->"
+                } else {
+                    "  "
+                },
+                format!("{:?}", p.state).to_lowercase(),
+                p.key_id,
+                p.display_name.as_deref().unwrap_or(""),
+                match (p.end, p.days_left) {
+                    (Some(e), Some(l)) => format!("ends {} ({l} days)", e.format("%Y-%m-%d")),
+                    _ => "no end date".into(),
+                },
+                if p.in_key_vault {
+                    " [in Key Vault]"
+                } else {
+                    ""
+                }
+            )?;
+        }
+    }
+    writeln!(out, "Findings:")?;
+    for f in &d.findings {
+        writeln!(out, "  - {f}")?;
+    }
+    if !d.used_by.is_empty() {
+        writeln!(out, "Used by:")?;
+        for u in &d.used_by {
+            writeln!(out, "  - {u}")?;
+        }
+    }
+    if !d.key_vault_references.is_empty() {
+        writeln!(out, "Key Vault references to it:")?;
+        for r in &d.key_vault_references {
+            writeln!(
+                out,
+                "  - site {} setting {} = {}",
+                r.site, r.setting, r.reference
+            )?;
+        }
+    }
+    if !d.fix.is_empty() {
+        writeln!(out, "Fix:")?;
+        for f in &d.fix {
+            writeln!(out, "  {f}")?;
+        }
+    }
+    if let Some(s) = &d.policy_snippet {
+        let text = serde_json::to_string_pretty(s).map_err(std::io::Error::other)?;
+        writeln!(out, "Policy entry:")?;
+        for l in text.lines() {
+            writeln!(out, "  {l}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_names_from_display_names_are_valid() {
+        assert_eq!(policy_name("ezsign2"), "ezsign2");
+        assert_eq!(
+            policy_name("TDC Erhverv Integration App"),
+            "tdc-erhverv-integration-app"
+        );
+        assert_eq!(policy_name("--Æ weird__name--"), "weird-name");
+        assert_eq!(policy_name("???"), "app");
+        assert!(policy_name(&"x".repeat(100)).len() <= 63);
+    }
+}

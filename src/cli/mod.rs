@@ -1,0 +1,266 @@
+//! The operator's commands (`plan`, `rotate`, `report`, `diagnose`), as library code so tests
+//! and `main.rs` share it. `main.rs` only parses arguments and maps results to exit codes.
+//!
+//! Where things live: [`Connection`] (this file) builds everything a command needs from the same
+//! [`Settings`] the Functions host uses — the engine, a Graph client and an App Service client,
+//! all on the settings' transport (so ROTATOR_RESOLVE / ROTATOR_CA_FILE redirect them to an
+//! emulator) and on the operator's credential (a service principal from AZURE_CLIENT_SECRET, else
+//! the managed identity when IDENTITY_ENDPOINT is set, else the developer's Azure CLI / azd
+//! login). [`run`] holds `plan` and `rotate`, [`report`] the inventory, [`diagnose`] the AADSTS
+//! error explainer. Output goes to any `Write` so tests can capture it; no command ever prints a
+//! secret value (the engine's reports and Graph's lists carry none).
+
+pub mod diagnose;
+pub mod report;
+pub mod run;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use azure_core::credentials::TokenCredential;
+use base64::Engine as _;
+
+use crate::azure::ServiceOptions;
+use crate::azure::credential::{CredentialChoice, CredentialError, build_credential};
+use crate::azure::graph::{GraphClient, GraphError, WriteLimiter};
+use crate::azure::storage::blob_endpoint;
+use crate::azure::web::WebClient;
+use crate::cloud::Cloud;
+use crate::engine::executor::VerifyPolicy;
+use crate::engine::runner::Engine;
+use crate::engine::service::{EngineError, EngineParts, build_with};
+use crate::policy::Policy;
+use crate::settings::{Settings, SettingsError};
+
+/// Everything a command can fail with before or instead of producing its report.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Settings(#[from] SettingsError),
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("credential: {0}")]
+    Credential(#[from] CredentialError),
+    #[error("{0}")]
+    Graph(#[from] GraphError),
+    #[error("the policy has no credential named '{name}' (it has: {known})")]
+    UnknownCredential { name: String, known: String },
+    #[error(
+        "no AADSTS error code in the text given; paste the whole error line, e.g. \"AADSTS7000222: The provided client secret keys for app '…' are expired\""
+    )]
+    NoAadstsCode,
+    #[error("cannot get a token to find out who the rotator signs in as: {0}")]
+    Identity(String),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Loads settings from `env`, with `policy` (from `--policy FILE`) taking the place of
+/// ROTATOR_POLICY_PATH. FUNCTIONS_CUSTOMHANDLER_PORT is not needed by any CLI command.
+pub fn load_settings(
+    env: &dyn Fn(&str) -> Option<String>,
+    policy: Option<&PathBuf>,
+) -> Result<Settings, SettingsError> {
+    let policy = policy.map(|p| p.display().to_string());
+    Settings::from_lookup(&|name| {
+        if name == "ROTATOR_POLICY_PATH"
+            && let Some(p) = &policy
+        {
+            return Some(p.clone());
+        }
+        env(name)
+    })
+}
+
+/// The engine and the clients a command needs, built once from settings.
+pub struct Connection {
+    pub settings: Settings,
+    pub cloud: Cloud,
+    pub engine: Arc<Engine>,
+    pub graph: GraphClient,
+    pub web: WebClient,
+    pub credential: Arc<dyn TokenCredential>,
+}
+
+impl Connection {
+    /// Builds from settings; `env` is the lookup the credential choice reads (the process
+    /// environment in `main`).
+    pub fn open(
+        settings: Settings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, CliError> {
+        let policy = crate::policy::load(&settings.policy_path).map_err(EngineError::from)?;
+        let http = settings.transport.build().map_err(EngineError::Transport)?;
+        let options = ServiceOptions::new(http);
+        let choice = CredentialChoice::from_settings(env)?;
+        let credential = build_credential(settings.cloud, &choice, &options)?;
+        let endpoint = blob_endpoint(
+            settings.cloud,
+            &settings.storage_account,
+            settings.blob_service_uri.as_ref().map(|u| u.as_str()),
+        )
+        .map_err(EngineError::Storage)?;
+        let limiter = WriteLimiter::shared_default();
+        let engine = build_with(EngineParts {
+            policy,
+            cloud: settings.cloud,
+            tenant: settings.tenant_id.clone(),
+            credential: credential.clone(),
+            options: options.clone(),
+            blob_endpoint: endpoint,
+            container: settings.container.clone(),
+            webhooks: Vec::new(),
+            limiter: limiter.clone(),
+            max_parallel: settings.max_parallel,
+            verify: VerifyPolicy {
+                timeout: settings.verify_timeout,
+                ..Default::default()
+            },
+        })?;
+        let graph = GraphClient::new(settings.cloud, credential.clone(), options.clone(), limiter);
+        let web = WebClient::new(settings.cloud, credential.clone(), options);
+        Ok(Self {
+            cloud: settings.cloud,
+            settings,
+            engine,
+            graph,
+            web,
+            credential,
+        })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.engine.policy
+    }
+
+    /// Who the rotator signs in as, read from its own Graph token (`oid`, `roles`).
+    pub async fn identity(&self) -> Result<TokenIdentity, CliError> {
+        let token = self
+            .credential
+            .get_token(&[self.cloud.graph_scope().as_str()], None)
+            .await
+            .map_err(|e| CliError::Identity(e.to_string()))?;
+        TokenIdentity::from_jwt(token.token.secret()).map_err(CliError::Identity)
+    }
+}
+
+/// The claims of an access token that say who the caller is and what it may do. Only these are
+/// read; the token itself is never printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIdentity {
+    /// Object id of the caller (the service principal, managed identity or user).
+    pub object_id: uuid::Uuid,
+    /// App roles (application permissions) of an app-only token; `None` for a user's token.
+    pub roles: Option<Vec<String>>,
+}
+
+impl TokenIdentity {
+    pub fn from_jwt(jwt: &str) -> Result<Self, String> {
+        let payload = jwt
+            .split('.')
+            .nth(1)
+            .ok_or("the access token is not a JWT")?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| "the access token's payload is not base64url".to_string())?;
+        let claims: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| "the access token's payload is not JSON".to_string())?;
+        let object_id = claims
+            .get("oid")
+            .and_then(|v| v.as_str())
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .ok_or("the access token has no 'oid' claim")?;
+        let roles = claims.get("roles").and_then(|r| r.as_array()).map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        });
+        // A user's token has `scp` and no `roles`; an app token without roles has neither.
+        let roles = match (roles, claims.get("scp")) {
+            (Some(r), _) => Some(r),
+            (None, Some(_)) => None,
+            (None, None) => Some(Vec::new()),
+        };
+        Ok(Self { object_id, roles })
+    }
+
+    /// False when the token is an application's and holds no role that reads every application.
+    /// A user's token may read them through directory roles, so it is given the benefit.
+    pub fn can_read_all_applications(&self) -> bool {
+        const READ_ALL: [&str; 4] = [
+            "Application.Read.All",
+            "Application.ReadWrite.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ];
+        match &self.roles {
+            None => true,
+            Some(roles) => roles
+                .iter()
+                .any(|r| READ_ALL.iter().any(|x| x.eq_ignore_ascii_case(r))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(claims: serde_json::Value) -> String {
+        let enc = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "{}.{}.sig",
+            enc(br#"{"alg":"RS256"}"#),
+            enc(claims.to_string().as_bytes())
+        )
+    }
+
+    #[test]
+    fn token_identity_reads_oid_and_roles() {
+        let oid = "5a1f0c4e-2b7d-4c1e-9f3a-0d8e6b2c4a11";
+        let t = TokenIdentity::from_jwt(&jwt(
+            serde_json::json!({"oid": oid, "roles": ["Application.ReadWrite.OwnedBy"]}),
+        ))
+        .unwrap();
+        assert_eq!(t.object_id.to_string(), oid);
+        assert!(!t.can_read_all_applications());
+        let t = TokenIdentity::from_jwt(&jwt(
+            serde_json::json!({"oid": oid, "roles": ["Application.Read.All"]}),
+        ))
+        .unwrap();
+        assert!(t.can_read_all_applications());
+        let user =
+            TokenIdentity::from_jwt(&jwt(serde_json::json!({"oid": oid, "scp": "User.Read"})))
+                .unwrap();
+        assert_eq!(user.roles, None);
+        assert!(user.can_read_all_applications());
+        let bare = TokenIdentity::from_jwt(&jwt(serde_json::json!({"oid": oid}))).unwrap();
+        assert!(!bare.can_read_all_applications());
+    }
+
+    #[test]
+    fn malformed_tokens_are_named_errors() {
+        assert!(TokenIdentity::from_jwt("opaque").is_err());
+        assert!(TokenIdentity::from_jwt("a.!!!.c").is_err());
+        assert!(
+            TokenIdentity::from_jwt(&jwt(serde_json::json!({"sub": "x"})))
+                .unwrap_err()
+                .contains("oid")
+        );
+    }
+
+    #[test]
+    fn policy_flag_replaces_the_setting() {
+        let env = |k: &str| match k {
+            "AZURE_TENANT_ID" => Some("d10c2e35-390b-4343-9fb3-36524a35717c".to_string()),
+            "ROTATOR_POLICY_PATH" => Some("from-env.json".to_string()),
+            "AzureWebJobsStorage__accountName" => Some("strotator".to_string()),
+            _ => None,
+        };
+        let s = load_settings(&env, None).unwrap();
+        assert_eq!(s.policy_path, PathBuf::from("from-env.json"));
+        let s = load_settings(&env, Some(&PathBuf::from("/tmp/p.json"))).unwrap();
+        assert_eq!(s.policy_path, PathBuf::from("/tmp/p.json"));
+        assert!(s.customhandler_port.is_none());
+    }
+}
