@@ -544,9 +544,17 @@ impl<'a> Builder<'a> {
         }
         let renew_at = end.checked_sub_signed(self.policy.renew_before)?;
         if renew_at <= self.now {
+            // Waiting for a previous password's grace period is fine unless that wait outlasts
+            // the current password: then the rotation cannot wait (found by the lifecycle
+            // property test with a grace end years ahead).
+            let grace_end = cur.remove_after.or_else(|| {
+                cur.rotated_at
+                    .and_then(|r| r.checked_add_signed(self.policy.grace))
+            });
+            let urgent = grace_end.is_some_and(|g| g >= end);
             return Some((
                 RotateReason::ExpiringSoon { expires: end },
-                false,
+                urgent,
                 format!(
                     "{secret}'s password {} expires {} ({}), inside the {}-day renewal window: rotate.",
                     short(pw.key_id),
