@@ -298,6 +298,17 @@ impl Notifier for Notifications {
             .await
             .map(|_| ())
     }
+
+    async fn rotation_failed(
+        &self,
+        credential: &str,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        self.send(&Message::rotation_failed(credential, error, at))
+            .await
+            .map(|_| ())
+    }
 }
 
 #[cfg(test)]

@@ -187,4 +187,11 @@ pub struct ManualStep {
 #[async_trait::async_trait]
 pub trait Notifier: Send + Sync {
     async fn manual_step(&self, step: &ManualStep) -> Result<(), PortError>;
+    /// A credential's run failed or is blocked and needs a person (at most once a day).
+    async fn rotation_failed(
+        &self,
+        credential: &str,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError>;
 }

@@ -215,6 +215,19 @@ impl Engine {
         };
         self.record(cred, &report, &audit, run_id, clock.now())
             .await;
+        if matches!(
+            report.outcome,
+            CredentialOutcome::Failed | CredentialOutcome::Blocked
+        ) {
+            let error = report.error.as_deref().unwrap_or("no detail");
+            if let Err(e) = self
+                .notifier
+                .rotation_failed(&cred.name, error, clock.now())
+                .await
+            {
+                tracing::warn!("could not send the failure notification: {e}");
+            }
+        }
         report
     }
 
