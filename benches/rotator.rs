@@ -14,7 +14,7 @@
 //!    RSS measured (the child's own VmHWM) is the listing's and not the emulator's.
 //!
 //! Environment knobs (for quick runs): `BENCH_CREDENTIALS` (default 1000), `BENCH_PARALLEL`
-//! (comma list, default `16,32,64`), `BENCH_APPS` (default 100000), `BENCH_ONLY` (comma list of
+//! (comma list, default `16,32,64`), `BENCH_LIMITER=bucket` (the old limiter), `BENCH_APPS` (default 100000), `BENCH_ONLY` (comma list of
 //! `start,one,scale,list`), `BENCH_SEQ_SAMPLE` (default 100).
 
 #[path = "../tests/support/azurite.rs"]
@@ -280,8 +280,13 @@ async fn rig(scenario: Value, policy_json: &str, max_parallel: usize) -> Rig {
             .unwrap(),
         container: "secret-rotator".into(),
         webhooks: Vec::new(),
-        // What `serve` uses: the process-wide default limiter.
-        limiter: WriteLimiter::shared_default(),
+        // What `serve` uses: the process-wide default limiter (BENCH_LIMITER=bucket: the token
+        // bucket it replaced, 2,400/150 s after a burst of 100, for the before/after numbers).
+        limiter: if std::env::var("BENCH_LIMITER").as_deref() == Ok("bucket") {
+            Arc::new(WriteLimiter::new(2400, Duration::from_secs(150), 100))
+        } else {
+            WriteLimiter::shared_default()
+        },
         max_parallel,
         verify: VerifyPolicy::default(),
     })
