@@ -106,9 +106,19 @@ fn row(rows: &mut Vec<Row>, what: &str, value: String, target: &str, verdict: Op
 }
 
 fn print_table(rows: &[Row]) {
-    let w0 = rows.iter().map(|r| r.what.len()).max().unwrap_or(10).max(11);
+    let w0 = rows
+        .iter()
+        .map(|r| r.what.len())
+        .max()
+        .unwrap_or(10)
+        .max(11);
     let w1 = rows.iter().map(|r| r.value.len()).max().unwrap_or(5).max(5);
-    let w2 = rows.iter().map(|r| r.target.len()).max().unwrap_or(6).max(6);
+    let w2 = rows
+        .iter()
+        .map(|r| r.target.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     println!();
     println!(
         "| {:w0$} | {:w1$} | {:w2$} | verdict |",
@@ -226,7 +236,8 @@ fn scale_scenario(n: usize, latency_ms: u64, now: DateTime<Utc>) -> Value {
 }
 
 fn scale_policy(n: usize) -> String {
-    let sub = "/subscriptions/7c9e6679-7425-40de-944b-e07fc1f90ae7/resourceGroups/rg-bench/providers";
+    let sub =
+        "/subscriptions/7c9e6679-7425-40de-944b-e07fc1f90ae7/resourceGroups/rg-bench/providers";
     let creds: Vec<Value> = (0..n)
         .map(|i| {
             json!({
@@ -341,7 +352,11 @@ async fn bench_start(rows: &mut Vec<Row>) {
     let azurite = Azurite::start(&emu.emulator, &account);
     let dir = tempfile::tempdir().expect("temp dir");
     let specs = Arc::new(host::Specs::load(&host::repo_root()));
-    std::fs::copy(host::repo_root().join("host.json"), dir.path().join("host.json")).unwrap();
+    std::fs::copy(
+        host::repo_root().join("host.json"),
+        dir.path().join("host.json"),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("policy.json"), scale_policy(3)).unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, emu.emulator.ca_pem()).unwrap();
@@ -432,7 +447,11 @@ async fn bench_start(rows: &mut Vec<Row>) {
     row(
         rows,
         "start: idle VmRSS after ready, median",
-        format!("{:.1} MB (max {:.1})", rss_idle as f64 / 1024.0, rss_max as f64 / 1024.0),
+        format!(
+            "{:.1} MB (max {:.1})",
+            rss_idle as f64 / 1024.0,
+            rss_max as f64 / 1024.0
+        ),
         "<= 20 MB",
         Some(rss_idle <= 20 * 1024),
     );
@@ -456,14 +475,22 @@ async fn bench_one(rows: &mut Vec<Row>) {
         let cred = rig.engine.policy.credentials[0].clone();
         let before = azure_requests(&rig.emu);
         let t0 = Instant::now();
-        let r = rig.engine.run_credential(&cred, now, false, None, "bench").await;
+        let r = rig
+            .engine
+            .run_credential(&cred, now, false, None, "bench")
+            .await;
         let took = t0.elapsed();
         assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
         let reqs = azure_requests(&rig.emu) - before;
         row(
             rows,
             &format!("one rotation, 3 consumers, latency {latency} ms: wall"),
-            format!("{} ({} Azure requests, {} steps)", ms(took), reqs, r.steps.len()),
+            format!(
+                "{} ({} Azure requests, {} steps)",
+                ms(took),
+                reqs,
+                r.steps.len()
+            ),
             "",
             None,
         );
@@ -490,7 +517,12 @@ struct PassResult {
 
 async fn one_pass(n: usize, parallel: usize) -> PassResult {
     let now = Utc::now();
-    let rig = rig(scale_scenario(n, LATENCY_MS, now), &scale_policy(n), parallel).await;
+    let rig = rig(
+        scale_scenario(n, LATENCY_MS, now),
+        &scale_policy(n),
+        parallel,
+    )
+    .await;
     let before = azure_requests(&rig.emu);
     let t0 = Instant::now();
     let report = rig.engine.pass(now, Duration::from_secs(3600)).await;
@@ -514,10 +546,7 @@ async fn one_pass(n: usize, parallel: usize) -> PassResult {
         .iter()
         .filter(|r| r.service == "graph" && r.method == "POST")
         .count();
-    let throttled = log
-        .iter()
-        .filter(|r| r.status == 429)
-        .count();
+    let throttled = log.iter().filter(|r| r.status == 429).count();
     PassResult {
         wall,
         failures,
@@ -545,7 +574,10 @@ async fn bench_scale(rows: &mut Vec<Row>) {
     let cred = single.engine.policy.credentials[0].clone();
     let before = azure_requests(&single.emu);
     let t0 = Instant::now();
-    let r = single.engine.run_credential(&cred, now, false, None, "bench").await;
+    let r = single
+        .engine
+        .run_credential(&cred, now, false, None, "bench")
+        .await;
     let t1 = t0.elapsed();
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
     let round_trips = azure_requests(&single.emu) - before;
@@ -561,8 +593,15 @@ async fn bench_scale(rows: &mut Vec<Row>) {
     let seq_extrapolated = seq.wall.mul_f64(n as f64 / sample as f64);
     row(
         rows,
-        &format!("{n} creds: sequential (max_parallel=1), {sample} run, x{}", n / sample.max(1)),
-        format!("{} (measured {} for {sample})", secs(seq_extrapolated), secs(seq.wall)),
+        &format!(
+            "{n} creds: sequential (max_parallel=1), {sample} run, x{}",
+            n / sample.max(1)
+        ),
+        format!(
+            "{} (measured {} for {sample})",
+            secs(seq_extrapolated),
+            secs(seq.wall)
+        ),
         "",
         None,
     );
@@ -573,9 +612,8 @@ async fn bench_scale(rows: &mut Vec<Row>) {
         let latency_bound =
             Duration::from_millis(LATENCY_MS).mul_f64(round_trips as f64 * n as f64 / p as f64);
         let writes = writes_per_cred * n as f64;
-        let quota_bound = Duration::from_secs_f64(
-            ((writes - quota) / quota).max(0.0).ceil() * quota_window,
-        );
+        let quota_bound =
+            Duration::from_secs_f64(((writes - quota) / quota).max(0.0).ceil() * quota_window);
         let bound = latency_bound.max(quota_bound);
         let ratio = res.wall.as_secs_f64() / bound.as_secs_f64();
         row(
@@ -674,7 +712,10 @@ async fn bench_list(rows: &mut Vec<Row>) {
     assert_eq!(count as usize, n + 1, "every application listed once");
     row(
         rows,
-        &format!("status listing of {n} apps ({} pages): wall", answer["pages"]),
+        &format!(
+            "status listing of {n} apps ({} pages): wall",
+            answer["pages"]
+        ),
         secs(wall),
         "",
         None,
@@ -730,7 +771,11 @@ fn child_list() {
             for app in page {
                 rows += 1;
                 // What a report line needs: does anything expire within 30 days.
-                if app.passwords.iter().any(|p| p.end.is_some_and(|e| e < soon)) {
+                if app
+                    .passwords
+                    .iter()
+                    .any(|p| p.end.is_some_and(|e| e < soon))
+                {
                     expiring += 1;
                 }
             }

@@ -61,7 +61,10 @@ fn leaks(secrets: &BTreeSet<String>, haystacks: &[(String, String)]) -> Vec<Stri
 #[test]
 fn checker_finds_a_planted_piece() {
     let secrets: BTreeSet<String> = ["Hcj8Q~.QZRI29VPnoAaMuV33naFd1W4yueZLpa4k".to_string()].into();
-    let clean = vec![("log".to_string(), "rotated; hint Hcj, keyId 0a4d1c9e".to_string())];
+    let clean = vec![(
+        "log".to_string(),
+        "rotated; hint Hcj, keyId 0a4d1c9e".to_string(),
+    )];
     assert!(leaks(&secrets, &clean).is_empty());
     // An 8-character piece from the middle, planted in an otherwise harmless line.
     let planted = vec![
@@ -71,7 +74,10 @@ fn checker_finds_a_planted_piece() {
     let l = leaks(&secrets, &planted);
     assert_eq!(l.len(), 1, "{l:?}");
     assert!(l[0].contains("in stdout"), "{l:?}");
-    assert!(!l[0].contains("naFd1W4y"), "the report itself leaks nothing: {l:?}");
+    assert!(
+        !l[0].contains("naFd1W4y"),
+        "the report itself leaks nothing: {l:?}"
+    );
     // Seven characters is below the threshold.
     let seven = vec![("stdout".to_string(), "x=naFd1W4".to_string())];
     assert!(leaks(&secrets, &seven).is_empty());
@@ -81,7 +87,9 @@ fn checker_finds_a_planted_piece() {
 fn secrets_now(c: &azure_emulator::Control, into: &mut BTreeSet<String>) {
     let state = c.state();
     for app in state["applications"].as_array().into_iter().flatten() {
-        let id = app["appId"].as_str().and_then(|s| uuid::Uuid::parse_str(s).ok());
+        let id = app["appId"]
+            .as_str()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok());
         if let Some(id) = id {
             for p in c.passwords(id) {
                 into.insert(p.secret_text);
@@ -157,7 +165,10 @@ async fn no_secret_in_any_output_of_a_full_run_of_the_demo_tenant() {
             &emu.emulator.identity_header("secret-rotator").unwrap(),
         )
         .setting("ROTATOR_RESOLVE", &resolve.join(","))
-        .setting("ROTATOR_CA_FILE", &emu.emulator.ca_path().display().to_string())
+        .setting(
+            "ROTATOR_CA_FILE",
+            &emu.emulator.ca_path().display().to_string(),
+        )
         .setting("ROTATOR_ROTATE_WAIT_SECONDS", "60")
         .setting("ROTATOR_LOG", "debug")
         .setting("ROTATION_SCHEDULE", "0 0 3 * * *")
@@ -188,7 +199,10 @@ async fn no_secret_in_any_output_of_a_full_run_of_the_demo_tenant() {
                 )
                 .await;
             assert_eq!(r.status, 200, "SelfTest {command}: {}", r.body);
-            answers.push((format!("round {round} SelfTest {command}"), r.invocation.json.to_string()));
+            answers.push((
+                format!("round {round} SelfTest {command}"),
+                r.invocation.json.to_string(),
+            ));
             secrets_now(&c, &mut secrets);
         }
         let t = h.client.timer("RotateSecrets", c.now(), false).await;
@@ -208,13 +222,19 @@ async fn no_secret_in_any_output_of_a_full_run_of_the_demo_tenant() {
                 r.status,
                 r.body
             );
-            answers.push((format!("round {round} Rotate {name}"), r.invocation.json.to_string()));
+            answers.push((
+                format!("round {round} Rotate {name}"),
+                r.invocation.json.to_string(),
+            ));
             secrets_now(&c, &mut secrets);
         }
         // Past every grace period (7 days in the demo policy).
         c.advance(chrono::Duration::days(8));
         let t = h.client.timer("RotateSecrets", c.now(), false).await;
-        answers.push((format!("round {round} RotateSecrets after grace"), t.json.to_string()));
+        answers.push((
+            format!("round {round} RotateSecrets after grace"),
+            t.json.to_string(),
+        ));
         secrets_now(&c, &mut secrets);
         rotated = secrets.len();
     }
@@ -255,7 +275,10 @@ async fn no_secret_in_any_output_of_a_full_run_of_the_demo_tenant() {
     let mut blobs = Vec::new();
     for n in &names {
         if let Some(bytes) = storage.get_json(n).await.expect("read blob") {
-            blobs.push((format!("blob {n}"), String::from_utf8_lossy(&bytes).into_owned()));
+            blobs.push((
+                format!("blob {n}"),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
         }
     }
 

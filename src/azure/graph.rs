@@ -690,6 +690,10 @@ mod tests {
         // Never more than 3 in any 150 s: the next one waits for the second grant's exit.
         let t1 = Instant::now();
         l.acquire().await;
-        assert_eq!(t1.elapsed(), Duration::ZERO, "second and third left at 150 s too");
+        assert_eq!(
+            t1.elapsed(),
+            Duration::ZERO,
+            "second and third left at 150 s too"
+        );
     }
 }
