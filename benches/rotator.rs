@@ -63,7 +63,6 @@ fn main() {
         .build()
         .expect("runtime");
     let mut rows: Vec<Row> = Vec::new();
-    let _ = tracing_subscriber_off();
     if wants("start") {
         rt.block_on(bench_start(&mut rows));
     }
@@ -78,10 +77,6 @@ fn main() {
     }
     print_table(&rows);
 }
-
-/// Nothing subscribes to tracing in the bench process: the engine's logs cost nothing here, as
-/// in production they go to stdout only when a subscriber is installed by `serve`.
-fn tracing_subscriber_off() {}
 
 struct Row {
     what: String,
@@ -482,6 +477,19 @@ async fn bench_one(rows: &mut Vec<Row>) {
         let took = t0.elapsed();
         assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
         let reqs = azure_requests(&rig.emu) - before;
+        if latency == 0 && std::env::var("BENCH_OPS").is_ok() {
+            let mut ops = std::collections::BTreeMap::<String, usize>::new();
+            for r in &rig.emu.emulator.control().requests()[before..] {
+                *ops.entry(format!(
+                    "{} {} {}",
+                    r.service,
+                    r.method,
+                    r.operation.clone().unwrap_or_default()
+                ))
+                .or_default() += 1;
+            }
+            eprintln!("    requests of one rotation: {ops:#?}");
+        }
         row(
             rows,
             &format!("one rotation, 3 consumers, latency {latency} ms: wall"),
