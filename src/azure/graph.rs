@@ -148,28 +148,58 @@ pub enum RemoveOutcome {
     AlreadyGone,
 }
 
-/// Client-side token bucket for Graph writes, shared by every caller in the process.
+/// Client-side limit on Graph writes, shared by every caller in the process.
 ///
-/// Default: bursts of 100, refilled at 2,400 per 150 s (16/s), i.e. 80 % of Graph's 3,000
-/// writes per 150 s per app and tenant, leaving room for a person's portal clicks and for the
-/// other instance during a scale-out.
+/// Default ([`WriteLimiter::sliding`]): at most 2,400 writes in any 150 s, i.e. 80 % of Graph's
+/// 3,000 writes per 150 s per app and tenant, leaving room for a person's portal clicks and for
+/// the other instance during a scale-out. It is a sliding window, the same shape as Graph's own
+/// quota, so a pass of up to 2,400 rotations is never slowed by it (a token bucket refilling at
+/// 16/s after a burst of 100 held 1,000 rotations to ~56 s for no benefit: see
+/// docs/performance.md). [`WriteLimiter::new`] keeps the token bucket for callers that want
+/// writes spaced out.
 #[derive(Debug)]
 pub struct WriteLimiter {
-    capacity: f64,
-    per_second: f64,
-    state: Mutex<(f64, Instant)>,
+    kind: LimiterKind,
+}
+
+#[derive(Debug)]
+enum LimiterKind {
+    Bucket {
+        capacity: f64,
+        per_second: f64,
+        state: Mutex<(f64, Instant)>,
+    },
+    /// The times of the writes granted within the last `window`, oldest first.
+    Window {
+        writes: usize,
+        window: Duration,
+        granted: Mutex<std::collections::VecDeque<Instant>>,
+    },
 }
 
 impl WriteLimiter {
-    /// `writes` per `window`, bursting at most `burst` at once. Zero values are raised to the
-    /// smallest sensible ones rather than dividing by zero.
+    /// Token bucket: `writes` per `window`, bursting at most `burst` at once. Zero values are
+    /// raised to the smallest sensible ones rather than dividing by zero.
     pub fn new(writes: u32, window: Duration, burst: u32) -> Self {
         let window = window.max(Duration::from_millis(1));
         let capacity = f64::from(burst.max(1));
         Self {
-            capacity,
-            per_second: f64::from(writes.max(1)) / window.as_secs_f64(),
-            state: Mutex::new((capacity, Instant::now())),
+            kind: LimiterKind::Bucket {
+                capacity,
+                per_second: f64::from(writes.max(1)) / window.as_secs_f64(),
+                state: Mutex::new((capacity, Instant::now())),
+            },
+        }
+    }
+
+    /// Sliding window: at most `writes` grants in any `window` (zero values raised to 1).
+    pub fn sliding(writes: u32, window: Duration) -> Self {
+        Self {
+            kind: LimiterKind::Window {
+                writes: writes.max(1) as usize,
+                window: window.max(Duration::from_millis(1)),
+                granted: Mutex::new(std::collections::VecDeque::new()),
+            },
         }
     }
 
@@ -177,20 +207,44 @@ impl WriteLimiter {
         Arc::new(Self::default())
     }
 
-    /// Waits until a write may be sent, then takes its token.
+    /// Waits until a write may be sent, then takes its slot.
     pub async fn acquire(&self) {
         loop {
-            let wait = {
-                let mut st = self.state.lock().await;
-                let now = Instant::now();
-                let elapsed = now.duration_since(st.1).as_secs_f64();
-                st.0 = (st.0 + elapsed * self.per_second).min(self.capacity);
-                st.1 = now;
-                if st.0 >= 1.0 {
-                    st.0 -= 1.0;
-                    return;
+            let wait = match &self.kind {
+                LimiterKind::Bucket {
+                    capacity,
+                    per_second,
+                    state,
+                } => {
+                    let mut st = state.lock().await;
+                    let now = Instant::now();
+                    let elapsed = now.duration_since(st.1).as_secs_f64();
+                    st.0 = (st.0 + elapsed * per_second).min(*capacity);
+                    st.1 = now;
+                    if st.0 >= 1.0 {
+                        st.0 -= 1.0;
+                        return;
+                    }
+                    Duration::from_secs_f64((1.0 - st.0) / per_second)
                 }
-                Duration::from_secs_f64((1.0 - st.0) / self.per_second)
+                LimiterKind::Window {
+                    writes,
+                    window,
+                    granted,
+                } => {
+                    let mut g = granted.lock().await;
+                    let now = Instant::now();
+                    while g.front().is_some_and(|t| now.duration_since(*t) >= *window) {
+                        g.pop_front();
+                    }
+                    if g.len() < *writes {
+                        g.push_back(now);
+                        return;
+                    }
+                    // Full: the oldest grant leaves the window first.
+                    let oldest = *g.front().expect("a full window is not empty");
+                    (oldest + *window).saturating_duration_since(now)
+                }
             };
             tokio::time::sleep(wait).await;
         }
@@ -199,7 +253,7 @@ impl WriteLimiter {
 
 impl Default for WriteLimiter {
     fn default() -> Self {
-        Self::new(2400, Duration::from_secs(150), 100)
+        Self::sliding(2400, Duration::from_secs(150))
     }
 }
 
@@ -721,6 +775,31 @@ mod tests {
         assert!(
             waited >= Duration::from_millis(99) && waited <= Duration::from_millis(110),
             "third write waits one refill interval, waited {waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sliding_limiter_lets_the_window_through_then_waits_for_the_oldest_grant() {
+        let l = WriteLimiter::sliding(3, Duration::from_secs(150));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            l.acquire().await;
+        }
+        assert_eq!(t0.elapsed(), Duration::ZERO, "a full window passes at once");
+        tokio::time::advance(Duration::from_secs(100)).await;
+        l.acquire().await;
+        assert_eq!(
+            t0.elapsed(),
+            Duration::from_secs(150),
+            "the fourth write waits until the first leaves the 150 s window"
+        );
+        // Never more than 3 in any 150 s: the next one waits for the second grant's exit.
+        let t1 = Instant::now();
+        l.acquire().await;
+        assert_eq!(
+            t1.elapsed(),
+            Duration::ZERO,
+            "second and third left at 150 s too"
         );
     }
 }
