@@ -151,7 +151,7 @@ impl TokenProbe {
     }
 }
 
-fn parse_success(body: &[u8]) -> Result<(), EntraError> {
+pub(crate) fn parse_success(body: &[u8]) -> Result<(), EntraError> {
     #[derive(Deserialize)]
     struct Ok_ {
         access_token: Option<String>,

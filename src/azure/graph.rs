@@ -605,12 +605,12 @@ pub(crate) fn parse_added_password(body: &[u8]) -> Result<(PasswordInfo, SecretV
 }
 
 #[derive(Debug)]
-struct Page {
+pub(crate) struct Page {
     apps: Vec<ListedApp>,
     next_link: Option<String>,
 }
 
-fn parse_page(body: &[u8], only_applications: bool) -> Result<Page, String> {
+pub(crate) fn parse_page(body: &[u8], only_applications: bool) -> Result<Page, String> {
     #[derive(Deserialize)]
     struct RawPage {
         value: Option<Vec<serde_json::Value>>,

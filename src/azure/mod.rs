@@ -25,3 +25,5 @@ pub mod web;
 mod arm;
 
 pub use common::{RetryPolicy, ServiceOptions};
+#[cfg(test)]
+mod fuzz;

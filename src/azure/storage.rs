@@ -568,13 +568,13 @@ fn xml_unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-struct ListPage {
+pub(crate) struct ListPage {
     names: Vec<String>,
     next_marker: Option<String>,
 }
 
 /// Reads `<EnumerationResults>`: every `<Blob><Name>` and the `<NextMarker>`.
-fn parse_list(xml: &str) -> Result<ListPage, String> {
+pub(crate) fn parse_list(xml: &str) -> Result<ListPage, String> {
     if !xml.contains("<EnumerationResults") {
         return Err("blob list: no <EnumerationResults> element".into());
     }
