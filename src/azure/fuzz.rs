@@ -58,7 +58,7 @@ fn examples() -> Vec<Value> {
 
 /// Replaces the value at a pseudo-random path with `with`.
 fn mutate(v: &mut Value, pick: u64, with: Value) {
-    if pick % 3 == 0 {
+    if pick.is_multiple_of(3) {
         *v = with;
         return;
     }
