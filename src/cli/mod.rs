@@ -109,7 +109,7 @@ impl Connection {
             options: options.clone(),
             blob_endpoint: endpoint,
             container: settings.container.clone(),
-            webhooks: Vec::new(),
+            webhooks: settings.webhooks.clone(),
             limiter: limiter.clone(),
             max_parallel: settings.max_parallel,
             verify: VerifyPolicy {
