@@ -492,6 +492,47 @@ macro_rules! standard_error_mapping {
 }
 pub(crate) use standard_error_mapping;
 
+/// Declares an ARM client's error enum: the standard variants every ARM client tells apart, with
+/// `not_found` naming the service in the NotFound message, plus [`standard_error_mapping`].
+/// One enum per client (each boundary has its own), one definition of their shape.
+macro_rules! arm_error_enum {
+    ($(#[$meta:meta])* $ty:ident, $not_found:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, thiserror::Error)]
+        pub enum $ty {
+            #[error("{service}: {what} was not found ({code})", service = $not_found)]
+            NotFound { what: String, code: String },
+            #[error("ARM denied access (HTTP {status}, {code}): {message}")]
+            AccessDenied {
+                status: u16,
+                code: String,
+                message: String,
+            },
+            #[error(
+                "ARM throttled the request after {attempts} attempt(s) (Retry-After {retry_after:?})"
+            )]
+            Throttled {
+                attempts: u32,
+                retry_after: Option<std::time::Duration>,
+            },
+            #[error("ARM is unavailable: {0}")]
+            Transient(String),
+            #[error("ARM's answer could not be read: {0}")]
+            BadAnswer(String),
+            #[error("no token for ARM: {0}")]
+            Credential(String),
+            #[error("ARM refused the request (HTTP {status}, {code}): {message}")]
+            Rejected {
+                status: u16,
+                code: String,
+                message: String,
+            },
+        }
+        $crate::azure::common::standard_error_mapping!($ty);
+    };
+}
+pub(crate) use arm_error_enum;
+
 #[cfg(test)]
 mod tests {
     use super::*;

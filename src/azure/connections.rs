@@ -13,49 +13,20 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
 use reqwest::Method;
 use serde::Deserialize;
 
 use super::arm::Arm;
-use super::common::{Idempotency, ServiceOptions, parse_json, standard_error_mapping};
+use super::common::{Idempotency, ServiceOptions, arm_error_enum, parse_json};
 use crate::cloud::Cloud;
 use crate::policy::model::ArmResource;
 use crate::secret::SecretValue;
 
 pub const API_VERSION: &str = "2016-06-01";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectionError {
-    #[error("API connection: {what} was not found ({code})")]
-    NotFound { what: String, code: String },
-    #[error("ARM denied access (HTTP {status}, {code}): {message}")]
-    AccessDenied {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    #[error("ARM throttled the request after {attempts} attempt(s) (Retry-After {retry_after:?})")]
-    Throttled {
-        attempts: u32,
-        retry_after: Option<Duration>,
-    },
-    #[error("ARM is unavailable: {0}")]
-    Transient(String),
-    #[error("ARM's answer could not be read: {0}")]
-    BadAnswer(String),
-    #[error("no token for ARM: {0}")]
-    Credential(String),
-    #[error("ARM refused the request (HTTP {status}, {code}): {message}")]
-    Rejected {
-        status: u16,
-        code: String,
-        message: String,
-    },
-}
-standard_error_mapping!(ConnectionError);
+arm_error_enum!(ConnectionError, "API connection");
 
 /// The connection's health as ARM computes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
