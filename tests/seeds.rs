@@ -325,3 +325,51 @@ mod receiver {
         (format!("http://{addr}/hook"), got)
     }
 }
+
+/// On-demand rotation (`Rotate` with force): refused while the previous secret is in its grace
+/// period (forcing then would cut it short), performed once the rotation has retired.
+#[tokio::test]
+async fn forced_rotation_waits_for_grace_then_rotates() {
+    use secret_rotator::handler::service::RotatorService;
+    let w = spawn_world(demo_scenario(), &demo_policy()).await;
+    let c = w.emu.emulator.control();
+    w.run("provision-assist").await;
+    let (v1, _, _) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
+    let r = w
+        .engine
+        .rotate_one("provision-assist", true, w.now())
+        .await
+        .unwrap();
+    assert!(r.steps.iter().all(|s| s.step != "rotate"), "{r:#?}");
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("not forcing"),
+        "{r:#?}"
+    );
+    assert_eq!(
+        c.secret_latest("kv-provisionassist", "appSecret")
+            .unwrap()
+            .0,
+        v1
+    );
+
+    w.advance_days(8);
+    w.run("provision-assist").await;
+    let r = w
+        .engine
+        .rotate_one("provision-assist", true, w.now())
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    assert_eq!(
+        r.steps.iter().filter(|s| s.step == "rotate").count(),
+        1,
+        "{r:#?}"
+    );
+    assert_ne!(
+        c.secret_latest("kv-provisionassist", "appSecret")
+            .unwrap()
+            .0,
+        v1
+    );
+    assert_ok(&w, "provision-assist", false);
+}

@@ -26,7 +26,7 @@ use crate::engine::ports::{AzurePorts, Notifier, PortError, StorePorts};
 use crate::engine::report::*;
 use crate::engine::tags;
 use crate::handler::service::{RotatorService, ServiceError};
-use crate::planner::{self, ConsumerSync, KeyIdentity, Phase, RotateReason, Step, VaultState};
+use crate::planner::{self, ConsumerSync, KeyIdentity, Phase, Step, VaultState};
 use crate::policy::{CredentialPolicy, Policy};
 
 #[derive(Debug, Clone)]
@@ -160,11 +160,13 @@ impl Engine {
             let t = clock.now();
             last_seen = Some(observed.clone());
             let mut decision = planner::decide(cred, &observed.observation, t);
-            if !forced && decision.steps.is_empty() && decision.blocked.is_none() {
-                forced = true;
-                match forced_rotation(cred, &observed, t) {
-                    Ok(step) => decision.steps.push(step),
+            // On demand: the planner says what a forced rotation is (its cleanup first, then
+            // Rotate{Forced}); the runner only refuses one that would cut a grace period short.
+            if !forced && decision.blocked.is_none() {
+                match grace_allows_forcing(&observed) {
+                    Ok(()) => decision = planner::decide_forced(cred, &observed.observation, t),
                     Err(why) => {
+                        forced = true;
                         report.error = Some(why);
                     }
                 }
@@ -184,6 +186,10 @@ impl Engine {
                 break;
             };
             let name = step_name(&step);
+            // The forced rotation is asked for once; the steps after it are ordinary ones.
+            if matches!(step, Step::Rotate { .. }) {
+                forced = true;
+            }
             let result = executor::perform(&ctx, cred, &observed, &step, t).await;
             let ok = result.is_ok();
             let detail = match result {
@@ -541,14 +547,9 @@ impl Engine {
     }
 }
 
-/// A rotation asked for on demand when none is due. Refused while the previous secret still
-/// waits for its grace period, because rotating then would cut that grace short.
-fn forced_rotation(
-    cred: &CredentialPolicy,
-    observed: &Observed,
-    now: DateTime<Utc>,
-) -> Result<Step, String> {
-    let current = executor::current_key_id(observed);
+/// A rotation asked for on demand is refused while the previous secret still waits for its
+/// grace period (or its consumers), because rotating then would cut that grace short.
+fn grace_allows_forcing(observed: &Observed) -> Result<(), String> {
     if let VaultState::Current(v) = &observed.observation.vault
         && let Some(t) = &v.tags
         && t.phase != Phase::Retired
@@ -561,11 +562,7 @@ fn forced_rotation(
                 .unwrap_or_else(|| "its consumers are updated".into())
         ));
     }
-    Ok(Step::Rotate {
-        reason: RotateReason::Forced,
-        previous_key_id: current,
-        end: now + cred.lifetime,
-    })
+    Ok(())
 }
 
 fn fill_status(
