@@ -21,7 +21,7 @@ use futures::StreamExt;
 
 use crate::cloud::Cloud;
 use crate::engine::executor::{self, ExecContext, VerifyPolicy};
-use crate::engine::observe::{Observed, observe};
+use crate::engine::observe::{Observed, Observer, observe};
 use crate::engine::ports::{AzurePorts, Notifier, PortError, StorePorts};
 use crate::engine::report::*;
 use crate::engine::tags;
@@ -143,20 +143,23 @@ impl Engine {
         let ctx = self.exec_ctx();
         let started = Instant::now();
         let mut last_seen: Option<Observed> = None;
+        let mut observer = Observer::new(cred, false);
         for _ in 0..self.options.max_steps_per_credential {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 report.outcome = CredentialOutcome::InProgress;
                 break;
             }
-            let observed =
-                match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await {
-                    Ok(o) => o,
-                    Err(e) => {
-                        report.outcome = CredentialOutcome::Failed;
-                        report.error = Some(format!("observing Azure failed: {e}"));
-                        break;
-                    }
-                };
+            let observed = match observer
+                .observe(self.azure.as_ref(), cred, self.tenant_for(cred))
+                .await
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    report.outcome = CredentialOutcome::Failed;
+                    report.error = Some(format!("observing Azure failed: {e}"));
+                    break;
+                }
+            };
             let t = clock.now();
             last_seen = Some(observed.clone());
             let mut decision = planner::decide(cred, &observed.observation, t);
@@ -191,6 +194,7 @@ impl Engine {
                 forced = true;
             }
             let result = executor::perform(&ctx, cred, &observed, &step, t).await;
+            observer.performed(&step);
             let ok = result.is_ok();
             let detail = match result {
                 Ok(d) => d,
