@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::engine::ports::{ManualStep, Notifier, PortError, StorePorts};
+use crate::inventory::{CredentialKind, Holder, InventoryRow};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,31 +85,62 @@ impl Message {
         }
     }
 
+    /// A credential nobody rotates (see [`crate::inventory::warns`]) that expires on `expires`.
+    /// Names the application, the credential's keyId and where it sits; the inventory holds no
+    /// value, so none can leak into the message.
     pub fn expiring_unenrolled(
-        app_display_name: &str,
-        app_id: &str,
-        key_id: &str,
+        row: &InventoryRow,
         expires: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Self {
+        let what = match (row.kind, row.holder) {
+            (CredentialKind::Secret, Holder::Application) => "Client secret",
+            (CredentialKind::Certificate, Holder::Application) => "Certificate",
+            (CredentialKind::Secret, Holder::ServicePrincipal) => "Service principal secret",
+            (CredentialKind::Certificate, Holder::ServicePrincipal) => {
+                "Service principal certificate"
+            }
+        };
+        let days = crate::inventory::days_left(expires, at);
+        let when = match days {
+            0 => "within a day".to_string(),
+            1 => "in 1 day".to_string(),
+            n => format!("in {n} days"),
+        };
+        let mut facts = vec![
+            ("Application".into(), row.application.clone()),
+            ("Application (client) ID".into(), row.app_id.to_string()),
+            ("Credential".into(), what.to_string()),
+            ("keyId".into(), row.key_id.to_string()),
+        ];
+        if let Some(d) = &row.display_name {
+            facts.push(("Description".into(), d.clone()));
+        }
+        facts.push((
+            "Expires".into(),
+            expires.format("%Y-%m-%d %H:%M UTC").to_string(),
+        ));
+        let also = match &row.enrolled_as {
+            Some(c) => format!(
+                " The application is enrolled as {c}, but this credential is not the one the rotator keeps in Key Vault."
+            ),
+            None => String::new(),
+        };
         Message {
             kind: MessageKind::ExpiringUnenrolled,
-            subject: format!("{app_id}/{key_id}"),
+            subject: format!("{}/{}", row.app_id, row.key_id),
             title: format!(
-                "Client secret of {app_display_name} expires in {} days and is not enrolled",
-                (expires - at).num_days()
+                "{what} of {} expires {when} and is not enrolled",
+                row.application
             ),
             text: format!(
-                "Secret {key_id} of application {app_display_name} ({app_id}) expires {}. \
-                 Nobody rotates it: enrol it in the rotator's policy or renew it by hand.",
-                expires.format("%Y-%m-%d")
+                "{what} {} of {} ({}) expires {}. Nobody rotates it: enrol it in the rotator's policy, renew it by hand, or remove it if nothing uses it.{also}",
+                row.key_id,
+                row.application,
+                row.app_id,
+                expires.format("%Y-%m-%d"),
             ),
-            facts: vec![
-                ("Application".into(), app_display_name.into()),
-                ("Application (client) ID".into(), app_id.into()),
-                ("Secret keyId".into(), key_id.into()),
-                ("Expires".into(), expires.format("%Y-%m-%d").to_string()),
-            ],
+            facts,
             at,
         }
     }
@@ -308,6 +340,21 @@ impl Notifier for Notifications {
         self.send(&Message::rotation_failed(credential, error, at))
             .await
             .map(|_| ())
+    }
+
+    async fn expiring_unenrolled(
+        &self,
+        row: &InventoryRow,
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        let Some(expires) = row.end else {
+            return Err(PortError::Other(format!(
+                "credential {} of {} never expires: nothing to warn about",
+                row.key_id, row.app_id
+            )));
+        };
+        self.send(&Message::expiring_unenrolled(row, expires, at))
+            .await
     }
 }
 

@@ -227,6 +227,7 @@ mod tests {
     fn escapes_everything_and_marks_health() {
         let s = StatusReport {
             now: chrono::Utc::now(),
+            unenrolled: None,
             credentials: vec![
                 cred("good-one", Some(120), None),
                 cred("late", Some(-3), Some("expired")),
@@ -257,6 +258,7 @@ mod tests {
         ];
         let s = StatusReport {
             now: chrono::Utc::now(),
+            unenrolled: None,
             credentials: vec![
                 cred("fine", Some(150), None),
                 two,
