@@ -222,7 +222,9 @@ fn rows_for(
 /// created (marker) on an enrolled application is its own to remove; on an application no
 /// longer enrolled, nobody keeps it any more.
 fn password_enrolled(enrolled: Option<&Enrolled>, key_id: Uuid, managed: bool) -> Option<bool> {
-    let e = enrolled?;
+    let Some(e) = enrolled else {
+        return Some(false);
+    };
     if managed {
         return Some(true);
     }

@@ -53,7 +53,8 @@ pub fn ci_identity(scenario: &mut Value) {
         .into_iter()
         .flatten()
     {
-        if let Some(owners) = app["owners"].as_array_mut()
+        // `get_mut`, not `app["owners"]`: indexing would add `"owners": null` to an app without.
+        if let Some(owners) = app.get_mut("owners").and_then(Value::as_array_mut)
             && owners.iter().any(|o| o == MI)
         {
             owners.push(json!(CI_APP));
