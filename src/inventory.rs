@@ -818,6 +818,7 @@ impl AadstsLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::planner::PasswordInfo;
 
     #[test]
     fn parses_the_ezsign_log_line() {
@@ -841,6 +842,196 @@ mod tests {
         assert!(l.app_id.is_some());
         assert!(AadstsLine::parse("no code here").is_none());
         assert!(AadstsLine::parse("AADSTS").is_none());
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn password(key: u128, name: Option<&str>, end: Option<DateTime<Utc>>) -> PasswordInfo {
+        PasswordInfo {
+            key_id: id(key),
+            display_name: name.map(str::to_string),
+            hint: None,
+            start: None,
+            end,
+        }
+    }
+
+    fn app(app_id: u128, passwords: Vec<PasswordInfo>) -> AppState {
+        AppState {
+            object_id: id(app_id + 1000),
+            app_id: id(app_id),
+            display_name: format!("app {app_id}"),
+            passwords,
+        }
+    }
+
+    fn policy_enrolling(app_id: u128) -> Policy {
+        crate::policy::parse(
+            "policy.json",
+            &serde_json::json!({
+                "credentials": [{
+                    "name": "kept",
+                    "application": { "appId": id(app_id).to_string() },
+                    "keyVault": { "vault": "kv-kept", "secret": "s" }
+                }]
+            })
+            .to_string(),
+        )
+        .expect("valid policy")
+    }
+
+    fn row(enrolled: Option<bool>, end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> InventoryRow {
+        let mut r = rows_for_app(
+            &app(1, vec![password(7, None, end)]),
+            &[],
+            &Enrolment::default(),
+            now,
+        )
+        .remove(0);
+        r.enrolled = enrolled;
+        r
+    }
+
+    #[test]
+    fn warns_about_unenrolled_credentials_expiring_within_the_window_only() {
+        let now = t("2026-11-22T02:00:00Z");
+        let days = |d: i64| Some(now + chrono::Duration::days(d));
+        let unenrolled = |end| row(Some(false), end, now);
+        assert!(warns(&unenrolled(days(5)), now, 30));
+        assert!(warns(&unenrolled(days(30)), now, 30), "the last day counts");
+        assert!(!warns(&unenrolled(days(31)), now, 30));
+        assert!(
+            warns(
+                &unenrolled(Some(now + chrono::Duration::minutes(5))),
+                now,
+                30
+            ),
+            "expires within the hour"
+        );
+        assert!(
+            !warns(&unenrolled(Some(now - chrono::Duration::hours(1))), now, 30),
+            "expired: not messaged"
+        );
+        assert!(!warns(&unenrolled(None), now, 30), "never expires");
+        assert!(!warns(&unenrolled(days(5)), now, 0), "0 turns it off");
+        assert!(!warns(&row(Some(true), days(5), now), now, 30), "enrolled");
+        assert!(
+            !warns(&row(None, days(5), now), now, 30),
+            "undetermined: left to the enrolled credential's own status"
+        );
+        let mut cert = unenrolled(days(5));
+        cert.kind = CredentialKind::Certificate;
+        assert!(warns(&cert, now, 30), "certificates expire too");
+    }
+
+    #[test]
+    fn enrolled_means_the_vaults_password_the_replaced_one_or_the_rotators_own() {
+        let now = t("2026-11-22T02:00:00Z");
+        let end = Some(t("2026-12-01T00:00:00Z"));
+        let policy = policy_enrolling(1);
+        let kept = app(
+            1,
+            vec![
+                password(10, Some("current"), end),
+                password(11, Some("replaced"), end),
+                password(12, Some("portal test"), end),
+                password(13, Some("secret-rotator:kept:2026-11-01"), end),
+            ],
+        );
+        let flags = |e: &Enrolment| -> Vec<Option<bool>> {
+            rows_for_app(&kept, &[], e, now)
+                .iter()
+                .map(|r| r.enrolled)
+                .collect()
+        };
+        let mut e = Enrolment::from_policy(Some(&policy));
+        // Before the vault is observed only the rotator's own password can be told.
+        assert_eq!(flags(&e), [None, None, None, Some(true)]);
+        e.observed("kept", None, None, "kv-kept/s".into());
+        assert_eq!(flags(&e), [None, None, None, Some(true)], "unknown keyId");
+        e.observed("kept", Some(id(10)), Some(id(11)), "kv-kept/s".into());
+        assert_eq!(flags(&e), [Some(true), Some(true), Some(false), Some(true)]);
+        let rows = rows_for_app(&kept, &[], &e, now);
+        assert_eq!(rows[0].key_vault.as_deref(), Some("kv-kept/s"));
+        assert!(
+            rows.iter()
+                .all(|r| r.enrolled_as.as_deref() == Some("kept"))
+        );
+
+        // Another application: nothing of it is enrolled, the rotator's marker included (its
+        // policy entry is gone), nor its certificates.
+        let other = app(
+            2,
+            vec![password(20, Some("secret-rotator:gone:2026-01-01"), end)],
+        );
+        let cert = CertificateInfo {
+            key_id: id(21),
+            display_name: None,
+            start: None,
+            end,
+        };
+        let rows = rows_for_app(&other, &[cert.clone()], &e, now);
+        assert_eq!(
+            rows.iter().map(|r| r.enrolled).collect::<Vec<_>>(),
+            [Some(false), Some(false)]
+        );
+        let sp = rows_for_service_principal(&kept, &[cert], now);
+        assert!(sp.iter().all(|r| r.enrolled == Some(false)));
+    }
+
+    #[test]
+    fn status_inventory_keeps_the_soonest_within_its_limit() {
+        let now = t("2026-11-22T02:00:00Z");
+        let mut soonest = SoonestUnenrolled::new(200);
+        // 1,000 unenrolled credentials in a scrambled order, days left -100..900, plus ones
+        // that never expire, enrolled ones and undetermined ones.
+        for i in 0..1000i64 {
+            let d = (i * 7919) % 1000 - 100;
+            soonest.add(&row(
+                Some(false),
+                Some(now + chrono::Duration::days(d)),
+                now,
+            ));
+        }
+        for _ in 0..3 {
+            soonest.add(&row(Some(false), None, now));
+            soonest.add(&row(Some(true), Some(now), now));
+            soonest.add(&row(None, Some(now), now));
+        }
+        let inv = soonest.finish(ScanSummary::default(), None);
+        assert_eq!((inv.unenrolled, inv.undetermined), (1003, 3));
+        assert_eq!(
+            (inv.listed.len(), inv.not_listed, inv.limit),
+            (200, 803, 200)
+        );
+        let days: Vec<i64> = inv.listed.iter().map(|r| r.days_left.unwrap()).collect();
+        assert_eq!(
+            days,
+            (-100..100).collect::<Vec<_>>(),
+            "the 200 soonest, sorted"
+        );
+        assert!(inv.note.contains("803 more not listed"), "{}", inv.note);
+
+        // Fewer than the limit: all of them, never-expiring last.
+        let mut few = SoonestUnenrolled::new(200);
+        few.add(&row(Some(false), None, now));
+        few.add(&row(
+            Some(false),
+            Some(now + chrono::Duration::days(3)),
+            now,
+        ));
+        let inv = few.finish(ScanSummary::default(), None);
+        assert_eq!(
+            inv.listed.iter().map(|r| r.days_left).collect::<Vec<_>>(),
+            [Some(3), None]
+        );
+        assert_eq!(inv.not_listed, 0);
     }
 
     #[test]

@@ -399,6 +399,44 @@ mod tests {
     }
 
     #[test]
+    fn expiring_unenrolled_names_the_credential_and_is_one_a_day_per_keyid() {
+        let now = DateTime::parse_from_rfc3339("2026-11-22T02:00:00Z")
+            .unwrap()
+            .to_utc();
+        let app = crate::planner::AppState {
+            object_id: uuid::Uuid::from_u128(1),
+            app_id: uuid::Uuid::parse_str("c0ffee00-0000-4000-8000-000000000001").unwrap(),
+            display_name: "Legacy Billing".into(),
+            passwords: vec![crate::planner::PasswordInfo {
+                key_id: uuid::Uuid::parse_str("c0ffee00-0000-4000-8000-0000000000a1").unwrap(),
+                display_name: Some("billing job".into()),
+                hint: Some("Bil".into()),
+                start: None,
+                end: Some(now + chrono::Duration::hours(5 * 24 + 12)),
+            }],
+        };
+        let row =
+            crate::inventory::rows_for_app(&app, &[], &crate::inventory::Enrolment::default(), now)
+                .remove(0);
+        let m = Message::expiring_unenrolled(&row, row.end.unwrap(), now);
+        assert_eq!(
+            m.title,
+            "Client secret of Legacy Billing expires in 5 days and is not enrolled"
+        );
+        assert_eq!(
+            Notifications::dedup_key(&m),
+            "notify/2026-11-22/expiring-unenrolled-c0ffee00-0000-4000-8000-000000000001_c0ffee00-0000-4000-8000-0000000000a1.json"
+        );
+        let card = render(WebhookKind::Teams, &m).to_string();
+        assert!(
+            card.contains("billing job") && card.contains("2026-11-27"),
+            "{card}"
+        );
+        // The hint is the only trace of a value in the inventory; it stays out of messages.
+        assert!(!serde_json::to_string(&m).unwrap().contains("Bil\""));
+    }
+
+    #[test]
     fn dedup_key_is_per_day_kind_and_subject() {
         let at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
             .unwrap()
