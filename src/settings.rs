@@ -153,7 +153,7 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         required: false,
         source: Source::AppSetting,
         example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/teams-hook)",
-        meaning: "Teams Workflows webhook for manual steps and failures (a secret: use a Key Vault reference).",
+        meaning: "Teams Workflows webhook for manual steps, failures and expiring unenrolled credentials (a secret: use a Key Vault reference).",
     },
     SettingSpec {
         name: "ROTATOR_NOTIFY_SLACK_URL",

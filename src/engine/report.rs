@@ -120,6 +120,32 @@ pub struct UnenrolledScanReport {
     pub warning: Option<String>,
 }
 
+impl UnenrolledScanReport {
+    /// One line for the logs and the CLI.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "unenrolled credentials: {} expiring within {} days among {} application(s){}; {} notified, {} already notified today",
+            self.expiring,
+            self.warn_days,
+            self.scan.applications,
+            if self.scan.owned_only {
+                " (owned only)"
+            } else {
+                ""
+            },
+            self.notified,
+            self.already_sent_today
+        );
+        if !self.scan.complete {
+            line.push_str("; scan incomplete");
+        }
+        if let Some(w) = &self.warning {
+            line.push_str(&format!("; warning: {w}"));
+        }
+        line
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Check {
