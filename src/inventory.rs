@@ -976,7 +976,7 @@ mod tests {
             start: None,
             end,
         };
-        let rows = rows_for_app(&other, &[cert.clone()], &e, now);
+        let rows = rows_for_app(&other, std::slice::from_ref(&cert), &e, now);
         assert_eq!(
             rows.iter().map(|r| r.enrolled).collect::<Vec<_>>(),
             [Some(false), Some(false)]

@@ -84,10 +84,9 @@ fn unenrolled_section(status: &StatusReport) -> String {
             Some(d) if d < 30 => "warn",
             _ => "good",
         };
-        let _ = write!(
+        let _ = writeln!(
             rows,
-            r#"<tr class="{h}" data-key-id="{key}"><th scope="row">{app}<div class="sub">{app_id}</div></th><td>{kind}</td><td>{key}<div class="sub">{desc}</div></td><td>{expires}</td></tr>
-"#,
+            r#"<tr class="{h}" data-key-id="{key}"><th scope="row">{app}<div class="sub">{app_id}</div></th><td>{kind}</td><td>{key}<div class="sub">{desc}</div></td><td>{expires}</td></tr>"#,
             app = esc(&c.application),
             app_id = c.app_id,
             kind = match c.kind {
