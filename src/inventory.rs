@@ -607,39 +607,6 @@ impl<'a> InventoryScan<'a> {
     }
 }
 
-/// One credential nobody rotates, as `Status` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UnenrolledCredential {
-    pub application: String,
-    pub holder: Holder,
-    pub app_id: Uuid,
-    pub kind: CredentialKind,
-    pub key_id: Uuid,
-    pub display_name: Option<String>,
-    pub expires: Option<DateTime<Utc>>,
-    pub days_left: Option<i64>,
-    /// The policy entry of the application, when the application is enrolled but this
-    /// credential is another one than the rotator keeps.
-    pub application_enrolled_as: Option<String>,
-}
-
-impl From<&InventoryRow> for UnenrolledCredential {
-    fn from(r: &InventoryRow) -> Self {
-        Self {
-            application: r.application.clone(),
-            holder: r.holder,
-            app_id: r.app_id,
-            kind: r.kind,
-            key_id: r.key_id,
-            display_name: r.display_name.clone(),
-            expires: r.end,
-            days_left: r.days_left,
-            application_enrolled_as: r.enrolled_as.clone(),
-        }
-    }
-}
-
 /// `Status`'s inventory of credentials nobody rotates: bounded, so a tenant of 100,000
 /// applications answers with at most `limit` rows — the ones expiring soonest (expired ones
 /// first, most days past first; never-expiring ones last) — and a count of the rest.
@@ -656,8 +623,9 @@ pub struct UnenrolledInventory {
     /// counted nor listed as unenrolled.
     pub undetermined: usize,
     pub limit: usize,
-    /// The `limit` soonest to expire, by days left.
-    pub listed: Vec<UnenrolledCredential>,
+    /// The `limit` soonest to expire, by days left (`enrolledAs` set: the application is
+    /// enrolled, this credential is another one than the rotator keeps).
+    pub listed: Vec<InventoryRow>,
     /// Unenrolled credentials beyond `limit`, not listed.
     pub not_listed: usize,
     pub note: String,
@@ -675,12 +643,12 @@ pub struct SoonestUnenrolled {
 }
 
 #[derive(Debug)]
-struct Soonest(UnenrolledCredential);
+struct Soonest(InventoryRow);
 
 impl Soonest {
     /// Never-expiring credentials sort after every dated one.
     fn key(&self) -> (bool, Option<DateTime<Utc>>, Uuid) {
-        (self.0.expires.is_none(), self.0.expires, self.0.key_id)
+        (self.0.end.is_none(), self.0.end, self.0.key_id)
     }
 }
 impl PartialEq for Soonest {
@@ -716,7 +684,7 @@ impl SoonestUnenrolled {
             None => self.undetermined += 1,
             Some(false) => {
                 self.unenrolled += 1;
-                self.heap.push(Soonest(row.into()));
+                self.heap.push(Soonest(row.clone()));
                 if self.heap.len() > self.limit {
                     self.heap.pop();
                 }
@@ -725,7 +693,7 @@ impl SoonestUnenrolled {
     }
 
     pub fn finish(self, scan: ScanSummary, problem: Option<String>) -> UnenrolledInventory {
-        let listed: Vec<UnenrolledCredential> = self
+        let listed: Vec<InventoryRow> = self
             .heap
             .into_sorted_vec()
             .into_iter()

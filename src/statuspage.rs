@@ -95,7 +95,7 @@ fn unenrolled_section(status: &StatusReport) -> String {
             },
             key = c.key_id,
             desc = esc(c.display_name.as_deref().unwrap_or("")),
-            expires = match (c.expires, c.days_left) {
+            expires = match (c.end, c.days_left) {
                 (Some(e), Some(d)) if d < 0 =>
                     format!("{} (expired {} days ago)", e.format("%Y-%m-%d"), -d),
                 (Some(e), Some(d)) => format!("{} ({d} days left)", e.format("%Y-%m-%d")),

@@ -238,7 +238,8 @@ async fn status_lists_the_unenrolled_credentials_it_can_see() {
     assert_eq!(billing["appId"], BILLING);
     assert_eq!(billing["kind"], "secret");
     assert_eq!(billing["daysLeft"], 5);
-    assert_eq!(listed[1]["applicationEnrolledAs"], "integration-app");
+    assert_eq!(listed[1]["enrolledAs"], "integration-app");
+    assert!(listed.iter().all(|r| r["enrolled"] == false), "{inv:#}");
     assert_eq!(listed[3]["kind"], "certificate");
     assert_eq!(listed[3]["daysLeft"], 300);
     assert!(!inv.to_string().contains(PARTNER), "not owned: {inv:#}");
