@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::azure::graph::CertificateInfo;
+use crate::azure::graph::{CertificateInfo, ListedApp};
 use crate::engine::ports::{AzurePorts, Listing, ListingPager, PortError};
 use crate::planner::{AppState, MARKER_PREFIX};
 use crate::policy::{AppRef, Policy};
@@ -527,19 +527,7 @@ impl<'a> InventoryScan<'a> {
                 ScanPhase::Applications(mut pager) => match pager.next_page().await {
                     Ok(Some(page)) => {
                         self.phase = ScanPhase::Applications(pager);
-                        self.summary.pages += 1;
-                        let mut rows = Vec::new();
-                        for listed in &page {
-                            self.summary.applications += 1;
-                            rows.extend(rows_for_app(
-                                &listed.app,
-                                &listed.certificates,
-                                self.enrolment,
-                                self.now,
-                            ));
-                        }
-                        self.summary.rows += rows.len();
-                        return Ok(Some(rows));
+                        return Ok(Some(self.rows_of(&page, Holder::Application)));
                     }
                     Ok(None) => self.phase = self.after_applications(),
                     // Only the first page can be refused for lack of a role; a token that
@@ -557,18 +545,7 @@ impl<'a> InventoryScan<'a> {
                 ScanPhase::ServicePrincipals(mut pager, pages) => match pager.next_page().await {
                     Ok(Some(page)) => {
                         self.phase = ScanPhase::ServicePrincipals(pager, pages + 1);
-                        self.summary.pages += 1;
-                        let mut rows = Vec::new();
-                        for listed in &page {
-                            self.summary.service_principals += 1;
-                            rows.extend(rows_for_service_principal(
-                                &listed.app,
-                                &listed.certificates,
-                                self.now,
-                            ));
-                        }
-                        self.summary.rows += rows.len();
-                        return Ok(Some(rows));
+                        return Ok(Some(self.rows_of(&page, Holder::ServicePrincipal)));
                     }
                     Ok(None) => {
                         self.summary.complete = true;
@@ -585,6 +562,27 @@ impl<'a> InventoryScan<'a> {
                 },
             }
         }
+    }
+
+    /// One page's rows, counted.
+    fn rows_of(&mut self, page: &[ListedApp], holder: Holder) -> Vec<InventoryRow> {
+        self.summary.pages += 1;
+        let mut rows = Vec::new();
+        for listed in page {
+            let (app, certs) = (&listed.app, &listed.certificates);
+            rows.extend(match holder {
+                Holder::Application => {
+                    self.summary.applications += 1;
+                    rows_for_app(app, certs, self.enrolment, self.now)
+                }
+                Holder::ServicePrincipal => {
+                    self.summary.service_principals += 1;
+                    rows_for_service_principal(app, certs, self.now)
+                }
+            });
+        }
+        self.summary.rows += rows.len();
+        rows
     }
 
     /// After the applications: the credentials service principals hold themselves (SAML
