@@ -305,3 +305,90 @@ async fn a_failed_scan_is_a_warning_not_a_failed_pass() {
         "the scan's failure is in Status"
     );
 }
+
+/// A tenant of 1,500 owned applications nobody enrolled (expiry spread from 50 days ago to 349
+/// days ahead): `Status` answers with the 200 expiring soonest and a count of the rest, the
+/// pass tells about exactly the ones within 30 days, and the next pass that day about none.
+/// The durations are printed for docs/performance.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_tenant_stays_bounded_and_is_told_once() {
+    const APPS: i64 = 1500;
+    let mut s = demo_scenario();
+    let now: DateTime<Utc> = s["now"].as_str().unwrap().parse().unwrap();
+    let offset = |i: i64| i % 400 - 50;
+    let list = s["applications"].as_array_mut().unwrap();
+    for i in 0..APPS {
+        list.push(json!({
+            "displayName": format!("bulk app {i:05}"),
+            "owners": [MI],
+            "passwordCredentials": [{
+                "secretText": format!("bulkQ~{i:05}.value.one.0123456789"),
+                "endDateTime": at(now, offset(i))
+            }]
+        }));
+    }
+    let (url, received) = receiver::start().await;
+    let w = spawn_world_with(
+        s,
+        &demo_policy(),
+        WorldOptions {
+            webhooks: vec![Webhook {
+                kind: WebhookKind::Generic,
+                url: SecretValue::new(url),
+            }],
+            warn_unenrolled_days: 30,
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let started = std::time::Instant::now();
+    let status = w.engine.status_report(w.now()).await;
+    let t_status = started.elapsed();
+    let inv = status.unenrolled.as_ref().unwrap();
+    assert!(inv.scan.complete && inv.scan.owned_only, "{:?}", inv.scan);
+    assert!(inv.scan.applications >= APPS as usize, "{:?}", inv.scan);
+    assert!(inv.unenrolled >= APPS as usize);
+    assert_eq!(inv.listed.len(), 200);
+    assert_eq!(inv.not_listed, inv.unenrolled - 200);
+    let days: Vec<i64> = inv.listed.iter().map(|r| r.days_left.unwrap()).collect();
+    assert!(days.windows(2).all(|w| w[0] <= w[1]), "sorted: {days:?}");
+    // The 200 smallest offsets among the bulk apps: nothing of the demo tenant comes before.
+    let mut expected: Vec<i64> = (0..APPS).map(offset).collect();
+    expected.sort();
+    assert_eq!(days, expected[..200]);
+    let body = serde_json::to_string(&status).unwrap();
+    assert!(
+        body.len() < 150_000,
+        "Status is bounded: {} bytes",
+        body.len()
+    );
+    assert!(!body.contains("bulkQ~"), "no secret value in Status");
+
+    let started = std::time::Instant::now();
+    let first = pass(&w).await;
+    let t_pass = started.elapsed();
+    let scan = first.unenrolled.as_ref().unwrap();
+    let within = (0..APPS).filter(|i| (0..30).contains(&offset(*i))).count();
+    assert_eq!(
+        (scan.expiring, scan.notified),
+        (within, within),
+        "{scan:#?}"
+    );
+    assert_eq!(expiring(&received).len(), within);
+    let started = std::time::Instant::now();
+    let second = pass(&w).await;
+    let t_second = started.elapsed();
+    let scan = second.unenrolled.as_ref().unwrap();
+    assert_eq!((scan.notified, scan.already_sent_today), (0, within));
+    assert_eq!(
+        expiring(&received).len(),
+        within,
+        "nothing more the same day"
+    );
+    eprintln!(
+        "unenrolled: {} applications; Status {t_status:?} ({} bytes); first pass {t_pass:?} ({within} messages, 4 rotations); second pass {t_second:?}",
+        inv.scan.applications,
+        body.len()
+    );
+}
