@@ -1,8 +1,13 @@
 //! Tenant inventory and diagnosis: every credential of every application the rotator can see,
 //! whether anyone rotates it, and what an AADSTS error line points at.
 //!
-//! The scan is streamed page by page (Graph's `@odata.nextLink`): rows are written as they come
-//! and nothing holds the whole tenant, so 100,000 applications cost the memory of one page.
+//! Where things live: [`InventoryRow`] and [`rows_for_app`] (one row per credential, told
+//! enrolled or not by an [`Enrolment`]); [`InventoryScan`], the one tenant scan behind
+//! `secret-rotator report`, the timer pass's warnings and `Status`, streamed page by page
+//! (Graph's `@odata.nextLink`) so 100,000 applications cost the memory of one page; [`warns`],
+//! the rule for "expiring and nobody rotates it"; [`SoonestUnenrolled`], `Status`'s bounded list;
+//! [`RowWriter`], the report's table/CSV/JSON; [`AadstsLine`], the error-line parser `diagnose`
+//! starts from.
 
 use std::collections::HashMap;
 

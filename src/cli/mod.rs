@@ -20,7 +20,6 @@ use std::sync::Arc;
 use azure_core::credentials::TokenCredential;
 
 use crate::azure::ServiceOptions;
-pub use crate::azure::credential::TokenIdentity;
 use crate::azure::credential::{CredentialChoice, CredentialError, build_credential};
 use crate::azure::graph::{GraphClient, GraphError, WriteLimiter};
 use crate::azure::storage::blob_endpoint;
@@ -51,8 +50,6 @@ pub enum CliError {
         "no AADSTS error code in the text given; paste the whole error line, e.g. \"AADSTS7000222: The provided client secret keys for app '…' are expired\""
     )]
     NoAadstsCode,
-    #[error("cannot get a token to find out who the rotator signs in as: {0}")]
-    Identity(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -134,14 +131,6 @@ impl Connection {
 
     pub fn policy(&self) -> &Policy {
         &self.engine.policy
-    }
-
-    /// Who the rotator signs in as, read from its own Graph token (`oid`, `roles`).
-    pub async fn identity(&self) -> Result<TokenIdentity, CliError> {
-        self.graph
-            .caller_identity()
-            .await
-            .map_err(|e| CliError::Identity(e.to_string()))
     }
 }
 

@@ -5,6 +5,10 @@
 //! its blob lease, then repeat {observe, decide, perform the first step} until the planner has
 //! nothing left, a step fails, the credential's step bound is reached or the pass budget is
 //! spent; release the lease; write the run's audit record and the credential's last outcome.
+//! Then, with what is left of the budget, scan the visible applications for credentials nobody
+//! rotates that expire within `warn_unenrolled_days` and notify about each (once a day); which
+//! passwords are enrolled is learnt from the credentials' last observations, so the scan costs
+//! Graph list pages only. `Status` runs the same scan, bounded, for its `unenrolled` section.
 //!
 //! Guarantees: one rotation of a credential at a time across instances (the lease); a failed
 //! step leaves state that the next run resumes from; a pass never starts a credential after its
