@@ -122,7 +122,7 @@ impl Message {
         ));
         let also = match &row.enrolled_as {
             Some(c) => format!(
-                " The application is enrolled as {c}, but this credential is not the one the rotator keeps in Key Vault."
+                " The application is enrolled as {c}, but this credential is not the one the rotator keeps in Key Vault (a secret the rotator replaced without having created it stays until it expires): anything still using it fails then."
             ),
             None => String::new(),
         };
