@@ -82,9 +82,14 @@ fn tenant(read_all: bool) -> Value {
 }
 
 async fn world(read_all: bool) -> (World, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    world_of(tenant(read_all)).await
+}
+
+/// The demo policy on `scenario`, warning 30 days ahead to a local generic webhook.
+async fn world_of(scenario: Value) -> (World, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     let (url, received) = receiver::start().await;
     let w = spawn_world_with(
-        tenant(read_all),
+        scenario,
         &demo_policy(),
         WorldOptions {
             webhooks: vec![Webhook {
@@ -327,20 +332,7 @@ async fn a_large_tenant_stays_bounded_and_is_told_once() {
             }]
         }));
     }
-    let (url, received) = receiver::start().await;
-    let w = spawn_world_with(
-        s,
-        &demo_policy(),
-        WorldOptions {
-            webhooks: vec![Webhook {
-                kind: WebhookKind::Generic,
-                url: SecretValue::new(url),
-            }],
-            warn_unenrolled_days: 30,
-            ..Default::default()
-        },
-    )
-    .await;
+    let (w, received) = world_of(s).await;
 
     let started = std::time::Instant::now();
     let status = w.engine.status_report(w.now()).await;
