@@ -295,6 +295,8 @@ async fn rig(scenario: Value, policy_json: &str, max_parallel: usize) -> Rig {
         },
         max_parallel,
         verify: VerifyPolicy::default(),
+        // Rotation throughput alone: the scan for unenrolled credentials is off.
+        warn_unenrolled_days: 0,
     })
     .expect("engine builds");
     Rig {

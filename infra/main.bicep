@@ -85,6 +85,11 @@ param rotateWaitSeconds int = 20
 @maxValue(900)
 param verifyTimeoutSeconds int = 180
 
+@description('Notify about credentials nobody rotates that expire within this many days (0: no scan). Listing every application needs Application.Read.All; without it only the owned ones are scanned.')
+@minValue(0)
+@maxValue(365)
+param warnUnenrolledDays int = 30
+
 @description('Pin host names to addresses, HOST=IP:PORT comma-separated (e.g. a private vault). Empty: not set.')
 param resolveOverrides string = ''
 
@@ -147,6 +152,7 @@ module functionApp 'modules/functionApp.bicep' = {
     passBudgetSeconds: passBudgetSeconds
     rotateWaitSeconds: rotateWaitSeconds
     verifyTimeoutSeconds: verifyTimeoutSeconds
+    warnUnenrolledDays: warnUnenrolledDays
     resolveOverrides: resolveOverrides
     caFile: caFile
     logFilter: logFilter

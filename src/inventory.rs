@@ -1,8 +1,13 @@
 //! Tenant inventory and diagnosis: every credential of every application the rotator can see,
 //! whether anyone rotates it, and what an AADSTS error line points at.
 //!
-//! The scan is streamed page by page (Graph's `@odata.nextLink`): rows are written as they come
-//! and nothing holds the whole tenant, so 100,000 applications cost the memory of one page.
+//! Where things live: [`InventoryRow`] and [`rows_for_app`] (one row per credential, told
+//! enrolled or not by an [`Enrolment`]); [`InventoryScan`], the one tenant scan behind
+//! `secret-rotator report`, the timer pass's warnings and `Status`, streamed page by page
+//! (Graph's `@odata.nextLink`) so 100,000 applications cost the memory of one page; [`warns`],
+//! the rule for "expiring and nobody rotates it"; [`SoonestUnenrolled`], `Status`'s bounded list;
+//! [`RowWriter`], the report's table/CSV/JSON; [`AadstsLine`], the error-line parser `diagnose`
+//! starts from.
 
 use std::collections::HashMap;
 
@@ -10,7 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::azure::graph::CertificateInfo;
+use crate::azure::graph::{CertificateInfo, ListedApp};
+use crate::engine::ports::{AzurePorts, Listing, ListingPager, PortError};
 use crate::planner::{AppState, MARKER_PREFIX};
 use crate::policy::{AppRef, Policy};
 
@@ -50,6 +56,12 @@ pub struct InventoryRow {
     pub key_vault: Option<String>,
     /// Created by the rotator (displayName marker).
     pub managed: bool,
+    /// Whether this very credential is kept by the rotator: the password whose value is in the
+    /// enrolled Key Vault secret, the one a rotation replaced, or one the rotator created
+    /// (`enrolledAs` names the application's policy entry even for its other secrets). `null`
+    /// when it cannot be told: the application is enrolled but which password its vault holds
+    /// was not established.
+    pub enrolled: Option<bool>,
 }
 
 /// What the policy (and Key Vault, where read) says about each application: which credential
@@ -66,6 +78,9 @@ pub struct Enrolment {
 #[derive(Debug, Clone)]
 struct Enrolled {
     name: String,
+    /// keyIds the rotator keeps for this application: the one whose value is in Key Vault and
+    /// the one the last rotation replaced. `None` until observed (then nothing can be told).
+    kept: Option<Vec<Uuid>>,
 }
 
 impl Enrolment {
@@ -74,6 +89,7 @@ impl Enrolment {
         for c in policy.iter().flat_map(|p| p.credentials.iter()) {
             let v = Enrolled {
                 name: c.name.clone(),
+                kept: None,
             };
             match c.application {
                 AppRef::AppId(id) => e.by_app_id.insert(id, v),
@@ -86,6 +102,29 @@ impl Enrolment {
     /// Records that the value of password `key_id` is the current version of `vault/secret`.
     pub fn held_in_vault(&mut self, key_id: Uuid, vault_secret: String) {
         self.in_vault.insert(key_id, vault_secret);
+    }
+
+    /// Records what the engine observed of policy credential `credential`: the keyId whose value
+    /// its Key Vault secret holds (`None`: not established) and the one the last rotation
+    /// replaced. Without this call every password of the application counts as undetermined.
+    pub fn observed(
+        &mut self,
+        credential: &str,
+        current: Option<Uuid>,
+        previous: Option<Uuid>,
+        vault_secret: String,
+    ) {
+        let Some(current) = current else { return };
+        self.in_vault.insert(current, vault_secret);
+        let kept: Vec<Uuid> = std::iter::once(current).chain(previous).collect();
+        for e in self
+            .by_app_id
+            .values_mut()
+            .chain(self.by_object_id.values_mut())
+            .filter(|e| e.name == credential)
+        {
+            e.kept = Some(kept.clone());
+        }
     }
 
     fn of(&self, app: &AppState) -> Option<&Enrolled> {
@@ -154,18 +193,23 @@ fn rows_for(
             enrolled_as: None,
             key_vault: None,
             managed: false,
+            enrolled: Some(false),
         };
     let mut rows: Vec<InventoryRow> = app
         .passwords
         .iter()
-        .map(|p| InventoryRow {
-            enrolled_as: enrolled.map(|c| c.name.clone()),
-            key_vault: enrolment.in_vault.get(&p.key_id).cloned(),
-            managed: p
+        .map(|p| {
+            let managed = p
                 .display_name
                 .as_deref()
-                .is_some_and(|d| d.starts_with(MARKER_PREFIX)),
-            ..base(CredentialKind::Secret, p.key_id, &p.display_name, p.end)
+                .is_some_and(|d| d.starts_with(MARKER_PREFIX));
+            InventoryRow {
+                enrolled_as: enrolled.map(|c| c.name.clone()),
+                key_vault: enrolment.in_vault.get(&p.key_id).cloned(),
+                managed,
+                enrolled: password_enrolled(enrolled, p.key_id, managed),
+                ..base(CredentialKind::Secret, p.key_id, &p.display_name, p.end)
+            }
         })
         .collect();
     rows.extend(certificates.iter().map(|c| {
@@ -177,6 +221,33 @@ fn rows_for(
         )
     }));
     rows
+}
+
+/// Whether one password of an application is kept by the rotator. A password the rotator
+/// created (marker) on an enrolled application is its own to remove; on an application no
+/// longer enrolled, nobody keeps it any more.
+fn password_enrolled(enrolled: Option<&Enrolled>, key_id: Uuid, managed: bool) -> Option<bool> {
+    let Some(e) = enrolled else {
+        return Some(false);
+    };
+    if managed {
+        return Some(true);
+    }
+    e.kept.as_ref().map(|kept| kept.contains(&key_id))
+}
+
+/// The selection rule of the "expiring, not enrolled" notification: a credential nobody rotates
+/// (`enrolled == Some(false)`: an undetermined one is left to its enrolled credential's own
+/// status) that expires within `days` days and has not expired yet. An expired credential is
+/// not messaged: it cannot be renewed any more, only replaced, and whatever used it has already
+/// failed (`diagnose` explains the AADSTS7000222 it causes); `Status` still lists it. A
+/// credential without an end date never expires. `days == 0` disables the notification.
+pub fn warns(row: &InventoryRow, now: DateTime<Utc>, days: u32) -> bool {
+    days > 0
+        && row.enrolled == Some(false)
+        && row
+            .end
+            .is_some_and(|end| end > now && end <= now + chrono::Duration::days(i64::from(days)))
 }
 
 /// Output formats of `secret-rotator report`.
@@ -306,6 +377,361 @@ impl<W: std::io::Write> RowWriter<W> {
     }
 }
 
+// ---------------------------------------------------------------- scanning
+
+/// How a scan lists.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanOptions {
+    /// Only the applications the identity owns, without trying the full list first.
+    pub owned_only: bool,
+    /// Applications per Graph page (1-999).
+    pub page_size: u32,
+    /// Stop before fetching another page after this instant (the timer pass's budget); the
+    /// summary then says the scan is incomplete.
+    pub deadline: Option<std::time::Instant>,
+}
+
+/// What a scan covered. Serialized into the pass report and `Status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanSummary {
+    pub applications: usize,
+    /// Service principals scanned for credentials of their own (0 when not listed).
+    pub service_principals: usize,
+    pub rows: usize,
+    pub pages: usize,
+    /// True when only owned applications were listed; `owned_only_reason` says why.
+    pub owned_only: bool,
+    pub owned_only_reason: Option<String>,
+    /// False when the deadline stopped the scan before the last page.
+    pub complete: bool,
+}
+
+enum ScanPhase {
+    Start,
+    Applications(Box<dyn ListingPager>),
+    ServicePrincipals(Box<dyn ListingPager>, usize),
+    Done,
+}
+
+/// The one tenant scan behind `secret-rotator report`, the timer pass's notifications and
+/// `Status`: every application the identity can read (or, without a directory-wide read role,
+/// the ones it owns: its service principal's `ownedObjects`, the `oid` of its own Graph token),
+/// then the credentials service principals hold themselves — as [`InventoryRow`]s, one Graph
+/// page at a time. Callers pull pages with [`InventoryScan::next_page`] and drop each before the
+/// next, so memory is one page whatever the tenant's size; what the scan has to say about
+/// itself (owned-only and why) is in [`InventoryScan::take_notes`].
+pub struct InventoryScan<'a> {
+    azure: &'a dyn AzurePorts,
+    enrolment: &'a Enrolment,
+    now: DateTime<Utc>,
+    opts: ScanOptions,
+    phase: ScanPhase,
+    summary: ScanSummary,
+    notes: Vec<String>,
+}
+
+impl<'a> InventoryScan<'a> {
+    pub fn new(
+        azure: &'a dyn AzurePorts,
+        enrolment: &'a Enrolment,
+        opts: ScanOptions,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            azure,
+            enrolment,
+            now,
+            opts,
+            phase: ScanPhase::Start,
+            summary: ScanSummary {
+                owned_only: opts.owned_only,
+                owned_only_reason: opts
+                    .owned_only
+                    .then(|| "only the owned applications were asked for".to_string()),
+                ..Default::default()
+            },
+            notes: Vec::new(),
+        }
+    }
+
+    /// What the scan has covered so far (all of it once `next_page` has returned `None`).
+    pub fn summary(&self) -> &ScanSummary {
+        &self.summary
+    }
+
+    /// Lines about the scan itself, in order, since the last call.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    fn owned_only(&mut self, reason: String) {
+        self.notes.push(reason.clone());
+        self.summary.owned_only = true;
+        self.summary.owned_only_reason = Some(reason);
+    }
+
+    async fn owned_pager(&mut self) -> Result<Box<dyn ListingPager>, PortError> {
+        let who = self.azure.caller_identity().await?;
+        // A user's token (an operator's Azure CLI login) has no app roles: the user's own.
+        if who.roles.is_none() {
+            self.notes.push(format!(
+                "listing the applications owned by the signed-in user {} (me/ownedObjects)",
+                who.object_id
+            ));
+            return Ok(self.azure.list(Listing::OwnedByMe, self.opts.page_size));
+        }
+        self.notes.push(format!(
+            "listing the applications owned by {} (servicePrincipals/{}/ownedObjects)",
+            who.object_id, who.object_id
+        ));
+        Ok(self
+            .azure
+            .list(Listing::OwnedBy(who.object_id), self.opts.page_size))
+    }
+
+    async fn start(&mut self) -> Result<Box<dyn ListingPager>, PortError> {
+        if !self.summary.owned_only
+            && let Ok(who) = self.azure.caller_identity().await
+            && !who.can_read_all_applications()
+        {
+            self.owned_only(
+                "the identity lacks Application.Read.All (its token has no role that reads every application); only the applications it owns are listed".into(),
+            );
+        }
+        if self.summary.owned_only {
+            self.owned_pager().await
+        } else {
+            Ok(self
+                .azure
+                .list(Listing::AllApplications, self.opts.page_size))
+        }
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.opts
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+    }
+
+    /// The rows of the next page (possibly none), or `None` when the scan is over: every page
+    /// read, or the deadline reached (`summary().complete` tells which).
+    pub async fn next_page(&mut self) -> Result<Option<Vec<InventoryRow>>, PortError> {
+        loop {
+            if !matches!(self.phase, ScanPhase::Done) && self.out_of_time() {
+                self.notes.push(format!(
+                    "stopped at the deadline after {} page(s); the rest waits for the next scan",
+                    self.summary.pages
+                ));
+                self.phase = ScanPhase::Done;
+                return Ok(None);
+            }
+            match std::mem::replace(&mut self.phase, ScanPhase::Done) {
+                ScanPhase::Done => return Ok(None),
+                ScanPhase::Start => self.phase = ScanPhase::Applications(self.start().await?),
+                ScanPhase::Applications(mut pager) => match pager.next_page().await {
+                    Ok(Some(page)) => {
+                        self.phase = ScanPhase::Applications(pager);
+                        return Ok(Some(self.rows_of(&page, Holder::Application)));
+                    }
+                    Ok(None) => self.phase = self.after_applications(),
+                    // Only the first page can be refused for lack of a role; a token that
+                    // claims the role can still be refused (role not consented, or removed).
+                    Err(PortError::AccessDenied(m))
+                        if self.summary.pages == 0 && !self.summary.owned_only =>
+                    {
+                        self.owned_only(format!(
+                            "Graph refused to list every application ({m}): the identity lacks Application.Read.All; falling back to the applications it owns"
+                        ));
+                        self.phase = ScanPhase::Applications(self.owned_pager().await?);
+                    }
+                    Err(e) => return Err(e),
+                },
+                ScanPhase::ServicePrincipals(mut pager, pages) => match pager.next_page().await {
+                    Ok(Some(page)) => {
+                        self.phase = ScanPhase::ServicePrincipals(pager, pages + 1);
+                        return Ok(Some(self.rows_of(&page, Holder::ServicePrincipal)));
+                    }
+                    Ok(None) => {
+                        self.summary.complete = true;
+                        return Ok(None);
+                    }
+                    Err(PortError::AccessDenied(m)) if pages == 0 => {
+                        self.notes.push(format!(
+                            "service principals' own credentials are not listed: {m}"
+                        ));
+                        self.summary.complete = true;
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// One page's rows, counted.
+    fn rows_of(&mut self, page: &[ListedApp], holder: Holder) -> Vec<InventoryRow> {
+        self.summary.pages += 1;
+        let mut rows = Vec::new();
+        for listed in page {
+            let (app, certs) = (&listed.app, &listed.certificates);
+            rows.extend(match holder {
+                Holder::Application => {
+                    self.summary.applications += 1;
+                    rows_for_app(app, certs, self.enrolment, self.now)
+                }
+                Holder::ServicePrincipal => {
+                    self.summary.service_principals += 1;
+                    rows_for_service_principal(app, certs, self.now)
+                }
+            });
+        }
+        self.summary.rows += rows.len();
+        rows
+    }
+
+    /// After the applications: the credentials service principals hold themselves (SAML
+    /// signing certificates), which needs the same directory-wide read.
+    fn after_applications(&mut self) -> ScanPhase {
+        if self.summary.owned_only {
+            self.notes.push(
+                "service principals' own credentials are not listed (that needs Application.Read.All)"
+                    .into(),
+            );
+            self.summary.complete = true;
+            ScanPhase::Done
+        } else {
+            ScanPhase::ServicePrincipals(
+                self.azure
+                    .list(Listing::ServicePrincipals, self.opts.page_size),
+                0,
+            )
+        }
+    }
+}
+
+/// `Status`'s inventory of credentials nobody rotates: bounded, so a tenant of 100,000
+/// applications answers with at most `limit` rows — the ones expiring soonest (expired ones
+/// first, most days past first; never-expiring ones last) — and a count of the rest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnenrolledInventory {
+    /// What was scanned, and whether only owned applications were visible (and why).
+    pub scan: ScanSummary,
+    /// Why the scan failed part way, when it did (the rows are what was read before).
+    pub problem: Option<String>,
+    /// Credentials not enrolled, in all.
+    pub unenrolled: usize,
+    /// Credentials of enrolled applications whose vault's keyId was not established: neither
+    /// counted nor listed as unenrolled.
+    pub undetermined: usize,
+    pub limit: usize,
+    /// The `limit` soonest to expire, by days left (`enrolledAs` set: the application is
+    /// enrolled, this credential is another one than the rotator keeps).
+    pub listed: Vec<InventoryRow>,
+    /// Unenrolled credentials beyond `limit`, not listed.
+    pub not_listed: usize,
+    pub note: String,
+}
+
+/// Keeps the `limit` unenrolled rows expiring soonest out of a stream of pages: memory is
+/// bounded by `limit`, not the tenant.
+#[derive(Debug)]
+pub struct SoonestUnenrolled {
+    limit: usize,
+    /// Max-heap on (end, keyId): the top is the row to drop first.
+    heap: std::collections::BinaryHeap<Soonest>,
+    unenrolled: usize,
+    undetermined: usize,
+}
+
+#[derive(Debug)]
+struct Soonest(InventoryRow);
+
+impl Soonest {
+    /// Never-expiring credentials sort after every dated one.
+    fn key(&self) -> (bool, Option<DateTime<Utc>>, Uuid) {
+        (self.0.end.is_none(), self.0.end, self.0.key_id)
+    }
+}
+impl PartialEq for Soonest {
+    fn eq(&self, o: &Self) -> bool {
+        self.key() == o.key()
+    }
+}
+impl Eq for Soonest {}
+impl PartialOrd for Soonest {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Soonest {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&o.key())
+    }
+}
+
+impl SoonestUnenrolled {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            heap: std::collections::BinaryHeap::with_capacity(limit + 1),
+            unenrolled: 0,
+            undetermined: 0,
+        }
+    }
+
+    pub fn add(&mut self, row: &InventoryRow) {
+        match row.enrolled {
+            Some(true) => {}
+            None => self.undetermined += 1,
+            Some(false) => {
+                self.unenrolled += 1;
+                self.heap.push(Soonest(row.clone()));
+                if self.heap.len() > self.limit {
+                    self.heap.pop();
+                }
+            }
+        }
+    }
+
+    pub fn finish(self, scan: ScanSummary, problem: Option<String>) -> UnenrolledInventory {
+        let listed: Vec<InventoryRow> = self
+            .heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|s| s.0)
+            .collect();
+        let not_listed = self.unenrolled - listed.len();
+        let note = format!(
+            "{} credential(s) nobody rotates{}; {} listed (at most {}, soonest to expire first){}",
+            self.unenrolled,
+            if scan.owned_only {
+                " among the applications the rotator owns"
+            } else {
+                ""
+            },
+            listed.len(),
+            self.limit,
+            if not_listed > 0 {
+                format!("; {not_listed} more not listed (secret-rotator report lists them all)")
+            } else {
+                String::new()
+            }
+        );
+        UnenrolledInventory {
+            scan,
+            problem,
+            unenrolled: self.unenrolled,
+            undetermined: self.undetermined,
+            limit: self.limit,
+            listed,
+            not_listed,
+            note,
+        }
+    }
+}
+
 /// What an AADSTS error line says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AadstsLine {
@@ -363,6 +789,7 @@ impl AadstsLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::planner::PasswordInfo;
 
     #[test]
     fn parses_the_ezsign_log_line() {
@@ -386,6 +813,196 @@ mod tests {
         assert!(l.app_id.is_some());
         assert!(AadstsLine::parse("no code here").is_none());
         assert!(AadstsLine::parse("AADSTS").is_none());
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn password(key: u128, name: Option<&str>, end: Option<DateTime<Utc>>) -> PasswordInfo {
+        PasswordInfo {
+            key_id: id(key),
+            display_name: name.map(str::to_string),
+            hint: None,
+            start: None,
+            end,
+        }
+    }
+
+    fn app(app_id: u128, passwords: Vec<PasswordInfo>) -> AppState {
+        AppState {
+            object_id: id(app_id + 1000),
+            app_id: id(app_id),
+            display_name: format!("app {app_id}"),
+            passwords,
+        }
+    }
+
+    fn policy_enrolling(app_id: u128) -> Policy {
+        crate::policy::parse(
+            "policy.json",
+            &serde_json::json!({
+                "credentials": [{
+                    "name": "kept",
+                    "application": { "appId": id(app_id).to_string() },
+                    "keyVault": { "vault": "kv-kept", "secret": "s" }
+                }]
+            })
+            .to_string(),
+        )
+        .expect("valid policy")
+    }
+
+    fn row(enrolled: Option<bool>, end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> InventoryRow {
+        let mut r = rows_for_app(
+            &app(1, vec![password(7, None, end)]),
+            &[],
+            &Enrolment::default(),
+            now,
+        )
+        .remove(0);
+        r.enrolled = enrolled;
+        r
+    }
+
+    #[test]
+    fn warns_about_unenrolled_credentials_expiring_within_the_window_only() {
+        let now = t("2026-11-22T02:00:00Z");
+        let days = |d: i64| Some(now + chrono::Duration::days(d));
+        let unenrolled = |end| row(Some(false), end, now);
+        assert!(warns(&unenrolled(days(5)), now, 30));
+        assert!(warns(&unenrolled(days(30)), now, 30), "the last day counts");
+        assert!(!warns(&unenrolled(days(31)), now, 30));
+        assert!(
+            warns(
+                &unenrolled(Some(now + chrono::Duration::minutes(5))),
+                now,
+                30
+            ),
+            "expires within the hour"
+        );
+        assert!(
+            !warns(&unenrolled(Some(now - chrono::Duration::hours(1))), now, 30),
+            "expired: not messaged"
+        );
+        assert!(!warns(&unenrolled(None), now, 30), "never expires");
+        assert!(!warns(&unenrolled(days(5)), now, 0), "0 turns it off");
+        assert!(!warns(&row(Some(true), days(5), now), now, 30), "enrolled");
+        assert!(
+            !warns(&row(None, days(5), now), now, 30),
+            "undetermined: left to the enrolled credential's own status"
+        );
+        let mut cert = unenrolled(days(5));
+        cert.kind = CredentialKind::Certificate;
+        assert!(warns(&cert, now, 30), "certificates expire too");
+    }
+
+    #[test]
+    fn enrolled_means_the_vaults_password_the_replaced_one_or_the_rotators_own() {
+        let now = t("2026-11-22T02:00:00Z");
+        let end = Some(t("2026-12-01T00:00:00Z"));
+        let policy = policy_enrolling(1);
+        let kept = app(
+            1,
+            vec![
+                password(10, Some("current"), end),
+                password(11, Some("replaced"), end),
+                password(12, Some("portal test"), end),
+                password(13, Some("secret-rotator:kept:2026-11-01"), end),
+            ],
+        );
+        let flags = |e: &Enrolment| -> Vec<Option<bool>> {
+            rows_for_app(&kept, &[], e, now)
+                .iter()
+                .map(|r| r.enrolled)
+                .collect()
+        };
+        let mut e = Enrolment::from_policy(Some(&policy));
+        // Before the vault is observed only the rotator's own password can be told.
+        assert_eq!(flags(&e), [None, None, None, Some(true)]);
+        e.observed("kept", None, None, "kv-kept/s".into());
+        assert_eq!(flags(&e), [None, None, None, Some(true)], "unknown keyId");
+        e.observed("kept", Some(id(10)), Some(id(11)), "kv-kept/s".into());
+        assert_eq!(flags(&e), [Some(true), Some(true), Some(false), Some(true)]);
+        let rows = rows_for_app(&kept, &[], &e, now);
+        assert_eq!(rows[0].key_vault.as_deref(), Some("kv-kept/s"));
+        assert!(
+            rows.iter()
+                .all(|r| r.enrolled_as.as_deref() == Some("kept"))
+        );
+
+        // Another application: nothing of it is enrolled, the rotator's marker included (its
+        // policy entry is gone), nor its certificates.
+        let other = app(
+            2,
+            vec![password(20, Some("secret-rotator:gone:2026-01-01"), end)],
+        );
+        let cert = CertificateInfo {
+            key_id: id(21),
+            display_name: None,
+            start: None,
+            end,
+        };
+        let rows = rows_for_app(&other, std::slice::from_ref(&cert), &e, now);
+        assert_eq!(
+            rows.iter().map(|r| r.enrolled).collect::<Vec<_>>(),
+            [Some(false), Some(false)]
+        );
+        let sp = rows_for_service_principal(&kept, &[cert], now);
+        assert!(sp.iter().all(|r| r.enrolled == Some(false)));
+    }
+
+    #[test]
+    fn status_inventory_keeps_the_soonest_within_its_limit() {
+        let now = t("2026-11-22T02:00:00Z");
+        let mut soonest = SoonestUnenrolled::new(200);
+        // 1,000 unenrolled credentials in a scrambled order, days left -100..900, plus ones
+        // that never expire, enrolled ones and undetermined ones.
+        for i in 0..1000i64 {
+            let d = (i * 7919) % 1000 - 100;
+            soonest.add(&row(
+                Some(false),
+                Some(now + chrono::Duration::days(d)),
+                now,
+            ));
+        }
+        for _ in 0..3 {
+            soonest.add(&row(Some(false), None, now));
+            soonest.add(&row(Some(true), Some(now), now));
+            soonest.add(&row(None, Some(now), now));
+        }
+        let inv = soonest.finish(ScanSummary::default(), None);
+        assert_eq!((inv.unenrolled, inv.undetermined), (1003, 3));
+        assert_eq!(
+            (inv.listed.len(), inv.not_listed, inv.limit),
+            (200, 803, 200)
+        );
+        let days: Vec<i64> = inv.listed.iter().map(|r| r.days_left.unwrap()).collect();
+        assert_eq!(
+            days,
+            (-100..100).collect::<Vec<_>>(),
+            "the 200 soonest, sorted"
+        );
+        assert!(inv.note.contains("803 more not listed"), "{}", inv.note);
+
+        // Fewer than the limit: all of them, never-expiring last.
+        let mut few = SoonestUnenrolled::new(200);
+        few.add(&row(Some(false), None, now));
+        few.add(&row(
+            Some(false),
+            Some(now + chrono::Duration::days(3)),
+            now,
+        ));
+        let inv = few.finish(ScanSummary::default(), None);
+        assert_eq!(
+            inv.listed.iter().map(|r| r.days_left).collect::<Vec<_>>(),
+            [Some(3), None]
+        );
+        assert_eq!(inv.not_listed, 0);
     }
 
     #[test]

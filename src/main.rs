@@ -225,6 +225,7 @@ impl handler::service::RotatorService for Unavailable {
             finished: now,
             credentials: vec![],
             deferred: vec![],
+            unenrolled: None,
         }
     }
     async fn rotate_one(
@@ -258,6 +259,7 @@ impl handler::service::RotatorService for Unavailable {
         secret_rotator::engine::report::StatusReport {
             now,
             credentials: vec![],
+            unenrolled: None,
         }
     }
     async fn plan(

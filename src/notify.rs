@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::engine::ports::{ManualStep, Notifier, PortError, StorePorts};
+use crate::inventory::{CredentialKind, Holder, InventoryRow};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,31 +85,62 @@ impl Message {
         }
     }
 
+    /// A credential nobody rotates (see [`crate::inventory::warns`]) that expires on `expires`.
+    /// Names the application, the credential's keyId and where it sits; the inventory holds no
+    /// value, so none can leak into the message.
     pub fn expiring_unenrolled(
-        app_display_name: &str,
-        app_id: &str,
-        key_id: &str,
+        row: &InventoryRow,
         expires: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Self {
+        let what = match (row.kind, row.holder) {
+            (CredentialKind::Secret, Holder::Application) => "Client secret",
+            (CredentialKind::Certificate, Holder::Application) => "Certificate",
+            (CredentialKind::Secret, Holder::ServicePrincipal) => "Service principal secret",
+            (CredentialKind::Certificate, Holder::ServicePrincipal) => {
+                "Service principal certificate"
+            }
+        };
+        let days = crate::inventory::days_left(expires, at);
+        let when = match days {
+            0 => "within a day".to_string(),
+            1 => "in 1 day".to_string(),
+            n => format!("in {n} days"),
+        };
+        let mut facts = vec![
+            ("Application".into(), row.application.clone()),
+            ("Application (client) ID".into(), row.app_id.to_string()),
+            ("Credential".into(), what.to_string()),
+            ("keyId".into(), row.key_id.to_string()),
+        ];
+        if let Some(d) = &row.display_name {
+            facts.push(("Description".into(), d.clone()));
+        }
+        facts.push((
+            "Expires".into(),
+            expires.format("%Y-%m-%d %H:%M UTC").to_string(),
+        ));
+        let also = match &row.enrolled_as {
+            Some(c) => format!(
+                " The application is enrolled as {c}, but this credential is not the one the rotator keeps in Key Vault (a secret the rotator replaced without having created it stays until it expires): anything still using it fails then."
+            ),
+            None => String::new(),
+        };
         Message {
             kind: MessageKind::ExpiringUnenrolled,
-            subject: format!("{app_id}/{key_id}"),
+            subject: format!("{}/{}", row.app_id, row.key_id),
             title: format!(
-                "Client secret of {app_display_name} expires in {} days and is not enrolled",
-                (expires - at).num_days()
+                "{what} of {} expires {when} and is not enrolled",
+                row.application
             ),
             text: format!(
-                "Secret {key_id} of application {app_display_name} ({app_id}) expires {}. \
-                 Nobody rotates it: enrol it in the rotator's policy or renew it by hand.",
-                expires.format("%Y-%m-%d")
+                "{what} {} of {} ({}) expires {}. Nobody rotates it: enrol it in the rotator's policy, renew it by hand, or remove it if nothing uses it.{also}",
+                row.key_id,
+                row.application,
+                row.app_id,
+                expires.format("%Y-%m-%d"),
             ),
-            facts: vec![
-                ("Application".into(), app_display_name.into()),
-                ("Application (client) ID".into(), app_id.into()),
-                ("Secret keyId".into(), key_id.into()),
-                ("Expires".into(), expires.format("%Y-%m-%d").to_string()),
-            ],
+            facts,
             at,
         }
     }
@@ -309,6 +341,21 @@ impl Notifier for Notifications {
             .await
             .map(|_| ())
     }
+
+    async fn expiring_unenrolled(
+        &self,
+        row: &InventoryRow,
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        let Some(expires) = row.end else {
+            return Err(PortError::Other(format!(
+                "credential {} of {} never expires: nothing to warn about",
+                row.key_id, row.app_id
+            )));
+        };
+        self.send(&Message::expiring_unenrolled(row, expires, at))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -349,6 +396,42 @@ mod tests {
         let v = render(WebhookKind::Slack, &m);
         assert!(v["text"].as_str().unwrap().contains("pa"));
         assert_eq!(v["blocks"][0]["type"], "header");
+    }
+
+    #[test]
+    fn expiring_unenrolled_names_the_credential_and_is_one_a_day_per_keyid() {
+        let now = DateTime::parse_from_rfc3339("2026-11-22T02:00:00Z")
+            .unwrap()
+            .to_utc();
+        let app = crate::planner::AppState {
+            object_id: uuid::Uuid::from_u128(1),
+            app_id: uuid::Uuid::parse_str("c0ffee00-0000-4000-8000-000000000001").unwrap(),
+            display_name: "Legacy Billing".into(),
+            passwords: vec![crate::planner::PasswordInfo {
+                key_id: uuid::Uuid::parse_str("c0ffee00-0000-4000-8000-0000000000a1").unwrap(),
+                display_name: Some("billing job".into()),
+                hint: Some("Bil".into()),
+                start: None,
+                end: Some(now + chrono::Duration::hours(5 * 24 + 12)),
+            }],
+        };
+        let row =
+            crate::inventory::rows_for_app(&app, &[], &crate::inventory::Enrolment::default(), now)
+                .remove(0);
+        let m = Message::expiring_unenrolled(&row, row.end.unwrap(), now);
+        assert_eq!(
+            m.title,
+            "Client secret of Legacy Billing expires in 5 days and is not enrolled"
+        );
+        assert_eq!(
+            Notifications::dedup_key(&m),
+            "notify/2026-11-22/expiring-unenrolled-c0ffee00-0000-4000-8000-000000000001_c0ffee00-0000-4000-8000-0000000000a1.json"
+        );
+        let card = render(WebhookKind::Teams, &m).to_string();
+        assert!(
+            card.contains("billing job") && card.contains("2026-11-27"),
+            "{card}"
+        );
     }
 
     #[test]

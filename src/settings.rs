@@ -153,7 +153,7 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         required: false,
         source: Source::AppSetting,
         example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/teams-hook)",
-        meaning: "Teams Workflows webhook for manual steps and failures (a secret: use a Key Vault reference).",
+        meaning: "Teams Workflows webhook for manual steps, failures and expiring unenrolled credentials (a secret: use a Key Vault reference).",
     },
     SettingSpec {
         name: "ROTATOR_NOTIFY_SLACK_URL",
@@ -168,6 +168,13 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         source: Source::AppSetting,
         example: "https://ops.example.com/hooks/secret-rotator",
         meaning: "Generic JSON webhook receiving every notification.",
+    },
+    SettingSpec {
+        name: "ROTATOR_WARN_UNENROLLED_DAYS",
+        required: false,
+        source: Source::AppSetting,
+        example: "30",
+        meaning: "Notify about credentials nobody rotates that expire within this many days (0-365; 0 turns the scan off).",
     },
     SettingSpec {
         name: "ROTATOR_LOG",
@@ -230,6 +237,8 @@ pub struct Settings {
     pub log_filter: String,
     /// Where notifications go besides the logs (URLs are secrets: they embed signatures).
     pub webhooks: Vec<crate::notify::Webhook>,
+    /// Days before expiry an unenrolled credential is notified about; 0: never.
+    pub warn_unenrolled_days: u32,
 }
 
 impl Settings {
@@ -354,6 +363,8 @@ impl Settings {
             3600,
         )?);
 
+        let warn_unenrolled_days = number(&get, "ROTATOR_WARN_UNENROLLED_DAYS", 30, 0, 365)? as u32;
+
         let mut transport = TransportConfig::default();
         if let Some(list) = get("ROTATOR_RESOLVE") {
             transport.overrides = TransportConfig::parse_overrides(&list)
@@ -432,6 +443,7 @@ impl Settings {
             transport,
             log_filter,
             webhooks,
+            warn_unenrolled_days,
         })
     }
 
@@ -559,6 +571,7 @@ mod tests {
         assert_eq!(s.pass_budget, Duration::from_secs(240));
         assert_eq!(s.rotate_wait, Duration::from_secs(20));
         assert_eq!(s.verify_timeout, Duration::from_secs(180));
+        assert_eq!(s.warn_unenrolled_days, 30);
         assert_eq!(s.policy_path, PathBuf::from("policy.json"));
         assert_eq!(
             s.blob_endpoint(),
@@ -610,6 +623,8 @@ mod tests {
             ("ROTATOR_PASS_BUDGET_SECONDS", "4m"),
             ("ROTATOR_ROTATE_WAIT_SECONDS", "600"),
             ("ROTATOR_VERIFY_TIMEOUT_SECONDS", "-1"),
+            ("ROTATOR_WARN_UNENROLLED_DAYS", "366"),
+            ("ROTATOR_WARN_UNENROLLED_DAYS", "a month"),
             ("ROTATOR_RESOLVE", "graph.microsoft.com"),
             ("ROTATOR_CA_FILE", "/nonexistent/ca.pem"),
             ("ROTATOR_LOG", "info,[[["),

@@ -1,5 +1,6 @@
 //! The status page: one self-contained HTML document (no external assets, works offline) with
-//! every enrolled credential on a timeline of days left, the recent rotations and the failures.
+//! every enrolled credential on a timeline of days left, the recent rotations, the failures and
+//! the credentials nobody rotates that expire soonest.
 //!
 //! Rendered from the same [`StatusReport`] the `Status` command returns, so the page can never
 //! disagree with the API. Every dynamic string goes through [`esc`].
@@ -68,6 +69,61 @@ fn state_label(
 
 /// How many recent rotations the page lists.
 const RECENT_LIMIT: usize = 10;
+/// How many unenrolled credentials the page lists (`Status` has up to its own limit).
+const UNENROLLED_LIMIT: usize = 25;
+
+/// The "not enrolled" section: the soonest to expire first, as `Status` sorted them.
+fn unenrolled_section(status: &StatusReport) -> String {
+    let Some(u) = &status.unenrolled else {
+        return String::new();
+    };
+    let mut rows = String::new();
+    for c in u.listed.iter().take(UNENROLLED_LIMIT) {
+        let h = match c.days_left {
+            Some(d) if d < 0 => "bad",
+            Some(d) if d < 30 => "warn",
+            _ => "good",
+        };
+        let _ = writeln!(
+            rows,
+            r#"<tr class="{h}" data-key-id="{key}"><th scope="row">{app}<div class="sub">{app_id}</div></th><td>{kind}</td><td>{key}<div class="sub">{desc}</div></td><td>{expires}</td></tr>"#,
+            app = esc(&c.application),
+            app_id = c.app_id,
+            kind = match c.kind {
+                crate::inventory::CredentialKind::Secret => "secret",
+                crate::inventory::CredentialKind::Certificate => "certificate",
+            },
+            key = c.key_id,
+            desc = esc(c.display_name.as_deref().unwrap_or("")),
+            expires = match (c.end, c.days_left) {
+                (Some(e), Some(d)) if d < 0 =>
+                    format!("{} (expired {} days ago)", e.format("%Y-%m-%d"), -d),
+                (Some(e), Some(d)) => format!("{} ({d} days left)", e.format("%Y-%m-%d")),
+                _ => "never".into(),
+            },
+        );
+    }
+    let more = u
+        .unenrolled
+        .saturating_sub(u.listed.len().min(UNENROLLED_LIMIT));
+    let mut note = esc(&u.note);
+    if more > 0 {
+        let _ = write!(note, " — {more} not shown here");
+    }
+    if let Some(p) = &u.problem {
+        let _ = write!(note, " — {}", esc(p));
+    }
+    format!(
+        r#"<section id="unenrolled"><h2>Not enrolled</h2><p class="sub">{note}</p>{table}</section>"#,
+        table = if rows.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<table><thead><tr><th>Application</th><th>Kind</th><th>keyId</th><th>Expires</th></tr></thead><tbody>\n{rows}</tbody></table>"
+            )
+        }
+    )
+}
 
 pub fn render(status: &StatusReport, app_version: &str) -> String {
     let mut rows = String::new();
@@ -192,8 +248,10 @@ section{{margin-top:1.5rem}} .failures li{{color:#c62828}} .ok{{color:#2e7d32}}
 {rows}</tbody></table>
 <section><h2>Recent rotations</h2><ul>{recent_html}</ul></section>
 <section><h2>Failures</h2>{failures_html}</section>
+{unenrolled}
 </body></html>
 "#,
+        unenrolled = unenrolled_section(status),
         ver = esc(app_version),
         now = status.now.format("%Y-%m-%d %H:%M UTC"),
     )
@@ -224,9 +282,59 @@ mod tests {
     }
 
     #[test]
+    fn lists_the_unenrolled_credentials_escaped_and_bounded() {
+        let now = chrono::Utc::now();
+        let mut soonest = crate::inventory::SoonestUnenrolled::new(200);
+        for i in 0..30u128 {
+            let app = crate::planner::AppState {
+                object_id: uuid::Uuid::from_u128(i + 100),
+                app_id: uuid::Uuid::from_u128(i),
+                display_name: format!("<b>app {i}</b>"),
+                passwords: vec![crate::planner::PasswordInfo {
+                    key_id: uuid::Uuid::from_u128(i + 1000),
+                    display_name: None,
+                    hint: None,
+                    start: None,
+                    end: Some(now + chrono::Duration::days(i as i64 - 2)),
+                }],
+            };
+            for r in crate::inventory::rows_for_app(
+                &app,
+                &[],
+                &crate::inventory::Enrolment::default(),
+                now,
+            ) {
+                soonest.add(&r);
+            }
+        }
+        let s = StatusReport {
+            now,
+            credentials: vec![],
+            unenrolled: Some(soonest.finish(Default::default(), None)),
+        };
+        let html = render(&s, "1.0.0");
+        assert!(html.contains(r#"<section id="unenrolled"><h2>Not enrolled</h2>"#));
+        assert!(html.contains("&lt;b&gt;app 0&lt;/b&gt;") && !html.contains("<b>app"));
+        assert_eq!(html.matches("data-key-id=").count(), UNENROLLED_LIMIT);
+        assert!(
+            html.contains("5 not shown here"),
+            "30 listed by Status, 25 here"
+        );
+        assert!(html.contains("(expired 2 days ago)"), "soonest first");
+        // Without an inventory (the engine unavailable) there is no section at all.
+        let none = StatusReport {
+            now,
+            credentials: vec![],
+            unenrolled: None,
+        };
+        assert!(!render(&none, "1.0.0").contains("Not enrolled"));
+    }
+
+    #[test]
     fn escapes_everything_and_marks_health() {
         let s = StatusReport {
             now: chrono::Utc::now(),
+            unenrolled: None,
             credentials: vec![
                 cred("good-one", Some(120), None),
                 cred("late", Some(-3), Some("expired")),
@@ -257,6 +365,7 @@ mod tests {
         ];
         let s = StatusReport {
             now: chrono::Utc::now(),
+            unenrolled: None,
             credentials: vec![
                 cred("fine", Some(150), None),
                 two,

@@ -601,7 +601,7 @@ async fn report_without_read_all_says_so_and_lists_owned_apps() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("refused to list every application (403)"),
+            .contains("refused to list every application (Graph denied access (HTTP 403"),
         "{}",
         out.stderr
     );

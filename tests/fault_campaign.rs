@@ -257,6 +257,7 @@ fn second_engine(w: &World, policy: &str) -> Arc<Engine> {
         limiter: Arc::new(WriteLimiter::new(2400, Duration::from_secs(150), 100)),
         max_parallel: 4,
         verify: w.engine.options.verify,
+        warn_unenrolled_days: w.engine.options.warn_unenrolled_days,
     })
     .expect("second engine builds")
 }

@@ -71,6 +71,7 @@ impl RotatorService for Fake {
                 report("ezsign", CredentialOutcome::Failed, now),
             ],
             deferred: vec!["empower".into()],
+            unenrolled: None,
         }
     }
 
@@ -126,6 +127,7 @@ impl RotatorService for Fake {
     async fn status(&self, now: DateTime<Utc>) -> StatusReport {
         StatusReport {
             now,
+            unenrolled: None,
             credentials: vec![CredentialStatus {
                 name: "provision-assist".into(),
                 app_id: Some("11111111-2222-3333-4444-555555555555".into()),

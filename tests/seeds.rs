@@ -8,6 +8,8 @@ mod azurite;
 mod emulator;
 #[path = "support/invariants.rs"]
 mod invariants;
+#[path = "support/receiver.rs"]
+mod receiver;
 #[path = "support/world.rs"]
 mod world;
 
@@ -300,30 +302,6 @@ async fn seed_000_notify_only_message_sent_and_old_secret_kept_until_grace_ends(
         "removed after grace"
     );
     assert_ok(&w, "ezsign", true);
-}
-
-mod receiver {
-    //! A local webhook receiver: records each body it is sent.
-    use std::sync::{Arc, Mutex};
-
-    pub async fn start() -> (String, Arc<Mutex<Vec<String>>>) {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let g = got.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |body: String| {
-                let g = g.clone();
-                async move {
-                    g.lock().unwrap().push(body);
-                    "ok"
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (format!("http://{addr}/hook"), got)
-    }
 }
 
 /// On-demand rotation (`Rotate` with force): refused while the previous secret is in its grace

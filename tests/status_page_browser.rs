@@ -100,6 +100,7 @@ fn report() -> StatusReport {
     StatusReport {
         now: now(),
         credentials: vec![healthy, warning, expired, failed],
+        unenrolled: None,
     }
 }
 

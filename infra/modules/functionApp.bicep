@@ -35,6 +35,7 @@ param maxParallel int
 param passBudgetSeconds int
 param rotateWaitSeconds int
 param verifyTimeoutSeconds int
+param warnUnenrolledDays int
 param resolveOverrides string
 param caFile string
 param logFilter string
@@ -125,6 +126,10 @@ var rotatorSettings = [
   {
     name: 'ROTATOR_VERIFY_TIMEOUT_SECONDS'
     value: string(verifyTimeoutSeconds)
+  }
+  {
+    name: 'ROTATOR_WARN_UNENROLLED_DAYS'
+    value: string(warnUnenrolledDays)
   }
   {
     name: 'ROTATOR_LOG'

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::common::{Bearer, Class, Failure, Idempotency, ServiceOptions, classify};
+use super::credential::TokenIdentity;
 use crate::cloud::Cloud;
 use crate::planner::model::{AppState, PasswordInfo};
 use crate::policy::model::AppRef;
@@ -303,6 +304,13 @@ impl GraphClient {
             AppRef::ObjectId(id) => format!("application with object id {id}"),
             AppRef::AppId(id) => format!("application with appId {id}"),
         }
+    }
+
+    /// Who this client signs in as, read from its own Graph token (`oid`, `roles`); the token
+    /// itself goes nowhere else.
+    pub async fn caller_identity(&self) -> Result<TokenIdentity, GraphError> {
+        let token = self.bearer.token().await.map_err(GraphError::Credential)?;
+        TokenIdentity::from_jwt(&token).map_err(GraphError::BadAnswer)
     }
 
     /// The application and its passwords (never their text).

@@ -210,8 +210,8 @@ pub async fn diagnose(
     let renew_days = cred.map(|c| c.renew_before.num_days()).unwrap_or(30);
     let in_vault = match cred {
         Some(c) => {
-            let st = conn.engine.status_report(now).await;
-            st.credentials
+            let (credentials, _) = conn.engine.credentials_status(now).await;
+            credentials
                 .into_iter()
                 .find(|s| s.name == c.name)
                 .and_then(|s| s.key_id_in_use)

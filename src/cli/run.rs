@@ -166,5 +166,10 @@ pub fn render_rotate(
             p.deferred.join(", ")
         )?;
     }
+    if let RotateResult::Pass(p) = result
+        && let Some(u) = &p.unenrolled
+    {
+        writeln!(out, "{}", u.line())?;
+    }
     Ok(())
 }

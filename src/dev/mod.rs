@@ -394,6 +394,19 @@ fn print_pass(o: &Out, v: &Value) {
             o.l(format!("  note: {e}"));
         }
     }
+    let u = &report["unenrolled"];
+    if u.is_object() {
+        o.l(format!(
+            "not enrolled: {} credential(s) expiring within {} days, {} notified{}",
+            u["expiring"],
+            u["warnDays"],
+            u["notified"],
+            u["warning"]
+                .as_str()
+                .map(|w| format!(" (warning: {w})"))
+                .unwrap_or_default()
+        ));
+    }
 }
 
 /// The pass report inside a `Run` answer, wherever the handler put it.
@@ -436,6 +449,20 @@ fn print_status(o: &Out, v: &Value) {
                     .as_str()
                     .map(|d| format!(" ({d})"))
                     .unwrap_or_default()
+            ));
+        }
+    }
+    let u = &v["status"]["unenrolled"];
+    if let Some(note) = u["note"].as_str() {
+        o.l(format!("not enrolled: {note}"));
+        for r in u["listed"].as_array().into_iter().flatten().take(5) {
+            o.l(format!(
+                "  - {} ({}) {} {}: {} days left",
+                r["application"].as_str().unwrap_or("?"),
+                r["appId"].as_str().unwrap_or("?"),
+                r["kind"].as_str().unwrap_or("?"),
+                r["keyId"].as_str().unwrap_or("?"),
+                r["daysLeft"]
             ));
         }
     }

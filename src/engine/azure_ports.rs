@@ -9,8 +9,9 @@ use uuid::Uuid;
 
 use crate::azure::automation::{AutomationClient, AutomationError};
 use crate::azure::connections::{ConnectionError, ConnectionHealth, ConnectionsClient};
+use crate::azure::credential::TokenIdentity;
 use crate::azure::entra::{EntraError, TokenProbe};
-use crate::azure::graph::{GraphClient, GraphError, RemoveOutcome};
+use crate::azure::graph::{AppPager, GraphClient, GraphError, ListedApp, RemoveOutcome};
 use crate::azure::keyvault::{KeyVaultClient, KeyVaultError, VersionUpdate};
 use crate::azure::storage::{Lease, StorageClient, StorageError};
 use crate::azure::web::{SettingValue, WebClient, WebError};
@@ -113,6 +114,19 @@ pub struct AzureClients {
 impl AzurePorts for AzureClients {
     async fn get_app(&self, app: &AppRef) -> Result<AppState, PortError> {
         Ok(self.graph.get_application(app).await?)
+    }
+
+    async fn caller_identity(&self) -> Result<TokenIdentity, PortError> {
+        Ok(self.graph.caller_identity().await?)
+    }
+
+    fn list(&self, listing: Listing, page_size: u32) -> Box<dyn ListingPager> {
+        Box::new(GraphPager(match listing {
+            Listing::AllApplications => self.graph.list_applications(None, page_size),
+            Listing::OwnedBy(id) => self.graph.owned_applications(id),
+            Listing::OwnedByMe => self.graph.my_owned_applications(),
+            Listing::ServicePrincipals => self.graph.list_service_principals(page_size),
+        }))
     }
 
     async fn add_password(
@@ -283,6 +297,16 @@ impl AzurePorts for AzureClients {
             .set_value(account, name, value, "Client secret kept by secret-rotator")
             .await?;
         Ok(())
+    }
+}
+
+/// A Graph listing behind [`ListingPager`].
+struct GraphPager(AppPager);
+
+#[async_trait::async_trait]
+impl ListingPager for GraphPager {
+    async fn next_page(&mut self) -> Result<Option<Vec<ListedApp>>, PortError> {
+        Ok(self.0.next_listing().await?)
     }
 }
 

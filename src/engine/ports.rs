@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::azure::credential::TokenIdentity;
+use crate::azure::graph::ListedApp;
+use crate::inventory::InventoryRow;
 use crate::planner::{AppState, PasswordInfo};
 use crate::policy::{AppRef, ArmResource, VaultSecretRef};
 use crate::secret::SecretValue;
@@ -70,10 +73,34 @@ pub struct ConnectionStatus {
     pub message: Option<String>,
 }
 
+/// A directory listing the inventory pages through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Every application (needs a directory-wide read role).
+    AllApplications,
+    /// The applications a service principal owns (`servicePrincipals/{id}/ownedObjects`).
+    OwnedBy(Uuid),
+    /// The applications the signed-in user owns (`me/ownedObjects`): an operator's own token.
+    OwnedByMe,
+    /// Every service principal, with the credentials it holds itself.
+    ServicePrincipals,
+}
+
+/// One listing, pulled a page at a time: nobody holds more than one page.
+#[async_trait::async_trait]
+pub trait ListingPager: Send {
+    /// The next page, `None` after the last one (a page may be empty; keep calling).
+    async fn next_page(&mut self) -> Result<Option<Vec<ListedApp>>, PortError>;
+}
+
 /// Graph, Entra, Key Vault and ARM, as the engine uses them.
 #[async_trait::async_trait]
 pub trait AzurePorts: Send + Sync {
     async fn get_app(&self, app: &AppRef) -> Result<AppState, PortError>;
+    /// Who the rotator signs in as (from its own Graph token): decides what it may list.
+    async fn caller_identity(&self) -> Result<TokenIdentity, PortError>;
+    /// Starts a paged listing; nothing is fetched until the first `next_page`.
+    fn list(&self, listing: Listing, page_size: u32) -> Box<dyn ListingPager>;
     /// addPassword: returns the new password and its value (the only time it is visible).
     async fn add_password(
         &self,
@@ -194,4 +221,11 @@ pub trait Notifier: Send + Sync {
         error: &str,
         at: DateTime<Utc>,
     ) -> Result<(), PortError>;
+    /// A credential nobody rotates expires soon (at most once a day per credential).
+    /// `Ok(false)`: already sent today.
+    async fn expiring_unenrolled(
+        &self,
+        row: &InventoryRow,
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError>;
 }

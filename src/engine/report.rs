@@ -98,6 +98,52 @@ pub struct PassReport {
     pub credentials: Vec<CredentialReport>,
     /// Credentials not reached within the pass budget; the next run takes them.
     pub deferred: Vec<String>,
+    /// The scan for credentials nobody rotates that expire soon, after the enrolled ones
+    /// (`None` when ROTATOR_WARN_UNENROLLED_DAYS is 0 or no budget was left).
+    pub unenrolled: Option<UnenrolledScanReport>,
+}
+
+/// What the pass's scan for expiring credentials nobody rotates found and sent. A failed scan
+/// is a `warning` here, never a failed pass.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UnenrolledScanReport {
+    /// Warned when expiring within this many days.
+    pub warn_days: u32,
+    pub scan: crate::inventory::ScanSummary,
+    /// Credentials that fell in the window.
+    pub expiring: usize,
+    /// Messages sent now.
+    pub notified: usize,
+    /// Already sent today (one message per credential per day).
+    pub already_sent_today: usize,
+    pub warning: Option<String>,
+}
+
+impl UnenrolledScanReport {
+    /// One line for the logs and the CLI.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "unenrolled credentials: {} expiring within {} days among {} application(s){}; {} notified, {} already notified today",
+            self.expiring,
+            self.warn_days,
+            self.scan.applications,
+            if self.scan.owned_only {
+                " (owned only)"
+            } else {
+                ""
+            },
+            self.notified,
+            self.already_sent_today
+        );
+        if !self.scan.complete {
+            line.push_str("; scan incomplete");
+        }
+        if let Some(w) = &self.warning {
+            line.push_str(&format!("; warning: {w}"));
+        }
+        line
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -162,6 +208,9 @@ pub struct CredentialStatus {
 pub struct StatusReport {
     pub now: DateTime<Utc>,
     pub credentials: Vec<CredentialStatus>,
+    /// The visible applications' credentials that nobody rotates (bounded; `None` where no
+    /// scan was made).
+    pub unenrolled: Option<crate::inventory::UnenrolledInventory>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

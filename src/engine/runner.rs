@@ -5,6 +5,10 @@
 //! its blob lease, then repeat {observe, decide, perform the first step} until the planner has
 //! nothing left, a step fails, the credential's step bound is reached or the pass budget is
 //! spent; release the lease; write the run's audit record and the credential's last outcome.
+//! Then, with what is left of the budget, scan the visible applications for credentials nobody
+//! rotates that expire within `warn_unenrolled_days` and notify about each (once a day); which
+//! passwords are enrolled is learnt from the credentials' last observations, so the scan costs
+//! Graph list pages only. `Status` runs the same scan, bounded, for its `unenrolled` section.
 //!
 //! Guarantees: one rotation of a credential at a time across instances (the lease); a failed
 //! step leaves state that the next run resumes from; a pass never starts a credential after its
@@ -26,6 +30,10 @@ use crate::engine::ports::{AzurePorts, Notifier, PortError, StorePorts};
 use crate::engine::report::*;
 use crate::engine::tags;
 use crate::handler::service::{RotatorService, ServiceError};
+use crate::inventory::{
+    Enrolment, InventoryScan, ScanOptions, ScanSummary, SoonestUnenrolled, UnenrolledInventory,
+    warns,
+};
 use crate::planner::{self, ConsumerSync, KeyIdentity, Phase, Step, VaultState};
 use crate::policy::{CredentialPolicy, Policy};
 
@@ -38,6 +46,15 @@ pub struct EngineOptions {
     /// Upper bound on steps for one credential in one run (a safety net against a livelock).
     pub max_steps_per_credential: usize,
     pub verify: VerifyPolicy,
+    /// Warn about credentials nobody rotates that expire within this many days (the timer
+    /// pass's scan); 0 turns the scan off.
+    pub warn_unenrolled_days: u32,
+    /// Rows in `Status`'s inventory of unenrolled credentials.
+    pub status_inventory_limit: usize,
+    /// How long `Status` may scan the tenant before answering with what it has read.
+    pub status_scan_budget: Duration,
+    /// Applications per Graph page in the scans.
+    pub scan_page_size: u32,
 }
 
 impl Default for EngineOptions {
@@ -48,6 +65,10 @@ impl Default for EngineOptions {
             max_parallel: 4,
             max_steps_per_credential: 32,
             verify: VerifyPolicy::default(),
+            warn_unenrolled_days: 30,
+            status_inventory_limit: 200,
+            status_scan_budget: Duration::from_secs(60),
+            scan_page_size: 999,
         }
     }
 }
@@ -116,6 +137,21 @@ impl Engine {
         deadline: Option<Instant>,
         run_id: &str,
     ) -> CredentialReport {
+        self.run_credential_seen(cred, now, force, deadline, run_id)
+            .await
+            .0
+    }
+
+    /// [`Self::run_credential`], with the credential's last observation: the pass learns from
+    /// it which password each vault holds without asking Azure again.
+    async fn run_credential_seen(
+        &self,
+        cred: &CredentialPolicy,
+        now: DateTime<Utc>,
+        force: bool,
+        deadline: Option<Instant>,
+        run_id: &str,
+    ) -> (CredentialReport, Option<Observed>) {
         let clock = Clock::new(now);
         let span = tracing::info_span!("credential", credential = %cred.name, run = %run_id);
         let _enter = span.enter();
@@ -131,12 +167,12 @@ impl Engine {
             Err(PortError::Busy(m)) => {
                 report.outcome = CredentialOutcome::Busy;
                 report.error = Some(format!("another run holds the lease: {m}"));
-                return report;
+                return (report, None);
             }
             Err(e) => {
                 report.outcome = CredentialOutcome::Failed;
                 report.error = Some(format!("could not take the credential's lease: {e}"));
-                return report;
+                return (report, None);
             }
         };
         let mut forced = !force;
@@ -238,7 +274,7 @@ impl Engine {
                 tracing::warn!("could not send the failure notification: {e}");
             }
         }
-        report
+        (report, last_seen)
     }
 
     /// The audit record (one per run that changed something) and the credential's last outcome.
@@ -305,7 +341,8 @@ impl Engine {
         let id = run_id(now);
         let clock = Clock::new(now);
         let creds = &self.policy.credentials;
-        let outcomes: Vec<Result<CredentialReport, String>> = futures::stream::iter(0..creds.len())
+        type Outcome = Result<(CredentialReport, Option<Observed>), String>;
+        let outcomes: Vec<Outcome> = futures::stream::iter(0..creds.len())
             .map(|i| {
                 let id = id.clone();
                 async move {
@@ -314,7 +351,7 @@ impl Engine {
                         return Err(cred.name.clone());
                     }
                     Ok(self
-                        .run_credential(cred, clock.now(), false, Some(deadline), &id)
+                        .run_credential_seen(cred, clock.now(), false, Some(deadline), &id)
                         .await)
                 }
             })
@@ -323,18 +360,35 @@ impl Engine {
             .await;
         let mut results = Vec::new();
         let mut deferred = Vec::new();
-        for o in outcomes {
+        let mut enrolment = Enrolment::from_policy(Some(&self.policy));
+        for (cred, o) in creds.iter().zip(outcomes) {
             match o {
-                Ok(r) => results.push(r),
+                Ok((r, seen)) => {
+                    if let Some(seen) = &seen {
+                        learn_enrolment(&mut enrolment, cred, seen);
+                    }
+                    results.push(r);
+                }
                 Err(name) => deferred.push(name),
             }
         }
+        // After the enrolled credentials, with what is left of the budget: the scan can never
+        // hold up a rotation, and its failure is a warning in the report, not a failed pass.
+        let unenrolled = if self.options.warn_unenrolled_days == 0 {
+            None
+        } else if Instant::now() >= deadline {
+            tracing::warn!("no budget left for the scan of unenrolled credentials this pass");
+            None
+        } else {
+            Some(self.warn_unenrolled(&enrolment, clock, deadline).await)
+        };
         let report = PassReport {
             run_id: id.clone(),
             started: now,
             finished: clock.now(),
             credentials: results,
             deferred,
+            unenrolled,
         };
         if let Ok(body) = serde_json::to_value(&report)
             && let Err(e) = self.store.put_json(&format!("runs/{id}.json"), &body).await
@@ -344,12 +398,134 @@ impl Engine {
         report
     }
 
-    pub async fn status_report(&self, now: DateTime<Utc>) -> StatusReport {
-        let mut credentials = Vec::new();
-        for cred in &self.policy.credentials {
-            credentials.push(self.credential_status(cred, now).await);
+    /// Scans the tenant for credentials nobody rotates that expire within
+    /// `warn_unenrolled_days` and sends each its message (deduplicated per credential and day
+    /// by the notifier's store). Stops at `deadline`.
+    async fn warn_unenrolled(
+        &self,
+        enrolment: &Enrolment,
+        clock: Clock,
+        deadline: Instant,
+    ) -> UnenrolledScanReport {
+        let days = self.options.warn_unenrolled_days;
+        let opts = ScanOptions {
+            owned_only: false,
+            page_size: self.options.scan_page_size,
+            deadline: Some(deadline),
+        };
+        let mut scan = InventoryScan::new(self.azure.as_ref(), enrolment, opts, clock.now());
+        let mut report = UnenrolledScanReport {
+            warn_days: days,
+            scan: ScanSummary::default(),
+            expiring: 0,
+            notified: 0,
+            already_sent_today: 0,
+            warning: None,
+        };
+        let mut send_failures = Vec::new();
+        loop {
+            let rows = match scan.next_page().await {
+                Ok(Some(rows)) => rows,
+                Ok(None) => break,
+                Err(e) => {
+                    report.warning = Some(format!(
+                        "the scan for unenrolled credentials failed after {} page(s): {e}",
+                        scan.summary().pages
+                    ));
+                    break;
+                }
+            };
+            for note in scan.take_notes() {
+                tracing::info!("unenrolled scan: {note}");
+            }
+            for row in rows.iter().filter(|r| warns(r, clock.now(), days)) {
+                report.expiring += 1;
+                if Instant::now() >= deadline {
+                    continue; // counted; told on the next pass
+                }
+                match self.notifier.expiring_unenrolled(row, clock.now()).await {
+                    Ok(true) => report.notified += 1,
+                    Ok(false) => report.already_sent_today += 1,
+                    Err(e) => send_failures.push(format!("{}/{}: {e}", row.app_id, row.key_id)),
+                }
+            }
         }
-        StatusReport { now, credentials }
+        for note in scan.take_notes() {
+            tracing::info!("unenrolled scan: {note}");
+        }
+        report.scan = scan.summary().clone();
+        if !send_failures.is_empty() {
+            let failed = format!(
+                "{} notification(s) about expiring unenrolled credentials could not be sent: {}",
+                send_failures.len(),
+                send_failures.join("; ")
+            );
+            report.warning = Some(match report.warning.take() {
+                Some(w) => format!("{w}; {failed}"),
+                None => failed,
+            });
+        }
+        if let Some(w) = &report.warning {
+            tracing::warn!("{w}");
+        }
+        report
+    }
+
+    /// Every enrolled credential's status, and what they say about which password each vault
+    /// holds (one observation per credential, never one per application).
+    pub async fn credentials_status(
+        &self,
+        now: DateTime<Utc>,
+    ) -> (Vec<CredentialStatus>, Enrolment) {
+        let mut credentials = Vec::new();
+        let mut enrolment = Enrolment::from_policy(Some(&self.policy));
+        for cred in &self.policy.credentials {
+            let (st, seen) = self.credential_status(cred, now).await;
+            if let Some(seen) = &seen {
+                learn_enrolment(&mut enrolment, cred, seen);
+            }
+            credentials.push(st);
+        }
+        (credentials, enrolment)
+    }
+
+    /// Every enrolled credential, then the credentials of the visible applications that
+    /// nobody rotates (bounded to `status_inventory_limit` rows and `status_scan_budget`).
+    pub async fn status_report(&self, now: DateTime<Utc>) -> StatusReport {
+        let (credentials, enrolment) = self.credentials_status(now).await;
+        let unenrolled = self.unenrolled_inventory(&enrolment, now).await;
+        StatusReport {
+            now,
+            credentials,
+            unenrolled: Some(unenrolled),
+        }
+    }
+
+    async fn unenrolled_inventory(
+        &self,
+        enrolment: &Enrolment,
+        now: DateTime<Utc>,
+    ) -> UnenrolledInventory {
+        let opts = ScanOptions {
+            owned_only: false,
+            page_size: self.options.scan_page_size,
+            deadline: Some(Instant::now() + self.options.status_scan_budget),
+        };
+        let mut scan = InventoryScan::new(self.azure.as_ref(), enrolment, opts, now);
+        let mut soonest = SoonestUnenrolled::new(self.options.status_inventory_limit);
+        let problem = loop {
+            match scan.next_page().await {
+                Ok(Some(rows)) => rows.iter().for_each(|r| soonest.add(r)),
+                Ok(None) => break None,
+                Err(e) => {
+                    break Some(format!(
+                        "the scan failed after {} page(s): {e}",
+                        scan.summary().pages
+                    ));
+                }
+            }
+        };
+        soonest.finish(scan.summary().clone(), problem)
     }
 
     async fn last_outcome(&self, cred: &CredentialPolicy) -> Option<CredentialOutcome> {
@@ -365,7 +541,7 @@ impl Engine {
         &self,
         cred: &CredentialPolicy,
         now: DateTime<Utc>,
-    ) -> CredentialStatus {
+    ) -> (CredentialStatus, Option<Observed>) {
         let mut st = CredentialStatus {
             name: cred.name.clone(),
             app_id: None,
@@ -387,11 +563,11 @@ impl Engine {
             Ok(o) => o,
             Err(e) => {
                 st.problem = Some(e.to_string());
-                return st;
+                return (st, None);
             }
         };
         fill_status(&mut st, cred, &observed, now);
-        st
+        (st, Some(observed))
     }
 
     pub async fn plan_report(&self, now: DateTime<Utc>) -> PlanReport {
@@ -548,6 +724,23 @@ impl Engine {
                     .unwrap_or_default()
             ),
         }
+    }
+}
+
+/// Records which password `cred`'s vault holds (and which one its last rotation replaced), as
+/// observed, for telling enrolled credentials from the rest.
+fn learn_enrolment(enrolment: &mut Enrolment, cred: &CredentialPolicy, seen: &Observed) {
+    if let VaultState::Current(v) = &seen.observation.vault {
+        let current = match &v.identity {
+            KeyIdentity::Tagged(k) | KeyIdentity::InferredFromHint(k) => Some(*k),
+            KeyIdentity::Unknown { .. } => None,
+        };
+        enrolment.observed(
+            &cred.name,
+            current,
+            v.tags.as_ref().and_then(|t| t.previous_key_id),
+            format!("{}/{}", cred.key_vault.vault, cred.key_vault.secret),
+        );
     }
 }
 

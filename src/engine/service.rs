@@ -58,6 +58,8 @@ pub struct EngineParts {
     pub limiter: Arc<WriteLimiter>,
     pub max_parallel: usize,
     pub verify: VerifyPolicy,
+    /// ROTATOR_WARN_UNENROLLED_DAYS: the pass's scan for expiring unenrolled credentials.
+    pub warn_unenrolled_days: u32,
 }
 
 pub fn build_with(parts: EngineParts) -> Result<Arc<Engine>, EngineError> {
@@ -90,6 +92,7 @@ pub fn build_with(parts: EngineParts) -> Result<Arc<Engine>, EngineError> {
             tenant: parts.tenant,
             max_parallel: parts.max_parallel,
             verify: parts.verify,
+            warn_unenrolled_days: parts.warn_unenrolled_days,
             ..Default::default()
         },
     }))
@@ -131,6 +134,7 @@ pub async fn build(
             timeout: settings.verify_timeout,
             ..Default::default()
         },
+        warn_unenrolled_days: settings.warn_unenrolled_days,
     })?;
     Ok(engine)
 }

@@ -202,6 +202,9 @@ pub fn pass_lines(run_id: &str, report: &PassReport) -> Vec<String> {
             report.deferred.join(", ")
         ));
     }
+    if let Some(u) = &report.unenrolled {
+        lines.push(u.line());
+    }
     let failed = report
         .credentials
         .iter()
@@ -507,7 +510,7 @@ async fn status_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Ve
         })
         .collect();
     let message = (!attention.is_empty()).then(|| attention.join("; "));
-    let lines = report
+    let mut lines: Vec<String> = report
         .credentials
         .iter()
         .map(|c| {
@@ -526,6 +529,12 @@ async fn status_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Ve
             )
         })
         .collect();
+    if let Some(u) = &report.unenrolled {
+        lines.push(format!("unenrolled: {}", u.note));
+        if let Some(p) = &u.problem {
+            lines.push(format!("unenrolled: {p}"));
+        }
+    }
     let runs: Vec<RunView> = state.runs.list().into_iter().take(20).collect();
     let out = reply(
         state,

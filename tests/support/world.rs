@@ -53,7 +53,8 @@ pub fn ci_identity(scenario: &mut Value) {
         .into_iter()
         .flatten()
     {
-        if let Some(owners) = app["owners"].as_array_mut()
+        // `get_mut`, not `app["owners"]`: indexing would add `"owners": null` to an app without.
+        if let Some(owners) = app.get_mut("owners").and_then(Value::as_array_mut)
             && owners.iter().any(|o| o == MI)
         {
             owners.push(json!(CI_APP));
@@ -98,6 +99,9 @@ pub struct WorldOptions {
     pub webhooks: Vec<Webhook>,
     pub max_parallel: usize,
     pub verify: VerifyPolicy,
+    /// ROTATOR_WARN_UNENROLLED_DAYS; off unless a test is about the scan, so the other tests'
+    /// request counts and faults concern the rotations only.
+    pub warn_unenrolled_days: u32,
 }
 
 impl Default for WorldOptions {
@@ -110,6 +114,7 @@ impl Default for WorldOptions {
                 first_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_millis(800),
             },
+            warn_unenrolled_days: 0,
         }
     }
 }
@@ -143,6 +148,7 @@ pub async fn spawn_world_with(mut scenario: Value, policy_json: &str, opts: Worl
         limiter: Arc::new(WriteLimiter::new(2400, Duration::from_secs(150), 100)),
         max_parallel: opts.max_parallel,
         verify: opts.verify,
+        warn_unenrolled_days: opts.warn_unenrolled_days,
     })
     .expect("engine builds");
     World {
