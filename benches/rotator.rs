@@ -14,7 +14,7 @@
 //!    RSS measured (the child's own VmHWM) is the listing's and not the emulator's.
 //!
 //! Environment knobs (for quick runs): `BENCH_CREDENTIALS` (default 1000), `BENCH_PARALLEL`
-//! (comma list, default `16,32,64`), `BENCH_LIMITER=bucket` (the old limiter), `BENCH_APPS` (default 100000), `BENCH_ONLY` (comma list of
+//! (comma list, default `8,16,32`: 8 is `ROTATOR_MAX_PARALLEL`'s default), `BENCH_LIMITER=bucket` (the old limiter), `BENCH_APPS` (default 100000), `BENCH_ONLY` (comma list of
 //! `start,one,scale,list`), `BENCH_SEQ_SAMPLE` (default 100).
 
 #[path = "../tests/support/azurite.rs"]
@@ -571,7 +571,7 @@ async fn bench_scale(rows: &mut Vec<Row>) {
     let n = env_usize("BENCH_CREDENTIALS", 1000);
     let sample = env_usize("BENCH_SEQ_SAMPLE", 100).min(n);
     let parallels: Vec<usize> = std::env::var("BENCH_PARALLEL")
-        .unwrap_or_else(|_| "16,32,64".into())
+        .unwrap_or_else(|_| "8,16,32".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
