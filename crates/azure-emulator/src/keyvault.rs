@@ -673,13 +673,16 @@ fn handle_route(
             }
             Route::GetDeleted(n) => {
                 check(st, v, c, &format!("{ACTION}/readMetadata/action"), Some(&n))?;
-                let d = stored(st, vname)?.deleted.get(&n.to_ascii_lowercase()).ok_or_else(|| {
-                    error(
-                        404,
-                        "SecretNotFound",
-                        &format!("Deleted Secret not found: {n}"),
-                    )
-                })?;
+                let d = stored(st, vname)?
+                    .deleted
+                    .get(&n.to_ascii_lowercase())
+                    .ok_or_else(|| {
+                        error(
+                            404,
+                            "SecretNotFound",
+                            &format!("Deleted Secret not found: {n}"),
+                        )
+                    })?;
                 Ok(Resp::json(200, &deleted_bundle(v, d, true)))
             }
             Route::Recover(n) => {
