@@ -262,6 +262,14 @@ fn bundle(vault: &Vault, e: &SecretEntry, sv: &SecretVersion, with_value: bool) 
     b
 }
 
+fn deleted_not_found(name: &str) -> Resp {
+    error(
+        404,
+        "SecretNotFound",
+        &format!("Deleted Secret not found: {name}"),
+    )
+}
+
 fn not_found(name: &str) -> Resp {
     error(
         404,
@@ -676,13 +684,7 @@ fn handle_route(
                 let d = stored(st, vname)?
                     .deleted
                     .get(&n.to_ascii_lowercase())
-                    .ok_or_else(|| {
-                        error(
-                            404,
-                            "SecretNotFound",
-                            &format!("Deleted Secret not found: {n}"),
-                        )
-                    })?;
+                    .ok_or_else(|| deleted_not_found(&n))?;
                 Ok(Resp::json(200, &deleted_bundle(v, d, true)))
             }
             Route::Recover(n) => {
@@ -691,13 +693,7 @@ fn handle_route(
                 let d = vault
                     .deleted
                     .remove(&n.to_ascii_lowercase())
-                    .ok_or_else(|| {
-                        error(
-                            404,
-                            "SecretNotFound",
-                            &format!("Deleted Secret not found: {n}"),
-                        )
-                    })?;
+                    .ok_or_else(|| deleted_not_found(&n))?;
                 let out = d
                     .entry
                     .versions
@@ -713,13 +709,7 @@ fn handle_route(
                 vault
                     .deleted
                     .remove(&n.to_ascii_lowercase())
-                    .ok_or_else(|| {
-                        error(
-                            404,
-                            "SecretNotFound",
-                            &format!("Deleted Secret not found: {n}"),
-                        )
-                    })?;
+                    .ok_or_else(|| deleted_not_found(&n))?;
                 Ok(Resp::empty(204))
             }
         }
