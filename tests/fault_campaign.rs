@@ -316,7 +316,19 @@ struct Tally {
     busy: usize,
     /// Passes whose invariants were also sampled while they ran.
     watched: usize,
+    /// Scans of unenrolled credentials run by those passes, and how many ended in a warning.
+    scans: usize,
+    scan_warnings: usize,
     violations: Vec<String>,
+}
+
+impl Tally {
+    fn scan(&mut self, r: &secret_rotator::engine::report::PassReport) {
+        if let Some(s) = &r.unenrolled {
+            self.scans += 1;
+            self.scan_warnings += usize::from(s.warning.is_some());
+        }
+    }
 }
 
 /// Writes of the credential's own resources, by caller: Graph password writes on its app and
@@ -349,7 +361,9 @@ async fn run_case(seed: u64, tally: &mut Tally) {
     let mut rng = Rng(seed);
     let n = rng.range(5, 20) as usize;
     let (scenario, policy) = generate(&mut rng, n);
-    let w = fault_world(scenario, &policy).await;
+    // The scan of unenrolled credentials runs in every pass: faults hit its listings too, and
+    // it must neither fail a pass nor disturb a rotation.
+    let w = fault_world_scanning(scenario, &policy, 30).await;
     let c = w.emu.emulator.control();
     let other = second_engine(&w, &policy);
     let b = baseline(&w);
@@ -437,12 +451,13 @@ async fn run_case(seed: u64, tally: &mut Tally) {
                 );
             }
             _ => {
-                let (_, mid) = watched(&w, &b, pass(&w)).await;
+                let (r, mid) = watched(&w, &b, pass(&w)).await;
                 for v in mid {
                     tally.violations.push(format!(
                         "seed {seed} (N={n}), round {round}, during a pass: {v}"
                     ));
                 }
+                tally.scan(&r);
                 tally.watched += 1;
                 check(&w, false, &format!("round {round}, faulted pass"), tally);
             }
@@ -463,6 +478,17 @@ async fn run_case(seed: u64, tally: &mut Tally) {
         ));
     }
     check(&w, false, "first pass without faults", tally);
+    tally.scan(&r);
+    match r.unenrolled.as_ref() {
+        None => tally.violations.push(format!(
+            "seed {seed}: the first pass without faults did not scan for unenrolled credentials"
+        )),
+        Some(s) if s.warning.is_some() => tally.violations.push(format!(
+            "seed {seed}: the scan failed without faults: {:?}",
+            s.warning
+        )),
+        Some(_) => {}
+    }
     for x in r
         .credentials
         .iter()
@@ -500,8 +526,8 @@ async fn fault_campaign() {
     }
     let line = format!(
         "fault campaign: {} schedules ({} rounds, {} credentials, {} crashes, {} concurrent \
-         pairs with {} Busy, {} passes watched mid-run), {} faults injected, {} invariant \
-         violations, {:.0} s",
+         pairs with {} Busy, {} passes watched mid-run, {} unenrolled scans of which {} warned), \
+         {} faults injected, {} invariant violations, {:.0} s",
         tally.cases,
         tally.rounds,
         tally.credentials,
@@ -509,6 +535,8 @@ async fn fault_campaign() {
         tally.concurrent,
         tally.busy,
         tally.watched,
+        tally.scans,
+        tally.scan_warnings,
         tally.faults,
         tally.violations.len(),
         started.elapsed().as_secs_f64()

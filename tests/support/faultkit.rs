@@ -30,6 +30,16 @@ pub const REPLICATION_SECONDS: u64 = 1;
 /// A world whose verification gives up after 5 s (faults on the token endpoint otherwise cost
 /// the default 20 s per attempt) and whose emulator replicates new passwords after 1 s.
 pub async fn fault_world(scenario: Value, policy: &str) -> World {
+    fault_world_scanning(scenario, policy, 0).await
+}
+
+/// [`fault_world`] with the timer pass's scan of unenrolled credentials on (0: off), so that
+/// faults on Graph's listings hit the scan as well as the rotations.
+pub async fn fault_world_scanning(
+    scenario: Value,
+    policy: &str,
+    warn_unenrolled_days: u32,
+) -> World {
     let w = spawn_world_with(
         scenario,
         policy,
@@ -39,6 +49,7 @@ pub async fn fault_world(scenario: Value, policy: &str) -> World {
                 first_backoff: Duration::from_millis(50),
                 max_backoff: Duration::from_millis(400),
             },
+            warn_unenrolled_days,
             ..Default::default()
         },
     )
