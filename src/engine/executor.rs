@@ -1,6 +1,7 @@
 //! Performs one planner [`Step`] against Azure.
 //!
-//! Expected flow of a rotation, one step per call, re-observing in between:
+//! Expected flow of a rotation, one step per call, re-observing in between what the step wrote
+//! (`engine::observe::Observer`):
 //! `Rotate` (addPassword → token request until Entra accepts it → new Key Vault version tagged
 //! `stored`) → `UpdateConsumer`/`Notify` for each consumer (each recorded in the version's
 //! `rotator-synced` tag) → `CompletePropagation` (a token request with the value read back from

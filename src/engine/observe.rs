@@ -2,7 +2,8 @@
 //!
 //! Only reads. What cannot be read back (write-only connection parameters, encrypted
 //! variables, people) is reported as `NotObservable`, and the planner falls back on the
-//! rotator's own tags.
+//! rotator's own tags. [`observe`] reads everything once (status, plan, the probe); within a
+//! rotation run, [`Observer`] keeps the reads and reads again only what a step wrote.
 
 use crate::engine::kvref::KeyVaultReference;
 use crate::engine::ports::{AzurePorts, ConnectionStatus, PortError, ReferenceStatus, VaultSecret};
