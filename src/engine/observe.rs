@@ -126,14 +126,17 @@ impl Observer {
         cred: &CredentialPolicy,
         tenant: &str,
     ) -> Result<Observed, PortError> {
-        if self.app.is_none() {
-            self.app = Some(read_app(azure, cred).await?);
-            // Which password the stored value is depends on the app's passwords.
-            if let Some(v) = &mut self.vault {
-                v.accepted = None;
+        let app = match self.app.take() {
+            Some(a) => a,
+            None => {
+                // Whether Entra accepts the stored value depends on the app's passwords.
+                if let Some(v) = &mut self.vault {
+                    v.accepted = None;
+                }
+                read_app(azure, cred).await?
             }
-        }
-        let app = self.app.clone().expect("read above");
+        };
+        let app = self.app.insert(app).clone();
         let vault = match self.vault.take() {
             Some(v) => v,
             None => VaultRead {
@@ -167,11 +170,12 @@ impl Observer {
                 }
                 let accepted = if must_probe { vault.accepted } else { None };
                 let mut consumers = Vec::with_capacity(cred.consumers.len());
-                for (c, read) in cred.consumers.iter().zip(self.consumers.iter_mut()) {
-                    if read.is_none() {
-                        *read = Some(read_consumer(azure, cred, c).await?);
-                    }
-                    let read = read.as_ref().expect("read above");
+                for (c, slot) in cred.consumers.iter().zip(self.consumers.iter_mut()) {
+                    let read = match slot.take() {
+                        Some(r) => r,
+                        None => read_consumer(azure, cred, c).await?,
+                    };
+                    let read = slot.insert(read);
                     consumers.push(ConsumerObservation {
                         id: c.id(),
                         sync: consumer_sync(cred, c, read, s),
