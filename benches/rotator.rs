@@ -467,21 +467,10 @@ async fn bench_start(rows: &mut Vec<Row>) {
 async fn bench_one(rows: &mut Vec<Row>) {
     eprintln!("one rotation ...");
     for latency in [0u64, LATENCY_MS] {
-        let now = Utc::now();
-        let rig = rig(scale_scenario(1, latency, now), &scale_policy(1), 1).await;
-        let cred = rig.engine.policy.credentials[0].clone();
-        let before = azure_requests(&rig.emu);
-        let t0 = Instant::now();
-        let r = rig
-            .engine
-            .run_credential(&cred, now, false, None, "bench")
-            .await;
-        let took = t0.elapsed();
-        assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
-        let reqs = azure_requests(&rig.emu) - before;
+        let lone = lone_rotation(latency).await;
         if latency == 0 && std::env::var("BENCH_OPS").is_ok() {
             let mut ops = std::collections::BTreeMap::<String, usize>::new();
-            for r in &rig.emu.emulator.control().requests()[before..] {
+            for r in &lone.rig.emu.emulator.control().requests()[lone.before..] {
                 *ops.entry(format!(
                     "{} {} {}",
                     r.service,
@@ -497,13 +486,46 @@ async fn bench_one(rows: &mut Vec<Row>) {
             &format!("one rotation, 3 consumers, latency {latency} ms: wall"),
             format!(
                 "{} ({} Azure requests, {} steps)",
-                ms(took),
-                reqs,
-                r.steps.len()
+                ms(lone.took),
+                lone.requests,
+                lone.report.steps.len()
             ),
             "",
             None,
         );
+    }
+}
+
+/// One due credential (password expiring in 5 days) with three consumers, rotated alone at
+/// `latency`; the rig is kept so that its request log can be read.
+struct Lone {
+    rig: Rig,
+    report: secret_rotator::engine::report::CredentialReport,
+    took: Duration,
+    /// Emulator requests the rotation made, and where they start in the log.
+    requests: usize,
+    before: usize,
+}
+
+async fn lone_rotation(latency: u64) -> Lone {
+    let now = Utc::now();
+    let rig = rig(scale_scenario(1, latency, now), &scale_policy(1), 1).await;
+    let cred = rig.engine.policy.credentials[0].clone();
+    let before = azure_requests(&rig.emu);
+    let t0 = Instant::now();
+    let report = rig
+        .engine
+        .run_credential(&cred, now, false, None, "bench")
+        .await;
+    let took = t0.elapsed();
+    assert_eq!(report.outcome, CredentialOutcome::Progressed, "{report:#?}");
+    let requests = azure_requests(&rig.emu) - before;
+    Lone {
+        rig,
+        report,
+        took,
+        requests,
+        before,
     }
 }
 
@@ -579,19 +601,10 @@ async fn bench_scale(rows: &mut Vec<Row>) {
     // Round trips on one credential's critical path, measured at 30 ms: requests made while
     // rotating one credential alone (every one of them is sequential: the executor awaits each).
     eprintln!("scale: one credential at {LATENCY_MS} ms ...");
-    let now = Utc::now();
-    let single = rig(scale_scenario(1, LATENCY_MS, now), &scale_policy(1), 1).await;
-    let cred = single.engine.policy.credentials[0].clone();
-    let before = azure_requests(&single.emu);
-    let t0 = Instant::now();
-    let r = single
-        .engine
-        .run_credential(&cred, now, false, None, "bench")
-        .await;
-    let t1 = t0.elapsed();
-    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
-    let round_trips = azure_requests(&single.emu) - before;
-    drop(single);
+    let (round_trips, t1) = {
+        let lone = lone_rotation(LATENCY_MS).await;
+        (lone.requests, lone.took)
+    };
 
     // Graph writes per credential in this pass: one addPassword (the old secret stays for grace).
     let writes_per_cred = 1.0;
