@@ -53,13 +53,7 @@ pub(crate) async fn dispatch(
     invocation_id: Option<String>,
 ) -> Response {
     let mut logs = Vec::new();
-    let now = match req.sys.utc_now {
-        Some(t) => t,
-        None => {
-            logs.push("Metadata.sys.UtcNow was absent; using the handler's clock".to_string());
-            Utc::now()
-        }
-    };
+    let now = host_now(&req, &mut logs);
     match name {
         ROTATE_SECRETS => rotate_secrets(state, req, invocation_id, now, logs).await,
         SELF_TEST | ROTATE | STATUS_PAGE => {
@@ -85,6 +79,20 @@ pub(crate) async fn dispatch(
             ))
         }
         _ => error_response(StatusCode::NOT_FOUND, format!("unknown function '{name}'")),
+    }
+}
+
+/// The host's clock for this invocation (`protocol::host_sys` says where it is found); without
+/// it, the handler's own clock, and a line saying why. Never an error: what a caller sent must
+/// not fail the invocation.
+fn host_now(req: &InvocationRequest, logs: &mut Vec<String>) -> DateTime<Utc> {
+    match &req.sys {
+        Ok(sys) => sys.utc_now,
+        Err(why) => {
+            tracing::warn!(reason = %why, "no host clock in the invocation; using the handler's");
+            logs.push(format!("{why}; using the handler's clock"));
+            Utc::now()
+        }
     }
 }
 

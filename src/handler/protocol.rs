@@ -40,21 +40,106 @@ fn bad(field: impl Into<String>, reason: impl Into<String>) -> ProtocolError {
     }
 }
 
-/// `Metadata.sys`: the host's view of this invocation.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The host's `sys` object (`Metadata.sys` or `Metadata.$sys`): its view of this invocation.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SysMetadata {
     pub method_name: Option<String>,
     /// The host's clock for this invocation; the handler's `now`.
-    pub utc_now: Option<DateTime<Utc>>,
+    pub utc_now: DateTime<Utc>,
     pub rand_guid: Option<String>,
 }
 
 /// `POST /{FunctionName}` body: `{ "Data": {...}, "Metadata": {...} }`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct InvocationRequest {
     pub data: Map<String, Value>,
     pub metadata: Map<String, Value>,
-    pub sys: SysMetadata,
+    /// The host's own `sys`, or why it could not be found (the handler then uses its own clock).
+    pub sys: Result<SysMetadata, String>,
+}
+
+impl Default for InvocationRequest {
+    fn default() -> Self {
+        Self {
+            data: Map::new(),
+            metadata: Map::new(),
+            sys: Err("no Metadata".into()),
+        }
+    }
+}
+
+/// Where the host put its own `sys` object. The host copies the caller's query parameters and
+/// top-level JSON body properties into the binding data (webjobs-sdk-extensions
+/// `HttpTriggerAttributeBindingProvider.GetRequestBindingData`, `Utility.ApplyBindingData`), in a
+/// case-insensitive dictionary; then `SystemBindingData.AddToBindingData` (webjobs-sdk) writes its
+/// own object at `sys`, or at `$sys` when a `sys` is already there ("user data takes
+/// precedence"). So the host's object is at `$sys` exactly when the caller supplied a `sys` —
+/// and a caller who supplies only `$sys` leaves the host's at `sys` and their own at `$sys`.
+/// Which keys the caller supplied is read back from `Data.req` (query, body, route values).
+fn host_sys(
+    data: &Map<String, Value>,
+    metadata: &Map<String, Value>,
+) -> Result<SysMetadata, String> {
+    let key = match caller_supplied_sys(data)? {
+        true => "$sys",
+        false => "sys",
+    };
+    let Some(v) = field(metadata, key).filter(|v| !v.is_null()) else {
+        return Err(format!("Metadata.{key} is absent"));
+    };
+    let sys = as_object(v).ok_or_else(|| format!("Metadata.{key} is not an object"))?;
+    let utc_now = match field(&sys, "UtcNow") {
+        Some(Value::String(s)) => parse_host_datetime(s)
+            .ok_or_else(|| format!("Metadata.{key}.UtcNow '{s}' is not a date-time"))?,
+        _ => return Err(format!("Metadata.{key}.UtcNow is absent or not a string")),
+    };
+    Ok(SysMetadata {
+        method_name: field(&sys, "MethodName").and_then(scalar_string),
+        utc_now,
+        rand_guid: field(&sys, "RandGuid").and_then(scalar_string),
+    })
+}
+
+/// Whether the caller of an HTTP function supplied a key the host's case-insensitive dictionary
+/// takes for `sys` (.NET's OrdinalIgnoreCase upper-cases per character, so `ſys` counts too).
+/// `Err` when that cannot be told: a body the host may parse as a JSON object (Newtonsoft also
+/// takes single quotes, bare names and comments) that serde cannot read.
+fn caller_supplied_sys(data: &Map<String, Value>) -> Result<bool, String> {
+    let Some(req) = data.values().find(|v| is_http_request(v)) else {
+        return Ok(false); // a timer (or any trigger without caller data)
+    };
+    let http = HttpRequestData::from_value(req, "Data.req")
+        .map_err(|e| format!("the HTTP request could not be read ({e})"))?;
+    let is_sys = |k: &str| k.to_uppercase() == "SYS";
+    let mut keys: Vec<String> = http
+        .query
+        .keys()
+        .chain(http.params.keys())
+        .cloned()
+        .collect();
+    if let Some(body) = &http.body {
+        keys.extend(body_keys(body)?);
+    }
+    Ok(keys.iter().any(|k| is_sys(k)))
+}
+
+/// The top-level keys the host copies from a body that looks like JSON (`Utility.IsJson`: trimmed,
+/// starts with `{` and ends with `}`, whatever the content type).
+fn body_keys(body: &[u8]) -> Result<Vec<String>, String> {
+    let text = String::from_utf8_lossy(body);
+    let t = text.trim();
+    if !(t.starts_with('{') && t.ends_with('}')) {
+        return Ok(Vec::new());
+    }
+    match serde_json::from_str::<Value>(t) {
+        Ok(Value::Object(m)) => Ok(m.keys().cloned().collect()),
+        _ => Err("the request body looks like JSON to the host but not to the handler".into()),
+    }
+}
+
+/// An HTTP trigger's value: an object (or a JSON string of one) with `Method` or `Url`.
+fn is_http_request(v: &Value) -> bool {
+    as_object(v).is_some_and(|o| field(&o, "Method").is_some() || field(&o, "Url").is_some())
 }
 
 impl InvocationRequest {
@@ -72,24 +157,7 @@ impl InvocationRequest {
             None | Some(Value::Null) => Map::new(),
             Some(v) => as_object(v).ok_or_else(|| bad("Metadata", "not an object"))?,
         };
-        let sys = match field(&metadata, "sys") {
-            None | Some(Value::Null) => SysMetadata::default(),
-            Some(v) => {
-                let sys = as_object(v).ok_or_else(|| bad("Metadata.sys", "not an object"))?;
-                let utc_now = match field(&sys, "UtcNow") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(s)) => Some(parse_host_datetime(s).ok_or_else(|| {
-                        bad("Metadata.sys.UtcNow", format!("'{s}' is not a date-time"))
-                    })?),
-                    Some(_) => return Err(bad("Metadata.sys.UtcNow", "not a string")),
-                };
-                SysMetadata {
-                    method_name: field(&sys, "MethodName").and_then(scalar_string),
-                    utc_now,
-                    rand_guid: field(&sys, "RandGuid").and_then(scalar_string),
-                }
-            }
-        };
+        let sys = host_sys(&data, &metadata);
         Ok(Self {
             data,
             metadata,
@@ -514,8 +582,9 @@ mod tests {
               "RandGuid": "3d5ad2d3-3b8e-4d5d-9e7b-2a0e3d1f7c11"}}
         });
         let req = InvocationRequest::parse(body.to_string().as_bytes()).unwrap();
-        assert_eq!(req.sys.method_name.as_deref(), Some("RotateSecrets"));
-        assert_eq!(req.sys.utc_now, Some(ts("2025-01-15T02:00:00.0123456Z")));
+        let sys = req.sys.clone().unwrap();
+        assert_eq!(sys.method_name.as_deref(), Some("RotateSecrets"));
+        assert_eq!(sys.utc_now, ts("2025-01-15T02:00:00.0123456Z"));
         let t = req.timer(TIMER_BINDING).unwrap();
         assert!(!t.is_past_due);
         assert_eq!(t.adjust_for_dst, Some(true));
@@ -580,7 +649,7 @@ mod tests {
         let body = json!({"data": {"req": {"method": "post", "body": "{\"function\":\"Test\"}"}},
                           "metadata": {"SYS": {"utcnow": "2025-01-15T02:00:00Z"}}});
         let req = InvocationRequest::parse(body.to_string().as_bytes()).unwrap();
-        assert_eq!(req.sys.utc_now, Some(ts("2025-01-15T02:00:00Z")));
+        assert_eq!(req.sys.clone().unwrap().utc_now, ts("2025-01-15T02:00:00Z"));
         let http = req.http_request(HTTP_TRIGGER_BINDING).unwrap();
         assert_eq!(http.method, "POST");
         assert_eq!(http.json_body().unwrap(), Some(json!({"function": "Test"})));
@@ -676,9 +745,12 @@ mod tests {
         );
         let e = InvocationRequest::parse(br#"{"Data": 5}"#).unwrap_err();
         assert!(e.to_string().contains("Data"), "{e}");
-        let e =
-            InvocationRequest::parse(br#"{"Metadata": {"sys": {"UtcNow": "soon"}}}"#).unwrap_err();
-        assert!(e.to_string().contains("Metadata.sys.UtcNow"), "{e}");
+        // A host clock that cannot be read is not an error: the handler says so and uses its own.
+        let why = InvocationRequest::parse(br#"{"Metadata": {"sys": {"UtcNow": "soon"}}}"#)
+            .unwrap()
+            .sys
+            .unwrap_err();
+        assert!(why.contains("Metadata.sys.UtcNow"), "{why}");
         let e = InvocationRequest::parse(br#"{"Data": {"a": {}, "b": {}}}"#)
             .unwrap()
             .http_request("req")
@@ -696,6 +768,81 @@ mod tests {
         .timer("timer")
         .unwrap_err();
         assert!(e.to_string().contains("ScheduleStatus.Last"), "{e}");
+    }
+
+    /// An HTTP envelope whose caller sent `query` and `body`, with the host's `sys` object
+    /// wherever `SystemBindingData` put it and the caller's values in Metadata.
+    fn shadowed(query: Value, body: Option<&str>, metadata: Value) -> InvocationRequest {
+        let mut req = json!({"Url": "https://h/api/rotate/x", "Method": "POST", "Query": query,
+                             "Headers": {}, "Params": {"credential": "x"}, "Identities": []});
+        if let Some(b) = body {
+            req["Body"] = json!(b);
+        }
+        let v = json!({"Data": {"req": req}, "Metadata": metadata});
+        InvocationRequest::parse(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn host(t: &str) -> Value {
+        json!({"MethodName": "Rotate", "UtcNow": t, "RandGuid": "g"})
+    }
+
+    #[test]
+    fn the_clock_is_the_hosts_wherever_the_host_put_it() {
+        let real = "2025-01-15T02:00:00Z";
+        let forged = json!({"UtcNow": "2025-01-23T02:00:00Z"});
+        let cases = [
+            // Nothing from the caller: the host's at `sys`.
+            shadowed(json!({}), None, json!({"sys": host(real)})),
+            // A body `sys` (object or not): the host's moved to `$sys`.
+            shadowed(
+                json!({}),
+                Some(&json!({"force": false, "sys": forged}).to_string()),
+                json!({"sys": forged, "$sys": host(real), "force": "\"False\""}),
+            ),
+            shadowed(
+                json!({}),
+                Some(r#"{"SYS": 1}"#),
+                json!({"SYS": "\"1\"", "$sys": host(real)}),
+            ),
+            // A query `sys`, any casing, even one .NET upper-cases to SYS.
+            shadowed(
+                json!({"sys": "1"}),
+                None,
+                json!({"sys": "\"1\"", "$sys": host(real)}),
+            ),
+            shadowed(
+                json!({"ſys": "1"}),
+                None,
+                json!({"ſys": "\"1\"", "$sys": host(real)}),
+            ),
+            // Only `$sys` from the caller: the host's stays at `sys`, the caller's is ignored.
+            shadowed(
+                json!({}),
+                Some(&json!({"$sys": forged}).to_string()),
+                json!({"$sys": forged, "sys": host(real)}),
+            ),
+        ];
+        for (i, req) in cases.into_iter().enumerate() {
+            assert_eq!(req.sys.unwrap().utc_now, ts(real), "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_clock_that_cannot_be_told_apart_is_not_taken() {
+        // Newtonsoft reads `{sys: ...}`; serde does not: whose `sys` is it? Neither is trusted.
+        let req = shadowed(
+            json!({}),
+            Some("{sys: {UtcNow: '2025-01-23T02:00:00Z'}}"),
+            json!({"sys": {"UtcNow": "2025-01-23T02:00:00Z"}, "$sys": host("2025-01-15T02:00:00Z")}),
+        );
+        assert!(req.sys.unwrap_err().contains("body"));
+        // A caller `sys` but no `$sys` (not the real host): the caller's is not taken either.
+        let req = shadowed(
+            json!({"sys": "1"}),
+            None,
+            json!({"sys": host("2025-01-23T02:00:00Z")}),
+        );
+        assert!(req.sys.unwrap_err().contains("$sys"));
     }
 
     fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
