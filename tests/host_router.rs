@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use host::{HttpCall, InvocationClient, Specs};
+use host::{HttpCall, InvocationClient, TimerForm};
 use secret_rotator::engine::report::{
     Check, CredentialOutcome, CredentialPlan, CredentialReport, CredentialStatus, PassReport,
     PlanReport, ResultCode, SelfTestReport, StatusReport, StepRecord,
@@ -37,6 +37,18 @@ struct Fake {
     pass_gate: Mutex<Option<oneshot::Receiver<()>>>,
     /// Set: `self_test` and `plan` never finish (a hung dependency).
     hang: std::sync::atomic::AtomicBool,
+    /// Set: every credential of a pass progresses (else `ezsign` fails).
+    healthy: std::sync::atomic::AtomicBool,
+    /// The `now` each `rotate_one` was given.
+    rotation_nows: Mutex<Vec<DateTime<Utc>>>,
+}
+
+impl Fake {
+    fn healthy() -> Arc<Fake> {
+        let f = Fake::default();
+        f.healthy.store(true, Ordering::SeqCst);
+        Arc::new(f)
+    }
 }
 
 fn report(name: &str, outcome: CredentialOutcome, now: DateTime<Utc>) -> CredentialReport {
@@ -68,7 +80,15 @@ impl RotatorService for Fake {
             finished: now,
             credentials: vec![
                 report("provision-assist", CredentialOutcome::Progressed, now),
-                report("ezsign", CredentialOutcome::Failed, now),
+                report(
+                    "ezsign",
+                    if self.healthy.load(Ordering::SeqCst) {
+                        CredentialOutcome::Progressed
+                    } else {
+                        CredentialOutcome::Failed
+                    },
+                    now,
+                ),
             ],
             deferred: vec!["empower".into()],
             unenrolled: None,
@@ -82,6 +102,7 @@ impl RotatorService for Fake {
         now: DateTime<Utc>,
     ) -> Result<CredentialReport, ServiceError> {
         self.rotations.fetch_add(1, Ordering::SeqCst);
+        self.rotation_nows.lock().unwrap().push(now);
         match credential {
             "missing" => return Err(ServiceError::UnknownCredential(credential.into())),
             "broken" => return Err(ServiceError::Internal("lease container unreachable".into())),
@@ -185,7 +206,7 @@ async fn start(fake: Arc<Fake>, opts: HandlerOptions) -> Server {
         let _ = stopped.await;
     }));
     Server {
-        client: InvocationClient::new(base, Arc::new(Specs::load(&host::repo_root()))),
+        client: InvocationClient::new(base, Arc::new(host::specs())),
         stop: Some(stop),
         task,
     }
@@ -226,7 +247,7 @@ async fn readiness_answers_at_once() {
 
 #[tokio::test]
 async fn timer_runs_one_pass_with_the_budget_and_logs_a_line_per_credential() {
-    let fake = Arc::new(Fake::default());
+    let fake = Fake::healthy();
     let s = start(fake.clone(), opts()).await;
     let inv = s.client.timer("RotateSecrets", t0(), true).await;
     assert_eq!(inv.json["Outputs"], json!({}));
@@ -237,23 +258,56 @@ async fn timer_runs_one_pass_with_the_budget_and_logs_a_line_per_credential() {
     );
     let logs = inv.logs.join("\n");
     assert!(logs.contains("IsPastDue=true"), "{logs}");
-    assert!(
-        logs.contains("provision-assist: progressed (1 step(s))"),
-        "{logs}"
-    );
-    assert!(
-        logs.contains("ezsign: failed (1 step(s))") && logs.contains("error: Graph answered 403"),
-        "{logs}"
-    );
+    for name in ["provision-assist", "ezsign"] {
+        assert!(
+            logs.contains(&format!("{name}: progressed (1 step(s))")),
+            "{logs}"
+        );
+    }
     assert!(
         logs.contains("deferred to the next run (pass budget reached): empower"),
         "{logs}"
     );
     assert!(
         logs.contains(&format!(
-            "pass {}: 2 credential(s) handled, 1 failed or blocked, 1 deferred",
+            "pass {}: 2 credential(s) handled, 0 failed or blocked, 1 deferred",
             inv.invocation_id
         )),
+        "{logs}"
+    );
+    s.shutdown().await;
+}
+
+/// A pass in which a credential failed is a failed invocation (README "What the host records"):
+/// non-2xx, the reason in the status line (the host's exception message), the `Logs` still in
+/// the body for local tools, the run queryable afterwards.
+#[tokio::test]
+async fn a_pass_with_a_failed_credential_fails_the_invocation() {
+    let fake = Arc::new(Fake::default());
+    let s = start(fake.clone(), opts()).await;
+    let def = s.client.function("RotateSecrets");
+    let envelope = host::timer_envelope(def, t0(), TimerForm::Monitored { past_due: true });
+    let a = s.client.send("RotateSecrets", &envelope, "inv-1").await;
+    assert_eq!(a.status, 500, "{}", a.text);
+    let failure = host::accept_error("RotateSecrets", a.clone());
+    assert!(
+        failure
+            .contains("500 (rotation pass inv-1: 1 of 2 credential(s) failed or blocked: ezsign)"),
+        "{failure}"
+    );
+    let logs: Vec<&str> = a.json.as_ref().unwrap()["Logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let logs = logs.join("\n");
+    assert!(
+        logs.contains("ezsign: failed (1 step(s))") && logs.contains("error: Graph answered 403"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("pass inv-1: 2 credential(s) handled, 1 failed or blocked, 1 deferred"),
         "{logs}"
     );
 
@@ -261,7 +315,7 @@ async fn timer_runs_one_pass_with_the_budget_and_logs_a_line_per_credential() {
     let r = s
         .client
         .http(
-            self_test_call(json!({"function": "Run", "runId": inv.invocation_id})),
+            self_test_call(json!({"function": "Run", "runId": "inv-1"})),
             t0(),
         )
         .await;
@@ -272,19 +326,36 @@ async fn timer_runs_one_pass_with_the_budget_and_logs_a_line_per_credential() {
     s.shutdown().await;
 }
 
+/// Every `ScheduleStatus` the host sends: monitored, null (no monitor), and a first run with
+/// .NET's `DateTime.MinValue` for `Last` and `LastUpdated`.
 #[tokio::test]
-async fn timer_not_past_due_and_without_schedule_status() {
-    let fake = Arc::new(Fake::default());
+async fn timer_in_every_form_the_host_sends() {
+    let fake = Fake::healthy();
     let s = start(fake.clone(), opts()).await;
-    let env = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}},
-                     "Metadata": {"sys": {"MethodName": "RotateSecrets", "UtcNow": "2025-01-15T02:00:00.0000000", "RandGuid": "x"}}});
-    let inv = s.client.invoke("RotateSecrets", &env).await;
-    assert!(
-        inv.logs.iter().any(|l| l == "IsPastDue=false"),
-        "{:?}",
-        inv.logs
+    let forms = [
+        TimerForm::Monitored { past_due: false },
+        TimerForm::Unmonitored,
+        TimerForm::FirstRun,
+    ];
+    for form in forms {
+        let inv = s.client.timer_form("RotateSecrets", t0(), form).await;
+        assert!(
+            inv.logs.iter().any(|l| l == "IsPastDue=false"),
+            "{form:?}: {:?}",
+            inv.logs
+        );
+    }
+    let envelope = host::timer_envelope(
+        s.client.function("RotateSecrets"),
+        t0(),
+        TimerForm::FirstRun,
     );
-    assert_eq!(fake.passes.lock().unwrap()[0].0, t0());
+    assert_eq!(
+        envelope["Data"]["timer"]["ScheduleStatus"]["Last"],
+        "0001-01-01T00:00:00+00:00"
+    );
+    let nows: Vec<_> = fake.passes.lock().unwrap().iter().map(|p| p.0).collect();
+    assert_eq!(nows, vec![t0(); 3]);
     s.shutdown().await;
 }
 
@@ -759,16 +830,6 @@ async fn malformed_envelopes_get_4xx_json_and_the_server_stays_up() {
             "Data.timer",
         ),
         (
-            c.post_raw(
-                "/RotateSecrets",
-                json_ct,
-                br#"{"Metadata": {"sys": {"UtcNow": "tomorrow"}}}"#.to_vec(),
-            )
-            .await,
-            400,
-            "UtcNow",
-        ),
-        (
             c.post_raw("/a/b", json_ct, b"{}".to_vec()).await,
             404,
             "no such path",
@@ -834,17 +895,24 @@ async fn an_engine_that_did_not_start_is_reported_not_crashed() {
         .client
         .send(
             "RotateSecrets",
-            &host::timer_envelope(s.client.specs.function("RotateSecrets"), t0(), false),
+            &host::timer_envelope(
+                s.client.function("RotateSecrets"),
+                t0(),
+                TimerForm::Monitored { past_due: false },
+            ),
             "i",
         )
         .await;
     assert_eq!(a.status, 500);
+    let failure = host::accept_error("RotateSecrets", a.clone());
     assert!(
-        a.json.unwrap()["message"]
-            .as_str()
-            .unwrap()
-            .contains("names no consumer")
+        failure.contains(
+            "(the rotation pass could not start: the engine is not available: policy.json"
+        ),
+        "{failure}"
     );
+    let logs = a.json.unwrap()["Logs"].to_string();
+    assert!(logs.contains("names no consumer"), "{logs}");
     assert!(fake.passes.lock().unwrap().is_empty());
     assert_eq!(fake.rotations.load(Ordering::SeqCst), 0);
     assert!(

@@ -124,11 +124,10 @@ async fn rotate_secrets(
         logs.push("IsPastDue=false".into());
     }
     if let Some(e) = &state.opts.startup_error {
-        tracing::error!(reason = %e.message, "rotation pass skipped: the engine is not available");
-        return error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
+        return failed_invocation(
+            logs,
             format!(
-                "the rotation pass could not run: the engine is not available: {}",
+                "the rotation pass could not start: the engine is not available: {}",
                 e.message
             ),
         );
@@ -164,24 +163,26 @@ async fn rotate_secrets(
         Some(result) => match &*result {
             RunResult::Pass { report } => {
                 logs.extend(pass_lines(&handle.run_id, report));
-                for l in &logs {
-                    tracing::info!(summary = %l, "invocation summary");
+                match pass_failure(&handle.run_id, report) {
+                    Some(summary) => failed_invocation(logs, summary),
+                    None => {
+                        for l in &logs {
+                            tracing::info!(summary = %l, "invocation summary");
+                        }
+                        json_ok(InvocationResponse {
+                            logs,
+                            ..Default::default()
+                        })
+                    }
                 }
-                json_ok(InvocationResponse {
-                    logs,
-                    ..Default::default()
-                })
             }
-            RunResult::Failed { error, .. } => {
-                tracing::error!(run_id = %handle.run_id, %error, "rotation pass failed");
-                error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("rotation pass {} failed: {error}", handle.run_id),
-                )
-            }
-            RunResult::Rotate { .. } => error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error: a pass run reported a single-credential result",
+            RunResult::Failed { error, .. } => failed_invocation(
+                logs,
+                format!("rotation pass {} failed: {error}", handle.run_id),
+            ),
+            RunResult::Rotate { .. } => failed_invocation(
+                logs,
+                "internal error: a pass run reported a single-credential result".into(),
             ),
         },
         None => {
@@ -199,6 +200,82 @@ async fn rotate_secrets(
             })
         }
     }
+}
+
+/// Why a finished pass must show as a failed invocation: a credential failed or is blocked (an
+/// operator has to act, so the host's failure alerts must fire). `None` for a pass that only
+/// progressed, found nothing due, deferred work or met a lease held elsewhere.
+fn pass_failure(run_id: &str, report: &PassReport) -> Option<String> {
+    let failed: Vec<&str> = report
+        .credentials
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.outcome,
+                CredentialOutcome::Failed | CredentialOutcome::Blocked
+            )
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    (!failed.is_empty()).then(|| {
+        format!(
+            "rotation pass {run_id}: {} of {} credential(s) failed or blocked: {}",
+            failed.len(),
+            report.credentials.len(),
+            failed.join(", ")
+        )
+    })
+}
+
+/// A timer invocation the host must record as failed (README "What the host records").
+///
+/// The host fails the invocation on any non-2xx answer and then reads nothing of it: in
+/// `DefaultHttpWorkerService.ProcessDefaultInvocationRequest` `EnsureSuccessStatusCode()` throws
+/// before `ProcessLogsFromHttpResponse`, so these `Logs` never reach the invocation log. What
+/// does reach Application Insights: the exception, whose message .NET builds from the status
+/// line (`Response status code does not indicate success: 500 (<reason phrase>)`), so the
+/// summary goes in the reason phrase; and the handler's stdout, which the host forwards as
+/// console logs (`WorkerProcess.OnOutputDataReceived`), so every line is traced too. The body
+/// still carries the `Logs` for local tools (Core Tools traces the answer's content).
+fn failed_invocation(logs: Vec<String>, summary: String) -> Response {
+    for l in &logs {
+        tracing::error!(summary = %l, "invocation summary (failed invocation)");
+    }
+    tracing::error!(reason = %summary, "the invocation fails: {summary}");
+    let mut logs = logs;
+    logs.push(summary.clone());
+    let mut resp = (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(InvocationResponse {
+            logs,
+            ..Default::default()
+        }),
+    )
+        .into_response();
+    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason_phrase(&summary)) {
+        resp.extensions_mut().insert(reason);
+    }
+    resp
+}
+
+/// What a status line's reason phrase may hold (visible ASCII and spaces), kept short.
+fn reason_phrase(summary: &str) -> String {
+    const MAX: usize = 300;
+    let mut s: String = summary
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX)
+        .collect();
+    if summary.chars().count() > MAX {
+        s.push_str("...");
+    }
+    s
 }
 
 /// One line per credential, then what was deferred, then a total.
