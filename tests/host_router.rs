@@ -1071,3 +1071,185 @@ async fn status_page_serves_one_self_contained_html_page() {
     assert!(!html.contains("https://") && !html.contains("http://"));
     s.shutdown().await;
 }
+
+/// Issue 13: a caller's `sys` (query or body, object or not, any casing) or `$sys` neither moves
+/// the engine's clock nor fails the invocation, and is not echoed back.
+#[tokio::test]
+async fn a_callers_sys_does_not_move_the_clock() {
+    let fake = Arc::new(Fake::default());
+    let s = start(fake.clone(), opts()).await;
+    let forged = "2031-01-23T02:00:00Z";
+    let calls = [
+        HttpCall::post_json(
+            "rotate/pa",
+            &json!({"force": true, "sys": {"UtcNow": forged}}),
+        ),
+        HttpCall::post_json("rotate/pa", &json!({"force": true, "sys": forged})),
+        HttpCall::post_json("rotate/pa", &json!({"force": true, "SYS": 1})),
+        HttpCall::post_json(
+            "rotate/pa",
+            &json!({"force": true, "$sys": {"UtcNow": forged}}),
+        ),
+        HttpCall::new("POST", "rotate/pa")
+            .query("sys", "1")
+            .query("force", "true"),
+        HttpCall::new("POST", "rotate/pa")
+            .query("Sys", &json!({"UtcNow": forged}).to_string())
+            .query("force", "true"),
+        HttpCall::new("POST", "rotate/pa")
+            .header("Content-Type", "text/plain")
+            .body(json!({"sys": {"UtcNow": forged}}).to_string())
+            .query("force", "true"),
+    ];
+    for call in calls {
+        let envelope = s.client.http_envelope(&call, t0());
+        let r = s.client.http(call.clone(), t0()).await;
+        assert_eq!(r.status, 200, "{call:?}: {}", r.body);
+        assert_eq!(r.body["result"]["outcome"], "progressed", "{call:?}");
+        assert!(
+            !r.invocation.json.to_string().contains("2031"),
+            "{call:?} echoed: {}",
+            r.invocation.json
+        );
+        // The host shadowed its own `sys` exactly when the caller sent one.
+        let shadowed = envelope["Metadata"]["$sys"]["MethodName"] == "Rotate";
+        let sent_sys = call
+            .query
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("sys"))
+            || call.body.as_ref().is_some_and(|b| {
+                serde_json::from_slice::<Value>(b)
+                    .ok()
+                    .and_then(|v| v.as_object().cloned())
+                    .is_some_and(|o| o.keys().any(|k| k.eq_ignore_ascii_case("sys")))
+            });
+        assert_eq!(shadowed, sent_sys, "{call:?}: {envelope}");
+    }
+    let nows = fake.rotation_nows.lock().unwrap().clone();
+    assert_eq!(nows, vec![t0(); 7], "the engine's clock is the host's");
+    s.shutdown().await;
+}
+
+/// `Body` as the host passes it: a string, base64 for octet-stream, absent for a chunked caller;
+/// `Query` as an object and in the docs' legacy string form; `Params` empty and with null.
+#[tokio::test]
+async fn request_data_in_every_form_the_host_sends() {
+    let fake = Arc::new(Fake::default());
+    let s = start(fake.clone(), opts()).await;
+    let forced = json!({"credential": "pa", "force": true});
+    let cases = [
+        (HttpCall::post_json("rotate", &forced), "progressed"),
+        (
+            HttpCall::new("POST", "rotate")
+                .header("Content-Type", "application/octet-stream")
+                .body(forced.to_string()),
+            "progressed",
+        ),
+        // Chunked: no Body, so no force; the credential comes from the query.
+        (
+            HttpCall::post_json("rotate", &forced)
+                .chunked()
+                .query("credential", "pa"),
+            "idle",
+        ),
+        (
+            HttpCall::new("POST", "rotate")
+                .query("credential", "pa")
+                .query("force", "true")
+                .legacy_query(),
+            "progressed",
+        ),
+    ];
+    for (call, outcome) in cases {
+        let envelope = s.client.http_envelope(&call, t0());
+        let req = &envelope["Data"]["req"];
+        assert_eq!(req["Params"], json!({"credential": null}), "{envelope}");
+        let counted = call.body.is_some() && !call.chunked;
+        assert_eq!(req.get("Body").is_some(), counted, "{envelope}");
+        let r = s.client.http(call.clone(), t0()).await;
+        assert_eq!(r.body["result"]["outcome"], outcome, "{call:?}: {}", r.body);
+    }
+    let b64 = s.client.http_envelope(
+        &HttpCall::new("POST", "rotate/pa")
+            .header("Content-Type", "application/octet-stream")
+            .body("{}"),
+        t0(),
+    );
+    assert_eq!(b64["Data"]["req"]["Body"], "e30=");
+    assert_eq!(b64["Data"]["req"]["Params"], json!({"credential": "pa"}));
+    assert_eq!(
+        b64["Metadata"]["credential"], "\"pa\"",
+        "strings JSON-encoded"
+    );
+
+    let probe = HttpCall::new("POST", "SelfTest").query("function", "Test");
+    assert_eq!(
+        s.client.http_envelope(&probe, t0())["Data"]["req"]["Params"],
+        json!({})
+    );
+    let r = s.client.http(probe.chunked(), t0()).await;
+    assert_eq!(r.body["command"], "Test");
+    s.shutdown().await;
+}
+
+/// Every HTTP function, answering well or not, gives the host what it needs: a JSON answer,
+/// `Outputs.res` with a numeric `statusCode`, scalar headers with a content type, a body.
+/// (`read_http_output` checks all of that on every call; this names the content types.)
+#[tokio::test]
+async fn every_http_function_answers_in_the_shape_the_host_needs() {
+    let s = start(Arc::new(Fake::default()), opts()).await;
+    let cases = [
+        (
+            self_test_call(json!({"function": "Test"})),
+            200,
+            "application/json",
+        ),
+        (
+            self_test_call(json!({"function": "Nope"})),
+            400,
+            "application/json",
+        ),
+        (
+            HttpCall::post_json("rotate/pa", &json!({"force": true})),
+            200,
+            "application/json",
+        ),
+        (
+            HttpCall::post_json("rotate/pa", &json!({"force": "x"})),
+            400,
+            "application/json",
+        ),
+        (
+            HttpCall::new("POST", "rotate/missing"),
+            404,
+            "application/json",
+        ),
+        (
+            HttpCall::new("GET", "StatusPage"),
+            200,
+            "text/html; charset=utf-8",
+        ),
+    ];
+    for (call, status, content_type) in cases {
+        let r = s.client.http(call.clone(), t0()).await;
+        assert_eq!(r.status, status, "{call:?}: {}", r.body_text);
+        assert_eq!(r.headers["Content-Type"], content_type, "{call:?}");
+        let res = &r.invocation.json["Outputs"]["res"];
+        assert!(res["statusCode"].is_u64(), "{res}");
+    }
+    // The host also takes a numeric string for statusCode (HttpBinding.cs).
+    let inv = host::Invocation {
+        invocation_id: "i".into(),
+        status: 200,
+        json: json!({"Outputs": {"res": {"statusCode": "202", "body": "{}",
+                     "headers": {"Content-Type": "application/json"}}}}),
+        logs: vec![],
+    };
+    assert_eq!(host::read_http_output(inv.clone(), "res").status, 202);
+    for bad in [json!(null), json!(""), json!({"a": 1})] {
+        let mut inv = inv.clone();
+        inv.json["Outputs"]["res"]["body"] = bad.clone();
+        assert!(host::try_read_http_output(inv, "res").is_err(), "{bad}");
+    }
+    s.shutdown().await;
+}
