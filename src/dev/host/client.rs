@@ -273,3 +273,43 @@ pub fn read_http_output(invocation: Invocation, out_name: &str) -> Result<HttpRe
         invocation,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+    use std::sync::Mutex;
+
+    /// The envelope goes chunked, with the host's headers, as from the host's HttpClient.
+    #[tokio::test]
+    async fn sends_like_the_host() {
+        let seen: Arc<Mutex<Option<HeaderMap>>> = Arc::default();
+        let keep = seen.clone();
+        let app = axum::Router::new().route(
+            "/{f}",
+            axum::routing::post(move |h: HeaderMap| async move {
+                *keep.lock().unwrap() = Some(h);
+                axum::Json(serde_json::json!({"Outputs": {}, "Logs": ["ok"]}))
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        let client = InvocationClient::new(base, Arc::new(Specs::embedded()));
+        let inv = client
+            .invoke("SelfTest", &serde_json::json!({"Data": {}}), "inv-1")
+            .await
+            .unwrap();
+        assert_eq!(inv.logs, vec!["ok"]);
+        let h = seen.lock().unwrap().clone().unwrap();
+        assert!(h.get("content-length").is_none(), "{h:?}");
+        assert_eq!(h["transfer-encoding"], "chunked");
+        assert_eq!(h["content-type"], "application/json; charset=utf-8");
+        assert_eq!(h["x-azure-functions-invocationid"], "inv-1");
+        assert_eq!(h["x-azure-functions-hostversion"], HOST_VERSION);
+        assert_eq!(
+            h["user-agent"].to_str().unwrap(),
+            format!("Azure-Functions-Host/{HOST_VERSION}")
+        );
+    }
+}

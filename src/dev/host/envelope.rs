@@ -586,3 +586,153 @@ impl CiMap {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 1, 15, 2, 0, 0).unwrap()
+    }
+
+    fn rotate(call: &HttpCall) -> Value {
+        let specs = Specs::embedded();
+        let (def, params) = specs.route(&call.method, &call.path).unwrap();
+        http_envelope(def, &specs.route_prefix, call, &params, t0())
+    }
+
+    #[test]
+    fn embedded_specs_are_the_repositorys() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let loaded = Specs::load(root).unwrap();
+        let names = |s: &Specs| {
+            s.functions
+                .iter()
+                .map(|f| f.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&Specs::embedded()), names(&loaded));
+    }
+
+    #[test]
+    fn metadata_holds_caller_keys_json_encoded_and_the_hosts_sys() {
+        let call = HttpCall::post_json(
+            "rotate/app1",
+            &json!({"force": false, "n": 5, "a": [1], "z": null, "o": {"k": 1}}),
+        )
+        .query("dryRun", "true")
+        .query("code", "function-key");
+        let m = &rotate(&call)["Metadata"];
+        assert_eq!(m["credential"], "\"app1\"");
+        assert_eq!(m["dryRun"], "\"true\"");
+        assert_eq!(m["force"], "\"False\"", ".NET's string of a JSON false");
+        assert_eq!(m["n"], "\"5\"");
+        assert_eq!(m["o"], json!({"k": 1}));
+        for absent in ["a", "z", "code", "$sys", "req"] {
+            assert!(m.get(absent).is_none(), "{absent}: {m}");
+        }
+        assert_eq!(
+            m["Query"],
+            json!({"dryRun": "true", "code": "function-key"})
+        );
+        assert_eq!(m["Headers"]["Content-Type"], "application/json");
+        assert_eq!(m["sys"]["MethodName"], "Rotate");
+        assert_eq!(m["sys"]["UtcNow"], "2025-01-15T02:00:00Z");
+    }
+
+    #[test]
+    fn a_callers_sys_moves_the_hosts_to_dollar_sys() {
+        let query = rotate(&HttpCall::new("POST", "rotate/x").query("SYS", "1"));
+        assert_eq!(query["Metadata"]["SYS"], "\"1\"");
+        assert_eq!(query["Metadata"]["$sys"]["MethodName"], "Rotate");
+        let body = rotate(&HttpCall::post_json(
+            "rotate/x",
+            &json!({"sys": {"UtcNow": "x"}}),
+        ));
+        assert_eq!(body["Metadata"]["sys"], json!({"UtcNow": "x"}));
+        assert_eq!(body["Metadata"]["$sys"]["MethodName"], "Rotate");
+        // A caller's `$sys` alone leaves the host's at `sys`; with a `sys` too, the host's
+        // overwrites it.
+        let dollar = rotate(&HttpCall::post_json(
+            "rotate/x",
+            &json!({"$sys": {"UtcNow": "x"}}),
+        ));
+        assert_eq!(dollar["Metadata"]["$sys"], json!({"UtcNow": "x"}));
+        assert_eq!(dollar["Metadata"]["sys"]["MethodName"], "Rotate");
+        let both = rotate(&HttpCall::post_json(
+            "rotate/x",
+            &json!({"$sys": 1, "sys": 2}),
+        ));
+        assert_eq!(both["Metadata"]["$sys"]["MethodName"], "Rotate");
+        // A chunked body is not read for binding data.
+        let chunked = rotate(&HttpCall::post_json("rotate/x", &json!({"sys": 1})).chunked());
+        assert_eq!(chunked["Metadata"]["sys"]["MethodName"], "Rotate");
+        assert!(chunked["Data"]["req"].get("Body").is_none());
+    }
+
+    #[test]
+    fn request_data_as_the_host_builds_it() {
+        let call = HttpCall::new("POST", "rotate")
+            .query("tag", "a")
+            .query("tag", "b")
+            .header("Content-Type", "multipart/form-data; boundary=x")
+            .body(vec![0u8, 255]);
+        let req = &rotate(&call)["Data"]["req"];
+        assert_eq!(
+            req["Url"],
+            "https://secret-rotator.azurewebsites.net/api/rotate?tag=a&tag=b"
+        );
+        assert_eq!(req["Query"], json!({"tag": "a,b"}));
+        assert_eq!(req["Params"], json!({"credential": null}));
+        assert_eq!(req["Headers"]["Content-Length"], json!(["2"]));
+        assert_eq!(req["Body"], "AP8=");
+        assert_eq!(
+            req["Identities"][0]["AuthenticationType"],
+            "WebJobsAuthLevel"
+        );
+    }
+
+    #[test]
+    fn timer_forms_and_dates() {
+        let specs = Specs::embedded();
+        let def = specs.function("RotateSecrets").unwrap();
+        let monitored = timer_envelope(def, t0(), TimerForm::Monitored { past_due: true });
+        assert_eq!(monitored["Metadata"].as_object().unwrap().len(), 1);
+        let status = &monitored["Data"]["timer"]["ScheduleStatus"];
+        assert_eq!(status["Last"], "2025-01-14T02:00:00+00:00");
+        assert_eq!(monitored["Data"]["timer"]["IsPastDue"], true);
+        let null = timer_envelope(def, t0(), TimerForm::Unmonitored);
+        assert!(null["Data"]["timer"]["ScheduleStatus"].is_null());
+        let first = timer_envelope(def, t0(), TimerForm::FirstRun);
+        assert_eq!(
+            first["Data"]["timer"]["ScheduleStatus"]["LastUpdated"],
+            "0001-01-01T00:00:00+00:00"
+        );
+        let t = t0() + chrono::Duration::milliseconds(17);
+        assert_eq!(newtonsoft_date(t, "Z"), "2025-01-15T02:00:00.017Z");
+        let t = t0() + chrono::Duration::nanoseconds(123_456_700);
+        assert_eq!(
+            newtonsoft_date(t, "+00:00"),
+            "2025-01-15T02:00:00.1234567+00:00"
+        );
+    }
+
+    #[test]
+    fn routes_like_the_host() {
+        assert_eq!(
+            match_route("rotate/{credential?}", "rotate"),
+            Some(Map::from_iter([("credential".into(), Value::Null)]))
+        );
+        assert_eq!(
+            match_route("rotate/{credential?}", "Rotate/a%20b").unwrap()["credential"],
+            "a b"
+        );
+        assert_eq!(match_route("rotate/{credential?}", "rotate/a/b"), None);
+        assert_eq!(
+            match_route("files/{*rest}", "files/a/b").unwrap()["rest"],
+            "a/b"
+        );
+        assert_eq!(match_route("SelfTest", "selftest"), Some(Map::new()));
+    }
+}
