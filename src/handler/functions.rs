@@ -9,6 +9,13 @@
 //!
 //! Run ids are the host's `X-Azure-Functions-InvocationId` when present, so an operator can find
 //! a run from the invocation log even if the HTTP caller went away.
+//!
+//! What the host records (README "What the host records"): an HTTP function always answers the
+//! host 2xx, its caller's status in `res` (a non-2xx would reach the caller as a bare 500 with
+//! the reason dropped). A timer pass answers 2xx when it ran and nothing needs a person — even
+//! with work deferred, a lease held elsewhere, or a pass still running in the background — and
+//! fails the invocation (`failed_invocation`) when a credential failed or is blocked, when the
+//! pass could not start, or when it broke, so the host's failure alerts fire.
 
 use std::sync::Arc;
 use std::time::Duration;

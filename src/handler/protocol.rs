@@ -6,7 +6,8 @@
 //! as a string holding JSON; `Query` is an object or a string; `Body` is text, base64 bytes, or
 //! (from some tools) an already-parsed JSON value; dates come with `Z`, `+00:00` or no offset and
 //! up to seven fractional digits. Everything here turns that into plain typed values and names
-//! the offending field when something cannot be understood.
+//! the offending field when something cannot be understood. Which `sys` is the host's is decided
+//! here too ([`InvocationRequest::sys`]; the rule is in the handler module's docs).
 
 use std::collections::BTreeMap;
 
