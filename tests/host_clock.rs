@@ -25,39 +25,6 @@ fn key_ids(c: &azure_emulator::Control) -> Vec<uuid::Uuid> {
     ids
 }
 
-async fn start(
-    emu: &emulator::TestEmulator,
-    azurite: &azurite::Azurite,
-    account: &str,
-) -> FunctionsHost {
-    let resolve: Vec<String> = emu
-        .emulator
-        .host_overrides()
-        .into_iter()
-        .chain([azurite.host_override()])
-        .map(|(h, a)| format!("{h}={a}"))
-        .collect();
-    FunctionsHost::builder()
-        .setting("AZURE_TENANT_ID", &emu.tenant())
-        .setting("AzureWebJobsStorage__accountName", account)
-        .setting("IDENTITY_ENDPOINT", &emu.emulator.msi_endpoint())
-        .setting(
-            "IDENTITY_HEADER",
-            &emu.emulator.identity_header("secret-rotator").unwrap(),
-        )
-        .setting("ROTATOR_RESOLVE", &resolve.join(","))
-        .setting(
-            "ROTATOR_CA_FILE",
-            &emu.emulator.ca_path().display().to_string(),
-        )
-        .setting("ROTATOR_ROTATE_WAIT_SECONDS", "60")
-        .setting("ROTATION_SCHEDULE", "0 0 3 * * *")
-        .file("policy.json", include_str!("../src/dev/demo-policy.json"))
-        .start()
-        .await
-        .unwrap_or_else(|e| panic!("the handler did not start: {e:?}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_cannot_cause_a_removal_inside_the_grace_period() {
     let mut scenario: Value =
@@ -74,7 +41,14 @@ async fn a_caller_cannot_cause_a_removal_inside_the_grace_period() {
     let c = emu.emulator.control();
     let account = format!("st{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let azurite = azurite::Azurite::start(&emu.emulator, &account);
-    let h = start(&emu, &azurite, &account).await;
+    let h = FunctionsHost::builder()
+        .emulated(&emu.emulator, azurite.host_override(), &account)
+        .setting("ROTATOR_ROTATE_WAIT_SECONDS", "60")
+        .setting("ROTATION_SCHEDULE", "0 0 3 * * *")
+        .file("policy.json", include_str!("../src/dev/demo-policy.json"))
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("the handler did not start: {e:?}"));
 
     let before = key_ids(&c);
     h.client.timer("RotateSecrets", c.now(), false).await;

@@ -146,29 +146,11 @@ async fn no_secret_in_any_output_of_a_full_run_of_the_demo_tenant() {
     let c = emu.emulator.control();
     let account = format!("st{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let azurite = azurite::Azurite::start(&emu.emulator, &account);
-    let resolve: Vec<String> = emu
-        .emulator
-        .host_overrides()
-        .into_iter()
-        .chain([azurite.host_override()])
-        .map(|(h, a)| format!("{h}={a}"))
-        .collect();
     let mut secrets = BTreeSet::new();
     secrets_now(&c, &mut secrets);
 
     let mut h = FunctionsHost::builder()
-        .setting("AZURE_TENANT_ID", &emu.tenant())
-        .setting("AzureWebJobsStorage__accountName", &account)
-        .setting("IDENTITY_ENDPOINT", &emu.emulator.msi_endpoint())
-        .setting(
-            "IDENTITY_HEADER",
-            &emu.emulator.identity_header("secret-rotator").unwrap(),
-        )
-        .setting("ROTATOR_RESOLVE", &resolve.join(","))
-        .setting(
-            "ROTATOR_CA_FILE",
-            &emu.emulator.ca_path().display().to_string(),
-        )
+        .emulated(&emu.emulator, azurite.host_override(), &account)
         .setting("ROTATOR_ROTATE_WAIT_SECONDS", "60")
         .setting("ROTATOR_LOG", "debug")
         .setting("ROTATION_SCHEDULE", "0 0 3 * * *")

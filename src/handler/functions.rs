@@ -209,6 +209,14 @@ async fn rotate_secrets(
     }
 }
 
+/// A credential that failed or is blocked: someone has to act.
+fn needs_a_person(c: &CredentialReport) -> bool {
+    matches!(
+        c.outcome,
+        CredentialOutcome::Failed | CredentialOutcome::Blocked
+    )
+}
+
 /// Why a finished pass must show as a failed invocation: a credential failed or is blocked (an
 /// operator has to act, so the host's failure alerts must fire). `None` for a pass that only
 /// progressed, found nothing due, deferred work or met a lease held elsewhere.
@@ -216,12 +224,7 @@ fn pass_failure(run_id: &str, report: &PassReport) -> Option<String> {
     let failed: Vec<&str> = report
         .credentials
         .iter()
-        .filter(|c| {
-            matches!(
-                c.outcome,
-                CredentialOutcome::Failed | CredentialOutcome::Blocked
-            )
-        })
+        .filter(|c| needs_a_person(c))
         .map(|c| c.name.as_str())
         .collect();
     (!failed.is_empty()).then(|| {
@@ -300,12 +303,7 @@ pub fn pass_lines(run_id: &str, report: &PassReport) -> Vec<String> {
     let failed = report
         .credentials
         .iter()
-        .filter(|c| {
-            matches!(
-                c.outcome,
-                CredentialOutcome::Failed | CredentialOutcome::Blocked
-            )
-        })
+        .filter(|c| needs_a_person(c))
         .count();
     lines.push(format!(
         "pass {run_id}: {} credential(s) handled, {failed} failed or blocked, {} deferred",
@@ -748,12 +746,7 @@ async fn run_command(
         ),
         Some(RunResult::Rotate { report }) => rotate_verdict(report),
         Some(RunResult::Pass { report }) => {
-            let failed = report.credentials.iter().any(|c| {
-                matches!(
-                    c.outcome,
-                    CredentialOutcome::Failed | CredentialOutcome::Blocked
-                )
-            });
+            let failed = report.credentials.iter().any(needs_a_person);
             if failed {
                 (
                     false,

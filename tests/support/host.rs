@@ -56,6 +56,7 @@ pub fn minimal_settings() -> Vec<(String, String)> {
 
 // The invocations and the reading of answers are the library's (`secret_rotator::dev::host`),
 // shared with dev mode; this file adds the test-side process and panics instead of errors.
+use secret_rotator::dev::host::client::raw;
 pub use secret_rotator::dev::host::client::read_http_output as try_read_http_output;
 #[allow(unused_imports)] // each test file uses a different part of the harness
 pub use secret_rotator::dev::host::envelope::{
@@ -188,24 +189,6 @@ pub fn read_http_output(invocation: Invocation, out_name: &str) -> HttpResult {
     ok(try_read_http_output(invocation, out_name))
 }
 
-async fn raw(resp: reqwest::Response) -> RawAnswer {
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let text = resp.text().await.unwrap_or_default();
-    RawAnswer {
-        status,
-        reason: String::new(),
-        content_type,
-        json: serde_json::from_str(&text).ok(),
-        text,
-    }
-}
-
 // ------------------------------------------------------------------ the process
 
 /// Why the handler did not become ready.
@@ -248,6 +231,30 @@ impl HostBuilder {
     pub fn without(mut self, k: &str) -> Self {
         self.settings.retain(|(n, _)| n != k);
         self
+    }
+    /// Wired to `emulator` as dev mode wires it: its managed identity `secret-rotator`, its CA,
+    /// every Azure host and the storage account `account` (served at `storage`) resolved to it.
+    pub fn emulated(
+        self,
+        emulator: &azure_emulator::Emulator,
+        storage: (String, std::net::SocketAddr),
+        account: &str,
+    ) -> Self {
+        let resolve: Vec<String> = emulator
+            .host_overrides()
+            .into_iter()
+            .chain([storage])
+            .map(|(h, a)| format!("{h}={a}"))
+            .collect();
+        let identity = emulator
+            .identity_header("secret-rotator")
+            .expect("the scenario has the rotator's managed identity");
+        self.setting("AZURE_TENANT_ID", &emulator.tenant_id().to_string())
+            .setting("AzureWebJobsStorage__accountName", account)
+            .setting("IDENTITY_ENDPOINT", &emulator.msi_endpoint())
+            .setting("IDENTITY_HEADER", &identity)
+            .setting("ROTATOR_RESOLVE", &resolve.join(","))
+            .setting("ROTATOR_CA_FILE", &emulator.ca_path().display().to_string())
     }
     /// A file under the app root (e.g. `policy.json`).
     pub fn file(mut self, rel: &str, contents: impl Into<Vec<u8>>) -> Self {

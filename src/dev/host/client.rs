@@ -156,7 +156,8 @@ impl InvocationClient {
     }
 }
 
-async fn raw(resp: reqwest::Response) -> RawAnswer {
+/// Reads any answer of the handler (an invocation's, or a malformed request's in tests).
+pub async fn raw(resp: reqwest::Response) -> RawAnswer {
     let status = resp.status();
     let content_type = resp
         .headers()
