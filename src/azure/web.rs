@@ -344,11 +344,13 @@ pub fn differences(expected: &AppSettings, actual: &AppSettings) -> Vec<String> 
     names
         .into_iter()
         .filter(|n| expected.0.get(*n) != actual.0.get(*n))
-        .map(|n| match (expected.0.contains_key(n), actual.0.contains_key(n)) {
-            (true, false) => format!("{n} is missing"),
-            (false, true) => format!("{n} appeared"),
-            _ => format!("{n} holds another value"),
-        })
+        .map(
+            |n| match (expected.0.contains_key(n), actual.0.contains_key(n)) {
+                (true, false) => format!("{n} is missing"),
+                (false, true) => format!("{n} appeared"),
+                _ => format!("{n} holds another value"),
+            },
+        )
         .collect()
 }
 

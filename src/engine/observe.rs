@@ -431,7 +431,9 @@ fn writer_role(consumer: &Consumer) -> &'static str {
             "Website Contributor"
         }
         Consumer::ApiConnection { .. } => "the Secret Rotator API Connection Updater role",
-        Consumer::AutomationVariable { .. } => "the Secret Rotator Automation Variable Updater role",
+        Consumer::AutomationVariable { .. } => {
+            "the Secret Rotator Automation Variable Updater role"
+        }
         Consumer::NotifyOnly { .. } => "no role",
     }
 }

@@ -631,7 +631,7 @@ impl<'a> Builder<'a> {
                 }
                 None => self.block("the end of the grace period is out of range".into()),
             }
-        } else if steps == 0 {
+        } else if self.steps.is_empty() {
             self.held_until_renewal(cur, obs);
         }
     }

@@ -375,8 +375,23 @@ fn mid_rotation_crash_after_stored_resumes_consumers() {
         }]
     );
 
-    // While Stored, no new rotation even inside the renewal window...
+    // A rotation still Stored at its own renewal date (a consumer held it up that long) is
+    // renewed on time: the consumers on the current password keep it as the previous one.
     let d = decide(&p, &o2, now() + days(160));
+    assert!(
+        matches!(
+            d.steps.as_slice(),
+            [Step::Rotate {
+                reason: RotateReason::ExpiringSoon { .. },
+                previous_key_id: Some(k),
+                ..
+            }] if *k == new
+        ),
+        "{:?}",
+        d.steps
+    );
+    // Before it, no new rotation while Stored...
+    let d = decide(&p, &o2, now() + days(140));
     assert!(
         !d.steps.iter().any(|s| matches!(s, Step::Rotate { .. })),
         "{:?}",
