@@ -128,6 +128,22 @@ pub async fn spawn_world_with(mut scenario: Value, policy_json: &str, opts: Worl
     let emu = TestEmulator::start(scenario).await;
     let account = format!("st{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let azurite = Azurite::start(&emu.emulator, &account);
+    let (engine, http) = build_engine(&emu, &azurite, policy_json, opts);
+    World {
+        emu,
+        azurite,
+        engine,
+        http,
+    }
+}
+
+/// The real engine on `emu` and `azurite`: one rotator instance.
+fn build_engine(
+    emu: &TestEmulator,
+    azurite: &Azurite,
+    policy_json: &str,
+    opts: WorldOptions,
+) -> (Arc<Engine>, reqwest::Client) {
     let transport = emu.transport_config(&[azurite.host_override()]);
     let http = transport.build().expect("transport");
     let options = secret_rotator::azure::ServiceOptions::new(http.clone())
@@ -141,8 +157,11 @@ pub async fn spawn_world_with(mut scenario: Value, policy_json: &str, opts: Worl
         tenant: emu.tenant(),
         credential,
         options,
-        blob_endpoint: url::Url::parse(&format!("https://{account}.blob.core.windows.net"))
-            .unwrap(),
+        blob_endpoint: url::Url::parse(&format!(
+            "https://{}.blob.core.windows.net",
+            azurite.account
+        ))
+        .unwrap(),
         container: "secret-rotator".into(),
         webhooks: opts.webhooks,
         limiter: Arc::new(WriteLimiter::new(2400, Duration::from_secs(150), 100)),
@@ -151,15 +170,16 @@ pub async fn spawn_world_with(mut scenario: Value, policy_json: &str, opts: Worl
         warn_unenrolled_days: opts.warn_unenrolled_days,
     })
     .expect("engine builds");
-    World {
-        emu,
-        azurite,
-        engine,
-        http,
-    }
+    (engine, http)
 }
 
 impl World {
+    /// A second rotator instance on the same tenant and storage account (another Functions
+    /// worker): its own clients and engine, the same leases.
+    pub fn another_instance(&self, policy_json: &str, opts: WorldOptions) -> Arc<Engine> {
+        build_engine(&self.emu, &self.azurite, policy_json, opts).0
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.emu.emulator.control().now()
     }
