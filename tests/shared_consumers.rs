@@ -89,16 +89,20 @@ fn scenario(
         .collect();
     let mut mis = vec![json!({"name": "secret-rotator",
         "graphAppRoles": ["Application.ReadWrite.OwnedBy"]})];
-    let mut roles = vec![json!({"principal": "secret-rotator", "role": "Key Vault Secrets Officer",
-        "scope": format!("/subscriptions/{{sub}}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/{VAULT}")})];
+    let mut roles = vec![
+        json!({"principal": "secret-rotator", "role": "Key Vault Secrets Officer",
+        "scope": format!("/subscriptions/{{sub}}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/{VAULT}")}),
+    ];
     let mut site_specs = Vec::new();
     for (name, settings) in sites {
         mis.push(json!({"name": name}));
         site_specs.push(json!({"resourceGroup": RG, "name": name, "identity": name,
             "appSettings": settings}));
         if writable.contains(name) {
-            roles.push(json!({"principal": "secret-rotator", "role": "Website Contributor",
-                "scope": site_id(name)}));
+            roles.push(
+                json!({"principal": "secret-rotator", "role": "Website Contributor",
+                "scope": site_id(name)}),
+            );
         }
         if !no_vault_access.contains(name) {
             roles.push(json!({"principal": name, "role": "Key Vault Secrets User",
@@ -206,11 +210,19 @@ async fn writers_of_one_site_never_undo_each_other() {
             ),
             (
                 &apps[1],
-                vec![consumer("appSettingKeyVaultReference", SHARED, "BetaSecret")],
+                vec![consumer(
+                    "appSettingKeyVaultReference",
+                    SHARED,
+                    "BetaSecret",
+                )],
             ),
             (
                 &apps[2],
-                vec![consumer("appSettingKeyVaultReference", SHARED, "GammaSecret")],
+                vec![consumer(
+                    "appSettingKeyVaultReference",
+                    SHARED,
+                    "GammaSecret",
+                )],
             ),
         ],
     );
@@ -230,7 +242,9 @@ async fn writers_of_one_site_never_undo_each_other() {
             assert!(
                 matches!(
                     r.outcome,
-                    CredentialOutcome::Progressed | CredentialOutcome::Idle | CredentialOutcome::Busy
+                    CredentialOutcome::Progressed
+                        | CredentialOutcome::Idle
+                        | CredentialOutcome::Busy
                 ),
                 "{why}"
             );
@@ -282,13 +296,13 @@ async fn broken_consumers_never_take_healthy_ones_down() {
     ]
     .into_iter()
     .collect();
-    let nokv: BTreeMap<String, String> = [("DeltaRef".to_string(), reference("delta-secret", None))]
-        .into_iter()
-        .collect();
-    let forbidden: BTreeMap<String, String> =
-        [("EpsilonSecret".to_string(), apps[1].text.clone())]
+    let nokv: BTreeMap<String, String> =
+        [("DeltaRef".to_string(), reference("delta-secret", None))]
             .into_iter()
             .collect();
+    let forbidden: BTreeMap<String, String> = [("EpsilonSecret".to_string(), apps[1].text.clone())]
+        .into_iter()
+        .collect();
     let scenario = scenario(
         &apps,
         &[
@@ -332,7 +346,10 @@ async fn broken_consumers_never_take_healthy_ones_down() {
             let (_, value) = current(&w, a.name);
             let held = c.app_setting(RG, "healthy-web", setting).unwrap();
             // The healthy consumer holds the current value, and Entra accepts it.
-            assert!(held == value, "{setting} is not on the current value; {why}");
+            assert!(
+                held == value,
+                "{setting} is not on the current value; {why}"
+            );
             assert_eq!(c.check_client_secret(a.app_id, &held), Ok(()), "{why}");
             // The renewal started inside the window: after a pass, never inside it.
             let end = c
@@ -341,13 +358,25 @@ async fn broken_consumers_never_take_healthy_ones_down() {
                 .find(|p| p.secret_text == value)
                 .map(|p| p.end)
                 .unwrap();
-            assert!(end - w.now() > renew_before, "{} not renewed; {why}", a.name);
+            assert!(
+                end - w.now() > renew_before,
+                "{} not renewed; {why}",
+                a.name
+            );
             let marked = c
                 .passwords(a.app_id)
                 .iter()
-                .filter(|p| p.display_name.as_deref().is_some_and(|d| d.starts_with("secret-rotator:")))
+                .filter(|p| {
+                    p.display_name
+                        .as_deref()
+                        .is_some_and(|d| d.starts_with("secret-rotator:"))
+                })
                 .count();
-            assert!(marked <= 3, "{marked} rotator passwords on {}; {why}", a.name);
+            assert!(
+                marked <= 3,
+                "{marked} rotator passwords on {}; {why}",
+                a.name
+            );
         }
         for report in &r.credentials {
             let error = report.error.clone().unwrap_or_default();
@@ -365,14 +394,23 @@ async fn broken_consumers_never_take_healthy_ones_down() {
             assert!(error.contains(site) && error.contains(todo), "{why}");
             assert!(!error.contains(&apps[0].text) && !error.contains(&apps[1].text));
             if report.steps.iter().any(|s| s.step == "rotate" && s.ok) {
-                *rotations.entry(if report.name == "delta" { "delta" } else { "epsilon" }).or_default() += 1;
+                *rotations
+                    .entry(if report.name == "delta" {
+                        "delta"
+                    } else {
+                        "epsilon"
+                    })
+                    .or_default() += 1;
             }
         }
         w.advance_days(6);
     }
     // 730 days with a 150-day renewal cycle: four or five renewals each.
     for name in ["delta", "epsilon"] {
-        assert!(rotations.get(name).copied().unwrap_or(0) >= 4, "{rotations:?}");
+        assert!(
+            rotations.get(name).copied().unwrap_or(0) >= 4,
+            "{rotations:?}"
+        );
     }
     // SelfTest names the refused site with its own code, not "Key Vault refused the rotator".
     let st = w.engine.self_test_report(w.now()).await;

@@ -15,7 +15,7 @@ use azure_emulator::faults::{FaultAction, FaultRule};
 use chrono::{DateTime, Utc};
 use secret_rotator::azure::storage::StorageClient;
 use secret_rotator::cloud::Cloud;
-use secret_rotator::engine::executor::VerifyPolicy;
+use secret_rotator::engine::executor::{VerifyPolicy, resource_lock_name};
 use secret_rotator::engine::report::{CredentialOutcome, PassReport};
 use secret_rotator::policy::{AppRef, Consumer, CredentialPolicy};
 use serde_json::Value;
@@ -345,12 +345,20 @@ pub async fn pass_after_crash(w: &World) -> PassReport {
     r
 }
 
-/// Breaks every credential's lease (what the lease's expiry does for a killed process). A lease
-/// that is not held, or a lock blob never created, is fine.
+/// Breaks every credential's lease and every consumer site's write lease (what the lease's
+/// expiry does for a killed process). A lease that is not held, or a lock blob never created,
+/// is fine.
 pub async fn break_leases(w: &World) {
     let s = storage(w);
     for cred in &w.engine.policy.credentials {
         let _ = s.break_lease(&format!("credential-{}", cred.name)).await;
+        for c in &cred.consumers {
+            if let Consumer::AppSettingKeyVaultRef { site, .. }
+            | Consumer::AppSettingValue { site, .. } = c
+            {
+                let _ = s.break_lease(&resource_lock_name(site)).await;
+            }
+        }
     }
 }
 
