@@ -22,6 +22,11 @@
 //!   second writer restores the first one's old value. Under the lease the settings are read
 //!   afresh before the write and read back after it: the write is confirmed only when the map
 //!   read back is exactly the one written (nothing else on the site changed).
+//!   Sources: `WebApps_UpdateApplicationSettings` "Replaces the application settings of an
+//!   app" (https://learn.microsoft.com/dotnet/api/azure.resourcemanager.appservice.websiteresource.updateapplicationsettings);
+//!   Lease Blob "creates and manages a lock on a blob for write and delete operations. The lock
+//!   duration can be 15 to 60 seconds, or can be infinite"; acquiring a leased blob's lease
+//!   fails with 409 `LeaseAlreadyPresent` (https://learn.microsoft.com/rest/api/storageservices/lease-blob).
 //!
 //! Caveats: a crash between addPassword and the Key Vault write leaves an orphan password that
 //! nobody knows the value of; the next run's planner removes it (its displayName carries the

@@ -11,9 +11,15 @@
 //! passwords are enrolled is learnt from the credentials' last observations, so the scan costs
 //! Graph list pages only. `Status` runs the same scan, bounded, for its `unenrolled` section.
 //!
-//! Guarantees: one rotation of a credential at a time across instances (the lease); a failed
-//! step leaves state that the next run resumes from; a pass never starts a credential after its
-//! budget is spent (it is reported as deferred).
+//! A consumer that cannot be read (observed `Blocked`) or whose write fails is held on its own
+//! for the rest of the run ([`Observer::hold`]): the run goes on with the other consumers and
+//! the renewal, and ends `Blocked` (or `Failed` when one of those writes failed in this run)
+//! with an error, and a notification, naming each held consumer, why, and what to do.
+//!
+//! Guarantees: one rotation of a credential at a time across instances (the lease); one writer
+//! of a site's app settings at a time across credentials and instances (the executor's
+//! per-resource lease); a failed step leaves state that the next run resumes from; a pass
+//! never starts a credential after its budget is spent (it is reported as deferred).
 //!
 //! Caveats: `now` advances with the wall clock from the host's `UtcNow`, so a pass that takes
 //! minutes sees the minutes pass.
