@@ -92,6 +92,17 @@ pub enum StepError {
     Invariant(String),
 }
 
+/// The action of a failed tag update: the rotator's own bookkeeping in Key Vault.
+const RETAG: &str = "update Key Vault tags";
+
+impl StepError {
+    /// Whether this failure is the consumer's own (its resource refused, failed or did not
+    /// confirm), as opposed to the rotator's bookkeeping in Key Vault after the write.
+    pub fn is_consumers(&self) -> bool {
+        !matches!(self, StepError::Azure { action, .. } if *action == RETAG)
+    }
+}
+
 fn az(action: &'static str) -> impl FnOnce(PortError) -> StepError {
     move |source| StepError::Azure { action, source }
 }
@@ -183,7 +194,7 @@ pub async fn perform(
             ctx.azure
                 .vault_update_tags(kv, &s.version, &rendered)
                 .await
-                .map_err(az("update Key Vault tags"))
+                .map_err(az(RETAG))
         }
     };
     let mark_synced = |id: &str| {

@@ -245,7 +245,7 @@ impl Engine {
             let ok = result.is_ok();
             // A consumer that cannot be written is held on its own; the others still move.
             let held = match (&result, consumer_of(cred, &step)) {
-                (Err(e), Some((index, consumer))) => {
+                (Err(e), Some((index, consumer))) if e.is_consumers() => {
                     observer.hold(index, hold_reason(cred, consumer, e));
                     true
                 }
