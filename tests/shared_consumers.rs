@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use secret_rotator::engine::report::{CredentialOutcome, PassReport, ResultCode};
+use secret_rotator::engine::report::{CredentialOutcome, ResultCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use world::*;
@@ -149,21 +149,6 @@ fn policy(defaults: Value, creds: &[(&App, Vec<Value>)]) -> String {
         })
         .collect();
     json!({"defaults": defaults, "credentials": credentials}).to_string()
-}
-
-fn summary(r: &PassReport) -> String {
-    r.credentials
-        .iter()
-        .map(|c| {
-            format!(
-                "{}: {:?} {}",
-                c.name,
-                c.outcome,
-                c.error.clone().unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The current Key Vault version and value of `{name}-secret`.

@@ -681,30 +681,20 @@ impl Engine {
                 ),
             );
         }
-        let blocked: Vec<String> = cred
-            .consumers
-            .iter()
-            .zip(&observed.observation.consumers)
-            .filter_map(|(c, o)| match &o.sync {
-                ConsumerSync::Blocked { reason } => Some(format!("{}: {reason}", c.describe())),
-                _ => None,
-            })
-            .collect();
+        let blocked = consumer_problems(cred, &observed, |s| match s {
+            ConsumerSync::Blocked { reason } => Some(reason.clone()),
+            _ => None,
+        });
         if !blocked.is_empty() {
             return fail(ResultCode::ConsumerAccess, blocked.join("; "));
         }
-        let out_of_sync: Vec<String> = cred
-            .consumers
-            .iter()
-            .zip(&observed.observation.consumers)
-            .filter_map(|(c, o)| match &o.sync {
-                ConsumerSync::OutOfSync { detail } => Some(format!("{}: {detail}", c.describe())),
-                ConsumerSync::NotObservable {
-                    healthy: Some(false),
-                } => Some(format!("{}: unhealthy", c.describe())),
-                _ => None,
-            })
-            .collect();
+        let out_of_sync = consumer_problems(cred, &observed, |s| match s {
+            ConsumerSync::OutOfSync { detail } => Some(detail.clone()),
+            ConsumerSync::NotObservable {
+                healthy: Some(false),
+            } => Some("unhealthy".to_string()),
+            _ => None,
+        });
         if !out_of_sync.is_empty() {
             return fail(ResultCode::ConsumerOutOfSync, out_of_sync.join("; "));
         }
@@ -773,6 +763,19 @@ fn learn_enrolment(enrolment: &mut Enrolment, cred: &CredentialPolicy, seen: &Ob
             format!("{}/{}", cred.key_vault.vault, cred.key_vault.secret),
         );
     }
+}
+
+/// "consumer: problem" for each consumer whose observed sync `problem` describes.
+fn consumer_problems(
+    cred: &CredentialPolicy,
+    observed: &Observed,
+    problem: impl Fn(&ConsumerSync) -> Option<String>,
+) -> Vec<String> {
+    cred.consumers
+        .iter()
+        .zip(&observed.observation.consumers)
+        .filter_map(|(c, o)| problem(&o.sync).map(|p| format!("{}: {p}", c.describe())))
+        .collect()
 }
 
 /// The outcome of a run whose last decision has no steps. Consumers held up make it `Blocked`

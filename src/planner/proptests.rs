@@ -557,6 +557,17 @@ impl World {
         }
     }
 
+    /// Settled with the stored value's password known from the rotator's own tags.
+    fn healthy(&self) -> bool {
+        matches!(&self.vault, Some((k, Some(t), _)) if t.key_id == *k)
+    }
+
+    /// The password `k` exists and has not expired at `now`.
+    fn alive(&self, k: Option<Uuid>, now: DateTime<Utc>) -> bool {
+        k.and_then(|k| self.passwords.iter().find(|p| p.key_id == k))
+            .is_some_and(|p| p.end.is_none_or(|e| e > now))
+    }
+
     fn tags_mut(&mut self) -> &mut RotationTags {
         self.vault
             .as_mut()
@@ -723,6 +734,63 @@ proptest! {
     }
 }
 
+/// Once healthy, the only reason to rotate is the renewal window: checks the steps of `trace`
+/// from `from` on.
+fn only_renewals(trace: &[Step], from: usize) -> Result<(), TestCaseError> {
+    for s in &trace[from..] {
+        if let Step::Rotate { reason, .. } = s {
+            prop_assert!(
+                matches!(reason, RotateReason::ExpiringSoon { .. }),
+                "rotation for {reason:?} in steady state\ntrace: {trace:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Years of operation: settle, check, jump the clock to `next_due` (the renewal date or the end
+/// of a grace period), twelve times. Checked every time: once healthy (settled with the stored
+/// value's password known from the rotator's own tags), the only rotations are renewals, and
+/// the stored password exists and has not expired; then `check(world, decision, now, healthy,
+/// trace)`.
+fn run_years(
+    policy: &CredentialPolicy,
+    w: &mut World,
+    start: DateTime<Utc>,
+    mut check: impl FnMut(&World, &Decision, DateTime<Utc>, bool, &[Step]) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
+    let mut now = start;
+    let mut trace = Vec::new();
+    let mut healthy = false;
+    for _ in 0..12 {
+        let before = trace.len();
+        let d = settle(policy, w, now, &mut trace)?;
+        if healthy {
+            only_renewals(&trace, before)?;
+        }
+        healthy = w.healthy();
+        let stored = w.vault.as_ref().map(|v| v.0);
+        prop_assert!(w.alive(stored, now), "{w:?}");
+        check(w, &d, now, healthy, &trace)?;
+        // None: the current password has no end date; nothing will ever fall due.
+        let Some(next) = next_time(&d, now) else {
+            break;
+        };
+        now = next;
+    }
+    Ok(())
+}
+
+/// Where the clock jumps after a settled decision: its due date (an hour on when that is not
+/// ahead), or `None` when nothing will ever fall due.
+fn next_time(d: &Decision, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match d.next_due {
+        Some(due) if due > now => Some(due),
+        Some(_) => Some(now + Duration::hours(1)),
+        None => None,
+    }
+}
+
 /// Runs decide/apply until a decision has no steps; returns it, or fails after 50 steps.
 fn settle(
     policy: &CredentialPolicy,
@@ -759,28 +827,7 @@ proptest! {
         (policy, mut w) in valid_policy().prop_flat_map(world),
         start in hours().prop_map(at),
     ) {
-        let mut now = start;
-        let mut trace = Vec::new();
-        // Healthy: settled with the stored value's password known from the rotator's own tags.
-        let mut healthy = false;
-        for _ in 0..12 {
-            let before = trace.len();
-            let d = settle(&policy, &mut w, now, &mut trace)?;
-            if healthy {
-                for s in &trace[before..] {
-                    if let Step::Rotate { reason, .. } = s {
-                        // Once healthy, the only reason to rotate is the renewal window.
-                        prop_assert!(
-                            matches!(reason, RotateReason::ExpiringSoon { .. }),
-                            "rotation for {reason:?} in steady state\ntrace: {trace:?}"
-                        );
-                    }
-                }
-            }
-            healthy = matches!(&w.vault, Some((k, Some(t), _)) if t.key_id == *k);
-            let stored = w.vault.as_ref().map(|v| v.0);
-            let pw = stored.and_then(|k| w.passwords.iter().find(|p| p.key_id == k));
-            prop_assert!(pw.is_some_and(|p| p.end.is_none_or(|e| e > now)), "{w:?}");
+        run_years(&policy, &mut w, start, |w, _, _, healthy, trace| {
             let ours = format!("{MARKER_PREFIX}{NAME}:");
             let marked = w
                 .passwords
@@ -791,13 +838,8 @@ proptest! {
                 !healthy || marked <= 2,
                 "{marked} rotator passwords piled up: {w:?}\ntrace: {trace:?}"
             );
-            match d.next_due {
-                Some(due) if due > now => now = due,
-                Some(_) => now += Duration::hours(1),
-                // Current password without an end date: nothing will ever fall due.
-                None => break,
-            }
-        }
+            Ok(())
+        })?;
     }
 }
 
@@ -814,29 +856,8 @@ proptest! {
         (policy, mut w) in valid_policy().prop_flat_map(world_with_broken),
         start in hours().prop_map(at),
     ) {
-        let mut now = start;
-        let mut trace = Vec::new();
-        let mut healthy = false;
-        for _ in 0..12 {
-            let before = trace.len();
-            let d = settle(&policy, &mut w, now, &mut trace)?;
-            if healthy {
-                for s in &trace[before..] {
-                    if let Step::Rotate { reason, .. } = s {
-                        prop_assert!(
-                            matches!(reason, RotateReason::ExpiringSoon { .. }),
-                            "rotation for {reason:?} in steady state\ntrace: {trace:?}"
-                        );
-                    }
-                }
-            }
-            healthy = matches!(&w.vault, Some((k, Some(t), _)) if t.key_id == *k);
+        run_years(&policy, &mut w, start, |w, d, now, healthy, trace| {
             let stored = w.vault.as_ref().map(|v| v.0);
-            let alive = |k: Option<Uuid>| {
-                k.and_then(|k| w.passwords.iter().find(|p| p.key_id == k))
-                    .is_some_and(|p| p.end.is_none_or(|e| e > now))
-            };
-            prop_assert!(alive(stored), "{w:?}");
             // A settled state always says when the renewal falls due: a renewal date already
             // past with nothing to do would mean the renewal is held up.
             let ends = stored
@@ -881,11 +902,7 @@ proptest! {
                     }
                 }
             }
-            match d.next_due {
-                Some(due) if due > now => now = due,
-                Some(_) => now += Duration::hours(1),
-                None => break,
-            }
-        }
+            Ok(())
+        })?;
     }
 }

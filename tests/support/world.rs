@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use secret_rotator::azure::graph::WriteLimiter;
 use secret_rotator::cloud::Cloud;
 use secret_rotator::engine::executor::VerifyPolicy;
-use secret_rotator::engine::report::CredentialReport;
+use secret_rotator::engine::report::{CredentialReport, PassReport};
 use secret_rotator::engine::runner::Engine;
 use secret_rotator::engine::service::{EngineParts, build_with};
 use secret_rotator::notify::Webhook;
@@ -86,6 +86,22 @@ pub fn ci_identity(scenario: &mut Value) {
             "endDateTime": "2099-01-01T00:00:00Z"
         }]
     }));
+}
+
+/// One line per credential of a pass: name, outcome, error (for assertion messages).
+pub fn summary(r: &PassReport) -> String {
+    r.credentials
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {:?} {}",
+                c.name,
+                c.outcome,
+                c.error.clone().unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub struct World {
