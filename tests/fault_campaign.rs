@@ -11,7 +11,9 @@
 //!
 //! A case: a tenant of N = 5..20 applications (secrets due, expired or not due; some with a
 //! password the rotator did not create), each with one consumer of every kind (Key Vault
-//! reference, plain app setting, API connection, Automation variable); then 3..6 rounds, each
+//! reference, plain app setting, API connection, Automation variable), and about half of them
+//! also a plain setting on one site they all share (next to a setting nobody owns: writers of
+//! one site must never undo each other nor touch what is not theirs); then 3..6 rounds, each
 //! under a fresh random fault schedule (429 storms, 5xx, delays, connection resets,
 //! commit-then-fail, on any operation of any service) and one of: a pass; a pass cancelled at
 //! a random Azure request (a crash); two engines — two instances, two identities — running the
@@ -21,7 +23,9 @@
 //! Checked after every run (`support/faultkit.rs`): no consumer holds a value Entra refuses
 //! (unless it held it, already refused, before the first run), the Key Vault value is accepted
 //! and its password never removed, no password the rotator did not create is removed unless the
-//! policy allows and it expired; once settled, no orphaned secret is left. For the concurrent
+//! policy allows and it expired; no setting the rotator does not own changes; once settled, no
+//! orphaned secret is left and every consumer holds its credential's current value. For the
+//! concurrent
 //! runs: the request log's Graph and Key Vault writes for the credential, by caller, never
 //! interleave (one of the two must have been Busy or run strictly after the other).
 //!
@@ -56,6 +60,8 @@ use world::*;
 
 const SUB: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 const TENANT: &str = "d10c2e35-390b-4343-9fb3-36524a35717c";
+/// The site about half of the credentials share.
+const SHARED: &str = "camp-shared-site";
 /// The second rotator instance's identity (its requests carry its own client id in the log).
 const CI2_APP: &str = "secret-rotator-ci-2";
 const CI2_SECRET: &str = "ci2Q~rotator.second.instance-0123456789";
@@ -109,6 +115,14 @@ fn generate(rng: &mut Rng, n: usize) -> (Value, String) {
     let mut roles = Vec::new();
     let mut creds = Vec::new();
     let ra = |principal: &str, role: &str, scope: String| json!({"principal": principal, "role": role, "scope": scope});
+    // The site several credentials share.
+    let shared_scope = format!(
+        "/subscriptions/{{sub}}/resourceGroups/rg-camp-shared/providers/Microsoft.Web/sites/{SHARED}"
+    );
+    let mut shared = serde_json::Map::new();
+    shared.insert("NOT_OURS".into(), json!("keep"));
+    roles.push(ra("secret-rotator", "Website Contributor", shared_scope));
+    mis.push(json!({"name": SHARED}));
     for i in 0..n {
         let app_id = rng.uuid();
         let current = rng.secret(&format!("c{i:02}"));
@@ -185,19 +199,29 @@ fn generate(rng: &mut Rng, n: usize) -> (Value, String) {
         ));
         roles.push(ra(&site, "Key Vault Secrets User", vault_scope));
         let arm = |p: &str| format!("/subscriptions/{SUB}/resourceGroups/{rg}/providers/{p}");
+        let mut consumers = vec![
+            json!({"type": "appSettingKeyVaultReference", "site": arm(&format!("Microsoft.Web/sites/{site}")), "setting": "RefSecret"}),
+            json!({"type": "appSettingValue", "site": arm(&format!("Microsoft.Web/sites/{site}")), "setting": "PlainSecret"}),
+            json!({"type": "apiConnection", "connection": arm(&format!("Microsoft.Web/connections/{conn}")), "parameter": "token:clientSecret"}),
+            json!({"type": "automationVariable", "account": arm(&format!("Microsoft.Automation/automationAccounts/{account}")), "variable": "appSecret"}),
+        ];
+        if rng.chance(0.5) {
+            let setting = format!("Shared{i:02}");
+            shared.insert(setting.clone(), json!(current));
+            consumers.push(json!({"type": "appSettingValue", "site": format!("/subscriptions/{SUB}/resourceGroups/rg-camp-shared/providers/Microsoft.Web/sites/{SHARED}"), "setting": setting}));
+        }
         creds.push(json!({
             "name": format!("camp-{i}"),
             "application": {"appId": app_id},
             "keyVault": {"vault": vault, "secret": "appSecret"},
             "removeUnmanagedExpired": rng.chance(0.5),
-            "consumers": [
-                {"type": "appSettingKeyVaultReference", "site": arm(&format!("Microsoft.Web/sites/{site}")), "setting": "RefSecret"},
-                {"type": "appSettingValue", "site": arm(&format!("Microsoft.Web/sites/{site}")), "setting": "PlainSecret"},
-                {"type": "apiConnection", "connection": arm(&format!("Microsoft.Web/connections/{conn}")), "parameter": "token:clientSecret"},
-                {"type": "automationVariable", "account": arm(&format!("Microsoft.Automation/automationAccounts/{account}")), "variable": "appSecret"}
-            ]
+            "consumers": consumers
         }));
     }
+    sites.push(
+        json!({"resourceGroup": "rg-camp-shared", "name": SHARED, "identity": SHARED,
+        "appSettings": shared}),
+    );
     let mut scenario = json!({
         "tenantId": TENANT, "subscriptionId": SUB, "now": at(now, 0),
         "replicationDelaySeconds": REPLICATION_SECONDS,

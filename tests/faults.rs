@@ -24,27 +24,12 @@ mod world;
 
 use azure_emulator::faults::FaultAction;
 use faultkit::*;
-use secret_rotator::engine::report::{CredentialOutcome, PassReport};
+use secret_rotator::engine::report::CredentialOutcome;
 use world::*;
 
 fn assert_invariants(w: &World, b: &Baseline, settled: bool, when: &str) {
     let v = check_all(w, b, settled);
     assert!(v.is_empty(), "invariants broken {when}: {v:#?}");
-}
-
-fn summary(r: &PassReport) -> String {
-    r.credentials
-        .iter()
-        .map(|c| {
-            format!(
-                "{}: {:?} {}",
-                c.name,
-                c.outcome,
-                c.error.clone().unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The table's procedure for one (service, operation, fault): the fault is active during the

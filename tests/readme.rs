@@ -37,6 +37,7 @@ fn result_code_table_lists_every_code() {
         ConsumerOutOfSync,
         RotationOverdue,
         RotationFailed,
+        ConsumerAccess,
         BadRequest,
         Internal,
     ] {

@@ -200,23 +200,38 @@ impl WebClient {
             .map_err(WebError::BadAnswer)
     }
 
-    /// Sets one setting, keeping every other one: list, change one key, put the whole map.
+    /// Sets one setting, keeping every other one: list, change one key, put the whole map, and
+    /// list again to confirm the write (the read-back).
     ///
-    /// ARM has no ETag here, so a concurrent writer between our list and put can be lost;
-    /// callers serialise writes per site (the engine holds the credential's lease).
+    /// ARM has no ETag here, so a concurrent writer between our list and put can be lost:
+    /// callers serialise writes per site (the engine holds a lease per target resource, see
+    /// `engine::executor`) and call this right after taking it, so the list is fresh. The
+    /// read-back must show exactly the map written: this setting with its new value and every
+    /// other one as listed before; anything else is a [`WebError::BadAnswer`] naming the
+    /// settings that differ (never their values).
     pub async fn set_one(
         &self,
         site: &ArmResource,
         name: &str,
         value: SettingValue,
     ) -> Result<SetOutcome, WebError> {
-        let mut settings = self.list_app_settings(site).await?;
-        if settings.get(name) == Some(&value) {
+        let before = self.list_app_settings(site).await?;
+        if before.get(name) == Some(&value) {
             return Ok(SetOutcome::Unchanged);
         }
-        settings.0.insert(name.to_string(), value);
-        self.put_app_settings(site, &settings).await?;
-        Ok(SetOutcome::Written)
+        let mut written = before;
+        written.0.insert(name.to_string(), value);
+        self.put_app_settings(site, &written).await?;
+        let after = self.list_app_settings(site).await?;
+        let differ = differences(&written, &after);
+        if differ.is_empty() {
+            return Ok(SetOutcome::Written);
+        }
+        Err(WebError::BadAnswer(format!(
+            "{}: {name} was written, but the settings read back differ from what was written: {}",
+            Self::describe(site),
+            differ.join(", ")
+        )))
     }
 
     /// Status of every Key Vault reference among the app settings.
@@ -321,6 +336,24 @@ impl WebClient {
 
 // ---- answer parsing ----
 
+/// The settings whose value (or presence) differs between two maps, by name only.
+pub fn differences(expected: &AppSettings, actual: &AppSettings) -> Vec<String> {
+    let mut names: Vec<&String> = expected.0.keys().chain(actual.0.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|n| expected.0.get(*n) != actual.0.get(*n))
+        .map(
+            |n| match (expected.0.contains_key(n), actual.0.contains_key(n)) {
+                (true, false) => format!("{n} is missing"),
+                (false, true) => format!("{n} appeared"),
+                _ => format!("{n} holds another value"),
+            },
+        )
+        .collect()
+}
+
 pub(crate) fn parse_app_settings(body: &[u8]) -> Result<AppSettings, String> {
     #[derive(Deserialize)]
     struct Envelope {
@@ -415,6 +448,28 @@ pub(crate) fn parse_reference_list(body: &[u8]) -> Result<Vec<ReferenceStatus>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn differences_name_settings_never_values() {
+        let map = |pairs: &[(&str, &str)]| {
+            AppSettings(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), SettingValue::new(*v)))
+                    .collect(),
+            )
+        };
+        let written = map(&[("A", "secret-a"), ("B", "b"), ("C", "c")]);
+        assert!(differences(&written, &written.clone()).is_empty());
+        let after = map(&[("A", "old-secret"), ("B", "b"), ("D", "d")]);
+        let d = differences(&written, &after);
+        assert_eq!(
+            d,
+            ["A holds another value", "C is missing", "D appeared"],
+            "{d:?}"
+        );
+        assert!(!d.iter().any(|s| s.contains("secret")));
+    }
 
     #[test]
     fn app_settings_parse_and_hide_values() {

@@ -15,9 +15,23 @@
 //! - Every step is idempotent: after a crash or a lost answer the next observation shows what
 //!   happened and the planner picks up from there.
 //!
+//! - Writers of one target resource are serialised: an app-setting consumer is read, written and
+//!   confirmed only while the rotator holds the blob lease [`resource_lock_name`] of its site
+//!   (or slot) in its own storage. Credentials run in parallel and on several instances, and
+//!   App Service replaces the whole settings map on every PUT (no ETag), so without the lease a
+//!   second writer restores the first one's old value. Under the lease the settings are read
+//!   afresh before the write and read back after it: the write is confirmed only when the map
+//!   read back is exactly the one written (nothing else on the site changed).
+//!   Sources: `WebApps_UpdateApplicationSettings` "Replaces the application settings of an
+//!   app" (https://learn.microsoft.com/dotnet/api/azure.resourcemanager.appservice.websiteresource.updateapplicationsettings);
+//!   Lease Blob "creates and manages a lock on a blob for write and delete operations. The lock
+//!   duration can be 15 to 60 seconds, or can be infinite"; acquiring a leased blob's lease
+//!   fails with 409 `LeaseAlreadyPresent` (https://learn.microsoft.com/rest/api/storageservices/lease-blob).
+//!
 //! Caveats: a crash between addPassword and the Key Vault write leaves an orphan password that
 //! nobody knows the value of; the next run's planner removes it (its displayName carries the
-//! marker).
+//! marker). A person editing app settings at the same moment is not held off by the lease; the
+//! read-back then fails the step and the next run writes again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -28,12 +42,12 @@ use uuid::Uuid;
 use crate::cloud::Cloud;
 use crate::engine::kvref::KeyVaultReference;
 use crate::engine::observe::Observed;
-use crate::engine::ports::{AzurePorts, ManualStep, Notifier, PortError};
+use crate::engine::ports::{AzurePorts, LeaseGuard, ManualStep, Notifier, PortError, StorePorts};
 use crate::engine::tags;
 use crate::planner::{
     KeyIdentity, MARKER_PREFIX, Phase, RemoveReason, RotateReason, RotationTags, Step, VaultState,
 };
-use crate::policy::{Consumer, CredentialPolicy};
+use crate::policy::{ArmResource, Consumer, CredentialPolicy};
 use crate::secret::SecretValue;
 
 /// How long and how often to retry a token request while a new secret replicates.
@@ -57,6 +71,8 @@ impl Default for VerifyPolicy {
 pub struct ExecContext<'a> {
     pub azure: &'a dyn AzurePorts,
     pub notifier: &'a dyn Notifier,
+    /// The rotator's storage: the per-resource write leases.
+    pub store: &'a dyn StorePorts,
     pub cloud: Cloud,
     pub tenant: &'a str,
     pub verify: VerifyPolicy,
@@ -74,6 +90,17 @@ pub enum StepError {
     NotConfirmed(String),
     #[error("refusing to act: {0}")]
     Invariant(String),
+}
+
+/// The action of a failed tag update: the rotator's own bookkeeping in Key Vault.
+const RETAG: &str = "update Key Vault tags";
+
+impl StepError {
+    /// Whether this failure is the consumer's own (its resource refused, failed or did not
+    /// confirm), as opposed to the rotator's bookkeeping in Key Vault after the write.
+    pub fn is_consumers(&self) -> bool {
+        !matches!(self, StepError::Azure { action, .. } if *action == RETAG)
+    }
 }
 
 fn az(action: &'static str) -> impl FnOnce(PortError) -> StepError {
@@ -167,7 +194,7 @@ pub async fn perform(
             ctx.azure
                 .vault_update_tags(kv, &s.version, &rendered)
                 .await
-                .map_err(az("update Key Vault tags"))
+                .map_err(az(RETAG))
         }
     };
     let mark_synced = |id: &str| {
@@ -361,7 +388,70 @@ pub async fn perform(
     }
 }
 
+/// How long a consumer write waits for another writer of the same resource: longer than a
+/// blob lease (60 s), so the lease of a crashed holder lapses before the wait ends.
+const RESOURCE_LOCK_WAIT: Duration = Duration::from_secs(75);
+
+/// The blob lease (`locks/{name}`) serialising writers of one site or slot across credentials
+/// and instances: a 64-bit FNV-1a hash (stable across builds) of its lower-cased ARM id (names
+/// are case-insensitive in ARM; an id may hold characters a blob name would need escaped).
+pub fn resource_lock_name(site: &ArmResource) -> String {
+    let mut id = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Web/sites/{}",
+        site.subscription, site.resource_group, site.name
+    );
+    if let Some(slot) = &site.slot {
+        id.push_str(&format!("/slots/{slot}"));
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.to_ascii_lowercase().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("resource-{h:016x}")
+}
+
+/// Takes the write lease of `site`, waiting while another writer (credential or instance)
+/// holds it.
+async fn lock_resource(
+    ctx: &ExecContext<'_>,
+    site: &ArmResource,
+) -> Result<Box<dyn LeaseGuard>, StepError> {
+    let name = resource_lock_name(site);
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match ctx.store.lease(&name).await {
+            Ok(l) => return Ok(l),
+            Err(PortError::Busy(_)) if started.elapsed() + backoff < RESOURCE_LOCK_WAIT => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(az("take the site's write lease")(e)),
+        }
+    }
+}
+
 async fn update_consumer(
+    ctx: &ExecContext<'_>,
+    cred: &CredentialPolicy,
+    consumer: &Consumer,
+    current: &crate::engine::ports::VaultSecret,
+) -> Result<String, StepError> {
+    let site = match consumer {
+        Consumer::AppSettingKeyVaultRef { site, .. } | Consumer::AppSettingValue { site, .. } => {
+            site
+        }
+        _ => return update_other_consumer(ctx, consumer, current).await,
+    };
+    let lease = lock_resource(ctx, site).await?;
+    let result = update_setting_consumer(ctx, cred, consumer, current).await;
+    lease.release().await;
+    result
+}
+
+/// An app-setting consumer, under its site's write lease: every read here is fresh.
+async fn update_setting_consumer(
     ctx: &ExecContext<'_>,
     cred: &CredentialPolicy,
     consumer: &Consumer,
@@ -442,23 +532,24 @@ async fn update_consumer(
             }
         }
         Consumer::AppSettingValue { site, setting } => {
+            // The port reads afresh, writes and reads every setting back (see the module docs).
             ctx.azure
                 .set_app_setting(site, setting, &current.value)
                 .await
                 .map_err(az("write app settings"))?;
-            let back = ctx
-                .azure
-                .app_setting(site, setting)
-                .await
-                .map_err(az("read app settings"))?;
-            if back.as_ref() != Some(&current.value) {
-                return Err(StepError::NotConfirmed(format!(
-                    "{}: written, but reads back another value",
-                    consumer.describe()
-                )));
-            }
             Ok(format!("{}: wrote the new value", consumer.describe()))
         }
+        _ => update_other_consumer(ctx, consumer, current).await,
+    }
+}
+
+/// Consumers that are not app settings: each is its own resource with its own write API.
+async fn update_other_consumer(
+    ctx: &ExecContext<'_>,
+    consumer: &Consumer,
+    current: &crate::engine::ports::VaultSecret,
+) -> Result<String, StepError> {
+    match consumer {
         Consumer::ApiConnection {
             connection,
             parameter,
@@ -494,6 +585,9 @@ async fn update_consumer(
         Consumer::NotifyOnly { .. } => Err(StepError::Invariant(
             "a notify-only consumer is told, not written".into(),
         )),
+        Consumer::AppSettingKeyVaultRef { .. } | Consumer::AppSettingValue { .. } => Err(
+            StepError::Invariant("an app setting is written under its site's lease".into()),
+        ),
     }
 }
 

@@ -2,7 +2,10 @@
 //!
 //! Only reads. What cannot be read back (write-only connection parameters, encrypted
 //! variables, people) is reported as `NotObservable`, and the planner falls back on the
-//! rotator's own tags. [`observe`] reads everything once (status, plan, the probe); within a
+//! rotator's own tags. A consumer whose read fails (ARM 403, a resource that is gone, an
+//! outage) is reported `Blocked` with the reason and what to do, on its own: the credential's
+//! observation still succeeds, so every other consumer still moves. So is a consumer whose
+//! write failed earlier in the same run ([`Observer::hold`]). [`observe`] reads everything once (status, plan, the probe); within a
 //! rotation run, [`Observer`] keeps the reads and reads again only what a step wrote.
 
 use crate::engine::kvref::KeyVaultReference;
@@ -60,6 +63,8 @@ pub struct Observer {
     vault: Option<VaultRead>,
     /// One per policy consumer, in policy order; `None`: to be read.
     consumers: Vec<Option<ConsumerRead>>,
+    /// One per policy consumer: why it is held for the rest of this run (a failed write).
+    held: Vec<Option<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +89,8 @@ enum ConsumerRead {
     },
     /// Nothing can be read (a person).
     Person,
+    /// The read failed: why, and what to do.
+    Unreadable(String),
 }
 
 impl Observer {
@@ -93,6 +100,15 @@ impl Observer {
             app: None,
             vault: None,
             consumers: vec![None; cred.consumers.len()],
+            held: vec![None; cred.consumers.len()],
+        }
+    }
+
+    /// Holds consumer `index` for the rest of the run (its write failed for `reason`): it is
+    /// observed `Blocked`, so the planner moves the other consumers instead of retrying it.
+    pub fn hold(&mut self, index: usize, reason: String) {
+        if let Some(h) = self.held.get_mut(index) {
+            *h = Some(reason);
         }
     }
 
@@ -170,16 +186,26 @@ impl Observer {
                 }
                 let accepted = if must_probe { vault.accepted } else { None };
                 let mut consumers = Vec::with_capacity(cred.consumers.len());
-                for (c, slot) in cred.consumers.iter().zip(self.consumers.iter_mut()) {
+                for ((c, slot), held) in cred
+                    .consumers
+                    .iter()
+                    .zip(self.consumers.iter_mut())
+                    .zip(&self.held)
+                {
                     let read = match slot.take() {
                         Some(r) => r,
-                        None => read_consumer(azure, cred, c).await?,
+                        None => read_consumer(azure, cred, c)
+                            .await
+                            .unwrap_or_else(|e| ConsumerRead::Unreadable(unreadable(c, &e))),
                     };
                     let read = slot.insert(read);
-                    consumers.push(ConsumerObservation {
-                        id: c.id(),
-                        sync: consumer_sync(cred, c, read, s),
-                    });
+                    let sync = match held {
+                        Some(reason) => ConsumerSync::Blocked {
+                            reason: reason.clone(),
+                        },
+                        None => consumer_sync(cred, c, read, s),
+                    };
+                    consumers.push(ConsumerObservation { id: c.id(), sync });
                 }
                 (
                     VaultState::Current(VaultVersion {
@@ -314,6 +340,9 @@ fn consumer_sync(
     let kv = &cred.key_vault;
     let out = |detail: String| ConsumerSync::OutOfSync { detail };
     match (consumer, read) {
+        (_, ConsumerRead::Unreadable(reason)) => ConsumerSync::Blocked {
+            reason: reason.clone(),
+        },
         (
             Consumer::AppSettingKeyVaultRef { setting, .. },
             ConsumerRead::Setting { value, reference },
@@ -369,5 +398,60 @@ fn consumer_sync(
         // `read_consumer` reads each kind its own way; a mismatch is a bug here, and saying
         // "out of sync" makes the engine write the consumer again rather than trust it.
         (c, _) => out(format!("{}: not read as its kind", c.describe())),
+    }
+}
+
+/// Why a consumer cannot be read, and what a person should do about it (no value in it).
+fn unreadable(consumer: &Consumer, e: &PortError) -> String {
+    format!("reading it failed: {e}; {}", remedy(consumer, e))
+}
+
+/// What to do about a consumer the rotator could not read or write (`e`), in one clause.
+pub fn remedy(consumer: &Consumer, e: &PortError) -> String {
+    match e {
+        PortError::AccessDenied(_) => format!(
+            "give the rotator's identity {} on {} (docs/deploy.md: add it to the deployment's \
+             {}), or remove the consumer from the policy",
+            writer_role(consumer),
+            target_kind(consumer),
+            deploy_list(consumer)
+        ),
+        PortError::NotFound(_) => format!(
+            "check the {} named in the policy: it does not exist or the rotator cannot see it",
+            target_kind(consumer)
+        ),
+        _ => "retried on the next pass".to_string(),
+    }
+}
+
+/// The role that lets the rotator read and write a consumer's resource (docs/deploy.md).
+fn writer_role(consumer: &Consumer) -> &'static str {
+    match consumer {
+        Consumer::AppSettingKeyVaultRef { .. } | Consumer::AppSettingValue { .. } => {
+            "Website Contributor"
+        }
+        Consumer::ApiConnection { .. } => "the Secret Rotator API Connection Updater role",
+        Consumer::AutomationVariable { .. } => {
+            "the Secret Rotator Automation Variable Updater role"
+        }
+        Consumer::NotifyOnly { .. } => "no role",
+    }
+}
+
+/// The deployment parameter that grants [`writer_role`] (infra/main.bicep).
+fn deploy_list(consumer: &Consumer) -> &'static str {
+    match consumer {
+        Consumer::ApiConnection { .. } => "apiConnections",
+        Consumer::AutomationVariable { .. } => "automationAccounts",
+        _ => "consumerSites",
+    }
+}
+
+fn target_kind(consumer: &Consumer) -> &'static str {
+    match consumer {
+        Consumer::AppSettingKeyVaultRef { .. } | Consumer::AppSettingValue { .. } => "the site",
+        Consumer::ApiConnection { .. } => "the API connection",
+        Consumer::AutomationVariable { .. } => "the Automation account",
+        Consumer::NotifyOnly { .. } => "the consumer",
     }
 }

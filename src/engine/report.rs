@@ -31,6 +31,9 @@ pub enum ResultCode {
     RotationOverdue = 26,
     /// The last rotation of a credential failed.
     RotationFailed = 27,
+    /// A consumer's resource refused the rotator (ARM 403), is gone or unreachable, or its Key
+    /// Vault reference does not resolve: that consumer is held up (the others still move).
+    ConsumerAccess = 28,
     /// The request itself is malformed or names an unknown command/credential.
     BadRequest = 30,
     /// An unexpected internal error.

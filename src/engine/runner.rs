@@ -11,9 +11,15 @@
 //! passwords are enrolled is learnt from the credentials' last observations, so the scan costs
 //! Graph list pages only. `Status` runs the same scan, bounded, for its `unenrolled` section.
 //!
-//! Guarantees: one rotation of a credential at a time across instances (the lease); a failed
-//! step leaves state that the next run resumes from; a pass never starts a credential after its
-//! budget is spent (it is reported as deferred).
+//! A consumer that cannot be read (observed `Blocked`) or whose write fails is held on its own
+//! for the rest of the run ([`Observer::hold`]): the run goes on with the other consumers and
+//! the renewal, and ends `Blocked` (or `Failed` when one of those writes failed in this run)
+//! with an error, and a notification, naming each held consumer, why, and what to do.
+//!
+//! Guarantees: one rotation of a credential at a time across instances (the lease); one writer
+//! of a site's app settings at a time across credentials and instances (the executor's
+//! per-resource lease); a failed step leaves state that the next run resumes from; a pass
+//! never starts a credential after its budget is spent (it is reported as deferred).
 //!
 //! Caveats: `now` advances with the wall clock from the host's `UtcNow`, so a pass that takes
 //! minutes sees the minutes pass.
@@ -25,8 +31,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use crate::cloud::Cloud;
-use crate::engine::executor::{self, ExecContext, VerifyPolicy};
-use crate::engine::observe::{Observed, Observer, observe};
+use crate::engine::executor::{self, ExecContext, StepError, VerifyPolicy};
+use crate::engine::observe::{Observed, Observer, observe, remedy};
 use crate::engine::ports::{AzurePorts, Notifier, PortError, StorePorts};
 use crate::engine::report::*;
 use crate::engine::tags;
@@ -36,7 +42,7 @@ use crate::inventory::{
     warns,
 };
 use crate::planner::{self, ConsumerSync, KeyIdentity, Phase, Step, VaultState};
-use crate::policy::{CredentialPolicy, Policy};
+use crate::policy::{Consumer, CredentialPolicy, Policy};
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -114,6 +120,7 @@ impl Engine {
         ExecContext {
             azure: self.azure.as_ref(),
             notifier: self.notifier.as_ref(),
+            store: self.store.as_ref(),
             cloud: self.options.cloud,
             tenant: &self.options.tenant,
             verify: self.options.verify,
@@ -218,11 +225,14 @@ impl Engine {
             }
             let Some(step) = decision.steps.into_iter().next() else {
                 report.next_due = decision.next_due;
-                report.outcome = if report.steps.is_empty() {
-                    CredentialOutcome::Idle
-                } else {
-                    CredentialOutcome::Progressed
-                };
+                report.outcome = settled_outcome(&report, &decision.held_up);
+                if !decision.held_up.is_empty() {
+                    report.error = Some(format!(
+                        "held up by {} consumer(s), the others are done: {}",
+                        decision.held_up.len(),
+                        decision.held_up.join("; ")
+                    ));
+                }
                 break;
             };
             let name = step_name(&step);
@@ -233,6 +243,14 @@ impl Engine {
             let result = executor::perform(&ctx, cred, &observed, &step, t).await;
             observer.performed(&step);
             let ok = result.is_ok();
+            // A consumer that cannot be written is held on its own; the others still move.
+            let held = match (&result, consumer_of(cred, &step)) {
+                (Err(e), Some((index, consumer))) if e.is_consumers() => {
+                    observer.hold(index, hold_reason(cred, consumer, e));
+                    true
+                }
+                _ => false,
+            };
             let detail = match result {
                 Ok(d) => d,
                 Err(e) => e.to_string(),
@@ -248,7 +266,7 @@ impl Engine {
                 detail: detail.clone(),
                 ok,
             });
-            if !ok {
+            if !ok && !held {
                 report.outcome = CredentialOutcome::Failed;
                 report.error = Some(detail);
                 break;
@@ -663,18 +681,20 @@ impl Engine {
                 ),
             );
         }
-        let out_of_sync: Vec<String> = cred
-            .consumers
-            .iter()
-            .zip(&observed.observation.consumers)
-            .filter_map(|(c, o)| match &o.sync {
-                ConsumerSync::OutOfSync { detail } => Some(format!("{}: {detail}", c.describe())),
-                ConsumerSync::NotObservable {
-                    healthy: Some(false),
-                } => Some(format!("{}: unhealthy", c.describe())),
-                _ => None,
-            })
-            .collect();
+        let blocked = consumer_problems(cred, &observed, |s| match s {
+            ConsumerSync::Blocked { reason } => Some(reason.clone()),
+            _ => None,
+        });
+        if !blocked.is_empty() {
+            return fail(ResultCode::ConsumerAccess, blocked.join("; "));
+        }
+        let out_of_sync = consumer_problems(cred, &observed, |s| match s {
+            ConsumerSync::OutOfSync { detail } => Some(detail.clone()),
+            ConsumerSync::NotObservable {
+                healthy: Some(false),
+            } => Some("unhealthy".to_string()),
+            _ => None,
+        });
         if !out_of_sync.is_empty() {
             return fail(ResultCode::ConsumerOutOfSync, out_of_sync.join("; "));
         }
@@ -743,6 +763,62 @@ fn learn_enrolment(enrolment: &mut Enrolment, cred: &CredentialPolicy, seen: &Ob
             format!("{}/{}", cred.key_vault.vault, cred.key_vault.secret),
         );
     }
+}
+
+/// "consumer: problem" for each consumer whose observed sync `problem` describes.
+fn consumer_problems(
+    cred: &CredentialPolicy,
+    observed: &Observed,
+    problem: impl Fn(&ConsumerSync) -> Option<String>,
+) -> Vec<String> {
+    cred.consumers
+        .iter()
+        .zip(&observed.observation.consumers)
+        .filter_map(|(c, o)| problem(&o.sync).map(|p| format!("{}: {p}", c.describe())))
+        .collect()
+}
+
+/// The outcome of a run whose last decision has no steps. Consumers held up make it `Blocked`
+/// (a person must act; the error names each and what to do), or `Failed` when one of their
+/// writes failed in this run (it is tried again on the next pass).
+fn settled_outcome(report: &CredentialReport, held_up: &[String]) -> CredentialOutcome {
+    if !held_up.is_empty() {
+        return if report.steps.iter().any(|s| !s.ok) {
+            CredentialOutcome::Failed
+        } else {
+            CredentialOutcome::Blocked
+        };
+    }
+    if report.steps.is_empty() {
+        CredentialOutcome::Idle
+    } else {
+        CredentialOutcome::Progressed
+    }
+}
+
+/// The consumer a step writes or tells, with its index.
+fn consumer_of<'c>(cred: &'c CredentialPolicy, step: &Step) -> Option<(usize, &'c Consumer)> {
+    match step {
+        Step::UpdateConsumer { index, .. } | Step::Notify { index, .. } => {
+            cred.consumers.get(*index).map(|c| (*index, c))
+        }
+        _ => None,
+    }
+}
+
+/// Why a consumer whose write failed is held for the rest of the run, and what to do.
+fn hold_reason(cred: &CredentialPolicy, consumer: &Consumer, e: &StepError) -> String {
+    let todo = match (e, consumer) {
+        (StepError::Azure { source, .. }, _) => remedy(consumer, source),
+        (StepError::NotConfirmed(_), Consumer::AppSettingKeyVaultRef { .. }) => format!(
+            "App Service cannot resolve the reference: give the site's managed identity Key \
+             Vault Secrets User on {} (or fix the reference); the next pass finishes the \
+             rotation",
+            cred.key_vault.vault
+        ),
+        _ => "retried on the next pass".to_string(),
+    };
+    format!("{e}; {todo}")
 }
 
 /// A rotation asked for on demand is refused while the previous secret still waits for its
@@ -817,6 +893,7 @@ fn fill_status(
             let (in_sync, detail) = match &o.sync {
                 ConsumerSync::InSync => (Some(true), None),
                 ConsumerSync::OutOfSync { detail } => (Some(false), Some(detail.clone())),
+                ConsumerSync::Blocked { reason } => (None, Some(format!("blocked: {reason}"))),
                 ConsumerSync::NotObservable {
                     healthy: Some(false),
                 } => (Some(false), Some("reports an error".to_string())),
@@ -839,7 +916,12 @@ fn fill_status(
             }
         })
         .collect();
-    st.consumers_in_sync = st.consumers.iter().all(|c| c.in_sync != Some(false));
+    st.consumers_in_sync = st.consumers.iter().all(|c| c.in_sync != Some(false))
+        && !observed
+            .observation
+            .consumers
+            .iter()
+            .any(|o| matches!(o.sync, ConsumerSync::Blocked { .. }));
 }
 
 /// What the audit record needs beyond the report.

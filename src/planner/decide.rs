@@ -167,6 +167,7 @@ struct Builder<'a> {
     explanation: Vec<String>,
     blocked: Option<String>,
     next_due: Option<DateTime<Utc>>,
+    held_up: Vec<String>,
 }
 
 /// The current version, reduced to what the rules need.
@@ -198,6 +199,7 @@ impl<'a> Builder<'a> {
             explanation: Vec::new(),
             blocked: None,
             next_due: None,
+            held_up: Vec::new(),
         }
     }
 
@@ -216,6 +218,7 @@ impl<'a> Builder<'a> {
             },
             blocked,
             explanation: self.explanation,
+            held_up: self.held_up,
         }
     }
 
@@ -428,7 +431,8 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let newer_than_version = matches!((p.start, cur.created), (Some(s), Some(c)) if s > c);
-            if cur.phase == Phase::Stored && !newer_than_version {
+            let expired = p.end.is_some_and(|e| e <= self.now);
+            if cur.phase == Phase::Stored && !newer_than_version && !expired {
                 self.say(format!(
                     "Password {} predates the current version and consumers may still hold it: it is removed once the rotation has propagated.",
                     pw_label(p)
@@ -584,8 +588,20 @@ impl<'a> Builder<'a> {
             cur.key.map(|k| format!(" (password {})", short(k))).unwrap_or_default()
         ));
         if let Some((reason, urgent, sentence)) = reason {
-            // ExpiringSoon right after a rotation means nothing new; an unidentifiable value
-            // that demonstrably works (so not urgent) is propagated rather than thrown away.
+            // The rotation in progress reached its own renewal window (a consumer held it up
+            // that long): renew on time whatever the other consumers do. Consumers on the
+            // current password keep it as the previous one; older ones keep theirs until it
+            // expires (rule 2).
+            if let (RotateReason::ExpiringSoon { .. }, Some(k)) = (&reason, cur.key) {
+                self.say(format!(
+                    "{sentence} The rotation in progress has not reached every consumer by its renewal date: renew anyway; password {} stays as the previous one for the consumers that hold it.",
+                    short(k)
+                ));
+                self.rotate(reason, Some(k));
+                return;
+            }
+            // An unidentifiable value that demonstrably works (so not urgent) is propagated
+            // rather than thrown away.
             let unknown_but_works = matches!(reason, RotateReason::UnknownCurrentPassword { .. });
             if urgent {
                 self.say(format!(
@@ -601,8 +617,8 @@ impl<'a> Builder<'a> {
                 ));
             }
         }
-        let pending = self.consumer_steps(obs, cur, true);
-        if pending == 0 {
+        let (steps, held) = self.consumer_steps(obs, cur, true);
+        if steps + held == 0 {
             match self.now.checked_add_signed(self.policy.grace) {
                 Some(remove_after) => {
                     self.say(format!(
@@ -615,17 +631,51 @@ impl<'a> Builder<'a> {
                 }
                 None => self.block("the end of the grace period is out of range".into()),
             }
+        } else if self.steps.is_empty() {
+            self.held_until_renewal(cur, obs);
         }
     }
 
+    /// Rule 5's rest: only blocked consumers are left. Nothing to do until they are fixed or
+    /// the current password's renewal date (rule 7 renews then, whatever they do).
+    fn held_until_renewal(&mut self, cur: &Current<'_>, obs: &Observation) {
+        let app_pw = obs.app.as_ref().ok().and_then(|a| {
+            cur.key
+                .and_then(|k| a.passwords.iter().find(|p| p.key_id == k))
+        });
+        let renewal = app_pw
+            .and_then(|p| p.end)
+            .and_then(|e| e.checked_sub_signed(self.policy.renew_before))
+            .filter(|r| *r > self.now);
+        if let Some(r) = renewal {
+            self.say(format!(
+                "The rotation waits for the consumers above; the renewal falls due {} whatever they do.",
+                day(r)
+            ));
+        }
+        self.next_due = renewal;
+    }
+
     /// Consumer steps: in `Stored`, every consumer not known to hold the version; otherwise only
-    /// those observed to hold something else (drift). Returns how many were added.
-    fn consumer_steps(&mut self, obs: &Observation, cur: &Current<'_>, stored: bool) -> usize {
+    /// those observed to hold something else (drift). Blocked consumers get no step, only a
+    /// `held_up` sentence. Returns (steps added, consumers held up).
+    fn consumer_steps(
+        &mut self,
+        obs: &Observation,
+        cur: &Current<'_>,
+        stored: bool,
+    ) -> (usize, usize) {
         let mut n = 0;
+        let mut held = 0;
         for (index, (c, o)) in self.policy.consumers.iter().zip(&obs.consumers).enumerate() {
             let notify = matches!(c, Consumer::NotifyOnly { .. });
             let synced = cur.synced.contains(&o.id);
             let why = match &o.sync {
+                ConsumerSync::Blocked { reason } => {
+                    self.hold(index, c, reason, stored && !synced);
+                    held += usize::from(stored && !synced);
+                    None
+                }
                 ConsumerSync::InSync => None,
                 ConsumerSync::OutOfSync { detail } => {
                     Some(format!("it holds something else: {detail}"))
@@ -667,7 +717,19 @@ impl<'a> Builder<'a> {
             }
             n += 1;
         }
-        n
+        (n, held)
+    }
+
+    /// A blocked consumer: said, and listed in `held_up` (the executor's reason says what to do).
+    fn hold(&mut self, index: usize, c: &Consumer, reason: &str, holds_rotation: bool) {
+        let effect = if holds_rotation {
+            "the rotation cannot finish until it is fixed; every other consumer still moves and the renewal stays on time"
+        } else {
+            "it cannot be checked for drift until it is fixed"
+        };
+        let sentence = format!("consumer #{index} {} is blocked: {reason}", c.describe());
+        self.say(format!("{sentence}; {effect}."));
+        self.held_up.push(sentence);
     }
 
     /// Rules 6, 7 and 9 for `Propagated` and `Retired` (adopted versions count as `Retired`).
@@ -774,7 +836,7 @@ impl<'a> Builder<'a> {
             }
         }
 
-        let drift = self.consumer_steps(obs, cur, false);
+        let (drift, _) = self.consumer_steps(obs, cur, false);
         let busy = drift > 0 || !housekeeping.is_empty();
         for (step, sentence) in housekeeping {
             self.say(sentence);

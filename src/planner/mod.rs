@@ -31,10 +31,16 @@
 //!    the remaining rules as if tagged `Retired` with no previous password.
 //! 5. Phase `Stored`: each consumer not in sync (observed `OutOfSync`, or not observable and not
 //!    in `tags.synced`) → `UpdateConsumer` (`Notify` for notify-only ones); all in sync →
-//!    `CompletePropagation`. No new rotation while `Stored` unless the stored value is refused,
-//!    its password is missing or expired, or cannot be identified (and was not shown to work).
+//!    `CompletePropagation`. A consumer observed `Blocked` (cannot be read or written) gets no
+//!    step: it is named in `held_up` with its reason, every other consumer still moves, and the
+//!    rotation waits for it (no `CompletePropagation`; `next_due` = the renewal date). No new
+//!    rotation while `Stored` unless the stored value is refused, its password is missing or
+//!    expired, or cannot be identified (and was not shown to work) — or the stored password has
+//!    reached its own renewal window (a consumer held the rotation up that long): then
+//!    `Rotate{ExpiringSoon}` with the stored password as the previous one, whatever the other
+//!    consumers do.
 //! 6. Phases `Propagated`/`Retired`: consumers observed `OutOfSync` → `UpdateConsumer` (drift
-//!    repair). `Propagated`: the previous password past `remove_after` (or expired) →
+//!    repair); `Blocked` ones are only named in `held_up`. `Propagated`: the previous password past `remove_after` (or expired) →
 //!    `RemovePassword{Superseded}` then `MarkRetired`; already gone → `MarkRetired`. A previous
 //!    password the rotator did not create (adopted) is never removed as superseded: it is let
 //!    go with `MarkRetired` and left to rule 8. `Retired` with the rotator's previous password
@@ -64,12 +70,23 @@
 //! - Jumping the clock to `next_due` and settling again, for years: once healthy, rotations only
 //!   happen for `ExpiringSoon` (never after expiry), and at most two of the rotator's passwords
 //!   (current and previous) exist at any settled point.
+//! - Partial progress: a `Blocked` consumer never gets a step and is named in `held_up`. With
+//!   some consumers broken for good, over years: every healthy observable consumer holds the
+//!   stored value, a password that exists and has not expired; once healthy, every renewal
+//!   starts inside the renewal window (`ExpiringSoon`, never after expiry) and a settled point
+//!   always has a due date; no password of the rotator's other than the current and previous
+//!   one outlives its expiry.
 //!
 //! # Caveats
 //!
 //! - While `Stored`, a marked password that started before the current version was written is not
-//!   treated as an orphan: after a rotation away from an unidentifiable value, consumers may still
-//!   hold it. It is removed once the version is `Propagated` (without a grace period).
+//!   treated as an orphan: after a rotation away from an unidentifiable value, or a renewal while
+//!   a consumer held the rotation up, consumers may still hold it. It is removed once the version
+//!   is `Propagated` (without a grace period), or once it has expired (it authenticates nobody).
+//! - A consumer `Blocked` for longer than a lifetime keeps whatever it held: the planner cannot
+//!   reach it, so it may hold an expired value; the rest of the credential stays healthy and
+//!   `held_up` says what to fix. While `Stored`, the rotator's older passwords are kept for it
+//!   until they expire, so a consumer fixed in time finds its value still working.
 //! - When the current password cannot be identified, nothing is removed (not even expired
 //!   unmanaged passwords): any password might be the one in use. The rotation that follows
 //!   makes it known again, and cleanup resumes.

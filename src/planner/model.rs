@@ -100,6 +100,10 @@ pub enum ConsumerSync {
     /// Cannot be read back (write-only connection parameters, encrypted variables, notify-only):
     /// the planner trusts `RotationTags::synced`, plus whatever health signal there is.
     NotObservable { healthy: Option<bool> },
+    /// Cannot be read or written right now (access refused, resource missing, a reference
+    /// App Service never resolves...): held on its own, with the executor's reason and what a
+    /// person should do. The planner gives it no step; every other consumer still moves.
+    Blocked { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,4 +193,7 @@ pub struct Decision {
     pub blocked: Option<String>,
     /// One human sentence per step or non-step: what is due and why.
     pub explanation: Vec<String>,
+    /// Consumers observed `Blocked`, one sentence each (which consumer, why, what to do): they
+    /// hold up the rotation's completion, never its other consumers nor the next renewal.
+    pub held_up: Vec<String>,
 }

@@ -238,6 +238,9 @@ fn sync() -> impl Strategy<Value = ConsumerSync> {
         }),
         proptest::option::of(any::<bool>())
             .prop_map(|healthy| ConsumerSync::NotObservable { healthy }),
+        Just(ConsumerSync::Blocked {
+            reason: "ARM 403".into()
+        }),
     ]
 }
 
@@ -376,6 +379,10 @@ fn check(policy: &CredentialPolicy, obs: &Observation, now: DateTime<Utc>, d: &D
             step
         {
             assert!(*index < policy.consumers.len());
+            assert!(
+                !matches!(obs.consumers[*index].sync, ConsumerSync::Blocked { .. }),
+                "a step for a blocked consumer: {d:?}"
+            );
             assert_eq!(*consumer_id, policy.consumers[*index].id());
             assert_eq!(
                 matches!(step, Step::Notify { .. }),
@@ -411,6 +418,14 @@ fn check(policy: &CredentialPolicy, obs: &Observation, now: DateTime<Utc>, d: &D
             "next_due in the past: {d:?}"
         );
     }
+    // Every consumer named as holding things up is a blocked one, named with its reason.
+    let blocked = obs
+        .consumers
+        .iter()
+        .filter(|c| matches!(c.sync, ConsumerSync::Blocked { .. }))
+        .count();
+    assert!(d.held_up.len() <= blocked, "{d:?}");
+    assert!(d.held_up.iter().all(|h| h.contains("ARM 403")), "{d:?}");
     assert_eq!(&decide(policy, obs, now), d, "not deterministic");
 }
 
@@ -469,6 +484,8 @@ struct World {
     /// Whether the executor tries a token request with the stored value.
     probes: bool,
     next_key: u128,
+    /// Consumers that can never be read nor written (observed `Blocked`).
+    broken: Vec<bool>,
 }
 
 impl World {
@@ -507,9 +524,13 @@ impl World {
             .consumers
             .iter()
             .zip(&self.holds)
-            .map(|(c, held)| ConsumerObservation {
+            .zip(&self.broken)
+            .map(|((c, held), broken)| ConsumerObservation {
                 id: c.id(),
                 sync: match c {
+                    _ if *broken => ConsumerSync::Blocked {
+                        reason: "ARM 403 on the site".into(),
+                    },
                     Consumer::AppSettingKeyVaultRef { .. } | Consumer::AppSettingValue { .. } => {
                         if *held == stored {
                             ConsumerSync::InSync
@@ -534,6 +555,17 @@ impl World {
             current_value_accepted: accepted,
             consumers,
         }
+    }
+
+    /// Settled with the stored value's password known from the rotator's own tags.
+    fn healthy(&self) -> bool {
+        matches!(&self.vault, Some((k, Some(t), _)) if t.key_id == *k)
+    }
+
+    /// The password `k` exists and has not expired at `now`.
+    fn alive(&self, k: Option<Uuid>, now: DateTime<Utc>) -> bool {
+        k.and_then(|k| self.passwords.iter().find(|p| p.key_id == k))
+            .is_some_and(|p| p.end.is_none_or(|e| e > now))
     }
 
     fn tags_mut(&mut self) -> &mut RotationTags {
@@ -585,6 +617,7 @@ impl World {
                 ));
             }
             Step::UpdateConsumer { index, consumer_id } | Step::Notify { index, consumer_id } => {
+                assert!(!self.broken[*index], "wrote a blocked consumer");
                 self.holds[*index] = self.vault.as_ref().map(|v| v.0);
                 let t = self.tags_mut();
                 if !t.synced.contains(consumer_id) {
@@ -626,6 +659,7 @@ fn world(policy: CredentialPolicy) -> impl Strategy<Value = (CredentialPolicy, W
         any::<bool>(),
     )
         .prop_map(|(policy, passwords, vault, holds, probes)| {
+            let holds_len = holds.len();
             let vault = vault.map(|(k, tags, created)| {
                 (
                     key(k),
@@ -639,9 +673,19 @@ fn world(policy: CredentialPolicy) -> impl Strategy<Value = (CredentialPolicy, W
                 holds: holds.into_iter().map(|h| h.map(key)).collect(),
                 probes,
                 next_key: 0x5000,
+                broken: vec![false; holds_len],
             };
             (policy, w)
         })
+}
+
+/// [`world`] with some consumers broken for good (ARM 403, a reference that never resolves).
+fn world_with_broken(policy: CredentialPolicy) -> impl Strategy<Value = (CredentialPolicy, World)> {
+    let n = policy.consumers.len();
+    (world(policy), vec(any::<bool>(), n..=n)).prop_map(|((policy, mut w), broken)| {
+        w.broken = broken;
+        (policy, w)
+    })
 }
 
 proptest! {
@@ -690,6 +734,63 @@ proptest! {
     }
 }
 
+/// Once healthy, the only reason to rotate is the renewal window: checks the steps of `trace`
+/// from `from` on.
+fn only_renewals(trace: &[Step], from: usize) -> Result<(), TestCaseError> {
+    for s in &trace[from..] {
+        if let Step::Rotate { reason, .. } = s {
+            prop_assert!(
+                matches!(reason, RotateReason::ExpiringSoon { .. }),
+                "rotation for {reason:?} in steady state\ntrace: {trace:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Years of operation: settle, check, jump the clock to `next_due` (the renewal date or the end
+/// of a grace period), twelve times. Checked every time: once healthy (settled with the stored
+/// value's password known from the rotator's own tags), the only rotations are renewals, and
+/// the stored password exists and has not expired; then `check(world, decision, now, healthy,
+/// trace)`.
+fn run_years(
+    policy: &CredentialPolicy,
+    w: &mut World,
+    start: DateTime<Utc>,
+    mut check: impl FnMut(&World, &Decision, DateTime<Utc>, bool, &[Step]) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
+    let mut now = start;
+    let mut trace = Vec::new();
+    let mut healthy = false;
+    for _ in 0..12 {
+        let before = trace.len();
+        let d = settle(policy, w, now, &mut trace)?;
+        if healthy {
+            only_renewals(&trace, before)?;
+        }
+        healthy = w.healthy();
+        let stored = w.vault.as_ref().map(|v| v.0);
+        prop_assert!(w.alive(stored, now), "{w:?}");
+        check(w, &d, now, healthy, &trace)?;
+        // None: the current password has no end date; nothing will ever fall due.
+        let Some(next) = next_time(&d, now) else {
+            break;
+        };
+        now = next;
+    }
+    Ok(())
+}
+
+/// Where the clock jumps after a settled decision: its due date (an hour on when that is not
+/// ahead), or `None` when nothing will ever fall due.
+fn next_time(d: &Decision, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match d.next_due {
+        Some(due) if due > now => Some(due),
+        Some(_) => Some(now + Duration::hours(1)),
+        None => None,
+    }
+}
+
 /// Runs decide/apply until a decision has no steps; returns it, or fails after 50 steps.
 fn settle(
     policy: &CredentialPolicy,
@@ -726,28 +827,7 @@ proptest! {
         (policy, mut w) in valid_policy().prop_flat_map(world),
         start in hours().prop_map(at),
     ) {
-        let mut now = start;
-        let mut trace = Vec::new();
-        // Healthy: settled with the stored value's password known from the rotator's own tags.
-        let mut healthy = false;
-        for _ in 0..12 {
-            let before = trace.len();
-            let d = settle(&policy, &mut w, now, &mut trace)?;
-            if healthy {
-                for s in &trace[before..] {
-                    if let Step::Rotate { reason, .. } = s {
-                        // Once healthy, the only reason to rotate is the renewal window.
-                        prop_assert!(
-                            matches!(reason, RotateReason::ExpiringSoon { .. }),
-                            "rotation for {reason:?} in steady state\ntrace: {trace:?}"
-                        );
-                    }
-                }
-            }
-            healthy = matches!(&w.vault, Some((k, Some(t), _)) if t.key_id == *k);
-            let stored = w.vault.as_ref().map(|v| v.0);
-            let pw = stored.and_then(|k| w.passwords.iter().find(|p| p.key_id == k));
-            prop_assert!(pw.is_some_and(|p| p.end.is_none_or(|e| e > now)), "{w:?}");
+        run_years(&policy, &mut w, start, |w, _, _, healthy, trace| {
             let ours = format!("{MARKER_PREFIX}{NAME}:");
             let marked = w
                 .passwords
@@ -758,12 +838,71 @@ proptest! {
                 !healthy || marked <= 2,
                 "{marked} rotator passwords piled up: {w:?}\ntrace: {trace:?}"
             );
-            match d.next_due {
-                Some(due) if due > now => now = due,
-                Some(_) => now += Duration::hours(1),
-                // Current password without an end date: nothing will ever fall due.
-                None => break,
+            Ok(())
+        })?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Partial progress over years: some consumers are broken for good. Settle, jump the clock
+    /// to `next_due`, settle again. Every healthy observable consumer holds the stored value,
+    /// a password that exists and has not expired; once healthy, every renewal starts
+    /// inside the renewal window (never after expiry), whatever the broken consumers do; no
+    /// password of the rotator's other than the current and previous one outlives its expiry.
+    #[test]
+    fn partial_progress_keeps_healthy_consumers_alive(
+        (policy, mut w) in valid_policy().prop_flat_map(world_with_broken),
+        start in hours().prop_map(at),
+    ) {
+        run_years(&policy, &mut w, start, |w, d, now, healthy, trace| {
+            let stored = w.vault.as_ref().map(|v| v.0);
+            // A settled state always says when the renewal falls due: a renewal date already
+            // past with nothing to do would mean the renewal is held up.
+            let ends = stored
+                .and_then(|k| w.passwords.iter().find(|p| p.key_id == k))
+                .and_then(|p| p.end)
+                .is_some();
+            prop_assert!(
+                !healthy || !ends || d.next_due.is_some(),
+                "settled without a due date: {d:?}\n{w:?}\ntrace: {trace:?}"
+            );
+            for (i, c) in policy.consumers.iter().enumerate() {
+                let observable = matches!(
+                    c,
+                    Consumer::AppSettingKeyVaultRef { .. } | Consumer::AppSettingValue { .. }
+                );
+                if w.broken[i] || !observable {
+                    continue;
+                }
+                prop_assert!(
+                    w.holds[i] == stored,
+                    "healthy consumer #{i} is not on the stored value: {w:?}\ntrace: {trace:?}"
+                );
             }
-        }
+            // Each broken consumer is named as holding things up, at every settled point.
+            prop_assert_eq!(
+                d.held_up.len(),
+                w.broken.iter().filter(|b| **b).count(),
+                "{:?}",
+                d
+            );
+            if healthy {
+                let ours = format!("{MARKER_PREFIX}{NAME}:");
+                let previous = w.vault.as_ref().and_then(|v| v.1.as_ref()).and_then(|t| t.previous_key_id);
+                for p in &w.passwords {
+                    let mine = p.display_name.as_deref().is_some_and(|n| n.starts_with(&ours));
+                    if mine && Some(p.key_id) != stored && Some(p.key_id) != previous {
+                        prop_assert!(
+                            p.end.is_none_or(|e| e > now),
+                            "password {} kept past its expiry: {w:?}\ntrace: {trace:?}",
+                            p.key_id
+                        );
+                    }
+                }
+            }
+            Ok(())
+        })?;
     }
 }

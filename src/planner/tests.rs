@@ -375,8 +375,23 @@ fn mid_rotation_crash_after_stored_resumes_consumers() {
         }]
     );
 
-    // While Stored, no new rotation even inside the renewal window...
+    // A rotation still Stored at its own renewal date (a consumer held it up that long) is
+    // renewed on time: the consumers on the current password keep it as the previous one.
     let d = decide(&p, &o2, now() + days(160));
+    assert!(
+        matches!(
+            d.steps.as_slice(),
+            [Step::Rotate {
+                reason: RotateReason::ExpiringSoon { .. },
+                previous_key_id: Some(k),
+                ..
+            }] if *k == new
+        ),
+        "{:?}",
+        d.steps
+    );
+    // Before it, no new rotation while Stored...
+    let d = decide(&p, &o2, now() + days(140));
     assert!(
         !d.steps.iter().any(|s| matches!(s, Step::Rotate { .. })),
         "{:?}",
@@ -952,4 +967,100 @@ fn forced_rotation_keeps_cleanup_and_the_right_previous() {
     let mut o = obs(&p, vec![], VaultState::Missing);
     o.app = Err("gone".into());
     assert!(decide_forced(&p, &o, now()).blocked.is_some());
+}
+
+/// Issue 18: a consumer that cannot be read or written is held on its own. The others move,
+/// the rotation waits for it (no `CompletePropagation`), its reason is in `held_up`, and the
+/// next renewal still falls due on time.
+#[test]
+fn blocked_consumer_is_held_alone_and_the_others_move() {
+    let p = policy(consumers());
+    let (old, new) = (key(1), key(2));
+    let passwords = vec![
+        ours(old, now() - days(170), now() + days(10)),
+        ours(new, now() - days(1), now() + days(179)),
+    ];
+    let t = tags(new, Some(old), Phase::Stored, vec![]);
+    let mut o = obs(
+        &p,
+        passwords,
+        version(KeyIdentity::Tagged(new), Some(t), now() - days(1)),
+    );
+    let reason = "reading it failed: access denied: AuthorizationFailed; give the rotator's identity Website Contributor on the site";
+    o.consumers[0].sync = ConsumerSync::Blocked {
+        reason: reason.into(),
+    };
+    o.consumers[1].sync = ConsumerSync::NotObservable { healthy: None };
+    o.consumers[2].sync = ConsumerSync::NotObservable { healthy: None };
+    o.consumers[3].sync = ConsumerSync::NotObservable { healthy: None };
+    let d = decide(&p, &o, now());
+    let indices: Vec<usize> = d
+        .steps
+        .iter()
+        .map(|s| match s {
+            Step::UpdateConsumer { index, .. } | Step::Notify { index, .. } => *index,
+            other => panic!("unexpected step {other:?}"),
+        })
+        .collect();
+    assert_eq!(indices, [1, 2, 3], "{d:#?}");
+    assert_eq!(d.held_up.len(), 1);
+    assert!(d.held_up[0].contains("func-int") && d.held_up[0].contains(reason));
+
+    // Once the others are recorded, only the blocked one is left: no steps, no propagation,
+    // the renewal date as the next due date.
+    let ids: Vec<String> = p.consumers.iter().map(Consumer::id).collect();
+    let t = tags(new, Some(old), Phase::Stored, ids[1..].to_vec());
+    o.vault = version(KeyIdentity::Tagged(new), Some(t), now() - days(1));
+    let d = decide(&p, &o, now());
+    assert!(d.steps.is_empty() && d.blocked.is_none(), "{d:#?}");
+    assert_eq!(d.next_due, Some(now() + days(179) - days(30)));
+    assert!(explanation(&d).contains("whatever they do"), "{d:#?}");
+
+    // A blocked consumer does not stop the renewal of a settled credential either.
+    let t = tags(new, None, Phase::Retired, vec![]);
+    o.vault = version(KeyIdentity::Tagged(new), Some(t), now() - days(1));
+    let d = decide(&p, &o, now() + days(150));
+    assert!(
+        d.steps.iter().any(|s| matches!(
+            s,
+            Step::Rotate {
+                reason: RotateReason::ExpiringSoon { .. },
+                ..
+            }
+        )),
+        "{d:#?}"
+    );
+}
+
+/// While `Stored`, an older password of the rotator's is kept for consumers that may still hold
+/// it, but never past its own expiry.
+#[test]
+fn stored_keeps_older_passwords_only_until_they_expire() {
+    let p = policy(consumers());
+    let (older, old, new) = (key(1), key(2), key(3));
+    let passwords = vec![
+        ours(older, now() - days(300), now() - days(1)),
+        ours(old, now() - days(170), now() + days(10)),
+        ours(new, now() - days(1), now() + days(179)),
+    ];
+    let t = tags(new, Some(old), Phase::Stored, vec![]);
+    let o = obs(
+        &p,
+        passwords,
+        version(KeyIdentity::Tagged(new), Some(t), now() - days(1)),
+    );
+    let d = decide(&p, &o, now());
+    assert_eq!(
+        d.steps.first(),
+        Some(&Step::RemovePassword {
+            key_id: older,
+            reason: RemoveReason::Orphan
+        }),
+        "{d:#?}"
+    );
+    assert!(
+        !d.steps
+            .iter()
+            .any(|s| matches!(s, Step::RemovePassword { key_id, .. } if *key_id == old))
+    );
 }

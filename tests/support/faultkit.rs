@@ -15,7 +15,7 @@ use azure_emulator::faults::{FaultAction, FaultRule};
 use chrono::{DateTime, Utc};
 use secret_rotator::azure::storage::StorageClient;
 use secret_rotator::cloud::Cloud;
-use secret_rotator::engine::executor::VerifyPolicy;
+use secret_rotator::engine::executor::{VerifyPolicy, resource_lock_name};
 use secret_rotator::engine::report::{CredentialOutcome, PassReport};
 use secret_rotator::policy::{AppRef, Consumer, CredentialPolicy};
 use serde_json::Value;
@@ -70,6 +70,9 @@ pub struct Baseline {
     /// credential name → (Key Vault version before any run, what each consumer held then,
     /// whether Entra refused that value then)
     pub initial: BTreeMap<String, Initial>,
+    /// (resource group, site) → the settings no policy consumer owns, as before any run: the
+    /// rotator must never change them.
+    pub unowned_settings: BTreeMap<(String, String), BTreeMap<String, String>>,
 }
 
 /// (application id, may remove expired unmanaged passwords, [(keyId, end)])
@@ -139,7 +142,62 @@ pub fn baseline(w: &World) -> Baseline {
             (app, cred.remove_unmanaged_expired, list),
         );
     }
-    Baseline { unmanaged, initial }
+    Baseline {
+        unmanaged,
+        initial,
+        unowned_settings: unowned_settings(w),
+    }
+}
+
+/// Every policy site's settings that no consumer of any credential owns.
+fn unowned_settings(w: &World) -> BTreeMap<(String, String), BTreeMap<String, String>> {
+    let c = w.emu.emulator.control();
+    let mut owned: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for consumer in w
+        .engine
+        .policy
+        .credentials
+        .iter()
+        .flat_map(|c| &c.consumers)
+    {
+        if let Consumer::AppSettingKeyVaultRef { site, setting }
+        | Consumer::AppSettingValue { site, setting } = consumer
+        {
+            owned
+                .entry((site.resource_group.clone(), site.name.clone()))
+                .or_default()
+                .push(setting.clone());
+        }
+    }
+    owned
+        .into_iter()
+        .map(|((rg, site), names)| {
+            let mut all = c.app_settings(&rg, &site).unwrap_or_default();
+            all.retain(|k, _| !names.contains(k));
+            ((rg, site), all)
+        })
+        .collect()
+}
+
+/// Nothing the rotator does not own on a site changed (compared with the baseline; settings
+/// are named, never their values).
+pub fn check_unowned_settings(w: &World, b: &Baseline) -> Result<(), String> {
+    let now = unowned_settings(w);
+    for (site, before) in &b.unowned_settings {
+        let after = now.get(site).cloned().unwrap_or_default();
+        let changed: Vec<&String> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| before.get(*k) != after.get(*k))
+            .collect();
+        if !changed.is_empty() {
+            return Err(format!(
+                "site {}/{}: settings the rotator does not own changed: {changed:?}",
+                site.0, site.1
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every baseline password that is gone was allowed to go: the policy lets the rotator remove
@@ -197,6 +255,9 @@ pub fn check_all(w: &World, b: &Baseline, settled: bool) -> Vec<String> {
         }
     }
     if let Err(e) = check_unmanaged(w, b) {
+        out.push(e);
+    }
+    if let Err(e) = check_unowned_settings(w, b) {
         out.push(e);
     }
     out
@@ -345,12 +406,20 @@ pub async fn pass_after_crash(w: &World) -> PassReport {
     r
 }
 
-/// Breaks every credential's lease (what the lease's expiry does for a killed process). A lease
-/// that is not held, or a lock blob never created, is fine.
+/// Breaks every credential's lease and every consumer site's write lease (what the lease's
+/// expiry does for a killed process). A lease that is not held, or a lock blob never created,
+/// is fine.
 pub async fn break_leases(w: &World) {
     let s = storage(w);
     for cred in &w.engine.policy.credentials {
         let _ = s.break_lease(&format!("credential-{}", cred.name)).await;
+        for c in &cred.consumers {
+            if let Consumer::AppSettingKeyVaultRef { site, .. }
+            | Consumer::AppSettingValue { site, .. } = c
+            {
+                let _ = s.break_lease(&resource_lock_name(site)).await;
+            }
+        }
     }
 }
 

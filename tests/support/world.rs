@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use secret_rotator::azure::graph::WriteLimiter;
 use secret_rotator::cloud::Cloud;
 use secret_rotator::engine::executor::VerifyPolicy;
-use secret_rotator::engine::report::CredentialReport;
+use secret_rotator::engine::report::{CredentialReport, PassReport};
 use secret_rotator::engine::runner::Engine;
 use secret_rotator::engine::service::{EngineParts, build_with};
 use secret_rotator::notify::Webhook;
@@ -88,6 +88,22 @@ pub fn ci_identity(scenario: &mut Value) {
     }));
 }
 
+/// One line per credential of a pass: name, outcome, error (for assertion messages).
+pub fn summary(r: &PassReport) -> String {
+    r.credentials
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {:?} {}",
+                c.name,
+                c.outcome,
+                c.error.clone().unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub struct World {
     pub emu: TestEmulator,
     pub azurite: Azurite,
@@ -128,6 +144,22 @@ pub async fn spawn_world_with(mut scenario: Value, policy_json: &str, opts: Worl
     let emu = TestEmulator::start(scenario).await;
     let account = format!("st{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let azurite = Azurite::start(&emu.emulator, &account);
+    let (engine, http) = build_engine(&emu, &azurite, policy_json, opts);
+    World {
+        emu,
+        azurite,
+        engine,
+        http,
+    }
+}
+
+/// The real engine on `emu` and `azurite`: one rotator instance.
+fn build_engine(
+    emu: &TestEmulator,
+    azurite: &Azurite,
+    policy_json: &str,
+    opts: WorldOptions,
+) -> (Arc<Engine>, reqwest::Client) {
     let transport = emu.transport_config(&[azurite.host_override()]);
     let http = transport.build().expect("transport");
     let options = secret_rotator::azure::ServiceOptions::new(http.clone())
@@ -141,8 +173,11 @@ pub async fn spawn_world_with(mut scenario: Value, policy_json: &str, opts: Worl
         tenant: emu.tenant(),
         credential,
         options,
-        blob_endpoint: url::Url::parse(&format!("https://{account}.blob.core.windows.net"))
-            .unwrap(),
+        blob_endpoint: url::Url::parse(&format!(
+            "https://{}.blob.core.windows.net",
+            azurite.account
+        ))
+        .unwrap(),
         container: "secret-rotator".into(),
         webhooks: opts.webhooks,
         limiter: Arc::new(WriteLimiter::new(2400, Duration::from_secs(150), 100)),
@@ -151,15 +186,16 @@ pub async fn spawn_world_with(mut scenario: Value, policy_json: &str, opts: Worl
         warn_unenrolled_days: opts.warn_unenrolled_days,
     })
     .expect("engine builds");
-    World {
-        emu,
-        azurite,
-        engine,
-        http,
-    }
+    (engine, http)
 }
 
 impl World {
+    /// A second rotator instance on the same tenant and storage account (another Functions
+    /// worker): its own clients and engine, the same leases.
+    pub fn another_instance(&self, policy_json: &str, opts: WorldOptions) -> Arc<Engine> {
+        build_engine(&self.emu, &self.azurite, policy_json, opts).0
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.emu.emulator.control().now()
     }

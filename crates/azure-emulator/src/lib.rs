@@ -419,6 +419,15 @@ impl Control {
             .cloned()
     }
 
+    /// A site's whole app-settings map (raw values), for oracles that check nothing else on
+    /// the site changed.
+    pub fn app_settings(&self, rg: &str, site: &str) -> Option<BTreeMap<String, String>> {
+        lock(&self.shared.state)
+            .sites
+            .get(&model::key(rg, site))
+            .map(|s| s.settings.clone())
+    }
+
     /// What the app sees: the cached Key Vault resolution (re-read after 24 h of emulated time).
     pub fn app_setting_effective(&self, rg: &str, site: &str, name: &str) -> Option<String> {
         let now = self.now();
