@@ -87,7 +87,7 @@ pub fn current_key_id(observed: &Observed) -> Option<Uuid> {
             KeyIdentity::Tagged(k) | KeyIdentity::InferredFromHint(k) => Some(*k),
             KeyIdentity::Unknown { .. } => v.tags.as_ref().map(|t| t.key_id),
         },
-        VaultState::Missing => None,
+        VaultState::Missing | VaultState::SoftDeleted { .. } => None,
     }
 }
 
@@ -142,7 +142,7 @@ pub async fn perform(
     let kv = &cred.key_vault;
     let current_tags = match &observed.observation.vault {
         VaultState::Current(v) => v.tags.clone(),
-        VaultState::Missing => None,
+        VaultState::Missing | VaultState::SoftDeleted { .. } => None,
     };
     let foreign_tags: BTreeMap<String, String> = observed
         .secret

@@ -6,7 +6,9 @@
 //! rotation run, [`Observer`] keeps the reads and reads again only what a step wrote.
 
 use crate::engine::kvref::KeyVaultReference;
-use crate::engine::ports::{AzurePorts, ConnectionStatus, PortError, ReferenceStatus, VaultSecret};
+use crate::engine::ports::{
+    AzurePorts, ConnectionStatus, DeletedSecret, PortError, ReferenceStatus, VaultSecret,
+};
 use crate::engine::tags;
 use crate::planner::{
     AppState, ConsumerObservation, ConsumerSync, KeyIdentity, Observation, Step, VaultState,
@@ -65,6 +67,8 @@ pub struct Observer {
 #[derive(Debug, Clone)]
 struct VaultRead {
     secret: Option<VaultSecret>,
+    /// When `secret` is `None`: the soft-deleted secret of that name, if any.
+    deleted: Option<DeletedSecret>,
     /// Whether Entra accepts the stored value, when it had to be asked (see `observe`).
     accepted: Option<bool>,
 }
@@ -139,15 +143,22 @@ impl Observer {
         let app = self.app.insert(app).clone();
         let vault = match self.vault.take() {
             Some(v) => v,
-            None => VaultRead {
-                secret: azure.vault_latest(&cred.key_vault).await?,
-                accepted: None,
-            },
+            None => read_vault(azure, cred).await?,
         };
         let vault = self.vault.insert(vault);
 
         let (state, current_value_accepted, consumers) = match &vault.secret {
-            None => (VaultState::Missing, None, Vec::new()),
+            None => (
+                match vault.deleted {
+                    None => VaultState::Missing,
+                    Some(d) => VaultState::SoftDeleted {
+                        deleted: d.deleted,
+                        scheduled_purge: d.scheduled_purge,
+                    },
+                },
+                None,
+                not_stored_consumers(cred),
+            ),
             Some(s) => {
                 let identity = identify(s, app.as_ref().ok());
                 let tags = tags::parse(&s.tags).map_err(|msg| {
@@ -204,6 +215,34 @@ impl Observer {
             secret: vault.secret.clone(),
         })
     }
+}
+
+/// The latest version; when there is none, whether a soft-deleted secret holds the name.
+async fn read_vault(azure: &dyn AzurePorts, cred: &CredentialPolicy) -> Result<VaultRead, PortError> {
+    let secret = azure.vault_latest(&cred.key_vault).await?;
+    let deleted = match secret {
+        Some(_) => None,
+        None => azure.vault_deleted(&cred.key_vault).await?,
+    };
+    Ok(VaultRead {
+        secret,
+        deleted,
+        accepted: None,
+    })
+}
+
+/// Before the Key Vault secret exists no consumer can hold it: each is out of sync, without a
+/// read (they are read once a rotation has stored the first version).
+fn not_stored_consumers(cred: &CredentialPolicy) -> Vec<ConsumerObservation> {
+    cred.consumers
+        .iter()
+        .map(|c| ConsumerObservation {
+            id: c.id(),
+            sync: ConsumerSync::OutOfSync {
+                detail: "the Key Vault secret does not exist yet".into(),
+            },
+        })
+        .collect()
 }
 
 async fn read_app(

