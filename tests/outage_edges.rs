@@ -60,7 +60,11 @@ async fn first_enrolment_creates_the_secret_and_updates_the_consumers() {
     );
     let app = Uuid::parse_str(EMPOWER_APP).unwrap();
     assert_eq!(c.check_client_secret(app, &value), Ok(()));
-    assert_eq!(tags.get("rotator-phase").map(String::as_str), Some("retired"), "{tags:?}");
+    assert_eq!(
+        tags.get("rotator-phase").map(String::as_str),
+        Some("retired"),
+        "{tags:?}"
+    );
     assert_eq!(self_test(&w, "empower").await.0, ResultCode::Ok);
 }
 

@@ -186,10 +186,16 @@ impl KeyVaultClient {
 
     /// The deleted (soft-deleted, recoverable) secret of that name: when it was deleted and when
     /// Key Vault purges it. `Ok(None)` when there is none.
-    pub async fn get_deleted(&self, s: &VaultSecretRef) -> Result<Option<DeletedInfo>, KeyVaultError> {
+    pub async fn get_deleted(
+        &self,
+        s: &VaultSecretRef,
+    ) -> Result<Option<DeletedInfo>, KeyVaultError> {
         let client = self.client(&s.vault)?;
         let result = with_retry(&self.options.retry, || async {
-            client.get_deleted_secret(&s.secret, None).await?.into_model()
+            client
+                .get_deleted_secret(&s.secret, None)
+                .await?
+                .into_model()
         })
         .await;
         match result {

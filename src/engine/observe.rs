@@ -218,7 +218,10 @@ impl Observer {
 }
 
 /// The latest version; when there is none, whether a soft-deleted secret holds the name.
-async fn read_vault(azure: &dyn AzurePorts, cred: &CredentialPolicy) -> Result<VaultRead, PortError> {
+async fn read_vault(
+    azure: &dyn AzurePorts,
+    cred: &CredentialPolicy,
+) -> Result<VaultRead, PortError> {
     let secret = azure.vault_latest(&cred.key_vault).await?;
     let deleted = match secret {
         Some(_) => None,

@@ -328,7 +328,8 @@ impl<'a> Builder<'a> {
     fn soft_deleted(&mut self, deleted: Option<DateTime<Utc>>, purge: Option<DateTime<Utc>>) {
         let kv = &self.policy.key_vault;
         let (v, s) = (&kv.vault, &kv.secret);
-        let when = |t: Option<DateTime<Utc>>| t.map(day).unwrap_or_else(|| "an unknown date".into());
+        let when =
+            |t: Option<DateTime<Utc>>| t.map(day).unwrap_or_else(|| "an unknown date".into());
         self.block(format!(
             "Key Vault secret {v}/{s} is soft-deleted (deleted {}, purged by Key Vault on {}): its name \
              cannot be reused until it is recovered or purged. Recover it to keep its versions \
