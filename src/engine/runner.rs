@@ -35,7 +35,7 @@ use crate::inventory::{
     Enrolment, InventoryScan, ScanOptions, ScanSummary, SoonestUnenrolled, UnenrolledInventory,
     warns,
 };
-use crate::planner::{self, ConsumerSync, KeyIdentity, Phase, Step, VaultState};
+use crate::planner::{self, ConsumerSync, KeyIdentity, Step, VaultState};
 use crate::policy::{CredentialPolicy, Policy};
 
 #[derive(Debug, Clone)]
@@ -201,15 +201,10 @@ impl Engine {
             last_seen = Some(observed.clone());
             let mut decision = planner::decide(cred, &observed.observation, t);
             // On demand: the planner says what a forced rotation is (its cleanup first, then
-            // Rotate{Forced}); the runner only refuses one that would cut a grace period short.
+            // Rotate{Forced}), also inside a grace period: a leaked secret is replaced at once,
+            // and the password consumers hold now keeps the policy's grace as the previous one.
             if !forced && decision.blocked.is_none() {
-                match grace_allows_forcing(&observed) {
-                    Ok(()) => decision = planner::decide_forced(cred, &observed.observation, t),
-                    Err(why) => {
-                        forced = true;
-                        report.error = Some(why);
-                    }
-                }
+                decision = planner::decide_forced(cred, &observed.observation, t);
             }
             if let Some(why) = decision.blocked {
                 report.outcome = CredentialOutcome::Blocked;
@@ -256,6 +251,9 @@ impl Engine {
             report.outcome = CredentialOutcome::InProgress;
         }
         lease.release().await;
+        if force {
+            refuse_unperformed_force(&mut report);
+        }
         let audit = Audit {
             seen: last_seen.as_ref(),
             duration: started.elapsed(),
@@ -746,22 +744,23 @@ fn learn_enrolment(enrolment: &mut Enrolment, cred: &CredentialPolicy, seen: &Ob
     }
 }
 
-/// A rotation asked for on demand is refused while the previous secret still waits for its
-/// grace period (or its consumers), because rotating then would cut that grace short.
-fn grace_allows_forcing(observed: &Observed) -> Result<(), String> {
-    if let VaultState::Current(v) = &observed.observation.vault
-        && let Some(t) = &v.tags
-        && t.phase != Phase::Retired
-    {
-        return Err(format!(
-            "not forcing a rotation: the previous rotation is still {} (previous secret kept until {})",
-            tags::phase_name(t.phase),
-            t.remove_after
-                .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
-                .unwrap_or_else(|| "its consumers are updated".into())
-        ));
+/// A forced rotation that did not happen is not a success: the report says so and why (a run
+/// that ended without its rotation step, however it ended).
+fn refuse_unperformed_force(report: &mut CredentialReport) {
+    let rotated = report.steps.iter().any(|s| s.step == "rotate" && s.ok);
+    if rotated || matches!(report.outcome, CredentialOutcome::Busy) {
+        return;
     }
-    Ok(())
+    let why = report
+        .error
+        .take()
+        .unwrap_or_else(|| "the run ended before its rotation step".into());
+    report.error = Some(format!("the forced rotation was not performed: {why}"));
+    report.outcome = match report.outcome {
+        CredentialOutcome::Idle => CredentialOutcome::Blocked,
+        CredentialOutcome::Progressed | CredentialOutcome::InProgress => CredentialOutcome::Failed,
+        other => other,
+    };
 }
 
 fn fill_status(

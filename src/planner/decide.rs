@@ -456,8 +456,13 @@ impl<'a> Builder<'a> {
                 ));
                 continue;
             }
+            let why = if newer_than_version {
+                "it was created by a run that stopped before storing it, so nobody can hold its value"
+            } else {
+                "it predates the rotation before this one (replaced early, e.g. by a forced rotation), and every consumer has moved on"
+            };
             self.say(format!(
-                "Password {} is marked for {} but is neither the current nor the previous password: it was created by a run that stopped before storing it, so nobody can hold its value; remove it.",
+                "Password {} is marked for {} but is neither the current nor the previous password: {why}; remove it.",
                 pw_label(p),
                 self.policy.name
             ));
