@@ -106,3 +106,57 @@ async fn a_disabled_latest_version_has_its_own_result_code() {
     assert_eq!(r.outcome, CredentialOutcome::Failed, "{r:#?}");
     assert!(r.error.unwrap().contains("is disabled"));
 }
+
+fn app_mut<'a>(scenario: &'a mut Value, app_id: &str) -> &'a mut Value {
+    scenario["applications"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|a| a["appId"] == app_id)
+        .unwrap()
+}
+
+/// The rotator's own service principal object id, as the emulator knows it.
+fn rotator_sp(w: &World) -> String {
+    let state = w.emu.emulator.control().state();
+    state["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["displayName"] == CI_APP)
+        .map(|a| a["servicePrincipalId"].as_str().unwrap().to_string())
+        .unwrap()
+}
+
+/// An application the rotator does not own: the message names the object id to add as owner
+/// and the exact command, whether the application is invisible (OwnedBy only) or visible but
+/// not writable (Application.Read.All too).
+#[tokio::test]
+async fn a_not_owned_application_names_the_owner_to_add_and_the_command() {
+    let mut s = demo_scenario();
+    app_mut(&mut s, EMPOWER_APP)["owners"] = json!([]);
+    let w = spawn_world(s.clone(), &demo_policy()).await;
+    let expected = format!(
+        "az ad app owner add --id {EMPOWER_APP} --owner-object-id {}",
+        rotator_sp(&w)
+    );
+    let r = w.run("empower").await;
+    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
+    assert!(r.error.as_deref().unwrap().contains(&expected), "{r:#?}");
+
+    // Visible through Application.Read.All, but addPassword is refused.
+    s["managedIdentities"][0]["graphAppRoles"] =
+        json!(["Application.ReadWrite.OwnedBy", "Application.Read.All"]);
+    let w = spawn_world(s, &demo_policy()).await;
+    let object_id = app_mut(&mut demo_scenario(), EMPOWER_APP)["objectId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let expected = format!(
+        "az ad app owner add --id {object_id} --owner-object-id {}",
+        rotator_sp(&w)
+    );
+    let r = w.run("empower").await;
+    assert_eq!(r.outcome, CredentialOutcome::Failed, "{r:#?}");
+    assert!(r.error.as_deref().unwrap().contains(&expected), "{r:#?}");
+}

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::cloud::Cloud;
 use crate::engine::kvref::KeyVaultReference;
-use crate::engine::observe::Observed;
+use crate::engine::observe::{Observed, owner_guidance};
 use crate::engine::ports::{AzurePorts, ManualStep, Notifier, PortError};
 use crate::engine::tags;
 use crate::planner::{
@@ -208,11 +208,15 @@ pub async fn perform(
             end,
         } => {
             let marker = format!("{MARKER_PREFIX}{}:{}", cred.name, now.format("%Y-%m-%d"));
-            let (info, value) = ctx
-                .azure
-                .add_password(app.object_id, &marker, *end)
-                .await
-                .map_err(az("addPassword"))?;
+            let (info, value) = match ctx.azure.add_password(app.object_id, &marker, *end).await {
+                Err(PortError::AccessDenied(m)) => {
+                    let how = owner_guidance(ctx.azure, app.object_id).await;
+                    return Err(az("addPassword")(PortError::AccessDenied(format!(
+                        "{m}; {how}"
+                    ))));
+                }
+                other => other.map_err(az("addPassword"))?,
+            };
             let attempts = match verify_secret(ctx, app.app_id, tenant_of(cred, ctx), &value).await
             {
                 Ok(n) => n,

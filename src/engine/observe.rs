@@ -14,7 +14,7 @@ use crate::planner::{
     AppState, ConsumerObservation, ConsumerSync, KeyIdentity, Observation, Step, VaultState,
     VaultVersion,
 };
-use crate::policy::{Consumer, CredentialPolicy};
+use crate::policy::{AppRef, Consumer, CredentialPolicy};
 use crate::secret::SecretValue;
 
 /// An observation plus what the executor needs to act on it (the value itself never goes to
@@ -252,17 +252,39 @@ async fn read_app(
     azure: &dyn AzurePorts,
     cred: &CredentialPolicy,
 ) -> Result<Result<AppState, String>, PortError> {
+    let id = match cred.application {
+        AppRef::AppId(id) | AppRef::ObjectId(id) => id,
+    };
     match azure.get_app(&cred.application).await {
         Ok(a) => Ok(Ok(a)),
         Err(PortError::NotFound(m)) => Ok(Err(format!(
-            "the application is not found or not visible to the rotator ({m}); \
-             is the rotator's identity an owner of it?"
+            "the application is not found or not visible to the rotator ({m}); if it exists, {}",
+            owner_guidance(azure, id).await
         ))),
         Err(PortError::AccessDenied(m)) => Ok(Err(format!(
-            "Graph refused access to the application ({m}); the rotator's identity must own it \
-             and hold Application.ReadWrite.OwnedBy"
+            "Graph refused access to the application ({m}); the rotator's identity needs the \
+             Application.ReadWrite.OwnedBy app role, and {}",
+            owner_guidance(azure, id).await
         ))),
         Err(e) => Err(e),
+    }
+}
+
+/// What to run so the rotator may manage an application it does not own: the object id to add
+/// as owner and the exact command. `app` is the application's object id or client id (both
+/// are accepted by `az ad app owner add --id`).
+pub async fn owner_guidance(azure: &dyn AzurePorts, app: uuid::Uuid) -> String {
+    match azure.caller_identity().await {
+        Ok(me) => format!(
+            "the rotator's identity (object id {oid}) must be an owner of the application: \
+             az ad app owner add --id {app} --owner-object-id {oid}",
+            oid = me.object_id
+        ),
+        Err(e) => format!(
+            "the rotator's identity must be an owner of the application: az ad app owner add \
+             --id {app} --owner-object-id <the rotator's service principal object id> (its \
+             object id could not be read: {e})"
+        ),
     }
 }
 
