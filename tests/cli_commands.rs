@@ -846,6 +846,26 @@ async fn bad_settings_and_policy_are_named() {
         .await;
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("nope.json"), "{}", out.stderr);
+    // An invalid policy: every error once, the duplicate name among them.
+    let bad = PathBuf::from(cli.dir.path()).join("bad.json");
+    let mut policy: Value = serde_json::from_str(&demo_policy()).unwrap();
+    let mut twin = policy["credentials"][0].clone();
+    twin["lifetimeDays"] = json!(9999);
+    policy["credentials"].as_array_mut().unwrap().push(twin);
+    std::fs::write(&bad, policy.to_string()).unwrap();
+    let out = cli.run(&["plan", "--policy", bad.to_str().unwrap()]).await;
+    assert_ne!(out.code, 0);
+    for needle in [
+        "lifetimeDays: must be between",
+        "'integration-app' is already used by",
+    ] {
+        assert_eq!(
+            out.stderr.matches(needle).count(),
+            1,
+            "{needle}: {}",
+            out.stderr
+        );
+    }
     let mut env = cli.env.clone();
     env.remove("AZURE_TENANT_ID");
     let cli2 = Cli { env, ..cli };
