@@ -160,3 +160,56 @@ async fn a_not_owned_application_names_the_owner_to_add_and_the_command() {
     assert_eq!(r.outcome, CredentialOutcome::Failed, "{r:#?}");
     assert!(r.error.as_deref().unwrap().contains(&expected), "{r:#?}");
 }
+
+/// A tenant cap on password lifetimes (app management policy): the refused lifetime is
+/// remembered, the rotation goes ahead with a shorter one, and `plan` never proposes the
+/// refused lifetime again.
+#[tokio::test]
+async fn a_tenant_lifetime_cap_is_learnt_and_plan_honours_it() {
+    let mut s = demo_scenario();
+    s["maxPasswordLifetimeDays"] = json!(100);
+    let w = spawn_world(s, &demo_policy()).await;
+    let c = w.emu.emulator.control();
+    let r = w.run("empower").await;
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    assert!(
+        r.steps
+            .iter()
+            .any(|s| !s.ok && s.detail.contains("lifetime")),
+        "{r:#?}"
+    );
+    let (_, _, tags) = c.secret_latest("kv-empower", "clientSecret").unwrap();
+    let key = Uuid::parse_str(tags.get("rotator-key-id").unwrap()).unwrap();
+    let pw = c
+        .passwords(Uuid::parse_str(EMPOWER_APP).unwrap())
+        .into_iter()
+        .find(|p| p.key_id == key)
+        .unwrap();
+    let lifetime = pw.end - pw.start;
+    assert!(
+        lifetime > chrono::Duration::days(89) && lifetime <= chrono::Duration::days(90),
+        "{pw:?}"
+    );
+
+    // At the renewal date, plan proposes the lifetime the tenant accepted.
+    w.advance_days(61);
+    let plan = w.engine.plan_report(w.now()).await;
+    let p = plan
+        .credentials
+        .iter()
+        .find(|p| p.name == "empower")
+        .unwrap();
+    assert!(
+        p.explanation[0].contains("refused a 180-day lifetime"),
+        "{p:#?}"
+    );
+    let expected_end = (w.now() + chrono::Duration::days(90))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(
+        p.steps
+            .iter()
+            .any(|s| s.starts_with("rotate") && s.contains(&expected_end)),
+        "{p:#?}"
+    );
+}

@@ -26,6 +26,7 @@ use futures::StreamExt;
 
 use crate::cloud::Cloud;
 use crate::engine::executor::{self, ExecContext, VerifyPolicy};
+use crate::engine::lifetime;
 use crate::engine::observe::{Observed, Observer, observe};
 use crate::engine::ports::{AzurePorts, Notifier, PortError, StorePorts};
 use crate::engine::report::*;
@@ -181,6 +182,7 @@ impl Engine {
         let started = Instant::now();
         let mut last_seen: Option<Observed> = None;
         let mut observer = Observer::new(cred, false);
+        let mut known_cap = lifetime::load(self.store.as_ref(), cred).await;
         for _ in 0..self.options.max_steps_per_credential {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 report.outcome = CredentialOutcome::InProgress;
@@ -199,6 +201,15 @@ impl Engine {
             };
             let t = clock.now();
             last_seen = Some(observed.clone());
+            // The policy as the tenant allows it: a lifetime Graph refused is not asked again.
+            let cred = &match lifetime::apply(cred, known_cap.as_ref()) {
+                Ok((capped, _)) => capped,
+                Err(why) => {
+                    report.outcome = CredentialOutcome::Blocked;
+                    report.error = Some(why);
+                    break;
+                }
+            };
             let mut decision = planner::decide(cred, &observed.observation, t);
             // On demand: the planner says what a forced rotation is (its cleanup first, then
             // Rotate{Forced}), also inside a grace period: a leaked secret is replaced at once,
@@ -227,6 +238,19 @@ impl Engine {
             }
             let result = executor::perform(&ctx, cred, &observed, &step, t).await;
             observer.performed(&step);
+            let lifetime_refused = matches!(
+                &result,
+                Err(executor::StepError::Azure {
+                    source: PortError::LifetimeRefused(_),
+                    ..
+                })
+            );
+            if lifetime_refused {
+                known_cap =
+                    Some(lifetime::refused(self.store.as_ref(), cred, cred.lifetime, t).await);
+            } else if let (Ok(_), Step::Rotate { .. }, Some(cap)) = (&result, &step, known_cap) {
+                lifetime::accepted(self.store.as_ref(), cred, cap, cred.lifetime).await;
+            }
             let ok = result.is_ok();
             let detail = match result {
                 Ok(d) => d,
@@ -243,6 +267,12 @@ impl Engine {
                 detail: detail.clone(),
                 ok,
             });
+            if lifetime_refused {
+                // Try again at once with the next shorter lifetime (bounded by the ladder).
+                forced = !force;
+                report.error = Some(detail);
+                continue;
+            }
             if !ok {
                 report.outcome = CredentialOutcome::Failed;
                 report.error = Some(detail);
@@ -572,18 +602,10 @@ impl Engine {
     pub async fn plan_report(&self, now: DateTime<Utc>) -> PlanReport {
         let mut credentials = Vec::new();
         for cred in &self.policy.credentials {
+            let cap = lifetime::load(self.store.as_ref(), cred).await;
             let plan = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await
             {
-                Ok(o) => {
-                    let d = planner::decide(cred, &o.observation, now);
-                    CredentialPlan {
-                        name: cred.name.clone(),
-                        steps: d.steps.iter().map(planner::describe_step).collect(),
-                        explanation: d.explanation,
-                        next_due: d.next_due,
-                        blocked: d.blocked,
-                    }
-                }
+                Ok(o) => plan_one(cred, cap.as_ref(), &o, now),
                 Err(e) => CredentialPlan {
                     name: cred.name.clone(),
                     steps: Vec::new(),
@@ -741,6 +763,35 @@ fn learn_enrolment(enrolment: &mut Enrolment, cred: &CredentialPolicy, seen: &Ob
             v.tags.as_ref().and_then(|t| t.previous_key_id),
             format!("{}/{}", cred.key_vault.vault, cred.key_vault.secret),
         );
+    }
+}
+
+/// The plan for one credential, with the lifetime the tenant allows (and why it differs).
+fn plan_one(
+    cred: &CredentialPolicy,
+    cap: Option<&lifetime::KnownCap>,
+    seen: &Observed,
+    now: DateTime<Utc>,
+) -> CredentialPlan {
+    let (capped, note) = match lifetime::apply(cred, cap) {
+        Ok(c) => c,
+        Err(why) => {
+            return CredentialPlan {
+                name: cred.name.clone(),
+                steps: Vec::new(),
+                explanation: vec![format!("Blocked: {why}.")],
+                next_due: None,
+                blocked: Some(why),
+            };
+        }
+    };
+    let d = planner::decide(&capped, &seen.observation, now);
+    CredentialPlan {
+        name: cred.name.clone(),
+        steps: d.steps.iter().map(planner::describe_step).collect(),
+        explanation: note.into_iter().chain(d.explanation).collect(),
+        next_due: d.next_due,
+        blocked: d.blocked,
     }
 }
 
