@@ -213,3 +213,111 @@ async fn a_tenant_lifetime_cap_is_learnt_and_plan_honours_it() {
         "{p:#?}"
     );
 }
+
+const EMPOWER_SITE: &str = "/subscriptions/7c9e6679-7425-40de-944b-e07fc1f90ae7/resourceGroups/rg-empower/providers/Microsoft.Web/sites/empower-backend";
+
+/// The demo policy with empower's consumers replaced by `n` app settings on its site.
+fn empower_with_settings(n: usize) -> String {
+    let mut p: Value = serde_json::from_str(&demo_policy()).unwrap();
+    let empower = p["credentials"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"] == "empower")
+        .unwrap();
+    empower["consumers"] = (0..n)
+        .map(|i| json!({"type": "appSettingValue", "site": EMPOWER_SITE, "setting": format!("Secret{i}")}))
+        .collect::<Vec<_>>()
+        .into();
+    p.to_string()
+}
+
+/// An owner's secret that already carries 8 tags, and a credential with 60 consumers: the
+/// rotator's state fits in what Key Vault allows (the emulator refuses more, as Key Vault does),
+/// every owner tag stays, and the rotation completes and settles.
+#[tokio::test]
+async fn the_rotators_state_fits_next_to_eight_owner_tags_and_sixty_consumers() {
+    let mut s = demo_scenario();
+    let owner: serde_json::Map<String, Value> = (0..8)
+        .map(|i| (format!("cost-center-{i}"), json!("x".repeat(200))))
+        .collect();
+    vault_mut(&mut s, "kv-empower")["secrets"][0]["versions"][0]["tags"] = owner.clone().into();
+    let w = spawn_world(s, &empower_with_settings(60)).await;
+    let c = w.emu.emulator.control();
+
+    // A run takes at most 32 steps: 60 consumer updates take a few runs.
+    let mut r = w.run("empower").await;
+    for _ in 0..4 {
+        if r.outcome != CredentialOutcome::InProgress {
+            break;
+        }
+        r = w.run("empower").await;
+    }
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    let (_, value, tags) = c.secret_latest("kv-empower", "clientSecret").unwrap();
+    assert!(tags.len() <= 15, "{tags:?}");
+    for (k, v) in &owner {
+        assert_eq!(
+            tags.get(k).map(String::as_str),
+            v.as_str(),
+            "owner tag {k} kept"
+        );
+    }
+    for i in [0, 59] {
+        assert_eq!(
+            c.app_setting("rg-empower", "empower-backend", &format!("Secret{i}"))
+                .as_deref(),
+            Some(value.as_str())
+        );
+    }
+    // Past the grace period the previous password goes and the state is recorded as retired.
+    w.advance_days(8);
+    let r = w.run("empower").await;
+    assert!(
+        matches!(
+            r.outcome,
+            CredentialOutcome::Progressed | CredentialOutcome::Idle
+        ),
+        "{r:#?}"
+    );
+    let status = w.engine.status_report(w.now()).await;
+    let st = status
+        .credentials
+        .iter()
+        .find(|s| s.name == "empower")
+        .unwrap();
+    assert_eq!(st.phase.as_deref(), Some("retired"), "{st:#?}");
+    assert!(st.problem.is_none(), "{st:#?}");
+    assert_eq!(self_test(&w, "empower").await.0, ResultCode::Ok);
+}
+
+/// With 15 owner tags there is no room at all: the message names the problem and nothing is
+/// created (no orphan password, no new version).
+#[tokio::test]
+async fn fifteen_owner_tags_are_named_and_nothing_is_created() {
+    let mut s = demo_scenario();
+    let owner: serde_json::Map<String, Value> =
+        (0..15).map(|i| (format!("tag-{i}"), json!("x"))).collect();
+    vault_mut(&mut s, "kv-empower")["secrets"][0]["versions"][0]["tags"] = owner.into();
+    let w = spawn_world(s, &demo_policy()).await;
+    let c = w.emu.emulator.control();
+    let before = c.passwords(Uuid::parse_str(EMPOWER_APP).unwrap()).len();
+    let (version, _, _) = c.secret_latest("kv-empower", "clientSecret").unwrap();
+    let r = w.run("empower").await;
+    assert_eq!(r.outcome, CredentialOutcome::Failed, "{r:#?}");
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap()
+            .contains("carries 15 tags of its own"),
+        "{r:#?}"
+    );
+    assert_eq!(
+        c.passwords(Uuid::parse_str(EMPOWER_APP).unwrap()).len(),
+        before
+    );
+    assert_eq!(
+        c.secret_latest("kv-empower", "clientSecret").unwrap().0,
+        version
+    );
+}

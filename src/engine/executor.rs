@@ -74,6 +74,9 @@ pub enum StepError {
     NotConfirmed(String),
     #[error("refusing to act: {0}")]
     Invariant(String),
+    /// The rotator's state does not fit in the Key Vault tags the owner's leave free.
+    #[error("{0}")]
+    TagBudget(String),
 }
 
 fn az(action: &'static str) -> impl FnOnce(PortError) -> StepError {
@@ -150,7 +153,7 @@ pub async fn perform(
         .map(|s| {
             s.tags
                 .iter()
-                .filter(|(k, _)| !k.starts_with("rotator-") && k.as_str() != tags::MANAGED_BY)
+                .filter(|(k, _)| !tags::is_rotator_tag(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         })
@@ -163,7 +166,7 @@ pub async fn perform(
             let s = secret.ok_or_else(|| {
                 StepError::Invariant("no Key Vault version to record progress on".into())
             })?;
-            let rendered = tags::render(&s.tags, &cred.name, &t);
+            let rendered = tags::render(&s.tags, cred, &t).map_err(StepError::TagBudget)?;
             ctx.azure
                 .vault_update_tags(kv, &s.version, &rendered)
                 .await
@@ -207,6 +210,8 @@ pub async fn perform(
             previous_key_id,
             end,
         } => {
+            // Before anything is created: the new version's state must fit next to the owner's tags.
+            tags::check_room(&foreign_tags, cred).map_err(StepError::TagBudget)?;
             let marker = format!("{MARKER_PREFIX}{}:{}", cred.name, now.format("%Y-%m-%d"));
             let (info, value) = match ctx.azure.add_password(app.object_id, &marker, *end).await {
                 Err(PortError::AccessDenied(m)) => {
@@ -234,7 +239,7 @@ pub async fn perform(
                 remove_after: None,
                 synced: Vec::new(),
             };
-            let rendered = tags::render(&foreign_tags, &cred.name, &t);
+            let rendered = tags::render(&foreign_tags, cred, &t).map_err(StepError::TagBudget)?;
             // After this call the password must stay: a lost answer may hide a stored value.
             let version = ctx
                 .azure

@@ -161,7 +161,7 @@ impl Observer {
             ),
             Some(s) => {
                 let identity = identify(s, app.as_ref().ok());
-                let tags = tags::parse(&s.tags).map_err(|msg| {
+                let tags = tags::parse(&s.tags, cred).map_err(|msg| {
                     PortError::BadAnswer(format!(
                         "Key Vault secret {}/{} version {}: {msg}",
                         cred.key_vault.vault, cred.key_vault.secret, s.version
@@ -296,10 +296,7 @@ fn identify(s: &VaultSecret, app: Option<&AppState>) -> KeyIdentity {
             reason: "the application cannot be read".into(),
         };
     };
-    let tagged = s
-        .tags
-        .get(tags::KEY_ID)
-        .and_then(|k| uuid::Uuid::parse_str(k).ok());
+    let tagged = tags::key_id(&s.tags);
     if let Some(k) = tagged {
         return match app.passwords.iter().find(|p| p.key_id == k) {
             // The password is gone: still the tagged one; the planner sees it missing.

@@ -401,13 +401,7 @@ fn tags_of(v: Option<&Value>) -> Result<Option<std::collections::BTreeMap<String
                     }
                 }
             }
-            if out.len() > 15 {
-                return Err(error(
-                    400,
-                    "BadParameter",
-                    "A secret can have at most 15 tags.",
-                ));
-            }
+            check_tag_limits(&out)?;
             Ok(Some(out))
         }
         Some(_) => Err(error(
@@ -416,6 +410,28 @@ fn tags_of(v: Option<&Value>) -> Result<Option<std::collections::BTreeMap<String
             "tags must be an object of strings.",
         )),
     }
+}
+
+/// Tags per secret (*About Azure Key Vault secrets*, "Secret tags": "Key Vault supports up to
+/// 15 tags, each of which can have a 512-character name and a 512-character value";
+/// learn.microsoft.com/azure/key-vault/secrets/about-secrets#secret-tags).
+pub const MAX_TAGS: usize = 15;
+/// Characters per tag name and per tag value (same page; it said 256 before 2024).
+pub const MAX_TAG_CHARS: usize = 512;
+
+/// Key Vault's answer to a tag set over its limits: 400 `BadParameter` "Property has invalid
+/// value" (a 16th tag on setSecret, as reported in hashicorp/terraform-provider-azurerm#16780
+/// and #16947, and on certificates in aztfmod/terraform-azurerm-caf#821:
+/// `Status=400 Code="BadParameter" Message="Property has invalid value\r\n"`). Names and
+/// values over the documented length are assumed to get the same answer.
+fn check_tag_limits(tags: &std::collections::BTreeMap<String, String>) -> Result<(), Resp> {
+    let too_long = tags
+        .iter()
+        .any(|(k, v)| k.chars().count() > MAX_TAG_CHARS || v.chars().count() > MAX_TAG_CHARS);
+    if tags.len() > MAX_TAGS || too_long {
+        return Err(error(400, "BadParameter", "Property has invalid value\r\n"));
+    }
+    Ok(())
 }
 
 /// Applies `attributes` (enabled, nbf, exp) from a request body.
