@@ -736,15 +736,25 @@ impl SoonestUnenrolled {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AadstsLine {
     pub code: u64,
-    /// The application named in the message (`app '...'`, `identifier '...'`), if any.
+    /// The application the message names (`for app '…'`, `added to app '…'`, `Application with
+    /// identifier '…'`), if any. Never another GUID of the line: Trace ID, Correlation ID and
+    /// tenant ids identify the request or the directory, not the application.
     pub app_id: Option<Uuid>,
     /// The tenant named (AADSTS90002), if any.
     pub tenant: Option<String>,
 }
 
+/// The phrases Entra puts right before the application id, in the wordings of 7000222
+/// (`for app '…' are expired`), 7000215 (`for a secret added to app '…'`) and 700016
+/// (`Application with identifier '…'`); and the request parameter some logs print.
+const APP_ANCHORS: [&str; 4] = ["app ", "application ", "identifier ", "client_id="];
+
 impl AadstsLine {
-    /// Finds the first `AADSTS<digits>` and the GUIDs around it. `None` when there is no code.
+    /// Finds the first `AADSTS<digits>` and the application it names. `None` when there is no
+    /// code. The line may come from any client library: quotes as `'`, JSON-escaped `\u0027`,
+    /// HTML `&#39;`, or line breaks written as `\r\n`.
     pub fn parse(text: &str) -> Option<Self> {
+        let text = unescape(text);
         let at = text.find("AADSTS")?;
         let digits: String = text[at + 6..]
             .chars()
@@ -752,26 +762,19 @@ impl AadstsLine {
             .collect();
         let code = digits.parse().ok()?;
         let after = &text[at..];
-        let quoted: Vec<&str> = after.split('\'').skip(1).step_by(2).collect();
-        let app_id = quoted
-            .iter()
-            .find_map(|q| Uuid::parse_str(q).ok())
-            .or_else(|| {
-                text.split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
-                    .find_map(|w| Uuid::parse_str(w).ok())
-            });
-        let tenant = if code == 90002 {
-            quoted.first().map(|s| s.to_string())
-        } else {
-            None
-        };
+        let tenant = (code == 90002)
+            .then(|| after.split('\'').nth(1).map(str::to_string))
+            .flatten();
         Some(Self {
             code,
-            app_id: if code == 90002 { None } else { app_id },
+            app_id: if code == 90002 {
+                None
+            } else {
+                named_app(after)
+            },
             tenant,
         })
     }
-
     /// What the code means, in an operator's words.
     pub fn meaning(&self) -> &'static str {
         match self.code {
@@ -784,6 +787,44 @@ impl AadstsLine {
             _ => "an Entra sign-in error",
         }
     }
+}
+
+/// The quotes and line breaks of a message as its logger escaped them, back to plain text.
+fn unescape(text: &str) -> String {
+    let mut t = text.to_string();
+    for (from, to) in [
+        ("\\\\u0027", "'"),
+        ("\\u0027", "'"),
+        ("\\u0022", "\""),
+        ("&#39;", "'"),
+        ("&#x27;", "'"),
+        ("&apos;", "'"),
+        ("&quot;", "\""),
+        ("\\r\\n", " "),
+        ("\\n", " "),
+        ("\\\"", "\""),
+    ] {
+        t = t.replace(from, to);
+    }
+    t
+}
+
+/// The GUID right after one of [`APP_ANCHORS`] (quoted or not), first in the text.
+fn named_app(text: &str) -> Option<Uuid> {
+    let lower = text.to_ascii_lowercase();
+    let mut found: Option<(usize, Uuid)> = None;
+    for anchor in APP_ANCHORS {
+        for (i, _) in lower.match_indices(anchor) {
+            let rest = text[i + anchor.len()..].trim_start_matches(['\'', '"', '‘', '’']);
+            let candidate: String = rest.chars().take(36).collect();
+            if let Ok(id) = Uuid::parse_str(&candidate)
+                && found.is_none_or(|(at, _)| i < at)
+            {
+                found = Some((i, id));
+            }
+        }
+    }
+    found.map(|(_, id)| id)
 }
 
 #[cfg(test)]
@@ -799,6 +840,83 @@ mod tests {
             l.app_id,
             Some(Uuid::parse_str("7412f649-8e14-471f-bfc1-733b36a42705").unwrap())
         );
+    }
+
+    /// Real line shapes, one per client library, from public issue threads (GUIDs as posted).
+    /// `(source, line, the application it names)`.
+    const REAL_LINES: &[(&str, &str, Option<&str>)] = &[
+        (
+            "Azure.Identity + MSAL.NET (dotnet/sign#849)",
+            "Azure.Identity.AuthenticationFailedException (0x80131500): ClientSecretCredential authentication failed: ---> Microsoft.Identity.Client.MsalServiceException (0x80131500): A configuration issue is preventing authentication - check the error message from the server for details. Original exception: AADSTS7000222: The provided client secret keys for app 'ccc25fb8-d83b-4225-b4b7-5f31bfb007be' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds. Trace ID: de577a4f-a611-44e8-94e6-5ca7955a3800 Correlation ID: b1f881fe-810c-4731-a772-fa920ee90430 Timestamp: 2025-04-10 13:07:42Z",
+            Some("ccc25fb8-d83b-4225-b4b7-5f31bfb007be"),
+        ),
+        (
+            "the dotnet/sign#849 line in a .NET JSON log (System.Text.Json escapes ' as \\u0027)",
+            r#"{"Timestamp":"2025-04-10T13:07:42Z","Level":"Error","Message":"ClientSecretCredential authentication failed: AADSTS7000222: The provided client secret keys for app \u0027ccc25fb8-d83b-4225-b4b7-5f31bfb007be\u0027 are expired. Trace ID: de577a4f-a611-44e8-94e6-5ca7955a3800 Correlation ID: b1f881fe-810c-4731-a772-fa920ee90430 Timestamp: 2025-04-10 13:07:42Z"}"#,
+            Some("ccc25fb8-d83b-4225-b4b7-5f31bfb007be"),
+        ),
+        (
+            "MSAL Java, pre-2022 wording without an app (active-directory-dotnetcore-daemon-v2#87)",
+            "Caused by: com.microsoft.aad.msal4j.MsalServiceException: AADSTS7000222: The provided client secret keys are expired. Visit the Azure Portal to create new keys for your app, or consider using certificate credentials for added security: https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials\nTrace ID: 7fcf7cbe-ce35-44fa-93f8-b2c7b6221d00\nCorrelation ID: b1ea1fd6-59c2-4cb7-9baa-eecae5452848\nTimestamp: 2020-08-18 11:19:27Z",
+            None,
+        ),
+        (
+            "MSAL Python (ms-identity-python-webapp#67)",
+            "invalid_client AADSTS7000222: The provided client secret keys are expired. Visit the Azure Portal to create new keys for your app, or consider using certificate credentials for added security: https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials Trace ID: fff84e51-e60e-4599-bdc6-6d6685207601 Correlation ID: 83ddadd9-4d95-44f4-99e5-36a2401e8faf Timestamp: 2021-06-19 15:14:59Z",
+            None,
+        ),
+        (
+            "pre-2022 7000215 (contoso-airlines-teams-sample#11)",
+            "AADSTS7000215: Invalid client secret is provided. Trace ID: 02f6f1c8-78b8-44f9-9576-66a55b4aa100 Correlation ID: 52f513ad-39d9-4eb4-b1a9-281571228968 Timestamp: 2021-09-13 23:21:24Z",
+            None,
+        ),
+        (
+            "JS token response body, escaped \\r\\n (microsoft-365-agents-toolkit#8621)",
+            r#"Get Token request returned http error: 401 and server response: {"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app 'a8fdfbd0-da97-42d9-8f1a-fd6a7cb650b4'.\r\nTrace ID: 6f6c4645-0202-4486-b625-fa957dfc4700\r\nCorrelation ID: 5fc87507-4086-4e77-b415-cee677eb232e\r\nTimestamp: 2023-05-06 06:03:00Z","error_codes":[7000215],"trace_id":"6f6c4645-0202-4486-b625-fa957dfc4700","correlation_id":"5fc87507-4086-4e77-b415-cee677eb232e"}"#,
+            Some("a8fdfbd0-da97-42d9-8f1a-fd6a7cb650b4"),
+        ),
+        (
+            "msal-node errorMessage, app id blanked by the reporter (AzureAD-LDAP-wrapper#45)",
+            r#"errorMessage: "7000215 - [2023-03-05 22:32:01Z]: AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app 'appid'.\r\n" +"#,
+            None,
+        ),
+        (
+            "pre-2022 7000215 in a JSON log line (azure-iot-connected-factory#77)",
+            r#""RDX CreateQueryClient failed: AADSTS7000215: Invalid client secret is provided.Trace ID: 34c284d3-8e58-4a84-95e7-820392af3b00Correlation ID: 2b751893-a025-405e-9093-a6924064c166Timestamp: 2020-07-20 00:50:57Z---> {\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000215: Invalid client secret is provided.\\r\\nTrace ID: 34c284d3-8e58-4a84-95e7-820392af3b00\\r\\nCorrelation ID: 2b751893-a025-405e-9093-a6924064c166\"}""#,
+            None,
+        ),
+        (
+            "Logic Apps connector (coe-starter-kit#10973), quotes HTML-escaped as a web page shows them",
+            "error getting AD OAuth token: &#39;AADSTS7000222: The provided client secret keys for app &#39;7d7f7e25-9674-47c8-8546-c6d9d3628d23&#39; are expired. Trace ID: 4e7392f8-e5a3-4d11-a2fd-f74298131400 Correlation ID: 244630a0-fcac-4438-b343-26edd5cbeb89&#39;.",
+            Some("7d7f7e25-9674-47c8-8546-c6d9d3628d23"),
+        ),
+        (
+            "seed 000 (EzSign server log)",
+            "2022-11-24 10:31:40.391 [main] ERROR EzSignLog - Max retries 3 times exceeded. Error Details: AADSTS7000222: The provided client secret keys for app '7412f649-8e14-471f-bfc1-733b36a42705' are expired",
+            Some("7412f649-8e14-471f-bfc1-733b36a42705"),
+        ),
+        (
+            "seed 003 (troubleshooting guide)",
+            "AADSTS7000222: InvalidClientSecretExpiredKeysProvided - The provided client secret keys are expired. Create new keys for your app, or consider using certificate credentials for added security:https://aka.ms/certCreds",
+            None,
+        ),
+        (
+            "700016 names the app and the directory",
+            "AADSTS700016: Application with identifier '11111111-2222-3333-4444-555555555555' was not found in the directory 'd10c2e35-390b-4343-9fb3-36524a35717c'.",
+            Some("11111111-2222-3333-4444-555555555555"),
+        ),
+    ];
+
+    #[test]
+    fn names_the_application_each_client_library_writes_and_never_a_trace_id() {
+        for (source, line, app) in REAL_LINES {
+            let parsed = AadstsLine::parse(line).unwrap_or_else(|| panic!("{source}: no code"));
+            assert_eq!(
+                parsed.app_id,
+                app.map(|a| Uuid::parse_str(a).unwrap()),
+                "{source}"
+            );
+        }
     }
 
     #[test]

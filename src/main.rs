@@ -117,6 +117,13 @@ struct DiagnoseArgs {
     /// Judge expiry as of this time (RFC 3339) instead of now.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     at: Option<DateTime<Utc>>,
+    /// The application (client id) the failing client uses, for lines that name none.
+    #[arg(long, value_name = "CLIENT_ID")]
+    app_id: Option<uuid::Uuid>,
+    /// The first three characters of the failing secret: finds the application whose password
+    /// has that hint, for lines that name none (only these three characters are used).
+    #[arg(long, value_name = "ABC")]
+    secret_hint: Option<String>,
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
@@ -420,7 +427,15 @@ fn report_main(args: ReportArgs) -> anyhow::Result<ExitCode> {
 fn diagnose_main(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
     let (rt, conn) = operator(&args.common)?;
     let now = args.at.unwrap_or_else(Utc::now);
-    let d = rt.block_on(ops::diagnose::diagnose(&conn, &args.error_text, now))?;
+    let d = rt.block_on(ops::diagnose::diagnose(
+        &conn,
+        &args.error_text,
+        ops::diagnose::Given {
+            app_id: args.app_id,
+            secret_hint: args.secret_hint.clone(),
+        },
+        now,
+    ))?;
     ops::diagnose::render(&d, args.json, &mut std::io::stdout().lock())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -788,6 +788,55 @@ async fn diagnose_expired_wrong_unknown_and_unenrolled() {
     );
 }
 
+/// The pre-2022 7000215 wording names no application: its Trace and Correlation IDs are never
+/// taken for one; the operator is asked for the client id, or finds it by the secret's hint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_a_line_without_an_application_asks_instead_of_guessing() {
+    let cli = Cli::start(
+        scenario(&["Application.ReadWrite.OwnedBy", "Application.Read.All"]),
+        &demo_policy(),
+    )
+    .await;
+    let at = cli.at();
+    let line = "AADSTS7000215: Invalid client secret is provided. Trace ID: 02f6f1c8-78b8-44f9-9576-66a55b4aa100 Correlation ID: 52f513ad-39d9-4eb4-b1a9-281571228968 Timestamp: 2021-09-13 23:21:24Z";
+    let out = cli.run(&["diagnose", "--json", line, "--at", &at]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let d: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(d["appId"], Value::Null, "{d}");
+    assert_eq!(d["policySnippet"], Value::Null, "no enrolment offered: {d}");
+    assert!(
+        d["findings"]
+            .to_string()
+            .contains("does not say which application"),
+        "{d}"
+    );
+    assert!(d["fix"].to_string().contains("--app-id"), "{d}");
+    assert!(!out.stdout.contains("02f6f1c8"), "{}", out.stdout);
+
+    let by_id = cli
+        .run(&["diagnose", "--json", line, "--app-id", EMPOWER, "--at", &at])
+        .await;
+    let d: Value = serde_json::from_str(&by_id.stdout).unwrap();
+    assert_eq!(d["enrolledAs"], "empower", "{d}");
+
+    // empower's password value starts with "emP"; only those three characters are used.
+    let by_hint = cli
+        .run(&[
+            "diagnose",
+            "--json",
+            line,
+            "--secret-hint",
+            "emP",
+            "--at",
+            &at,
+        ])
+        .await;
+    assert_eq!(by_hint.code, 0, "{}", by_hint.stderr);
+    let d: Value = serde_json::from_str(&by_hint.stdout).unwrap();
+    assert_eq!(d["appId"], EMPOWER, "{d}");
+    assert_eq!(d["enrolledAs"], "empower", "{d}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_settings_and_policy_are_named() {
     let cli = Cli::start(scenario(&["Application.ReadWrite.OwnedBy"]), &demo_policy()).await;
@@ -797,6 +846,26 @@ async fn bad_settings_and_policy_are_named() {
         .await;
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("nope.json"), "{}", out.stderr);
+    // An invalid policy: every error once, the duplicate name among them.
+    let bad = PathBuf::from(cli.dir.path()).join("bad.json");
+    let mut policy: Value = serde_json::from_str(&demo_policy()).unwrap();
+    let mut twin = policy["credentials"][0].clone();
+    twin["lifetimeDays"] = json!(9999);
+    policy["credentials"].as_array_mut().unwrap().push(twin);
+    std::fs::write(&bad, policy.to_string()).unwrap();
+    let out = cli.run(&["plan", "--policy", bad.to_str().unwrap()]).await;
+    assert_ne!(out.code, 0);
+    for needle in [
+        "lifetimeDays: must be between",
+        "'integration-app' is already used by",
+    ] {
+        assert_eq!(
+            out.stderr.matches(needle).count(),
+            1,
+            "{needle}: {}",
+            out.stderr
+        );
+    }
     let mut env = cli.env.clone();
     env.remove("AZURE_TENANT_ID");
     let cli2 = Cli { env, ..cli };

@@ -304,34 +304,23 @@ async fn seed_000_notify_only_message_sent_and_old_secret_kept_until_grace_ends(
     assert_ok(&w, "ezsign", true);
 }
 
-/// On-demand rotation (`Rotate` with force): refused while the previous secret is in its grace
-/// period (forcing then would cut it short), performed once the rotation has retired.
+/// On-demand rotation (`Rotate` with force) inside a grace period: a leaked secret is replaced
+/// at once. The secret it replaces keeps the policy's grace (provision-assist's consumers cannot
+/// be read back) and goes after it.
 #[tokio::test]
-async fn forced_rotation_waits_for_grace_then_rotates() {
+async fn forced_rotation_inside_grace_replaces_the_secret_at_once() {
     use secret_rotator::handler::service::RotatorService;
     let w = spawn_world(demo_scenario(), &demo_policy()).await;
     let c = w.emu.emulator.control();
+    let app = uuid("4a6c8e0f-1b3d-4f5a-8c7e-9f1b3d5e7a20");
     w.run("provision-assist").await;
-    let (v1, _, _) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
-    let r = w
-        .engine
-        .rotate_one("provision-assist", true, w.now())
-        .await
-        .unwrap();
-    assert!(r.steps.iter().all(|s| s.step != "rotate"), "{r:#?}");
-    assert!(
-        r.error.as_deref().unwrap_or("").contains("not forcing"),
-        "{r:#?}"
-    );
+    let (v1, _, tags) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
     assert_eq!(
-        c.secret_latest("kv-provisionassist", "appSecret")
-            .unwrap()
-            .0,
-        v1
+        tags.get("rotator-phase").map(String::as_str),
+        Some("propagated")
     );
+    let leaked = uuid(tags.get("rotator-key-id").unwrap());
 
-    w.advance_days(8);
-    w.run("provision-assist").await;
     let r = w
         .engine
         .rotate_one("provision-assist", true, w.now())
@@ -343,11 +332,29 @@ async fn forced_rotation_waits_for_grace_then_rotates() {
         1,
         "{r:#?}"
     );
-    assert_ne!(
-        c.secret_latest("kv-provisionassist", "appSecret")
-            .unwrap()
-            .0,
-        v1
+    let (v2, value, tags) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
+    assert_ne!(v2, v1);
+    assert_eq!(
+        tags.get("rotator-previous-key-id").map(String::as_str),
+        Some(leaked.to_string().as_str())
+    );
+    assert_eq!(
+        c.automation_variable("rg-provisionassist", "provisionassist-auto", "appSecret")
+            .as_deref(),
+        Some(value.as_str()),
+        "the consumers hold the new value"
+    );
+    assert!(
+        c.passwords(app).iter().any(|p| p.key_id == leaked),
+        "kept within grace"
     );
     assert_ok(&w, "provision-assist", false);
+
+    w.advance_days(8);
+    w.run("provision-assist").await;
+    assert!(
+        c.passwords(app).iter().all(|p| p.key_id != leaked),
+        "removed after grace"
+    );
+    assert_ok(&w, "provision-assist", true);
 }

@@ -78,6 +78,13 @@ pub struct VersionProperties {
     pub expires: Option<DateTime<Utc>>,
 }
 
+/// A soft-deleted secret (`GET /deletedsecrets/{name}`): recoverable until it is purged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedInfo {
+    pub deleted: Option<DateTime<Utc>>,
+    pub scheduled_purge: Option<DateTime<Utc>>,
+}
+
 /// A version with its value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecretVersion {
@@ -170,6 +177,32 @@ impl KeyVaultClient {
             Ok(secret) => secret_version(secret)
                 .map(Some)
                 .map_err(KeyVaultError::BadAnswer),
+            Err(f) => match KeyVaultError::from_failure(&f, || Self::describe(s)) {
+                KeyVaultError::NotFound { .. } => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// The deleted (soft-deleted, recoverable) secret of that name: when it was deleted and when
+    /// Key Vault purges it. `Ok(None)` when there is none.
+    pub async fn get_deleted(
+        &self,
+        s: &VaultSecretRef,
+    ) -> Result<Option<DeletedInfo>, KeyVaultError> {
+        let client = self.client(&s.vault)?;
+        let result = with_retry(&self.options.retry, || async {
+            client
+                .get_deleted_secret(&s.secret, None)
+                .await?
+                .into_model()
+        })
+        .await;
+        match result {
+            Ok(d) => Ok(Some(DeletedInfo {
+                deleted: to_chrono(d.deleted_date),
+                scheduled_purge: to_chrono(d.scheduled_purge_date),
+            })),
             Err(f) => match KeyVaultError::from_failure(&f, || Self::describe(s)) {
                 KeyVaultError::NotFound { .. } => Ok(None),
                 e => Err(e),

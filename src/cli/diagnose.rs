@@ -141,16 +141,68 @@ fn policy_snippet(app_id: Uuid, display_name: &str) -> serde_json::Value {
 
 /// Builds the diagnosis. Graph and ARM refusals become findings, not errors: a partial answer
 /// (from the policy alone) still helps.
+/// What the operator adds for a line that names no application.
+#[derive(Debug, Clone, Default)]
+pub struct Given {
+    /// `--app-id`: the client id the failing program uses. A line that names another one wins
+    /// (the finding says so).
+    pub app_id: Option<Uuid>,
+    /// `--secret-hint`: the failing secret's first three characters (anything after them is
+    /// ignored and never shown), matched against the visible applications' password hints.
+    pub secret_hint: Option<String>,
+}
+
 pub async fn diagnose(
     conn: &Connection,
     text: &str,
+    given: Given,
+    now: DateTime<Utc>,
+) -> Result<Diagnosis, CliError> {
+    let given_app = match (given.app_id, &given.secret_hint) {
+        (Some(id), _) => Some(id),
+        (None, Some(h)) if AadstsLine::parse(text).is_some_and(|l| l.app_id.is_none()) => {
+            app_by_hint(conn, h).await?
+        }
+        _ => None,
+    };
+    diagnose_app(conn, text, given_app, given.secret_hint.is_some(), now).await
+}
+
+/// The application whose password has this hint, when exactly one has; otherwise `None`
+/// (the findings then say why).
+async fn app_by_hint(conn: &Connection, hint: &str) -> Result<Option<Uuid>, CliError> {
+    let hint: String = hint.chars().take(3).collect();
+    let mut pager = conn.graph.list_applications(None, 100);
+    let mut matches = Vec::new();
+    while let Some(page) = pager.next_page().await? {
+        for app in page {
+            if app
+                .passwords
+                .iter()
+                .any(|p| p.hint.as_deref() == Some(hint.as_str()))
+            {
+                matches.push(app.app_id);
+            }
+        }
+    }
+    Ok(match matches.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    })
+}
+
+async fn diagnose_app(
+    conn: &Connection,
+    text: &str,
+    given_app: Option<Uuid>,
+    hint_given: bool,
     now: DateTime<Utc>,
 ) -> Result<Diagnosis, CliError> {
     let line = AadstsLine::parse(text).ok_or(CliError::NoAadstsCode)?;
     let mut d = Diagnosis {
         code: line.code,
         meaning: line.meaning().to_string(),
-        app_id: line.app_id,
+        app_id: line.app_id.or(given_app),
         tenant: line.tenant.clone(),
         application: None,
         passwords: Vec::new(),
@@ -178,9 +230,15 @@ pub async fn diagnose(
         d.fix.push("correct the tenant id (or its domain) in the client's configuration; check it targets the right cloud (public, usgovernment, china)".into());
         return Ok(d);
     }
-    let Some(app_id) = line.app_id else {
-        d.findings
-            .push("the error line names no application id (client id); paste the full line".into());
+    if let (Some(named), Some(given)) = (line.app_id, given_app)
+        && named != given
+    {
+        d.findings.push(format!(
+            "the line names application {named}, not {given} (--app-id): diagnosing {named}"
+        ));
+    }
+    let Some(app_id) = d.app_id else {
+        cannot_tell_which_app(&mut d, hint_given);
         return Ok(d);
     };
 
@@ -407,6 +465,33 @@ pub async fn diagnose(
         None => {}
     }
     Ok(d)
+}
+
+/// A line without an application id (the pre-2022 wordings "Invalid client secret is
+/// provided." and "The provided client secret keys are expired."): its Trace ID and
+/// Correlation ID name the request, not the application, so no GUID of it is guessed.
+fn cannot_tell_which_app(d: &mut Diagnosis, hint_given: bool) {
+    d.findings.push(
+        "this line does not say which application failed (Entra's wording before 2022 names none); \
+         its Trace ID and Correlation ID identify the sign-in request, not the application"
+            .into(),
+    );
+    if hint_given {
+        d.findings.push(
+            "no single visible application has a password with that hint (none, several, or the \
+             rotator may not list all applications)"
+                .into(),
+        );
+    }
+    d.fix.push(
+        "run again with the client id the failing program uses: secret-rotator diagnose --app-id <client id> \"<line>\" \
+         (it is in the program's configuration, e.g. AZURE_CLIENT_ID or ClientId)"
+            .into(),
+    );
+    d.fix.push(
+        "or find it by the failing secret: secret-rotator diagnose --secret-hint <its first three characters> \"<line>\""
+            .into(),
+    );
 }
 
 pub fn render(d: &Diagnosis, json: bool, out: &mut dyn Write) -> std::io::Result<()> {

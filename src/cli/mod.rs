@@ -34,13 +34,13 @@ use crate::settings::{Settings, SettingsError};
 /// Everything a command can fail with before or instead of producing its report.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("{0}")]
+    #[error(transparent)]
     Settings(#[from] SettingsError),
-    #[error("{0}")]
+    #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("credential: {0}")]
     Credential(#[from] CredentialError),
-    #[error("{0}")]
+    #[error(transparent)]
     Graph(#[from] GraphError),
     #[error("inventory scan: {0}")]
     Inventory(crate::engine::ports::PortError),

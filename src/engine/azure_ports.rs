@@ -168,13 +168,36 @@ impl AzurePorts for AzureClients {
     }
 
     async fn vault_latest(&self, at: &VaultSecretRef) -> Result<Option<VaultSecret>, PortError> {
-        Ok(self.keyvault.get_latest(at).await?.map(|s| VaultSecret {
+        let latest = match self.keyvault.get_latest(at).await {
+            Err(KeyVaultError::AccessDenied { code, message, .. }) if code == "SecretDisabled" => {
+                return Err(PortError::Disabled(format!(
+                    "the latest version of Key Vault secret {}/{} is disabled ({message}): enable it \
+                     (az keyvault secret set-attributes --vault-name {} --name {} --enabled true) \
+                     or store a new version",
+                    at.vault, at.secret, at.vault, at.secret
+                )));
+            }
+            other => other?,
+        };
+        Ok(latest.map(|s| VaultSecret {
             version: s.properties.version,
             value: s.value,
             tags: s.properties.tags,
             created: s.properties.created,
             expires: s.properties.expires,
         }))
+    }
+
+    async fn vault_deleted(&self, at: &VaultSecretRef) -> Result<Option<DeletedSecret>, PortError> {
+        match self.keyvault.get_deleted(at).await {
+            Ok(d) => Ok(d.map(|d| DeletedSecret {
+                deleted: d.deleted,
+                scheduled_purge: d.scheduled_purge,
+            })),
+            // Without the right to read deleted secrets the rotator cannot tell: "missing".
+            Err(KeyVaultError::AccessDenied { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn vault_set(

@@ -41,7 +41,7 @@ use uuid::Uuid;
 
 use crate::cloud::Cloud;
 use crate::engine::kvref::KeyVaultReference;
-use crate::engine::observe::Observed;
+use crate::engine::observe::{Observed, owner_guidance};
 use crate::engine::ports::{AzurePorts, LeaseGuard, ManualStep, Notifier, PortError, StorePorts};
 use crate::engine::tags;
 use crate::planner::{
@@ -90,6 +90,9 @@ pub enum StepError {
     NotConfirmed(String),
     #[error("refusing to act: {0}")]
     Invariant(String),
+    /// The rotator's state does not fit in the Key Vault tags the owner's leave free.
+    #[error("{0}")]
+    TagBudget(String),
 }
 
 /// The action of a failed tag update: the rotator's own bookkeeping in Key Vault.
@@ -114,7 +117,7 @@ pub fn current_key_id(observed: &Observed) -> Option<Uuid> {
             KeyIdentity::Tagged(k) | KeyIdentity::InferredFromHint(k) => Some(*k),
             KeyIdentity::Unknown { .. } => v.tags.as_ref().map(|t| t.key_id),
         },
-        VaultState::Missing => None,
+        VaultState::Missing | VaultState::SoftDeleted { .. } => None,
     }
 }
 
@@ -169,7 +172,7 @@ pub async fn perform(
     let kv = &cred.key_vault;
     let current_tags = match &observed.observation.vault {
         VaultState::Current(v) => v.tags.clone(),
-        VaultState::Missing => None,
+        VaultState::Missing | VaultState::SoftDeleted { .. } => None,
     };
     let foreign_tags: BTreeMap<String, String> = observed
         .secret
@@ -177,7 +180,7 @@ pub async fn perform(
         .map(|s| {
             s.tags
                 .iter()
-                .filter(|(k, _)| !k.starts_with("rotator-") && k.as_str() != tags::MANAGED_BY)
+                .filter(|(k, _)| !tags::is_rotator_tag(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         })
@@ -190,7 +193,7 @@ pub async fn perform(
             let s = secret.ok_or_else(|| {
                 StepError::Invariant("no Key Vault version to record progress on".into())
             })?;
-            let rendered = tags::render(&s.tags, &cred.name, &t);
+            let rendered = tags::render(&s.tags, cred, &t).map_err(StepError::TagBudget)?;
             ctx.azure
                 .vault_update_tags(kv, &s.version, &rendered)
                 .await
@@ -234,12 +237,18 @@ pub async fn perform(
             previous_key_id,
             end,
         } => {
+            // Before anything is created: the new version's state must fit next to the owner's tags.
+            tags::check_room(&foreign_tags, cred).map_err(StepError::TagBudget)?;
             let marker = format!("{MARKER_PREFIX}{}:{}", cred.name, now.format("%Y-%m-%d"));
-            let (info, value) = ctx
-                .azure
-                .add_password(app.object_id, &marker, *end)
-                .await
-                .map_err(az("addPassword"))?;
+            let (info, value) = match ctx.azure.add_password(app.object_id, &marker, *end).await {
+                Err(PortError::AccessDenied(m)) => {
+                    let how = owner_guidance(ctx.azure, app.object_id).await;
+                    return Err(az("addPassword")(PortError::AccessDenied(format!(
+                        "{m}; {how}"
+                    ))));
+                }
+                other => other.map_err(az("addPassword"))?,
+            };
             let attempts = match verify_secret(ctx, app.app_id, tenant_of(cred, ctx), &value).await
             {
                 Ok(n) => n,
@@ -257,7 +266,7 @@ pub async fn perform(
                 remove_after: None,
                 synced: Vec::new(),
             };
-            let rendered = tags::render(&foreign_tags, &cred.name, &t);
+            let rendered = tags::render(&foreign_tags, cred, &t).map_err(StepError::TagBudget)?;
             // After this call the password must stay: a lost answer may hide a stored value.
             let version = ctx
                 .azure

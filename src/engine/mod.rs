@@ -3,6 +3,7 @@
 pub mod azure_ports;
 pub mod executor;
 pub mod kvref;
+pub mod lifetime;
 pub mod observe;
 pub mod ports;
 pub mod report;

@@ -9,13 +9,15 @@
 //! rotation run, [`Observer`] keeps the reads and reads again only what a step wrote.
 
 use crate::engine::kvref::KeyVaultReference;
-use crate::engine::ports::{AzurePorts, ConnectionStatus, PortError, ReferenceStatus, VaultSecret};
+use crate::engine::ports::{
+    AzurePorts, ConnectionStatus, DeletedSecret, PortError, ReferenceStatus, VaultSecret,
+};
 use crate::engine::tags;
 use crate::planner::{
     AppState, ConsumerObservation, ConsumerSync, KeyIdentity, Observation, Step, VaultState,
     VaultVersion,
 };
-use crate::policy::{Consumer, CredentialPolicy};
+use crate::policy::{AppRef, Consumer, CredentialPolicy};
 use crate::secret::SecretValue;
 
 /// An observation plus what the executor needs to act on it (the value itself never goes to
@@ -70,6 +72,8 @@ pub struct Observer {
 #[derive(Debug, Clone)]
 struct VaultRead {
     secret: Option<VaultSecret>,
+    /// When `secret` is `None`: the soft-deleted secret of that name, if any.
+    deleted: Option<DeletedSecret>,
     /// Whether Entra accepts the stored value, when it had to be asked (see `observe`).
     accepted: Option<bool>,
 }
@@ -155,18 +159,25 @@ impl Observer {
         let app = self.app.insert(app).clone();
         let vault = match self.vault.take() {
             Some(v) => v,
-            None => VaultRead {
-                secret: azure.vault_latest(&cred.key_vault).await?,
-                accepted: None,
-            },
+            None => read_vault(azure, cred).await?,
         };
         let vault = self.vault.insert(vault);
 
         let (state, current_value_accepted, consumers) = match &vault.secret {
-            None => (VaultState::Missing, None, Vec::new()),
+            None => (
+                match vault.deleted {
+                    None => VaultState::Missing,
+                    Some(d) => VaultState::SoftDeleted {
+                        deleted: d.deleted,
+                        scheduled_purge: d.scheduled_purge,
+                    },
+                },
+                None,
+                not_stored_consumers(cred),
+            ),
             Some(s) => {
                 let identity = identify(s, app.as_ref().ok());
-                let tags = tags::parse(&s.tags).map_err(|msg| {
+                let tags = tags::parse(&s.tags, cred).map_err(|msg| {
                     PortError::BadAnswer(format!(
                         "Key Vault secret {}/{} version {}: {msg}",
                         cred.key_vault.vault, cred.key_vault.secret, s.version
@@ -232,21 +243,74 @@ impl Observer {
     }
 }
 
+/// The latest version; when there is none, whether a soft-deleted secret holds the name.
+async fn read_vault(
+    azure: &dyn AzurePorts,
+    cred: &CredentialPolicy,
+) -> Result<VaultRead, PortError> {
+    let secret = azure.vault_latest(&cred.key_vault).await?;
+    let deleted = match secret {
+        Some(_) => None,
+        None => azure.vault_deleted(&cred.key_vault).await?,
+    };
+    Ok(VaultRead {
+        secret,
+        deleted,
+        accepted: None,
+    })
+}
+
+/// Before the Key Vault secret exists no consumer can hold it: each is out of sync, without a
+/// read (they are read once a rotation has stored the first version).
+fn not_stored_consumers(cred: &CredentialPolicy) -> Vec<ConsumerObservation> {
+    cred.consumers
+        .iter()
+        .map(|c| ConsumerObservation {
+            id: c.id(),
+            sync: ConsumerSync::OutOfSync {
+                detail: "the Key Vault secret does not exist yet".into(),
+            },
+        })
+        .collect()
+}
+
 async fn read_app(
     azure: &dyn AzurePorts,
     cred: &CredentialPolicy,
 ) -> Result<Result<AppState, String>, PortError> {
+    let id = match cred.application {
+        AppRef::AppId(id) | AppRef::ObjectId(id) => id,
+    };
     match azure.get_app(&cred.application).await {
         Ok(a) => Ok(Ok(a)),
         Err(PortError::NotFound(m)) => Ok(Err(format!(
-            "the application is not found or not visible to the rotator ({m}); \
-             is the rotator's identity an owner of it?"
+            "the application is not found or not visible to the rotator ({m}); if it exists, {}",
+            owner_guidance(azure, id).await
         ))),
         Err(PortError::AccessDenied(m)) => Ok(Err(format!(
-            "Graph refused access to the application ({m}); the rotator's identity must own it \
-             and hold Application.ReadWrite.OwnedBy"
+            "Graph refused access to the application ({m}); the rotator's identity needs the \
+             Application.ReadWrite.OwnedBy app role, and {}",
+            owner_guidance(azure, id).await
         ))),
         Err(e) => Err(e),
+    }
+}
+
+/// What to run so the rotator may manage an application it does not own: the object id to add
+/// as owner and the exact command. `app` is the application's object id or client id (both
+/// are accepted by `az ad app owner add --id`).
+pub async fn owner_guidance(azure: &dyn AzurePorts, app: uuid::Uuid) -> String {
+    match azure.caller_identity().await {
+        Ok(me) => format!(
+            "the rotator's identity (object id {oid}) must be an owner of the application: \
+             az ad app owner add --id {app} --owner-object-id {oid}",
+            oid = me.object_id
+        ),
+        Err(e) => format!(
+            "the rotator's identity must be an owner of the application: az ad app owner add \
+             --id {app} --owner-object-id <the rotator's service principal object id> (its \
+             object id could not be read: {e})"
+        ),
     }
 }
 
@@ -258,10 +322,7 @@ fn identify(s: &VaultSecret, app: Option<&AppState>) -> KeyIdentity {
             reason: "the application cannot be read".into(),
         };
     };
-    let tagged = s
-        .tags
-        .get(tags::KEY_ID)
-        .and_then(|k| uuid::Uuid::parse_str(k).ok());
+    let tagged = tags::key_id(&s.tags);
     if let Some(k) = tagged {
         return match app.passwords.iter().find(|p| p.key_id == k) {
             // The password is gone: still the tagged one; the planner sees it missing.

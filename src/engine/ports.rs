@@ -36,6 +36,9 @@ pub enum PortError {
     /// 5xx, reset, timeout: worth another try on the next run.
     #[error("transient failure: {0}")]
     Transient(String),
+    /// The latest Key Vault version is disabled: nothing can read it (Key Vault `SecretDisabled`).
+    #[error("disabled: {0}")]
+    Disabled(String),
     /// Azure answered something we cannot understand.
     #[error("unexpected answer: {0}")]
     BadAnswer(String),
@@ -54,6 +57,13 @@ pub struct VaultSecret {
     pub tags: BTreeMap<String, String>,
     pub created: Option<DateTime<Utc>>,
     pub expires: Option<DateTime<Utc>>,
+}
+
+/// A soft-deleted Key Vault secret: its name cannot be reused until it is recovered or purged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedSecret {
+    pub deleted: Option<DateTime<Utc>>,
+    pub scheduled_purge: Option<DateTime<Utc>>,
 }
 
 /// State of one Key Vault reference in an app's settings, as App Service reports it.
@@ -119,6 +129,9 @@ pub trait AzurePorts: Send + Sync {
     ) -> Result<(), PortError>;
 
     async fn vault_latest(&self, at: &VaultSecretRef) -> Result<Option<VaultSecret>, PortError>;
+    /// The soft-deleted secret of that name, if any (`None` also when the rotator may not see
+    /// deleted secrets: it then cannot tell).
+    async fn vault_deleted(&self, at: &VaultSecretRef) -> Result<Option<DeletedSecret>, PortError>;
     /// Stores a new version; returns its version id.
     async fn vault_set(
         &self,

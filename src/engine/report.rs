@@ -34,6 +34,8 @@ pub enum ResultCode {
     /// A consumer's resource refused the rotator (ARM 403), is gone or unreachable, or its Key
     /// Vault reference does not resolve: that consumer is held up (the others still move).
     ConsumerAccess = 28,
+    /// The latest version of an enrolled credential's Key Vault secret is disabled.
+    SecretDisabled = 29,
     /// The request itself is malformed or names an unknown command/credential.
     BadRequest = 30,
     /// An unexpected internal error.

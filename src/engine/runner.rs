@@ -32,6 +32,7 @@ use futures::StreamExt;
 
 use crate::cloud::Cloud;
 use crate::engine::executor::{self, ExecContext, StepError, VerifyPolicy};
+use crate::engine::lifetime;
 use crate::engine::observe::{Observed, Observer, observe, remedy};
 use crate::engine::ports::{AzurePorts, Notifier, PortError, StorePorts};
 use crate::engine::report::*;
@@ -41,7 +42,7 @@ use crate::inventory::{
     Enrolment, InventoryScan, ScanOptions, ScanSummary, SoonestUnenrolled, UnenrolledInventory,
     warns,
 };
-use crate::planner::{self, ConsumerSync, KeyIdentity, Phase, Step, VaultState};
+use crate::planner::{self, ConsumerSync, KeyIdentity, Step, VaultState};
 use crate::policy::{Consumer, CredentialPolicy, Policy};
 
 #[derive(Debug, Clone)]
@@ -188,6 +189,7 @@ impl Engine {
         let started = Instant::now();
         let mut last_seen: Option<Observed> = None;
         let mut observer = Observer::new(cred, false);
+        let mut known_cap = lifetime::load(self.store.as_ref(), cred).await;
         for _ in 0..self.options.max_steps_per_credential {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 report.outcome = CredentialOutcome::InProgress;
@@ -206,17 +208,21 @@ impl Engine {
             };
             let t = clock.now();
             last_seen = Some(observed.clone());
+            // The policy as the tenant allows it: a lifetime Graph refused is not asked again.
+            let cred = &match lifetime::apply(cred, known_cap.as_ref()) {
+                Ok((capped, _)) => capped,
+                Err(why) => {
+                    report.outcome = CredentialOutcome::Blocked;
+                    report.error = Some(why);
+                    break;
+                }
+            };
             let mut decision = planner::decide(cred, &observed.observation, t);
             // On demand: the planner says what a forced rotation is (its cleanup first, then
-            // Rotate{Forced}); the runner only refuses one that would cut a grace period short.
+            // Rotate{Forced}), also inside a grace period: a leaked secret is replaced at once,
+            // and the password consumers hold now keeps the policy's grace as the previous one.
             if !forced && decision.blocked.is_none() {
-                match grace_allows_forcing(&observed) {
-                    Ok(()) => decision = planner::decide_forced(cred, &observed.observation, t),
-                    Err(why) => {
-                        forced = true;
-                        report.error = Some(why);
-                    }
-                }
+                decision = planner::decide_forced(cred, &observed.observation, t);
             }
             if let Some(why) = decision.blocked {
                 report.outcome = CredentialOutcome::Blocked;
@@ -242,6 +248,19 @@ impl Engine {
             }
             let result = executor::perform(&ctx, cred, &observed, &step, t).await;
             observer.performed(&step);
+            let lifetime_refused = matches!(
+                &result,
+                Err(executor::StepError::Azure {
+                    source: PortError::LifetimeRefused(_),
+                    ..
+                })
+            );
+            if lifetime_refused {
+                known_cap =
+                    Some(lifetime::refused(self.store.as_ref(), cred, cred.lifetime, t).await);
+            } else if let (Ok(_), Step::Rotate { .. }, Some(cap)) = (&result, &step, known_cap) {
+                lifetime::accepted(self.store.as_ref(), cred, cap, cred.lifetime).await;
+            }
             let ok = result.is_ok();
             // A consumer that cannot be written is held on its own; the others still move.
             let held = match (&result, consumer_of(cred, &step)) {
@@ -266,6 +285,12 @@ impl Engine {
                 detail: detail.clone(),
                 ok,
             });
+            if lifetime_refused {
+                // Try again at once with the next shorter lifetime (bounded by the ladder).
+                forced = !force;
+                report.error = Some(detail);
+                continue;
+            }
             if !ok && !held {
                 report.outcome = CredentialOutcome::Failed;
                 report.error = Some(detail);
@@ -274,6 +299,9 @@ impl Engine {
             report.outcome = CredentialOutcome::InProgress;
         }
         lease.release().await;
+        if force {
+            refuse_unperformed_force(&mut report);
+        }
         let audit = Audit {
             seen: last_seen.as_ref(),
             duration: started.elapsed(),
@@ -309,7 +337,7 @@ impl Engine {
         // the record is about (key ids, never values).
         let tags = audit.seen.and_then(|o| match &o.observation.vault {
             VaultState::Current(v) => v.tags.clone(),
-            VaultState::Missing => None,
+            VaultState::Missing | VaultState::SoftDeleted { .. } => None,
         });
         let rotated = report.steps.iter().any(|s| s.step == "rotate" && s.ok);
         let body = serde_json::json!({
@@ -592,18 +620,10 @@ impl Engine {
     pub async fn plan_report(&self, now: DateTime<Utc>) -> PlanReport {
         let mut credentials = Vec::new();
         for cred in &self.policy.credentials {
+            let cap = lifetime::load(self.store.as_ref(), cred).await;
             let plan = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), false).await
             {
-                Ok(o) => {
-                    let d = planner::decide(cred, &o.observation, now);
-                    CredentialPlan {
-                        name: cred.name.clone(),
-                        steps: d.steps.iter().map(planner::describe_step).collect(),
-                        explanation: d.explanation,
-                        next_due: d.next_due,
-                        blocked: d.blocked,
-                    }
-                }
+                Ok(o) => plan_one(cred, cap.as_ref(), &o, now),
                 Err(e) => CredentialPlan {
                     name: cred.name.clone(),
                     steps: Vec::new(),
@@ -652,6 +672,7 @@ impl Engine {
             Err(PortError::AccessDenied(m)) => {
                 return fail(ResultCode::KeyVaultAccess, format!("access denied: {m}"));
             }
+            Err(PortError::Disabled(m)) => return fail(ResultCode::SecretDisabled, m),
             Err(PortError::Refused { code, message }) => {
                 return fail(
                     ResultCode::IdentityUnavailable,
@@ -821,22 +842,52 @@ fn hold_reason(cred: &CredentialPolicy, consumer: &Consumer, e: &StepError) -> S
     format!("{e}; {todo}")
 }
 
-/// A rotation asked for on demand is refused while the previous secret still waits for its
-/// grace period (or its consumers), because rotating then would cut that grace short.
-fn grace_allows_forcing(observed: &Observed) -> Result<(), String> {
-    if let VaultState::Current(v) = &observed.observation.vault
-        && let Some(t) = &v.tags
-        && t.phase != Phase::Retired
-    {
-        return Err(format!(
-            "not forcing a rotation: the previous rotation is still {} (previous secret kept until {})",
-            tags::phase_name(t.phase),
-            t.remove_after
-                .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
-                .unwrap_or_else(|| "its consumers are updated".into())
-        ));
+/// The plan for one credential, with the lifetime the tenant allows (and why it differs).
+fn plan_one(
+    cred: &CredentialPolicy,
+    cap: Option<&lifetime::KnownCap>,
+    seen: &Observed,
+    now: DateTime<Utc>,
+) -> CredentialPlan {
+    let (capped, note) = match lifetime::apply(cred, cap) {
+        Ok(c) => c,
+        Err(why) => {
+            return CredentialPlan {
+                name: cred.name.clone(),
+                steps: Vec::new(),
+                explanation: vec![format!("Blocked: {why}.")],
+                next_due: None,
+                blocked: Some(why),
+            };
+        }
+    };
+    let d = planner::decide(&capped, &seen.observation, now);
+    CredentialPlan {
+        name: cred.name.clone(),
+        steps: d.steps.iter().map(planner::describe_step).collect(),
+        explanation: note.into_iter().chain(d.explanation).collect(),
+        next_due: d.next_due,
+        blocked: d.blocked,
     }
-    Ok(())
+}
+
+/// A forced rotation that did not happen is not a success: the report says so and why (a run
+/// that ended without its rotation step, however it ended).
+fn refuse_unperformed_force(report: &mut CredentialReport) {
+    let rotated = report.steps.iter().any(|s| s.step == "rotate" && s.ok);
+    if rotated || matches!(report.outcome, CredentialOutcome::Busy) {
+        return;
+    }
+    let why = report
+        .error
+        .take()
+        .unwrap_or_else(|| "the run ended before its rotation step".into());
+    report.error = Some(format!("the forced rotation was not performed: {why}"));
+    report.outcome = match report.outcome {
+        CredentialOutcome::Idle => CredentialOutcome::Blocked,
+        CredentialOutcome::Progressed | CredentialOutcome::InProgress => CredentialOutcome::Failed,
+        other => other,
+    };
 }
 
 fn fill_status(
@@ -856,6 +907,11 @@ fn fill_status(
         VaultState::Missing => {
             st.problem
                 .get_or_insert_with(|| "the Key Vault secret does not exist".into());
+        }
+        VaultState::SoftDeleted { .. } => {
+            st.problem.get_or_insert_with(|| {
+                "the Key Vault secret is soft-deleted: recover or purge it".into()
+            });
         }
         VaultState::Current(v) => {
             let (key, source) = match &v.identity {
@@ -888,7 +944,7 @@ fn fill_status(
                     .tags
                     .as_ref()
                     .is_some_and(|t| t.synced.iter().any(|s| s == &o.id)),
-                VaultState::Missing => false,
+                VaultState::Missing | VaultState::SoftDeleted { .. } => false,
             };
             let (in_sync, detail) = match &o.sync {
                 ConsumerSync::InSync => (Some(true), None),

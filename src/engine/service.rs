@@ -22,14 +22,22 @@ use crate::settings::Settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// Not a `source`: the message already lists every error, and printing the error chain
+    /// (`{:#}`) would list them again.
     #[error("the policy is invalid; nothing will be rotated until it is fixed:\n{0}")]
-    Policy(#[from] PolicyErrors),
+    Policy(PolicyErrors),
     #[error("transport: {0}")]
     Transport(#[from] crate::transport::TransportError),
     #[error("credential: {0}")]
     Credential(#[from] crate::azure::credential::CredentialError),
     #[error("storage: {0}")]
     Storage(#[from] crate::azure::storage::StorageError),
+}
+
+impl From<PolicyErrors> for EngineError {
+    fn from(e: PolicyErrors) -> Self {
+        EngineError::Policy(e)
+    }
 }
 
 impl EngineError {

@@ -28,7 +28,7 @@ pub fn decide_forced(policy: &CredentialPolicy, obs: &Observation, now: DateTime
         return d;
     }
     let previous = match &obs.vault {
-        VaultState::Missing => None,
+        VaultState::Missing | VaultState::SoftDeleted { .. } => None,
         VaultState::Current(v) => {
             let b = Builder::new(policy, now);
             let cur = b.resolve(v);
@@ -261,6 +261,10 @@ impl<'a> Builder<'a> {
         }
         match &obs.vault {
             VaultState::Missing => self.not_stored(app),
+            VaultState::SoftDeleted {
+                deleted,
+                scheduled_purge,
+            } => self.soft_deleted(*deleted, *scheduled_purge),
             VaultState::Current(v) => self.current(app, obs, v),
         }
     }
@@ -320,6 +324,23 @@ impl<'a> Builder<'a> {
             self.secret()
         ));
         self.rotate(RotateReason::NotStored, None);
+    }
+
+    /// A soft-deleted secret's name cannot be reused (Key Vault answers 409
+    /// `ObjectIsDeletedButRecoverable`): a person decides between recovering and purging it.
+    fn soft_deleted(&mut self, deleted: Option<DateTime<Utc>>, purge: Option<DateTime<Utc>>) {
+        let kv = &self.policy.key_vault;
+        let (v, s) = (&kv.vault, &kv.secret);
+        let when =
+            |t: Option<DateTime<Utc>>| t.map(day).unwrap_or_else(|| "an unknown date".into());
+        self.block(format!(
+            "Key Vault secret {v}/{s} is soft-deleted (deleted {}, purged by Key Vault on {}): its name \
+             cannot be reused until it is recovered or purged. Recover it to keep its versions \
+             (az keyvault secret recover --vault-name {v} --name {s}), or purge it to start afresh \
+             (az keyvault secret purge --vault-name {v} --name {s}); the next run then carries on",
+            when(deleted),
+            when(purge)
+        ));
     }
 
     fn current(&mut self, app: &AppState, obs: &Observation, v: &VaultVersion) {
@@ -439,8 +460,13 @@ impl<'a> Builder<'a> {
                 ));
                 continue;
             }
+            let why = if newer_than_version {
+                "it was created by a run that stopped before storing it, so nobody can hold its value"
+            } else {
+                "it predates the rotation before this one (replaced early, e.g. by a forced rotation), and every consumer has moved on"
+            };
             self.say(format!(
-                "Password {} is marked for {} but is neither the current nor the previous password: it was created by a run that stopped before storing it, so nobody can hold its value; remove it.",
+                "Password {} is marked for {} but is neither the current nor the previous password: {why}; remove it.",
                 pw_label(p),
                 self.policy.name
             ));

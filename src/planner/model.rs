@@ -85,8 +85,13 @@ pub struct VaultVersion {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum VaultState {
-    /// No secret by that name (or only deleted ones): the credential has never been stored.
+    /// No secret by that name: the credential has never been stored.
     Missing,
+    /// The secret is soft-deleted: its name cannot be used until a person recovers or purges it.
+    SoftDeleted {
+        deleted: Option<DateTime<Utc>>,
+        scheduled_purge: Option<DateTime<Utc>>,
+    },
     Current(VaultVersion),
 }
 

@@ -537,39 +537,46 @@ impl Cx<'_> {
             let Some(cobj) = self.object(Some(&entry), "", item) else {
                 continue;
             };
-            let cred = self.credential(&entry, cobj, defaults);
-            let Some(cred) = cred else { continue };
+            // Cross-credential checks run on whatever parts of the entry are valid, so they are
+            // reported in the same pass as the entry's own errors.
+            let parts = self.credential(&entry, cobj, defaults);
 
-            if let Some(first) = names.get(&cred.name) {
-                self.push(
-                    Some(&entry),
-                    "name",
-                    format!("{} is already used by {first}", q(&cred.name)),
-                );
-            } else {
-                names.insert(cred.name.clone(), entry.0.clone());
+            if let Some(name) = &parts.name {
+                if let Some(first) = names.get(name) {
+                    self.push(
+                        Some(&entry),
+                        "name",
+                        format!("{} is already used by {first}", q(name)),
+                    );
+                } else {
+                    names.insert(name.clone(), entry.0.clone());
+                }
             }
             // Vault and secret names are case-insensitive in Key Vault.
-            let skey = (
-                cred.key_vault.vault.to_ascii_lowercase(),
-                cred.key_vault.secret.to_ascii_lowercase(),
-            );
-            if let Some(first) = secrets.get(&skey) {
-                self.push(
-                    Some(&entry),
-                    "keyVault",
-                    format!(
-                        "secret {} in vault {} is already the store of {first}: two credentials cannot share one Key Vault secret",
-                        q(&cred.key_vault.secret),
-                        q(&cred.key_vault.vault)
-                    ),
+            if let Some(kv) = &parts.key_vault {
+                let skey = (
+                    kv.vault.to_ascii_lowercase(),
+                    kv.secret.to_ascii_lowercase(),
                 );
-            } else {
-                secrets.insert(skey, entry.0.clone());
+                if let Some(first) = secrets.get(&skey) {
+                    self.push(
+                        Some(&entry),
+                        "keyVault",
+                        format!(
+                            "secret {} in vault {} is already the store of {first}: two credentials cannot share one Key Vault secret",
+                            q(&kv.secret),
+                            q(&kv.vault)
+                        ),
+                    );
+                } else {
+                    secrets.insert(skey, entry.0.clone());
+                }
             }
-            for (ci, c) in cred.consumers.iter().enumerate() {
+            let owner = parts.name.clone().unwrap_or_else(|| entry.0.clone());
+            for (ci, c) in parts.consumers.iter() {
+                let ci = *ci;
                 let here = format!("{} consumers[{ci}]", entry.0);
-                let key = target_key(c, &cred.name);
+                let key = target_key(c, &owner);
                 if let Some(first) = targets.get(&key) {
                     self.push(
                         Some(&entry),
@@ -583,16 +590,32 @@ impl Cx<'_> {
                     targets.insert(key, here);
                 }
             }
-            out.push(cred);
+            out.extend(parts.policy);
         }
         out
     }
 
+    /// One credential entry: the policy when the entry is valid, and in any case its valid parts
+    /// (for the checks across entries).
     fn credential(
         &mut self,
         entry: &Entry,
         obj: &Map<String, Value>,
         defaults: Days,
+    ) -> CredentialParts {
+        let before = self.errors.len();
+        let mut parts = CredentialParts::default();
+        let policy = self.credential_fields(entry, obj, defaults, &mut parts);
+        parts.policy = policy.filter(|_| self.errors.len() == before);
+        parts
+    }
+
+    fn credential_fields(
+        &mut self,
+        entry: &Entry,
+        obj: &Map<String, Value>,
+        defaults: Days,
+        parts: &mut CredentialParts,
     ) -> Option<CredentialPolicy> {
         let e = Some(entry);
         let before = self.errors.len();
@@ -682,12 +705,12 @@ impl Cx<'_> {
             }
         };
 
-        let consumers = match obj.get("consumers") {
+        let consumers: Vec<(usize, Consumer)> = match obj.get("consumers") {
             None => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| self.consumer(entry, i, c))
+                .filter_map(|(i, c)| self.consumer(entry, i, c).map(|c| (i, c)))
                 .collect(),
             Some(other) => {
                 self.push(
@@ -699,6 +722,9 @@ impl Cx<'_> {
             }
         };
 
+        parts.name = name.clone();
+        parts.key_vault = key_vault.clone();
+        parts.consumers = consumers.clone();
         if self.errors.len() != before {
             return None;
         }
@@ -711,7 +737,7 @@ impl Cx<'_> {
             lifetime: Duration::try_days(days.lifetime?)?,
             grace: Duration::try_days(days.grace?)?,
             remove_unmanaged_expired,
-            consumers,
+            consumers: consumers.into_iter().map(|(_, c)| c).collect(),
         })
     }
 
@@ -897,6 +923,16 @@ impl Cx<'_> {
         };
         (self.errors.len() == before).then_some(consumer)
     }
+}
+
+/// The valid parts of one credential entry, and its policy when the whole entry is valid.
+#[derive(Default)]
+struct CredentialParts {
+    name: Option<String>,
+    key_vault: Option<VaultSecretRef>,
+    /// (index in the entry's `consumers`, consumer) for each valid consumer.
+    consumers: Vec<(usize, Consumer)>,
+    policy: Option<CredentialPolicy>,
 }
 
 /// What makes two consumers "the same place": writing one target from two entries would make

@@ -795,3 +795,29 @@ mod fuzz {
         }
     }
 }
+
+/// A duplicate name and a second writer of the same setting are reported in the same pass as
+/// the entry's other errors, not only once those are fixed.
+#[test]
+fn cross_entry_errors_come_with_the_entry_own_errors() {
+    let e = errors_after(|v| {
+        let mut second = v["credentials"][0].clone();
+        second["lifetimeDays"] = serde_json::json!(9999);
+        second["application"] = serde_json::json!({ "appId": "not-a-guid" });
+        second["keyVault"] = serde_json::json!({ "vault": "kv-pa", "secret": "other" });
+        v["credentials"].as_array_mut().unwrap().push(second);
+    });
+    let text = e.to_string();
+    for part in [
+        "credentials[2] (provision-assist): lifetimeDays: must be between 1 and 730",
+        "credentials[2] (provision-assist): application.appId: 'not-a-guid' is not a GUID",
+        "credentials[2] (provision-assist): name: 'provision-assist' is already used by credentials[0]",
+        "credentials[2] (provision-assist): consumers[0]: duplicate consumer: Key Vault reference TeamsClientSecret on site rg/func-int is already listed as credentials[0] (provision-assist) consumers[0]",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from:\n{text}");
+    }
+    // Each once.
+    for line in text.lines() {
+        assert_eq!(text.matches(line).count(), 1, "{line} repeated in:\n{text}");
+    }
+}

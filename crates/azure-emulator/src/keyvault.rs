@@ -351,6 +351,25 @@ fn deleted_bundle(vault: &Vault, d: &DeletedSecret, full: bool) -> Value {
     b
 }
 
+/// Moves a secret to the deleted (recoverable) state, as `DELETE /secrets/{name}` does on a
+/// vault with soft delete (every vault since 2025). `None` when no such secret exists.
+pub(crate) fn soft_delete<'v>(
+    vault: &'v mut Vault,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Option<&'v DeletedSecret> {
+    let key = name.to_ascii_lowercase();
+    let entry = vault.secrets.remove(&key)?;
+    let t = now.timestamp();
+    let d = DeletedSecret {
+        entry,
+        deleted_date: t,
+        scheduled_purge: t + RECOVERABLE_DAYS * 86400,
+    };
+    vault.deleted.insert(key.clone(), d);
+    vault.deleted.get(&key)
+}
+
 fn body_obj(req: &Req) -> Result<Map<String, Value>, Resp> {
     match req.json_body() {
         Ok(Value::Object(m)) => Ok(m),
@@ -382,13 +401,7 @@ fn tags_of(v: Option<&Value>) -> Result<Option<std::collections::BTreeMap<String
                     }
                 }
             }
-            if out.len() > 15 {
-                return Err(error(
-                    400,
-                    "BadParameter",
-                    "A secret can have at most 15 tags.",
-                ));
-            }
+            check_tag_limits(&out)?;
             Ok(Some(out))
         }
         Some(_) => Err(error(
@@ -397,6 +410,28 @@ fn tags_of(v: Option<&Value>) -> Result<Option<std::collections::BTreeMap<String
             "tags must be an object of strings.",
         )),
     }
+}
+
+/// Tags per secret (*About Azure Key Vault secrets*, "Secret tags": "Key Vault supports up to
+/// 15 tags, each of which can have a 512-character name and a 512-character value";
+/// learn.microsoft.com/azure/key-vault/secrets/about-secrets#secret-tags).
+pub const MAX_TAGS: usize = 15;
+/// Characters per tag name and per tag value (same page; it said 256 before 2024).
+pub const MAX_TAG_CHARS: usize = 512;
+
+/// Key Vault's answer to a tag set over its limits: 400 `BadParameter` "Property has invalid
+/// value" (a 16th tag on setSecret, as reported in hashicorp/terraform-provider-azurerm#16780
+/// and #16947, and on certificates in aztfmod/terraform-azurerm-caf#821:
+/// `Status=400 Code="BadParameter" Message="Property has invalid value\r\n"`). Names and
+/// values over the documented length are assumed to get the same answer.
+fn check_tag_limits(tags: &std::collections::BTreeMap<String, String>) -> Result<(), Resp> {
+    let too_long = tags
+        .iter()
+        .any(|(k, v)| k.chars().count() > MAX_TAG_CHARS || v.chars().count() > MAX_TAG_CHARS);
+    if tags.len() > MAX_TAGS || too_long {
+        return Err(error(400, "BadParameter", "Property has invalid value\r\n"));
+    }
+    Ok(())
 }
 
 /// Applies `attributes` (enabled, nbf, exp) from a request body.
@@ -656,19 +691,8 @@ fn handle_route(
                 validate_name(&n)?;
                 check(st, v, c, &format!("{ACTION}/delete"), Some(&n))?;
                 let vault = st.vaults.get_mut(vname).ok_or_else(|| not_found(&n))?;
-                let e = vault
-                    .secrets
-                    .remove(&n.to_ascii_lowercase())
-                    .ok_or_else(|| not_found(&n))?;
-                let t = now.timestamp();
-                let d = DeletedSecret {
-                    entry: e,
-                    deleted_date: t,
-                    scheduled_purge: t + RECOVERABLE_DAYS * 86400,
-                };
-                let out = deleted_bundle(vault, &d, true);
-                vault.deleted.insert(n.to_ascii_lowercase(), d);
-                Ok(Resp::json(200, &out))
+                let d = soft_delete(vault, &n, now).ok_or_else(|| not_found(&n))?;
+                Ok(Resp::json(200, &deleted_bundle(v, d, true)))
             }
             Route::ListDeleted => {
                 check(st, v, c, &format!("{ACTION}/readMetadata/action"), None)?;

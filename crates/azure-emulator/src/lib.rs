@@ -410,6 +410,36 @@ impl Control {
         Some((sv.version.clone(), sv.value.clone(), sv.tags.clone()))
     }
 
+    /// Soft-deletes a secret as a person would (`az keyvault secret delete`): it stays
+    /// recoverable, and its name cannot be reused until it is recovered or purged. `false` when
+    /// there is no such secret.
+    pub fn soft_delete_secret(&self, vault: &str, name: &str) -> bool {
+        let now = self.now();
+        let mut st = lock(&self.shared.state);
+        st.vaults
+            .get_mut(&vault.to_ascii_lowercase())
+            .and_then(|v| keyvault::soft_delete(v, name, now))
+            .is_some()
+    }
+
+    /// Enables or disables the latest version of a secret (`az keyvault secret set-attributes
+    /// --enabled`). `false` when there is no such secret.
+    pub fn set_latest_enabled(&self, vault: &str, name: &str, enabled: bool) -> bool {
+        let mut st = lock(&self.shared.state);
+        let latest = st
+            .vaults
+            .get_mut(&vault.to_ascii_lowercase())
+            .and_then(|v| v.secrets.get_mut(&name.to_ascii_lowercase()))
+            .and_then(|e| e.versions.last_mut());
+        match latest {
+            Some(sv) => {
+                sv.enabled = enabled;
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn app_setting(&self, rg: &str, site: &str, name: &str) -> Option<String> {
         lock(&self.shared.state)
             .sites

@@ -527,3 +527,49 @@ async fn token_lifetime_is_configurable_for_clock_jumps() {
         .unwrap_err();
     assert!(err.to_string().contains("tokenLifetimeSeconds"));
 }
+
+/// Tags within Key Vault's limits (15 per secret, 512 characters per name and value) are kept;
+/// one over answers 400 BadParameter "Property has invalid value", on set and on update.
+#[tokio::test]
+async fn tag_limits_are_enforced_with_key_vaults_answer() {
+    let h = start().await;
+    let tok = h.mi_token("rotator", "https://vault.azure.net").await;
+    let tags = |n: usize, len: usize| -> serde_json::Value {
+        (0..n)
+            .map(|i| (format!("t{i}"), json!("v".repeat(len))))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let set = |body: serde_json::Value| {
+        h.c.put(format!("{KV}/secrets/tagged?{API}"))
+            .bearer_auth(&tok)
+            .json(&body)
+            .send()
+    };
+    let (s, v) = json(
+        set(json!({"value": "x", "tags": tags(15, 512)}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    for bad in [tags(16, 1), tags(1, 513)] {
+        let (s, v) = json(set(json!({"value": "x", "tags": bad})).await.unwrap()).await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(v["error"]["code"], "BadParameter");
+        assert_eq!(v["error"]["message"], "Property has invalid value\r\n");
+    }
+    let (s, v) = json(
+        h.c.patch(format!("{KV}/secrets/tagged?{API}"))
+            .bearer_auth(&tok)
+            .json(&json!({"tags": tags(16, 1)}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("BadParameter"))
+    );
+}
