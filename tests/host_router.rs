@@ -1,5 +1,6 @@
 //! The handler in process (`handler::run` on port 0) with a fake `RotatorService`, driven by the
-//! same envelopes the Functions host sends (tests/support/host.rs): every function, every
+//! same envelopes the Functions host sends (`secret_rotator::dev::host` through
+//! tests/support/host.rs): every function, every
 //! malformed input, the Rotate run that outlives its caller and the 202 + run id path.
 
 #[path = "support/host.rs"]
