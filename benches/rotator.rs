@@ -348,7 +348,7 @@ async fn bench_start(rows: &mut Vec<Row>) {
     let account = account();
     let azurite = Azurite::start(&emu.emulator, &account);
     let dir = tempfile::tempdir().expect("temp dir");
-    let specs = Arc::new(host::Specs::load(&host::repo_root()));
+    let specs = Arc::new(host::specs());
     std::fs::copy(
         host::repo_root().join("host.json"),
         dir.path().join("host.json"),

@@ -8,6 +8,8 @@
 //! - [`azure`]: one client per Azure service (Graph, Entra token probe, Key Vault, App Service,
 //!   API connections, Automation, Blob storage), each with its own error enum.
 //! - [`handler`]: the Azure Functions custom-handler protocol and the HTTP functions.
+//! - `dev` (feature `dev-mode`): `secret-rotator dev`, and `dev::host`, the one stand-in for the
+//!   Functions host that dev mode and the tests invoke the handler through.
 //! - [`cli`]: the operator's commands (plan, rotate, report, diagnose) behind `main.rs`.
 //! - [`package`]: the deployable zip (`secret-rotator package`).
 //! - [`settings`]: typed settings, read once through an injectable lookup.

@@ -1,6 +1,8 @@
 //! The handler in process (`handler::run` on port 0) with a fake `RotatorService`, driven by the
-//! same envelopes the Functions host sends (tests/support/host.rs): every function, every
-//! malformed input, the Rotate run that outlives its caller and the 202 + run id path.
+//! same envelopes the Functions host sends (`secret_rotator::dev::host` through
+//! tests/support/host.rs): every function, every malformed input, the Rotate run that outlives
+//! its caller and the 202 + run id path, every form of request data the host sends, a caller's
+//! `sys`, and what a failed pass looks like to the host.
 
 #[path = "support/host.rs"]
 mod host;

@@ -243,7 +243,8 @@ fn pass_failure(run_id: &str, report: &PassReport) -> Option<String> {
 /// `DefaultHttpWorkerService.ProcessDefaultInvocationRequest` `EnsureSuccessStatusCode()` throws
 /// before `ProcessLogsFromHttpResponse`, so these `Logs` never reach the invocation log. What
 /// does reach Application Insights: the exception, whose message .NET builds from the status
-/// line (`Response status code does not indicate success: 500 (<reason phrase>)`), so the
+/// line (`Response status code does not indicate success: 500 (<reason phrase>)`, dotnet/runtime
+/// `System.Net.Http/HttpResponseMessage.cs` `EnsureSuccessStatusCode`), so the
 /// summary goes in the reason phrase; and the handler's stdout, which the host forwards as
 /// console logs (`WorkerProcess.OnOutputDataReceived`), so every line is traced too. The body
 /// still carries the `Logs` for local tools (Core Tools traces the answer's content).

@@ -59,16 +59,6 @@ pub struct InvocationRequest {
     pub sys: Result<SysMetadata, String>,
 }
 
-impl Default for InvocationRequest {
-    fn default() -> Self {
-        Self {
-            data: Map::new(),
-            metadata: Map::new(),
-            sys: Err("no Metadata".into()),
-        }
-    }
-}
-
 /// Where the host put its own `sys` object. The host copies the caller's query parameters and
 /// top-level JSON body properties into the binding data (webjobs-sdk-extensions
 /// `HttpTriggerAttributeBindingProvider.GetRequestBindingData`, `Utility.ApplyBindingData`), in a
@@ -112,12 +102,11 @@ fn caller_supplied_sys(data: &Map<String, Value>) -> Result<bool, String> {
     let http = HttpRequestData::from_value(req, "Data.req")
         .map_err(|e| format!("the HTTP request could not be read ({e})"))?;
     let is_sys = |k: &str| k.to_uppercase() == "SYS";
-    let mut keys: Vec<String> = http
-        .query
-        .keys()
-        .chain(http.params.keys())
-        .cloned()
-        .collect();
+    // Route values count even when null (an unused optional one is still in the binding data).
+    let params = as_object(req)
+        .and_then(|o| field(&o, "Params").and_then(as_object))
+        .unwrap_or_default();
+    let mut keys: Vec<String> = http.query.keys().chain(params.keys()).cloned().collect();
     if let Some(body) = &http.body {
         keys.extend(body_keys(body)?);
     }

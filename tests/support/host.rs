@@ -64,6 +64,7 @@ pub use secret_rotator::dev::host::envelope::{
     timer_envelope,
 };
 pub use secret_rotator::dev::host::{HttpResult, Invocation, RawAnswer};
+use secret_rotator::dev::host::{NotReady, wait_ready};
 
 /// `host.json` and `function-specs/` of this repository.
 pub fn specs() -> Specs {
@@ -345,43 +346,23 @@ impl HostBuilder {
         ];
 
         let client = InvocationClient::new(format!("http://127.0.0.1:{port}"), specs.clone());
-        let probe = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                for r in readers {
-                    let _ = r.await;
-                }
-                return Err(HostExit {
-                    code: status.code(),
-                    stderr: stderr.lock().unwrap().join("\n"),
-                    stdout: stdout.lock().unwrap().join("\n"),
-                    timed_out: false,
-                });
-            }
-            // Any HTTP answer at all means ready (contracts §1.3).
-            if probe
-                .get(format!("http://127.0.0.1:{port}/"))
-                .send()
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            if started.elapsed() > self.ready_timeout {
+        let not_ready = wait_ready(&mut child, port, self.ready_timeout).await.err();
+        if let Some(why) = not_ready {
+            if matches!(why, NotReady::TimedOut) {
                 let _ = child.start_kill();
-                return Err(HostExit {
-                    code: None,
-                    stderr: stderr.lock().unwrap().join("\n"),
-                    stdout: stdout.lock().unwrap().join("\n"),
-                    timed_out: true,
-                });
             }
-            // The host's own polling interval.
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            for r in readers {
+                let _ = r.await;
+            }
+            return Err(HostExit {
+                code: match why {
+                    NotReady::Exited(status) => status.code(),
+                    NotReady::TimedOut => None,
+                },
+                stderr: stderr.lock().unwrap().join("\n"),
+                stdout: stdout.lock().unwrap().join("\n"),
+                timed_out: matches!(why, NotReady::TimedOut),
+            });
         }
         Ok(FunctionsHost {
             ready_after: started.elapsed(),

@@ -80,31 +80,13 @@ impl Handler {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("could not start {}", binary.display()))?;
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(300))
-            .build()?;
-        // The host polls `GET /` every 25 ms; any answer means ready.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if http
-                .get(format!("http://127.0.0.1:{port}/"))
-                .send()
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "the handler exited during start ({status}); see {}",
-                    log_file.display()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("the handler was not ready within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        match wait_ready(&mut child, port, Duration::from_secs(30)).await {
+            Ok(()) => {}
+            Err(NotReady::Exited(status)) => bail!(
+                "the handler exited during start ({status}); see {}",
+                log_file.display()
+            ),
+            Err(NotReady::TimedOut) => bail!("the handler was not ready within 30 s"),
         }
         Ok(Self {
             child,
@@ -158,6 +140,42 @@ impl Handler {
             }
         }
         let _ = self.child.kill().await;
+    }
+}
+
+/// Why a started handler never became ready.
+#[derive(Debug)]
+pub enum NotReady {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+}
+
+/// Waits as the host does (`DefaultHttpWorkerService.IsWorkerReady`): `GET /` every 25 ms until
+/// any HTTP answer, socket errors meaning "not yet", for at most `timeout` (the host's
+/// `HttpWorkerOptions.InitializationTimeout`, 30 s by default). A child that exits stops the wait.
+pub async fn wait_ready(
+    child: &mut tokio::process::Child,
+    port: u16,
+    timeout: Duration,
+) -> Result<(), NotReady> {
+    let probe = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default();
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(NotReady::Exited(status));
+        }
+        let url = format!("http://127.0.0.1:{port}/");
+        if probe.get(url).send().await.is_ok() {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            return Err(NotReady::TimedOut);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
