@@ -9,9 +9,10 @@
 //!   leaves a password Entra already removed).
 //! - **Partial progress**: one credential has a consumer whose Key Vault reference never
 //!   resolves, another a consumer on a site the rotator has no role on (ARM 403). Over two
-//!   simulated years (the emulator's clock is advanced; nothing sleeps) no healthy consumer ever
-//!   holds a value Entra refuses, every renewal starts inside the renewal window, and each run
-//!   names the consumer that holds things up and what to do.
+//!   simulated years (the emulator's clock is advanced; nothing sleeps), with random ARM, Key
+//!   Vault and Graph failures on every third date, no healthy consumer ever holds a value Entra
+//!   refuses, every renewal starts inside the renewal window, and each run names the consumer
+//!   that holds things up and what to do.
 
 #[path = "support/azurite.rs"]
 mod azurite;
@@ -23,6 +24,7 @@ mod world;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use azure_emulator::faults::{FaultAction, FaultRule};
 use chrono::{DateTime, Utc};
 use secret_rotator::engine::report::{CredentialOutcome, ResultCode};
 use serde_json::{Value, json};
@@ -271,6 +273,76 @@ async fn writers_of_one_site_never_undo_each_other() {
     }
 }
 
+/// A 503 on a fifth of `service`'s calls, seeded by `round`.
+fn random_503(service: &str, round: u64) -> FaultRule {
+    FaultRule {
+        service: service.into(),
+        operation: None,
+        nth: None,
+        times: None,
+        probability: Some(0.2),
+        seed: Some(round),
+        action: FaultAction::Status {
+            status: 503,
+            retry_after: None,
+        },
+    }
+}
+
+/// The healthy consumers on `healthy-web` hold a value Entra accepts and the rotator's
+/// passwords do not pile up. After a clean pass (`renew_before` given) they hold exactly the
+/// current value, and the current password is outside its renewal window: a renewal due was
+/// started in that pass, whatever the broken consumers do.
+fn healthy_consumers_hold(
+    w: &World,
+    apps: &[App],
+    renew_before: Option<chrono::Duration>,
+    why: &str,
+) {
+    let c = w.emu.emulator.control();
+    for (a, setting) in [(&apps[0], "DeltaSecret"), (&apps[1], "EpsilonSecret")] {
+        let (_, value) = current(w, a.name);
+        let held = c.app_setting(RG, "healthy-web", setting).unwrap();
+        assert_eq!(
+            c.check_client_secret(a.app_id, &held),
+            Ok(()),
+            "{setting}; {why}"
+        );
+        let marked = c
+            .passwords(a.app_id)
+            .iter()
+            .filter(|p| {
+                p.display_name
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("secret-rotator:"))
+            })
+            .count();
+        assert!(
+            marked <= 3,
+            "{marked} rotator passwords on {}; {why}",
+            a.name
+        );
+        let Some(renew_before) = renew_before else {
+            continue;
+        };
+        assert!(
+            held == value,
+            "{setting} is not on the current value; {why}"
+        );
+        let end = c
+            .passwords(a.app_id)
+            .into_iter()
+            .find(|p| p.secret_text == value)
+            .map(|p| p.end)
+            .unwrap();
+        assert!(
+            end - w.now() > renew_before,
+            "{} not renewed; {why}",
+            a.name
+        );
+    }
+}
+
 /// Issue 18 items 2 and 3, on the emulator's state, over two simulated years.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_consumers_never_take_healthy_ones_down() {
@@ -324,45 +396,24 @@ async fn broken_consumers_never_take_healthy_ones_down() {
     let renew_before = chrono::Duration::days(30);
     let mut rotations = BTreeMap::<&str, usize>::new();
     let start = w.now();
+    let mut round = 0u64;
     while w.now() - start < chrono::Duration::days(2 * 365) {
-        let r = w.engine.pass(w.now(), Duration::from_secs(300)).await;
-        let why = format!("day {}:\n{}", (w.now() - start).num_days(), summary(&r));
-        for (a, setting) in [(&apps[0], "DeltaSecret"), (&apps[1], "EpsilonSecret")] {
-            let (_, value) = current(&w, a.name);
-            let held = c.app_setting(RG, "healthy-web", setting).unwrap();
-            // The healthy consumer holds the current value, and Entra accepts it.
-            assert!(
-                held == value,
-                "{setting} is not on the current value; {why}"
-            );
-            assert_eq!(c.check_client_secret(a.app_id, &held), Ok(()), "{why}");
-            // The renewal started inside the window: after a pass, never inside it.
-            let end = c
-                .passwords(a.app_id)
-                .into_iter()
-                .find(|p| p.secret_text == value)
-                .map(|p| p.end)
-                .unwrap();
-            assert!(
-                end - w.now() > renew_before,
-                "{} not renewed; {why}",
-                a.name
-            );
-            let marked = c
-                .passwords(a.app_id)
-                .iter()
-                .filter(|p| {
-                    p.display_name
-                        .as_deref()
-                        .is_some_and(|d| d.starts_with("secret-rotator:"))
-                })
-                .count();
-            assert!(
-                marked <= 3,
-                "{marked} rotator passwords on {}; {why}",
-                a.name
-            );
+        round += 1;
+        let day = (w.now() - start).num_days();
+        if round % 3 == 0 {
+            // Every third date, a pass under random ARM, Key Vault and Graph failures first:
+            // the healthy consumers may lag, but never hold a value Entra refuses.
+            for service in ["arm", "keyvault", "graph"] {
+                c.add_fault(random_503(service, round));
+            }
+            let r = w.engine.pass(w.now(), Duration::from_secs(300)).await;
+            c.clear_faults();
+            let why = format!("day {day}, faulted pass:\n{}", summary(&r));
+            healthy_consumers_hold(&w, &apps, None, &why);
         }
+        let r = w.engine.pass(w.now(), Duration::from_secs(300)).await;
+        let why = format!("day {day}:\n{}", summary(&r));
+        healthy_consumers_hold(&w, &apps, Some(renew_before), &why);
         for report in &r.credentials {
             let error = report.error.clone().unwrap_or_default();
             let (site, todo) = match report.name.as_str() {
@@ -390,6 +441,8 @@ async fn broken_consumers_never_take_healthy_ones_down() {
         }
         w.advance_days(6);
     }
+    let hit = c.requests().iter().filter(|r| r.fault.is_some()).count();
+    assert!(hit > 20, "only {hit} faults hit");
     // 730 days with a 150-day renewal cycle: four or five renewals each.
     for name in ["delta", "epsilon"] {
         assert!(
