@@ -4,8 +4,8 @@
 //! - **Shared sites**: three credentials whose consumers live on one site (a plain value, a
 //!   versionless Key Vault reference, a pinned one), next to settings the rotator does not own.
 //!   With ARM answering slowly and two rotator instances running passes at the same moment,
-//!   after every pass each setting holds its own credential's current value and nothing else
-//!   on the site changed — through several renewals with `graceDays: 0` (where a lost write
+//!   under ARM failures and then without, after every clean pass each setting holds its own
+//!   credential's current value, after every pass nothing else on the site changed — through several renewals with `graceDays: 0` (where a lost write
 //!   leaves a password Entra already removed).
 //! - **Partial progress**: one credential has a consumer whose Key Vault reference never
 //!   resolves, another a consumer on a site the rotator has no role on (ARM 403). Over two
@@ -27,6 +27,7 @@ use std::time::Duration;
 use azure_emulator::faults::{FaultAction, FaultRule};
 use chrono::{DateTime, Utc};
 use secret_rotator::engine::report::{CredentialOutcome, ResultCode};
+use secret_rotator::engine::runner::Engine;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use world::*;
@@ -217,59 +218,106 @@ async fn writers_of_one_site_never_undo_each_other() {
     let other = w.another_instance(&policy, WorldOptions::default());
     let c = w.emu.emulator.control();
     for round in 0..3 {
-        let now = w.now();
-        let budget = Duration::from_secs(300);
-        let (a, b) = tokio::join!(w.engine.pass(now, budget), other.pass(now, budget));
-        let why = format!(
-            "round {round}\ninstance 1:\n{}\ninstance 2:\n{}",
-            summary(&a),
-            summary(&b)
-        );
-        for r in a.credentials.iter().chain(&b.credentials) {
-            assert!(
-                matches!(
-                    r.outcome,
-                    CredentialOutcome::Progressed
-                        | CredentialOutcome::Idle
-                        | CredentialOutcome::Busy
-                ),
-                "{why}"
-            );
-        }
-        let held = c.app_settings(RG, SHARED).expect("site exists");
-        // Nothing the rotator does not own changed, and nothing appeared.
-        for (k, v) in &unowned {
-            assert_eq!(held.get(k), Some(v), "{k} changed; {why}");
-        }
-        assert_eq!(held.len(), unowned.len() + 3, "{:?}; {why}", held.keys());
-        // Every owned setting holds its own credential's current value, which Entra accepts.
-        let (_, alpha) = current(&w, "alpha");
-        assert!(held["AlphaSecret"] == alpha, "AlphaSecret is stale; {why}");
-        let (_, beta) = current(&w, "beta");
-        assert_eq!(held["BetaSecret"], reference("beta-secret", None), "{why}");
-        let (gamma_version, gamma) = current(&w, "gamma");
-        // Re-pinned to the current version (written as a SecretUri reference).
-        assert!(
-            held["GammaSecret"].ends_with(&format!("/secrets/gamma-secret/{gamma_version})")),
-            "GammaSecret is pinned elsewhere: {}; {why}",
-            held["GammaSecret"]
-        );
-        for (a, setting, value) in [
-            (&apps[0], "AlphaSecret", &alpha),
-            (&apps[1], "BetaSecret", &beta),
-            (&apps[2], "GammaSecret", &gamma),
+        // A pass of both instances under ARM failures (lost answers of committed writes, 503s
+        // on reads): settings may lag, never undo another credential's nor touch the rest.
+        for (op, action) in [
+            (
+                "putAppSettings",
+                FaultAction::CommitThenFail { status: 500 },
+            ),
+            (
+                "listAppSettings",
+                FaultAction::Status {
+                    status: 503,
+                    retry_after: None,
+                },
+            ),
         ] {
-            let effective = c.app_setting_effective(RG, SHARED, setting);
-            assert!(
-                effective.as_ref() == Some(value),
-                "{setting} does not resolve to {}'s current value; {why}",
-                a.name
-            );
-            assert_eq!(c.check_client_secret(a.app_id, value), Ok(()), "{why}");
+            let mut rule = random_503("arm", round);
+            rule.operation = Some(op.into());
+            rule.action = action;
+            c.add_fault(rule);
         }
-        assert_ne!(alpha, apps[0].text, "alpha was never rotated; {why}");
+        let (_, why) = concurrent_pass(&w, &other, &format!("round {round}, faulted")).await;
+        c.clear_faults();
+        shared_site_holds(&w, &apps, &unowned, false, &why);
+        let (clean, why) = concurrent_pass(&w, &other, &format!("round {round}")).await;
+        assert!(clean, "a clean pass failed: {why}");
+        shared_site_holds(&w, &apps, &unowned, true, &why);
         // Into the next renewal window (30-day lifetime, renewed 10 days before).
         w.advance_days(21);
+    }
+}
+
+/// A pass of both instances at the same moment; returns whether no credential failed or was
+/// blocked, and their summaries.
+async fn concurrent_pass(w: &World, other: &Engine, label: &str) -> (bool, String) {
+    let now = w.now();
+    let budget = Duration::from_secs(300);
+    let (a, b) = tokio::join!(w.engine.pass(now, budget), other.pass(now, budget));
+    let clean = a.credentials.iter().chain(&b.credentials).all(|r| {
+        !matches!(
+            r.outcome,
+            CredentialOutcome::Failed | CredentialOutcome::Blocked
+        )
+    });
+    let why = format!(
+        "{label}\ninstance 1:\n{}\ninstance 2:\n{}",
+        summary(&a),
+        summary(&b)
+    );
+    (clean, why)
+}
+
+/// The shared site, from the emulator: nothing the rotator does not own changed (nor
+/// appeared), and every owned setting resolves to a value its credential's Entra application
+/// accepts — after a clean pass (`settled`), exactly its credential's current value (the
+/// pinned reference re-pinned to the current version).
+fn shared_site_holds(
+    w: &World,
+    apps: &[App],
+    unowned: &BTreeMap<String, String>,
+    settled: bool,
+    why: &str,
+) {
+    let c = w.emu.emulator.control();
+    let held = c.app_settings(RG, SHARED).expect("site exists");
+    for (k, v) in unowned {
+        assert_eq!(held.get(k), Some(v), "{k} changed; {why}");
+    }
+    assert_eq!(held.len(), unowned.len() + 3, "{:?}; {why}", held.keys());
+    for (a, setting) in apps
+        .iter()
+        .zip(["AlphaSecret", "BetaSecret", "GammaSecret"])
+    {
+        let effective = c
+            .app_setting_effective(RG, SHARED, setting)
+            .unwrap_or_default();
+        assert_eq!(
+            c.check_client_secret(a.app_id, &effective),
+            Ok(()),
+            "{setting}; {why}"
+        );
+        if !settled {
+            continue;
+        }
+        let (version, value) = current(w, a.name);
+        assert!(
+            effective == value,
+            "{setting} does not resolve to {}'s current value; {why}",
+            a.name
+        );
+        assert_ne!(value, a.text, "{} was never rotated; {why}", a.name);
+        if setting == "GammaSecret" {
+            // Re-pinned to the current version (written as a SecretUri reference).
+            assert!(
+                held[setting].ends_with(&format!("/secrets/gamma-secret/{version})")),
+                "GammaSecret is pinned elsewhere: {}; {why}",
+                held[setting]
+            );
+        } else if setting == "BetaSecret" {
+            assert_eq!(held[setting], reference("beta-secret", None), "{why}");
+        }
     }
 }
 
