@@ -508,3 +508,66 @@ async fn broken_consumers_never_take_healthy_ones_down() {
     assert_eq!(epsilon.result_code, ResultCode::ConsumerAccess, "{st:#?}");
     assert!(epsilon.message.contains("forbidden-web"), "{st:#?}");
 }
+
+/// A deployment slot is a resource of its own (its own lease and settings map): credentials
+/// writing the production site and its slot at once each end with their own value, and neither
+/// map gains, loses or changes anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_and_its_site_are_written_apart() {
+    let apps = [app("zeta", 6), app("eta", 7)];
+    let production: BTreeMap<String, String> = [
+        ("ZetaSecret".to_string(), apps[0].text.clone()),
+        ("Unowned".to_string(), "production-only".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let mut scenario = scenario(&apps, &[("slotted-web", production)], &["slotted-web"], &[]);
+    scenario["latencyMs"] = json!(60);
+    scenario["managedIdentities"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "slotted-web-staging"}));
+    scenario["sites"][0]["slots"] = json!([{
+        "name": "staging", "identity": "slotted-web-staging",
+        "appSettings": {"ZetaSecret": apps[0].text, "EtaSecret": apps[1].text,
+                        "Unowned": "staging-only"}
+    }]);
+    let slot = |setting: &str| {
+        let mut c = consumer("appSettingValue", "slotted-web", setting);
+        let site = format!("{}/slots/staging", c["site"].as_str().unwrap());
+        c["site"] = json!(site);
+        c
+    };
+    let policy = policy(
+        json!({"renewBeforeDays": 10, "lifetimeDays": 30, "graceDays": 0}),
+        &[
+            (
+                &apps[0],
+                vec![
+                    consumer("appSettingValue", "slotted-web", "ZetaSecret"),
+                    slot("ZetaSecret"),
+                ],
+            ),
+            (&apps[1], vec![slot("EtaSecret")]),
+        ],
+    );
+    let w = spawn_world(scenario, &policy).await;
+    let c = w.emu.emulator.control();
+    for round in 0..2 {
+        let r = w.engine.pass(w.now(), Duration::from_secs(300)).await;
+        let why = format!("round {round}:\n{}", summary(&r));
+        let (_, zeta) = current(&w, "zeta");
+        let (_, eta) = current(&w, "eta");
+        assert_ne!(zeta, apps[0].text, "{why}");
+        let prod = c.app_settings(RG, "slotted-web").unwrap();
+        let staging = c.app_settings(RG, "slotted-web/slots/staging").unwrap();
+        assert_eq!(prod.len(), 2, "{:?}; {why}", prod.keys());
+        assert_eq!(staging.len(), 3, "{:?}; {why}", staging.keys());
+        assert_eq!(prod["Unowned"], "production-only", "{why}");
+        assert_eq!(staging["Unowned"], "staging-only", "{why}");
+        assert!(prod["ZetaSecret"] == zeta, "production ZetaSecret; {why}");
+        assert!(staging["ZetaSecret"] == zeta, "staging ZetaSecret; {why}");
+        assert!(staging["EtaSecret"] == eta, "staging EtaSecret; {why}");
+        w.advance_days(21);
+    }
+}
