@@ -448,7 +448,7 @@ async fn broken_consumers_never_take_healthy_ones_down() {
     while w.now() - start < chrono::Duration::days(2 * 365) {
         round += 1;
         let day = (w.now() - start).num_days();
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             // Every third date, a pass under random ARM, Key Vault and Graph failures first:
             // the healthy consumers may lag, but never hold a value Entra refuses.
             for service in ["arm", "keyvault", "graph"] {
