@@ -4,14 +4,15 @@
 //! - **Shared sites**: three credentials whose consumers live on one site (a plain value, a
 //!   versionless Key Vault reference, a pinned one), next to settings the rotator does not own.
 //!   With ARM answering slowly and two rotator instances running passes at the same moment,
-//!   after every pass each setting holds its own credential's current value and nothing else
-//!   on the site changed — through several renewals with `graceDays: 0` (where a lost write
+//!   under ARM failures and then without, after every clean pass each setting holds its own
+//!   credential's current value, after every pass nothing else on the site changed — through several renewals with `graceDays: 0` (where a lost write
 //!   leaves a password Entra already removed).
 //! - **Partial progress**: one credential has a consumer whose Key Vault reference never
 //!   resolves, another a consumer on a site the rotator has no role on (ARM 403). Over two
-//!   simulated years (the emulator's clock is advanced; nothing sleeps) no healthy consumer ever
-//!   holds a value Entra refuses, every renewal starts inside the renewal window, and each run
-//!   names the consumer that holds things up and what to do.
+//!   simulated years (the emulator's clock is advanced; nothing sleeps), with random ARM, Key
+//!   Vault and Graph failures on every third date, no healthy consumer ever holds a value Entra
+//!   refuses, every renewal starts inside the renewal window, and each run names the consumer
+//!   that holds things up and what to do.
 
 #[path = "support/azurite.rs"]
 mod azurite;
@@ -23,8 +24,10 @@ mod world;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use azure_emulator::faults::{FaultAction, FaultRule};
 use chrono::{DateTime, Utc};
 use secret_rotator::engine::report::{CredentialOutcome, ResultCode};
+use secret_rotator::engine::runner::Engine;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use world::*;
@@ -215,59 +218,176 @@ async fn writers_of_one_site_never_undo_each_other() {
     let other = w.another_instance(&policy, WorldOptions::default());
     let c = w.emu.emulator.control();
     for round in 0..3 {
-        let now = w.now();
-        let budget = Duration::from_secs(300);
-        let (a, b) = tokio::join!(w.engine.pass(now, budget), other.pass(now, budget));
-        let why = format!(
-            "round {round}\ninstance 1:\n{}\ninstance 2:\n{}",
-            summary(&a),
-            summary(&b)
-        );
-        for r in a.credentials.iter().chain(&b.credentials) {
-            assert!(
-                matches!(
-                    r.outcome,
-                    CredentialOutcome::Progressed
-                        | CredentialOutcome::Idle
-                        | CredentialOutcome::Busy
-                ),
-                "{why}"
-            );
-        }
-        let held = c.app_settings(RG, SHARED).expect("site exists");
-        // Nothing the rotator does not own changed, and nothing appeared.
-        for (k, v) in &unowned {
-            assert_eq!(held.get(k), Some(v), "{k} changed; {why}");
-        }
-        assert_eq!(held.len(), unowned.len() + 3, "{:?}; {why}", held.keys());
-        // Every owned setting holds its own credential's current value, which Entra accepts.
-        let (_, alpha) = current(&w, "alpha");
-        assert!(held["AlphaSecret"] == alpha, "AlphaSecret is stale; {why}");
-        let (_, beta) = current(&w, "beta");
-        assert_eq!(held["BetaSecret"], reference("beta-secret", None), "{why}");
-        let (gamma_version, gamma) = current(&w, "gamma");
-        // Re-pinned to the current version (written as a SecretUri reference).
-        assert!(
-            held["GammaSecret"].ends_with(&format!("/secrets/gamma-secret/{gamma_version})")),
-            "GammaSecret is pinned elsewhere: {}; {why}",
-            held["GammaSecret"]
-        );
-        for (a, setting, value) in [
-            (&apps[0], "AlphaSecret", &alpha),
-            (&apps[1], "BetaSecret", &beta),
-            (&apps[2], "GammaSecret", &gamma),
+        // A pass of both instances under ARM failures (lost answers of committed writes, 503s
+        // on reads): settings may lag, never undo another credential's nor touch the rest.
+        for (op, action) in [
+            (
+                "putAppSettings",
+                FaultAction::CommitThenFail { status: 500 },
+            ),
+            (
+                "listAppSettings",
+                FaultAction::Status {
+                    status: 503,
+                    retry_after: None,
+                },
+            ),
         ] {
-            let effective = c.app_setting_effective(RG, SHARED, setting);
-            assert!(
-                effective.as_ref() == Some(value),
-                "{setting} does not resolve to {}'s current value; {why}",
-                a.name
-            );
-            assert_eq!(c.check_client_secret(a.app_id, value), Ok(()), "{why}");
+            let mut rule = random_503("arm", round);
+            rule.operation = Some(op.into());
+            rule.action = action;
+            c.add_fault(rule);
         }
-        assert_ne!(alpha, apps[0].text, "alpha was never rotated; {why}");
+        let (_, why) = concurrent_pass(&w, &other, &format!("round {round}, faulted")).await;
+        c.clear_faults();
+        shared_site_holds(&w, &apps, &unowned, false, &why);
+        let (clean, why) = concurrent_pass(&w, &other, &format!("round {round}")).await;
+        assert!(clean, "a clean pass failed: {why}");
+        shared_site_holds(&w, &apps, &unowned, true, &why);
         // Into the next renewal window (30-day lifetime, renewed 10 days before).
         w.advance_days(21);
+    }
+}
+
+/// A pass of both instances at the same moment; returns whether no credential failed or was
+/// blocked, and their summaries.
+async fn concurrent_pass(w: &World, other: &Engine, label: &str) -> (bool, String) {
+    let now = w.now();
+    let budget = Duration::from_secs(300);
+    let (a, b) = tokio::join!(w.engine.pass(now, budget), other.pass(now, budget));
+    let clean = a.credentials.iter().chain(&b.credentials).all(|r| {
+        !matches!(
+            r.outcome,
+            CredentialOutcome::Failed | CredentialOutcome::Blocked
+        )
+    });
+    let why = format!(
+        "{label}\ninstance 1:\n{}\ninstance 2:\n{}",
+        summary(&a),
+        summary(&b)
+    );
+    (clean, why)
+}
+
+/// The shared site, from the emulator: nothing the rotator does not own changed (nor
+/// appeared), and every owned setting resolves to a value its credential's Entra application
+/// accepts — after a clean pass (`settled`), exactly its credential's current value (the
+/// pinned reference re-pinned to the current version).
+fn shared_site_holds(
+    w: &World,
+    apps: &[App],
+    unowned: &BTreeMap<String, String>,
+    settled: bool,
+    why: &str,
+) {
+    let c = w.emu.emulator.control();
+    let held = c.app_settings(RG, SHARED).expect("site exists");
+    for (k, v) in unowned {
+        assert_eq!(held.get(k), Some(v), "{k} changed; {why}");
+    }
+    assert_eq!(held.len(), unowned.len() + 3, "{:?}; {why}", held.keys());
+    for (a, setting) in apps
+        .iter()
+        .zip(["AlphaSecret", "BetaSecret", "GammaSecret"])
+    {
+        let effective = c
+            .app_setting_effective(RG, SHARED, setting)
+            .unwrap_or_default();
+        assert_eq!(
+            c.check_client_secret(a.app_id, &effective),
+            Ok(()),
+            "{setting}; {why}"
+        );
+        if !settled {
+            continue;
+        }
+        let (version, value) = current(w, a.name);
+        assert!(
+            effective == value,
+            "{setting} does not resolve to {}'s current value; {why}",
+            a.name
+        );
+        assert_ne!(value, a.text, "{} was never rotated; {why}", a.name);
+        if setting == "GammaSecret" {
+            // Re-pinned to the current version (written as a SecretUri reference).
+            assert!(
+                held[setting].ends_with(&format!("/secrets/gamma-secret/{version})")),
+                "GammaSecret is pinned elsewhere: {}; {why}",
+                held[setting]
+            );
+        } else if setting == "BetaSecret" {
+            assert_eq!(held[setting], reference("beta-secret", None), "{why}");
+        }
+    }
+}
+
+/// A 503 on a fifth of `service`'s calls, seeded by `round`.
+fn random_503(service: &str, round: u64) -> FaultRule {
+    FaultRule {
+        service: service.into(),
+        operation: None,
+        nth: None,
+        times: None,
+        probability: Some(0.2),
+        seed: Some(round),
+        action: FaultAction::Status {
+            status: 503,
+            retry_after: None,
+        },
+    }
+}
+
+/// The healthy consumers on `healthy-web` hold a value Entra accepts and the rotator's
+/// passwords do not pile up. After a clean pass (`renew_before` given) they hold exactly the
+/// current value, and the current password is outside its renewal window: a renewal due was
+/// started in that pass, whatever the broken consumers do.
+fn healthy_consumers_hold(
+    w: &World,
+    apps: &[App],
+    renew_before: Option<chrono::Duration>,
+    why: &str,
+) {
+    let c = w.emu.emulator.control();
+    for (a, setting) in [(&apps[0], "DeltaSecret"), (&apps[1], "EpsilonSecret")] {
+        let (_, value) = current(w, a.name);
+        let held = c.app_setting(RG, "healthy-web", setting).unwrap();
+        assert_eq!(
+            c.check_client_secret(a.app_id, &held),
+            Ok(()),
+            "{setting}; {why}"
+        );
+        let marked = c
+            .passwords(a.app_id)
+            .iter()
+            .filter(|p| {
+                p.display_name
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("secret-rotator:"))
+            })
+            .count();
+        assert!(
+            marked <= 3,
+            "{marked} rotator passwords on {}; {why}",
+            a.name
+        );
+        let Some(renew_before) = renew_before else {
+            continue;
+        };
+        assert!(
+            held == value,
+            "{setting} is not on the current value; {why}"
+        );
+        let end = c
+            .passwords(a.app_id)
+            .into_iter()
+            .find(|p| p.secret_text == value)
+            .map(|p| p.end)
+            .unwrap();
+        assert!(
+            end - w.now() > renew_before,
+            "{} not renewed; {why}",
+            a.name
+        );
     }
 }
 
@@ -324,45 +444,24 @@ async fn broken_consumers_never_take_healthy_ones_down() {
     let renew_before = chrono::Duration::days(30);
     let mut rotations = BTreeMap::<&str, usize>::new();
     let start = w.now();
+    let mut round = 0u64;
     while w.now() - start < chrono::Duration::days(2 * 365) {
-        let r = w.engine.pass(w.now(), Duration::from_secs(300)).await;
-        let why = format!("day {}:\n{}", (w.now() - start).num_days(), summary(&r));
-        for (a, setting) in [(&apps[0], "DeltaSecret"), (&apps[1], "EpsilonSecret")] {
-            let (_, value) = current(&w, a.name);
-            let held = c.app_setting(RG, "healthy-web", setting).unwrap();
-            // The healthy consumer holds the current value, and Entra accepts it.
-            assert!(
-                held == value,
-                "{setting} is not on the current value; {why}"
-            );
-            assert_eq!(c.check_client_secret(a.app_id, &held), Ok(()), "{why}");
-            // The renewal started inside the window: after a pass, never inside it.
-            let end = c
-                .passwords(a.app_id)
-                .into_iter()
-                .find(|p| p.secret_text == value)
-                .map(|p| p.end)
-                .unwrap();
-            assert!(
-                end - w.now() > renew_before,
-                "{} not renewed; {why}",
-                a.name
-            );
-            let marked = c
-                .passwords(a.app_id)
-                .iter()
-                .filter(|p| {
-                    p.display_name
-                        .as_deref()
-                        .is_some_and(|d| d.starts_with("secret-rotator:"))
-                })
-                .count();
-            assert!(
-                marked <= 3,
-                "{marked} rotator passwords on {}; {why}",
-                a.name
-            );
+        round += 1;
+        let day = (w.now() - start).num_days();
+        if round.is_multiple_of(3) {
+            // Every third date, a pass under random ARM, Key Vault and Graph failures first:
+            // the healthy consumers may lag, but never hold a value Entra refuses.
+            for service in ["arm", "keyvault", "graph"] {
+                c.add_fault(random_503(service, round));
+            }
+            let r = w.engine.pass(w.now(), Duration::from_secs(300)).await;
+            c.clear_faults();
+            let why = format!("day {day}, faulted pass:\n{}", summary(&r));
+            healthy_consumers_hold(&w, &apps, None, &why);
         }
+        let r = w.engine.pass(w.now(), Duration::from_secs(300)).await;
+        let why = format!("day {day}:\n{}", summary(&r));
+        healthy_consumers_hold(&w, &apps, Some(renew_before), &why);
         for report in &r.credentials {
             let error = report.error.clone().unwrap_or_default();
             let (site, todo) = match report.name.as_str() {
@@ -390,6 +489,8 @@ async fn broken_consumers_never_take_healthy_ones_down() {
         }
         w.advance_days(6);
     }
+    let hit = c.requests().iter().filter(|r| r.fault.is_some()).count();
+    assert!(hit > 20, "only {hit} faults hit");
     // 730 days with a 150-day renewal cycle: four or five renewals each.
     for name in ["delta", "epsilon"] {
         assert!(
@@ -406,4 +507,67 @@ async fn broken_consumers_never_take_healthy_ones_down() {
         .unwrap();
     assert_eq!(epsilon.result_code, ResultCode::ConsumerAccess, "{st:#?}");
     assert!(epsilon.message.contains("forbidden-web"), "{st:#?}");
+}
+
+/// A deployment slot is a resource of its own (its own lease and settings map): credentials
+/// writing the production site and its slot at once each end with their own value, and neither
+/// map gains, loses or changes anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_and_its_site_are_written_apart() {
+    let apps = [app("zeta", 6), app("eta", 7)];
+    let production: BTreeMap<String, String> = [
+        ("ZetaSecret".to_string(), apps[0].text.clone()),
+        ("Unowned".to_string(), "production-only".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let mut scenario = scenario(&apps, &[("slotted-web", production)], &["slotted-web"], &[]);
+    scenario["latencyMs"] = json!(60);
+    scenario["managedIdentities"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "slotted-web-staging"}));
+    scenario["sites"][0]["slots"] = json!([{
+        "name": "staging", "identity": "slotted-web-staging",
+        "appSettings": {"ZetaSecret": apps[0].text, "EtaSecret": apps[1].text,
+                        "Unowned": "staging-only"}
+    }]);
+    let slot = |setting: &str| {
+        let mut c = consumer("appSettingValue", "slotted-web", setting);
+        let site = format!("{}/slots/staging", c["site"].as_str().unwrap());
+        c["site"] = json!(site);
+        c
+    };
+    let policy = policy(
+        json!({"renewBeforeDays": 10, "lifetimeDays": 30, "graceDays": 0}),
+        &[
+            (
+                &apps[0],
+                vec![
+                    consumer("appSettingValue", "slotted-web", "ZetaSecret"),
+                    slot("ZetaSecret"),
+                ],
+            ),
+            (&apps[1], vec![slot("EtaSecret")]),
+        ],
+    );
+    let w = spawn_world(scenario, &policy).await;
+    let c = w.emu.emulator.control();
+    for round in 0..2 {
+        let r = w.engine.pass(w.now(), Duration::from_secs(300)).await;
+        let why = format!("round {round}:\n{}", summary(&r));
+        let (_, zeta) = current(&w, "zeta");
+        let (_, eta) = current(&w, "eta");
+        assert_ne!(zeta, apps[0].text, "{why}");
+        let prod = c.app_settings(RG, "slotted-web").unwrap();
+        let staging = c.app_settings(RG, "slotted-web/slots/staging").unwrap();
+        assert_eq!(prod.len(), 2, "{:?}; {why}", prod.keys());
+        assert_eq!(staging.len(), 3, "{:?}; {why}", staging.keys());
+        assert_eq!(prod["Unowned"], "production-only", "{why}");
+        assert_eq!(staging["Unowned"], "staging-only", "{why}");
+        assert!(prod["ZetaSecret"] == zeta, "production ZetaSecret; {why}");
+        assert!(staging["ZetaSecret"] == zeta, "staging ZetaSecret; {why}");
+        assert!(staging["EtaSecret"] == eta, "staging EtaSecret; {why}");
+        w.advance_days(21);
+    }
 }

@@ -97,12 +97,14 @@ pub enum StepError {
 
 /// The action of a failed tag update: the rotator's own bookkeeping in Key Vault.
 const RETAG: &str = "update Key Vault tags";
+/// The action of a failed site lease: the rotator's own storage account.
+const LOCK: &str = "take the site's write lease";
 
 impl StepError {
     /// Whether this failure is the consumer's own (its resource refused, failed or did not
-    /// confirm), as opposed to the rotator's bookkeeping in Key Vault after the write.
+    /// confirm), as opposed to the rotator's own storage or bookkeeping in Key Vault.
     pub fn is_consumers(&self) -> bool {
-        !matches!(self, StepError::Azure { action, .. } if *action == RETAG)
+        !matches!(self, StepError::Azure { action, .. } if [RETAG, LOCK].contains(action))
     }
 }
 
@@ -436,7 +438,7 @@ async fn lock_resource(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
-            Err(e) => return Err(az("take the site's write lease")(e)),
+            Err(e) => return Err(az(LOCK)(e)),
         }
     }
 }
@@ -619,5 +621,41 @@ fn describe_remove_reason(r: &RemoveReason) -> &'static str {
         RemoveReason::Superseded => "replaced, grace period over",
         RemoveReason::Orphan => "orphan of an interrupted run, never stored",
         RemoveReason::ExpiredUnmanaged => "expired, not created by the rotator, policy allows",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(name: &str, slot: Option<&str>) -> ArmResource {
+        ArmResource {
+            subscription: "7c9e6679-7425-40de-944b-e07fc1f90ae7".into(),
+            resource_group: "rg-Shared".into(),
+            name: name.into(),
+            slot: slot.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn one_lease_per_site_or_slot_whatever_the_case() {
+        let a = resource_lock_name(&site("Func-A", None));
+        assert_eq!(a, resource_lock_name(&site("func-a", None)));
+        assert!(a.starts_with("resource-") && a.len() == "resource-".len() + 16);
+        assert_ne!(a, resource_lock_name(&site("func-b", None)));
+        assert_ne!(a, resource_lock_name(&site("func-a", Some("staging"))));
+        assert_eq!(
+            resource_lock_name(&site("func-a", Some("Staging"))),
+            resource_lock_name(&site("FUNC-A", Some("staging")))
+        );
+    }
+
+    #[test]
+    fn only_the_consumers_own_failures_hold_it() {
+        let denied = || PortError::AccessDenied("403".into());
+        assert!(az("write app settings")(denied()).is_consumers());
+        assert!(StepError::NotConfirmed("not resolved".into()).is_consumers());
+        assert!(!az(RETAG)(denied()).is_consumers());
+        assert!(!az(LOCK)(denied()).is_consumers());
     }
 }

@@ -154,7 +154,9 @@ pub trait AzurePorts: Send + Sync {
         site: &ArmResource,
         name: &str,
     ) -> Result<Option<SecretValue>, PortError>;
-    /// Sets one app setting, keeping every other setting as it is.
+    /// Sets one app setting, keeping every other setting as it is: reads the map afresh, writes
+    /// it whole, and reads it back; an error unless the map read back is exactly the one
+    /// written. Callers hold the site's write lease (`executor::resource_lock_name`).
     async fn set_app_setting(
         &self,
         site: &ArmResource,

@@ -115,65 +115,78 @@ fn parse(req: &Req) -> Route {
     if eq(ns, "Microsoft.Web") {
         match rest {
             [t, site, more @ ..] if eq(t, "sites") => {
-                let id = format!("{base}/Microsoft.Web/sites/{site}");
+                // A deployment slot is a site of its own (its own settings, identity and
+                // reference cache) at `sites/{site}/slots/{slot}`, with the same config API
+                // (`WebApps_ListApplicationSettingsSlot`, `WebApps_UpdateApplicationSettingsSlot`,
+                // `WebApps_GetAppSettingsKeyVaultReferencesSlot`, ...; REST spec
+                // specification/web/resource-manager/Microsoft.Web/stable/2024-11-01/WebApps.json)
+                // and actions under `Microsoft.Web/sites/slots/...`.
+                let (name, id, ty, more) = match more {
+                    [s, slot, rest @ ..] if eq(s, "slots") => (
+                        format!("{site}/slots/{slot}"),
+                        format!("{base}/Microsoft.Web/sites/{site}/slots/{slot}"),
+                        "Microsoft.Web/sites/slots",
+                        rest,
+                    ),
+                    _ => (
+                        site.to_string(),
+                        format!("{base}/Microsoft.Web/sites/{site}"),
+                        "Microsoft.Web/sites",
+                        more,
+                    ),
+                };
+                let act = |a: &str| format!("{ty}/{a}");
                 let lower: Vec<String> = more.iter().map(|s| s.to_ascii_lowercase()).collect();
                 let l: Vec<&str> = lower.iter().map(String::as_str).collect();
                 return match (m, l.as_slice()) {
-                    (&Method::GET, []) => p(
-                        "getSite",
-                        Kind::Site,
-                        site,
-                        None,
-                        id,
-                        "Microsoft.Web/sites/read",
-                    ),
+                    (&Method::GET, []) => p("getSite", Kind::Site, &name, None, id, &act("read")),
                     (&Method::POST, ["config", "appsettings", "list"]) => p(
                         "listAppSettings",
                         Kind::Site,
-                        site,
+                        &name,
                         None,
                         format!("{id}/config/appsettings"),
-                        "Microsoft.Web/sites/config/list/action",
+                        &act("config/list/action"),
                     ),
                     (&Method::PUT, ["config", "appsettings"]) => p(
                         "putAppSettings",
                         Kind::Site,
-                        site,
+                        &name,
                         None,
                         format!("{id}/config/appsettings"),
-                        "Microsoft.Web/sites/config/write",
+                        &act("config/write"),
                     ),
                     (&Method::GET, ["config", "configreferences", "appsettings"]) => p(
                         "getConfigReferences",
                         Kind::Site,
-                        site,
+                        &name,
                         None,
                         format!("{id}/config/configreferences"),
-                        "Microsoft.Web/sites/config/read",
+                        &act("config/read"),
                     ),
                     (&Method::POST, ["config", "configreferences", "appsettings", "refresh"]) => p(
                         "refreshConfigReferences",
                         Kind::Site,
-                        site,
+                        &name,
                         None,
                         format!("{id}/config/configreferences"),
-                        "Microsoft.Web/sites/config/write",
+                        &act("config/write"),
                     ),
                     (&Method::GET, ["config", "configreferences", "appsettings", _]) => p(
                         "getConfigReference",
                         Kind::Site,
-                        site,
+                        &name,
                         Some(more[3]),
                         format!("{id}/config/configreferences"),
-                        "Microsoft.Web/sites/config/read",
+                        &act("config/read"),
                     ),
                     (&Method::POST, ["restart"]) => p(
                         "restartSite",
                         Kind::Site,
-                        site,
+                        &name,
                         None,
                         id,
-                        "Microsoft.Web/sites/restart/action",
+                        &act("restart/action"),
                     ),
                     (_, [_, ..]) | (_, []) => Route::Err(
                         404,

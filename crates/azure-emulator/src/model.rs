@@ -414,29 +414,22 @@ impl Tenant {
             });
         }
         for site in &s.sites {
-            if let Some(idn) = &site.identity
-                && t.mi_by_name(idn).is_none()
-            {
-                return Err(bad(format!(
-                    "site '{}' names identity '{idn}', which is not a managed identity of the scenario",
-                    site.name
-                )));
+            t.add_site(
+                &site.resource_group,
+                &site.name,
+                &site.identity,
+                &site.app_settings,
+            )?;
+            for slot in &site.slots {
+                // A slot is a site of its own under `sites/{site}/slots/{slot}`.
+                let name = format!("{}/slots/{}", site.name, slot.name);
+                t.add_site(
+                    &site.resource_group,
+                    &name,
+                    &slot.identity,
+                    &slot.app_settings,
+                )?;
             }
-            let k = key(&site.resource_group, &site.name);
-            if t.sites.contains_key(&k) {
-                return Err(bad(format!("site '{}' is defined twice", site.name)));
-            }
-            t.sites.insert(
-                k,
-                Site {
-                    resource_group: site.resource_group.clone(),
-                    name: site.name.clone(),
-                    identity: site.identity.clone(),
-                    settings: site.app_settings.clone(),
-                    refs: BTreeMap::new(),
-                    restarts: 0,
-                },
-            );
         }
         for c in &s.connections {
             let k = key(&c.resource_group, &c.name);
@@ -533,6 +526,39 @@ impl Tenant {
     }
 
     /// Is `principal` allowed `action` (control-plane) or data action on `resource`?
+    /// Adds one site (or slot, named `{site}/slots/{slot}`) from the scenario.
+    fn add_site(
+        &mut self,
+        rg: &str,
+        name: &str,
+        identity: &Option<String>,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<(), EmulatorError> {
+        if let Some(idn) = identity
+            && self.mi_by_name(idn).is_none()
+        {
+            return Err(bad(format!(
+                "site '{name}' names identity '{idn}', which is not a managed identity of the scenario"
+            )));
+        }
+        let k = key(rg, name);
+        if self.sites.contains_key(&k) {
+            return Err(bad(format!("site '{name}' is defined twice")));
+        }
+        self.sites.insert(
+            k,
+            Site {
+                resource_group: rg.to_string(),
+                name: name.to_string(),
+                identity: identity.clone(),
+                settings: settings.clone(),
+                refs: BTreeMap::new(),
+                restarts: 0,
+            },
+        );
+        Ok(())
+    }
+
     pub fn authorized(&self, principal: Uuid, resource: &str, action: &str, data: bool) -> bool {
         let res = resource.to_ascii_lowercase();
         self.roles.iter().any(|r| {

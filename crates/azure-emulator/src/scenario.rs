@@ -176,6 +176,20 @@ pub struct SiteSpec {
     pub identity: Option<String>,
     #[serde(default)]
     pub app_settings: BTreeMap<String, String>,
+    /// Deployment slots (`sites/{site}/slots/{slot}`): each has its own settings and identity.
+    #[serde(default)]
+    pub slots: Vec<SlotSpec>,
+}
+
+/// A deployment slot of a site: a site of its own, addressed under its parent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlotSpec {
+    pub name: String,
+    /// Name of the slot's own system-assigned managed identity.
+    pub identity: Option<String>,
+    #[serde(default)]
+    pub app_settings: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
