@@ -13,7 +13,9 @@
 //!
 //! Guarantees: one rotation of a credential at a time across instances (the lease); a failed
 //! step leaves state that the next run resumes from; a pass never starts a credential after its
-//! budget is spent (it is reported as deferred).
+//! budget is spent (it is reported as deferred). A forced rotation happens at once (also inside
+//! a grace period) or the report says why not, as a failure. A lifetime the tenant refused is
+//! never asked again ([`lifetime`]): the rotation retries at once with a shorter one.
 //!
 //! Caveats: `now` advances with the wall clock from the host's `UtcNow`, so a pass that takes
 //! minutes sees the minutes pass.
