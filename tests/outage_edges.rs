@@ -135,29 +135,27 @@ fn rotator_sp(w: &World) -> String {
 async fn a_not_owned_application_names_the_owner_to_add_and_the_command() {
     let mut s = demo_scenario();
     app_mut(&mut s, EMPOWER_APP)["owners"] = json!([]);
-    let w = spawn_world(s.clone(), &demo_policy()).await;
-    let expected = format!(
-        "az ad app owner add --id {EMPOWER_APP} --owner-object-id {}",
-        rotator_sp(&w)
-    );
-    let r = w.run("empower").await;
-    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
-    assert!(r.error.as_deref().unwrap().contains(&expected), "{r:#?}");
+    expect_owner_command(s.clone(), EMPOWER_APP, CredentialOutcome::Blocked).await;
 
     // Visible through Application.Read.All, but addPassword is refused.
     s["managedIdentities"][0]["graphAppRoles"] =
         json!(["Application.ReadWrite.OwnedBy", "Application.Read.All"]);
-    let w = spawn_world(s, &demo_policy()).await;
-    let object_id = app_mut(&mut demo_scenario(), EMPOWER_APP)["objectId"]
+    let object_id = app_mut(&mut s, EMPOWER_APP)["objectId"]
         .as_str()
         .unwrap()
         .to_string();
+    expect_owner_command(s, &object_id, CredentialOutcome::Failed).await;
+}
+
+/// Runs empower once and expects `outcome` with the owner command for `app_ref` in its error.
+async fn expect_owner_command(scenario: Value, app_ref: &str, outcome: CredentialOutcome) {
+    let w = spawn_world(scenario, &demo_policy()).await;
     let expected = format!(
-        "az ad app owner add --id {object_id} --owner-object-id {}",
+        "az ad app owner add --id {app_ref} --owner-object-id {}",
         rotator_sp(&w)
     );
     let r = w.run("empower").await;
-    assert_eq!(r.outcome, CredentialOutcome::Failed, "{r:#?}");
+    assert_eq!(r.outcome, outcome, "{r:#?}");
     assert!(r.error.as_deref().unwrap().contains(&expected), "{r:#?}");
 }
 
