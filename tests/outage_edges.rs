@@ -7,6 +7,8 @@
 mod azurite;
 #[path = "support/emulator.rs"]
 mod emulator;
+#[path = "support/invariants.rs"]
+mod invariants;
 #[path = "support/world.rs"]
 mod world;
 
@@ -86,6 +88,9 @@ async fn a_soft_deleted_secret_is_named_with_the_recover_or_purge_choice() {
         assert!(why.contains(part), "{part:?} not in {why}");
     }
     assert!(!why.contains("consumers"), "{why}");
+    let (code, message) = self_test(&w, "empower").await;
+    assert_eq!(code, ResultCode::SecretMissing);
+    assert!(message.contains("soft-deleted"), "{message}");
     // Nothing was created that the blocked rotation would leave behind.
     assert_eq!(
         c.passwords(Uuid::parse_str(EMPOWER_APP).unwrap()).len(),
@@ -278,6 +283,14 @@ async fn the_rotators_state_fits_next_to_eight_owner_tags_and_sixty_consumers() 
         ),
         "{r:#?}"
     );
+    let cred = w
+        .engine
+        .policy
+        .credentials
+        .iter()
+        .find(|c| c.name == "empower")
+        .unwrap();
+    invariants::check(&w, cred, true).unwrap_or_else(|e| panic!("invariant broken: {e}"));
     let status = w.engine.status_report(w.now()).await;
     let st = status
         .credentials

@@ -669,12 +669,16 @@ impl Engine {
             return fail(ResultCode::GraphAccess, why.clone());
         }
         if observed.secret.is_none() {
+            let (v, s) = (&cred.key_vault.vault, &cred.key_vault.secret);
+            let why = match observed.observation.vault {
+                VaultState::SoftDeleted { .. } => format!(
+                    "is soft-deleted: recover it (az keyvault secret recover --vault-name {v} --name {s}) or purge it"
+                ),
+                _ => "does not exist".to_string(),
+            };
             return fail(
                 ResultCode::SecretMissing,
-                format!(
-                    "ClientSecret not found: Key Vault secret {}/{} does not exist",
-                    cred.key_vault.vault, cred.key_vault.secret
-                ),
+                format!("ClientSecret not found: Key Vault secret {v}/{s} {why}"),
             );
         }
         if observed.observation.current_value_accepted == Some(false) {
