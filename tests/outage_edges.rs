@@ -13,6 +13,7 @@ mod invariants;
 mod world;
 
 use secret_rotator::engine::report::{CredentialOutcome, ResultCode};
+use secret_rotator::handler::service::RotatorService;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use world::*;
@@ -91,6 +92,14 @@ async fn a_soft_deleted_secret_is_named_with_the_recover_or_purge_choice() {
     let (code, message) = self_test(&w, "empower").await;
     assert_eq!(code, ResultCode::SecretMissing);
     assert!(message.contains("soft-deleted"), "{message}");
+    // A forced rotation cannot happen either: it says so, as a failure with the reason.
+    let r = w.engine.rotate_one("empower", true, w.now()).await.unwrap();
+    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
+    let why = r.error.unwrap();
+    assert!(
+        why.starts_with("the forced rotation was not performed:") && why.contains("soft-deleted"),
+        "{why}"
+    );
     // Nothing was created that the blocked rotation would leave behind.
     assert_eq!(
         c.passwords(Uuid::parse_str(EMPOWER_APP).unwrap()).len(),
