@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use secret_rotator::policy::{AppRef, Consumer, CredentialPolicy};
-use uuid::Uuid;
 
 use crate::world::World;
 
