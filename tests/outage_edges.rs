@@ -20,13 +20,18 @@ use world::*;
 
 const EMPOWER_APP: &str = "5b7d9f1a-2c4e-4a6b-9d8f-0a2c4e6b8d30";
 
-fn vault_mut<'a>(scenario: &'a mut Value, name: &str) -> &'a mut Value {
-    scenario["vaults"]
+/// The entry of the scenario's `list` whose `field` is `value`.
+fn entry_mut<'a>(scenario: &'a mut Value, list: &str, field: &str, value: &str) -> &'a mut Value {
+    scenario[list]
         .as_array_mut()
         .unwrap()
         .iter_mut()
-        .find(|v| v["name"] == name)
+        .find(|v| v[field] == value)
         .unwrap()
+}
+
+fn vault_mut<'a>(scenario: &'a mut Value, name: &str) -> &'a mut Value {
+    entry_mut(scenario, "vaults", "name", name)
 }
 
 /// The demo tenant without the empower secret in Key Vault: the credential is being enrolled.
@@ -122,12 +127,7 @@ async fn a_disabled_latest_version_has_its_own_result_code() {
 }
 
 fn app_mut<'a>(scenario: &'a mut Value, app_id: &str) -> &'a mut Value {
-    scenario["applications"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|a| a["appId"] == app_id)
-        .unwrap()
+    entry_mut(scenario, "applications", "appId", app_id)
 }
 
 /// The rotator's own service principal object id, as the emulator knows it.
@@ -292,14 +292,8 @@ async fn the_rotators_state_fits_next_to_eight_owner_tags_and_sixty_consumers() 
         ),
         "{r:#?}"
     );
-    let cred = w
-        .engine
-        .policy
-        .credentials
-        .iter()
-        .find(|c| c.name == "empower")
-        .unwrap();
-    invariants::check(&w, cred, true).unwrap_or_else(|e| panic!("invariant broken: {e}"));
+    invariants::check(&w, w.credential("empower"), true)
+        .unwrap_or_else(|e| panic!("invariant broken: {e}"));
     let status = w.engine.status_report(w.now()).await;
     let st = status
         .credentials
