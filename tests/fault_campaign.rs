@@ -10,7 +10,8 @@
 //! runs credentials concurrently).
 //!
 //! A case: a tenant of N = 5..20 applications (secrets due, expired or not due; some with a
-//! password the rotator did not create), each with one consumer of every kind (Key Vault
+//! password the rotator did not create; some not in Key Vault yet, some whose Key Vault secret
+//! carries up to 14 of its owner's tags), each with one consumer of every kind (Key Vault
 //! reference, plain app setting, API connection, Automation variable), and about half of them
 //! also a plain setting on one site they all share (next to a setting nobody owns: writers of
 //! one site must never undo each other nor touch what is not theirs); then 3..6 rounds, each
@@ -157,8 +158,25 @@ fn generate(rng: &mut Rng, n: usize) -> (Value, String) {
         let site = format!("camp-site-{i}");
         let conn = format!("camp-conn-{i}");
         let account = format!("camp-auto-{i}");
-        vaults.push(json!({"name": vault, "resourceGroup": rg,
-            "secrets": [{"name": "appSecret", "versions": [{"value": current}]}]}));
+        // Some secrets are not in Key Vault yet (first enrolment); some carry 8..14 tags of
+        // their owner's, leaving the rotator's state little room (issue 18).
+        let secrets = if rng.chance(0.15) {
+            json!([])
+        } else {
+            let owner: serde_json::Map<String, Value> = (0..rng.range(0, 14))
+                .filter(|_| rng.chance(0.3))
+                .map(|t| (format!("owner-{t}"), json!("o".repeat(100))))
+                .collect();
+            let owner: serde_json::Map<String, Value> = if owner.is_empty() || rng.chance(0.5) {
+                owner
+            } else {
+                (0..rng.range(8, 14))
+                    .map(|t| (format!("owner-{t}"), json!("o".repeat(200))))
+                    .collect()
+            };
+            json!([{"name": "appSecret", "versions": [{"value": current, "tags": owner}]}])
+        };
+        vaults.push(json!({"name": vault, "resourceGroup": rg, "secrets": secrets}));
         mis.push(json!({"name": site}));
         sites.push(
             json!({"resourceGroup": rg, "name": site, "identity": site, "appSettings": {

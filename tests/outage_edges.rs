@@ -7,23 +7,31 @@
 mod azurite;
 #[path = "support/emulator.rs"]
 mod emulator;
+#[path = "support/invariants.rs"]
+mod invariants;
 #[path = "support/world.rs"]
 mod world;
 
 use secret_rotator::engine::report::{CredentialOutcome, ResultCode};
+use secret_rotator::handler::service::RotatorService;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use world::*;
 
 const EMPOWER_APP: &str = "5b7d9f1a-2c4e-4a6b-9d8f-0a2c4e6b8d30";
 
-fn vault_mut<'a>(scenario: &'a mut Value, name: &str) -> &'a mut Value {
-    scenario["vaults"]
+/// The entry of the scenario's `list` whose `field` is `value`.
+fn entry_mut<'a>(scenario: &'a mut Value, list: &str, field: &str, value: &str) -> &'a mut Value {
+    scenario[list]
         .as_array_mut()
         .unwrap()
         .iter_mut()
-        .find(|v| v["name"] == name)
+        .find(|v| v[field] == value)
         .unwrap()
+}
+
+fn vault_mut<'a>(scenario: &'a mut Value, name: &str) -> &'a mut Value {
+    entry_mut(scenario, "vaults", "name", name)
 }
 
 /// The demo tenant without the empower secret in Key Vault: the credential is being enrolled.
@@ -86,6 +94,17 @@ async fn a_soft_deleted_secret_is_named_with_the_recover_or_purge_choice() {
         assert!(why.contains(part), "{part:?} not in {why}");
     }
     assert!(!why.contains("consumers"), "{why}");
+    let (code, message) = self_test(&w, "empower").await;
+    assert_eq!(code, ResultCode::SecretMissing);
+    assert!(message.contains("soft-deleted"), "{message}");
+    // A forced rotation cannot happen either: it says so, as a failure with the reason.
+    let r = w.engine.rotate_one("empower", true, w.now()).await.unwrap();
+    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
+    let why = r.error.unwrap();
+    assert!(
+        why.starts_with("the forced rotation was not performed:") && why.contains("soft-deleted"),
+        "{why}"
+    );
     // Nothing was created that the blocked rotation would leave behind.
     assert_eq!(
         c.passwords(Uuid::parse_str(EMPOWER_APP).unwrap()).len(),
@@ -108,12 +127,7 @@ async fn a_disabled_latest_version_has_its_own_result_code() {
 }
 
 fn app_mut<'a>(scenario: &'a mut Value, app_id: &str) -> &'a mut Value {
-    scenario["applications"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|a| a["appId"] == app_id)
-        .unwrap()
+    entry_mut(scenario, "applications", "appId", app_id)
 }
 
 /// The rotator's own service principal object id, as the emulator knows it.
@@ -135,29 +149,27 @@ fn rotator_sp(w: &World) -> String {
 async fn a_not_owned_application_names_the_owner_to_add_and_the_command() {
     let mut s = demo_scenario();
     app_mut(&mut s, EMPOWER_APP)["owners"] = json!([]);
-    let w = spawn_world(s.clone(), &demo_policy()).await;
-    let expected = format!(
-        "az ad app owner add --id {EMPOWER_APP} --owner-object-id {}",
-        rotator_sp(&w)
-    );
-    let r = w.run("empower").await;
-    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
-    assert!(r.error.as_deref().unwrap().contains(&expected), "{r:#?}");
+    expect_owner_command(s.clone(), EMPOWER_APP, CredentialOutcome::Blocked).await;
 
     // Visible through Application.Read.All, but addPassword is refused.
     s["managedIdentities"][0]["graphAppRoles"] =
         json!(["Application.ReadWrite.OwnedBy", "Application.Read.All"]);
-    let w = spawn_world(s, &demo_policy()).await;
-    let object_id = app_mut(&mut demo_scenario(), EMPOWER_APP)["objectId"]
+    let object_id = app_mut(&mut s, EMPOWER_APP)["objectId"]
         .as_str()
         .unwrap()
         .to_string();
+    expect_owner_command(s, &object_id, CredentialOutcome::Failed).await;
+}
+
+/// Runs empower once and expects `outcome` with the owner command for `app_ref` in its error.
+async fn expect_owner_command(scenario: Value, app_ref: &str, outcome: CredentialOutcome) {
+    let w = spawn_world(scenario, &demo_policy()).await;
     let expected = format!(
-        "az ad app owner add --id {object_id} --owner-object-id {}",
+        "az ad app owner add --id {app_ref} --owner-object-id {}",
         rotator_sp(&w)
     );
     let r = w.run("empower").await;
-    assert_eq!(r.outcome, CredentialOutcome::Failed, "{r:#?}");
+    assert_eq!(r.outcome, outcome, "{r:#?}");
     assert!(r.error.as_deref().unwrap().contains(&expected), "{r:#?}");
 }
 
@@ -280,6 +292,8 @@ async fn the_rotators_state_fits_next_to_eight_owner_tags_and_sixty_consumers() 
         ),
         "{r:#?}"
     );
+    invariants::check(&w, w.credential("empower"), true)
+        .unwrap_or_else(|e| panic!("invariant broken: {e}"));
     let status = w.engine.status_report(w.now()).await;
     let st = status
         .credentials

@@ -173,14 +173,11 @@ impl KeyVaultClient {
             client.get_secret(&s.secret, None).await?.into_model()
         })
         .await;
-        match result {
-            Ok(secret) => secret_version(secret)
+        match found(result, s)? {
+            Some(secret) => secret_version(secret)
                 .map(Some)
                 .map_err(KeyVaultError::BadAnswer),
-            Err(f) => match KeyVaultError::from_failure(&f, || Self::describe(s)) {
-                KeyVaultError::NotFound { .. } => Ok(None),
-                e => Err(e),
-            },
+            None => Ok(None),
         }
     }
 
@@ -198,16 +195,10 @@ impl KeyVaultClient {
                 .into_model()
         })
         .await;
-        match result {
-            Ok(d) => Ok(Some(DeletedInfo {
-                deleted: to_chrono(d.deleted_date),
-                scheduled_purge: to_chrono(d.scheduled_purge_date),
-            })),
-            Err(f) => match KeyVaultError::from_failure(&f, || Self::describe(s)) {
-                KeyVaultError::NotFound { .. } => Ok(None),
-                e => Err(e),
-            },
-        }
+        Ok(found(result, s)?.map(|d| DeletedInfo {
+            deleted: to_chrono(d.deleted_date),
+            scheduled_purge: to_chrono(d.scheduled_purge_date),
+        }))
     }
 
     /// One version, by its id.
@@ -449,6 +440,17 @@ fn sdk_failure(e: &azure_core::Error, attempts: u32) -> (Failure, bool) {
             },
             false,
         ),
+    }
+}
+
+/// A read's answer with "not found" as `None` (a missing secret is a state, not an error).
+fn found<T>(result: Result<T, Failure>, s: &VaultSecretRef) -> Result<Option<T>, KeyVaultError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(f) => match KeyVaultError::from_failure(&f, || KeyVaultClient::describe(s)) {
+            KeyVaultError::NotFound { .. } => Ok(None),
+            e => Err(e),
+        },
     }
 }
 

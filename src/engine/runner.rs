@@ -19,7 +19,10 @@
 //! Guarantees: one rotation of a credential at a time across instances (the lease); one writer
 //! of a site's app settings at a time across credentials and instances (the executor's
 //! per-resource lease); a failed step leaves state that the next run resumes from; a pass
-//! never starts a credential after its budget is spent (it is reported as deferred).
+//! never starts a credential after its budget is spent (it is reported as deferred). A forced
+//! rotation happens at once (also inside a grace period) or the report says why not, as a
+//! failure. A lifetime the tenant refused is never asked again ([`lifetime`]): the rotation
+//! retries at once with a shorter one.
 //!
 //! Caveats: `now` advances with the wall clock from the host's `UtcNow`, so a pass that takes
 //! minutes sees the minutes pass.
@@ -685,12 +688,16 @@ impl Engine {
             return fail(ResultCode::GraphAccess, why.clone());
         }
         if observed.secret.is_none() {
+            let (v, s) = (&cred.key_vault.vault, &cred.key_vault.secret);
+            let why = match observed.observation.vault {
+                VaultState::SoftDeleted { .. } => format!(
+                    "is soft-deleted: recover it (az keyvault secret recover --vault-name {v} --name {s}) or purge it"
+                ),
+                _ => "does not exist".to_string(),
+            };
             return fail(
                 ResultCode::SecretMissing,
-                format!(
-                    "ClientSecret not found: Key Vault secret {}/{} does not exist",
-                    cred.key_vault.vault, cred.key_vault.secret
-                ),
+                format!("ClientSecret not found: Key Vault secret {v}/{s} {why}"),
             );
         }
         if observed.observation.current_value_accepted == Some(false) {

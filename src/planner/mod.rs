@@ -26,7 +26,9 @@
 //! 2. Orphans: passwords marked `secret-rotator:{name}:` that are neither the current nor the
 //!    previous password → `RemovePassword{Orphan}`, first. They come from a run that crashed
 //!    between addPassword and storing the value, so nobody can hold them.
-//! 3. Key Vault secret missing → `Rotate{NotStored, previous: None}`.
+//! 3. Key Vault secret missing → `Rotate{NotStored, previous: None}` (the observation then
+//!    lists every consumer as out of sync, unread: they are read once the secret exists).
+//!    Soft-deleted → blocked, naming the recover/purge choice (Key Vault refuses the name).
 //! 4. A current version without tags whose value matches one password by hint → `Adopt`, then
 //!    the remaining rules as if tagged `Retired` with no previous password.
 //! 5. Phase `Stored`: each consumer not in sync (observed `OutOfSync`, or not observable and not

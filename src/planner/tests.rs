@@ -1064,3 +1064,64 @@ fn stored_keeps_older_passwords_only_until_they_expire() {
             .any(|s| matches!(s, Step::RemovePassword { key_id, .. } if *key_id == old))
     );
 }
+
+/// A forced rotation inside a grace period (a leaked current password): it rotates at once with
+/// the current password as previous; the one before it goes once the new value has propagated,
+/// said as what it is (not a crashed run's orphan), and the leaked one keeps the policy's grace.
+#[test]
+fn forced_rotation_inside_grace_replaces_the_current_password() {
+    let p = policy(consumers());
+    let (old, leaked, new) = (key(1), key(2), key(3));
+    let rotated = now() - days(2);
+    let mut t = tags(leaked, Some(old), Phase::Propagated, vec![]);
+    t.remove_after = Some(now() + days(5));
+    let passwords = vec![
+        ours(old, now() - days(100), now() + days(80)),
+        ours(leaked, rotated, now() + days(178)),
+    ];
+    let o = obs(
+        &p,
+        passwords.clone(),
+        version(KeyIdentity::Tagged(leaked), Some(t), rotated),
+    );
+    assert!(
+        decide(&p, &o, now()).steps.is_empty(),
+        "nothing due in grace"
+    );
+    let d = decide_forced(&p, &o, now());
+    assert!(
+        matches!(
+            d.steps.as_slice(),
+            [Step::Rotate { reason: RotateReason::Forced, previous_key_id: Some(k), .. }] if *k == leaked
+        ),
+        "{d:?}"
+    );
+
+    // The new value has propagated: the password before the leaked one goes now, the leaked
+    // one after the grace period.
+    let later = now() + Duration::hours(1);
+    let mut t = tags(new, Some(leaked), Phase::Propagated, vec![]);
+    t.remove_after = Some(later + p.grace);
+    let mut passwords = passwords;
+    passwords.push(ours(new, now(), now() + days(180)));
+    let o = obs(
+        &p,
+        passwords,
+        version(KeyIdentity::Tagged(new), Some(t), now()),
+    );
+    let d = decide(&p, &o, later);
+    assert_eq!(
+        d.steps,
+        vec![Step::RemovePassword {
+            key_id: old,
+            reason: RemoveReason::Orphan
+        }],
+        "{}",
+        explanation(&d)
+    );
+    assert!(
+        explanation(&d).contains("replaced early"),
+        "{}",
+        explanation(&d)
+    );
+}

@@ -274,12 +274,16 @@ fn check_unsettled(w: &World, b: &Baseline, cred: &CredentialPolicy) -> Result<(
         .get(name)
         .ok_or_else(|| format!("{name}: no baseline"))?;
     let kv = &cred.key_vault;
-    let (version, value, tags) = c.secret_latest(&kv.vault, &kv.secret).ok_or_else(|| {
-        format!(
+    let Some((version, value, tags)) = c.secret_latest(&kv.vault, &kv.secret) else {
+        // Not stored yet (first enrolment): the rotator writes no consumer before it is.
+        if v0.is_empty() {
+            return Ok(());
+        }
+        return Err(format!(
             "{name}: Key Vault secret {}/{} missing",
             kv.vault, kv.secret
-        )
-    })?;
+        ));
+    };
     let accepted = c.check_client_secret(app, &value).is_ok();
     if !accepted && version != *v0 {
         return Err(format!(
@@ -292,11 +296,12 @@ fn check_unsettled(w: &World, b: &Baseline, cred: &CredentialPolicy) -> Result<(
             .iter()
             .find(|p| p.secret_text == value)
             .ok_or_else(|| format!("{name}: no password has the Key Vault value"))?;
-        if let Some(k) = tags.get("rotator-key-id")
-            && Uuid::parse_str(k).ok() != Some(current.key_id)
+        // Either tag form (readable or compact).
+        if let Some(k) = secret_rotator::engine::tags::key_id(&tags)
+            && k != current.key_id
         {
             return Err(format!(
-                "{name}: tag rotator-key-id {k} is not the password {} whose value is stored",
+                "{name}: the tags name password {k}, not the password {} whose value is stored",
                 current.key_id
             ));
         }

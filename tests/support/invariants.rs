@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use secret_rotator::policy::{AppRef, Consumer, CredentialPolicy};
-use uuid::Uuid;
 
 use crate::world::World;
 
@@ -33,12 +32,15 @@ pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<()
         .iter()
         .find(|p| p.secret_text == value)
         .ok_or_else(|| format!("{}: no password has the Key Vault value", cred.name))?;
-    if let Some(k) = tags.get("rotator-key-id")
-        && Uuid::parse_str(k).ok() != Some(current.key_id)
+    // The rotator's state, in either of its tag forms (readable or compact).
+    let state = secret_rotator::engine::tags::parse(&tags, cred)
+        .map_err(|e| format!("{}: {e}", cred.name))?;
+    if let Some(t) = &state
+        && t.key_id != current.key_id
     {
         return Err(format!(
-            "{}: tag rotator-key-id {k} is not the password {} whose value is stored",
-            cred.name, current.key_id
+            "{}: the tags name password {} but the value stored is password {}",
+            cred.name, t.key_id, current.key_id
         ));
     }
     for consumer in &cred.consumers {
@@ -94,9 +96,7 @@ pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<()
         }
     }
     let marker = format!("secret-rotator:{}:", cred.name);
-    let previous = tags
-        .get("rotator-previous-key-id")
-        .and_then(|k| Uuid::parse_str(k).ok());
+    let previous = state.as_ref().and_then(|t| t.previous_key_id);
     for p in &passwords {
         let ours = p
             .display_name

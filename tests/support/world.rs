@@ -207,15 +207,18 @@ impl World {
             .advance(chrono::Duration::days(days));
     }
 
-    pub async fn run(&self, credential: &str) -> CredentialReport {
-        let cred = self
-            .engine
+    /// The policy's credential of that name (panics when there is none).
+    pub fn credential(&self, name: &str) -> &secret_rotator::policy::CredentialPolicy {
+        self.engine
             .policy
             .credentials
             .iter()
-            .find(|c| c.name == credential)
-            .unwrap_or_else(|| panic!("policy has {credential}"))
-            .clone();
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("policy has {name}"))
+    }
+
+    pub async fn run(&self, credential: &str) -> CredentialReport {
+        let cred = self.credential(credential).clone();
         self.engine
             .run_credential(&cred, self.now(), false, None, "test")
             .await

@@ -177,3 +177,17 @@ def test_purge_frees_the_name(emulator):
         kv.get_deleted_secret(SECRET)
     again = kv.set_secret(SECRET, "Pur8Q~value-after-purge-00000000000")
     assert [p.version for p in kv.list_properties_of_secret_versions(SECRET)] == [again.properties.version]
+
+
+def test_a_sixteenth_tag_is_bad_parameter(emulator):
+    # Key Vault allows 15 tags per secret (about-secrets#secret-tags); the 16th is answered
+    # 400 BadParameter "Property has invalid value" (terraform-provider-azurerm#16780).
+    kv = client(emulator)
+    fifteen = {f"t{i}": "v" for i in range(15)}
+    kv.set_secret(SECRET, "Tag8Q~fifteen-tags-are-fine-000000000", tags=fifteen)
+    with pytest.raises(HttpResponseError) as err:
+        kv.set_secret(SECRET, "Tag8Q~sixteen-tags-are-not-0000000000", tags={**fifteen, "t15": "v"})
+    assert err.value.status_code == 400
+    assert err.value.error.code == "BadParameter"
+    assert "Property has invalid value" in err.value.error.message
+    assert "Tag8Q~" not in str(err.value)

@@ -583,6 +583,9 @@ fn handle_route(
                 validate_name(&n)?;
                 check(st, v, c, &format!("{ACTION}/setSecret/action"), Some(&n))?;
                 let key = n.to_ascii_lowercase();
+                // A soft-deleted name cannot be reused: 409 Conflict, inner code
+                // ObjectIsDeletedButRecoverable (external-secrets/external-secrets#3519; the
+                // message as in microsoft/AzureKeyVaultExplorer#42 and Azure/sap-hana#938).
                 if stored(st, vname)?.deleted.contains_key(&key) {
                     return Err(error_inner(
                         409,
