@@ -27,8 +27,8 @@ use uuid::Uuid;
 
 use crate::cloud::Cloud;
 use crate::engine::kvref::KeyVaultReference;
-use crate::engine::observe::Observed;
-use crate::engine::ports::{AzurePorts, ManualStep, Notifier, PortError};
+use crate::engine::observe::{Observed, unencrypted_variable};
+use crate::engine::ports::{AzurePorts, ManualStep, Notifier, PortError, SetVariableOutcome};
 use crate::engine::tags;
 use crate::planner::{
     KeyIdentity, MARKER_PREFIX, Phase, RemoveReason, RotateReason, RotationTags, Step, VaultState,
@@ -74,6 +74,9 @@ pub enum StepError {
     NotConfirmed(String),
     #[error("refusing to act: {0}")]
     Invariant(String),
+    /// Needs a person before it can be done (the credential's outcome is `blocked`).
+    #[error("{0}")]
+    Blocked(String),
 }
 
 fn az(action: &'static str) -> impl FnOnce(PortError) -> StepError {
@@ -485,11 +488,23 @@ async fn update_consumer(
             ))
         }
         Consumer::AutomationVariable { account, variable } => {
-            ctx.azure
+            let done = ctx
+                .azure
                 .set_automation_variable(account, variable, &current.value)
                 .await
                 .map_err(az("update the Automation variable"))?;
-            Ok(format!("{}: updated (encrypted)", consumer.describe()))
+            let what = match done {
+                SetVariableOutcome::Updated => "wrote the new value into the encrypted variable",
+                SetVariableOutcome::Created => "created the variable encrypted with the new value",
+                SetVariableOutcome::RefusedUnencrypted => {
+                    return Err(StepError::Blocked(format!(
+                        "{}: nothing written: {}",
+                        consumer.describe(),
+                        unencrypted_variable(variable)
+                    )));
+                }
+            };
+            Ok(format!("{}: {what}", consumer.describe()))
         }
         Consumer::NotifyOnly { .. } => Err(StepError::Invariant(
             "a notify-only consumer is told, not written".into(),

@@ -79,8 +79,9 @@ enum ConsumerRead {
         reference: Option<Option<ReferenceStatus>>,
     },
     Connection(ConnectionStatus),
+    /// `None`: the variable does not exist; else whether it is encrypted.
     Variable {
-        exists: bool,
+        encrypted: Option<bool>,
     },
     /// Nothing can be read (a person).
     Person,
@@ -295,13 +296,19 @@ async fn read_consumer(
             ConsumerRead::Connection(azure.connection_status(connection).await?)
         }
         Consumer::AutomationVariable { account, variable } => ConsumerRead::Variable {
-            exists: azure
-                .automation_variable(account, variable)
-                .await?
-                .is_some(),
+            encrypted: azure.automation_variable(account, variable).await?,
         },
         Consumer::NotifyOnly { .. } => ConsumerRead::Person,
     })
+}
+
+/// Why a secret is never written into a plain-text variable, and how to fix it.
+pub fn unencrypted_variable(variable: &str) -> String {
+    format!(
+        "variable {variable} is not encrypted (isEncrypted: false), so anyone with Reader on the \
+         account could read a secret written there; delete it and create it again encrypted \
+         (or delete it and let the rotator create it encrypted)"
+    )
 }
 
 /// Whether a consumer holds the current Key Vault version, judged from what was read of it.
@@ -358,11 +365,13 @@ fn consumer_sync(
                 healthy: Some(st.connected),
             }
         }
-        (Consumer::AutomationVariable { variable, .. }, ConsumerRead::Variable { exists }) => {
-            if *exists {
-                ConsumerSync::NotObservable { healthy: None }
-            } else {
-                out(format!("variable {variable} does not exist"))
+        (Consumer::AutomationVariable { variable, .. }, ConsumerRead::Variable { encrypted }) => {
+            match encrypted {
+                Some(true) => ConsumerSync::NotObservable { healthy: None },
+                Some(false) => ConsumerSync::Unsafe {
+                    detail: unencrypted_variable(variable),
+                },
+                None => out(format!("variable {variable} does not exist")),
             }
         }
         (Consumer::NotifyOnly { .. }, _) => ConsumerSync::NotObservable { healthy: None },

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use crate::azure::automation::SetVariableOutcome;
 use crate::azure::credential::TokenIdentity;
 use crate::azure::graph::ListedApp;
 use crate::inventory::InventoryRow;
@@ -175,7 +176,7 @@ pub trait AzurePorts: Send + Sync {
         account: &ArmResource,
         name: &str,
         value: &SecretValue,
-    ) -> Result<(), PortError>;
+    ) -> Result<SetVariableOutcome, PortError>;
 }
 
 /// A held lease; dropping or releasing it frees the credential for another instance.

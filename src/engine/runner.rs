@@ -233,6 +233,7 @@ impl Engine {
             let result = executor::perform(&ctx, cred, &observed, &step, t).await;
             observer.performed(&step);
             let ok = result.is_ok();
+            let blocked = matches!(result, Err(executor::StepError::Blocked(_)));
             let detail = match result {
                 Ok(d) => d,
                 Err(e) => e.to_string(),
@@ -249,7 +250,11 @@ impl Engine {
                 ok,
             });
             if !ok {
-                report.outcome = CredentialOutcome::Failed;
+                report.outcome = if blocked {
+                    CredentialOutcome::Blocked
+                } else {
+                    CredentialOutcome::Failed
+                };
                 report.error = Some(detail);
                 break;
             }
@@ -668,7 +673,9 @@ impl Engine {
             .iter()
             .zip(&observed.observation.consumers)
             .filter_map(|(c, o)| match &o.sync {
-                ConsumerSync::OutOfSync { detail } => Some(format!("{}: {detail}", c.describe())),
+                ConsumerSync::OutOfSync { detail } | ConsumerSync::Unsafe { detail } => {
+                    Some(format!("{}: {detail}", c.describe()))
+                }
                 ConsumerSync::NotObservable {
                     healthy: Some(false),
                 } => Some(format!("{}: unhealthy", c.describe())),
@@ -816,7 +823,9 @@ fn fill_status(
             };
             let (in_sync, detail) = match &o.sync {
                 ConsumerSync::InSync => (Some(true), None),
-                ConsumerSync::OutOfSync { detail } => (Some(false), Some(detail.clone())),
+                ConsumerSync::OutOfSync { detail } | ConsumerSync::Unsafe { detail } => {
+                    (Some(false), Some(detail.clone()))
+                }
                 ConsumerSync::NotObservable {
                     healthy: Some(false),
                 } => (Some(false), Some("reports an error".to_string())),

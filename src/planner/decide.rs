@@ -292,6 +292,10 @@ impl<'a> Builder<'a> {
                 ));
                 return false;
             }
+            if let ConsumerSync::Unsafe { detail } = &o.sync {
+                self.block(format!("{}: {detail}", c.describe()));
+                return false;
+            }
         }
         true
     }
@@ -627,7 +631,7 @@ impl<'a> Builder<'a> {
             let synced = cur.synced.contains(&o.id);
             let why = match &o.sync {
                 ConsumerSync::InSync => None,
-                ConsumerSync::OutOfSync { detail } => {
+                ConsumerSync::OutOfSync { detail } | ConsumerSync::Unsafe { detail } => {
                     Some(format!("it holds something else: {detail}"))
                 }
                 ConsumerSync::NotObservable { .. } if stored && !synced => {

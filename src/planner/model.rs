@@ -100,6 +100,9 @@ pub enum ConsumerSync {
     /// Cannot be read back (write-only connection parameters, encrypted variables, notify-only):
     /// the planner trusts `RotationTags::synced`, plus whatever health signal there is.
     NotObservable { healthy: Option<bool> },
+    /// Writing the secret there would expose it (an Automation variable with
+    /// `isEncrypted: false`): the planner blocks until a person fixes the consumer.
+    Unsafe { detail: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
