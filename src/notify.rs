@@ -464,7 +464,10 @@ mod tests {
             assert!(!text.contains(raw), "{raw} went out raw: {text}");
         }
         assert!(text.contains("&lt;!channel&gt;") && text.contains("&amp; **x**"));
-        assert!(text.contains("**x** Action: click"), "newline made a space: {text}");
+        assert!(
+            text.contains("**x** Action: click"),
+            "newline made a space: {text}"
+        );
     }
 
     fn collect_types(v: &serde_json::Value, out: &mut Vec<String>) {

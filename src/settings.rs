@@ -177,6 +177,13 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         meaning: "Notify about credentials nobody rotates that expire within this many days (0-365; 0 turns the scan off).",
     },
     SettingSpec {
+        name: "ROTATOR_REQUIRE_APP_ROLES",
+        required: false,
+        source: Source::AppSetting,
+        example: "false",
+        meaning: "true: App Service authentication is on, and SelfTest needs the app role Rotator.Probe or Rotator.Operator, every other HTTP function Rotator.Operator.",
+    },
+    SettingSpec {
         name: "ROTATOR_LOG",
         required: false,
         source: Source::AppSetting,
@@ -239,6 +246,8 @@ pub struct Settings {
     pub webhooks: Vec<crate::notify::Webhook>,
     /// Days before expiry an unenrolled credential is notified about; 0: never.
     pub warn_unenrolled_days: u32,
+    /// Whether HTTP functions check the caller's app role (App Service authentication is on).
+    pub require_app_roles: bool,
 }
 
 impl Settings {
@@ -364,6 +373,17 @@ impl Settings {
         )?);
 
         let warn_unenrolled_days = number(&get, "ROTATOR_WARN_UNENROLLED_DAYS", 30, 0, 365)? as u32;
+        let require_app_roles = match get("ROTATOR_REQUIRE_APP_ROLES") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => {
+                return Err(invalid(
+                    "ROTATOR_REQUIRE_APP_ROLES",
+                    format!("'{v}' is neither true nor false"),
+                ));
+            }
+        };
 
         let mut transport = TransportConfig::default();
         if let Some(list) = get("ROTATOR_RESOLVE") {
@@ -444,6 +464,7 @@ impl Settings {
             log_filter,
             webhooks,
             warn_unenrolled_days,
+            require_app_roles,
         })
     }
 

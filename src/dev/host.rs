@@ -281,6 +281,7 @@ pub async fn front(
                 json!({ "credential": segs.next().unwrap_or_default() }),
             ),
             "selftest" => ("SelfTest", json!({})),
+            "operate" => ("Operate", json!({})),
             "statuspage" => ("StatusPage", json!({})),
             _ => {
                 return (

@@ -262,8 +262,8 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         println!("\nServing until Ctrl-C. Try:");
         let base = format!("http://{addr}/api");
         println!("   curl -s {base}/SelfTest -d '{{\"function\":\"Test\"}}'");
-        println!("   curl -s {base}/SelfTest -d '{{\"function\":\"Status\"}}'");
-        println!("   curl -s {base}/SelfTest -d '{{\"function\":\"Plan\"}}'");
+        println!("   curl -s {base}/Operate -d '{{\"function\":\"Status\"}}'");
+        println!("   curl -s {base}/Operate -d '{{\"function\":\"Plan\"}}'");
         println!("   curl -s -X POST {base}/rotate/provision-assist -d '{{\"force\":true}}'");
         println!("   curl -s {base}/StatusPage > status.html   # then open it in a browser");
         println!(
@@ -292,11 +292,12 @@ async fn command(
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Value> {
     let body = json!({ "function": cmd }).to_string();
+    let function = if cmd == "Test" { "SelfTest" } else { "Operate" };
     let a = h
         .http(
-            "SelfTest",
+            function,
             "POST",
-            "/api/SelfTest",
+            &format!("/api/{function}"),
             Some(&body),
             json!({}),
             now,
@@ -323,9 +324,9 @@ async fn timer_pass(
     let body = json!({ "function": "Run", "runId": id, "waitSeconds": 120 }).to_string();
     let a = h
         .http(
-            "SelfTest",
+            "Operate",
             "POST",
-            "/api/SelfTest",
+            "/api/Operate",
             Some(&body),
             json!({}),
             now,
