@@ -54,3 +54,80 @@ async fn an_encrypted_variable_step_says_what_was_written() {
         r.steps
     );
 }
+
+/// Was: `graceDays: 0` was accepted for a notify-only consumer, so a person following the
+/// instruction had no time at all. Now the policy names the floor for each kind of consumer.
+#[test]
+fn zero_grace_is_refused_where_a_consumer_cannot_be_read_back() {
+    let mut policy: serde_json::Value = serde_json::from_str(&demo_policy()).unwrap();
+    for c in policy["credentials"].as_array_mut().unwrap() {
+        c["graceDays"] = 0.into();
+    }
+    let e = secret_rotator::policy::parse("policy.json", &policy.to_string()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("(ezsign): graceDays: must be at least 3 day(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(provision-assist): graceDays: must be at least 1 day(s)"),
+        "{text}"
+    );
+    // Consumers that are read back (a Key Vault reference, a plain setting) may use 0.
+    assert!(
+        !text.contains("(integration-app)") && !text.contains("(empower)"),
+        "{text}"
+    );
+}
+
+fn force_policy() -> String {
+    let mut policy: serde_json::Value = serde_json::from_str(&demo_policy()).unwrap();
+    policy["credentials"][0]["graceDays"] = 0.into();
+    policy.to_string()
+}
+
+async fn force(w: &World, name: &str) -> secret_rotator::engine::report::CredentialReport {
+    let cred = w
+        .engine
+        .policy
+        .credentials
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap()
+        .clone();
+    w.engine
+        .run_credential(&cred, w.now(), true, None, "force")
+        .await
+}
+
+/// Was: with `graceDays: 0`, five forced calls made five new secrets. Now the second and later
+/// ones within the minimum interval are refused, saying why and from when it would be accepted.
+#[tokio::test]
+async fn forced_rotations_cannot_churn() {
+    let w = spawn_world(demo_scenario(), &force_policy()).await;
+    let c = w.emu.emulator.control();
+    let app = c.app_id_by_name("TDC Erhverv Integration App").unwrap();
+    let first = force(&w, "integration-app").await;
+    assert_eq!(first.outcome, CredentialOutcome::Progressed, "{first:#?}");
+    let (version, _, _) = c
+        .secret_latest("kv5sutozr67fiik", "TeamsClientSecret")
+        .unwrap();
+    let passwords = c.passwords(app).len();
+    for _ in 0..4 {
+        let r = force(&w, "integration-app").await;
+        assert_eq!(r.outcome, CredentialOutcome::Refused, "{r:#?}");
+        let why = r.error.as_deref().unwrap();
+        assert!(why.contains("a forced rotation is accepted from"), "{why}");
+        let earliest = r.next_due.expect("the earliest accepted time");
+        assert!(earliest > w.now() && earliest <= w.now() + chrono::Duration::hours(1));
+    }
+    let (after, _, _) = c
+        .secret_latest("kv5sutozr67fiik", "TeamsClientSecret")
+        .unwrap();
+    assert_eq!(after, version, "no new Key Vault version");
+    assert_eq!(c.passwords(app).len(), passwords, "no new password");
+    // After the interval, a force is accepted again.
+    c.advance(chrono::Duration::minutes(61));
+    let later = force(&w, "integration-app").await;
+    assert_eq!(later.outcome, CredentialOutcome::Progressed, "{later:#?}");
+}

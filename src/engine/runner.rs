@@ -36,6 +36,7 @@ use crate::inventory::{
     warns,
 };
 use crate::planner::{self, ConsumerSync, KeyIdentity, Phase, Step, VaultState};
+use crate::policy::minimums::MIN_FORCED_INTERVAL;
 use crate::policy::{CredentialPolicy, Policy};
 
 #[derive(Debug, Clone)]
@@ -177,6 +178,7 @@ impl Engine {
             }
         };
         let mut forced = !force;
+        let mut refused: Option<Refusal> = None;
         let ctx = self.exec_ctx();
         let started = Instant::now();
         let mut last_seen: Option<Observed> = None;
@@ -203,11 +205,19 @@ impl Engine {
             // On demand: the planner says what a forced rotation is (its cleanup first, then
             // Rotate{Forced}); the runner only refuses one that would cut a grace period short.
             if !forced && decision.blocked.is_none() {
-                match grace_allows_forcing(&observed) {
-                    Ok(()) => decision = planner::decide_forced(cred, &observed.observation, t),
-                    Err(why) => {
-                        forced = true;
-                        report.error = Some(why);
+                if let Err(r) = forced_interval_allows(&observed, t) {
+                    forced = true;
+                    refused = Some(r);
+                } else {
+                    match grace_allows_forcing(&observed) {
+                        Ok(()) => decision = planner::decide_forced(cred, &observed.observation, t),
+                        Err(why) => {
+                            forced = true;
+                            refused = Some(Refusal {
+                                reason: why,
+                                earliest: None,
+                            });
+                        }
                     }
                 }
             }
@@ -261,6 +271,9 @@ impl Engine {
             report.outcome = CredentialOutcome::InProgress;
         }
         lease.release().await;
+        if let Some(r) = refused {
+            r.apply(&mut report);
+        }
         let audit = Audit {
             seen: last_seen.as_ref(),
             duration: started.elapsed(),
@@ -754,6 +767,58 @@ fn learn_enrolment(enrolment: &mut Enrolment, cred: &CredentialPolicy, seen: &Ob
 
 /// A rotation asked for on demand is refused while the previous secret still waits for its
 /// grace period (or its consumers), because rotating then would cut that grace short.
+/// Why a forced rotation was not done, and from when it would be accepted (when known).
+struct Refusal {
+    reason: String,
+    earliest: Option<DateTime<Utc>>,
+}
+
+impl Refusal {
+    /// The credential's answer says the force was refused, unless something worse happened.
+    fn apply(self, report: &mut CredentialReport) {
+        if matches!(
+            report.outcome,
+            CredentialOutcome::Failed | CredentialOutcome::Blocked | CredentialOutcome::Busy
+        ) {
+            return;
+        }
+        report.outcome = CredentialOutcome::Refused;
+        report.error = Some(match self.earliest {
+            Some(at) => format!(
+                "{}; a forced rotation is accepted from {}",
+                self.reason,
+                at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            None => self.reason,
+        });
+        if self.earliest.is_some() {
+            report.next_due = self.earliest;
+        }
+    }
+}
+
+/// A forced rotation only [`MIN_FORCED_INTERVAL`] after the last rotation, whatever the grace.
+fn forced_interval_allows(observed: &Observed, now: DateTime<Utc>) -> Result<(), Refusal> {
+    let VaultState::Current(v) = &observed.observation.vault else {
+        return Ok(());
+    };
+    let Some(last) = v.tags.as_ref().and_then(|t| t.rotated_at) else {
+        return Ok(());
+    };
+    let earliest = last + MIN_FORCED_INTERVAL;
+    if now >= earliest {
+        return Ok(());
+    }
+    Err(Refusal {
+        reason: format!(
+            "not forcing a rotation: the last one was at {}, less than {} minutes ago",
+            last.format("%Y-%m-%d %H:%M UTC"),
+            MIN_FORCED_INTERVAL.num_minutes()
+        ),
+        earliest: Some(earliest),
+    })
+}
+
 fn grace_allows_forcing(observed: &Observed) -> Result<(), String> {
     if let VaultState::Current(v) = &observed.observation.vault
         && let Some(t) = &v.tags

@@ -260,6 +260,7 @@ fn outcome_word(o: CredentialOutcome) -> &'static str {
         CredentialOutcome::Blocked => "blocked",
         CredentialOutcome::Failed => "failed",
         CredentialOutcome::Busy => "busy (another instance holds the lease)",
+        CredentialOutcome::Refused => "forced rotation refused",
     }
 }
 
@@ -780,6 +781,15 @@ fn rotate_verdict(report: &CredentialReport) -> (bool, ResultCode, Option<String
                 report.name
             )),
         ),
+        CredentialOutcome::Refused => {
+            (
+                false,
+                ResultCode::Ok,
+                Some(report.error.clone().unwrap_or_else(|| {
+                    format!("{}: the forced rotation was refused", report.name)
+                })),
+            )
+        }
         CredentialOutcome::Idle => (
             true,
             ResultCode::Ok,
@@ -946,5 +956,25 @@ async fn rotate(
                 (HttpOutput::json(500, &out), vec![])
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Was: a refused force answered `success: true` with "nothing was due; send force: true".
+    #[test]
+    fn a_refused_force_is_not_a_success() {
+        let report = CredentialReport {
+            name: "ezsign".into(),
+            outcome: CredentialOutcome::Refused,
+            steps: vec![],
+            error: Some("not forcing a rotation: ...; a forced rotation is accepted from X".into()),
+            next_due: None,
+        };
+        let (success, _, message) = rotate_verdict(&report);
+        assert!(!success);
+        assert!(message.unwrap().contains("accepted from X"));
     }
 }

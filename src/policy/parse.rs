@@ -699,6 +699,13 @@ impl Cx<'_> {
             }
         };
 
+        if let Some(m) = days
+            .grace
+            .and_then(|g| super::minimums::grace_problem(g, &consumers))
+        {
+            self.push(e, "graceDays", m);
+        }
+
         if self.errors.len() != before {
             return None;
         }
