@@ -104,6 +104,7 @@ pub async fn build(
     settings: &Settings,
 ) -> Result<Arc<dyn crate::handler::service::RotatorService>, EngineError> {
     let policy = crate::policy::load(&settings.policy_path)?;
+    policy.check_cloud(settings.cloud)?;
     let http = settings.transport.build()?;
     let options = ServiceOptions::new(http);
     let choice = if settings.identity_endpoint.is_some() {

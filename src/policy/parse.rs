@@ -68,6 +68,7 @@ pub fn parse(source_name: &str, text: &str) -> Result<Policy, PolicyErrors> {
     let mut cx = Cx {
         source: source_name,
         errors: Vec::new(),
+        uri_suffixes: HashMap::new(),
     };
     // Editors on Windows like to save JSON with a byte-order mark, which serde_json rejects.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -93,6 +94,7 @@ pub fn parse(source_name: &str, text: &str) -> Result<Policy, PolicyErrors> {
         Ok(Policy {
             source: source_name.to_string(),
             credentials,
+            secret_uri_suffixes: cx.uri_suffixes,
         })
     } else {
         Err(cx.finish())
@@ -253,6 +255,8 @@ struct Days {
 struct Cx<'s> {
     source: &'s str,
     errors: Vec<PolicyError>,
+    /// The Key Vault suffix of each `secretUri` (see [`Policy::check_cloud`]).
+    uri_suffixes: HashMap<VaultSecretRef, String>,
 }
 
 impl Cx<'_> {
@@ -765,7 +769,10 @@ impl Cx<'_> {
             }
             let uri = self.string(e, "keyVault", obj, "secretUri", true)?;
             return match parse_secret_uri(uri) {
-                Ok(r) => Some(r),
+                Ok((r, suffix)) => {
+                    self.uri_suffixes.insert(r.clone(), suffix);
+                    Some(r)
+                }
                 Err(m) => {
                     self.push(e, "keyVault.secretUri", m);
                     None
@@ -1033,7 +1040,7 @@ fn check_variable_name(s: &str) -> Result<(), String> {
 
 /// `https://{vault}.{suffix}/secrets/{name}` (an optional trailing '/'); a version is refused,
 /// since the rotator writes new versions and consumers follow the latest.
-fn parse_secret_uri(s: &str) -> Result<VaultSecretRef, String> {
+fn parse_secret_uri(s: &str) -> Result<(VaultSecretRef, String), String> {
     let expected = "expected https://<vault>.vault.azure.net/secrets/<name>";
     let url = url::Url::parse(s).map_err(|e| format!("{} is not a URL ({e}); {expected}", q(s)))?;
     if url.scheme() != "https" {
@@ -1067,10 +1074,11 @@ fn parse_secret_uri(s: &str) -> Result<VaultSecretRef, String> {
     match segs.as_slice() {
         [kind, name] if kind.eq_ignore_ascii_case("secrets") => {
             check_secret_name(name)?;
-            Ok(VaultSecretRef {
+            let r = VaultSecretRef {
                 vault: vault.to_string(),
                 secret: (*name).to_string(),
-            })
+            };
+            Ok((r, suffix.to_string()))
         }
         [kind, _, version] if kind.eq_ignore_ascii_case("secrets") => Err(format!(
             "{} names version {}: give the versionless URI, the rotator writes new versions",
