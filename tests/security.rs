@@ -131,3 +131,57 @@ async fn forced_rotations_cannot_churn() {
     let later = force(&w, "integration-app").await;
     assert_eq!(later.outcome, CredentialOutcome::Progressed, "{later:#?}");
 }
+
+/// Was: a variable named `..` sent the new secret to `PUT …/automationAccounts/{a}/`. Now every
+/// name that goes into an ARM path follows its type's naming rules, so no dot segment loads.
+#[test]
+fn dot_segments_never_reach_arm() {
+    let base: serde_json::Value = serde_json::from_str(&demo_policy()).unwrap();
+    let cases = [
+        (
+            "/credentials/1/consumers/1/variable",
+            "..",
+            "Automation variable name",
+        ),
+        (
+            "/credentials/1/consumers/1/variable",
+            ".",
+            "Automation variable name",
+        ),
+        (
+            "/credentials/1/consumers/1/variable",
+            "a/../b",
+            "Automation variable name",
+        ),
+        (
+            "/credentials/0/consumers/0/setting",
+            "..",
+            "app setting name",
+        ),
+        (
+            "/credentials/0/consumers/0/setting",
+            "A%2e",
+            "app setting name",
+        ),
+        (
+            "/credentials/1/consumers/0/connection",
+            "/subscriptions/7c9e6679-7425-40de-944b-e07fc1f90ae7/resourceGroups/rg-provisionassist/providers/Microsoft.Web/connections/..",
+            "Microsoft.Web/connections name",
+        ),
+        (
+            "/credentials/0/keyVault/secret",
+            "..",
+            "Key Vault secret name",
+        ),
+    ];
+    for (pointer, value, rule) in cases {
+        let mut policy = base.clone();
+        *policy.pointer_mut(pointer).unwrap() = value.into();
+        let e = secret_rotator::policy::parse("policy.json", &policy.to_string())
+            .expect_err(&format!("{pointer} = {value:?} loaded"))
+            .to_string();
+        assert!(e.contains(rule), "{pointer} = {value:?}: {e}");
+    }
+    // The names real deployments use still load.
+    assert!(secret_rotator::policy::parse("policy.json", &demo_policy()).is_ok());
+}

@@ -1015,11 +1015,12 @@ fn check_setting_name(s: &str) -> Result<(), String> {
     // accepts (and that would break the ARM settings dictionary or the environment).
     if s.is_empty()
         || s.len() > 256
+        || !is_path_segment(s)
         || s.chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '=')
     {
         Err(format!(
-            "{} is not a valid app setting name (1-256 characters, no spaces, control characters or '=')",
+            "{} is not a valid app setting name (1-256 characters, no spaces, control characters, '=', '/', '\\', '?', '#' or '%', not '.' or '..')",
             q(s)
         ))
     } else {
@@ -1027,15 +1028,26 @@ fn check_setting_name(s: &str) -> Result<(), String> {
     }
 }
 
+/// Microsoft.Automation/automationAccounts/variables: 1-128 characters, none of
+/// `< > * % & : \ ? . + /` or control characters, not ending with a space ("Naming rules and
+/// restrictions for Azure resources", learn.microsoft.com). No '.' also means no `.`/`..` path
+/// segment, which would address the account itself.
 fn check_variable_name(s: &str) -> Result<(), String> {
-    if s.trim().is_empty() || s.chars().count() > 128 || s.chars().any(char::is_control) {
+    let forbidden = |c: char| c.is_control() || "<>*%&:\\?.+/".contains(c);
+    if s.is_empty() || s.chars().count() > 128 || s.ends_with(' ') || s.chars().any(forbidden) {
         Err(format!(
-            "{} is not a valid Automation variable name (1-128 characters, no control characters)",
+            "{} is not a valid Automation variable name (1-128 characters, none of < > * % & : \\ ? . + / or control characters, not ending with a space)",
             q(s)
         ))
     } else {
         Ok(())
     }
+}
+
+/// A name that goes into an ARM URL path as one segment: never `.` or `..` (the URL would
+/// address the parent resource), nor a character that ends or escapes a segment.
+fn is_path_segment(s: &str) -> bool {
+    s != "." && s != ".." && !s.chars().any(|c| "/\\?#%".contains(c))
 }
 
 /// `https://{vault}.{suffix}/secrets/{name}` (an optional trailing '/'); a version is refused,
@@ -1164,11 +1176,7 @@ pub(crate) fn parse_arm_id(id: &str, want: ArmKind) -> Result<ArmResource, Strin
     }
     let name_ok = match want {
         ArmKind::Site => valid_site_name(name, 2, 60),
-        ArmKind::Connection => {
-            !name.trim().is_empty()
-                && name.chars().count() <= 80
-                && !name.chars().any(char::is_control)
-        }
+        ArmKind::Connection => valid_connection_name(name),
         ArmKind::AutomationAccount => {
             let b = name.as_bytes();
             (6..=50).contains(&b.len())
@@ -1180,7 +1188,9 @@ pub(crate) fn parse_arm_id(id: &str, want: ArmKind) -> Result<ArmResource, Strin
     if !name_ok {
         let rule = match want {
             ArmKind::Site => "2-60 letters, digits and '-', not starting or ending with '-'",
-            ArmKind::Connection => "1-80 characters",
+            ArmKind::Connection => {
+                "1-80 letters, digits, '_', '-', '.', '(' or ')', starting with a letter or digit, not ending with '.'"
+            }
             ArmKind::AutomationAccount => {
                 "6-50 letters, digits and '-', starting with a letter, ending with a letter or digit"
             }
@@ -1207,6 +1217,18 @@ pub(crate) fn parse_arm_id(id: &str, want: ArmKind) -> Result<ArmResource, Strin
         name: name.to_string(),
         slot: slot.map(str::to_string),
     })
+}
+
+/// Microsoft.Web/connections has no row of its own in Microsoft's naming rules; the portal makes
+/// names like `keyvault-1`. Held to the resource-group character set (which has no `/`, `%`
+/// or `#`), starting with a letter or digit and not ending with '.', so never `.` or `..`.
+fn valid_connection_name(s: &str) -> bool {
+    let n = s.chars().count();
+    (1..=80).contains(&n)
+        && s.starts_with(|c: char| c.is_alphanumeric())
+        && !s.ends_with('.')
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '(' | ')'))
 }
 
 fn valid_resource_group(s: &str) -> bool {
