@@ -738,7 +738,6 @@ mod tests {
         assert!(!err.contains("abcdefghijkl"), "{err}");
     }
 
-    #[test]
     /// Was: the pager sent its bearer token to whatever host `@odata.nextLink` named.
     #[test]
     fn next_link_only_to_https_on_the_graph_host() {

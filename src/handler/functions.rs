@@ -403,13 +403,16 @@ fn out_for(state: &AppState, command: &str, limit: Duration) -> (HttpOutput, Vec
     (HttpOutput::json(504, &out), vec![message])
 }
 
+/// An HTTP function's answer and its invocation log lines.
+type Answer = (HttpOutput, Vec<String>);
+
 /// The command a SelfTest/Operate request names: the body's `"function"`, else `?function=`
 /// (so a browser or a bare probe can call it too).
 fn command_of(
     state: &AppState,
     http: &HttpRequestData,
     usage: &str,
-) -> Result<(String, Map<String, Value>), (HttpOutput, Vec<String>)> {
+) -> Result<(String, Map<String, Value>), Answer> {
     let body = body_object(http).map_err(|e| bad_request(state, "", format!("{e}; {usage}")))?;
     let command = match body.get("function") {
         Some(Value::String(s)) => s.clone(),
