@@ -87,17 +87,7 @@ fn force_policy() -> String {
 }
 
 async fn force(w: &World, name: &str) -> secret_rotator::engine::report::CredentialReport {
-    let cred = w
-        .engine
-        .policy
-        .credentials
-        .iter()
-        .find(|c| c.name == name)
-        .unwrap()
-        .clone();
-    w.engine
-        .run_credential(&cred, w.now(), true, None, "force")
-        .await
+    w.run_with(name, true).await
 }
 
 /// Was: with `graceDays: 0`, five forced calls made five new secrets. Now the second and later

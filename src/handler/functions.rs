@@ -287,27 +287,24 @@ fn reply(
     m
 }
 
+/// 400: the request itself is wrong.
 fn bad_request(state: &AppState, command: &str, message: String) -> (HttpOutput, Vec<String>) {
-    let line = format!("rejected: {message}");
-    (
-        HttpOutput::json(
-            400,
-            &reply(
-                state,
-                command,
-                false,
-                Some(message),
-                ResultCode::BadRequest,
-                vec![],
-            ),
-        ),
-        vec![line],
-    )
+    refusal(state, 400, "rejected", command, message)
 }
 
 /// 403: the caller may not use this function (or command) with what it presented.
 fn forbidden(state: &AppState, command: &str, message: String) -> (HttpOutput, Vec<String>) {
-    let line = format!("refused: {message}");
+    refusal(state, 403, "refused", command, message)
+}
+
+fn refusal(
+    state: &AppState,
+    status: u16,
+    verb: &str,
+    command: &str,
+    message: String,
+) -> (HttpOutput, Vec<String>) {
+    let line = format!("{verb}: {message}");
     let out = reply(
         state,
         command,
@@ -316,7 +313,7 @@ fn forbidden(state: &AppState, command: &str, message: String) -> (HttpOutput, V
         ResultCode::BadRequest,
         vec![],
     );
-    (HttpOutput::json(403, &out), vec![line])
+    (HttpOutput::json(status, &out), vec![line])
 }
 
 fn unavailable(state: &AppState, command: &str) -> Option<(HttpOutput, Vec<String>)> {

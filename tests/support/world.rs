@@ -172,6 +172,11 @@ impl World {
     }
 
     pub async fn run(&self, credential: &str) -> CredentialReport {
+        self.run_with(credential, false).await
+    }
+
+    /// One credential as on-demand `Rotate` runs it (`force`: rotate even when nothing is due).
+    pub async fn run_with(&self, credential: &str, force: bool) -> CredentialReport {
         let cred = self
             .engine
             .policy
@@ -181,7 +186,7 @@ impl World {
             .unwrap_or_else(|| panic!("policy has {credential}"))
             .clone();
         self.engine
-            .run_credential(&cred, self.now(), false, None, "test")
+            .run_credential(&cred, self.now(), force, None, "test")
             .await
     }
 }
