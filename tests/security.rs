@@ -7,6 +7,8 @@
 mod azurite;
 #[path = "support/emulator.rs"]
 mod emulator;
+#[path = "support/receiver.rs"]
+mod receiver;
 #[path = "support/world.rs"]
 mod world;
 
@@ -174,4 +176,95 @@ fn dot_segments_never_reach_arm() {
     }
     // The names real deployments use still load.
     assert!(secret_rotator::policy::parse("policy.json", &demo_policy()).is_ok());
+}
+
+/// Was: anyone who can register an application put a working link or an `@channel` into the
+/// channel through its display name. Replayed through a real pass: an owned application named
+/// with Slack and Markdown markup expires soon and is announced to a Slack and a Teams webhook.
+#[tokio::test]
+async fn an_application_name_is_never_markup_in_the_channel() {
+    use secret_rotator::notify::{Webhook, WebhookKind};
+    use secret_rotator::secret::SecretValue;
+    let name =
+        "Payroll <!channel> <https://evil.example|Renew now> [Renew](https://evil.example) & co";
+    let mut scenario = demo_scenario();
+    let now: chrono::DateTime<chrono::Utc> = scenario["now"].as_str().unwrap().parse().unwrap();
+    scenario["applications"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "appId": "c0ffee00-0000-4000-8000-0000000000f1",
+            "displayName": name,
+            "owners": [MI],
+            "passwordCredentials": [{
+                "keyId": "c0ffee00-0000-4000-8000-0000000000f2",
+                "displayName": "=HYPERLINK(\"https://evil.example\")",
+                "secretText": "Evl8Q~injected.name.secret-0000000000000",
+                "endDateTime": (now + chrono::Duration::days(5)).to_rfc3339()
+            }]
+        }));
+    let (slack_url, slack) = receiver::start().await;
+    let (teams_url, teams) = receiver::start().await;
+    let hook = |kind, url: String| Webhook {
+        kind,
+        url: SecretValue::new(url),
+    };
+    let w = spawn_world_with(
+        scenario,
+        &demo_policy(),
+        WorldOptions {
+            webhooks: vec![
+                hook(WebhookKind::Slack, slack_url),
+                hook(WebhookKind::Teams, teams_url),
+            ],
+            warn_unenrolled_days: 30,
+            ..Default::default()
+        },
+    )
+    .await;
+    w.engine
+        .pass(w.now(), std::time::Duration::from_secs(240))
+        .await;
+    // Every text Slack parses (mrkdwn, and the top-level `text`) has the markup escaped; the
+    // header is `plain_text`, which Slack never parses (Block Kit "Text object").
+    let bodies: Vec<serde_json::Value> = slack
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let announced = bodies
+        .iter()
+        .find(|b| b["text"].as_str().unwrap().contains("Payroll"))
+        .expect("the expiring application was announced");
+    assert_eq!(announced["blocks"][0]["text"]["type"], "plain_text");
+    let mut parsed = vec![
+        announced["text"].clone(),
+        announced["blocks"][1]["text"]["text"].clone(),
+    ];
+    parsed.extend(
+        announced["blocks"][2]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["text"].clone()),
+    );
+    let parsed = serde_json::Value::from(parsed).to_string();
+    assert!(
+        parsed.contains("Payroll &lt;!channel&gt; &lt;https://evil.example|Renew now&gt;"),
+        "{parsed}"
+    );
+    assert!(
+        !parsed.contains("<!channel>") && !parsed.contains("<https://evil"),
+        "{parsed}"
+    );
+    let teams = teams.lock().unwrap().join("\n");
+    assert!(
+        teams.contains("[Renew](https://evil.example)"),
+        "sent as typed: {teams}"
+    );
+    assert!(
+        !teams.contains("\"TextBlock\"") && !teams.contains("\"FactSet\""),
+        "no Markdown element: {teams}"
+    );
 }
