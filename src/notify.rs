@@ -369,10 +369,10 @@ impl Notifications {
 
 #[async_trait::async_trait]
 impl Notifier for Notifications {
-    async fn manual_step(&self, step: &ManualStep) -> Result<(), PortError> {
+    async fn manual_step(&self, step: &ManualStep) -> Result<usize, PortError> {
         self.send(&Message::manual_step(step, Utc::now()))
             .await
-            .map(|_| ())
+            .map(|_| self.webhooks.len())
     }
 
     async fn rotation_failed(

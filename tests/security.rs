@@ -268,3 +268,19 @@ async fn an_application_name_is_never_markup_in_the_channel() {
         "no Markdown element: {teams}"
     );
 }
+
+/// Was: a notify-only step said "told the owners" even with no webhook configured. Now the
+/// record says whether anyone was told, and through how many webhooks.
+#[tokio::test]
+async fn a_manual_step_record_says_whether_anyone_was_told() {
+    let w = spawn_world(demo_scenario(), &demo_policy()).await;
+    let r = w.run("ezsign").await;
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    let notify = r.steps.iter().find(|s| s.step == "notify").expect("{r:#?}");
+    assert!(
+        notify.detail.contains("no webhook is configured")
+            && !notify.detail.contains("told the owners"),
+        "{}",
+        notify.detail
+    );
+}

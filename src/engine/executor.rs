@@ -294,16 +294,23 @@ pub async fn perform(
                 ),
                 old_secret_removed_after: Some(now + cred.grace),
             };
-            ctx.notifier
+            let hooks = ctx
+                .notifier
                 .manual_step(&msg)
                 .await
                 .map_err(az("send the manual-step message"))?;
             mark_synced(consumer_id).await?;
-            Ok(format!(
-                "told the owners of {system} to take the new value from {} before {}",
+            let what = format!(
+                "take the new value from {} before {}",
                 msg.secret_id,
                 (now + cred.grace).format("%Y-%m-%d %H:%M UTC")
-            ))
+            );
+            Ok(match hooks {
+                0 => format!(
+                    "no webhook is configured: the manual step for {system} ({what}) is only in the log"
+                ),
+                n => format!("told the owners of {system} through {n} webhook(s) to {what}"),
+            })
         }
         Step::CompletePropagation { remove_after } => {
             let mut t = current_tags.clone().ok_or_else(|| {

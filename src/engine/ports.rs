@@ -214,7 +214,8 @@ pub struct ManualStep {
 /// Delivers messages to people (logs, Teams, Slack, webhooks).
 #[async_trait::async_trait]
 pub trait Notifier: Send + Sync {
-    async fn manual_step(&self, step: &ManualStep) -> Result<(), PortError>;
+    /// How many webhooks carry the message (0: it is only in the log).
+    async fn manual_step(&self, step: &ManualStep) -> Result<usize, PortError>;
     /// A credential's run failed or is blocked and needs a person (at most once a day).
     async fn rotation_failed(
         &self,

@@ -980,6 +980,9 @@ fn valid_credential_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+/// Microsoft.KeyVault/vaults: 3-24 alphanumerics and hyphens, starting with a letter, ending
+/// with a letter or digit, no consecutive hyphens ("Naming rules and restrictions for Azure
+/// resources", learn.microsoft.com).
 pub(crate) fn check_vault_name(s: &str) -> Result<(), String> {
     let b = s.as_bytes();
     let ok = (3..=24).contains(&b.len())
@@ -997,6 +1000,8 @@ pub(crate) fn check_vault_name(s: &str) -> Result<(), String> {
     }
 }
 
+/// Key Vault secret names: `^[0-9a-zA-Z-]{1,127}$` (same source; also Key Vault's "About keys,
+/// secrets, and certificates"), so never a dot segment.
 pub(crate) fn check_secret_name(s: &str) -> Result<(), String> {
     let ok =
         (1..=127).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-');
