@@ -284,3 +284,65 @@ async fn a_manual_step_record_says_whether_anyone_was_told() {
         notify.detail
     );
 }
+
+/// Token requests made with the enrolled applications' own secrets (not the rotator's).
+fn probe_token_requests(w: &World) -> usize {
+    let c = w.emu.emulator.control();
+    let apps: Vec<String> = [
+        "TDC Erhverv Integration App",
+        "Provision Assist",
+        "empower",
+        "ezsign2",
+    ]
+    .iter()
+    .map(|n| c.app_id_by_name(n).unwrap().to_string())
+    .collect();
+    c.requests()
+        .iter()
+        .filter(|r| {
+            r.path.ends_with("/token") && r.caller.as_ref().is_some_and(|k| apps.contains(k))
+        })
+        .count()
+}
+
+/// Was: every `Test` (the call monitoring tools poll) made a token request with every enrolled
+/// secret. Now one per secret per Key Vault version and five minutes; a new version is asked.
+#[tokio::test]
+async fn polling_the_probe_does_not_replay_every_secret() {
+    let w = spawn_world(demo_scenario(), &demo_policy()).await;
+    w.engine.self_test_report(w.now()).await;
+    let first = probe_token_requests(&w);
+    assert!(
+        first >= 4,
+        "the first probe asks Entra once per secret: {first}"
+    );
+    for _ in 0..5 {
+        w.engine.self_test_report(w.now()).await;
+    }
+    assert_eq!(
+        probe_token_requests(&w),
+        first,
+        "polling within the memo asks nothing"
+    );
+    w.run("empower").await;
+    let report = w.engine.self_test_report(w.now()).await;
+    let empower = report
+        .checks
+        .iter()
+        .find(|c| c.name == "credential empower")
+        .unwrap();
+    assert!(
+        empower.ok,
+        "the new version is probed, not remembered: {empower:?}"
+    );
+    w.emu
+        .emulator
+        .control()
+        .advance(chrono::Duration::minutes(6));
+    let before = probe_token_requests(&w);
+    w.engine.self_test_report(w.now()).await;
+    assert!(
+        probe_token_requests(&w) >= before + 4,
+        "after the memo, every secret is asked again"
+    );
+}

@@ -18,6 +18,7 @@
 //! Caveats: `now` advances with the wall clock from the host's `UtcNow`, so a pass that takes
 //! minutes sees the minutes pass.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,37 @@ pub struct Engine {
     pub store: Arc<dyn StorePorts>,
     pub notifier: Arc<dyn Notifier>,
     pub options: EngineOptions,
+    /// The probe's last token answer per credential ([`ProbeMemo`]).
+    pub probes: ProbeMemo,
+}
+
+/// What `Test` last learnt from Entra for each credential: `(Key Vault version, accepted, when)`.
+/// Reused for [`PROBE_MEMO_TTL`] while the version is unchanged, so polling the probe makes at
+/// most one token request per secret per TTL; a new version (a rotation, a fix) is asked again.
+#[derive(Debug, Default)]
+pub struct ProbeMemo(std::sync::Mutex<HashMap<String, (String, bool, DateTime<Utc>)>>);
+
+/// How long a probe's token answer stands for an unchanged Key Vault version.
+pub const PROBE_MEMO_TTL: chrono::Duration = chrono::Duration::minutes(5);
+
+impl ProbeMemo {
+    fn get(&self, credential: &str, now: DateTime<Utc>) -> Option<(String, bool)> {
+        let map = self.0.lock().ok()?;
+        let (version, ok, at) = map.get(credential)?;
+        (now >= *at && now - *at < PROBE_MEMO_TTL).then(|| (version.clone(), *ok))
+    }
+
+    fn put(&self, credential: &str, observed: &Observed, now: DateTime<Utc>) {
+        let (VaultState::Current(v), Some(ok)) = (
+            &observed.observation.vault,
+            observed.observation.current_value_accepted,
+        ) else {
+            return;
+        };
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(credential.to_string(), (v.version.clone(), ok, now));
+        }
+    }
 }
 
 /// A `now` that keeps flowing from the host's timestamp.
@@ -647,8 +679,18 @@ impl Engine {
             result_code: code,
             message,
         };
-        let observed = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), true).await {
-            Ok(o) => o,
+        let mut observer = Observer::new(cred, true);
+        if let Some((version, ok)) = self.probes.get(&cred.name, now) {
+            observer = observer.knowing(version, ok);
+        }
+        let observed = match observer
+            .observe(self.azure.as_ref(), cred, self.tenant_for(cred))
+            .await
+        {
+            Ok(o) => {
+                self.probes.put(&cred.name, &o, now);
+                o
+            }
             Err(PortError::AccessDenied(m)) => {
                 return fail(ResultCode::KeyVaultAccess, format!("access denied: {m}"));
             }

@@ -95,6 +95,7 @@ pub fn build_with(parts: EngineParts) -> Result<Arc<Engine>, EngineError> {
             warn_unenrolled_days: parts.warn_unenrolled_days,
             ..Default::default()
         },
+        probes: Default::default(),
     }))
 }
 
