@@ -169,12 +169,12 @@ impl Observer {
                 })?;
                 let must_probe =
                     self.probe_value || matches!(identity, KeyIdentity::Unknown { .. });
-                if must_probe && vault.accepted.is_none() {
-                    if let Some((version, ok)) = &self.known
-                        && *version == s.version
-                    {
-                        vault.accepted = Some(*ok);
-                    }
+                if must_probe
+                    && vault.accepted.is_none()
+                    && let Some((version, ok)) = &self.known
+                    && *version == s.version
+                {
+                    vault.accepted = Some(*ok);
                 }
                 if must_probe && vault.accepted.is_none() {
                     vault.accepted = match &app {

@@ -90,7 +90,10 @@ pub struct Engine {
 /// Reused for [`PROBE_MEMO_TTL`] while the version is unchanged, so polling the probe makes at
 /// most one token request per secret per TTL; a new version (a rotation, a fix) is asked again.
 #[derive(Debug, Default)]
-pub struct ProbeMemo(std::sync::Mutex<HashMap<String, (String, bool, DateTime<Utc>)>>);
+pub struct ProbeMemo(std::sync::Mutex<HashMap<String, ProbeAnswer>>);
+
+/// One credential's last probe: the Key Vault version, whether Entra accepted it, and when.
+type ProbeAnswer = (String, bool, DateTime<Utc>);
 
 /// How long a probe's token answer stands for an unchanged Key Vault version.
 pub const PROBE_MEMO_TTL: chrono::Duration = chrono::Duration::minutes(5);
