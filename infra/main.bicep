@@ -99,6 +99,12 @@ param caFile string = ''
 @description('Log filter (tracing EnvFilter syntax).')
 param logFilter string = 'info'
 
+@description('App Service authentication (Entra ID) in front of every function, on top of function keys: SelfTest needs the app role Rotator.Probe or Rotator.Operator, every other function Rotator.Operator (docs/deploy.md, "Callers and roles").')
+param appServiceAuth bool = false
+
+@description('With appServiceAuth: client id of the Entra app registration that defines the app roles Rotator.Probe and Rotator.Operator (docs/deploy.md).')
+param authClientId string = ''
+
 @description('Tags for every resource.')
 param tags object = {}
 
@@ -156,6 +162,8 @@ module functionApp 'modules/functionApp.bicep' = {
     resolveOverrides: resolveOverrides
     caFile: caFile
     logFilter: logFilter
+    appServiceAuth: appServiceAuth
+    authClientId: authClientId
     tags: tags
   }
 }

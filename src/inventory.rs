@@ -265,12 +265,25 @@ pub struct RowWriter<W: std::io::Write> {
     written: usize,
 }
 
+/// A CSV cell. Text from Azure (display names anyone who registers an app chooses) that a
+/// spreadsheet would run as a formula — a cell starting with `=`, `+`, `-`, `@`, tab or carriage
+/// return — gets a leading `'` and is quoted, as OWASP's "CSV Injection" guidance says.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula {
+        format!("\"'{}\"", s.replace('"', "\"\""))
+    } else if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
     }
+}
+
+/// Text for the terminal table: control characters (escape sequences, newlines) become spaces.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 impl<W: std::io::Write> RowWriter<W> {
@@ -314,7 +327,7 @@ impl<W: std::io::Write> RowWriter<W> {
         };
         match self.format {
             Format::Table => {
-                let mut name = r.application.clone();
+                let mut name = printable(&r.application);
                 if name.chars().count() > 32 {
                     name = name.chars().take(31).collect::<String>() + "…";
                 }
@@ -331,8 +344,8 @@ impl<W: std::io::Write> RowWriter<W> {
                     r.days_left
                         .map(|d| d.to_string())
                         .unwrap_or_else(|| "-".into()),
-                    r.enrolled_as.as_deref().unwrap_or("-"),
-                    r.key_vault.as_deref().unwrap_or("-")
+                    printable(r.enrolled_as.as_deref().unwrap_or("-")),
+                    printable(r.key_vault.as_deref().unwrap_or("-"))
                 )
             }
             Format::Csv => writeln!(
@@ -1128,5 +1141,28 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("plain"), "plain");
+    }
+
+    /// Was: `=HYPERLINK(...)` and `@SUM(...)` display names went into the CSV as formulas.
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        for attack in [
+            "=HYPERLINK(\"https://evil.example\",\"Renew\")",
+            "@SUM(1+1)*cmd|' /C calc'!A0",
+            "+1+1",
+            "-2+3",
+            "\t=1",
+            "\r=1",
+        ] {
+            let cell = csv_field(attack);
+            assert!(cell.starts_with("\"'"), "{attack:?} -> {cell}");
+        }
+        assert_eq!(csv_field("=1,2"), "\"'=1,2\"");
+        assert_eq!(csv_field("Billing (prod)"), "Billing (prod)");
+    }
+
+    #[test]
+    fn the_table_prints_no_control_character() {
+        assert_eq!(printable("App\x1b[31mRED\nnext"), "App [31mRED next");
     }
 }

@@ -163,49 +163,93 @@ pub struct Webhook {
     pub url: SecretValue,
 }
 
+/// The webhook body for `kind`. Titles, texts and facts carry names read from Azure (application
+/// and credential display names, which anyone who can register an app chooses), so none of them
+/// is ever interpreted as markup by the receiver:
+///
+/// - Teams: Markdown renders in `TextBlock.text`, `Fact.title` and `Fact.value` ("Format cards in
+///   Teams"), but not in a `RichTextBlock`'s `TextRun`s ("Adaptive Cards: text features": "
+///   RichTextBlock does not support Markdown"), so every text goes out as TextRuns.
+/// - Slack: `mrkdwn` texts (the fallback `text` and the facts) have `&`, `<` and `>` replaced by
+///   `&amp;`, `&lt;` and `&gt;` as Slack's "Escaping text" asks, so `<!channel>` and
+///   `<https://evil|Renew>` show as typed, and are `verbatim` (no auto-linking of URLs or
+///   channel names); the header is `plain_text`, which Slack never parses.
+///
+/// Control characters (a newline in a display name faking a line of our own) become spaces.
 pub fn render(kind: WebhookKind, m: &Message) -> serde_json::Value {
     match kind {
-        WebhookKind::Teams => {
-            let facts: Vec<_> = m
-                .facts
-                .iter()
-                .map(|(k, v)| json!({"title": k, "value": v}))
-                .collect();
-            json!({
-                "type": "message",
-                "attachments": [{
-                    "contentType": "application/vnd.microsoft.card.adaptive",
-                    "contentUrl": null,
-                    "content": {
-                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                        "type": "AdaptiveCard",
-                        "version": "1.4",
-                        "body": [
-                            {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": m.title, "wrap": true},
-                            {"type": "TextBlock", "text": m.text, "wrap": true},
-                            {"type": "FactSet", "facts": facts}
-                        ]
-                    }
-                }]
-            })
-        }
-        WebhookKind::Slack => {
-            let fields: Vec<_> = m
-                .facts
-                .iter()
-                .map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}*\n{v}")}))
-                .collect();
-            json!({
-                "text": format!("{}: {}", m.title, m.text),
-                "blocks": [
-                    {"type": "header", "text": {"type": "plain_text", "text": m.title}},
-                    {"type": "section", "text": {"type": "mrkdwn", "text": m.text}},
-                    {"type": "section", "fields": fields}
-                ]
-            })
-        }
+        WebhookKind::Teams => teams_card(m),
+        WebhookKind::Slack => slack_message(m),
         WebhookKind::Generic => serde_json::to_value(m).unwrap_or_else(|_| json!({})),
     }
+}
+
+/// `text` with every control character replaced by a space.
+pub fn single_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Slack's escaping for text in `mrkdwn`: only `&`, `<` and `>`.
+pub fn slack_escape(text: &str) -> String {
+    single_line(text)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A plain-text (no Markdown) Adaptive Card block of runs.
+fn text_runs(runs: Vec<serde_json::Value>) -> serde_json::Value {
+    json!({"type": "RichTextBlock", "inlines": runs})
+}
+
+fn run(text: &str) -> serde_json::Value {
+    json!({"type": "TextRun", "text": single_line(text)})
+}
+
+fn teams_card(m: &Message) -> serde_json::Value {
+    let mut title = run(&m.title);
+    title["size"] = json!("Medium");
+    title["weight"] = json!("Bolder");
+    let mut body = vec![text_runs(vec![title]), text_runs(vec![run(&m.text)])];
+    body.extend(m.facts.iter().map(|(k, v)| {
+        let mut key = run(&format!("{k}: "));
+        key["weight"] = json!("Bolder");
+        text_runs(vec![key, run(v)])
+    }));
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": body
+            }
+        }]
+    })
+}
+
+fn slack_message(m: &Message) -> serde_json::Value {
+    let fields: Vec<_> = m
+        .facts
+        .iter()
+        .map(|(k, v)| {
+            let text = format!("*{}*\n{}", slack_escape(k), slack_escape(v));
+            json!({"type": "mrkdwn", "text": text, "verbatim": true})
+        })
+        .collect();
+    json!({
+        "text": slack_escape(&format!("{}: {}", m.title, m.text)),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": single_line(&m.title)}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(&m.text), "verbatim": true}},
+            {"type": "section", "fields": fields}
+        ]
+    })
 }
 
 /// Sends to every configured webhook, once per subject, kind and day.
@@ -325,10 +369,10 @@ impl Notifications {
 
 #[async_trait::async_trait]
 impl Notifier for Notifications {
-    async fn manual_step(&self, step: &ManualStep) -> Result<(), PortError> {
+    async fn manual_step(&self, step: &ManualStep) -> Result<usize, PortError> {
         self.send(&Message::manual_step(step, Utc::now()))
             .await
-            .map(|_| ())
+            .map(|_| self.webhooks.len())
     }
 
     async fn rotation_failed(
@@ -386,8 +430,57 @@ mod tests {
         );
         assert_eq!(card["content"]["type"], "AdaptiveCard");
         let body = card["content"]["body"].as_array().unwrap();
-        assert!(body[0]["text"].as_str().unwrap().contains("EzSign"));
-        assert!(body[2]["facts"].as_array().unwrap().len() >= 5);
+        let title = &body[0]["inlines"][0];
+        assert!(title["text"].as_str().unwrap().contains("EzSign"));
+        assert_eq!(title["weight"], "Bolder");
+        assert!(body.len() >= 2 + 5, "one block per fact");
+    }
+
+    /// Was: an application named like a Markdown link or a Slack broadcast reached the channel
+    /// as a working link or an @channel. Now every such text arrives as typed.
+    #[test]
+    fn names_from_azure_are_never_markup() {
+        let mut s = step();
+        s.system = "EzSign [Renew](https://evil.example) <!channel> <https://evil.example|Renew> & **x**\nAction: click".into();
+        let m = Message::manual_step(&s, Utc::now());
+        let teams = render(WebhookKind::Teams, &m);
+        let mut types = Vec::new();
+        collect_types(&teams["attachments"][0]["content"]["body"], &mut types);
+        assert!(
+            types
+                .iter()
+                .all(|t| ["RichTextBlock", "TextRun"].contains(&t.as_str())),
+            "only blocks without Markdown: {types:?}"
+        );
+        assert!(
+            !teams.to_string().contains("\\n"),
+            "no control character: {teams}"
+        );
+        let mut slack = render(WebhookKind::Slack, &m);
+        assert_eq!(slack["blocks"][0]["text"]["type"], "plain_text");
+        slack["blocks"][0] = json!(null);
+        let text = slack.to_string();
+        for raw in ["<!channel>", "<https://evil", "& **"] {
+            assert!(!text.contains(raw), "{raw} went out raw: {text}");
+        }
+        assert!(text.contains("&lt;!channel&gt;") && text.contains("&amp; **x**"));
+        assert!(
+            text.contains("**x** Action: click"),
+            "newline made a space: {text}"
+        );
+    }
+
+    fn collect_types(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Array(a) => a.iter().for_each(|x| collect_types(x, out)),
+            serde_json::Value::Object(o) => {
+                if let Some(t) = o.get("type").and_then(|t| t.as_str()) {
+                    out.push(t.to_string());
+                }
+                o.values().for_each(|x| collect_types(x, out));
+            }
+            _ => {}
+        }
     }
 
     #[test]

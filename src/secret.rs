@@ -3,13 +3,34 @@
 //! Why a type of its own: a secret must never reach a log line, an HTTP response, an error or a
 //! panic message. `Debug` and `Display` print `[REDACTED]`, `Serialize` is deliberately not
 //! implemented, and the text is reachable only through [`SecretValue::expose`], which is easy to
-//! grep for in review.
+//! grep for in review. Equality takes the same time wherever two values first differ
+//! (`subtle::ConstantTimeEq`; only the length can be told apart), and the text is overwritten
+//! with zeros when the value is dropped (`zeroize`).
 
 use std::fmt;
 
-/// A secret's text. Redacted in `Debug`/`Display`; compared in constant time.
-#[derive(Clone, PartialEq, Eq)]
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// A secret's text. Redacted in `Debug`/`Display`; compared in constant time; zeroed on drop.
+#[derive(Clone)]
 pub struct SecretValue(String);
+
+impl Drop for SecretValue {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for SecretValue {}
+
+impl PartialEq for SecretValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for SecretValue {}
 
 impl SecretValue {
     pub fn new(text: impl Into<String>) -> Self {
@@ -60,5 +81,21 @@ mod tests {
         assert!(!format!("{s}").contains("very-secret"));
         assert!(!format!("{:?}", Some(&s)).contains("Abc"));
         assert_eq!(s.hint(), "Abc");
+    }
+
+    /// Was: `#[derive(PartialEq)]`, which stops at the first differing byte.
+    #[test]
+    fn equality_is_by_content_in_constant_time() {
+        let a = SecretValue::new("Abc8Q~very-secret-value");
+        assert_eq!(a, SecretValue::new("Abc8Q~very-secret-value"));
+        assert_ne!(a, SecretValue::new("Abc8Q~very-secret-valuX"));
+        assert_ne!(a, SecretValue::new("Abc"));
+        assert_ne!(SecretValue::new(""), a);
+    }
+
+    #[test]
+    fn values_are_zeroed_on_drop() {
+        fn zeroed_on_drop<T: ZeroizeOnDrop>() {}
+        zeroed_on_drop::<SecretValue>();
     }
 }

@@ -177,6 +177,13 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         meaning: "Notify about credentials nobody rotates that expire within this many days (0-365; 0 turns the scan off).",
     },
     SettingSpec {
+        name: "ROTATOR_REQUIRE_APP_ROLES",
+        required: false,
+        source: Source::AppSetting,
+        example: "false",
+        meaning: "true: App Service authentication is on, and SelfTest needs the app role Rotator.Probe or Rotator.Operator, every other HTTP function Rotator.Operator.",
+    },
+    SettingSpec {
         name: "ROTATOR_LOG",
         required: false,
         source: Source::AppSetting,
@@ -239,6 +246,8 @@ pub struct Settings {
     pub webhooks: Vec<crate::notify::Webhook>,
     /// Days before expiry an unenrolled credential is notified about; 0: never.
     pub warn_unenrolled_days: u32,
+    /// Whether HTTP functions check the caller's app role (App Service authentication is on).
+    pub require_app_roles: bool,
 }
 
 impl Settings {
@@ -364,6 +373,17 @@ impl Settings {
         )?);
 
         let warn_unenrolled_days = number(&get, "ROTATOR_WARN_UNENROLLED_DAYS", 30, 0, 365)? as u32;
+        let require_app_roles = match get("ROTATOR_REQUIRE_APP_ROLES") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => {
+                return Err(invalid(
+                    "ROTATOR_REQUIRE_APP_ROLES",
+                    format!("'{v}' is neither true nor false"),
+                ));
+            }
+        };
 
         let mut transport = TransportConfig::default();
         if let Some(list) = get("ROTATOR_RESOLVE") {
@@ -413,13 +433,20 @@ impl Settings {
             if let Some(v) = get(name) {
                 // Never echo the value: it carries the webhook's signature.
                 match url::Url::parse(&v) {
-                    Ok(u) if matches!(u.scheme(), "https" | "http") => {
+                    Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => {
                         webhooks.push(crate::notify::Webhook {
                             kind,
                             url: SecretValue::new(v),
                         })
                     }
-                    _ => return Err(invalid(name, "is not an http(s) URL".to_string())),
+                    _ => {
+                        return Err(invalid(
+                            name,
+                            "is not an https URL (a webhook URL carries its signature, and the \
+                             message names applications; http is accepted only on loopback)"
+                                .to_string(),
+                        ));
+                    }
                 }
             }
         }
@@ -444,6 +471,7 @@ impl Settings {
             log_filter,
             webhooks,
             warn_unenrolled_days,
+            require_app_roles,
         })
     }
 
@@ -463,6 +491,16 @@ impl Settings {
             Some(u) => u.as_str().trim_end_matches('/').to_string(),
             None => self.cloud.blob_url(&self.storage_account),
         }
+    }
+}
+
+/// A loopback host (the local demo's receiver): plain http never leaves the machine.
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -578,6 +616,43 @@ mod tests {
             "https://stsecretrotator.blob.core.windows.net"
         );
         assert!(s.require_port().is_err());
+    }
+
+    /// Was: `http://` webhooks were accepted, sending the signed URL and the messages in clear.
+    #[test]
+    fn webhooks_are_https_except_on_loopback() {
+        for (url, ok) in [
+            ("https://prod.westeurope.logic.azure.com/workflows/x", true),
+            ("http://hooks.example.com/services/T/B/sig", false),
+            ("ftp://hooks.example.com/x", false),
+            ("http://127.0.0.1:8080/hook", true),
+            ("http://localhost/hook", true),
+            ("http://[::1]:9/hook", true),
+        ] {
+            let mut map = base();
+            map.insert("ROTATOR_NOTIFY_SLACK_URL", url.into());
+            match load(&map) {
+                Ok(s) => assert!(ok && s.webhooks.len() == 1, "{url} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{url}: {e}");
+                    let text = e.to_string();
+                    assert!(
+                        text.contains("not an https URL") && !text.contains("/B/sig"),
+                        "{text}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn app_roles_setting_is_true_or_false() {
+        let mut map = base();
+        assert!(!load(&map).unwrap().require_app_roles);
+        map.insert("ROTATOR_REQUIRE_APP_ROLES", "True".into());
+        assert!(load(&map).unwrap().require_app_roles);
+        map.insert("ROTATOR_REQUIRE_APP_ROLES", "yes".into());
+        assert!(load(&map).is_err());
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //!
 //! Host patterns: an exact name (`login.microsoftonline.com`) or a suffix wildcard
 //! (`*.vault.azure.net`), which `reqwest::ClientBuilder::resolve` cannot express on its own.
+//!
+//! Both are per host, never global: the extra CA is added to the platform's roots (a
+//! TLS-inspecting proxy's CA does not make the real Azure roots untrusted), and only pinned
+//! hosts bypass the environment's proxy (`HTTPS_PROXY`/`HTTP_PROXY`, `NO_PROXY` honoured) — a
+//! proxy would otherwise connect to the name, not the pinned address; every other host still
+//! goes through it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,8 +69,7 @@ impl HostOverride {
 #[derive(Debug, Clone, Default)]
 pub struct TransportConfig {
     pub overrides: Vec<HostOverride>,
-    /// Extra trusted roots (PEM). With overrides set, only these roots are trusted, so a
-    /// redirected connection can never reach a real endpoint by accident.
+    /// Extra trusted roots (PEM), added to the platform's.
     pub extra_ca_pem: Option<Vec<u8>>,
     pub timeout: Option<Duration>,
 }
@@ -91,19 +96,52 @@ impl TransportConfig {
             if certs.is_empty() {
                 return Err(TransportError::BadCa("no certificate found".into()));
             }
-            b = if self.overrides.is_empty() {
-                b.tls_certs_merge(certs)
-            } else {
-                b.tls_certs_only(certs)
-            };
+            b = b.tls_certs_merge(certs);
         }
         if !self.overrides.is_empty() {
-            // A proxy from the environment would bypass the pinned addresses.
-            b = b.no_proxy().dns_resolver(Arc::new(OverrideResolver {
+            let env = EnvProxies::from_env();
+            let pins = self.overrides.clone();
+            let proxy = reqwest::Proxy::custom(move |url| env.for_url(url, &pins))
+                .no_proxy(reqwest::NoProxy::from_env());
+            b = b.proxy(proxy).dns_resolver(Arc::new(OverrideResolver {
                 overrides: self.overrides.clone(),
             }));
         }
         b.build().map_err(|e| TransportError::Build(e.to_string()))
+    }
+}
+
+/// The environment's proxies, as reqwest would use them without pins.
+#[derive(Debug, Clone, Default)]
+struct EnvProxies {
+    https: Option<String>,
+    http: Option<String>,
+}
+
+impl EnvProxies {
+    fn from_env() -> Self {
+        let var = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+        };
+        Self {
+            https: var(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]),
+            http: var(&["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]),
+        }
+    }
+
+    /// The proxy for `url`: none for a pinned host (it must reach the pinned address).
+    fn for_url(&self, url: &url::Url, pins: &[HostOverride]) -> Option<String> {
+        let host = url.host_str()?;
+        if pins.iter().any(|p| p.matches(host)) {
+            return None;
+        }
+        match url.scheme() {
+            "https" => self.https.clone(),
+            "http" => self.http.clone(),
+            _ => None,
+        }
     }
 }
 
@@ -150,6 +188,34 @@ mod tests {
         assert!(o[1].matches("kv1.vault.azure.net"));
         assert!(!o[1].matches("vault.azure.net"));
         assert!(!o[1].matches("kv1.vault.azure.net.evil.com"));
+    }
+
+    /// Was: any pin switched the proxy off for every host.
+    #[test]
+    fn only_pinned_hosts_bypass_the_proxy() {
+        let pins = TransportConfig::parse_overrides("*.vault.azure.net=10.0.0.5:443").unwrap();
+        let env = EnvProxies {
+            https: Some("http://proxy.corp:3128".into()),
+            http: None,
+        };
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        assert_eq!(
+            env.for_url(&url("https://kv1.vault.azure.net/secrets/x"), &pins),
+            None
+        );
+        assert_eq!(
+            env.for_url(&url("https://graph.microsoft.com/v1.0/x"), &pins)
+                .as_deref(),
+            Some("http://proxy.corp:3128")
+        );
+    }
+
+    /// Was: with pins set, the CA file replaced the platform's roots.
+    #[test]
+    fn the_extra_ca_is_added_to_the_platform_roots() {
+        let src = include_str!("transport.rs");
+        let only = ["tls_certs", "_only("].concat();
+        assert!(!src.contains(&only), "the platform roots stay trusted");
     }
 
     #[test]

@@ -49,6 +49,7 @@ fn package_builds_the_layout_the_host_expects() {
     assert_eq!(
         names,
         vec![
+            "Operate/function.json",
             "Rotate/function.json",
             "RotateSecrets/function.json",
             "SelfTest/function.json",

@@ -226,6 +226,10 @@ fn self_test_call(body: Value) -> HttpCall {
     HttpCall::post_json("SelfTest", &body)
 }
 
+fn operate_call(body: Value) -> HttpCall {
+    HttpCall::post_json("Operate", &body)
+}
+
 fn assert_probe_shape(body: &Value, command: &str) {
     assert_eq!(body["appVersion"], env!("CARGO_PKG_VERSION"), "{body}");
     assert_eq!(body["command"], command, "{body}");
@@ -317,7 +321,7 @@ async fn a_pass_with_a_failed_credential_fails_the_invocation() {
     let r = s
         .client
         .http(
-            self_test_call(json!({"function": "Run", "runId": "inv-1"})),
+            operate_call(json!({"function": "Run", "runId": "inv-1"})),
             t0(),
         )
         .await;
@@ -415,7 +419,7 @@ async fn status_and_plan() {
     let s = start(Arc::new(Fake::default()), opts()).await;
     let r = s
         .client
-        .http(self_test_call(json!({"function": "Status"})), t0())
+        .http(operate_call(json!({"function": "Status"})), t0())
         .await;
     assert_eq!(r.status, 200);
     assert_probe_shape(&r.body, "Status");
@@ -435,7 +439,7 @@ async fn status_and_plan() {
 
     let r = s
         .client
-        .http(self_test_call(json!({"function": "Plan"})), t0())
+        .http(operate_call(json!({"function": "Plan"})), t0())
         .await;
     assert_probe_shape(&r.body, "Plan");
     assert_eq!(r.body["success"], true);
@@ -473,11 +477,11 @@ async fn self_test_rejects_bad_requests_with_400_in_the_same_shape() {
         ),
         (HttpCall::new("POST", "SelfTest"), "no command given"),
         (
-            self_test_call(json!({"function": "Run"})),
+            operate_call(json!({"function": "Run"})),
             "Run needs a \"runId\"",
         ),
         (
-            self_test_call(json!({"function": "Run", "runId": "x", "waitSeconds": 9999})),
+            operate_call(json!({"function": "Run", "runId": "x", "waitSeconds": 9999})),
             "\"waitSeconds\" must be a number",
         ),
     ];
@@ -493,7 +497,7 @@ async fn self_test_rejects_bad_requests_with_400_in_the_same_shape() {
     let r = s
         .client
         .http(
-            self_test_call(json!({"function": "Run", "runId": "nope"})),
+            operate_call(json!({"function": "Run", "runId": "nope"})),
             t0(),
         )
         .await;
@@ -508,7 +512,7 @@ async fn self_test_body_in_base64() {
     let r = s
         .client
         .http(
-            HttpCall::new("POST", "SelfTest")
+            HttpCall::new("POST", "Operate")
                 .header("Content-Type", "application/octet-stream")
                 .body(r#"{"function":"Plan"}"#),
             t0(),
@@ -655,7 +659,7 @@ async fn rotate_answers_202_with_a_run_id_then_the_outcome_is_queryable() {
     );
 
     let run = json!({"function": "Run", "runId": "inv-202"});
-    let q = s.client.http(self_test_call(run.clone()), t0()).await;
+    let q = s.client.http(operate_call(run.clone()), t0()).await;
     assert_eq!(q.body["run"]["state"], "running");
     assert_eq!(q.body["run"]["credential"], "slow");
 
@@ -672,7 +676,7 @@ async fn rotate_answers_202_with_a_run_id_then_the_outcome_is_queryable() {
     let q = s
         .client
         .http(
-            self_test_call(json!({"function": "Run", "runId": "inv-202", "waitSeconds": 60})),
+            operate_call(json!({"function": "Run", "runId": "inv-202", "waitSeconds": 60})),
             t0(),
         )
         .await;
@@ -683,7 +687,7 @@ async fn rotate_answers_202_with_a_run_id_then_the_outcome_is_queryable() {
 
     let st = s
         .client
-        .http(self_test_call(json!({"function": "Status"})), t0())
+        .http(operate_call(json!({"function": "Status"})), t0())
         .await;
     assert!(
         st.body["runs"]
@@ -720,7 +724,7 @@ async fn a_dropped_rotate_request_does_not_cancel_the_rotation() {
     let q = s
         .client
         .http(
-            self_test_call(json!({"function": "Run", "runId": "inv-drop", "waitSeconds": 60})),
+            operate_call(json!({"function": "Run", "runId": "inv-drop", "waitSeconds": 60})),
             t0(),
         )
         .await;
@@ -729,7 +733,7 @@ async fn a_dropped_rotate_request_does_not_cancel_the_rotation() {
     assert_eq!(q.body["run"]["result"]["report"]["outcome"], "progressed");
     let st = s
         .client
-        .http(self_test_call(json!({"function": "Status"})), t0())
+        .http(operate_call(json!({"function": "Status"})), t0())
         .await;
     let runs = st.body["runs"].as_array().unwrap();
     let run = runs
@@ -855,7 +859,7 @@ async fn malformed_envelopes_get_4xx_json_and_the_server_stays_up() {
     }
     assert_eq!(c.get("/").await.status, 200);
     let r = c
-        .http(self_test_call(json!({"function": "Plan"})), t0())
+        .http(operate_call(json!({"function": "Plan"})), t0())
         .await;
     assert_eq!(r.status, 200);
     s.shutdown().await;
@@ -960,7 +964,7 @@ async fn an_overrunning_pass_continues_and_the_next_timer_does_not_start_another
     let q = s
         .client
         .http(
-            self_test_call(
+            operate_call(
                 json!({"function": "Run", "runId": first.invocation_id, "waitSeconds": 60}),
             ),
             t0(),
@@ -987,10 +991,13 @@ async fn a_hung_engine_call_is_answered_504_not_left_hanging() {
         },
     )
     .await;
-    for command in ["Test", "Plan"] {
+    for (function, command) in [("SelfTest", "Test"), ("Operate", "Plan")] {
         let r = s
             .client
-            .http(self_test_call(json!({"function": command})), t0())
+            .http(
+                HttpCall::post_json(function, &json!({"function": command})),
+                t0(),
+            )
             .await;
         assert_eq!(r.status, 504, "{}", r.body);
         assert_eq!(r.body["command"], command);
@@ -1036,7 +1043,7 @@ async fn a_forced_request_does_not_join_an_unforced_run() {
     let q = s
         .client
         .http(
-            self_test_call(json!({"function": "Run", "runId": b.body["runId"], "waitSeconds": 60})),
+            operate_call(json!({"function": "Run", "runId": b.body["runId"], "waitSeconds": 60})),
             t0(),
         )
         .await;
@@ -1253,5 +1260,132 @@ async fn every_http_function_answers_in_the_shape_the_host_needs() {
         inv.json["Outputs"]["res"]["body"] = bad.clone();
         assert!(host::try_read_http_output(inv, "res").is_err(), "{bad}");
     }
+    s.shutdown().await;
+}
+
+// ---------------------------------------------------------------- issue #15: who may call what
+
+/// Was: the probe's function key (SelfTest) also answered Status, Plan and Run — the whole
+/// inventory. Now SelfTest answers the seed's probe only and names where the rest is served.
+#[tokio::test]
+async fn the_probe_key_reads_no_inventory() {
+    let s = start(Arc::new(Fake::default()), opts()).await;
+    // The seed runbook's call, unchanged: `curl …/api/SelfTest?code=<key> -d '{"function":"Test"}'`.
+    let seed = HttpCall::new("POST", "SelfTest")
+        .query("code", "probe-key")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(r#"{"function":"Test"}"#);
+    let r = s.client.http(seed, t0()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_probe_shape(&r.body, "Test");
+    for command in ["Status", "Plan", "Run", "status"] {
+        let r = s
+            .client
+            .http(
+                self_test_call(json!({"function": command, "runId": "x"})),
+                t0(),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{command}: {}", r.body);
+        assert_eq!(r.body["success"], false);
+        let msg = r.body["message"].as_str().unwrap();
+        assert!(msg.contains("POST /api/Operate"), "{msg}");
+        assert!(r.body.get("credentials").is_none() && r.body.get("plan").is_none());
+    }
+    // Operate serves them (with its own key) and not the probe.
+    let r = s
+        .client
+        .http(operate_call(json!({"function": "Status"})), t0())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s
+        .client
+        .http(operate_call(json!({"function": "Test"})), t0())
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    s.shutdown().await;
+}
+
+fn principal(roles: &[&str]) -> String {
+    use base64::Engine as _;
+    let role_typ = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role";
+    let mut claims = vec![json!({"typ": "name", "val": "monitor@contoso.com"})];
+    claims.extend(roles.iter().map(|r| json!({"typ": role_typ, "val": r})));
+    let p = json!({"auth_typ": "aad", "claims": claims, "name_typ": "name", "role_typ": role_typ});
+    base64::engine::general_purpose::STANDARD.encode(p.to_string())
+}
+
+/// With App Service authentication on (ROTATOR_REQUIRE_APP_ROLES), the roles in the platform's
+/// `X-MS-CLIENT-PRINCIPAL` decide: the probe role calls the probe and nothing else.
+#[tokio::test]
+async fn app_roles_from_the_platform_header_gate_every_function() {
+    let fake = Arc::new(Fake::default());
+    let s = start(
+        fake.clone(),
+        HandlerOptions {
+            require_app_roles: true,
+            ..opts()
+        },
+    )
+    .await;
+    let as_caller = |call: HttpCall, roles: Option<&[&str]>| match roles {
+        Some(r) => call.header("X-MS-CLIENT-PRINCIPAL", &principal(r)),
+        None => call,
+    };
+    let probe: &[&str] = &["Rotator.Probe"];
+    let operator: &[&str] = &["Rotator.Operator"];
+    let cases: Vec<(HttpCall, Option<&[&str]>, u16)> = vec![
+        (
+            self_test_call(json!({"function": "Test"})),
+            Some(probe),
+            200,
+        ),
+        (
+            self_test_call(json!({"function": "Test"})),
+            Some(operator),
+            200,
+        ),
+        (self_test_call(json!({"function": "Test"})), None, 403),
+        (self_test_call(json!({"function": "Test"})), Some(&[]), 403),
+        (
+            operate_call(json!({"function": "Status"})),
+            Some(probe),
+            403,
+        ),
+        (
+            operate_call(json!({"function": "Status"})),
+            Some(operator),
+            200,
+        ),
+        (HttpCall::new("GET", "StatusPage"), Some(probe), 403),
+        (
+            HttpCall::post_json("rotate/provision-assist", &json!({"force": true})),
+            Some(probe),
+            403,
+        ),
+    ];
+    for (call, roles, want) in cases {
+        let what = format!("{} {} as {roles:?}", call.method, call.path);
+        let r = s.client.http(as_caller(call, roles), t0()).await;
+        assert_eq!(r.status, want, "{what}: {}", r.body);
+        if want == 403 {
+            let msg = r.body["message"].as_str().unwrap_or_default();
+            assert!(
+                msg.contains("Rotator.") || msg.contains("X-MS-CLIENT-PRINCIPAL"),
+                "{msg}"
+            );
+        }
+    }
+    // The status page (HTML) for an operator.
+    let call =
+        HttpCall::new("GET", "StatusPage").header("X-MS-CLIENT-PRINCIPAL", &principal(operator));
+    let envelope = s.client.http_envelope(&call, t0());
+    let inv = s.client.invoke("StatusPage", &envelope).await;
+    assert_eq!(inv.json["Outputs"]["res"]["statusCode"], 200);
+    assert_eq!(
+        fake.rotations.load(Ordering::SeqCst),
+        0,
+        "the probe role rotated nothing"
+    );
     s.shutdown().await;
 }

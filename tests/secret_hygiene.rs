@@ -176,7 +176,14 @@ async fn no_secret_in_any_output_of_a_full_run_of_the_demo_tenant() {
             let r = h
                 .client
                 .http(
-                    HttpCall::post_json("SelfTest", &json!({ "function": command })),
+                    HttpCall::post_json(
+                        if command == "Test" {
+                            "SelfTest"
+                        } else {
+                            "Operate"
+                        },
+                        &json!({ "function": command }),
+                    ),
                     c.now(),
                 )
                 .await;

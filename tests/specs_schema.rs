@@ -151,6 +151,12 @@ fn checks_the_schemas_miss() {
             .unwrap()
             .contains(&"get".into())
     );
+    // The probe's key opens the probe only: everything that reads the inventory or rotates is a
+    // function of its own, so it has function keys of its own (issue #15).
+    for other in ["Operate", "Rotate", "StatusPage"] {
+        let spec = specs.iter().find(|s| s.name == other).unwrap();
+        assert_eq!(spec.bindings()[0]["authLevel"], "function", "{other}");
+    }
 }
 
 #[test]

@@ -39,6 +39,8 @@ param warnUnenrolledDays int
 param resolveOverrides string
 param caFile string
 param logFilter string
+param appServiceAuth bool = false
+param authClientId string = ''
 param tags object
 
 @description('Flex Consumption instance memory (MB).')
@@ -130,6 +132,11 @@ var rotatorSettings = [
   {
     name: 'ROTATOR_WARN_UNENROLLED_DAYS'
     value: string(warnUnenrolledDays)
+  }
+  {
+    // The binary trusts X-MS-CLIENT-PRINCIPAL only when App Service authentication is on.
+    name: 'ROTATOR_REQUIRE_APP_ROLES'
+    value: string(appServiceAuth)
   }
   {
     name: 'ROTATOR_LOG'
@@ -259,6 +266,46 @@ resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
   name: 'ftp'
   properties: {
     allow: false
+  }
+}
+
+// Optional: Entra ID sign-in in front of every function (function keys still apply). The
+// platform then sends the caller's app roles as X-MS-CLIENT-PRINCIPAL and strips that header
+// from outside requests; the binary checks the roles (ROTATOR_REQUIRE_APP_ROLES).
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (appServiceAuth) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${authClientId}'
+            authClientId
+          ]
+        }
+      }
+    }
   }
 }
 

@@ -5,7 +5,8 @@
 //! `Get-AutomationVariable`, which decodes it). An encrypted value is never returned by ARM, so
 //! reading gives only `isEncrypted` and the timestamps. Updates use PATCH (only `value`), which
 //! keeps `isEncrypted` and the description; a missing variable is created with PUT and
-//! `isEncrypted: true`.
+//! `isEncrypted: true`. A variable with `isEncrypted: false` is never written: anyone with Reader
+//! on the account could read the secret there.
 
 use std::fmt;
 use std::sync::Arc;
@@ -36,8 +37,13 @@ pub struct VariableInfo {
 /// What [`AutomationClient::set_value`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetVariableOutcome {
+    /// An existing encrypted variable got the new value.
     Updated,
+    /// The variable did not exist and was created encrypted.
     Created,
+    /// The variable exists with `isEncrypted: false`; nothing was written (ARM cannot turn
+    /// encryption on for an existing variable: it must be deleted and created again).
+    RefusedUnencrypted,
 }
 
 #[derive(Clone)]
@@ -171,7 +177,8 @@ impl AutomationClient {
             .map_err(AutomationError::BadAnswer)
     }
 
-    /// Updates the variable, creating it encrypted when it does not exist.
+    /// Updates an encrypted variable, creating it encrypted when it does not exist; never
+    /// writes into a plain-text one.
     pub async fn set_value(
         &self,
         account: &ArmResource,
@@ -180,6 +187,7 @@ impl AutomationClient {
         description: &str,
     ) -> Result<SetVariableOutcome, AutomationError> {
         match self.get_variable(account, name).await? {
+            Some(v) if !v.is_encrypted => Ok(SetVariableOutcome::RefusedUnencrypted),
             Some(_) => {
                 self.update_value(account, name, value).await?;
                 Ok(SetVariableOutcome::Updated)

@@ -496,9 +496,37 @@ impl AppPager {
         .map_err(|f| GraphError::from_failure(&f, || "application list".to_string()))?;
         let page =
             parse_page(&reply.body, self.only_applications).map_err(GraphError::BadAnswer)?;
-        self.next = page.next_link;
+        self.next = page
+            .next_link
+            .map(|l| same_graph_host(&c.base, &l).map(|()| l))
+            .transpose()
+            .map_err(GraphError::BadAnswer)?;
         Ok(Some(page.apps))
     }
+}
+
+/// `@odata.nextLink` is followed with the bearer token, so only when it is https on the
+/// configured Graph host (and port); anything else is an error naming where it pointed.
+fn same_graph_host(base: &str, link: &str) -> Result<(), String> {
+    let origin = |u: &url::Url| {
+        (
+            u.scheme().to_string(),
+            u.host_str().map(str::to_ascii_lowercase),
+            u.port_or_known_default(),
+        )
+    };
+    let base = url::Url::parse(base).map_err(|e| format!("the Graph base URL is invalid: {e}"))?;
+    let next = url::Url::parse(link)
+        .map_err(|e| format!("@odata.nextLink is not a URL ({e}); not followed"))?;
+    if next.scheme() == "https" && origin(&next) == origin(&base) {
+        return Ok(());
+    }
+    Err(format!(
+        "@odata.nextLink points at {}://{}, not https://{}: not followed (the token goes only to the configured Graph host)",
+        next.scheme(),
+        next.host_str().unwrap_or("(no host)"),
+        base.host_str().unwrap_or_default()
+    ))
 }
 
 // ---- answer parsing (pure; unit-tested on malformed input) ----
@@ -708,6 +736,35 @@ mod tests {
         let bad = ok.replace("9f0e8c3e-3c1b-4b0e-9a53-2f0f2d1b7a11", "nope");
         let err = parse_added_password(bad.as_bytes()).unwrap_err();
         assert!(!err.contains("abcdefghijkl"), "{err}");
+    }
+
+    /// Was: the pager sent its bearer token to whatever host `@odata.nextLink` named.
+    #[test]
+    fn next_link_only_to_https_on_the_graph_host() {
+        let base = "https://graph.microsoft.com/v1.0";
+        assert!(
+            same_graph_host(
+                base,
+                "https://graph.microsoft.com/v1.0/applications?$skiptoken=x"
+            )
+            .is_ok()
+        );
+        assert!(same_graph_host(base, "https://GRAPH.microsoft.com:443/v1.0/x").is_ok());
+        for bad in [
+            "https://evil.example/v1.0/applications?$skiptoken=x",
+            "http://graph.microsoft.com/v1.0/applications",
+            "https://graph.microsoft.com.evil.example/v1.0",
+            "https://graph.microsoft.com:8443/v1.0",
+            "not a url",
+        ] {
+            let e = same_graph_host(base, bad).unwrap_err();
+            assert!(e.contains("not followed"), "{bad}: {e}");
+        }
+        let e = same_graph_host(base, "https://evil.example/x").unwrap_err();
+        assert!(
+            e.contains("https://evil.example") && e.contains("graph.microsoft.com"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -89,6 +89,9 @@ impl Connection {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, CliError> {
         let policy = crate::policy::load(&settings.policy_path).map_err(EngineError::from)?;
+        policy
+            .check_cloud(settings.cloud)
+            .map_err(EngineError::from)?;
         let http = settings.transport.build().map_err(EngineError::Transport)?;
         let options = ServiceOptions::new(http);
         let choice = CredentialChoice::from_settings(env)?;

@@ -123,6 +123,7 @@ fn outcome_word(o: CredentialOutcome) -> &'static str {
         CredentialOutcome::Blocked => "BLOCKED (needs a person)",
         CredentialOutcome::Failed => "FAILED (the next run resumes from here)",
         CredentialOutcome::Busy => "busy (another instance holds its lease)",
+        CredentialOutcome::Refused => "forced rotation refused",
     }
 }
 

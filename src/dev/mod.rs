@@ -261,8 +261,8 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         println!("\nServing until Ctrl-C. Try:");
         let base = format!("http://{addr}/api");
         println!("   curl -s {base}/SelfTest -d '{{\"function\":\"Test\"}}'");
-        println!("   curl -s {base}/SelfTest -d '{{\"function\":\"Status\"}}'");
-        println!("   curl -s {base}/SelfTest -d '{{\"function\":\"Plan\"}}'");
+        println!("   curl -s {base}/Operate -d '{{\"function\":\"Status\"}}'");
+        println!("   curl -s {base}/Operate -d '{{\"function\":\"Plan\"}}'");
         println!("   curl -s -X POST {base}/rotate/provision-assist -d '{{\"force\":true}}'");
         println!("   curl -s {base}/StatusPage > status.html   # then open it in a browser");
         println!(
@@ -290,7 +290,8 @@ async fn command(
     cmd: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Value> {
-    let call = HttpCall::post_json("SelfTest", &json!({ "function": cmd }));
+    let function = if cmd == "Test" { "SelfTest" } else { "Operate" };
+    let call = HttpCall::post_json(function, &json!({ "function": cmd }));
     Ok(h.http(&call, now).await?.body)
 }
 
@@ -315,7 +316,7 @@ async fn timer_pass(
         o.l(format!("log: {l}"));
     }
     let call = HttpCall::post_json(
-        "SelfTest",
+        "Operate",
         &json!({ "function": "Run", "runId": id, "waitSeconds": 120 }),
     );
     let a = h.http(&call, now).await?;

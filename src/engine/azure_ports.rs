@@ -315,11 +315,11 @@ impl AzurePorts for AzureClients {
         account: &ArmResource,
         name: &str,
         value: &SecretValue,
-    ) -> Result<(), PortError> {
-        self.automation
+    ) -> Result<SetVariableOutcome, PortError> {
+        Ok(self
+            .automation
             .set_value(account, name, value, "Client secret kept by secret-rotator")
-            .await?;
-        Ok(())
+            .await?)
     }
 }
 

@@ -41,8 +41,10 @@ use uuid::Uuid;
 
 use crate::cloud::Cloud;
 use crate::engine::kvref::KeyVaultReference;
-use crate::engine::observe::{Observed, owner_guidance};
-use crate::engine::ports::{AzurePorts, LeaseGuard, ManualStep, Notifier, PortError, StorePorts};
+use crate::engine::observe::{Observed, owner_guidance, unencrypted_variable};
+use crate::engine::ports::{
+    AzurePorts, LeaseGuard, ManualStep, Notifier, PortError, SetVariableOutcome, StorePorts,
+};
 use crate::engine::tags;
 use crate::planner::{
     KeyIdentity, MARKER_PREFIX, Phase, RemoveReason, RotateReason, RotationTags, Step, VaultState,
@@ -93,6 +95,9 @@ pub enum StepError {
     /// The rotator's state does not fit in the Key Vault tags the owner's leave free.
     #[error("{0}")]
     TagBudget(String),
+    /// Needs a person before it can be done (the credential's outcome is `blocked`).
+    #[error("{0}")]
+    Blocked(String),
 }
 
 /// The action of a failed tag update: the rotator's own bookkeeping in Key Vault.
@@ -329,16 +334,23 @@ pub async fn perform(
                 ),
                 old_secret_removed_after: Some(now + cred.grace),
             };
-            ctx.notifier
+            let hooks = ctx
+                .notifier
                 .manual_step(&msg)
                 .await
                 .map_err(az("send the manual-step message"))?;
             mark_synced(consumer_id).await?;
-            Ok(format!(
-                "told the owners of {system} to take the new value from {} before {}",
+            let what = format!(
+                "take the new value from {} before {}",
                 msg.secret_id,
                 (now + cred.grace).format("%Y-%m-%d %H:%M UTC")
-            ))
+            );
+            Ok(match hooks {
+                0 => format!(
+                    "no webhook is configured: the manual step for {system} ({what}) is only in the log"
+                ),
+                n => format!("told the owners of {system} through {n} webhook(s) to {what}"),
+            })
         }
         Step::CompletePropagation { remove_after } => {
             let mut t = current_tags.clone().ok_or_else(|| {
@@ -587,11 +599,23 @@ async fn update_other_consumer(
             ))
         }
         Consumer::AutomationVariable { account, variable } => {
-            ctx.azure
+            let done = ctx
+                .azure
                 .set_automation_variable(account, variable, &current.value)
                 .await
                 .map_err(az("update the Automation variable"))?;
-            Ok(format!("{}: updated (encrypted)", consumer.describe()))
+            let what = match done {
+                SetVariableOutcome::Updated => "wrote the new value into the encrypted variable",
+                SetVariableOutcome::Created => "created the variable encrypted with the new value",
+                SetVariableOutcome::RefusedUnencrypted => {
+                    return Err(StepError::Blocked(format!(
+                        "{}: nothing written: {}",
+                        consumer.describe(),
+                        unencrypted_variable(variable)
+                    )));
+                }
+            };
+            Ok(format!("{}: {what}", consumer.describe()))
         }
         Consumer::NotifyOnly { .. } => Err(StepError::Invariant(
             "a notify-only consumer is told, not written".into(),

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use crate::azure::automation::SetVariableOutcome;
 use crate::azure::credential::TokenIdentity;
 use crate::azure::graph::ListedApp;
 use crate::inventory::InventoryRow;
@@ -190,7 +191,7 @@ pub trait AzurePorts: Send + Sync {
         account: &ArmResource,
         name: &str,
         value: &SecretValue,
-    ) -> Result<(), PortError>;
+    ) -> Result<SetVariableOutcome, PortError>;
 }
 
 /// A held lease; dropping or releasing it frees the credential for another instance.
@@ -228,7 +229,8 @@ pub struct ManualStep {
 /// Delivers messages to people (logs, Teams, Slack, webhooks).
 #[async_trait::async_trait]
 pub trait Notifier: Send + Sync {
-    async fn manual_step(&self, step: &ManualStep) -> Result<(), PortError>;
+    /// How many webhooks carry the message (0: it is only in the log).
+    async fn manual_step(&self, step: &ManualStep) -> Result<usize, PortError>;
     /// A credential's run failed or is blocked and needs a person (at most once a day).
     async fn rotation_failed(
         &self,

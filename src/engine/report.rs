@@ -82,6 +82,9 @@ pub enum CredentialOutcome {
     Failed,
     /// Another instance holds this credential's lease.
     Busy,
+    /// A forced rotation was refused (too soon after the last one, or inside a grace period):
+    /// `error` says why and `next_due`, when known, from when it would be accepted.
+    Refused,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

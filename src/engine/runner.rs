@@ -27,6 +27,7 @@
 //! Caveats: `now` advances with the wall clock from the host's `UtcNow`, so a pass that takes
 //! minutes sees the minutes pass.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,7 @@ use crate::inventory::{
     warns,
 };
 use crate::planner::{self, ConsumerSync, KeyIdentity, Step, VaultState};
+use crate::policy::minimums::MIN_FORCED_INTERVAL;
 use crate::policy::{Consumer, CredentialPolicy, Policy};
 
 #[derive(Debug, Clone)]
@@ -90,6 +92,40 @@ pub struct Engine {
     pub store: Arc<dyn StorePorts>,
     pub notifier: Arc<dyn Notifier>,
     pub options: EngineOptions,
+    /// The probe's last token answer per credential ([`ProbeMemo`]).
+    pub probes: ProbeMemo,
+}
+
+/// What `Test` last learnt from Entra for each credential: `(Key Vault version, accepted, when)`.
+/// Reused for [`PROBE_MEMO_TTL`] while the version is unchanged, so polling the probe makes at
+/// most one token request per secret per TTL; a new version (a rotation, a fix) is asked again.
+#[derive(Debug, Default)]
+pub struct ProbeMemo(std::sync::Mutex<HashMap<String, ProbeAnswer>>);
+
+/// One credential's last probe: the Key Vault version, whether Entra accepted it, and when.
+type ProbeAnswer = (String, bool, DateTime<Utc>);
+
+/// How long a probe's token answer stands for an unchanged Key Vault version.
+pub const PROBE_MEMO_TTL: chrono::Duration = chrono::Duration::minutes(5);
+
+impl ProbeMemo {
+    fn get(&self, credential: &str, now: DateTime<Utc>) -> Option<(String, bool)> {
+        let map = self.0.lock().ok()?;
+        let (version, ok, at) = map.get(credential)?;
+        (now >= *at && now - *at < PROBE_MEMO_TTL).then(|| (version.clone(), *ok))
+    }
+
+    fn put(&self, credential: &str, observed: &Observed, now: DateTime<Utc>) {
+        let (VaultState::Current(v), Some(ok)) = (
+            &observed.observation.vault,
+            observed.observation.current_value_accepted,
+        ) else {
+            return;
+        };
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(credential.to_string(), (v.version.clone(), ok, now));
+        }
+    }
 }
 
 /// A `now` that keeps flowing from the host's timestamp.
@@ -188,6 +224,7 @@ impl Engine {
             }
         };
         let mut forced = !force;
+        let mut refused: Option<Refusal> = None;
         let ctx = self.exec_ctx();
         let started = Instant::now();
         let mut last_seen: Option<Observed> = None;
@@ -225,7 +262,12 @@ impl Engine {
             // Rotate{Forced}), also inside a grace period: a leaked secret is replaced at once,
             // and the password consumers hold now keeps the policy's grace as the previous one.
             if !forced && decision.blocked.is_none() {
-                decision = planner::decide_forced(cred, &observed.observation, t);
+                if let Err(r) = forced_interval_allows(&observed, t) {
+                    forced = true;
+                    refused = Some(r);
+                } else {
+                    decision = planner::decide_forced(cred, &observed.observation, t);
+                }
             }
             if let Some(why) = decision.blocked {
                 report.outcome = CredentialOutcome::Blocked;
@@ -273,6 +315,7 @@ impl Engine {
                 }
                 _ => false,
             };
+            let blocked = matches!(result, Err(executor::StepError::Blocked(_)));
             let detail = match result {
                 Ok(d) => d,
                 Err(e) => e.to_string(),
@@ -295,14 +338,20 @@ impl Engine {
                 continue;
             }
             if !ok && !held {
-                report.outcome = CredentialOutcome::Failed;
+                report.outcome = if blocked {
+                    CredentialOutcome::Blocked
+                } else {
+                    CredentialOutcome::Failed
+                };
                 report.error = Some(detail);
                 break;
             }
             report.outcome = CredentialOutcome::InProgress;
         }
         lease.release().await;
-        if force {
+        if let Some(r) = refused {
+            r.apply(&mut report);
+        } else if force {
             refuse_unperformed_force(&mut report);
         }
         let audit = Audit {
@@ -670,8 +719,18 @@ impl Engine {
             result_code: code,
             message,
         };
-        let observed = match observe(self.azure.as_ref(), cred, self.tenant_for(cred), true).await {
-            Ok(o) => o,
+        let mut observer = Observer::new(cred, true);
+        if let Some((version, ok)) = self.probes.get(&cred.name, now) {
+            observer = observer.knowing(version, ok);
+        }
+        let observed = match observer
+            .observe(self.azure.as_ref(), cred, self.tenant_for(cred))
+            .await
+        {
+            Ok(o) => {
+                self.probes.put(&cred.name, &o, now);
+                o
+            }
             Err(PortError::AccessDenied(m)) => {
                 return fail(ResultCode::KeyVaultAccess, format!("access denied: {m}"));
             }
@@ -791,6 +850,58 @@ fn learn_enrolment(enrolment: &mut Enrolment, cred: &CredentialPolicy, seen: &Ob
             format!("{}/{}", cred.key_vault.vault, cred.key_vault.secret),
         );
     }
+}
+
+/// Why a forced rotation was not done, and from when it would be accepted (when known).
+struct Refusal {
+    reason: String,
+    earliest: Option<DateTime<Utc>>,
+}
+
+impl Refusal {
+    /// The credential's answer says the force was refused, unless something worse happened.
+    fn apply(self, report: &mut CredentialReport) {
+        if matches!(
+            report.outcome,
+            CredentialOutcome::Failed | CredentialOutcome::Blocked | CredentialOutcome::Busy
+        ) {
+            return;
+        }
+        report.outcome = CredentialOutcome::Refused;
+        report.error = Some(match self.earliest {
+            Some(at) => format!(
+                "{}; a forced rotation is accepted from {}",
+                self.reason,
+                at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            None => self.reason,
+        });
+        if self.earliest.is_some() {
+            report.next_due = self.earliest;
+        }
+    }
+}
+
+/// A forced rotation only [`MIN_FORCED_INTERVAL`] after the last rotation, whatever the grace.
+fn forced_interval_allows(observed: &Observed, now: DateTime<Utc>) -> Result<(), Refusal> {
+    let VaultState::Current(v) = &observed.observation.vault else {
+        return Ok(());
+    };
+    let Some(last) = v.tags.as_ref().and_then(|t| t.rotated_at) else {
+        return Ok(());
+    };
+    let earliest = last + MIN_FORCED_INTERVAL;
+    if now >= earliest {
+        return Ok(());
+    }
+    Err(Refusal {
+        reason: format!(
+            "not forcing a rotation: the last one was at {}, less than {} minutes ago",
+            last.format("%Y-%m-%d %H:%M UTC"),
+            MIN_FORCED_INTERVAL.num_minutes()
+        ),
+        earliest: Some(earliest),
+    })
 }
 
 /// "consumer: problem" for each consumer whose observed sync `problem` describes.

@@ -103,6 +103,7 @@ pub fn build_with(parts: EngineParts) -> Result<Arc<Engine>, EngineError> {
             warn_unenrolled_days: parts.warn_unenrolled_days,
             ..Default::default()
         },
+        probes: Default::default(),
     }))
 }
 
@@ -112,6 +113,7 @@ pub async fn build(
     settings: &Settings,
 ) -> Result<Arc<dyn crate::handler::service::RotatorService>, EngineError> {
     let policy = crate::policy::load(&settings.policy_path)?;
+    policy.check_cloud(settings.cloud)?;
     let http = settings.transport.build()?;
     let options = ServiceOptions::new(http);
     let choice = if settings.identity_endpoint.is_some() {

@@ -2,8 +2,11 @@
 //!
 //! - `RotateSecrets` (timer): one rotation pass in a spawned run, bounded by the pass budget.
 //! - `SelfTest` (HTTP): the probe `{"function":"Test"}` in the shape operators already script
-//!   against (`appVersion, command, success, message, resultCode`), plus `Status`, `Plan` (dry
-//!   run) and `Run` (`{"function":"Run","runId":"...","waitSeconds":0}`: a run's outcome).
+//!   against (`appVersion, command, success, message, resultCode`), and nothing else: its function
+//!   key is the one monitoring tools hold.
+//! - `Operate` (HTTP): `Status`, `Plan` (dry run) and `Run`
+//!   (`{"function":"Run","runId":"...","waitSeconds":0}`: a run's outcome) in the same shape,
+//!   behind a function key of its own, since they read the whole credential inventory.
 //! - `Rotate` (HTTP, route `rotate/{credential?}`): one credential now; waits up to the rotate
 //!   wait, then answers 202 with the run id while the run carries on.
 //!
@@ -40,10 +43,13 @@ pub const ROTATE_SECRETS: &str = "RotateSecrets";
 pub const SELF_TEST: &str = "SelfTest";
 pub const ROTATE: &str = "Rotate";
 pub const STATUS_PAGE: &str = "StatusPage";
+pub const OPERATE: &str = "Operate";
 /// Every function this handler serves; each has a folder in `function-specs/`.
-pub const FUNCTION_NAMES: &[&str] = &[ROTATE_SECRETS, SELF_TEST, ROTATE, STATUS_PAGE];
-/// SelfTest commands.
-pub const COMMANDS: &[&str] = &["Test", "Status", "Plan", "Run"];
+pub const FUNCTION_NAMES: &[&str] = &[ROTATE_SECRETS, SELF_TEST, ROTATE, STATUS_PAGE, OPERATE];
+/// SelfTest commands: the probe only.
+pub const PROBE_COMMANDS: &[&str] = &["Test"];
+/// Operate commands: what reads the inventory or the runs.
+pub const OPERATE_COMMANDS: &[&str] = &["Status", "Plan", "Run"];
 
 /// The function for a request path segment (the host uses the folder name; case is forgiven).
 pub fn canonical_name(s: &str) -> Option<&'static str> {
@@ -63,17 +69,21 @@ pub(crate) async fn dispatch(
     let now = host_now(&req, &mut logs);
     match name {
         ROTATE_SECRETS => rotate_secrets(state, req, invocation_id, now, logs).await,
-        SELF_TEST | ROTATE | STATUS_PAGE => {
+        SELF_TEST | ROTATE | STATUS_PAGE | OPERATE => {
             let http = match req.http_request(HTTP_TRIGGER_BINDING) {
                 Ok(h) => h,
                 Err(e) => return error_response(StatusCode::BAD_REQUEST, e.to_string()),
             };
-            let (out, mut lines) = if name == SELF_TEST {
-                self_test(&state, &http, now).await
-            } else if name == STATUS_PAGE {
-                status_page(&state, now).await
-            } else {
-                rotate(&state, &http, invocation_id, now).await
+            let (out, mut lines) = match state
+                .opts
+                .require_app_roles
+                .then(|| super::auth::authorize(name, &http))
+            {
+                Some(Err(why)) => forbidden(&state, name, why),
+                _ if name == SELF_TEST => self_test(&state, &http, now).await,
+                _ if name == OPERATE => operate(&state, &http, now).await,
+                _ if name == STATUS_PAGE => status_page(&state, now).await,
+                _ => rotate(&state, &http, invocation_id, now).await,
             };
             logs.append(&mut lines);
             for l in &logs {
@@ -195,7 +205,7 @@ async fn rotate_secrets(
         None => {
             let line = format!(
                 "pass {} is still running {}s after it started; it continues in the background \
-                 and its outcome shows in SelfTest Status/Run",
+                 and its outcome shows in Operate Status/Run",
                 handle.run_id,
                 (budget + state.opts.pass_grace).as_secs()
             );
@@ -341,6 +351,7 @@ fn outcome_word(o: CredentialOutcome) -> &'static str {
         CredentialOutcome::Blocked => "blocked",
         CredentialOutcome::Failed => "failed",
         CredentialOutcome::Busy => "busy (another instance holds the lease)",
+        CredentialOutcome::Refused => "forced rotation refused",
     }
 }
 
@@ -367,22 +378,33 @@ fn reply(
     m
 }
 
+/// 400: the request itself is wrong.
 fn bad_request(state: &AppState, command: &str, message: String) -> (HttpOutput, Vec<String>) {
-    let line = format!("rejected: {message}");
-    (
-        HttpOutput::json(
-            400,
-            &reply(
-                state,
-                command,
-                false,
-                Some(message),
-                ResultCode::BadRequest,
-                vec![],
-            ),
-        ),
-        vec![line],
-    )
+    refusal(state, 400, "rejected", command, message)
+}
+
+/// 403: the caller may not use this function (or command) with what it presented.
+fn forbidden(state: &AppState, command: &str, message: String) -> (HttpOutput, Vec<String>) {
+    refusal(state, 403, "refused", command, message)
+}
+
+fn refusal(
+    state: &AppState,
+    status: u16,
+    verb: &str,
+    command: &str,
+    message: String,
+) -> (HttpOutput, Vec<String>) {
+    let line = format!("{verb}: {message}");
+    let out = reply(
+        state,
+        command,
+        false,
+        Some(message),
+        ResultCode::BadRequest,
+        vec![],
+    );
+    (HttpOutput::json(status, &out), vec![line])
 }
 
 fn unavailable(state: &AppState, command: &str) -> Option<(HttpOutput, Vec<String>)> {
@@ -469,42 +491,93 @@ fn out_for(state: &AppState, command: &str, limit: Duration) -> (HttpOutput, Vec
     (HttpOutput::json(504, &out), vec![message])
 }
 
+/// An HTTP function's answer and its invocation log lines.
+type Answer = (HttpOutput, Vec<String>);
+
+/// The command a SelfTest/Operate request names: the body's `"function"`, else `?function=`
+/// (so a browser or a bare probe can call it too).
+fn command_of(
+    state: &AppState,
+    http: &HttpRequestData,
+    usage: &str,
+) -> Result<(String, Map<String, Value>), Answer> {
+    let body = body_object(http).map_err(|e| bad_request(state, "", format!("{e}; {usage}")))?;
+    let command = match body.get("function") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            let m = format!("\"function\" must be a string; {usage}");
+            return Err(bad_request(state, "", m));
+        }
+        None => match http.query.get("function") {
+            Some(s) => s.clone(),
+            None => return Err(bad_request(state, "", format!("no command given; {usage}"))),
+        },
+    };
+    Ok((command, body))
+}
+
+fn known(commands: &[&'static str], command: &str) -> Option<&'static str> {
+    commands
+        .iter()
+        .copied()
+        .find(|c| c.eq_ignore_ascii_case(command))
+}
+
+/// The probe: `Test` only. An inventory command is refused with where it is served, so the
+/// key monitoring tools hold cannot read the inventory.
 async fn self_test(
     state: &AppState,
     http: &HttpRequestData,
     now: DateTime<Utc>,
 ) -> (HttpOutput, Vec<String>) {
+    let usage = "send a JSON body like {\"function\":\"Test\"}";
+    let (command, _) = match command_of(state, http, usage) {
+        Ok(c) => c,
+        Err(out) => return out,
+    };
+    if known(PROBE_COMMANDS, &command).is_some() {
+        return test_command(state, now).await;
+    }
+    if let Some(c) = known(OPERATE_COMMANDS, &command) {
+        return forbidden(
+            state,
+            c,
+            format!(
+                "SelfTest answers the probe only ({{\"function\":\"Test\"}}); {c} is served by \
+                 the {OPERATE} function (POST /api/{OPERATE}) with its own function key"
+            ),
+        );
+    }
+    bad_request(
+        state,
+        &command,
+        format!("unknown command '{command}'; {usage}"),
+    )
+}
+
+/// Status, Plan and Run: the inventory and the runs, behind Operate's own key.
+async fn operate(
+    state: &AppState,
+    http: &HttpRequestData,
+    now: DateTime<Utc>,
+) -> (HttpOutput, Vec<String>) {
     let usage = format!(
-        "send a JSON body like {{\"function\":\"Test\"}}; commands: {}",
-        COMMANDS.join(", ")
+        "send a JSON body like {{\"function\":\"Status\"}}; commands: {}",
+        OPERATE_COMMANDS.join(", ")
     );
-    let body = match body_object(http) {
-        Ok(b) => b,
-        Err(e) => return bad_request(state, "", format!("{e}; {usage}")),
+    let (command, body) = match command_of(state, http, &usage) {
+        Ok(c) => c,
+        Err(out) => return out,
     };
-    // The body's "function" wins; `?function=Test` lets a browser or a bare probe call it too.
-    let command = match body.get("function") {
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            return bad_request(state, "", format!("\"function\" must be a string; {usage}"));
-        }
-        None => match http.query.get("function") {
-            Some(s) => s.clone(),
-            None => return bad_request(state, "", format!("no command given; {usage}")),
-        },
-    };
-    let Some(command) = COMMANDS.iter().find(|c| c.eq_ignore_ascii_case(&command)) else {
-        return bad_request(
+    match known(OPERATE_COMMANDS, &command) {
+        Some("Status") => status_command(state, now).await,
+        Some("Plan") => plan_command(state, now).await,
+        Some(_) => run_command(state, &body, http).await,
+        None => bad_request(
             state,
             &command,
             format!("unknown command '{command}'; {usage}"),
-        );
-    };
-    match *command {
-        "Test" => test_command(state, now).await,
-        "Status" => status_command(state, now).await,
-        "Plan" => plan_command(state, now).await,
-        _ => run_command(state, &body, http).await,
+        ),
     }
 }
 
@@ -794,6 +867,15 @@ fn rotate_verdict(report: &CredentialReport) -> (bool, ResultCode, Option<String
                 report.name
             )),
         ),
+        CredentialOutcome::Refused => {
+            (
+                false,
+                ResultCode::Ok,
+                Some(report.error.clone().unwrap_or_else(|| {
+                    format!("{}: the forced rotation was refused", report.name)
+                })),
+            )
+        }
         CredentialOutcome::Idle => (
             true,
             ResultCode::Ok,
@@ -898,7 +980,7 @@ async fn rotate(
         None => {
             let message = format!(
                 "the rotation of {credential} is still running after {}s; it continues. Ask \
-                 SelfTest {{\"function\":\"Run\",\"runId\":\"{}\"}} for its outcome",
+                 Operate {{\"function\":\"Run\",\"runId\":\"{}\"}} for its outcome",
                 state.opts.rotate_wait.as_secs(),
                 handle.run_id
             );
@@ -960,5 +1042,25 @@ async fn rotate(
                 (HttpOutput::json(500, &out), vec![])
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Was: a refused force answered `success: true` with "nothing was due; send force: true".
+    #[test]
+    fn a_refused_force_is_not_a_success() {
+        let report = CredentialReport {
+            name: "ezsign".into(),
+            outcome: CredentialOutcome::Refused,
+            steps: vec![],
+            error: Some("not forcing a rotation: ...; a forced rotation is accepted from X".into()),
+            next_due: None,
+        };
+        let (success, _, message) = rotate_verdict(&report);
+        assert!(!success);
+        assert!(message.unwrap().contains("accepted from X"));
     }
 }

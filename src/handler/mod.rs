@@ -2,7 +2,8 @@
 //!
 //! - [`protocol`]: the host's invocation envelope and the handler's response, parsed leniently.
 //! - [`server`]: the axum server ([`server::run`]), readiness, envelope-level errors.
-//! - [`functions`]: RotateSecrets (timer), SelfTest and Rotate (HTTP).
+//! - [`functions`]: RotateSecrets (timer), SelfTest, Operate, Rotate and StatusPage (HTTP).
+//! - [`auth`]: the app roles App Service authentication sends (optional, after function keys).
 //! - [`runs`]: the in-memory registry of spawned runs (what a dropped request leaves behind).
 //! - [`specs`]: `function-specs/` and host.json checks the JSON schemas miss (NCRONTAB, binding
 //!   types, routes); used by `package` and the spec tests.
@@ -55,6 +56,7 @@
 //! What each outcome is made to look like in the host's invocation results is in
 //! [`functions`] and the README ("What the host records").
 
+pub mod auth;
 pub mod functions;
 pub mod protocol;
 pub mod runs;

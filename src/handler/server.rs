@@ -60,6 +60,9 @@ pub struct HandlerOptions {
     pub runs_kept: usize,
     pub app_version: String,
     pub startup_error: Option<StartupError>,
+    /// ROTATOR_REQUIRE_APP_ROLES: every HTTP function also checks the caller's app role
+    /// ([`super::auth`]).
+    pub require_app_roles: bool,
 }
 
 impl Default for HandlerOptions {
@@ -74,6 +77,7 @@ impl Default for HandlerOptions {
             runs_kept: 200,
             app_version: env!("CARGO_PKG_VERSION").to_string(),
             startup_error: None,
+            require_app_roles: false,
         }
     }
 }
@@ -83,6 +87,7 @@ impl HandlerOptions {
         Self {
             pass_budget: s.pass_budget,
             rotate_wait: s.rotate_wait,
+            require_app_roles: s.require_app_roles,
             ..Self::default()
         }
     }

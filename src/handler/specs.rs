@@ -182,6 +182,12 @@ pub fn check_specs(host_json: &Value, specs: &[FunctionSpec]) -> Vec<String> {
                         "{at}: the handler reads the request binding as '{HTTP_TRIGGER_BINDING}'"
                     ));
                 }
+                // Each function's own keys keep the probe's key from opening the inventory.
+                if b.get("authLevel").and_then(Value::as_str) != Some("function") {
+                    problems.push(format!(
+                        "{at}: authLevel must be \"function\" (keys of its own per function)"
+                    ));
+                }
             }
             if ty.eq_ignore_ascii_case("http") && dir == "out" {
                 has_http_out = true;
@@ -386,24 +392,16 @@ mod tests {
             name: name.into(),
             json,
         };
-        let good = vec![
-            spec(
-                "RotateSecrets",
-                serde_json::json!({"bindings": [{"type": "timerTrigger", "direction": "in", "name": "timer", "schedule": "0 0 2 * * *"}]}),
-            ),
-            spec(
-                "SelfTest",
-                serde_json::json!({"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req"}, {"type": "http", "direction": "out", "name": "res"}]}),
-            ),
-            spec(
-                "Rotate",
-                serde_json::json!({"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req"}, {"type": "http", "direction": "out", "name": "res"}]}),
-            ),
-            spec(
-                "StatusPage",
-                serde_json::json!({"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req"}, {"type": "http", "direction": "out", "name": "res"}]}),
-            ),
-        ];
+        let http = || serde_json::json!({"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "function"}, {"type": "http", "direction": "out", "name": "res"}]});
+        let mut good = vec![spec(
+            "RotateSecrets",
+            serde_json::json!({"bindings": [{"type": "timerTrigger", "direction": "in", "name": "timer", "schedule": "0 0 2 * * *"}]}),
+        )];
+        good.extend(
+            ["SelfTest", "Rotate", "StatusPage", "Operate"]
+                .into_iter()
+                .map(|n| spec(n, http())),
+        );
         assert!(
             check_specs(&host, &good).is_empty(),
             "{:?}",
@@ -414,8 +412,10 @@ mod tests {
         bad[0].json["bindings"][0]["schedule"] = "0 0 25 * * *".into();
         bad[1].json["bindings"].as_array_mut().unwrap().pop();
         bad[2].json["bindings"][0]["type"] = "httpTriger".into();
+        bad[4].json["bindings"][0]["authLevel"] = "anonymous".into();
         let p = check_specs(&serde_json::json!({"version": "3.0"}), &bad).join("\n");
         for want in [
+            "Operate: binding 0 ('req', type 'httpTrigger'): authLevel must be",
             "hour field",
             "SelfTest: an HTTP function needs an http output",
             "unknown binding type",

@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: the validated types the rest of the program uses ([`Policy`], [`CredentialPolicy`],
 //!   [`Consumer`]...).
+//! - [`minimums`]: the least grace and the least interval between forced rotations.
 //! - `parse` (private): JSON text -> model. The file is read into a `serde_json::Value` and walked
 //!   by hand rather than derived, so that *every* problem in the file is reported at once, each
 //!   naming the file, the credential entry and the field ([`PolicyErrors`]); a derived
@@ -10,6 +11,7 @@
 //! Entry points: [`parse`] for text already in memory, [`load`] for a file on disk. Nothing is
 //! rotated while the policy has any error, so callers treat `Err` as fatal for the whole run.
 
+pub mod minimums;
 pub mod model;
 mod parse;
 

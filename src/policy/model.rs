@@ -11,6 +11,39 @@ pub struct Policy {
     /// Where it was read from, for messages.
     pub source: String,
     pub credentials: Vec<CredentialPolicy>,
+    /// The Key Vault DNS suffix each `secretUri` named (`vault.azure.cn`...), checked against the
+    /// configured cloud by [`Policy::check_cloud`].
+    pub secret_uri_suffixes: std::collections::HashMap<VaultSecretRef, String>,
+}
+
+impl Policy {
+    /// Every credential whose `secretUri` names a vault of another cloud than `cloud`: the
+    /// rotator would otherwise ask a vault of the same name in its own cloud.
+    pub fn check_cloud(&self, cloud: crate::cloud::Cloud) -> Result<(), super::PolicyErrors> {
+        let want = cloud.keyvault_suffix();
+        let errors: Vec<super::PolicyError> = self
+            .credentials
+            .iter()
+            .filter_map(|c| {
+                let suffix = self.secret_uri_suffixes.get(&c.key_vault)?;
+                (suffix != want).then(|| super::PolicyError {
+                    source: self.source.clone(),
+                    entry: Some(c.name.clone()),
+                    field: "keyVault.secretUri".into(),
+                    message: format!(
+                        "names a vault in another cloud ({}.{suffix}) but AZURE_CLOUD is {cloud:?} \
+                         (vaults at <name>.{want}); enrol it in a rotator deployed to that cloud",
+                        c.key_vault.vault
+                    ),
+                })
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(super::PolicyErrors { errors })
+        }
+    }
 }
 
 /// How the application is named in the policy.

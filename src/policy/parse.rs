@@ -68,6 +68,7 @@ pub fn parse(source_name: &str, text: &str) -> Result<Policy, PolicyErrors> {
     let mut cx = Cx {
         source: source_name,
         errors: Vec::new(),
+        uri_suffixes: HashMap::new(),
     };
     // Editors on Windows like to save JSON with a byte-order mark, which serde_json rejects.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -93,6 +94,7 @@ pub fn parse(source_name: &str, text: &str) -> Result<Policy, PolicyErrors> {
         Ok(Policy {
             source: source_name.to_string(),
             credentials,
+            secret_uri_suffixes: cx.uri_suffixes,
         })
     } else {
         Err(cx.finish())
@@ -253,6 +255,8 @@ struct Days {
 struct Cx<'s> {
     source: &'s str,
     errors: Vec<PolicyError>,
+    /// The Key Vault suffix of each `secretUri` (see [`Policy::check_cloud`]).
+    uri_suffixes: HashMap<VaultSecretRef, String>,
 }
 
 impl Cx<'_> {
@@ -722,6 +726,14 @@ impl Cx<'_> {
             }
         };
 
+        let listed: Vec<Consumer> = consumers.iter().map(|(_, c)| c.clone()).collect();
+        if let Some(m) = days
+            .grace
+            .and_then(|g| super::minimums::grace_problem(g, &listed))
+        {
+            self.push(e, "graceDays", m);
+        }
+
         parts.name = name.clone();
         parts.key_vault = key_vault.clone();
         parts.consumers = consumers.clone();
@@ -784,7 +796,10 @@ impl Cx<'_> {
             }
             let uri = self.string(e, "keyVault", obj, "secretUri", true)?;
             return match parse_secret_uri(uri) {
-                Ok(r) => Some(r),
+                Ok((r, suffix)) => {
+                    self.uri_suffixes.insert(r.clone(), suffix);
+                    Some(r)
+                }
                 Err(m) => {
                     self.push(e, "keyVault.secretUri", m);
                     None
@@ -1002,6 +1017,9 @@ fn valid_credential_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+/// Microsoft.KeyVault/vaults: 3-24 alphanumerics and hyphens, starting with a letter, ending
+/// with a letter or digit, no consecutive hyphens ("Naming rules and restrictions for Azure
+/// resources", learn.microsoft.com).
 pub(crate) fn check_vault_name(s: &str) -> Result<(), String> {
     let b = s.as_bytes();
     let ok = (3..=24).contains(&b.len())
@@ -1019,6 +1037,8 @@ pub(crate) fn check_vault_name(s: &str) -> Result<(), String> {
     }
 }
 
+/// Key Vault secret names: `^[0-9a-zA-Z-]{1,127}$` (same source; also Key Vault's "About keys,
+/// secrets, and certificates"), so never a dot segment.
 pub(crate) fn check_secret_name(s: &str) -> Result<(), String> {
     let ok =
         (1..=127).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-');
@@ -1037,11 +1057,12 @@ fn check_setting_name(s: &str) -> Result<(), String> {
     // accepts (and that would break the ARM settings dictionary or the environment).
     if s.is_empty()
         || s.len() > 256
+        || !is_path_segment(s)
         || s.chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '=')
     {
         Err(format!(
-            "{} is not a valid app setting name (1-256 characters, no spaces, control characters or '=')",
+            "{} is not a valid app setting name (1-256 characters, no spaces, control characters, '=', '/', '\\', '?', '#' or '%', not '.' or '..')",
             q(s)
         ))
     } else {
@@ -1049,20 +1070,31 @@ fn check_setting_name(s: &str) -> Result<(), String> {
     }
 }
 
+/// Microsoft.Automation/automationAccounts/variables: 1-128 characters, none of
+/// `< > * % & : \ ? . + /` or control characters, not ending with a space ("Naming rules and
+/// restrictions for Azure resources", learn.microsoft.com). No '.' also means no `.`/`..` path
+/// segment, which would address the account itself.
 fn check_variable_name(s: &str) -> Result<(), String> {
-    if s.trim().is_empty() || s.chars().count() > 128 || s.chars().any(char::is_control) {
+    let forbidden = |c: char| c.is_control() || "<>*%&:\\?.+/".contains(c);
+    if s.is_empty() || s.chars().count() > 128 || s.ends_with(' ') || s.chars().any(forbidden) {
         Err(format!(
-            "{} is not a valid Automation variable name (1-128 characters, no control characters)",
+            "{} is not a valid Automation variable name (1-128 characters, none of < > * % & : \\ ? . + / or control characters, not ending with a space)",
             q(s)
         ))
     } else {
         Ok(())
     }
+}
+
+/// A name that goes into an ARM URL path as one segment: never `.` or `..` (the URL would
+/// address the parent resource), nor a character that ends or escapes a segment.
+fn is_path_segment(s: &str) -> bool {
+    s != "." && s != ".." && !s.chars().any(|c| "/\\?#%".contains(c))
 }
 
 /// `https://{vault}.{suffix}/secrets/{name}` (an optional trailing '/'); a version is refused,
 /// since the rotator writes new versions and consumers follow the latest.
-fn parse_secret_uri(s: &str) -> Result<VaultSecretRef, String> {
+fn parse_secret_uri(s: &str) -> Result<(VaultSecretRef, String), String> {
     let expected = "expected https://<vault>.vault.azure.net/secrets/<name>";
     let url = url::Url::parse(s).map_err(|e| format!("{} is not a URL ({e}); {expected}", q(s)))?;
     if url.scheme() != "https" {
@@ -1096,10 +1128,11 @@ fn parse_secret_uri(s: &str) -> Result<VaultSecretRef, String> {
     match segs.as_slice() {
         [kind, name] if kind.eq_ignore_ascii_case("secrets") => {
             check_secret_name(name)?;
-            Ok(VaultSecretRef {
+            let r = VaultSecretRef {
                 vault: vault.to_string(),
                 secret: (*name).to_string(),
-            })
+            };
+            Ok((r, suffix.to_string()))
         }
         [kind, _, version] if kind.eq_ignore_ascii_case("secrets") => Err(format!(
             "{} names version {}: give the versionless URI, the rotator writes new versions",
@@ -1185,11 +1218,7 @@ pub(crate) fn parse_arm_id(id: &str, want: ArmKind) -> Result<ArmResource, Strin
     }
     let name_ok = match want {
         ArmKind::Site => valid_site_name(name, 2, 60),
-        ArmKind::Connection => {
-            !name.trim().is_empty()
-                && name.chars().count() <= 80
-                && !name.chars().any(char::is_control)
-        }
+        ArmKind::Connection => valid_connection_name(name),
         ArmKind::AutomationAccount => {
             let b = name.as_bytes();
             (6..=50).contains(&b.len())
@@ -1201,7 +1230,9 @@ pub(crate) fn parse_arm_id(id: &str, want: ArmKind) -> Result<ArmResource, Strin
     if !name_ok {
         let rule = match want {
             ArmKind::Site => "2-60 letters, digits and '-', not starting or ending with '-'",
-            ArmKind::Connection => "1-80 characters",
+            ArmKind::Connection => {
+                "1-80 letters, digits, '_', '-', '.', '(' or ')', starting with a letter or digit, not ending with '.'"
+            }
             ArmKind::AutomationAccount => {
                 "6-50 letters, digits and '-', starting with a letter, ending with a letter or digit"
             }
@@ -1228,6 +1259,18 @@ pub(crate) fn parse_arm_id(id: &str, want: ArmKind) -> Result<ArmResource, Strin
         name: name.to_string(),
         slot: slot.map(str::to_string),
     })
+}
+
+/// Microsoft.Web/connections has no row of its own in Microsoft's naming rules; the portal makes
+/// names like `keyvault-1`. Held to the resource-group character set (which has no `/`, `%`
+/// or `#`), starting with a letter or digit and not ending with '.', so never `.` or `..`.
+fn valid_connection_name(s: &str) -> bool {
+    let n = s.chars().count();
+    (1..=80).contains(&n)
+        && s.starts_with(|c: char| c.is_alphanumeric())
+        && !s.ends_with('.')
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '(' | ')'))
 }
 
 fn valid_resource_group(s: &str) -> bool {

@@ -821,3 +821,28 @@ fn cross_entry_errors_come_with_the_entry_own_errors() {
         assert_eq!(text.matches(line).count(), 1, "{line} repeated in:\n{text}");
     }
 }
+
+/// Was: a `secretUri` in another cloud was silently mapped to the configured cloud's vault of
+/// the same name. Now the policy names the credential and both clouds.
+#[test]
+fn a_secret_uri_of_another_cloud_is_refused() {
+    use crate::cloud::Cloud;
+    let text = r#"{"credentials": [{"name": "cn", "application": {"appId": "4a6c8e0f-1b3d-4f5a-8c7e-9f1b3d5e7a20"},
+        "keyVault": {"secretUri": "https://kv-cn.vault.azure.cn/secrets/app"}}]}"#;
+    let p = crate::policy::parse("policy.json", text).unwrap();
+    assert!(p.check_cloud(Cloud::China).is_ok());
+    let e = p.check_cloud(Cloud::Public).unwrap_err().to_string();
+    assert!(
+        e.contains("cn: keyVault.secretUri")
+            && e.contains("kv-cn.vault.azure.cn")
+            && e.contains("Public"),
+        "{e}"
+    );
+    // A vault named by name alone is in the configured cloud, whichever it is.
+    let by_name = text.replace(
+        r#"{"secretUri": "https://kv-cn.vault.azure.cn/secrets/app"}"#,
+        r#"{"vault": "kv-cn", "secret": "app"}"#,
+    );
+    let p = crate::policy::parse("policy.json", &by_name).unwrap();
+    assert!(p.check_cloud(Cloud::Public).is_ok());
+}

@@ -218,9 +218,14 @@ impl World {
     }
 
     pub async fn run(&self, credential: &str) -> CredentialReport {
+        self.run_with(credential, false).await
+    }
+
+    /// One credential as on-demand `Rotate` runs it (`force`: rotate even when nothing is due).
+    pub async fn run_with(&self, credential: &str, force: bool) -> CredentialReport {
         let cred = self.credential(credential).clone();
         self.engine
-            .run_credential(&cred, self.now(), false, None, "test")
+            .run_credential(&cred, self.now(), force, None, "test")
             .await
     }
 }
