@@ -294,6 +294,15 @@ fn password_json(p: &Password, secret: Option<&str>) -> Value {
     })
 }
 
+/// A read's view of an application: with uncertainty `graphReadLagSeconds`, passwords added
+/// less than that long ago are not visible yet (Entra, "Designing for eventual consistency").
+fn visible(a: &App, now: DateTime<Utc>, lag_seconds: u64) -> App {
+    let mut a = a.clone();
+    a.passwords
+        .retain(|p| p.added_at + Duration::seconds(lag_seconds as i64) <= now);
+    a
+}
+
 fn app_json(a: &App) -> Map<String, Value> {
     let v = json!({
         "id": a.object_id,
@@ -637,7 +646,12 @@ fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateT
                 .iter()
                 .skip(skip)
                 .take(top)
-                .map(|a| select(app_json(a), &sel))
+                .map(|a| {
+                    select(
+                        app_json(&visible(a, now, st.uncertainties.graph_read_lag_seconds)),
+                        &sel,
+                    )
+                })
                 .collect();
             let mut body = json!({"@odata.context": context(&sel, false), "value": page});
             if skip + top < all.len() {
@@ -659,7 +673,8 @@ fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateT
             if !allowed(c, &st.apps[i], Need::Read) {
                 return denied();
             }
-            let mut v = select(app_json(&st.apps[i]), &sel);
+            let lag = st.uncertainties.graph_read_lag_seconds;
+            let mut v = select(app_json(&visible(&st.apps[i], now, lag)), &sel);
             v["@odata.context"] = json!(context(&sel, true));
             Resp::json(200, &v)
         }
@@ -673,13 +688,14 @@ fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateT
             if !allowed(c, &st.apps[i], Need::Write) {
                 return denied();
             }
-            let body = if req.body.is_empty() {
-                json!({})
-            } else {
-                match req.json_body() {
-                    Ok(b) => b,
-                    Err(m) => return error(400, "Request_BadRequest", &m),
-                }
+            // An action POST without a body: Graph's recorded answer
+            // (microsoftgraph/microsoft-graph-docs-contrib issue 7083, msgraph-sdk-python 1168).
+            if req.body.is_empty() {
+                return error(400, "BadRequest", "Empty Payload. JSON content expected.");
+            }
+            let body = match req.json_body() {
+                Ok(b) => b,
+                Err(m) => return error(400, "Request_BadRequest", &m),
             };
             let pc = body.get("passwordCredential").cloned().unwrap_or(json!({}));
             if !pc.is_object() && !pc.is_null() {

@@ -23,6 +23,7 @@ pub mod faults;
 pub mod graph;
 pub mod jwt;
 pub mod keyvault;
+pub mod managed_apis;
 pub mod model;
 pub mod scenario;
 pub mod server;

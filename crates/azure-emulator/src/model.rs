@@ -139,6 +139,10 @@ pub struct Site {
     /// Resolution cache for the settings that are Key Vault references, by setting name.
     pub refs: BTreeMap<String, CachedRef>,
     pub restarts: u32,
+    /// Deployment slot name: this is `{name}/slots/{slot}`.
+    pub slot: Option<String>,
+    /// Uncertainty `late`: a re-resolution asked for and due at this (emulated) time.
+    pub resolve_due: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +188,9 @@ pub struct Tenant {
     pub token_lifetime: i64,
     pub graph_quota: Quota,
     pub max_password_lifetime_days: Option<u32>,
+    pub uncertainties: crate::scenario::Uncertainties,
+    /// Managed API name (lower case) → connection parameter name → type.
+    pub managed_apis: BTreeMap<String, BTreeMap<String, String>>,
     pub apps: Vec<App>,
     pub mis: Vec<Mi>,
     /// Keyed by lower-case vault name.
@@ -195,6 +202,14 @@ pub struct Tenant {
     pub automation: BTreeMap<(String, String), AutomationAccount>,
     /// Graph write timestamps per calling appid, for the write quota.
     pub graph_writes: HashMap<Uuid, VecDeque<DateTime<Utc>>>,
+}
+
+/// The name a site (or one of its deployment slots) is kept under: `site` or `site/slots/slot`.
+pub fn site_key(site: &str, slot: Option<&str>) -> String {
+    match slot {
+        Some(slot) => format!("{site}/slots/{slot}"),
+        None => site.to_string(),
+    }
 }
 
 pub fn key(rg: &str, name: &str) -> (String, String) {
@@ -239,6 +254,8 @@ impl Tenant {
                 window_seconds: 150,
             }),
             max_password_lifetime_days: s.max_password_lifetime_days,
+            uncertainties: s.uncertainties.clone(),
+            managed_apis: crate::managed_apis::catalogue(&s.managed_apis),
             apps: vec![],
             mis: vec![],
             vaults: BTreeMap::new(),
@@ -422,9 +439,20 @@ impl Tenant {
                     site.name
                 )));
             }
-            let k = key(&site.resource_group, &site.name);
+            let k = key(
+                &site.resource_group,
+                &site_key(&site.name, site.slot.as_deref()),
+            );
             if t.sites.contains_key(&k) {
                 return Err(bad(format!("site '{}' is defined twice", site.name)));
+            }
+            if site.slot.is_some() && !t.sites.contains_key(&key(&site.resource_group, &site.name))
+            {
+                return Err(bad(format!(
+                    "slot '{}' of site '{}' comes before (or without) its site",
+                    site.slot.as_deref().unwrap_or_default(),
+                    site.name
+                )));
             }
             t.sites.insert(
                 k,
@@ -435,6 +463,8 @@ impl Tenant {
                     settings: site.app_settings.clone(),
                     refs: BTreeMap::new(),
                     restarts: 0,
+                    slot: site.slot.clone(),
+                    resolve_due: None,
                 },
             );
         }
@@ -444,16 +474,21 @@ impl Tenant {
                 return Err(bad(format!("connection '{}' is defined twice", c.name)));
             }
             let created = now - Duration::days(30);
+            let api = c.api.clone().unwrap_or_else(|| "keyvault".into());
+            let mut all = c.non_secret_parameter_values.clone();
+            all.extend(c.parameter_values.clone());
+            let (secret, non_secret) = crate::managed_apis::split(&t.managed_apis, &api, all)
+                .map_err(|m| bad(format!("connection '{}': {m}", c.name)))?;
             t.connections.insert(
                 k,
                 Connection {
                     resource_group: c.resource_group.clone(),
                     name: c.name.clone(),
                     location: c.location.clone().unwrap_or_else(|| "westeurope".into()),
-                    api: c.api.clone().unwrap_or_else(|| "keyvault".into()),
+                    api,
                     display_name: c.display_name.clone().unwrap_or_else(|| c.name.clone()),
-                    parameter_values: c.parameter_values.clone(),
-                    non_secret: c.non_secret_parameter_values.clone(),
+                    parameter_values: secret,
+                    non_secret,
                     tags: BTreeMap::new(),
                     created,
                     changed: created,
