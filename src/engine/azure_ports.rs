@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::azure::automation::{AutomationClient, AutomationError};
-use crate::azure::connections::{ConnectionError, ConnectionHealth, ConnectionsClient};
+use crate::azure::connections::{
+    ConnectionError, ConnectionHealth, ConnectionsClient, UpdateError,
+};
 use crate::azure::credential::TokenIdentity;
 use crate::azure::entra::{EntraError, TokenProbe};
 use crate::azure::graph::{AppPager, GraphClient, GraphError, ListedApp, RemoveOutcome};
@@ -269,10 +271,15 @@ impl AzurePorts for AzureClients {
         parameter: &str,
         value: &SecretValue,
     ) -> Result<(), PortError> {
-        Ok(self
+        match self
             .connections
-            .set_parameter(conn, parameter, value)
-            .await?)
+            .replace_secret_parameter(conn, parameter, value)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(UpdateError::Blocked(m)) => Err(PortError::Blocked(m)),
+            Err(UpdateError::Arm(e)) => Err(e.into()),
+        }
     }
 
     async fn automation_variable(

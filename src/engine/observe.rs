@@ -60,6 +60,9 @@ pub struct Observer {
     vault: Option<VaultRead>,
     /// One per policy consumer, in policy order; `None`: to be read.
     consumers: Vec<Option<ConsumerRead>>,
+    /// Passwords addPassword answered with during this run: Graph is eventually consistent
+    /// (Entra, "Designing for eventual consistency"), so a read right after may lack them.
+    added: Vec<crate::planner::PasswordInfo>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +96,13 @@ impl Observer {
             app: None,
             vault: None,
             consumers: vec![None; cred.consumers.len()],
+            added: Vec::new(),
         }
+    }
+
+    /// Records passwords addPassword answered with; later reads that lack them get them added.
+    pub fn added(&mut self, passwords: impl IntoIterator<Item = crate::planner::PasswordInfo>) {
+        self.added.extend(passwords);
     }
 
     /// Forgets what `step` wrote (it succeeded or not: a failed step may have half-written).
@@ -113,7 +122,10 @@ impl Observer {
                 }
             }
             Step::Notify { .. } => self.vault = None,
-            Step::RemovePassword { .. } => self.app = None,
+            Step::RemovePassword { key_id, .. } => {
+                self.app = None;
+                self.added.retain(|p| p.key_id != *key_id);
+            }
         }
     }
 
@@ -133,7 +145,15 @@ impl Observer {
                 if let Some(v) = &mut self.vault {
                     v.accepted = None;
                 }
-                read_app(azure, cred).await?
+                let mut read = read_app(azure, cred).await?;
+                if let Ok(a) = &mut read {
+                    for p in &self.added {
+                        if !a.passwords.iter().any(|q| q.key_id == p.key_id) {
+                            a.passwords.push(p.clone());
+                        }
+                    }
+                }
+                read
             }
         };
         let app = self.app.insert(app).clone();
@@ -337,6 +357,13 @@ fn consumer_sync(
                     if st.active_version.as_deref() == Some(current.version.as_str()) =>
                 {
                     ConsumerSync::InSync
+                }
+                // No `activeVersion` in the answer (the spec's examples and captured answers
+                // lack it): it cannot be read back; the rotator's record of the refresh counts.
+                (None, Some(Some(st))) if st.active_version.is_none() && st.status == "Resolved" => {
+                    ConsumerSync::NotObservable {
+                        healthy: Some(true),
+                    }
                 }
                 (None, Some(Some(st))) => out(format!(
                     "App Service reports {} with version {}",

@@ -117,6 +117,7 @@ impl Engine {
             cloud: self.options.cloud,
             tenant: &self.options.tenant,
             verify: self.options.verify,
+            added: Default::default(),
         }
     }
 
@@ -181,6 +182,10 @@ impl Engine {
         let started = Instant::now();
         let mut last_seen: Option<Observed> = None;
         let mut observer = Observer::new(cred, false);
+        // Consumers left for this run: Azure refused them (blocked) or has not finished yet
+        // (pending); the other consumers go on.
+        let mut left: Vec<Option<usize>> = Vec::new();
+        let mut any_blocked = false;
         for _ in 0..self.options.max_steps_per_credential {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 report.outcome = CredentialOutcome::InProgress;
@@ -216,9 +221,17 @@ impl Engine {
                 report.error = Some(why);
                 break;
             }
-            let Some(step) = decision.steps.into_iter().next() else {
+            let Some(step) = decision
+                .steps
+                .into_iter()
+                .find(|s| !left.contains(&step_consumer(s)))
+            else {
                 report.next_due = decision.next_due;
-                report.outcome = if report.steps.is_empty() {
+                report.outcome = if any_blocked {
+                    CredentialOutcome::Blocked
+                } else if !left.is_empty() {
+                    CredentialOutcome::InProgress
+                } else if report.steps.is_empty() {
                     CredentialOutcome::Idle
                 } else {
                     CredentialOutcome::Progressed
@@ -232,6 +245,11 @@ impl Engine {
             }
             let result = executor::perform(&ctx, cred, &observed, &step, t).await;
             observer.performed(&step);
+            if let Ok(mut added) = ctx.added.lock() {
+                observer.added(added.drain(..));
+            }
+            let blocked = matches!(result, Err(executor::StepError::Blocked(_)));
+            let pending = matches!(result, Err(executor::StepError::Pending(_)));
             let ok = result.is_ok();
             let detail = match result {
                 Ok(d) => d,
@@ -248,8 +266,20 @@ impl Engine {
                 detail: detail.clone(),
                 ok,
             });
+            if (blocked || pending) && step_consumer(&step).is_some() {
+                left.push(step_consumer(&step));
+                any_blocked |= blocked;
+                if blocked {
+                    report.error = Some(detail);
+                }
+                continue;
+            }
             if !ok {
-                report.outcome = CredentialOutcome::Failed;
+                report.outcome = if blocked {
+                    CredentialOutcome::Blocked
+                } else {
+                    CredentialOutcome::Failed
+                };
                 report.error = Some(detail);
                 break;
             }
@@ -890,5 +920,13 @@ impl RotatorService for Engine {
 
     async fn plan(&self, now: DateTime<Utc>) -> PlanReport {
         self.plan_report(now).await
+    }
+}
+
+/// The policy consumer a step writes, if any (the runner leaves a blocked one for the run).
+fn step_consumer(step: &Step) -> Option<usize> {
+    match step {
+        Step::UpdateConsumer { index, .. } => Some(*index),
+        _ => None,
     }
 }
