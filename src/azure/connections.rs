@@ -386,8 +386,15 @@ mod tests {
         let api = "/subscriptions/s/providers/Microsoft.Web/locations/w/managedApis/keyvault";
         assert!(check_parameters(&def, api, "token:clientSecret").is_ok());
         let typo = check_parameters(&def, api, "token:clientSecert").unwrap_err();
-        assert!(typo.contains("not a connection parameter of managed API keyvault"), "{typo}");
-        assert!(check_parameters(&def, api, "token:clientId").unwrap_err().contains("not a secret"));
+        assert!(
+            typo.contains("not a connection parameter of managed API keyvault"),
+            "{typo}"
+        );
+        assert!(
+            check_parameters(&def, api, "token:clientId")
+                .unwrap_err()
+                .contains("not a secret")
+        );
         let mut two = def.clone();
         two.insert("token:otherSecret".into(), "securestring".into());
         let other = check_parameters(&two, api, "token:clientSecret").unwrap_err();
@@ -399,11 +406,19 @@ mod tests {
         let current = serde_json::json!({"location": "westeurope", "kind": "V1", "tags": {"a": "b"},
             "properties": {"displayName": "kv", "api": {"id": "/x/managedApis/keyvault"},
             "nonSecretParameterValues": {"token:clientId": "abc", "vaultName": "v"}}});
-        let b = put_body(&current, "/x/managedApis/keyvault", "token:clientSecret", &SecretValue::new("s3cret"));
+        let b = put_body(
+            &current,
+            "/x/managedApis/keyvault",
+            "token:clientSecret",
+            &SecretValue::new("s3cret"),
+        );
         assert_eq!(b["kind"], "V1");
         assert_eq!(b["tags"]["a"], "b");
         assert_eq!(b["properties"]["parameterValues"]["token:clientId"], "abc");
-        assert_eq!(b["properties"]["parameterValues"]["token:clientSecret"], "s3cret");
+        assert_eq!(
+            b["properties"]["parameterValues"]["token:clientSecret"],
+            "s3cret"
+        );
         assert_eq!(b["properties"]["api"]["id"], "/x/managedApis/keyvault");
     }
 

@@ -31,7 +31,8 @@ use crate::engine::observe::Observed;
 use crate::engine::ports::{AzurePorts, ManualStep, Notifier, PortError};
 use crate::engine::tags;
 use crate::planner::{
-    KeyIdentity, MARKER_PREFIX, PasswordInfo, Phase, RemoveReason, RotateReason, RotationTags, Step, VaultState,
+    KeyIdentity, MARKER_PREFIX, PasswordInfo, Phase, RemoveReason, RotateReason, RotationTags,
+    Step, VaultState,
 };
 use crate::policy::{Consumer, CredentialPolicy};
 use crate::secret::SecretValue;
@@ -551,7 +552,11 @@ async fn confirm_reference(
                     s.active_version.unwrap_or_default()
                 )));
             }
-            other => return Err(StepError::NotConfirmed(describe_reference(consumer, how, other))),
+            other => {
+                return Err(StepError::NotConfirmed(describe_reference(
+                    consumer, how, other,
+                )));
+            }
         }
     }
     Err(StepError::Invariant("no reference status was read".into()))

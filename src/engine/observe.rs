@@ -176,8 +176,15 @@ impl Observer {
                         cred.key_vault.vault, cred.key_vault.secret, s.version
                     ))
                 })?;
-                let must_probe =
-                    self.probe_value || matches!(identity, KeyIdentity::Unknown { .. });
+                // A tagged password Graph does not list may only be lagging (eventual
+                // consistency): Entra's answer to the value tells.
+                let tagged_unlisted = match (&identity, &app) {
+                    (KeyIdentity::Tagged(k), Ok(a)) => !a.passwords.iter().any(|p| p.key_id == *k),
+                    _ => false,
+                };
+                let must_probe = self.probe_value
+                    || tagged_unlisted
+                    || matches!(identity, KeyIdentity::Unknown { .. });
                 if must_probe && vault.accepted.is_none() {
                     vault.accepted = match &app {
                         Ok(a) => match azure.request_token(tenant, a.app_id, &s.value).await {
@@ -360,7 +367,9 @@ fn consumer_sync(
                 }
                 // No `activeVersion` in the answer (the spec's examples and captured answers
                 // lack it): it cannot be read back; the rotator's record of the refresh counts.
-                (None, Some(Some(st))) if st.active_version.is_none() && st.status == "Resolved" => {
+                (None, Some(Some(st)))
+                    if st.active_version.is_none() && st.status == "Resolved" =>
+                {
                     ConsumerSync::NotObservable {
                         healthy: Some(true),
                     }
