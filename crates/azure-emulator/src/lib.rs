@@ -435,6 +435,19 @@ impl Control {
             .cloned()
     }
 
+    /// Sets one parameter of a connection as a person editing it in the portal would (tests of
+    /// drift the rotator cannot read back). Returns false when there is no such connection.
+    pub fn set_connection_parameter(&self, rg: &str, name: &str, param: &str, value: &str) -> bool {
+        let mut st = lock(&self.shared.state);
+        match st.connections.get_mut(&model::key(rg, name)) {
+            Some(c) => {
+                c.parameter_values.insert(param.into(), value.into());
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn connection_status(&self, rg: &str, name: &str) -> Option<String> {
         let now = self.now();
         let st = lock(&self.shared.state);
