@@ -100,13 +100,14 @@ impl ConnectionsClient {
     }
 
     /// Replaces `properties.parameterValues[parameter]` with `value` by a full PUT built from
-    /// the connection's GET and its managed API's definition (see the module doc).
+    /// the connection's GET and its managed API's definition (see the module doc); returns the
+    /// connection as the PUT answered it (with its status).
     pub async fn replace_secret_parameter(
         &self,
         conn: &ArmResource,
         parameter: &str,
         value: &SecretValue,
-    ) -> Result<(), UpdateError> {
+    ) -> Result<ConnectionInfo, UpdateError> {
         let current = self.get_raw(conn).await?;
         let api_id = current
             .pointer("/properties/api/id")
@@ -129,9 +130,9 @@ impl ConnectionsClient {
             )
             .await
         {
-            Ok(reply) => parse_connection(&reply.body)
-                .map(|_| ())
-                .map_err(|m| ConnectionError::BadAnswer(m).into()),
+            Ok(reply) => {
+                parse_connection(&reply.body).map_err(|m| ConnectionError::BadAnswer(m).into())
+            }
             Err(f) => Err(put_failure(
                 ConnectionError::from_failure(&f, || Self::describe(conn)),
                 conn,
@@ -171,14 +172,17 @@ impl ConnectionsClient {
                 Idempotency::Idempotent,
             )
             .await
-            .map_err(|f| {
-                UpdateError::Blocked(format!(
-                    "{}: the definition of its managed API {api_id} cannot be read ({}), so it \
-                     cannot be told which other secret parameters a full PUT would wipe",
-                    Self::describe(conn),
-                    ConnectionError::from_failure(&f, || api_id.to_string())
-                ))
-            })?;
+            .map_err(
+                |f| match ConnectionError::from_failure(&f, || api_id.to_string()) {
+                    e @ (ConnectionError::AccessDenied { .. }
+                    | ConnectionError::NotFound { .. }) => UpdateError::Blocked(format!(
+                        "{}: the definition of its managed API {api_id} cannot be read ({e}), so \
+                         it cannot be told which other secret parameters a full PUT would wipe",
+                        Self::describe(conn)
+                    )),
+                    e => UpdateError::Arm(e),
+                },
+            )?;
         parse_parameters(&reply.body).map_err(|m| ConnectionError::BadAnswer(m).into())
     }
 }

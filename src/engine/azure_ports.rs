@@ -245,24 +245,7 @@ impl AzurePorts for AzureClients {
     }
 
     async fn connection_status(&self, conn: &ArmResource) -> Result<ConnectionStatus, PortError> {
-        let info = self.connections.get(conn).await?;
-        Ok(match info.health {
-            ConnectionHealth::Connected => ConnectionStatus {
-                connected: true,
-                message: None,
-            },
-            ConnectionHealth::Error { status, message } => ConnectionStatus {
-                connected: false,
-                message: Some(match message {
-                    Some(m) => format!("{status}: {m}"),
-                    None => status,
-                }),
-            },
-            ConnectionHealth::Unknown => ConnectionStatus {
-                connected: false,
-                message: Some("the connection reports no status".into()),
-            },
-        })
+        Ok(status_of(self.connections.get(conn).await?.health))
     }
 
     async fn set_connection_parameter(
@@ -270,13 +253,13 @@ impl AzurePorts for AzureClients {
         conn: &ArmResource,
         parameter: &str,
         value: &SecretValue,
-    ) -> Result<(), PortError> {
+    ) -> Result<ConnectionStatus, PortError> {
         match self
             .connections
             .replace_secret_parameter(conn, parameter, value)
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(info) => Ok(status_of(info.health)),
             Err(UpdateError::Blocked(m)) => Err(PortError::Blocked(m)),
             Err(UpdateError::Arm(e)) => Err(e.into()),
         }
@@ -372,5 +355,25 @@ pub fn clients(
         web: WebClient::new(cloud, credential.clone(), options.clone()),
         connections: ConnectionsClient::new(cloud, credential.clone(), options.clone()),
         automation: AutomationClient::new(cloud, credential, options),
+    }
+}
+
+fn status_of(health: ConnectionHealth) -> ConnectionStatus {
+    match health {
+        ConnectionHealth::Connected => ConnectionStatus {
+            connected: true,
+            message: None,
+        },
+        ConnectionHealth::Error { status, message } => ConnectionStatus {
+            connected: false,
+            message: Some(match message {
+                Some(m) => format!("{status}: {m}"),
+                None => status,
+            }),
+        },
+        ConnectionHealth::Unknown => ConnectionStatus {
+            connected: false,
+            message: Some("the connection reports no status".into()),
+        },
     }
 }

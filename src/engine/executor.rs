@@ -465,15 +465,11 @@ async fn update_consumer(
             connection,
             parameter,
         } => {
-            ctx.azure
+            let st = ctx
+                .azure
                 .set_connection_parameter(connection, parameter, &current.value)
                 .await
                 .map_err(az("update the API connection"))?;
-            let st = ctx
-                .azure
-                .connection_status(connection)
-                .await
-                .map_err(az("read the API connection's status"))?;
             if !st.connected {
                 return Err(StepError::NotConfirmed(format!(
                     "{}: updated, but its status is not Connected: {}",

@@ -161,13 +161,14 @@ pub trait AzurePorts: Send + Sync {
     async fn refresh_references(&self, site: &ArmResource) -> Result<(), PortError>;
 
     async fn connection_status(&self, conn: &ArmResource) -> Result<ConnectionStatus, PortError>;
-    /// Replaces one secret parameter of the connection (full PUT; see `azure::connections`).
+    /// Replaces one secret parameter of the connection (full PUT; see `azure::connections`);
+    /// the status is the one the PUT answered with.
     async fn set_connection_parameter(
         &self,
         conn: &ArmResource,
         parameter: &str,
         value: &SecretValue,
-    ) -> Result<(), PortError>;
+    ) -> Result<ConnectionStatus, PortError>;
 
     /// Whether the variable exists (and is encrypted).
     async fn automation_variable(
