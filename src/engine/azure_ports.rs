@@ -60,9 +60,33 @@ impl From<GraphError> for PortError {
             GraphError::Throttled { .. } => PortError::Throttled(text),
             GraphError::Transient(_) => PortError::Transient(text),
             GraphError::BadAnswer(_) => PortError::BadAnswer(text),
-            GraphError::Rejected { .. } => PortError::Other(text),
+            GraphError::Rejected { code, message, .. } => {
+                tenant_refusal(&code, &message).unwrap_or(PortError::Other(text))
+            }
         }
     }
+}
+
+/// addPassword refusals only a person can lift: the tenant app management policy blocking
+/// password addition, and the two-password cap of apps open to personal Microsoft accounts.
+/// Graph may put the code in `error.code` or at the start of the message.
+fn tenant_refusal(code: &str, message: &str) -> Option<PortError> {
+    let is = |c: &str| code == c || message.contains(c);
+    if is("CredentialTypeNotAllowedAsPerAppPolicy") {
+        return Some(PortError::Blocked(format!(
+            "the tenant's app management policy blocks adding passwords ({message}). Fix: exempt \
+             the rotator's identity from the policy (excludeActors), or move the application to \
+             a certificate or a federated credential"
+        )));
+    }
+    if is("TooManyPasswordCredentials") {
+        return Some(PortError::Blocked(format!(
+            "the application allows personal Microsoft accounts and so takes at most two \
+             passwords ({message}). Fix: remove the password that is not in Key Vault once \
+             nothing uses it (or set removeUnmanagedExpired when it has expired)"
+        )));
+    }
+    None
 }
 
 impl From<EntraError> for PortError {

@@ -91,6 +91,10 @@ pub enum StepError {
 fn az(action: &'static str) -> impl FnOnce(PortError) -> StepError {
     move |source| match source {
         PortError::Blocked(m) => StepError::Blocked(m),
+        PortError::LifetimeRefused(m) => StepError::Blocked(format!(
+            "{action}: {m}. Fix: set the credential's lifetimeDays within the policy's maximum, \
+             or exempt the rotator's identity from the policy (excludeActors)"
+        )),
         source => StepError::Azure { action, source },
     }
 }

@@ -303,13 +303,62 @@ fn visible(a: &App, now: DateTime<Utc>, lag_seconds: u64) -> App {
     a
 }
 
+/// The tenant app management policy's password restrictions, unless the caller is one of its
+/// `excludeActors` (Graph docs "tenantAppManagementPolicy", "passwordCredentialConfiguration").
+/// The error codes are the ones Graph uses for app-policy refusals
+/// (`CredentialInvalidLifetimeAsPerAppPolicy` is quoted in the docs; the addition refusal's
+/// code follows it: a decision).
+fn tenant_policy_allows(st: &Tenant, c: &Claims, lifetime: Duration) -> Result<(), Resp> {
+    let Some((id, p, exempt)) = &st.app_policy else {
+        return Ok(());
+    };
+    if exempt.contains(&c.oid) {
+        return Ok(());
+    }
+    if p.block_password_addition {
+        return Err(error(
+            400,
+            "CredentialTypeNotAllowedAsPerAppPolicy",
+            &format!("Password addition is not allowed as per assigned policy '{id}'."),
+        ));
+    }
+    match p.max_password_lifetime_days {
+        Some(days) if lifetime > Duration::days(days as i64) => Err(error(
+            400,
+            "CredentialInvalidLifetimeAsPerAppPolicy",
+            &format!(
+                "Credential lifetime exceeds the max value allowed as per assigned policy '{id}'."
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Apps whose audience includes personal Microsoft accounts take at most two passwords
+/// (Entra docs "Validation differences by supported account types"; the error text is a
+/// decision).
+fn personal_account_cap(a: &App) -> Result<(), Resp> {
+    let personal = matches!(
+        a.sign_in_audience.as_str(),
+        "AzureADandPersonalMicrosoftAccount" | "PersonalMicrosoftAccount"
+    );
+    if personal && a.passwords.len() >= 2 {
+        return Err(error(
+            400,
+            "TooManyPasswordCredentials",
+            "The application allows personal Microsoft accounts and already has the maximum of 2 password credentials.",
+        ));
+    }
+    Ok(())
+}
+
 fn app_json(a: &App) -> Map<String, Value> {
     let v = json!({
         "id": a.object_id,
         "appId": a.app_id,
         "displayName": a.display_name,
         "createdDateTime": iso(a.created),
-        "signInAudience": "AzureADMyOrg",
+        "signInAudience": a.sign_in_audience,
         "passwordCredentials": a.passwords.iter().map(|p| password_json(p, None)).collect::<Vec<_>>(),
         "keyCredentials": a.certificates.iter().map(|k| json!({
             "customKeyIdentifier": null,
@@ -747,6 +796,12 @@ fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateT
                     "CredentialInvalidLifetimeAsPerAppPolicy",
                     "Credential lifetime exceeds the max value allowed as per assigned policy '00000000-0000-0000-0000-000000000000'.",
                 );
+            }
+            if let Err(r) = tenant_policy_allows(st, c, end - start) {
+                return r;
+            }
+            if let Err(r) = personal_account_cap(&st.apps[i]) {
+                return r;
             }
             let display_name = match pc.get("displayName") {
                 None | Some(Value::Null) => None,

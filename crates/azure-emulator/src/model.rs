@@ -62,6 +62,7 @@ pub struct App {
     pub sp_certificates: Vec<Certificate>,
     pub graph_roles: Vec<String>,
     pub created: DateTime<Utc>,
+    pub sign_in_audience: String,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +190,8 @@ pub struct Tenant {
     pub graph_quota: Quota,
     pub max_password_lifetime_days: Option<u32>,
     pub uncertainties: crate::scenario::Uncertainties,
+    /// (policy id, spec, exempt principal object ids) of the tenant app management policy.
+    pub app_policy: Option<(Uuid, crate::scenario::AppManagementPolicySpec, Vec<Uuid>)>,
     /// Managed API name (lower case) → connection parameter name → type.
     pub managed_apis: BTreeMap<String, BTreeMap<String, String>>,
     pub apps: Vec<App>,
@@ -255,6 +258,7 @@ impl Tenant {
             }),
             max_password_lifetime_days: s.max_password_lifetime_days,
             uncertainties: s.uncertainties.clone(),
+            app_policy: None,
             managed_apis: crate::managed_apis::catalogue(&s.managed_apis),
             apps: vec![],
             mis: vec![],
@@ -333,7 +337,22 @@ impl Tenant {
                     .collect(),
                 graph_roles: a.graph_app_roles.clone(),
                 created: now - Duration::days(365),
+                sign_in_audience: a
+                    .sign_in_audience
+                    .clone()
+                    .unwrap_or_else(|| "AzureADMyOrg".into()),
             });
+        }
+        if let Some(p) = &s.app_management_policy {
+            let mut exempt = Vec::new();
+            for name in &p.exclude_actors {
+                exempt.push(t.principal_by_name(name).ok_or_else(|| {
+                    bad(format!(
+                        "app management policy excludes '{name}', which is neither a managed identity nor an application"
+                    ))
+                })?);
+            }
+            t.app_policy = Some((p.id.unwrap_or_else(Uuid::new_v4), p.clone(), exempt));
         }
         // Owners after all principals exist (an app may own another app).
         for (i, a) in s.applications.iter().enumerate() {

@@ -37,6 +37,8 @@ pub struct Scenario {
     /// Lifetime limit from an app management policy: addPassword with a longer lifetime gets
     /// 400 `CredentialInvalidLifetimeAsPerAppPolicy`.
     pub max_password_lifetime_days: Option<u32>,
+    /// The tenant's default app management policy (`tenantAppManagementPolicy`).
+    pub app_management_policy: Option<AppManagementPolicySpec>,
     /// What the evidence about Azure does not settle: one variant per point (README,
     /// "Uncertainties"). Tests run the rotator under every variant ([`Uncertainties::variants`]).
     #[serde(default)]
@@ -145,6 +147,26 @@ impl Uncertainties {
     }
 }
 
+/// The tenant-wide app management policy's password restrictions (Graph
+/// `tenantAppManagementPolicy.applicationRestrictions.passwordCredentials`,
+/// `passwordCredentialConfiguration` with `restrictionType` `passwordAddition` /
+/// `passwordLifetime`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppManagementPolicySpec {
+    /// Policy id named in refusals; generated when absent.
+    pub id: Option<Uuid>,
+    /// `passwordAddition` enabled: addPassword is refused for every app.
+    #[serde(default)]
+    pub block_password_addition: bool,
+    /// `passwordLifetime` enabled with this maximum.
+    pub max_password_lifetime_days: Option<u32>,
+    /// `excludeActors`: callers (managed identity names or application display names) the
+    /// restrictions do not apply to.
+    #[serde(default)]
+    pub exclude_actors: Vec<String>,
+}
+
 /// A managed API's connection parameters (`GET .../locations/{loc}/managedApis/{name}`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -188,6 +210,9 @@ pub struct ApplicationSpec {
     /// e.g. `Application.ReadWrite.All`.
     #[serde(default)]
     pub graph_app_roles: Vec<String>,
+    /// `signInAudience` (default `AzureADMyOrg`); with personal Microsoft accounts an app takes
+    /// at most two passwords.
+    pub sign_in_audience: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
