@@ -13,7 +13,6 @@ mod receiver;
 mod world;
 
 use secret_rotator::engine::report::CredentialOutcome;
-use secret_rotator::handler::service::RotatorService;
 use secret_rotator::notify::{Webhook, WebhookKind};
 use secret_rotator::secret::SecretValue;
 use uuid::Uuid;
@@ -48,11 +47,7 @@ async fn a_connection_back_on_the_old_secret_is_reported_when_that_secret_goes()
     w.run("provision-assist").await;
     let (_, first_value, tags) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
     let first_key = tags["rotator-key-id"].clone();
-    let r = w
-        .engine
-        .rotate_one("provision-assist", true, w.now())
-        .await
-        .unwrap();
+    let r = w.force("provision-assist").await;
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
     let update = r
         .steps
@@ -86,9 +81,7 @@ async fn a_misspelled_connection_parameter_is_blocked_and_the_old_password_kept(
     let policy = demo_policy().replace("token:clientSecret", "token:clientSecert");
     let w = spawn_world(demo_scenario(), &policy).await;
     let c = w.emu.emulator.control();
-    let r = w.run("provision-assist").await;
-    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
-    let why = r.error.clone().unwrap_or_default();
+    let why = w.blocked_reason("provision-assist").await;
     assert!(
         why.contains("'token:clientSecert' is not a connection parameter of managed API keyvault"),
         "{why}"

@@ -36,6 +36,23 @@ fn variant(name: &str) -> Uncertainties {
         .unwrap_or_else(|| panic!("no variant {name}"))
 }
 
+/// Runbook 001's consumers in the emulator: the connection holds `connection_secret` and is
+/// Connected, the Automation variable holds `variable`.
+fn assert_provision_assist(c: &azure_emulator::Control, connection_secret: &str, variable: &str) {
+    let (rg, conn) = ("rg-provisionassist", "provisionassist-kv");
+    assert_eq!(
+        c.connection_parameter(rg, conn, "token:clientSecret")
+            .as_deref(),
+        Some(connection_secret)
+    );
+    assert_eq!(c.connection_status(rg, conn).as_deref(), Some("Connected"));
+    assert_eq!(
+        c.automation_variable(rg, "provisionassist-auto", "appSecret")
+            .as_deref(),
+        Some(variable)
+    );
+}
+
 /// Runs the credential as the timer would until it stops being `InProgress` (an asynchronous
 /// Azure step left for the next run), advancing the emulated clock two minutes between runs.
 async fn settle(w: &World, name: &str) -> CredentialReport {
@@ -191,25 +208,7 @@ async fn seed_001_provision_assist_vault_connection_and_variable_on_the_new_secr
     let r = settle(&w, "provision-assist").await;
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
     let (_, value, _) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
-    assert_eq!(
-        c.connection_parameter(
-            "rg-provisionassist",
-            "provisionassist-kv",
-            "token:clientSecret"
-        )
-        .as_deref(),
-        Some(value.as_str())
-    );
-    assert_eq!(
-        c.connection_status("rg-provisionassist", "provisionassist-kv")
-            .as_deref(),
-        Some("Connected")
-    );
-    assert_eq!(
-        c.automation_variable("rg-provisionassist", "provisionassist-auto", "appSecret")
-            .as_deref(),
-        Some(value.as_str())
-    );
+    assert_provision_assist(&c, &value, &value);
     assert_ok(&w, "provision-assist", false);
     // The audit record, persisted in the rotator's storage account: key ids, consumers touched,
     // verification — never the value.
@@ -269,25 +268,8 @@ async fn seed_001_connection_refused_is_blocked_with_the_manual_step(u: Uncertai
     );
     let (_, value, _) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
     assert!(!why.contains(&value), "no secret in the message");
-    assert_eq!(
-        c.connection_parameter(
-            "rg-provisionassist",
-            "provisionassist-kv",
-            "token:clientSecret"
-        ),
-        Some(before),
-        "the connection keeps the value it works with"
-    );
-    assert_eq!(
-        c.connection_status("rg-provisionassist", "provisionassist-kv")
-            .as_deref(),
-        Some("Connected")
-    );
-    assert_eq!(
-        c.automation_variable("rg-provisionassist", "provisionassist-auto", "appSecret")
-            .as_deref(),
-        Some(value.as_str())
-    );
+    // The connection keeps the value it works with.
+    assert_provision_assist(&c, &before, &value);
     w.advance_days(30);
     let r = settle(&w, "provision-assist").await;
     assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");

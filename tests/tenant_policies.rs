@@ -11,7 +11,6 @@ mod emulator;
 mod world;
 
 use secret_rotator::engine::report::CredentialOutcome;
-use secret_rotator::handler::service::RotatorService;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use world::*;
@@ -40,9 +39,7 @@ async fn blocked_password_addition_is_blocked_naming_the_policy_and_the_fix() {
         &demo_policy(),
     )
     .await;
-    let r = w.run("empower").await;
-    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
-    let why = r.error.unwrap_or_default();
+    let why = w.blocked_reason("empower").await;
     assert!(why.contains(POLICY_ID), "{why}");
     assert!(
         why.contains("excludeActors") && why.contains("certificate"),
@@ -69,9 +66,7 @@ async fn a_lifetime_over_the_policy_cap_is_blocked_naming_the_policy() {
         &demo_policy(),
     )
     .await;
-    let r = w.run("empower").await;
-    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
-    let why = r.error.unwrap_or_default();
+    let why = w.blocked_reason("empower").await;
     assert!(
         why.contains(POLICY_ID) && why.contains("lifetimeDays"),
         "{why}"
@@ -89,9 +84,7 @@ async fn a_personal_account_app_at_its_two_passwords_is_blocked_and_keeps_both()
     let app = Uuid::parse_str("3f5b2d1e-0c55-4a8e-9a41-6a2f3b7c9d10").unwrap();
     let before: Vec<Uuid> = c.passwords(app).iter().map(|p| p.key_id).collect();
     assert_eq!(before.len(), 2);
-    let r = w.run("integration-app").await;
-    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
-    let why = r.error.unwrap_or_default();
+    let why = w.blocked_reason("integration-app").await;
     assert!(
         why.contains("personal Microsoft accounts") && why.contains("two"),
         "{why}"
@@ -122,11 +115,7 @@ async fn a_personal_account_app_rotates_within_the_cap() {
         "the expired hand-made password is gone"
     );
     for _ in 0..2 {
-        let r = w
-            .engine
-            .rotate_one("provision-assist", true, w.now())
-            .await
-            .unwrap();
+        let r = w.force("provision-assist").await;
         assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
         assert!(c.passwords(app).len() <= 2);
         w.advance_days(8);

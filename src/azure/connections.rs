@@ -23,7 +23,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::arm::Arm;
-use super::common::{Idempotency, ServiceOptions, arm_error_enum, parse_json};
+use super::common::{Idempotency, Reply, ServiceOptions, arm_error_enum, parse_json};
 use crate::cloud::Cloud;
 use crate::policy::model::ArmResource;
 use crate::secret::SecretValue;
@@ -85,8 +85,12 @@ impl ConnectionsClient {
     }
 
     pub async fn get(&self, conn: &ArmResource) -> Result<ConnectionInfo, ConnectionError> {
-        let reply = self
-            .arm
+        let reply = self.get_reply(conn).await?;
+        parse_connection(&reply.body).map_err(ConnectionError::BadAnswer)
+    }
+
+    async fn get_reply(&self, conn: &ArmResource) -> Result<Reply, ConnectionError> {
+        self.arm
             .call(
                 Method::GET,
                 &Self::path(conn),
@@ -95,8 +99,7 @@ impl ConnectionsClient {
                 Idempotency::Idempotent,
             )
             .await
-            .map_err(|f| ConnectionError::from_failure(&f, || Self::describe(conn)))?;
-        parse_connection(&reply.body).map_err(ConnectionError::BadAnswer)
+            .map_err(|f| ConnectionError::from_failure(&f, || Self::describe(conn)))
     }
 
     /// Replaces `properties.parameterValues[parameter]` with `value` by a full PUT built from
@@ -142,17 +145,7 @@ impl ConnectionsClient {
     }
 
     async fn get_raw(&self, conn: &ArmResource) -> Result<serde_json::Value, ConnectionError> {
-        let reply = self
-            .arm
-            .call(
-                Method::GET,
-                &Self::path(conn),
-                API_VERSION,
-                None,
-                Idempotency::Idempotent,
-            )
-            .await
-            .map_err(|f| ConnectionError::from_failure(&f, || Self::describe(conn)))?;
+        let reply = self.get_reply(conn).await?;
         parse_json("API connection", &reply.body).map_err(ConnectionError::BadAnswer)
     }
 

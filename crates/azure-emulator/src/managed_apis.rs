@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 
 use crate::scenario::ManagedApiSpec;
 
+/// Parameter name → value.
+type Values = BTreeMap<String, String>;
+
 /// The catalogue a tenant serves: the built-in `keyvault` plus the scenario's.
 pub fn catalogue(extra: &[ManagedApiSpec]) -> BTreeMap<String, BTreeMap<String, String>> {
     let keyvault: BTreeMap<String, String> = [
@@ -48,7 +51,7 @@ pub fn split(
     catalogue: &BTreeMap<String, BTreeMap<String, String>>,
     api: &str,
     values: BTreeMap<String, String>,
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
+) -> Result<(Values, Values), String> {
     let Some(def) = catalogue.get(&api.to_ascii_lowercase()) else {
         return Ok((values, BTreeMap::new()));
     };

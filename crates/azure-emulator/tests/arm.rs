@@ -348,13 +348,10 @@ async fn connections_hide_parameter_values_and_report_live_status() {
     assert!(!v.to_string().contains("pay-secret-1"));
     assert_eq!(v["properties"]["statuses"][0]["status"], "Connected");
     // PATCH of anything inside `properties` is refused, as ARM does; tags alone are accepted.
-    let (s, v) = json(
+    let (s, v) = call(
         h.c.patch(&url)
             .bearer_auth(&tok)
-            .json(&json!({"properties": {"parameterValues": {"token:clientSecret": "wrong"}}}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"properties": {"parameterValues": {"token:clientSecret": "wrong"}}})),
     )
     .await;
     assert_eq!(s, 400);
@@ -366,13 +363,10 @@ async fn connections_hide_parameter_values_and_report_live_status() {
         v["error"]["message"],
         "The request to patch API connection 'kv-conn' is not supported. None of the fields inside the properties object can be patched."
     );
-    let (s, v) = json(
+    let (s, v) = call(
         h.c.patch(&url)
             .bearer_auth(&tok)
-            .json(&json!({"tags": {"team": "payments"}}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"tags": {"team": "payments"}})),
     )
     .await;
     assert_eq!((s, v["tags"]["team"].as_str()), (200, Some("payments")));
@@ -384,9 +378,9 @@ async fn connections_hide_parameter_values_and_report_live_status() {
     let api_id = format!(
         "/subscriptions/{SUB}/providers/Microsoft.Web/locations/westeurope/managedApis/keyvault"
     );
-    let (s, v) = json(h.c.put(&url).bearer_auth(&tok).json(&json!({"location": "westeurope", "properties": {
+    let (s, v) = call(h.c.put(&url).bearer_auth(&tok).json(&json!({"location": "westeurope", "properties": {
         "api": {"id": api_id},
-        "parameterValues": {"token:clientId": PAY_APP, "token:clientSecret": "wrong", "token:TenantId": TENANT}}})).send().await.unwrap()).await;
+        "parameterValues": {"token:clientId": PAY_APP, "token:clientSecret": "wrong", "token:TenantId": TENANT}}}))).await;
     assert_eq!(s, 200);
     assert_eq!(v["properties"]["statuses"][0]["status"], "Error");
     assert!(
@@ -402,30 +396,22 @@ async fn connections_hide_parameter_values_and_report_live_status() {
     );
     assert!(!v.to_string().contains("wrong"));
     // A parameter the managed API does not define is refused.
-    let (s, v) = json(
-        h.c.put(&url)
-            .bearer_auth(&tok)
-            .json(&json!({"location": "westeurope", "properties": {
+    let (s, v) = call(h.c.put(&url).bearer_auth(&tok).json(
+        &json!({"location": "westeurope", "properties": {
         "api": {"id": api_id},
-        "parameterValues": {"token:clientId": PAY_APP, "token:clientSecert": "x"}}}))
-            .send()
-            .await
-            .unwrap(),
-    )
+        "parameterValues": {"token:clientId": PAY_APP, "token:clientSecert": "x"}}}),
+    ))
     .await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (400, Some("ParameterNotDefined"))
     );
     // The managed API's definition says which parameters are secret.
-    let (s, v) = json(
+    let (s, v) = call(
         h.c.get(format!(
             "https://management.azure.com{api_id}?api-version=2016-06-01"
         ))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap(),
+        .bearer_auth(&tok),
     )
     .await;
     assert_eq!(s, 200);

@@ -26,12 +26,9 @@ async fn unknown_api_versions_wrong_media_types_and_unframed_posts_are_refused()
     let h = start().await;
     let tok = h.mi_token("rotator", "https://management.azure.com/").await;
     let site = h.arm("Microsoft.Web/sites/app1");
-    let (s, v) = json(
+    let (s, v) = call(
         h.c.get(format!("{site}?api-version=2099-01-01"))
-            .bearer_auth(&tok)
-            .send()
-            .await
-            .unwrap(),
+            .bearer_auth(&tok),
     )
     .await;
     assert_eq!(
@@ -44,28 +41,18 @@ async fn unknown_api_versions_wrong_media_types_and_unframed_posts_are_refused()
             .unwrap()
             .contains("2024-11-01")
     );
-    let (s, v) = json(
+    let (s, v) = call(
         h.c.put(format!("{site}/config/appsettings?{WEB}"))
             .bearer_auth(&tok)
             .header("content-type", "text/plain")
-            .body(r#"{"properties":{"A":"1"}}"#)
-            .send()
-            .await
-            .unwrap(),
+            .body(r#"{"properties":{"A":"1"}}"#),
     )
     .await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (415, Some("UnsupportedMediaType"))
     );
-    let (s, v) = json(
-        h.c.post(format!("{site}/restart?{WEB}"))
-            .bearer_auth(&tok)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = call(h.c.post(format!("{site}/restart?{WEB}")).bearer_auth(&tok)).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (411, Some("LengthRequired"))
@@ -76,15 +63,12 @@ async fn unknown_api_versions_wrong_media_types_and_unframed_posts_are_refused()
 async fn add_password_without_a_body_is_refused_as_graph_does() {
     let h = start().await;
     let tok = h.mi_token("rotator", "https://graph.microsoft.com").await;
-    let (s, v) = json(
+    let (s, v) = call(
         h.c.post(format!(
             "https://graph.microsoft.com/v1.0/applications/{PAY_OBJ}/addPassword"
         ))
         .bearer_auth(&tok)
-        .header("content-length", "0")
-        .send()
-        .await
-        .unwrap(),
+        .header("content-length", "0"),
     )
     .await;
     assert_eq!(s, 400);
@@ -100,36 +84,23 @@ async fn slot_routes_are_served_like_site_routes() {
     let c = h.emu.control();
     let tok = h.mi_token("rotator", "https://management.azure.com/").await;
     let slot = h.arm("Microsoft.Web/sites/app1/slots/staging");
-    let (s, v) = json(
-        h.c.get(format!("{slot}?{WEB}"))
-            .bearer_auth(&tok)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = call(h.c.get(format!("{slot}?{WEB}")).bearer_auth(&tok)).await;
     assert_eq!((s, v["name"].as_str()), (200, Some("app1/staging")));
     assert_eq!(v["type"], "Microsoft.Web/sites/slots");
-    let (s, v) = json(
+    let (s, v) = call(
         h.c.post(format!("{slot}/config/appsettings/list?{WEB}"))
             .bearer_auth(&tok)
-            .header("content-length", "0")
-            .send()
-            .await
-            .unwrap(),
+            .header("content-length", "0"),
     )
     .await;
     assert_eq!(
         (s, v["properties"]["ONLY_IN_SLOT"].as_str()),
         (200, Some("1"))
     );
-    let (s, _) = json(
+    let (s, _) = call(
         h.c.put(format!("{slot}/config/appsettings?{WEB}"))
             .bearer_auth(&tok)
-            .json(&json!({"properties": {"NEW": "2"}}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"properties": {"NEW": "2"}})),
     )
     .await;
     assert_eq!(s, 200);
@@ -142,15 +113,12 @@ async fn slot_routes_are_served_like_site_routes() {
         None,
         "the site is another resource"
     );
-    let (s, _) = json(
+    let (s, _) = call(
         h.c.get(format!(
             "{}?{WEB}",
             h.arm("Microsoft.Web/sites/app1/slots/nope")
         ))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap(),
+        .bearer_auth(&tok),
     )
     .await;
     assert_eq!(s, 404);
@@ -171,14 +139,11 @@ async fn connection_put_refused_variant_answers_like_the_patch_refusal() {
     let api = format!(
         "/subscriptions/{SUB}/providers/Microsoft.Web/locations/westeurope/managedApis/keyvault"
     );
-    let (s, v) = json(
+    let (s, v) = call(
         h.c.put(&url)
             .bearer_auth(&tok)
             .json(&json!({"location": "westeurope", "properties": {
-        "api": {"id": api}, "parameterValues": {"token:clientSecret": "x"}}}))
-            .send()
-            .await
-            .unwrap(),
+        "api": {"id": api}, "parameterValues": {"token:clientSecret": "x"}}})),
     )
     .await;
     assert_eq!(
@@ -206,14 +171,11 @@ async fn refresh_and_read(h: &H, tok: &str) -> serde_json::Value {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let (_, v) = json(
+    let (_, v) = call(
         h.c.get(format!(
             "{site}/config/configreferences/appsettings/PAY_SECRET?{WEB}"
         ))
-        .bearer_auth(tok)
-        .send()
-        .await
-        .unwrap(),
+        .bearer_auth(tok),
     )
     .await;
     v
@@ -260,15 +222,12 @@ async fn active_version_variants_present_absent_late() {
     let v = refresh_and_read(&h, &tok).await;
     assert_eq!(v["properties"]["activeVersion"], before.as_str());
     h.emu.control().advance(chrono::Duration::seconds(61));
-    let (_, v) = json(
+    let (_, v) = call(
         h.c.get(format!(
             "{}/config/configreferences/appsettings/PAY_SECRET?{WEB}",
             h.arm("Microsoft.Web/sites/app1")
         ))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap(),
+        .bearer_auth(&tok),
     )
     .await;
     assert_eq!(v["properties"]["activeVersion"], after.as_str());
@@ -282,15 +241,12 @@ async fn graph_read_lag_hides_a_new_password_from_reads_only() {
     };
     let h = start_with(with(u, false)).await;
     let tok = h.mi_token("rotator", "https://graph.microsoft.com").await;
-    let (s, added) = json(
+    let (s, added) = call(
         h.c.post(format!(
             "https://graph.microsoft.com/v1.0/applications/{PAY_OBJ}/addPassword"
         ))
         .bearer_auth(&tok)
-        .json(&json!({"passwordCredential": {"displayName": "new"}}))
-        .send()
-        .await
-        .unwrap(),
+        .json(&json!({"passwordCredential": {"displayName": "new"}})),
     )
     .await;
     assert_eq!(s, 200);
@@ -298,14 +254,11 @@ async fn graph_read_lag_hides_a_new_password_from_reads_only() {
     let read = |h: &H, tok: String| {
         let c = h.c.clone();
         async move {
-            let (_, v) = json(
+            let (_, v) = call(
                 c.get(format!(
                     "https://graph.microsoft.com/v1.0/applications/{PAY_OBJ}"
                 ))
-                .bearer_auth(tok)
-                .send()
-                .await
-                .unwrap(),
+                .bearer_auth(tok),
             )
             .await;
             v["passwordCredentials"].to_string()
