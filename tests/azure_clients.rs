@@ -870,7 +870,7 @@ async fn web_typed_errors() {
 // ---------------- API connections ----------------
 
 #[tokio::test]
-async fn connection_parameter_patch_and_status() {
+async fn connection_parameter_replaced_by_full_put_and_status() {
     let emu = start().await;
     let cc = ConnectionsClient::new(
         Cloud::Public,
@@ -883,7 +883,7 @@ async fn connection_parameter_patch_and_status() {
         ConnectionHealth::Connected
     );
 
-    cc.set_parameter(
+    cc.replace_secret_parameter(
         &conn,
         "token:clientSecret",
         &SecretValue::new("Bad8Q~wrong-value"),
@@ -900,10 +900,10 @@ async fn connection_parameter_patch_and_status() {
     assert!(
         c.connection_parameter("rg-apps", "kv-conn", "token:clientId")
             .is_some(),
-        "PATCH kept the other parameters"
+        "the PUT carried the other parameters"
     );
 
-    cc.set_parameter(
+    cc.replace_secret_parameter(
         &conn,
         "token:clientSecret",
         &SecretValue::new(PAYMENTS_SECRET),

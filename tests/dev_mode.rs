@@ -31,7 +31,7 @@ fn dev_mode_rotates_every_seed_system_and_ends_green() {
     }
     for what in [
         "refreshed the versionless reference; App Service resolves version",
-        "(token:clientSecret): updated; status Connected",
+        "(token:clientSecret): written, unconfirmed: status Connected",
         "Automation variable appSecret in rg-provisionassist/provisionassist-auto: wrote the new value into the encrypted variable",
         "app setting EntraClientSecret on site rg-empower/empower-backend: wrote the new value",
         "told the owners of EzSign signing server",

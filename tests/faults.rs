@@ -104,9 +104,10 @@ cases! {
     references_refresh_429: "arm", "refreshConfigReferences", status(429);
     references_refresh_503: "arm", "refreshConfigReferences", status(503);
     references_refresh_commit_then_fail: "arm", "refreshConfigReferences", ctf(500);
-    connection_patch_429: "arm", "patchConnection", status(429);
-    connection_patch_503: "arm", "patchConnection", status(503);
-    connection_patch_commit_then_fail: "arm", "patchConnection", ctf(500);
+    connection_put_429: "arm", "putConnection", status(429);
+    connection_put_503: "arm", "putConnection", status(503);
+    connection_put_commit_then_fail: "arm", "putConnection", ctf(500);
+    managed_api_get_503: "arm", "getManagedApi", status(503);
     variable_patch_429: "arm", "patchVariable", status(429);
     variable_patch_503: "arm", "patchVariable", status(503);
     variable_patch_commit_then_fail: "arm", "patchVariable", ctf(500);

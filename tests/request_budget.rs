@@ -63,12 +63,15 @@ async fn a_rotation_reads_each_resource_again_only_after_writing_it() {
     // Each consumer: the first read, the confirmation inside its update step (connections
     // report their status; the Automation client reads the variable to know whether to update
     // it or create it encrypted), and once more after the step that wrote it. Never once per
-    // step.
+    // step. A connection's confirmation is the status its PUT answers with, but it is read
+    // right before its PUT: ARM refuses PATCH of its properties, and the full PUT is built from
+    // what GET returns (and the managed API's definition, read once per update).
     assert_eq!(
         n("getConnection 200"),
-        1 + 2 * n("patchConnection 200"),
+        1 + 2 * n("putConnection 200"),
         "{ops:#?}"
     );
+    assert_eq!(n("getManagedApi 200"), n("putConnection 200"), "{ops:#?}");
     assert_eq!(
         n("getVariable 200"),
         1 + 2 * n("patchVariable 200"),

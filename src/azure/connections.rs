@@ -1,14 +1,18 @@
 //! Logic Apps API connections (`Microsoft.Web/connections`, api-version [`API_VERSION`], the only
-//! stable one): read a connection's status and set one of its parameter values.
+//! stable one): read a connection's status and replace one of its secret parameter values.
 //!
-//! Why PATCH and not PUT: `properties.parameterValues` is write-only — ARM never returns it, so
-//! a read-modify-write PUT would have to resend values we cannot read back (the other
-//! parameters, e.g. `token:clientId`, `token:TenantId`) and would wipe them if we did not.
-//! PATCH with only `{"properties":{"parameterValues":{"<param>":"<value>"}}}` changes the one
-//! value and leaves the others as they are (the emulator implements PATCH as a merge of
-//! `parameterValues`; for real Azure this merge is UNCONFIRMED in the docs (contracts §8.2) and
-//! is checked by the status that follows: a connection whose token parameters were wiped reports
-//! `Error`).
+//! Why a full PUT and not PATCH: ARM refuses a PATCH that touches `properties` (400
+//! `PatchApiConnectionPropertiesNotSupported`, "None of the fields inside the properties object
+//! can be patched", recorded in hashicorp/terraform-provider-azurerm; the 2016-06-01 spec's only
+//! PATCH example changes tags). A PUT replaces the whole resource, write-only `parameterValues`
+//! included, so it must carry every parameter the connection needs. What goes in it comes from
+//! honest sources only: the connection's own GET (location, kind, tags, displayName, `api.id`,
+//! `nonSecretParameterValues`), the managed API's definition (`ManagedApis_Get`: which
+//! parameters exist and which are `securestring`), and the new value. A secret parameter other
+//! than ours cannot be read back: such a connection is refused ([`UpdateError::Blocked`]) rather
+//! than wiped. Whether ARM accepts a PUT that changes an existing connection's parameters is
+//! itself not settled by the evidence (the terraform note says the error came "for both
+//! CreateOrUpdate and Update"); a refusal is [`UpdateError::Blocked`] with the manual step.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +23,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::arm::Arm;
-use super::common::{Idempotency, ServiceOptions, arm_error_enum, parse_json};
+use super::common::{Idempotency, Reply, ServiceOptions, arm_error_enum, parse_json};
 use crate::cloud::Cloud;
 use crate::policy::model::ArmResource;
 use crate::secret::SecretValue;
@@ -81,8 +85,12 @@ impl ConnectionsClient {
     }
 
     pub async fn get(&self, conn: &ArmResource) -> Result<ConnectionInfo, ConnectionError> {
-        let reply = self
-            .arm
+        let reply = self.get_reply(conn).await?;
+        parse_connection(&reply.body).map_err(ConnectionError::BadAnswer)
+    }
+
+    async fn get_reply(&self, conn: &ArmResource) -> Result<Reply, ConnectionError> {
+        self.arm
             .call(
                 Method::GET,
                 &Self::path(conn),
@@ -91,35 +99,206 @@ impl ConnectionsClient {
                 Idempotency::Idempotent,
             )
             .await
-            .map_err(|f| ConnectionError::from_failure(&f, || Self::describe(conn)))?;
-        parse_connection(&reply.body).map_err(ConnectionError::BadAnswer)
+            .map_err(|f| ConnectionError::from_failure(&f, || Self::describe(conn)))
     }
 
-    /// Sets `properties.parameterValues[parameter]` and nothing else (see the module doc).
-    pub async fn set_parameter(
+    /// Replaces `properties.parameterValues[parameter]` with `value` by a full PUT built from
+    /// the connection's GET and its managed API's definition (see the module doc); returns the
+    /// connection as the PUT answered it (with its status).
+    pub async fn replace_secret_parameter(
         &self,
         conn: &ArmResource,
         parameter: &str,
         value: &SecretValue,
-    ) -> Result<(), ConnectionError> {
-        let body = serde_json::json!({
-            "properties": { "parameterValues": { parameter: value.expose() } }
-        });
-        let reply = self
+    ) -> Result<ConnectionInfo, UpdateError> {
+        let current = self.get_raw(conn).await?;
+        let api_id = current
+            .pointer("/properties/api/id")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| {
+                ConnectionError::BadAnswer("API connection: properties.api.id is missing".into())
+            })?
+            .to_string();
+        let definition = self.managed_api_parameters(&api_id, conn).await?;
+        check_parameters(&definition, &api_id, parameter).map_err(UpdateError::Blocked)?;
+        let body = put_body(&current, &api_id, parameter, value);
+        match self
             .arm
             .call(
-                Method::PATCH,
+                Method::PUT,
                 &Self::path(conn),
                 API_VERSION,
                 Some(&body),
                 Idempotency::Idempotent,
             )
             .await
-            .map_err(|f| ConnectionError::from_failure(&f, || Self::describe(conn)))?;
-        parse_connection(&reply.body)
-            .map(|_| ())
-            .map_err(ConnectionError::BadAnswer)
+        {
+            Ok(reply) => {
+                parse_connection(&reply.body).map_err(|m| ConnectionError::BadAnswer(m).into())
+            }
+            Err(f) => Err(put_failure(
+                ConnectionError::from_failure(&f, || Self::describe(conn)),
+                conn,
+                parameter,
+            )),
+        }
     }
+
+    async fn get_raw(&self, conn: &ArmResource) -> Result<serde_json::Value, ConnectionError> {
+        let reply = self.get_reply(conn).await?;
+        parse_json("API connection", &reply.body).map_err(ConnectionError::BadAnswer)
+    }
+
+    /// Parameter name → type, from `GET {api.id}` (`ManagedApis_Get`).
+    async fn managed_api_parameters(
+        &self,
+        api_id: &str,
+        conn: &ArmResource,
+    ) -> Result<BTreeMap<String, String>, UpdateError> {
+        let reply = self
+            .arm
+            .call(
+                Method::GET,
+                api_id,
+                API_VERSION,
+                None,
+                Idempotency::Idempotent,
+            )
+            .await
+            .map_err(
+                |f| match ConnectionError::from_failure(&f, || api_id.to_string()) {
+                    e @ (ConnectionError::AccessDenied { .. }
+                    | ConnectionError::NotFound { .. }) => UpdateError::Blocked(format!(
+                        "{}: the definition of its managed API {api_id} cannot be read ({e}), so \
+                         it cannot be told which other secret parameters a full PUT would wipe",
+                        Self::describe(conn)
+                    )),
+                    e => UpdateError::Arm(e),
+                },
+            )?;
+        parse_parameters(&reply.body).map_err(|m| ConnectionError::BadAnswer(m).into())
+    }
+}
+
+/// Why a connection's parameter was not replaced.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Arm(#[from] ConnectionError),
+    /// Azure will not take the change as the rotator can make it; a person must (the text says
+    /// what to do). Nothing was written.
+    #[error("{0}")]
+    Blocked(String),
+}
+
+fn secret_type(ty: &str) -> bool {
+    ty.eq_ignore_ascii_case("securestring") || ty.eq_ignore_ascii_case("secureobject")
+}
+
+/// Our parameter must be one of the API's secret parameters, and the only one: any other
+/// cannot be read back and a PUT would wipe it.
+fn check_parameters(
+    definition: &BTreeMap<String, String>,
+    api_id: &str,
+    parameter: &str,
+) -> Result<(), String> {
+    let api = api_id.rsplit('/').next().unwrap_or(api_id);
+    match definition.get(parameter) {
+        None => {
+            return Err(format!(
+                "'{parameter}' is not a connection parameter of managed API {api} (it has: {}); \
+                 fix the policy's parameter name",
+                definition.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Some(ty) if !secret_type(ty) => {
+            return Err(format!(
+                "'{parameter}' of managed API {api} is of type {ty}, not a secret; fix the \
+                 policy's parameter name"
+            ));
+        }
+        Some(_) => {}
+    }
+    let others: Vec<&str> = definition
+        .iter()
+        .filter(|(k, ty)| k.as_str() != parameter && secret_type(ty))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if others.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "managed API {api} also has the secret parameter(s) {}, which ARM never returns; a \
+             full PUT would wipe them, so the rotator does not write this connection",
+            others.join(", ")
+        ))
+    }
+}
+
+/// The PUT body: the resource as read, the non-secret values, and the new secret.
+fn put_body(
+    current: &serde_json::Value,
+    api_id: &str,
+    parameter: &str,
+    value: &SecretValue,
+) -> serde_json::Value {
+    let props = &current["properties"];
+    let mut values = props["nonSecretParameterValues"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    values.insert(parameter.to_string(), value.expose().into());
+    let mut body = serde_json::json!({
+        "location": current["location"],
+        "tags": current.get("tags").cloned().unwrap_or_else(|| serde_json::json!({})),
+        "properties": {
+            "displayName": props["displayName"],
+            "api": { "id": api_id },
+            "parameterValues": values,
+        }
+    });
+    if let Some(kind) = current.get("kind").filter(|k| !k.is_null()) {
+        body["kind"] = kind.clone();
+    }
+    body
+}
+
+/// A refused PUT becomes the manual step; other failures stay ARM failures.
+fn put_failure(e: ConnectionError, conn: &ArmResource, parameter: &str) -> UpdateError {
+    match &e {
+        ConnectionError::Rejected { code, message, .. } => UpdateError::Blocked(format!(
+            "ARM refused to update {} ({code}: {message}). Manual step: in the Azure portal \
+             open the API connection, choose Edit API connection, enter the current value of \
+             the Key Vault secret as '{parameter}' and save (or redeploy the connection's \
+             template with it). The previous password is kept until the connection is updated.",
+            ConnectionsClient::describe(conn)
+        )),
+        _ => UpdateError::Arm(e),
+    }
+}
+
+pub(crate) fn parse_parameters(body: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    #[derive(Deserialize)]
+    struct Param {
+        #[serde(rename = "type")]
+        ty: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Props {
+        connection_parameters: Option<BTreeMap<String, Param>>,
+    }
+    #[derive(Deserialize)]
+    struct Api {
+        properties: Option<Props>,
+    }
+    let a: Api = parse_json("managed API", body)?;
+    Ok(a.properties
+        .and_then(|p| p.connection_parameters)
+        .ok_or("managed API: properties.connectionParameters is missing")?
+        .into_iter()
+        .map(|(k, p)| (k, p.ty.unwrap_or_default()))
+        .collect())
 }
 
 pub(crate) fn parse_connection(body: &[u8]) -> Result<ConnectionInfo, String> {
@@ -191,6 +370,54 @@ pub(crate) fn parse_connection(body: &[u8]) -> Result<ConnectionInfo, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_secret_parameter_may_be_written() {
+        let def: BTreeMap<String, String> = [
+            ("token:clientId", "string"),
+            ("token:clientSecret", "securestring"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let api = "/subscriptions/s/providers/Microsoft.Web/locations/w/managedApis/keyvault";
+        assert!(check_parameters(&def, api, "token:clientSecret").is_ok());
+        let typo = check_parameters(&def, api, "token:clientSecert").unwrap_err();
+        assert!(
+            typo.contains("not a connection parameter of managed API keyvault"),
+            "{typo}"
+        );
+        assert!(
+            check_parameters(&def, api, "token:clientId")
+                .unwrap_err()
+                .contains("not a secret")
+        );
+        let mut two = def.clone();
+        two.insert("token:otherSecret".into(), "securestring".into());
+        let other = check_parameters(&two, api, "token:clientSecret").unwrap_err();
+        assert!(other.contains("token:otherSecret"), "{other}");
+    }
+
+    #[test]
+    fn put_body_keeps_what_get_returned_and_adds_the_secret() {
+        let current = serde_json::json!({"location": "westeurope", "kind": "V1", "tags": {"a": "b"},
+            "properties": {"displayName": "kv", "api": {"id": "/x/managedApis/keyvault"},
+            "nonSecretParameterValues": {"token:clientId": "abc", "vaultName": "v"}}});
+        let b = put_body(
+            &current,
+            "/x/managedApis/keyvault",
+            "token:clientSecret",
+            &SecretValue::new("s3cret"),
+        );
+        assert_eq!(b["kind"], "V1");
+        assert_eq!(b["tags"]["a"], "b");
+        assert_eq!(b["properties"]["parameterValues"]["token:clientId"], "abc");
+        assert_eq!(
+            b["properties"]["parameterValues"]["token:clientSecret"],
+            "s3cret"
+        );
+        assert_eq!(b["properties"]["api"]["id"], "/x/managedApis/keyvault");
+    }
 
     #[test]
     fn parses_statuses() {

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::azure::automation::{AutomationClient, AutomationError};
-use crate::azure::connections::{ConnectionError, ConnectionHealth, ConnectionsClient};
+use crate::azure::connections::{
+    ConnectionError, ConnectionHealth, ConnectionsClient, UpdateError,
+};
 use crate::azure::credential::TokenIdentity;
 use crate::azure::entra::{EntraError, TokenProbe};
 use crate::azure::graph::{AppPager, GraphClient, GraphError, ListedApp, RemoveOutcome};
@@ -58,9 +60,33 @@ impl From<GraphError> for PortError {
             GraphError::Throttled { .. } => PortError::Throttled(text),
             GraphError::Transient(_) => PortError::Transient(text),
             GraphError::BadAnswer(_) => PortError::BadAnswer(text),
-            GraphError::Rejected { .. } => PortError::Other(text),
+            GraphError::Rejected { code, message, .. } => {
+                tenant_refusal(&code, &message).unwrap_or(PortError::Other(text))
+            }
         }
     }
+}
+
+/// addPassword refusals only a person can lift: the tenant app management policy blocking
+/// password addition, and the two-password cap of apps open to personal Microsoft accounts.
+/// Graph may put the code in `error.code` or at the start of the message.
+fn tenant_refusal(code: &str, message: &str) -> Option<PortError> {
+    let is = |c: &str| code == c || message.contains(c);
+    if is("CredentialTypeNotAllowedAsPerAppPolicy") {
+        return Some(PortError::Blocked(format!(
+            "the tenant's app management policy blocks adding passwords ({message}). Fix: exempt \
+             the rotator's identity from the policy (excludeActors), or move the application to \
+             a certificate or a federated credential"
+        )));
+    }
+    if is("TooManyPasswordCredentials") {
+        return Some(PortError::Blocked(format!(
+            "the application allows personal Microsoft accounts and so takes at most two \
+             passwords ({message}). Fix: remove the password that is not in Key Vault once \
+             nothing uses it (or set removeUnmanagedExpired when it has expired)"
+        )));
+    }
+    None
 }
 
 impl From<EntraError> for PortError {
@@ -266,24 +292,7 @@ impl AzurePorts for AzureClients {
     }
 
     async fn connection_status(&self, conn: &ArmResource) -> Result<ConnectionStatus, PortError> {
-        let info = self.connections.get(conn).await?;
-        Ok(match info.health {
-            ConnectionHealth::Connected => ConnectionStatus {
-                connected: true,
-                message: None,
-            },
-            ConnectionHealth::Error { status, message } => ConnectionStatus {
-                connected: false,
-                message: Some(match message {
-                    Some(m) => format!("{status}: {m}"),
-                    None => status,
-                }),
-            },
-            ConnectionHealth::Unknown => ConnectionStatus {
-                connected: false,
-                message: Some("the connection reports no status".into()),
-            },
-        })
+        Ok(status_of(self.connections.get(conn).await?.health))
     }
 
     async fn set_connection_parameter(
@@ -291,11 +300,16 @@ impl AzurePorts for AzureClients {
         conn: &ArmResource,
         parameter: &str,
         value: &SecretValue,
-    ) -> Result<(), PortError> {
-        Ok(self
+    ) -> Result<ConnectionStatus, PortError> {
+        match self
             .connections
-            .set_parameter(conn, parameter, value)
-            .await?)
+            .replace_secret_parameter(conn, parameter, value)
+            .await
+        {
+            Ok(info) => Ok(status_of(info.health)),
+            Err(UpdateError::Blocked(m)) => Err(PortError::Blocked(m)),
+            Err(UpdateError::Arm(e)) => Err(e.into()),
+        }
     }
 
     async fn automation_variable(
@@ -388,5 +402,25 @@ pub fn clients(
         web: WebClient::new(cloud, credential.clone(), options.clone()),
         connections: ConnectionsClient::new(cloud, credential.clone(), options.clone()),
         automation: AutomationClient::new(cloud, credential, options),
+    }
+}
+
+fn status_of(health: ConnectionHealth) -> ConnectionStatus {
+    match health {
+        ConnectionHealth::Connected => ConnectionStatus {
+            connected: true,
+            message: None,
+        },
+        ConnectionHealth::Error { status, message } => ConnectionStatus {
+            connected: false,
+            message: Some(match message {
+                Some(m) => format!("{status}: {m}"),
+                None => status,
+            }),
+        },
+        ConnectionHealth::Unknown => ConnectionStatus {
+            connected: false,
+            message: Some("the connection reports no status".into()),
+        },
     }
 }

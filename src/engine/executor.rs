@@ -47,7 +47,8 @@ use crate::engine::ports::{
 };
 use crate::engine::tags;
 use crate::planner::{
-    KeyIdentity, MARKER_PREFIX, Phase, RemoveReason, RotateReason, RotationTags, Step, VaultState,
+    KeyIdentity, MARKER_PREFIX, PasswordInfo, Phase, RemoveReason, RotateReason, RotationTags,
+    Step, VaultState,
 };
 use crate::policy::{ArmResource, Consumer, CredentialPolicy};
 use crate::secret::SecretValue;
@@ -78,6 +79,9 @@ pub struct ExecContext<'a> {
     pub cloud: Cloud,
     pub tenant: &'a str,
     pub verify: VerifyPolicy,
+    /// Passwords this run's addPassword calls answered with: Graph reads may lag behind them
+    /// (eventual consistency), so the observer trusts these over a read that lacks them.
+    pub added: std::sync::Mutex<Vec<PasswordInfo>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,9 +99,14 @@ pub enum StepError {
     /// The rotator's state does not fit in the Key Vault tags the owner's leave free.
     #[error("{0}")]
     TagBudget(String),
-    /// Needs a person before it can be done (the credential's outcome is `blocked`).
+    /// Azure will not take the change as the rotator can make it; nothing was written and a
+    /// person must act (the text says how). The run reports `blocked`.
     #[error("{0}")]
     Blocked(String),
+    /// Azure has taken the change but not finished applying it within the bounded wait (an
+    /// asynchronous Key Vault reference resolution); the next run checks again.
+    #[error("{0}")]
+    Pending(String),
 }
 
 /// The action of a failed tag update: the rotator's own bookkeeping in Key Vault.
@@ -114,7 +123,14 @@ impl StepError {
 }
 
 fn az(action: &'static str) -> impl FnOnce(PortError) -> StepError {
-    move |source| StepError::Azure { action, source }
+    move |source| match source {
+        PortError::Blocked(m) => StepError::Blocked(m),
+        PortError::LifetimeRefused(m) => StepError::Blocked(format!(
+            "{action}: {m}. Fix: set the credential's lifetimeDays within the policy's maximum, \
+             or exempt the rotator's identity from the policy (excludeActors)"
+        )),
+        source => StepError::Azure { action, source },
+    }
 }
 
 /// The key id the Key Vault value is, if known.
@@ -265,6 +281,9 @@ pub async fn perform(
                     return Err(e);
                 }
             };
+            if let Ok(mut added) = ctx.added.lock() {
+                added.push(info.clone());
+            }
             let t = RotationTags {
                 key_id: info.key_id,
                 previous_key_id: *previous_key_id,
@@ -381,13 +400,22 @@ pub async fn perform(
                     "password {key_id} is the one in Key Vault"
                 )));
             }
-            match ctx.azure.remove_password(app.object_id, *key_id).await {
-                Ok(()) => Ok(format!(
+            let done = match ctx.azure.remove_password(app.object_id, *key_id).await {
+                Ok(()) => format!(
                     "removed password {key_id} ({})",
                     describe_remove_reason(reason)
-                )),
-                Err(PortError::NotFound(_)) => Ok(format!("password {key_id} was already gone")),
-                Err(e) => Err(az("removePassword")(e)),
+                ),
+                Err(PortError::NotFound(_)) => format!("password {key_id} was already gone"),
+                Err(e) => return Err(az("removePassword")(e)),
+            };
+            let health = connections_after_removal(ctx, cred).await;
+            if health.is_empty() {
+                Ok(done)
+            } else {
+                Err(StepError::NotConfirmed(format!(
+                    "{done}; now failing: {}",
+                    health.join("; ")
+                )))
             }
         }
         Step::MarkRetired => {
@@ -527,32 +555,7 @@ async fn update_setting_consumer(
                     "wrote a versionless Key Vault reference"
                 }
             };
-            let status = ctx
-                .azure
-                .reference_status(site, setting)
-                .await
-                .map_err(az("read Key Vault reference status"))?;
-            match status {
-                Some(s) if s.active_version.as_deref() == Some(current.version.as_str()) => {
-                    Ok(format!(
-                        "{}: {how}; App Service resolves version {}",
-                        consumer.describe(),
-                        current.version
-                    ))
-                }
-                other => Err(StepError::NotConfirmed(format!(
-                    "{}: {how}, but App Service reports {}",
-                    consumer.describe(),
-                    other
-                        .map(|s| format!(
-                            "{} with version {}{}",
-                            s.status,
-                            s.active_version.unwrap_or_else(|| "none".into()),
-                            s.details.map(|d| format!(" ({d})")).unwrap_or_default()
-                        ))
-                        .unwrap_or_else(|| "no status".into())
-                ))),
-            }
+            confirm_reference(ctx, consumer, site, setting, &current.version, how).await
         }
         Consumer::AppSettingValue { site, setting } => {
             // The port reads afresh, writes and reads every setting back (see the module docs).
@@ -577,15 +580,11 @@ async fn update_other_consumer(
             connection,
             parameter,
         } => {
-            ctx.azure
+            let st = ctx
+                .azure
                 .set_connection_parameter(connection, parameter, &current.value)
                 .await
                 .map_err(az("update the API connection"))?;
-            let st = ctx
-                .azure
-                .connection_status(connection)
-                .await
-                .map_err(az("read the API connection's status"))?;
             if !st.connected {
                 return Err(StepError::NotConfirmed(format!(
                     "{}: updated, but its status is not Connected: {}",
@@ -593,8 +592,11 @@ async fn update_other_consumer(
                     st.message.unwrap_or_default()
                 )));
             }
+            // While the previous password is valid, Connected does not prove the connection
+            // holds the new one: it is checked again right after that password is removed.
             Ok(format!(
-                "{}: updated; status Connected",
+                "{}: written, unconfirmed: status Connected, which proves nothing while the \
+                 previous secret is still valid; checked again once it is removed",
                 consumer.describe()
             ))
         }
@@ -624,6 +626,109 @@ async fn update_other_consumer(
             StepError::Invariant("an app setting is written under its site's lease".into()),
         ),
     }
+}
+
+/// How many times a Key Vault reference's status is read after a refresh before the rotator
+/// leaves it for the next run (resolution may be asynchronous: the docs call refresh "force
+/// resolution", not synchronous).
+const REFERENCE_POLLS: u32 = 3;
+
+/// Confirms what App Service reports for a reference after the rotator wrote or refreshed it:
+/// `activeVersion` = the new version → confirmed; no `activeVersion` but `Resolved` → written,
+/// unconfirmed (the field is absent from the spec's examples and captured answers); another
+/// version → polled a bounded number of times, then [`StepError::Pending`].
+async fn confirm_reference(
+    ctx: &ExecContext<'_>,
+    consumer: &Consumer,
+    site: &crate::policy::ArmResource,
+    setting: &str,
+    version: &str,
+    how: &str,
+) -> Result<String, StepError> {
+    let mut backoff = ctx.verify.first_backoff;
+    for poll in 1..=REFERENCE_POLLS {
+        let status = ctx
+            .azure
+            .reference_status(site, setting)
+            .await
+            .map_err(az("read Key Vault reference status"))?;
+        match status {
+            Some(s) if s.active_version.as_deref() == Some(version) => {
+                return Ok(format!(
+                    "{}: {how}; App Service resolves version {version}",
+                    consumer.describe()
+                ));
+            }
+            Some(s) if s.active_version.is_none() && s.status == "Resolved" => {
+                return Ok(format!(
+                    "{}: {how}; written, unconfirmed: App Service reports Resolved but not which \
+                     version (no activeVersion)",
+                    consumer.describe()
+                ));
+            }
+            Some(s) if s.status == "Resolved" && poll < REFERENCE_POLLS => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ctx.verify.max_backoff);
+            }
+            Some(s) if s.status == "Resolved" => {
+                return Err(StepError::Pending(format!(
+                    "{}: {how}, but App Service still resolves version {} after {poll} reads; \
+                     checked again on the next run",
+                    consumer.describe(),
+                    s.active_version.unwrap_or_default()
+                )));
+            }
+            other => {
+                return Err(StepError::NotConfirmed(describe_reference(
+                    consumer, how, other,
+                )));
+            }
+        }
+    }
+    Err(StepError::Invariant("no reference status was read".into()))
+}
+
+fn describe_reference(
+    consumer: &Consumer,
+    how: &str,
+    status: Option<crate::engine::ports::ReferenceStatus>,
+) -> String {
+    format!(
+        "{}: {how}, but App Service reports {}",
+        consumer.describe(),
+        status
+            .map(|s| format!(
+                "{} with version {}{}",
+                s.status,
+                s.active_version.unwrap_or_else(|| "none".into()),
+                s.details.map(|d| format!(" ({d})")).unwrap_or_default()
+            ))
+            .unwrap_or_else(|| "no status".into())
+    )
+}
+
+/// The API connections that fail now that a password is gone (their `Connected` during grace
+/// proved nothing): one sentence each, empty when all are healthy.
+async fn connections_after_removal(ctx: &ExecContext<'_>, cred: &CredentialPolicy) -> Vec<String> {
+    let mut failing = Vec::new();
+    for consumer in &cred.consumers {
+        let Consumer::ApiConnection { connection, .. } = consumer else {
+            continue;
+        };
+        match ctx.azure.connection_status(connection).await {
+            Ok(st) if st.connected => {}
+            Ok(st) => failing.push(format!(
+                "{} reports {}",
+                consumer.describe(),
+                st.message.unwrap_or_else(|| "an error".into())
+            )),
+            Err(e) => failing.push(format!(
+                "{}: its status cannot be read ({e})",
+                consumer.describe()
+            )),
+        }
+    }
+    failing
 }
 
 fn describe_reason(r: &RotateReason) -> String {

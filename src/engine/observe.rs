@@ -69,6 +69,9 @@ pub struct Observer {
     consumers: Vec<Option<ConsumerRead>>,
     /// One per policy consumer: why it is held for the rest of this run (a failed write).
     held: Vec<Option<String>>,
+    /// Passwords addPassword answered with during this run: Graph is eventually consistent
+    /// (Entra, "Designing for eventual consistency"), so a read right after may lack them.
+    added: Vec<crate::planner::PasswordInfo>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +119,7 @@ impl Observer {
             vault: None,
             consumers: vec![None; cred.consumers.len()],
             held: vec![None; cred.consumers.len()],
+            added: Vec::new(),
         }
     }
 
@@ -125,6 +129,11 @@ impl Observer {
         if let Some(h) = self.held.get_mut(index) {
             *h = Some(reason);
         }
+    }
+
+    /// Records passwords addPassword answered with; later reads that lack them get them added.
+    pub fn added(&mut self, passwords: impl IntoIterator<Item = crate::planner::PasswordInfo>) {
+        self.added.extend(passwords);
     }
 
     /// Forgets what `step` wrote (it succeeded or not: a failed step may have half-written).
@@ -144,7 +153,10 @@ impl Observer {
                 }
             }
             Step::Notify { .. } => self.vault = None,
-            Step::RemovePassword { .. } => self.app = None,
+            Step::RemovePassword { key_id, .. } => {
+                self.app = None;
+                self.added.retain(|p| p.key_id != *key_id);
+            }
         }
     }
 
@@ -164,7 +176,15 @@ impl Observer {
                 if let Some(v) = &mut self.vault {
                     v.accepted = None;
                 }
-                read_app(azure, cred).await?
+                let mut read = read_app(azure, cred).await?;
+                if let Ok(a) = &mut read {
+                    for p in &self.added {
+                        if !a.passwords.iter().any(|q| q.key_id == p.key_id) {
+                            a.passwords.push(p.clone());
+                        }
+                    }
+                }
+                read
             }
         };
         let app = self.app.insert(app).clone();
@@ -194,8 +214,15 @@ impl Observer {
                         cred.key_vault.vault, cred.key_vault.secret, s.version
                     ))
                 })?;
-                let must_probe =
-                    self.probe_value || matches!(identity, KeyIdentity::Unknown { .. });
+                // A tagged password Graph does not list may only be lagging (eventual
+                // consistency): Entra's answer to the value tells.
+                let tagged_unlisted = match (&identity, &app) {
+                    (KeyIdentity::Tagged(k), Ok(a)) => !a.passwords.iter().any(|p| p.key_id == *k),
+                    _ => false,
+                };
+                let must_probe = self.probe_value
+                    || tagged_unlisted
+                    || matches!(identity, KeyIdentity::Unknown { .. });
                 if must_probe
                     && vault.accepted.is_none()
                     && let Some((version, ok)) = &self.known
@@ -451,6 +478,15 @@ fn consumer_sync(
                     if st.active_version.as_deref() == Some(current.version.as_str()) =>
                 {
                     ConsumerSync::InSync
+                }
+                // No `activeVersion` in the answer (the spec's examples and captured answers
+                // lack it): it cannot be read back; the rotator's record of the refresh counts.
+                (None, Some(Some(st)))
+                    if st.active_version.is_none() && st.status == "Resolved" =>
+                {
+                    ConsumerSync::NotObservable {
+                        healthy: Some(true),
+                    }
                 }
                 (None, Some(Some(st))) => out(format!(
                     "App Service reports {} with version {}",

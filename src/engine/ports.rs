@@ -46,6 +46,10 @@ pub enum PortError {
     /// Another instance holds the lease.
     #[error("busy: {0}")]
     Busy(String),
+    /// Azure will not take the change as the rotator can make it; a person must (the text
+    /// names what to do). Nothing was written.
+    #[error("needs a person: {0}")]
+    Blocked(String),
     #[error("{0}")]
     Other(String),
 }
@@ -173,12 +177,14 @@ pub trait AzurePorts: Send + Sync {
     async fn refresh_references(&self, site: &ArmResource) -> Result<(), PortError>;
 
     async fn connection_status(&self, conn: &ArmResource) -> Result<ConnectionStatus, PortError>;
+    /// Replaces one secret parameter of the connection (full PUT; see `azure::connections`);
+    /// the status is the one the PUT answered with.
     async fn set_connection_parameter(
         &self,
         conn: &ArmResource,
         parameter: &str,
         value: &SecretValue,
-    ) -> Result<(), PortError>;
+    ) -> Result<ConnectionStatus, PortError>;
 
     /// Whether the variable exists (and is encrypted).
     async fn automation_variable(

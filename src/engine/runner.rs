@@ -164,6 +164,7 @@ impl Engine {
             cloud: self.options.cloud,
             tenant: &self.options.tenant,
             verify: self.options.verify,
+            added: Default::default(),
         }
     }
 
@@ -230,6 +231,10 @@ impl Engine {
         let mut last_seen: Option<Observed> = None;
         let mut observer = Observer::new(cred, false);
         let mut known_cap = lifetime::load(self.store.as_ref(), cred).await;
+        // A consumer Azure has taken a write for but not finished applying (an asynchronous
+        // Key Vault reference resolution): held for this run, the next run checks again.
+        let mut pending_seen = 0;
+
         for _ in 0..self.options.max_steps_per_credential {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 report.outcome = CredentialOutcome::InProgress;
@@ -276,7 +281,7 @@ impl Engine {
             }
             let Some(step) = decision.steps.into_iter().next() else {
                 report.next_due = decision.next_due;
-                report.outcome = settled_outcome(&report, &decision.held_up);
+                report.outcome = settled_outcome(&report, &decision.held_up, pending_seen);
                 if !decision.held_up.is_empty() {
                     report.error = Some(format!(
                         "held up by {} consumer(s), the others are done: {}",
@@ -306,6 +311,13 @@ impl Engine {
             } else if let (Ok(_), Step::Rotate { .. }, Some(cap)) = (&result, &step, known_cap) {
                 lifetime::accepted(self.store.as_ref(), cred, cap, cred.lifetime).await;
             }
+            if let Ok(mut added) = ctx.added.lock() {
+                observer.added(added.drain(..));
+            }
+            pending_seen += usize::from(matches!(
+                result,
+                Err(executor::StepError::Pending(_))
+            ));
             let ok = result.is_ok();
             // A consumer that cannot be written is held on its own; the others still move.
             let held = match (&result, consumer_of(cred, &step)) {
@@ -920,9 +932,17 @@ fn consumer_problems(
 /// The outcome of a run whose last decision has no steps. Consumers held up make it `Blocked`
 /// (a person must act; the error names each and what to do), or `Failed` when one of their
 /// writes failed in this run (it is tried again on the next pass).
-fn settled_outcome(report: &CredentialReport, held_up: &[String]) -> CredentialOutcome {
+fn settled_outcome(
+    report: &CredentialReport,
+    held_up: &[String],
+    pending: usize,
+) -> CredentialOutcome {
     if !held_up.is_empty() {
-        return if report.steps.iter().any(|s| !s.ok) {
+        let failed = report.steps.iter().filter(|s| !s.ok).count();
+        return if pending > 0 && failed == pending {
+            // Only a write Azure is still applying: not a failure, the next run confirms it.
+            CredentialOutcome::InProgress
+        } else if failed > 0 {
             CredentialOutcome::Failed
         } else {
             CredentialOutcome::Blocked
@@ -1148,3 +1168,4 @@ impl RotatorService for Engine {
         self.plan_report(now).await
     }
 }
+

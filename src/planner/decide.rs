@@ -523,6 +523,11 @@ impl<'a> Builder<'a> {
         if let Some(k) = cur.key
             && current_pw.is_none()
         {
+            // Graph is eventually consistent: a password added moments ago may not be listed
+            // yet. Entra accepting the stored value shows it exists.
+            if obs.current_value_accepted == Some(true) {
+                return None;
+            }
             return Some((
                 RotateReason::CurrentPasswordMissing,
                 true,

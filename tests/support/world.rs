@@ -228,4 +228,24 @@ impl World {
             .run_credential(&cred, self.now(), force, None, "test")
             .await
     }
+
+    /// Runs the credential and expects `blocked`; returns the reason.
+    pub async fn blocked_reason(&self, credential: &str) -> String {
+        let r = self.run(credential).await;
+        assert_eq!(
+            r.outcome,
+            secret_rotator::engine::report::CredentialOutcome::Blocked,
+            "{r:#?}"
+        );
+        r.error.unwrap_or_default()
+    }
+
+    /// An on-demand forced rotation (`Rotate` with force), as the HTTP function asks for it.
+    pub async fn force(&self, credential: &str) -> CredentialReport {
+        use secret_rotator::handler::service::RotatorService;
+        self.engine
+            .rotate_one(credential, true, self.now())
+            .await
+            .expect("the credential is in the policy")
+    }
 }

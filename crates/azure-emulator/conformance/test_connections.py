@@ -109,3 +109,61 @@ def test_put_without_role_gets_authorization_failed(emulator):
     assert err.value.status_code == 403
     assert err.value.error.code == "AuthorizationFailed"
     assert "Bad8Q~" not in str(err.value)
+
+
+def test_patch_of_properties_is_refused_as_arm_does(emulator):
+    """ARM refuses PATCH inside `properties` (recorded in hashicorp/terraform-provider-azurerm);
+    the 2016-06-01 spec's PATCH example changes tags only, which is accepted."""
+    client = resources(emulator)
+    body = GenericResource(properties={"parameterValues": {"token:clientSecret": "Bad8Q~patched-000000000000000000"}})
+    with pytest.raises(HttpResponseError) as err:
+        client.resources.begin_update_by_id(connection_id(emulator), body, api_version=API_VERSION).result()
+    assert err.value.status_code == 400
+    assert err.value.error.code == "PatchApiConnectionPropertiesNotSupported"
+    assert "None of the fields inside the properties object can be patched" in err.value.error.message
+    tagged = client.resources.begin_update_by_id(
+        connection_id(emulator), GenericResource(tags={"team": "payments"}), api_version=API_VERSION
+    ).result()
+    assert tagged.tags == {"team": "payments"}
+    assert [st["status"] for st in tagged.properties["statuses"]] == ["Connected"]
+
+
+def test_put_with_a_parameter_the_api_does_not_define_is_refused(emulator):
+    client = resources(emulator)
+    current = client.resources.get_by_id(connection_id(emulator), api_version=API_VERSION)
+    body = GenericResource(
+        location=current.location,
+        properties={"api": {"id": current.properties["api"]["id"]}, "parameterValues": {"token:clientSecert": "x"}},
+    )
+    with pytest.raises(HttpResponseError) as err:
+        client.resources.begin_create_or_update_by_id(connection_id(emulator), body, api_version=API_VERSION).result()
+    assert err.value.status_code == 400
+    assert err.value.error.code == "ParameterNotDefined"
+
+
+def test_managed_api_definition_names_the_secret_parameters(emulator):
+    client = resources(emulator)
+    current = client.resources.get_by_id(connection_id(emulator), api_version=API_VERSION)
+    api = client.resources.get_by_id(current.properties["api"]["id"], api_version=API_VERSION)
+    params = api.properties["connectionParameters"]
+    assert params["token:clientSecret"]["type"] == "securestring"
+    assert params["token:clientId"]["type"] == "string"
+
+
+def test_connection_put_refused_variant(emulator):
+    scenario = json.loads(json.dumps(emulator.scenario))
+    scenario["uncertainties"] = {"connectionPut": "refused"}
+    emulator.load_scenario(scenario)
+    client = resources(emulator)
+    current = client.resources.get_by_id(connection_id(emulator), api_version=API_VERSION)
+    body = GenericResource(
+        location=current.location,
+        properties={
+            "api": {"id": current.properties["api"]["id"]},
+            "parameterValues": {"token:clientSecret": "New8Q~refused-variant-0000000000000"},
+        },
+    )
+    with pytest.raises(HttpResponseError) as err:
+        client.resources.begin_create_or_update_by_id(connection_id(emulator), body, api_version=API_VERSION).result()
+    assert err.value.status_code == 400
+    assert err.value.error.code == "PatchApiConnectionPropertiesNotSupported"

@@ -110,3 +110,30 @@ def test_key_vault_reference_to_missing_secret_reports_secret_not_found(emulator
         list(web(emulator, "reader-sp").web_apps.get_app_settings_key_vault_references(RG, SITE))
     assert err.value.status_code == 403
     assert err.value.error.code == "AuthorizationFailed"
+
+
+def test_slot_settings_are_their_own(emulator):
+    """Deployment slots (`…/sites/{site}/slots/{slot}`) are served like sites, with their own
+    settings (WebApps.json `WebApps_ListApplicationSettingsSlot`, `…UpdateApplicationSettingsSlot`)."""
+    client = web(emulator)
+    got = client.web_apps.list_application_settings_slot(RG, SITE, "staging")
+    assert got.properties["SLOT_ONLY"] == "1"
+    settings = dict(got.properties)
+    settings["ADDED_TO_SLOT"] = "1"
+    client.web_apps.update_application_settings_slot(RG, SITE, "staging", StringDictionary(properties=settings))
+    assert client.web_apps.list_application_settings_slot(RG, SITE, "staging").properties["ADDED_TO_SLOT"] == "1"
+    assert "ADDED_TO_SLOT" not in client.web_apps.list_application_settings(RG, SITE).properties
+    slot = client.web_apps.get_slot(RG, SITE, "staging")
+    assert slot.name == f"{SITE}/staging"
+    with pytest.raises(ResourceNotFoundError):
+        client.web_apps.list_application_settings_slot(RG, SITE, "nope")
+
+
+def test_unknown_api_version_is_refused(emulator):
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    client = ResourceManagementClient(emulator.credential("rotator-sp"), emulator.subscription_id)
+    with pytest.raises(HttpResponseError) as err:
+        client.resources.get_by_id(emulator.arm_id(f"Microsoft.Web/sites/{SITE}"), api_version="2099-01-01")
+    assert err.value.status_code == 400
+    assert err.value.error.code == "NoRegisteredProviderFound"

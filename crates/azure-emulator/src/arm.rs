@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::entra::ARM_AUD;
 use crate::jwt::{Claims, TokenError, bearer, verify};
 use crate::model::{CachedRef, Connection, Site, Tenant, Variable, key};
+use crate::scenario::{ActiveVersion, ConnectionPut};
 use crate::server::{Req, Resp, Shared};
 use crate::util::{iso7, lock};
 
@@ -47,6 +48,7 @@ enum Kind {
     Site,
     Conn,
     ConnList,
+    ManagedApi,
     Var,
     VarList,
 }
@@ -74,9 +76,68 @@ fn eq(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// `GET /subscriptions/{sub}/providers/Microsoft.Web/locations/{loc}/managedApis/{api}`
+/// (`ManagedApis_Get`, logicAppsManagementClient.json 2016-06-01).
+fn parse_managed_api(req: &Req, segs: &[&str]) -> Option<Route> {
+    let [s, sub, p, ns, l, loc, t, api] = segs else {
+        return None;
+    };
+    if !(eq(s, "subscriptions")
+        && eq(p, "providers")
+        && eq(ns, "Microsoft.Web")
+        && eq(l, "locations")
+        && eq(t, "managedApis")
+        && req.method == Method::GET)
+    {
+        return None;
+    }
+    Some(Route::Ok(Parsed {
+        op: "getManagedApi",
+        kind: Kind::ManagedApi,
+        rg: String::new(),
+        name: api.to_string(),
+        child: Some(loc.to_string()),
+        resource: format!(
+            "/subscriptions/{sub}/providers/Microsoft.Web/locations/{loc}/managedApis/{api}"
+        ),
+        action: "Microsoft.Web/locations/managedApis/read".into(),
+    }))
+}
+
+/// `sites/{site}/…` or `sites/{site}/slots/{slot}/…`: the name the site is kept under
+/// (`model::site_key`), its ARM id and the rest of the path.
+fn site_target<'a>(
+    base: &str,
+    rest: &'a [&'a str],
+) -> Option<(String, String, &'static str, &'a [&'a str])> {
+    // A deployment slot is a site of its own (its own settings, identity and reference cache)
+    // at `sites/{site}/slots/{slot}`, with the same config API (`WebApps_ListApplicationSettingsSlot`,
+    // `WebApps_UpdateApplicationSettingsSlot`, `WebApps_GetAppSettingsKeyVaultReferencesSlot`, ...;
+    // specification/web/resource-manager/Microsoft.Web/stable/2024-11-01/WebApps.json) and
+    // actions under `Microsoft.Web/sites/slots/...`.
+    match rest {
+        [t, site, s, slot, more @ ..] if eq(t, "sites") && eq(s, "slots") => Some((
+            crate::model::site_key(site, Some(slot)),
+            format!("{base}/Microsoft.Web/sites/{site}/slots/{slot}"),
+            "Microsoft.Web/sites/slots",
+            more,
+        )),
+        [t, site, more @ ..] if eq(t, "sites") => Some((
+            site.to_string(),
+            format!("{base}/Microsoft.Web/sites/{site}"),
+            "Microsoft.Web/sites",
+            more,
+        )),
+        _ => None,
+    }
+}
+
 fn parse(req: &Req) -> Route {
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     let m = &req.method;
+    if let Some(r) = parse_managed_api(req, &segs) {
+        return r;
+    }
     if segs.len() < 6
         || !eq(segs[0], "subscriptions")
         || !eq(segs[2], "resourceGroups")
@@ -113,29 +174,9 @@ fn parse(req: &Req) -> Route {
         })
     };
     if eq(ns, "Microsoft.Web") {
-        match rest {
-            [t, site, more @ ..] if eq(t, "sites") => {
-                // A deployment slot is a site of its own (its own settings, identity and
-                // reference cache) at `sites/{site}/slots/{slot}`, with the same config API
-                // (`WebApps_ListApplicationSettingsSlot`, `WebApps_UpdateApplicationSettingsSlot`,
-                // `WebApps_GetAppSettingsKeyVaultReferencesSlot`, ...; REST spec
-                // specification/web/resource-manager/Microsoft.Web/stable/2024-11-01/WebApps.json)
-                // and actions under `Microsoft.Web/sites/slots/...`.
-                let (name, id, ty, more) = match more {
-                    [s, slot, rest @ ..] if eq(s, "slots") => (
-                        format!("{site}/slots/{slot}"),
-                        format!("{base}/Microsoft.Web/sites/{site}/slots/{slot}"),
-                        "Microsoft.Web/sites/slots",
-                        rest,
-                    ),
-                    _ => (
-                        site.to_string(),
-                        format!("{base}/Microsoft.Web/sites/{site}"),
-                        "Microsoft.Web/sites",
-                        more,
-                    ),
-                };
-                let act = |a: &str| format!("{ty}/{a}");
+        if let Some((name, id, ty, more)) = site_target(&base, rest) {
+            let act = |a: &str| format!("{ty}/{a}");
+            {
                 let lower: Vec<String> = more.iter().map(|s| s.to_ascii_lowercase()).collect();
                 let l: Vec<&str> = lower.iter().map(String::as_str).collect();
                 return match (m, l.as_slice()) {
@@ -199,6 +240,8 @@ fn parse(req: &Req) -> Route {
                     ),
                 };
             }
+        }
+        match rest {
             [t] if eq(t, "connections") && m == Method::GET => {
                 return p(
                     "listConnections",
@@ -331,17 +374,33 @@ pub fn classify(req: &Req) -> Option<&'static str> {
     }
 }
 
+/// The stable api-versions of `Microsoft.Web/sites`: the folders of Azure/azure-rest-api-specs
+/// `specification/web/resource-manager/Microsoft.Web/stable/{version}/WebApps.json`.
+const SITE_API_VERSIONS: &[&str] = &[
+    "2016-08-01",
+    "2018-02-01",
+    "2018-11-01",
+    "2019-08-01",
+    "2020-06-01",
+    "2020-09-01",
+    "2020-10-01",
+    "2020-12-01",
+    "2021-01-01",
+    "2021-01-15",
+    "2021-02-01",
+    "2021-03-01",
+    "2022-03-01",
+    "2022-09-01",
+    "2023-01-01",
+    "2023-12-01",
+    "2024-04-01",
+    "2024-11-01",
+    "2025-05-01",
+];
+
 fn api_version_ok(kind: Kind, v: &str) -> Result<(), String> {
-    let date_like = v.len() >= 10
-        && v[..10].chars().enumerate().all(|(i, c)| {
-            if i == 4 || i == 7 {
-                c == '-'
-            } else {
-                c.is_ascii_digit()
-            }
-        });
     match kind {
-        Kind::Conn | Kind::ConnList => {
+        Kind::Conn | Kind::ConnList | Kind::ManagedApi => {
             if v == "2016-06-01" || v == "2015-08-01-preview" {
                 Ok(())
             } else {
@@ -371,14 +430,72 @@ fn api_version_ok(kind: Kind, v: &str) -> Result<(), String> {
             }
         }
         Kind::Site => {
-            if date_like && &v[..4] >= "2015" {
+            if SITE_API_VERSIONS.contains(&v) {
                 Ok(())
             } else {
                 Err(format!(
-                    "No registered resource provider found for location 'westeurope' and API version '{v}' for type 'sites'."
+                    "No registered resource provider found for location 'westeurope' and API version '{v}' for type 'sites'. The supported api-versions are '{}'.",
+                    SITE_API_VERSIONS.join(", ")
                 ))
             }
         }
+    }
+}
+
+/// ARM's checks on how a write carries its body: POST needs a length (411 `LengthRequired`,
+/// what the front end answers an HTTP/1.1 POST with neither `Content-Length` nor chunking); a
+/// body must be JSON (415 `UnsupportedMediaType`, azure-resource-manager-rpc
+/// `v1.0/common-api-details.md`: "the request content type ... must be application/json").
+fn body_framing(req: &Req) -> Result<(), Resp> {
+    let m = &req.method;
+    if *m == Method::POST
+        && req.header("content-length").is_none()
+        && req.header("transfer-encoding").is_none()
+    {
+        return Err(error(
+            411,
+            "LengthRequired",
+            "The request must have a Content-Length header (an empty body is sent as Content-Length: 0).",
+        ));
+    }
+    let writes = *m == Method::PUT || *m == Method::PATCH || *m == Method::POST;
+    if !writes || req.body.is_empty() {
+        return Ok(());
+    }
+    let ct = req.header("content-type").unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case("application/json") {
+        return Ok(());
+    }
+    Err(error(
+        415,
+        "UnsupportedMediaType",
+        &format!(
+            "The content media type '{media}' is not supported. Only 'application/json' is supported."
+        ),
+    ))
+}
+
+fn managed_api_op(st: &Tenant, p: &Parsed) -> Result<Resp, Resp> {
+    let loc = p.child.clone().unwrap_or_default();
+    match st.managed_apis.get(&p.name.to_ascii_lowercase()) {
+        Some(def) => Ok(Resp::json(
+            200,
+            &crate::managed_apis::definition_json(
+                &st.subscription_id.to_string(),
+                &loc,
+                &p.name,
+                def,
+            ),
+        )),
+        None => Err(error(
+            404,
+            "ApiNotFound",
+            &format!(
+                "The API '{}' could not be found in location '{loc}'.",
+                p.name
+            ),
+        )),
     }
 }
 
@@ -436,6 +553,9 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
         Route::Ok(p) => p,
         Route::Err(s, c, m) => return error(s, c, &m).with_caller(caller),
     };
+    if let Err(r) = body_framing(req) {
+        return r.with_caller(caller);
+    }
     if let Err(m) = api_version_ok(p.kind, &api) {
         return error(400, "NoRegisteredProviderFound", &m).with_caller(caller);
     }
@@ -452,7 +572,8 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
     let resource = p
         .resource
         .replacen(segs[1], &st.subscription_id.to_string(), 1);
-    if !st.authorized(claims.oid, &resource, &p.action, false) {
+    // The managed API catalogue is read without a role check (UNCONFIRMED, README).
+    if p.kind != Kind::ManagedApi && !st.authorized(claims.oid, &resource, &p.action, false) {
         return error(403, "AuthorizationFailed", &format!(
             "The client '{}' with object id '{}' does not have authorization to perform action '{}' over scope '{}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
             claims.appid, claims.oid, p.action, resource)).with_caller(caller);
@@ -460,6 +581,7 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
     let r = match p.kind {
         Kind::Site => site_op(&mut st, req, &p, now),
         Kind::Conn | Kind::ConnList => connection_op(&mut st, req, &p, now),
+        Kind::ManagedApi => managed_api_op(&st, &p),
         Kind::Var | Kind::VarList => variable_op(&mut st, req, &p, now),
     };
     let r = r.unwrap_or_else(|e| e);
@@ -504,7 +626,9 @@ fn not_found(st: &Tenant, rg: &str, ty: &str, name: &str) -> Resp {
 fn site_id(st: &Tenant, s: &Site) -> String {
     format!(
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Web/sites/{}",
-        st.subscription_id, s.resource_group, s.name
+        st.subscription_id,
+        s.resource_group,
+        crate::model::site_key(&s.name, s.slot.as_deref())
     )
 }
 
@@ -520,6 +644,17 @@ fn settings_envelope(st: &Tenant, s: &Site) -> Value {
 }
 
 fn ref_json(st: &Tenant, s: &Site, name: &str, r: &CachedRef) -> Value {
+    let mut v = ref_json_full(st, s, name, r);
+    // Uncertainty `referenceActiveVersion: absent`: the spec's examples lack the field.
+    if st.uncertainties.reference_active_version == ActiveVersion::Absent
+        && let Some(p) = v.get_mut("properties").and_then(Value::as_object_mut)
+    {
+        p.remove("activeVersion");
+    }
+    v
+}
+
+fn ref_json_full(st: &Tenant, s: &Site, name: &str, r: &CachedRef) -> Value {
     json!({
         "id": format!("{}/config/configreferences/appsettings/{}", site_id(st, s), name),
         "name": name,
@@ -551,7 +686,9 @@ fn site_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> Result
             Ok(Resp::json(
                 200,
                 &json!({
-                    "id": site_id(st, s), "name": s.name, "type": "Microsoft.Web/sites", "kind": "functionapp,linux",
+                    "id": site_id(st, s),
+                    "name": s.slot.as_ref().map(|slot| format!("{}/{slot}", s.name)).unwrap_or_else(|| s.name.clone()),
+                    "type": if s.slot.is_some() { "Microsoft.Web/sites/slots" } else { "Microsoft.Web/sites" }, "kind": "functionapp,linux",
                     "location": "West Europe",
                     "identity": match mi {
                         Some(m) => json!({"type": "SystemAssigned", "principalId": m.principal_id, "tenantId": st.tenant_id}),
@@ -619,8 +756,15 @@ fn site_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> Result
         }
         "refreshConfigReferences" => {
             // Not in the REST spec; documented in the KV references article. Answer: 200, empty
-            // body (decision, see README).
-            resolve_all(st, &k, now);
+            // body (decision, see README). Uncertainty `late`: resolved some seconds on.
+            if st.uncertainties.reference_active_version == ActiveVersion::Late {
+                let secs = st.uncertainties.reference_resolve_seconds.unwrap_or(60);
+                if let Some(s) = st.sites.get_mut(&k) {
+                    s.resolve_due = Some(now + Duration::seconds(secs as i64));
+                }
+            } else {
+                resolve_all(st, &k, now);
+            }
             Ok(Resp::empty(200))
         }
         "restartSite" => {
@@ -775,12 +919,17 @@ pub fn resolve_all(st: &mut Tenant, k: &(String, String), now: DateTime<Utc>) {
         .collect();
     if let Some(s) = st.sites.get_mut(k) {
         s.refs = refs;
+        s.resolve_due = None;
     }
 }
 
 /// Re-reads references whose cached value is older than the TTL.
 pub fn refresh_stale(st: &mut Tenant, k: &(String, String), now: DateTime<Utc>) {
     let Some(site) = st.sites.get(k) else { return };
+    if site.resolve_due.is_some_and(|due| due <= now) {
+        resolve_all(st, k, now);
+        return;
+    }
     let stale: Vec<(String, CachedRef)> = site
         .refs
         .iter()
@@ -920,6 +1069,44 @@ fn string_map(v: Option<&Value>, what: &str) -> Result<Option<BTreeMap<String, S
     }
 }
 
+/// ARM's refusal of a connection PATCH that touches `properties` (recorded in
+/// hashicorp/terraform-provider-azurerm `internal/services/connections/api_connection_resource.go`).
+fn patch_not_supported(name: &str) -> Resp {
+    error(
+        400,
+        "PatchApiConnectionPropertiesNotSupported",
+        &format!(
+            "The request to patch API connection '{name}' is not supported. None of the fields inside the properties object can be patched."
+        ),
+    )
+}
+
+/// PATCH: only `tags` (the 2016-06-01 spec's one PATCH example, `connectionsUpdate.json`,
+/// changes tags); anything inside `properties` is refused.
+fn patch_connection(
+    st: &mut Tenant,
+    p: &Parsed,
+    props: &Map<String, Value>,
+    tags: Option<BTreeMap<String, String>>,
+    now: DateTime<Utc>,
+) -> Result<Resp, Resp> {
+    let k = key(&p.rg, &p.name);
+    if !st.connections.contains_key(&k) {
+        return Err(not_found(st, &p.rg, "Microsoft.Web/connections", &p.name));
+    }
+    if !props.is_empty() {
+        return Err(patch_not_supported(&p.name));
+    }
+    if let Some(c) = st.connections.get_mut(&k) {
+        if let Some(t) = tags {
+            c.tags = t;
+        }
+        c.changed = now;
+    }
+    let c = st.connections[&k].clone();
+    Ok(Resp::json(200, &connection_json(st, &c, now)))
+}
+
 fn connection_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> Result<Resp, Resp> {
     if p.kind == Kind::ConnList {
         if !rg_exists(st, &p.rg) {
@@ -1000,26 +1187,13 @@ fn connection_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> 
                 .map(str::to_string);
             let existed = st.connections.contains_key(&k);
             if p.op == "patchConnection" {
-                // PATCH merges parameterValues and nonSecretParameterValues key by key
-                // (documented decision; the service's behaviour is unconfirmed).
-                let Some(c) = st.connections.get_mut(&k) else {
-                    return Err(not_found(st, &p.rg, "Microsoft.Web/connections", &p.name));
-                };
-                if let Some(pv) = pv {
-                    c.parameter_values.extend(pv);
-                }
-                if let Some(n) = nspv {
-                    c.non_secret.extend(n);
-                }
-                if let Some(t) = tags {
-                    c.tags = t;
-                }
-                if let Some(d) = display {
-                    c.display_name = d;
-                }
-                c.changed = now;
-                let c = st.connections[&k].clone();
-                return Ok(Resp::json(200, &connection_json(st, &c, now)));
+                return patch_connection(st, p, &props, tags, now);
+            }
+            if existed
+                && pv.as_ref().is_some_and(|m| !m.is_empty())
+                && st.uncertainties.connection_put == ConnectionPut::Refused
+            {
+                return Err(patch_not_supported(&p.name));
             }
             if !existed && !rg_exists(st, &p.rg) {
                 return Err(error(
@@ -1036,6 +1210,10 @@ fn connection_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> 
                 ));
             };
             let old = st.connections.get(&k).cloned();
+            let mut values = nspv.unwrap_or_default();
+            values.extend(pv.unwrap_or_default());
+            let (secret, plain) = crate::managed_apis::split(&st.managed_apis, &api, values)
+                .map_err(|m| error(400, "ParameterNotDefined", &m))?;
             // PUT replaces the whole resource, write-only parameterValues included.
             let c = Connection {
                 resource_group: old
@@ -1051,8 +1229,8 @@ fn connection_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> 
                     .unwrap_or_else(|| "westeurope".into()),
                 api,
                 display_name: display.unwrap_or_else(|| p.name.clone()),
-                parameter_values: pv.unwrap_or_default(),
-                non_secret: nspv.unwrap_or_default(),
+                parameter_values: secret,
+                non_secret: plain,
                 tags: tags.unwrap_or_default(),
                 created: old.as_ref().map(|o| o.created).unwrap_or(now),
                 changed: now,

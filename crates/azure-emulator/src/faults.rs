@@ -58,6 +58,7 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
             "putConnection",
             "patchConnection",
             "deleteConnection",
+            "getManagedApi",
             "getVariable",
             "listVariables",
             "putVariable",

@@ -294,13 +294,71 @@ fn password_json(p: &Password, secret: Option<&str>) -> Value {
     })
 }
 
+/// A read's view of an application: with uncertainty `graphReadLagSeconds`, passwords added
+/// less than that long ago are not visible yet (Entra, "Designing for eventual consistency").
+fn visible(a: &App, now: DateTime<Utc>, lag_seconds: u64) -> App {
+    let mut a = a.clone();
+    a.passwords
+        .retain(|p| p.added_at + Duration::seconds(lag_seconds as i64) <= now);
+    a
+}
+
+/// The tenant app management policy's password restrictions, unless the caller is one of its
+/// `excludeActors` (Graph docs "tenantAppManagementPolicy", "passwordCredentialConfiguration").
+/// The error codes are the ones Graph uses for app-policy refusals
+/// (`CredentialInvalidLifetimeAsPerAppPolicy` is quoted in the docs; the addition refusal's
+/// code follows it: a decision).
+fn tenant_policy_allows(st: &Tenant, c: &Claims, lifetime: Duration) -> Result<(), Resp> {
+    let Some((id, p, exempt)) = &st.app_policy else {
+        return Ok(());
+    };
+    if exempt.contains(&c.oid) {
+        return Ok(());
+    }
+    if p.block_password_addition {
+        return Err(error(
+            400,
+            "CredentialTypeNotAllowedAsPerAppPolicy",
+            &format!("Password addition is not allowed as per assigned policy '{id}'."),
+        ));
+    }
+    match p.max_password_lifetime_days {
+        Some(days) if lifetime > Duration::days(days as i64) => Err(error(
+            400,
+            "CredentialInvalidLifetimeAsPerAppPolicy",
+            &format!(
+                "Credential lifetime exceeds the max value allowed as per assigned policy '{id}'."
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Apps whose audience includes personal Microsoft accounts take at most two passwords
+/// (Entra docs "Validation differences by supported account types"; the error text is a
+/// decision).
+fn personal_account_cap(a: &App) -> Result<(), Resp> {
+    let personal = matches!(
+        a.sign_in_audience.as_str(),
+        "AzureADandPersonalMicrosoftAccount" | "PersonalMicrosoftAccount"
+    );
+    if personal && a.passwords.len() >= 2 {
+        return Err(error(
+            400,
+            "TooManyPasswordCredentials",
+            "The application allows personal Microsoft accounts and already has the maximum of 2 password credentials.",
+        ));
+    }
+    Ok(())
+}
+
 fn app_json(a: &App) -> Map<String, Value> {
     let v = json!({
         "id": a.object_id,
         "appId": a.app_id,
         "displayName": a.display_name,
         "createdDateTime": iso(a.created),
-        "signInAudience": "AzureADMyOrg",
+        "signInAudience": a.sign_in_audience,
         "passwordCredentials": a.passwords.iter().map(|p| password_json(p, None)).collect::<Vec<_>>(),
         "keyCredentials": a.certificates.iter().map(|k| json!({
             "customKeyIdentifier": null,
@@ -637,7 +695,12 @@ fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateT
                 .iter()
                 .skip(skip)
                 .take(top)
-                .map(|a| select(app_json(a), &sel))
+                .map(|a| {
+                    select(
+                        app_json(&visible(a, now, st.uncertainties.graph_read_lag_seconds)),
+                        &sel,
+                    )
+                })
                 .collect();
             let mut body = json!({"@odata.context": context(&sel, false), "value": page});
             if skip + top < all.len() {
@@ -659,7 +722,8 @@ fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateT
             if !allowed(c, &st.apps[i], Need::Read) {
                 return denied();
             }
-            let mut v = select(app_json(&st.apps[i]), &sel);
+            let lag = st.uncertainties.graph_read_lag_seconds;
+            let mut v = select(app_json(&visible(&st.apps[i], now, lag)), &sel);
             v["@odata.context"] = json!(context(&sel, true));
             Resp::json(200, &v)
         }
@@ -673,13 +737,14 @@ fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateT
             if !allowed(c, &st.apps[i], Need::Write) {
                 return denied();
             }
-            let body = if req.body.is_empty() {
-                json!({})
-            } else {
-                match req.json_body() {
-                    Ok(b) => b,
-                    Err(m) => return error(400, "Request_BadRequest", &m),
-                }
+            // An action POST without a body: Graph's recorded answer
+            // (microsoftgraph/microsoft-graph-docs-contrib issue 7083, msgraph-sdk-python 1168).
+            if req.body.is_empty() {
+                return error(400, "BadRequest", "Empty Payload. JSON content expected.");
+            }
+            let body = match req.json_body() {
+                Ok(b) => b,
+                Err(m) => return error(400, "Request_BadRequest", &m),
             };
             let pc = body.get("passwordCredential").cloned().unwrap_or(json!({}));
             if !pc.is_object() && !pc.is_null() {
@@ -731,6 +796,12 @@ fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateT
                     "CredentialInvalidLifetimeAsPerAppPolicy",
                     "Credential lifetime exceeds the max value allowed as per assigned policy '00000000-0000-0000-0000-000000000000'.",
                 );
+            }
+            if let Err(r) = tenant_policy_allows(st, c, end - start) {
+                return r;
+            }
+            if let Err(r) = personal_account_cap(&st.apps[i]) {
+                return r;
             }
             let display_name = match pc.get("displayName") {
                 None | Some(Value::Null) => None,

@@ -23,6 +23,7 @@ pub mod faults;
 pub mod graph;
 pub mod jwt;
 pub mod keyvault;
+pub mod managed_apis;
 pub mod model;
 pub mod scenario;
 pub mod server;
@@ -471,6 +472,19 @@ impl Control {
             .get(param)
             .or_else(|| c.non_secret.get(param))
             .cloned()
+    }
+
+    /// Sets one parameter of a connection as a person editing it in the portal would (tests of
+    /// drift the rotator cannot read back). Returns false when there is no such connection.
+    pub fn set_connection_parameter(&self, rg: &str, name: &str, param: &str, value: &str) -> bool {
+        let mut st = lock(&self.shared.state);
+        match st.connections.get_mut(&model::key(rg, name)) {
+            Some(c) => {
+                c.parameter_values.insert(param.into(), value.into());
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn connection_status(&self, rg: &str, name: &str) -> Option<String> {

@@ -62,6 +62,7 @@ pub struct App {
     pub sp_certificates: Vec<Certificate>,
     pub graph_roles: Vec<String>,
     pub created: DateTime<Utc>,
+    pub sign_in_audience: String,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +140,10 @@ pub struct Site {
     /// Resolution cache for the settings that are Key Vault references, by setting name.
     pub refs: BTreeMap<String, CachedRef>,
     pub restarts: u32,
+    /// Deployment slot name: this is `{name}/slots/{slot}`.
+    pub slot: Option<String>,
+    /// Uncertainty `late`: a re-resolution asked for and due at this (emulated) time.
+    pub resolve_due: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +189,11 @@ pub struct Tenant {
     pub token_lifetime: i64,
     pub graph_quota: Quota,
     pub max_password_lifetime_days: Option<u32>,
+    pub uncertainties: crate::scenario::Uncertainties,
+    /// (policy id, spec, exempt principal object ids) of the tenant app management policy.
+    pub app_policy: Option<(Uuid, crate::scenario::AppManagementPolicySpec, Vec<Uuid>)>,
+    /// Managed API name (lower case) → connection parameter name → type.
+    pub managed_apis: BTreeMap<String, BTreeMap<String, String>>,
     pub apps: Vec<App>,
     pub mis: Vec<Mi>,
     /// Keyed by lower-case vault name.
@@ -195,6 +205,14 @@ pub struct Tenant {
     pub automation: BTreeMap<(String, String), AutomationAccount>,
     /// Graph write timestamps per calling appid, for the write quota.
     pub graph_writes: HashMap<Uuid, VecDeque<DateTime<Utc>>>,
+}
+
+/// The name a site (or one of its deployment slots) is kept under: `site` or `site/slots/slot`.
+pub fn site_key(site: &str, slot: Option<&str>) -> String {
+    match slot {
+        Some(slot) => format!("{site}/slots/{slot}"),
+        None => site.to_string(),
+    }
 }
 
 pub fn key(rg: &str, name: &str) -> (String, String) {
@@ -239,6 +257,9 @@ impl Tenant {
                 window_seconds: 150,
             }),
             max_password_lifetime_days: s.max_password_lifetime_days,
+            uncertainties: s.uncertainties.clone(),
+            app_policy: None,
+            managed_apis: crate::managed_apis::catalogue(&s.managed_apis),
             apps: vec![],
             mis: vec![],
             vaults: BTreeMap::new(),
@@ -316,7 +337,22 @@ impl Tenant {
                     .collect(),
                 graph_roles: a.graph_app_roles.clone(),
                 created: now - Duration::days(365),
+                sign_in_audience: a
+                    .sign_in_audience
+                    .clone()
+                    .unwrap_or_else(|| "AzureADMyOrg".into()),
             });
+        }
+        if let Some(p) = &s.app_management_policy {
+            let mut exempt = Vec::new();
+            for name in &p.exclude_actors {
+                exempt.push(t.principal_by_name(name).ok_or_else(|| {
+                    bad(format!(
+                        "app management policy excludes '{name}', which is neither a managed identity nor an application"
+                    ))
+                })?);
+            }
+            t.app_policy = Some((p.id.unwrap_or_else(Uuid::new_v4), p.clone(), exempt));
         }
         // Owners after all principals exist (an app may own another app).
         for (i, a) in s.applications.iter().enumerate() {
@@ -414,21 +450,11 @@ impl Tenant {
             });
         }
         for site in &s.sites {
-            t.add_site(
-                &site.resource_group,
-                &site.name,
-                &site.identity,
-                &site.app_settings,
-            )?;
+            let rg = &site.resource_group;
+            t.add_site(rg, &site.name, site.slot.as_deref(), &site.identity, &site.app_settings)?;
             for slot in &site.slots {
                 // A slot is a site of its own under `sites/{site}/slots/{slot}`.
-                let name = format!("{}/slots/{}", site.name, slot.name);
-                t.add_site(
-                    &site.resource_group,
-                    &name,
-                    &slot.identity,
-                    &slot.app_settings,
-                )?;
+                t.add_site(rg, &site.name, Some(&slot.name), &slot.identity, &slot.app_settings)?;
             }
         }
         for c in &s.connections {
@@ -437,16 +463,21 @@ impl Tenant {
                 return Err(bad(format!("connection '{}' is defined twice", c.name)));
             }
             let created = now - Duration::days(30);
+            let api = c.api.clone().unwrap_or_else(|| "keyvault".into());
+            let mut all = c.non_secret_parameter_values.clone();
+            all.extend(c.parameter_values.clone());
+            let (secret, non_secret) = crate::managed_apis::split(&t.managed_apis, &api, all)
+                .map_err(|m| bad(format!("connection '{}': {m}", c.name)))?;
             t.connections.insert(
                 k,
                 Connection {
                     resource_group: c.resource_group.clone(),
                     name: c.name.clone(),
                     location: c.location.clone().unwrap_or_else(|| "westeurope".into()),
-                    api: c.api.clone().unwrap_or_else(|| "keyvault".into()),
+                    api,
                     display_name: c.display_name.clone().unwrap_or_else(|| c.name.clone()),
-                    parameter_values: c.parameter_values.clone(),
-                    non_secret: c.non_secret_parameter_values.clone(),
+                    parameter_values: secret,
+                    non_secret,
                     tags: BTreeMap::new(),
                     created,
                     changed: created,
@@ -527,10 +558,13 @@ impl Tenant {
 
     /// Is `principal` allowed `action` (control-plane) or data action on `resource`?
     /// Adds one site (or slot, named `{site}/slots/{slot}`) from the scenario.
+    /// A site, or its deployment slot `slot` (its own settings and identity, keyed
+    /// `{site}/slots/{slot}`); a slot's site must be added first.
     fn add_site(
         &mut self,
         rg: &str,
         name: &str,
+        slot: Option<&str>,
         identity: &Option<String>,
         settings: &BTreeMap<String, String>,
     ) -> Result<(), EmulatorError> {
@@ -541,21 +575,28 @@ impl Tenant {
                 "site '{name}' names identity '{idn}', which is not a managed identity of the scenario"
             )));
         }
-        let k = key(rg, name);
+        let k = key(rg, &site_key(name, slot));
         if self.sites.contains_key(&k) {
-            return Err(bad(format!("site '{name}' is defined twice")));
+            return Err(bad(format!("site '{}' is defined twice", site_key(name, slot))));
         }
-        self.sites.insert(
-            k,
-            Site {
-                resource_group: rg.to_string(),
-                name: name.to_string(),
-                identity: identity.clone(),
-                settings: settings.clone(),
-                refs: BTreeMap::new(),
-                restarts: 0,
-            },
-        );
+        if let Some(slot) = slot
+            && !self.sites.contains_key(&key(rg, name))
+        {
+            return Err(bad(format!(
+                "slot '{slot}' of site '{name}' comes before (or without) its site"
+            )));
+        }
+        let site = Site {
+            resource_group: rg.to_string(),
+            name: name.to_string(),
+            identity: identity.clone(),
+            settings: settings.clone(),
+            refs: BTreeMap::new(),
+            restarts: 0,
+            slot: slot.map(str::to_string),
+            resolve_due: None,
+        };
+        self.sites.insert(k, site);
         Ok(())
     }
 

@@ -37,6 +37,15 @@ pub struct Scenario {
     /// Lifetime limit from an app management policy: addPassword with a longer lifetime gets
     /// 400 `CredentialInvalidLifetimeAsPerAppPolicy`.
     pub max_password_lifetime_days: Option<u32>,
+    /// The tenant's default app management policy (`tenantAppManagementPolicy`).
+    pub app_management_policy: Option<AppManagementPolicySpec>,
+    /// What the evidence about Azure does not settle: one variant per point (README,
+    /// "Uncertainties"). Tests run the rotator under every variant ([`Uncertainties::variants`]).
+    #[serde(default)]
+    pub uncertainties: Uncertainties,
+    /// Managed API definitions beyond the built-in `keyvault` one (connection parameters).
+    #[serde(default)]
+    pub managed_apis: Vec<ManagedApiSpec>,
     #[serde(default)]
     pub applications: Vec<ApplicationSpec>,
     #[serde(default)]
@@ -51,6 +60,121 @@ pub struct Scenario {
     pub connections: Vec<ConnectionSpec>,
     #[serde(default)]
     pub automation_accounts: Vec<AutomationAccountSpec>,
+}
+
+/// Points where Microsoft's specs, docs, source and recorded answers disagree or are silent;
+/// each is a behaviour with named variants. The default of each is the one with evidence.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Uncertainties {
+    /// Does a Key Vault reference's status carry `properties.activeVersion`, and when?
+    #[serde(default)]
+    pub reference_active_version: ActiveVersion,
+    /// `late`: emulated seconds between a refresh (or settings change) and the new resolution
+    /// (default 60).
+    pub reference_resolve_seconds: Option<u64>,
+    /// Graph reads (application GET/list) do not show a password for this many emulated seconds
+    /// after addPassword (eventual consistency); addPassword's own answer always has it.
+    #[serde(default)]
+    pub graph_read_lag_seconds: u64,
+    /// Does ARM accept a PUT that changes `parameterValues` of an existing API connection?
+    #[serde(default)]
+    pub connection_put: ConnectionPut,
+}
+
+/// Variants of `activeVersion` in Key Vault reference status answers.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ActiveVersion {
+    /// In the answer, resolved synchronously by the refresh (2024-11-01 spec model).
+    #[default]
+    Present,
+    /// Never in the answer (the spec's examples, the portal's model, captured answers).
+    Absent,
+    /// In the answer, but the refresh resolves asynchronously: the previous resolution is
+    /// reported until `referenceResolveSeconds` have passed.
+    Late,
+}
+
+/// Variants of a connection PUT that changes an existing connection's `parameterValues`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ConnectionPut {
+    /// A full PUT replaces the resource (what an ARM template redeploy does).
+    #[default]
+    Accepted,
+    /// 400 `PatchApiConnectionPropertiesNotSupported`, as terraform-provider-azurerm recorded
+    /// "for both CreateOrUpdate and Update".
+    Refused,
+}
+
+impl Uncertainties {
+    /// Every variant of every uncertainty, one point at a time, each with a name for test
+    /// output; the first is the default.
+    pub fn variants() -> Vec<(&'static str, Uncertainties)> {
+        let d = Uncertainties::default;
+        vec![
+            ("default", d()),
+            (
+                "reference-active-version-absent",
+                Uncertainties {
+                    reference_active_version: ActiveVersion::Absent,
+                    ..d()
+                },
+            ),
+            (
+                "reference-active-version-late",
+                Uncertainties {
+                    reference_active_version: ActiveVersion::Late,
+                    ..d()
+                },
+            ),
+            (
+                "graph-read-lag-30s",
+                Uncertainties {
+                    graph_read_lag_seconds: 30,
+                    ..d()
+                },
+            ),
+            (
+                "connection-put-refused",
+                Uncertainties {
+                    connection_put: ConnectionPut::Refused,
+                    ..d()
+                },
+            ),
+        ]
+    }
+}
+
+/// The tenant-wide app management policy's password restrictions (Graph
+/// `tenantAppManagementPolicy.applicationRestrictions.passwordCredentials`,
+/// `passwordCredentialConfiguration` with `restrictionType` `passwordAddition` /
+/// `passwordLifetime`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppManagementPolicySpec {
+    /// Policy id named in refusals; generated when absent.
+    pub id: Option<Uuid>,
+    /// `passwordAddition` enabled: addPassword is refused for every app.
+    #[serde(default)]
+    pub block_password_addition: bool,
+    /// `passwordLifetime` enabled with this maximum.
+    pub max_password_lifetime_days: Option<u32>,
+    /// `excludeActors`: callers (managed identity names or application display names) the
+    /// restrictions do not apply to.
+    #[serde(default)]
+    pub exclude_actors: Vec<String>,
+}
+
+/// A managed API's connection parameters (`GET .../locations/{loc}/managedApis/{name}`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManagedApiSpec {
+    pub name: String,
+    /// Parameter name → type as the definition states it (`string`, `securestring`,
+    /// `oauthSetting`, ...).
+    pub connection_parameters: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -86,6 +210,9 @@ pub struct ApplicationSpec {
     /// e.g. `Application.ReadWrite.All`.
     #[serde(default)]
     pub graph_app_roles: Vec<String>,
+    /// `signInAudience` (default `AzureADMyOrg`); with personal Microsoft accounts an app takes
+    /// at most two passwords.
+    pub sign_in_audience: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,6 +299,9 @@ pub struct RoleAssignmentSpec {
 pub struct SiteSpec {
     pub resource_group: String,
     pub name: String,
+    /// A deployment slot of site `name` (served at `.../sites/{name}/slots/{slot}`); the site
+    /// itself must come earlier in the list.
+    pub slot: Option<String>,
     /// Name of its system-assigned managed identity (used for Key Vault references).
     pub identity: Option<String>,
     #[serde(default)]

@@ -16,6 +16,7 @@ async fn app_settings_list_put_and_rbac() {
     let r =
         h.c.post(format!("{site}/config/appsettings/list?{WEB}"))
             .bearer_auth(&tok)
+            .header("content-length", "0")
             .send()
             .await
             .unwrap();
@@ -55,6 +56,7 @@ async fn app_settings_list_put_and_rbac() {
     let (s, v) = json(
         h.c.post(format!("{site}/config/appsettings/list"))
             .bearer_auth(&tok)
+            .header("content-length", "0")
             .send()
             .await
             .unwrap(),
@@ -70,6 +72,7 @@ async fn app_settings_list_put_and_rbac() {
             h.arm("Microsoft.Web/sites/nosuch")
         ))
         .bearer_auth(&tok)
+        .header("content-length", "0")
         .send()
         .await
         .unwrap(),
@@ -108,6 +111,7 @@ async fn app_settings_list_put_and_rbac() {
     let (s, v) = json(
         h.c.post(format!("{site}/config/appsettings/list?{WEB}"))
             .bearer_auth(&site_tok)
+            .header("content-length", "0")
             .send()
             .await
             .unwrap(),
@@ -141,6 +145,7 @@ async fn app_settings_list_put_and_rbac() {
     let r =
         h.c.post(format!("{site}/restart?{WEB}"))
             .bearer_auth(&tok)
+            .header("content-length", "0")
             .send()
             .await
             .unwrap();
@@ -217,6 +222,7 @@ async fn key_vault_references_are_cached_until_refresh_change_or_24h() {
     // A restart is not enough.
     h.c.post(format!("{site}/restart?{WEB}"))
         .bearer_auth(&arm)
+        .header("content-length", "0")
         .send()
         .await
         .unwrap();
@@ -231,6 +237,7 @@ async fn key_vault_references_are_cached_until_refresh_change_or_24h() {
             "{site}/config/configreferences/appsettings/refresh?{WEB}"
         ))
         .bearer_auth(&arm)
+        .header("content-length", "0")
         .send()
         .await
         .unwrap();
@@ -297,6 +304,7 @@ async fn key_vault_references_are_cached_until_refresh_change_or_24h() {
     let (_, cur) = json(
         h.c.post(format!("{site}/config/appsettings/list?{WEB}"))
             .bearer_auth(&arm)
+            .header("content-length", "0")
             .send()
             .await
             .unwrap(),
@@ -339,16 +347,40 @@ async fn connections_hide_parameter_values_and_report_live_status() {
     assert!(v["properties"].get("parameterValues").is_none());
     assert!(!v.to_string().contains("pay-secret-1"));
     assert_eq!(v["properties"]["statuses"][0]["status"], "Connected");
-    // PATCH merges: only the secret changes, to a wrong one.
-    let (s, v) = json(
+    // PATCH of anything inside `properties` is refused, as ARM does; tags alone are accepted.
+    let (s, v) = call(
         h.c.patch(&url)
             .bearer_auth(&tok)
-            .json(&json!({"properties": {"parameterValues": {"token:clientSecret": "wrong"}}}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"properties": {"parameterValues": {"token:clientSecret": "wrong"}}})),
     )
     .await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        v["error"]["code"],
+        "PatchApiConnectionPropertiesNotSupported"
+    );
+    assert_eq!(
+        v["error"]["message"],
+        "The request to patch API connection 'kv-conn' is not supported. None of the fields inside the properties object can be patched."
+    );
+    let (s, v) = call(
+        h.c.patch(&url)
+            .bearer_auth(&tok)
+            .json(&json!({"tags": {"team": "payments"}})),
+    )
+    .await;
+    assert_eq!((s, v["tags"]["team"].as_str()), (200, Some("payments")));
+    assert_eq!(
+        c.connection_status("rg", "kv-conn").as_deref(),
+        Some("Connected")
+    );
+    // A full PUT with a wrong secret: the connection reports the AADSTS error.
+    let api_id = format!(
+        "/subscriptions/{SUB}/providers/Microsoft.Web/locations/westeurope/managedApis/keyvault"
+    );
+    let (s, v) = call(h.c.put(&url).bearer_auth(&tok).json(&json!({"location": "westeurope", "properties": {
+        "api": {"id": api_id},
+        "parameterValues": {"token:clientId": PAY_APP, "token:clientSecret": "wrong", "token:TenantId": TENANT}}}))).await;
     assert_eq!(s, 200);
     assert_eq!(v["properties"]["statuses"][0]["status"], "Error");
     assert!(
@@ -357,14 +389,35 @@ async fn connections_hide_parameter_values_and_report_live_status() {
             .unwrap()
             .contains("AADSTS7000215")
     );
+    // Non-secret parameters come back in nonSecretParameterValues; the secret never does.
     assert_eq!(
-        c.connection_parameter("rg", "kv-conn", "token:clientId")
-            .as_deref(),
-        Some(PAY_APP)
+        v["properties"]["nonSecretParameterValues"]["token:clientId"],
+        PAY_APP
     );
+    assert!(!v.to_string().contains("wrong"));
+    // A parameter the managed API does not define is refused.
+    let (s, v) = call(h.c.put(&url).bearer_auth(&tok).json(
+        &json!({"location": "westeurope", "properties": {
+        "api": {"id": api_id},
+        "parameterValues": {"token:clientId": PAY_APP, "token:clientSecert": "x"}}}),
+    ))
+    .await;
     assert_eq!(
-        c.connection_status("rg", "kv-conn").as_deref(),
-        Some("Error")
+        (s, v["error"]["code"].as_str()),
+        (400, Some("ParameterNotDefined"))
+    );
+    // The managed API's definition says which parameters are secret.
+    let (s, v) = call(
+        h.c.get(format!(
+            "https://management.azure.com{api_id}?api-version=2016-06-01"
+        ))
+        .bearer_auth(&tok),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["properties"]["connectionParameters"]["token:clientSecret"]["type"],
+        "securestring"
     );
     // PUT replaces the whole resource.
     let (s, _) = json(h.c.put(&url).bearer_auth(&tok).json(&json!({"location": "westeurope", "properties": {

@@ -82,6 +82,7 @@ async fn faults_by_rule_through_the_control_api() {
             "{site}/config/appsettings/list?api-version=2024-11-01"
         ))
         .bearer_auth(&arm)
+        .header("content-length", "0")
         .send()
         .await;
     assert!(e.is_err(), "expected a dropped connection, got {e:?}");
@@ -98,6 +99,7 @@ async fn faults_by_rule_through_the_control_api() {
             "{site}/config/appsettings/list?api-version=2024-11-01"
         ))
         .bearer_auth(&arm)
+        .header("content-length", "0")
         .send()
         .await
         .unwrap();

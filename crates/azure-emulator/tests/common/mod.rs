@@ -165,6 +165,11 @@ impl H {
     }
 }
 
+/// Sends and reads the JSON answer.
+pub async fn call(rb: reqwest::RequestBuilder) -> (u16, Value) {
+    json(rb.send().await.unwrap()).await
+}
+
 pub async fn json(r: reqwest::Response) -> (u16, Value) {
     let s = r.status().as_u16();
     let t = r.text().await.unwrap();
