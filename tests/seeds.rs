@@ -398,6 +398,8 @@ async fn forced_rotation_inside_grace_replaces_the_secret_at_once() {
     );
     let leaked = uuid(tags.get("rotator-key-id").unwrap());
 
+    // A day into the grace period (forced rotations are at least an hour apart).
+    w.advance_days(1);
     let r = w
         .engine
         .rotate_one("provision-assist", true, w.now())

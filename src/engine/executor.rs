@@ -125,10 +125,8 @@ impl StepError {
 fn az(action: &'static str) -> impl FnOnce(PortError) -> StepError {
     move |source| match source {
         PortError::Blocked(m) => StepError::Blocked(m),
-        PortError::LifetimeRefused(m) => StepError::Blocked(format!(
-            "{action}: {m}. Fix: set the credential's lifetimeDays within the policy's maximum, \
-             or exempt the rotator's identity from the policy (excludeActors)"
-        )),
+        // A lifetime over a tenant cap stays an Azure error: the runner learns the cap and
+        // retries with a shorter lifetime (`engine::lifetime`).
         source => StepError::Azure { action, source },
     }
 }

@@ -233,7 +233,7 @@ impl Engine {
         let mut known_cap = lifetime::load(self.store.as_ref(), cred).await;
         // A consumer Azure has taken a write for but not finished applying (an asynchronous
         // Key Vault reference resolution): held for this run, the next run checks again.
-        let mut pending_seen = 0;
+        let mut not_failures = NotFailures::default();
 
         for _ in 0..self.options.max_steps_per_credential {
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -281,7 +281,7 @@ impl Engine {
             }
             let Some(step) = decision.steps.into_iter().next() else {
                 report.next_due = decision.next_due;
-                report.outcome = settled_outcome(&report, &decision.held_up, pending_seen);
+                report.outcome = settled_outcome(&report, &decision.held_up, not_failures);
                 if !decision.held_up.is_empty() {
                     report.error = Some(format!(
                         "held up by {} consumer(s), the others are done: {}",
@@ -314,10 +314,7 @@ impl Engine {
             if let Ok(mut added) = ctx.added.lock() {
                 observer.added(added.drain(..));
             }
-            pending_seen += usize::from(matches!(
-                result,
-                Err(executor::StepError::Pending(_))
-            ));
+            not_failures.count(&result);
             let ok = result.is_ok();
             // A consumer that cannot be written is held on its own; the others still move.
             let held = match (&result, consumer_of(cred, &step)) {
@@ -935,15 +932,16 @@ fn consumer_problems(
 fn settled_outcome(
     report: &CredentialReport,
     held_up: &[String],
-    pending: usize,
+    not_failures: NotFailures,
 ) -> CredentialOutcome {
     if !held_up.is_empty() {
-        let failed = report.steps.iter().filter(|s| !s.ok).count();
-        return if pending > 0 && failed == pending {
-            // Only a write Azure is still applying: not a failure, the next run confirms it.
-            CredentialOutcome::InProgress
-        } else if failed > 0 {
+        let unsuccessful = report.steps.iter().filter(|s| !s.ok).count();
+        let failed = unsuccessful.saturating_sub(not_failures.blocked + not_failures.pending);
+        return if failed > 0 {
             CredentialOutcome::Failed
+        } else if not_failures.pending > 0 && not_failures.blocked == 0 {
+            // Only a write Azure is still applying: the next run confirms it.
+            CredentialOutcome::InProgress
         } else {
             CredentialOutcome::Blocked
         };
@@ -952,6 +950,24 @@ fn settled_outcome(
         CredentialOutcome::Idle
     } else {
         CredentialOutcome::Progressed
+    }
+}
+
+/// Unsuccessful steps of a run that are not failures: Azure would not take the change as the
+/// rotator can make it (a person must act), or has taken it and is still applying it.
+#[derive(Debug, Default, Clone, Copy)]
+struct NotFailures {
+    blocked: usize,
+    pending: usize,
+}
+
+impl NotFailures {
+    fn count(&mut self, result: &Result<String, StepError>) {
+        match result {
+            Err(StepError::Blocked(_)) => self.blocked += 1,
+            Err(StepError::Pending(_)) => self.pending += 1,
+            _ => {}
+        }
     }
 }
 
@@ -975,6 +991,8 @@ fn hold_reason(cred: &CredentialPolicy, consumer: &Consumer, e: &StepError) -> S
              rotation",
             cred.key_vault.vault
         ),
+        // The text already says what a person must do, or that the next pass checks again.
+        (StepError::Blocked(_) | StepError::Pending(_), _) => return e.to_string(),
         _ => "retried on the next pass".to_string(),
     };
     format!("{e}; {todo}")
@@ -1168,4 +1186,3 @@ impl RotatorService for Engine {
         self.plan_report(now).await
     }
 }
-

@@ -451,10 +451,22 @@ impl Tenant {
         }
         for site in &s.sites {
             let rg = &site.resource_group;
-            t.add_site(rg, &site.name, site.slot.as_deref(), &site.identity, &site.app_settings)?;
+            t.add_site(
+                rg,
+                &site.name,
+                site.slot.as_deref(),
+                &site.identity,
+                &site.app_settings,
+            )?;
             for slot in &site.slots {
                 // A slot is a site of its own under `sites/{site}/slots/{slot}`.
-                t.add_site(rg, &site.name, Some(&slot.name), &slot.identity, &slot.app_settings)?;
+                t.add_site(
+                    rg,
+                    &site.name,
+                    Some(&slot.name),
+                    &slot.identity,
+                    &slot.app_settings,
+                )?;
             }
         }
         for c in &s.connections {
@@ -577,7 +589,10 @@ impl Tenant {
         }
         let k = key(rg, &site_key(name, slot));
         if self.sites.contains_key(&k) {
-            return Err(bad(format!("site '{}' is defined twice", site_key(name, slot))));
+            return Err(bad(format!(
+                "site '{}' is defined twice",
+                site_key(name, slot)
+            )));
         }
         if let Some(slot) = slot
             && !self.sites.contains_key(&key(rg, name))

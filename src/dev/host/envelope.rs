@@ -93,6 +93,10 @@ impl Specs {
     pub fn embedded() -> Specs {
         let functions: Vec<(String, String)> = [
             (
+                "Operate",
+                include_str!("../../../function-specs/Operate/function.json"),
+            ),
+            (
                 "Rotate",
                 include_str!("../../../function-specs/Rotate/function.json"),
             ),
