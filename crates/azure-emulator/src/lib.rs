@@ -17,6 +17,7 @@
 //! in `crates/azure-emulator/README.md`.
 
 pub mod arm;
+pub mod caller;
 pub mod control;
 pub mod entra;
 pub mod faults;
