@@ -217,15 +217,21 @@ impl Instances {
 
 /// The app id the emulator gave the application named `display_name`.
 fn client_id(w: &World, display_name: &str) -> Option<String> {
-    app_field(w, "displayName", display_name, "appId")
+    let id = w.emu.emulator.control().app_id_by_name(display_name);
+    id.map(|u| u.to_string())
 }
 
-/// A field of the first application whose `key` is `value`, from the emulator's state.
-fn app_field(w: &World, key: &str, value: &str, field: &str) -> Option<String> {
+/// The object id of the application `app_id`, from the emulator's state.
+fn object_id(w: &World, app_id: &uuid::Uuid) -> Option<String> {
     let state = w.emu.emulator.control().state();
     let apps = state.pointer("/applications")?.as_array()?;
-    let app = apps.iter().find(|a| a[key] == Value::from(value))?;
-    app[field].as_str().map(String::from)
+    let app = apps
+        .iter()
+        .find(|a| a["appId"] == Value::from(app_id.to_string()))?;
+    app["objectId"]
+        .as_str()
+        .or(app["id"].as_str())
+        .map(String::from)
 }
 
 /// Is this logged request a write of the credential's own resources: a Graph password write
@@ -351,7 +357,7 @@ impl Case {
     async fn concurrent_round(&mut self, rng: &mut Rng, round: u64) {
         let i = rng.range(0, self.n as u64 - 1) as usize;
         let cred = self.w.engine.policy.credentials[i].clone();
-        let from = self.w.emu.emulator.control().requests().len();
+        let from = self.w.emu.emulator.control().request_count();
         let now = self.w.now();
         let (a, b) = tokio::join!(
             self.w
@@ -384,9 +390,10 @@ impl Case {
         let AppRef::AppId(app) = &cred.application else {
             return self.check_failed(round, format!("{} is not named by appId", cred.name));
         };
-        let object_id = app_field(&self.w, "appId", &app.to_string(), "objectId")
-            .or_else(|| app_field(&self.w, "appId", &app.to_string(), "id"))
-            .unwrap_or_default();
+        let Some(object_id) = object_id(&self.w, app) else {
+            let why = format!("{}: the emulator has no application {app}", cred.name);
+            return self.check_failed(round, why);
+        };
         match write_spans(&self.w, from, &object_id, &cred.key_vault.vault, &self.who) {
             Err(e) => self.check_failed(round, format!("{}: {e}", cred.name)),
             Ok(spans) => {
@@ -667,11 +674,11 @@ async fn a_reset_write_is_attributed_to_its_sender() {
     let AppRef::AppId(app) = &cred.application else {
         panic!("campaign credentials name their app by appId")
     };
-    let object_id = app_field(&case.w, "appId", &app.to_string(), "objectId").unwrap_or_default();
+    let object_id = object_id(&case.w, app).expect("the app has an object id");
     let mut reset = rule("keyvault", "setSecret", FaultAction::Reset);
     reset.nth = Some(1);
     c.add_fault(reset);
-    let from = c.requests().len();
+    let from = c.request_count();
     let now = case.w.now();
     case.other
         .run_credential(&cred, now, true, None, "reset")

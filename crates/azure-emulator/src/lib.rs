@@ -367,6 +367,12 @@ impl Control {
         lock(&self.shared.log).clone()
     }
 
+    /// How many records the request log holds, without copying it (a test polling for the
+    /// k-th request does so every millisecond).
+    pub fn request_count(&self) -> usize {
+        lock(&self.shared.log).len()
+    }
+
     pub fn identity_header(&self, managed_identity_name: &str) -> Option<String> {
         lock(&self.shared.state)
             .mi_by_name(managed_identity_name)
