@@ -630,8 +630,15 @@ async fn campaign(config: &Config) -> Tally {
         .map(|seed| async move { (seed, Instant::now(), tokio::spawn(run_case(seed)).await) })
         .buffer_unordered(config.parallel);
     while let Some((seed, started, done)) = cases.next().await {
-        // A panicking case (a harness bug: the checks return findings) ends the campaign.
-        let t = done.unwrap_or_else(|e| panic!("seed {seed}: the case panicked: {e}"));
+        // The checks return findings; a panic is the harness's (a world that would not start):
+        // the check could not run, and the campaign goes on.
+        let t = done.unwrap_or_else(|e| Tally {
+            check_failures: vec![Finding {
+                seed,
+                what: format!("the case panicked: {e}"),
+            }],
+            ..Tally::default()
+        });
         eprintln!(
             "fault campaign: seed {seed} done in {:.0} s: {} violations, {} check failures",
             started.elapsed().as_secs_f64(),

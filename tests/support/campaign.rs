@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::faultkit::REPLICATION_SECONDS;
-use crate::world::MI;
+use crate::world::{MI, mi_twin};
 
 pub const SUB: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 pub const TENANT: &str = "d10c2e35-390b-4343-9fb3-36524a35717c";
@@ -116,7 +116,8 @@ pub fn generate(rng: &mut Rng, n: usize) -> (Value, String) {
         "sites": t.sites, "connections": t.connections, "automationAccounts": t.accounts,
         "roleAssignments": t.roles
     });
-    second_identity(&mut scenario);
+    // The second instance's identity (the first's is added by `world::spawn_world_with`).
+    mi_twin(&mut scenario, CI2_APP, CI2_SECRET);
     let policy = json!({
         "defaults": {"renewBeforeDays": 30, "lifetimeDays": 180, "graceDays": 7},
         "credentials": t.creds
@@ -212,37 +213,4 @@ fn every_consumer_kind(rng: &mut Rng, i: usize, t: &mut Tenant) {
             {"type": "automationVariable", "account": arm(&account_path), "variable": "appSecret"}
         ]
     }));
-}
-
-/// The second instance's identity: an application with everything the managed identity has
-/// (what `world::ci_identity` does for the first).
-fn second_identity(s: &mut Value) {
-    let apps = s["applications"].as_array_mut();
-    for app in apps.into_iter().flatten() {
-        if let Some(owners) = app.get_mut("owners").and_then(Value::as_array_mut) {
-            owners.push(json!(CI2_APP));
-        }
-    }
-    let extra: Vec<Value> = s["roleAssignments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["principal"] == MI)
-        .map(|r| {
-            let mut r = r.clone();
-            r["principal"] = json!(CI2_APP);
-            r
-        })
-        .collect();
-    if let Some(roles) = s["roleAssignments"].as_array_mut() {
-        roles.extend(extra);
-    }
-    if let Some(apps) = s["applications"].as_array_mut() {
-        apps.push(json!({
-            "displayName": CI2_APP, "owners": [],
-            "graphAppRoles": ["Application.ReadWrite.OwnedBy"],
-            "passwordCredentials": [{"displayName": "ci", "secretText": CI2_SECRET,
-                "endDateTime": "2099-01-01T00:00:00Z"}]
-        }));
-    }
 }
