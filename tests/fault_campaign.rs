@@ -505,6 +505,7 @@ async fn run_case(seed: u64) -> Tally {
         Err(what) => {
             let check_failures = vec![Finding { seed, what }];
             return Tally {
+                cases: 1,
                 check_failures,
                 ..Tally::default()
             };
@@ -589,7 +590,7 @@ fn summary(t: &Tally, config: &Config, secs: f64) -> String {
         "fault campaign: {} schedules ({} rounds, {} credentials, {} crashes, {} concurrent \
          pairs with {} Busy, {} passes watched mid-run, {} unenrolled scans of which {} warned), \
          {} faults injected, {} invariant violations, {} check failures, {secs:.0} s \
-         (seeds {}.., parallel {}, shard {}/{})\n",
+         (seeds {}.., parallel {}, shard {}/{}){}\n",
         t.cases,
         t.rounds,
         t.credentials,
@@ -606,6 +607,10 @@ fn summary(t: &Tally, config: &Config, secs: f64) -> String {
         config.parallel,
         config.shard.0,
         config.shard.1,
+        match config.seeds().len() {
+            planned if planned > t.cases => format!(", in progress: {} of {planned}", t.cases),
+            _ => String::new(),
+        },
     );
     for (title, findings) in [
         ("violations", &t.violations),
@@ -624,7 +629,9 @@ fn summary(t: &Tally, config: &Config, secs: f64) -> String {
     out
 }
 
-async fn campaign(config: &Config) -> Tally {
+/// Runs the configured cases; the summary file is rewritten after each, so a long run stopped
+/// early still leaves the figures of the cases it finished.
+async fn campaign(config: &Config, started: Instant) -> Tally {
     let mut tally = Tally::default();
     let mut cases = futures::stream::iter(config.seeds())
         .map(|seed| async move { (seed, Instant::now(), tokio::spawn(run_case(seed)).await) })
@@ -633,6 +640,7 @@ async fn campaign(config: &Config) -> Tally {
         // The checks return findings; a panic is the harness's (a world that would not start):
         // the check could not run, and the campaign goes on.
         let t = done.unwrap_or_else(|e| Tally {
+            cases: 1,
             check_failures: vec![Finding {
                 seed,
                 what: format!("the case panicked: {e}"),
@@ -646,6 +654,8 @@ async fn campaign(config: &Config) -> Tally {
             t.check_failures.len()
         );
         tally.merge(t);
+        let text = summary(&tally, config, started.elapsed().as_secs_f64());
+        let _ = std::fs::write(config.summary_path(), text);
     }
     tally
 }
@@ -659,7 +669,7 @@ fn fault_campaign() {
         .build()
         .expect("a tokio runtime");
     let started = Instant::now();
-    let tally = runtime.block_on(campaign(&config));
+    let tally = runtime.block_on(campaign(&config, started));
     let text = summary(&tally, &config, started.elapsed().as_secs_f64());
     eprint!("{text}");
     let _ = std::fs::write(config.summary_path(), &text);
