@@ -38,7 +38,8 @@
 //! Long mode, in release (see `docs/fault-campaign.md` for the recorded run):
 //! `FAULT_CAMPAIGN_CASES=1000 FAULT_CAMPAIGN_PARALLEL=2 cargo test --release --test
 //! fault_campaign -- --nocapture`. The summary (figures, then every violating seed with its
-//! replay command) goes to stderr and to `target/fault-campaign.txt` (`…-shard-k-of-n.txt`).
+//! replay command) goes to stderr and to `target/fault-campaign.txt` (`…-shard-k-of-n.txt`),
+//! which is rewritten after every case so that a run stopped early keeps its figures.
 
 #[path = "support/azurite.rs"]
 mod azurite;
