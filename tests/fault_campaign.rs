@@ -637,7 +637,7 @@ async fn campaign(config: &Config, started: Instant) -> Tally {
     let mut cases = futures::stream::iter(config.seeds())
         .map(|seed| async move { (seed, Instant::now(), tokio::spawn(run_case(seed)).await) })
         .buffer_unordered(config.parallel);
-    while let Some((seed, started, done)) = cases.next().await {
+    while let Some((seed, case_started, done)) = cases.next().await {
         // The checks return findings; a panic is the harness's (a world that would not start):
         // the check could not run, and the campaign goes on.
         let t = done.unwrap_or_else(|e| Tally {
@@ -650,7 +650,7 @@ async fn campaign(config: &Config, started: Instant) -> Tally {
         });
         eprintln!(
             "fault campaign: seed {seed} done in {:.0} s: {} violations, {} check failures",
-            started.elapsed().as_secs_f64(),
+            case_started.elapsed().as_secs_f64(),
             t.violations.len(),
             t.check_failures.len()
         );
