@@ -69,7 +69,6 @@ use secret_rotator::engine::report::{CredentialOutcome, PassReport};
 use secret_rotator::engine::runner::Engine;
 use secret_rotator::engine::service::{EngineParts, build_with};
 use secret_rotator::policy::{AppRef, CredentialPolicy};
-use serde_json::Value;
 use world::*;
 
 /// A second engine on the same storage account (so the same leases), signed in as `CI2_APP`.
@@ -228,7 +227,7 @@ fn object_id(w: &World, app_id: &uuid::Uuid) -> Option<String> {
     let apps = state.pointer("/applications")?.as_array()?;
     let app = apps
         .iter()
-        .find(|a| a["appId"] == Value::from(app_id.to_string()))?;
+        .find(|a| a["appId"].as_str() == Some(app_id.to_string().as_str()))?;
     app["objectId"]
         .as_str()
         .or(app["id"].as_str())

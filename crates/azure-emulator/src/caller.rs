@@ -38,23 +38,17 @@ pub fn identify(shared: &Shared, req: &Req, svc: Service) -> Result<String, Call
         Service::Entra if crate::entra::classify(req) == Some("token") => {
             crate::entra::presented_client_id(req)
         }
-        Service::Entra | Service::Unknown => Ok(None),
+        Service::Entra | Service::Unknown => Err(CallerAbsence::NoCredentials),
         Service::Msi => crate::entra::msi_client_id(shared, req),
         Service::Graph | Service::KeyVault | Service::Arm => bearer_client_id(shared, req),
     };
-    match id {
-        Ok(Some(id)) => Ok(id.to_string()),
-        Ok(None) => Err(CallerAbsence::NoCredentials),
-        Err(()) => Err(CallerAbsence::CredentialsRefused),
-    }
+    id.map(|id| id.to_string())
 }
 
-fn bearer_client_id(shared: &Shared, req: &Req) -> Result<Option<uuid::Uuid>, ()> {
-    let Some(token) = crate::jwt::bearer(&req.headers) else {
-        return Ok(None);
-    };
-    let token = token.map_err(|_| ())?;
+fn bearer_client_id(shared: &Shared, req: &Req) -> Result<uuid::Uuid, CallerAbsence> {
+    let token = crate::jwt::bearer(&req.headers).ok_or(CallerAbsence::NoCredentials)?;
+    let token = token.map_err(|_| CallerAbsence::CredentialsRefused)?;
     crate::jwt::decode(&shared.key, &token)
-        .map(|c| Some(c.appid))
-        .map_err(|_| ())
+        .map(|c| c.appid)
+        .map_err(|_| CallerAbsence::CredentialsRefused)
 }

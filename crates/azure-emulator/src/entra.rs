@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::caller::CallerAbsence;
 use crate::jwt::{Claims, sign};
 use crate::server::{Req, Resp, Shared};
 use crate::util::{b64_decode, lock};
@@ -243,16 +244,17 @@ fn basic_credentials(req: &Req) -> Option<Result<(String, String), ()>> {
 }
 
 /// The client id a token request presents (the Basic user, else the form's `client_id`), for
-/// the request log: `Ok(None)` when it presents none, `Err` when its credentials do not parse
-/// or the id is not a GUID (Entra refuses both, AADSTS7000216 / AADSTS700038).
-pub fn presented_client_id(req: &Req) -> Result<Option<Uuid>, ()> {
+/// the request log; refused when its credentials do not parse or the id is not a GUID (Entra
+/// refuses both, AADSTS7000216 / AADSTS700038).
+pub fn presented_client_id(req: &Req) -> Result<Uuid, CallerAbsence> {
     let id = match basic_credentials(req) {
-        Some(r) => Some(r?.0),
+        Some(r) => r.map_err(|()| CallerAbsence::CredentialsRefused)?.0,
         None => url::form_urlencoded::parse(&req.body)
             .find(|(k, _)| k == "client_id")
-            .map(|(_, v)| v.into_owned()),
+            .map(|(_, v)| v.into_owned())
+            .ok_or(CallerAbsence::NoCredentials)?,
     };
-    id.map(|i| Uuid::parse_str(&i).map_err(|_| ())).transpose()
+    Uuid::parse_str(&id).map_err(|_| CallerAbsence::CredentialsRefused)
 }
 
 fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Resp {
@@ -414,14 +416,15 @@ fn msi_error(status: u16, error: &str, msg: &str) -> Resp {
 }
 
 /// The managed identity a `/msi/token` request selects by its X-IDENTITY-HEADER, for the request
-/// log: `Ok(None)` without the header, `Err` when it matches no identity.
-pub fn msi_client_id(shared: &Shared, req: &Req) -> Result<Option<Uuid>, ()> {
-    let Some(header) = req.header("x-identity-header") else {
-        return Ok(None);
-    };
+/// log; refused when the header matches no identity.
+pub fn msi_client_id(shared: &Shared, req: &Req) -> Result<Uuid, CallerAbsence> {
+    let header = req
+        .header("x-identity-header")
+        .ok_or(CallerAbsence::NoCredentials)?;
     let st = lock(&shared.state);
-    let mi = st.mis.iter().find(|m| m.header == header).ok_or(())?;
-    Ok(Some(mi.client_id))
+    let mi = st.mis.iter().find(|m| m.header == header);
+    mi.map(|m| m.client_id)
+        .ok_or(CallerAbsence::CredentialsRefused)
 }
 
 /// App Service managed identity endpoint, api-version 2019-08-01. The identity header selects
