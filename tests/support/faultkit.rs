@@ -356,10 +356,10 @@ pub async fn warm_up(w: &World) {
 /// for the lapse.
 pub async fn crash_pass_at(w: &World, k: usize) -> bool {
     let control = w.emu.emulator.control();
-    let start = control.requests().len();
+    let start = control.request_count();
     let watch = async {
         loop {
-            if control.requests().len() >= start + k {
+            if control.request_count() >= start + k {
                 return;
             }
             // Polling the request log, not waiting for time to pass.

@@ -43,6 +43,12 @@ pub fn demo_policy() -> String {
 
 /// Adds the `secret-rotator-ci` application with everything the managed identity has.
 pub fn ci_identity(scenario: &mut Value) {
+    mi_twin(scenario, CI_APP, CI_SECRET);
+}
+
+/// Adds the application `name`, signing in with client secret `secret`, with everything the
+/// managed identity has: its Graph app roles, its ownerships and its role assignments.
+pub fn mi_twin(scenario: &mut Value, name: &str, secret: &str) {
     let roles = scenario["managedIdentities"]
         .as_array()
         .and_then(|m| m.iter().find(|x| x["name"] == MI))
@@ -57,7 +63,7 @@ pub fn ci_identity(scenario: &mut Value) {
         if let Some(owners) = app.get_mut("owners").and_then(Value::as_array_mut)
             && owners.iter().any(|o| o == MI)
         {
-            owners.push(json!(CI_APP));
+            owners.push(json!(name));
         }
     }
     let extra: Vec<Value> = scenario["roleAssignments"]
@@ -67,7 +73,7 @@ pub fn ci_identity(scenario: &mut Value) {
         .filter(|r| r["principal"] == MI)
         .map(|r| {
             let mut r = r.clone();
-            r["principal"] = json!(CI_APP);
+            r["principal"] = json!(name);
             r
         })
         .collect();
@@ -78,11 +84,11 @@ pub fn ci_identity(scenario: &mut Value) {
         .as_array_mut()
         .expect("scenario has applications");
     apps.push(json!({
-        "displayName": CI_APP,
+        "displayName": name,
         "graphAppRoles": roles,
         "passwordCredentials": [{
             "displayName": "ci",
-            "secretText": CI_SECRET,
+            "secretText": secret,
             "endDateTime": "2099-01-01T00:00:00Z"
         }]
     }));

@@ -540,24 +540,22 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let caller = Some(claims.appid.to_string());
     let Some(api) = req.q("api-version").map(str::to_string) else {
         return error(
             400,
             "MissingApiVersionParameter",
             "The api-version query parameter (?api-version=) is required for all requests.",
-        )
-        .with_caller(caller);
+        );
     };
     let p = match parse(req) {
         Route::Ok(p) => p,
-        Route::Err(s, c, m) => return error(s, c, &m).with_caller(caller),
+        Route::Err(s, c, m) => return error(s, c, &m),
     };
     if let Err(r) = body_framing(req) {
-        return r.with_caller(caller);
+        return r;
     }
     if let Err(m) = api_version_ok(p.kind, &api) {
-        return error(400, "NoRegisteredProviderFound", &m).with_caller(caller);
+        return error(400, "NoRegisteredProviderFound", &m);
     }
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     if !segs[1].eq_ignore_ascii_case(&st.subscription_id.to_string()) {
@@ -565,8 +563,7 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
             404,
             "SubscriptionNotFound",
             &format!("The subscription '{}' could not be found.", segs[1]),
-        )
-        .with_caller(caller);
+        );
     }
     // ARM authorizes before the resource provider looks for the resource.
     let resource = p
@@ -576,7 +573,7 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
     if p.kind != Kind::ManagedApi && !st.authorized(claims.oid, &resource, &p.action, false) {
         return error(403, "AuthorizationFailed", &format!(
             "The client '{}' with object id '{}' does not have authorization to perform action '{}' over scope '{}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
-            claims.appid, claims.oid, p.action, resource)).with_caller(caller);
+            claims.appid, claims.oid, p.action, resource));
     }
     let r = match p.kind {
         Kind::Site => site_op(&mut st, req, &p, now),
@@ -585,12 +582,11 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
         Kind::Var | Kind::VarList => variable_op(&mut st, req, &p, now),
     };
     let r = r.unwrap_or_else(|e| e);
-    let r = if req.method == Method::GET {
+    if req.method == Method::GET {
         r.header("x-ms-ratelimit-remaining-subscription-reads", "249")
     } else {
         r.header("x-ms-ratelimit-remaining-subscription-writes", "199")
-    };
-    r.with_caller(caller)
+    }
 }
 
 fn rg_exists(st: &Tenant, rg: &str) -> bool {

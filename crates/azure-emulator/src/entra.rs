@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::caller::CallerAbsence;
 use crate::jwt::{Claims, sign};
 use crate::server::{Req, Resp, Shared};
 use crate::util::{b64_decode, lock};
@@ -222,6 +223,40 @@ pub fn handle(shared: &Shared, req: &Req, op: Option<&'static str>) -> Resp {
     }
 }
 
+/// HTTP Basic client credentials: base64(urlencode(id):urlencode(secret)) (RFC 6749 2.3.1).
+/// `None` without a Basic Authorization header; `Some(Err)` when the header does not decode.
+fn basic_credentials(req: &Req) -> Option<Result<(String, String), ()>> {
+    let h = req.header("authorization")?;
+    let rest = h
+        .strip_prefix("Basic ")
+        .or_else(|| h.strip_prefix("basic "))?;
+    let decoded = b64_decode(rest.trim()).and_then(|b| String::from_utf8(b).ok());
+    let Some((id, sec)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+        return Some(Err(()));
+    };
+    let dec = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some(Ok((dec(id), dec(sec))))
+}
+
+/// The client id a token request presents (the Basic user, else the form's `client_id`), for
+/// the request log; refused when its credentials do not parse or the id is not a GUID (Entra
+/// refuses both, AADSTS7000216 / AADSTS700038).
+pub fn presented_client_id(req: &Req) -> Result<Uuid, CallerAbsence> {
+    let id = match basic_credentials(req) {
+        Some(r) => r.map_err(|()| CallerAbsence::CredentialsRefused)?.0,
+        None => url::form_urlencoded::parse(&req.body)
+            .find(|(k, _)| k == "client_id")
+            .map(|(_, v)| v.into_owned())
+            .ok_or(CallerAbsence::NoCredentials)?,
+    };
+    Uuid::parse_str(&id).map_err(|_| CallerAbsence::CredentialsRefused)
+}
+
 fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Resp {
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -255,15 +290,8 @@ fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Re
             );
         }
     }
-    // HTTP Basic: base64(urlencode(id):urlencode(secret)) (RFC 6749 2.3.1).
-    let mut basic: Option<(String, String)> = None;
-    if let Some(h) = req.header("authorization")
-        && let Some(rest) = h
-            .strip_prefix("Basic ")
-            .or_else(|| h.strip_prefix("basic "))
-    {
-        let decoded = b64_decode(rest.trim()).and_then(|b| String::from_utf8(b).ok());
-        let Some((id, sec)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+    let basic = match basic_credentials(req) {
+        Some(Err(())) => {
             return aadsts(
                 401,
                 "invalid_client",
@@ -271,15 +299,9 @@ fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Re
                 "The Authorization header is not valid HTTP Basic credentials.",
                 now,
             );
-        };
-        let dec = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
-        basic = Some((dec(id), dec(sec)));
-    }
+        }
+        other => other.and_then(Result::ok),
+    };
     let client_id = basic
         .as_ref()
         .map(|b| b.0.clone())
@@ -350,7 +372,7 @@ fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Re
         .or_else(|| get("client_secret"));
     let Some(app) = st.app_by_app_id(app_id) else {
         let (s, e, m) = verdict_text(700016, app_id, tenant_seg);
-        return aadsts(s, e, 700016, &m, now).with_caller(Some(app_id.to_string()));
+        return aadsts(s, e, 700016, &m, now);
     };
     let Some(secret) = secret else {
         return aadsts(
@@ -363,7 +385,7 @@ fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Re
     };
     if let Err(code) = st.check_secret(app_id, &secret, now) {
         let (s, e, m) = verdict_text(code, app_id, tenant_seg);
-        return aadsts(s, e, code, &m, now).with_caller(Some(app_id.to_string()));
+        return aadsts(s, e, code, &m, now);
     }
     let (tok, _) = mint(
         &shared.key,
@@ -384,7 +406,6 @@ fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Re
             "access_token": tok,
         }),
     )
-    .with_caller(Some(app_id.to_string()))
 }
 
 fn msi_error(status: u16, error: &str, msg: &str) -> Resp {
@@ -392,6 +413,18 @@ fn msi_error(status: u16, error: &str, msg: &str) -> Resp {
         status,
         &json!({"error": error, "error_description": msg, "statusCode": status, "message": msg}),
     )
+}
+
+/// The managed identity a `/msi/token` request selects by its X-IDENTITY-HEADER, for the request
+/// log; refused when the header matches no identity.
+pub fn msi_client_id(shared: &Shared, req: &Req) -> Result<Uuid, CallerAbsence> {
+    let header = req
+        .header("x-identity-header")
+        .ok_or(CallerAbsence::NoCredentials)?;
+    let st = lock(&shared.state);
+    let mi = st.mis.iter().find(|m| m.header == header);
+    mi.map(|m| m.client_id)
+        .ok_or(CallerAbsence::CredentialsRefused)
 }
 
 /// App Service managed identity endpoint, api-version 2019-08-01. The identity header selects
@@ -497,5 +530,4 @@ pub fn handle_msi(shared: &Shared, req: &Req) -> Resp {
             "client_id": mi.client_id,
         }),
     )
-    .with_caller(Some(mi.client_id.to_string()))
 }

@@ -8,6 +8,8 @@
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
+use crate::caller::CallerAbsence;
+
 /// Every operation name the emulator classifies requests into, by service (for `operation`).
 pub const OPERATIONS: &[(&str, &[&str])] = &[
     (
@@ -214,8 +216,12 @@ pub struct RequestRecord {
     /// Path and query (these APIs never carry secrets in the URL).
     pub path: String,
     pub status: u16,
-    /// `appid` (client id) of the bearer token or the client credentials, when known.
+    /// Client id of the sender, known from its credentials before any fault applied (see
+    /// `caller.rs`): present whatever the answer was, a connection reset included.
     pub caller: Option<String>,
+    /// Why `caller` is absent (`None` when it is present).
+    #[serde(default)]
+    pub caller_absent: Option<CallerAbsence>,
     /// Id of the fault rule that hit this request.
     pub fault: Option<u64>,
 }

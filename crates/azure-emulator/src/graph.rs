@@ -560,9 +560,7 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let caller = Some(claims.appid.to_string());
-    let resp = handle_route(&mut st, req, route, &claims, now);
-    resp.with_caller(caller)
+    handle_route(&mut st, req, route, &claims, now)
 }
 
 /// Every service principal: one per application, one per managed identity. Listing them needs

@@ -196,10 +196,8 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
             );
         }
     };
-    let caller = Some(claims.appid.to_string());
     let route = parse(req);
-    let r = handle_route(&mut st, req, &vault_name, route, &claims, now);
-    r.with_caller(caller)
+    handle_route(&mut st, req, &vault_name, route, &claims, now)
 }
 
 fn forbidden(st: &Tenant, v: &Vault, c: &Claims, action: &str, name: Option<&str>) -> Resp {

@@ -17,6 +17,7 @@
 //! in `crates/azure-emulator/README.md`.
 
 pub mod arm;
+pub mod caller;
 pub mod control;
 pub mod entra;
 pub mod faults;
@@ -365,6 +366,12 @@ impl Control {
     /// Never any secret value in it.
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.shared.log).clone()
+    }
+
+    /// How many records the request log holds, without copying it (a test polling for the
+    /// k-th request does so every millisecond).
+    pub fn request_count(&self) -> usize {
+        lock(&self.shared.log).len()
     }
 
     pub fn identity_header(&self, managed_identity_name: &str) -> Option<String> {

@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::caller::CallerAbsence;
 use crate::faults::{FaultAction, FaultEntry, RequestRecord};
 use crate::model::Tenant;
 use crate::util::{Clock, lock, parse_query};
@@ -75,8 +76,6 @@ pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// Client id of the authenticated caller, for the request log only.
-    pub caller: Option<String>,
 }
 
 impl Resp {
@@ -88,7 +87,6 @@ impl Resp {
                 "application/json; charset=utf-8".into(),
             )],
             body: serde_json::to_vec(v).unwrap_or_default(),
-            caller: None,
         }
     }
 
@@ -97,19 +95,11 @@ impl Resp {
             status,
             headers: vec![],
             body: vec![],
-            caller: None,
         }
     }
 
     pub fn header(mut self, k: &str, v: impl Into<String>) -> Resp {
         self.headers.push((k.to_string(), v.into()));
-        self
-    }
-
-    pub fn with_caller(mut self, c: Option<String>) -> Resp {
-        if self.caller.is_none() {
-            self.caller = c;
-        }
         self
     }
 }
@@ -323,6 +313,8 @@ async fn handle_service(shared: Arc<Shared>, req: Req, svc: Service) -> Outcome 
         Service::Arm => crate::arm::classify(&req),
         Service::Unknown => None,
     };
+    // Who sent it is known from its credentials before any fault decides its fate.
+    let caller = crate::caller::identify(&shared, &req, svc);
     let mut fault: Option<(u64, FaultAction)> = None;
     if let Some(op) = op
         && has_credentials(svc, &req)
@@ -339,19 +331,17 @@ async fn handle_service(shared: Arc<Shared>, req: Req, svc: Service) -> Outcome 
     if latency > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
+    let arrival = Arrival {
+        time: arrived,
+        svc,
+        op,
+        caller,
+        fault: fault.as_ref().map(|f| f.0),
+    };
     let mut commit_then_fail = None;
     let resp = match &fault {
         Some((_, FaultAction::Reset)) => {
-            record(
-                &shared,
-                arrived,
-                svc,
-                op,
-                &req,
-                0,
-                None,
-                fault.as_ref().map(|f| f.0),
-            );
+            record(&shared, &arrival, &req, 0);
             return Outcome::Reset;
         }
         Some((
@@ -377,24 +367,13 @@ async fn handle_service(shared: Arc<Shared>, req: Req, svc: Service) -> Outcome 
             let r = guarded(svc.name(), &req.path, || dispatch(&shared, &req, svc, op));
             match commit_then_fail {
                 // The change is done; the caller sees the error instead (unless it failed anyway).
-                Some(status) if r.status < 400 => {
-                    fault_response(svc, status, None).with_caller(r.caller)
-                }
+                Some(status) if r.status < 400 => fault_response(svc, status, None),
                 _ => r,
             }
         }
     };
     let resp = add_common_headers(svc, resp);
-    record(
-        &shared,
-        arrived,
-        svc,
-        op,
-        &req,
-        resp.status,
-        resp.caller.clone(),
-        fault.as_ref().map(|f| f.0),
-    );
+    record(&shared, &arrival, &req, resp.status);
     tracing::info!(service = svc.name(), op = op.unwrap_or("-"), method = %req.method, host = %req.host, path = %req.path, status = resp.status);
     Outcome::Answer(resp)
 }
@@ -506,17 +485,18 @@ pub fn fault_response(svc: Service, status: u16, retry_after: Option<u64>) -> Re
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn record(
-    shared: &Shared,
+/// What the log keeps of a request besides its answer, all known before a fault applies.
+struct Arrival {
+    /// Emulated time of arrival.
     time: DateTime<Utc>,
     svc: Service,
-    op: Option<&str>,
-    req: &Req,
-    status: u16,
-    caller: Option<String>,
+    op: Option<&'static str>,
+    caller: Result<String, CallerAbsence>,
+    /// Id of the fault rule that hit the request.
     fault: Option<u64>,
-) {
+}
+
+fn record(shared: &Shared, a: &Arrival, req: &Req, status: u16) {
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let path = match &req.raw_query {
         Some(q) => format!("{}?{}", req.path, q),
@@ -524,15 +504,16 @@ fn record(
     };
     let rec = RequestRecord {
         seq,
-        time,
-        service: svc.name().into(),
-        operation: op.map(str::to_string),
+        time: a.time,
+        service: a.svc.name().into(),
+        operation: a.op.map(str::to_string),
         method: req.method.to_string(),
         host: req.host.clone(),
         path,
         status,
-        caller,
-        fault,
+        caller: a.caller.as_ref().ok().cloned(),
+        caller_absent: a.caller.as_ref().err().copied(),
+        fault: a.fault,
     };
     let mut log = lock(&shared.log);
     // Bounded: a benchmark must not grow memory without end.

@@ -313,3 +313,99 @@ async fn msi_pattern(h: &H, seed: u64) -> Vec<u16> {
     }
     out
 }
+
+/// The request log's record of the last request.
+fn last_request(h: &H) -> azure_emulator::faults::RequestRecord {
+    h.emu
+        .control()
+        .requests()
+        .pop()
+        .expect("a request was logged")
+}
+
+/// Issue 20: a write whose connection a fault reset is logged with its sender, like any other.
+#[tokio::test]
+async fn a_reset_request_is_logged_with_its_sender() {
+    let h = start().await;
+    let kv = h.mi_token("rotator", "https://vault.azure.net").await;
+    let mi = last_request(&h)
+        .caller
+        .expect("the MSI request names the identity");
+    let state = h.emu.control().state();
+    let rotator = state["managedIdentities"]
+        .as_array()
+        .and_then(|m| m.iter().find(|x| x["name"] == "rotator"))
+        .map(|m| m["clientId"].as_str().unwrap_or_default().to_string());
+    assert_eq!(Some(mi.clone()), rotator);
+    h.control_post(
+        "faults",
+        json!({"service": "keyvault", "operation": "updateSecret", "action": {"kind": "reset"}}),
+    )
+    .await;
+    let e =
+        h.c.patch("https://kv1.vault.azure.net/secrets/payments-secret/?api-version=2025-07-01")
+            .bearer_auth(&kv)
+            .json(&json!({"tags": {"a": "b"}}))
+            .send()
+            .await;
+    assert!(e.is_err(), "expected a dropped connection, got {e:?}");
+    let r = last_request(&h);
+    assert_eq!(
+        (r.status, r.operation.as_deref()),
+        (0, Some("updateSecret"))
+    );
+    assert!(r.fault.is_some());
+    assert_eq!(r.caller, Some(mi));
+    assert_eq!(r.caller_absent, None);
+}
+
+/// A status fault and a bad secret leave the caller in the log; without credentials, or with
+/// credentials that name nobody, the log says which.
+#[tokio::test]
+async fn the_log_says_why_a_caller_is_absent() {
+    use azure_emulator::caller::CallerAbsence;
+    let h = start().await;
+    h.control_post("faults", json!({"service": "entra", "operation": "token", "nth": 1, "action": {"kind": "status", "status": 503}})).await;
+    assert_eq!(
+        h.sp_token(
+            PAY_APP,
+            "pay-secret-1",
+            "https://graph.microsoft.com/.default"
+        )
+        .await
+        .status(),
+        503
+    );
+    assert_eq!(last_request(&h).caller.as_deref(), Some(PAY_APP));
+    assert_eq!(
+        h.sp_token(PAY_APP, "wrong", "https://graph.microsoft.com/.default")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(last_request(&h).caller.as_deref(), Some(PAY_APP));
+    let url = "https://kv1.vault.azure.net/secrets/payments-secret?api-version=2025-07-01";
+    assert_eq!(h.c.get(url).send().await.unwrap().status(), 401);
+    let r = last_request(&h);
+    assert_eq!(
+        (r.caller, r.caller_absent),
+        (None, Some(CallerAbsence::NoCredentials))
+    );
+    let forged = h.c.get(url).bearer_auth("a.b.c").send().await.unwrap();
+    assert_eq!(forged.status(), 401);
+    let r = last_request(&h);
+    assert_eq!(
+        (r.caller, r.caller_absent),
+        (None, Some(CallerAbsence::CredentialsRefused))
+    );
+    assert_eq!(
+        h.sp_token("not-a-guid", "x", "https://graph.microsoft.com/.default")
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        last_request(&h).caller_absent,
+        Some(CallerAbsence::CredentialsRefused)
+    );
+}
