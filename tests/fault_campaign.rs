@@ -699,14 +699,15 @@ async fn a_reset_write_is_attributed_to_its_sender() {
     c.add_fault(reset);
     let from = c.request_count();
     let now = case.w.now();
-    case.other
+    let report = case
+        .other
         .run_credential(&cred, now, true, None, "reset")
         .await;
     let log = c.requests();
     let hit = log[from..]
         .iter()
         .find(|r| r.status == 0 && r.operation.as_deref() == Some("setSecret"))
-        .expect("the fault reset a setSecret");
+        .unwrap_or_else(|| panic!("the fault reset no setSecret: {report:#?}"));
     assert_eq!(hit.caller, client_id(&case.w, CI2_APP));
     let spans = write_spans(&case.w, from, &object_id, &vault, &case.who).expect("attributed");
     assert!(matches!(spans.as_slice(), [("second", a, b)] if *a <= hit.seq && hit.seq <= *b));

@@ -406,7 +406,13 @@ pub async fn perform(
                 Err(PortError::NotFound(_)) => format!("password {key_id} was already gone"),
                 Err(e) => return Err(az("removePassword")(e)),
             };
-            let health = connections_after_removal(ctx, cred).await;
+            // Only the superseded password can be one a connection still used: an orphan
+            // nobody holds, an expired one authenticates nobody (and a connection already
+            // failing on it must not stop the rotation that will fix it).
+            let health = match reason {
+                RemoveReason::Superseded => connections_after_removal(ctx, cred).await,
+                RemoveReason::Orphan | RemoveReason::ExpiredUnmanaged => Vec::new(),
+            };
             if health.is_empty() {
                 Ok(done)
             } else {

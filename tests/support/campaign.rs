@@ -193,7 +193,8 @@ fn add_shared_site(t: &mut Tenant) {
     let mut settings = std::mem::take(&mut t.shared);
     settings.insert("NOT_OURS".into(), json!("keep"));
     t.mis.push(json!({"name": SHARED}));
-    t.sites.push(json!({"resourceGroup": "rg-camp-shared", "name": SHARED,
+    t.sites
+        .push(json!({"resourceGroup": "rg-camp-shared", "name": SHARED,
         "identity": SHARED, "appSettings": settings}));
     let scope = format!(
         "/subscriptions/{{sub}}/resourceGroups/rg-camp-shared/providers/Microsoft.Web/sites/{SHARED}"

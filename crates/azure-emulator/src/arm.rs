@@ -571,9 +571,14 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
         .replacen(segs[1], &st.subscription_id.to_string(), 1);
     // The managed API catalogue is read without a role check (UNCONFIRMED, README).
     if p.kind != Kind::ManagedApi && !st.authorized(claims.oid, &resource, &p.action, false) {
-        return error(403, "AuthorizationFailed", &format!(
-            "The client '{}' with object id '{}' does not have authorization to perform action '{}' over scope '{}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
-            claims.appid, claims.oid, p.action, resource));
+        return error(
+            403,
+            "AuthorizationFailed",
+            &format!(
+                "The client '{}' with object id '{}' does not have authorization to perform action '{}' over scope '{}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+                claims.appid, claims.oid, p.action, resource
+            ),
+        );
     }
     let r = match p.kind {
         Kind::Site => site_op(&mut st, req, &p, now),
