@@ -98,3 +98,41 @@ async fn a_misspelled_connection_parameter_is_blocked_and_the_old_password_kept(
     let old = Uuid::parse_str("1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e71").unwrap();
     assert!(c.passwords(app).iter().any(|p| p.key_id == old));
 }
+
+/// Found by the merged fault campaign: a connection already failing on an expired secret must
+/// not stop the rotation that fixes it. Removing an expired password the rotator did not create
+/// (`removeUnmanagedExpired`) used to re-check the connections, find this one failing, fail the
+/// step and end the run before the rotation.
+#[tokio::test]
+async fn a_connection_failing_on_an_expired_secret_does_not_stop_its_own_repair() {
+    let mut scenario = demo_scenario();
+    for app in scenario["applications"].as_array_mut().unwrap() {
+        if app["appId"] == APP {
+            app["passwordCredentials"][0]["endDateTime"] = "2026-11-20T10:00:00Z".into();
+            app["passwordCredentials"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "keyId": "9c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e79",
+                    "displayName": "portal test", "secretText": "ptQ~expired.portal.test.secret.0123",
+                    "startDateTime": "2025-11-01T10:00:00Z", "endDateTime": "2026-11-01T10:00:00Z"
+                }));
+        }
+    }
+    let mut policy: serde_json::Value = serde_json::from_str(&demo_policy()).unwrap();
+    for cred in policy["credentials"].as_array_mut().unwrap() {
+        if cred["name"] == "provision-assist" {
+            cred["removeUnmanagedExpired"] = true.into();
+        }
+    }
+    let w = spawn_world(scenario, &policy.to_string()).await;
+    let c = w.emu.emulator.control();
+    assert_ne!(c.connection_status(RG, CONN).as_deref(), Some("Connected"));
+    let r = w.run("provision-assist").await;
+    assert!(
+        r.steps.iter().any(|s| s.step == "rotate" && s.ok),
+        "the rotation ran: {r:#?}"
+    );
+    assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
+    assert_eq!(c.connection_status(RG, CONN).as_deref(), Some("Connected"));
+}
