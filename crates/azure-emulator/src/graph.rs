@@ -786,15 +786,6 @@ fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateT
                     "Key credential end date time must be greater than start date time.",
                 );
             }
-            if let Some(days) = st.max_password_lifetime_days
-                && end - start > Duration::days(days as i64)
-            {
-                return error(
-                    400,
-                    "CredentialInvalidLifetimeAsPerAppPolicy",
-                    "Credential lifetime exceeds the max value allowed as per assigned policy '00000000-0000-0000-0000-000000000000'.",
-                );
-            }
             if let Err(r) = tenant_policy_allows(st, c, end - start) {
                 return r;
             }

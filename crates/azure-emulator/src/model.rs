@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::EmulatorError;
+use crate::scenario::AppManagementPolicySpec;
 use crate::scenario::{Quota, Scenario};
 use crate::util::{hex32, sha_hex};
 
@@ -188,7 +189,6 @@ pub struct Tenant {
     /// Access-token lifetime in seconds.
     pub token_lifetime: i64,
     pub graph_quota: Quota,
-    pub max_password_lifetime_days: Option<u32>,
     pub uncertainties: crate::scenario::Uncertainties,
     /// (policy id, spec, exempt principal object ids) of the tenant app management policy.
     pub app_policy: Option<(Uuid, crate::scenario::AppManagementPolicySpec, Vec<Uuid>)>,
@@ -256,7 +256,6 @@ impl Tenant {
                 requests: 3000,
                 window_seconds: 150,
             }),
-            max_password_lifetime_days: s.max_password_lifetime_days,
             uncertainties: s.uncertainties.clone(),
             app_policy: None,
             managed_apis: crate::managed_apis::catalogue(&s.managed_apis),
@@ -343,7 +342,21 @@ impl Tenant {
                     .unwrap_or_else(|| "AzureADMyOrg".into()),
             });
         }
-        if let Some(p) = &s.app_management_policy {
+        // `maxPasswordLifetimeDays` is shorthand for a default policy with only a lifetime cap
+        // (one model of app management policies, `tenant_policy_allows` in graph.rs).
+        let shorthand = s
+            .max_password_lifetime_days
+            .map(|days| AppManagementPolicySpec {
+                id: Some(Uuid::nil()),
+                max_password_lifetime_days: Some(days),
+                ..AppManagementPolicySpec::default()
+            });
+        if shorthand.is_some() && s.app_management_policy.is_some() {
+            return Err(bad(
+                "set maxPasswordLifetimeDays or appManagementPolicy, not both".to_string(),
+            ));
+        }
+        if let Some(p) = s.app_management_policy.as_ref().or(shorthand.as_ref()) {
             let mut exempt = Vec::new();
             for name in &p.exclude_actors {
                 exempt.push(t.principal_by_name(name).ok_or_else(|| {

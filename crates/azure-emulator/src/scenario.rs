@@ -34,8 +34,8 @@ pub struct Scenario {
     pub token_lifetime_seconds: Option<u64>,
     /// Graph write quota per calling app (requests per window); default 3000 per 150 s.
     pub graph_write_quota: Option<Quota>,
-    /// Lifetime limit from an app management policy: addPassword with a longer lifetime gets
-    /// 400 `CredentialInvalidLifetimeAsPerAppPolicy`.
+    /// Shorthand for an `appManagementPolicy` with only this lifetime cap (policy id all
+    /// zeros): addPassword with a longer lifetime gets 400 `CredentialInvalidLifetimeAsPerAppPolicy`.
     pub max_password_lifetime_days: Option<u32>,
     /// The tenant's default app management policy (`tenantAppManagementPolicy`).
     pub app_management_policy: Option<AppManagementPolicySpec>,
