@@ -17,11 +17,15 @@
 //! (comma list, default `8,16,32`: 8 is `ROTATOR_MAX_PARALLEL`'s default), `BENCH_LIMITER=bucket` (the old limiter), `BENCH_APPS` (default 100000), `BENCH_ONLY` (comma list of
 //! `start,one,scale,list`), `BENCH_SEQ_SAMPLE` (default 100).
 
-#[path = "../tests/support/azurite.rs"]
+// The end-to-end suite's harness (Azurite, emulator, host); the bench uses only part of each.
+#[allow(dead_code)]
+#[path = "../tests/e2e/support/azurite.rs"]
 mod azurite;
-#[path = "../tests/support/emulator.rs"]
+#[allow(dead_code)]
+#[path = "../tests/e2e/support/emulator.rs"]
 mod emulator;
-#[path = "../tests/support/host.rs"]
+#[allow(dead_code)]
+#[path = "../tests/e2e/support/host.rs"]
 mod host;
 
 use std::io::{Read, Write};

@@ -18,7 +18,7 @@
 // group or subscription scope, and no secret of its own: storage, telemetry and Graph are all
 // reached with the managed identity.
 //
-// tests/infra_contract.rs checks this file against src/settings.rs (SETTING_SPECS) and
+// tests/e2e/infra_contract.rs checks this file against src/settings.rs (SETTING_SPECS) and
 // src/azure/permissions.rs (REQUIRED_PERMISSIONS).
 
 targetScope = 'resourceGroup'

@@ -4,7 +4,7 @@
 // Microsoft.Web/connections/* (delete, list keys, consent links...), and Automation Contributor
 // covers Microsoft.Automation/automationAccounts/* (runbooks and jobs: code that runs as the
 // account's identity). The rotator only reads and patches a connection and reads and updates a
-// variable, so that is all these roles allow. tests/infra_contract.rs lists the same actions.
+// variable, so that is all these roles allow. tests/e2e/infra_contract.rs lists the same actions.
 
 targetScope = 'subscription'
 

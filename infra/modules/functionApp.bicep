@@ -8,7 +8,7 @@
 // need an account key, and shared keys are disabled), so the app runs from the package blob,
 // fetched with the identity (WEBSITE_RUN_FROM_PACKAGE + WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID).
 //
-// tests/infra_contract.rs evaluates `appSettings` below for both plan kinds and compares the
+// tests/e2e/infra_contract.rs evaluates `appSettings` below for both plan kinds and compares the
 // names with SETTING_SPECS in src/settings.rs: keep it built from array literals, concat() and
 // conditions so the checker can follow it.
 

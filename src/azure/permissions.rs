@@ -1,6 +1,6 @@
 //! Every permission the rotator's code uses, listed next to the code that needs it.
 //!
-//! The Bicep contract test (`tests/infra_contract.rs`) compares this list with the role
+//! The Bicep contract test (`tests/e2e/infra_contract.rs`) compares this list with the role
 //! assignments and Graph app roles in `infra/`: a call added here without a grant there fails
 //! the build, and so does a grant nobody uses.
 

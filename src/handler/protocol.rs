@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// Binding names the function specs use (checked by `tests/specs_schema.rs`).
+/// Binding names the function specs use (checked by `tests/e2e/specs_schema.rs`).
 pub const HTTP_TRIGGER_BINDING: &str = "req";
 pub const HTTP_OUTPUT_BINDING: &str = "res";
 pub const TIMER_BINDING: &str = "timer";

@@ -4,7 +4,7 @@
 //! HTTP function has an `http` output, binding names are the ones the handler reads, and the
 //! folders are exactly the functions the handler serves.
 //!
-//! `package` refuses to build a zip with any of these problems; `tests/specs_schema.rs` runs the
+//! `package` refuses to build a zip with any of these problems; `tests/e2e/specs_schema.rs` runs the
 //! same checks next to the JSON-schema validation.
 
 use std::path::Path;

@@ -3,6 +3,9 @@
 //! because the credential reads IDENTITY_ENDPOINT / IDENTITY_HEADER from the process
 //! environment, which must be set before any other thread runs.
 
+// The shared harness; this binary uses only part of it.
+#[allow(dead_code)]
+#[path = "api/support.rs"]
 mod common;
 
 use std::sync::Arc;

@@ -117,7 +117,7 @@ impl Specs {
         .map(|(n, j)| (n.to_string(), j.to_string()))
         .collect();
         Self::parse(include_str!("../../../host.json"), &functions)
-            .expect("the specs compiled in are checked by tests/specs_schema.rs")
+            .expect("the specs compiled in are checked by tests/e2e/specs_schema.rs")
     }
 
     fn parse(host_json: &str, functions: &[(String, String)]) -> Result<Specs, String> {

@@ -8,7 +8,7 @@
 //! - Here: [`Handler`], dev mode's process (started as the host starts a custom handler:
 //!   environment, port, readiness poll on `GET /`), and [`front`], which serves the functions on
 //!   `/api/...` like the host so `curl` works. The tests start the process their own way
-//!   (`tests/support/host.rs`: a clean environment, output captured) and use the same client.
+//!   (`tests/e2e/support/host.rs`: a clean environment, output captured) and use the same client.
 
 pub mod client;
 pub mod envelope;

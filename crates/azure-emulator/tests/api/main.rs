@@ -1,0 +1,13 @@
+//! The emulator's own test binary: one module per surface, `support` for the harness they
+//! share. (`sdk_managed_identity` stays a binary of its own: it sets process environment.)
+
+mod support;
+
+mod arm;
+mod binary;
+mod control;
+mod entra_graph;
+mod fidelity;
+mod keyvault;
+mod perf;
+mod robustness;

@@ -1,0 +1,323 @@
+//! The fault campaign's tenants (`tests/e2e/fault_campaign.rs`): its seeded RNG and the list of
+//! tenant shapes a generated application may take.
+//!
+//! A shape adds one application — its passwords, the resources that hold its secret, the role
+//! assignments the rotator needs — and its credential policy to a [`Tenant`]. To add a shape,
+//! write a `fn(&mut Rng, usize, &mut Tenant)` and list it in [`SHAPES`]. Every random choice of
+//! a case comes from its seed, so adding a shape changes what every seed generates: the figures
+//! recorded in `docs/fault-campaign.md` hold for the shape list of their commit. With a single
+//! shape no random number is drawn to pick it (the seeds of issue 20 keep their schedules).
+//!
+//! Include with `#[path = "support/campaign.rs"] mod campaign;` (after `faultkit`).
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::support::faultkit::REPLICATION_SECONDS;
+use crate::support::world::{MI, mi_twin};
+
+pub const SUB: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+pub const TENANT: &str = "d10c2e35-390b-4343-9fb3-36524a35717c";
+/// The second rotator instance's identity (its requests carry its own client id in the log).
+pub const CI2_APP: &str = "secret-rotator-ci-2";
+pub const CI2_SECRET: &str = "ci2Q~rotator.second.instance-0123456789";
+
+/// SplitMix64: small, seedable, good enough to pick test choices.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+    /// An index into a list of `len` (> 0) items; draws nothing when there is one item.
+    pub fn pick(&mut self, len: usize) -> usize {
+        if len <= 1 {
+            0
+        } else {
+            self.range(0, len as u64 - 1) as usize
+        }
+    }
+    pub fn uuid(&mut self) -> Uuid {
+        Uuid::from_u64_pair(self.next(), self.next())
+    }
+    pub fn secret(&mut self, prefix: &str) -> String {
+        const ALPHABET: &[u8] =
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+        let mut s = format!("{prefix}Q~");
+        while s.len() < 40 {
+            s.push(ALPHABET[(self.next() % ALPHABET.len() as u64) as usize] as char);
+        }
+        s
+    }
+}
+
+/// A tenant shape: a name (for reports) and what it adds for application `i`.
+pub struct Shape {
+    pub name: &'static str,
+    pub add: fn(&mut Rng, usize, &mut Tenant),
+}
+
+/// Every shape an application of a campaign tenant may take (issue 18's shapes included:
+/// shared sites, owner tags near the limit, secrets not in Key Vault yet).
+pub const SHAPES: &[Shape] = &[
+    Shape {
+        name: "every consumer kind",
+        add: every_consumer_kind,
+    },
+    Shape {
+        name: "secret not in Key Vault yet (first enrolment)",
+        add: first_enrolment,
+    },
+    Shape {
+        name: "owner tags near Key Vault's limit",
+        add: owner_tags_near_the_limit,
+    },
+    Shape {
+        name: "a plain setting on a site other credentials share",
+        add: on_the_shared_site,
+    },
+];
+
+/// The site the `on_the_shared_site` shape puts a setting on, next to `NOT_OURS`.
+pub const SHARED: &str = "camp-shared-site";
+
+/// The scenario's collections, filled shape by shape, and the policy's credentials.
+#[derive(Default)]
+pub struct Tenant {
+    pub apps: Vec<Value>,
+    pub mis: Vec<Value>,
+    pub vaults: Vec<Value>,
+    pub sites: Vec<Value>,
+    pub connections: Vec<Value>,
+    pub accounts: Vec<Value>,
+    pub roles: Vec<Value>,
+    pub creds: Vec<Value>,
+    /// Settings of the shared site (empty: no application shares it).
+    pub shared: serde_json::Map<String, Value>,
+}
+
+/// The campaign's emulated "now".
+pub fn epoch() -> DateTime<Utc> {
+    "2026-11-22T02:00:00Z".parse().expect("a valid date")
+}
+
+pub fn at(now: DateTime<Utc>, days: i64) -> String {
+    (now + chrono::Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A tenant of `n` applications, each of a shape drawn from [`SHAPES`], and its policy.
+pub fn generate(rng: &mut Rng, n: usize) -> (Value, String) {
+    let mut t = Tenant {
+        mis: vec![json!({"name": MI, "graphAppRoles": ["Application.ReadWrite.OwnedBy"]})],
+        ..Tenant::default()
+    };
+    for i in 0..n {
+        let shape = &SHAPES[rng.pick(SHAPES.len())];
+        (shape.add)(rng, i, &mut t);
+    }
+    add_shared_site(&mut t);
+    let mut scenario = json!({
+        "tenantId": TENANT, "subscriptionId": SUB, "now": at(epoch(), 0),
+        "replicationDelaySeconds": REPLICATION_SECONDS,
+        "managedIdentities": t.mis, "applications": t.apps, "vaults": t.vaults,
+        "sites": t.sites, "connections": t.connections, "automationAccounts": t.accounts,
+        "roleAssignments": t.roles
+    });
+    // The second instance's identity (the first's is added by `world::spawn_world_with`).
+    mi_twin(&mut scenario, CI2_APP, CI2_SECRET);
+    let policy = json!({
+        "defaults": {"renewBeforeDays": 30, "lifetimeDays": 180, "graceDays": 7},
+        "credentials": t.creds
+    });
+    (scenario, policy.to_string())
+}
+
+/// Application `i` owned by the rotator: its current password (due within the 30-day renewal
+/// window but not expiring during the campaign's clock advances, expired, or not due) and,
+/// half the time, a password the rotator did not create. Returns its app id and current value.
+pub fn application(rng: &mut Rng, i: usize, t: &mut Tenant) -> (Uuid, String) {
+    let now = epoch();
+    let app_id = rng.uuid();
+    let current = rng.secret(&format!("c{i:02}"));
+    let end = match rng.range(0, 5) {
+        0 => -(rng.range(1, 20) as i64),
+        1..=3 => rng.range(14, 28) as i64,
+        _ => rng.range(90, 300) as i64,
+    };
+    let mut passwords = vec![json!({
+        "keyId": rng.uuid(), "displayName": "deployment", "secretText": current,
+        "startDateTime": at(now, end - 365), "endDateTime": at(now, end)
+    })];
+    if rng.chance(0.5) {
+        let end = if rng.chance(0.5) {
+            -(rng.range(1, 30) as i64)
+        } else {
+            rng.range(40, 400) as i64
+        };
+        passwords.push(json!({
+            "keyId": rng.uuid(), "displayName": "portal test", "secretText": rng.secret("pt"),
+            "startDateTime": at(now, end - 365), "endDateTime": at(now, end)
+        }));
+    }
+    t.apps.push(json!({
+        "appId": app_id, "displayName": format!("campaign app {i}"),
+        "owners": [MI], "passwordCredentials": passwords
+    }));
+    (app_id, current)
+}
+
+/// A role assignment of `role` on `scope` to `principal`.
+fn grant(t: &mut Tenant, principal: &str, role: &str, scope: &str) {
+    t.roles
+        .push(json!({"principal": principal, "role": role, "scope": scope}));
+}
+
+/// The shared site with its settings and the setting nobody owns, when a shape used it.
+fn add_shared_site(t: &mut Tenant) {
+    if t.shared.is_empty() {
+        return;
+    }
+    let mut settings = std::mem::take(&mut t.shared);
+    settings.insert("NOT_OURS".into(), json!("keep"));
+    t.mis.push(json!({"name": SHARED}));
+    t.sites
+        .push(json!({"resourceGroup": "rg-camp-shared", "name": SHARED,
+        "identity": SHARED, "appSettings": settings}));
+    let scope = format!(
+        "/subscriptions/{{sub}}/resourceGroups/rg-camp-shared/providers/Microsoft.Web/sites/{SHARED}"
+    );
+    grant(t, MI, "Website Contributor", &scope);
+}
+
+/// How a shape varies the campaign's first one.
+#[derive(Default)]
+struct Variation {
+    /// The Key Vault secret does not exist yet.
+    not_stored: bool,
+    /// Tags of the secret's owner (the rotator's state must fit next to them).
+    owner_tags: u64,
+    /// Also a plain setting on the shared site.
+    shared: bool,
+}
+
+/// The shape the campaign started with: one vault holding the secret and one consumer of every
+/// kind (Key Vault reference, plain app setting, API connection, Automation variable), each in
+/// its own resource group.
+fn every_consumer_kind(rng: &mut Rng, i: usize, t: &mut Tenant) {
+    with_variation(rng, i, t, Variation::default());
+}
+
+fn first_enrolment(rng: &mut Rng, i: usize, t: &mut Tenant) {
+    let v = Variation {
+        not_stored: true,
+        ..Variation::default()
+    };
+    with_variation(rng, i, t, v);
+}
+
+fn owner_tags_near_the_limit(rng: &mut Rng, i: usize, t: &mut Tenant) {
+    let v = Variation {
+        owner_tags: rng.range(8, 14),
+        ..Variation::default()
+    };
+    with_variation(rng, i, t, v);
+}
+
+fn on_the_shared_site(rng: &mut Rng, i: usize, t: &mut Tenant) {
+    let v = Variation {
+        shared: true,
+        ..Variation::default()
+    };
+    with_variation(rng, i, t, v);
+}
+
+/// The secret's versions in Key Vault: none, or the current value with the owner's tags.
+fn stored_secret(current: &str, v: &Variation) -> Value {
+    if v.not_stored {
+        return json!([]);
+    }
+    let tags: serde_json::Map<String, Value> = (0..v.owner_tags)
+        .map(|t| (format!("owner-{t}"), json!("o".repeat(200))))
+        .collect();
+    json!([{"name": "appSecret", "versions": [{"value": current, "tags": tags}]}])
+}
+
+fn with_variation(rng: &mut Rng, i: usize, t: &mut Tenant, v: Variation) {
+    let (app_id, current) = application(rng, i, t);
+    let rg = format!("rg-camp-{i}");
+    let (vault, site) = (format!("kv-camp-{i}"), format!("camp-site-{i}"));
+    let (conn, account) = (format!("camp-conn-{i}"), format!("camp-auto-{i}"));
+    t.vaults.push(json!({"name": vault, "resourceGroup": rg,
+        "secrets": stored_secret(&current, &v)}));
+    t.mis.push(json!({"name": site}));
+    t.sites.push(
+        json!({"resourceGroup": rg, "name": site, "identity": site, "appSettings": {
+        "RefSecret": format!("@Microsoft.KeyVault(VaultName={vault};SecretName=appSecret)"),
+        "PlainSecret": current, "OTHER": "1"}}),
+    );
+    t.connections
+        .push(json!({"resourceGroup": rg, "name": conn, "api": "keyvault",
+        "parameterValues": {"token:clientId": app_id, "token:clientSecret": current,
+            "token:TenantId": TENANT, "token:grantType": "client_credentials"},
+        "nonSecretParameterValues": {"vaultName": vault}}));
+    t.accounts
+        .push(json!({"resourceGroup": rg, "name": account, "variables": [{
+        "name": "appSecret", "value": serde_json::to_string(&current).unwrap_or_default(),
+        "isEncrypted": true}]}));
+    let scope = |p: &str| format!("/subscriptions/{{sub}}/resourceGroups/{rg}/providers/{p}");
+    let vault_scope = scope(&format!("Microsoft.KeyVault/vaults/{vault}"));
+    let site_path = format!("Microsoft.Web/sites/{site}");
+    let conn_path = format!("Microsoft.Web/connections/{conn}");
+    let account_path = format!("Microsoft.Automation/automationAccounts/{account}");
+    grant(t, MI, "Key Vault Secrets Officer", &vault_scope);
+    grant(t, MI, "Website Contributor", &scope(&site_path));
+    grant(t, MI, "Logic App Contributor", &scope(&conn_path));
+    grant(t, MI, "Automation Contributor", &scope(&account_path));
+    grant(t, &site, "Key Vault Secrets User", &vault_scope);
+    let arm = |p: &str| format!("/subscriptions/{SUB}/resourceGroups/{rg}/providers/{p}");
+    let mut consumers = vec![
+        json!({"type": "appSettingKeyVaultReference", "site": arm(&site_path), "setting": "RefSecret"}),
+        json!({"type": "appSettingValue", "site": arm(&site_path), "setting": "PlainSecret"}),
+        json!({"type": "apiConnection", "connection": arm(&conn_path), "parameter": "token:clientSecret"}),
+        json!({"type": "automationVariable", "account": arm(&account_path), "variable": "appSecret"}),
+    ];
+    if v.shared {
+        let setting = format!("Shared{i:02}");
+        t.shared.insert(setting.clone(), json!(current));
+        let shared_site = format!(
+            "/subscriptions/{SUB}/resourceGroups/rg-camp-shared/providers/Microsoft.Web/sites/{SHARED}"
+        );
+        consumers.push(json!({"type": "appSettingValue", "site": shared_site, "setting": setting}));
+    }
+    t.creds.push(json!({
+        "name": format!("camp-{i}"),
+        "application": {"appId": app_id},
+        "keyVault": {"vault": vault, "secret": "appSecret"},
+        "removeUnmanagedExpired": rng.chance(0.5),
+        "consumers": consumers
+    }));
+}
+
+#[test]
+fn every_shape_has_its_own_name() {
+    let mut names: Vec<_> = SHAPES.iter().map(|s| s.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(
+        names.len(),
+        SHAPES.len(),
+        "two shapes share a name: reports could not tell them apart"
+    );
+}

@@ -1,0 +1,112 @@
+//! The rotation engine's invariants, checked against the emulator's state (its oracles), not
+//! against anything the rotator reports about itself.
+
+use secret_rotator::policy::{AppRef, Consumer, CredentialPolicy};
+
+use crate::support::world::World;
+
+/// Everything that must hold for a credential once no run is in flight.
+/// `settled`: the grace period is over and the run after it finished, so no password other than
+/// the current one (and unmanaged ones) may remain.
+pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<(), String> {
+    let c = world.emu.emulator.control();
+    let AppRef::AppId(app_id) = cred.application else {
+        return Err("tests name applications by appId".into());
+    };
+    let kv = &cred.key_vault;
+    let (version, value, tags) = c.secret_latest(&kv.vault, &kv.secret).ok_or_else(|| {
+        format!(
+            "{}: Key Vault secret {}/{} missing",
+            cred.name, kv.vault, kv.secret
+        )
+    })?;
+    c.check_client_secret(app_id, &value).map_err(|code| {
+        format!(
+            "{}: the current Key Vault value (version {version}) is refused: AADSTS{code}",
+            cred.name
+        )
+    })?;
+    let passwords = c.passwords(app_id);
+    let current = passwords
+        .iter()
+        .find(|p| p.secret_text == value)
+        .ok_or_else(|| format!("{}: no password has the Key Vault value", cred.name))?;
+    // The rotator's state, in either of its tag forms (readable or compact).
+    let state = secret_rotator::engine::tags::parse(&tags, cred)
+        .map_err(|e| format!("{}: {e}", cred.name))?;
+    if let Some(t) = &state
+        && t.key_id != current.key_id
+    {
+        return Err(format!(
+            "{}: the tags name password {} but the value stored is password {}",
+            cred.name, t.key_id, current.key_id
+        ));
+    }
+    for consumer in &cred.consumers {
+        let held = match consumer {
+            Consumer::AppSettingKeyVaultRef { site, setting } => {
+                c.app_setting_effective(&site.resource_group, &site.name, setting)
+            }
+            Consumer::AppSettingValue { site, setting } => {
+                c.app_setting(&site.resource_group, &site.name, setting)
+            }
+            Consumer::ApiConnection {
+                connection,
+                parameter,
+            } => {
+                let status = c.connection_status(&connection.resource_group, &connection.name);
+                if status.as_deref() != Some("Connected") {
+                    return Err(format!(
+                        "{}: {} status {status:?}",
+                        cred.name,
+                        consumer.describe()
+                    ));
+                }
+                c.connection_parameter(&connection.resource_group, &connection.name, parameter)
+            }
+            Consumer::AutomationVariable { account, variable } => {
+                c.automation_variable(&account.resource_group, &account.name, variable)
+            }
+            Consumer::NotifyOnly { .. } => continue,
+        };
+        let Some(held) = held else {
+            return Err(format!(
+                "{}: {} holds nothing",
+                cred.name,
+                consumer.describe()
+            ));
+        };
+        if held != value {
+            // Holding an older value is allowed only while that value still works.
+            c.check_client_secret(app_id, &held).map_err(|code| {
+                format!(
+                    "{}: {} holds a value Entra refuses (AADSTS{code})",
+                    cred.name,
+                    consumer.describe()
+                )
+            })?;
+            if settled {
+                return Err(format!(
+                    "{}: {} is not on the current value",
+                    cred.name,
+                    consumer.describe()
+                ));
+            }
+        }
+    }
+    let marker = format!("secret-rotator:{}:", cred.name);
+    let previous = state.as_ref().and_then(|t| t.previous_key_id);
+    for p in &passwords {
+        let ours = p
+            .display_name
+            .as_deref()
+            .is_some_and(|d| d.starts_with(&marker));
+        if ours && p.key_id != current.key_id && (settled || Some(p.key_id) != previous) {
+            return Err(format!(
+                "{}: password {} ({:?}) is left over",
+                cred.name, p.key_id, p.display_name
+            ));
+        }
+    }
+    Ok(())
+}
