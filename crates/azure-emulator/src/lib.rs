@@ -19,6 +19,7 @@
 pub mod arm;
 pub mod caller;
 pub mod control;
+pub mod crypto;
 pub mod entra;
 pub mod faults;
 pub mod graph;
