@@ -262,6 +262,17 @@ pub fn self_signed(
     Ok(cert.der().to_vec())
 }
 
+/// A PKCS#10 request for `key` and `subject` (the pending operation's `csr`).
+pub fn csr(key: &PrivateKey, subject: &str) -> Result<Vec<u8>, CryptoError> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = distinguished_name(subject)?;
+    let pair = key.rcgen_pair()?;
+    let req = p
+        .serialize_request(&pair)
+        .map_err(|e| CryptoError::Certificate(e.to_string()))?;
+    Ok(req.der().to_vec())
+}
+
 /// The certificate's secret: PKCS#12 (base64, no password, as Key Vault hands it out) or PEM
 /// (private key then certificate). Without `key` (a non-exportable key) only the certificate
 /// ("the private key isn't part of the value", *Export certificates from Azure Key Vault*,

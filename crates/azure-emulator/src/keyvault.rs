@@ -28,7 +28,7 @@ pub fn error(status: u16, code: &str, message: &str) -> Resp {
     )
 }
 
-fn error_inner(status: u16, code: &str, message: &str, inner: &str) -> Resp {
+pub(crate) fn error_inner(status: u16, code: &str, message: &str, inner: &str) -> Resp {
     Resp::json(
         status,
         &json!({"error": {"code": code, "message": message, "innererror": {"code": inner}}}),
@@ -93,7 +93,7 @@ pub fn classify(req: &Req) -> Option<&'static str> {
         Route::GetDeleted(_) => "getDeletedSecret",
         Route::Recover(_) => "recoverDeletedSecret",
         Route::Purge(_) => "purgeDeletedSecret",
-        Route::Unknown => return None,
+        Route::Unknown => return crate::certificates::classify(req),
     })
 }
 
@@ -196,13 +196,27 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
             );
         }
     };
+    if let Some(r) = crate::certificates::handle(&mut st, req, &vault_name, &claims, now) {
+        return r;
+    }
     let route = parse(req);
     handle_route(&mut st, req, &vault_name, route, &claims, now)
 }
 
 fn forbidden(st: &Tenant, v: &Vault, c: &Claims, action: &str, name: Option<&str>) -> Resp {
-    let res = match name {
-        Some(n) => format!("{}/secrets/{}", st.vault_scope(v), n).to_lowercase(),
+    forbidden_in(st, v, c, action, name.map(|n| ("secrets", n)))
+}
+
+/// Key Vault's RBAC refusal for `action` on the vault or on `(collection, name)` in it.
+pub(crate) fn forbidden_in(
+    st: &Tenant,
+    v: &Vault,
+    c: &Claims,
+    action: &str,
+    item: Option<(&str, &str)>,
+) -> Resp {
+    let res = match item {
+        Some((coll, n)) => format!("{}/{coll}/{}", st.vault_scope(v), n).to_lowercase(),
         None => st.vault_scope(v).to_lowercase(),
     };
     let msg = format!(
@@ -224,7 +238,7 @@ fn check(st: &Tenant, v: &Vault, c: &Claims, action: &str, name: Option<&str>) -
     }
 }
 
-fn base(vault: &Vault) -> String {
+pub(crate) fn base(vault: &Vault) -> String {
     format!(
         "https://{}.vault.azure.net",
         vault.name.to_ascii_lowercase()
@@ -311,7 +325,7 @@ fn skip(req: &Req) -> Result<usize, Resp> {
     }
 }
 
-fn page(req: &Req, vault: &Vault, items: Vec<Value>) -> Resp {
+pub(crate) fn page(req: &Req, vault: &Vault, items: Vec<Value>) -> Resp {
     let (max, sk) = match (max_results(req), skip(req)) {
         (Ok(m), Ok(s)) => (m, s),
         (Err(r), _) | (_, Err(r)) => return r,
@@ -368,7 +382,7 @@ pub(crate) fn soft_delete<'v>(
     vault.deleted.get(&key)
 }
 
-fn body_obj(req: &Req) -> Result<Map<String, Value>, Resp> {
+pub(crate) fn body_obj(req: &Req) -> Result<Map<String, Value>, Resp> {
     match req.json_body() {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(error(
@@ -496,6 +510,8 @@ fn handle_route(
             resource_group: v.resource_group.clone(),
             secrets: Default::default(),
             deleted: Default::default(),
+            certificates: Default::default(),
+            keys: Default::default(),
         },
         None => return error(404, "VaultNotFound", "vault vanished"),
     };

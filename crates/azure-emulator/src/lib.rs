@@ -18,6 +18,7 @@
 
 pub mod arm;
 pub mod caller;
+pub mod certificates;
 pub mod control;
 pub mod crypto;
 pub mod entra;

@@ -30,22 +30,37 @@ pub struct Password {
 
 impl crate::scenario::KeyCredentialSpec {
     fn to_model(&self, now: DateTime<Utc>) -> Certificate {
+        let start = self.start_date_time.unwrap_or(now - Duration::days(30));
         Certificate {
             key_id: self.key_id.unwrap_or_else(Uuid::new_v4),
             display_name: self.display_name.clone(),
-            start: self.start_date_time.unwrap_or(now - Duration::days(30)),
+            start,
             end: self.end_date_time,
+            der: None,
+            usage: "Verify".into(),
+            key_type: "AsymmetricX509Cert".into(),
+            // Scenario keys are long replicated.
+            added_at: start.min(now) - Duration::days(1),
         }
     }
 }
 
-/// A certificate credential: metadata only.
+/// A certificate credential (`keyCredential`). Scenario ones are metadata only (`der` None:
+/// they list, but sign nothing in); ones written through `addKey` / `PATCH` carry the DER
+/// certificate, which proofs and client assertions are verified against.
 #[derive(Debug, Clone)]
 pub struct Certificate {
     pub key_id: Uuid,
     pub display_name: Option<String>,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    pub der: Option<Vec<u8>>,
+    /// `Verify` or `Sign`.
+    pub usage: String,
+    /// `AsymmetricX509Cert` or `X509CertAndPassword`.
+    pub key_type: String,
+    /// When it was written; the token service's replication delay counts from here.
+    pub added_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,7 +72,7 @@ pub struct App {
     /// Object ids of owner principals (service principals or managed identities).
     pub owners: Vec<Uuid>,
     pub passwords: Vec<Password>,
-    /// Certificates (`keyCredentials`): listed, never written by the emulated API.
+    /// Certificates (`keyCredentials`): written by `addKey`, `removeKey` and `PATCH`.
     pub certificates: Vec<Certificate>,
     /// Certificates of the service principal (SAML signing), listed by `GET servicePrincipals`.
     pub sp_certificates: Vec<Certificate>,
@@ -109,6 +124,9 @@ pub struct Vault {
     /// Keyed by lower-case name (Key Vault names are case-insensitive).
     pub secrets: BTreeMap<String, SecretEntry>,
     pub deleted: BTreeMap<String, DeletedSecret>,
+    /// Certificates and their keys (keyed by lower-case name), see certificates.rs.
+    pub certificates: BTreeMap<String, crate::certificates::CertEntry>,
+    pub keys: BTreeMap<String, crate::certificates::KeyEntry>,
 }
 
 #[derive(Debug, Clone)]
@@ -394,6 +412,8 @@ impl Tenant {
                 resource_group: v.resource_group.clone().unwrap_or_else(|| "rg".into()),
                 secrets: BTreeMap::new(),
                 deleted: BTreeMap::new(),
+                certificates: BTreeMap::new(),
+                keys: BTreeMap::new(),
             };
             for sec in &v.secrets {
                 if !valid_secret_name(&sec.name) {
@@ -909,6 +929,69 @@ pub const ROLES: &[(&str, Grants)] = &[
             data_actions: &[
                 "Microsoft.KeyVault/vaults/secrets/getSecret/action",
                 "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+            ],
+        },
+    ),
+    (
+        "Key Vault Certificates Officer",
+        Grants {
+            actions: &[
+                "Microsoft.Authorization/*/read",
+                "Microsoft.Insights/alertRules/*",
+                "Microsoft.Resources/deployments/*",
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+                "Microsoft.Support/*",
+                "Microsoft.KeyVault/checkNameAvailability/read",
+                "Microsoft.KeyVault/deletedVaults/read",
+                "Microsoft.KeyVault/locations/*/read",
+                "Microsoft.KeyVault/vaults/*/read",
+                "Microsoft.KeyVault/operations/read",
+            ],
+            not_actions: &[],
+            data_actions: &[
+                "Microsoft.KeyVault/vaults/certificatecas/*",
+                "Microsoft.KeyVault/vaults/certificates/*",
+                "Microsoft.KeyVault/vaults/certificatecontacts/write",
+            ],
+        },
+    ),
+    (
+        "Key Vault Crypto Officer",
+        Grants {
+            actions: &[
+                "Microsoft.Authorization/*/read",
+                "Microsoft.Insights/alertRules/*",
+                "Microsoft.Resources/deployments/*",
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+                "Microsoft.Support/*",
+                "Microsoft.KeyVault/checkNameAvailability/read",
+                "Microsoft.KeyVault/deletedVaults/read",
+                "Microsoft.KeyVault/locations/*/read",
+                "Microsoft.KeyVault/vaults/*/read",
+                "Microsoft.KeyVault/operations/read",
+            ],
+            not_actions: &[],
+            data_actions: &[
+                "Microsoft.KeyVault/vaults/keys/*",
+                "Microsoft.KeyVault/vaults/keyrotationpolicies/*",
+            ],
+        },
+    ),
+    (
+        "Key Vault Crypto User",
+        Grants {
+            actions: &[],
+            not_actions: &[],
+            data_actions: &[
+                "Microsoft.KeyVault/vaults/keys/read",
+                "Microsoft.KeyVault/vaults/keys/update/action",
+                "Microsoft.KeyVault/vaults/keys/backup/action",
+                "Microsoft.KeyVault/vaults/keys/encrypt/action",
+                "Microsoft.KeyVault/vaults/keys/decrypt/action",
+                "Microsoft.KeyVault/vaults/keys/wrap/action",
+                "Microsoft.KeyVault/vaults/keys/unwrap/action",
+                "Microsoft.KeyVault/vaults/keys/sign/action",
+                "Microsoft.KeyVault/vaults/keys/verify/action",
             ],
         },
     ),
