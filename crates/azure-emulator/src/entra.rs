@@ -22,6 +22,8 @@ pub const GRAPH_AUD: &str = "https://graph.microsoft.com";
 pub const VAULT_AUD: &str = "https://vault.azure.net";
 pub const ARM_AUD: &str = "https://management.azure.com/";
 pub const STORAGE_AUD: &str = "https://storage.azure.com";
+/// RFC 7523 section 2.2, as the certificate credentials doc names it.
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Maps a resource (MI) or the resource part of a `/.default` scope to the token audience.
 pub fn audience_for(resource: &str) -> Option<&'static str> {
@@ -374,18 +376,36 @@ fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Re
         let (s, e, m) = verdict_text(700016, app_id, tenant_seg);
         return aadsts(s, e, 700016, &m, now);
     };
-    let Some(secret) = secret else {
-        return aadsts(
-            401,
-            "invalid_client",
-            7000216,
-            "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
-            now,
-        );
-    };
-    if let Err(code) = st.check_secret(app_id, &secret, now) {
-        let (s, e, m) = verdict_text(code, app_id, tenant_seg);
-        return aadsts(s, e, code, &m, now);
+    if let Some(assertion) = get("client_assertion") {
+        // Certificate credentials (keycreds.rs has the checks and their sources).
+        if get("client_assertion_type").as_deref() != Some(ASSERTION_TYPE) {
+            return aadsts(
+                400,
+                "invalid_request",
+                50027,
+                &format!("client_assertion_type must be '{ASSERTION_TYPE}'."),
+                now,
+            );
+        }
+        if let Err((code, text)) =
+            crate::keycreds::check_assertion(&st, app, &assertion, tenant_seg, now)
+        {
+            return aadsts(401, "invalid_client", code, &text, now);
+        }
+    } else {
+        let Some(secret) = secret else {
+            return aadsts(
+                401,
+                "invalid_client",
+                7000216,
+                "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
+                now,
+            );
+        };
+        if let Err(code) = st.check_secret(app_id, &secret, now) {
+            let (s, e, m) = verdict_text(code, app_id, tenant_seg);
+            return aadsts(s, e, code, &m, now);
+        }
     }
     let (tok, _) = mint(
         &shared.key,

@@ -77,6 +77,9 @@ enum Route {
     Get(AppRef),
     AddPassword(AppRef),
     RemovePassword(AppRef),
+    AddKey(AppRef),
+    RemoveKey(AppRef),
+    Patch(AppRef),
     Owners(AppRef),
     AddOwner(AppRef),
     OwnedObjects(SpRef, bool),
@@ -124,6 +127,13 @@ fn parse(req: &Req) -> Route {
             }
             (&Method::POST, ["removePassword"])
             | (&Method::POST, ["microsoft.graph.removePassword"]) => Route::RemovePassword(a),
+            (&Method::POST, ["addKey"]) | (&Method::POST, ["microsoft.graph.addKey"]) => {
+                Route::AddKey(a)
+            }
+            (&Method::POST, ["removeKey"]) | (&Method::POST, ["microsoft.graph.removeKey"]) => {
+                Route::RemoveKey(a)
+            }
+            (&Method::PATCH, []) => Route::Patch(a),
             (&Method::GET, ["owners"]) => Route::Owners(a),
             (&Method::POST, ["owners", "$ref"]) => Route::AddOwner(a),
             (_, [seg, ..]) => Route::Unknown(seg.to_string()),
@@ -175,6 +185,9 @@ pub fn classify(req: &Req) -> Option<&'static str> {
         Route::Get(_) => "getApplication",
         Route::AddPassword(_) => "addPassword",
         Route::RemovePassword(_) => "removePassword",
+        Route::AddKey(_) => "addKey",
+        Route::RemoveKey(_) => "removeKey",
+        Route::Patch(_) => "updateApplication",
         Route::Owners(_) => "listOwners",
         Route::AddOwner(_) => "addOwner",
         Route::OwnedObjects(..) => "listOwnedObjects",
@@ -360,16 +373,7 @@ fn app_json(a: &App) -> Map<String, Value> {
         "createdDateTime": iso(a.created),
         "signInAudience": a.sign_in_audience,
         "passwordCredentials": a.passwords.iter().map(|p| password_json(p, None)).collect::<Vec<_>>(),
-        "keyCredentials": a.certificates.iter().map(|k| json!({
-            "customKeyIdentifier": null,
-            "displayName": k.display_name,
-            "endDateTime": iso(k.end),
-            "key": null,
-            "keyId": k.key_id,
-            "startDateTime": iso(k.start),
-            "type": "AsymmetricX509Cert",
-            "usage": "Verify",
-        })).collect::<Vec<_>>(),
+        "keyCredentials": a.certificates.iter().map(|k| crate::keycreds::key_json(k, false)).collect::<Vec<_>>(),
         "tags": [],
         "uniqueName": null,
     });
@@ -721,7 +725,11 @@ fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateT
                 return denied();
             }
             let lag = st.uncertainties.graph_read_lag_seconds;
-            let mut v = select(app_json(&visible(&st.apps[i], now, lag)), &sel);
+            let app = visible(&st.apps[i], now, lag);
+            let mut v = select(app_json(&app), &sel);
+            if sel.is_some() {
+                crate::keycreds::fill_keys(&mut v, &app);
+            }
             v["@odata.context"] = json!(context(&sel, true));
             Resp::json(200, &v)
         }
@@ -858,6 +866,9 @@ fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateT
             }
             Resp::empty(204)
         }
+        Route::AddKey(r) => key_route(st, req, KeyOp::Add, &r, c, now),
+        Route::RemoveKey(r) => key_route(st, req, KeyOp::Remove, &r, c, now),
+        Route::Patch(r) => key_route(st, req, KeyOp::Patch, &r, c, now),
         Route::Owners(r) => {
             let Some(i) = find_app(st, &r) else {
                 if !has_any_app_role(c) {
@@ -990,6 +1001,44 @@ fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateT
             &format!("Resource not found for the segment '{seg}'."),
         ),
     }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum KeyOp {
+    Add,
+    Remove,
+    Patch,
+}
+
+/// addKey / removeKey / PATCH keyCredentials (keycreds.rs). An application may roll its own
+/// keys without any permission (application-addkey.md); PATCH needs write permission.
+fn key_route(
+    st: &mut Tenant,
+    req: &Req,
+    op: KeyOp,
+    r: &AppRef,
+    c: &Claims,
+    now: DateTime<Utc>,
+) -> Resp {
+    let Some(i) = find_app(st, r) else {
+        if !has_any_app_role(c) {
+            return denied();
+        }
+        return not_found(app_ref_text(r));
+    };
+    let own = op != KeyOp::Patch && c.appid == st.apps[i].app_id;
+    if !own && !allowed(c, &st.apps[i], Need::Write) {
+        return denied();
+    }
+    if let Err(secs) = count_write(st, c.appid, now) {
+        return throttled_body().header("retry-after", secs.to_string());
+    }
+    let out = match op {
+        KeyOp::Add => crate::keycreds::add_key(st, i, req, c, now),
+        KeyOp::Remove => crate::keycreds::remove_key(st, i, req, now),
+        KeyOp::Patch => crate::keycreds::patch(st, i, req, c, now),
+    };
+    out.unwrap_or_else(|e| e)
 }
 
 fn directory_object(st: &Tenant, oid: Uuid) -> Value {

@@ -25,6 +25,7 @@ pub mod entra;
 pub mod faults;
 pub mod graph;
 pub mod jwt;
+pub mod keycreds;
 pub mod keyvault;
 pub mod managed_apis;
 pub mod model;

@@ -36,7 +36,7 @@ impl crate::scenario::KeyCredentialSpec {
             display_name: self.display_name.clone(),
             start,
             end: self.end_date_time,
-            der: None,
+            der: placeholder_certificate(start, self.end_date_time),
             usage: "Verify".into(),
             key_type: "AsymmetricX509Cert".into(),
             // Scenario keys are long replicated.
@@ -45,16 +45,25 @@ impl crate::scenario::KeyCredentialSpec {
     }
 }
 
-/// A certificate credential (`keyCredential`). Scenario ones are metadata only (`der` None:
-/// they list, but sign nothing in); ones written through `addKey` / `PATCH` carry the DER
-/// certificate, which proofs and client assertions are verified against.
+/// A self-signed EC certificate for a scenario key credential's validity (its key is
+/// dropped); empty when the dates cannot be encoded (then it verifies nothing).
+fn placeholder_certificate(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<u8> {
+    use crate::crypto::{KeyKind, PrivateKey, self_signed};
+    PrivateKey::generate(KeyKind::EcP256)
+        .and_then(|k| self_signed(&k, "CN=scenario key credential", &[], start, end))
+        .unwrap_or_default()
+}
+
+/// A certificate credential (`keyCredential`) with its DER certificate, which proofs and
+/// client assertions are verified against. A scenario's credentials get a generated
+/// certificate whose private key nobody holds (they list and read back, but sign nothing in).
 #[derive(Debug, Clone)]
 pub struct Certificate {
     pub key_id: Uuid,
     pub display_name: Option<String>,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    pub der: Option<Vec<u8>>,
+    pub der: Vec<u8>,
     /// `Verify` or `Sign`.
     pub usage: String,
     /// `AsymmetricX509Cert` or `X509CertAndPassword`.

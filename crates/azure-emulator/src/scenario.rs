@@ -161,6 +161,9 @@ pub struct AppManagementPolicySpec {
     pub block_password_addition: bool,
     /// `passwordLifetime` enabled with this maximum.
     pub max_password_lifetime_days: Option<u32>,
+    /// `keyCredentials` restriction `asymmetricKeyLifetime` enabled with this maximum
+    /// (Graph resource keyCredentialConfiguration, `maxLifetime`).
+    pub max_certificate_lifetime_days: Option<u32>,
     /// `excludeActors`: callers (managed identity names or application display names) the
     /// restrictions do not apply to.
     #[serde(default)]

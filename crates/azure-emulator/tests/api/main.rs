@@ -9,6 +9,7 @@ mod certificates;
 mod control;
 mod entra_graph;
 mod fidelity;
+mod keycredentials;
 mod keyvault;
 mod perf;
 mod robustness;
