@@ -5,18 +5,25 @@
 //! - [`graph`]: application passwords (read, add, remove, list) with a shared write limiter.
 //! - [`entra`]: the token probe that verifies a client secret and reports the AADSTS code.
 //! - [`keyvault`]: secret versions through the official `azure_security_keyvault_secrets` crate.
+//! - [`certificates`]: Key Vault certificates (new version, operation, get, policy) and `sign`
+//!   with a certificate's key; [`keycredentials`]: Graph `keyCredentials` (addKey, removeKey,
+//!   the merge-preserving PATCH); [`assertion`]: JWTs signed in Key Vault (client assertion,
+//!   addKey proof) and the client-assertion token probe.
 //! - [`web`], [`connections`], [`automation`]: the ARM consumers (app settings and Key Vault
 //!   references, API connections, Automation variables).
 //! - [`storage`]: the rotator's own blob container (leases, audit records, run outcomes).
 //! - [`common`]: options, retry policy and the request loop they all share; `arm` the ARM bits.
 //! - [`permissions`]: every permission the code above needs.
 
+pub mod assertion;
 pub mod automation;
+pub mod certificates;
 pub mod common;
 pub mod connections;
 pub mod credential;
 pub mod entra;
 pub mod graph;
+pub mod keycredentials;
 pub mod keyvault;
 pub mod permissions;
 pub mod storage;

@@ -46,6 +46,24 @@ pub const PROOF_MAX_SECONDS: i64 = 600;
 /// Clock skew tolerated on `nbf` (a decision: the usual five minutes of Entra's validators).
 const SKEW_SECONDS: i64 = 300;
 
+/// The time a JWT's `nbf` / `exp` are checked against: the wall clock, as for the access
+/// tokens entra.rs mints. Clients (MSAL, the rotator) stamp their JWTs with the machine's
+/// clock; the emulated clock (advanced by tests) governs the tenant's data — key validity and
+/// replication — not the clients' clocks.
+/// A JWT NumericDate: seconds, possibly fractional (RFC 7519 section 2; MSAL Python sends
+/// `time.time() + 600`, a float).
+fn numeric_date(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite())
+            .map(|f| f.floor() as i64)
+    })
+}
+
+fn wall_clock() -> i64 {
+    Utc::now().timestamp()
+}
+
 /// A key credential as Graph answers it; `key` only when asked for (`$select`).
 pub fn key_json(k: &Certificate, with_key: bool) -> Value {
     json!({
@@ -89,11 +107,11 @@ fn bad(msg: &str) -> Resp {
 pub fn check_proof(app: &App, proof: &str, now: DateTime<Utc>) -> Result<(), Resp> {
     let jws = crypto::parse_jws(proof).ok_or_else(proof_refused)?;
     let claim = |k: &str| jws.claims.get(k);
-    let int = |k: &str| claim(k).and_then(Value::as_i64);
+    let int = |k: &str| claim(k).and_then(numeric_date);
     let (Some(nbf), Some(exp)) = (int("nbf"), int("exp")) else {
         return Err(proof_refused());
     };
-    let t = now.timestamp();
+    let t = wall_clock();
     let aud_ok = claim("aud").and_then(Value::as_str) == Some(PROOF_AUD);
     let iss_ok = claim("iss")
         .and_then(Value::as_str)
@@ -276,7 +294,11 @@ pub fn patch(
     let obj = b
         .as_object()
         .ok_or_else(|| bad("The request body must be a JSON object."))?;
-    if let Some(k) = obj.keys().find(|k| k.as_str() != "keyCredentials") {
+    // OData annotations (`@odata.type`, which msgraph-sdk sends) are not properties.
+    if let Some(k) = obj
+        .keys()
+        .find(|k| k.as_str() != "keyCredentials" && !k.starts_with('@'))
+    {
         return Err(bad(&format!(
             "Updating '{k}' is not emulated: PATCH takes keyCredentials only."
         )));
@@ -349,8 +371,8 @@ pub fn check_assertion(
             "Client assertion audience claim does not match Realm issuer.".into(),
         ));
     }
-    let t = now.timestamp();
-    let int = |k: &str| jws.claims.get(k).and_then(Value::as_i64);
+    let t = wall_clock();
+    let int = |k: &str| jws.claims.get(k).and_then(numeric_date);
     let in_time =
         int("exp").is_some_and(|e| t < e) && int("nbf").is_none_or(|n| n <= t + SKEW_SECONDS);
     if !in_time {
@@ -378,7 +400,7 @@ fn key_for(st: &Tenant, app: &App, jws: &Jws, now: DateTime<Utc>) -> Result<(), 
         .certificates
         .iter()
         .filter(replicated)
-        .find(|k| matches(&k.der) == thumb)
+        .find(|k| same_thumbprint(&matches(&k.der), thumb))
     else {
         return Err((
             700027,
@@ -415,6 +437,22 @@ fn key_for(st: &Tenant, app: &App, jws: &Jws, now: DateTime<Utc>) -> Result<(), 
     } else {
         Err((700027, "Client assertion failed signature validation. [Reason - The provided signature value did not match the expected signature value.]".into()))
     }
+}
+
+/// Thumbprints compare as bytes: MSAL Python sends `x5t` padded (`urlsafe_b64encode` keeps
+/// the `=`), other clients unpadded; standard-alphabet characters are read as base64url's.
+fn same_thumbprint(ours: &str, theirs: &str) -> bool {
+    let norm = |t: &str| -> String {
+        t.trim_end_matches('=')
+            .chars()
+            .map(|c| match c {
+                '+' => '-',
+                '/' => '_',
+                c => c,
+            })
+            .collect()
+    };
+    norm(ours) == norm(theirs)
 }
 
 /// A thumbprint from the caller, shortened and reduced to base64url characters before it is
