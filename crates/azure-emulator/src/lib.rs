@@ -520,6 +520,30 @@ impl Control {
         })
     }
 
+    /// The application's key credentials as the tenant holds them: (keyId, `x5t#S256` of the
+    /// certificate). The oracle for "no other key on the application is lost".
+    pub fn key_credentials(&self, app_id: Uuid) -> Vec<(Uuid, String)> {
+        lock(&self.shared.state)
+            .app_by_app_id(app_id)
+            .map(|a| {
+                a.certificates
+                    .iter()
+                    .map(|k| (k.key_id, crate::crypto::x5t_s256(&k.der)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The token endpoint's verdict on a client assertion for `app_id`, now: Ok or the AADSTS
+    /// code (the tenant segment is the tenant id).
+    pub fn check_client_assertion(&self, app_id: Uuid, assertion: &str) -> Result<(), u64> {
+        let now = self.now();
+        let st = lock(&self.shared.state);
+        let app = st.app_by_app_id(app_id).ok_or(700016u64)?;
+        let tenant = st.tenant_id.to_string();
+        crate::keycreds::check_assertion(&st, app, assertion, &tenant, now).map_err(|(c, _)| c)
+    }
+
     /// The token endpoint's verdict on a client secret, now: Ok or the AADSTS code.
     pub fn check_client_secret(&self, app_id: Uuid, secret: &str) -> Result<(), u64> {
         let now = self.now();
