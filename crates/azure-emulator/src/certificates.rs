@@ -230,19 +230,9 @@ fn authorize(
     }
 }
 
-fn route_answer(
-    st: &mut Tenant,
-    req: &Req,
-    vname: &str,
-    route: Route,
-    c: &Claims,
-    now: DateTime<Utc>,
-) -> Result<Resp, Resp> {
-    let v = st
-        .vaults
-        .get(vname)
-        .ok_or_else(|| error(404, "VaultNotFound", "vault vanished"))?;
-    let (coll, name, action) = match &route {
+/// The name check and the RBAC data action of a route.
+fn authorize_route(st: &Tenant, v: &Vault, route: &Route, c: &Claims) -> Result<(), Resp> {
+    let (coll, name, action) = match route {
         Route::Create(n) => ("certificates", Some(n), "certificates/create/action"),
         Route::List => ("certificates", None, "certificates/read"),
         Route::Pending(n) | Route::Get(n, _) | Route::Versions(n) | Route::Policy(n) => {
@@ -260,6 +250,22 @@ fn route_answer(
     }
     let action = format!("Microsoft.KeyVault/vaults/{action}");
     authorize(st, v, c, &action, name.map(|n| (coll, n.as_str())))?;
+    Ok(())
+}
+
+fn route_answer(
+    st: &mut Tenant,
+    req: &Req,
+    vname: &str,
+    route: Route,
+    c: &Claims,
+    now: DateTime<Utc>,
+) -> Result<Resp, Resp> {
+    let v = st
+        .vaults
+        .get(vname)
+        .ok_or_else(|| error(404, "VaultNotFound", "vault vanished"))?;
+    authorize_route(st, v, &route, c)?;
     let entry = |n: &str| {
         v.certificates
             .get(&n.to_ascii_lowercase())
@@ -489,6 +495,52 @@ fn operation_json(v: &Vault, e: &CertEntry, _now: DateTime<Utc>) -> Option<Value
     }))
 }
 
+/// The operation answer for a create that has just started.
+fn pending_operation_json(
+    vault: &Vault,
+    name: &str,
+    policy: &Policy,
+    pending: &Pending,
+    now: DateTime<Utc>,
+) -> Option<Value> {
+    let tmp = CertEntry {
+        name: name.to_string(),
+        policy: policy.clone(),
+        versions: vec![],
+        pending: Some(pending.clone()),
+        completed: None,
+    };
+    operation_json(vault, &tmp, now)
+}
+
+/// One operation at a time per certificate, and no certificate over a plain secret's name.
+fn refuse_conflicts(
+    vault: &Vault,
+    existing: Option<&CertEntry>,
+    lname: &str,
+    n: &str,
+) -> Result<(), Resp> {
+    if existing.is_some_and(|e| e.pending.is_some()) {
+        // A decision: one operation at a time per certificate (the spec models a single
+        // `/pending` per name).
+        return Err(error(
+            409,
+            "Conflict",
+            &format!(
+                "Certificate {n} has a pending operation; wait for it or delete it before creating another version."
+            ),
+        ));
+    }
+    if vault.secrets.contains_key(lname) && existing.is_none() {
+        return Err(error(
+            409,
+            "Conflict",
+            &format!("A secret named {n} already exists and is not managed by a certificate."),
+        ));
+    }
+    Ok(())
+}
+
 fn create(
     st: &mut Tenant,
     req: &Req,
@@ -503,24 +555,7 @@ fn create(
         .get_mut(vname)
         .ok_or_else(|| error(404, "VaultNotFound", "vault vanished"))?;
     let existing = vault.certificates.get(&lname);
-    if existing.is_some_and(|e| e.pending.is_some()) {
-        // A decision: one operation at a time per certificate (the spec models a single
-        // `/pending` per name).
-        return Err(error(
-            409,
-            "Conflict",
-            &format!(
-                "Certificate {n} has a pending operation; wait for it or delete it before creating another version."
-            ),
-        ));
-    }
-    if vault.secrets.contains_key(&lname) && existing.is_none() {
-        return Err(error(
-            409,
-            "Conflict",
-            &format!("A secret named {n} already exists and is not managed by a certificate."),
-        ));
-    }
+    refuse_conflicts(vault, existing, &lname, n)?;
     let t = now.timestamp();
     let policy = match (b.get("policy"), existing) {
         (Some(p), _) if !p.is_null() => parse_policy(p, existing.map(|e| &e.policy), t)?,
@@ -537,18 +572,8 @@ fn create(
         .and_then(|k| k.versions.last())
         .map(|k| k.key.clone());
     let pending = make_version(&policy, previous_key, now)?;
-    let op_body = {
-        let tmp = CertEntry {
-            name: existing
-                .map(|e| e.name.clone())
-                .unwrap_or_else(|| n.to_string()),
-            policy: policy.clone(),
-            versions: vec![],
-            pending: Some(pending.clone()),
-            completed: None,
-        };
-        operation_json(vault, &tmp, now)
-    };
+    let name = existing.map_or_else(|| n.to_string(), |e| e.name.clone());
+    let op_body = pending_operation_json(vault, &name, &policy, &pending, now);
     let vault_base = base(vault);
     let entry = vault
         .certificates
@@ -651,6 +676,68 @@ fn get_obj<'a>(v: &'a Value, k: &str) -> Result<Option<&'a Map<String, Value>>, 
     }
 }
 
+/// A policy member that is present and not null.
+fn member<'a>(m: Option<&'a Map<String, Value>>, k: &str) -> Option<&'a Value> {
+    m.and_then(|m| m.get(k)).filter(|v| !v.is_null())
+}
+
+/// `key_props.kty` / `key_size` / `crv` (unset: the previous policy's, else RSA 2048).
+fn parse_key_kind(kp: Option<&Map<String, Value>>, prev: Option<&Policy>) -> Result<KeyKind, Resp> {
+    let kty = member(kp, "kty")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let kind = match (kty.as_deref(), prev) {
+        (None, Some(pr)) if member(kp, "key_size").is_none() && member(kp, "crv").is_none() => {
+            pr.kind
+        }
+        (None | Some("RSA"), _) => match member(kp, "key_size").map(|v| v.as_u64()) {
+            None => KeyKind::Rsa(2048),
+            Some(Some(n @ (2048 | 3072 | 4096))) => KeyKind::Rsa(n as u32),
+            Some(_) => return Err(bad("key_size must be 2048, 3072 or 4096 for RSA keys.")),
+        },
+        (Some("EC"), _) => match member(kp, "crv").and_then(Value::as_str) {
+            None | Some("P-256") => KeyKind::EcP256,
+            Some(c) => return Err(bad(&format!("Curve '{c}' is not emulated: only P-256 is."))),
+        },
+        (Some(k @ ("RSA-HSM" | "EC-HSM")), _) => {
+            return Err(bad(&format!(
+                "Key type {k} needs a Premium vault (HSM-protected keys); the emulated vault is Standard."
+            )));
+        }
+        (Some(k), _) => return Err(bad(&format!("Invalid key type '{k}'."))),
+    };
+    Ok(kind)
+}
+
+/// `x509_props`: subject, DNS names, validity in months.
+fn parse_x509(
+    xp: Option<&Map<String, Value>>,
+    prev: Option<&Policy>,
+) -> Result<(String, Vec<String>, u32), Resp> {
+    let subject = match member(xp, "subject").map(|v| v.as_str()) {
+        Some(Some(sub)) if !sub.trim().is_empty() => sub.to_string(),
+        Some(_) => return Err(bad("x509_props.subject must be a non-empty string.")),
+        None => prev
+            .map(|p| p.subject.clone())
+            .ok_or_else(|| bad("x509_props.subject is required."))?,
+    };
+    let dns_names = match member(xp, "sans").and_then(|v| v.get("dns_names")) {
+        None => prev.map(|p| p.dns_names.clone()).unwrap_or_default(),
+        Some(v) => serde_json::from_value::<Vec<String>>(v.clone())
+            .map_err(|_| bad("sans.dns_names must be strings."))?,
+    };
+    let validity_months = match member(xp, "validity_months").map(|v| v.as_u64()) {
+        None => prev.map(|p| p.validity_months).unwrap_or(12),
+        Some(Some(m @ 1..=1200)) => m as u32,
+        Some(_) => {
+            return Err(bad(
+                "validity_months must be a whole number of months from 1 to 1200.",
+            ));
+        }
+    };
+    Ok((subject, dns_names, validity_months))
+}
+
 /// Parses a `CertificatePolicy`; unset members keep the previous policy's (or the defaults:
 /// RSA 2048, exportable, PKCS#12, 12 months, as the SDKs' default policy).
 fn parse_policy(p: &Value, prev: Option<&Policy>, t: i64) -> Result<Policy, Resp> {
@@ -666,30 +753,9 @@ fn parse_policy(p: &Value, prev: Option<&Policy>, t: i64) -> Result<Policy, Resp
             "Issuer '{issuer}' is not emulated: only issuer 'Self' is (integrated CAs and 'Unknown' need an issuer account or a merge)."
         )));
     }
-    fn s<'a>(m: Option<&'a Map<String, Value>>, k: &str) -> Option<&'a Value> {
-        m.and_then(|m| m.get(k)).filter(|v| !v.is_null())
-    }
-    let kty = s(kp, "kty").and_then(Value::as_str).map(str::to_string);
-    let kind = match (kty.as_deref(), prev) {
-        (None, Some(pr)) if s(kp, "key_size").is_none() && s(kp, "crv").is_none() => pr.kind,
-        (None | Some("RSA"), _) => match s(kp, "key_size").map(|v| v.as_u64()) {
-            None => KeyKind::Rsa(2048),
-            Some(Some(n @ (2048 | 3072 | 4096))) => KeyKind::Rsa(n as u32),
-            Some(_) => return Err(bad("key_size must be 2048, 3072 or 4096 for RSA keys.")),
-        },
-        (Some("EC"), _) => match s(kp, "crv").and_then(Value::as_str) {
-            None | Some("P-256") => KeyKind::EcP256,
-            Some(c) => return Err(bad(&format!("Curve '{c}' is not emulated: only P-256 is."))),
-        },
-        (Some(k @ ("RSA-HSM" | "EC-HSM")), _) => {
-            return Err(bad(&format!(
-                "Key type {k} needs a Premium vault (HSM-protected keys); the emulated vault is Standard."
-            )));
-        }
-        (Some(k), _) => return Err(bad(&format!("Invalid key type '{k}'."))),
-    };
+    let kind = parse_key_kind(kp, prev)?;
     let boolean = |k: &str, d: bool| -> Result<bool, Resp> {
-        match s(kp, k) {
+        match member(kp, k) {
             None => Ok(d),
             Some(v) => v
                 .as_bool()
@@ -698,7 +764,7 @@ fn parse_policy(p: &Value, prev: Option<&Policy>, t: i64) -> Result<Policy, Resp
     };
     let exportable = boolean("exportable", prev.map(|p| p.exportable).unwrap_or(true))?;
     let reuse_key = boolean("reuse_key", prev.map(|p| p.reuse_key).unwrap_or(false))?;
-    let pem = match s(sp, "contentType").map(|v| v.as_str()) {
+    let pem = match member(sp, "contentType").map(|v| v.as_str()) {
         None => prev.map(|p| p.pem).unwrap_or(false),
         Some(Some(PKCS12)) => false,
         Some(Some(PEM)) => true,
@@ -709,27 +775,7 @@ fn parse_policy(p: &Value, prev: Option<&Policy>, t: i64) -> Result<Policy, Resp
             )));
         }
     };
-    let subject = match s(xp, "subject").map(|v| v.as_str()) {
-        Some(Some(sub)) if !sub.trim().is_empty() => sub.to_string(),
-        Some(_) => return Err(bad("x509_props.subject must be a non-empty string.")),
-        None => prev
-            .map(|p| p.subject.clone())
-            .ok_or_else(|| bad("x509_props.subject is required."))?,
-    };
-    let dns_names = match s(xp, "sans").and_then(|v| v.get("dns_names")) {
-        None => prev.map(|p| p.dns_names.clone()).unwrap_or_default(),
-        Some(v) => serde_json::from_value::<Vec<String>>(v.clone())
-            .map_err(|_| bad("sans.dns_names must be strings."))?,
-    };
-    let validity_months = match s(xp, "validity_months").map(|v| v.as_u64()) {
-        None => prev.map(|p| p.validity_months).unwrap_or(12),
-        Some(Some(m @ 1..=1200)) => m as u32,
-        Some(_) => {
-            return Err(bad(
-                "validity_months must be a whole number of months from 1 to 1200.",
-            ));
-        }
-    };
+    let (subject, dns_names, validity_months) = parse_x509(xp, prev)?;
     let lifetime_actions = match p.get("lifetime_actions") {
         None | Some(Value::Null) => prev
             .map(|p| p.lifetime_actions.clone())

@@ -296,7 +296,7 @@ pub fn secret_value(
     match key {
         Some(k) => {
             let id = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, cer);
-            let chain = PrivateKeyChain::new(k.pkcs8.clone(), id.as_ref().to_vec(), [c]);
+            let chain = PrivateKeyChain::new(k.pkcs8.clone(), id.as_ref(), [c]);
             ks.add_entry("certificate", KeyStoreEntry::PrivateKeyChain(chain));
         }
         None => ks.add_entry("certificate", KeyStoreEntry::Certificate(c)),

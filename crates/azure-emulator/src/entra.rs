@@ -376,36 +376,16 @@ fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Re
         let (s, e, m) = verdict_text(700016, app_id, tenant_seg);
         return aadsts(s, e, 700016, &m, now);
     };
-    if let Some(assertion) = get("client_assertion") {
-        // Certificate credentials (keycreds.rs has the checks and their sources).
-        if get("client_assertion_type").as_deref() != Some(ASSERTION_TYPE) {
-            return aadsts(
-                400,
-                "invalid_request",
-                50027,
-                &format!("client_assertion_type must be '{ASSERTION_TYPE}'."),
-                now,
-            );
-        }
-        if let Err((code, text)) =
-            crate::keycreds::check_assertion(&st, app, &assertion, tenant_seg, now)
-        {
-            return aadsts(401, "invalid_client", code, &text, now);
-        }
-    } else {
-        let Some(secret) = secret else {
-            return aadsts(
-                401,
-                "invalid_client",
-                7000216,
-                "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
-                now,
-            );
-        };
-        if let Err(code) = st.check_secret(app_id, &secret, now) {
-            let (s, e, m) = verdict_text(code, app_id, tenant_seg);
-            return aadsts(s, e, code, &m, now);
-        }
+    if let Err(r) = client_verdict(
+        &st,
+        app,
+        get("client_assertion"),
+        get("client_assertion_type"),
+        secret,
+        tenant_seg,
+        now,
+    ) {
+        return r;
     }
     let (tok, _) = mint(
         &shared.key,
@@ -426,6 +406,51 @@ fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Re
             "access_token": tok,
         }),
     )
+}
+
+/// Entra's verdict on the client's credential: a client assertion (certificate credentials,
+/// keycreds.rs) or a client secret.
+fn client_verdict(
+    st: &crate::model::Tenant,
+    app: &crate::model::App,
+    assertion: Option<String>,
+    assertion_type: Option<String>,
+    secret: Option<String>,
+    tenant_seg: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Resp> {
+    if let Some(assertion) = assertion {
+        // Certificate credentials (keycreds.rs has the checks and their sources).
+        if assertion_type.as_deref() != Some(ASSERTION_TYPE) {
+            return Err(aadsts(
+                400,
+                "invalid_request",
+                50027,
+                &format!("client_assertion_type must be '{ASSERTION_TYPE}'."),
+                now,
+            ));
+        }
+        if let Err((code, text)) =
+            crate::keycreds::check_assertion(st, app, &assertion, tenant_seg, now)
+        {
+            return Err(aadsts(401, "invalid_client", code, &text, now));
+        }
+    } else {
+        let Some(secret) = secret else {
+            return Err(aadsts(
+                401,
+                "invalid_client",
+                7000216,
+                "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
+                now,
+            ));
+        };
+        if let Err(code) = st.check_secret(app.app_id, &secret, now) {
+            let (s, e, m) = verdict_text(code, app.app_id, tenant_seg);
+            return Err(aadsts(s, e, code, &m, now));
+        }
+    }
+    Ok(())
 }
 
 fn msi_error(status: u16, error: &str, msg: &str) -> Resp {
