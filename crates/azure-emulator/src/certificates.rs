@@ -166,7 +166,75 @@ pub fn handle(
 }
 
 /// Moves every due pending version into the certificate, key and secret collections.
+/// Completes due operations and starts the renewals the policies' `AutoRenew` lifetime
+/// actions call for, until nothing more is due (a clock jump of years renews repeatedly).
 pub fn settle(v: &mut Vault, now: DateTime<Utc>) {
+    for _ in 0..64 {
+        complete_due(v, now);
+        if !start_auto_renewals(v, now) {
+            break;
+        }
+    }
+}
+
+/// When a version's `AutoRenew` action fires: `lifetime_percentage` of its validity or
+/// `days_before_expiry` (spec `Trigger`; About Azure Key Vault certificates, "Certificate
+/// policy": lifetime actions run "at the trigger"; the exact moment is a decision).
+fn auto_renew_at(p: &Policy, cv: &CertVersion) -> Option<i64> {
+    let actions = p.lifetime_actions.as_array()?;
+    actions
+        .iter()
+        .filter(|a| a.pointer("/action/action_type").and_then(Value::as_str) == Some("AutoRenew"))
+        .filter_map(|a| {
+            let t = a.get("trigger")?;
+            if let Some(pct) = t.get("lifetime_percentage").and_then(Value::as_i64) {
+                Some(cv.nbf + (cv.exp - cv.nbf) * pct.clamp(1, 99) / 100)
+            } else {
+                t.get("days_before_expiry")
+                    .and_then(Value::as_i64)
+                    .map(|d| cv.exp - d * 86400)
+            }
+        })
+        .min()
+}
+
+/// Starts a renewal (a pending operation dated at its trigger) for every certificate whose
+/// latest version has reached its `AutoRenew` trigger. `true` when one started.
+fn start_auto_renewals(v: &mut Vault, now: DateTime<Utc>) -> bool {
+    let mut started = false;
+    for (lname, e) in v.certificates.iter_mut() {
+        let Some(at) = e
+            .versions
+            .last()
+            .and_then(|cv| auto_renew_at(&e.policy, cv))
+        else {
+            continue;
+        };
+        let Some(at) = DateTime::from_timestamp(at, 0).filter(|t| *t <= now) else {
+            continue;
+        };
+        if e.pending.is_some() {
+            continue;
+        }
+        let reuse = e
+            .policy
+            .reuse_key
+            .then(|| {
+                v.keys
+                    .get(lname)
+                    .and_then(|k| k.versions.last())
+                    .map(|k| k.key.clone())
+            })
+            .flatten();
+        if let Ok(p) = make_version(&e.policy, reuse, at) {
+            e.pending = Some(p);
+            started = true;
+        }
+    }
+    started
+}
+
+fn complete_due(v: &mut Vault, now: DateTime<Utc>) {
     for e in v.certificates.values_mut() {
         if e.pending.as_ref().is_none_or(|p| p.due > now) {
             continue;

@@ -330,3 +330,46 @@ async fn bad_policies_and_callers_without_the_role_are_refused() {
     let (s, _) = sign(&h, &site, cert["kid"].as_str().unwrap(), "RS256", &[0; 32]).await;
     assert_eq!(s, 403);
 }
+
+#[tokio::test]
+async fn auto_renew_makes_a_new_version_at_eighty_percent_of_the_lifetime() {
+    let h = start_with(cert_scenario()).await;
+    let tok = h.mi_token("rotator", "https://vault.azure.net").await;
+    let mut body = policy("RSA", Some(2048), true, "application/x-pkcs12");
+    body["policy"]["x509_props"]["validity_months"] = json!(10);
+    let first = create_completed(&h, &tok, "renewing", &body).await;
+    assert_eq!(
+        first["policy"]["lifetime_actions"][0]["action"]["action_type"],
+        "AutoRenew"
+    );
+    let versions = |v: &Value| v["value"].as_array().unwrap().len();
+    let list = format!("{KV}/certificates/renewing/versions?{API}");
+    // Before 80 % of ~304 days: still one version.
+    advance(&h, 240 * 86400).await;
+    let (_, v) = call(h.c.get(&list).bearer_auth(&tok)).await;
+    assert_eq!(versions(&v), 1);
+    advance(&h, 6 * 86400).await;
+    let (_, v) = call(h.c.get(&list).bearer_auth(&tok)).await;
+    assert_eq!(versions(&v), 2, "{v}");
+    let (_, latest) = call(
+        h.c.get(format!("{KV}/certificates/renewing?{API}"))
+            .bearer_auth(&tok),
+    )
+    .await;
+    assert_ne!(latest["x5t"], first["x5t"]);
+    let cer = b64d(latest["cer"].as_str().unwrap());
+    let info = crypto::parse_cert(&cer).unwrap();
+    let first_info = crypto::parse_cert(&b64d(first["cer"].as_str().unwrap())).unwrap();
+    assert!(
+        info.exp > first_info.exp,
+        "the renewal lives past the first version"
+    );
+    // Its secret and key came with it.
+    let version = latest["id"].as_str().unwrap().rsplit('/').next().unwrap();
+    let (s, _) = call(
+        h.c.get(format!("{KV}/secrets/renewing/{version}?{API}"))
+            .bearer_auth(&tok),
+    )
+    .await;
+    assert_eq!(s, 200);
+}
