@@ -13,6 +13,9 @@
 //! GetCertificateOperation-example.json for the operation body and status text) and keys.json
 //! (`GetKey`, `Sign`: `KeySignParameters {alg, value}` → `KeyOperationResult {kid, value}`).
 //!
+//! [`settle`] runs before every Key Vault request: it completes due operations and starts the
+//! renewals `AutoRenew` lifetime actions call for.
+//!
 //! The pending operation completes on the emulated clock [`SELF_ISSUE_SECONDS`] after the
 //! create (a decision: Microsoft documents only that issuance "may take some time"); the key
 //! and certificate are made at create time and become visible when it completes. The private
