@@ -132,6 +132,30 @@ const FORBIDDEN_ROLES: &[(&str, &str)] = &[
 /// The custom roles the templates define (by Bicep symbol), with exactly these actions.
 const CUSTOM_ROLES: &[(&str, &[&str], &[&str])] = &[
     (
+        "keyVaultSecretRotator",
+        &[],
+        &[
+            "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+            "Microsoft.KeyVault/vaults/secrets/setSecret/action",
+            "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+            "Microsoft.KeyVault/vaults/secrets/update/action",
+        ],
+    ),
+    (
+        "siteSettingsUpdater",
+        &[
+            "Microsoft.Web/sites/config/list/action",
+            "Microsoft.Web/sites/config/write",
+            "Microsoft.Web/sites/config/read",
+            "Microsoft.Web/sites/restart/action",
+            "Microsoft.Web/sites/slots/config/list/action",
+            "Microsoft.Web/sites/slots/config/write",
+            "Microsoft.Web/sites/slots/config/read",
+            "Microsoft.Web/sites/slots/restart/action",
+        ],
+        &[],
+    ),
+    (
         "connectionUpdater",
         &[
             "Microsoft.Web/connections/read",
@@ -182,12 +206,21 @@ const FORBIDDEN_GRAPH_ROLES: &[&str] = &[
 
 const MICROSOFT_GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 
-/// Grants the code does not use but the platform does, each with its reason.
-const PLATFORM_GRANTS: &[(Scope, &str, &str)] = &[(
-    Scope::OwnTelemetry,
-    "3913510d-42f4-4e42-8a64-420c390055eb",
-    "the Functions host sends telemetry with Entra ID (local auth is disabled on the component)",
-)];
+/// Built-in roles the platform needs, where a custom role with only the code's calls would not
+/// do, each with its reason. Any other built-in role on a scope the code uses is reported: it
+/// allows more than the code calls (a custom role in customRoles.bicep must be used instead).
+const PLATFORM_GRANTS: &[(Scope, &str, &str)] = &[
+    (
+        Scope::OwnTelemetry,
+        "3913510d-42f4-4e42-8a64-420c390055eb",
+        "the Functions host sends telemetry with Entra ID (local auth is disabled on the component)",
+    ),
+    (
+        Scope::Code(ScopeKind::OwnStorage),
+        "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+        "the Functions host's identity-based AzureWebJobsStorage is documented with Storage Blob Data Owner (it creates and manages its own containers and blobs)",
+    ),
+];
 
 /// App settings from SETTING_SPECS the templates deliberately do not set.
 const NOT_SET_ON_PURPOSE: &[(&str, &str)] = &[
@@ -257,7 +290,10 @@ enum Scope {
 fn scope_of_resource_type(resource_type: &str) -> Option<Scope> {
     let t = resource_type.split('@').next().unwrap_or(resource_type);
     Some(match t.to_ascii_lowercase().as_str() {
-        "microsoft.keyvault/vaults" => Scope::Code(ScopeKind::Vault),
+        // One vault, or one secret in it (Key Vault RBAC accepts both scopes).
+        "microsoft.keyvault/vaults" | "microsoft.keyvault/vaults/secrets" => {
+            Scope::Code(ScopeKind::Vault)
+        }
         "microsoft.web/sites" => Scope::Code(ScopeKind::Site),
         "microsoft.web/connections" => Scope::Code(ScopeKind::Connection),
         "microsoft.automation/automationaccounts" => Scope::Code(ScopeKind::AutomationAccount),
@@ -265,6 +301,18 @@ fn scope_of_resource_type(resource_type: &str) -> Option<Scope> {
         "microsoft.insights/components" => Scope::OwnTelemetry,
         _ => return None,
     })
+}
+
+/// The resource symbol a `scope:` names: `symbol`, or `symbol[index]` for one element of a
+/// resource loop.
+fn scope_symbol(text: &str) -> Option<&str> {
+    let base = match text.split_once('[') {
+        Some((base, rest)) if rest.ends_with(']') => base,
+        Some(_) => return None,
+        None => text,
+    };
+    let ok = !base.is_empty() && base.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    ok.then_some(base)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1268,8 +1316,9 @@ impl Infra {
                     // Scope.
                     let scope = match f.prop(body, "scope") {
                         None => Some(Scope::ResourceGroup),
-                        Some(s) if s.kind() == "identifier" => f
-                            .find_decl(f.text_of(s))
+                        // `symbol` or `symbol[i]` (one element of a resource loop).
+                        Some(s) if scope_symbol(f.text_of(s)).is_some() => f
+                            .find_decl(scope_symbol(f.text_of(s)).unwrap_or_default())
                             .filter(|d| d.kind() == "resource_declaration")
                             .and_then(|d| f.decl_target(d))
                             .and_then(|ty| scope_of_resource_type(&ty)),
@@ -1517,6 +1566,13 @@ fn check_permissions(infra: &Infra) -> Vec<String> {
         if !used && !platform {
             problems.push(format!(
                 "{}: {} on {:?} grants nothing the code uses (REQUIRED_PERMISSIONS) nor the platform needs (PLATFORM_GRANTS)",
+                g.at, g.role_name, g.scope
+            ));
+        }
+        // A built-in role comes with everything it allows: only the platform's own needs justify one.
+        if used && !platform && g.role_id.is_some() {
+            problems.push(format!(
+                "{}: built-in {} on {:?} allows more than the code calls; assign the custom role with exactly REQUIRED_PERMISSIONS",
                 g.at, g.role_name, g.scope
             ));
         }
@@ -1804,11 +1860,11 @@ fn action_wildcards_match_like_azure_rbac() {
 
 #[test]
 fn checker_reports_a_vault_granted_the_wrong_role() {
-    // Website Contributor on the vault instead of Key Vault Secrets Officer.
+    // The site settings role on the vault's secrets instead of the Key Vault role.
     let infra = edited(
-        "modules/access/vault.bicep",
-        "var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'",
-        "var keyVaultSecretsOfficer = 'de139f84-1756-47ae-9be6-808fbbe84772'",
+        "main.bicep",
+        "roleDefinitionId: customRoles.outputs.keyVaultSecretRotatorRoleId",
+        "roleDefinitionId: customRoles.outputs.siteSettingsUpdaterRoleId",
     );
     let problems = check_permissions(&infra);
     assert_reports(
@@ -1816,6 +1872,10 @@ fn checker_reports_a_vault_granted_the_wrong_role() {
         "missing grant: DataAction Microsoft.KeyVault/vaults/secrets/getSecret/action on Vault",
     );
     assert_reports(&problems, "grants nothing the code uses");
+    assert_reports(
+        &problems,
+        "allows `Microsoft.Web/sites/config/write` on Code(Vault), which no code uses",
+    );
 }
 
 #[test]
@@ -1854,8 +1914,27 @@ fn checker_reports_over_grants() {
     let infra = edited("modules/access/site.bicep", "  scope: site\n", "");
     let infra_contrib = edited(
         "modules/access/site.bicep",
-        "var websiteContributor = 'de139f84-1756-47ae-9be6-808fbbe84772'",
-        "var websiteContributor = 'b24988ac-6180-42a0-ab88-20f7382dd24c'",
+        "    roleDefinitionId: roleDefinitionId\n",
+        "    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b24988ac-6180-42a0-ab88-20f7382dd24c')\n",
+    );
+    // The built-in roles the custom ones replace: each allows more than the code calls.
+    let website_contributor = edited(
+        "modules/access/site.bicep",
+        "    roleDefinitionId: roleDefinitionId\n",
+        "    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'de139f84-1756-47ae-9be6-808fbbe84772')\n",
+    );
+    assert_reports(
+        &check_permissions(&website_contributor),
+        "built-in Website Contributor on Code(Site) allows more than the code calls",
+    );
+    let secrets_officer = edited(
+        "modules/access/vault.bicep",
+        "  scope: vault\n  properties: {\n    roleDefinitionId: roleDefinitionId\n",
+        "  scope: vault\n  properties: {\n    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7')\n",
+    );
+    assert_reports(
+        &check_permissions(&secrets_officer),
+        "built-in Key Vault Secrets Officer on Code(Vault) allows more than the code calls",
     );
     assert_reports(
         &check_permissions(&infra),
@@ -1893,8 +1972,8 @@ fn checker_reports_application_readwrite_all() {
 fn checker_reports_a_grant_to_another_principal() {
     let infra = edited(
         "main.bicep",
-        "      vaultName: vault.name\n      principalId: functionApp.outputs.principalId\n",
-        "      vaultName: vault.name\n      principalId: '11111111-1111-1111-1111-111111111111'\n",
+        "      wholeVault: vault.wholeVault\n      principalId: functionApp.outputs.principalId\n",
+        "      wholeVault: vault.wholeVault\n      principalId: '11111111-1111-1111-1111-111111111111'\n",
     );
     assert_reports(
         &check_permissions(&infra),
