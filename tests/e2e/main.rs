@@ -6,6 +6,7 @@ mod support;
 
 mod azure_clients;
 mod bicep_syntax;
+mod bicep_types;
 mod cli_commands;
 mod connection_fidelity;
 mod dev_mode;

@@ -11,4 +11,5 @@ pub mod faultkit;
 pub mod host;
 pub mod invariants;
 pub mod receiver;
+pub mod shared;
 pub mod world;
