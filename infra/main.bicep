@@ -136,9 +136,10 @@ type resourceRef = {
 
 // Storage account names: 3-24 lowercase letters and digits, globally unique. 'st' + at most 9
 // characters of the app name + the 13-character uniqueString, so the hash is never cut off.
-// The Microsoft Graph Bicep extension is served in the public cloud only (Graph Bicep docs,
-// "Microsoft Graph Bicep ... not available in national clouds"): elsewhere the app role is granted
-// by hand with the command in the output manualGraphGrant.
+// Microsoft Graph Bicep deployments are supported for the public cloud only, not Azure
+// Government or Azure China ("Microsoft Graph Bicep feature limitations",
+// learn.microsoft.com/graph/templates/limitations): elsewhere the app role is granted by hand
+// with the command in the output manualGraphGrant.
 var graphExtensionAvailable = environment().name == 'AzureCloud'
 var useGraphExtension = grantGraphAppRole && graphExtensionAvailable
 
