@@ -30,7 +30,7 @@ fn type_data() -> &'static TypeData {
     })
 }
 
-/// Every `.bicep` file under `infra/` as (path relative to infra/, text).
+/// Every `.bicep` and `.bicepparam` file under `infra/` as (path relative to infra/, text).
 fn sources() -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut stack = vec![infra_dir()];
@@ -39,7 +39,10 @@ fn sources() -> Vec<(String, String)> {
             let path = entry.expect("directory entry").path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "bicep") {
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "bicep" || e == "bicepparam")
+            {
                 let rel = path
                     .strip_prefix(infra_dir())
                     .unwrap()
@@ -314,4 +317,41 @@ fn checker_reports_a_reference_to_a_missing_resource_property() {
     let problems = problems_after(rel, from, "account.properties.primaryEndpoint.blob");
     let at = format!("{rel}:{}", line_of(rel, from));
     assert_reported(&problems, &at, "no property `primaryEndpoint`");
+}
+
+#[test]
+fn checker_reports_parameter_file_values_the_template_refuses() {
+    let rel = "main.bicepparam";
+    // A vault entry without the field its type requires, and one the type does not have.
+    let problems = problems_after(rel, "    wholeVault: false\n", "    wholeVaults: false\n");
+    let at = format!("{rel}:{}", line_of(rel, "    wholeVault: false"));
+    assert_reported(
+        &problems,
+        &at,
+        "vaults[0].wholeVaults: no such field in type vaultRef",
+    );
+    assert_reported(
+        &problems,
+        rel,
+        "vaults[0].wholeVault: required field of type vaultRef missing",
+    );
+    // A plan kind main.bicep does not allow.
+    let problems = problems_after(
+        rel,
+        "param planKind = 'flex'",
+        "param planKind = 'consumption'",
+    );
+    let at = format!("{rel}:{}", line_of(rel, "param planKind = 'flex'"));
+    assert_reported(
+        &problems,
+        &at,
+        "planKind: Str(\"consumption\") is not an allowed value",
+    );
+    // A parameter main.bicep does not have.
+    let problems = problems_after(rel, "param policyPath = ", "param policyFile = ");
+    assert_reported(
+        &problems,
+        rel,
+        "param `policyFile` is not a parameter of ./main.bicep",
+    );
 }

@@ -326,8 +326,15 @@ impl<'d> Checker<'d> {
     pub fn new(sources: &[(String, String)], types: &'d TypeData) -> Self {
         let files = sources
             .iter()
-            .filter(|(rel, _)| rel.ends_with(".bicep"))
-            .map(|(rel, text)| (rel.clone(), BicepFile::parse(rel, text)))
+            .filter(|(rel, _)| rel.ends_with(".bicep") || rel.ends_with(".bicepparam"))
+            .map(|(rel, text)| {
+                let text = if rel.ends_with(".bicepparam") {
+                    bicepparam_as_bicep(text)
+                } else {
+                    text.clone()
+                };
+                (rel.clone(), BicepFile::parse(rel, &text))
+            })
             .collect();
         Checker { files, types }
     }
@@ -336,6 +343,10 @@ impl<'d> Checker<'d> {
     pub fn check_all(&self) -> Vec<String> {
         let mut out = Vec::new();
         for f in self.files.values() {
+            if f.rel.ends_with(".bicepparam") {
+                self.check_param_file(f, &mut out);
+                continue;
+            }
             self.check_resources(f, &mut out);
             self.check_modules(f, &mut out);
             self.check_references(f, &mut out);
@@ -732,6 +743,164 @@ impl<'d> Checker<'d> {
             }
         }
     }
+}
+
+impl Checker<'_> {
+    /// A `.bicepparam` file's values against the parameters of the template it uses: allowed
+    /// values, primitive kinds, and the fields of user-defined object types (`type x = {...}`).
+    fn check_param_file(&self, f: &BicepFile, out: &mut Vec<String>) {
+        let Some(using) = f
+            .statements("using_statement")
+            .first()
+            .and_then(|u| f.target(*u))
+        else {
+            out.push(format!("{}:1: no `using` statement", f.rel));
+            return;
+        };
+        let Some(tf) = self.files.get(&join(&f.rel, &using)) else {
+            out.push(format!("{}:1: `using '{using}'`: no such template", f.rel));
+            return;
+        };
+        for v in f.statements("variable_declaration") {
+            let (name, Some(value)) = (f.name_of(v), f.body(v)) else {
+                continue;
+            };
+            let Some(p) = tf
+                .find(&name)
+                .filter(|d| d.kind() == "parameter_declaration")
+            else {
+                out.push(format!(
+                    "{}: param `{name}` is not a parameter of {using}",
+                    f.at(v)
+                ));
+                continue;
+            };
+            let mut c = p.walk();
+            let ty = p
+                .named_children(&mut c)
+                .find(|x| x.kind() == "type")
+                .map(|t| tf.text_of(t).to_string())
+                .unwrap_or_default();
+            if let Some(allowed) = tf.allowed_values(p) {
+                for got in self.values(f, value, 0) {
+                    if let Some(why) = param_mismatch(&got, &allowed) {
+                        out.push(format!("{}: {name}: {why}", f.at(value)));
+                    }
+                }
+                continue;
+            }
+            check_declared(f, value, tf, &ty, &name, out);
+        }
+    }
+}
+
+/// A value against a declared Bicep type: `string`, `int`, `bool`, `object`, `array`,
+/// `T[]`, or the name of a `type` declaration in `tf` whose fields are checked.
+fn check_declared(
+    f: &BicepFile,
+    value: Node,
+    tf: &BicepFile,
+    ty: &str,
+    place: &str,
+    out: &mut Vec<String>,
+) {
+    let ty = ty.trim();
+    let nullable = ty.ends_with('?');
+    let ty = ty.trim_end_matches('?');
+    if value.kind() == "null" && nullable {
+        return;
+    }
+    if let Some(item) = ty.strip_suffix("[]") {
+        if value.kind() != "array" {
+            out.push(format!(
+                "{}: {place}: expected an array ({ty})",
+                f.at(value)
+            ));
+            return;
+        }
+        let mut c = value.walk();
+        for (i, el) in value
+            .named_children(&mut c)
+            .filter(|x| x.kind() != "comment")
+            .enumerate()
+        {
+            check_declared(f, el, tf, item, &format!("{place}[{i}]"), out);
+        }
+        return;
+    }
+    let fields = tf
+        .statements("type_declaration")
+        .into_iter()
+        .find(|d| tf.name_of(*d) == ty)
+        .and_then(|d| tf.body(d))
+        .filter(|b| b.kind() == "object")
+        .map(|b| tf.props(b));
+    if let Some(fields) = fields {
+        if value.kind() != "object" {
+            out.push(format!(
+                "{}: {place}: expected an object ({ty})",
+                f.at(value)
+            ));
+            return;
+        }
+        let given = f.props(value);
+        for (k, key_node, v) in &given {
+            match fields.iter().find(|(fk, _, _)| fk == k) {
+                Some((_, _, ft)) => {
+                    check_declared(f, *v, tf, tf.text_of(*ft), &format!("{place}.{k}"), out)
+                }
+                None => out.push(format!(
+                    "{}: {place}.{k}: no such field in type {ty}",
+                    f.at(*key_node)
+                )),
+            }
+        }
+        for (fk, _, ft) in &fields {
+            if !tf.text_of(*ft).ends_with('?') && !given.iter().any(|(k, _, _)| k == fk) {
+                out.push(format!(
+                    "{}: {place}.{fk}: required field of type {ty} missing",
+                    f.at(value)
+                ));
+            }
+        }
+        return;
+    }
+    let kind_ok = match (ty, value.kind()) {
+        ("string", "string")
+        | ("int", "number")
+        | ("bool", "boolean")
+        | ("object", "object")
+        | ("array", "array") => true,
+        (
+            "string" | "int" | "bool" | "object" | "array",
+            "string" | "number" | "boolean" | "object" | "array",
+        ) => false,
+        _ => true,
+    };
+    if !kind_ok {
+        out.push(format!(
+            "{}: {place}: a {} where the parameter takes {ty}",
+            f.at(value),
+            value.kind()
+        ));
+    }
+}
+
+/// `.bicepparam` lines `param x = v` read as `var   x = v` (same length: positions stay true),
+/// as in tests/e2e/bicep_syntax.rs.
+fn bicepparam_as_bicep(source: &str) -> String {
+    source
+        .split_inclusive('\n')
+        .map(|line| {
+            let indent = line.len() - line.trim_start().len();
+            let rest = &line[indent..];
+            if rest.starts_with("param") && rest[5..].starts_with(char::is_whitespace) {
+                format!("{}var  {}", &line[..indent], &rest[5..])
+            } else {
+                line.to_string()
+            }
+        })
+        .collect()
 }
 
 /// `a.b.c` (or `a[i].b.c`) as ("a", ["b", "c"]).
