@@ -25,7 +25,9 @@
 // Administrator there (docs/deploy.md, "Who can deploy").
 //
 // tests/e2e/infra_contract.rs checks this file against src/settings.rs (SETTING_SPECS) and
-// src/azure/permissions.rs (REQUIRED_PERMISSIONS).
+// src/azure/permissions.rs (REQUIRED_PERMISSIONS); tests/e2e/bicep_types.rs type-checks every
+// template (and main.bicepparam) against the Bicep type data in ../shared/bicep-types and the
+// Flex Consumption rules.
 
 targetScope = 'resourceGroup'
 
@@ -307,7 +309,7 @@ output elasticPremiumPackageUrl string = functionApp.outputs.packageUrl
 @description('Empty when the Graph extension granted Application.ReadWrite.OwnedBy; otherwise the command that grants it (run it before publishing, docs/deploy.md).')
 output manualGraphGrant string = useGraphExtension
   ? ''
-  : 'az rest --method POST --uri ${graphEndpoint}/v1.0/servicePrincipals/${functionApp.outputs.principalId}/appRoleAssignments --headers Content-Type=application/json --body "{\"principalId\":\"${functionApp.outputs.principalId}\",\"resourceId\":\"$(az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv)\",\"appRoleId\":\"18a4783c-866b-4cc7-a460-3d5e5662c884\"}"'
+  : 'az rest --method POST --uri ${graphEndpoint}/v1.0/servicePrincipals/${functionApp.outputs.principalId}/appRoleAssignments --headers Content-Type=application/json --body "{\\"principalId\\":\\"${functionApp.outputs.principalId}\\",\\"resourceId\\":\\"$(az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv)\\",\\"appRoleId\\":\\"18a4783c-866b-4cc7-a460-3d5e5662c884\\"}"'
 
 @description('Application Insights resource to query the rotator logs in.')
 output appInsightsNameForLogs string = monitoring.outputs.appInsightsName

@@ -355,3 +355,12 @@ fn checker_reports_parameter_file_values_the_template_refuses() {
         "param `policyFile` is not a parameter of ./main.bicep",
     );
 }
+
+#[test]
+fn checker_reports_an_escape_bicep_does_not_know() {
+    let rel = "main.bicep";
+    let from = "--body \"{\\\\\"principalId";
+    let problems = problems_after(rel, from, "--body \"{\\\"principalId");
+    let at = format!("{rel}:{}", line_of(rel, from));
+    assert_reported(&problems, &at, "is not a Bicep escape sequence (BCP006)");
+}

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use tree_sitter::{Node, Parser, Tree};
 
 use super::types::{Missing, READ_ONLY, REQUIRED, Ty, TypeData};
+use crate::bicep_syntax::{bicepparam_as_bicep, mask_extensions};
 
 /// Site properties Flex Consumption refuses or ignores: (path under the site body, source).
 /// Source: MicrosoftDocs/azure-docs articles/azure-functions/functions-app-settings.md,
@@ -107,26 +108,9 @@ pub struct BicepFile {
     tree: Tree,
 }
 
-fn mask_extensions(source: &str) -> String {
-    source
-        .split_inclusive('\n')
-        .map(|line| {
-            let body = line.trim_end_matches(['\n', '\r']);
-            let alias = body.trim().strip_prefix("extension ").map(str::trim);
-            if alias.is_some_and(|a| {
-                !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            }) {
-                format!("{}{}", " ".repeat(body.len()), &line[body.len()..])
-            } else {
-                line.to_string()
-            }
-        })
-        .collect()
-}
-
 impl BicepFile {
     pub fn parse(rel: &str, source: &str) -> Self {
-        let text = mask_extensions(source);
+        let text = mask_extensions(source).0;
         let mut parser = Parser::new();
         parser
             .set_language(&tree_sitter_bicep::LANGUAGE.into())
@@ -347,6 +331,7 @@ impl<'d> Checker<'d> {
                 self.check_param_file(f, &mut out);
                 continue;
             }
+            check_escapes(f, &mut out);
             self.check_resources(f, &mut out);
             self.check_modules(f, &mut out);
             self.check_references(f, &mut out);
@@ -432,7 +417,6 @@ impl<'d> Checker<'d> {
             }
             _ => {}
         }
-        let ty = resolve(ty);
         match (n.kind(), ty.kind()) {
             (_, "AnyType") | ("null", _) => {}
             ("object", "ObjectType" | "DiscriminatedObjectType") => {
@@ -719,11 +703,11 @@ impl<'d> Checker<'d> {
                         continue;
                     };
                     for (i, key) in path.iter().enumerate() {
-                        let props = resolve(&ty).properties(None);
+                        let props = ty.properties(None);
                         match props.get(key) {
                             Some((t, _)) => ty = t.clone(),
-                            None if resolve(&ty).field("additionalProperties").is_some()
-                                || resolve(&ty).kind() == "AnyType" =>
+                            None if ty.field("additionalProperties").is_some()
+                                || ty.kind() == "AnyType" =>
                             {
                                 break;
                             }
@@ -732,7 +716,7 @@ impl<'d> Checker<'d> {
                                     "{}: {base}.{}: no property `{key}` on {}",
                                     f.at(n),
                                     path[..=i].join("."),
-                                    resolve(&ty).describe()
+                                    ty.describe()
                                 ));
                                 break;
                             }
@@ -886,21 +870,36 @@ fn check_declared(
     }
 }
 
-/// `.bicepparam` lines `param x = v` read as `var   x = v` (same length: positions stay true),
-/// as in tests/e2e/bicep_syntax.rs.
-fn bicepparam_as_bicep(source: &str) -> String {
-    source
-        .split_inclusive('\n')
-        .map(|line| {
-            let indent = line.len() - line.trim_start().len();
-            let rest = &line[indent..];
-            if rest.starts_with("param") && rest[5..].starts_with(char::is_whitespace) {
-                format!("{}var  {}", &line[..indent], &rest[5..])
-            } else {
-                line.to_string()
-            }
-        })
-        .collect()
+/// Escape sequences Bicep accepts in strings: `\\ \' \n \r \t \$` and `\u{hex}` (Bicep
+/// "Strings" data type reference; anything else is error BCP006, e.g. `\"`).
+fn check_escapes(f: &BicepFile, out: &mut Vec<String>) {
+    let mut stack = vec![f.tree.root_node()];
+    while let Some(n) = stack.pop() {
+        let mut c = n.walk();
+        stack.extend(n.children(&mut c));
+        let text = f.text_of(n);
+        let valid = |e: &str| {
+            matches!(e, "\\\\" | "\\'" | "\\n" | "\\r" | "\\t" | "\\$")
+                || e.strip_prefix("\\u{")
+                    .and_then(|h| h.strip_suffix('}'))
+                    .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+        };
+        if n.kind() == "escape_sequence" && !valid(text) {
+            out.push(format!(
+                "{}: `{text}` is not a Bicep escape sequence (BCP006)",
+                f.at(n)
+            ));
+        }
+        // The grammar may also leave an unknown escape as plain string content.
+        // Multi-line strings ('''...''') have no escapes: a backslash there is itself.
+        let multi_line = n.parent().is_some_and(|p| f.text_of(p).starts_with("'''"));
+        if n.kind() == "string_content" && text.contains('\\') && !multi_line {
+            out.push(format!(
+                "{}: `\\` in a string starts an escape Bicep does not know (BCP006)",
+                f.at(n)
+            ));
+        }
+    }
 }
 
 /// `a.b.c` (or `a[i].b.c`) as ("a", ["b", "c"]).
@@ -1051,11 +1050,6 @@ fn param_mismatch(v: &Value, allowed: &[Value]) -> Option<String> {
             kind(&allowed[0])
         )
     })
-}
-
-/// Through a lone reference.
-fn resolve(ty: &Ty) -> Ty {
-    ty.clone()
 }
 
 /// Why value `v` does not fit type `ty` (scalars and unions).
