@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use checker::{Checker, FLEX_REFUSED};
 use types::TypeData;
 
+use crate::support::bicep::with_edit;
 use crate::support::shared::shared_dir;
 
 fn infra_dir() -> PathBuf {
@@ -59,21 +60,7 @@ fn sources() -> Vec<(String, String)> {
 
 /// The problems in the real templates with one edit applied (which must apply).
 fn problems_after(rel: &str, from: &str, to: &str) -> Vec<String> {
-    let edited: Vec<(String, String)> = sources()
-        .into_iter()
-        .map(|(r, text)| {
-            if r == rel {
-                assert!(
-                    text.contains(from),
-                    "test setup: `{from}` not found in infra/{rel}"
-                );
-                let t = text.replacen(from, to, 1);
-                (r, t)
-            } else {
-                (r, text)
-            }
-        })
-        .collect();
+    let edited = with_edit(sources(), rel, from, to);
     Checker::new(&edited, type_data()).check_all()
 }
 

@@ -25,7 +25,9 @@ use std::path::{Component, Path, PathBuf};
 
 use secret_rotator::azure::permissions::{Plane, REQUIRED_PERMISSIONS, ScopeKind};
 use secret_rotator::settings::{SETTING_SPECS, Source};
-use tree_sitter::{Node, Parser, Tree};
+use tree_sitter::Node;
+
+use crate::support::bicep::{BicepFile, with_edit};
 
 // ---------------------------------------------------------------------------------------------
 // Tables (the "what Azure says" side)
@@ -319,72 +321,16 @@ fn scope_symbol(text: &str) -> Option<&str> {
 // Parsed files
 // ---------------------------------------------------------------------------------------------
 
-struct BicepFile {
-    /// Path relative to `infra/`, with '/' separators.
-    rel: String,
-    text: String,
-    tree: Tree,
-}
-
-/// Blanks `extension <alias>` lines (the statement the grammar lacks), keeping byte positions.
-fn mask_extensions(source: &str) -> String {
-    source
-        .split_inclusive('\n')
-        .map(|line| {
-            let body = line.trim_end_matches(['\n', '\r']);
-            let t = body.trim();
-            let is_ext = t
-                .strip_prefix("extension")
-                .filter(|r| r.starts_with(char::is_whitespace))
-                .map(str::trim)
-                .is_some_and(|a| {
-                    !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                });
-            if is_ext {
-                format!("{}{}", " ".repeat(body.len()), &line[body.len()..])
-            } else {
-                line.to_string()
-            }
-        })
-        .collect()
-}
-
 impl BicepFile {
-    fn parse(rel: &str, source: &str) -> Result<Self, String> {
-        let text = mask_extensions(source);
-        let mut parser = Parser::new();
-        parser
-            .set_language(&tree_sitter_bicep::LANGUAGE.into())
-            .map_err(|e| format!("grammar: {e}"))?;
-        let tree = parser
-            .parse(&text, None)
-            .ok_or_else(|| format!("{rel}: parser returned nothing"))?;
-        if tree.root_node().has_error() {
+    /// Parsed, refusing a file with syntax errors (`bicep_syntax.rs` reports where).
+    fn parse_checked(rel: &str, source: &str) -> Result<Self, String> {
+        let f = BicepFile::parse(rel, source);
+        if f.tree.root_node().has_error() {
             return Err(format!(
                 "{rel}: syntax errors (run `cargo test --test e2e bicep_syntax::` for positions)"
             ));
         }
-        Ok(Self {
-            rel: rel.to_string(),
-            text,
-            tree,
-        })
-    }
-
-    fn text_of(&self, n: Node) -> &str {
-        &self.text[n.byte_range()]
-    }
-
-    fn at(&self, n: Node) -> String {
-        format!("{}:{}", self.rel, n.start_position().row + 1)
-    }
-
-    fn statements(&self, kind: &str) -> Vec<Node<'_>> {
-        let root = self.tree.root_node();
-        let mut cursor = root.walk();
-        root.named_children(&mut cursor)
-            .filter(|n| n.kind() == kind)
-            .collect()
+        Ok(f)
     }
 
     /// The declared name (first identifier) of a declaration.
@@ -435,11 +381,6 @@ impl BicepFile {
             .named_children(&mut cursor)
             .find(|c| c.kind() == "string")?;
         self.string_literal(s)
-    }
-
-    fn is_existing(&self, decl: Node) -> bool {
-        let mut cursor = decl.walk();
-        decl.children(&mut cursor).any(|c| c.kind() == "existing")
     }
 
     /// The body object of a resource/module declaration, through `for` and `if`.
@@ -640,7 +581,7 @@ impl Infra {
     fn from_sources(sources: Vec<(String, String)>) -> Result<Self, String> {
         let mut files = BTreeMap::new();
         for (rel, text) in sources {
-            files.insert(rel.clone(), BicepFile::parse(&rel, &text)?);
+            files.insert(rel.clone(), BicepFile::parse_checked(&rel, &text)?);
         }
         if !files.contains_key("main.bicep") {
             return Err("infra/main.bicep is missing".into());
@@ -1712,21 +1653,7 @@ fn real_sources() -> Vec<(String, String)> {
 
 /// The real templates with one file edited; the edit must apply.
 fn edited(rel: &str, from: &str, to: &str) -> Infra {
-    let sources = real_sources()
-        .into_iter()
-        .map(|(r, text)| {
-            if r == rel {
-                assert!(
-                    text.contains(from),
-                    "test setup: `{from}` not found in infra/{rel}"
-                );
-                (r, text.replacen(from, to, 1))
-            } else {
-                (r, text)
-            }
-        })
-        .collect();
-    Infra::from_sources(sources).unwrap_or_else(|e| panic!("{e}"))
+    Infra::from_sources(with_edit(real_sources(), rel, from, to)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn assert_reports(problems: &[String], needle: &str) {

@@ -17,10 +17,11 @@
 
 use std::collections::BTreeMap;
 
-use tree_sitter::{Node, Parser, Tree};
+use tree_sitter::Node;
 
 use super::types::{Missing, READ_ONLY, REQUIRED, Ty, TypeData};
-use crate::bicep_syntax::{bicepparam_as_bicep, mask_extensions};
+use crate::bicep_syntax::bicepparam_as_bicep;
+pub use crate::support::bicep::BicepFile;
 
 /// Site properties Flex Consumption refuses or ignores: (path under the site body, source).
 /// Source: MicrosoftDocs/azure-docs articles/azure-functions/functions-app-settings.md,
@@ -101,49 +102,12 @@ pub const FLEX_REFUSED: &[(&str, &str)] = &[
 /// Keys of a resource body that are Bicep's, not the resource type's.
 const BICEP_KEYS: &[&str] = &["parent", "scope", "dependsOn"];
 
-pub struct BicepFile {
-    /// Path relative to `infra/`, '/' separators.
-    pub rel: String,
-    text: String,
-    tree: Tree,
-}
-
 impl BicepFile {
-    pub fn parse(rel: &str, source: &str) -> Self {
-        let text = mask_extensions(source).0;
-        let mut parser = Parser::new();
-        parser
-            .set_language(&tree_sitter_bicep::LANGUAGE.into())
-            .expect("tree-sitter-bicep grammar loads");
-        let tree = parser.parse(&text, None).expect("parser returns a tree");
-        BicepFile {
-            rel: rel.to_string(),
-            text,
-            tree,
-        }
-    }
-
     /// "name 'Type@version'" of each resource declaration.
     pub fn resource_types(&self) -> Vec<String> {
         self.statements("resource_declaration")
             .into_iter()
             .map(|r| format!("{} {}", self.name_of(r), self.target(r).unwrap_or_default()))
-            .collect()
-    }
-
-    fn text_of(&self, n: Node) -> &str {
-        &self.text[n.byte_range()]
-    }
-
-    fn at(&self, n: Node) -> String {
-        format!("{}:{}", self.rel, n.start_position().row + 1)
-    }
-
-    fn statements(&self, kind: &str) -> Vec<Node<'_>> {
-        let root = self.tree.root_node();
-        let mut c = root.walk();
-        root.named_children(&mut c)
-            .filter(|n| n.kind() == kind)
             .collect()
     }
 
@@ -173,12 +137,6 @@ impl BicepFile {
         let mut c = decl.walk();
         let s = decl.named_children(&mut c).find(|n| n.kind() == "string")?;
         Some(self.text_of(s).trim_matches('\'').to_string())
-    }
-
-    fn is_existing(&self, decl: Node) -> bool {
-        let mut c = decl.walk();
-        decl.children(&mut c)
-            .any(|n| !n.is_named() && self.text_of(n) == "existing")
     }
 
     /// The value/body node: the last named child, through `for` and `if`.

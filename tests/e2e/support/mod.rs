@@ -4,6 +4,7 @@
 //! browser.
 
 pub mod azurite;
+pub mod bicep;
 pub mod browser;
 pub mod campaign;
 pub mod emulator;
