@@ -333,30 +333,6 @@ impl BicepFile {
         Ok(f)
     }
 
-    /// The declared name (first identifier) of a declaration.
-    fn decl_name(&self, decl: Node) -> String {
-        let mut cursor = decl.walk();
-        decl.named_children(&mut cursor)
-            .find(|c| c.kind() == "identifier")
-            .map(|c| self.text_of(c).to_string())
-            .unwrap_or_default()
-    }
-
-    /// A top-level param/var/resource/module declaration by name.
-    fn find_decl(&self, name: &str) -> Option<Node<'_>> {
-        let root = self.tree.root_node();
-        let mut cursor = root.walk();
-        root.named_children(&mut cursor).find(|n| {
-            matches!(
-                n.kind(),
-                "parameter_declaration"
-                    | "variable_declaration"
-                    | "resource_declaration"
-                    | "module_declaration"
-            ) && self.decl_name(*n) == name
-        })
-    }
-
     /// The value expression of a var/param/output declaration (last named child).
     fn decl_value<'a>(&self, decl: Node<'a>) -> Option<Node<'a>> {
         let mut cursor = decl.walk();

@@ -107,29 +107,14 @@ impl BicepFile {
     pub fn resource_types(&self) -> Vec<String> {
         self.statements("resource_declaration")
             .into_iter()
-            .map(|r| format!("{} {}", self.name_of(r), self.target(r).unwrap_or_default()))
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    self.decl_name(r),
+                    self.target(r).unwrap_or_default()
+                )
+            })
             .collect()
-    }
-
-    fn name_of(&self, decl: Node) -> String {
-        decl.named_child(0)
-            .map(|n| self.text_of(n).to_string())
-            .unwrap_or_default()
-    }
-
-    /// The declaration of a top-level symbol.
-    fn find(&self, name: &str) -> Option<Node<'_>> {
-        let root = self.tree.root_node();
-        let mut c = root.walk();
-        root.named_children(&mut c).find(|n| {
-            matches!(
-                n.kind(),
-                "parameter_declaration"
-                    | "variable_declaration"
-                    | "resource_declaration"
-                    | "module_declaration"
-            ) && self.name_of(*n) == name
-        })
     }
 
     /// `'Type@version'` of a resource, or the path of a module.
@@ -335,7 +320,7 @@ impl<'d> Checker<'d> {
                     .unwrap_or("");
                 vec![call_result(name)]
             }
-            "identifier" => match f.find(f.text_of(n)) {
+            "identifier" => match f.find_decl(f.text_of(n)) {
                 Some(d) if d.kind() == "variable_declaration" => f
                     .body(d)
                     .map(|v| self.values(f, v, depth + 1))
@@ -366,7 +351,7 @@ impl<'d> Checker<'d> {
             }
             "identifier" => {
                 if let Some(d) = f
-                    .find(f.text_of(n))
+                    .find_decl(f.text_of(n))
                     .filter(|d| d.kind() == "variable_declaration")
                     && let Some(v) = f.body(d)
                 {
@@ -559,7 +544,7 @@ impl<'d> Checker<'d> {
                 self.on_flex(f, n.child_by_field_name(branch)?, depth + 1)
             }
             "parenthesized_expression" => self.on_flex(f, n.named_child(0)?, depth + 1),
-            "identifier" => match f.find(f.text_of(n)) {
+            "identifier" => match f.find_decl(f.text_of(n)) {
                 Some(d) if d.kind() == "variable_declaration" => {
                     self.on_flex(f, f.body(d)?, depth + 1)
                 }
@@ -585,7 +570,7 @@ impl<'d> Checker<'d> {
             let declared: BTreeMap<String, Node> = tf
                 .statements("parameter_declaration")
                 .into_iter()
-                .map(|p| (tf.name_of(p), p))
+                .map(|p| (tf.decl_name(p), p))
                 .collect();
             let given = f
                 .body(m)
@@ -634,7 +619,9 @@ impl<'d> Checker<'d> {
                 continue;
             }
             let (base, path) = member_chain(f, n);
-            let Some(decl) = f.find(&base) else { continue };
+            let Some(decl) = f.find_decl(&base) else {
+                continue;
+            };
             match decl.kind() {
                 "module_declaration" if path.first().map(String::as_str) == Some("outputs") => {
                     let (Some(name), Some(target)) = (path.get(1), f.target(decl)) else {
@@ -645,7 +632,7 @@ impl<'d> Checker<'d> {
                         && !tf
                             .statements("output_declaration")
                             .iter()
-                            .any(|o| tf.name_of(*o) == *name)
+                            .any(|o| tf.decl_name(*o) == *name)
                     {
                         out.push(format!(
                             "{}: {base}.outputs.{name}: {target} has no such output",
@@ -704,11 +691,11 @@ impl Checker<'_> {
             return;
         };
         for v in f.statements("variable_declaration") {
-            let (name, Some(value)) = (f.name_of(v), f.body(v)) else {
+            let (name, Some(value)) = (f.decl_name(v), f.body(v)) else {
                 continue;
             };
             let Some(p) = tf
-                .find(&name)
+                .find_decl(&name)
                 .filter(|d| d.kind() == "parameter_declaration")
             else {
                 out.push(format!(
@@ -773,7 +760,7 @@ fn check_declared(
     let fields = tf
         .statements("type_declaration")
         .into_iter()
-        .find(|d| tf.name_of(*d) == ty)
+        .find(|d| tf.decl_name(*d) == ty)
         .and_then(|d| tf.body(d))
         .filter(|b| b.kind() == "object")
         .map(|b| tf.props(b));
@@ -900,7 +887,7 @@ fn flex_bool(f: &BicepFile, n: Node, depth: usize) -> Option<bool> {
         "boolean" => Some(f.text_of(n) == "true"),
         "parenthesized_expression" => flex_bool(f, n.named_child(0)?, depth + 1),
         "identifier" => {
-            let d = f.find(f.text_of(n))?;
+            let d = f.find_decl(f.text_of(n))?;
             (d.kind() == "variable_declaration").then_some(())?;
             flex_bool(f, f.body(d)?, depth + 1)
         }

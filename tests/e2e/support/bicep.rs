@@ -46,6 +46,30 @@ impl BicepFile {
             .collect()
     }
 
+    /// The declared name (first identifier) of a declaration.
+    pub fn decl_name(&self, decl: Node) -> String {
+        let mut cursor = decl.walk();
+        decl.named_children(&mut cursor)
+            .find(|c| c.kind() == "identifier")
+            .map(|c| self.text_of(c).to_string())
+            .unwrap_or_default()
+    }
+
+    /// A top-level param/var/resource/module declaration by name.
+    pub fn find_decl(&self, name: &str) -> Option<Node<'_>> {
+        let root = self.tree.root_node();
+        let mut cursor = root.walk();
+        root.named_children(&mut cursor).find(|n| {
+            matches!(
+                n.kind(),
+                "parameter_declaration"
+                    | "variable_declaration"
+                    | "resource_declaration"
+                    | "module_declaration"
+            ) && self.decl_name(*n) == name
+        })
+    }
+
     /// Whether a resource declaration is `existing` (a reference, not a deployment).
     pub fn is_existing(&self, decl: Node) -> bool {
         let mut cursor = decl.walk();
