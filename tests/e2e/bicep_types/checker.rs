@@ -363,7 +363,7 @@ impl<'d> Checker<'d> {
         match (n.kind(), ty.kind()) {
             (_, "AnyType") | ("null", _) => {}
             ("object", "ObjectType" | "DiscriminatedObjectType") => {
-                self.check_object(f, n, &ty, what, false, out)
+                self.check_object(f, n, ty, what, false, out)
             }
             ("array", "ArrayType") => {
                 if let Some(item) = ty.field("itemType") {
@@ -379,7 +379,7 @@ impl<'d> Checker<'d> {
             }
             _ => {
                 for v in self.values(f, n, 0) {
-                    if let Some(why) = mismatch(&v, &ty) {
+                    if let Some(why) = mismatch(&v, ty) {
                         out.push(format!("{}: {what}: {why}", f.at(n)));
                     }
                 }
