@@ -14,7 +14,9 @@
 //!
 //! Role definitions are mapped to their actions by [`BUILT_IN_ROLES`] (copied from Microsoft's
 //! built-in roles reference, cited per entry) and by the custom role definitions in the
-//! templates themselves, which must equal [`CUSTOM_ROLES`]. Over-grants (Owner, Contributor,
+//! templates themselves, which must equal [`CUSTOM_ROLES`]: each custom role may allow only
+//! actions the code uses on its scope, and a built-in role on a scope the code uses is an
+//! over-grant unless [`PLATFORM_GRANTS`] names the platform need. Over-grants (Owner, Contributor,
 //! User Access Administrator, RBAC Administrator, Application.ReadWrite.All, Directory.*,
 //! assignments at resource-group or subscription scope, custom roles with wildcards, grants no
 //! code uses) are reported too. The `checker_*` tests feed deliberately broken templates and
