@@ -107,6 +107,10 @@ fn every_resource_type_the_templates_use_is_found() {
         }
     }
     assert!(seen >= 15, "only {seen} resource declarations found");
+    let problems = checker.check_all();
+    let paths = checker.checked_paths.get();
+    println!("{paths} property values checked against their types; problems: {problems:?}");
+    assert!(paths >= 150, "only {paths} property values were checked");
 }
 
 #[test]
@@ -350,4 +354,14 @@ fn checker_reports_an_escape_bicep_does_not_know() {
     let problems = problems_after(rel, from, "--body \"{\\\"principalId");
     let at = format!("{rel}:{}", line_of(rel, from));
     assert_reported(&problems, &at, "is not a Bicep escape sequence (BCP006)");
+}
+
+#[test]
+fn checker_reports_a_resource_deployed_at_a_scope_its_type_refuses() {
+    let rel = "modules/customRoles.bicep";
+    let from = "resource siteSettingsUpdater ";
+    let storage = "resource stray 'Microsoft.Storage/storageAccounts@2023-05-01' = {\n  name: 'stray'\n  location: 'westeurope'\n  kind: 'StorageV2'\n  sku: {\n    name: 'Standard_LRS'\n  }\n}\n\n";
+    let problems = problems_after(rel, from, &format!("{storage}{from}"));
+    let at = format!("{rel}:{}", line_of(rel, from));
+    assert_reported(&problems, &at, "cannot be deployed at subscription scope");
 }

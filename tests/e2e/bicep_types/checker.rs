@@ -247,6 +247,8 @@ fn call_result(name: &str) -> Value {
 pub struct Checker<'d> {
     pub files: BTreeMap<String, BicepFile>,
     types: &'d TypeData,
+    /// Property values checked against a type (for the inventory).
+    pub checked_paths: std::cell::Cell<usize>,
 }
 
 impl<'d> Checker<'d> {
@@ -263,7 +265,11 @@ impl<'d> Checker<'d> {
                 (rel.clone(), BicepFile::parse(rel, &text))
             })
             .collect();
-        Checker { files, types }
+        Checker {
+            files,
+            types,
+            checked_paths: Default::default(),
+        }
     }
 
     /// Every problem in every file.
@@ -420,6 +426,7 @@ impl<'d> Checker<'d> {
             }
             match (props.get(key), &extra) {
                 (Some((pty, flags)), _) => {
+                    self.checked_paths.set(self.checked_paths.get() + 1);
                     if !existing && flags & READ_ONLY != 0 && flags & REQUIRED == 0 {
                         out.push(format!(
                             "{}: {place}: read-only property, Azure sets it",
@@ -483,6 +490,7 @@ impl<'d> Checker<'d> {
                     continue;
                 }
             };
+            check_scope(f, r, &ty, &target, out);
             let (Some(body_ty), Some(body)) = (ty.field("body"), f.body(r)) else {
                 continue;
             };
@@ -844,6 +852,41 @@ fn check_escapes(f: &BicepFile, out: &mut Vec<String>) {
                 f.at(n)
             ));
         }
+    }
+}
+
+/// Whether the type may be deployed (or, `existing`, read) where the file deploys it: the
+/// file's `targetScope` (default resourceGroup), or as an extension resource when it has a
+/// `scope:` (bicep-types `ScopeType` bits: 1 tenant, 2 management group, 4 subscription,
+/// 8 resource group, 16 extension). Graph types carry no such bits and are skipped.
+fn check_scope(f: &BicepFile, r: Node, ty: &Ty, target: &str, out: &mut Vec<String>) {
+    let key = if f.is_existing(r) {
+        "readableScopes"
+    } else {
+        "writableScopes"
+    };
+    let Some(allowed) = ty.node()[key].as_u64() else {
+        return;
+    };
+    let target_scope = f
+        .statements("target_scope_assignment")
+        .first()
+        .map(|t| f.text_of(*t).to_string())
+        .unwrap_or_default();
+    let (name, bit) = match target_scope.split('\'').nth(1).unwrap_or("resourceGroup") {
+        "tenant" => ("tenant", 1),
+        "managementGroup" => ("managementGroup", 2),
+        "subscription" => ("subscription", 4),
+        _ => ("resourceGroup", 8),
+    };
+    let extension = f
+        .body(r)
+        .is_some_and(|b| f.props(b).iter().any(|(k, _, _)| k == "scope"));
+    if allowed & bit == 0 && !(extension && allowed & 16 != 0) {
+        out.push(format!(
+            "{}: {target}: cannot be deployed at {name} scope (the type allows scopes {allowed:#b})",
+            f.at(r)
+        ));
     }
 }
 
