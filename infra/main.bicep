@@ -6,20 +6,28 @@
 // - modules/functionApp.bicep  the plan (Flex Consumption or Elastic Premium) and the Linux
 //                              custom-handler Function App with its system-assigned identity and
 //                              every app setting the binary reads
-// - modules/customRoles.bicep  two narrow custom roles (API connections, Automation variables)
+// - modules/customRoles.bicep  the custom roles: Key Vault secret rotator, site settings updater,
+//                              API connection updater, Automation variable updater
 // - modules/access/*.bicep     one role assignment each, scoped to the single resource it is for
 // - modules/graphAppRole.bicep the Microsoft Graph app role Application.ReadWrite.OwnedBy
 //
-// Least privilege: the identity gets Key Vault Secrets Officer on each named vault, Website
-// Contributor on each named consumer site, a custom role on each named API connection and
-// Automation account, Storage Blob Data Owner on its own storage account, Monitoring Metrics
-// Publisher on its own Application Insights, and Application.ReadWrite.OwnedBy in Graph (it can
-// only touch applications it owns; see docs/deploy.md for the owner step). Nothing at resource
-// group or subscription scope, and no secret of its own: storage, telemetry and Graph are all
-// reached with the managed identity.
+// Least privilege: custom roles with exactly the calls the code makes, on each enrolled secret
+// (or, where the operator opts in, its whole vault), each consumer site, API connection and
+// Automation account; Storage Blob Data Owner on its own storage account (on Elastic Premium
+// without write access to its own package); Monitoring Metrics Publisher on its own
+// Application Insights; and Application.ReadWrite.OwnedBy in Graph (it can only touch
+// applications it owns; see docs/deploy.md for the owner step). Nothing at resource group or
+// subscription scope, and no secret of its own: storage, telemetry and Graph are all reached
+// with the managed identity. docs/deploy.md lists what each grant still allows.
+//
+// Deploying needs Microsoft.Resources/deployments/write and roleDefinitions/write on the
+// subscription (the custom roles module is subscription-scoped): Owner or User Access
+// Administrator there (docs/deploy.md, "Who can deploy").
 //
 // tests/e2e/infra_contract.rs checks this file against src/settings.rs (SETTING_SPECS) and
-// src/azure/permissions.rs (REQUIRED_PERMISSIONS).
+// src/azure/permissions.rs (REQUIRED_PERMISSIONS); tests/e2e/bicep_types.rs type-checks every
+// template (and main.bicepparam) against the Bicep type data in ../shared/bicep-types and the
+// Flex Consumption rules.
 
 targetScope = 'resourceGroup'
 
@@ -50,10 +58,10 @@ param rotationSchedule string = '0 0 2 * * *'
 @description('Enrolment policy file, relative to the app root (/home/site/wwwroot) or absolute.')
 param policyPath string = 'policy.json'
 
-@description('Key Vaults holding enrolled credentials: Key Vault Secrets Officer on each.')
-param vaults resourceRef[] = []
+@description('Key Vaults holding enrolled credentials, with the enrolled secret names: the custom Key Vault secret rotator role on each secret (or on the vault with wholeVault).')
+param vaults vaultRef[] = []
 
-@description('Consumer App Service / Function Apps: Website Contributor on each.')
+@description('Consumer App Service / Function Apps: the custom site settings updater role on each.')
 param consumerSites resourceRef[] = []
 
 @description('Consumer Logic Apps API connections (Microsoft.Web/connections): custom updater role on each.')
@@ -62,7 +70,7 @@ param apiConnections resourceRef[] = []
 @description('Consumer Automation accounts: custom variable-updater role on each.')
 param automationAccounts resourceRef[] = []
 
-@description('Grant Application.ReadWrite.OwnedBy through the Graph extension. The deploying identity needs AppRoleAssignment.ReadWrite.All + Application.Read.All (or Privileged Role Administrator). false: grant it by hand (docs/deploy.md).')
+@description('Grant Application.ReadWrite.OwnedBy through the Graph extension (public cloud only: in Azure Government and Azure China it is skipped and the output manualGraphGrant prints the command). The deploying identity needs AppRoleAssignment.ReadWrite.All + Application.Read.All (or Privileged Role Administrator). false: grant it by hand (docs/deploy.md).')
 param grantGraphAppRole bool = true
 
 @description('Credentials rotated at once.')
@@ -108,6 +116,18 @@ param authClientId string = ''
 @description('Tags for every resource.')
 param tags object = {}
 
+@description('A vault holding enrolled secrets, in this subscription.')
+type vaultRef = {
+  @description('Vault name.')
+  name: string
+  @description('Its resource group.')
+  resourceGroup: string
+  @description('The enrolled secrets in it (each must exist before deploying, unless wholeVault).')
+  secrets: string[]
+  @description('true: grant on the whole vault instead of on each secret (operator opt-in, docs/deploy.md).')
+  wholeVault: bool
+}
+
 @description('A resource the rotator acts on, in this subscription.')
 type resourceRef = {
   @description('Resource name.')
@@ -118,6 +138,18 @@ type resourceRef = {
 
 // Storage account names: 3-24 lowercase letters and digits, globally unique. 'st' + at most 9
 // characters of the app name + the 13-character uniqueString, so the hash is never cut off.
+// Microsoft Graph Bicep deployments are supported for the public cloud only, not Azure
+// Government or Azure China ("Microsoft Graph Bicep feature limitations",
+// learn.microsoft.com/graph/templates/limitations): elsewhere the app role is granted by hand
+// with the command in the output manualGraphGrant.
+var graphExtensionAvailable = environment().name == 'AzureCloud'
+var useGraphExtension = grantGraphAppRole && graphExtensionAvailable
+
+// Microsoft Graph's endpoint per cloud (Graph "National cloud deployments").
+var graphEndpoint = environment().name == 'AzureUSGovernment'
+  ? 'https://graph.microsoft.us'
+  : (environment().name == 'AzureChinaCloud' ? 'https://microsoftgraph.chinacloudapi.cn' : 'https://graph.microsoft.com')
+
 var storageAccountName = 'st${take(toLower(replace(functionAppName, '-', '')), 9)}${uniqueString(resourceGroup().id, functionAppName)}'
 
 module monitoring 'modules/monitoring.bicep' = {
@@ -175,6 +207,8 @@ module ownStorageAccess 'modules/access/ownStorage.bicep' = {
   params: {
     storageAccountName: storage.outputs.name
     principalId: functionApp.outputs.principalId
+    packageContainerName: storage.outputs.deploymentContainerName
+    protectPackage: planKind == 'elasticPremium'
   }
 }
 
@@ -187,7 +221,7 @@ module telemetryAccess 'modules/access/appInsights.bicep' = {
   }
 }
 
-module customRoles 'modules/customRoles.bicep' = if (!empty(apiConnections) || !empty(automationAccounts)) {
+module customRoles 'modules/customRoles.bicep' = {
   name: '${functionAppName}-custom-roles'
   scope: subscription()
 }
@@ -198,7 +232,10 @@ module vaultAccess 'modules/access/vault.bicep' = [
     scope: resourceGroup(vault.resourceGroup)
     params: {
       vaultName: vault.name
+      secretNames: vault.secrets
+      wholeVault: vault.wholeVault
       principalId: functionApp.outputs.principalId
+      roleDefinitionId: customRoles.outputs.keyVaultSecretRotatorRoleId
     }
   }
 ]
@@ -210,6 +247,7 @@ module siteAccess 'modules/access/site.bicep' = [
     params: {
       siteName: site.name
       principalId: functionApp.outputs.principalId
+      roleDefinitionId: customRoles.outputs.siteSettingsUpdaterRoleId
     }
   }
 ]
@@ -221,7 +259,7 @@ module connectionAccess 'modules/access/connection.bicep' = [
     params: {
       connectionName: connection.name
       principalId: functionApp.outputs.principalId
-      roleDefinitionId: customRoles!.outputs.connectionUpdaterRoleId
+      roleDefinitionId: customRoles.outputs.connectionUpdaterRoleId
     }
   }
 ]
@@ -233,12 +271,15 @@ module automationAccess 'modules/access/automationAccount.bicep' = [
     params: {
       automationAccountName: account.name
       principalId: functionApp.outputs.principalId
-      roleDefinitionId: customRoles!.outputs.automationVariableUpdaterRoleId
+      roleDefinitionId: customRoles.outputs.automationVariableUpdaterRoleId
     }
   }
 ]
 
-module graphAppRole 'modules/graphAppRole.bicep' = if (grantGraphAppRole) {
+// On a first deployment this can fail once with "Not a valid reference update" (BadRequest) while
+// the new identity replicates in Entra ID (microsoftgraph/msgraph-bicep-types#193); rerunning the
+// deployment succeeds (docs/deploy.md, "First deployment").
+module graphAppRole 'modules/graphAppRole.bicep' = if (useGraphExtension) {
   name: '${functionAppName}-graph-approle'
   params: {
     principalId: functionApp.outputs.principalId
@@ -264,6 +305,11 @@ output packageContainerName string = storage.outputs.deploymentContainerName
 
 @description('Blob URL WEBSITE_RUN_FROM_PACKAGE points at on Elastic Premium (upload the zip here).')
 output elasticPremiumPackageUrl string = functionApp.outputs.packageUrl
+
+@description('Empty when the Graph extension granted Application.ReadWrite.OwnedBy; otherwise the command that grants it (run it before publishing, docs/deploy.md).')
+output manualGraphGrant string = useGraphExtension
+  ? ''
+  : 'az rest --method POST --uri ${graphEndpoint}/v1.0/servicePrincipals/${functionApp.outputs.principalId}/appRoleAssignments --headers Content-Type=application/json --body "{\\"principalId\\":\\"${functionApp.outputs.principalId}\\",\\"resourceId\\":\\"$(az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv)\\",\\"appRoleId\\":\\"18a4783c-866b-4cc7-a460-3d5e5662c884\\"}"'
 
 @description('Application Insights resource to query the rotator logs in.')
 output appInsightsNameForLogs string = monitoring.outputs.appInsightsName

@@ -10,7 +10,8 @@ param location = 'westeurope'
 // Microsoft.App/environments).
 param planKind = 'flex'
 
-param tenantId = '00000000-0000-0000-0000-000000000000'
+// tenantId defaults to the tenant of the deployment (tenant()); set it only when the enrolled
+// applications live in another tenant.
 
 // Daily at 02:00 UTC (NCRONTAB, six fields; Flex timers are always UTC).
 param rotationSchedule = '0 0 2 * * *'
@@ -21,10 +22,20 @@ param vaults = [
   {
     name: 'kv-provisionassist'
     resourceGroup: 'rg-provisionassist'
+    // Granted per secret: each must exist before deploying.
+    secrets: [
+      'provisionassist-graph-client-secret'
+    ]
+    wholeVault: false
   }
   {
     name: 'kv-integration'
     resourceGroup: 'rg-telephony'
+    secrets: [
+      'teams-integration-client-secret'
+      'teams-integration-bot-secret'
+    ]
+    wholeVault: false
   }
 ]
 

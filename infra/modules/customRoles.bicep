@@ -1,12 +1,84 @@
-// Two narrow custom roles, defined once per subscription.
+// The rotator's custom roles, defined once per subscription: each allows exactly the calls the
+// code makes (src/azure/permissions.rs lists them next to the code; tests/e2e/infra_contract.rs
+// compares the two and fails on any action nobody uses).
 //
-// Why not the built-ins: Logic App Contributor covers Microsoft.Logic/* and
-// Microsoft.Web/connections/* (delete, list keys, consent links...), and Automation Contributor
-// covers Microsoft.Automation/automationAccounts/* (runbooks and jobs: code that runs as the
-// account's identity). The rotator only reads and patches a connection and reads and updates a
-// variable, so that is all these roles allow. tests/e2e/infra_contract.rs lists the same actions.
+// Why not the built-ins:
+// - Key Vault Secrets Officer is `Microsoft.KeyVault/vaults/secrets/*`: it also deletes, purges,
+//   backs up and restores secrets. The rotator reads a value, writes a new version, reads
+//   version metadata (list versions, the deleted-secret lookup) and updates tags/attributes.
+// - Website Contributor is `Microsoft.Web/sites/*`: it also deletes the site, lists its
+//   publishing credentials and function keys and deploys code. The rotator lists and replaces
+//   app settings, reads Key Vault reference status, refreshes references and restarts.
+// - Logic App Contributor covers Microsoft.Logic/* and Microsoft.Web/connections/* (delete,
+//   list keys, consent links...), and Automation Contributor covers
+//   Microsoft.Automation/automationAccounts/* (runbooks and jobs: code that runs as the
+//   account's identity).
+//
+// Action names: Key Vault data actions from the Key Vault RBAC guide ("Azure built-in roles for
+// Key Vault data plane operations" / Microsoft.KeyVault data actions in "Azure permissions for
+// Security"); Microsoft.Web actions from "Azure permissions for Web and Mobile". The mapping of
+// each REST call to its action is in src/azure/permissions.rs. docs/deploy.md ("What each grant
+// still allows") says what these rights can still do.
+//
+// A role assigned right after it is defined can fail once on a first deployment
+// (RoleDefinitionDoesNotExist while the definition replicates); rerunning succeeds
+// (docs/deploy.md, "First deployment").
 
 targetScope = 'subscription'
+
+resource keyVaultSecretRotator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, 'secret-rotator', 'key-vault-secret-rotator')
+  properties: {
+    roleName: 'Secret Rotator Key Vault Secret Rotator (${subscription().subscriptionId})'
+    description: 'Read, add versions to and retag Key Vault secrets; no delete, purge, backup or restore (secret-rotator).'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.KeyVault/vaults/secrets/getSecret/action'
+          'Microsoft.KeyVault/vaults/secrets/setSecret/action'
+          'Microsoft.KeyVault/vaults/secrets/readMetadata/action'
+          'Microsoft.KeyVault/vaults/secrets/update/action'
+        ]
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
+resource siteSettingsUpdater 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, 'secret-rotator', 'site-settings-updater')
+  properties: {
+    roleName: 'Secret Rotator Site Settings Updater (${subscription().subscriptionId})'
+    description: 'List and replace app settings, read and refresh Key Vault references, restart; sites and their slots (secret-rotator).'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Web/sites/config/list/action'
+          'Microsoft.Web/sites/config/write'
+          'Microsoft.Web/sites/config/read'
+          'Microsoft.Web/sites/restart/action'
+          'Microsoft.Web/sites/slots/config/list/action'
+          'Microsoft.Web/sites/slots/config/write'
+          'Microsoft.Web/sites/slots/config/read'
+          'Microsoft.Web/sites/slots/restart/action'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
 
 resource connectionUpdater 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, 'secret-rotator', 'api-connection-updater')
@@ -54,5 +126,7 @@ resource automationVariableUpdater 'Microsoft.Authorization/roleDefinitions@2022
   }
 }
 
+output keyVaultSecretRotatorRoleId string = keyVaultSecretRotator.id
+output siteSettingsUpdaterRoleId string = siteSettingsUpdater.id
 output connectionUpdaterRoleId string = connectionUpdater.id
 output automationVariableUpdaterRoleId string = automationVariableUpdater.id

@@ -216,10 +216,14 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
   properties: {
     serverFarmId: plan.id
-    reserved: true
+    // Linux. Flex Consumption refuses the site's reserved (isReserved) and vnetRouteAllEnabled
+    // ("Flex Consumption plan deprecations" in the Functions app settings reference: "Not
+    // valid", "Not used for networking in Flex Consumption"); there the plan's reserved and the
+    // integrated subnet carry them.
+    reserved: isFlex ? null : true
     httpsOnly: true
     virtualNetworkSubnetId: empty(subnetId) ? null : subnetId
-    vnetRouteAllEnabled: empty(subnetId) ? null : true
+    vnetRouteAllEnabled: isFlex || empty(subnetId) ? null : true
     functionAppConfig: isFlex
       ? {
           deployment: {
@@ -244,7 +248,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       appSettings: appSettings
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
+      // Flex Consumption has no FTPS and refuses the property (same deprecations table:
+      // "FTPS not supported"; ARM answers 51021 "site configuration properties ... for Flex
+      // Consumption sites is invalid"). Basic publishing credentials are off on both plans below.
+      ftpsState: isFlex ? null : 'Disabled'
       http20Enabled: true
       // Custom handler stack on Linux Elastic Premium: empty linuxFxVersion (Functions stacks API).
       linuxFxVersion: isFlex ? null : ''

@@ -64,7 +64,7 @@ pub const REQUIRED_PERMISSIONS: &[Permission] = &[
         plane: Plane::DataAction,
         scope: ScopeKind::Vault,
         action: "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
-        used_by: "keyvault: list versions",
+        used_by: "keyvault: list versions, get the deleted secret of that name",
     },
     Permission {
         plane: Plane::DataAction,

@@ -552,7 +552,7 @@ pub fn remedy(consumer: &Consumer, e: &PortError) -> String {
 fn writer_role(consumer: &Consumer) -> &'static str {
     match consumer {
         Consumer::AppSettingKeyVaultRef { .. } | Consumer::AppSettingValue { .. } => {
-            "Website Contributor"
+            "the Secret Rotator Site Settings Updater role"
         }
         Consumer::ApiConnection { .. } => "the Secret Rotator API Connection Updater role",
         Consumer::AutomationVariable { .. } => {

@@ -996,7 +996,7 @@ fn blocked_consumer_is_held_alone_and_the_others_move() {
         passwords,
         version(KeyIdentity::Tagged(new), Some(t), now() - days(1)),
     );
-    let reason = "reading it failed: access denied: AuthorizationFailed; give the rotator's identity Website Contributor on the site";
+    let reason = "reading it failed: access denied: AuthorizationFailed; give the rotator's identity the Secret Rotator Site Settings Updater role on the site";
     o.consumers[0].sync = ConsumerSync::Blocked {
         reason: reason.into(),
     };

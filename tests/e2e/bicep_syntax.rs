@@ -60,7 +60,7 @@ fn extension_alias(line: &str) -> Option<&str> {
 
 /// Blanks `extension <alias>` lines (same byte length, so positions stay true) and returns the
 /// aliases found. Any other use of the keyword is left for the parser to reject.
-fn mask_extensions(source: &str) -> (String, Vec<String>) {
+pub(crate) fn mask_extensions(source: &str) -> (String, Vec<String>) {
     let mut masked = String::with_capacity(source.len());
     let mut aliases = Vec::new();
     for line in source.split_inclusive('\n') {
@@ -123,7 +123,7 @@ fn configured_extensions() -> Vec<String> {
 }
 
 /// `.bicepparam` only: `param x = v` lines become `var   x = v` (same length).
-fn bicepparam_as_bicep(source: &str) -> String {
+pub(crate) fn bicepparam_as_bicep(source: &str) -> String {
     let mut out = String::with_capacity(source.len());
     for line in source.split_inclusive('\n') {
         let indent = line.len() - line.trim_start().len();

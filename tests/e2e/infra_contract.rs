@@ -14,7 +14,9 @@
 //!
 //! Role definitions are mapped to their actions by [`BUILT_IN_ROLES`] (copied from Microsoft's
 //! built-in roles reference, cited per entry) and by the custom role definitions in the
-//! templates themselves, which must equal [`CUSTOM_ROLES`]. Over-grants (Owner, Contributor,
+//! templates themselves, which must equal [`CUSTOM_ROLES`]: each custom role may allow only
+//! actions the code uses on its scope, and a built-in role on a scope the code uses is an
+//! over-grant unless [`PLATFORM_GRANTS`] names the platform need. Over-grants (Owner, Contributor,
 //! User Access Administrator, RBAC Administrator, Application.ReadWrite.All, Directory.*,
 //! assignments at resource-group or subscription scope, custom roles with wildcards, grants no
 //! code uses) are reported too. The `checker_*` tests feed deliberately broken templates and
@@ -25,7 +27,9 @@ use std::path::{Component, Path, PathBuf};
 
 use secret_rotator::azure::permissions::{Plane, REQUIRED_PERMISSIONS, ScopeKind};
 use secret_rotator::settings::{SETTING_SPECS, Source};
-use tree_sitter::{Node, Parser, Tree};
+use tree_sitter::Node;
+
+use crate::support::bicep::{BicepFile, with_edit};
 
 // ---------------------------------------------------------------------------------------------
 // Tables (the "what Azure says" side)
@@ -132,6 +136,30 @@ const FORBIDDEN_ROLES: &[(&str, &str)] = &[
 /// The custom roles the templates define (by Bicep symbol), with exactly these actions.
 const CUSTOM_ROLES: &[(&str, &[&str], &[&str])] = &[
     (
+        "keyVaultSecretRotator",
+        &[],
+        &[
+            "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+            "Microsoft.KeyVault/vaults/secrets/setSecret/action",
+            "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+            "Microsoft.KeyVault/vaults/secrets/update/action",
+        ],
+    ),
+    (
+        "siteSettingsUpdater",
+        &[
+            "Microsoft.Web/sites/config/list/action",
+            "Microsoft.Web/sites/config/write",
+            "Microsoft.Web/sites/config/read",
+            "Microsoft.Web/sites/restart/action",
+            "Microsoft.Web/sites/slots/config/list/action",
+            "Microsoft.Web/sites/slots/config/write",
+            "Microsoft.Web/sites/slots/config/read",
+            "Microsoft.Web/sites/slots/restart/action",
+        ],
+        &[],
+    ),
+    (
         "connectionUpdater",
         &[
             "Microsoft.Web/connections/read",
@@ -182,12 +210,21 @@ const FORBIDDEN_GRAPH_ROLES: &[&str] = &[
 
 const MICROSOFT_GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 
-/// Grants the code does not use but the platform does, each with its reason.
-const PLATFORM_GRANTS: &[(Scope, &str, &str)] = &[(
-    Scope::OwnTelemetry,
-    "3913510d-42f4-4e42-8a64-420c390055eb",
-    "the Functions host sends telemetry with Entra ID (local auth is disabled on the component)",
-)];
+/// Built-in roles the platform needs, where a custom role with only the code's calls would not
+/// do, each with its reason. Any other built-in role on a scope the code uses is reported: it
+/// allows more than the code calls (a custom role in customRoles.bicep must be used instead).
+const PLATFORM_GRANTS: &[(Scope, &str, &str)] = &[
+    (
+        Scope::OwnTelemetry,
+        "3913510d-42f4-4e42-8a64-420c390055eb",
+        "the Functions host sends telemetry with Entra ID (local auth is disabled on the component)",
+    ),
+    (
+        Scope::Code(ScopeKind::OwnStorage),
+        "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+        "the Functions host's identity-based AzureWebJobsStorage is documented with Storage Blob Data Owner (it creates and manages its own containers and blobs)",
+    ),
+];
 
 /// App settings from SETTING_SPECS the templates deliberately do not set.
 const NOT_SET_ON_PURPOSE: &[(&str, &str)] = &[
@@ -257,7 +294,10 @@ enum Scope {
 fn scope_of_resource_type(resource_type: &str) -> Option<Scope> {
     let t = resource_type.split('@').next().unwrap_or(resource_type);
     Some(match t.to_ascii_lowercase().as_str() {
-        "microsoft.keyvault/vaults" => Scope::Code(ScopeKind::Vault),
+        // One vault, or one secret in it (Key Vault RBAC accepts both scopes).
+        "microsoft.keyvault/vaults" | "microsoft.keyvault/vaults/secrets" => {
+            Scope::Code(ScopeKind::Vault)
+        }
         "microsoft.web/sites" => Scope::Code(ScopeKind::Site),
         "microsoft.web/connections" => Scope::Code(ScopeKind::Connection),
         "microsoft.automation/automationaccounts" => Scope::Code(ScopeKind::AutomationAccount),
@@ -267,100 +307,32 @@ fn scope_of_resource_type(resource_type: &str) -> Option<Scope> {
     })
 }
 
+/// The resource symbol a `scope:` names: `symbol`, or `symbol[index]` for one element of a
+/// resource loop.
+fn scope_symbol(text: &str) -> Option<&str> {
+    let base = match text.split_once('[') {
+        Some((base, rest)) if rest.ends_with(']') => base,
+        Some(_) => return None,
+        None => text,
+    };
+    let ok = !base.is_empty() && base.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    ok.then_some(base)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parsed files
 // ---------------------------------------------------------------------------------------------
 
-struct BicepFile {
-    /// Path relative to `infra/`, with '/' separators.
-    rel: String,
-    text: String,
-    tree: Tree,
-}
-
-/// Blanks `extension <alias>` lines (the statement the grammar lacks), keeping byte positions.
-fn mask_extensions(source: &str) -> String {
-    source
-        .split_inclusive('\n')
-        .map(|line| {
-            let body = line.trim_end_matches(['\n', '\r']);
-            let t = body.trim();
-            let is_ext = t
-                .strip_prefix("extension")
-                .filter(|r| r.starts_with(char::is_whitespace))
-                .map(str::trim)
-                .is_some_and(|a| {
-                    !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                });
-            if is_ext {
-                format!("{}{}", " ".repeat(body.len()), &line[body.len()..])
-            } else {
-                line.to_string()
-            }
-        })
-        .collect()
-}
-
 impl BicepFile {
-    fn parse(rel: &str, source: &str) -> Result<Self, String> {
-        let text = mask_extensions(source);
-        let mut parser = Parser::new();
-        parser
-            .set_language(&tree_sitter_bicep::LANGUAGE.into())
-            .map_err(|e| format!("grammar: {e}"))?;
-        let tree = parser
-            .parse(&text, None)
-            .ok_or_else(|| format!("{rel}: parser returned nothing"))?;
-        if tree.root_node().has_error() {
+    /// Parsed, refusing a file with syntax errors (`bicep_syntax.rs` reports where).
+    fn parse_checked(rel: &str, source: &str) -> Result<Self, String> {
+        let f = BicepFile::parse(rel, source);
+        if f.tree.root_node().has_error() {
             return Err(format!(
                 "{rel}: syntax errors (run `cargo test --test e2e bicep_syntax::` for positions)"
             ));
         }
-        Ok(Self {
-            rel: rel.to_string(),
-            text,
-            tree,
-        })
-    }
-
-    fn text_of(&self, n: Node) -> &str {
-        &self.text[n.byte_range()]
-    }
-
-    fn at(&self, n: Node) -> String {
-        format!("{}:{}", self.rel, n.start_position().row + 1)
-    }
-
-    fn statements(&self, kind: &str) -> Vec<Node<'_>> {
-        let root = self.tree.root_node();
-        let mut cursor = root.walk();
-        root.named_children(&mut cursor)
-            .filter(|n| n.kind() == kind)
-            .collect()
-    }
-
-    /// The declared name (first identifier) of a declaration.
-    fn decl_name(&self, decl: Node) -> String {
-        let mut cursor = decl.walk();
-        decl.named_children(&mut cursor)
-            .find(|c| c.kind() == "identifier")
-            .map(|c| self.text_of(c).to_string())
-            .unwrap_or_default()
-    }
-
-    /// A top-level param/var/resource/module declaration by name.
-    fn find_decl(&self, name: &str) -> Option<Node<'_>> {
-        let root = self.tree.root_node();
-        let mut cursor = root.walk();
-        root.named_children(&mut cursor).find(|n| {
-            matches!(
-                n.kind(),
-                "parameter_declaration"
-                    | "variable_declaration"
-                    | "resource_declaration"
-                    | "module_declaration"
-            ) && self.decl_name(*n) == name
-        })
+        Ok(f)
     }
 
     /// The value expression of a var/param/output declaration (last named child).
@@ -387,11 +359,6 @@ impl BicepFile {
             .named_children(&mut cursor)
             .find(|c| c.kind() == "string")?;
         self.string_literal(s)
-    }
-
-    fn is_existing(&self, decl: Node) -> bool {
-        let mut cursor = decl.walk();
-        decl.children(&mut cursor).any(|c| c.kind() == "existing")
     }
 
     /// The body object of a resource/module declaration, through `for` and `if`.
@@ -592,7 +559,7 @@ impl Infra {
     fn from_sources(sources: Vec<(String, String)>) -> Result<Self, String> {
         let mut files = BTreeMap::new();
         for (rel, text) in sources {
-            files.insert(rel.clone(), BicepFile::parse(&rel, &text)?);
+            files.insert(rel.clone(), BicepFile::parse_checked(&rel, &text)?);
         }
         if !files.contains_key("main.bicep") {
             return Err("infra/main.bicep is missing".into());
@@ -1268,8 +1235,9 @@ impl Infra {
                     // Scope.
                     let scope = match f.prop(body, "scope") {
                         None => Some(Scope::ResourceGroup),
-                        Some(s) if s.kind() == "identifier" => f
-                            .find_decl(f.text_of(s))
+                        // `symbol` or `symbol[i]` (one element of a resource loop).
+                        Some(s) if scope_symbol(f.text_of(s)).is_some() => f
+                            .find_decl(scope_symbol(f.text_of(s)).unwrap_or_default())
                             .filter(|d| d.kind() == "resource_declaration")
                             .and_then(|d| f.decl_target(d))
                             .and_then(|ty| scope_of_resource_type(&ty)),
@@ -1520,6 +1488,13 @@ fn check_permissions(infra: &Infra) -> Vec<String> {
                 g.at, g.role_name, g.scope
             ));
         }
+        // A built-in role comes with everything it allows: only the platform's own needs justify one.
+        if used && !platform && g.role_id.is_some() {
+            problems.push(format!(
+                "{}: built-in {} on {:?} allows more than the code calls; assign the custom role with exactly REQUIRED_PERMISSIONS",
+                g.at, g.role_name, g.scope
+            ));
+        }
         // Custom roles: every action they allow is used (built-ins come as they are).
         if g.role_id.is_none() {
             for (plane, list) in [
@@ -1656,21 +1631,7 @@ fn real_sources() -> Vec<(String, String)> {
 
 /// The real templates with one file edited; the edit must apply.
 fn edited(rel: &str, from: &str, to: &str) -> Infra {
-    let sources = real_sources()
-        .into_iter()
-        .map(|(r, text)| {
-            if r == rel {
-                assert!(
-                    text.contains(from),
-                    "test setup: `{from}` not found in infra/{rel}"
-                );
-                (r, text.replacen(from, to, 1))
-            } else {
-                (r, text)
-            }
-        })
-        .collect();
-    Infra::from_sources(sources).unwrap_or_else(|e| panic!("{e}"))
+    Infra::from_sources(with_edit(real_sources(), rel, from, to)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn assert_reports(problems: &[String], needle: &str) {
@@ -1804,11 +1765,11 @@ fn action_wildcards_match_like_azure_rbac() {
 
 #[test]
 fn checker_reports_a_vault_granted_the_wrong_role() {
-    // Website Contributor on the vault instead of Key Vault Secrets Officer.
+    // The site settings role on the vault's secrets instead of the Key Vault role.
     let infra = edited(
-        "modules/access/vault.bicep",
-        "var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'",
-        "var keyVaultSecretsOfficer = 'de139f84-1756-47ae-9be6-808fbbe84772'",
+        "main.bicep",
+        "roleDefinitionId: customRoles.outputs.keyVaultSecretRotatorRoleId",
+        "roleDefinitionId: customRoles.outputs.siteSettingsUpdaterRoleId",
     );
     let problems = check_permissions(&infra);
     assert_reports(
@@ -1816,6 +1777,10 @@ fn checker_reports_a_vault_granted_the_wrong_role() {
         "missing grant: DataAction Microsoft.KeyVault/vaults/secrets/getSecret/action on Vault",
     );
     assert_reports(&problems, "grants nothing the code uses");
+    assert_reports(
+        &problems,
+        "allows `Microsoft.Web/sites/config/write` on Code(Vault), which no code uses",
+    );
 }
 
 #[test]
@@ -1854,8 +1819,27 @@ fn checker_reports_over_grants() {
     let infra = edited("modules/access/site.bicep", "  scope: site\n", "");
     let infra_contrib = edited(
         "modules/access/site.bicep",
-        "var websiteContributor = 'de139f84-1756-47ae-9be6-808fbbe84772'",
-        "var websiteContributor = 'b24988ac-6180-42a0-ab88-20f7382dd24c'",
+        "    roleDefinitionId: roleDefinitionId\n",
+        "    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b24988ac-6180-42a0-ab88-20f7382dd24c')\n",
+    );
+    // The built-in roles the custom ones replace: each allows more than the code calls.
+    let website_contributor = edited(
+        "modules/access/site.bicep",
+        "    roleDefinitionId: roleDefinitionId\n",
+        "    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'de139f84-1756-47ae-9be6-808fbbe84772')\n",
+    );
+    assert_reports(
+        &check_permissions(&website_contributor),
+        "built-in Website Contributor on Code(Site) allows more than the code calls",
+    );
+    let secrets_officer = edited(
+        "modules/access/vault.bicep",
+        "  scope: vault\n  properties: {\n    roleDefinitionId: roleDefinitionId\n",
+        "  scope: vault\n  properties: {\n    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7')\n",
+    );
+    assert_reports(
+        &check_permissions(&secrets_officer),
+        "built-in Key Vault Secrets Officer on Code(Vault) allows more than the code calls",
     );
     assert_reports(
         &check_permissions(&infra),
@@ -1893,8 +1877,8 @@ fn checker_reports_application_readwrite_all() {
 fn checker_reports_a_grant_to_another_principal() {
     let infra = edited(
         "main.bicep",
-        "      vaultName: vault.name\n      principalId: functionApp.outputs.principalId\n",
-        "      vaultName: vault.name\n      principalId: '11111111-1111-1111-1111-111111111111'\n",
+        "      wholeVault: vault.wholeVault\n      principalId: functionApp.outputs.principalId\n",
+        "      wholeVault: vault.wholeVault\n      principalId: '11111111-1111-1111-1111-111111111111'\n",
     );
     assert_reports(
         &check_permissions(&infra),

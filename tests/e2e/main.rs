@@ -6,6 +6,7 @@ mod support;
 
 mod azure_clients;
 mod bicep_syntax;
+mod bicep_types;
 mod certificate_clients;
 mod cli_commands;
 mod connection_fidelity;

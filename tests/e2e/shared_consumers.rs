@@ -461,7 +461,7 @@ async fn broken_consumers_never_take_healthy_ones_down() {
             let error = report.error.clone().unwrap_or_default();
             let (site, todo) = match report.name.as_str() {
                 "delta" => ("nokv-func", "Key Vault Secrets User on kv-shared"),
-                _ => ("forbidden-web", "Website Contributor"),
+                _ => ("forbidden-web", "Site Settings Updater"),
             };
             assert!(
                 matches!(

@@ -14,40 +14,17 @@ use secret_rotator::handler::specs::{check_specs, load_function_specs, validate_
 use secret_rotator::settings::{SETTING_SPECS, Settings};
 use serde_json::Value;
 
+use crate::support::shared::shared_dir;
+
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `<repo>/../shared/schemas`; for a worktree also `<main checkout>/../shared/schemas`.
+/// `<repo>/../shared/schemas` (support::shared); `ROTATOR_SCHEMAS_DIR` overrides it.
 fn schemas_dir() -> PathBuf {
-    let mut tried = Vec::new();
-    if let Ok(d) = std::env::var("ROTATOR_SCHEMAS_DIR") {
-        tried.push(PathBuf::from(d));
-    }
-    tried.push(repo_root().join("../shared/schemas"));
-    // A worktree's `.git` is a file: `gitdir: <main>/.git/worktrees/<name>`.
-    if let Ok(text) = std::fs::read_to_string(repo_root().join(".git"))
-        && let Some(gitdir) = text.trim().strip_prefix("gitdir:")
-    {
-        let gitdir = PathBuf::from(gitdir.trim());
-        if let Some(main) = gitdir
-            .ancestors()
-            .find(|p| p.file_name().is_some_and(|n| n == ".git"))
-            && let Some(main_root) = main.parent()
-        {
-            tried.push(main_root.join("../shared/schemas"));
-        }
-    }
-    tried
-        .iter()
-        .find(|d| d.join("host.json").is_file() && d.join("function.json").is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "the SchemaStore schemas (host.json, function.json) are not in any of {tried:?}; \
-                 put them at ../shared/schemas next to the repository or set ROTATOR_SCHEMAS_DIR"
-            )
-        })
+    shared_dir("schemas", "ROTATOR_SCHEMAS_DIR", |d| {
+        d.join("host.json").is_file() && d.join("function.json").is_file()
+    })
 }
 
 fn read_json(p: &Path) -> Value {

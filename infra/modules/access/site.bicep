@@ -1,25 +1,27 @@
-// Website Contributor for the rotator on one consumer App Service / Function App.
+// The custom site settings updater role (customRoles.bicep) for the rotator on one consumer
+// App Service / Function App.
 //
-// Site scope: the rotator lists and replaces this site's app settings, refreshes its Key Vault
-// references and restarts it after a plain-value change.
+// Site scope: the rotator lists and replaces this site's app settings, reads and refreshes its
+// Key Vault references and restarts it after a plain-value change; the same on its deployment
+// slots (a slot is a child of the site, so the assignment covers it).
 
 param siteName string
 
 @description('Object id of the rotator managed identity.')
 param principalId string
 
-// Website Contributor (built-in).
-var websiteContributor = 'de139f84-1756-47ae-9be6-808fbbe84772'
+@description('Resource id of the custom role (customRoles.bicep siteSettingsUpdater).')
+param roleDefinitionId string
 
 resource site 'Microsoft.Web/sites@2024-04-01' existing = {
   name: siteName
 }
 
-resource siteContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(site.id, principalId, websiteContributor)
+resource settingsUpdater 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(site.id, principalId, roleDefinitionId)
   scope: site
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', websiteContributor)
+    roleDefinitionId: roleDefinitionId
     principalId: principalId
     principalType: 'ServicePrincipal'
     description: 'secret-rotator: carry rotated client secrets into this site'

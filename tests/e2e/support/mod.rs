@@ -4,6 +4,7 @@
 //! browser.
 
 pub mod azurite;
+pub mod bicep;
 pub mod browser;
 pub mod campaign;
 pub mod emulator;
@@ -11,4 +12,5 @@ pub mod faultkit;
 pub mod host;
 pub mod invariants;
 pub mod receiver;
+pub mod shared;
 pub mod world;
