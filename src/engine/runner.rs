@@ -147,6 +147,30 @@ impl Clock {
     }
 }
 
+/// Writes the tags the run's steps recorded without writing (consumers' `rotator-synced`
+/// entries, an adoption): one tag write for the run. A failure is a warning: the consumers are
+/// written again by the next run, which finds them unrecorded.
+async fn write_unwritten_tags(
+    azure: &dyn AzurePorts,
+    cred: &CredentialPolicy,
+    observer: &mut Observer,
+) {
+    let Some((version, tags)) = observer.unwritten_tags() else {
+        return;
+    };
+    match azure
+        .vault_update_tags(&cred.key_vault, &version, &tags)
+        .await
+    {
+        Ok(_) => observer.tags_written(),
+        Err(e) => tracing::warn!(
+            "could not record the run's progress in the tags of {}/{} version {version}: {e}",
+            cred.key_vault.vault,
+            cred.key_vault.secret
+        ),
+    }
+}
+
 fn run_id(now: DateTime<Utc>) -> String {
     format!(
         "{}-{}",
@@ -165,6 +189,7 @@ impl Engine {
             tenant: &self.options.tenant,
             verify: self.options.verify,
             added: Default::default(),
+            accepted: Default::default(),
         }
     }
 
@@ -297,7 +322,16 @@ impl Engine {
                 forced = true;
             }
             let result = executor::perform(&ctx, cred, &observed, &step, t).await;
-            observer.performed(&step);
+            let result = match result {
+                Ok(done) => {
+                    observer.learn(&step, &done.learnt);
+                    Ok(done.detail)
+                }
+                Err(e) => {
+                    observer.performed(&step);
+                    Err(e)
+                }
+            };
             let lifetime_refused = matches!(
                 &result,
                 Err(executor::StepError::Azure {
@@ -357,6 +391,7 @@ impl Engine {
             }
             report.outcome = CredentialOutcome::InProgress;
         }
+        write_unwritten_tags(self.azure.as_ref(), cred, &mut observer).await;
         lease.release().await;
         if let Some(r) = refused {
             r.apply(&mut report);

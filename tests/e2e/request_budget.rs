@@ -79,3 +79,97 @@ async fn a_rotation_reads_each_resource_again_only_after_writing_it() {
          everything): {ops:#?}"
     );
 }
+
+/// The issue's shape (#19): one application with three consumers — a versionless Key Vault
+/// reference, an API connection and an encrypted Automation variable — rotated from a vault
+/// value nobody tagged yet (adopt, rotate, three updates, verification).
+fn three_consumer_world() -> (serde_json::Value, String) {
+    let mut scenario = demo_scenario();
+    // Entra accepts a new secret at once: retries while it replicates are not the rotator's.
+    scenario["replicationDelaySeconds"] = serde_json::json!(0);
+    let rg = "rg-provisionassist";
+    scenario["managedIdentities"]
+        .as_array_mut()
+        .expect("identities")
+        .push(serde_json::json!({"name": "provisionassist-web"}));
+    scenario["sites"]
+        .as_array_mut()
+        .expect("sites")
+        .push(serde_json::json!({
+            "resourceGroup": rg, "name": "provisionassist-web", "identity": "provisionassist-web",
+            "appSettings": {
+                "AppSecret": "@Microsoft.KeyVault(VaultName=kv-provisionassist;SecretName=appSecret)",
+                "WEBSITE_RUN_FROM_PACKAGE": "1"
+            }
+        }));
+    let ras = scenario["roleAssignments"].as_array_mut().expect("roles");
+    ras.push(serde_json::json!({
+        "principal": "secret-rotator", "role": "Website Contributor",
+        "scope": format!("/subscriptions/{{sub}}/resourceGroups/{rg}/providers/Microsoft.Web/sites/provisionassist-web")
+    }));
+    ras.push(serde_json::json!({
+        "principal": "provisionassist-web", "role": "Key Vault Secrets User",
+        "scope": format!("/subscriptions/{{sub}}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/kv-provisionassist")
+    }));
+    let mut policy: serde_json::Value = serde_json::from_str(&demo_policy()).expect("policy");
+    let sub = "/subscriptions/7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    let cred = policy["credentials"]
+        .as_array_mut()
+        .and_then(|c| c.iter_mut().find(|c| c["name"] == "provision-assist"))
+        .expect("provision-assist");
+    cred["consumers"].as_array_mut().expect("consumers").insert(
+        0,
+        serde_json::json!({
+            "type": "appSettingKeyVaultReference",
+            "site": format!("{sub}/resourceGroups/{rg}/providers/Microsoft.Web/sites/provisionassist-web"),
+            "setting": "AppSecret"
+        }),
+    );
+    (scenario, policy.to_string())
+}
+
+/// Requests per service (`graph`, `keyvault`, `arm`, `token`...), for the failure message and
+/// the test's output.
+fn per_service(w: &World, from_seq: u64) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for r in w.emu.emulator.control().requests() {
+        if r.seq >= from_seq {
+            *counts.entry(r.service.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Issue #19's budget: at most 20 Azure requests (tokens and the verification included) for
+/// a rotation with three consumers, counted from the emulator's log.
+#[tokio::test]
+async fn a_rotation_with_three_consumers_stays_within_twenty_requests() {
+    let (scenario, policy) = three_consumer_world();
+    let w = spawn_world(scenario, &policy).await;
+    let from = w.emu.emulator.control().requests().len() as u64;
+    let report = w.run("provision-assist").await;
+    assert_eq!(report.outcome, CredentialOutcome::Progressed, "{report:#?}");
+    let names: Vec<_> = report.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "adopt",
+            "rotate",
+            "update-consumer",
+            "update-consumer",
+            "update-consumer",
+            "complete-propagation"
+        ],
+        "{report:#?}"
+    );
+    let ops = operations(&w, from);
+    let services = per_service(&w, from);
+    let total: usize = ops.values().sum();
+    println!("one rotation, three consumers: {total} Azure requests; per service {services:?}");
+    println!("per operation: {ops:#?}");
+    assert!(
+        total <= 20,
+        "{total} requests for a rotation with three consumers (budget 20): per service \
+         {services:?}, per operation {ops:#?}"
+    );
+}
