@@ -160,7 +160,12 @@ impl ConnectionsClient {
         conn: &ArmResource,
     ) -> Result<BTreeMap<String, String>, UpdateError> {
         let key = api_id.to_ascii_lowercase();
-        if let Some(known) = self.definitions.lock().ok().and_then(|d| d.get(&key).cloned()) {
+        if let Some(known) = self
+            .definitions
+            .lock()
+            .ok()
+            .and_then(|d| d.get(&key).cloned())
+        {
             return Ok(known);
         }
         let read = self.read_managed_api_parameters(api_id, conn).await?;

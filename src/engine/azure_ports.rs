@@ -253,7 +253,11 @@ impl AzurePorts for AzureClients {
             tags: Some(tags.clone()),
             ..Default::default()
         };
-        Ok(self.keyvault.update_version(at, version, &update).await?.tags)
+        Ok(self
+            .keyvault
+            .update_version(at, version, &update)
+            .await?
+            .tags)
     }
 
     async fn app_setting(

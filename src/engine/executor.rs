@@ -41,8 +41,8 @@ use uuid::Uuid;
 
 use crate::cloud::Cloud;
 use crate::engine::kvref::KeyVaultReference;
-use crate::engine::observe::{Observed, owner_guidance, unencrypted_variable};
 use crate::engine::observe::ConsumerFact;
+use crate::engine::observe::{Observed, owner_guidance, unencrypted_variable};
 use crate::engine::ports::{
     AzurePorts, LeaseGuard, ManualStep, Notifier, PortError, SetVariableOutcome, StorePorts,
     VaultSecret,
@@ -122,7 +122,6 @@ pub struct Done {
     pub detail: String,
     pub learnt: Learnt,
 }
-
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -615,10 +614,7 @@ async fn update_consumer(
     fact: ConsumerFact,
 ) -> Result<String, StepError> {
     let site = match (consumer, fact) {
-        (
-            Consumer::AppSettingKeyVaultRef { site, setting },
-            ConsumerFact::VersionlessReference,
-        ) => {
+        (Consumer::AppSettingKeyVaultRef { site, setting }, ConsumerFact::VersionlessReference) => {
             ctx.azure
                 .refresh_references(site)
                 .await

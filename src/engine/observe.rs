@@ -119,7 +119,9 @@ enum ConsumerRead {
     /// Nothing can be read (a person).
     Person,
     /// This run's step wrote and confirmed it with Key Vault version `version`.
-    Written { version: String },
+    Written {
+        version: String,
+    },
     /// The read failed: why, and what to do.
     Unreadable(String),
 }
@@ -228,9 +230,11 @@ impl Observer {
                 self.unwritten = *how == TagWrite::Deferred;
                 Some(s.version.clone())
             }
-            (_, None) if matches!(step, Step::UpdateConsumer { .. }) => {
-                self.vault.as_ref().and_then(|v| v.secret.as_ref()).map(|s| s.version.clone())
-            }
+            (_, None) if matches!(step, Step::UpdateConsumer { .. }) => self
+                .vault
+                .as_ref()
+                .and_then(|v| v.secret.as_ref())
+                .map(|s| s.version.clone()),
             _ => {
                 self.forget_vault();
                 None

@@ -29,15 +29,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+use crate::azure::common::THROTTLED;
 use crate::cloud::Cloud;
 use crate::engine::executor::{self, ExecContext, StepError, VerifyPolicy};
 use crate::engine::lifetime;
 use crate::engine::observe::{Observed, Observer, observe, remedy};
+use crate::engine::parallelism::Aimd;
 use crate::engine::ports::{AzurePorts, Notifier, PortError, StorePorts};
 use crate::engine::report::*;
 use crate::engine::tags;
@@ -127,6 +130,10 @@ impl ProbeMemo {
         }
     }
 }
+
+/// One credential's run in a pass, with its last observation; `Err(name)` when the pass's
+/// budget was spent before it started (deferred).
+type CredentialOutcomeOf = Result<(CredentialReport, Option<Observed>), String>;
 
 /// A `now` that keeps flowing from the host's timestamp.
 #[derive(Clone, Copy)]
@@ -484,23 +491,7 @@ impl Engine {
         let id = run_id(now);
         let clock = Clock::new(now);
         let creds = &self.policy.credentials;
-        type Outcome = Result<(CredentialReport, Option<Observed>), String>;
-        let outcomes: Vec<Outcome> = futures::stream::iter(0..creds.len())
-            .map(|i| {
-                let id = id.clone();
-                async move {
-                    let cred = &creds[i];
-                    if Instant::now() >= deadline {
-                        return Err(cred.name.clone());
-                    }
-                    Ok(self
-                        .run_credential_seen(cred, clock.now(), false, Some(deadline), &id)
-                        .await)
-                }
-            })
-            .buffered(self.options.max_parallel.max(1))
-            .collect()
-            .await;
+        let outcomes = self.run_all(clock, deadline, &id).await;
         let mut results = Vec::new();
         let mut deferred = Vec::new();
         let mut enrolment = Enrolment::from_policy(Some(&self.policy));
@@ -539,6 +530,42 @@ impl Engine {
             tracing::warn!("could not record run {id}: {e}");
         }
         report
+    }
+
+    /// Every enrolled credential, in policy order, at most as many at once as the AIMD limit
+    /// allows ([`Aimd`]: halved when a credential met a 429, `max_parallel` at most).
+    async fn run_all(&self, clock: Clock, deadline: Instant, id: &str) -> Vec<CredentialOutcomeOf> {
+        let creds = &self.policy.credentials;
+        let mut limit = Aimd::new(self.options.max_parallel);
+        let mut outcomes: Vec<Option<CredentialOutcomeOf>> = Vec::new();
+        outcomes.resize_with(creds.len(), || None);
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut next = 0;
+        loop {
+            while next < creds.len() && running.len() < limit.limit() {
+                let i = next;
+                next += 1;
+                let throttled = Arc::new(AtomicU64::new(0));
+                let counter = throttled.clone();
+                running.push(async move {
+                    let cred = &creds[i];
+                    let outcome = if Instant::now() >= deadline {
+                        Err(cred.name.clone())
+                    } else {
+                        let run =
+                            self.run_credential_seen(cred, clock.now(), false, Some(deadline), id);
+                        Ok(THROTTLED.scope(counter, run).await)
+                    };
+                    (i, outcome, throttled.load(Ordering::Relaxed))
+                });
+            }
+            let Some((i, outcome, throttled)) = running.next().await else {
+                break;
+            };
+            limit.finished(throttled);
+            outcomes[i] = Some(outcome);
+        }
+        outcomes.into_iter().flatten().collect()
     }
 
     /// Scans the tenant for credentials nobody rotates that expire within
