@@ -4,9 +4,10 @@
 //! (`engine::observe::Observer`):
 //! `Rotate` (addPassword → token request until Entra accepts it → new Key Vault version tagged
 //! `stored`) → `UpdateConsumer`/`Notify` for each consumer (each recorded in the version's
-//! `rotator-synced` tag) → `CompletePropagation` (a token request with the value read back from
-//! Key Vault; tagged `propagated` with the removal date) → after grace `RemovePassword` (exact
-//! previous keyId) → `MarkRetired`.
+//! `rotator-synced` tag: a notification at once, an update with the run's next tag write, see
+//! [`TagWrite`]) → `CompletePropagation` (the value read back from Key Vault; a token request
+//! unless it is the very value Entra accepted in this run's rotation; tagged `propagated` with
+//! the removal date) → after grace `RemovePassword` (exact previous keyId) → `MarkRetired`.
 //!
 //! Guarantees:
 //! - A new value reaches Key Vault (and so any consumer) only after Entra has accepted it.
