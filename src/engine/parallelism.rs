@@ -7,6 +7,9 @@
 //! request spent and a Retry-After waited. The runner scopes a counter of 429s around each
 //! credential (`azure::common::THROTTLED`); a credential that met one halves the limit, one
 //! that met none adds `1 / limit` (one whole credential per round of `limit` completions).
+//! As in TCP's fast recovery, one congestion event halves once: credentials started before the
+//! last decrease met the same overload, so their 429s do not halve again ([`Aimd::start`]
+//! hands each credential the epoch it started in).
 //!
 //! Guarantees: the limit stays within `1..=ceiling`; it starts at the ceiling (nothing is
 //! known about Azure's load yet), so a pass Azure does not throttle runs as before.
@@ -16,6 +19,8 @@
 pub struct Aimd {
     limit: f64,
     ceiling: usize,
+    /// Number of decreases so far.
+    epoch: u64,
 }
 
 impl Aimd {
@@ -24,7 +29,13 @@ impl Aimd {
         Self {
             limit: ceiling as f64,
             ceiling,
+            epoch: 0,
         }
+    }
+
+    /// A credential starts: the epoch to hand back to [`Aimd::finished`].
+    pub fn start(&self) -> u64 {
+        self.epoch
     }
 
     /// How many may be in flight now.
@@ -32,13 +43,15 @@ impl Aimd {
         (self.limit.floor() as usize).clamp(1, self.ceiling)
     }
 
-    /// One credential finished; `throttled`: how many 429s its requests met.
-    pub fn finished(&mut self, throttled: u64) {
-        self.limit = if throttled > 0 {
-            (self.limit / 2.0).max(1.0)
-        } else {
-            (self.limit + 1.0 / self.limit).min(self.ceiling as f64)
-        };
+    /// One credential finished; `throttled`: how many 429s its requests met; `started`: what
+    /// [`Aimd::start`] said when it started.
+    pub fn finished(&mut self, started: u64, throttled: u64) {
+        if throttled == 0 {
+            self.limit = (self.limit + 1.0 / self.limit).min(self.ceiling as f64);
+        } else if started == self.epoch {
+            self.limit = (self.limit / 2.0).max(1.0);
+            self.epoch += 1;
+        }
     }
 }
 
@@ -50,34 +63,48 @@ mod tests {
     fn halves_on_throttling_and_climbs_back_one_per_round() {
         let mut a = Aimd::new(8);
         assert_eq!(a.limit(), 8);
-        a.finished(0);
+        a.finished(a.start(), 0);
         assert_eq!(a.limit(), 8, "never above the ceiling");
-        a.finished(3);
+        a.finished(a.start(), 3);
         assert_eq!(a.limit(), 4);
-        a.finished(1);
-        a.finished(1);
-        a.finished(1);
+        a.finished(a.start(), 1);
+        a.finished(a.start(), 1);
+        a.finished(a.start(), 1);
         assert_eq!(a.limit(), 1, "never below one");
         // From 1: one completion makes 2 (1 + 1/1); then about two more make 3 (+1/2, +1/2.5,
         // +1/2.9: the increase per completion shrinks as the limit grows).
-        a.finished(0);
+        a.finished(a.start(), 0);
         assert_eq!(a.limit(), 2);
-        a.finished(0);
-        a.finished(0);
+        a.finished(a.start(), 0);
+        a.finished(a.start(), 0);
         assert_eq!(a.limit(), 2);
-        a.finished(0);
+        a.finished(a.start(), 0);
         assert_eq!(a.limit(), 3);
         for _ in 0..100 {
-            a.finished(0);
+            a.finished(a.start(), 0);
         }
         assert_eq!(a.limit(), 8);
+    }
+
+    #[test]
+    fn one_overload_halves_once() {
+        let mut a = Aimd::new(16);
+        // Eight credentials started together and all met the same throttling.
+        let started = a.start();
+        for _ in 0..8 {
+            a.finished(started, 2);
+        }
+        assert_eq!(a.limit(), 8, "halved once, not eight times");
+        // One started after the decrease and still throttled: the overload goes on.
+        a.finished(a.start(), 1);
+        assert_eq!(a.limit(), 4);
     }
 
     #[test]
     fn a_ceiling_of_zero_still_runs_one() {
         let mut a = Aimd::new(0);
         assert_eq!(a.limit(), 1);
-        a.finished(5);
+        a.finished(a.start(), 5);
         assert_eq!(a.limit(), 1);
     }
 }

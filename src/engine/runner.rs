@@ -547,6 +547,7 @@ impl Engine {
                 next += 1;
                 let throttled = Arc::new(AtomicU64::new(0));
                 let counter = throttled.clone();
+                let epoch = limit.start();
                 running.push(async move {
                     let cred = &creds[i];
                     let outcome = if Instant::now() >= deadline {
@@ -556,13 +557,13 @@ impl Engine {
                             self.run_credential_seen(cred, clock.now(), false, Some(deadline), id);
                         Ok(THROTTLED.scope(counter, run).await)
                     };
-                    (i, outcome, throttled.load(Ordering::Relaxed))
+                    (i, outcome, epoch, throttled.load(Ordering::Relaxed))
                 });
             }
-            let Some((i, outcome, throttled)) = running.next().await else {
+            let Some((i, outcome, epoch, throttled)) = running.next().await else {
                 break;
             };
-            limit.finished(throttled);
+            limit.finished(epoch, throttled);
             outcomes[i] = Some(outcome);
         }
         outcomes.into_iter().flatten().collect()
