@@ -570,7 +570,6 @@ struct PassResult {
     failures: usize,
     progressed: usize,
     azure_requests: usize,
-    graph_writes: usize,
     throttled: usize,
     /// What the pass took from each throttle (429s excluded: they take nothing).
     load: Load,
@@ -666,17 +665,12 @@ async fn one_pass(n: usize, parallel: usize) -> PassResult {
             .find(|c| c.outcome != CredentialOutcome::Progressed);
         eprintln!("    {failures} not progressed; first: {first:#?}");
     }
-    let writes = log
-        .iter()
-        .filter(|r| r.service == "graph" && r.method == "POST")
-        .count();
     let throttled = log.iter().filter(|r| r.status == 429).count();
     PassResult {
         wall,
         failures,
         progressed: report.credentials.len() - failures.min(report.credentials.len()),
         azure_requests: log.len(),
-        graph_writes: writes,
         throttled,
         load: Load::of(log),
     }

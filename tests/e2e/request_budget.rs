@@ -33,7 +33,6 @@ async fn a_rotation_reads_each_resource_again_only_after_writing_it() {
     assert_eq!(report.outcome, CredentialOutcome::Progressed, "{report:#?}");
     let ops = operations(&w, from);
     let n = |op: &str| ops.get(op).copied().unwrap_or(0);
-    let steps = report.steps.len();
     let names: Vec<_> = report.steps.iter().map(|s| s.step.as_str()).collect();
     assert_eq!(
         names,
