@@ -1,11 +1,13 @@
 //! [`Engine`]: runs credentials through observe → plan → perform, and answers the probe,
 //! status and plan questions. Implements [`RotatorService`] for the HTTP functions.
 //!
-//! Expected flow of a pass: for each enrolled credential (at most `max_parallel` at once), take
-//! its blob lease, then repeat {observe (everything at first, then what the last step wrote),
-//! decide, perform the first step} until the planner has nothing left, a step fails, the
-//! credential's step bound is reached or the pass budget is spent; release the lease; write the
-//! run's audit record and the credential's last outcome.
+//! Expected flow of a pass: for each enrolled credential (at most `max_parallel` at once, fewer
+//! while Azure answers 429: [`Aimd`]), take its blob lease, then repeat {observe (everything at
+//! first, then only what a failed step may have half-written: a step that succeeded says what
+//! it wrote), decide, perform the first step} until the planner has nothing left, a step fails,
+//! the credential's step bound is reached or the pass budget is spent; write the tags the steps
+//! left unwritten (one write); release the lease; write the run's audit record and the
+//! credential's last outcome.
 //! Then, with what is left of the budget, scan the visible applications for credentials nobody
 //! rotates that expire within `warn_unenrolled_days` and notify about each (once a day); which
 //! passwords are enrolled is learnt from the credentials' last observations, so the scan costs
