@@ -193,3 +193,52 @@ async fn a_rotation_with_three_consumers_stays_within_twenty_requests() {
         );
     }
 }
+
+/// The consumers' `rotator-synced` entries are written once per run, not lost: when one
+/// consumer's write fails, the run still records the others in the new version's tags (one tag
+/// write), checked on the emulator's vault.
+#[tokio::test]
+async fn a_failed_consumer_does_not_lose_the_others_sync_records() {
+    let (scenario, policy) = three_consumer_world();
+    let w = spawn_world(scenario, &policy).await;
+    let control = w.emu.emulator.control();
+    control.add_fault(crate::support::faultkit::rule(
+        "arm",
+        "putConnection",
+        azure_emulator::faults::FaultAction::Status {
+            status: 400,
+            retry_after: None,
+        },
+    ));
+    let from = control.requests().len() as u64;
+    let report = w.run("provision-assist").await;
+    assert_ne!(report.outcome, CredentialOutcome::Progressed, "{report:#?}");
+    assert!(
+        report.steps.iter().any(|s| s.step == "rotate" && s.ok),
+        "{report:#?}"
+    );
+    let cred = w.credential("provision-assist");
+    let (_, _, tags) = control
+        .secret_latest("kv-provisionassist", "appSecret")
+        .expect("the secret exists");
+    let state = secret_rotator::engine::tags::parse(&tags, cred)
+        .expect("the rotator's tags parse")
+        .expect("the new version carries the rotator's tags");
+    let ids: Vec<String> = cred.consumers.iter().map(|c| c.id()).collect();
+    assert!(
+        state.synced.contains(&ids[0]) && state.synced.contains(&ids[2]),
+        "the reference and the variable are recorded: {:?} of {ids:?}",
+        state.synced
+    );
+    assert!(
+        !state.synced.contains(&ids[1]),
+        "the connection that refused its PUT is not: {:?}",
+        state.synced
+    );
+    let ops = operations(&w, from);
+    assert_eq!(
+        ops.get("updateSecret 200").copied(),
+        Some(1),
+        "one tag write for the run: {ops:#?}"
+    );
+}
