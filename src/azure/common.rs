@@ -8,10 +8,25 @@
 //! own error enum; nothing here is public outside `crate::azure` except the options.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
 use reqwest::header::HeaderMap;
+
+tokio::task_local! {
+    /// Counts the 429 answers the requests of the enclosing task received (retried or not):
+    /// the pass runner scopes one per credential to learn whether Azure is throttling it
+    /// (`engine::parallelism`). Outside such a scope nothing is counted.
+    pub static THROTTLED: Arc<AtomicU64>;
+}
+
+/// Records a 429 for the enclosing task's [`THROTTLED`] counter, if any.
+pub(crate) fn note_throttled(status: u16) {
+    if status == 429 {
+        let _ = THROTTLED.try_with(|c| c.fetch_add(1, Ordering::Relaxed));
+    }
+}
 
 /// How a client retries: attempts, exponential back-off from `base_delay` up to `max_delay`.
 ///
@@ -231,6 +246,7 @@ pub(crate) async fn send(
                 if (200..300).contains(&status) {
                     return Ok(Reply { headers, body });
                 }
+                note_throttled(status);
                 let ra = retry_after(&headers);
                 let retry = match idempotency {
                     Idempotency::Idempotent => retryable_status(status),

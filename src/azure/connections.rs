@@ -57,6 +57,9 @@ pub struct ConnectionInfo {
 #[derive(Clone)]
 pub struct ConnectionsClient {
     arm: Arm,
+    /// Managed API definitions by `api.id`, read once per process: they are Microsoft's, the
+    /// same for every connection to that API in that region.
+    definitions: Arc<std::sync::Mutex<std::collections::HashMap<String, BTreeMap<String, String>>>>,
 }
 
 impl fmt::Debug for ConnectionsClient {
@@ -73,6 +76,7 @@ impl ConnectionsClient {
     ) -> Self {
         Self {
             arm: Arm::new(cloud, credential, options),
+            definitions: Default::default(),
         }
     }
 
@@ -149,8 +153,29 @@ impl ConnectionsClient {
         parse_json("API connection", &reply.body).map_err(ConnectionError::BadAnswer)
     }
 
-    /// Parameter name → type, from `GET {api.id}` (`ManagedApis_Get`).
+    /// Parameter name → type, from `GET {api.id}` (`ManagedApis_Get`), once per process.
     async fn managed_api_parameters(
+        &self,
+        api_id: &str,
+        conn: &ArmResource,
+    ) -> Result<BTreeMap<String, String>, UpdateError> {
+        let key = api_id.to_ascii_lowercase();
+        if let Some(known) = self
+            .definitions
+            .lock()
+            .ok()
+            .and_then(|d| d.get(&key).cloned())
+        {
+            return Ok(known);
+        }
+        let read = self.read_managed_api_parameters(api_id, conn).await?;
+        if let Ok(mut d) = self.definitions.lock() {
+            d.insert(key, read.clone());
+        }
+        Ok(read)
+    }
+
+    async fn read_managed_api_parameters(
         &self,
         api_id: &str,
         conn: &ArmResource,

@@ -394,6 +394,7 @@ fn sdk_failure(e: &azure_core::Error, attempts: u32) -> (Failure, bool) {
             error_code,
         } => {
             let status = u16::from(*status);
+            super::common::note_throttled(status);
             let (body, retry_after) = match raw_response {
                 Some(r) => {
                     let body = String::from_utf8_lossy(r.body().as_ref()).into_owned();

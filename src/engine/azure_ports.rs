@@ -232,8 +232,15 @@ impl AzurePorts for AzureClients {
         value: &SecretValue,
         tags: &BTreeMap<String, String>,
         expires: Option<DateTime<Utc>>,
-    ) -> Result<String, PortError> {
-        Ok(self.keyvault.set(at, value, tags, expires).await?.version)
+    ) -> Result<VaultSecret, PortError> {
+        let p = self.keyvault.set(at, value, tags, expires).await?;
+        Ok(VaultSecret {
+            version: p.version,
+            value: value.clone(),
+            tags: p.tags,
+            created: p.created,
+            expires: p.expires,
+        })
     }
 
     async fn vault_update_tags(
@@ -241,13 +248,16 @@ impl AzurePorts for AzureClients {
         at: &VaultSecretRef,
         version: &str,
         tags: &BTreeMap<String, String>,
-    ) -> Result<(), PortError> {
+    ) -> Result<BTreeMap<String, String>, PortError> {
         let update = VersionUpdate {
             tags: Some(tags.clone()),
             ..Default::default()
         };
-        self.keyvault.update_version(at, version, &update).await?;
-        Ok(())
+        Ok(self
+            .keyvault
+            .update_version(at, version, &update)
+            .await?
+            .tags)
     }
 
     async fn app_setting(
@@ -282,6 +292,7 @@ impl AzurePorts for AzureClients {
             .await?
             .map(|s| ReferenceStatus {
                 status: format!("{:?}", s.status),
+                reference: s.reference,
                 active_version: s.active_version,
                 details: s.details,
             }))
@@ -334,6 +345,15 @@ impl AzurePorts for AzureClients {
             .automation
             .set_value(account, name, value, "Client secret kept by secret-rotator")
             .await?)
+    }
+
+    async fn update_automation_variable(
+        &self,
+        account: &ArmResource,
+        name: &str,
+        value: &SecretValue,
+    ) -> Result<(), PortError> {
+        Ok(self.automation.update_value(account, name, value).await?)
     }
 }
 

@@ -4,9 +4,10 @@
 //! (`engine::observe::Observer`):
 //! `Rotate` (addPassword → token request until Entra accepts it → new Key Vault version tagged
 //! `stored`) → `UpdateConsumer`/`Notify` for each consumer (each recorded in the version's
-//! `rotator-synced` tag) → `CompletePropagation` (a token request with the value read back from
-//! Key Vault; tagged `propagated` with the removal date) → after grace `RemovePassword` (exact
-//! previous keyId) → `MarkRetired`.
+//! `rotator-synced` tag: a notification at once, an update with the run's next tag write, see
+//! [`TagWrite`]) → `CompletePropagation` (the value read back from Key Vault; a token request
+//! unless it is the very value Entra accepted in this run's rotation; tagged `propagated` with
+//! the removal date) → after grace `RemovePassword` (exact previous keyId) → `MarkRetired`.
 //!
 //! Guarantees:
 //! - A new value reaches Key Vault (and so any consumer) only after Entra has accepted it.
@@ -41,9 +42,11 @@ use uuid::Uuid;
 
 use crate::cloud::Cloud;
 use crate::engine::kvref::KeyVaultReference;
+use crate::engine::observe::ConsumerFact;
 use crate::engine::observe::{Observed, owner_guidance, unencrypted_variable};
 use crate::engine::ports::{
     AzurePorts, LeaseGuard, ManualStep, Notifier, PortError, SetVariableOutcome, StorePorts,
+    VaultSecret,
 };
 use crate::engine::tags;
 use crate::planner::{
@@ -82,6 +85,43 @@ pub struct ExecContext<'a> {
     /// Passwords this run's addPassword calls answered with: Graph reads may lag behind them
     /// (eventual consistency), so the observer trusts these over a read that lacks them.
     pub added: std::sync::Mutex<Vec<PasswordInfo>>,
+    /// The value Entra accepted in this run's `Rotate` (its token request): the verification
+    /// of `CompletePropagation` compares the value read back from Key Vault with it instead of
+    /// asking Entra about the same bytes again.
+    pub accepted: std::sync::Mutex<Option<SecretValue>>,
+}
+
+/// What a step that succeeded changed, as its own answers say: the observer keeps these
+/// instead of reading the resources again (`engine::observe::Observer::learn`).
+#[derive(Debug, Default)]
+pub struct Learnt {
+    /// The version `Rotate` stored, as `setSecret` answered it (with the value stored).
+    pub stored: Option<VaultSecret>,
+    /// The current version's tags after the step, and whether they are in Key Vault yet.
+    pub tags: Option<(BTreeMap<String, String>, TagWrite)>,
+    /// The consumer the step wrote and confirmed (its index in the policy).
+    pub confirmed: Option<usize>,
+    /// The password the step removed (or found already gone).
+    pub removed: Option<Uuid>,
+}
+
+/// Whether a step's tags were written to Key Vault or left for the run to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagWrite {
+    /// Written: the tags are Key Vault's answer.
+    Written,
+    /// Not written yet: a consumer's `rotator-synced` entry or an adoption, written with the
+    /// next tag write of the run or at its end (`Observer::unwritten_tags`). Lost only if the
+    /// process dies first; the next run then writes the consumer again (every step is
+    /// idempotent), so one tag write per phase change is enough.
+    Deferred,
+}
+
+/// A step's sentence for the run's record (key ids, never values) and what it learnt.
+#[derive(Debug)]
+pub struct Done {
+    pub detail: String,
+    pub learnt: Learnt,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,14 +219,15 @@ fn tenant_of<'a>(cred: &'a CredentialPolicy, ctx: &'a ExecContext<'_>) -> &'a st
     cred.tenant_id.as_deref().unwrap_or(ctx.tenant)
 }
 
-/// Performs `step`; returns a sentence for the run's record (key ids, never values).
+/// Performs `step`; returns a sentence for the run's record (key ids, never values) and what
+/// the step's answers told (see [`Learnt`]).
 pub async fn perform(
     ctx: &ExecContext<'_>,
     cred: &CredentialPolicy,
     observed: &Observed,
     step: &Step,
     now: DateTime<Utc>,
-) -> Result<String, StepError> {
+) -> Result<Done, StepError> {
     let app = observed.app.as_ref().ok_or_else(|| {
         StepError::Invariant("the application was not observed; nothing can be done".into())
     })?;
@@ -207,21 +248,27 @@ pub async fn perform(
         })
         .unwrap_or_default();
 
-    // Rewrites the current version's rotator tags.
-    let retag = |t: RotationTags| {
+    // The current version's rotator tags as `t`: written now, or left for the run to write
+    // (`TagWrite::Deferred`); either way the result is what the observer keeps.
+    let retag = |t: RotationTags, how: TagWrite| {
         let secret = observed.secret.as_ref();
         async move {
             let s = secret.ok_or_else(|| {
                 StepError::Invariant("no Key Vault version to record progress on".into())
             })?;
             let rendered = tags::render(&s.tags, cred, &t).map_err(StepError::TagBudget)?;
-            ctx.azure
-                .vault_update_tags(kv, &s.version, &rendered)
-                .await
-                .map_err(az(RETAG))
+            let tags = match how {
+                TagWrite::Deferred => rendered,
+                TagWrite::Written => ctx
+                    .azure
+                    .vault_update_tags(kv, &s.version, &rendered)
+                    .await
+                    .map_err(az(RETAG))?,
+            };
+            Ok::<_, StepError>(Some((tags, how)))
         }
     };
-    let mark_synced = |id: &str| {
+    let mark_synced = |id: &str, how: TagWrite| {
         let id = id.to_string();
         let current_tags = current_tags.clone();
         let retag = &retag;
@@ -231,27 +278,37 @@ pub async fn perform(
                     if !t.synced.contains(&id) {
                         t.synced.push(id);
                     }
-                    retag(t).await
+                    retag(t, how).await
                 }
-                None => Ok(()),
+                None => Ok(None),
             }
         }
     };
 
     match step {
         Step::Adopt { key_id } => {
-            retag(RotationTags {
-                key_id: *key_id,
-                previous_key_id: None,
-                phase: Phase::Retired,
-                rotated_at: None,
-                remove_after: None,
-                synced: Vec::new(),
-            })
+            // Deferred: a rotation right after it tags its own new version instead.
+            let tags = retag(
+                RotationTags {
+                    key_id: *key_id,
+                    previous_key_id: None,
+                    phase: Phase::Retired,
+                    rotated_at: None,
+                    remove_after: None,
+                    synced: Vec::new(),
+                },
+                TagWrite::Deferred,
+            )
             .await?;
-            Ok(format!(
-                "adopted the stored value as password {key_id} (matched by its hint)"
-            ))
+            Ok(Done {
+                detail: format!(
+                    "adopted the stored value as password {key_id} (matched by its hint)"
+                ),
+                learnt: Learnt {
+                    tags,
+                    ..Learnt::default()
+                },
+            })
         }
         Step::Rotate {
             reason,
@@ -282,6 +339,9 @@ pub async fn perform(
             if let Ok(mut added) = ctx.added.lock() {
                 added.push(info.clone());
             }
+            if let Ok(mut accepted) = ctx.accepted.lock() {
+                *accepted = Some(value.clone());
+            }
             let t = RotationTags {
                 key_id: info.key_id,
                 previous_key_id: *previous_key_id,
@@ -292,21 +352,28 @@ pub async fn perform(
             };
             let rendered = tags::render(&foreign_tags, cred, &t).map_err(StepError::TagBudget)?;
             // After this call the password must stay: a lost answer may hide a stored value.
-            let version = ctx
+            let stored = ctx
                 .azure
                 .vault_set(kv, &value, &rendered, Some(*end))
                 .await
                 .map_err(az("store the new value in Key Vault"))?;
-            Ok(format!(
-                "rotated ({}): added password {} (hint {}…, expires {}), accepted by Entra after \
-                 {attempts} attempt(s), stored as {}/{} version {version}",
-                describe_reason(reason),
-                info.key_id,
-                value.hint(),
-                end.format("%Y-%m-%d"),
-                kv.vault,
-                kv.secret
-            ))
+            Ok(Done {
+                detail: format!(
+                    "rotated ({}): added password {} (hint {}…, expires {}), accepted by Entra \
+                     after {attempts} attempt(s), stored as {}/{} version {}",
+                    describe_reason(reason),
+                    info.key_id,
+                    value.hint(),
+                    end.format("%Y-%m-%d"),
+                    kv.vault,
+                    kv.secret,
+                    stored.version
+                ),
+                learnt: Learnt {
+                    stored: Some(stored),
+                    ..Learnt::default()
+                },
+            })
         }
         Step::UpdateConsumer { index, consumer_id } => {
             let consumer = cred.consumers.get(*index).ok_or_else(|| {
@@ -315,9 +382,21 @@ pub async fn perform(
             let current = observed.secret.as_ref().ok_or_else(|| {
                 StepError::Invariant("no Key Vault value to hand to consumers".into())
             })?;
-            let detail = update_consumer(ctx, cred, consumer, current).await?;
-            mark_synced(consumer_id).await?;
-            Ok(detail)
+            let fact = observed
+                .facts
+                .get(*index)
+                .copied()
+                .unwrap_or(ConsumerFact::Unknown);
+            let detail = update_consumer(ctx, cred, consumer, current, fact).await?;
+            let tags = mark_synced(consumer_id, TagWrite::Deferred).await?;
+            Ok(Done {
+                detail,
+                learnt: Learnt {
+                    tags,
+                    confirmed: Some(*index),
+                    ..Learnt::default()
+                },
+            })
         }
         Step::Notify { index, consumer_id } => {
             let Some(Consumer::NotifyOnly {
@@ -356,17 +435,25 @@ pub async fn perform(
                 .manual_step(&msg)
                 .await
                 .map_err(az("send the manual-step message"))?;
-            mark_synced(consumer_id).await?;
+            // Written at once: a record lost with the process would tell the person twice.
+            let tags = mark_synced(consumer_id, TagWrite::Written).await?;
             let what = format!(
                 "take the new value from {} before {}",
                 msg.secret_id,
                 (now + cred.grace).format("%Y-%m-%d %H:%M UTC")
             );
-            Ok(match hooks {
+            let detail = match hooks {
                 0 => format!(
                     "no webhook is configured: the manual step for {system} ({what}) is only in the log"
                 ),
                 n => format!("told the owners of {system} through {n} webhook(s) to {what}"),
+            };
+            Ok(Done {
+                detail,
+                learnt: Learnt {
+                    tags,
+                    ..Learnt::default()
+                },
             })
         }
         Step::CompletePropagation { remove_after } => {
@@ -380,17 +467,33 @@ pub async fn perform(
                 .await
                 .map_err(az("read the value back from Key Vault"))?
                 .ok_or_else(|| StepError::NotConfirmed("the Key Vault secret vanished".into()))?;
-            let attempts =
-                verify_secret(ctx, app.app_id, tenant_of(cred, ctx), &stored.value).await?;
+            // The same bytes Entra accepted in this run's rotation need no second token request.
+            let accepted_here = ctx
+                .accepted
+                .lock()
+                .is_ok_and(|a| a.as_ref() == Some(&stored.value));
+            let proof = if accepted_here {
+                "is the value Entra accepted in this run's rotation".to_string()
+            } else {
+                let attempts =
+                    verify_secret(ctx, app.app_id, tenant_of(cred, ctx), &stored.value).await?;
+                format!("gets a token (attempt {attempts})")
+            };
             t.phase = Phase::Propagated;
             t.remove_after = Some(*remove_after);
-            retag(t).await?;
-            Ok(format!(
-                "verified: the value in Key Vault version {} gets a token (attempt {attempts}); \
-                 the previous secret goes after {}",
-                stored.version,
-                remove_after.format("%Y-%m-%d %H:%M UTC")
-            ))
+            let tags = retag(t, TagWrite::Written).await?;
+            Ok(Done {
+                detail: format!(
+                    "verified: the value in Key Vault version {} {proof}; the previous secret \
+                     goes after {}",
+                    stored.version,
+                    remove_after.format("%Y-%m-%d %H:%M UTC")
+                ),
+                learnt: Learnt {
+                    tags,
+                    ..Learnt::default()
+                },
+            })
         }
         Step::RemovePassword { key_id, reason } => {
             if Some(*key_id) == current_key_id(observed) {
@@ -414,7 +517,13 @@ pub async fn perform(
                 RemoveReason::Orphan | RemoveReason::ExpiredUnmanaged => Vec::new(),
             };
             if health.is_empty() {
-                Ok(done)
+                Ok(Done {
+                    detail: done,
+                    learnt: Learnt {
+                        removed: Some(*key_id),
+                        ..Learnt::default()
+                    },
+                })
             } else {
                 Err(StepError::NotConfirmed(format!(
                     "{done}; now failing: {}",
@@ -431,13 +540,20 @@ pub async fn perform(
                 .filter(|k| app.passwords.iter().any(|p| p.key_id == *k));
             t.phase = Phase::Retired;
             t.previous_key_id = None;
-            retag(t).await?;
-            Ok(match kept {
+            let tags = retag(t, TagWrite::Written).await?;
+            let detail = match kept {
                 Some(k) => format!(
                     "rotation complete; the previous password {k} was not created by \
                      secret-rotator and is left in place until it expires"
                 ),
                 None => "rotation complete: the previous secret is gone".into(),
+            };
+            Ok(Done {
+                detail,
+                learnt: Learnt {
+                    tags,
+                    ..Learnt::default()
+                },
             })
         }
     }
@@ -487,16 +603,49 @@ async fn lock_resource(
     }
 }
 
+/// `fact`: what this run's observation read of the consumer, when it spares a read here. A
+/// versionless reference is only refreshed (App Service's settings are not written, so neither
+/// the site's lease nor a fresh read of its settings is needed); an encrypted variable is only
+/// patched. An app setting that is written is always read afresh under the lease.
 async fn update_consumer(
     ctx: &ExecContext<'_>,
     cred: &CredentialPolicy,
     consumer: &Consumer,
     current: &crate::engine::ports::VaultSecret,
+    fact: ConsumerFact,
 ) -> Result<String, StepError> {
-    let site = match consumer {
-        Consumer::AppSettingKeyVaultRef { site, .. } | Consumer::AppSettingValue { site, .. } => {
-            site
+    let site = match (consumer, fact) {
+        (Consumer::AppSettingKeyVaultRef { site, setting }, ConsumerFact::VersionlessReference) => {
+            ctx.azure
+                .refresh_references(site)
+                .await
+                .map_err(az("refresh Key Vault references"))?;
+            let how = "refreshed the versionless reference";
+            return confirm_reference(ctx, consumer, site, setting, &current.version, how).await;
         }
+        (Consumer::AutomationVariable { account, variable }, ConsumerFact::EncryptedVariable) => {
+            match ctx
+                .azure
+                .update_automation_variable(account, variable, &current.value)
+                .await
+            {
+                Ok(()) => {
+                    return Ok(format!(
+                        "{}: wrote the new value into the encrypted variable",
+                        consumer.describe()
+                    ));
+                }
+                // Deleted since it was read: the full path creates it encrypted.
+                Err(PortError::NotFound(_)) => {
+                    return update_other_consumer(ctx, consumer, current).await;
+                }
+                Err(e) => return Err(az("update the Automation variable")(e)),
+            }
+        }
+        (
+            Consumer::AppSettingKeyVaultRef { site, .. } | Consumer::AppSettingValue { site, .. },
+            _,
+        ) => site,
         _ => return update_other_consumer(ctx, consumer, current).await,
     };
     let lease = lock_resource(ctx, site).await?;

@@ -5,6 +5,7 @@ pub mod executor;
 pub mod kvref;
 pub mod lifetime;
 pub mod observe;
+pub mod parallelism;
 pub mod ports;
 pub mod report;
 pub mod runner;

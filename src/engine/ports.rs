@@ -76,6 +76,9 @@ pub struct DeletedSecret {
 pub struct ReferenceStatus {
     /// `Resolved`, `AccessToKeyVaultDenied`, `SecretNotFound`, ...
     pub status: String,
+    /// The reference as the setting holds it (`@Microsoft.KeyVault(...)`), when App Service
+    /// says (`properties.reference`, ApiKVReference in the Microsoft.Web spec).
+    pub reference: Option<String>,
     /// The secret version the app currently uses.
     pub active_version: Option<String>,
     pub details: Option<String>,
@@ -137,21 +140,22 @@ pub trait AzurePorts: Send + Sync {
     /// The soft-deleted secret of that name, if any (`None` also when the rotator may not see
     /// deleted secrets: it then cannot tell).
     async fn vault_deleted(&self, at: &VaultSecretRef) -> Result<Option<DeletedSecret>, PortError>;
-    /// Stores a new version; returns its version id.
+    /// Stores a new version; returns it as Key Vault answered (version id, tags, dates) with
+    /// the value stored, so nothing needs reading back to know it.
     async fn vault_set(
         &self,
         at: &VaultSecretRef,
         value: &SecretValue,
         tags: &BTreeMap<String, String>,
         expires: Option<DateTime<Utc>>,
-    ) -> Result<String, PortError>;
-    /// Replaces the tag set of one version.
+    ) -> Result<VaultSecret, PortError>;
+    /// Replaces the tag set of one version; returns the tags as Key Vault answered them.
     async fn vault_update_tags(
         &self,
         at: &VaultSecretRef,
         version: &str,
         tags: &BTreeMap<String, String>,
-    ) -> Result<(), PortError>;
+    ) -> Result<BTreeMap<String, String>, PortError>;
 
     /// One app setting's raw value (`None` when the setting does not exist).
     async fn app_setting(
@@ -198,6 +202,14 @@ pub trait AzurePorts: Send + Sync {
         name: &str,
         value: &SecretValue,
     ) -> Result<SetVariableOutcome, PortError>;
+    /// Replaces the value of a variable just observed to exist encrypted (PATCH only, no read;
+    /// `isEncrypted` is kept by the PATCH). `NotFound` when it is gone meanwhile.
+    async fn update_automation_variable(
+        &self,
+        account: &ArmResource,
+        name: &str,
+        value: &SecretValue,
+    ) -> Result<(), PortError>;
 }
 
 /// A held lease; dropping or releasing it frees the credential for another instance.

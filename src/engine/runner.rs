@@ -1,11 +1,13 @@
 //! [`Engine`]: runs credentials through observe → plan → perform, and answers the probe,
 //! status and plan questions. Implements [`RotatorService`] for the HTTP functions.
 //!
-//! Expected flow of a pass: for each enrolled credential (at most `max_parallel` at once), take
-//! its blob lease, then repeat {observe (everything at first, then what the last step wrote),
-//! decide, perform the first step} until the planner has nothing left, a step fails, the
-//! credential's step bound is reached or the pass budget is spent; release the lease; write the
-//! run's audit record and the credential's last outcome.
+//! Expected flow of a pass: for each enrolled credential (at most `max_parallel` at once, fewer
+//! while Azure answers 429: [`Aimd`]), take its blob lease, then repeat {observe (everything at
+//! first, then only what a failed step may have half-written: a step that succeeded says what
+//! it wrote), decide, perform the first step} until the planner has nothing left, a step fails,
+//! the credential's step bound is reached or the pass budget is spent; write the tags the steps
+//! left unwritten (one write); release the lease; write the run's audit record and the
+//! credential's last outcome.
 //! Then, with what is left of the budget, scan the visible applications for credentials nobody
 //! rotates that expire within `warn_unenrolled_days` and notify about each (once a day); which
 //! passwords are enrolled is learnt from the credentials' last observations, so the scan costs
@@ -29,15 +31,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+use crate::azure::common::THROTTLED;
 use crate::cloud::Cloud;
 use crate::engine::executor::{self, ExecContext, StepError, VerifyPolicy};
 use crate::engine::lifetime;
 use crate::engine::observe::{Observed, Observer, observe, remedy};
+use crate::engine::parallelism::Aimd;
 use crate::engine::ports::{AzurePorts, Notifier, PortError, StorePorts};
 use crate::engine::report::*;
 use crate::engine::tags;
@@ -128,6 +133,10 @@ impl ProbeMemo {
     }
 }
 
+/// One credential's run in a pass, with its last observation; `Err(name)` when the pass's
+/// budget was spent before it started (deferred).
+type CredentialOutcomeOf = Result<(CredentialReport, Option<Observed>), String>;
+
 /// A `now` that keeps flowing from the host's timestamp.
 #[derive(Clone, Copy)]
 struct Clock {
@@ -144,6 +153,30 @@ impl Clock {
     }
     fn now(&self) -> DateTime<Utc> {
         self.base + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()
+    }
+}
+
+/// Writes the tags the run's steps recorded without writing (consumers' `rotator-synced`
+/// entries, an adoption): one tag write for the run. A failure is a warning: the consumers are
+/// written again by the next run, which finds them unrecorded.
+async fn write_unwritten_tags(
+    azure: &dyn AzurePorts,
+    cred: &CredentialPolicy,
+    observer: &mut Observer,
+) {
+    let Some((version, tags)) = observer.unwritten_tags() else {
+        return;
+    };
+    match azure
+        .vault_update_tags(&cred.key_vault, &version, &tags)
+        .await
+    {
+        Ok(_) => observer.tags_written(),
+        Err(e) => tracing::warn!(
+            "could not record the run's progress in the tags of {}/{} version {version}: {e}",
+            cred.key_vault.vault,
+            cred.key_vault.secret
+        ),
     }
 }
 
@@ -165,6 +198,7 @@ impl Engine {
             tenant: &self.options.tenant,
             verify: self.options.verify,
             added: Default::default(),
+            accepted: Default::default(),
         }
     }
 
@@ -297,7 +331,16 @@ impl Engine {
                 forced = true;
             }
             let result = executor::perform(&ctx, cred, &observed, &step, t).await;
-            observer.performed(&step);
+            let result = match result {
+                Ok(done) => {
+                    observer.learn(&step, &done.learnt);
+                    Ok(done.detail)
+                }
+                Err(e) => {
+                    observer.performed(&step);
+                    Err(e)
+                }
+            };
             let lifetime_refused = matches!(
                 &result,
                 Err(executor::StepError::Azure {
@@ -357,6 +400,7 @@ impl Engine {
             }
             report.outcome = CredentialOutcome::InProgress;
         }
+        write_unwritten_tags(self.azure.as_ref(), cred, &mut observer).await;
         lease.release().await;
         if let Some(r) = refused {
             r.apply(&mut report);
@@ -449,23 +493,7 @@ impl Engine {
         let id = run_id(now);
         let clock = Clock::new(now);
         let creds = &self.policy.credentials;
-        type Outcome = Result<(CredentialReport, Option<Observed>), String>;
-        let outcomes: Vec<Outcome> = futures::stream::iter(0..creds.len())
-            .map(|i| {
-                let id = id.clone();
-                async move {
-                    let cred = &creds[i];
-                    if Instant::now() >= deadline {
-                        return Err(cred.name.clone());
-                    }
-                    Ok(self
-                        .run_credential_seen(cred, clock.now(), false, Some(deadline), &id)
-                        .await)
-                }
-            })
-            .buffered(self.options.max_parallel.max(1))
-            .collect()
-            .await;
+        let outcomes = self.run_all(clock, deadline, &id).await;
         let mut results = Vec::new();
         let mut deferred = Vec::new();
         let mut enrolment = Enrolment::from_policy(Some(&self.policy));
@@ -504,6 +532,43 @@ impl Engine {
             tracing::warn!("could not record run {id}: {e}");
         }
         report
+    }
+
+    /// Every enrolled credential, in policy order, at most as many at once as the AIMD limit
+    /// allows ([`Aimd`]: halved when a credential met a 429, `max_parallel` at most).
+    async fn run_all(&self, clock: Clock, deadline: Instant, id: &str) -> Vec<CredentialOutcomeOf> {
+        let creds = &self.policy.credentials;
+        let mut limit = Aimd::new(self.options.max_parallel);
+        let mut outcomes: Vec<Option<CredentialOutcomeOf>> = Vec::new();
+        outcomes.resize_with(creds.len(), || None);
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut next = 0;
+        loop {
+            while next < creds.len() && running.len() < limit.limit() {
+                let i = next;
+                next += 1;
+                let throttled = Arc::new(AtomicU64::new(0));
+                let counter = throttled.clone();
+                let epoch = limit.start();
+                running.push(async move {
+                    let cred = &creds[i];
+                    let outcome = if Instant::now() >= deadline {
+                        Err(cred.name.clone())
+                    } else {
+                        let run =
+                            self.run_credential_seen(cred, clock.now(), false, Some(deadline), id);
+                        Ok(THROTTLED.scope(counter, run).await)
+                    };
+                    (i, outcome, epoch, throttled.load(Ordering::Relaxed))
+                });
+            }
+            let Some((i, outcome, epoch, throttled)) = running.next().await else {
+                break;
+            };
+            limit.finished(epoch, throttled);
+            outcomes[i] = Some(outcome);
+        }
+        outcomes.into_iter().flatten().collect()
     }
 
     /// Scans the tenant for credentials nobody rotates that expire within

@@ -31,6 +31,7 @@ pub mod managed_apis;
 pub mod model;
 pub mod scenario;
 pub mod server;
+pub mod throttle;
 pub mod tls;
 pub mod util;
 

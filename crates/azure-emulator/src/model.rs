@@ -232,6 +232,8 @@ pub struct Tenant {
     pub automation: BTreeMap<(String, String), AutomationAccount>,
     /// Graph write timestamps per calling appid, for the write quota.
     pub graph_writes: HashMap<Uuid, VecDeque<DateTime<Utc>>>,
+    /// ARM's token buckets and Key Vault's windows (`crate::throttle`).
+    pub throttles: crate::throttle::Throttles,
 }
 
 /// The name a site (or one of its deployment slots) is kept under: `site` or `site/slots/slot`.
@@ -294,6 +296,7 @@ impl Tenant {
             connections: BTreeMap::new(),
             automation: BTreeMap::new(),
             graph_writes: HashMap::new(),
+            throttles: crate::throttle::Throttles::new(s.throttling.map(|t| t.spec())),
         };
         if t.token_lifetime < 60 {
             return Err(bad("tokenLifetimeSeconds must be at least 60"));

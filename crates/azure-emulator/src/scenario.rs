@@ -34,6 +34,9 @@ pub struct Scenario {
     pub token_lifetime_seconds: Option<u64>,
     /// Graph write quota per calling app (requests per window); default 3000 per 150 s.
     pub graph_write_quota: Option<Quota>,
+    /// ARM and Key Vault throttling (`crate::throttle`): `"documented"` or explicit limits;
+    /// absent: none.
+    pub throttling: Option<crate::throttle::ThrottlingChoice>,
     /// Shorthand for an `appManagementPolicy` with only this lifetime cap (policy id all
     /// zeros): addPassword with a longer lifetime gets 400 `CredentialInvalidLifetimeAsPerAppPolicy`.
     pub max_password_lifetime_days: Option<u32>,

@@ -361,6 +361,19 @@ async fn handle_service(shared: Arc<Shared>, req: Req, svc: Service) -> Outcome 
         }
         None => None,
     };
+    let verdict = match (&resp, &arrival.caller) {
+        (None, Ok(principal)) if op.is_some() && has_credentials(svc, &req) => {
+            throttle(&shared, svc, &req, principal, arrived)
+        }
+        _ => crate::throttle::Verdict::Pass(Vec::new()),
+    };
+    let (resp, throttle_headers) = match verdict {
+        crate::throttle::Verdict::Pass(h) => (resp, h),
+        crate::throttle::Verdict::Throttled {
+            retry_after,
+            headers,
+        } => (Some(fault_response(svc, 429, Some(retry_after))), headers),
+    };
     let resp = match resp {
         Some(r) => r,
         None => {
@@ -372,7 +385,8 @@ async fn handle_service(shared: Arc<Shared>, req: Req, svc: Service) -> Outcome 
             }
         }
     };
-    let resp = add_common_headers(svc, resp);
+    let mut resp = add_common_headers(svc, resp);
+    resp.headers.extend(throttle_headers);
     record(&shared, &arrival, &req, resp.status);
     tracing::info!(service = svc.name(), op = op.unwrap_or("-"), method = %req.method, host = %req.host, path = %req.path, status = resp.status);
     Outcome::Answer(resp)
@@ -427,6 +441,25 @@ fn add_common_headers(svc: Service, mut r: Resp) -> Resp {
         _ => {}
     }
     r
+}
+
+/// ARM's and Key Vault's throttles (`crate::throttle`) for one request with credentials.
+fn throttle(
+    shared: &Shared,
+    svc: Service,
+    req: &Req,
+    principal: &str,
+    now: DateTime<Utc>,
+) -> crate::throttle::Verdict {
+    let mut st = lock(&shared.state);
+    match svc {
+        Service::Arm => st.throttles.arm(principal, &req.path, &req.method, now),
+        Service::KeyVault => {
+            let vault = req.host.split('.').next().unwrap_or_default();
+            st.throttles.key_vault(vault, now)
+        }
+        _ => crate::throttle::Verdict::Pass(Vec::new()),
+    }
 }
 
 /// An injected error in the service's own error shape.

@@ -131,6 +131,8 @@ pub fn generate(rng: &mut Rng, n: usize) -> (Value, String) {
     let mut scenario = json!({
         "tenantId": TENANT, "subscriptionId": SUB, "now": at(epoch(), 0),
         "replicationDelaySeconds": REPLICATION_SECONDS,
+        // ARM and Key Vault throttle as documented (azure-emulator `throttle`), as Graph does.
+        "throttling": "documented",
         "managedIdentities": t.mis, "applications": t.apps, "vaults": t.vaults,
         "sites": t.sites, "connections": t.connections, "automationAccounts": t.accounts,
         "roleAssignments": t.roles
