@@ -50,7 +50,7 @@ use crate::planner::{
     KeyIdentity, MARKER_PREFIX, PasswordInfo, Phase, RemoveReason, RotateReason, RotationTags,
     Step, VaultState,
 };
-use crate::policy::{ArmResource, Consumer, CredentialPolicy};
+use crate::policy::{ArmResource, Consumer, ConsumerId, CredentialPolicy};
 use crate::secret::SecretValue;
 
 /// How long and how often to retry a token request while a new secret replicates.
@@ -221,8 +221,8 @@ pub async fn perform(
                 .map_err(az(RETAG))
         }
     };
-    let mark_synced = |id: &str| {
-        let id = id.to_string();
+    let mark_synced = |id: &ConsumerId| {
+        let id = id.clone();
         let current_tags = current_tags.clone();
         let retag = &retag;
         async move {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::model::*;
-use crate::policy::{Consumer, CredentialPolicy};
+use crate::policy::{Consumer, ConsumerId, CredentialPolicy};
 
 /// Decides what to do next for one credential. Pure and total: see the module docs for the
 /// rules and their guarantees.
@@ -185,7 +185,7 @@ struct Current<'o> {
     previous: Option<Uuid>,
     remove_after: Option<DateTime<Utc>>,
     rotated_at: Option<DateTime<Utc>>,
-    synced: &'o [String],
+    synced: &'o [ConsumerId],
     created: Option<DateTime<Utc>>,
     adopt: bool,
 }

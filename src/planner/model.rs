@@ -8,6 +8,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::policy::ConsumerId;
+
 /// Prefix of the displayName the rotator gives every password it creates:
 /// `secret-rotator:{credential}:{YYYY-MM-DD}`. It is how a crashed run's orphan is recognised
 /// and how a password the rotator did not create is told apart.
@@ -58,7 +60,7 @@ pub struct RotationTags {
     /// `rotator-remove-after`: set when the phase becomes `Propagated`.
     pub remove_after: Option<DateTime<Utc>>,
     /// `rotator-synced`: ids of consumers known to hold this version (see `Consumer::id`).
-    pub synced: Vec<String>,
+    pub synced: Vec<ConsumerId>,
 }
 
 /// How the current Key Vault version was matched to a password.
@@ -114,7 +116,7 @@ pub enum ConsumerSync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerObservation {
     /// `Consumer::id()` of the policy consumer at the same index.
-    pub id: String,
+    pub id: ConsumerId,
     pub sync: ConsumerSync,
 }
 
@@ -174,9 +176,15 @@ pub enum Step {
         end: DateTime<Utc>,
     },
     /// Write the current version to one consumer (or refresh its reference) and confirm it.
-    UpdateConsumer { index: usize, consumer_id: String },
+    UpdateConsumer {
+        index: usize,
+        consumer_id: ConsumerId,
+    },
     /// Send the manual-step message for one notify-only consumer.
-    Notify { index: usize, consumer_id: String },
+    Notify {
+        index: usize,
+        consumer_id: ConsumerId,
+    },
     /// Prove the value read back from Key Vault gets a token, then tag the version
     /// `Propagated` with `remove_after` = now + grace.
     CompletePropagation { remove_after: DateTime<Utc> },

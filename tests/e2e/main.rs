@@ -8,6 +8,7 @@ mod azure_clients;
 mod bicep_syntax;
 mod cli_commands;
 mod connection_fidelity;
+mod consumer_ids;
 mod dev_mode;
 mod fault_campaign;
 mod faults;
