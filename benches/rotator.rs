@@ -14,7 +14,7 @@
 //!    RSS measured (the child's own VmHWM) is the listing's and not the emulator's.
 //!
 //! Environment knobs (for quick runs): `BENCH_CREDENTIALS` (default 1000), `BENCH_PARALLEL`
-//! (comma list, default `8,16,32`: 8 is `ROTATOR_MAX_PARALLEL`'s default), `BENCH_LIMITER=bucket` (the old limiter), `BENCH_APPS` (default 100000), `BENCH_ONLY` (comma list of
+//! (comma list, default `8,16,32`: 8 is `ROTATOR_MAX_PARALLEL`'s default), `BENCH_APPS` (default 100000), `BENCH_ONLY` (comma list of
 //! `start,one,scale,list`), `BENCH_SEQ_SAMPLE` (default 100).
 
 // The end-to-end suite's harness (Azurite, emulator, host); the bench uses only part of each.
@@ -290,13 +290,6 @@ async fn rig(scenario: Value, policy_json: &str, max_parallel: usize) -> Rig {
             .unwrap(),
         container: "secret-rotator".into(),
         webhooks: Vec::new(),
-        // What `serve` uses: the process-wide default limiter (BENCH_LIMITER=bucket: the token
-        // bucket it replaced, 2,400/150 s after a burst of 100, for the before/after numbers).
-        limiter: if std::env::var("BENCH_LIMITER").as_deref() == Ok("bucket") {
-            Arc::new(WriteLimiter::new(2400, Duration::from_secs(150), 100))
-        } else {
-            WriteLimiter::shared_default()
-        },
         max_parallel,
         verify: VerifyPolicy::default(),
         // Rotation throughput alone: the scan for unenrolled credentials is off.
@@ -794,7 +787,7 @@ fn child_list() {
             Cloud::Public,
             credential,
             options,
-            WriteLimiter::shared_default(),
+            Arc::new(WriteLimiter::default()),
         );
         let mut pager = graph.list_applications(None, 999);
         let (mut rows, mut pages, mut expiring) = (0u64, 0u64, 0u64);

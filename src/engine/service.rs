@@ -1,6 +1,7 @@
-//! Builds the engine behind [`crate::handler::service::RotatorService`]: from the settings in
-//! production ([`build`]), or from explicit parts in tests and dev mode ([`build_with`]) — the
-//! same code either way, only the credential and the transport differ.
+//! The composition root: [`compose`] builds every engine — `serve` ([`build`]), the CLI, dev
+//! mode (which runs `serve`), the tests and the bench — from [`EngineParts`], so they all run
+//! the production wiring (the same Graph write limiter, clients, store and notifier) and differ
+//! only in the parts: the credential, the transport and the clocks.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use crate::azure::credential::{CredentialChoice, build_credential};
 use crate::azure::graph::WriteLimiter;
 use crate::azure::storage::{StorageClient, blob_endpoint};
 use crate::cloud::Cloud;
-use crate::engine::azure_ports::{BlobStore, clients};
+use crate::engine::azure_ports::{AzureClients, BlobStore, clients};
 use crate::engine::executor::VerifyPolicy;
 use crate::engine::ports::StorePorts;
 use crate::engine::report::ResultCode;
@@ -52,7 +53,12 @@ impl EngineError {
     }
 }
 
-/// Everything an engine is made of, explicit.
+/// Everything an engine is made of that may differ between deployments, explicit. Production
+/// fills it from the settings ([`EngineParts::from_settings`]); a test or the bench fills it
+/// the same way and changes only what it must: the credential (an application instead of the
+/// managed identity), the transport inside `options` (the emulator's names and CA) and the
+/// clocks (`options.retry` and `verify` waits). What is not here — the Graph write limiter,
+/// the clients, the store, the notifier — every engine gets the same way, in [`compose`].
 pub struct EngineParts {
     pub policy: Policy,
     pub cloud: Cloud,
@@ -63,14 +69,56 @@ pub struct EngineParts {
     pub blob_endpoint: url::Url,
     pub container: String,
     pub webhooks: Vec<Webhook>,
-    pub limiter: Arc<WriteLimiter>,
     pub max_parallel: usize,
     pub verify: VerifyPolicy,
     /// ROTATOR_WARN_UNENROLLED_DAYS: the pass's scan for expiring unenrolled credentials.
     pub warn_unenrolled_days: u32,
 }
 
-pub fn build_with(parts: EngineParts) -> Result<Arc<Engine>, EngineError> {
+impl EngineParts {
+    /// The parts `serve` and the CLI build from the settings, around `policy`, `credential`
+    /// and `options` (the settings' transport and the production retry policy).
+    pub fn from_settings(
+        settings: &Settings,
+        policy: Policy,
+        credential: Arc<dyn TokenCredential>,
+        options: ServiceOptions,
+    ) -> Result<Self, EngineError> {
+        let blob_endpoint = blob_endpoint(
+            settings.cloud,
+            &settings.storage_account,
+            settings.blob_service_uri.as_ref().map(|u| u.as_str()),
+        )?;
+        Ok(Self {
+            policy,
+            cloud: settings.cloud,
+            tenant: settings.tenant_id.clone(),
+            credential,
+            options,
+            blob_endpoint,
+            container: settings.container.clone(),
+            webhooks: settings.webhooks.clone(),
+            max_parallel: settings.max_parallel,
+            verify: VerifyPolicy {
+                timeout: settings.verify_timeout,
+                ..Default::default()
+            },
+            warn_unenrolled_days: settings.warn_unenrolled_days,
+        })
+    }
+}
+
+/// An engine and the clients it runs on. The CLI's own Graph and App Service calls use these
+/// clients, so they share the engine's Graph write limiter: one quota per identity and
+/// tenant, one limiter per composition.
+pub struct Composed {
+    pub engine: Arc<Engine>,
+    pub clients: Arc<AzureClients>,
+}
+
+/// The composition root: the one place an engine is built, for `serve`, the CLI, dev mode
+/// (which runs `serve`), every test and the bench.
+pub fn compose(parts: EngineParts) -> Result<Composed, EngineError> {
     let storage = StorageClient::new(
         parts.cloud,
         &parts.blob_endpoint,
@@ -84,15 +132,15 @@ pub fn build_with(parts: EngineParts) -> Result<Arc<Engine>, EngineError> {
         parts.options.http.clone(),
         Some(store.clone()),
     ));
-    let azure = Arc::new(clients(
+    let clients = Arc::new(clients(
         parts.cloud,
         parts.credential,
         parts.options,
-        parts.limiter,
+        Arc::new(WriteLimiter::default()),
     ));
-    Ok(Arc::new(Engine {
+    let engine = Arc::new(Engine {
         policy: Arc::new(parts.policy),
-        azure,
+        azure: clients.clone(),
         store,
         notifier,
         options: EngineOptions {
@@ -104,7 +152,20 @@ pub fn build_with(parts: EngineParts) -> Result<Arc<Engine>, EngineError> {
             ..Default::default()
         },
         probes: Default::default(),
-    }))
+    });
+    Ok(Composed { engine, clients })
+}
+
+/// [`compose`], for callers that need the engine only.
+pub fn build_with(parts: EngineParts) -> Result<Arc<Engine>, EngineError> {
+    compose(parts).map(|c| c.engine)
+}
+
+/// The policy as the settings name it, checked against the settings' cloud.
+pub fn load_policy(settings: &Settings) -> Result<Policy, EngineError> {
+    let policy = crate::policy::load(&settings.policy_path)?;
+    policy.check_cloud(settings.cloud)?;
+    Ok(policy)
 }
 
 /// The engine as `serve` runs it: the managed identity (or, outside App Service, the
@@ -112,10 +173,8 @@ pub fn build_with(parts: EngineParts) -> Result<Arc<Engine>, EngineError> {
 pub async fn build(
     settings: &Settings,
 ) -> Result<Arc<dyn crate::handler::service::RotatorService>, EngineError> {
-    let policy = crate::policy::load(&settings.policy_path)?;
-    policy.check_cloud(settings.cloud)?;
-    let http = settings.transport.build()?;
-    let options = ServiceOptions::new(http);
+    let policy = load_policy(settings)?;
+    let options = ServiceOptions::new(settings.transport.build()?);
     let choice = if settings.identity_endpoint.is_some() {
         CredentialChoice::ManagedIdentity {
             client_id: settings.managed_identity_client_id.clone(),
@@ -124,27 +183,8 @@ pub async fn build(
         CredentialChoice::from_settings(|k| std::env::var(k).ok())?
     };
     let credential = build_credential(settings.cloud, &choice, &options)?;
-    let endpoint = blob_endpoint(
-        settings.cloud,
-        &settings.storage_account,
-        settings.blob_service_uri.as_ref().map(|u| u.as_str()),
-    )?;
-    let engine = build_with(EngineParts {
-        policy,
-        cloud: settings.cloud,
-        tenant: settings.tenant_id.clone(),
-        credential,
-        options,
-        blob_endpoint: endpoint,
-        container: settings.container.clone(),
-        webhooks: settings.webhooks.clone(),
-        limiter: WriteLimiter::shared_default(),
-        max_parallel: settings.max_parallel,
-        verify: VerifyPolicy {
-            timeout: settings.verify_timeout,
-            ..Default::default()
-        },
-        warn_unenrolled_days: settings.warn_unenrolled_days,
-    })?;
+    let engine = build_with(EngineParts::from_settings(
+        settings, policy, credential, options,
+    )?)?;
     Ok(engine)
 }

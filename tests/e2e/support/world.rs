@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use secret_rotator::azure::graph::WriteLimiter;
 use secret_rotator::cloud::Cloud;
 use secret_rotator::engine::executor::VerifyPolicy;
 use secret_rotator::engine::report::{CredentialReport, PassReport};
@@ -186,7 +185,6 @@ fn build_engine(
         .unwrap(),
         container: "secret-rotator".into(),
         webhooks: opts.webhooks,
-        limiter: Arc::new(WriteLimiter::new(2400, Duration::from_secs(150), 100)),
         max_parallel: opts.max_parallel,
         verify: opts.verify,
         warn_unenrolled_days: opts.warn_unenrolled_days,
