@@ -64,4 +64,4 @@ pub mod server;
 pub mod service;
 pub mod specs;
 
-pub use server::{HandlerOptions, StartupError, run};
+pub use server::{Backend, HandlerOptions, StartupError, run};
