@@ -40,7 +40,7 @@ use secret_rotator::cloud::Cloud;
 use secret_rotator::engine::executor::VerifyPolicy;
 use secret_rotator::engine::report::CredentialOutcome;
 use secret_rotator::engine::runner::Engine;
-use secret_rotator::engine::service::{EngineParts, build_with};
+use secret_rotator::compose::{EngineParts, build_with};
 use serde_json::{Value, json};
 use uuid::Uuid;
 

@@ -19,6 +19,7 @@
 pub mod azure;
 pub mod cli;
 pub mod cloud;
+pub mod compose;
 #[cfg(feature = "dev-mode")]
 pub mod dev;
 pub mod engine;

@@ -187,7 +187,7 @@ fn serve_main() -> anyhow::Result<()> {
                 format!("cannot listen on 127.0.0.1:{port} (FUNCTIONS_CUSTOMHANDLER_PORT)")
             })?;
         let opts = HandlerOptions::from_settings(&settings);
-        let backend = match secret_rotator::engine::service::build(&settings).await {
+        let backend = match secret_rotator::compose::build(&settings).await {
             Ok(s) => Backend::Ready(s),
             Err(e) => {
                 tracing::error!(error = %e, "the rotation engine did not start; serving SelfTest answers that say why");

@@ -150,7 +150,7 @@ pub enum RemoveOutcome {
 }
 
 /// Client-side limit on Graph writes, shared by every caller of one identity and tenant: the
-/// composition root (`engine::service::compose`) makes one per engine and hands it to every
+/// composition root (`compose::compose`) makes one per engine and hands it to every
 /// Graph client it builds.
 ///
 /// Default ([`WriteLimiter::sliding`]): at most 2,400 writes in any 150 s, i.e. 80 % of Graph's

@@ -8,5 +8,4 @@ pub mod observe;
 pub mod ports;
 pub mod report;
 pub mod runner;
-pub mod service;
 pub mod tags;

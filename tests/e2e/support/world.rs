@@ -19,7 +19,7 @@ use secret_rotator::cloud::Cloud;
 use secret_rotator::engine::executor::VerifyPolicy;
 use secret_rotator::engine::report::{CredentialReport, PassReport};
 use secret_rotator::engine::runner::Engine;
-use secret_rotator::engine::service::{EngineParts, build_with};
+use secret_rotator::compose::{EngineParts, build_with};
 use secret_rotator::notify::Webhook;
 use secret_rotator::policy::Policy;
 use serde_json::{Value, json};
