@@ -172,7 +172,7 @@ pub fn load_policy(settings: &Settings) -> Result<Policy, EngineError> {
 /// credential the environment names), the settings' transport, the policy file.
 pub async fn build(
     settings: &Settings,
-) -> Result<Arc<dyn crate::handler::service::RotatorService>, EngineError> {
+) -> Result<Arc<dyn crate::engine::service::RotatorService>, EngineError> {
     let policy = load_policy(settings)?;
     let options = ServiceOptions::new(settings.transport.build()?);
     let choice = if settings.identity_endpoint.is_some() {

@@ -8,4 +8,5 @@ pub mod observe;
 pub mod ports;
 pub mod report;
 pub mod runner;
+pub mod service;
 pub mod tags;

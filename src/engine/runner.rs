@@ -40,8 +40,8 @@ use crate::engine::lifetime;
 use crate::engine::observe::{Observed, Observer, observe, remedy};
 use crate::engine::ports::{AzurePorts, Notifier, PortError, StorePorts};
 use crate::engine::report::*;
+use crate::engine::service::{RotatorService, ServiceError};
 use crate::engine::tags;
-use crate::handler::service::{RotatorService, ServiceError};
 use crate::inventory::{
     Enrolment, InventoryScan, ScanOptions, ScanSummary, SoonestUnenrolled, UnenrolledInventory,
     warns,

@@ -34,10 +34,10 @@ use super::protocol::{
 };
 use super::runs::{RunKind, RunResult, RunView};
 use super::server::{AppState, error_response};
-use super::service::{RotatorService, ServiceError};
 use crate::engine::report::{
     CredentialOutcome, CredentialReport, PassReport, ResultCode, SelfTestReport, StatusReport,
 };
+use crate::engine::service::{RotatorService, ServiceError};
 
 pub const ROTATE_SECRETS: &str = "RotateSecrets";
 pub const SELF_TEST: &str = "SelfTest";

@@ -26,8 +26,8 @@ use tracing::Instrument as _;
 use super::functions;
 use super::protocol::InvocationRequest;
 use super::runs::RunRegistry;
-use super::service::RotatorService;
 use crate::engine::report::ResultCode;
+use crate::engine::service::RotatorService;
 
 /// Largest invocation envelope accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -16,7 +16,7 @@ use secret_rotator::engine::report::{
     Check, CredentialOutcome, CredentialPlan, CredentialReport, CredentialStatus, PassReport,
     PlanReport, ResultCode, SelfTestReport, StatusReport, StepRecord,
 };
-use secret_rotator::handler::service::{RotatorService, ServiceError};
+use secret_rotator::engine::service::{RotatorService, ServiceError};
 use secret_rotator::handler::{Backend, HandlerOptions, StartupError};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, oneshot};

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secret_rotator::cloud::Cloud;
+use secret_rotator::compose::{EngineParts, build_with};
 use secret_rotator::engine::executor::VerifyPolicy;
 use secret_rotator::engine::report::{CredentialReport, PassReport};
 use secret_rotator::engine::runner::Engine;
-use secret_rotator::compose::{EngineParts, build_with};
 use secret_rotator::notify::Webhook;
 use secret_rotator::policy::Policy;
 use serde_json::{Value, json};
@@ -246,7 +246,7 @@ impl World {
 
     /// An on-demand forced rotation (`Rotate` with force), as the HTTP function asks for it.
     pub async fn force(&self, credential: &str) -> CredentialReport {
-        use secret_rotator::handler::service::RotatorService;
+        use secret_rotator::engine::service::RotatorService;
         self.engine
             .rotate_one(credential, true, self.now())
             .await
