@@ -24,8 +24,8 @@ use crate::azure::credential::{CredentialChoice, CredentialError, build_credenti
 use crate::azure::graph::{GraphClient, GraphError};
 use crate::azure::web::WebClient;
 use crate::cloud::Cloud;
-use crate::engine::runner::Engine;
 use crate::compose::{Composed, EngineError, EngineParts, compose, load_policy};
+use crate::engine::runner::Engine;
 use crate::policy::Policy;
 use crate::settings::{Settings, SettingsError};
 

@@ -58,9 +58,9 @@ use campaign::*;
 use faultkit::*;
 use futures::StreamExt;
 use secret_rotator::cloud::Cloud;
+use secret_rotator::compose::{EngineParts, build_with};
 use secret_rotator::engine::report::{CredentialOutcome, PassReport};
 use secret_rotator::engine::runner::Engine;
-use secret_rotator::compose::{EngineParts, build_with};
 use secret_rotator::policy::{AppRef, CredentialPolicy};
 use world::*;
 
