@@ -357,7 +357,7 @@ async fn graph_server_errors_are_retried_then_transient_and_writes_are_not_repea
     ));
     assert_eq!(
         count(&emu, "graph", "getApplication"),
-        1 + 3,
+        1 + emulator::fast_retry().max_attempts as usize,
         "retried up to max_attempts"
     );
     emu.emulator.control().clear_faults();
@@ -522,7 +522,10 @@ async fn token_probe_server_errors_are_transient() {
         )
         .await;
     assert!(matches!(r, Err(EntraError::Transient(_))), "{r:?}");
-    assert_eq!(count(&emu, "entra", "token"), 3);
+    assert_eq!(
+        count(&emu, "entra", "token"),
+        emulator::fast_retry().max_attempts as usize
+    );
 }
 
 #[tokio::test]
