@@ -17,8 +17,8 @@
 //!   secret type.
 
 pub mod azure;
+pub use rotator_core::{cloud, planner, policy, secret};
 pub mod cli;
-pub mod cloud;
 pub mod compose;
 #[cfg(feature = "dev-mode")]
 pub mod dev;
@@ -27,9 +27,6 @@ pub mod handler;
 pub mod inventory;
 pub mod notify;
 pub mod package;
-pub mod planner;
-pub mod policy;
-pub mod secret;
 pub mod settings;
 pub mod statuspage;
 pub mod transport;

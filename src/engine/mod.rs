@@ -2,11 +2,10 @@
 
 pub mod azure_ports;
 pub mod executor;
-pub mod kvref;
+pub use rotator_core::{kvref, tags};
 pub mod lifetime;
 pub mod observe;
 pub mod ports;
 pub mod report;
 pub mod runner;
 pub mod service;
-pub mod tags;
