@@ -24,7 +24,6 @@ pub mod compose;
 pub mod dev;
 pub mod engine;
 pub mod handler;
-pub mod inventory;
 pub mod notify;
 pub mod package;
 pub mod settings;

@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use secret_rotator::cli::{self as ops, Connection};
+use secret_rotator::engine::inventory::Format;
 use secret_rotator::handler::{self, Backend, HandlerOptions, StartupError};
-use secret_rotator::inventory::Format;
 use secret_rotator::settings::Settings;
 
 #[derive(Parser)]

@@ -2,6 +2,7 @@
 
 pub mod azure_ports;
 pub mod executor;
+pub mod inventory;
 pub use rotator_core::{kvref, tags};
 pub mod lifetime;
 pub mod observe;

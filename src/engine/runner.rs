@@ -36,16 +36,16 @@ use futures::StreamExt;
 
 use crate::cloud::Cloud;
 use crate::engine::executor::{self, ExecContext, StepError, VerifyPolicy};
+use crate::engine::inventory::{
+    Enrolment, InventoryScan, ScanOptions, ScanSummary, SoonestUnenrolled, UnenrolledInventory,
+    warns,
+};
 use crate::engine::lifetime;
 use crate::engine::observe::{Observed, Observer, observe, remedy};
 use crate::engine::ports::{AzurePorts, Notifier, PortError, StorePorts};
 use crate::engine::report::*;
 use crate::engine::service::{RotatorService, ServiceError};
 use crate::engine::tags;
-use crate::inventory::{
-    Enrolment, InventoryScan, ScanOptions, ScanSummary, SoonestUnenrolled, UnenrolledInventory,
-    warns,
-};
 use crate::planner::{self, ConsumerSync, KeyIdentity, Step, VaultState};
 use crate::policy::minimums::MIN_FORCED_INTERVAL;
 use crate::policy::{Consumer, CredentialPolicy, Policy};
