@@ -17,6 +17,7 @@ mod host_package;
 mod host_router;
 mod host_startup;
 mod infra_contract;
+mod layers;
 mod outage_edges;
 mod readme;
 mod request_budget;
