@@ -1,7 +1,8 @@
 //! The composition root: [`compose`] builds every engine — `serve` ([`build`]), the CLI, dev
 //! mode (which runs `serve`), the tests and the bench — from [`EngineParts`], so they all run
 //! the production wiring (the same Graph write limiter, clients, store and notifier) and differ
-//! only in the parts: the credential, the transport and the clocks.
+//! only in the parts: the credential, the transport and the clocks. It is the app layer (it
+//! reads [`Settings`] and wires [`crate::notify`]), so the engine below it knows neither.
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
-//! Tenant inventory and diagnosis: every credential of every application the rotator can see,
-//! whether anyone rotates it, and what an AADSTS error line points at.
+//! Tenant inventory and diagnosis (the engine's inventory-scan use case): every credential of
+//! every application the rotator can see, whether anyone rotates it, and what an AADSTS error
+//! line points at.
 //!
 //! Where things live: [`InventoryRow`] and [`rows_for_app`] (one row per credential, told
 //! enrolled or not by an [`Enrolment`]); [`InventoryScan`], the one tenant scan behind

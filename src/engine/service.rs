@@ -1,6 +1,5 @@
-//! The boundary between the HTTP functions and the rotation engine.
-//!
-//! The handler only knows this trait; the engine implements it, tests implement fakes.
+//! The boundary between the HTTP functions and the rotation engine: the engine's, since the
+//! handler (above it) calls it and the engine implements it; tests implement fakes.
 //! `now` is always the host's `UtcNow` for the invocation (`Metadata.sys`, or `Metadata.$sys` when
 //! a caller sent a `sys`; see the handler module), so the host (or a test playing it) decides
 //! what time it is and a caller cannot.
