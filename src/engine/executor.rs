@@ -47,7 +47,7 @@ use crate::engine::ports::{
 };
 use crate::engine::tags;
 use crate::planner::{
-    KeyIdentity, MARKER_PREFIX, PasswordInfo, Phase, RemoveReason, RotateReason, RotationTags,
+    KeyIdentity, PasswordInfo, PasswordMarker, Phase, RemoveReason, RotateReason, RotationTags,
     Step, VaultState,
 };
 use crate::policy::{ArmResource, Consumer, ConsumerId, CredentialPolicy};
@@ -260,7 +260,7 @@ pub async fn perform(
         } => {
             // Before anything is created: the new version's state must fit next to the owner's tags.
             tags::check_room(&foreign_tags, cred).map_err(StepError::TagBudget)?;
-            let marker = format!("{MARKER_PREFIX}{}:{}", cred.name, now.format("%Y-%m-%d"));
+            let marker = PasswordMarker::display_name(&cred.name, now);
             let (info, value) = match ctx.azure.add_password(app.object_id, &marker, *end).await {
                 Err(PortError::AccessDenied(m)) => {
                     let how = owner_guidance(ctx.azure, app.object_id).await;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::azure::graph::{CertificateInfo, ListedApp};
 use crate::engine::ports::{AzurePorts, Listing, ListingPager, PortError};
-use crate::planner::{AppState, MARKER_PREFIX};
+use crate::planner::{AppState, PasswordMarker};
 use crate::policy::{AppRef, Policy};
 
 /// Secret or certificate.
@@ -203,7 +203,7 @@ fn rows_for(
             let managed = p
                 .display_name
                 .as_deref()
-                .is_some_and(|d| d.starts_with(MARKER_PREFIX));
+                .is_some_and(PasswordMarker::is_rotators);
             InventoryRow {
                 enrolled_as: enrolled.map(|c| c.name.clone()),
                 key_vault: enrolment.in_vault.get(&p.key_id).cloned(),

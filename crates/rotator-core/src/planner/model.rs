@@ -15,6 +15,30 @@ use crate::policy::ConsumerId;
 /// and how a password the rotator did not create is told apart.
 pub const MARKER_PREFIX: &str = "secret-rotator:";
 
+/// The marker in one place: how it is written and how it is read back.
+pub struct PasswordMarker;
+
+impl PasswordMarker {
+    /// The displayName of a password created for `credential` at `created`.
+    pub fn display_name(credential: &str, created: DateTime<Utc>) -> String {
+        format!("{MARKER_PREFIX}{credential}:{}", created.format("%Y-%m-%d"))
+    }
+
+    /// Whether the rotator created the password (for any credential).
+    pub fn is_rotators(display_name: &str) -> bool {
+        display_name.starts_with(MARKER_PREFIX)
+    }
+
+    /// Whether the rotator created the password for `credential`. Credential names hold no
+    /// `:`, so `pa` never claims `pa-2`'s passwords.
+    pub fn is_for(display_name: &str, credential: &str) -> bool {
+        display_name
+            .strip_prefix(MARKER_PREFIX)
+            .and_then(|rest| rest.strip_prefix(credential))
+            .is_some_and(|rest| rest.starts_with(':'))
+    }
+}
+
 /// One password credential of the application, as Graph reports it (never the secret text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordInfo {

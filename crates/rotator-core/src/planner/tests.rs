@@ -1139,3 +1139,18 @@ fn forced_rotation_inside_grace_replaces_the_current_password() {
         explanation(&d)
     );
 }
+
+#[test]
+fn the_password_marker_is_read_as_it_is_written() {
+    let name = PasswordMarker::display_name("pa", now());
+    assert!(name.starts_with("secret-rotator:pa:20"), "{name}");
+    assert!(PasswordMarker::is_for(&name, "pa"));
+    assert!(PasswordMarker::is_rotators(&name));
+    assert!(
+        !PasswordMarker::is_for(&name, "p"),
+        "a prefix of the name is another credential"
+    );
+    let other = PasswordMarker::display_name("pa-2", now());
+    assert!(!PasswordMarker::is_for(&other, "pa"));
+    assert!(!PasswordMarker::is_rotators("Provision Assist deployment"));
+}
