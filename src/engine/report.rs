@@ -61,7 +61,7 @@ impl Serialize for ResultCode {
 pub struct StepRecord {
     pub at: DateTime<Utc>,
     /// e.g. `rotate`, `update-consumer`, `remove-password`.
-    pub step: String,
+    pub step: crate::planner::StepKind,
     /// Human sentence; names key ids and consumers, never values.
     pub detail: String,
     pub ok: bool,

@@ -58,7 +58,7 @@ fn report(name: &str, outcome: CredentialOutcome, now: DateTime<Utc>) -> Credent
         outcome,
         steps: vec![StepRecord {
             at: now,
-            step: "rotate".into(),
+            step: secret_rotator::planner::StepKind::Rotate,
             detail: "added password keyId 9f0e and stored it as Key Vault version 7028".into(),
             ok: true,
         }],

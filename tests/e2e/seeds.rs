@@ -400,7 +400,10 @@ async fn forced_rotation_inside_grace_replaces_the_secret_at_once() {
         .unwrap();
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
     assert_eq!(
-        r.steps.iter().filter(|s| s.step == "rotate").count(),
+        r.steps
+            .iter()
+            .filter(|s| s.step == secret_rotator::planner::StepKind::Rotate)
+            .count(),
         1,
         "{r:#?}"
     );

@@ -218,6 +218,53 @@ pub enum Step {
     MarkRetired,
 }
 
+/// A step's name in reports, logs and the audit record (`rotate`, `update-consumer`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    Adopt,
+    Rotate,
+    UpdateConsumer,
+    Notify,
+    CompletePropagation,
+    RemovePassword,
+    MarkRetired,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Adopt => "adopt",
+            StepKind::Rotate => "rotate",
+            StepKind::UpdateConsumer => "update-consumer",
+            StepKind::Notify => "notify",
+            StepKind::CompletePropagation => "complete-propagation",
+            StepKind::RemovePassword => "remove-password",
+            StepKind::MarkRetired => "mark-retired",
+        }
+    }
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Step {
+    pub fn kind(&self) -> StepKind {
+        match self {
+            Step::Adopt { .. } => StepKind::Adopt,
+            Step::Rotate { .. } => StepKind::Rotate,
+            Step::UpdateConsumer { .. } => StepKind::UpdateConsumer,
+            Step::Notify { .. } => StepKind::Notify,
+            Step::CompletePropagation { .. } => StepKind::CompletePropagation,
+            Step::RemovePassword { .. } => StepKind::RemovePassword,
+            Step::MarkRetired => StepKind::MarkRetired,
+        }
+    }
+}
+
 /// The planner's answer for one credential.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {

@@ -1154,3 +1154,48 @@ fn the_password_marker_is_read_as_it_is_written() {
     assert!(!PasswordMarker::is_for(&other, "pa"));
     assert!(!PasswordMarker::is_rotators("Provision Assist deployment"));
 }
+
+#[test]
+fn step_kinds_keep_the_names_reports_and_audits_carry() {
+    let k = Uuid::from_u128(1);
+    let id = |s: &str| ConsumerId::parse(s).unwrap();
+    let steps = [
+        (Step::Adopt { key_id: k }, "adopt"),
+        (
+            Step::UpdateConsumer {
+                index: 0,
+                consumer_id: id("0000000000000001"),
+            },
+            "update-consumer",
+        ),
+        (
+            Step::Notify {
+                index: 0,
+                consumer_id: id("0000000000000001"),
+            },
+            "notify",
+        ),
+        (
+            Step::CompletePropagation {
+                remove_after: now(),
+            },
+            "complete-propagation",
+        ),
+        (
+            Step::RemovePassword {
+                key_id: k,
+                reason: RemoveReason::Orphan,
+            },
+            "remove-password",
+        ),
+        (Step::MarkRetired, "mark-retired"),
+    ];
+    for (step, name) in steps {
+        assert_eq!(step.kind().as_str(), name);
+        assert_eq!(
+            serde_json::to_value(step.kind()).unwrap(),
+            serde_json::json!(name)
+        );
+    }
+    assert_eq!(format!("{:<8}|", StepKind::Rotate), "rotate  |");
+}
