@@ -17,7 +17,7 @@
 //!
 //! Environment knobs (for quick runs): `BENCH_CREDENTIALS` (default 1000), `BENCH_PARALLEL`
 //! (comma list of ceilings for the adaptive parallelism, default `8`: `ROTATOR_MAX_PARALLEL`'s
-//! default), `BENCH_LIMITER=bucket` (the old limiter), `BENCH_THROTTLE=off` (no ARM/Key Vault
+//! default), `BENCH_THROTTLE=off` (no ARM/Key Vault
 //! throttling), `BENCH_APPS` (default 100000), `BENCH_ONLY` (comma list of
 //! `start,one,scale,list`), `BENCH_SEQ_SAMPLE` (default 100).
 
@@ -41,10 +41,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use secret_rotator::azure::graph::WriteLimiter;
 use secret_rotator::cloud::Cloud;
+use secret_rotator::compose::{EngineParts, build_with};
 use secret_rotator::engine::executor::VerifyPolicy;
 use secret_rotator::engine::report::CredentialOutcome;
 use secret_rotator::engine::runner::Engine;
-use secret_rotator::engine::service::{EngineParts, build_with};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -313,13 +313,6 @@ async fn rig(scenario: Value, policy_json: &str, max_parallel: usize) -> Rig {
             .unwrap(),
         container: "secret-rotator".into(),
         webhooks: Vec::new(),
-        // What `serve` uses: the process-wide default limiter (BENCH_LIMITER=bucket: the token
-        // bucket it replaced, 2,400/150 s after a burst of 100, for the before/after numbers).
-        limiter: if std::env::var("BENCH_LIMITER").as_deref() == Ok("bucket") {
-            Arc::new(WriteLimiter::new(2400, Duration::from_secs(150), 100))
-        } else {
-            WriteLimiter::shared_default()
-        },
         max_parallel,
         verify: VerifyPolicy::default(),
         // Rotation throughput alone: the scan for unenrolled credentials is off.
@@ -880,7 +873,7 @@ fn child_list() {
             Cloud::Public,
             credential,
             options,
-            WriteLimiter::shared_default(),
+            Arc::new(WriteLimiter::default()),
         );
         let mut pager = graph.list_applications(None, 999);
         let (mut rows, mut pages, mut expiring) = (0u64, 0u64, 0u64);

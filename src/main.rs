@@ -5,16 +5,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use secret_rotator::cli::{self as ops, Connection};
-use secret_rotator::engine::report::ResultCode;
-use secret_rotator::handler::{self, HandlerOptions, StartupError};
-use secret_rotator::inventory::Format;
+use secret_rotator::engine::inventory::Format;
+use secret_rotator::handler::{self, Backend, HandlerOptions, StartupError};
 use secret_rotator::settings::Settings;
 
 #[derive(Parser)]
@@ -188,96 +186,29 @@ fn serve_main() -> anyhow::Result<()> {
             .with_context(|| {
                 format!("cannot listen on 127.0.0.1:{port} (FUNCTIONS_CUSTOMHANDLER_PORT)")
             })?;
-        let mut opts = HandlerOptions::from_settings(&settings);
-        let service: Arc<dyn handler::service::RotatorService> =
-            match secret_rotator::engine::service::build(&settings).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "the rotation engine did not start; serving SelfTest answers that say why");
-                    opts.startup_error = Some(StartupError {
-                        message: e.to_string(),
-                        result_code: e.result_code(),
-                    });
-                    Arc::new(Unavailable)
-                }
-            };
+        let opts = HandlerOptions::from_settings(&settings);
+        let backend = match secret_rotator::compose::build(&settings).await {
+            Ok(s) => Backend::Ready(s),
+            Err(e) => {
+                tracing::error!(error = %e, "the rotation engine did not start; serving SelfTest answers that say why");
+                Backend::Failed(StartupError {
+                    message: e.to_string(),
+                    result_code: e.result_code(),
+                })
+            }
+        };
         tracing::info!(
             port,
             startup_ms = started.elapsed().as_millis() as u64,
             version = env!("CARGO_PKG_VERSION"),
             "custom handler listening"
         );
-        handler::run(listener, service, opts, shutdown_signal())
+        handler::run(listener, backend, opts, shutdown_signal())
             .await
             .context("the server stopped")?;
         tracing::info!("stopped");
         Ok(())
     })
-}
-
-/// Stands in for the engine when it could not be built. The handler answers from
-/// `HandlerOptions::startup_error` before calling it; these bodies only keep the trait whole.
-struct Unavailable;
-
-#[async_trait::async_trait]
-impl handler::service::RotatorService for Unavailable {
-    async fn rotation_pass(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-        _budget: std::time::Duration,
-    ) -> secret_rotator::engine::report::PassReport {
-        secret_rotator::engine::report::PassReport {
-            run_id: String::new(),
-            started: now,
-            finished: now,
-            credentials: vec![],
-            deferred: vec![],
-            unenrolled: None,
-        }
-    }
-    async fn rotate_one(
-        &self,
-        _credential: &str,
-        _force: bool,
-        _now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<secret_rotator::engine::report::CredentialReport, handler::service::ServiceError>
-    {
-        Err(handler::service::ServiceError::Internal(
-            "the rotation engine is not available".into(),
-        ))
-    }
-    async fn self_test(
-        &self,
-        _now: chrono::DateTime<chrono::Utc>,
-    ) -> secret_rotator::engine::report::SelfTestReport {
-        secret_rotator::engine::report::SelfTestReport {
-            checks: vec![secret_rotator::engine::report::Check {
-                name: "engine".into(),
-                ok: false,
-                result_code: ResultCode::Internal,
-                message: "the rotation engine is not available".into(),
-            }],
-        }
-    }
-    async fn status(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> secret_rotator::engine::report::StatusReport {
-        secret_rotator::engine::report::StatusReport {
-            now,
-            credentials: vec![],
-            unenrolled: None,
-        }
-    }
-    async fn plan(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> secret_rotator::engine::report::PlanReport {
-        secret_rotator::engine::report::PlanReport {
-            now,
-            credentials: vec![],
-        }
-    }
 }
 
 /// JSON lines on stdout (the host turns each into an Information trace), filtered by ROTATOR_LOG.

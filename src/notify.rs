@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::engine::inventory::{CredentialKind, Holder, InventoryRow};
 use crate::engine::ports::{ManualStep, Notifier, PortError, StorePorts};
-use crate::inventory::{CredentialKind, Holder, InventoryRow};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,7 +85,7 @@ impl Message {
         }
     }
 
-    /// A credential nobody rotates (see [`crate::inventory::warns`]) that expires on `expires`.
+    /// A credential nobody rotates (see [`crate::engine::inventory::warns`]) that expires on `expires`.
     /// Names the application, the credential's keyId and where it sits; the inventory holds no
     /// value, so none can leak into the message.
     pub fn expiring_unenrolled(
@@ -101,7 +101,7 @@ impl Message {
                 "Service principal certificate"
             }
         };
-        let days = crate::inventory::days_left(expires, at);
+        let days = crate::engine::inventory::days_left(expires, at);
         let when = match days {
             0 => "within a day".to_string(),
             1 => "in 1 day".to_string(),
@@ -508,9 +508,13 @@ mod tests {
                 end: Some(now + chrono::Duration::hours(5 * 24 + 12)),
             }],
         };
-        let row =
-            crate::inventory::rows_for_app(&app, &[], &crate::inventory::Enrolment::default(), now)
-                .remove(0);
+        let row = crate::engine::inventory::rows_for_app(
+            &app,
+            &[],
+            &crate::engine::inventory::Enrolment::default(),
+            now,
+        )
+        .remove(0);
         let m = Message::expiring_unenrolled(&row, row.end.unwrap(), now);
         assert_eq!(
             m.title,

@@ -90,8 +90,8 @@ fn unenrolled_section(status: &StatusReport) -> String {
             app = esc(&c.application),
             app_id = c.app_id,
             kind = match c.kind {
-                crate::inventory::CredentialKind::Secret => "secret",
-                crate::inventory::CredentialKind::Certificate => "certificate",
+                crate::engine::inventory::CredentialKind::Secret => "secret",
+                crate::engine::inventory::CredentialKind::Certificate => "certificate",
             },
             key = c.key_id,
             desc = esc(c.display_name.as_deref().unwrap_or("")),
@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn lists_the_unenrolled_credentials_escaped_and_bounded() {
         let now = chrono::Utc::now();
-        let mut soonest = crate::inventory::SoonestUnenrolled::new(200);
+        let mut soonest = crate::engine::inventory::SoonestUnenrolled::new(200);
         for i in 0..30u128 {
             let app = crate::planner::AppState {
                 object_id: uuid::Uuid::from_u128(i + 100),
@@ -298,10 +298,10 @@ mod tests {
                     end: Some(now + chrono::Duration::days(i as i64 - 2)),
                 }],
             };
-            for r in crate::inventory::rows_for_app(
+            for r in crate::engine::inventory::rows_for_app(
                 &app,
                 &[],
-                &crate::inventory::Enrolment::default(),
+                &crate::engine::inventory::Enrolment::default(),
                 now,
             ) {
                 soonest.add(&r);

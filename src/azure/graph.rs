@@ -149,7 +149,9 @@ pub enum RemoveOutcome {
     AlreadyGone,
 }
 
-/// Client-side limit on Graph writes, shared by every caller in the process.
+/// Client-side limit on Graph writes, shared by every caller of one identity and tenant: the
+/// composition root (`compose::compose`) makes one per engine and hands it to every
+/// Graph client it builds.
 ///
 /// Default ([`WriteLimiter::sliding`]): at most 2,400 writes in any 150 s, i.e. 80 % of Graph's
 /// 3,000 writes per 150 s per app and tenant, leaving room for a person's portal clicks and for
@@ -202,10 +204,6 @@ impl WriteLimiter {
                 granted: Mutex::new(std::collections::VecDeque::new()),
             },
         }
-    }
-
-    pub fn shared_default() -> Arc<Self> {
-        Arc::new(Self::default())
     }
 
     /// Waits until a write may be sent, then takes its slot.

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::{CliError, Connection};
 use crate::azure::graph::GraphError;
+use crate::engine::inventory::{AadstsLine, days_left};
 use crate::engine::kvref::KeyVaultReference;
-use crate::inventory::{AadstsLine, days_left};
 use crate::planner::AppState;
 use crate::policy::{AppRef, ArmResource, Consumer, CredentialPolicy};
 

@@ -21,13 +21,11 @@ use azure_core::credentials::TokenCredential;
 
 use crate::azure::ServiceOptions;
 use crate::azure::credential::{CredentialChoice, CredentialError, build_credential};
-use crate::azure::graph::{GraphClient, GraphError, WriteLimiter};
-use crate::azure::storage::blob_endpoint;
+use crate::azure::graph::{GraphClient, GraphError};
 use crate::azure::web::WebClient;
 use crate::cloud::Cloud;
-use crate::engine::executor::VerifyPolicy;
+use crate::compose::{Composed, EngineError, EngineParts, compose, load_policy};
 use crate::engine::runner::Engine;
-use crate::engine::service::{EngineError, EngineParts, build_with};
 use crate::policy::Policy;
 use crate::settings::{Settings, SettingsError};
 
@@ -88,40 +86,15 @@ impl Connection {
         settings: Settings,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, CliError> {
-        let policy = crate::policy::load(&settings.policy_path).map_err(EngineError::from)?;
-        policy
-            .check_cloud(settings.cloud)
-            .map_err(EngineError::from)?;
+        let policy = load_policy(&settings)?;
         let http = settings.transport.build().map_err(EngineError::Transport)?;
         let options = ServiceOptions::new(http);
         let choice = CredentialChoice::from_settings(env)?;
         let credential = build_credential(settings.cloud, &choice, &options)?;
-        let endpoint = blob_endpoint(
-            settings.cloud,
-            &settings.storage_account,
-            settings.blob_service_uri.as_ref().map(|u| u.as_str()),
-        )
-        .map_err(EngineError::Storage)?;
-        let limiter = WriteLimiter::shared_default();
-        let engine = build_with(EngineParts {
-            policy,
-            cloud: settings.cloud,
-            tenant: settings.tenant_id.clone(),
-            credential: credential.clone(),
-            options: options.clone(),
-            blob_endpoint: endpoint,
-            container: settings.container.clone(),
-            webhooks: settings.webhooks.clone(),
-            limiter: limiter.clone(),
-            max_parallel: settings.max_parallel,
-            verify: VerifyPolicy {
-                timeout: settings.verify_timeout,
-                ..Default::default()
-            },
-            warn_unenrolled_days: settings.warn_unenrolled_days,
-        })?;
-        let graph = GraphClient::new(settings.cloud, credential.clone(), options.clone(), limiter);
-        let web = WebClient::new(settings.cloud, credential.clone(), options);
+        let parts = EngineParts::from_settings(&settings, policy, credential.clone(), options)?;
+        let Composed { engine, clients } = compose(parts)?;
+        let graph = clients.graph.clone();
+        let web = clients.web.clone();
         Ok(Self {
             cloud: settings.cloud,
             settings,

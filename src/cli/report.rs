@@ -2,7 +2,7 @@
 //! identity can see, then the credentials service principals hold themselves, with expiry, days
 //! left, enrolment and the Key Vault secret holding it.
 //!
-//! The scan is [`crate::inventory::InventoryScan`], the same one the timer pass and `Status`
+//! The scan is [`crate::engine::inventory::InventoryScan`], the same one the timer pass and `Status`
 //! use: each Graph page is turned into rows and written before the next is fetched, so the
 //! memory used is one page whatever the tenant's size. When the identity cannot read every
 //! application (its token carries no `Application.Read.All`, or Graph refuses the list) the
@@ -13,7 +13,7 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 
 use super::{CliError, Connection};
-use crate::inventory::{Format, InventoryScan, RowWriter, ScanOptions};
+use crate::engine::inventory::{Format, InventoryScan, RowWriter, ScanOptions};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ReportOptions {

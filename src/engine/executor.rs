@@ -50,10 +50,10 @@ use crate::engine::ports::{
 };
 use crate::engine::tags;
 use crate::planner::{
-    KeyIdentity, MARKER_PREFIX, PasswordInfo, Phase, RemoveReason, RotateReason, RotationTags,
+    KeyIdentity, PasswordInfo, PasswordMarker, Phase, RemoveReason, RotateReason, RotationTags,
     Step, VaultState,
 };
-use crate::policy::{ArmResource, Consumer, CredentialPolicy};
+use crate::policy::{ArmResource, Consumer, ConsumerId, CredentialPolicy};
 use crate::secret::SecretValue;
 
 /// How long and how often to retry a token request while a new secret replicates.
@@ -268,8 +268,8 @@ pub async fn perform(
             Ok::<_, StepError>(Some((tags, how)))
         }
     };
-    let mark_synced = |id: &str, how: TagWrite| {
-        let id = id.to_string();
+    let mark_synced = |id: &ConsumerId, how: TagWrite| {
+        let id = id.clone();
         let current_tags = current_tags.clone();
         let retag = &retag;
         async move {
@@ -317,7 +317,7 @@ pub async fn perform(
         } => {
             // Before anything is created: the new version's state must fit next to the owner's tags.
             tags::check_room(&foreign_tags, cred).map_err(StepError::TagBudget)?;
-            let marker = format!("{MARKER_PREFIX}{}:{}", cred.name, now.format("%Y-%m-%d"));
+            let marker = PasswordMarker::display_name(&cred.name, now);
             let (info, value) = match ctx.azure.add_password(app.object_id, &marker, *end).await {
                 Err(PortError::AccessDenied(m)) => {
                     let how = owner_guidance(ctx.azure, app.object_id).await;

@@ -726,7 +726,7 @@ pub fn remedy(consumer: &Consumer, e: &PortError) -> String {
             deploy_list(consumer)
         ),
         PortError::NotFound(_) => format!(
-            "check the {} named in the policy: it does not exist or the rotator cannot see it",
+            "check {} named in the policy: it does not exist or the rotator cannot see it",
             target_kind(consumer)
         ),
         _ => "retried on the next pass".to_string(),

@@ -14,7 +14,7 @@ use uuid::Uuid;
 pub use crate::azure::automation::SetVariableOutcome;
 use crate::azure::credential::TokenIdentity;
 use crate::azure::graph::ListedApp;
-use crate::inventory::InventoryRow;
+use crate::engine::inventory::InventoryRow;
 use crate::planner::{AppState, PasswordInfo};
 use crate::policy::{AppRef, ArmResource, VaultSecretRef};
 use crate::secret::SecretValue;

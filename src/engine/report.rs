@@ -61,7 +61,7 @@ impl Serialize for ResultCode {
 pub struct StepRecord {
     pub at: DateTime<Utc>,
     /// e.g. `rotate`, `update-consumer`, `remove-password`.
-    pub step: String,
+    pub step: crate::planner::StepKind,
     /// Human sentence; names key ids and consumers, never values.
     pub detail: String,
     pub ok: bool,
@@ -118,7 +118,7 @@ pub struct PassReport {
 pub struct UnenrolledScanReport {
     /// Warned when expiring within this many days.
     pub warn_days: u32,
-    pub scan: crate::inventory::ScanSummary,
+    pub scan: crate::engine::inventory::ScanSummary,
     /// Credentials that fell in the window.
     pub expiring: usize,
     /// Messages sent now.
@@ -218,7 +218,7 @@ pub struct StatusReport {
     pub credentials: Vec<CredentialStatus>,
     /// The visible applications' credentials that nobody rotates (bounded; `None` where no
     /// scan was made).
-    pub unenrolled: Option<crate::inventory::UnenrolledInventory>,
+    pub unenrolled: Option<crate::engine::inventory::UnenrolledInventory>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -40,18 +40,18 @@ use futures::StreamExt;
 use crate::azure::common::THROTTLED;
 use crate::cloud::Cloud;
 use crate::engine::executor::{self, ExecContext, StepError, VerifyPolicy};
+use crate::engine::inventory::{
+    Enrolment, InventoryScan, ScanOptions, ScanSummary, SoonestUnenrolled, UnenrolledInventory,
+    warns,
+};
 use crate::engine::lifetime;
 use crate::engine::observe::{Observed, Observer, observe, remedy};
 use crate::engine::parallelism::Aimd;
 use crate::engine::ports::{AzurePorts, Notifier, PortError, StorePorts};
 use crate::engine::report::*;
+use crate::engine::service::{RotatorService, ServiceError};
 use crate::engine::tags;
-use crate::handler::service::{RotatorService, ServiceError};
-use crate::inventory::{
-    Enrolment, InventoryScan, ScanOptions, ScanSummary, SoonestUnenrolled, UnenrolledInventory,
-    warns,
-};
-use crate::planner::{self, ConsumerSync, KeyIdentity, Step, VaultState};
+use crate::planner::{self, ConsumerSync, KeyIdentity, Step, StepKind, VaultState};
 use crate::policy::minimums::MIN_FORCED_INTERVAL;
 use crate::policy::{Consumer, CredentialPolicy, Policy};
 
@@ -325,7 +325,7 @@ impl Engine {
                 }
                 break;
             };
-            let name = step_name(&step);
+            let name = step.kind();
             // The forced rotation is asked for once; the steps after it are ordinary ones.
             if matches!(step, Step::Rotate { .. }) {
                 forced = true;
@@ -373,13 +373,13 @@ impl Engine {
                 Err(e) => e.to_string(),
             };
             if ok {
-                tracing::info!(step = name, "{detail}");
+                tracing::info!(step = name.as_str(), "{detail}");
             } else {
-                tracing::warn!(step = name, "step failed: {detail}");
+                tracing::warn!(step = name.as_str(), "step failed: {detail}");
             }
             report.steps.push(StepRecord {
                 at: clock.now(),
-                step: name.to_string(),
+                step: name,
                 detail: detail.clone(),
                 ok,
             });
@@ -444,7 +444,10 @@ impl Engine {
             VaultState::Current(v) => v.tags.clone(),
             VaultState::Missing | VaultState::SoftDeleted { .. } => None,
         });
-        let rotated = report.steps.iter().any(|s| s.step == "rotate" && s.ok);
+        let rotated = report
+            .steps
+            .iter()
+            .any(|s| s.step == StepKind::Rotate && s.ok);
         let body = serde_json::json!({
             "credential": cred.name,
             "application": audit.seen.and_then(|o| o.app.as_ref()).map(|a| serde_json::json!({
@@ -458,11 +461,11 @@ impl Engine {
             "previousKeyId": tags.as_ref().and_then(|t| t.previous_key_id).map(|k| k.to_string()),
             "phase": tags.as_ref().map(|t| tags::phase_name(t.phase)),
             "consumersTouched": report.steps.iter()
-                .filter(|s| s.step == "update-consumer" || s.step == "notify")
+                .filter(|s| matches!(s.step, StepKind::UpdateConsumer | StepKind::Notify))
                 .map(|s| serde_json::json!({"ok": s.ok, "detail": s.detail}))
                 .collect::<Vec<_>>(),
             "verified": report.steps.iter()
-                .find(|s| s.step == "complete-propagation")
+                .find(|s| s.step == StepKind::CompletePropagation)
                 .map(|s| s.ok),
             "durationMs": audit.duration.as_millis() as u64,
             "report": report,
@@ -1095,7 +1098,10 @@ fn plan_one(
 /// A forced rotation that did not happen is not a success: the report says so and why (a run
 /// that ended without its rotation step, however it ended).
 fn refuse_unperformed_force(report: &mut CredentialReport) {
-    let rotated = report.steps.iter().any(|s| s.step == "rotate" && s.ok);
+    let rotated = report
+        .steps
+        .iter()
+        .any(|s| s.step == StepKind::Rotate && s.ok);
     if rotated || matches!(report.outcome, CredentialOutcome::Busy) {
         return;
     }
@@ -1205,18 +1211,6 @@ fn fill_status(
 struct Audit<'a> {
     seen: Option<&'a Observed>,
     duration: Duration,
-}
-
-fn step_name(step: &Step) -> &'static str {
-    match step {
-        Step::Adopt { .. } => "adopt",
-        Step::Rotate { .. } => "rotate",
-        Step::UpdateConsumer { .. } => "update-consumer",
-        Step::Notify { .. } => "notify",
-        Step::CompletePropagation { .. } => "complete-propagation",
-        Step::RemovePassword { .. } => "remove-password",
-        Step::MarkRetired => "mark-retired",
-    }
 }
 
 #[async_trait::async_trait]

@@ -1,150 +1,40 @@
-//! Builds the engine behind [`crate::handler::service::RotatorService`]: from the settings in
-//! production ([`build`]), or from explicit parts in tests and dev mode ([`build_with`]) — the
-//! same code either way, only the credential and the transport differ.
+//! The boundary between the HTTP functions and the rotation engine: the engine's, since the
+//! handler (above it) calls it and the engine implements it; tests implement fakes.
+//! `now` is always the host's `UtcNow` for the invocation (`Metadata.sys`, or `Metadata.$sys` when
+//! a caller sent a `sys`; see the handler module), so the host (or a test playing it) decides
+//! what time it is and a caller cannot.
 
-use std::sync::Arc;
+use chrono::{DateTime, Utc};
 
-use azure_core::credentials::TokenCredential;
+use crate::engine::report::{
+    CredentialReport, PassReport, PlanReport, SelfTestReport, StatusReport,
+};
 
-use crate::azure::ServiceOptions;
-use crate::azure::credential::{CredentialChoice, build_credential};
-use crate::azure::graph::WriteLimiter;
-use crate::azure::storage::{StorageClient, blob_endpoint};
-use crate::cloud::Cloud;
-use crate::engine::azure_ports::{BlobStore, clients};
-use crate::engine::executor::VerifyPolicy;
-use crate::engine::ports::StorePorts;
-use crate::engine::report::ResultCode;
-use crate::engine::runner::{Engine, EngineOptions};
-use crate::notify::{Notifications, Webhook};
-use crate::policy::{Policy, PolicyErrors};
-use crate::settings::Settings;
-
+/// Why the engine could not even start a request (the caller's fault or ours).
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// Not a `source`: the message already lists every error, and printing the error chain
-    /// (`{:#}`) would list them again.
-    #[error("the policy is invalid; nothing will be rotated until it is fixed:\n{0}")]
-    Policy(PolicyErrors),
-    #[error("transport: {0}")]
-    Transport(#[from] crate::transport::TransportError),
-    #[error("credential: {0}")]
-    Credential(#[from] crate::azure::credential::CredentialError),
-    #[error("storage: {0}")]
-    Storage(#[from] crate::azure::storage::StorageError),
+pub enum ServiceError {
+    /// The request names a credential the policy does not enrol.
+    #[error("no credential named '{0}' is enrolled")]
+    UnknownCredential(String),
+    /// Any failure that is not the caller's fault.
+    #[error("{0}")]
+    Internal(String),
 }
 
-impl From<PolicyErrors> for EngineError {
-    fn from(e: PolicyErrors) -> Self {
-        EngineError::Policy(e)
-    }
-}
-
-impl EngineError {
-    /// The probe's result code for an engine that could not start.
-    pub fn result_code(&self) -> ResultCode {
-        match self {
-            EngineError::Policy(_) => ResultCode::PolicyInvalid,
-            EngineError::Credential(_) => ResultCode::IdentityUnavailable,
-            EngineError::Storage(_) => ResultCode::StorageAccess,
-            EngineError::Transport(_) => ResultCode::Internal,
-        }
-    }
-}
-
-/// Everything an engine is made of, explicit.
-pub struct EngineParts {
-    pub policy: Policy,
-    pub cloud: Cloud,
-    pub tenant: String,
-    pub credential: Arc<dyn TokenCredential>,
-    pub options: ServiceOptions,
-    /// The rotator's own blob endpoint and container.
-    pub blob_endpoint: url::Url,
-    pub container: String,
-    pub webhooks: Vec<Webhook>,
-    pub limiter: Arc<WriteLimiter>,
-    pub max_parallel: usize,
-    pub verify: VerifyPolicy,
-    /// ROTATOR_WARN_UNENROLLED_DAYS: the pass's scan for expiring unenrolled credentials.
-    pub warn_unenrolled_days: u32,
-}
-
-pub fn build_with(parts: EngineParts) -> Result<Arc<Engine>, EngineError> {
-    let storage = StorageClient::new(
-        parts.cloud,
-        &parts.blob_endpoint,
-        &parts.container,
-        parts.credential.clone(),
-        parts.options.clone(),
-    )?;
-    let store: Arc<dyn StorePorts> = Arc::new(BlobStore { client: storage });
-    let notifier = Arc::new(Notifications::new(
-        parts.webhooks,
-        parts.options.http.clone(),
-        Some(store.clone()),
-    ));
-    let azure = Arc::new(clients(
-        parts.cloud,
-        parts.credential,
-        parts.options,
-        parts.limiter,
-    ));
-    Ok(Arc::new(Engine {
-        policy: Arc::new(parts.policy),
-        azure,
-        store,
-        notifier,
-        options: EngineOptions {
-            cloud: parts.cloud,
-            tenant: parts.tenant,
-            max_parallel: parts.max_parallel,
-            verify: parts.verify,
-            warn_unenrolled_days: parts.warn_unenrolled_days,
-            ..Default::default()
-        },
-        probes: Default::default(),
-    }))
-}
-
-/// The engine as `serve` runs it: the managed identity (or, outside App Service, the
-/// credential the environment names), the settings' transport, the policy file.
-pub async fn build(
-    settings: &Settings,
-) -> Result<Arc<dyn crate::handler::service::RotatorService>, EngineError> {
-    let policy = crate::policy::load(&settings.policy_path)?;
-    policy.check_cloud(settings.cloud)?;
-    let http = settings.transport.build()?;
-    let options = ServiceOptions::new(http);
-    let choice = if settings.identity_endpoint.is_some() {
-        CredentialChoice::ManagedIdentity {
-            client_id: settings.managed_identity_client_id.clone(),
-        }
-    } else {
-        CredentialChoice::from_settings(|k| std::env::var(k).ok())?
-    };
-    let credential = build_credential(settings.cloud, &choice, &options)?;
-    let endpoint = blob_endpoint(
-        settings.cloud,
-        &settings.storage_account,
-        settings.blob_service_uri.as_ref().map(|u| u.as_str()),
-    )?;
-    let engine = build_with(EngineParts {
-        policy,
-        cloud: settings.cloud,
-        tenant: settings.tenant_id.clone(),
-        credential,
-        options,
-        blob_endpoint: endpoint,
-        container: settings.container.clone(),
-        webhooks: settings.webhooks.clone(),
-        limiter: WriteLimiter::shared_default(),
-        max_parallel: settings.max_parallel,
-        verify: VerifyPolicy {
-            timeout: settings.verify_timeout,
-            ..Default::default()
-        },
-        warn_unenrolled_days: settings.warn_unenrolled_days,
-    })?;
-    Ok(engine)
+#[async_trait::async_trait]
+pub trait RotatorService: Send + Sync + 'static {
+    /// One pass over every enrolled credential, stopping new work after `budget`.
+    async fn rotation_pass(&self, now: DateTime<Utc>, budget: std::time::Duration) -> PassReport;
+    /// Rotate (or resume) one credential now. `force` starts a rotation even when none is due.
+    async fn rotate_one(
+        &self,
+        credential: &str,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> Result<CredentialReport, ServiceError>;
+    /// The probe: each credential's Key Vault value gets a token; the rotator's own access works.
+    async fn self_test(&self, now: DateTime<Utc>) -> SelfTestReport;
+    async fn status(&self, now: DateTime<Utc>) -> StatusReport;
+    /// Dry run: what a pass would do now and why; changes nothing.
+    async fn plan(&self, now: DateTime<Utc>) -> PlanReport;
 }

@@ -34,10 +34,10 @@ use super::protocol::{
 };
 use super::runs::{RunKind, RunResult, RunView};
 use super::server::{AppState, error_response};
-use super::service::ServiceError;
 use crate::engine::report::{
     CredentialOutcome, CredentialReport, PassReport, ResultCode, SelfTestReport, StatusReport,
 };
+use crate::engine::service::{RotatorService, ServiceError};
 
 pub const ROTATE_SECRETS: &str = "RotateSecrets";
 pub const SELF_TEST: &str = "SelfTest";
@@ -140,15 +140,18 @@ async fn rotate_secrets(
         tracing::info!(next = ?timer.next, "timer fired on schedule");
         logs.push("IsPastDue=false".into());
     }
-    if let Some(e) = &state.opts.startup_error {
-        return failed_invocation(
-            logs,
-            format!(
-                "the rotation pass could not start: the engine is not available: {}",
-                e.message
-            ),
-        );
-    }
+    let service = match state.service() {
+        Ok(s) => s.clone(),
+        Err(e) => {
+            return failed_invocation(
+                logs,
+                format!(
+                    "the rotation pass could not start: the engine is not available: {}",
+                    e.message
+                ),
+            );
+        }
+    };
     // The host runs one timer invocation at a time, but a pass that overran its invocation is
     // still working: a second pass now would only contend for the same leases.
     if let Some(previous) = state.runs.running_pass() {
@@ -162,7 +165,6 @@ async fn rotate_secrets(
             ..Default::default()
         });
     }
-    let service = state.service.clone();
     let budget = state.opts.pass_budget;
     let handle = state.runs.start(
         invocation_id.as_deref(),
@@ -407,8 +409,15 @@ fn refusal(
     (HttpOutput::json(status, &out), vec![line])
 }
 
-fn unavailable(state: &AppState, command: &str) -> Option<(HttpOutput, Vec<String>)> {
-    let e = state.opts.startup_error.as_ref()?;
+/// The engine, or the 503 answer naming why it did not start.
+fn service<'s>(
+    state: &'s AppState,
+    command: &str,
+) -> Result<&'s Arc<dyn RotatorService>, (HttpOutput, Vec<String>)> {
+    let e = match state.service() {
+        Ok(s) => return Ok(s),
+        Err(e) => e,
+    };
     let message = format!("the rotation engine is not available: {}", e.message);
     let out = reply(
         state,
@@ -418,7 +427,7 @@ fn unavailable(state: &AppState, command: &str) -> Option<(HttpOutput, Vec<Strin
         e.result_code,
         vec![],
     );
-    Some((HttpOutput::json(503, &out), vec![message]))
+    Err((HttpOutput::json(503, &out), vec![message]))
 }
 
 /// The JSON body as an object (`{}` when absent); a non-object is the caller's mistake.
@@ -435,10 +444,11 @@ fn body_object(http: &HttpRequestData) -> Result<Map<String, Value>, String> {
 
 /// One self-contained HTML page (`crate::statuspage`) from the same report `Status` returns.
 async fn status_page(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<String>) {
-    if let Some(u) = unavailable(state, "StatusPage") {
-        return u;
-    }
-    let report = match bounded(state, state.service.status(now)).await {
+    let service = match service(state, "StatusPage") {
+        Ok(s) => s,
+        Err(u) => return u,
+    };
+    let report = match bounded(state, service.status(now)).await {
         Ok(r) => r,
         Err(limit) => return out_for(state, "StatusPage", limit),
     };
@@ -584,8 +594,8 @@ async fn operate(
 async fn test_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<String>) {
     // A probe of a process whose engine did not start still answers 200: the probe ran and
     // found a problem, just as a refused credential is reported (seed 004).
-    let report = match &state.opts.startup_error {
-        Some(e) => SelfTestReport {
+    let report = match state.service() {
+        Err(e) => SelfTestReport {
             checks: vec![crate::engine::report::Check {
                 name: "engine".into(),
                 ok: false,
@@ -593,7 +603,7 @@ async fn test_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<
                 message: format!("the rotation engine did not start: {}", e.message),
             }],
         },
-        None => match bounded(state, state.service.self_test(now)).await {
+        Ok(service) => match bounded(state, service.self_test(now)).await {
             Ok(r) => r,
             Err(out) => return out_for(state, "Test", out),
         },
@@ -651,10 +661,11 @@ pub fn status_code(report: &StatusReport) -> ResultCode {
 }
 
 async fn status_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<String>) {
-    if let Some(u) = unavailable(state, "Status") {
-        return u;
-    }
-    let report = match bounded(state, state.service.status(now)).await {
+    let service = match service(state, "Status") {
+        Ok(s) => s,
+        Err(u) => return u,
+    };
+    let report = match bounded(state, service.status(now)).await {
         Ok(r) => r,
         Err(out) => return out_for(state, "Status", out),
     };
@@ -712,10 +723,11 @@ async fn status_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Ve
 }
 
 async fn plan_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<String>) {
-    if let Some(u) = unavailable(state, "Plan") {
-        return u;
-    }
-    let plan = match bounded(state, state.service.plan(now)).await {
+    let service = match service(state, "Plan") {
+        Ok(s) => s,
+        Err(u) => return u,
+    };
+    let plan = match bounded(state, service.plan(now)).await {
         Ok(r) => r,
         Err(out) => return out_for(state, "Plan", out),
     };
@@ -941,14 +953,14 @@ async fn rotate(
         Some(Value::Bool(b)) => *b,
         Some(_) => return bad_request(state, "Rotate", "\"force\" must be true or false".into()),
     };
-    if let Some(u) = unavailable(state, "Rotate") {
-        return u;
-    }
+    let service = match service(state, "Rotate") {
+        Ok(s) => s.clone(),
+        Err(u) => return u,
+    };
 
     let handle = match state.runs.running_rotation(&credential, force) {
         Some(h) => h,
         None => {
-            let service = state.service.clone();
             let name = credential.clone();
             state.runs.start(
                 invocation_id.as_deref(),

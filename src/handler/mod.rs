@@ -7,7 +7,7 @@
 //! - [`runs`]: the in-memory registry of spawned runs (what a dropped request leaves behind).
 //! - [`specs`]: `function-specs/` and host.json checks the JSON schemas miss (NCRONTAB, binding
 //!   types, routes); used by `package` and the spec tests.
-//! - [`service`]: the trait the engine implements.
+//! - [`crate::engine::service`] (the engine's): the trait the handler calls and the engine implements.
 
 //!
 //! # The contract with the Functions host
@@ -61,7 +61,6 @@ pub mod functions;
 pub mod protocol;
 pub mod runs;
 pub mod server;
-pub mod service;
 pub mod specs;
 
-pub use server::{HandlerOptions, StartupError, run};
+pub use server::{Backend, HandlerOptions, StartupError, run};

@@ -58,14 +58,32 @@ pub struct RunInfo {
     pub started: DateTime<Utc>,
 }
 
+/// Where a run stands, as callers see it (`running`, `finished` or `failed`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Finished,
+    Failed,
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            RunState::Running => "running",
+            RunState::Finished => "finished",
+            RunState::Failed => "failed",
+        })
+    }
+}
+
 /// A run as callers see it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RunView {
     #[serde(flatten)]
     pub info: RunInfo,
-    /// `running`, `finished` or `failed`.
-    pub state: &'static str,
+    pub state: RunState,
     pub elapsed_ms: u64,
     pub result: Option<RunResult>,
 }
@@ -292,9 +310,9 @@ impl RunRegistry {
 fn view(s: &Slot) -> RunView {
     let result = s.done.borrow().as_deref().cloned();
     let state = match &result {
-        None => "running",
-        Some(RunResult::Failed { .. }) => "failed",
-        Some(_) => "finished",
+        None => RunState::Running,
+        Some(RunResult::Failed { .. }) => RunState::Failed,
+        Some(_) => RunState::Finished,
     };
     let elapsed = s
         .finished_after
@@ -351,7 +369,7 @@ mod tests {
         );
         assert_eq!(h.run_id, "inv-1");
         assert!(h.wait(Duration::ZERO).await.is_none());
-        assert_eq!(reg.get("inv-1").unwrap().state, "running");
+        assert_eq!(reg.get("inv-1").unwrap().state, RunState::Running);
         assert!(reg.running_rotation("a", false).unwrap().joined);
         assert!(
             reg.running_rotation("a", true).is_none(),
@@ -365,7 +383,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(&*r, RunResult::Rotate { report } if report.name == "a"));
-        assert_eq!(reg.get("inv-1").unwrap().state, "finished");
+        assert_eq!(reg.get("inv-1").unwrap().state, RunState::Finished);
         assert!(reg.running_rotation("a", false).is_none());
     }
 
@@ -401,7 +419,7 @@ mod tests {
         assert_ne!(c.run_id, "has space");
         let r = a.wait(Duration::from_secs(30)).await.unwrap();
         assert!(matches!(&*r, RunResult::Failed { error, .. } if error.contains("panicked")));
-        assert_eq!(reg.get("x").unwrap().state, "failed");
+        assert_eq!(reg.get("x").unwrap().state, RunState::Failed);
     }
 
     #[tokio::test]

@@ -26,8 +26,8 @@ use tracing::Instrument as _;
 use super::functions;
 use super::protocol::InvocationRequest;
 use super::runs::RunRegistry;
-use super::service::RotatorService;
 use crate::engine::report::ResultCode;
+use crate::engine::service::RotatorService;
 
 /// Largest invocation envelope accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -59,7 +59,6 @@ pub struct HandlerOptions {
     /// Finished runs remembered for Run/Status queries.
     pub runs_kept: usize,
     pub app_version: String,
-    pub startup_error: Option<StartupError>,
     /// ROTATOR_REQUIRE_APP_ROLES: every HTTP function also checks the caller's app role
     /// ([`super::auth`]).
     pub require_app_roles: bool,
@@ -76,7 +75,6 @@ impl Default for HandlerOptions {
             drain: Duration::from_secs(30),
             runs_kept: 200,
             app_version: env!("CARGO_PKG_VERSION").to_string(),
-            startup_error: None,
             require_app_roles: false,
         }
     }
@@ -93,23 +91,41 @@ impl HandlerOptions {
     }
 }
 
+/// The engine the handler serves: built, or not built with the reason. There is no third,
+/// half-built state, and [`AppState::service`] is the one place it is looked at.
+#[derive(Clone)]
+pub enum Backend {
+    Ready(Arc<dyn RotatorService>),
+    Failed(StartupError),
+}
+
 /// Shared by every request.
 pub struct AppState {
-    pub service: Arc<dyn RotatorService>,
+    pub backend: Backend,
     pub opts: HandlerOptions,
     pub runs: RunRegistry,
+}
+
+impl AppState {
+    /// The engine, or why `serve` could not build it.
+    pub fn service(&self) -> Result<&Arc<dyn RotatorService>, &StartupError> {
+        match &self.backend {
+            Backend::Ready(s) => Ok(s),
+            Backend::Failed(e) => Err(e),
+        }
+    }
 }
 
 /// Serves until `shutdown` completes, then gives unfinished runs `opts.drain` to finish.
 pub async fn run(
     listener: tokio::net::TcpListener,
-    service: Arc<dyn RotatorService>,
+    backend: Backend,
     opts: HandlerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = Arc::new(AppState {
         runs: RunRegistry::new(opts.runs_kept),
-        service,
+        backend,
         opts,
     });
     let app = router(state.clone());
@@ -138,9 +154,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// The host's readiness probe: any answer means ready, so answer at once.
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let engine = match &state.opts.startup_error {
-        None => "ready".to_string(),
-        Some(e) => format!("unavailable: {}", e.message),
+    let engine = match state.service() {
+        Ok(_) => "ready".to_string(),
+        Err(e) => format!("unavailable: {}", e.message),
     };
     (
         StatusCode::OK,

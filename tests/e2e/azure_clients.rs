@@ -112,7 +112,12 @@ async fn start() -> TestEmulator {
 
 fn graph(emu: &TestEmulator, options: ServiceOptions) -> GraphClient {
     let cred = emu.app_credential("rotator", ROTATOR_SECRET);
-    GraphClient::new(Cloud::Public, cred, options, WriteLimiter::shared_default())
+    GraphClient::new(
+        Cloud::Public,
+        cred,
+        options,
+        std::sync::Arc::new(WriteLimiter::default()),
+    )
 }
 
 fn arm(name: &str) -> ArmResource {
@@ -238,7 +243,7 @@ async fn graph_typed_errors() {
         Cloud::Public,
         emu.app_credential("rotator", "wrong-secret"),
         emu.options(),
-        WriteLimiter::shared_default(),
+        std::sync::Arc::new(WriteLimiter::default()),
     );
     assert!(matches!(
         bad.get_application(&AppRef::AppId(not_mine)).await,
@@ -352,7 +357,7 @@ async fn graph_server_errors_are_retried_then_transient_and_writes_are_not_repea
     ));
     assert_eq!(
         count(&emu, "graph", "getApplication"),
-        1 + 3,
+        1 + emulator::fast_retry().max_attempts as usize,
         "retried up to max_attempts"
     );
     emu.emulator.control().clear_faults();
@@ -407,7 +412,7 @@ async fn graph_lists_owned_and_all_applications_page_by_page() {
         Cloud::Public,
         emu.app_credential("reader", READER_SECRET),
         emu.options(),
-        WriteLimiter::shared_default(),
+        std::sync::Arc::new(WriteLimiter::default()),
     );
     let sp_id = Uuid::parse_str(ROTATOR_SP).unwrap();
     let mut owned = g.owned_applications(sp_id);
@@ -517,7 +522,10 @@ async fn token_probe_server_errors_are_transient() {
         )
         .await;
     assert!(matches!(r, Err(EntraError::Transient(_))), "{r:?}");
-    assert_eq!(count(&emu, "entra", "token"), 3);
+    assert_eq!(
+        count(&emu, "entra", "token"),
+        emulator::fast_retry().max_attempts as usize
+    );
 }
 
 #[tokio::test]

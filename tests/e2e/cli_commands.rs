@@ -967,7 +967,7 @@ async fn graph_lists_service_principals_with_their_certificates() {
             secret_rotator::cloud::Cloud::Public,
             emu.app_credential(CI_APP, CI_SECRET),
             emu.options(),
-            WriteLimiter::shared_default(),
+            std::sync::Arc::new(WriteLimiter::default()),
         );
         let mut pager = graph.list_service_principals(3);
         let mut all = Vec::new();

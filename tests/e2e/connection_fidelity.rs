@@ -124,7 +124,9 @@ async fn a_connection_failing_on_an_expired_secret_does_not_stop_its_own_repair(
     assert_ne!(c.connection_status(RG, CONN).as_deref(), Some("Connected"));
     let r = w.run("provision-assist").await;
     assert!(
-        r.steps.iter().any(|s| s.step == "rotate" && s.ok),
+        r.steps
+            .iter()
+            .any(|s| s.step == secret_rotator::planner::StepKind::Rotate && s.ok),
         "the rotation ran: {r:#?}"
     );
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");

@@ -51,17 +51,16 @@ use crate::support::campaign;
 
 use std::fmt::Display;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use azure_emulator::faults::{FaultAction, FaultRule, OPERATIONS};
 use campaign::*;
 use faultkit::*;
 use futures::StreamExt;
-use secret_rotator::azure::graph::WriteLimiter;
 use secret_rotator::cloud::Cloud;
+use secret_rotator::compose::{EngineParts, build_with};
 use secret_rotator::engine::report::{CredentialOutcome, PassReport};
 use secret_rotator::engine::runner::Engine;
-use secret_rotator::engine::service::{EngineParts, build_with};
 use secret_rotator::policy::{AppRef, CredentialPolicy};
 use world::*;
 
@@ -82,7 +81,6 @@ fn second_engine(w: &World, policy: &str) -> Arc<Engine> {
         .unwrap(),
         container: "secret-rotator".into(),
         webhooks: Vec::new(),
-        limiter: Arc::new(WriteLimiter::new(2400, Duration::from_secs(150), 100)),
         max_parallel: 4,
         verify: w.engine.options.verify,
         warn_unenrolled_days: w.engine.options.warn_unenrolled_days,

@@ -7,7 +7,7 @@ use crate::support::invariants;
 use crate::support::world;
 
 use secret_rotator::engine::report::{CredentialOutcome, ResultCode};
-use secret_rotator::handler::service::RotatorService;
+use secret_rotator::engine::service::RotatorService;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use world::*;

@@ -275,7 +275,11 @@ async fn a_manual_step_record_says_whether_anyone_was_told() {
     let w = spawn_world(demo_scenario(), &demo_policy()).await;
     let r = w.run("ezsign").await;
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
-    let notify = r.steps.iter().find(|s| s.step == "notify").expect("{r:#?}");
+    let notify = r
+        .steps
+        .iter()
+        .find(|s| s.step == secret_rotator::planner::StepKind::Notify)
+        .expect("{r:#?}");
     assert!(
         notify.detail.contains("no webhook is configured")
             && !notify.detail.contains("told the owners"),

@@ -379,7 +379,7 @@ async fn seed_000_notify_only_message_sent_and_old_secret_kept_until_grace_ends(
 /// be read back) and goes after it.
 #[tokio::test]
 async fn forced_rotation_inside_grace_replaces_the_secret_at_once() {
-    use secret_rotator::handler::service::RotatorService;
+    use secret_rotator::engine::service::RotatorService;
     let w = spawn_world(demo_scenario(), &demo_policy()).await;
     let c = w.emu.emulator.control();
     let app = uuid("4a6c8e0f-1b3d-4f5a-8c7e-9f1b3d5e7a20");
@@ -400,7 +400,10 @@ async fn forced_rotation_inside_grace_replaces_the_secret_at_once() {
         .unwrap();
     assert_eq!(r.outcome, CredentialOutcome::Progressed, "{r:#?}");
     assert_eq!(
-        r.steps.iter().filter(|s| s.step == "rotate").count(),
+        r.steps
+            .iter()
+            .filter(|s| s.step == secret_rotator::planner::StepKind::Rotate)
+            .count(),
         1,
         "{r:#?}"
     );

@@ -472,7 +472,11 @@ async fn broken_consumers_never_take_healthy_ones_down() {
             );
             assert!(error.contains(site) && error.contains(todo), "{why}");
             assert!(!error.contains(&apps[0].text) && !error.contains(&apps[1].text));
-            if report.steps.iter().any(|s| s.step == "rotate" && s.ok) {
+            if report
+                .steps
+                .iter()
+                .any(|s| s.step == secret_rotator::planner::StepKind::Rotate && s.ok)
+            {
                 *rotations
                     .entry(if report.name == "delta" {
                         "delta"

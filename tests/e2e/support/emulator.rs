@@ -16,12 +16,14 @@ use secret_rotator::cloud::Cloud;
 use secret_rotator::secret::SecretValue;
 use secret_rotator::transport::{HostOverride, TransportConfig};
 
-/// Retries in milliseconds, so tests of retry paths stay fast; Retry-After up to 3 s is honoured.
+/// Production's retry policy (its attempts and its back-off's shape) on a faster clock: back-off
+/// in milliseconds, so tests of retry paths never sleep for long; Retry-After up to 3 s is
+/// honoured.
 pub fn fast_retry() -> RetryPolicy {
     RetryPolicy {
-        max_attempts: 3,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_secs(3),
+        ..RetryPolicy::default()
     }
 }
 

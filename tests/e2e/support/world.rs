@@ -15,12 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use secret_rotator::azure::graph::WriteLimiter;
 use secret_rotator::cloud::Cloud;
+use secret_rotator::compose::{EngineParts, build_with};
 use secret_rotator::engine::executor::VerifyPolicy;
 use secret_rotator::engine::report::{CredentialReport, PassReport};
 use secret_rotator::engine::runner::Engine;
-use secret_rotator::engine::service::{EngineParts, build_with};
 use secret_rotator::notify::Webhook;
 use secret_rotator::policy::Policy;
 use serde_json::{Value, json};
@@ -186,7 +185,6 @@ fn build_engine(
         .unwrap(),
         container: "secret-rotator".into(),
         webhooks: opts.webhooks,
-        limiter: Arc::new(WriteLimiter::new(2400, Duration::from_secs(150), 100)),
         max_parallel: opts.max_parallel,
         verify: opts.verify,
         warn_unenrolled_days: opts.warn_unenrolled_days,
@@ -248,7 +246,7 @@ impl World {
 
     /// An on-demand forced rotation (`Rotate` with force), as the HTTP function asks for it.
     pub async fn force(&self, credential: &str) -> CredentialReport {
-        use secret_rotator::handler::service::RotatorService;
+        use secret_rotator::engine::service::RotatorService;
         self.engine
             .rotate_one(credential, true, self.now())
             .await

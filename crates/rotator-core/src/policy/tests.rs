@@ -846,3 +846,76 @@ fn a_secret_uri_of_another_cloud_is_refused() {
     let p = crate::policy::parse("policy.json", &by_name).unwrap();
     assert!(p.check_cloud(Cloud::Public).is_ok());
 }
+
+/// The issue-16 outage: the id came from `describe()`, which leaves out the subscription, so
+/// a consumer recorded as updated made its twin in another subscription count as updated.
+#[test]
+fn consumer_ids_differ_by_subscription_and_kind() {
+    let res = |subscription: &str| ArmResource {
+        subscription: subscription.into(),
+        resource_group: "rg".into(),
+        name: "auto".into(),
+        slot: None,
+    };
+    let variable = |subscription: &str| Consumer::AutomationVariable {
+        account: res(subscription),
+        variable: "appSecret".into(),
+    };
+    let a = variable(SUB);
+    let b = variable("99999999-2222-3333-4444-555555555555");
+    assert_eq!(a.describe(), b.describe(), "the display text is the same");
+    assert_ne!(a.id(), b.id());
+    let connection = |subscription: &str| Consumer::ApiConnection {
+        connection: res(subscription),
+        parameter: "token:clientSecret".into(),
+    };
+    assert_ne!(
+        connection(SUB).id(),
+        connection("99999999-2222-3333-4444-555555555555").id()
+    );
+    assert_ne!(
+        connection(SUB).id(),
+        a.id(),
+        "the kind is part of the identity"
+    );
+    // ARM compares ids case-insensitively: so does the consumer id.
+    let shouted = Consumer::AutomationVariable {
+        account: ArmResource {
+            subscription: SUB.to_uppercase(),
+            resource_group: "RG".into(),
+            name: "AUTO".into(),
+            slot: None,
+        },
+        variable: "APPSECRET".into(),
+    };
+    assert_eq!(shouted.id(), a.id());
+}
+
+/// Ids are recorded in Key Vault tags: they come from the identity alone, so rewording
+/// `describe()` changes none. Pinned: a change here strands every id already recorded.
+#[test]
+fn consumer_ids_come_from_the_identity_not_the_display_text() {
+    let p = parse_value(&full()).unwrap();
+    let consumers = &p.credentials[0].consumers;
+    let ids: Vec<String> = consumers.iter().map(|c| c.id().to_string()).collect();
+    for (c, id) in consumers.iter().zip(&ids) {
+        assert_eq!(
+            *id,
+            format!("{:016x}", stable_hash64(&c.identity())),
+            "{}",
+            c.describe()
+        );
+        assert!(!c.identity().contains(&c.describe()), "{}", c.describe());
+        assert_eq!(ConsumerId::parse(id), Some(c.id()));
+    }
+    assert_eq!(
+        consumers[3].identity(),
+        format!(
+            "automationVariable|/subscriptions/{SUB}/resourcegroups/rg/providers/microsoft.automation/automationaccounts/provisionassist-auto|appsecret"
+        )
+    );
+    assert_eq!(ids[3], "c74cf73276586b24");
+    // The first versions' ids (8 hex characters, from the display text) are not ids.
+    assert_eq!(ConsumerId::parse("91102477"), None);
+    assert_eq!(ConsumerId::parse("6D2B0E53C19D0BBB"), None);
+}

@@ -290,7 +290,9 @@ fn observation(policy: CredentialPolicy) -> impl Strategy<Value = (CredentialPol
                 .collect();
             // Occasionally an executor bug: a wrong id or a missing observation.
             match corrupt {
-                0 if !consumers.is_empty() => consumers[0].id = "ffffffff".into(),
+                0 if !consumers.is_empty() => {
+                    consumers[0].id = crate::policy::ConsumerId::parse("ffffffffffffffff").unwrap()
+                }
                 1 => {
                     consumers.pop();
                 }

@@ -1,7 +1,7 @@
 //! Example-based planner tests: one per field-runbook situation, then one per rule.
 
 use super::*;
-use crate::policy::{AppRef, ArmResource, Consumer, CredentialPolicy, VaultSecretRef};
+use crate::policy::{AppRef, ArmResource, Consumer, ConsumerId, CredentialPolicy, VaultSecretRef};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use uuid::Uuid;
 
@@ -102,7 +102,7 @@ fn version(
     })
 }
 
-fn tags(k: Uuid, previous: Option<Uuid>, phase: Phase, synced: Vec<String>) -> RotationTags {
+fn tags(k: Uuid, previous: Option<Uuid>, phase: Phase, synced: Vec<ConsumerId>) -> RotationTags {
     RotationTags {
         key_id: k,
         previous_key_id: previous,
@@ -111,6 +111,10 @@ fn tags(k: Uuid, previous: Option<Uuid>, phase: Phase, synced: Vec<String>) -> R
         remove_after: None,
         synced,
     }
+}
+
+fn id(s: &str) -> ConsumerId {
+    ConsumerId::parse(s).expect("a consumer id")
 }
 
 fn sync_all(p: &CredentialPolicy, sync: ConsumerSync) -> Vec<ConsumerObservation> {
@@ -315,7 +319,7 @@ fn mid_rotation_crash_after_stored_resumes_consumers() {
         ours(old, now() - days(170), now() + days(10)),
         ours(new, now() - days(1), now() + days(179)),
     ];
-    let ids: Vec<String> = p.consumers.iter().map(Consumer::id).collect();
+    let ids: Vec<ConsumerId> = p.consumers.iter().map(Consumer::id).collect();
     // Consumer 0 (Key Vault reference) observed in sync; 2 (Automation) recorded as updated;
     // 1 (API connection) and 3 (EzSign) not yet.
     let t = tags(new, Some(old), Phase::Stored, vec![ids[2].clone()]);
@@ -514,7 +518,7 @@ fn inconsistent_observation_or_policy_is_blocked() {
     assert!(d.steps.is_empty() && d.blocked.unwrap().contains("policy lists 4"));
 
     let mut o = obs(&p, vec![], VaultState::Missing);
-    o.consumers[2].id = "deadbeef".into();
+    o.consumers[2].id = id("00000000deadbeef");
     assert!(
         decide(&p, &o, now())
             .blocked
@@ -901,9 +905,9 @@ fn describe_step_is_one_readable_line() {
         (
             Step::UpdateConsumer {
                 index: 2,
-                consumer_id: "0a1b2c3d".into(),
+                consumer_id: id("000000000a1b2c3d"),
             },
-            "update consumer #2 (0a1b2c3d) to the current version and confirm it",
+            "update consumer #2 (000000000a1b2c3d) to the current version and confirm it",
         ),
     ];
     for (step, want) in cases {
@@ -913,7 +917,7 @@ fn describe_step_is_one_readable_line() {
         Step::Adopt { key_id: k },
         Step::Notify {
             index: 0,
-            consumer_id: "x".into(),
+            consumer_id: id("0000000000000000"),
         },
         Step::CompletePropagation {
             remove_after: now(),
@@ -1018,7 +1022,7 @@ fn blocked_consumer_is_held_alone_and_the_others_move() {
 
     // Once the others are recorded, only the blocked one is left: no steps, no propagation,
     // the renewal date as the next due date.
-    let ids: Vec<String> = p.consumers.iter().map(Consumer::id).collect();
+    let ids: Vec<ConsumerId> = p.consumers.iter().map(Consumer::id).collect();
     let t = tags(new, Some(old), Phase::Stored, ids[1..].to_vec());
     o.vault = version(KeyIdentity::Tagged(new), Some(t), now() - days(1));
     let d = decide(&p, &o, now());
@@ -1134,4 +1138,64 @@ fn forced_rotation_inside_grace_replaces_the_current_password() {
         "{}",
         explanation(&d)
     );
+}
+
+#[test]
+fn the_password_marker_is_read_as_it_is_written() {
+    let name = PasswordMarker::display_name("pa", now());
+    assert!(name.starts_with("secret-rotator:pa:20"), "{name}");
+    assert!(PasswordMarker::is_for(&name, "pa"));
+    assert!(PasswordMarker::is_rotators(&name));
+    assert!(
+        !PasswordMarker::is_for(&name, "p"),
+        "a prefix of the name is another credential"
+    );
+    let other = PasswordMarker::display_name("pa-2", now());
+    assert!(!PasswordMarker::is_for(&other, "pa"));
+    assert!(!PasswordMarker::is_rotators("Provision Assist deployment"));
+}
+
+#[test]
+fn step_kinds_keep_the_names_reports_and_audits_carry() {
+    let k = Uuid::from_u128(1);
+    let id = |s: &str| ConsumerId::parse(s).unwrap();
+    let steps = [
+        (Step::Adopt { key_id: k }, "adopt"),
+        (
+            Step::UpdateConsumer {
+                index: 0,
+                consumer_id: id("0000000000000001"),
+            },
+            "update-consumer",
+        ),
+        (
+            Step::Notify {
+                index: 0,
+                consumer_id: id("0000000000000001"),
+            },
+            "notify",
+        ),
+        (
+            Step::CompletePropagation {
+                remove_after: now(),
+            },
+            "complete-propagation",
+        ),
+        (
+            Step::RemovePassword {
+                key_id: k,
+                reason: RemoveReason::Orphan,
+            },
+            "remove-password",
+        ),
+        (Step::MarkRetired, "mark-retired"),
+    ];
+    for (step, name) in steps {
+        assert_eq!(step.kind().as_str(), name);
+        assert_eq!(
+            serde_json::to_value(step.kind()).unwrap(),
+            serde_json::json!(name)
+        );
+    }
+    assert_eq!(format!("{:<8}|", StepKind::Rotate), "rotate  |");
 }

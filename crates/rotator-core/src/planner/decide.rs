@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::model::*;
-use crate::policy::{Consumer, CredentialPolicy};
+use crate::policy::{Consumer, ConsumerId, CredentialPolicy};
 
 /// Decides what to do next for one credential. Pure and total: see the module docs for the
 /// rules and their guarantees.
@@ -185,7 +185,7 @@ struct Current<'o> {
     previous: Option<Uuid>,
     remove_after: Option<DateTime<Utc>>,
     rotated_at: Option<DateTime<Utc>>,
-    synced: &'o [String],
+    synced: &'o [ConsumerId],
     created: Option<DateTime<Utc>>,
     adopt: bool,
 }
@@ -235,14 +235,10 @@ impl<'a> Builder<'a> {
         &self.policy.key_vault.secret
     }
 
-    fn marker(&self) -> String {
-        format!("{MARKER_PREFIX}{}:", self.policy.name)
-    }
-
     fn is_ours(&self, p: &PasswordInfo) -> bool {
         p.display_name
             .as_deref()
-            .is_some_and(|n| n.starts_with(&self.marker()))
+            .is_some_and(|n| PasswordMarker::is_for(n, &self.policy.name))
     }
 
     fn run(&mut self, obs: &Observation) {
@@ -483,7 +479,7 @@ impl<'a> Builder<'a> {
             let marked = p
                 .display_name
                 .as_deref()
-                .is_some_and(|n| n.starts_with(MARKER_PREFIX));
+                .is_some_and(PasswordMarker::is_rotators);
             if marked || protected.contains(&p.key_id) {
                 continue;
             }

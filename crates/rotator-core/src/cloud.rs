@@ -1,7 +1,7 @@
 //! Which Azure cloud the rotator talks to, and every base URL and audience that follows from it.
 //!
 //! Product code builds real Azure URLs only, from here. Tests and dev mode do not change these
-//! URLs: they redirect the host names at the transport (see [`crate::transport`]).
+//! URLs: they redirect the host names at the transport (`secret_rotator::transport`, in the main crate).
 
 use serde::{Deserialize, Serialize};
 

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
-    AppRef, ArmResource, Consumer, CredentialPolicy, Policy, PolicyError, PolicyErrors,
+    AppRef, ArmResource, Consumer, ConsumerId, CredentialPolicy, Policy, PolicyError, PolicyErrors,
     VaultSecretRef,
 };
 
@@ -577,9 +577,24 @@ impl Cx<'_> {
                 }
             }
             let owner = parts.name.clone().unwrap_or_else(|| entry.0.clone());
+            // Ids are 64-bit digests of distinct identities: a clash is all but impossible,
+            // and would make one consumer count as updated for another, so it is refused.
+            let mut ids: HashMap<ConsumerId, String> = HashMap::new();
             for (ci, c) in parts.consumers.iter() {
                 let ci = *ci;
                 let here = format!("{} consumers[{ci}]", entry.0);
+                if let Some(first) = ids.get(&c.id()).filter(|first| **first != c.identity()) {
+                    self.push(
+                        Some(&entry),
+                        format!("consumers[{ci}]"),
+                        format!(
+                            "{} has the same id ({}) as another consumer of this credential ({first}); rename one",
+                            c.describe(),
+                            c.id()
+                        ),
+                    );
+                }
+                ids.entry(c.id()).or_insert_with(|| c.identity());
                 let key = target_key(c, &owner);
                 if let Some(first) = targets.get(&key) {
                     self.push(
@@ -954,13 +969,7 @@ struct CredentialParts {
 /// them fight. Notify-only consumers only clash with an identical one of the same credential.
 fn target_key(c: &Consumer, credential: &str) -> String {
     fn res(r: &ArmResource) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            r.subscription.to_ascii_lowercase(),
-            r.resource_group.to_ascii_lowercase(),
-            r.name.to_ascii_lowercase(),
-            r.slot.as_deref().unwrap_or("").to_ascii_lowercase()
-        )
+        r.normalised_id("")
     }
     match c {
         // Both kinds of app setting write the same setting: one target.

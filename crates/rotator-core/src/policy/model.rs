@@ -123,18 +123,113 @@ pub enum Consumer {
     },
 }
 
-impl Consumer {
-    /// A short stable id (8 hex chars of a hash of the target), recorded in Key Vault tags to
-    /// remember which consumers already have the current version.
-    pub fn id(&self) -> String {
-        // FNV-1a: stable across builds and platforms, unlike `DefaultHasher`.
-        let key = self.describe();
-        let mut h: u32 = 0x811c9dc5;
-        for b in key.as_bytes() {
-            h ^= u32::from(*b);
-            h = h.wrapping_mul(0x01000193);
+impl ArmResource {
+    /// The full ARM id, lower-cased: ARM compares resource ids case-insensitively.
+    /// `provider_type` is `Microsoft.Web/sites`, `Microsoft.Web/connections`...
+    pub fn normalised_id(&self, provider_type: &str) -> String {
+        let mut id = format!(
+            "/subscriptions/{}/resourcegroups/{}/providers/{provider_type}/{}",
+            self.subscription, self.resource_group, self.name
+        );
+        if let Some(slot) = &self.slot {
+            id.push_str("/slots/");
+            id.push_str(slot);
         }
-        format!("{h:08x}")
+        id.to_ascii_lowercase()
+    }
+}
+
+/// 64-bit FNV-1a: a digest that is stable across builds and platforms (`DefaultHasher` is
+/// not), for names the rotator records and must recognise later.
+pub fn stable_hash64(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Which consumer of a credential a record is about (`rotator-synced` in Key Vault tags): a
+/// digest of the consumer's identity — its kind, the full ARM id compared case-insensitively
+/// as ARM compares it, the setting, parameter or variable — never of its display text, so two
+/// consumers that differ only by subscription have different ids and rewording
+/// [`Consumer::describe`] changes none.
+///
+/// 16 lower-case hex characters. The first versions of the rotator recorded 8 (a digest of
+/// the display text, shared by consumers in different subscriptions); [`ConsumerId::parse`]
+/// refuses those, so after an upgrade no old id can make a consumer count as updated: each
+/// consumer that cannot be read back is written the current value again, which is idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConsumerId(String);
+
+impl ConsumerId {
+    const LEN: usize = 16;
+
+    /// An id as recorded in a tag; `None` for anything else, ids of the first versions included.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == Self::LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ConsumerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+const SITE: &str = "Microsoft.Web/sites";
+const CONNECTION: &str = "Microsoft.Web/connections";
+const AUTOMATION_ACCOUNT: &str = "Microsoft.Automation/automationAccounts";
+
+impl Consumer {
+    /// The consumer's id, recorded in Key Vault tags to remember which consumers already have
+    /// the current version. See [`ConsumerId`].
+    pub fn id(&self) -> ConsumerId {
+        ConsumerId(format!("{:016x}", stable_hash64(&self.identity())))
+    }
+
+    /// What makes the consumer this one, normalised as Azure compares it: ARM ids, setting and
+    /// variable names case-insensitively; connection parameter names exactly (they are JSON
+    /// keys); a notify-only system by its trimmed, case-folded name and its instructions.
+    pub fn identity(&self) -> String {
+        match self {
+            Consumer::AppSettingKeyVaultRef { site, setting } => format!(
+                "appSettingKeyVaultReference|{}|{}",
+                site.normalised_id(SITE),
+                setting.to_ascii_lowercase()
+            ),
+            Consumer::AppSettingValue { site, setting } => format!(
+                "appSettingValue|{}|{}",
+                site.normalised_id(SITE),
+                setting.to_ascii_lowercase()
+            ),
+            Consumer::ApiConnection {
+                connection,
+                parameter,
+            } => format!(
+                "apiConnection|{}|{parameter}",
+                connection.normalised_id(CONNECTION)
+            ),
+            Consumer::AutomationVariable { account, variable } => format!(
+                "automationVariable|{}|{}",
+                account.normalised_id(AUTOMATION_ACCOUNT),
+                variable.to_ascii_lowercase()
+            ),
+            Consumer::NotifyOnly {
+                system,
+                instructions,
+            } => format!(
+                "notifyOnly|{}|{}",
+                system.trim().to_lowercase(),
+                instructions.trim()
+            ),
+        }
     }
 
     /// A one-line human description, e.g. `app setting TeamsClientSecret on site func-int`.

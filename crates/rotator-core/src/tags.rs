@@ -18,11 +18,13 @@
 //!   after|synced`, times as Unix seconds). With 15 owner tags there is no room at all: the
 //!   write is refused with a message naming the problem, before any password is created.
 //!
-//! `rotator-synced` lists the ids of the consumers known to hold the version while the list
-//! fits the budget (28 consumers); past that it becomes a bitmap over the policy's consumers,
-//! `@{digest of their ids}:{hex}`, good for ~980. A bitmap written under another consumer list
-//! reads as "none synced": consumers that cannot be read back are then written again (each
-//! write is idempotent).
+//! `rotator-synced` lists the ids ([`ConsumerId`], 16 hex characters) of the consumers known
+//! to hold the version while the list fits the budget (15 consumers); past that it becomes a
+//! bitmap over the policy's consumers, `@{digest of their ids}:{hex}`, good for ~980. Only
+//! ids of the policy's current consumers count: an id of a consumer no longer listed, an id
+//! of the first versions (8 hex characters, shared by consumers in different subscriptions)
+//! or a bitmap written under another consumer list reads as "not synced", and consumers that
+//! cannot be read back are then written again (each write is idempotent).
 
 use std::collections::BTreeMap;
 
@@ -30,7 +32,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
 use crate::planner::{Phase, RotationTags};
-use crate::policy::CredentialPolicy;
+use crate::policy::{ConsumerId, CredentialPolicy};
 
 pub const MANAGED_BY: &str = "managed-by";
 pub const MANAGED_BY_VALUE: &str = "secret-rotator";
@@ -232,9 +234,10 @@ fn compact(cred: &CredentialPolicy, t: &RotationTags) -> Result<String, String> 
 }
 
 /// FNV-1a over the policy's consumer ids, in order: which list a bitmap is about.
-fn digest(ids: &[String]) -> String {
+fn digest(ids: &[ConsumerId]) -> String {
+    let list: Vec<&str> = ids.iter().map(ConsumerId::as_str).collect();
     let mut h: u32 = 0x811c9dc5;
-    for b in ids.join(",").as_bytes() {
+    for b in list.join(",").as_bytes() {
         h ^= u32::from(*b);
         h = h.wrapping_mul(0x01000193);
     }
@@ -242,15 +245,16 @@ fn digest(ids: &[String]) -> String {
 }
 
 fn encode_synced(
-    synced: &[String],
+    synced: &[ConsumerId],
     cred: &CredentialPolicy,
     budget: usize,
 ) -> Result<String, String> {
-    let list = synced.join(",");
+    let list: Vec<&str> = synced.iter().map(ConsumerId::as_str).collect();
+    let list = list.join(",");
     if list.len() <= budget {
         return Ok(list);
     }
-    let ids: Vec<String> = cred.consumers.iter().map(|c| c.id()).collect();
+    let ids: Vec<ConsumerId> = cred.consumers.iter().map(|c| c.id()).collect();
     let mut nibbles = vec![0u8; ids.len().div_ceil(4)];
     for (i, id) in ids.iter().enumerate() {
         if synced.contains(id) {
@@ -270,15 +274,17 @@ fn encode_synced(
     }
 }
 
-fn decode_synced(value: &str, cred: &CredentialPolicy) -> Vec<String> {
+/// The ids of the policy's consumers the value records; anything else (an id of a consumer
+/// no longer listed, of the first versions' kind, a bitmap of another list) counts for none.
+fn decode_synced(value: &str, cred: &CredentialPolicy) -> Vec<ConsumerId> {
+    let ids: Vec<ConsumerId> = cred.consumers.iter().map(|c| c.id()).collect();
     let Some(bitmap) = value.strip_prefix('@') else {
         return value
             .split(',')
-            .filter(|x| !x.is_empty())
-            .map(str::to_string)
+            .filter_map(ConsumerId::parse)
+            .filter(|id| ids.contains(id))
             .collect();
     };
-    let ids: Vec<String> = cred.consumers.iter().map(|c| c.id()).collect();
     let Some((d, hex)) = bitmap.split_once(':') else {
         return Vec::new();
     };
@@ -327,7 +333,7 @@ mod tests {
             .remove(0)
     }
 
-    fn state(synced: Vec<String>) -> RotationTags {
+    fn state(synced: Vec<ConsumerId>) -> RotationTags {
         RotationTags {
             key_id: Uuid::new_v4(),
             previous_key_id: Some(Uuid::new_v4()),
@@ -418,6 +424,28 @@ mod tests {
         let c = cred(60);
         let tags = render(&BTreeMap::new(), &c, &state(vec![c.consumers[0].id(); 40])).unwrap();
         assert!(parse(&tags, &cred(61)).unwrap().unwrap().synced.is_empty());
+    }
+
+    /// After an upgrade from the first versions (ids of 8 hex characters, from the display
+    /// text, shared by consumers in different subscriptions), no recorded id counts: every
+    /// consumer that cannot be read back is written again, never skipped.
+    #[test]
+    fn ids_of_the_first_versions_and_of_other_consumers_count_for_none() {
+        let c = cred(2);
+        let mut tags = render(&BTreeMap::new(), &c, &state(Vec::new())).unwrap();
+        let ours = c.consumers[1].id().to_string();
+        tags.insert(
+            SYNCED.to_string(),
+            format!("91102477,0123456789abcdef,{ours},not-an-id"),
+        );
+        let back = parse(&tags, &c).unwrap().unwrap();
+        assert_eq!(back.synced, vec![c.consumers[1].id()]);
+        let compact = format!(
+            "v1|stored|{}||1763776800||91102477,a5f3c2e1",
+            Uuid::new_v4()
+        );
+        let tags = BTreeMap::from([(STATE.to_string(), compact)]);
+        assert!(parse(&tags, &c).unwrap().unwrap().synced.is_empty());
     }
 
     #[test]

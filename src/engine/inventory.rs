@@ -1,5 +1,6 @@
-//! Tenant inventory and diagnosis: every credential of every application the rotator can see,
-//! whether anyone rotates it, and what an AADSTS error line points at.
+//! Tenant inventory and diagnosis (the engine's inventory-scan use case): every credential of
+//! every application the rotator can see, whether anyone rotates it, and what an AADSTS error
+//! line points at.
 //!
 //! Where things live: [`InventoryRow`] and [`rows_for_app`] (one row per credential, told
 //! enrolled or not by an [`Enrolment`]); [`InventoryScan`], the one tenant scan behind
@@ -17,7 +18,7 @@ use uuid::Uuid;
 
 use crate::azure::graph::{CertificateInfo, ListedApp};
 use crate::engine::ports::{AzurePorts, Listing, ListingPager, PortError};
-use crate::planner::{AppState, MARKER_PREFIX};
+use crate::planner::{AppState, PasswordMarker};
 use crate::policy::{AppRef, Policy};
 
 /// Secret or certificate.
@@ -202,7 +203,7 @@ fn rows_for(
             let managed = p
                 .display_name
                 .as_deref()
-                .is_some_and(|d| d.starts_with(MARKER_PREFIX));
+                .is_some_and(PasswordMarker::is_rotators);
             InventoryRow {
                 enrolled_as: enrolled.map(|c| c.name.clone()),
                 key_vault: enrolment.in_vault.get(&p.key_id).cloned(),

@@ -8,10 +8,36 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::policy::ConsumerId;
+
 /// Prefix of the displayName the rotator gives every password it creates:
 /// `secret-rotator:{credential}:{YYYY-MM-DD}`. It is how a crashed run's orphan is recognised
 /// and how a password the rotator did not create is told apart.
 pub const MARKER_PREFIX: &str = "secret-rotator:";
+
+/// The marker in one place: how it is written and how it is read back.
+pub struct PasswordMarker;
+
+impl PasswordMarker {
+    /// The displayName of a password created for `credential` at `created`.
+    pub fn display_name(credential: &str, created: DateTime<Utc>) -> String {
+        format!("{MARKER_PREFIX}{credential}:{}", created.format("%Y-%m-%d"))
+    }
+
+    /// Whether the rotator created the password (for any credential).
+    pub fn is_rotators(display_name: &str) -> bool {
+        display_name.starts_with(MARKER_PREFIX)
+    }
+
+    /// Whether the rotator created the password for `credential`. Credential names hold no
+    /// `:`, so `pa` never claims `pa-2`'s passwords.
+    pub fn is_for(display_name: &str, credential: &str) -> bool {
+        display_name
+            .strip_prefix(MARKER_PREFIX)
+            .and_then(|rest| rest.strip_prefix(credential))
+            .is_some_and(|rest| rest.starts_with(':'))
+    }
+}
 
 /// One password credential of the application, as Graph reports it (never the secret text).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +84,7 @@ pub struct RotationTags {
     /// `rotator-remove-after`: set when the phase becomes `Propagated`.
     pub remove_after: Option<DateTime<Utc>>,
     /// `rotator-synced`: ids of consumers known to hold this version (see `Consumer::id`).
-    pub synced: Vec<String>,
+    pub synced: Vec<ConsumerId>,
 }
 
 /// How the current Key Vault version was matched to a password.
@@ -114,7 +140,7 @@ pub enum ConsumerSync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerObservation {
     /// `Consumer::id()` of the policy consumer at the same index.
-    pub id: String,
+    pub id: ConsumerId,
     pub sync: ConsumerSync,
 }
 
@@ -174,9 +200,15 @@ pub enum Step {
         end: DateTime<Utc>,
     },
     /// Write the current version to one consumer (or refresh its reference) and confirm it.
-    UpdateConsumer { index: usize, consumer_id: String },
+    UpdateConsumer {
+        index: usize,
+        consumer_id: ConsumerId,
+    },
     /// Send the manual-step message for one notify-only consumer.
-    Notify { index: usize, consumer_id: String },
+    Notify {
+        index: usize,
+        consumer_id: ConsumerId,
+    },
     /// Prove the value read back from Key Vault gets a token, then tag the version
     /// `Propagated` with `remove_after` = now + grace.
     CompletePropagation { remove_after: DateTime<Utc> },
@@ -184,6 +216,53 @@ pub enum Step {
     RemovePassword { key_id: Uuid, reason: RemoveReason },
     /// Tag the version `Retired` once the previous password is gone.
     MarkRetired,
+}
+
+/// A step's name in reports, logs and the audit record (`rotate`, `update-consumer`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    Adopt,
+    Rotate,
+    UpdateConsumer,
+    Notify,
+    CompletePropagation,
+    RemovePassword,
+    MarkRetired,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Adopt => "adopt",
+            StepKind::Rotate => "rotate",
+            StepKind::UpdateConsumer => "update-consumer",
+            StepKind::Notify => "notify",
+            StepKind::CompletePropagation => "complete-propagation",
+            StepKind::RemovePassword => "remove-password",
+            StepKind::MarkRetired => "mark-retired",
+        }
+    }
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Step {
+    pub fn kind(&self) -> StepKind {
+        match self {
+            Step::Adopt { .. } => StepKind::Adopt,
+            Step::Rotate { .. } => StepKind::Rotate,
+            Step::UpdateConsumer { .. } => StepKind::UpdateConsumer,
+            Step::Notify { .. } => StepKind::Notify,
+            Step::CompletePropagation { .. } => StepKind::CompletePropagation,
+            Step::RemovePassword { .. } => StepKind::RemovePassword,
+            Step::MarkRetired => StepKind::MarkRetired,
+        }
+    }
 }
 
 /// The planner's answer for one credential.

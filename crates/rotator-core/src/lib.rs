@@ -1,0 +1,18 @@
+//! secret-rotator's core: everything that decides, with no I/O crate in reach (no tokio,
+//! reqwest, axum or azure_*), so the compiler keeps adapters and the engine out of it.
+//!
+//! Where things live:
+//! - [`policy`]: the enrolment file (which credentials, which consumers), parsed and validated
+//!   once; consumer identities ([`policy::ConsumerId`]).
+//! - [`planner`]: the rotation decision, a pure function of (policy, observed state, now), and
+//!   the domain model it speaks (applications, passwords, Key Vault versions, steps).
+//! - [`tags`]: the rotator's bookkeeping in Key Vault tags (how progress survives a crash).
+//! - [`kvref`]: App Service Key Vault reference parsing.
+//! - [`cloud`]: the national clouds' endpoints; [`secret`]: the redacting secret type.
+
+pub mod cloud;
+pub mod kvref;
+pub mod planner;
+pub mod policy;
+pub mod secret;
+pub mod tags;
