@@ -78,7 +78,7 @@ async fn start(policy: Option<serde_json::Value>) -> Clients {
             Cloud::Public,
             cred,
             options.clone(),
-            WriteLimiter::shared_default(),
+            Arc::new(WriteLimiter::default()),
         ),
         probe: AssertionProbe::new(Cloud::Public, options),
         app_id: emu
@@ -368,7 +368,7 @@ async fn merge_write_reports_a_key_another_writer_added_meanwhile() {
         Cloud::Public,
         c.emu.app_credential("admin", ADMIN_SECRET),
         c.emu.options(),
-        WriteLimiter::shared_default(),
+        Arc::new(WriteLimiter::default()),
     );
     let proof = sign_jwt(
         &c.kv,

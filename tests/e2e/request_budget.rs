@@ -214,7 +214,7 @@ async fn a_failed_consumer_does_not_lose_the_others_sync_records() {
     let report = w.run("provision-assist").await;
     assert_ne!(report.outcome, CredentialOutcome::Progressed, "{report:#?}");
     assert!(
-        report.steps.iter().any(|s| s.step == "rotate" && s.ok),
+        report.steps.iter().any(|s| s.step == secret_rotator::planner::StepKind::Rotate && s.ok),
         "{report:#?}"
     );
     let cred = w.credential("provision-assist");
@@ -224,7 +224,7 @@ async fn a_failed_consumer_does_not_lose_the_others_sync_records() {
     let state = secret_rotator::engine::tags::parse(&tags, cred)
         .expect("the rotator's tags parse")
         .expect("the new version carries the rotator's tags");
-    let ids: Vec<String> = cred.consumers.iter().map(|c| c.id()).collect();
+    let ids: Vec<_> = cred.consumers.iter().map(|c| c.id()).collect();
     assert!(
         state.synced.contains(&ids[0]) && state.synced.contains(&ids[2]),
         "the reference and the variable are recorded: {:?} of {ids:?}",
