@@ -214,7 +214,10 @@ async fn a_failed_consumer_does_not_lose_the_others_sync_records() {
     let report = w.run("provision-assist").await;
     assert_ne!(report.outcome, CredentialOutcome::Progressed, "{report:#?}");
     assert!(
-        report.steps.iter().any(|s| s.step == secret_rotator::planner::StepKind::Rotate && s.ok),
+        report
+            .steps
+            .iter()
+            .any(|s| s.step == secret_rotator::planner::StepKind::Rotate && s.ok),
         "{report:#?}"
     );
     let cred = w.credential("provision-assist");
