@@ -826,3 +826,64 @@ fn shards_split_the_seed_range() {
         "{text}"
     );
 }
+
+/// The allowances for consumers broken on purpose are exactly what such a consumer needs, not
+/// a way to pass anything: a tenant with an API connection the rotator cannot update settles
+/// clean with them and not without them; the connection given a value Entra refuses is a
+/// violation, allowances or not; and a credential left inside its renewal window is one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_consumers_are_held_to_less_but_not_to_nothing() {
+    use azure_emulator::scenario::ConnectionPut;
+    let broken_connection = |seed: u64| {
+        let mut rng = Rng(seed);
+        let n = rng.range(5, 20) as usize;
+        let g = generate(&mut rng, n);
+        let only_2 = |b: &std::collections::BTreeSet<usize>| b.len() == 1 && b.contains(&2);
+        let cred = g
+            .broken
+            .iter()
+            .find(|(_, b)| only_2(b))
+            .map(|(c, _)| c.clone());
+        cred.filter(|_| g.uncertainties.connection_put == ConnectionPut::Accepted && n <= 8)
+    };
+    let (seed, name) = (7_000_000..7_010_000)
+        .find_map(|s| broken_connection(s).map(|c| (s, c)))
+        .expect("a seed with a broken connection");
+    let (mut case, _) = Case::start(seed).await.expect("the case starts");
+    case.settle().await;
+    assert!(
+        case.tally.violations.is_empty(),
+        "seed {seed}: {:#?}",
+        case.tally.violations
+    );
+    let broken = std::mem::take(&mut case.b.broken);
+    let strict = check_all(&case.w, &case.b, true);
+    assert!(
+        strict.iter().any(|v| v.starts_with(&format!("{name}:"))),
+        "{strict:#?}"
+    );
+    case.b.broken = broken;
+    let cred = case.w.credential(&name).clone();
+    let secret_rotator::policy::Consumer::ApiConnection { connection, .. } = &cred.consumers[2]
+    else {
+        panic!("consumer 2 of a campaign credential is its connection")
+    };
+    let c = case.w.emu.emulator.control();
+    let (rg, conn) = (&connection.resource_group, &connection.name);
+    assert!(c.set_connection_parameter(rg, conn, "token:clientSecret", "refusedQ~value"));
+    for settled in [false, true] {
+        let v = check_all(&case.w, &case.b, settled);
+        let refused = format!(
+            "{name}: {} holds a value Entra refuses",
+            cred.consumers[2].describe()
+        );
+        assert!(v.iter().any(|v| v.starts_with(&refused)), "{v:#?}");
+    }
+    // 180-day lifetime, 30-day renewal window: 151 days on, every credential is due.
+    case.w.advance_days(151);
+    let v = check_all(&case.w, &case.b, true);
+    assert!(
+        v.iter().any(|v| v.contains("inside its renewal window")),
+        "{v:#?}"
+    );
+}
