@@ -333,6 +333,9 @@ impl Case {
         let other = second_engine(&w, &g.policy);
         let mut b = baseline(&w);
         b.broken = g.broken;
+        for (cred, broken) in broken_by(&g.uncertainties, &w.engine.policy.credentials) {
+            b.broken.entry(cred).or_default().extend(broken);
+        }
         b.soft_deleted = g
             .soft_deleted
             .iter()

@@ -139,7 +139,8 @@ pub struct Generated {
     pub policy: String,
     /// Credential name → the indexes of its consumers that are broken on purpose: a resource
     /// the rotator has no role on, a reference that never resolves, a connection that never
-    /// reaches Connected or whose PUT ARM refuses. None of them can ever hold the new value.
+    /// reaches Connected. None of them can ever hold the new value. (What the uncertainties
+    /// break, connections whose PUT ARM refuses, is `faultkit::broken_by`'s.)
     pub broken: BTreeMap<String, BTreeSet<usize>>,
     /// (vault, secret) to soft-delete before the first run (the scenario cannot say so).
     pub soft_deleted: Vec<(String, String)>,
@@ -169,22 +170,6 @@ pub fn generate(rng: &mut Rng, n: usize) -> Generated {
     }
     add_shared_site(&mut t);
     let uncertainties = draw_uncertainties(rng);
-    if uncertainties.connection_put == ConnectionPut::Refused {
-        // ARM refuses every connection PUT that changes parameterValues: every connection is
-        // a consumer the rotator cannot update (blocked with the manual step).
-        for (cred, consumers) in t
-            .creds
-            .iter()
-            .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["consumers"].as_array()?)))
-        {
-            let connections = consumers
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c["type"] == "apiConnection")
-                .map(|(i, _)| i);
-            t.broken.entry(cred).or_default().extend(connections);
-        }
-    }
     let mut scenario = json!({
         "tenantId": TENANT, "subscriptionId": SUB, "now": at(epoch(), 0),
         "replicationDelaySeconds": REPLICATION_SECONDS,

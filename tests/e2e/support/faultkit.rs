@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use azure_emulator::faults::{FaultAction, FaultRule};
+use azure_emulator::scenario::{ConnectionPut, Uncertainties};
 use chrono::{DateTime, Utc};
 use secret_rotator::azure::storage::StorageClient;
 use secret_rotator::cloud::Cloud;
@@ -25,6 +26,31 @@ use crate::support::world::{CI_APP, CI_SECRET, World, WorldOptions, spawn_world_
 /// Replication delay (emulated seconds, which flow with the wall clock) for fault runs: small
 /// so a rotation does not wait long, non-zero so verification still retries a refused secret.
 pub const REPLICATION_SECONDS: u64 = 1;
+
+/// The consumers an uncertainty variant breaks for good, per credential name: with
+/// `connectionPut: refused`, every API connection (ARM refuses the PUT that would update it:
+/// the rotator holds it with the manual step). For [`Baseline::broken`].
+pub fn broken_by(
+    u: &Uncertainties,
+    creds: &[CredentialPolicy],
+) -> BTreeMap<String, BTreeSet<usize>> {
+    if u.connection_put != ConnectionPut::Refused {
+        return BTreeMap::new();
+    }
+    creds
+        .iter()
+        .filter_map(|cred| {
+            let connections: BTreeSet<usize> = cred
+                .consumers
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| matches!(c, Consumer::ApiConnection { .. }))
+                .map(|(i, _)| i)
+                .collect();
+            (!connections.is_empty()).then(|| (cred.name.clone(), connections))
+        })
+        .collect()
+}
 
 /// A world whose verification gives up after 5 s (faults on the token endpoint otherwise cost
 /// the default 20 s per attempt) and whose emulator replicates new passwords after 1 s.
