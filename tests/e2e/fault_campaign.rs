@@ -10,10 +10,15 @@
 //! (request timing still varies: the pass runs credentials concurrently).
 //!
 //! A case: a tenant of N = 5..20 applications, each of a shape from `support/campaign.rs`'s
-//! list (every consumer kind; a secret not in Key Vault yet; a secret carrying 8..14 of its
-//! owner's tags; a plain setting on one site several credentials share, next to a setting
-//! nobody owns) — each with a secret due, expired or not due, maybe a password the rotator did
-//! not create; then 3..6 rounds, each under a fresh random fault schedule (429 storms, 5xx,
+//! list (every consumer kind; a secret not in Key Vault yet; a secret soft-deleted by hand; a
+//! secret carrying 8..14 of its owner's tags; a plain setting on one site several credentials
+//! share, next to a setting nobody owns; a consumer site, connection or Automation account the
+//! rotator has no role on; a Key Vault reference that never resolves; a connection that never
+//! reaches Connected) — each with a secret due, expired or not due, maybe a password the
+//! rotator did not create — and one variant of each uncertainty the emulator models (Key
+//! Vault reference `activeVersion` present / absent / late, Graph read lag 0 / 30 s, connection
+//! PUT accepted / refused), drawn from the seed and printed with it; then 3..6 rounds, each
+//! under a fresh random fault schedule (429 storms, 5xx,
 //! delays, connection resets, commit-then-fail, on any operation of any service) and one of: a
 //! pass; a pass cancelled at a random Azure request (a crash); two engines — two instances, two
 //! identities — running the same credential at once. Then the faults stop, the rotator runs, the
@@ -23,7 +28,10 @@
 //! (unless it held it, already refused, before the first run), the Key Vault value is accepted
 //! and its password never removed, no password the rotator did not create is removed unless the
 //! policy allows and it expired; no setting the rotator does not own changes; once settled, no
-//! orphaned secret is left and every consumer holds its credential's current value. For the
+//! orphaned secret is left, every consumer holds its credential's current value and no
+//! credential is left inside its renewal window — except what a consumer broken on purpose
+//! cannot do (`invariants::check_with`: it keeps a working value, and the password it may use
+//! stays), and a soft-deleted secret's credential, of which nothing may change. For the
 //! concurrent runs: the request log's Graph and Key Vault writes for the credential, attributed
 //! to the instance that sent each (the emulator logs the sender of every request, a reset one
 //! included), never interleave — one of the two must have been Busy or run strictly after the
@@ -38,8 +46,8 @@
 //!   so n processes share one seed range.
 //!
 //! Long mode, in release (see `docs/fault-campaign.md` for the recorded run):
-//! `FAULT_CAMPAIGN_CASES=1000 FAULT_CAMPAIGN_PARALLEL=2 cargo test --release --test
-//! fault_campaign -- --nocapture`. The summary (figures, then every violating seed with its
+//! `FAULT_CAMPAIGN_CASES=1000 FAULT_CAMPAIGN_PARALLEL=2 cargo test --release --test e2e
+//! fault_campaign::fault_campaign -- --exact --nocapture`. The summary (figures, then every violating seed with its
 //! replay command) goes to stderr and to `target/fault-campaign.txt` (`…-shard-k-of-n.txt`),
 //! which is rewritten after every case so that a run stopped early keeps its figures.
 

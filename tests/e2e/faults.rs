@@ -16,6 +16,7 @@
 //! hold it as a broken consumer (`faultkit::broken_by`). A second group "crashes" the rotator:
 //! a pass is dropped at its k-th Azure request.
 
+use crate::support::azurite::Azurite;
 use crate::support::faultkit;
 use crate::support::invariants;
 use crate::support::world;
@@ -34,10 +35,16 @@ fn assert_invariants(w: &World, b: &Baseline, settled: bool, when: &str) {
 /// The table's procedure for one (service, operation, fault): the fault is active during the
 /// first pass and again during the first pass after the grace period (so removePassword and
 /// the post-grace tag updates are hit too); each faulted pass is followed by a clean one.
-async fn fault_case(service: &str, op: &str, action: FaultAction, u: Uncertainties) {
+async fn fault_case(
+    service: &str,
+    op: &str,
+    action: FaultAction,
+    u: Uncertainties,
+    storage: Azurite,
+) {
     let mut scenario = demo_scenario();
     scenario["uncertainties"] = serde_json::to_value(&u).expect("uncertainties serialise");
-    let w = fault_world(scenario, &demo_policy()).await;
+    let w = fault_world_on(scenario, &demo_policy(), storage).await;
     let c = w.emu.emulator.control();
     let mut b = baseline(&w);
     b.broken = broken_by(&u, &w.engine.policy.credentials);
@@ -75,14 +82,20 @@ async fn fault_case(service: &str, op: &str, action: FaultAction, u: Uncertainti
     assert_invariants(&w, &b, true, &format!("settled ({})", summary(&settle)));
 }
 
-/// [`fault_case`] under every variant at once, each on its own task; every variant that
-/// failed is named with its failure.
+/// [`fault_case`] under every variant at once, each on its own task and its own account of one
+/// Azurite process; every variant that failed is named with its failure.
 async fn under_every_variant(service: &'static str, op: &'static str, action: FaultAction) {
-    let runs = Uncertainties::variants().into_iter().map(|(name, u)| {
-        let action = action.clone();
-        let run = tokio::spawn(async move { fault_case(service, op, action, u).await });
-        async move { (name, run.await) }
-    });
+    let variants = Uncertainties::variants();
+    let storage = Azurite::shared(variants.len()).await;
+    let runs = variants
+        .into_iter()
+        .zip(storage)
+        .map(|((name, u), storage)| {
+            let action = action.clone();
+            let run =
+                tokio::spawn(async move { fault_case(service, op, action, u, storage).await });
+            async move { (name, run.await) }
+        });
     let failed: Vec<String> = futures::future::join_all(runs)
         .await
         .into_iter()

@@ -21,7 +21,10 @@ use secret_rotator::policy::{AppRef, Consumer, CredentialPolicy};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::support::world::{CI_APP, CI_SECRET, World, WorldOptions, spawn_world_with};
+use crate::support::azurite::Azurite;
+use crate::support::world::{
+    CI_APP, CI_SECRET, World, WorldOptions, spawn_world_on, spawn_world_with,
+};
 
 /// Replication delay (emulated seconds, which flow with the wall clock) for fault runs: small
 /// so a rotation does not wait long, non-zero so verification still retries a refused secret.
@@ -65,20 +68,29 @@ pub async fn fault_world_scanning(
     policy: &str,
     warn_unenrolled_days: u32,
 ) -> World {
-    let w = spawn_world_with(
-        scenario,
-        policy,
-        WorldOptions {
-            verify: VerifyPolicy {
-                timeout: Duration::from_secs(5),
-                first_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_millis(400),
-            },
-            warn_unenrolled_days,
-            ..Default::default()
+    let w = spawn_world_with(scenario, policy, fault_options(warn_unenrolled_days)).await;
+    fault_tuned(w)
+}
+
+/// [`fault_world`] on an account of a shared Azurite process ([`Azurite::shared`]).
+pub async fn fault_world_on(scenario: Value, policy: &str, azurite: Azurite) -> World {
+    let w = spawn_world_on(scenario, policy, fault_options(0), azurite).await;
+    fault_tuned(w)
+}
+
+fn fault_options(warn_unenrolled_days: u32) -> WorldOptions {
+    WorldOptions {
+        verify: VerifyPolicy {
+            timeout: Duration::from_secs(5),
+            first_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(400),
         },
-    )
-    .await;
+        warn_unenrolled_days,
+        ..Default::default()
+    }
+}
+
+fn fault_tuned(w: World) -> World {
     w.emu
         .emulator
         .control()
