@@ -348,8 +348,7 @@ impl Case {
             .soft_deleted
             .iter()
             .filter_map(|(vault, _)| {
-                let cred = w.engine.policy.credentials.iter();
-                cred.clone()
+                (w.engine.policy.credentials.iter())
                     .find(|c| c.key_vault.vault == *vault)
                     .map(|c| c.name.clone())
             })
@@ -761,7 +760,11 @@ fn fault_campaign() {
 async fn a_reset_write_is_attributed_to_its_sender() {
     let (case, _) = Case::start(7_000_052).await.expect("the case starts");
     let c = case.w.emu.emulator.control();
-    let cred = case.w.engine.policy.credentials[0].clone();
+    // A credential whose rotation writes its secret (not one blocked on a soft-deleted one).
+    let cred = (case.w.engine.policy.credentials.iter())
+        .find(|c| !case.b.soft_deleted.contains(&c.name))
+        .expect("a credential whose secret is not soft-deleted")
+        .clone();
     let vault = cred.key_vault.vault.clone();
     let AppRef::AppId(app) = &cred.application else {
         panic!("campaign credentials name their app by appId")
