@@ -86,7 +86,9 @@ async fn fault_case(
 /// Azurite process; every variant that failed is named with its failure.
 async fn under_every_variant(service: &'static str, op: &'static str, action: FaultAction) {
     let variants = Uncertainties::variants();
-    let storage = Azurite::shared(variants.len()).await;
+    let issuer = crate::support::emulator::TestEmulator::start(serde_json::json!({})).await;
+    let storage = Azurite::shared(&issuer.emulator, variants.len());
+    issuer.emulator.shutdown().await;
     let runs = variants
         .into_iter()
         .zip(storage)

@@ -61,15 +61,13 @@ impl Azurite {
     }
 
     /// One Azurite process for `n` worlds, each its own (random) account; its certificate comes
-    /// from a CA of its own, which each world's transport trusts next to its emulator's.
-    pub async fn shared(n: usize) -> Vec<Self> {
-        let issuer = crate::support::emulator::TestEmulator::start(serde_json::json!({})).await;
+    /// from `issuer`'s CA (an emulator of none of the worlds), which each world's transport
+    /// trusts next to its own emulator's.
+    pub fn shared(issuer: &Emulator, n: usize) -> Vec<Self> {
         let accounts: Vec<String> = (0..n)
             .map(|_| format!("st{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))
             .collect();
-        let views = Self::start_accounts(&issuer.emulator, &accounts);
-        issuer.emulator.shutdown().await;
-        views
+        Self::start_accounts(issuer, &accounts)
     }
 
     /// A process serving `accounts`, one view per account (in order), each naming the CA.
