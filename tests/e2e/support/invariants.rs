@@ -143,9 +143,17 @@ pub fn check_with(
             .is_some_and(|d| d.starts_with(&marker));
         let may_stay = Some(p.key_id) == previous && (!settled || !allow.broken.is_empty());
         if ours && p.key_id != current.key_id && !may_stay {
+            // The rotator's recorded state, so a finding says which step did not happen.
+            let phase = state.as_ref().map(|t| format!("{:?}", t.phase));
             return Err(format!(
-                "{}: password {} ({:?}) is left over",
-                cred.name, p.key_id, p.display_name
+                "{}: password {} ({:?}, ends {}) is left over (current {}, recorded previous \
+                 {previous:?}, phase {phase:?}, broken consumers {:?})",
+                cred.name,
+                p.key_id,
+                p.display_name,
+                p.end,
+                current.key_id,
+                allow.broken.keys().collect::<Vec<_>>()
             ));
         }
     }
