@@ -32,6 +32,20 @@ impl Azurite {
         account: &str,
         dir: &Path,
     ) -> anyhow::Result<Self> {
+        Self::start_accounts(repo, emulator, &[account], dir)
+    }
+
+    /// [`Azurite::start`] serving several accounts (one certificate names each account's host):
+    /// tests whose worlds can share one process. [`Azurite::account`] is the first.
+    pub fn start_accounts(
+        repo: &Path,
+        emulator: &azure_emulator::Emulator,
+        accounts: &[&str],
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let Some(account) = accounts.first() else {
+            bail!("Azurite needs at least one account");
+        };
         let bin = repo.join("node_modules/.bin/azurite-blob");
         if !bin.exists() {
             bail!(
@@ -41,8 +55,12 @@ impl Azurite {
             );
         }
         std::fs::create_dir_all(dir)?;
+        let hosts: Vec<String> = accounts
+            .iter()
+            .map(|a| format!("{a}.blob.core.windows.net"))
+            .collect();
         let (cert, key) = emulator
-            .issue_server_cert(&[format!("{account}.blob.core.windows.net")])
+            .issue_server_cert(&hosts)
             .context("the emulator could not issue Azurite's certificate")?;
         std::fs::write(dir.join("cert.pem"), cert)?;
         std::fs::write(dir.join("key.pem"), key)?;
@@ -66,7 +84,14 @@ impl Azurite {
             // that started it, and persisting to disk made Azurite the largest CPU consumer of
             // the 1,000-credential benchmark.
             .args(["--inMemoryPersistence", "--disableTelemetry", "--silent"])
-            .env("AZURITE_ACCOUNTS", format!("{account}:{key}"))
+            .env(
+                "AZURITE_ACCOUNTS",
+                accounts
+                    .iter()
+                    .map(|a| format!("{a}:{key}"))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

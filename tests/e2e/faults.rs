@@ -8,14 +8,21 @@
 //! Entra refuses, no secret the rotator created is left behind once settled, no password it
 //! did not create is removed unless the policy allows it and it has expired.
 //!
-//! Each case is its own test on a fresh world (emulator + Azurite + engine), so they run in
-//! parallel. A second group "crashes" the rotator: a pass is dropped at its k-th Azure request.
+//! Each case of the table is its own test, run under every variant of every uncertainty the
+//! emulator models (`Uncertainties::variants`, issue 12): one fresh world (emulator + Azurite +
+//! engine) per variant, the variants of a case at once (a case mostly waits on replication and
+//! retries, so they share the cores well) and the cases in parallel. Under
+//! `connectionPut: refused` the demo's API connection can never be updated: the invariants
+//! hold it as a broken consumer (`faultkit::broken_by`). A second group "crashes" the rotator:
+//! a pass is dropped at its k-th Azure request.
 
+use crate::support::azurite::Azurite;
 use crate::support::faultkit;
 use crate::support::invariants;
 use crate::support::world;
 
 use azure_emulator::faults::FaultAction;
+use azure_emulator::scenario::Uncertainties;
 use faultkit::*;
 use secret_rotator::engine::report::CredentialOutcome;
 use world::*;
@@ -28,10 +35,19 @@ fn assert_invariants(w: &World, b: &Baseline, settled: bool, when: &str) {
 /// The table's procedure for one (service, operation, fault): the fault is active during the
 /// first pass and again during the first pass after the grace period (so removePassword and
 /// the post-grace tag updates are hit too); each faulted pass is followed by a clean one.
-async fn fault_case(service: &str, op: &str, action: FaultAction) {
-    let w = fault_world(demo_scenario(), &demo_policy()).await;
+async fn fault_case(
+    service: &str,
+    op: &str,
+    action: FaultAction,
+    u: Uncertainties,
+    storage: Azurite,
+) {
+    let mut scenario = demo_scenario();
+    scenario["uncertainties"] = serde_json::to_value(&u).expect("uncertainties serialise");
+    let w = fault_world_on(scenario, &demo_policy(), storage).await;
     let c = w.emu.emulator.control();
-    let b = baseline(&w);
+    let mut b = baseline(&w);
+    b.broken = broken_by(&u, &w.engine.policy.credentials);
     warm_up(&w).await;
 
     for stage in ["first rotation", "after grace"] {
@@ -66,11 +82,46 @@ async fn fault_case(service: &str, op: &str, action: FaultAction) {
     assert_invariants(&w, &b, true, &format!("settled ({})", summary(&settle)));
 }
 
+/// [`fault_case`] under every variant at once, each on its own task and its own account of one
+/// Azurite process; every variant that failed is named with its failure.
+async fn under_every_variant(service: &'static str, op: &'static str, action: FaultAction) {
+    let variants = Uncertainties::variants();
+    let issuer = crate::support::emulator::TestEmulator::start(serde_json::json!({})).await;
+    let storage = Azurite::shared(&issuer.emulator, variants.len());
+    issuer.emulator.shutdown().await;
+    let runs = variants
+        .into_iter()
+        .zip(storage)
+        .map(|((name, u), storage)| {
+            let action = action.clone();
+            let run =
+                tokio::spawn(async move { fault_case(service, op, action, u, storage).await });
+            async move { (name, run.await) }
+        });
+    let failed: Vec<String> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .filter_map(|(name, r)| r.err().map(|e| format!("under {name}: {}", panic_text(e))))
+        .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+fn panic_text(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".into()),
+        Err(e) => e.to_string(),
+    }
+}
+
 macro_rules! cases {
     ($($name:ident: $service:literal, $op:literal, $action:expr;)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            fault_case($service, $op, $action).await;
+            under_every_variant($service, $op, $action).await;
         }
     )*};
 }

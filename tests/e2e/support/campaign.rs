@@ -10,6 +10,9 @@
 //!
 //! Include with `#[path = "support/campaign.rs"] mod campaign;` (after `faultkit`).
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use azure_emulator::scenario::{ActiveVersion, ConnectionPut, Uncertainties};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -70,7 +73,8 @@ pub struct Shape {
 }
 
 /// Every shape an application of a campaign tenant may take (issue 18's shapes included:
-/// shared sites, owner tags near the limit, secrets not in Key Vault yet).
+/// shared sites, owner tags near the limit, secrets not in Key Vault yet or soft-deleted,
+/// consumers the rotator may not touch, consumers that never confirm).
 pub const SHAPES: &[Shape] = &[
     Shape {
         name: "every consumer kind",
@@ -87,6 +91,22 @@ pub const SHAPES: &[Shape] = &[
     Shape {
         name: "a plain setting on a site other credentials share",
         add: on_the_shared_site,
+    },
+    Shape {
+        name: "a consumer resource the rotator has no role on (ARM 403)",
+        add: consumer_refused,
+    },
+    Shape {
+        name: "a Key Vault reference that never resolves",
+        add: reference_never_resolves,
+    },
+    Shape {
+        name: "an API connection that never reaches Connected",
+        add: connection_never_connects,
+    },
+    Shape {
+        name: "a secret soft-deleted by hand",
+        add: soft_deleted,
     },
 ];
 
@@ -106,6 +126,26 @@ pub struct Tenant {
     pub creds: Vec<Value>,
     /// Settings of the shared site (empty: no application shares it).
     pub shared: serde_json::Map<String, Value>,
+    /// Credential name → the indexes of its consumers broken on purpose (the rotator may not
+    /// touch them, or they never confirm): see [`Generated::broken`].
+    pub broken: BTreeMap<String, BTreeSet<usize>>,
+    /// (vault, secret) of the secrets to soft-delete once the world is up.
+    pub soft_deleted: Vec<(String, String)>,
+}
+
+/// A generated campaign tenant.
+pub struct Generated {
+    pub scenario: Value,
+    pub policy: String,
+    /// Credential name → the indexes of its consumers that are broken on purpose: a resource
+    /// the rotator has no role on, a reference that never resolves, a connection that never
+    /// reaches Connected. None of them can ever hold the new value. (What the uncertainties
+    /// break, connections whose PUT ARM refuses, is `faultkit::broken_by`'s.)
+    pub broken: BTreeMap<String, BTreeSet<usize>>,
+    /// (vault, secret) to soft-delete before the first run (the scenario cannot say so).
+    pub soft_deleted: Vec<(String, String)>,
+    /// The variant of each uncertainty this tenant's emulator runs under.
+    pub uncertainties: Uncertainties,
 }
 
 /// The campaign's emulated "now".
@@ -117,8 +157,9 @@ pub fn at(now: DateTime<Utc>, days: i64) -> String {
     (now + chrono::Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// A tenant of `n` applications, each of a shape drawn from [`SHAPES`], and its policy.
-pub fn generate(rng: &mut Rng, n: usize) -> (Value, String) {
+/// A tenant of `n` applications, each of a shape drawn from [`SHAPES`], its policy, and the
+/// variant of each uncertainty the emulator runs it under (drawn last).
+pub fn generate(rng: &mut Rng, n: usize) -> Generated {
     let mut t = Tenant {
         mis: vec![json!({"name": MI, "graphAppRoles": ["Application.ReadWrite.OwnedBy"]})],
         ..Tenant::default()
@@ -128,11 +169,13 @@ pub fn generate(rng: &mut Rng, n: usize) -> (Value, String) {
         (shape.add)(rng, i, &mut t);
     }
     add_shared_site(&mut t);
+    let uncertainties = draw_uncertainties(rng);
     let mut scenario = json!({
         "tenantId": TENANT, "subscriptionId": SUB, "now": at(epoch(), 0),
         "replicationDelaySeconds": REPLICATION_SECONDS,
         // ARM and Key Vault throttle as documented (azure-emulator `throttle`), as Graph does.
         "throttling": "documented",
+        "uncertainties": uncertainties,
         "managedIdentities": t.mis, "applications": t.apps, "vaults": t.vaults,
         "sites": t.sites, "connections": t.connections, "automationAccounts": t.accounts,
         "roleAssignments": t.roles
@@ -143,7 +186,50 @@ pub fn generate(rng: &mut Rng, n: usize) -> (Value, String) {
         "defaults": {"renewBeforeDays": 30, "lifetimeDays": 180, "graceDays": 7},
         "credentials": t.creds
     });
-    (scenario, policy.to_string())
+    Generated {
+        scenario,
+        policy: policy.to_string(),
+        broken: t.broken,
+        soft_deleted: t.soft_deleted,
+        uncertainties,
+    }
+}
+
+/// One variant of every uncertainty the emulator models, each drawn on its own (so schedules
+/// also meet combinations that `Uncertainties::variants`, one point at a time, does not).
+pub fn draw_uncertainties(rng: &mut Rng) -> Uncertainties {
+    let reference_active_version = [
+        ActiveVersion::Present,
+        ActiveVersion::Absent,
+        ActiveVersion::Late,
+    ][rng.pick(3)];
+    let reference_resolve_seconds =
+        (reference_active_version == ActiveVersion::Late).then(|| rng.range(5, 120));
+    Uncertainties {
+        reference_active_version,
+        reference_resolve_seconds,
+        graph_read_lag_seconds: [0, 30][rng.pick(2)],
+        connection_put: [ConnectionPut::Accepted, ConnectionPut::Refused][rng.pick(2)],
+    }
+}
+
+/// The variants of `u`, one `point=variant` per uncertainty, as replay lines and the summary
+/// print them.
+pub fn variant_names(u: &Uncertainties) -> Vec<String> {
+    let active = match u.reference_active_version {
+        ActiveVersion::Present => "present".to_string(),
+        ActiveVersion::Absent => "absent".to_string(),
+        ActiveVersion::Late => format!("late({}s)", u.reference_resolve_seconds.unwrap_or(60)),
+    };
+    let put = match u.connection_put {
+        ConnectionPut::Accepted => "accepted",
+        ConnectionPut::Refused => "refused",
+    };
+    vec![
+        format!("referenceActiveVersion={active}"),
+        format!("graphReadLagSeconds={}", u.graph_read_lag_seconds),
+        format!("connectionPut={put}"),
+    ]
 }
 
 /// Application `i` owned by the rotator: its current password (due within the 30-day renewal
@@ -212,6 +298,23 @@ struct Variation {
     owner_tags: u64,
     /// Also a plain setting on the shared site.
     shared: bool,
+    /// A consumer resource the rotator's identity has no role on.
+    denied: Option<Denied>,
+    /// The site's identity may not read the vault: its Key Vault reference never resolves.
+    reference_never_resolves: bool,
+    /// The connection names another tenant: it never reaches Connected, whatever it holds.
+    connection_never_connects: bool,
+    /// The secret is soft-deleted (by hand) before the first run.
+    soft_deleted: bool,
+}
+
+/// The consumer resource a `consumer_refused` application's rotator may not touch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Denied {
+    /// The site: both its settings (the reference and the plain value) are refused.
+    Site,
+    Connection,
+    AutomationAccount,
 }
 
 /// The shape the campaign started with: one vault holding the secret and one consumer of every
@@ -245,6 +348,39 @@ fn on_the_shared_site(rng: &mut Rng, i: usize, t: &mut Tenant) {
     with_variation(rng, i, t, v);
 }
 
+fn consumer_refused(rng: &mut Rng, i: usize, t: &mut Tenant) {
+    let denied = [Denied::Site, Denied::Connection, Denied::AutomationAccount][rng.pick(3)];
+    let v = Variation {
+        denied: Some(denied),
+        ..Variation::default()
+    };
+    with_variation(rng, i, t, v);
+}
+
+fn reference_never_resolves(rng: &mut Rng, i: usize, t: &mut Tenant) {
+    let v = Variation {
+        reference_never_resolves: true,
+        ..Variation::default()
+    };
+    with_variation(rng, i, t, v);
+}
+
+fn connection_never_connects(rng: &mut Rng, i: usize, t: &mut Tenant) {
+    let v = Variation {
+        connection_never_connects: true,
+        ..Variation::default()
+    };
+    with_variation(rng, i, t, v);
+}
+
+fn soft_deleted(rng: &mut Rng, i: usize, t: &mut Tenant) {
+    let v = Variation {
+        soft_deleted: true,
+        ..Variation::default()
+    };
+    with_variation(rng, i, t, v);
+}
+
 /// The secret's versions in Key Vault: none, or the current value with the owner's tags.
 fn stored_secret(current: &str, v: &Variation) -> Value {
     if v.not_stored {
@@ -256,44 +392,52 @@ fn stored_secret(current: &str, v: &Variation) -> Value {
     json!([{"name": "appSecret", "versions": [{"value": current, "tags": tags}]}])
 }
 
+/// The names of application `i`'s resources (all in resource group `rg-camp-{i}`).
+struct Names {
+    rg: String,
+    vault: String,
+    site: String,
+    conn: String,
+    account: String,
+}
+
+impl Names {
+    fn of(i: usize) -> Names {
+        Names {
+            rg: format!("rg-camp-{i}"),
+            vault: format!("kv-camp-{i}"),
+            site: format!("camp-site-{i}"),
+            conn: format!("camp-conn-{i}"),
+            account: format!("camp-auto-{i}"),
+        }
+    }
+
+    /// The ARM path of a resource of the group, after `.../providers/`, from `scope` (which
+    /// starts with the literal `{sub}` in role assignments, the subscription id in the policy).
+    fn id(&self, sub: &str, provider_path: &str) -> String {
+        format!(
+            "/subscriptions/{sub}/resourceGroups/{}/providers/{provider_path}",
+            self.rg
+        )
+    }
+}
+
+/// A tenant whose other resources live elsewhere: a connection naming it never authenticates.
+const OTHER_TENANT: &str = "0b5a52b2-0b9e-4b3c-9a51-7f2d3c4e5f60";
+
 fn with_variation(rng: &mut Rng, i: usize, t: &mut Tenant, v: Variation) {
     let (app_id, current) = application(rng, i, t);
-    let rg = format!("rg-camp-{i}");
-    let (vault, site) = (format!("kv-camp-{i}"), format!("camp-site-{i}"));
-    let (conn, account) = (format!("camp-conn-{i}"), format!("camp-auto-{i}"));
-    t.vaults.push(json!({"name": vault, "resourceGroup": rg,
-        "secrets": stored_secret(&current, &v)}));
-    t.mis.push(json!({"name": site}));
-    t.sites.push(
-        json!({"resourceGroup": rg, "name": site, "identity": site, "appSettings": {
-        "RefSecret": format!("@Microsoft.KeyVault(VaultName={vault};SecretName=appSecret)"),
-        "PlainSecret": current, "OTHER": "1"}}),
-    );
-    t.connections
-        .push(json!({"resourceGroup": rg, "name": conn, "api": "keyvault",
-        "parameterValues": {"token:clientId": app_id, "token:clientSecret": current,
-            "token:TenantId": TENANT, "token:grantType": "client_credentials"},
-        "nonSecretParameterValues": {"vaultName": vault}}));
-    t.accounts
-        .push(json!({"resourceGroup": rg, "name": account, "variables": [{
-        "name": "appSecret", "value": serde_json::to_string(&current).unwrap_or_default(),
-        "isEncrypted": true}]}));
-    let scope = |p: &str| format!("/subscriptions/{{sub}}/resourceGroups/{rg}/providers/{p}");
-    let vault_scope = scope(&format!("Microsoft.KeyVault/vaults/{vault}"));
-    let site_path = format!("Microsoft.Web/sites/{site}");
-    let conn_path = format!("Microsoft.Web/connections/{conn}");
-    let account_path = format!("Microsoft.Automation/automationAccounts/{account}");
-    grant(t, MI, "Key Vault Secrets Officer", &vault_scope);
-    grant(t, MI, "Website Contributor", &scope(&site_path));
-    grant(t, MI, "Logic App Contributor", &scope(&conn_path));
-    grant(t, MI, "Automation Contributor", &scope(&account_path));
-    grant(t, &site, "Key Vault Secrets User", &vault_scope);
-    let arm = |p: &str| format!("/subscriptions/{SUB}/resourceGroups/{rg}/providers/{p}");
+    let n = Names::of(i);
+    add_resources(t, &n, app_id, &current, &v);
+    add_grants(t, &n, &v);
+    let site_path = format!("Microsoft.Web/sites/{}", n.site);
+    let conn_path = format!("Microsoft.Web/connections/{}", n.conn);
+    let account_path = format!("Microsoft.Automation/automationAccounts/{}", n.account);
     let mut consumers = vec![
-        json!({"type": "appSettingKeyVaultReference", "site": arm(&site_path), "setting": "RefSecret"}),
-        json!({"type": "appSettingValue", "site": arm(&site_path), "setting": "PlainSecret"}),
-        json!({"type": "apiConnection", "connection": arm(&conn_path), "parameter": "token:clientSecret"}),
-        json!({"type": "automationVariable", "account": arm(&account_path), "variable": "appSecret"}),
+        json!({"type": "appSettingKeyVaultReference", "site": n.id(SUB, &site_path), "setting": "RefSecret"}),
+        json!({"type": "appSettingValue", "site": n.id(SUB, &site_path), "setting": "PlainSecret"}),
+        json!({"type": "apiConnection", "connection": n.id(SUB, &conn_path), "parameter": "token:clientSecret"}),
+        json!({"type": "automationVariable", "account": n.id(SUB, &account_path), "variable": "appSecret"}),
     ];
     if v.shared {
         let setting = format!("Shared{i:02}");
@@ -303,13 +447,93 @@ fn with_variation(rng: &mut Rng, i: usize, t: &mut Tenant, v: Variation) {
         );
         consumers.push(json!({"type": "appSettingValue", "site": shared_site, "setting": setting}));
     }
+    let name = format!("camp-{i}");
+    // Indexes into `consumers` above.
+    let broken: BTreeSet<usize> = [
+        (v.denied == Some(Denied::Site), &[0, 1][..]),
+        (v.denied == Some(Denied::Connection), &[2]),
+        (v.denied == Some(Denied::AutomationAccount), &[3]),
+        (v.reference_never_resolves, &[0]),
+        (v.connection_never_connects, &[2]),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .flat_map(|(_, ix)| ix.iter().copied())
+    .collect();
+    if !broken.is_empty() {
+        t.broken.insert(name.clone(), broken);
+    }
+    if v.soft_deleted {
+        t.soft_deleted.push((n.vault.clone(), "appSecret".into()));
+    }
     t.creds.push(json!({
-        "name": format!("camp-{i}"),
+        "name": name,
         "application": {"appId": app_id},
-        "keyVault": {"vault": vault, "secret": "appSecret"},
+        "keyVault": {"vault": n.vault, "secret": "appSecret"},
         "removeUnmanagedExpired": rng.chance(0.5),
         "consumers": consumers
     }));
+}
+
+/// The vault, the site (its identity too), the connection and the Automation account of one
+/// application, each holding its current value.
+fn add_resources(t: &mut Tenant, n: &Names, app_id: Uuid, current: &str, v: &Variation) {
+    t.vaults.push(json!({"name": n.vault, "resourceGroup": n.rg,
+        "secrets": stored_secret(current, v)}));
+    t.mis.push(json!({"name": n.site}));
+    t.sites.push(
+        json!({"resourceGroup": n.rg, "name": n.site, "identity": n.site, "appSettings": {
+        "RefSecret": format!("@Microsoft.KeyVault(VaultName={};SecretName=appSecret)", n.vault),
+        "PlainSecret": current, "OTHER": "1"}}),
+    );
+    let tenant = if v.connection_never_connects {
+        OTHER_TENANT
+    } else {
+        TENANT
+    };
+    t.connections.push(
+        json!({"resourceGroup": n.rg, "name": n.conn, "api": "keyvault",
+        "parameterValues": {"token:clientId": app_id, "token:clientSecret": current,
+            "token:TenantId": tenant, "token:grantType": "client_credentials"},
+        "nonSecretParameterValues": {"vaultName": n.vault}}),
+    );
+    t.accounts.push(
+        json!({"resourceGroup": n.rg, "name": n.account, "variables": [{
+        "name": "appSecret", "value": serde_json::to_string(current).unwrap_or_default(),
+        "isEncrypted": true}]}),
+    );
+}
+
+/// The rotator's roles on the application's resources (but the denied one) and the site
+/// identity's on the vault (unless its reference must never resolve).
+fn add_grants(t: &mut Tenant, n: &Names, v: &Variation) {
+    let scope = |p: &str| n.id("{sub}", p);
+    let vault_scope = scope(&format!("Microsoft.KeyVault/vaults/{}", n.vault));
+    grant(t, MI, "Key Vault Secrets Officer", &vault_scope);
+    for (denied, role, path) in [
+        (
+            Denied::Site,
+            "Website Contributor",
+            format!("Microsoft.Web/sites/{}", n.site),
+        ),
+        (
+            Denied::Connection,
+            "Logic App Contributor",
+            format!("Microsoft.Web/connections/{}", n.conn),
+        ),
+        (
+            Denied::AutomationAccount,
+            "Automation Contributor",
+            format!("Microsoft.Automation/automationAccounts/{}", n.account),
+        ),
+    ] {
+        if v.denied != Some(denied) {
+            grant(t, MI, role, &scope(&path));
+        }
+    }
+    if !v.reference_never_resolves {
+        grant(t, &n.site, "Key Vault Secrets User", &vault_scope);
+    }
 }
 
 #[test]

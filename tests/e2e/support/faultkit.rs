@@ -7,10 +7,11 @@
 //! Include after `world`, `invariants`, `emulator` and `azurite`:
 //! `#[path = "support/faultkit.rs"] mod faultkit;`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use azure_emulator::faults::{FaultAction, FaultRule};
+use azure_emulator::scenario::{ConnectionPut, Uncertainties};
 use chrono::{DateTime, Utc};
 use secret_rotator::azure::storage::StorageClient;
 use secret_rotator::cloud::Cloud;
@@ -20,11 +21,39 @@ use secret_rotator::policy::{AppRef, Consumer, CredentialPolicy};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::support::world::{CI_APP, CI_SECRET, World, WorldOptions, spawn_world_with};
+use crate::support::azurite::Azurite;
+use crate::support::world::{
+    CI_APP, CI_SECRET, World, WorldOptions, spawn_world_on, spawn_world_with,
+};
 
 /// Replication delay (emulated seconds, which flow with the wall clock) for fault runs: small
 /// so a rotation does not wait long, non-zero so verification still retries a refused secret.
 pub const REPLICATION_SECONDS: u64 = 1;
+
+/// The consumers an uncertainty variant breaks for good, per credential name: with
+/// `connectionPut: refused`, every API connection (ARM refuses the PUT that would update it:
+/// the rotator holds it with the manual step). For [`Baseline::broken`].
+pub fn broken_by(
+    u: &Uncertainties,
+    creds: &[CredentialPolicy],
+) -> BTreeMap<String, BTreeSet<usize>> {
+    if u.connection_put != ConnectionPut::Refused {
+        return BTreeMap::new();
+    }
+    creds
+        .iter()
+        .filter_map(|cred| {
+            let connections: BTreeSet<usize> = cred
+                .consumers
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| matches!(c, Consumer::ApiConnection { .. }))
+                .map(|(i, _)| i)
+                .collect();
+            (!connections.is_empty()).then(|| (cred.name.clone(), connections))
+        })
+        .collect()
+}
 
 /// A world whose verification gives up after 5 s (faults on the token endpoint otherwise cost
 /// the default 20 s per attempt) and whose emulator replicates new passwords after 1 s.
@@ -39,20 +68,29 @@ pub async fn fault_world_scanning(
     policy: &str,
     warn_unenrolled_days: u32,
 ) -> World {
-    let w = spawn_world_with(
-        scenario,
-        policy,
-        WorldOptions {
-            verify: VerifyPolicy {
-                timeout: Duration::from_secs(5),
-                first_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_millis(400),
-            },
-            warn_unenrolled_days,
-            ..Default::default()
+    let w = spawn_world_with(scenario, policy, fault_options(warn_unenrolled_days)).await;
+    fault_tuned(w)
+}
+
+/// [`fault_world`] on an account of a shared Azurite process ([`Azurite::shared`]).
+pub async fn fault_world_on(scenario: Value, policy: &str, azurite: Azurite) -> World {
+    let w = spawn_world_on(scenario, policy, fault_options(0), azurite).await;
+    fault_tuned(w)
+}
+
+fn fault_options(warn_unenrolled_days: u32) -> WorldOptions {
+    WorldOptions {
+        verify: VerifyPolicy {
+            timeout: Duration::from_secs(5),
+            first_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(400),
         },
-    )
-    .await;
+        warn_unenrolled_days,
+        ..Default::default()
+    }
+}
+
+fn fault_tuned(w: World) -> World {
     w.emu
         .emulator
         .control()
@@ -72,6 +110,31 @@ pub struct Baseline {
     /// (resource group, site) → the settings no policy consumer owns, as before any run: the
     /// rotator must never change them.
     pub unowned_settings: BTreeMap<(String, String), BTreeMap<String, String>>,
+    /// credential name → the indexes of its consumers broken on purpose (the campaign's
+    /// shapes; empty otherwise): the invariants hold them to less (`invariants::Allowances`).
+    pub broken: BTreeMap<String, BTreeSet<usize>>,
+    /// Credentials whose Key Vault secret was soft-deleted before the first run: blocked until
+    /// a person recovers or purges it, so nothing of theirs may change.
+    pub soft_deleted: BTreeSet<String>,
+}
+
+impl Baseline {
+    /// What the invariants allow `cred`'s broken consumers (none for a healthy credential).
+    pub fn allowances(&self, cred: &CredentialPolicy) -> crate::support::invariants::Allowances {
+        let (held0, refused0) = match self.initial.get(&cred.name) {
+            Some((_, held, refused)) => (held.as_slice(), refused.as_slice()),
+            None => (&[][..], &[][..]),
+        };
+        let broken = self.broken.get(&cred.name).into_iter().flatten();
+        crate::support::invariants::Allowances {
+            broken: broken
+                .map(|&i| {
+                    let before = held0.get(i).cloned().flatten();
+                    (i, (before, refused0.get(i).copied().unwrap_or(false)))
+                })
+                .collect(),
+        }
+    }
 }
 
 /// (application id, may remove expired unmanaged passwords, [(keyId, end)])
@@ -145,6 +208,8 @@ pub fn baseline(w: &World) -> Baseline {
         unmanaged,
         initial,
         unowned_settings: unowned_settings(w),
+        broken: BTreeMap::new(),
+        soft_deleted: BTreeSet::new(),
     }
 }
 
@@ -230,7 +295,10 @@ pub fn check_unmanaged(w: &World, b: &Baseline) -> Result<(), String> {
 
 /// All invariants of all credentials; every violation is listed.
 ///
-/// Settled: the harness's oracle (`invariants::check`) as is, plus the unmanaged-password rule.
+/// Settled: the harness's oracle (`invariants::check`, with the baseline's allowances for
+/// consumers broken on purpose), the unmanaged-password rule, and renewal on time: no
+/// credential is left inside its renewal window (whatever its broken consumers do), except one
+/// whose secret was soft-deleted, of which nothing may have changed.
 ///
 /// Not settled (after any run, faulted or crashed), the same invariants with two allowances
 /// that `invariants::check` cannot know about, hence this own walk over the oracles:
@@ -245,7 +313,7 @@ pub fn check_all(w: &World, b: &Baseline, settled: bool) -> Vec<String> {
     let mut out = Vec::new();
     for cred in &w.engine.policy.credentials {
         let r = if settled {
-            crate::support::invariants::check(w, cred, true)
+            check_settled(w, b, cred)
         } else {
             check_unsettled(w, b, cred)
         };
@@ -260,6 +328,73 @@ pub fn check_all(w: &World, b: &Baseline, settled: bool) -> Vec<String> {
         out.push(e);
     }
     out
+}
+
+fn check_settled(w: &World, b: &Baseline, cred: &CredentialPolicy) -> Result<(), String> {
+    if b.soft_deleted.contains(&cred.name) {
+        return check_soft_deleted(w, b, cred);
+    }
+    crate::support::invariants::check_with(w, cred, true, &b.allowances(cred))?;
+    renewed(w, cred)
+}
+
+/// The value in Key Vault is not due: a renewal that was due started (and its value reached
+/// every healthy consumer: `invariants::check_with`), whatever the broken consumers did.
+fn renewed(w: &World, cred: &CredentialPolicy) -> Result<(), String> {
+    let c = w.emu.emulator.control();
+    let AppRef::AppId(app) = cred.application else {
+        return Err("tests name applications by appId".into());
+    };
+    let kv = &cred.key_vault;
+    let (_, value, _) = c
+        .secret_latest(&kv.vault, &kv.secret)
+        .ok_or_else(|| format!("{}: Key Vault secret missing", cred.name))?;
+    let end = c
+        .passwords(app)
+        .into_iter()
+        .find(|p| p.secret_text == value)
+        .map(|p| p.end)
+        .ok_or_else(|| format!("{}: no password has the Key Vault value", cred.name))?;
+    if end - c.now() <= cred.renew_before {
+        return Err(format!(
+            "{}: settled with the current password inside its renewal window (ends {end})",
+            cred.name
+        ));
+    }
+    Ok(())
+}
+
+/// A soft-deleted secret blocks its credential until a person recovers or purges it: the
+/// secret is still soft-deleted (never recovered nor purged by the rotator), no consumer holds
+/// anything new (a Key Vault reference aside: App Service re-resolves it on its own, to the
+/// reference text once the secret is gone) and no password of the rotator's exists.
+fn check_soft_deleted(w: &World, b: &Baseline, cred: &CredentialPolicy) -> Result<(), String> {
+    let c = w.emu.emulator.control();
+    let name = &cred.name;
+    let kv = &cred.key_vault;
+    if c.secret_latest(&kv.vault, &kv.secret).is_some() {
+        return Err(format!("{name}: the soft-deleted secret is back"));
+    }
+    let Some((_, held0, _)) = b.initial.get(name) else {
+        return Err(format!("{name}: no baseline"));
+    };
+    for ((consumer, held), before) in cred.consumers.iter().zip(held_values(w, cred)).zip(held0) {
+        if !matches!(consumer, Consumer::AppSettingKeyVaultRef { .. }) && held != *before {
+            return Err(format!("{name}: {} was written", consumer.describe()));
+        }
+    }
+    let AppRef::AppId(app) = cred.application else {
+        return Err("tests name applications by appId".into());
+    };
+    let marker = format!("secret-rotator:{name}:");
+    if let Some(p) = c.passwords(app).iter().find(|p| {
+        p.display_name
+            .as_deref()
+            .is_some_and(|d| d.starts_with(&marker))
+    }) {
+        return Err(format!("{name}: password {} was created", p.key_id));
+    }
+    Ok(())
 }
 
 fn check_unsettled(w: &World, b: &Baseline, cred: &CredentialPolicy) -> Result<(), String> {
@@ -324,7 +459,11 @@ fn check_unsettled(w: &World, b: &Baseline, cred: &CredentialPolicy) -> Result<(
                 consumer.describe()
             ));
         }
-        if let Consumer::ApiConnection { connection, .. } = consumer {
+        // A connection broken on purpose (never Connected) is not the rotator's doing.
+        let broken = b.broken.get(name).is_some_and(|s| s.contains(&i));
+        if let Consumer::ApiConnection { connection, .. } = consumer
+            && !broken
+        {
             let status = c.connection_status(&connection.resource_group, &connection.name);
             if status.as_deref() != Some("Connected") {
                 return Err(format!("{name}: {} status {status:?}", consumer.describe()));

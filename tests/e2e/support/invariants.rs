@@ -1,14 +1,47 @@
 //! The rotation engine's invariants, checked against the emulator's state (its oracles), not
 //! against anything the rotator reports about itself.
+//!
+//! [`check`] is the whole rule for a healthy tenant; [`check_with`] takes [`Allowances`] for
+//! consumers a tenant shape breaks on purpose (the fault campaign's), the one place where
+//! "in sync" means less.
+
+use std::collections::BTreeMap;
 
 use secret_rotator::policy::{AppRef, Consumer, CredentialPolicy};
 
 use crate::support::world::World;
 
+/// Consumers of one credential broken on purpose (a resource the rotator has no role on, a
+/// reference that never resolves, a connection that never reaches Connected or whose PUT ARM
+/// refuses): consumer index → (what it held before the first run, whether Entra refused that
+/// then). The default allows nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Allowances {
+    pub broken: BTreeMap<usize, (Option<String>, bool)>,
+}
+
 /// Everything that must hold for a credential once no run is in flight.
 /// `settled`: the grace period is over and the run after it finished, so no password other than
 /// the current one (and unmanaged ones) may remain.
 pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<(), String> {
+    check_with(world, cred, settled, &Allowances::default())
+}
+
+/// [`check`], except for the broken consumers `allow` names. Such a consumer can never take
+/// the new value, so the rotator holds it on its own (README, partial progress) and:
+/// - it need not hold the current value once settled, nor report Connected (its status is the
+///   breakage, not the rotator's doing); it must still hold a value Entra accepts, or what it
+///   held before the first run if Entra refused that already (an expired secret behind a site
+///   the rotator may not write; a reference text that never resolved);
+/// - the previous password may outlive the grace period: a held consumer may still use it, and
+///   a password in use by any consumer is never removed (the check above proves it: a removed
+///   password's value is refused). Any other leftover of the rotator's still counts.
+pub fn check_with(
+    world: &World,
+    cred: &CredentialPolicy,
+    settled: bool,
+    allow: &Allowances,
+) -> Result<(), String> {
     let c = world.emu.emulator.control();
     let AppRef::AppId(app_id) = cred.application else {
         return Err("tests name applications by appId".into());
@@ -42,7 +75,8 @@ pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<()
             cred.name, t.key_id, current.key_id
         ));
     }
-    for consumer in &cred.consumers {
+    for (i, consumer) in cred.consumers.iter().enumerate() {
+        let broken = allow.broken.get(&i);
         let held = match consumer {
             Consumer::AppSettingKeyVaultRef { site, setting } => {
                 c.app_setting_effective(&site.resource_group, &site.name, setting)
@@ -55,7 +89,7 @@ pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<()
                 parameter,
             } => {
                 let status = c.connection_status(&connection.resource_group, &connection.name);
-                if status.as_deref() != Some("Connected") {
+                if broken.is_none() && status.as_deref() != Some("Connected") {
                     return Err(format!(
                         "{}: {} status {status:?}",
                         cred.name,
@@ -77,6 +111,12 @@ pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<()
             ));
         };
         if held != value {
+            if let Some((before, refused)) = broken
+                && *refused
+                && before.as_deref() == Some(held.as_str())
+            {
+                continue;
+            }
             // Holding an older value is allowed only while that value still works.
             c.check_client_secret(app_id, &held).map_err(|code| {
                 format!(
@@ -85,7 +125,7 @@ pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<()
                     consumer.describe()
                 )
             })?;
-            if settled {
+            if settled && broken.is_none() {
                 return Err(format!(
                     "{}: {} is not on the current value",
                     cred.name,
@@ -101,10 +141,19 @@ pub fn check(world: &World, cred: &CredentialPolicy, settled: bool) -> Result<()
             .display_name
             .as_deref()
             .is_some_and(|d| d.starts_with(&marker));
-        if ours && p.key_id != current.key_id && (settled || Some(p.key_id) != previous) {
+        let may_stay = Some(p.key_id) == previous && (!settled || !allow.broken.is_empty());
+        if ours && p.key_id != current.key_id && !may_stay {
+            // The rotator's recorded state, so a finding says which step did not happen.
+            let phase = state.as_ref().map(|t| format!("{:?}", t.phase));
             return Err(format!(
-                "{}: password {} ({:?}) is left over",
-                cred.name, p.key_id, p.display_name
+                "{}: password {} ({:?}, ends {}) is left over (current {}, recorded previous \
+                 {previous:?}, phase {phase:?}, broken consumers {:?})",
+                cred.name,
+                p.key_id,
+                p.display_name,
+                p.end,
+                current.key_id,
+                allow.broken.keys().collect::<Vec<_>>()
             ));
         }
     }

@@ -149,6 +149,23 @@ pub async fn spawn_world_with(mut scenario: Value, policy_json: &str, opts: Worl
     let emu = TestEmulator::start(scenario).await;
     let account = format!("st{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let azurite = Azurite::start(&emu.emulator, &account);
+    world_on(emu, azurite, policy_json, opts)
+}
+
+/// [`spawn_world_with`] on an account of an Azurite process other worlds share
+/// ([`Azurite::shared`]).
+pub async fn spawn_world_on(
+    mut scenario: Value,
+    policy_json: &str,
+    opts: WorldOptions,
+    azurite: Azurite,
+) -> World {
+    ci_identity(&mut scenario);
+    let emu = TestEmulator::start(scenario).await;
+    world_on(emu, azurite, policy_json, opts)
+}
+
+fn world_on(emu: TestEmulator, azurite: Azurite, policy_json: &str, opts: WorldOptions) -> World {
     let (engine, http) = build_engine(&emu, &azurite, policy_json, opts);
     World {
         emu,
@@ -165,7 +182,11 @@ fn build_engine(
     policy_json: &str,
     opts: WorldOptions,
 ) -> (Arc<Engine>, reqwest::Client) {
-    let transport = emu.transport_config(&[azurite.host_override()]);
+    let mut transport = emu.transport_config(&[azurite.host_override()]);
+    if let (Some(ca), Some(pem)) = (&azurite.foreign_ca, transport.extra_ca_pem.as_mut()) {
+        pem.extend_from_slice(b"\n");
+        pem.extend_from_slice(ca.as_bytes());
+    }
     let http = transport.build().expect("transport");
     let options = secret_rotator::azure::ServiceOptions::new(http.clone())
         .with_retry(crate::support::emulator::fast_retry());
