@@ -214,6 +214,20 @@ impl AzurePorts for AzureClients {
         }))
     }
 
+    async fn vault_versions(
+        &self,
+        at: &VaultSecretRef,
+    ) -> Result<Vec<crate::planner::VersionRecord>, PortError> {
+        let versions = self.keyvault.list_versions(at).await?;
+        Ok(versions
+            .into_iter()
+            .map(|v| crate::planner::VersionRecord {
+                key_id: crate::engine::tags::key_id(&v.tags),
+                created: v.created,
+            })
+            .collect())
+    }
+
     async fn vault_deleted(&self, at: &VaultSecretRef) -> Result<Option<DeletedSecret>, PortError> {
         match self.keyvault.get_deleted(at).await {
             Ok(d) => Ok(d.map(|d| DeletedSecret {

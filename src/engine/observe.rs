@@ -19,8 +19,8 @@ use crate::engine::ports::{
 };
 use crate::engine::tags;
 use crate::planner::{
-    AppState, ConsumerObservation, ConsumerSync, KeyIdentity, Observation, Step, VaultState,
-    VaultVersion,
+    AppState, ConsumerObservation, ConsumerSync, KeyIdentity, Observation, PasswordMarker, Phase,
+    RotationTags, Step, VaultState, VaultVersion, VersionRecord,
 };
 use crate::policy::{AppRef, Consumer, CredentialPolicy};
 use crate::secret::SecretValue;
@@ -111,6 +111,8 @@ struct VaultRead {
     deleted: Option<DeletedSecret>,
     /// Whether Entra accepts the stored value, when it had to be asked (see `observe`).
     accepted: Option<bool>,
+    /// The secret's version list, when it had to be read (see [`needs_versions`]).
+    versions: Option<Vec<VersionRecord>>,
 }
 
 /// What was read of one consumer, before it is compared with the current Key Vault version.
@@ -210,6 +212,7 @@ impl Observer {
                     secret: Some(stored.clone()),
                     deleted: None,
                     accepted: Some(true),
+                    versions: None,
                 });
                 return;
             }
@@ -329,7 +332,7 @@ impl Observer {
         let app = self.app.insert(app).clone();
         let vault = self.vault.insert(vault);
 
-        let (state, current_value_accepted, consumers) = match &vault.secret {
+        let (state, current_value_accepted, consumers, versions) = match &vault.secret {
             None => (
                 match vault.deleted {
                     None => VaultState::Missing,
@@ -340,6 +343,7 @@ impl Observer {
                 },
                 None,
                 not_stored_consumers(cred),
+                None,
             ),
             Some(s) => {
                 let identity = identify(s, app.as_ref().ok());
@@ -376,6 +380,9 @@ impl Observer {
                     };
                 }
                 let accepted = if must_probe { vault.accepted } else { None };
+                if vault.versions.is_none() && needs_versions(cred, &app, tags.as_ref()) {
+                    vault.versions = read_versions(azure, cred).await;
+                }
                 read_consumers(azure, cred, &mut self.consumers).await;
                 let mut consumers = Vec::with_capacity(cred.consumers.len());
                 for ((c, slot), held) in cred
@@ -404,6 +411,7 @@ impl Observer {
                     }),
                     accepted,
                     consumers,
+                    vault.versions.clone(),
                 )
             }
         };
@@ -413,6 +421,7 @@ impl Observer {
                 vault: state,
                 current_value_accepted,
                 consumers,
+                versions,
             },
             app: app.ok(),
             secret: vault.secret.clone(),
@@ -453,6 +462,47 @@ fn fact(read: &Option<ConsumerRead>) -> ConsumerFact {
     }
 }
 
+/// Whether the planner needs Key Vault's version list: only while `Stored`, when one of the
+/// rotator's passwords for this credential is neither the tagged current nor previous one. Then
+/// only the list tells a password some consumer may hold (an earlier version had it) from one
+/// a crashed run never stored (`planner::VersionRecord`). Rare, so the request is not paid by
+/// every observation.
+fn needs_versions(
+    cred: &CredentialPolicy,
+    app: &Result<AppState, String>,
+    tags: Option<&RotationTags>,
+) -> bool {
+    let (Ok(app), Some(t)) = (app, tags) else {
+        return false;
+    };
+    t.phase == Phase::Stored
+        && app.passwords.iter().any(|p| {
+            p.display_name
+                .as_deref()
+                .is_some_and(|n| PasswordMarker::is_for(n, &cred.name))
+                && p.key_id != t.key_id
+                && Some(p.key_id) != t.previous_key_id
+        })
+}
+
+/// The version list, or `None` when it cannot be read: the planner then keeps every password
+/// a consumer might hold, as without the list, and the next observation tries again.
+async fn read_versions(
+    azure: &dyn AzurePorts,
+    cred: &CredentialPolicy,
+) -> Option<Vec<VersionRecord>> {
+    match azure.vault_versions(&cred.key_vault).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(
+                credential = %cred.name,
+                "Key Vault's version list could not be read ({e}); the rotator's older passwords are kept"
+            );
+            None
+        }
+    }
+}
+
 /// The latest version; when there is none, whether a soft-deleted secret holds the name.
 async fn read_vault(
     azure: &dyn AzurePorts,
@@ -467,6 +517,7 @@ async fn read_vault(
         secret,
         deleted,
         accepted: None,
+        versions: None,
     })
 }
 

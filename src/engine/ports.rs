@@ -15,7 +15,7 @@ pub use crate::azure::automation::SetVariableOutcome;
 use crate::azure::credential::TokenIdentity;
 use crate::azure::graph::ListedApp;
 use crate::engine::inventory::InventoryRow;
-use crate::planner::{AppState, PasswordInfo};
+use crate::planner::{AppState, PasswordInfo, VersionRecord};
 use crate::policy::{AppRef, ArmResource, VaultSecretRef};
 use crate::secret::SecretValue;
 
@@ -137,6 +137,9 @@ pub trait AzurePorts: Send + Sync {
     ) -> Result<(), PortError>;
 
     async fn vault_latest(&self, at: &VaultSecretRef) -> Result<Option<VaultSecret>, PortError>;
+    /// Every version of the secret, metadata only: the password each one's rotator tags name
+    /// (planner `VersionRecord`), and when it was written.
+    async fn vault_versions(&self, at: &VaultSecretRef) -> Result<Vec<VersionRecord>, PortError>;
     /// The soft-deleted secret of that name, if any (`None` also when the rotator may not see
     /// deleted secrets: it then cannot tell).
     async fn vault_deleted(&self, at: &VaultSecretRef) -> Result<Option<DeletedSecret>, PortError>;

@@ -311,3 +311,90 @@ async fn secret_created_but_never_stored_is_found_and_removed() {
     invariants::check(&w, cred, true).unwrap();
     check_unmanaged(&w, &b).unwrap();
 }
+
+/// Fault campaign seeds 9500079/9500142, made deterministic: Graph's reads lag 30 s behind
+/// addPassword and ARM refuses the API connection's PUT (a consumer broken for good, so every
+/// rotation stays `Stored`). The first pass adds a password and fails to store it (Key Vault
+/// answers 503 throughout); the pass right after does not see that password (the read lag), so
+/// its orphan cleanup misses it, and it rotates again. Then, with a consumer holding the
+/// rotation in `Stored`, the first password "predated the current version" and was kept for
+/// consumers who might hold it — for good, although no Key Vault version ever held its value.
+/// Checked on the emulator's state: settled after the grace period, the only password of the
+/// rotator's besides the current one is the recorded previous one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unstored_password_hidden_by_graph_read_lag_is_removed_while_stored() {
+    let u = Uncertainties {
+        graph_read_lag_seconds: 30,
+        connection_put: azure_emulator::scenario::ConnectionPut::Refused,
+        ..Uncertainties::default()
+    };
+    let mut scenario = demo_scenario();
+    scenario["uncertainties"] = serde_json::to_value(&u).expect("uncertainties serialise");
+    let w = fault_world(scenario, &demo_policy()).await;
+    let c = w.emu.emulator.control();
+    let mut b = baseline(&w);
+    b.broken = broken_by(&u, &w.engine.policy.credentials);
+    assert!(
+        !b.broken.is_empty(),
+        "the demo has an API connection to break"
+    );
+    warm_up(&w).await;
+    let ours = |w: &World| -> Vec<uuid::Uuid> {
+        let mut keys = Vec::new();
+        for cred in &w.engine.policy.credentials {
+            let secret_rotator::policy::AppRef::AppId(app) = cred.application else {
+                continue;
+            };
+            let marker = format!("secret-rotator:{}:", cred.name);
+            keys.extend(
+                c.passwords(app)
+                    .into_iter()
+                    .filter(|p| {
+                        p.display_name
+                            .as_deref()
+                            .is_some_and(|d| d.starts_with(&marker))
+                    })
+                    .map(|p| p.key_id),
+            );
+        }
+        keys
+    };
+
+    c.add_fault(rule("keyvault", "setSecret", status(503)));
+    let failed = pass(&w).await;
+    c.clear_faults();
+    let unstored = ours(&w);
+    assert!(
+        !unstored.is_empty(),
+        "the failed pass added no password: {}",
+        summary(&failed)
+    );
+    assert_invariants(
+        &w,
+        &b,
+        false,
+        "after the pass whose Key Vault writes failed",
+    );
+    // Seconds later, inside Graph's read lag: the passwords just added are not listed yet.
+    let r = pass(&w).await;
+    assert_invariants(
+        &w,
+        &b,
+        false,
+        &format!("after the pass inside the read lag ({})", summary(&r)),
+    );
+    w.advance_days(8);
+    let settle = pass(&w).await;
+    let settle2 = pass(&w).await;
+    assert_invariants(
+        &w,
+        &b,
+        true,
+        &format!("settled ({}; {})", summary(&settle), summary(&settle2)),
+    );
+    let left: Vec<_> = ours(&w)
+        .into_iter()
+        .filter(|k| unstored.contains(k))
+        .collect();
+    assert!(left.is_empty(), "never-stored passwords left: {left:?}");
+}

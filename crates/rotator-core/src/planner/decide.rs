@@ -126,6 +126,33 @@ fn describe_reason(r: &RotateReason) -> String {
     }
 }
 
+/// Whether the Key Vault version list shows that password `p` was never stored: no version's
+/// tags name it, and every version without readable rotator tags was written before `p`
+/// existed (so cannot hold its value). `false` when it cannot be told (list not read, `p`'s
+/// start unknown, a version's date unknown).
+///
+/// Why this and not a time bound: while `Stored`, a password of the rotator's older than the
+/// current version may be one consumers still hold (a renewal while a consumer held the
+/// rotation up, a rotation away from an unidentifiable value), so it is kept until the rotation
+/// has propagated. But a run that crashed between addPassword and storing leaves a password
+/// nobody holds, and the next run cannot see it when Graph's read lags (Entra: reads right after
+/// a write may not reflect it), so its first-rotation cleanup (rule 3) misses it; kept "for
+/// consumers", it would outlive the rotation while a consumer stays broken. Key Vault, not
+/// timing, says which values ever reached consumers.
+fn never_stored(obs: &Observation, p: &PasswordInfo) -> bool {
+    let (Some(versions), Some(start)) = (&obs.versions, p.start) else {
+        return false;
+    };
+    versions.iter().all(|v| match v.key_id {
+        Some(k) => k != p.key_id,
+        // `created` has whole seconds: a version from the same second might be later.
+        None => v
+            .created
+            .and_then(|c| c.checked_add_signed(Duration::seconds(1)))
+            .is_some_and(|c| c <= start),
+    })
+}
+
 /// `3f2a…`: enough to recognise a password in the portal's list.
 fn short(k: Uuid) -> String {
     let s = k.simple().to_string();
@@ -350,7 +377,7 @@ impl<'a> Builder<'a> {
             .collect();
 
         // Rule 2: orphans.
-        self.orphans(app, &cur, &protected);
+        self.orphans(app, obs, &cur, &protected);
         // The previous password is not protected from rule 8: once expired it authenticates
         // nobody, and one the rotator did not create is only ever removed by that rule.
         let in_use: Vec<Uuid> = [cur.key, cur.hint_key, cur.tag_key]
@@ -435,7 +462,13 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn orphans(&mut self, app: &AppState, cur: &Current<'_>, protected: &[Uuid]) {
+    fn orphans(
+        &mut self,
+        app: &AppState,
+        obs: &Observation,
+        cur: &Current<'_>,
+        protected: &[Uuid],
+    ) {
         for p in &app.passwords {
             if !self.is_ours(p) || protected.contains(&p.key_id) {
                 continue;
@@ -449,7 +482,8 @@ impl<'a> Builder<'a> {
             }
             let newer_than_version = matches!((p.start, cur.created), (Some(s), Some(c)) if s > c);
             let expired = p.end.is_some_and(|e| e <= self.now);
-            if cur.phase == Phase::Stored && !newer_than_version && !expired {
+            let never_stored = never_stored(obs, p);
+            if cur.phase == Phase::Stored && !newer_than_version && !expired && !never_stored {
                 self.say(format!(
                     "Password {} predates the current version and consumers may still hold it: it is removed once the rotation has propagated.",
                     pw_label(p)
@@ -458,6 +492,8 @@ impl<'a> Builder<'a> {
             }
             let why = if newer_than_version {
                 "it was created by a run that stopped before storing it, so nobody can hold its value"
+            } else if never_stored && cur.phase == Phase::Stored {
+                "no Key Vault version names it, so it was created by a run that stopped before storing it and nobody can hold its value"
             } else {
                 "it predates the rotation before this one (replaced early, e.g. by a forced rotation), and every consumer has moved on"
             };

@@ -84,7 +84,10 @@
 //! - While `Stored`, a marked password that started before the current version was written is not
 //!   treated as an orphan: after a rotation away from an unidentifiable value, or a renewal while
 //!   a consumer held the rotation up, consumers may still hold it. It is removed once the version
-//!   is `Propagated` (without a grace period), or once it has expired (it authenticates nobody).
+//!   is `Propagated` (without a grace period), or once it has expired (it authenticates nobody) —
+//!   or at once when Key Vault's version list (`Observation::versions`) shows no version ever
+//!   held it: a run that crashed before storing it, whose password Graph's read lag hid from the
+//!   next run's cleanup (fault campaign seeds 9500079/9500142).
 //! - A consumer `Blocked` for longer than a lifetime keeps whatever it held: the planner cannot
 //!   reach it, so it may hold an expired value; the rest of the credential stays healthy and
 //!   `held_up` says what to fix. While `Stored`, the rotator's older passwords are kept for it

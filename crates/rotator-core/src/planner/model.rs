@@ -154,6 +154,26 @@ pub struct Observation {
     pub current_value_accepted: Option<bool>,
     /// Same length and order as the policy's consumers.
     pub consumers: Vec<ConsumerObservation>,
+    /// Every version of the Key Vault secret (metadata only), when the executor read the list:
+    /// it does so only while `Stored`, when one of the rotator's passwords is neither the
+    /// current nor the previous one. `None`: not read (the planner then keeps such a password,
+    /// as consumers might hold it).
+    pub versions: Option<Vec<VersionRecord>>,
+}
+
+/// One version of the Key Vault secret as Key Vault's version list shows it (never the value).
+///
+/// Why the planner wants it: a value the rotator creates leaves it only in a `setSecret` whose
+/// tags name its password, so a password of the rotator's that no version names was never
+/// stored and nobody can hold it — also when Graph's eventually consistent reads hid it from
+/// the run that should have removed it (found by the fault campaign, seeds 9500079/9500142).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    /// The password its rotator tags name (`None`: no readable rotator tags — a value people
+    /// stored, or tags edited by hand).
+    pub key_id: Option<Uuid>,
+    /// Key Vault's `created` (whole seconds).
+    pub created: Option<DateTime<Utc>>,
 }
 
 /// Why a rotation starts.

@@ -308,6 +308,7 @@ fn observation(policy: CredentialPolicy) -> impl Strategy<Value = (CredentialPol
                 vault,
                 current_value_accepted: accepted,
                 consumers,
+                versions: None,
             };
             (policy, obs)
         })
@@ -488,6 +489,10 @@ struct World {
     next_key: u128,
     /// Consumers that can never be read nor written (observed `Blocked`).
     broken: Vec<bool>,
+    /// Key Vault's version list: every password whose value was ever stored. A starting state
+    /// has one version per password a consumer holds (values reach consumers only from Key
+    /// Vault), and the current one.
+    versions: Vec<VersionRecord>,
 }
 
 impl World {
@@ -556,6 +561,7 @@ impl World {
             vault,
             current_value_accepted: accepted,
             consumers,
+            versions: Some(self.versions.clone()),
         }
     }
 
@@ -604,6 +610,10 @@ impl World {
                     hint: Some("xyz".into()),
                     start: Some(now),
                     end: Some(*end),
+                });
+                self.versions.push(VersionRecord {
+                    key_id: Some(k),
+                    created: Some(now),
                 });
                 self.vault = Some((
                     k,
@@ -669,10 +679,21 @@ fn world(policy: CredentialPolicy) -> impl Strategy<Value = (CredentialPolicy, W
                     created.map(at),
                 )
             });
+            let holds: Vec<Option<Uuid>> = holds.into_iter().map(|h| h.map(key)).collect();
+            let versions = holds
+                .iter()
+                .flatten()
+                .chain(vault.as_ref().map(|v| &v.0))
+                .map(|k| VersionRecord {
+                    key_id: Some(*k),
+                    created: None,
+                })
+                .collect();
             let w = World {
                 passwords,
                 vault,
-                holds: holds.into_iter().map(|h| h.map(key)).collect(),
+                versions,
+                holds,
                 probes,
                 next_key: 0x5000,
                 broken: vec![false; holds_len],

@@ -133,6 +133,7 @@ fn obs(p: &CredentialPolicy, passwords: Vec<PasswordInfo>, vault: VaultState) ->
         vault,
         current_value_accepted: Some(true),
         consumers: sync_all(p, ConsumerSync::InSync),
+        versions: None,
     }
 }
 
@@ -1077,6 +1078,72 @@ fn stored_keeps_older_passwords_only_until_they_expire() {
             .iter()
             .any(|s| matches!(s, Step::RemovePassword { key_id, .. } if *key_id == old))
     );
+}
+
+/// Fault campaign seeds 9500079/9500142: a run crashed between addPassword and storing the
+/// value; the next run, seconds later, did not see that password (Graph's read lag) and rotated
+/// for a first time. While a broken consumer holds the rotation in `Stored`, the crashed run's
+/// password "predates the current version", so it was kept for consumers who might hold it —
+/// but no Key Vault version ever held its value, so nobody can: it is an orphan, removed now.
+/// One a version did name (or an untagged version written after it might hold) is still kept.
+#[test]
+fn stored_removes_a_password_no_key_vault_version_ever_held() {
+    let p = policy(consumers());
+    let (crashed, current, older) = (key(1), key(2), key(3));
+    let passwords = vec![
+        ours(older, now() - days(100), now() + days(80)),
+        ours(crashed, now() - days(1), now() + days(179)),
+        ours(
+            current,
+            now() - days(1) + Duration::seconds(1),
+            now() + days(179),
+        ),
+    ];
+    let t = tags(current, None, Phase::Stored, vec![]);
+    let mut o = obs(
+        &p,
+        passwords,
+        version(
+            KeyIdentity::Tagged(current),
+            Some(t),
+            now() - days(1) + Duration::seconds(2),
+        ),
+    );
+    o.consumers[0].sync = ConsumerSync::Blocked {
+        reason: "the reference never resolves".into(),
+    };
+    let removes = |d: &Decision, k: Uuid| {
+        d.steps
+            .iter()
+            .any(|s| matches!(s, Step::RemovePassword { key_id, reason: RemoveReason::Orphan } if *key_id == k))
+    };
+    // Without the version list the planner cannot tell: both are kept (as before).
+    let d = decide(&p, &o, now());
+    assert!(!removes(&d, crashed) && !removes(&d, older), "{d:#?}");
+    // The list: a version before enrolment without tags, one naming `older`, the current one.
+    let listed = |k: Option<Uuid>, created: DateTime<Utc>| VersionRecord {
+        key_id: k,
+        created: Some(created),
+    };
+    o.versions = Some(vec![
+        listed(None, now() - days(400)),
+        listed(Some(older), now() - days(100)),
+        listed(Some(current), now() - days(1) + Duration::seconds(2)),
+    ]);
+    let d = decide(&p, &o, now());
+    assert!(removes(&d, crashed), "{d:#?}");
+    assert!(!removes(&d, older), "{d:#?}");
+    assert!(
+        explanation(&d).contains("no Key Vault version names it"),
+        "{d:#?}"
+    );
+    // An untagged version written after the crashed run's password might hold its value.
+    o.versions
+        .as_mut()
+        .expect("listed")
+        .push(listed(None, now() - days(1) + Duration::seconds(3)));
+    let d = decide(&p, &o, now());
+    assert!(!removes(&d, crashed), "{d:#?}");
 }
 
 /// A forced rotation inside a grace period (a leaked current password): it rotates at once with
