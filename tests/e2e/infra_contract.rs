@@ -1986,3 +1986,40 @@ fn checker_reports_plan_kind_default_and_missing_parameters() {
         "does not take the parameter `policyPath`",
     );
 }
+
+/// The emulator keeps its own copy of the built-in roles (trimmed to the providers it serves);
+/// both copies come from the same docs, so wherever a role is in both, the emulator's may
+/// leave actions out but never add one, and the data actions agree exactly.
+#[test]
+fn the_emulators_built_in_roles_agree_with_this_table() {
+    let mut compared = 0;
+    for (name, grants) in azure_emulator::model::ROLES {
+        let Some(def) = BUILT_IN_ROLES.iter().find(|d| d.name == *name) else {
+            continue;
+        };
+        compared += 1;
+        for a in grants.actions {
+            assert!(
+                def.actions.contains(a),
+                "{name}: the emulator grants {a}, the docs do not"
+            );
+        }
+        for a in grants.not_actions {
+            assert!(
+                def.not_actions.contains(a),
+                "{name}: the emulator's notAction {a} is not in the docs"
+            );
+        }
+        let (mut ours, mut docs) = (grants.data_actions.to_vec(), def.data_actions.to_vec());
+        ours.sort_unstable();
+        docs.sort_unstable();
+        assert_eq!(
+            ours, docs,
+            "{name}: data actions differ between the emulator and the docs"
+        );
+    }
+    assert!(
+        compared > 0,
+        "no role is in both tables: the comparison compared nothing"
+    );
+}
