@@ -197,6 +197,20 @@ struct Builder<'a> {
     held_up: Vec<String>,
 }
 
+/// A rule 7 trigger: why to rotate, whether it is urgent (cannot wait for a grace period), and
+/// the sentence that says so.
+type Trigger = (RotateReason, bool, String);
+
+/// The previous password's timing, once a rotation has settled (rule 6).
+struct PreviousTiming {
+    /// When it may go: `remove_after`, else rotated_at + grace, else now.
+    remove_after: DateTime<Utc>,
+    /// Its end date has passed.
+    expired: bool,
+    /// It may go now: expired, past its grace period, or the rotation is finished.
+    due: bool,
+}
+
 /// The current version, reduced to what the rules need.
 struct Current<'o> {
     /// The password the stored value is, when known (Tagged/Inferred and consistent with tags).
@@ -543,58 +557,81 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Rule 7's triggers: (reason, urgent, sentence).
+    /// Rule 7's triggers: (reason, urgent, sentence), in order: the current password gone, the
+    /// current password unknown, its value refused, then its age.
     fn rotate_reason(
         &self,
         obs: &Observation,
         cur: &Current<'_>,
         current_pw: Option<&PasswordInfo>,
         hint_pw: Option<&PasswordInfo>,
-    ) -> Option<(RotateReason, bool, String)> {
-        let secret = self.secret();
+    ) -> Option<Trigger> {
         if let Some(k) = cur.key
             && current_pw.is_none()
         {
-            // Graph is eventually consistent: a password added moments ago may not be listed
-            // yet. Entra accepting the stored value shows it exists.
-            if obs.current_value_accepted == Some(true) {
-                return None;
-            }
-            return Some((
-                RotateReason::CurrentPasswordMissing,
-                true,
-                format!(
-                    "{secret}'s password {} is no longer on the application: consumers are failing; rotate.",
-                    short(k)
-                ),
-            ));
+            return self.current_password_missing(obs, k);
         }
         if let Some(why) = &cur.unknown {
-            // Urgent unless the value is shown to work: nothing else says it still does.
-            let hint_alive = match (cur.hint_key, hint_pw) {
-                (None, _) => true,
-                (Some(_), None) => false,
-                (Some(_), Some(p)) => p.end.is_none_or(|e| e > self.now),
-            };
-            let works = obs.current_value_accepted == Some(true) && hint_alive;
-            return Some((
-                RotateReason::UnknownCurrentPassword {
-                    reason: why.clone(),
-                },
-                !works,
-                format!(
-                    "It cannot be told which password {secret} holds ({why}): rotate to one the rotator knows."
-                ),
-            ));
+            return Some(self.unknown_current_password(obs, cur, hint_pw, why));
         }
         if obs.current_value_accepted == Some(false) {
             return Some((
                 RotateReason::CurrentValueRefused,
                 true,
-                format!("Entra refuses the value now in {secret}: rotate."),
+                format!("Entra refuses the value now in {}: rotate.", self.secret()),
             ));
         }
-        let pw = current_pw?;
+        self.age_reason(cur, current_pw?)
+    }
+
+    /// The version names a password the application no longer lists.
+    fn current_password_missing(&self, obs: &Observation, key: Uuid) -> Option<Trigger> {
+        // Graph is eventually consistent: a password added moments ago may not be listed
+        // yet. Entra accepting the stored value shows it exists.
+        if obs.current_value_accepted == Some(true) {
+            return None;
+        }
+        Some((
+            RotateReason::CurrentPasswordMissing,
+            true,
+            format!(
+                "{}'s password {} is no longer on the application: consumers are failing; rotate.",
+                self.secret(),
+                short(key)
+            ),
+        ))
+    }
+
+    /// It cannot be told which password the version holds.
+    fn unknown_current_password(
+        &self,
+        obs: &Observation,
+        cur: &Current<'_>,
+        hint_pw: Option<&PasswordInfo>,
+        why: &str,
+    ) -> Trigger {
+        // Urgent unless the value is shown to work: nothing else says it still does.
+        let hint_alive = match (cur.hint_key, hint_pw) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(p)) => p.end.is_none_or(|e| e > self.now),
+        };
+        let works = obs.current_value_accepted == Some(true) && hint_alive;
+        (
+            RotateReason::UnknownCurrentPassword {
+                reason: why.to_string(),
+            },
+            !works,
+            format!(
+                "It cannot be told which password {} holds ({why}): rotate to one the rotator knows.",
+                self.secret()
+            ),
+        )
+    }
+
+    /// The current password expired or inside its renewal window.
+    fn age_reason(&self, cur: &Current<'_>, pw: &PasswordInfo) -> Option<Trigger> {
+        let secret = self.secret();
         // A password without an end date never needs renewing.
         let end = pw.end?;
         if end <= self.now {
@@ -610,37 +647,36 @@ impl<'a> Builder<'a> {
             ));
         }
         let renew_at = end.checked_sub_signed(self.policy.renew_before)?;
-        if renew_at <= self.now {
-            // Waiting for a previous password's grace period is fine unless that wait outlasts
-            // the current password: then the rotation cannot wait (found by the lifecycle
-            // property test with a grace end years ahead).
-            let grace_end = cur.remove_after.or_else(|| {
-                cur.rotated_at
-                    .and_then(|r| r.checked_add_signed(self.policy.grace))
-            });
-            let urgent = grace_end.is_some_and(|g| g >= end);
-            return Some((
-                RotateReason::ExpiringSoon { expires: end },
-                urgent,
-                format!(
-                    "{secret}'s password {} expires {} ({}), inside the {}-day renewal window: rotate.",
-                    short(pw.key_id),
-                    day(end),
-                    relative(self.now, end),
-                    whole_days(self.policy.renew_before)
-                ),
-            ));
+        if renew_at > self.now {
+            return None;
         }
-        None
+        // Waiting for a previous password's grace period is fine unless that wait outlasts
+        // the current password: then the rotation cannot wait (found by the lifecycle
+        // property test with a grace end years ahead).
+        let urgent = self.grace_end(cur).is_some_and(|g| g >= end);
+        Some((
+            RotateReason::ExpiringSoon { expires: end },
+            urgent,
+            format!(
+                "{secret}'s password {} expires {} ({}), inside the {}-day renewal window: rotate.",
+                short(pw.key_id),
+                day(end),
+                relative(self.now, end),
+                whole_days(self.policy.renew_before)
+            ),
+        ))
+    }
+
+    /// When the previous password's grace period ends: `remove_after`, else rotated_at + grace.
+    fn grace_end(&self, cur: &Current<'_>) -> Option<DateTime<Utc>> {
+        cur.remove_after.or_else(|| {
+            cur.rotated_at
+                .and_then(|r| r.checked_add_signed(self.policy.grace))
+        })
     }
 
     /// Rule 5.
-    fn stored(
-        &mut self,
-        obs: &Observation,
-        cur: &Current<'_>,
-        reason: Option<(RotateReason, bool, String)>,
-    ) {
+    fn stored(&mut self, obs: &Observation, cur: &Current<'_>, reason: Option<Trigger>) {
         let since = cur
             .rotated_at
             .map(|t| format!(" since {}", day(t)))
@@ -795,108 +831,24 @@ impl<'a> Builder<'a> {
         self.held_up.push(sentence);
     }
 
-    /// Rules 6, 7 and 9 for `Propagated` and `Retired` (adopted versions count as `Retired`).
+    /// Rules 6, 7 and 9 for `Propagated` and `Retired` (adopted versions count as `Retired`),
+    /// in order: the last rotation's housekeeping, a due rotation (unless the housekeeping or
+    /// the grace period holds it back), drift repairs, and else the next due date.
     fn settled(
         &mut self,
         obs: &Observation,
         cur: &Current<'_>,
         current_pw: Option<&PasswordInfo>,
         previous_pw: Option<&PasswordInfo>,
-        reason: Option<(RotateReason, bool, String)>,
+        reason: Option<Trigger>,
     ) {
-        let now = self.now;
-        let known = cur.key.is_some();
-        // When the previous password may go: remove_after, else rotated_at + grace, else now.
-        let remove_after = cur
-            .remove_after
-            .or_else(|| {
-                cur.rotated_at
-                    .and_then(|r| r.checked_add_signed(self.policy.grace))
-            })
-            .unwrap_or(now);
-        let prev_expired = previous_pw.and_then(|p| p.end).is_some_and(|e| e <= now);
-        let prev_due = prev_expired || now >= remove_after || cur.phase == Phase::Retired;
-
-        // Housekeeping left from the last rotation (rule 6).
-        let mut housekeeping: Vec<(Step, String)> = Vec::new();
-        match (cur.phase, previous_pw) {
-            (Phase::Propagated, None) => housekeeping.push((
-                Step::MarkRetired,
-                "The previous password is gone: mark the rotation finished.".into(),
-            )),
-            (phase, Some(p)) if prev_due && known && self.is_ours(p) => {
-                let why = if prev_expired {
-                    format!("has expired ({})", day(p.end.unwrap_or(now)))
-                } else if phase == Phase::Retired {
-                    "is still on the application although the rotation is finished".to_string()
-                } else {
-                    format!("is past its grace period (since {})", day(remove_after))
-                };
-                housekeeping.push((
-                    Step::RemovePassword {
-                        key_id: p.key_id,
-                        reason: RemoveReason::Superseded,
-                    },
-                    format!("Previous password {} {why}: remove it.", pw_label(p)),
-                ));
-                if phase == Phase::Propagated {
-                    housekeeping.push((
-                        Step::MarkRetired,
-                        "Then mark the rotation finished.".into(),
-                    ));
-                }
-            }
-            // A previous password the rotator did not create (an adopted one) is never removed
-            // as superseded: something outside the policy may still use it. It is let go.
-            (phase, Some(p)) if prev_due && known => {
-                let sentence = format!(
-                    "Previous password {} was not created by secret-rotator: it is left in place{}.",
-                    pw_label(p),
-                    match p.end {
-                        Some(e) if e > now => format!(" (it expires {})", day(e)),
-                        _ => String::new(),
-                    }
-                );
-                if phase == Phase::Propagated {
-                    housekeeping.push((
-                        Step::MarkRetired,
-                        format!("{sentence} Mark the rotation finished."),
-                    ));
-                } else {
-                    self.say(sentence);
-                }
-            }
-            (_, Some(p)) if prev_due => self.say(format!(
-                "Previous password {} is kept: the current password is unknown, so it might be the one in use.",
-                pw_label(p)
-            )),
-            _ => {}
-        }
-        let waiting = cur.phase == Phase::Propagated && previous_pw.is_some() && !prev_due;
-
-        if let Some((reason, urgent, sentence)) = reason {
-            if housekeeping.is_empty() && (!waiting || urgent) {
-                self.say(sentence);
-                if waiting {
-                    self.say(
-                        "The previous password's grace period is cut short: the current one cannot be used."
-                            .into(),
-                    );
-                }
-                self.rotate(reason, cur.key);
-                return;
-            }
-            // Deferred: said so the operator sees it coming.
-            if housekeeping.is_empty() {
-                self.say(format!(
-                    "{sentence} It waits until the previous password's grace period ends ({}).",
-                    day(remove_after)
-                ));
-            } else {
-                self.say(format!(
-                    "{sentence} It follows once the previous rotation is finished."
-                ));
-            }
+        let prev = self.previous_timing(cur, previous_pw);
+        let housekeeping = self.housekeeping(cur, previous_pw, &prev);
+        let waiting = cur.phase == Phase::Propagated && previous_pw.is_some() && !prev.due;
+        if let Some(trigger) = reason
+            && self.rotate_unless_held(cur, trigger, housekeeping.is_empty(), waiting, &prev)
+        {
+            return;
         }
 
         let (drift, _) = self.consumer_steps(obs, cur, false);
@@ -910,22 +862,170 @@ impl<'a> Builder<'a> {
         }
 
         // Rule 9: no rotation due.
-        let renewal = current_pw
-            .and_then(|p| p.end)
-            .and_then(|e| e.checked_sub_signed(self.policy.renew_before));
         let idle = self.steps.is_empty();
+        let mut due = self.say_no_rotation_due(current_pw, idle);
+        if waiting && let Some(p) = previous_pw {
+            due = self.wait_for_grace(p, &prev, due);
+        }
+        // Only a decision without steps has a due date (rule 9); after cleanup or adoption
+        // steps the next decision carries it.
+        if idle {
+            self.next_due = due;
+        }
+    }
+
+    /// Whether the previous password may go, and since when.
+    fn previous_timing(
+        &self,
+        cur: &Current<'_>,
+        previous_pw: Option<&PasswordInfo>,
+    ) -> PreviousTiming {
+        let now = self.now;
+        // When the previous password may go: remove_after, else rotated_at + grace, else now.
+        let remove_after = self.grace_end(cur).unwrap_or(now);
+        let expired = previous_pw.and_then(|p| p.end).is_some_and(|e| e <= now);
+        PreviousTiming {
+            remove_after,
+            expired,
+            due: expired || now >= remove_after || cur.phase == Phase::Retired,
+        }
+    }
+
+    /// Housekeeping left from the last rotation (rule 6): steps with their sentences, said only
+    /// when they are taken. A previous password kept is said at once.
+    fn housekeeping(
+        &mut self,
+        cur: &Current<'_>,
+        previous_pw: Option<&PasswordInfo>,
+        prev: &PreviousTiming,
+    ) -> Vec<(Step, String)> {
+        let known = cur.key.is_some();
+        let mut housekeeping: Vec<(Step, String)> = Vec::new();
+        match (cur.phase, previous_pw) {
+            (Phase::Propagated, None) => housekeeping.push((
+                Step::MarkRetired,
+                "The previous password is gone: mark the rotation finished.".into(),
+            )),
+            (phase, Some(p)) if prev.due && known && self.is_ours(p) => {
+                housekeeping.push(self.remove_superseded(phase, p, prev));
+                if phase == Phase::Propagated {
+                    housekeeping.push((
+                        Step::MarkRetired,
+                        "Then mark the rotation finished.".into(),
+                    ));
+                }
+            }
+            // A previous password the rotator did not create (an adopted one) is never removed
+            // as superseded: something outside the policy may still use it. It is let go.
+            (phase, Some(p)) if prev.due && known => {
+                let sentence = format!(
+                    "Previous password {} was not created by secret-rotator: it is left in place{}.",
+                    pw_label(p),
+                    match p.end {
+                        Some(e) if e > self.now => format!(" (it expires {})", day(e)),
+                        _ => String::new(),
+                    }
+                );
+                if phase == Phase::Propagated {
+                    housekeeping.push((
+                        Step::MarkRetired,
+                        format!("{sentence} Mark the rotation finished."),
+                    ));
+                } else {
+                    self.say(sentence);
+                }
+            }
+            (_, Some(p)) if prev.due => self.say(format!(
+                "Previous password {} is kept: the current password is unknown, so it might be the one in use.",
+                pw_label(p)
+            )),
+            _ => {}
+        }
+        housekeeping
+    }
+
+    /// Removing the rotator's own previous password, with why it may go now.
+    fn remove_superseded(
+        &self,
+        phase: Phase,
+        p: &PasswordInfo,
+        prev: &PreviousTiming,
+    ) -> (Step, String) {
+        let why = if prev.expired {
+            format!("has expired ({})", day(p.end.unwrap_or(self.now)))
+        } else if phase == Phase::Retired {
+            "is still on the application although the rotation is finished".to_string()
+        } else {
+            format!(
+                "is past its grace period (since {})",
+                day(prev.remove_after)
+            )
+        };
+        (
+            Step::RemovePassword {
+                key_id: p.key_id,
+                reason: RemoveReason::Superseded,
+            },
+            format!("Previous password {} {why}: remove it.", pw_label(p)),
+        )
+    }
+
+    /// Rule 7 once settled: rotates now unless housekeeping comes first or the grace period
+    /// holds a non-urgent rotation back; a deferred rotation is said so the operator sees it
+    /// coming. Returns whether it rotated.
+    fn rotate_unless_held(
+        &mut self,
+        cur: &Current<'_>,
+        (reason, urgent, sentence): Trigger,
+        no_housekeeping: bool,
+        waiting: bool,
+        prev: &PreviousTiming,
+    ) -> bool {
+        if no_housekeeping && (!waiting || urgent) {
+            self.say(sentence);
+            if waiting {
+                self.say(
+                    "The previous password's grace period is cut short: the current one cannot be used."
+                        .into(),
+                );
+            }
+            self.rotate(reason, cur.key);
+            return true;
+        }
+        // Deferred: said so the operator sees it coming.
+        if no_housekeeping {
+            self.say(format!(
+                "{sentence} It waits until the previous password's grace period ends ({}).",
+                day(prev.remove_after)
+            ));
+        } else {
+            self.say(format!(
+                "{sentence} It follows once the previous rotation is finished."
+            ));
+        }
+        false
+    }
+
+    /// Says when the current password expires and its renewal falls due; returns that date.
+    fn say_no_rotation_due(
+        &mut self,
+        current_pw: Option<&PasswordInfo>,
+        idle: bool,
+    ) -> Option<DateTime<Utc>> {
+        let end = current_pw.and_then(|p| p.end);
+        let renewal = end.and_then(|e| e.checked_sub_signed(self.policy.renew_before));
         let tail = if idle {
             "nothing to do"
         } else {
             "no rotation needed"
         };
-        match (current_pw.and_then(|p| p.end), renewal) {
+        match (end, renewal) {
             (Some(end), Some(r)) => self.say(format!(
                 "{}'s password {} expires {} ({}); renewal is due {}: {tail}.",
                 self.secret(),
                 current_pw.map(|p| short(p.key_id)).unwrap_or_default(),
                 day(end),
-                relative(now, end),
+                relative(self.now, end),
                 day(r)
             )),
             _ => self.say(format!(
@@ -933,35 +1033,38 @@ impl<'a> Builder<'a> {
                 self.secret()
             )),
         }
-        let mut due = renewal;
-        if waiting && let Some(p) = previous_pw {
-            let then = if self.is_ours(p) {
-                "then it is removed".to_string()
-            } else {
-                match p.end {
-                    Some(e) => format!(
-                        "it was not created by secret-rotator, so it then stays until it expires ({})",
-                        day(e)
-                    ),
-                    None => "it was not created by secret-rotator, so it then stays".to_string(),
-                }
-            };
-            self.say(format!(
-                "Previous password {} is kept until {} (grace period) so consumers can pick up the new value; {then}.",
-                pw_label(p),
-                day(remove_after)
-            ));
-            // A renewal date already past is held up by this wait: the wait's end is next.
-            due = Some(match due {
-                Some(r) if r > now => r.min(remove_after),
-                _ => remove_after,
-            });
-        }
-        // Only a decision without steps has a due date (rule 9); after cleanup or adoption
-        // steps the next decision carries it.
-        if idle {
-            self.next_due = due;
-        }
+        renewal
+    }
+
+    /// The previous password's grace period still runs: says what happens when it ends and
+    /// returns the next due date given the renewal date `due`.
+    fn wait_for_grace(
+        &mut self,
+        p: &PasswordInfo,
+        prev: &PreviousTiming,
+        due: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
+        let then = if self.is_ours(p) {
+            "then it is removed".to_string()
+        } else {
+            match p.end {
+                Some(e) => format!(
+                    "it was not created by secret-rotator, so it then stays until it expires ({})",
+                    day(e)
+                ),
+                None => "it was not created by secret-rotator, so it then stays".to_string(),
+            }
+        };
+        self.say(format!(
+            "Previous password {} is kept until {} (grace period) so consumers can pick up the new value; {then}.",
+            pw_label(p),
+            day(prev.remove_after)
+        ));
+        // A renewal date already past is held up by this wait: the wait's end is next.
+        Some(match due {
+            Some(r) if r > self.now => r.min(prev.remove_after),
+            _ => prev.remove_after,
+        })
     }
 
     fn rotate(&mut self, reason: RotateReason, previous_key_id: Option<Uuid>) {
