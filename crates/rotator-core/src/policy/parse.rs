@@ -483,59 +483,12 @@ impl Cx<'_> {
                 format!("expected a string, got {}", kind(v)),
             );
         }
-
-        // Defaults: each value checked alone; relations checked on the defaults themselves only
-        // once, so a bad default is not repeated for every credential that inherits it.
-        let mut defaults = Days {
-            renew_before: Some(DEFAULT_RENEW_BEFORE_DAYS),
-            lifetime: Some(DEFAULT_LIFETIME_DAYS),
-            grace: Some(DEFAULT_GRACE_DAYS),
-        };
-        if let Some(dv) = obj.get("defaults")
-            && let Some(d) = self.object(None, "defaults", dv)
-        {
-            self.deny_unknown(
-                None,
-                "defaults",
-                d,
-                &["renewBeforeDays", "lifetimeDays", "graceDays"],
-            );
-            let (r, l, g) = self.durations(None, "defaults", d);
-            let pick = |got: DaysField, dflt: i64| match got {
-                Ok(Some(v)) => Some(v),
-                Ok(None) => Some(dflt),
-                Err(()) => None,
-            };
-            defaults = Days {
-                renew_before: pick(r, DEFAULT_RENEW_BEFORE_DAYS),
-                lifetime: pick(l, DEFAULT_LIFETIME_DAYS),
-                grace: pick(g, DEFAULT_GRACE_DAYS),
-            };
-            self.relations(None, "defaults", defaults);
-        }
-
-        let Some(list) = obj.get("credentials") else {
-            self.push(
-                None,
-                "credentials",
-                "missing (required): the list of credentials to rotate",
-            );
+        let defaults = self.defaults(obj);
+        let Some(list) = self.credentials_list(obj) else {
             return Vec::new();
         };
-        let Value::Array(list) = list else {
-            self.push(
-                None,
-                "credentials",
-                format!("expected an array, got {}", kind(list)),
-            );
-            return Vec::new();
-        };
-
         let mut out = Vec::new();
-        // Cross-credential uniqueness: first holder of each key.
-        let mut names: HashMap<String, String> = HashMap::new();
-        let mut secrets: HashMap<(String, String), String> = HashMap::new();
-        let mut targets: HashMap<String, String> = HashMap::new();
+        let mut seen = Seen::default();
         for (index, item) in list.iter().enumerate() {
             let entry = Entry::new(index, item.as_object());
             let Some(cobj) = self.object(Some(&entry), "", item) else {
@@ -544,74 +497,154 @@ impl Cx<'_> {
             // Cross-credential checks run on whatever parts of the entry are valid, so they are
             // reported in the same pass as the entry's own errors.
             let parts = self.credential(&entry, cobj, defaults);
-
-            if let Some(name) = &parts.name {
-                if let Some(first) = names.get(name) {
-                    self.push(
-                        Some(&entry),
-                        "name",
-                        format!("{} is already used by {first}", q(name)),
-                    );
-                } else {
-                    names.insert(name.clone(), entry.0.clone());
-                }
-            }
-            // Vault and secret names are case-insensitive in Key Vault.
-            if let Some(kv) = &parts.key_vault {
-                let skey = (
-                    kv.vault.to_ascii_lowercase(),
-                    kv.secret.to_ascii_lowercase(),
-                );
-                if let Some(first) = secrets.get(&skey) {
-                    self.push(
-                        Some(&entry),
-                        "keyVault",
-                        format!(
-                            "secret {} in vault {} is already the store of {first}: two credentials cannot share one Key Vault secret",
-                            q(&kv.secret),
-                            q(&kv.vault)
-                        ),
-                    );
-                } else {
-                    secrets.insert(skey, entry.0.clone());
-                }
-            }
-            let owner = parts.name.clone().unwrap_or_else(|| entry.0.clone());
-            // Ids are 64-bit digests of distinct identities: a clash is all but impossible,
-            // and would make one consumer count as updated for another, so it is refused.
-            let mut ids: HashMap<ConsumerId, String> = HashMap::new();
-            for (ci, c) in parts.consumers.iter() {
-                let ci = *ci;
-                let here = format!("{} consumers[{ci}]", entry.0);
-                if let Some(first) = ids.get(&c.id()).filter(|first| **first != c.identity()) {
-                    self.push(
-                        Some(&entry),
-                        format!("consumers[{ci}]"),
-                        format!(
-                            "{} has the same id ({}) as another consumer of this credential ({first}); rename one",
-                            c.describe(),
-                            c.id()
-                        ),
-                    );
-                }
-                ids.entry(c.id()).or_insert_with(|| c.identity());
-                let key = target_key(c, &owner);
-                if let Some(first) = targets.get(&key) {
-                    self.push(
-                        Some(&entry),
-                        format!("consumers[{ci}]"),
-                        format!(
-                            "duplicate consumer: {} is already listed as {first}",
-                            c.describe()
-                        ),
-                    );
-                } else {
-                    targets.insert(key, here);
-                }
-            }
+            self.unique_name(&mut seen, &entry, &parts);
+            self.unique_secret(&mut seen, &entry, &parts);
+            self.unique_consumers(&mut seen, &entry, &parts);
             out.extend(parts.policy);
         }
         out
+    }
+
+    /// `defaults`: each value checked alone; relations checked on the defaults themselves only
+    /// once, so a bad default is not repeated for every credential that inherits it.
+    fn defaults(&mut self, obj: &Map<String, Value>) -> Days {
+        let builtin = Days {
+            renew_before: Some(DEFAULT_RENEW_BEFORE_DAYS),
+            lifetime: Some(DEFAULT_LIFETIME_DAYS),
+            grace: Some(DEFAULT_GRACE_DAYS),
+        };
+        let Some(dv) = obj.get("defaults") else {
+            return builtin;
+        };
+        let Some(d) = self.object(None, "defaults", dv) else {
+            return builtin;
+        };
+        self.deny_unknown(
+            None,
+            "defaults",
+            d,
+            &["renewBeforeDays", "lifetimeDays", "graceDays"],
+        );
+        let defaults = self.effective_days(None, "defaults", d, builtin);
+        self.relations(None, "defaults", defaults);
+        defaults
+    }
+
+    /// The three durations of an object, each as given, else `inherited`; `None` when invalid.
+    fn effective_days(
+        &mut self,
+        entry: Option<&Entry>,
+        prefix: &str,
+        obj: &Map<String, Value>,
+        inherited: Days,
+    ) -> Days {
+        let (r, l, g) = self.durations(entry, prefix, obj);
+        let pick = |got: DaysField, dflt: Option<i64>| match got {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => dflt,
+            Err(()) => None,
+        };
+        Days {
+            renew_before: pick(r, inherited.renew_before),
+            lifetime: pick(l, inherited.lifetime),
+            grace: pick(g, inherited.grace),
+        }
+    }
+
+    /// The required `credentials` array.
+    fn credentials_list<'v>(&mut self, obj: &'v Map<String, Value>) -> Option<&'v Vec<Value>> {
+        let Some(list) = obj.get("credentials") else {
+            self.push(
+                None,
+                "credentials",
+                "missing (required): the list of credentials to rotate",
+            );
+            return None;
+        };
+        let Value::Array(list) = list else {
+            self.push(
+                None,
+                "credentials",
+                format!("expected an array, got {}", kind(list)),
+            );
+            return None;
+        };
+        Some(list)
+    }
+
+    /// Credential names are unique across the file.
+    fn unique_name(&mut self, seen: &mut Seen, entry: &Entry, parts: &CredentialParts) {
+        let Some(name) = &parts.name else { return };
+        if let Some(first) = seen.names.get(name) {
+            self.push(
+                Some(entry),
+                "name",
+                format!("{} is already used by {first}", q(name)),
+            );
+        } else {
+            seen.names.insert(name.clone(), entry.0.clone());
+        }
+    }
+
+    /// One credential per Key Vault secret. Vault and secret names are case-insensitive in Key
+    /// Vault.
+    fn unique_secret(&mut self, seen: &mut Seen, entry: &Entry, parts: &CredentialParts) {
+        let Some(kv) = &parts.key_vault else { return };
+        let skey = (
+            kv.vault.to_ascii_lowercase(),
+            kv.secret.to_ascii_lowercase(),
+        );
+        if let Some(first) = seen.secrets.get(&skey) {
+            self.push(
+                Some(entry),
+                "keyVault",
+                format!(
+                    "secret {} in vault {} is already the store of {first}: two credentials cannot share one Key Vault secret",
+                    q(&kv.secret),
+                    q(&kv.vault)
+                ),
+            );
+        } else {
+            seen.secrets.insert(skey, entry.0.clone());
+        }
+    }
+
+    /// Consumer ids are distinct within a credential, and each consumer target has one writer
+    /// across the file.
+    fn unique_consumers(&mut self, seen: &mut Seen, entry: &Entry, parts: &CredentialParts) {
+        let owner = parts.name.clone().unwrap_or_else(|| entry.0.clone());
+        // Ids are 64-bit digests of distinct identities: a clash is all but impossible,
+        // and would make one consumer count as updated for another, so it is refused.
+        let mut ids: HashMap<ConsumerId, String> = HashMap::new();
+        for (ci, c) in parts.consumers.iter() {
+            let ci = *ci;
+            let here = format!("{} consumers[{ci}]", entry.0);
+            if let Some(first) = ids.get(&c.id()).filter(|first| **first != c.identity()) {
+                self.push(
+                    Some(entry),
+                    format!("consumers[{ci}]"),
+                    format!(
+                        "{} has the same id ({}) as another consumer of this credential ({first}); rename one",
+                        c.describe(),
+                        c.id()
+                    ),
+                );
+            }
+            ids.entry(c.id()).or_insert_with(|| c.identity());
+            let key = target_key(c, &owner);
+            if let Some(first) = seen.targets.get(&key) {
+                self.push(
+                    Some(entry),
+                    format!("consumers[{ci}]"),
+                    format!(
+                        "duplicate consumer: {} is already listed as {first}",
+                        c.describe()
+                    ),
+                );
+            } else {
+                seen.targets.insert(key, here);
+            }
+        }
     }
 
     /// One credential entry: the policy when the entry is valid, and in any case its valid parts
@@ -654,23 +687,7 @@ impl Cx<'_> {
                 "consumers",
             ],
         );
-
-        let name = self.string(e, "", obj, "name", true).and_then(|n| {
-            if valid_credential_name(n) {
-                Some(n.to_string())
-            } else {
-                self.push(
-                    e,
-                    "name",
-                    format!(
-                        "{} is not a valid credential name (lowercase letters, digits and '-', starting with a letter or digit, 1-63)",
-                        q(n)
-                    ),
-                );
-                None
-            }
-        });
-
+        let name = self.credential_name(entry, obj);
         let application = match obj.get("application") {
             None => {
                 self.push(e, "application", "missing (required): give { \"appId\": \"<guid>\" } or { \"objectId\": \"<guid>\" }");
@@ -678,13 +695,7 @@ impl Cx<'_> {
             }
             Some(v) => self.application(entry, v),
         };
-
-        let tenant_id = match self.string(e, "", obj, "tenantId", false) {
-            Some(t) => self.guid(e, "tenantId", t).map(|u| Some(u.to_string())),
-            None if obj.contains_key("tenantId") => None,
-            None => Some(None),
-        };
-
+        let tenant_id = self.tenant_id(entry, obj);
         let key_vault = match obj.get("keyVault") {
             None => {
                 self.push(e, "keyVault", "missing (required): give { \"vault\": \"<name>\", \"secret\": \"<name>\" } or { \"secretUri\": \"https://<vault>.vault.azure.net/secrets/<name>\" }");
@@ -692,54 +703,9 @@ impl Cx<'_> {
             }
             Some(v) => self.key_vault(entry, v),
         };
-
-        let (r, l, g) = self.durations(e, "", obj);
-        let overridden =
-            matches!(r, Ok(Some(_))) || matches!(l, Ok(Some(_))) || matches!(g, Ok(Some(_)));
-        let eff = |got: DaysField, dflt: Option<i64>| match got {
-            Ok(Some(v)) => Some(v),
-            Ok(None) => dflt,
-            Err(()) => None,
-        };
-        let days = Days {
-            renew_before: eff(r, defaults.renew_before),
-            lifetime: eff(l, defaults.lifetime),
-            grace: eff(g, defaults.grace),
-        };
-        // Inherited-only values were already checked against each other under `defaults`.
-        if overridden {
-            self.relations(e, "", days);
-        }
-
-        let remove_unmanaged_expired = match obj.get("removeUnmanagedExpired") {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                self.push(
-                    e,
-                    "removeUnmanagedExpired",
-                    format!("expected true or false, got {}", kind(other)),
-                );
-                false
-            }
-        };
-
-        let consumers: Vec<(usize, Consumer)> = match obj.get("consumers") {
-            None => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| self.consumer(entry, i, c).map(|c| (i, c)))
-                .collect(),
-            Some(other) => {
-                self.push(
-                    e,
-                    "consumers",
-                    format!("expected an array, got {}", kind(other)),
-                );
-                Vec::new()
-            }
-        };
+        let days = self.credential_days(entry, obj, defaults);
+        let remove_unmanaged_expired = self.remove_unmanaged_expired(entry, obj);
+        let consumers = self.consumers(entry, obj);
 
         let listed: Vec<Consumer> = consumers.iter().map(|(_, c)| c.clone()).collect();
         if let Some(m) = days
@@ -764,8 +730,86 @@ impl Cx<'_> {
             lifetime: Duration::try_days(days.lifetime?)?,
             grace: Duration::try_days(days.grace?)?,
             remove_unmanaged_expired,
-            consumers: consumers.into_iter().map(|(_, c)| c).collect(),
+            consumers: listed,
         })
+    }
+
+    /// The required `name`.
+    fn credential_name(&mut self, entry: &Entry, obj: &Map<String, Value>) -> Option<String> {
+        let e = Some(entry);
+        let n = self.string(e, "", obj, "name", true)?;
+        if valid_credential_name(n) {
+            return Some(n.to_string());
+        }
+        self.push(
+            e,
+            "name",
+            format!(
+                "{} is not a valid credential name (lowercase letters, digits and '-', starting with a letter or digit, 1-63)",
+                q(n)
+            ),
+        );
+        None
+    }
+
+    /// The optional `tenantId`: `Some(None)` when absent, `None` when invalid.
+    fn tenant_id(&mut self, entry: &Entry, obj: &Map<String, Value>) -> Option<Option<String>> {
+        let e = Some(entry);
+        match self.string(e, "", obj, "tenantId", false) {
+            Some(t) => self.guid(e, "tenantId", t).map(|u| Some(u.to_string())),
+            None if obj.contains_key("tenantId") => None,
+            None => Some(None),
+        }
+    }
+
+    /// The credential's durations over the defaults.
+    fn credential_days(&mut self, entry: &Entry, obj: &Map<String, Value>, defaults: Days) -> Days {
+        let e = Some(entry);
+        let overridden = ["renewBeforeDays", "lifetimeDays", "graceDays"]
+            .iter()
+            .any(|k| obj.contains_key(*k));
+        let days = self.effective_days(e, "", obj, defaults);
+        // Inherited-only values were already checked against each other under `defaults`.
+        if overridden {
+            self.relations(e, "", days);
+        }
+        days
+    }
+
+    /// The optional `removeUnmanagedExpired` flag (false when absent or invalid).
+    fn remove_unmanaged_expired(&mut self, entry: &Entry, obj: &Map<String, Value>) -> bool {
+        match obj.get("removeUnmanagedExpired") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.push(
+                    Some(entry),
+                    "removeUnmanagedExpired",
+                    format!("expected true or false, got {}", kind(other)),
+                );
+                false
+            }
+        }
+    }
+
+    /// The valid consumers of the optional `consumers` array, with their index in it.
+    fn consumers(&mut self, entry: &Entry, obj: &Map<String, Value>) -> Vec<(usize, Consumer)> {
+        match obj.get("consumers") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| self.consumer(entry, i, c).map(|c| (i, c)))
+                .collect(),
+            Some(other) => {
+                self.push(
+                    Some(entry),
+                    "consumers",
+                    format!("expected an array, got {}", kind(other)),
+                );
+                Vec::new()
+            }
+        }
     }
 
     fn application(&mut self, entry: &Entry, v: &Value) -> Option<AppRef> {
@@ -868,91 +912,140 @@ impl Cx<'_> {
         };
         self.deny_unknown(e, &prefix, obj, allowed);
         let before = self.errors.len();
-        let arm = |cx: &mut Self, key: &str, kind: ArmKind| -> Option<ArmResource> {
-            let id = cx.string(e, &prefix, obj, key, true)?;
-            match parse_arm_id(id, kind) {
-                Ok(r) => Some(r),
-                Err(m) => {
-                    cx.push(e, join(&prefix, key), m);
-                    None
-                }
-            }
+        let c = ConsumerObj {
+            entry,
+            prefix: &prefix,
+            obj,
         };
         let consumer = match ty {
             "appSettingKeyVaultReference" | "appSettingValue" => {
-                let site = arm(self, "site", ArmKind::Site);
-                let setting = self.string(e, &prefix, obj, "setting", true).and_then(|s| {
-                    check_setting_name(s)
-                        .map_err(|m| self.push(e, join(&prefix, "setting"), m))
-                        .ok()
-                        .map(|()| s.to_string())
-                });
-                let (site, setting) = (site?, setting?);
-                if ty == "appSettingValue" {
-                    Consumer::AppSettingValue { site, setting }
-                } else {
-                    Consumer::AppSettingKeyVaultRef { site, setting }
-                }
+                self.app_setting_consumer(&c, ty == "appSettingValue")
             }
-            "apiConnection" => {
-                let connection = arm(self, "connection", ArmKind::Connection);
-                let parameter = match self.string(e, &prefix, obj, "parameter", false) {
-                    Some(p) if p.trim().is_empty() => {
-                        self.push(
-                            e,
-                            join(&prefix, "parameter"),
-                            format!("must not be empty (the parameterValues key holding the secret, usually {DEFAULT_CONNECTION_PARAMETER})"),
-                        );
-                        None
-                    }
-                    Some(p) => Some(p.to_string()),
-                    None if obj.contains_key("parameter") => None,
-                    None => Some(DEFAULT_CONNECTION_PARAMETER.to_string()),
-                };
-                Consumer::ApiConnection {
-                    connection: connection?,
-                    parameter: parameter?,
-                }
-            }
-            "automationVariable" => {
-                let account = arm(self, "account", ArmKind::AutomationAccount);
-                let variable = self
-                    .string(e, &prefix, obj, "variable", true)
-                    .and_then(|s| {
-                        check_variable_name(s)
-                            .map_err(|m| self.push(e, join(&prefix, "variable"), m))
-                            .ok()
-                            .map(|()| s.to_string())
-                    });
-                Consumer::AutomationVariable {
-                    account: account?,
-                    variable: variable?,
-                }
-            }
-            _ => {
-                let text = |cx: &mut Self, key: &str, what: &str| {
-                    let s = cx.string(e, &prefix, obj, key, true)?;
-                    if s.trim().is_empty() {
-                        cx.push(e, join(&prefix, key), format!("must not be empty ({what})"));
-                        None
-                    } else {
-                        Some(s.to_string())
-                    }
-                };
-                let system = text(self, "system", "the name of the system to update by hand");
-                let instructions = text(
-                    self,
-                    "instructions",
-                    "the exact manual step a person must perform with the new value",
-                );
-                Consumer::NotifyOnly {
-                    system: system?,
-                    instructions: instructions?,
-                }
-            }
-        };
+            "apiConnection" => self.api_connection_consumer(&c),
+            "automationVariable" => self.automation_variable_consumer(&c),
+            _ => self.notify_only_consumer(&c),
+        }?;
         (self.errors.len() == before).then_some(consumer)
     }
+
+    /// A required ARM resource id field of a consumer.
+    fn arm_field(&mut self, c: &ConsumerObj<'_>, key: &str, kind: ArmKind) -> Option<ArmResource> {
+        let id = self.string(Some(c.entry), c.prefix, c.obj, key, true)?;
+        match parse_arm_id(id, kind) {
+            Ok(r) => Some(r),
+            Err(m) => {
+                self.push(Some(c.entry), join(c.prefix, key), m);
+                None
+            }
+        }
+    }
+
+    /// A required name field of a consumer, checked by `check`.
+    fn name_field(
+        &mut self,
+        c: &ConsumerObj<'_>,
+        key: &str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let s = self.string(Some(c.entry), c.prefix, c.obj, key, true)?;
+        match check(s) {
+            Ok(()) => Some(s.to_string()),
+            Err(m) => {
+                self.push(Some(c.entry), join(c.prefix, key), m);
+                None
+            }
+        }
+    }
+
+    /// A required free-text field of a consumer that must not be blank (`what` says what it is).
+    fn text_field(&mut self, c: &ConsumerObj<'_>, key: &str, what: &str) -> Option<String> {
+        let s = self.string(Some(c.entry), c.prefix, c.obj, key, true)?;
+        if s.trim().is_empty() {
+            self.push(
+                Some(c.entry),
+                join(c.prefix, key),
+                format!("must not be empty ({what})"),
+            );
+            None
+        } else {
+            Some(s.to_string())
+        }
+    }
+
+    /// `appSettingKeyVaultReference` or (`value`) `appSettingValue`.
+    fn app_setting_consumer(&mut self, c: &ConsumerObj<'_>, value: bool) -> Option<Consumer> {
+        let site = self.arm_field(c, "site", ArmKind::Site);
+        let setting = self.name_field(c, "setting", check_setting_name);
+        let (site, setting) = (site?, setting?);
+        Some(if value {
+            Consumer::AppSettingValue { site, setting }
+        } else {
+            Consumer::AppSettingKeyVaultRef { site, setting }
+        })
+    }
+
+    /// `apiConnection`: the connection, and the parameter holding the secret (by default the Key
+    /// Vault connector's).
+    fn api_connection_consumer(&mut self, c: &ConsumerObj<'_>) -> Option<Consumer> {
+        let e = Some(c.entry);
+        let connection = self.arm_field(c, "connection", ArmKind::Connection);
+        let parameter = match self.string(e, c.prefix, c.obj, "parameter", false) {
+            Some(p) if p.trim().is_empty() => {
+                self.push(
+                    e,
+                    join(c.prefix, "parameter"),
+                    format!("must not be empty (the parameterValues key holding the secret, usually {DEFAULT_CONNECTION_PARAMETER})"),
+                );
+                None
+            }
+            Some(p) => Some(p.to_string()),
+            None if c.obj.contains_key("parameter") => None,
+            None => Some(DEFAULT_CONNECTION_PARAMETER.to_string()),
+        };
+        Some(Consumer::ApiConnection {
+            connection: connection?,
+            parameter: parameter?,
+        })
+    }
+
+    /// `automationVariable`.
+    fn automation_variable_consumer(&mut self, c: &ConsumerObj<'_>) -> Option<Consumer> {
+        let account = self.arm_field(c, "account", ArmKind::AutomationAccount);
+        let variable = self.name_field(c, "variable", check_variable_name);
+        Some(Consumer::AutomationVariable {
+            account: account?,
+            variable: variable?,
+        })
+    }
+
+    /// `notifyOnly`: a system updated by hand.
+    fn notify_only_consumer(&mut self, c: &ConsumerObj<'_>) -> Option<Consumer> {
+        let system = self.text_field(c, "system", "the name of the system to update by hand");
+        let instructions = self.text_field(
+            c,
+            "instructions",
+            "the exact manual step a person must perform with the new value",
+        );
+        Some(Consumer::NotifyOnly {
+            system: system?,
+            instructions: instructions?,
+        })
+    }
+}
+
+/// First holders across the file's credentials, for the uniqueness checks.
+#[derive(Default)]
+struct Seen {
+    names: HashMap<String, String>,
+    secrets: HashMap<(String, String), String>,
+    targets: HashMap<String, String>,
+}
+
+/// A consumer object being read: its entry, its field prefix (`consumers[i]`) and its fields.
+struct ConsumerObj<'v> {
+    entry: &'v Entry,
+    prefix: &'v str,
+    obj: &'v Map<String, Value>,
 }
 
 /// The valid parts of one credential entry, and its policy when the whole entry is valid.
@@ -1167,22 +1260,54 @@ impl ArmKind {
             ArmKind::AutomationAccount => "Microsoft.Automation/automationAccounts",
         }
     }
+
+    /// The id shape, for error messages.
+    fn shape(self) -> &'static str {
+        match self {
+            ArmKind::Site => {
+                "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Web/sites/<name>[/slots/<slot>]"
+            }
+            ArmKind::Connection => {
+                "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Web/connections/<name>"
+            }
+            ArmKind::AutomationAccount => {
+                "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Automation/automationAccounts/<name>"
+            }
+        }
+    }
+
+    fn valid_name(self, name: &str) -> bool {
+        match self {
+            ArmKind::Site => valid_site_name(name, 2, 60),
+            ArmKind::Connection => valid_connection_name(name),
+            ArmKind::AutomationAccount => {
+                let b = name.as_bytes();
+                (6..=50).contains(&b.len())
+                    && b[0].is_ascii_alphabetic()
+                    && b[b.len() - 1].is_ascii_alphanumeric()
+                    && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            }
+        }
+    }
+
+    /// [`Self::valid_name`] in words.
+    fn name_rule(self) -> &'static str {
+        match self {
+            ArmKind::Site => "2-60 letters, digits and '-', not starting or ending with '-'",
+            ArmKind::Connection => {
+                "1-80 letters, digits, '_', '-', '.', '(' or ')', starting with a letter or digit, not ending with '.'"
+            }
+            ArmKind::AutomationAccount => {
+                "6-50 letters, digits and '-', starting with a letter, ending with a letter or digit"
+            }
+        }
+    }
 }
 
 /// Splits `/subscriptions/{guid}/resourceGroups/{rg}/providers/{ns}/{type}/{name}[/slots/{slot}]`
 /// and checks the type and each name. ARM's literal segments are case-insensitive.
 pub(crate) fn parse_arm_id(id: &str, want: ArmKind) -> Result<ArmResource, String> {
-    let shape = match want {
-        ArmKind::Site => {
-            "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Web/sites/<name>[/slots/<slot>]"
-        }
-        ArmKind::Connection => {
-            "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Web/connections/<name>"
-        }
-        ArmKind::AutomationAccount => {
-            "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Automation/automationAccounts/<name>"
-        }
-    };
+    let shape = want.shape();
     let bad = || {
         format!(
             "{} is not a {} resource id (expected {shape})",
@@ -1218,6 +1343,23 @@ pub(crate) fn parse_arm_id(id: &str, want: ArmKind) -> Result<ArmResource, Strin
         ([k, slot], ArmKind::Site) if k.eq_ignore_ascii_case("slots") => Some(*slot),
         _ => return Err(bad()),
     };
+    check_arm_names(id, want, rg, name, slot)?;
+    Ok(ArmResource {
+        subscription: sub.to_string(),
+        resource_group: rg.to_string(),
+        name: name.to_string(),
+        slot: slot.map(str::to_string),
+    })
+}
+
+/// The resource group, resource name and slot of an ARM id, each against its naming rule.
+fn check_arm_names(
+    id: &str,
+    want: ArmKind,
+    rg: &str,
+    name: &str,
+    slot: Option<&str>,
+) -> Result<(), String> {
     if !valid_resource_group(rg) {
         return Err(format!(
             "resource group {} in {} is not valid (1-90 letters, digits, '_', '-', '.', '(' or ')', not ending with '.')",
@@ -1225,32 +1367,13 @@ pub(crate) fn parse_arm_id(id: &str, want: ArmKind) -> Result<ArmResource, Strin
             q(id)
         ));
     }
-    let name_ok = match want {
-        ArmKind::Site => valid_site_name(name, 2, 60),
-        ArmKind::Connection => valid_connection_name(name),
-        ArmKind::AutomationAccount => {
-            let b = name.as_bytes();
-            (6..=50).contains(&b.len())
-                && b[0].is_ascii_alphabetic()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-        }
-    };
-    if !name_ok {
-        let rule = match want {
-            ArmKind::Site => "2-60 letters, digits and '-', not starting or ending with '-'",
-            ArmKind::Connection => {
-                "1-80 letters, digits, '_', '-', '.', '(' or ')', starting with a letter or digit, not ending with '.'"
-            }
-            ArmKind::AutomationAccount => {
-                "6-50 letters, digits and '-', starting with a letter, ending with a letter or digit"
-            }
-        };
+    if !want.valid_name(name) {
         return Err(format!(
-            "name {} in {} is not a valid {} name ({rule})",
+            "name {} in {} is not a valid {} name ({})",
             q(name),
             q(id),
-            want.type_name()
+            want.type_name(),
+            want.name_rule()
         ));
     }
     if let Some(slot) = slot
@@ -1262,12 +1385,7 @@ pub(crate) fn parse_arm_id(id: &str, want: ArmKind) -> Result<ArmResource, Strin
             q(id)
         ));
     }
-    Ok(ArmResource {
-        subscription: sub.to_string(),
-        resource_group: rg.to_string(),
-        name: name.to_string(),
-        slot: slot.map(str::to_string),
-    })
+    Ok(())
 }
 
 /// Microsoft.Web/connections has no row of its own in Microsoft's naming rules; the portal makes
