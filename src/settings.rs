@@ -256,201 +256,51 @@ impl Settings {
         Self::from_lookup(&|name| std::env::var(name).ok())
     }
 
-    /// Reads every setting through `lookup` (tests inject a map). Returns the first problem.
+    /// Reads every setting through `lookup` (tests inject a map). Returns the first problem, in
+    /// the order below.
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
-        let get = |name: &'static str| -> Option<String> {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let required = |name: &'static str| -> Result<String, SettingsError> {
-            get(name).ok_or_else(|| SettingsError::Missing {
-                name,
-                meaning: spec(name).map(|s| s.meaning).unwrap_or(""),
-            })
-        };
-
-        let customhandler_port = get("FUNCTIONS_CUSTOMHANDLER_PORT")
-            .map(|v| match v.parse::<u16>() {
-                Ok(p) if p != 0 => Ok(p),
-                _ => Err(invalid(
-                    "FUNCTIONS_CUSTOMHANDLER_PORT",
-                    format!("'{v}' is not a TCP port (1-65535)"),
-                )),
-            })
-            .transpose()?;
-        let app_root = get("FUNCTIONS_APP_ROOT_PATH").map(PathBuf::from);
-        let identity_endpoint = get("IDENTITY_ENDPOINT")
+        let env = Env { lookup };
+        let customhandler_port = customhandler_port(&env)?;
+        let app_root = env.get("FUNCTIONS_APP_ROOT_PATH").map(PathBuf::from);
+        let identity_endpoint = env
+            .get("IDENTITY_ENDPOINT")
             .map(|v| {
                 url::Url::parse(&v)
                     .map_err(|e| invalid("IDENTITY_ENDPOINT", format!("'{v}' is not a URL: {e}")))
             })
             .transpose()?;
         // Never echo this one: it authenticates token requests to the identity endpoint.
-        let identity_header = get("IDENTITY_HEADER").map(SecretValue::new);
-
-        let tenant_id = required("AZURE_TENANT_ID")?;
-        if !is_tenant(&tenant_id) {
-            return Err(invalid(
-                "AZURE_TENANT_ID",
-                format!("'{tenant_id}' is neither a GUID nor a domain name"),
-            ));
-        }
-
-        let policy_raw = required("ROTATOR_POLICY_PATH")?;
+        let identity_header = env.get("IDENTITY_HEADER").map(SecretValue::new);
+        let tenant_id = tenant_id(&env)?;
+        let policy_raw = env.required("ROTATOR_POLICY_PATH")?;
         let policy_path = resolve_under(app_root.as_deref(), Path::new(&policy_raw));
-
-        let storage_account = required("AzureWebJobsStorage__accountName")?;
-        if !is_storage_account(&storage_account) {
-            return Err(invalid(
-                "AzureWebJobsStorage__accountName",
-                format!(
-                    "'{storage_account}' is not a storage account name (3-24 lowercase letters and digits)"
-                ),
-            ));
-        }
-        let blob_service_uri = get("AzureWebJobsStorage__blobServiceUri")
-            .map(|v| match url::Url::parse(&v) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(u),
-                Ok(_) => Err(invalid(
-                    "AzureWebJobsStorage__blobServiceUri",
-                    format!("'{v}' is not an http(s) URL"),
-                )),
-                Err(e) => Err(invalid(
-                    "AzureWebJobsStorage__blobServiceUri",
-                    format!("'{v}' is not a URL: {e}"),
-                )),
-            })
-            .transpose()?;
-
-        let container = get("ROTATOR_CONTAINER").unwrap_or_else(|| "secret-rotator".into());
-        if !is_container_name(&container) {
-            return Err(invalid(
-                "ROTATOR_CONTAINER",
-                format!(
-                    "'{container}' is not a blob container name (3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit)"
-                ),
-            ));
-        }
-
-        let cloud = match get("AZURE_CLOUD") {
+        let storage_account = storage_account(&env)?;
+        let blob_service_uri = blob_service_uri(&env)?;
+        let container = container(&env)?;
+        let cloud = match env.get("AZURE_CLOUD") {
             None => Cloud::default(),
             Some(v) => v.parse::<Cloud>().map_err(|e| invalid("AZURE_CLOUD", e))?,
         };
-
-        let managed_identity_client_id = get("AZURE_CLIENT_ID")
-            .map(|v| {
-                uuid::Uuid::parse_str(&v).map(|_| v.clone()).map_err(|_| {
-                    invalid(
-                        "AZURE_CLIENT_ID",
-                        format!("'{v}' is not a GUID (the managed identity's client id)"),
-                    )
-                })
-            })
-            .transpose()?;
-
-        let max_parallel = number(&get, "ROTATOR_MAX_PARALLEL", 8, 1, 64)? as usize;
-        let pass_budget = Duration::from_secs(number(
-            &get,
+        let managed_identity_client_id = managed_identity_client_id(&env)?;
+        let max_parallel = env.number("ROTATOR_MAX_PARALLEL", 8, 1, 64)? as usize;
+        let pass_budget = env.seconds(
             "ROTATOR_PASS_BUDGET_SECONDS",
             240,
             1,
             MAX_PASS_BUDGET_SECONDS,
-        )?);
-        let rotate_wait = Duration::from_secs(number(
-            &get,
+        )?;
+        let rotate_wait = env.seconds(
             "ROTATOR_ROTATE_WAIT_SECONDS",
             20,
             0,
             MAX_ROTATE_WAIT_SECONDS,
-        )?);
-        let verify_timeout = Duration::from_secs(number(
-            &get,
-            "ROTATOR_VERIFY_TIMEOUT_SECONDS",
-            180,
-            1,
-            3600,
-        )?);
-
-        let warn_unenrolled_days = number(&get, "ROTATOR_WARN_UNENROLLED_DAYS", 30, 0, 365)? as u32;
-        let require_app_roles = match get("ROTATOR_REQUIRE_APP_ROLES") {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("true") => true,
-            Some(v) if v.eq_ignore_ascii_case("false") => false,
-            Some(v) => {
-                return Err(invalid(
-                    "ROTATOR_REQUIRE_APP_ROLES",
-                    format!("'{v}' is neither true nor false"),
-                ));
-            }
-        };
-
-        let mut transport = TransportConfig::default();
-        if let Some(list) = get("ROTATOR_RESOLVE") {
-            transport.overrides = TransportConfig::parse_overrides(&list)
-                .map_err(|e| invalid("ROTATOR_RESOLVE", e.to_string()))?;
-        }
-        if let Some(path) = get("ROTATOR_CA_FILE") {
-            let path = resolve_under(app_root.as_deref(), Path::new(&path));
-            let pem = std::fs::read(&path).map_err(|e| {
-                invalid(
-                    "ROTATOR_CA_FILE",
-                    format!("cannot read '{}': {e}", path.display()),
-                )
-            })?;
-            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(invalid(
-                    "ROTATOR_CA_FILE",
-                    format!("'{}' holds no PEM certificate", path.display()),
-                ));
-            }
-            transport.extra_ca_pem = Some(pem);
-        }
-
-        let log_filter = get("ROTATOR_LOG").unwrap_or_else(|| "info".into());
-        tracing_subscriber::EnvFilter::try_new(&log_filter).map_err(|e| {
-            invalid(
-                "ROTATOR_LOG",
-                format!("'{log_filter}' is not a log filter: {e}"),
-            )
-        })?;
-
-        let mut webhooks = Vec::new();
-        for (name, kind) in [
-            (
-                "ROTATOR_NOTIFY_TEAMS_URL",
-                crate::notify::WebhookKind::Teams,
-            ),
-            (
-                "ROTATOR_NOTIFY_SLACK_URL",
-                crate::notify::WebhookKind::Slack,
-            ),
-            (
-                "ROTATOR_NOTIFY_WEBHOOK_URL",
-                crate::notify::WebhookKind::Generic,
-            ),
-        ] {
-            if let Some(v) = get(name) {
-                // Never echo the value: it carries the webhook's signature.
-                match url::Url::parse(&v) {
-                    Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => {
-                        webhooks.push(crate::notify::Webhook {
-                            kind,
-                            url: SecretValue::new(v),
-                        })
-                    }
-                    _ => {
-                        return Err(invalid(
-                            name,
-                            "is not an https URL (a webhook URL carries its signature, and the \
-                             message names applications; http is accepted only on loopback)"
-                                .to_string(),
-                        ));
-                    }
-                }
-            }
-        }
-
+        )?;
+        let verify_timeout = env.seconds("ROTATOR_VERIFY_TIMEOUT_SECONDS", 180, 1, 3600)?;
+        let warn_unenrolled_days = env.number("ROTATOR_WARN_UNENROLLED_DAYS", 30, 0, 365)? as u32;
+        let require_app_roles = require_app_roles(&env)?;
+        let transport = transport(&env, app_root.as_deref())?;
+        let log_filter = log_filter(&env)?;
+        let webhooks = webhooks(&env)?;
         Ok(Settings {
             customhandler_port,
             app_root,
@@ -494,6 +344,231 @@ impl Settings {
     }
 }
 
+/// The settings as read: an empty value counts as unset (see the module docs).
+struct Env<'l> {
+    lookup: &'l dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn get(&self, name: &'static str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, SettingsError> {
+        self.get(name).ok_or_else(|| SettingsError::Missing {
+            name,
+            meaning: spec(name).map(|s| s.meaning).unwrap_or(""),
+        })
+    }
+
+    /// A whole number in `min..=max`, `default` when unset.
+    fn number(
+        &self,
+        name: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, SettingsError> {
+        let Some(v) = self.get(name) else {
+            return Ok(default);
+        };
+        let n: u64 = v.parse().map_err(|_| {
+            invalid(
+                name,
+                format!("'{v}' is not a whole number (expected {min}-{max})"),
+            )
+        })?;
+        if !(min..=max).contains(&n) {
+            return Err(invalid(
+                name,
+                format!("{n} is outside the allowed range {min}-{max}"),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// [`Self::number`] of seconds.
+    fn seconds(
+        &self,
+        name: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<Duration, SettingsError> {
+        self.number(name, default, min, max)
+            .map(Duration::from_secs)
+    }
+}
+
+fn customhandler_port(env: &Env) -> Result<Option<u16>, SettingsError> {
+    env.get("FUNCTIONS_CUSTOMHANDLER_PORT")
+        .map(|v| match v.parse::<u16>() {
+            Ok(p) if p != 0 => Ok(p),
+            _ => Err(invalid(
+                "FUNCTIONS_CUSTOMHANDLER_PORT",
+                format!("'{v}' is not a TCP port (1-65535)"),
+            )),
+        })
+        .transpose()
+}
+
+fn tenant_id(env: &Env) -> Result<String, SettingsError> {
+    let tenant_id = env.required("AZURE_TENANT_ID")?;
+    if !is_tenant(&tenant_id) {
+        return Err(invalid(
+            "AZURE_TENANT_ID",
+            format!("'{tenant_id}' is neither a GUID nor a domain name"),
+        ));
+    }
+    Ok(tenant_id)
+}
+
+fn storage_account(env: &Env) -> Result<String, SettingsError> {
+    let storage_account = env.required("AzureWebJobsStorage__accountName")?;
+    if !is_storage_account(&storage_account) {
+        return Err(invalid(
+            "AzureWebJobsStorage__accountName",
+            format!(
+                "'{storage_account}' is not a storage account name (3-24 lowercase letters and digits)"
+            ),
+        ));
+    }
+    Ok(storage_account)
+}
+
+fn blob_service_uri(env: &Env) -> Result<Option<url::Url>, SettingsError> {
+    env.get("AzureWebJobsStorage__blobServiceUri")
+        .map(|v| match url::Url::parse(&v) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(u),
+            Ok(_) => Err(invalid(
+                "AzureWebJobsStorage__blobServiceUri",
+                format!("'{v}' is not an http(s) URL"),
+            )),
+            Err(e) => Err(invalid(
+                "AzureWebJobsStorage__blobServiceUri",
+                format!("'{v}' is not a URL: {e}"),
+            )),
+        })
+        .transpose()
+}
+
+fn container(env: &Env) -> Result<String, SettingsError> {
+    let container = env
+        .get("ROTATOR_CONTAINER")
+        .unwrap_or_else(|| "secret-rotator".into());
+    if !is_container_name(&container) {
+        return Err(invalid(
+            "ROTATOR_CONTAINER",
+            format!(
+                "'{container}' is not a blob container name (3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit)"
+            ),
+        ));
+    }
+    Ok(container)
+}
+
+fn managed_identity_client_id(env: &Env) -> Result<Option<String>, SettingsError> {
+    env.get("AZURE_CLIENT_ID")
+        .map(|v| {
+            uuid::Uuid::parse_str(&v).map(|_| v.clone()).map_err(|_| {
+                invalid(
+                    "AZURE_CLIENT_ID",
+                    format!("'{v}' is not a GUID (the managed identity's client id)"),
+                )
+            })
+        })
+        .transpose()
+}
+
+fn require_app_roles(env: &Env) -> Result<bool, SettingsError> {
+    match env.get("ROTATOR_REQUIRE_APP_ROLES") {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(invalid(
+            "ROTATOR_REQUIRE_APP_ROLES",
+            format!("'{v}' is neither true nor false"),
+        )),
+    }
+}
+
+/// `ROTATOR_RESOLVE` and `ROTATOR_CA_FILE` (relative to the app root).
+fn transport(env: &Env, app_root: Option<&Path>) -> Result<TransportConfig, SettingsError> {
+    let mut transport = TransportConfig::default();
+    if let Some(list) = env.get("ROTATOR_RESOLVE") {
+        transport.overrides = TransportConfig::parse_overrides(&list)
+            .map_err(|e| invalid("ROTATOR_RESOLVE", e.to_string()))?;
+    }
+    if let Some(path) = env.get("ROTATOR_CA_FILE") {
+        let path = resolve_under(app_root, Path::new(&path));
+        let pem = std::fs::read(&path).map_err(|e| {
+            invalid(
+                "ROTATOR_CA_FILE",
+                format!("cannot read '{}': {e}", path.display()),
+            )
+        })?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(invalid(
+                "ROTATOR_CA_FILE",
+                format!("'{}' holds no PEM certificate", path.display()),
+            ));
+        }
+        transport.extra_ca_pem = Some(pem);
+    }
+    Ok(transport)
+}
+
+fn log_filter(env: &Env) -> Result<String, SettingsError> {
+    let log_filter = env.get("ROTATOR_LOG").unwrap_or_else(|| "info".into());
+    tracing_subscriber::EnvFilter::try_new(&log_filter).map_err(|e| {
+        invalid(
+            "ROTATOR_LOG",
+            format!("'{log_filter}' is not a log filter: {e}"),
+        )
+    })?;
+    Ok(log_filter)
+}
+
+/// The notification webhooks, https only (http on loopback).
+fn webhooks(env: &Env) -> Result<Vec<crate::notify::Webhook>, SettingsError> {
+    let mut webhooks = Vec::new();
+    for (name, kind) in [
+        (
+            "ROTATOR_NOTIFY_TEAMS_URL",
+            crate::notify::WebhookKind::Teams,
+        ),
+        (
+            "ROTATOR_NOTIFY_SLACK_URL",
+            crate::notify::WebhookKind::Slack,
+        ),
+        (
+            "ROTATOR_NOTIFY_WEBHOOK_URL",
+            crate::notify::WebhookKind::Generic,
+        ),
+    ] {
+        let Some(v) = env.get(name) else { continue };
+        // Never echo the value: it carries the webhook's signature.
+        match url::Url::parse(&v) {
+            Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => webhooks
+                .push(crate::notify::Webhook {
+                    kind,
+                    url: SecretValue::new(v),
+                }),
+            _ => {
+                return Err(invalid(
+                    name,
+                    "is not an https URL (a webhook URL carries its signature, and the \
+                     message names applications; http is accepted only on loopback)"
+                        .to_string(),
+                ));
+            }
+        }
+    }
+    Ok(webhooks)
+}
+
 /// A loopback host (the local demo's receiver): plain http never leaves the machine.
 fn is_loopback(u: &url::Url) -> bool {
     match u.host() {
@@ -514,31 +589,6 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> SettingsError {
         name,
         reason: reason.into(),
     }
-}
-
-fn number(
-    get: &dyn Fn(&'static str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, SettingsError> {
-    let Some(v) = get(name) else {
-        return Ok(default);
-    };
-    let n: u64 = v.parse().map_err(|_| {
-        invalid(
-            name,
-            format!("'{v}' is not a whole number (expected {min}-{max})"),
-        )
-    })?;
-    if !(min..=max).contains(&n) {
-        return Err(invalid(
-            name,
-            format!("{n} is outside the allowed range {min}-{max}"),
-        ));
-    }
-    Ok(n)
 }
 
 fn resolve_under(root: Option<&Path>, p: &Path) -> PathBuf {
