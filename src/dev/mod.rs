@@ -85,32 +85,65 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     .context("starting the Azure emulator")?;
     let control = emulator.control();
     let storage = azurite::Azurite::start(&repo_root(), &emulator, ACCOUNT, &work.join("azurite"))?;
-
-    // A local webhook receiver stands in for Teams/Slack: the notify-only step lands here.
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let hook_addr = {
-        let got = received.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
-                let got = got.clone();
-                async move {
-                    if let Ok(mut g) = got.lock() {
-                        g.push(v);
-                    }
-                    "ok"
-                }
-            }),
-        );
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = l.local_addr()?;
-        tokio::spawn(async move { axum::serve(l, app).await });
-        addr
-    };
+    let hook_addr = start_webhook_receiver(received.clone()).await?;
 
     let app_root = work.join("wwwroot");
     std::fs::create_dir_all(&app_root)?;
     std::fs::write(app_root.join("policy.json"), DEMO_POLICY)?;
+    let settings = handler_settings(&emulator, &storage, hook_addr)?;
+    let binary = std::env::current_exe().context("locating this binary")?;
+    let log_file = work.join("handler.log");
+    let handler = Handler::start(&binary, &app_root, &settings, &log_file).await?;
+    print_endpoints(&emulator, &storage, &handler, &log_file);
+
+    let after = first_pass(&o, &handler, &control, &received).await?;
+    let final_check = after_grace(&o, &handler, &control, opts.jump_days).await?;
+    let green = after["success"] == json!(true) && final_check["success"] == json!(true);
+    print_verdict(green, &log_file);
+
+    if opts.serve {
+        return serve_front(opts.port, handler, &emulator, control).await;
+    }
+    handler.stop().await;
+    drop(storage);
+    emulator.shutdown().await;
+    if !green {
+        bail!("the demo did not end green");
+    }
+    Ok(())
+}
+
+/// A local webhook receiver stands in for Teams/Slack: the notify-only step lands here, in
+/// `received`.
+async fn start_webhook_receiver(
+    received: Arc<Mutex<Vec<Value>>>,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let got = received.clone();
+            async move {
+                if let Ok(mut g) = got.lock() {
+                    g.push(v);
+                }
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    tokio::spawn(async move { axum::serve(l, app).await });
+    Ok(addr)
+}
+
+/// The handler's app settings: wired to the emulator and Azurite only through settings, as in
+/// Azure (managed identity endpoint, `ROTATOR_RESOLVE`, `ROTATOR_CA_FILE`).
+fn handler_settings(
+    emulator: &azure_emulator::Emulator,
+    storage: &azurite::Azurite,
+    hook_addr: std::net::SocketAddr,
+) -> anyhow::Result<Vec<(String, String)>> {
     let resolve: Vec<String> = emulator
         .host_overrides()
         .into_iter()
@@ -120,7 +153,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let header = emulator
         .identity_header(ROTATOR_IDENTITY)
         .context("the demo tenant has the rotator's managed identity")?;
-    let settings: Vec<(String, String)> = [
+    Ok([
         ("AZURE_TENANT_ID", emulator.tenant_id().to_string()),
         ("ROTATOR_POLICY_PATH", "policy.json".into()),
         ("AzureWebJobsStorage__accountName", ACCOUNT.into()),
@@ -137,11 +170,15 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let binary = std::env::current_exe().context("locating this binary")?;
-    let log_file = work.join("handler.log");
-    let handler = Handler::start(&binary, &app_root, &settings, &log_file).await?;
+    .collect())
+}
 
+fn print_endpoints(
+    emulator: &azure_emulator::Emulator,
+    storage: &azurite::Azurite,
+    handler: &Handler,
+    log_file: &std::path::Path,
+) {
     println!();
     println!(
         "   Azure emulator   https://{} for login.microsoftonline.com, graph.microsoft.com, management.azure.com, *.vault.azure.net",
@@ -164,80 +201,97 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     );
     println!(
         "   Emulated time    {}",
-        control.now().format("%Y-%m-%d %H:%M UTC")
+        emulator.control().now().format("%Y-%m-%d %H:%M UTC")
     );
+}
 
+/// Steps 1-7: probe, plan, the timer pass, probe again, status, messages, what comes next.
+/// Returns the self-test after the pass.
+async fn first_pass(
+    o: &Out,
+    handler: &Handler,
+    control: &azure_emulator::Control,
+    received: &Arc<Mutex<Vec<Value>>>,
+) -> anyhow::Result<Value> {
     // 1. The probe before.
     o.h(
         1,
         "Self-test before ({\"function\":\"Test\"}) — what an operator's probe sees today",
     );
-    let before = self_test(&handler, control.now()).await?;
-    print_checks(&o, &before);
+    let before = self_test(handler, control.now()).await?;
+    print_checks(o, &before);
 
     // 2. What is due, and why.
     o.h(
         2,
         "What is due, and why ({\"function\":\"Plan\"}, a dry run)",
     );
-    let plan = command(&handler, "Plan", control.now()).await?;
-    print_plan(&o, &plan);
+    let plan = command(handler, "Plan", control.now()).await?;
+    print_plan(o, &plan);
 
     // 3. The timer.
     o.h(
         3,
         "Rotation pass (timer RotateSecrets, as the host fires it)",
     );
-    let pass = timer_pass(&o, &handler, control.now()).await?;
-    print_pass(&o, &pass);
+    let pass = timer_pass(o, handler, control.now()).await?;
+    print_pass(o, &pass);
 
     // 4. Verified.
     o.h(4, "Verified: self-test after the pass");
-    let after = self_test(&handler, control.now()).await?;
-    print_checks(&o, &after);
+    let after = self_test(handler, control.now()).await?;
+    print_checks(o, &after);
 
     // 5. Status.
     o.h(
         5,
         "Where each secret is used now ({\"function\":\"Status\"})",
     );
-    let status = command(&handler, "Status", control.now()).await?;
-    print_status(&o, &status);
+    let status = command(handler, "Status", control.now()).await?;
+    print_status(o, &status);
 
     // 6. Notifications.
     o.h(
         6,
         "Messages for people (notify-only systems), as a webhook received them",
     );
-    print_messages(&o, &received);
+    print_messages(o, received);
 
     // 7. What will be removed, and when.
     o.h(7, "What will be removed, and when");
-    let plan = command(&handler, "Plan", control.now()).await?;
-    print_plan(&o, &plan);
+    let plan = command(handler, "Plan", control.now()).await?;
+    print_plan(o, &plan);
+    Ok(after)
+}
 
-    // 8. Accelerated clock.
+/// Step 8, accelerated clock: past the grace period, the timer again. Returns the final
+/// self-test.
+async fn after_grace(
+    o: &Out,
+    handler: &Handler,
+    control: &azure_emulator::Control,
+    jump_days: i64,
+) -> anyhow::Result<Value> {
     o.h(
         8,
-        &format!(
-            "{} days later (emulated clock): the grace period is over — timer again",
-            opts.jump_days
-        ),
+        &format!("{jump_days} days later (emulated clock): the grace period is over — timer again"),
     );
-    control.advance(chrono::Duration::days(opts.jump_days));
+    control.advance(chrono::Duration::days(jump_days));
     o.l(format!(
         "emulated time is now {}",
         control.now().format("%Y-%m-%d %H:%M UTC")
     ));
-    let pass2 = timer_pass(&o, &handler, control.now()).await?;
-    print_pass(&o, &pass2);
-    let final_check = self_test(&handler, control.now()).await?;
+    let pass2 = timer_pass(o, handler, control.now()).await?;
+    print_pass(o, &pass2);
+    let final_check = self_test(handler, control.now()).await?;
     o.l(format!(
         "self-test: success={} resultCode={}",
         final_check["success"], final_check["resultCode"]
     ));
+    Ok(final_check)
+}
 
-    let green = after["success"] == json!(true) && final_check["success"] == json!(true);
+fn print_verdict(green: bool, log_file: &std::path::Path) {
     println!();
     if green {
         println!(
@@ -251,37 +305,35 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             log_file.display()
         );
     }
+}
 
-    if opts.serve {
-        let handler = Arc::new(handler);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
-            .await
-            .with_context(|| format!("cannot listen on 127.0.0.1:{}", opts.port))?;
-        let addr = listener.local_addr()?;
-        println!("\nServing until Ctrl-C. Try:");
-        let base = format!("http://{addr}/api");
-        println!("   curl -s {base}/SelfTest -d '{{\"function\":\"Test\"}}'");
-        println!("   curl -s {base}/Operate -d '{{\"function\":\"Status\"}}'");
-        println!("   curl -s {base}/Operate -d '{{\"function\":\"Plan\"}}'");
-        println!("   curl -s -X POST {base}/rotate/provision-assist -d '{{\"force\":true}}'");
-        println!("   curl -s {base}/StatusPage > status.html   # then open it in a browser");
-        println!(
-            "   curl -s {}/clock/advance -d '{{\"seconds\":86400}}'   # move the emulated clock a day",
-            emulator.control_url()
-        );
-        let clock = control.clone();
-        host::front(listener, handler, Arc::new(move || clock.now()), async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-        return Ok(());
-    }
-    handler.stop().await;
-    drop(storage);
-    emulator.shutdown().await;
-    if !green {
-        bail!("the demo did not end green");
-    }
+/// `--serve`: the functions behind a local `/api/...` front until Ctrl-C.
+async fn serve_front(
+    port: u16,
+    handler: Handler,
+    emulator: &azure_emulator::Emulator,
+    control: azure_emulator::Control,
+) -> anyhow::Result<()> {
+    let handler = Arc::new(handler);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let addr = listener.local_addr()?;
+    println!("\nServing until Ctrl-C. Try:");
+    let base = format!("http://{addr}/api");
+    println!("   curl -s {base}/SelfTest -d '{{\"function\":\"Test\"}}'");
+    println!("   curl -s {base}/Operate -d '{{\"function\":\"Status\"}}'");
+    println!("   curl -s {base}/Operate -d '{{\"function\":\"Plan\"}}'");
+    println!("   curl -s -X POST {base}/rotate/provision-assist -d '{{\"force\":true}}'");
+    println!("   curl -s {base}/StatusPage > status.html   # then open it in a browser");
+    println!(
+        "   curl -s {}/clock/advance -d '{{\"seconds\":86400}}'   # move the emulated clock a day",
+        emulator.control_url()
+    );
+    host::front(listener, handler, Arc::new(move || control.now()), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }
 
