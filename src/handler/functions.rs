@@ -32,7 +32,7 @@ use super::protocol::{
     HTTP_OUTPUT_BINDING, HTTP_TRIGGER_BINDING, HttpOutput, HttpRequestData, InvocationRequest,
     InvocationResponse, TIMER_BINDING,
 };
-use super::runs::{RunKind, RunResult, RunView};
+use super::runs::{RunHandle, RunKind, RunResult, RunView};
 use super::server::{AppState, error_response};
 use crate::engine::report::{
     CredentialOutcome, CredentialReport, PassReport, ResultCode, SelfTestReport, StatusReport,
@@ -160,10 +160,7 @@ async fn rotate_secrets(
         );
         tracing::warn!(previous_run = %previous, "{line}");
         logs.push(line);
-        return json_ok(InvocationResponse {
-            logs,
-            ..Default::default()
-        });
+        return logs_only(logs);
     }
     let budget = state.opts.pass_budget;
     let handle = state.runs.start(
@@ -178,47 +175,54 @@ async fn rotate_secrets(
             }
         },
     );
-    match handle.wait(budget + state.opts.pass_grace).await {
-        Some(result) => match &*result {
-            RunResult::Pass { report } => {
-                logs.extend(pass_lines(&handle.run_id, report));
-                match pass_failure(&handle.run_id, report) {
-                    Some(summary) => failed_invocation(logs, summary),
-                    None => {
-                        for l in &logs {
-                            tracing::info!(summary = %l, "invocation summary");
-                        }
-                        json_ok(InvocationResponse {
-                            logs,
-                            ..Default::default()
-                        })
-                    }
-                }
-            }
-            RunResult::Failed { error, .. } => failed_invocation(
-                logs,
-                format!("rotation pass {} failed: {error}", handle.run_id),
-            ),
-            RunResult::Rotate { .. } => failed_invocation(
-                logs,
-                "internal error: a pass run reported a single-credential result".into(),
-            ),
-        },
+    let limit = budget + state.opts.pass_grace;
+    match handle.wait(limit).await {
+        Some(result) => pass_answer(&handle.run_id, &result, logs),
         None => {
             let line = format!(
                 "pass {} is still running {}s after it started; it continues in the background \
                  and its outcome shows in Operate Status/Run",
                 handle.run_id,
-                (budget + state.opts.pass_grace).as_secs()
+                limit.as_secs()
             );
             tracing::warn!(run_id = %handle.run_id, "{line}");
             logs.push(line);
-            json_ok(InvocationResponse {
-                logs,
-                ..Default::default()
-            })
+            logs_only(logs)
         }
     }
+}
+
+/// The timer invocation's answer for a pass that finished: failed when someone has to act.
+fn pass_answer(run_id: &str, result: &RunResult, mut logs: Vec<String>) -> Response {
+    match result {
+        RunResult::Pass { report } => {
+            logs.extend(pass_lines(run_id, report));
+            match pass_failure(run_id, report) {
+                Some(summary) => failed_invocation(logs, summary),
+                None => {
+                    for l in &logs {
+                        tracing::info!(summary = %l, "invocation summary");
+                    }
+                    logs_only(logs)
+                }
+            }
+        }
+        RunResult::Failed { error, .. } => {
+            failed_invocation(logs, format!("rotation pass {run_id} failed: {error}"))
+        }
+        RunResult::Rotate { .. } => failed_invocation(
+            logs,
+            "internal error: a pass run reported a single-credential result".into(),
+        ),
+    }
+}
+
+/// A successful invocation carrying only its log lines.
+fn logs_only(logs: Vec<String>) -> Response {
+    json_ok(InvocationResponse {
+        logs,
+        ..Default::default()
+    })
 }
 
 /// A credential that failed or is blocked: someone has to act.
@@ -762,20 +766,9 @@ async fn run_command(
     body: &Map<String, Value>,
     http: &HttpRequestData,
 ) -> (HttpOutput, Vec<String>) {
-    let run_id = match body.get("runId").or_else(|| body.get("runid")) {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-        Some(_) => return bad_request(state, "Run", "\"runId\" must be a non-empty string".into()),
-        None => match http.query.get("runId") {
-            Some(s) if !s.trim().is_empty() => s.trim().to_string(),
-            _ => {
-                return bad_request(
-                    state,
-                    "Run",
-                    "Run needs a \"runId\" (the id a Rotate answer or the invocation log gave)"
-                        .into(),
-                );
-            }
-        },
+    let run_id = match run_id_of(body, http) {
+        Ok(id) => id,
+        Err(m) => return bad_request(state, "Run", m),
     };
     let wait = match body.get("waitSeconds") {
         None | Some(Value::Null) => Duration::ZERO,
@@ -824,7 +817,36 @@ async fn run_command(
         );
         return (HttpOutput::json(404, &out), vec![]);
     };
-    let (success, code, message) = match &view.result {
+    let (success, code, message) = run_verdict(&view);
+    let line = format!("run {run_id}: {}", view.state);
+    let out = reply(
+        state,
+        "Run",
+        success,
+        message,
+        code,
+        vec![("run", json!(view))],
+    );
+    (HttpOutput::json(200, &out), vec![line])
+}
+
+/// The run a `Run` request names: the body's `runId` (or `runid`), else `?runId=`.
+fn run_id_of(body: &Map<String, Value>, http: &HttpRequestData) -> Result<String, String> {
+    match body.get("runId").or_else(|| body.get("runid")) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        Some(_) => Err("\"runId\" must be a non-empty string".into()),
+        None => match http.query.get("runId") {
+            Some(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+            _ => Err(
+                "Run needs a \"runId\" (the id a Rotate answer or the invocation log gave)".into(),
+            ),
+        },
+    }
+}
+
+/// success, resultCode and message for a run, finished or not.
+fn run_verdict(view: &RunView) -> (bool, ResultCode, Option<String>) {
+    match &view.result {
         None => (
             true,
             ResultCode::Ok,
@@ -844,17 +866,7 @@ async fn run_command(
             }
         }
         Some(RunResult::Failed { error, code, .. }) => (false, *code, Some(error.clone())),
-    };
-    let line = format!("run {run_id}: {}", view.state);
-    let out = reply(
-        state,
-        "Run",
-        success,
-        message,
-        code,
-        vec![("run", json!(view))],
-    );
-    (HttpOutput::json(200, &out), vec![line])
+    }
 }
 
 // ---------------------------------------------------------------- Rotate (HTTP)
@@ -908,56 +920,14 @@ async fn rotate(
     invocation_id: Option<String>,
     now: DateTime<Utc>,
 ) -> (HttpOutput, Vec<String>) {
-    let usage = "name the credential in the route (rotate/{credential}) or the body \
-                 {\"credential\":\"name\",\"force\":false}";
-    let body = match body_object(http) {
-        Ok(b) => b,
-        Err(e) => return bad_request(state, "Rotate", format!("{e}; {usage}")),
-    };
-    let credential = match http
-        .params
-        .get("credential")
-        .filter(|s| !s.trim().is_empty())
-    {
-        Some(c) => c.trim().to_string(),
-        None => match body.get("credential") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-            Some(_) => {
-                return bad_request(
-                    state,
-                    "Rotate",
-                    format!("\"credential\" must be a non-empty string; {usage}"),
-                );
-            }
-            None => match http
-                .query
-                .get("credential")
-                .filter(|s| !s.trim().is_empty())
-            {
-                Some(c) => c.trim().to_string(),
-                None => {
-                    return bad_request(state, "Rotate", format!("no credential named; {usage}"));
-                }
-            },
-        },
-    };
-    let force = match body.get("force") {
-        None | Some(Value::Null) => match http.query.get("force").map(|s| s.to_ascii_lowercase()) {
-            None => false,
-            Some(s) if s == "true" || s == "1" => true,
-            Some(s) if s == "false" || s == "0" || s.is_empty() => false,
-            Some(s) => {
-                return bad_request(state, "Rotate", format!("?force={s} is not true or false"));
-            }
-        },
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return bad_request(state, "Rotate", "\"force\" must be true or false".into()),
+    let (credential, force) = match rotate_request(http) {
+        Ok(r) => r,
+        Err(m) => return bad_request(state, "Rotate", m),
     };
     let service = match service(state, "Rotate") {
         Ok(s) => s.clone(),
         Err(u) => return u,
     };
-
     let handle = match state.runs.running_rotation(&credential, force) {
         Some(h) => h,
         None => {
@@ -968,26 +938,10 @@ async fn rotate(
                 Some(credential.clone()),
                 force,
                 now,
-                async move {
-                    match service.rotate_one(&name, force, now).await {
-                        Ok(report) => RunResult::Rotate { report },
-                        Err(ServiceError::UnknownCredential(n)) => RunResult::Failed {
-                            error: format!("no credential named '{n}' is enrolled"),
-                            code: ResultCode::BadRequest,
-                            not_found: true,
-                        },
-                        Err(ServiceError::Internal(e)) => RunResult::Failed {
-                            error: e,
-                            code: ResultCode::Internal,
-                            not_found: false,
-                        },
-                    }
-                },
+                async move { rotate_run(service, &name, force, now).await },
             )
         }
     };
-    let run_id = json!(handle.run_id);
-    let joined = handle.joined;
     match handle.wait(state.opts.rotate_wait).await {
         None => {
             let message = format!(
@@ -1002,58 +956,131 @@ async fn rotate(
                 true,
                 Some(message.clone()),
                 ResultCode::Ok,
-                vec![("runId", run_id), ("joined", json!(joined))],
+                vec![
+                    ("runId", json!(handle.run_id)),
+                    ("joined", json!(handle.joined)),
+                ],
             );
             (HttpOutput::json(202, &out), vec![message])
         }
-        Some(result) => match &*result {
-            RunResult::Rotate { report } => {
-                let (success, code, message) = rotate_verdict(report);
-                let out = reply(
-                    state,
-                    "Rotate",
-                    success,
-                    message,
-                    code,
-                    vec![
-                        ("runId", run_id),
-                        ("joined", json!(joined)),
-                        ("result", json!(report)),
-                    ],
-                );
-                (HttpOutput::json(200, &out), vec![credential_line(report)])
+        Some(result) => rotate_answer(state, &credential, &handle, &result),
+    }
+}
+
+/// The credential a Rotate request names (route, else body, else `?credential=`) and whether
+/// it is forced (body, else `?force=`); `Err` says what is wrong, with the usage.
+fn rotate_request(http: &HttpRequestData) -> Result<(String, bool), String> {
+    let usage = "name the credential in the route (rotate/{credential}) or the body \
+                 {\"credential\":\"name\",\"force\":false}";
+    let body = body_object(http).map_err(|e| format!("{e}; {usage}"))?;
+    fn named(s: Option<&String>) -> Option<&str> {
+        s.map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+    let credential = match named(http.params.get("credential")) {
+        Some(c) => c.to_string(),
+        None => match body.get("credential") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            Some(_) => {
+                return Err(format!(
+                    "\"credential\" must be a non-empty string; {usage}"
+                ));
             }
-            RunResult::Failed {
-                error,
-                code,
-                not_found,
-            } => {
-                let status = if *not_found { 404 } else { 500 };
-                let out = reply(
-                    state,
-                    "Rotate",
-                    false,
-                    Some(error.clone()),
-                    *code,
-                    vec![("runId", run_id)],
-                );
-                (
-                    HttpOutput::json(status, &out),
-                    vec![format!("{credential}: {error}")],
-                )
-            }
-            RunResult::Pass { .. } => {
-                let out = reply(
-                    state,
-                    "Rotate",
-                    false,
-                    Some("internal error: a rotate run reported a pass".into()),
-                    ResultCode::Internal,
-                    vec![("runId", run_id)],
-                );
-                (HttpOutput::json(500, &out), vec![])
-            }
+            None => match named(http.query.get("credential")) {
+                Some(c) => c.to_string(),
+                None => return Err(format!("no credential named; {usage}")),
+            },
         },
+    };
+    let force = match body.get("force") {
+        None | Some(Value::Null) => match http.query.get("force").map(|s| s.to_ascii_lowercase()) {
+            None => false,
+            Some(s) if s == "true" || s == "1" => true,
+            Some(s) if s == "false" || s == "0" || s.is_empty() => false,
+            Some(s) => return Err(format!("?force={s} is not true or false")),
+        },
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("\"force\" must be true or false".into()),
+    };
+    Ok((credential, force))
+}
+
+/// The run behind a Rotate request: one credential, its service errors as failed runs.
+async fn rotate_run(
+    service: Arc<dyn RotatorService>,
+    name: &str,
+    force: bool,
+    now: DateTime<Utc>,
+) -> RunResult {
+    match service.rotate_one(name, force, now).await {
+        Ok(report) => RunResult::Rotate { report },
+        Err(ServiceError::UnknownCredential(n)) => RunResult::Failed {
+            error: format!("no credential named '{n}' is enrolled"),
+            code: ResultCode::BadRequest,
+            not_found: true,
+        },
+        Err(ServiceError::Internal(e)) => RunResult::Failed {
+            error: e,
+            code: ResultCode::Internal,
+            not_found: false,
+        },
+    }
+}
+
+/// The Rotate answer for a run that finished within the wait.
+fn rotate_answer(
+    state: &AppState,
+    credential: &str,
+    handle: &RunHandle,
+    result: &RunResult,
+) -> (HttpOutput, Vec<String>) {
+    let run_id = json!(handle.run_id);
+    match result {
+        RunResult::Rotate { report } => {
+            let (success, code, message) = rotate_verdict(report);
+            let out = reply(
+                state,
+                "Rotate",
+                success,
+                message,
+                code,
+                vec![
+                    ("runId", run_id),
+                    ("joined", json!(handle.joined)),
+                    ("result", json!(report)),
+                ],
+            );
+            (HttpOutput::json(200, &out), vec![credential_line(report)])
+        }
+        RunResult::Failed {
+            error,
+            code,
+            not_found,
+        } => {
+            let status = if *not_found { 404 } else { 500 };
+            let out = reply(
+                state,
+                "Rotate",
+                false,
+                Some(error.clone()),
+                *code,
+                vec![("runId", run_id)],
+            );
+            (
+                HttpOutput::json(status, &out),
+                vec![format!("{credential}: {error}")],
+            )
+        }
+        RunResult::Pass { .. } => {
+            let out = reply(
+                state,
+                "Rotate",
+                false,
+                Some("internal error: a rotate run reported a pass".into()),
+                ResultCode::Internal,
+                vec![("runId", run_id)],
+            );
+            (HttpOutput::json(500, &out), vec![])
+        }
     }
 }
 
