@@ -262,88 +262,18 @@ impl HttpRequestData {
             .and_then(scalar_string)
             .unwrap_or_default()
             .to_ascii_uppercase();
-
-        let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        match field(&obj, "Headers") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(h)) => {
-                for (k, v) in h {
-                    let values: Vec<String> = match v {
-                        Value::Array(items) => items.iter().filter_map(scalar_string).collect(),
-                        other => scalar_string(other).into_iter().collect(),
-                    };
-                    headers
-                        .entry(k.to_ascii_lowercase())
-                        .or_default()
-                        .extend(values);
-                }
-            }
-            Some(_) => return Err(bad(format!("{at}.Headers"), "not an object")),
-        }
-
-        let query = match field(&obj, "Query") {
-            None | Some(Value::Null) => url
-                .as_deref()
-                .and_then(|u| u.split_once('?'))
-                .map(|(_, q)| parse_query_string(q))
-                .unwrap_or_default(),
-            Some(Value::Object(q)) => string_map(q),
-            // The docs show `"Query": "{}"`: a string holding JSON, or a raw query string.
-            Some(Value::String(s)) => {
-                let t = s.trim();
-                if t.starts_with('{') {
-                    match serde_json::from_str::<Value>(t) {
-                        Ok(Value::Object(q)) => string_map(&q),
-                        _ => {
-                            return Err(bad(
-                                format!("{at}.Query"),
-                                "a string that is not a JSON object",
-                            ));
-                        }
-                    }
-                } else {
-                    parse_query_string(t.trim_start_matches('?'))
-                }
-            }
-            Some(_) => return Err(bad(format!("{at}.Query"), "neither an object nor a string")),
-        };
-
+        let headers = headers_of(&obj, at)?;
+        let query = query_of(&obj, at, url.as_deref())?;
         let params = match field(&obj, "Params") {
             None | Some(Value::Null) => BTreeMap::new(),
             Some(Value::Object(p)) => string_map(p),
             Some(_) => return Err(bad(format!("{at}.Params"), "not an object")),
         };
-
-        let content_type = headers
-            .get("content-type")
-            .and_then(|v| v.first())
-            .map(|s| s.to_ascii_lowercase())
-            .unwrap_or_default();
-        let binary = content_type.starts_with("application/octet-stream")
-            || content_type.starts_with("multipart/");
-        let body = match field(&obj, "Body") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) if binary => Some(
-                base64::engine::general_purpose::STANDARD
-                    .decode(s.trim())
-                    .map_err(|e| {
-                        bad(
-                            format!("{at}.Body"),
-                            format!("binary body is not base64: {e}"),
-                        )
-                    })?,
-            ),
-            Some(Value::String(s)) => Some(s.as_bytes().to_vec()),
-            // Some tools hand over an already-parsed JSON body.
-            Some(other) => Some(other.to_string().into_bytes()),
-        };
-
+        let body = body_of(&obj, at, &headers)?;
         let identities = match field(&obj, "Identities") {
             Some(Value::Array(a)) => a.clone(),
             _ => Vec::new(),
         };
-
         Ok(Self {
             url,
             method,
@@ -384,6 +314,93 @@ impl HttpRequestData {
             }
         }
     }
+}
+
+/// `Headers`: names lower-cased, each with its values (one or a list).
+fn headers_of(
+    obj: &Map<String, Value>,
+    at: &str,
+) -> Result<BTreeMap<String, Vec<String>>, ProtocolError> {
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    match field(obj, "Headers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(h)) => {
+            for (k, v) in h {
+                let values: Vec<String> = match v {
+                    Value::Array(items) => items.iter().filter_map(scalar_string).collect(),
+                    other => scalar_string(other).into_iter().collect(),
+                };
+                headers
+                    .entry(k.to_ascii_lowercase())
+                    .or_default()
+                    .extend(values);
+            }
+        }
+        Some(_) => return Err(bad(format!("{at}.Headers"), "not an object")),
+    }
+    Ok(headers)
+}
+
+/// `Query`, else the URL's query string.
+fn query_of(
+    obj: &Map<String, Value>,
+    at: &str,
+    url: Option<&str>,
+) -> Result<BTreeMap<String, String>, ProtocolError> {
+    match field(obj, "Query") {
+        None | Some(Value::Null) => Ok(url
+            .and_then(|u| u.split_once('?'))
+            .map(|(_, q)| parse_query_string(q))
+            .unwrap_or_default()),
+        Some(Value::Object(q)) => Ok(string_map(q)),
+        // The docs show `"Query": "{}"`: a string holding JSON, or a raw query string.
+        Some(Value::String(s)) => {
+            let t = s.trim();
+            if !t.starts_with('{') {
+                return Ok(parse_query_string(t.trim_start_matches('?')));
+            }
+            match serde_json::from_str::<Value>(t) {
+                Ok(Value::Object(q)) => Ok(string_map(&q)),
+                _ => Err(bad(
+                    format!("{at}.Query"),
+                    "a string that is not a JSON object",
+                )),
+            }
+        }
+        Some(_) => Err(bad(format!("{at}.Query"), "neither an object nor a string")),
+    }
+}
+
+/// `Body` as bytes: base64-decoded for binary content types, `None` when absent or empty.
+fn body_of(
+    obj: &Map<String, Value>,
+    at: &str,
+    headers: &BTreeMap<String, Vec<String>>,
+) -> Result<Option<Vec<u8>>, ProtocolError> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.first())
+        .map(|s| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    let binary = content_type.starts_with("application/octet-stream")
+        || content_type.starts_with("multipart/");
+    Ok(match field(obj, "Body") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) if binary => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .map_err(|e| {
+                    bad(
+                        format!("{at}.Body"),
+                        format!("binary body is not base64: {e}"),
+                    )
+                })?,
+        ),
+        Some(Value::String(s)) => Some(s.as_bytes().to_vec()),
+        // Some tools hand over an already-parsed JSON body.
+        Some(other) => Some(other.to_string().into_bytes()),
+    })
 }
 
 /// One `http` output binding value (the host reads it case-insensitively).
