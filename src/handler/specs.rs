@@ -132,82 +132,105 @@ pub fn check_specs(host_json: &Value, specs: &[FunctionSpec]) -> Vec<String> {
             "function folders {names:?} do not match the functions the handler serves {served:?}"
         ));
     }
-
     for spec in specs {
-        let f = &spec.name;
-        let bindings = spec.bindings();
-        if bindings.is_empty() {
-            problems.push(format!("{f}: function.json has no bindings"));
-            continue;
+        check_spec(spec, &mut problems);
+    }
+    problems
+}
+
+/// What a binding is, for the checks across a function's bindings.
+#[derive(Default)]
+struct BindingRole {
+    trigger: bool,
+    http_trigger: bool,
+    http_out: bool,
+}
+
+/// One function.json: each binding, then exactly one trigger and an HTTP trigger's output.
+fn check_spec(spec: &FunctionSpec, problems: &mut Vec<String>) {
+    let f = &spec.name;
+    let bindings = spec.bindings();
+    if bindings.is_empty() {
+        problems.push(format!("{f}: function.json has no bindings"));
+        return;
+    }
+    let mut triggers = 0;
+    let mut has_http_trigger = false;
+    let mut has_http_out = false;
+    for (i, b) in bindings.iter().enumerate() {
+        let role = check_binding(f, i, b, problems);
+        triggers += usize::from(role.trigger);
+        has_http_trigger |= role.http_trigger;
+        has_http_out |= role.http_out;
+    }
+    if triggers != 1 {
+        problems.push(format!("{f}: needs exactly one trigger, has {triggers}"));
+    }
+    if has_http_trigger && !has_http_out {
+        problems.push(format!(
+            "{f}: an HTTP function needs an http output binding"
+        ));
+    }
+}
+
+/// Binding `i` of function `f`: a known type, the names the handler reads, a trigger's
+/// direction, a timer's schedule, an HTTP trigger's auth level.
+fn check_binding(f: &str, i: usize, b: &Value, problems: &mut Vec<String>) -> BindingRole {
+    let ty = b.get("type").and_then(Value::as_str).unwrap_or("");
+    let name = b.get("name").and_then(Value::as_str).unwrap_or("");
+    let dir = b.get("direction").and_then(Value::as_str).unwrap_or("");
+    let at = format!("{f}: binding {i} ('{name}', type '{ty}')");
+    let mut role = BindingRole::default();
+    if !KNOWN_BINDING_TYPES
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(ty))
+    {
+        problems.push(format!("{at}: unknown binding type"));
+    }
+    if ty.to_ascii_lowercase().ends_with("trigger") {
+        role.trigger = true;
+        if dir != "in" {
+            problems.push(format!("{at}: a trigger's direction must be \"in\""));
         }
-        let mut triggers = 0;
-        let mut has_http_trigger = false;
-        let mut has_http_out = false;
-        for (i, b) in bindings.iter().enumerate() {
-            let ty = b.get("type").and_then(Value::as_str).unwrap_or("");
-            let name = b.get("name").and_then(Value::as_str).unwrap_or("");
-            let dir = b.get("direction").and_then(Value::as_str).unwrap_or("");
-            let at = format!("{f}: binding {i} ('{name}', type '{ty}')");
-            if !KNOWN_BINDING_TYPES
-                .iter()
-                .any(|k| k.eq_ignore_ascii_case(ty))
-            {
-                problems.push(format!("{at}: unknown binding type"));
-            }
-            if ty.to_ascii_lowercase().ends_with("trigger") {
-                triggers += 1;
-                if dir != "in" {
-                    problems.push(format!("{at}: a trigger's direction must be \"in\""));
-                }
-            }
-            if ty.eq_ignore_ascii_case("timerTrigger") {
-                if name != TIMER_BINDING {
-                    problems.push(format!(
-                        "{at}: the handler reads the timer binding as '{TIMER_BINDING}'"
-                    ));
-                }
-                match b.get("schedule").and_then(Value::as_str) {
-                    None => problems.push(format!("{at}: a timer needs a schedule")),
-                    Some(s) => {
-                        if let Err(e) = validate_schedule(s) {
-                            problems.push(format!("{at}: schedule '{s}': {e}"));
-                        }
-                    }
-                }
-            }
-            if ty.eq_ignore_ascii_case("httpTrigger") {
-                has_http_trigger = true;
-                if name != HTTP_TRIGGER_BINDING {
-                    problems.push(format!(
-                        "{at}: the handler reads the request binding as '{HTTP_TRIGGER_BINDING}'"
-                    ));
-                }
-                // Each function's own keys keep the probe's key from opening the inventory.
-                if b.get("authLevel").and_then(Value::as_str) != Some("function") {
-                    problems.push(format!(
-                        "{at}: authLevel must be \"function\" (keys of its own per function)"
-                    ));
-                }
-            }
-            if ty.eq_ignore_ascii_case("http") && dir == "out" {
-                has_http_out = true;
-                if name != HTTP_OUTPUT_BINDING {
-                    problems.push(format!(
-                        "{at}: the handler answers through the output binding '{HTTP_OUTPUT_BINDING}'"
-                    ));
-                }
-            }
-        }
-        if triggers != 1 {
-            problems.push(format!("{f}: needs exactly one trigger, has {triggers}"));
-        }
-        if has_http_trigger && !has_http_out {
+    }
+    if ty.eq_ignore_ascii_case("timerTrigger") {
+        if name != TIMER_BINDING {
             problems.push(format!(
-                "{f}: an HTTP function needs an http output binding"
+                "{at}: the handler reads the timer binding as '{TIMER_BINDING}'"
+            ));
+        }
+        match b.get("schedule").and_then(Value::as_str) {
+            None => problems.push(format!("{at}: a timer needs a schedule")),
+            Some(s) => {
+                if let Err(e) = validate_schedule(s) {
+                    problems.push(format!("{at}: schedule '{s}': {e}"));
+                }
+            }
+        }
+    }
+    if ty.eq_ignore_ascii_case("httpTrigger") {
+        role.http_trigger = true;
+        if name != HTTP_TRIGGER_BINDING {
+            problems.push(format!(
+                "{at}: the handler reads the request binding as '{HTTP_TRIGGER_BINDING}'"
+            ));
+        }
+        // Each function's own keys keep the probe's key from opening the inventory.
+        if b.get("authLevel").and_then(Value::as_str) != Some("function") {
+            problems.push(format!(
+                "{at}: authLevel must be \"function\" (keys of its own per function)"
             ));
         }
     }
-    problems
+    if ty.eq_ignore_ascii_case("http") && dir == "out" {
+        role.http_out = true;
+        if name != HTTP_OUTPUT_BINDING {
+            problems.push(format!(
+                "{at}: the handler answers through the output binding '{HTTP_OUTPUT_BINDING}'"
+            ));
+        }
+    }
+    role
 }
 
 fn check_host_json(h: &Value) -> Vec<String> {
