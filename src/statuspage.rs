@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use crate::engine::report::{CredentialOutcome, StatusReport};
+use crate::engine::report::{CredentialOutcome, CredentialStatus, StatusReport};
 
 /// HTML-escapes text for element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -126,119 +126,13 @@ fn unenrolled_section(status: &StatusReport) -> String {
 }
 
 pub fn render(status: &StatusReport, app_version: &str) -> String {
-    let mut rows = String::new();
-    let mut failures = String::new();
-    let mut recent: Vec<(String, String)> = Vec::new();
-    let mut counts = [0usize; 3];
-    for c in &status.credentials {
-        let h = health(c.days_left, c.problem.is_some(), c.last_outcome);
-        let state = state_label(c.days_left, c.problem.is_some(), c.last_outcome);
-        counts[match h {
-            "good" => 0,
-            "warn" => 1,
-            _ => 2,
-        }] += 1;
-        let days = c.days_left.unwrap_or(0).clamp(0, HORIZON_DAYS);
-        let width = (days as f64 / HORIZON_DAYS as f64 * 100.0).max(1.0);
-        let days_text = match c.days_left {
-            Some(d) if d < 0 => format!("expired {} days ago", -d),
-            Some(d) => format!("{d} days left"),
-            None => "unknown".into(),
-        };
-        let consumers = if c.consumers.is_empty() {
-            "Key Vault only".to_string()
-        } else if c.consumers_in_sync {
-            match c.consumers.len() {
-                1 => "1 consumer in sync".to_string(),
-                n => format!("{n} consumers in sync"),
-            }
-        } else {
-            format!(
-                "{} of {} consumers out of sync",
-                c.consumers
-                    .iter()
-                    .filter(|x| x.in_sync == Some(false))
-                    .count(),
-                c.consumers.len()
-            )
-        };
-        let _ = write!(
-            rows,
-            r#"<tr class="{h}" data-credential="{name}"><th scope="row">{name} <span class="pill {h}">{state}</span><div class="sub">{app}</div></th>
-<td><div class="bar" role="img" aria-label="{days_text}"><div class="fill {h}" style="width:{width:.1}%"></div></div><div class="sub">{days_text}{expires}</div></td>
-<td>{consumers}</td><td>{phase}</td></tr>
-"#,
-            name = esc(&c.name),
-            app = esc(c.display_name.as_deref().unwrap_or("")),
-            expires = c
-                .expires
-                .map(|e| format!(" · expires {}", e.format("%Y-%m-%d")))
-                .unwrap_or_default(),
-            phase = esc(c.phase.as_deref().unwrap_or("-")),
-        );
-        if let Some(p) = &c.problem {
-            let _ = write!(failures, "<li><b>{}</b>: {}</li>", esc(&c.name), esc(p));
-        } else if matches!(
-            c.last_outcome,
-            Some(CredentialOutcome::Failed | CredentialOutcome::Blocked)
-        ) {
-            let _ = write!(
-                failures,
-                "<li><b>{}</b>: the last run did not finish; see Status</li>",
-                esc(&c.name)
-            );
-        }
-        if let Some(r) = c.last_rotation {
-            recent.push((r.to_rfc3339(), c.name.clone()));
-        }
-    }
-    recent.sort();
-    recent.reverse();
-    recent.truncate(RECENT_LIMIT);
-    let recent_html: String = if recent.is_empty() {
-        "<li>none yet</li>".into()
-    } else {
-        recent
-            .iter()
-            .map(|(at, n)| {
-                format!(
-                    "<li>{} UTC — {}</li>",
-                    esc(&at[..16.min(at.len())].replace('T', " ")),
-                    esc(n)
-                )
-            })
-            .collect()
-    };
-    let failures_html = if failures.is_empty() {
-        "<p class=\"ok\">No failures.</p>".to_string()
-    } else {
-        format!("<ul class=\"failures\">{failures}</ul>")
-    };
-    let summary = format!(
-        r#"<span class="dot good"></span>{} healthy <span class="dot warn"></span>{} to renew within 30 days <span class="dot bad"></span>{} need attention"#,
-        counts[0], counts[1], counts[2]
-    );
+    let rows: String = status.credentials.iter().map(credential_row).collect();
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>secret-rotator status</title>
 <style>
-body{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#1b1b1b;background:#fafafa}}
-h1{{font-size:1.4rem;margin:0 0 .2rem}} .meta{{color:#555;margin-bottom:1.5rem}}
-table{{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 3px #0002}}
-th,td{{text-align:left;padding:.6rem .8rem;border-bottom:1px solid #eee;vertical-align:top}}
-thead th{{background:#f0f0f0;font-size:.85rem;text-transform:uppercase;letter-spacing:.03em}}
-.sub{{color:#666;font-size:.8rem;font-weight:400;margin-top:.2rem}}
-.bar{{background:#e8e8e8;border-radius:3px;height:14px;width:100%;min-width:200px}}
-.fill{{height:14px;border-radius:3px;min-width:10px}} .fill.good{{background:#2e7d32}} .fill.warn{{background:#f9a825}} .fill.bad{{background:#c62828}}
-tr.bad th{{border-left:4px solid #c62828}} tr.warn th{{border-left:4px solid #f9a825}} tr.good th{{border-left:4px solid #2e7d32}}
-.pill{{display:inline-block;font-size:.7rem;font-weight:600;padding:.05rem .45rem;border-radius:.6rem;margin-left:.3rem;vertical-align:.1rem}}
-.pill.good{{background:#e8f5e9;color:#1b5e20}} .pill.warn{{background:#fff4d6;color:#6d4c00}} .pill.bad{{background:#fdecea;color:#8e1b1b}}
-.summary{{margin:0 0 1rem;font-size:.95rem}} .dot{{display:inline-block;width:10px;height:10px;border-radius:50%;margin:0 .35rem 0 1rem;vertical-align:0}}
-.summary .dot:first-child{{margin-left:0}} .dot.good{{background:#2e7d32}} .dot.warn{{background:#f9a825}} .dot.bad{{background:#c62828}}
-h2{{font-size:1.1rem;margin:0 0 .4rem}} ul{{margin:0;padding-left:1.3rem}} li{{margin:.15rem 0}}
-section{{margin-top:1.5rem}} .failures li{{color:#c62828}} .ok{{color:#2e7d32}}
-</style></head>
+{STYLE}</style></head>
 <body>
 <h1>secret-rotator</h1>
 <div class="meta">version {ver} · as of {now} · timeline spans {HORIZON_DAYS} days</div>
@@ -251,16 +145,150 @@ section{{margin-top:1.5rem}} .failures li{{color:#c62828}} .ok{{color:#2e7d32}}
 {unenrolled}
 </body></html>
 "#,
+        summary = summary(status),
+        recent_html = recent_rotations(status),
+        failures_html = failures(status),
         unenrolled = unenrolled_section(status),
         ver = esc(app_version),
         now = status.now.format("%Y-%m-%d %H:%M UTC"),
     )
 }
 
+/// The page's style sheet (inline: the page loads nothing else).
+const STYLE: &str = r#"body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#1b1b1b;background:#fafafa}
+h1{font-size:1.4rem;margin:0 0 .2rem} .meta{color:#555;margin-bottom:1.5rem}
+table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 3px #0002}
+th,td{text-align:left;padding:.6rem .8rem;border-bottom:1px solid #eee;vertical-align:top}
+thead th{background:#f0f0f0;font-size:.85rem;text-transform:uppercase;letter-spacing:.03em}
+.sub{color:#666;font-size:.8rem;font-weight:400;margin-top:.2rem}
+.bar{background:#e8e8e8;border-radius:3px;height:14px;width:100%;min-width:200px}
+.fill{height:14px;border-radius:3px;min-width:10px} .fill.good{background:#2e7d32} .fill.warn{background:#f9a825} .fill.bad{background:#c62828}
+tr.bad th{border-left:4px solid #c62828} tr.warn th{border-left:4px solid #f9a825} tr.good th{border-left:4px solid #2e7d32}
+.pill{display:inline-block;font-size:.7rem;font-weight:600;padding:.05rem .45rem;border-radius:.6rem;margin-left:.3rem;vertical-align:.1rem}
+.pill.good{background:#e8f5e9;color:#1b5e20} .pill.warn{background:#fff4d6;color:#6d4c00} .pill.bad{background:#fdecea;color:#8e1b1b}
+.summary{margin:0 0 1rem;font-size:.95rem} .dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin:0 .35rem 0 1rem;vertical-align:0}
+.summary .dot:first-child{margin-left:0} .dot.good{background:#2e7d32} .dot.warn{background:#f9a825} .dot.bad{background:#c62828}
+h2{font-size:1.1rem;margin:0 0 .4rem} ul{margin:0;padding-left:1.3rem} li{margin:.15rem 0}
+section{margin-top:1.5rem} .failures li{color:#c62828} .ok{color:#2e7d32}
+"#;
+
+/// How many credentials are healthy, to renew soon, and in need of attention.
+fn summary(status: &StatusReport) -> String {
+    let mut counts = [0usize; 3];
+    for c in &status.credentials {
+        let h = health(c.days_left, c.problem.is_some(), c.last_outcome);
+        counts[match h {
+            "good" => 0,
+            "warn" => 1,
+            _ => 2,
+        }] += 1;
+    }
+    format!(
+        r#"<span class="dot good"></span>{} healthy <span class="dot warn"></span>{} to renew within 30 days <span class="dot bad"></span>{} need attention"#,
+        counts[0], counts[1], counts[2]
+    )
+}
+
+/// One credential on the timeline: its health, days left, consumers and phase.
+fn credential_row(c: &CredentialStatus) -> String {
+    let h = health(c.days_left, c.problem.is_some(), c.last_outcome);
+    let state = state_label(c.days_left, c.problem.is_some(), c.last_outcome);
+    let days = c.days_left.unwrap_or(0).clamp(0, HORIZON_DAYS);
+    let width = (days as f64 / HORIZON_DAYS as f64 * 100.0).max(1.0);
+    let days_text = match c.days_left {
+        Some(d) if d < 0 => format!("expired {} days ago", -d),
+        Some(d) => format!("{d} days left"),
+        None => "unknown".into(),
+    };
+    format!(
+        r#"<tr class="{h}" data-credential="{name}"><th scope="row">{name} <span class="pill {h}">{state}</span><div class="sub">{app}</div></th>
+<td><div class="bar" role="img" aria-label="{days_text}"><div class="fill {h}" style="width:{width:.1}%"></div></div><div class="sub">{days_text}{expires}</div></td>
+<td>{consumers}</td><td>{phase}</td></tr>
+"#,
+        name = esc(&c.name),
+        app = esc(c.display_name.as_deref().unwrap_or("")),
+        expires = c
+            .expires
+            .map(|e| format!(" · expires {}", e.format("%Y-%m-%d")))
+            .unwrap_or_default(),
+        consumers = consumers_text(c),
+        phase = esc(c.phase.as_deref().unwrap_or("-")),
+    )
+}
+
+/// Where a credential's consumers stand.
+fn consumers_text(c: &CredentialStatus) -> String {
+    if c.consumers.is_empty() {
+        "Key Vault only".to_string()
+    } else if c.consumers_in_sync {
+        match c.consumers.len() {
+            1 => "1 consumer in sync".to_string(),
+            n => format!("{n} consumers in sync"),
+        }
+    } else {
+        format!(
+            "{} of {} consumers out of sync",
+            c.consumers
+                .iter()
+                .filter(|x| x.in_sync == Some(false))
+                .count(),
+            c.consumers.len()
+        )
+    }
+}
+
+/// The credentials with a problem or whose last run did not finish.
+fn failures(status: &StatusReport) -> String {
+    let mut failures = String::new();
+    for c in &status.credentials {
+        if let Some(p) = &c.problem {
+            let _ = write!(failures, "<li><b>{}</b>: {}</li>", esc(&c.name), esc(p));
+        } else if matches!(
+            c.last_outcome,
+            Some(CredentialOutcome::Failed | CredentialOutcome::Blocked)
+        ) {
+            let _ = write!(
+                failures,
+                "<li><b>{}</b>: the last run did not finish; see Status</li>",
+                esc(&c.name)
+            );
+        }
+    }
+    if failures.is_empty() {
+        "<p class=\"ok\">No failures.</p>".to_string()
+    } else {
+        format!("<ul class=\"failures\">{failures}</ul>")
+    }
+}
+
+/// The latest rotations, newest first.
+fn recent_rotations(status: &StatusReport) -> String {
+    let mut recent: Vec<(String, String)> = status
+        .credentials
+        .iter()
+        .filter_map(|c| c.last_rotation.map(|r| (r.to_rfc3339(), c.name.clone())))
+        .collect();
+    recent.sort();
+    recent.reverse();
+    recent.truncate(RECENT_LIMIT);
+    if recent.is_empty() {
+        return "<li>none yet</li>".into();
+    }
+    recent
+        .iter()
+        .map(|(at, n)| {
+            format!(
+                "<li>{} UTC — {}</li>",
+                esc(&at[..16.min(at.len())].replace('T', " ")),
+                esc(n)
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::report::CredentialStatus;
 
     fn cred(name: &str, days: Option<i64>, problem: Option<&str>) -> CredentialStatus {
         CredentialStatus {
