@@ -82,78 +82,87 @@ pub fn build_package(opts: &PackageOptions) -> Result<PackageSummary, PackageErr
     let binary = read(&opts.binary)?;
     let policy = match &opts.policy {
         None => None,
-        Some(p) => {
-            let data = read(p)?;
-            serde_json::from_slice::<serde_json::Value>(&data).map_err(|e| PackageError::Json {
-                path: p.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| PackageError::Read {
-                    path: p.display().to_string(),
-                    reason: "not a file name".into(),
-                })?;
-            if name == "host.json" || name == executable_name {
-                return Err(PackageError::Read {
-                    path: p.display().to_string(),
-                    reason: format!("a policy file may not be named {name}"),
-                });
-            }
-            Some((name, data))
-        }
+        Some(p) => Some(policy_entry(p, &executable_name)?),
     };
 
-    let write_err = |e: &dyn std::fmt::Display| PackageError::Write {
-        path: opts.out.display().to_string(),
-        reason: e.to_string(),
-    };
-    if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| write_err(&e))?;
-    }
-    // Written beside the target and renamed, so a failed run never leaves half a zip.
-    let tmp = opts.out.with_extension("zip.partial");
-    let file = std::fs::File::create(&tmp).map_err(|e| write_err(&e))?;
-    let mut zip = zip::ZipWriter::new(file);
-    let base = SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .last_modified_time(zip::DateTime::default());
-    let mut entries = Vec::new();
-    let mut add = |name: &str, data: &[u8], mode: u32| -> Result<(), PackageError> {
-        zip.start_file(name, base.unix_permissions(mode))
-            .map_err(|e| write_err(&e))?;
-        zip.write_all(data).map_err(|e| write_err(&e))?;
-        entries.push(name.to_string());
-        Ok(())
-    };
-    add("host.json", &host_text, 0o644)?;
-    add(&executable_name, &binary, 0o755)?;
+    // Every entry is read before the zip is started, in the zip's order.
+    let mut entries: Vec<Entry> = vec![
+        ("host.json".into(), host_text, 0o644),
+        (executable_name.clone(), binary, 0o755),
+    ];
     for spec in &specs {
         let path = opts
             .root
             .join("function-specs")
             .join(&spec.name)
             .join("function.json");
-        add(
-            &format!("{}/function.json", spec.name),
-            &read(&path)?,
-            0o644,
-        )?;
+        entries.push((format!("{}/function.json", spec.name), read(&path)?, 0o644));
     }
-    if let Some((name, data)) = &policy {
-        add(name, data, 0o644)?;
+    if let Some((name, data)) = policy {
+        entries.push((name, data, 0o644));
+    }
+    let bytes = write_zip(&opts.out, &entries)?;
+    Ok(PackageSummary {
+        entries: entries.into_iter().map(|(name, _, _)| name).collect(),
+        executable_name,
+        bytes,
+    })
+}
+
+/// A zip entry: name, content, unix mode.
+type Entry = (String, Vec<u8>, u32);
+
+/// The policy file's zip entry (its file name and content), once it is shown to be JSON and
+/// not to collide with the other root entries.
+fn policy_entry(p: &Path, executable_name: &str) -> Result<(String, Vec<u8>), PackageError> {
+    let data = read(p)?;
+    serde_json::from_slice::<serde_json::Value>(&data).map_err(|e| PackageError::Json {
+        path: p.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| PackageError::Read {
+            path: p.display().to_string(),
+            reason: "not a file name".into(),
+        })?;
+    if name == "host.json" || name == executable_name {
+        return Err(PackageError::Read {
+            path: p.display().to_string(),
+            reason: format!("a policy file may not be named {name}"),
+        });
+    }
+    Ok((name, data))
+}
+
+/// Writes `entries` to `out` in order, with a fixed timestamp; returns the zip's size.
+fn write_zip(out: &Path, entries: &[Entry]) -> Result<u64, PackageError> {
+    let write_err = |e: &dyn std::fmt::Display| PackageError::Write {
+        path: out.display().to_string(),
+        reason: e.to_string(),
+    };
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| write_err(&e))?;
+    }
+    // Written beside the target and renamed, so a failed run never leaves half a zip.
+    let tmp = out.with_extension("zip.partial");
+    let file = std::fs::File::create(&tmp).map_err(|e| write_err(&e))?;
+    let mut zip = zip::ZipWriter::new(file);
+    let base = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(zip::DateTime::default());
+    for (name, data, mode) in entries {
+        zip.start_file(name.as_str(), base.unix_permissions(*mode))
+            .map_err(|e| write_err(&e))?;
+        zip.write_all(data).map_err(|e| write_err(&e))?;
     }
     let file = zip.finish().map_err(|e| write_err(&e))?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     drop(file);
-    std::fs::rename(&tmp, &opts.out).map_err(|e| write_err(&e))?;
-    Ok(PackageSummary {
-        entries,
-        executable_name,
-        bytes,
-    })
+    std::fs::rename(&tmp, out).map_err(|e| write_err(&e))?;
+    Ok(bytes)
 }
 
 fn read(p: &Path) -> Result<Vec<u8>, PackageError> {
