@@ -789,7 +789,8 @@ const REFERENCE_POLLS: u32 = 3;
 /// Confirms what App Service reports for a reference after the rotator wrote or refreshed it:
 /// `activeVersion` = the new version → confirmed; no `activeVersion` but `Resolved` → written,
 /// unconfirmed (the field is absent from the spec's examples and captured answers); another
-/// version → polled a bounded number of times, then [`StepError::Pending`].
+/// version, or a "not found" from before the version existed → polled a bounded number of
+/// times, then [`StepError::Pending`]; any other status → [`StepError::NotConfirmed`].
 async fn confirm_reference(
     ctx: &ExecContext<'_>,
     consumer: &Consumer,
@@ -831,6 +832,18 @@ async fn confirm_reference(
                     s.active_version.unwrap_or_default()
                 )));
             }
+            Some(s) if predates_the_version(&s.status) && poll < REFERENCE_POLLS => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ctx.verify.max_backoff);
+            }
+            Some(s) if predates_the_version(&s.status) => {
+                return Err(StepError::Pending(format!(
+                    "{}; version {version} exists, so App Service has not re-read the reference \
+                     yet (it resolves a refresh asynchronously); checked again on the next run — \
+                     if it persists, check the reference and the vault's network rules",
+                    describe_reference(consumer, how, Some(s))
+                )));
+            }
             other => {
                 return Err(StepError::NotConfirmed(describe_reference(
                     consumer, how, other,
@@ -839,6 +852,16 @@ async fn confirm_reference(
         }
     }
     Err(StepError::Invariant("no reference status was read".into()))
+}
+
+/// Whether a failed status says only that the secret or version did not exist when App Service
+/// last resolved the reference. The rotator has just stored that version (it holds its id), so
+/// this is App Service's cache from before — the same evidence as a previous `activeVersion` —
+/// not a broken reference. Resolution after a refresh may be asynchronous (uncertainty
+/// `referenceActiveVersion=late`; campaign seed 9700073 found a first enrolment reported as a
+/// reference the site could not read).
+fn predates_the_version(status: &str) -> bool {
+    matches!(status, "SecretNotFound" | "SecretVersionNotFound")
 }
 
 fn describe_reference(

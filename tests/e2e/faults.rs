@@ -398,3 +398,59 @@ async fn unstored_password_hidden_by_graph_read_lag_is_removed_while_stored() {
         .collect();
     assert!(left.is_empty(), "never-stored passwords left: {left:?}");
 }
+
+/// Fault campaign seed 9700073, made deterministic: a first enrolment (the Key Vault secret does
+/// not exist yet) whose consumer is a versionless Key Vault reference, under
+/// `referenceActiveVersion=late`. App Service resolved the reference before the secret existed
+/// (`SecretNotFound`) and re-reads it only some seconds after the rotator's refresh. That status
+/// is App Service's cache from before, not a broken reference: the run is in progress (not
+/// failed, and not "give the site's identity access"), and the next timer pass confirms it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_not_found_from_before_the_first_version_is_pending_not_failed() {
+    let u = Uncertainties {
+        reference_active_version: azure_emulator::scenario::ActiveVersion::Late,
+        reference_resolve_seconds: Some(90),
+        ..Uncertainties::default()
+    };
+    let mut scenario = demo_scenario();
+    scenario["uncertainties"] = serde_json::to_value(&u).expect("uncertainties serialise");
+    let vault = scenario["vaults"]
+        .as_array_mut()
+        .and_then(|v| v.iter_mut().find(|v| v["name"] == "kv5sutozr67fiik"))
+        .expect("the demo's Teams vault");
+    vault["secrets"]
+        .as_array_mut()
+        .expect("secrets")
+        .retain(|s| s["name"] != "TeamsClientSecret");
+    let w = spawn_world(scenario, &demo_policy()).await;
+    let c = w.emu.emulator.control();
+    let (rg, site) = (
+        "TDC_Erhverv_Telephony_Integration",
+        "NuudayToB-5sutozr67fiik",
+    );
+
+    let first = w.run("integration-app").await;
+    let error = first.error.clone().unwrap_or_default();
+    assert_eq!(first.outcome, CredentialOutcome::InProgress, "{first:#?}");
+    assert!(error.contains("SecretNotFound"), "{error}");
+    assert!(error.contains("checked again on the next run"), "{error}");
+    assert!(
+        !error.contains("Key Vault Secrets User"),
+        "not a role problem: {error}"
+    );
+    let (version, value, _) = c
+        .secret_latest("kv5sutozr67fiik", "TeamsClientSecret")
+        .expect("the first version was stored");
+
+    // The timer's next pass, two minutes on: App Service has re-read the reference by then.
+    c.advance(chrono::Duration::minutes(2));
+    let second = w.run("integration-app").await;
+    assert_ne!(second.outcome, CredentialOutcome::Failed, "{second:#?}");
+    assert_ne!(second.outcome, CredentialOutcome::InProgress, "{second:#?}");
+    assert_eq!(
+        c.app_setting_effective(rg, site, "TeamsClientSecret")
+            .as_deref(),
+        Some(value.as_str()),
+        "the site resolves the stored version {version}"
+    );
+}
