@@ -269,6 +269,38 @@ fn site_route(
     )
 }
 
+/// The operation (named in `ops` for GET, PUT, PATCH, DELETE) and RBAC verb of a method on one
+/// resource of a collection; other methods are 405.
+fn resource_op(
+    m: &Method,
+    ops: [&'static str; 4],
+    collection: &str,
+) -> Result<(&'static str, &'static str), Route> {
+    match *m {
+        Method::GET => Ok((ops[0], "read")),
+        Method::PUT => Ok((ops[1], "write")),
+        Method::PATCH => Ok((ops[2], "write")),
+        Method::DELETE => Ok((ops[3], "delete")),
+        _ => Err(Route::Err(
+            405,
+            "MethodNotAllowed",
+            format!("The method '{m}' is not allowed on {collection}."),
+        )),
+    }
+}
+
+/// A resource type of an emulated namespace that is not emulated itself.
+fn unknown_type(namespace: &str, rest: &[&str]) -> Route {
+    Route::Err(
+        404,
+        "InvalidResourceType",
+        format!(
+            "The resource type '{}' could not be found in the namespace '{namespace}' (not emulated).",
+            rest.first().unwrap_or(&"")
+        ),
+    )
+}
+
 /// API connections, `specification/web/resource-manager/Microsoft.Web/stable/2016-06-01/
 /// logicAppsManagementClient.json`: `Connections_List`, `Connections_Get`,
 /// `Connections_CreateOrUpdate`, `Connections_Update`, `Connections_Delete`.
@@ -284,31 +316,21 @@ fn connection_route(g: &GroupScope, m: &Method, rest: &[&str]) -> Route {
             "Microsoft.Web/connections/read",
         ),
         [t, name] if eq(t, "connections") => {
-            let (op, action) = match *m {
-                Method::GET => ("getConnection", "read"),
-                Method::PUT => ("putConnection", "write"),
-                Method::PATCH => ("patchConnection", "write"),
-                Method::DELETE => ("deleteConnection", "delete"),
-                _ => {
-                    return Route::Err(
-                        405,
-                        "MethodNotAllowed",
-                        format!("The method '{m}' is not allowed on connections."),
-                    );
-                }
+            let ops = [
+                "getConnection",
+                "putConnection",
+                "patchConnection",
+                "deleteConnection",
+            ];
+            let (op, action) = match resource_op(m, ops, "connections") {
+                Ok(v) => v,
+                Err(r) => return r,
             };
             let id = format!("{base}/Microsoft.Web/connections/{name}");
             let action = format!("Microsoft.Web/connections/{action}");
             g.route(op, Kind::Conn, name, None, id, &action)
         }
-        _ => Route::Err(
-            404,
-            "InvalidResourceType",
-            format!(
-                "The resource type '{}' could not be found in the namespace 'Microsoft.Web' (not emulated).",
-                rest.first().unwrap_or(&"")
-            ),
-        ),
+        _ => unknown_type("Microsoft.Web", rest),
     }
 }
 
@@ -330,18 +352,15 @@ fn variable_route(g: &GroupScope, m: &Method, rest: &[&str]) -> Route {
         [t, acct, v, name] if eq(t, "automationAccounts") && eq(v, "variables") => {
             let id =
                 format!("{base}/Microsoft.Automation/automationAccounts/{acct}/variables/{name}");
-            let (op, action) = match *m {
-                Method::GET => ("getVariable", "read"),
-                Method::PUT => ("putVariable", "write"),
-                Method::PATCH => ("patchVariable", "write"),
-                Method::DELETE => ("deleteVariable", "delete"),
-                _ => {
-                    return Route::Err(
-                        405,
-                        "MethodNotAllowed",
-                        format!("The method '{m}' is not allowed on variables."),
-                    );
-                }
+            let ops = [
+                "getVariable",
+                "putVariable",
+                "patchVariable",
+                "deleteVariable",
+            ];
+            let (op, action) = match resource_op(m, ops, "variables") {
+                Ok(v) => v,
+                Err(r) => return r,
             };
             g.route(
                 op,
@@ -352,14 +371,7 @@ fn variable_route(g: &GroupScope, m: &Method, rest: &[&str]) -> Route {
                 &format!("Microsoft.Automation/automationAccounts/variables/{action}"),
             )
         }
-        _ => Route::Err(
-            404,
-            "InvalidResourceType",
-            format!(
-                "The resource type '{}' could not be found in the namespace 'Microsoft.Automation' (not emulated).",
-                rest.first().unwrap_or(&"")
-            ),
-        ),
+        _ => unknown_type("Microsoft.Automation", rest),
     }
 }
 

@@ -720,6 +720,17 @@ fn charge_write(st: &mut Tenant, appid: Uuid, now: DateTime<Utc>) -> Result<(), 
         .map_err(|secs| throttled_body().header("retry-after", secs.to_string()))
 }
 
+/// A string property the body must carry.
+fn required_text<'b>(body: &'b Value, name: &str) -> Result<&'b str, Resp> {
+    body.get(name).and_then(|v| v.as_str()).ok_or_else(|| {
+        error(
+            400,
+            "Request_BadRequest",
+            &format!("The request body must contain '{name}'."),
+        )
+    })
+}
+
 fn json_body(req: &Req) -> Result<Value, Resp> {
     req.json_body()
         .map_err(|m| error(400, "Request_BadRequest", &m))
@@ -885,13 +896,7 @@ fn remove_password(
 ) -> Answer {
     let i = permitted_app(st, r, c, Need::Write)?;
     let body = json_body(req)?;
-    let Some(kid) = body.get("keyId").and_then(|v| v.as_str()) else {
-        return Err(error(
-            400,
-            "Request_BadRequest",
-            "The request body must contain 'keyId'.",
-        ));
-    };
+    let kid = required_text(&body, "keyId")?;
     let Ok(kid) = Uuid::parse_str(kid) else {
         return Err(error(
             400,
@@ -926,13 +931,7 @@ fn list_owners(st: &Tenant, r: &AppRef, c: &Claims) -> Answer {
 /// The directory object an `owners/$ref` body points at (`@odata.id`, its last segment).
 fn owner_reference(req: &Req) -> Result<Uuid, Resp> {
     let body = json_body(req)?;
-    let Some(odata) = body.get("@odata.id").and_then(|v| v.as_str()) else {
-        return Err(error(
-            400,
-            "Request_BadRequest",
-            "The request body must contain '@odata.id'.",
-        ));
-    };
+    let odata = required_text(&body, "@odata.id")?;
     let id = odata.trim_end_matches('/').rsplit('/').next().unwrap_or("");
     Uuid::parse_str(id).map_err(|_| {
         error(
