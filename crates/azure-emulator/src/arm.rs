@@ -270,23 +270,23 @@ fn site_route(
 }
 
 /// The operation (named in `ops` for GET, PUT, PATCH, DELETE) and RBAC verb of a method on one
-/// resource of a collection; other methods are 405.
-fn resource_op(
-    m: &Method,
-    ops: [&'static str; 4],
-    collection: &str,
-) -> Result<(&'static str, &'static str), Route> {
+/// resource of a collection; `None` for other methods.
+fn resource_op(m: &Method, ops: [&'static str; 4]) -> Option<(&'static str, &'static str)> {
     match *m {
-        Method::GET => Ok((ops[0], "read")),
-        Method::PUT => Ok((ops[1], "write")),
-        Method::PATCH => Ok((ops[2], "write")),
-        Method::DELETE => Ok((ops[3], "delete")),
-        _ => Err(Route::Err(
-            405,
-            "MethodNotAllowed",
-            format!("The method '{m}' is not allowed on {collection}."),
-        )),
+        Method::GET => Some((ops[0], "read")),
+        Method::PUT => Some((ops[1], "write")),
+        Method::PATCH => Some((ops[2], "write")),
+        Method::DELETE => Some((ops[3], "delete")),
+        _ => None,
     }
+}
+
+fn method_not_allowed(m: &Method, collection: &str) -> Route {
+    Route::Err(
+        405,
+        "MethodNotAllowed",
+        format!("The method '{m}' is not allowed on {collection}."),
+    )
 }
 
 /// A resource type of an emulated namespace that is not emulated itself.
@@ -322,9 +322,8 @@ fn connection_route(g: &GroupScope, m: &Method, rest: &[&str]) -> Route {
                 "patchConnection",
                 "deleteConnection",
             ];
-            let (op, action) = match resource_op(m, ops, "connections") {
-                Ok(v) => v,
-                Err(r) => return r,
+            let Some((op, action)) = resource_op(m, ops) else {
+                return method_not_allowed(m, "connections");
             };
             let id = format!("{base}/Microsoft.Web/connections/{name}");
             let action = format!("Microsoft.Web/connections/{action}");
@@ -358,9 +357,8 @@ fn variable_route(g: &GroupScope, m: &Method, rest: &[&str]) -> Route {
                 "patchVariable",
                 "deleteVariable",
             ];
-            let (op, action) = match resource_op(m, ops, "variables") {
-                Ok(v) => v,
-                Err(r) => return r,
+            let Some((op, action)) = resource_op(m, ops) else {
+                return method_not_allowed(m, "variables");
             };
             g.route(
                 op,
