@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use crate::entra::ARM_AUD;
 use crate::jwt::{Claims, TokenError, bearer, verify};
-use crate::model::{CachedRef, Connection, Site, Tenant, Variable, key};
+use crate::model::{
+    AutomationAccount, CachedRef, Connection, SecretVersion, Site, Tenant, Variable, key,
+};
 use crate::scenario::{ActiveVersion, ConnectionPut};
 use crate::server::{Req, Resp, Shared};
 use crate::util::{iso7, lock};
@@ -132,6 +134,35 @@ fn site_target<'a>(
     }
 }
 
+/// The resource group an ARM path addresses: what every route under it is built from.
+struct GroupScope {
+    rg: String,
+    /// `/subscriptions/{sub}/resourceGroups/{rg}/providers`
+    base: String,
+}
+
+impl GroupScope {
+    fn route(
+        &self,
+        op: &'static str,
+        kind: Kind,
+        name: &str,
+        child: Option<&str>,
+        resource: String,
+        action: &str,
+    ) -> Route {
+        Route::Ok(Parsed {
+            op,
+            kind,
+            rg: self.rg.clone(),
+            name: name.to_string(),
+            child: child.map(str::to_string),
+            resource,
+            action: action.to_string(),
+        })
+    }
+}
+
 fn parse(req: &Req) -> Route {
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     let m = &req.method;
@@ -152,211 +183,19 @@ fn parse(req: &Req) -> Route {
             ),
         );
     }
-    let sub = segs[1];
-    let rg = segs[3].to_string();
-    let ns = segs[5];
-    let rest = &segs[6..];
-    let base = format!("/subscriptions/{sub}/resourceGroups/{rg}/providers");
-    let p = |op: &'static str,
-             kind: Kind,
-             name: &str,
-             child: Option<&str>,
-             resource: String,
-             action: &str| {
-        Route::Ok(Parsed {
-            op,
-            kind,
-            rg: rg.clone(),
-            name: name.to_string(),
-            child: child.map(str::to_string),
-            resource,
-            action: action.to_string(),
-        })
+    let (sub, rg, ns, rest) = (segs[1], segs[3], segs[5], &segs[6..]);
+    let g = GroupScope {
+        rg: rg.to_string(),
+        base: format!("/subscriptions/{sub}/resourceGroups/{rg}/providers"),
     };
     if eq(ns, "Microsoft.Web") {
-        if let Some((name, id, ty, more)) = site_target(&base, rest) {
-            let act = |a: &str| format!("{ty}/{a}");
-            {
-                let lower: Vec<String> = more.iter().map(|s| s.to_ascii_lowercase()).collect();
-                let l: Vec<&str> = lower.iter().map(String::as_str).collect();
-                return match (m, l.as_slice()) {
-                    (&Method::GET, []) => p("getSite", Kind::Site, &name, None, id, &act("read")),
-                    (&Method::POST, ["config", "appsettings", "list"]) => p(
-                        "listAppSettings",
-                        Kind::Site,
-                        &name,
-                        None,
-                        format!("{id}/config/appsettings"),
-                        &act("config/list/action"),
-                    ),
-                    (&Method::PUT, ["config", "appsettings"]) => p(
-                        "putAppSettings",
-                        Kind::Site,
-                        &name,
-                        None,
-                        format!("{id}/config/appsettings"),
-                        &act("config/write"),
-                    ),
-                    (&Method::GET, ["config", "configreferences", "appsettings"]) => p(
-                        "getConfigReferences",
-                        Kind::Site,
-                        &name,
-                        None,
-                        format!("{id}/config/configreferences"),
-                        &act("config/read"),
-                    ),
-                    (&Method::POST, ["config", "configreferences", "appsettings", "refresh"]) => p(
-                        "refreshConfigReferences",
-                        Kind::Site,
-                        &name,
-                        None,
-                        format!("{id}/config/configreferences"),
-                        &act("config/write"),
-                    ),
-                    (&Method::GET, ["config", "configreferences", "appsettings", _]) => p(
-                        "getConfigReference",
-                        Kind::Site,
-                        &name,
-                        Some(more[3]),
-                        format!("{id}/config/configreferences"),
-                        &act("config/read"),
-                    ),
-                    (&Method::POST, ["restart"]) => p(
-                        "restartSite",
-                        Kind::Site,
-                        &name,
-                        None,
-                        id,
-                        &act("restart/action"),
-                    ),
-                    (_, [_, ..]) | (_, []) => Route::Err(
-                        404,
-                        "InvalidResourceType",
-                        format!(
-                            "The resource type or operation '{} sites/{}' is not emulated for namespace 'Microsoft.Web'.",
-                            m,
-                            more.join("/")
-                        ),
-                    ),
-                };
-            }
+        if let Some((name, id, ty, more)) = site_target(&g.base, rest) {
+            return site_route(&g, m, &name, id, ty, more);
         }
-        match rest {
-            [t] if eq(t, "connections") && m == Method::GET => {
-                return p(
-                    "listConnections",
-                    Kind::ConnList,
-                    "",
-                    None,
-                    format!("{base}/Microsoft.Web/connections"),
-                    "Microsoft.Web/connections/read",
-                );
-            }
-            [t, name] if eq(t, "connections") => {
-                let id = format!("{base}/Microsoft.Web/connections/{name}");
-                return match *m {
-                    Method::GET => p(
-                        "getConnection",
-                        Kind::Conn,
-                        name,
-                        None,
-                        id,
-                        "Microsoft.Web/connections/read",
-                    ),
-                    Method::PUT => p(
-                        "putConnection",
-                        Kind::Conn,
-                        name,
-                        None,
-                        id,
-                        "Microsoft.Web/connections/write",
-                    ),
-                    Method::PATCH => p(
-                        "patchConnection",
-                        Kind::Conn,
-                        name,
-                        None,
-                        id,
-                        "Microsoft.Web/connections/write",
-                    ),
-                    Method::DELETE => p(
-                        "deleteConnection",
-                        Kind::Conn,
-                        name,
-                        None,
-                        id,
-                        "Microsoft.Web/connections/delete",
-                    ),
-                    _ => Route::Err(
-                        405,
-                        "MethodNotAllowed",
-                        format!("The method '{m}' is not allowed on connections."),
-                    ),
-                };
-            }
-            _ => {
-                return Route::Err(
-                    404,
-                    "InvalidResourceType",
-                    format!(
-                        "The resource type '{}' could not be found in the namespace 'Microsoft.Web' (not emulated).",
-                        rest.first().unwrap_or(&"")
-                    ),
-                );
-            }
-        }
+        return connection_route(&g, m, rest);
     }
     if eq(ns, "Microsoft.Automation") {
-        match rest {
-            [t, acct, v]
-                if eq(t, "automationAccounts") && eq(v, "variables") && m == Method::GET =>
-            {
-                return p(
-                    "listVariables",
-                    Kind::VarList,
-                    acct,
-                    None,
-                    format!("{base}/Microsoft.Automation/automationAccounts/{acct}/variables"),
-                    "Microsoft.Automation/automationAccounts/variables/read",
-                );
-            }
-            [t, acct, v, name] if eq(t, "automationAccounts") && eq(v, "variables") => {
-                let id = format!(
-                    "{base}/Microsoft.Automation/automationAccounts/{acct}/variables/{name}"
-                );
-                let (op, action) = match *m {
-                    Method::GET => ("getVariable", "read"),
-                    Method::PUT => ("putVariable", "write"),
-                    Method::PATCH => ("patchVariable", "write"),
-                    Method::DELETE => ("deleteVariable", "delete"),
-                    _ => {
-                        return Route::Err(
-                            405,
-                            "MethodNotAllowed",
-                            format!("The method '{m}' is not allowed on variables."),
-                        );
-                    }
-                };
-                return p(
-                    op,
-                    Kind::Var,
-                    acct,
-                    Some(name),
-                    id,
-                    &format!("Microsoft.Automation/automationAccounts/variables/{action}"),
-                );
-            }
-            _ => {
-                return Route::Err(
-                    404,
-                    "InvalidResourceType",
-                    format!(
-                        "The resource type '{}' could not be found in the namespace 'Microsoft.Automation' (not emulated).",
-                        rest.first().unwrap_or(&"")
-                    ),
-                );
-            }
-        }
+        return variable_route(&g, m, rest);
     }
     Route::Err(
         400,
@@ -365,6 +204,173 @@ fn parse(req: &Req) -> Route {
             "No registered resource provider found for namespace '{ns}' in the emulator. Emulated: Microsoft.Web (sites, connections), Microsoft.Automation (variables)."
         ),
     )
+}
+
+/// A site's (or slot's) operations, `specification/web/resource-manager/Microsoft.Web/stable/
+/// 2024-11-01/WebApps.json`: `WebApps_Get`, `WebApps_ListApplicationSettings`,
+/// `WebApps_UpdateApplicationSettings`, `WebApps_GetAppSettingsKeyVaultReferences`,
+/// `WebApps_GetAppSettingKeyVaultReference`, `WebApps_Restart` (and their `…Slot` forms). The
+/// reference refresh is not in the spec: App Service docs "Use Key Vault references" ("force
+/// resolution").
+fn site_route(
+    g: &GroupScope,
+    m: &Method,
+    name: &str,
+    id: String,
+    ty: &str,
+    more: &[&str],
+) -> Route {
+    let lower: Vec<String> = more.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let refs = || format!("{id}/config/configreferences");
+    let (op, resource, action, child) = match (m, l.as_slice()) {
+        (&Method::GET, []) => ("getSite", id.clone(), "read", None),
+        (&Method::POST, ["config", "appsettings", "list"]) => (
+            "listAppSettings",
+            format!("{id}/config/appsettings"),
+            "config/list/action",
+            None,
+        ),
+        (&Method::PUT, ["config", "appsettings"]) => (
+            "putAppSettings",
+            format!("{id}/config/appsettings"),
+            "config/write",
+            None,
+        ),
+        (&Method::GET, ["config", "configreferences", "appsettings"]) => {
+            ("getConfigReferences", refs(), "config/read", None)
+        }
+        (&Method::POST, ["config", "configreferences", "appsettings", "refresh"]) => {
+            ("refreshConfigReferences", refs(), "config/write", None)
+        }
+        (&Method::GET, ["config", "configreferences", "appsettings", _]) => {
+            ("getConfigReference", refs(), "config/read", Some(more[3]))
+        }
+        (&Method::POST, ["restart"]) => ("restartSite", id.clone(), "restart/action", None),
+        _ => {
+            return Route::Err(
+                404,
+                "InvalidResourceType",
+                format!(
+                    "The resource type or operation '{} sites/{}' is not emulated for namespace 'Microsoft.Web'.",
+                    m,
+                    more.join("/")
+                ),
+            );
+        }
+    };
+    g.route(
+        op,
+        Kind::Site,
+        name,
+        child,
+        resource,
+        &format!("{ty}/{action}"),
+    )
+}
+
+/// The operation (named in `ops` for GET, PUT, PATCH, DELETE) and RBAC verb of a method on one
+/// resource of a collection; `None` for other methods.
+fn resource_op(m: &Method, ops: [&'static str; 4]) -> Option<(&'static str, &'static str)> {
+    match *m {
+        Method::GET => Some((ops[0], "read")),
+        Method::PUT => Some((ops[1], "write")),
+        Method::PATCH => Some((ops[2], "write")),
+        Method::DELETE => Some((ops[3], "delete")),
+        _ => None,
+    }
+}
+
+fn method_not_allowed(m: &Method, collection: &str) -> Route {
+    Route::Err(
+        405,
+        "MethodNotAllowed",
+        format!("The method '{m}' is not allowed on {collection}."),
+    )
+}
+
+/// A resource type of an emulated namespace that is not emulated itself.
+fn unknown_type(namespace: &str, rest: &[&str]) -> Route {
+    Route::Err(
+        404,
+        "InvalidResourceType",
+        format!(
+            "The resource type '{}' could not be found in the namespace '{namespace}' (not emulated).",
+            rest.first().unwrap_or(&"")
+        ),
+    )
+}
+
+/// API connections, `specification/web/resource-manager/Microsoft.Web/stable/2016-06-01/
+/// logicAppsManagementClient.json`: `Connections_List`, `Connections_Get`,
+/// `Connections_CreateOrUpdate`, `Connections_Update`, `Connections_Delete`.
+fn connection_route(g: &GroupScope, m: &Method, rest: &[&str]) -> Route {
+    let base = &g.base;
+    match rest {
+        [t] if eq(t, "connections") && m == Method::GET => g.route(
+            "listConnections",
+            Kind::ConnList,
+            "",
+            None,
+            format!("{base}/Microsoft.Web/connections"),
+            "Microsoft.Web/connections/read",
+        ),
+        [t, name] if eq(t, "connections") => {
+            let ops = [
+                "getConnection",
+                "putConnection",
+                "patchConnection",
+                "deleteConnection",
+            ];
+            let Some((op, action)) = resource_op(m, ops) else {
+                return method_not_allowed(m, "connections");
+            };
+            let id = format!("{base}/Microsoft.Web/connections/{name}");
+            let action = format!("Microsoft.Web/connections/{action}");
+            g.route(op, Kind::Conn, name, None, id, &action)
+        }
+        _ => unknown_type("Microsoft.Web", rest),
+    }
+}
+
+/// Automation variables, `specification/automation/resource-manager/Microsoft.Automation/
+/// stable/2024-10-23/variable.json`: `Variable_ListByAutomationAccount`, `Variable_Get`,
+/// `Variable_CreateOrUpdate`, `Variable_Update`, `Variable_Delete`.
+fn variable_route(g: &GroupScope, m: &Method, rest: &[&str]) -> Route {
+    let base = &g.base;
+    match rest {
+        [t, acct, v] if eq(t, "automationAccounts") && eq(v, "variables") && m == Method::GET => g
+            .route(
+                "listVariables",
+                Kind::VarList,
+                acct,
+                None,
+                format!("{base}/Microsoft.Automation/automationAccounts/{acct}/variables"),
+                "Microsoft.Automation/automationAccounts/variables/read",
+            ),
+        [t, acct, v, name] if eq(t, "automationAccounts") && eq(v, "variables") => {
+            let id =
+                format!("{base}/Microsoft.Automation/automationAccounts/{acct}/variables/{name}");
+            let ops = [
+                "getVariable",
+                "putVariable",
+                "patchVariable",
+                "deleteVariable",
+            ];
+            let Some((op, action)) = resource_op(m, ops) else {
+                return method_not_allowed(m, "variables");
+            };
+            g.route(
+                op,
+                Kind::Var,
+                acct,
+                Some(name),
+                id,
+                &format!("Microsoft.Automation/automationAccounts/variables/{action}"),
+            )
+        }
+        _ => unknown_type("Microsoft.Automation", rest),
+    }
 }
 
 pub fn classify(req: &Req) -> Option<&'static str> {
@@ -675,108 +681,143 @@ fn ref_json_full(st: &Tenant, s: &Site, name: &str, r: &CachedRef) -> Value {
     })
 }
 
+/// The site operations (routes in `site_route`), on a site that exists.
 fn site_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> Result<Resp, Resp> {
     let k = key(&p.rg, &p.name);
     if !st.sites.contains_key(&k) {
         return Err(not_found(st, &p.rg, "Microsoft.Web/sites", &p.name));
     }
     match p.op {
-        "getSite" => {
-            let s = &st.sites[&k];
-            let mi = s.identity.as_ref().and_then(|n| st.mi_by_name(n));
-            Ok(Resp::json(
-                200,
-                &json!({
-                    "id": site_id(st, s),
-                    "name": s.slot.as_ref().map(|slot| format!("{}/{slot}", s.name)).unwrap_or_else(|| s.name.clone()),
-                    "type": if s.slot.is_some() { "Microsoft.Web/sites/slots" } else { "Microsoft.Web/sites" }, "kind": "functionapp,linux",
-                    "location": "West Europe",
-                    "identity": match mi {
-                        Some(m) => json!({"type": "SystemAssigned", "principalId": m.principal_id, "tenantId": st.tenant_id}),
-                        None => json!({"type": "None"}),
-                    },
-                    "properties": {
-                        "name": s.name, "state": "Running", "enabled": true,
-                        "defaultHostName": format!("{}.azurewebsites.net", s.name.to_ascii_lowercase()),
-                        "resourceGroup": s.resource_group,
-                        "keyVaultReferenceIdentity": "SystemAssigned",
-                        "httpsOnly": true,
-                    },
-                }),
-            ))
-        }
+        "getSite" => Ok(get_site(st, &st.sites[&k])),
         "listAppSettings" => Ok(Resp::json(200, &settings_envelope(st, &st.sites[&k]))),
-        "putAppSettings" => {
-            let body = req.json_body().map_err(|m| web_bad_request(&m))?;
-            let Some(props) = body.get("properties").and_then(Value::as_object) else {
-                return Err(web_bad_request(
-                    "The parameter properties has an invalid value.",
-                ));
-            };
-            let mut settings = BTreeMap::new();
-            for (n, v) in props {
-                let Some(s) = v.as_str() else {
-                    return Err(web_bad_request(&format!(
-                        "The parameter properties.{n} has an invalid value: app setting values must be strings."
-                    )));
-                };
-                if n.is_empty() {
-                    return Err(web_bad_request("App setting names cannot be empty."));
-                }
-                settings.insert(n.clone(), s.to_string());
-            }
-            if let Some(s) = st.sites.get_mut(&k) {
-                s.settings = settings;
-                s.restarts += 1;
-            }
-            // A configuration change restarts the app: every reference is fetched again.
-            resolve_all(st, &k, now);
-            Ok(Resp::json(200, &settings_envelope(st, &st.sites[&k])))
-        }
-        "getConfigReferences" => {
-            refresh_stale(st, &k, now);
-            let s = &st.sites[&k];
-            let value: Vec<Value> = s.refs.iter().map(|(n, r)| ref_json(st, s, n, r)).collect();
-            Ok(Resp::json(200, &json!({"value": value, "nextLink": null})))
-        }
-        "getConfigReference" => {
-            refresh_stale(st, &k, now);
-            let s = &st.sites[&k];
-            let name = p.child.clone().unwrap_or_default();
-            match s.refs.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
-                Some((n, r)) => Ok(Resp::json(200, &ref_json(st, s, n, r))),
-                None => Err(error(
-                    404,
-                    "ResourceNotFound",
-                    &format!(
-                        "The app setting '{name}' of site '{}' is not a Key Vault reference or does not exist.",
-                        s.name
-                    ),
-                )),
-            }
-        }
-        "refreshConfigReferences" => {
-            // Not in the REST spec; documented in the KV references article. Answer: 200, empty
-            // body (decision, see README). Uncertainty `late`: resolved some seconds on.
-            if st.uncertainties.reference_active_version == ActiveVersion::Late {
-                let secs = st.uncertainties.reference_resolve_seconds.unwrap_or(60);
-                if let Some(s) = st.sites.get_mut(&k) {
-                    s.resolve_due = Some(now + Duration::seconds(secs as i64));
-                }
-            } else {
-                resolve_all(st, &k, now);
-            }
-            Ok(Resp::empty(200))
-        }
-        "restartSite" => {
-            // A plain restart does not re-read references (App Service keeps its cache).
-            if let Some(s) = st.sites.get_mut(&k) {
-                s.restarts += 1;
-            }
-            Ok(Resp::empty(200))
-        }
+        "putAppSettings" => put_app_settings(st, req, &k, now),
+        "getConfigReferences" => Ok(get_config_references(st, &k, now)),
+        "getConfigReference" => get_config_reference(st, &k, p.child.as_deref(), now),
+        "refreshConfigReferences" => Ok(refresh_config_references(st, &k, now)),
+        "restartSite" => Ok(restart_site(st, &k)),
         _ => Err(error(404, "InvalidResourceType", "not emulated")),
     }
+}
+
+/// WebApps.json `WebApps_Get` / `WebApps_GetSlot`: the site with its system-assigned identity.
+fn get_site(st: &Tenant, s: &Site) -> Resp {
+    let mi = s.identity.as_ref().and_then(|n| st.mi_by_name(n));
+    Resp::json(
+        200,
+        &json!({
+            "id": site_id(st, s),
+            "name": s.slot.as_ref().map(|slot| format!("{}/{slot}", s.name)).unwrap_or_else(|| s.name.clone()),
+            "type": if s.slot.is_some() { "Microsoft.Web/sites/slots" } else { "Microsoft.Web/sites" }, "kind": "functionapp,linux",
+            "location": "West Europe",
+            "identity": match mi {
+                Some(m) => json!({"type": "SystemAssigned", "principalId": m.principal_id, "tenantId": st.tenant_id}),
+                None => json!({"type": "None"}),
+            },
+            "properties": {
+                "name": s.name, "state": "Running", "enabled": true,
+                "defaultHostName": format!("{}.azurewebsites.net", s.name.to_ascii_lowercase()),
+                "resourceGroup": s.resource_group,
+                "keyVaultReferenceIdentity": "SystemAssigned",
+                "httpsOnly": true,
+            },
+        }),
+    )
+}
+
+/// The settings of a `WebApps_UpdateApplicationSettings` body: `properties`, string values
+/// under non-empty names (Microsoft.Web's PascalCase 400 otherwise).
+fn settings_body(req: &Req) -> Result<BTreeMap<String, String>, Resp> {
+    let body = req.json_body().map_err(|m| web_bad_request(&m))?;
+    let Some(props) = body.get("properties").and_then(Value::as_object) else {
+        return Err(web_bad_request(
+            "The parameter properties has an invalid value.",
+        ));
+    };
+    let mut settings = BTreeMap::new();
+    for (n, v) in props {
+        let Some(s) = v.as_str() else {
+            return Err(web_bad_request(&format!(
+                "The parameter properties.{n} has an invalid value: app setting values must be strings."
+            )));
+        };
+        if n.is_empty() {
+            return Err(web_bad_request("App setting names cannot be empty."));
+        }
+        settings.insert(n.clone(), s.to_string());
+    }
+    Ok(settings)
+}
+
+/// WebApps.json `WebApps_UpdateApplicationSettings` (`…Slot`): replaces the whole set.
+fn put_app_settings(
+    st: &mut Tenant,
+    req: &Req,
+    k: &(String, String),
+    now: DateTime<Utc>,
+) -> Result<Resp, Resp> {
+    let settings = settings_body(req)?;
+    if let Some(s) = st.sites.get_mut(k) {
+        s.settings = settings;
+        s.restarts += 1;
+    }
+    // A configuration change restarts the app: every reference is fetched again.
+    resolve_all(st, k, now);
+    Ok(Resp::json(200, &settings_envelope(st, &st.sites[k])))
+}
+
+/// WebApps.json `WebApps_GetAppSettingsKeyVaultReferences` (`…Slot`).
+fn get_config_references(st: &mut Tenant, k: &(String, String), now: DateTime<Utc>) -> Resp {
+    refresh_stale(st, k, now);
+    let s = &st.sites[k];
+    let value: Vec<Value> = s.refs.iter().map(|(n, r)| ref_json(st, s, n, r)).collect();
+    Resp::json(200, &json!({"value": value, "nextLink": null}))
+}
+
+/// WebApps.json `WebApps_GetAppSettingKeyVaultReference` (`…Slot`): one setting's reference.
+fn get_config_reference(
+    st: &mut Tenant,
+    k: &(String, String),
+    child: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Resp, Resp> {
+    refresh_stale(st, k, now);
+    let s = &st.sites[k];
+    let name = child.unwrap_or_default();
+    match s.refs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        Some((n, r)) => Ok(Resp::json(200, &ref_json(st, s, n, r))),
+        None => Err(error(
+            404,
+            "ResourceNotFound",
+            &format!(
+                "The app setting '{name}' of site '{}' is not a Key Vault reference or does not exist.",
+                s.name
+            ),
+        )),
+    }
+}
+
+/// `POST …/config/configreferences/appsettings/refresh`.
+fn refresh_config_references(st: &mut Tenant, k: &(String, String), now: DateTime<Utc>) -> Resp {
+    // Not in the REST spec; documented in the KV references article. Answer: 200, empty
+    // body (decision, see README). Uncertainty `late`: resolved some seconds on.
+    if st.uncertainties.reference_active_version == ActiveVersion::Late {
+        let secs = st.uncertainties.reference_resolve_seconds.unwrap_or(60);
+        if let Some(s) = st.sites.get_mut(k) {
+            s.resolve_due = Some(now + Duration::seconds(secs as i64));
+        }
+    } else {
+        resolve_all(st, k, now);
+    }
+    Resp::empty(200)
+}
+
+/// WebApps.json `WebApps_Restart` (`…Slot`).
+fn restart_site(st: &mut Tenant, k: &(String, String)) -> Resp {
+    // A plain restart does not re-read references (App Service keeps its cache).
+    if let Some(s) = st.sites.get_mut(k) {
+        s.restarts += 1;
+    }
+    Resp::empty(200)
 }
 
 pub fn is_reference(v: &str) -> bool {
@@ -821,6 +862,7 @@ pub fn parse_reference(v: &str) -> Option<(String, String, Option<String>)> {
     ))
 }
 
+/// One resolution of a Key Vault reference at `now`: the cache entry the site keeps.
 fn resolve(st: &Tenant, site: &Site, reference: &str, now: DateTime<Utc>) -> CachedRef {
     let mut r = CachedRef {
         reference: reference.to_string(),
@@ -833,34 +875,48 @@ fn resolve(st: &Tenant, site: &Site, reference: &str, now: DateTime<Utc>) -> Cac
         value: None,
         fetched_at: now,
     };
-    let fail = |mut r: CachedRef, status: &str, details: String| {
-        r.status = status.into();
-        r.details = details;
-        r
-    };
     let Some((vault, name, version)) = parse_reference(reference) else {
-        return fail(
-            r,
-            "InvalidSyntax",
-            "The Key Vault reference syntax is invalid.".into(),
-        );
+        r.status = "InvalidSyntax".into();
+        r.details = "The Key Vault reference syntax is invalid.".into();
+        return r;
     };
     r.vault_name = vault.clone();
     r.secret_name = name.clone();
     r.secret_version = version.clone().unwrap_or_default();
+    match referenced_version(st, site, &vault, &name, version.as_deref()) {
+        Ok(sv) => {
+            r.active_version = Some(sv.version.clone());
+            r.value = Some(sv.value.clone());
+        }
+        Err((status, details)) => {
+            r.status = status.into();
+            r.details = details;
+        }
+    }
+    r
+}
+
+/// The secret version a reference names, read with the site's identity as App Service does;
+/// or the reference status and details that say why not (WebApps.json model `ApiKVReference`,
+/// statuses as in App Service docs "Use Key Vault references", troubleshooting section).
+fn referenced_version<'t>(
+    st: &'t Tenant,
+    site: &Site,
+    vault: &str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<&'t SecretVersion, (&'static str, String)> {
     let Some(mi) = site.identity.as_ref().and_then(|n| st.mi_by_name(n)) else {
-        return fail(
-            r,
+        return Err((
             "MSINotEnabled",
             "The app has no managed identity to access Key Vault.".into(),
-        );
+        ));
     };
     let Some(v) = st.vaults.get(&vault.to_ascii_lowercase()) else {
-        return fail(
-            r,
+        return Err((
             "VaultNotFound",
             format!("Key Vault '{vault}' was not found."),
-        );
+        ));
     };
     let res = format!("{}/secrets/{}", st.vault_scope(v), name);
     if !st.authorized(
@@ -869,22 +925,20 @@ fn resolve(st: &Tenant, site: &Site, reference: &str, now: DateTime<Utc>) -> Cac
         "Microsoft.KeyVault/vaults/secrets/getSecret/action",
         true,
     ) {
-        return fail(
-            r,
+        return Err((
             "AccessToKeyVaultDenied",
             format!(
                 "Key Vault reference was not able to be resolved because site was denied access to Key Vault reference's vault '{vault}'."
             ),
-        );
+        ));
     }
     let Some(e) = v.secrets.get(&name.to_ascii_lowercase()) else {
-        return fail(
-            r,
+        return Err((
             "SecretNotFound",
             format!("Secret '{name}' was not found in vault '{vault}'."),
-        );
+        ));
     };
-    let sv = match &version {
+    let sv = match version {
         None => e.versions.last(),
         Some(ver) => e
             .versions
@@ -892,21 +946,18 @@ fn resolve(st: &Tenant, site: &Site, reference: &str, now: DateTime<Utc>) -> Cac
             .find(|x| x.version.eq_ignore_ascii_case(ver)),
     };
     let Some(sv) = sv else {
-        return fail(
-            r,
+        return Err((
             "SecretVersionNotFound",
             format!(
                 "Secret version '{}' was not found.",
                 version.unwrap_or_default()
             ),
-        );
+        ));
     };
     if !sv.enabled {
-        return fail(r, "OtherReasons", "The secret version is disabled.".into());
+        return Err(("OtherReasons", "The secret version is disabled.".into()));
     }
-    r.active_version = Some(sv.version.clone());
-    r.value = Some(sv.value.clone());
-    r
+    Ok(sv)
 }
 
 /// Resolves every reference of a site afresh (start, settings change, refresh).
@@ -1108,22 +1159,10 @@ fn patch_connection(
     Ok(Resp::json(200, &connection_json(st, &c, now)))
 }
 
+/// The connection operations (routes in `connection_route`).
 fn connection_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> Result<Resp, Resp> {
     if p.kind == Kind::ConnList {
-        if !rg_exists(st, &p.rg) {
-            return Err(error(
-                404,
-                "ResourceGroupNotFound",
-                &format!("Resource group '{}' could not be found.", p.rg),
-            ));
-        }
-        let v: Vec<Value> = st
-            .connections
-            .values()
-            .filter(|c| c.resource_group.eq_ignore_ascii_case(&p.rg))
-            .map(|c| connection_json(st, c, now))
-            .collect();
-        return Ok(Resp::json(200, &json!({"value": v})));
+        return list_connections(st, p, now);
     }
     let k = key(&p.rg, &p.name);
     match p.op {
@@ -1136,114 +1175,158 @@ fn connection_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> 
             None => Ok(Resp::empty(204)),
         },
         "putConnection" | "patchConnection" => {
-            let body = req.json_body().map_err(|m| {
-                error(
-                    400,
-                    "InvalidRequestContent",
-                    &format!("The request content was invalid and could not be deserialized: {m}"),
-                )
-            })?;
-            let Some(obj) = body.as_object() else {
-                return Err(error(
-                    400,
-                    "InvalidRequestContent",
-                    "The request content must be a JSON object.",
-                ));
-            };
-            let props: Map<String, Value> = match obj.get("properties") {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(m)) => m.clone(),
-                Some(_) => {
-                    return Err(error(
-                        400,
-                        "InvalidRequestContent",
-                        "The request content was invalid and could not be deserialized: 'properties' must be an object.",
-                    ));
-                }
-            };
-            let pv = string_map(props.get("parameterValues"), "properties.parameterValues")?;
-            let nspv = string_map(
-                props.get("nonSecretParameterValues"),
-                "properties.nonSecretParameterValues",
-            )?;
-            let tags = string_map(obj.get("tags"), "tags")?;
-            let api = props
-                .get("api")
-                .and_then(|a| a.get("id"))
-                .and_then(Value::as_str)
-                .map(|id| {
-                    id.trim_end_matches('/')
-                        .rsplit('/')
-                        .next()
-                        .unwrap_or("")
-                        .to_string()
-                });
-            let display = props
-                .get("displayName")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let location = obj
-                .get("location")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let existed = st.connections.contains_key(&k);
+            let b = connection_body(req)?;
             if p.op == "patchConnection" {
-                return patch_connection(st, p, &props, tags, now);
+                return patch_connection(st, p, &b.props, b.tags, now);
             }
-            if existed
-                && pv.as_ref().is_some_and(|m| !m.is_empty())
-                && st.uncertainties.connection_put == ConnectionPut::Refused
-            {
-                return Err(patch_not_supported(&p.name));
-            }
-            if !existed && !rg_exists(st, &p.rg) {
-                return Err(error(
-                    404,
-                    "ResourceGroupNotFound",
-                    &format!("Resource group '{}' could not be found.", p.rg),
-                ));
-            }
-            let Some(api) = api.or_else(|| st.connections.get(&k).map(|c| c.api.clone())) else {
-                return Err(error(
-                    400,
-                    "InvalidRequestContent",
-                    "The request content was invalid: properties.api.id is required when creating a connection.",
-                ));
-            };
-            let old = st.connections.get(&k).cloned();
-            let mut values = nspv.unwrap_or_default();
-            values.extend(pv.unwrap_or_default());
-            let (secret, plain) = crate::managed_apis::split(&st.managed_apis, &api, values)
-                .map_err(|m| error(400, "ParameterNotDefined", &m))?;
-            // PUT replaces the whole resource, write-only parameterValues included.
-            let c = Connection {
-                resource_group: old
-                    .as_ref()
-                    .map(|o| o.resource_group.clone())
-                    .unwrap_or_else(|| p.rg.clone()),
-                name: old
-                    .as_ref()
-                    .map(|o| o.name.clone())
-                    .unwrap_or_else(|| p.name.clone()),
-                location: location
-                    .or_else(|| old.as_ref().map(|o| o.location.clone()))
-                    .unwrap_or_else(|| "westeurope".into()),
-                api,
-                display_name: display.unwrap_or_else(|| p.name.clone()),
-                parameter_values: secret,
-                non_secret: plain,
-                tags: tags.unwrap_or_default(),
-                created: old.as_ref().map(|o| o.created).unwrap_or(now),
-                changed: now,
-            };
-            st.connections.insert(k, c.clone());
-            Ok(Resp::json(
-                if existed { 200 } else { 201 },
-                &connection_json(st, &c, now),
-            ))
+            put_connection(st, p, b, now)
         }
         _ => Err(error(404, "InvalidResourceType", "not emulated")),
     }
+}
+
+fn resource_group_not_found(rg: &str) -> Resp {
+    error(
+        404,
+        "ResourceGroupNotFound",
+        &format!("Resource group '{rg}' could not be found."),
+    )
+}
+
+/// `Connections_List`: the connections of one resource group.
+fn list_connections(st: &Tenant, p: &Parsed, now: DateTime<Utc>) -> Result<Resp, Resp> {
+    if !rg_exists(st, &p.rg) {
+        return Err(resource_group_not_found(&p.rg));
+    }
+    let v: Vec<Value> = st
+        .connections
+        .values()
+        .filter(|c| c.resource_group.eq_ignore_ascii_case(&p.rg))
+        .map(|c| connection_json(st, c, now))
+        .collect();
+    Ok(Resp::json(200, &json!({"value": v})))
+}
+
+/// A connection PUT / PATCH body (logicAppsManagementClient.json model `ApiConnectionDefinition`).
+struct ConnectionBody {
+    props: Map<String, Value>,
+    /// `properties.parameterValues`: write-only, never read back.
+    pv: Option<BTreeMap<String, String>>,
+    /// `properties.nonSecretParameterValues`.
+    nspv: Option<BTreeMap<String, String>>,
+    tags: Option<BTreeMap<String, String>>,
+    /// The managed API's name, the last segment of `properties.api.id`.
+    api: Option<String>,
+    display: Option<String>,
+    location: Option<String>,
+}
+
+fn connection_body(req: &Req) -> Result<ConnectionBody, Resp> {
+    let body = req.json_body().map_err(|m| {
+        error(
+            400,
+            "InvalidRequestContent",
+            &format!("The request content was invalid and could not be deserialized: {m}"),
+        )
+    })?;
+    let Some(obj) = body.as_object() else {
+        return Err(error(
+            400,
+            "InvalidRequestContent",
+            "The request content must be a JSON object.",
+        ));
+    };
+    let props: Map<String, Value> = match obj.get("properties") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => {
+            return Err(error(
+                400,
+                "InvalidRequestContent",
+                "The request content was invalid and could not be deserialized: 'properties' must be an object.",
+            ));
+        }
+    };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    Ok(ConnectionBody {
+        pv: string_map(props.get("parameterValues"), "properties.parameterValues")?,
+        nspv: string_map(
+            props.get("nonSecretParameterValues"),
+            "properties.nonSecretParameterValues",
+        )?,
+        tags: string_map(obj.get("tags"), "tags")?,
+        api: text(props.get("api").and_then(|a| a.get("id"))).map(|id| {
+            id.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        }),
+        display: text(props.get("displayName")),
+        location: text(obj.get("location")),
+        props,
+    })
+}
+
+/// `Connections_CreateOrUpdate`: a full PUT, 201 on create and 200 on replace. Replacing the
+/// parameter values of an existing connection is refused under uncertainty `connectionPut:
+/// refused` (see README, "Connection PUT of an existing connection").
+fn put_connection(
+    st: &mut Tenant,
+    p: &Parsed,
+    b: ConnectionBody,
+    now: DateTime<Utc>,
+) -> Result<Resp, Resp> {
+    let k = key(&p.rg, &p.name);
+    let old = st.connections.get(&k).cloned();
+    let existed = old.is_some();
+    if existed
+        && b.pv.as_ref().is_some_and(|m| !m.is_empty())
+        && st.uncertainties.connection_put == ConnectionPut::Refused
+    {
+        return Err(patch_not_supported(&p.name));
+    }
+    if !existed && !rg_exists(st, &p.rg) {
+        return Err(resource_group_not_found(&p.rg));
+    }
+    let Some(api) = b.api.or_else(|| old.as_ref().map(|c| c.api.clone())) else {
+        return Err(error(
+            400,
+            "InvalidRequestContent",
+            "The request content was invalid: properties.api.id is required when creating a connection.",
+        ));
+    };
+    let mut values = b.nspv.unwrap_or_default();
+    values.extend(b.pv.unwrap_or_default());
+    let (secret, plain) = crate::managed_apis::split(&st.managed_apis, &api, values)
+        .map_err(|m| error(400, "ParameterNotDefined", &m))?;
+    // PUT replaces the whole resource, write-only parameterValues included.
+    let c = Connection {
+        resource_group: old
+            .as_ref()
+            .map(|o| o.resource_group.clone())
+            .unwrap_or_else(|| p.rg.clone()),
+        name: old
+            .as_ref()
+            .map(|o| o.name.clone())
+            .unwrap_or_else(|| p.name.clone()),
+        location: b
+            .location
+            .or_else(|| old.as_ref().map(|o| o.location.clone()))
+            .unwrap_or_else(|| "westeurope".into()),
+        api,
+        display_name: b.display.unwrap_or_else(|| p.name.clone()),
+        parameter_values: secret,
+        non_secret: plain,
+        tags: b.tags.unwrap_or_default(),
+        created: old.as_ref().map(|o| o.created).unwrap_or(now),
+        changed: now,
+    };
+    st.connections.insert(k, c.clone());
+    Ok(Resp::json(
+        if existed { 200 } else { 201 },
+        &connection_json(st, &c, now),
+    ))
 }
 
 fn variable_json(st: &Tenant, rg: &str, acct: &str, v: &Variable) -> Value {
@@ -1267,6 +1350,7 @@ fn automation_bad(message: &str) -> Resp {
     error(400, "BadRequest", message)
 }
 
+/// The variable operations (routes in `variable_route`), in an account that exists.
 fn variable_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> Result<Resp, Resp> {
     let ak = key(&p.rg, &p.name);
     let Some(acct) = st.automation.get(&ak).cloned() else {
@@ -1286,128 +1370,187 @@ fn variable_op(st: &mut Tenant, req: &Req, p: &Parsed, now: DateTime<Utc>) -> Re
         return Ok(Resp::json(200, &json!({"value": v})));
     }
     let vname = p.child.clone().unwrap_or_default();
-    let vk = vname.to_ascii_lowercase();
+    let t = VariableTarget {
+        vk: vname.to_ascii_lowercase(),
+        vname,
+        ak,
+        acct,
+    };
     match p.op {
-        "getVariable" => match acct.variables.get(&vk) {
-            Some(v) => Ok(Resp::json(
-                200,
-                &variable_json(st, &acct.resource_group, &acct.name, v),
-            )),
-            None => Err(error(
-                404,
-                "NotFound",
-                &format!("Variable not found: '{vname}'."),
-            )),
+        "getVariable" => match t.existing() {
+            Some(v) => Ok(Resp::json(200, &t.json(st, v))),
+            None => Err(t.not_found()),
         },
         "deleteVariable" => {
             let removed = st
                 .automation
-                .get_mut(&ak)
-                .and_then(|a| a.variables.remove(&vk));
+                .get_mut(&t.ak)
+                .and_then(|a| a.variables.remove(&t.vk));
             Ok(Resp::empty(if removed.is_some() { 200 } else { 204 }))
         }
         "putVariable" | "patchVariable" => {
-            let body = req.json_body().map_err(|m| automation_bad(&m))?;
-            let Some(name) = body.get("name").and_then(Value::as_str) else {
-                return Err(automation_bad(
-                    "The 'name' property is required in the request body.",
-                ));
-            };
-            if !name.eq_ignore_ascii_case(&vname) {
-                return Err(automation_bad(&format!(
-                    "The name in the body ('{name}') does not match the name in the URL ('{vname}')."
-                )));
-            }
-            let props = body.get("properties").and_then(Value::as_object).cloned();
-            let Some(props) = props else {
-                return Err(automation_bad(
-                    "The 'properties' object is required in the request body.",
-                ));
-            };
-            let value = match props.get("value") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => {
-                    // The value is the JSON serialisation of the variable's value.
-                    if serde_json::from_str::<Value>(s).is_err() {
-                        // Never echo the value: it may be a secret.
-                        return Err(automation_bad(
-                            "Invalid variable value: it must be JSON-encoded (a string is sent as \"\\\"text\\\"\"); the value sent is not valid JSON.",
-                        ));
-                    }
-                    Some(s.clone())
-                }
-                Some(_) => {
-                    return Err(automation_bad(
-                        "properties.value must be a string holding JSON.",
-                    ));
-                }
-            };
-            let description = match props.get("description") {
-                None => None,
-                Some(Value::Null) => Some(None),
-                Some(Value::String(s)) => Some(Some(s.clone())),
-                Some(_) => return Err(automation_bad("properties.description must be a string.")),
-            };
-            let existing = acct.variables.get(&vk).cloned();
+            let b = variable_body(req, &t.vname)?;
             if p.op == "patchVariable" {
-                let Some(mut v) = existing else {
-                    return Err(error(
-                        404,
-                        "NotFound",
-                        &format!("Variable not found: '{vname}'."),
-                    ));
-                };
-                if props.get("isEncrypted").is_some() {
-                    return Err(automation_bad("isEncrypted cannot be changed by PATCH."));
-                }
-                if let Some(val) = value {
-                    v.value = Some(val);
-                }
-                if let Some(d) = description {
-                    v.description = d;
-                }
-                v.modified = now;
-                let out = variable_json(st, &acct.resource_group, &acct.name, &v);
-                if let Some(a) = st.automation.get_mut(&ak) {
-                    a.variables.insert(vk, v);
-                }
-                return Ok(Resp::json(200, &out));
+                return patch_variable(st, &t, b, now);
             }
-            let enc = match props.get("isEncrypted") {
-                None | Some(Value::Null) => None,
-                Some(Value::Bool(b)) => Some(*b),
-                Some(_) => return Err(automation_bad("properties.isEncrypted must be a boolean.")),
-            };
-            if let (Some(old), Some(e)) = (&existing, enc)
-                && old.is_encrypted != e
-            {
-                return Err(automation_bad(
-                    "The encryption state of a variable cannot be changed. Delete the variable and create it again.",
-                ));
-            }
-            let v = Variable {
-                name: existing
-                    .as_ref()
-                    .map(|o| o.name.clone())
-                    .unwrap_or(vname.clone()),
-                value,
-                is_encrypted: existing
-                    .as_ref()
-                    .map(|o| o.is_encrypted)
-                    .or(enc)
-                    .unwrap_or(false),
-                description: description.unwrap_or(None),
-                created: existing.as_ref().map(|o| o.created).unwrap_or(now),
-                modified: now,
-            };
-            let out = variable_json(st, &acct.resource_group, &acct.name, &v);
-            if let Some(a) = st.automation.get_mut(&ak) {
-                a.variables.insert(vk, v);
-            }
-            Ok(Resp::json(if existing.is_some() { 200 } else { 201 }, &out))
+            put_variable(st, &t, b, now)
         }
         _ => Err(error(404, "InvalidResourceType", "not emulated")),
     }
+}
+
+/// One variable a request addresses: its account as read before any write, and its keys.
+struct VariableTarget {
+    ak: (String, String),
+    acct: AutomationAccount,
+    vname: String,
+    vk: String,
+}
+
+impl VariableTarget {
+    fn existing(&self) -> Option<&Variable> {
+        self.acct.variables.get(&self.vk)
+    }
+
+    fn json(&self, st: &Tenant, v: &Variable) -> Value {
+        variable_json(st, &self.acct.resource_group, &self.acct.name, v)
+    }
+
+    fn not_found(&self) -> Resp {
+        error(
+            404,
+            "NotFound",
+            &format!("Variable not found: '{}'.", self.vname),
+        )
+    }
+
+    /// Stores `v` and answers with it.
+    fn store(&self, st: &mut Tenant, v: Variable, status: u16) -> Resp {
+        let out = self.json(st, &v);
+        if let Some(a) = st.automation.get_mut(&self.ak) {
+            a.variables.insert(self.vk.clone(), v);
+        }
+        Resp::json(status, &out)
+    }
+}
+
+/// A variable PUT / PATCH body (variable.json models `VariableCreateOrUpdateParameters`,
+/// `VariableUpdateParameters`): the name must match the URL's.
+struct VariableBody {
+    props: Map<String, Value>,
+    /// The JSON serialisation of the variable's value.
+    value: Option<String>,
+    /// Absent (keep), null (clear) or a string.
+    description: Option<Option<String>>,
+}
+
+fn variable_body(req: &Req, vname: &str) -> Result<VariableBody, Resp> {
+    let body = req.json_body().map_err(|m| automation_bad(&m))?;
+    let Some(name) = body.get("name").and_then(Value::as_str) else {
+        return Err(automation_bad(
+            "The 'name' property is required in the request body.",
+        ));
+    };
+    if !name.eq_ignore_ascii_case(vname) {
+        return Err(automation_bad(&format!(
+            "The name in the body ('{name}') does not match the name in the URL ('{vname}')."
+        )));
+    }
+    let props = body.get("properties").and_then(Value::as_object).cloned();
+    let Some(props) = props else {
+        return Err(automation_bad(
+            "The 'properties' object is required in the request body.",
+        ));
+    };
+    let value = variable_value(&props)?;
+    let description = match props.get("description") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => Some(Some(s.clone())),
+        Some(_) => return Err(automation_bad("properties.description must be a string.")),
+    };
+    Ok(VariableBody {
+        props,
+        value,
+        description,
+    })
+}
+
+/// `properties.value`: a string holding JSON, as the Automation service stores values.
+fn variable_value(props: &Map<String, Value>) -> Result<Option<String>, Resp> {
+    match props.get("value") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            // The value is the JSON serialisation of the variable's value.
+            if serde_json::from_str::<Value>(s).is_err() {
+                // Never echo the value: it may be a secret.
+                return Err(automation_bad(
+                    "Invalid variable value: it must be JSON-encoded (a string is sent as \"\\\"text\\\"\"); the value sent is not valid JSON.",
+                ));
+            }
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(automation_bad(
+            "properties.value must be a string holding JSON.",
+        )),
+    }
+}
+
+/// variable.json `Variable_Update`: value and description of an existing variable; its
+/// encryption state cannot change.
+fn patch_variable(
+    st: &mut Tenant,
+    t: &VariableTarget,
+    b: VariableBody,
+    now: DateTime<Utc>,
+) -> Result<Resp, Resp> {
+    let Some(mut v) = t.existing().cloned() else {
+        return Err(t.not_found());
+    };
+    if b.props.get("isEncrypted").is_some() {
+        return Err(automation_bad("isEncrypted cannot be changed by PATCH."));
+    }
+    if let Some(val) = b.value {
+        v.value = Some(val);
+    }
+    if let Some(d) = b.description {
+        v.description = d;
+    }
+    v.modified = now;
+    Ok(t.store(st, v, 200))
+}
+
+/// variable.json `Variable_CreateOrUpdate`: 201 on create, 200 on replace; the encryption
+/// state of an existing variable cannot change.
+fn put_variable(
+    st: &mut Tenant,
+    t: &VariableTarget,
+    b: VariableBody,
+    now: DateTime<Utc>,
+) -> Result<Resp, Resp> {
+    let existing = t.existing();
+    let enc = match b.props.get("isEncrypted") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(automation_bad("properties.isEncrypted must be a boolean.")),
+    };
+    if let (Some(old), Some(e)) = (existing, enc)
+        && old.is_encrypted != e
+    {
+        return Err(automation_bad(
+            "The encryption state of a variable cannot be changed. Delete the variable and create it again.",
+        ));
+    }
+    let v = Variable {
+        name: existing.map(|o| o.name.clone()).unwrap_or(t.vname.clone()),
+        value: b.value,
+        is_encrypted: existing.map(|o| o.is_encrypted).or(enc).unwrap_or(false),
+        description: b.description.unwrap_or(None),
+        created: existing.map(|o| o.created).unwrap_or(now),
+        modified: now,
+    };
+    let status = if existing.is_some() { 200 } else { 201 };
+    Ok(t.store(st, v, status))
 }
 
 #[cfg(test)]

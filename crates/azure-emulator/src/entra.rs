@@ -259,153 +259,181 @@ pub fn presented_client_id(req: &Req) -> Result<Uuid, CallerAbsence> {
     Uuid::parse_str(&id).map_err(|_| CallerAbsence::CredentialsRefused)
 }
 
+/// A token request's form body (`application/x-www-form-urlencoded`).
+struct TokenForm(Vec<(String, String)>);
+
+impl TokenForm {
+    fn parse(req: &Req) -> TokenForm {
+        TokenForm(
+            url::form_urlencoded::parse(&req.body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    fn get(&self, n: &str) -> Option<String> {
+        self.0.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+    }
+}
+
+/// The v2 token endpoint, client credentials grant (identity platform docs "OAuth 2.0 client
+/// credentials flow"; refusals as in "Microsoft Entra authentication and authorization error
+/// codes"). Checks in Entra's order: tenant, grant, client, scope, application, credential.
 fn token(shared: &Shared, req: &Req, tenant_seg: &str, now: DateTime<Utc>) -> Resp {
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let get = |n: &str| form.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let form = TokenForm::parse(req);
     let st = lock(&shared.state);
     if !st.is_tenant(tenant_seg) {
         let (s, e, m) = verdict_text(90002, Uuid::nil(), tenant_seg);
         return aadsts(s, e, 90002, &m, now);
     }
-    match get("grant_type").as_deref() {
-        Some("client_credentials") => {}
-        Some(other) => {
-            return aadsts(
-                400,
-                "unsupported_grant_type",
-                70003,
-                &format!(
-                    "The app requested an unsupported grant type '{other}'. Only client_credentials is emulated."
-                ),
-                now,
-            );
-        }
-        None => {
-            return aadsts(
-                400,
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'grant_type'.",
-                now,
-            );
-        }
+    let answer = (|| -> Result<Resp, Resp> {
+        check_grant_type(&form, now)?;
+        let (app_id, basic) = client_identity(req, &form, now)?;
+        let aud = token_audience(&st, &form.get("scope").unwrap_or_default(), now)?;
+        let secret = basic.map(|b| b.1).or_else(|| form.get("client_secret"));
+        let Some(app) = st.app_by_app_id(app_id) else {
+            let (s, e, m) = verdict_text(700016, app_id, tenant_seg);
+            return Err(aadsts(s, e, 700016, &m, now));
+        };
+        client_verdict(
+            &st,
+            app,
+            form.get("client_assertion"),
+            form.get("client_assertion_type"),
+            secret,
+            tenant_seg,
+            now,
+        )?;
+        let (tok, _) = mint(
+            &shared.key,
+            st.tenant_id,
+            app.sp_id,
+            app.app_id,
+            aud,
+            &app.graph_roles,
+            now,
+            st.token_lifetime,
+        );
+        Ok(Resp::json(
+            200,
+            &json!({
+                "token_type": "Bearer",
+                "expires_in": st.token_lifetime,
+                "ext_expires_in": st.token_lifetime,
+                "access_token": tok,
+            }),
+        ))
+    })();
+    answer.unwrap_or_else(|refusal| refusal)
+}
+
+/// Only the client credentials grant is emulated.
+fn check_grant_type(form: &TokenForm, now: DateTime<Utc>) -> Result<(), Resp> {
+    match form.get("grant_type").as_deref() {
+        Some("client_credentials") => Ok(()),
+        Some(other) => Err(aadsts(
+            400,
+            "unsupported_grant_type",
+            70003,
+            &format!(
+                "The app requested an unsupported grant type '{other}'. Only client_credentials is emulated."
+            ),
+            now,
+        )),
+        None => Err(aadsts(
+            400,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'grant_type'.",
+            now,
+        )),
     }
+}
+
+/// The client's application id (the Basic user, else the form's `client_id`) and the HTTP
+/// Basic credentials when the request used them.
+fn client_identity(
+    req: &Req,
+    form: &TokenForm,
+    now: DateTime<Utc>,
+) -> Result<(Uuid, Option<(String, String)>), Resp> {
     let basic = match basic_credentials(req) {
         Some(Err(())) => {
-            return aadsts(
+            return Err(aadsts(
                 401,
                 "invalid_client",
                 7000216,
                 "The Authorization header is not valid HTTP Basic credentials.",
                 now,
-            );
+            ));
         }
         other => other.and_then(Result::ok),
     };
     let client_id = basic
         .as_ref()
         .map(|b| b.0.clone())
-        .or_else(|| get("client_id"));
+        .or_else(|| form.get("client_id"));
     let Some(client_id) = client_id else {
-        return aadsts(
+        return Err(aadsts(
             400,
             "invalid_request",
             900144,
             "The request body must contain the following parameter: 'client_id'.",
             now,
-        );
+        ));
     };
     let Ok(app_id) = Uuid::parse_str(&client_id) else {
-        return aadsts(
+        return Err(aadsts(
             400,
             "unauthorized_client",
             700038,
             &format!("{client_id} is not a valid application identifier."),
             now,
-        );
+        ));
     };
-    let scope = get("scope").unwrap_or_default();
+    Ok((app_id, basic))
+}
+
+/// The token's audience: the client credentials flow takes exactly one `{resource}/.default`.
+fn token_audience(
+    st: &crate::model::Tenant,
+    scope: &str,
+    now: DateTime<Utc>,
+) -> Result<&'static str, Resp> {
     let scopes: Vec<&str> = scope.split_whitespace().collect();
-    let aud = match scopes.as_slice() {
-        [] => {
-            return aadsts(
-                400,
-                "invalid_scope",
-                70011,
-                "The provided request must include a 'scope' input parameter.",
-                now,
-            );
-        }
+    match scopes.as_slice() {
+        [] => Err(aadsts(
+            400,
+            "invalid_scope",
+            70011,
+            "The provided request must include a 'scope' input parameter.",
+            now,
+        )),
         [one] if one.ends_with("/.default") => {
             let res = one.trim_end_matches("/.default");
-            match audience_for(res) {
-                Some(a) => a,
-                None => {
-                    return aadsts(
-                        400,
-                        "invalid_resource",
-                        500011,
-                        &format!(
-                            "The resource principal named {res} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.",
-                            st.tenant_domain
-                        ),
-                        now,
-                    );
-                }
-            }
+            audience_for(res).ok_or_else(|| {
+                aadsts(
+                    400,
+                    "invalid_resource",
+                    500011,
+                    &format!(
+                        "The resource principal named {res} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.",
+                        st.tenant_domain
+                    ),
+                    now,
+                )
+            })
         }
-        _ => {
-            return aadsts(
-                400,
-                "invalid_scope",
-                70011,
-                &format!(
-                    "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid. For the client credentials flow the scope must be a single resource followed by /.default."
-                ),
-                now,
-            );
-        }
-    };
-    let secret = basic
-        .as_ref()
-        .map(|b| b.1.clone())
-        .or_else(|| get("client_secret"));
-    let Some(app) = st.app_by_app_id(app_id) else {
-        let (s, e, m) = verdict_text(700016, app_id, tenant_seg);
-        return aadsts(s, e, 700016, &m, now);
-    };
-    if let Err(r) = client_verdict(
-        &st,
-        app,
-        get("client_assertion"),
-        get("client_assertion_type"),
-        secret,
-        tenant_seg,
-        now,
-    ) {
-        return r;
+        _ => Err(aadsts(
+            400,
+            "invalid_scope",
+            70011,
+            &format!(
+                "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid. For the client credentials flow the scope must be a single resource followed by /.default."
+            ),
+            now,
+        )),
     }
-    let (tok, _) = mint(
-        &shared.key,
-        st.tenant_id,
-        app.sp_id,
-        app.app_id,
-        aud,
-        &app.graph_roles,
-        now,
-        st.token_lifetime,
-    );
-    Resp::json(
-        200,
-        &json!({
-            "token_type": "Bearer",
-            "expires_in": st.token_lifetime,
-            "ext_expires_in": st.token_lifetime,
-            "access_token": tok,
-        }),
-    )
 }
 
 /// Entra's verdict on the client's credential: a client assertion (certificate credentials,
@@ -472,42 +500,14 @@ pub fn msi_client_id(shared: &Shared, req: &Req) -> Result<Uuid, CallerAbsence> 
         .ok_or(CallerAbsence::CredentialsRefused)
 }
 
-/// App Service managed identity endpoint, api-version 2019-08-01. The identity header selects
-/// the identity (each site has its own header value).
+/// App Service managed identity endpoint, api-version 2019-08-01 (App Service docs "How to use
+/// managed identities for App Service and Azure Functions", REST endpoint reference). The
+/// identity header selects the identity (each site has its own header value).
 pub fn handle_msi(shared: &Shared, req: &Req) -> Resp {
     let now = shared.now();
-    if req.method != Method::GET {
-        return msi_error(
-            405,
-            "method_not_allowed",
-            "Only GET is supported on the managed identity endpoint.",
-        );
-    }
-    match req.q("api-version") {
-        Some("2019-08-01") => {}
-        Some(v) => {
-            return msi_error(
-                400,
-                "invalid_request",
-                &format!(
-                    "api-version '{v}' is not supported; the App Service identity endpoint of the emulator speaks 2019-08-01."
-                ),
-            );
-        }
-        None => {
-            return msi_error(
-                400,
-                "invalid_request",
-                "The api-version query parameter is required (2019-08-01).",
-            );
-        }
-    }
-    let Some(header) = req.header("x-identity-header") else {
-        return msi_error(
-            400,
-            "invalid_request",
-            "The X-IDENTITY-HEADER header is missing.",
-        );
+    let header = match msi_protocol(req) {
+        Ok(h) => h,
+        Err(r) => return r,
     };
     let st = lock(&shared.state);
     let Some(mi) = st.mis.iter().find(|m| m.header == header) else {
@@ -524,27 +524,8 @@ pub fn handle_msi(shared: &Shared, req: &Req) -> Resp {
             "The resource query parameter is required.",
         );
     };
-    // A user-assigned selector must name this identity (one identity per site here).
-    for sel in ["client_id", "principal_id", "object_id"] {
-        if let Some(v) = req.q(sel) {
-            let ok = Uuid::parse_str(v)
-                .ok()
-                .is_some_and(|u| u == mi.client_id || u == mi.principal_id);
-            if !ok {
-                return msi_error(
-                    400,
-                    "invalid_request",
-                    "Unable to load the proper Managed Identity.",
-                );
-            }
-        }
-    }
-    if req.q("mi_res_id").is_some() || req.q("msi_res_id").is_some() {
-        return msi_error(
-            400,
-            "invalid_request",
-            "Unable to load the proper Managed Identity. (User-assigned identities by resource id are not emulated.)",
-        );
+    if let Err(r) = check_identity_selectors(req, mi) {
+        return r;
     }
     let Some(aud) = audience_for(resource) else {
         return msi_error(
@@ -575,4 +556,69 @@ pub fn handle_msi(shared: &Shared, req: &Req) -> Resp {
             "client_id": mi.client_id,
         }),
     )
+}
+
+/// The endpoint's protocol: GET, api-version 2019-08-01 and an X-IDENTITY-HEADER, whose value
+/// is returned.
+fn msi_protocol(req: &Req) -> Result<&str, Resp> {
+    if req.method != Method::GET {
+        return Err(msi_error(
+            405,
+            "method_not_allowed",
+            "Only GET is supported on the managed identity endpoint.",
+        ));
+    }
+    match req.q("api-version") {
+        Some("2019-08-01") => {}
+        Some(v) => {
+            return Err(msi_error(
+                400,
+                "invalid_request",
+                &format!(
+                    "api-version '{v}' is not supported; the App Service identity endpoint of the emulator speaks 2019-08-01."
+                ),
+            ));
+        }
+        None => {
+            return Err(msi_error(
+                400,
+                "invalid_request",
+                "The api-version query parameter is required (2019-08-01).",
+            ));
+        }
+    }
+    req.header("x-identity-header").ok_or_else(|| {
+        msi_error(
+            400,
+            "invalid_request",
+            "The X-IDENTITY-HEADER header is missing.",
+        )
+    })
+}
+
+/// A user-assigned selector must name this identity (one identity per site here); selection
+/// by resource id is not emulated.
+fn check_identity_selectors(req: &Req, mi: &crate::model::Mi) -> Result<(), Resp> {
+    for sel in ["client_id", "principal_id", "object_id"] {
+        if let Some(v) = req.q(sel) {
+            let ok = Uuid::parse_str(v)
+                .ok()
+                .is_some_and(|u| u == mi.client_id || u == mi.principal_id);
+            if !ok {
+                return Err(msi_error(
+                    400,
+                    "invalid_request",
+                    "Unable to load the proper Managed Identity.",
+                ));
+            }
+        }
+    }
+    if req.q("mi_res_id").is_some() || req.q("msi_res_id").is_some() {
+        return Err(msi_error(
+            400,
+            "invalid_request",
+            "Unable to load the proper Managed Identity. (User-assigned identities by resource id are not emulated.)",
+        ));
+    }
+    Ok(())
 }

@@ -394,30 +394,35 @@ fn select(m: Map<String, Value>, sel: &Option<Vec<String>>) -> Value {
     }
 }
 
+/// The properties an application answers with (Graph docs "application resource type").
+const APP_PROPERTIES: [&str; 9] = [
+    "id",
+    "appId",
+    "displayName",
+    "createdDateTime",
+    "signInAudience",
+    "passwordCredentials",
+    "keyCredentials",
+    "tags",
+    "uniqueName",
+];
+
 fn parse_select(req: &Req) -> Result<Option<Vec<String>>, Resp> {
+    parse_select_of(req, &APP_PROPERTIES, "microsoft.graph.application")
+}
+
+/// `$select` against the properties `known` of `entity`: an unknown one is 400, as in Graph.
+fn parse_select_of(req: &Req, known: &[&str], entity: &str) -> Result<Option<Vec<String>>, Resp> {
     let Some(s) = req.q("$select") else {
         return Ok(None);
     };
-    let known = [
-        "id",
-        "appId",
-        "displayName",
-        "createdDateTime",
-        "signInAudience",
-        "passwordCredentials",
-        "keyCredentials",
-        "tags",
-        "uniqueName",
-    ];
     let mut out = vec![];
     for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if !known.iter().any(|k| k.eq_ignore_ascii_case(p)) {
             return Err(error(
                 400,
                 "Request_BadRequest",
-                &format!(
-                    "Could not find a property named '{p}' on type 'microsoft.graph.application'."
-                ),
+                &format!("Could not find a property named '{p}' on type '{entity}'."),
             ));
         }
         out.push(p.to_string());
@@ -553,11 +558,7 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
     let now = shared.now();
     let route = parse(req);
     if let Route::Unknown(seg) = &route {
-        return error(
-            400,
-            "BadRequest",
-            &format!("Resource not found for the segment '{seg}'."),
-        );
+        return unknown_segment(seg);
     }
     let mut st = lock(&shared.state);
     let claims = match authenticate(shared, req, st.tenant_id, now) {
@@ -567,67 +568,49 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
     handle_route(&mut st, req, route, &claims, now)
 }
 
-/// Every service principal: one per application, one per managed identity. Listing them needs
-/// a role that reads the whole directory's applications (OwnedBy is not enough).
-fn list_service_principals(st: &Tenant, req: &Req, c: &Claims) -> Resp {
-    let has = |r: &str| c.roles.iter().any(|x| x.eq_ignore_ascii_case(r));
-    if ![
+/// What a handler answers: `Err` is a refusal, so the checks read as a sequence of `?`.
+type Answer = Result<Resp, Resp>;
+
+/// The roles that read every application in the directory (OwnedBy is not one of them).
+fn reads_all_apps(c: &Claims) -> bool {
+    [
         "Application.Read.All",
         "Application.ReadWrite.All",
         "Directory.Read.All",
         "Directory.ReadWrite.All",
     ]
     .iter()
-    .any(|r| has(r))
-    {
-        return denied();
-    }
-    let known = [
-        "id",
-        "appId",
-        "displayName",
-        "servicePrincipalType",
-        "passwordCredentials",
-        "keyCredentials",
-    ];
-    let sel: Option<Vec<String>> = match req.q("$select") {
-        None => None,
-        Some(s) => {
-            let mut out = vec![];
-            for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                if !known.iter().any(|k| k.eq_ignore_ascii_case(p)) {
-                    return error(
-                        400,
-                        "Request_BadRequest",
-                        &format!(
-                            "Could not find a property named '{p}' on type 'microsoft.graph.servicePrincipal'."
-                        ),
-                    );
-                }
-                out.push(p.to_string());
-            }
-            Some(out)
-        }
-    };
-    let (top, skip) = match paging(req) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let cert = |k: &crate::model::Certificate| {
-        json!({
-            "customKeyIdentifier": null, "displayName": k.display_name, "endDateTime": iso(k.end),
-            "key": null, "keyId": k.key_id, "startDateTime": iso(k.start),
-            "type": "AsymmetricX509Cert", "usage": "Verify",
-        })
-    };
-    let all: Vec<Map<String, Value>> = st
-        .apps
+    .any(|r| c.roles.iter().any(|x| x.eq_ignore_ascii_case(r)))
+}
+
+/// The properties a service principal answers with (Graph docs "servicePrincipal resource type").
+const SP_PROPERTIES: [&str; 6] = [
+    "id",
+    "appId",
+    "displayName",
+    "servicePrincipalType",
+    "passwordCredentials",
+    "keyCredentials",
+];
+
+/// A service principal's SAML signing certificate as Graph lists it: only the public metadata.
+fn sp_certificate_json(k: &crate::model::Certificate) -> Value {
+    json!({
+        "customKeyIdentifier": null, "displayName": k.display_name, "endDateTime": iso(k.end),
+        "key": null, "keyId": k.key_id, "startDateTime": iso(k.start),
+        "type": "AsymmetricX509Cert", "usage": "Verify",
+    })
+}
+
+/// Every service principal in the tenant: the applications' first, then the managed identities'.
+fn service_principals_json(st: &Tenant) -> Vec<Map<String, Value>> {
+    st.apps
         .iter()
         .map(|a| {
             json!({
                 "id": a.sp_id, "appId": a.app_id, "displayName": a.display_name,
                 "servicePrincipalType": "Application", "passwordCredentials": [],
-                "keyCredentials": a.sp_certificates.iter().map(cert).collect::<Vec<_>>(),
+                "keyCredentials": a.sp_certificates.iter().map(sp_certificate_json).collect::<Vec<_>>(),
             })
         })
         .chain(st.mis.iter().map(|m| {
@@ -641,7 +624,32 @@ fn list_service_principals(st: &Tenant, req: &Req, c: &Claims) -> Resp {
             Value::Object(m) => Some(m),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// A collection page: `value` plus an `@odata.nextLink` while items remain after it.
+fn collection_page(req: &Req, context: String, page: Vec<Value>, next: Option<usize>) -> Resp {
+    let mut body = json!({"@odata.context": context, "value": page});
+    if let Some(skip) = next {
+        body["@odata.nextLink"] = json!(next_link(req, skip));
+    }
+    Resp::json(200, &body)
+}
+
+/// Where the next page starts, when the current one does not reach the end.
+fn next_skip(skip: usize, top: usize, total: usize) -> Option<usize> {
+    (skip + top < total).then_some(skip + top)
+}
+
+/// Every service principal: one per application, one per managed identity. Listing them needs
+/// a role that reads the whole directory's applications (OwnedBy is not enough).
+fn list_service_principals(st: &Tenant, req: &Req, c: &Claims) -> Answer {
+    if !reads_all_apps(c) {
+        return Err(denied());
+    }
+    let sel = parse_select_of(req, &SP_PROPERTIES, "microsoft.graph.servicePrincipal")?;
+    let (top, skip) = paging(req)?;
+    let all = service_principals_json(st);
     let total = all.len();
     let page: Vec<Value> = all
         .into_iter()
@@ -649,358 +657,363 @@ fn list_service_principals(st: &Tenant, req: &Req, c: &Claims) -> Resp {
         .take(top)
         .map(|m| select(m, &sel))
         .collect();
-    let mut body = json!({
-        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals",
-        "value": page,
-    });
-    if skip + top < total {
-        body["@odata.nextLink"] = json!(next_link(req, skip + top));
-    }
-    Resp::json(200, &body)
+    let context = "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals".to_string();
+    Ok(collection_page(
+        req,
+        context,
+        page,
+        next_skip(skip, top, total),
+    ))
 }
 
+/// The route table: one handler per Graph operation.
 fn handle_route(st: &mut Tenant, req: &Req, route: Route, c: &Claims, now: DateTime<Utc>) -> Resp {
-    match route {
+    let answer = match route {
         Route::ListServicePrincipals => list_service_principals(st, req, c),
-        Route::List => {
-            if !has_any_app_role(c) {
-                return denied();
-            }
-            let sel = match parse_select(req) {
-                Ok(s) => s,
-                Err(r) => return r,
-            };
-            let filter = match req.q("$filter").map(parse_filter) {
-                None => None,
-                Some(Ok(f)) => Some(f),
-                Some(Err(r)) => return r,
-            };
-            let (top, skip) = match paging(req) {
-                Ok(p) => p,
-                Err(r) => return r,
-            };
-            // With only OwnedBy, the list shows the apps the caller owns (documented choice).
-            let all: Vec<&App> = st
-                .apps
-                .iter()
-                .filter(|a| allowed(c, a, Need::Read))
-                .filter(|a| match &filter {
-                    None => true,
-                    Some(Filter::AppId(v)) => a.app_id.to_string().eq_ignore_ascii_case(v),
-                    Some(Filter::DisplayName(v)) => &a.display_name == v,
-                    Some(Filter::StartsWith(v)) => {
-                        a.display_name.to_lowercase().starts_with(&v.to_lowercase())
-                    }
-                })
-                .collect();
-            let page: Vec<Value> = all
-                .iter()
-                .skip(skip)
-                .take(top)
-                .map(|a| {
-                    select(
-                        app_json(&visible(a, now, st.uncertainties.graph_read_lag_seconds)),
-                        &sel,
-                    )
-                })
-                .collect();
-            let mut body = json!({"@odata.context": context(&sel, false), "value": page});
-            if skip + top < all.len() {
-                body["@odata.nextLink"] = json!(next_link(req, skip + top));
-            }
-            Resp::json(200, &body)
-        }
-        Route::Get(r) => {
-            let sel = match parse_select(req) {
-                Ok(s) => s,
-                Err(r) => return r,
-            };
-            let Some(i) = find_app(st, &r) else {
-                if !has_any_app_role(c) {
-                    return denied();
-                }
-                return not_found(app_ref_text(&r));
-            };
-            if !allowed(c, &st.apps[i], Need::Read) {
-                return denied();
-            }
-            let lag = st.uncertainties.graph_read_lag_seconds;
-            let app = visible(&st.apps[i], now, lag);
-            let mut v = select(app_json(&app), &sel);
-            if sel.is_some() {
-                crate::keycreds::fill_keys(&mut v, &app);
-            }
-            v["@odata.context"] = json!(context(&sel, true));
-            Resp::json(200, &v)
-        }
-        Route::AddPassword(r) => {
-            let Some(i) = find_app(st, &r) else {
-                if !has_any_app_role(c) {
-                    return denied();
-                }
-                return not_found(app_ref_text(&r));
-            };
-            if !allowed(c, &st.apps[i], Need::Write) {
-                return denied();
-            }
-            // An action POST without a body: Graph's recorded answer
-            // (microsoftgraph/microsoft-graph-docs-contrib issue 7083, msgraph-sdk-python 1168).
-            if req.body.is_empty() {
-                return error(400, "BadRequest", "Empty Payload. JSON content expected.");
-            }
-            let body = match req.json_body() {
-                Ok(b) => b,
-                Err(m) => return error(400, "Request_BadRequest", &m),
-            };
-            let pc = body.get("passwordCredential").cloned().unwrap_or(json!({}));
-            if !pc.is_object() && !pc.is_null() {
-                return error(
-                    400,
-                    "Request_BadRequest",
-                    "passwordCredential must be an object.",
-                );
-            }
-            for forbidden in ["keyId", "secretText", "customKeyIdentifier"] {
-                if pc.get(forbidden).is_some_and(|v| !v.is_null()) {
-                    return error(
-                        400,
-                        "Request_BadRequest",
-                        &format!(
-                            "Property '{forbidden}' cannot be set by the caller on addPassword; the service generates it."
-                        ),
-                    );
-                }
-            }
-            let parse_dt = |k: &str| -> Result<Option<DateTime<Utc>>, Resp> {
-                match pc.get(k) {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(Value::String(s)) => DateTime::parse_from_rfc3339(s).map(|d| Some(d.with_timezone(&Utc)))
-                        .map_err(|_| error(400, "Request_BadRequest", &format!("Cannot convert the literal '{s}' to the expected type 'Edm.DateTimeOffset'."))),
-                    Some(_) => Err(error(400, "Request_BadRequest", &format!("{k} must be a string."))),
-                }
-            };
-            let start = match parse_dt("startDateTime") {
-                Ok(v) => v.unwrap_or(now),
-                Err(r) => return r,
-            };
-            let end = match parse_dt("endDateTime") {
-                Ok(v) => v.unwrap_or(start + Duration::days(730)),
-                Err(r) => return r,
-            };
-            if end <= start {
-                return error(
-                    400,
-                    "Request_BadRequest",
-                    "Key credential end date time must be greater than start date time.",
-                );
-            }
-            if let Err(r) = tenant_policy_allows(st, c, end - start) {
-                return r;
-            }
-            if let Err(r) = personal_account_cap(&st.apps[i]) {
-                return r;
-            }
-            let display_name = match pc.get("displayName") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(_) => {
-                    return error(400, "Request_BadRequest", "displayName must be a string.");
-                }
-            };
-            if let Err(secs) = count_write(st, c.appid, now) {
-                return throttled_body().header("retry-after", secs.to_string());
-            }
-            let secret = secret_text();
-            let p = Password {
-                key_id: Uuid::new_v4(),
-                display_name,
-                hint: secret.chars().take(3).collect(),
-                secret: secret.clone(),
-                start,
-                end,
-                added_at: now,
-            };
-            let mut v = password_json(&p, Some(&secret));
-            v["@odata.context"] = json!(
-                "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.passwordCredential"
-            );
-            st.apps[i].passwords.push(p);
-            Resp::json(200, &v)
-        }
-        Route::RemovePassword(r) => {
-            let Some(i) = find_app(st, &r) else {
-                if !has_any_app_role(c) {
-                    return denied();
-                }
-                return not_found(app_ref_text(&r));
-            };
-            if !allowed(c, &st.apps[i], Need::Write) {
-                return denied();
-            }
-            let body = match req.json_body() {
-                Ok(b) => b,
-                Err(m) => return error(400, "Request_BadRequest", &m),
-            };
-            let Some(kid) = body.get("keyId").and_then(|v| v.as_str()) else {
-                return error(
-                    400,
-                    "Request_BadRequest",
-                    "The request body must contain 'keyId'.",
-                );
-            };
-            let Ok(kid) = Uuid::parse_str(kid) else {
-                return error(
-                    400,
-                    "Request_BadRequest",
-                    &format!("Invalid keyId '{kid}': not a GUID."),
-                );
-            };
-            if let Err(secs) = count_write(st, c.appid, now) {
-                return throttled_body().header("retry-after", secs.to_string());
-            }
-            let before = st.apps[i].passwords.len();
-            st.apps[i].passwords.retain(|p| p.key_id != kid);
-            if st.apps[i].passwords.len() == before {
-                // Documented choice: an unknown keyId is 404 Request_ResourceNotFound.
-                return not_found(&kid.to_string());
-            }
-            Resp::empty(204)
-        }
+        Route::List => list_applications(st, req, c, now),
+        Route::Get(r) => get_application(st, req, &r, c, now),
+        Route::AddPassword(r) => add_password(st, req, &r, c, now),
+        Route::RemovePassword(r) => remove_password(st, req, &r, c, now),
         Route::AddKey(r) => key_route(st, req, KeyOp::Add, &r, c, now),
         Route::RemoveKey(r) => key_route(st, req, KeyOp::Remove, &r, c, now),
         Route::Patch(r) => key_route(st, req, KeyOp::Patch, &r, c, now),
-        Route::Owners(r) => {
-            let Some(i) = find_app(st, &r) else {
-                if !has_any_app_role(c) {
-                    return denied();
-                }
-                return not_found(app_ref_text(&r));
-            };
-            if !allowed(c, &st.apps[i], Need::Read) {
-                return denied();
-            }
-            let owners: Vec<Value> = st.apps[i]
-                .owners
-                .iter()
-                .map(|o| directory_object(st, *o))
-                .collect();
-            Resp::json(
-                200,
-                &json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects", "value": owners}),
-            )
+        Route::Owners(r) => list_owners(st, &r, c),
+        Route::AddOwner(r) => add_owner(st, req, &r, c, now),
+        Route::OwnedObjects(sp, _only_apps) => list_owned_objects(st, req, &sp, c),
+        Route::Unknown(seg) => Ok(unknown_segment(&seg)),
+    };
+    answer.unwrap_or_else(|refusal| refusal)
+}
+
+fn unknown_segment(seg: &str) -> Resp {
+    error(
+        400,
+        "BadRequest",
+        &format!("Resource not found for the segment '{seg}'."),
+    )
+}
+
+/// The app a request names. A caller with no application role at all is denied before it
+/// learns whether the app exists; otherwise a missing app is 404.
+fn locate_app(st: &Tenant, r: &AppRef, c: &Claims) -> Result<usize, Resp> {
+    find_app(st, r).ok_or_else(|| {
+        if has_any_app_role(c) {
+            not_found(app_ref_text(r))
+        } else {
+            denied()
         }
-        Route::AddOwner(r) => {
-            let Some(i) = find_app(st, &r) else {
-                if !has_any_app_role(c) {
-                    return denied();
-                }
-                return not_found(app_ref_text(&r));
-            };
-            if !allowed(c, &st.apps[i], Need::Write) {
-                return denied();
-            }
-            let body = match req.json_body() {
-                Ok(b) => b,
-                Err(m) => return error(400, "Request_BadRequest", &m),
-            };
-            let Some(odata) = body.get("@odata.id").and_then(|v| v.as_str()) else {
-                return error(
-                    400,
-                    "Request_BadRequest",
-                    "The request body must contain '@odata.id'.",
-                );
-            };
-            let id = odata.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-            let Ok(oid) = Uuid::parse_str(id) else {
-                return error(
-                    400,
-                    "Request_BadRequest",
-                    &format!("Invalid object identifier '{id}'."),
-                );
-            };
-            let exists = st.mis.iter().any(|m| m.principal_id == oid)
-                || st.apps.iter().any(|a| a.sp_id == oid);
-            if !exists {
-                return not_found(&oid.to_string());
-            }
-            if st.apps[i].owners.contains(&oid) {
-                return error(
-                    400,
-                    "Request_BadRequest",
-                    "One or more added object references already exist for the following modified properties: 'owners'.",
-                );
-            }
-            if let Err(secs) = count_write(st, c.appid, now) {
-                return throttled_body().header("retry-after", secs.to_string());
-            }
-            st.apps[i].owners.push(oid);
-            Resp::empty(204)
+    })
+}
+
+/// The app a request names, when the caller may read / write it.
+fn permitted_app(st: &Tenant, r: &AppRef, c: &Claims, need: Need) -> Result<usize, Resp> {
+    let i = locate_app(st, r, c)?;
+    if !allowed(c, &st.apps[i], need) {
+        return Err(denied());
+    }
+    Ok(i)
+}
+
+/// Charges one write to the caller's quota; over it, 429 with Retry-After.
+fn charge_write(st: &mut Tenant, appid: Uuid, now: DateTime<Utc>) -> Result<(), Resp> {
+    count_write(st, appid, now)
+        .map_err(|secs| throttled_body().header("retry-after", secs.to_string()))
+}
+
+/// A string property the body must carry.
+fn required_text<'b>(body: &'b Value, name: &str) -> Result<&'b str, Resp> {
+    body.get(name).and_then(|v| v.as_str()).ok_or_else(|| {
+        error(
+            400,
+            "Request_BadRequest",
+            &format!("The request body must contain '{name}'."),
+        )
+    })
+}
+
+fn json_body(req: &Req) -> Result<Value, Resp> {
+    req.json_body()
+        .map_err(|m| error(400, "Request_BadRequest", &m))
+}
+
+impl Filter {
+    fn matches(&self, a: &App) -> bool {
+        match self {
+            Filter::AppId(v) => a.app_id.to_string().eq_ignore_ascii_case(v),
+            Filter::DisplayName(v) => &a.display_name == v,
+            Filter::StartsWith(v) => a.display_name.to_lowercase().starts_with(&v.to_lowercase()),
         }
-        Route::OwnedObjects(sp, only_apps) => {
-            let oid = match &sp {
-                SpRef::ObjectId(id) => Uuid::parse_str(id).ok().filter(|u| {
-                    st.mis.iter().any(|m| m.principal_id == *u)
-                        || st.apps.iter().any(|a| a.sp_id == *u)
-                }),
-                SpRef::AppId(id) => Uuid::parse_str(id).ok().and_then(|u| {
-                    st.apps
-                        .iter()
-                        .find(|a| a.app_id == u)
-                        .map(|a| a.sp_id)
-                        .or_else(|| {
-                            st.mis
-                                .iter()
-                                .find(|m| m.client_id == u)
-                                .map(|m| m.principal_id)
-                        })
-                }),
-            };
-            let Some(oid) = oid else {
-                return not_found(match &sp {
-                    SpRef::ObjectId(s) | SpRef::AppId(s) => s,
-                });
-            };
-            // Reading your own owned objects needs no directory role; someone else's needs read.
-            if oid != c.oid
-                && !c.roles.iter().any(|r| {
-                    [
-                        "Application.Read.All",
-                        "Application.ReadWrite.All",
-                        "Directory.Read.All",
-                        "Directory.ReadWrite.All",
-                    ]
-                    .iter()
-                    .any(|x| x.eq_ignore_ascii_case(r))
-                })
-            {
-                return denied();
-            }
-            let sel = match parse_select(req) {
-                Ok(s) => s,
-                Err(r) => return r,
-            };
-            let _ = only_apps; // only applications are modelled as owned objects
-            let items: Vec<Value> = st
-                .apps
-                .iter()
-                .filter(|a| a.owners.contains(&oid))
-                .map(|a| {
-                    let mut v = select(app_json(a), &sel);
-                    v["@odata.type"] = json!("#microsoft.graph.application");
-                    v
-                })
-                .collect();
-            Resp::json(
-                200,
-                &json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects", "value": items}),
-            )
-        }
-        Route::Unknown(seg) => error(
+    }
+}
+
+/// `GET /applications` with `$select`, `$filter`, `$top` and `$skiptoken`
+/// (Graph docs "List applications").
+fn list_applications(st: &Tenant, req: &Req, c: &Claims, now: DateTime<Utc>) -> Answer {
+    if !has_any_app_role(c) {
+        return Err(denied());
+    }
+    let sel = parse_select(req)?;
+    let filter = req.q("$filter").map(parse_filter).transpose()?;
+    let (top, skip) = paging(req)?;
+    // With only OwnedBy, the list shows the apps the caller owns (documented choice).
+    let all: Vec<&App> = st
+        .apps
+        .iter()
+        .filter(|a| allowed(c, a, Need::Read))
+        .filter(|a| filter.as_ref().is_none_or(|f| f.matches(a)))
+        .collect();
+    let lag = st.uncertainties.graph_read_lag_seconds;
+    let page: Vec<Value> = all
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|a| select(app_json(&visible(a, now, lag)), &sel))
+        .collect();
+    let next = next_skip(skip, top, all.len());
+    Ok(collection_page(req, context(&sel, false), page, next))
+}
+
+/// `GET /applications/{id}` and `GET /applications(appId='…')` (Graph docs "Get application").
+fn get_application(st: &Tenant, req: &Req, r: &AppRef, c: &Claims, now: DateTime<Utc>) -> Answer {
+    let sel = parse_select(req)?;
+    let i = permitted_app(st, r, c, Need::Read)?;
+    let lag = st.uncertainties.graph_read_lag_seconds;
+    let app = visible(&st.apps[i], now, lag);
+    let mut v = select(app_json(&app), &sel);
+    if sel.is_some() {
+        crate::keycreds::fill_keys(&mut v, &app);
+    }
+    v["@odata.context"] = json!(context(&sel, true));
+    Ok(Resp::json(200, &v))
+}
+
+/// The `passwordCredential` object of an addPassword body (Graph docs "application:
+/// addPassword"): the caller may set the display name and validity, never the generated fields.
+fn password_credential(req: &Req) -> Result<Value, Resp> {
+    // An action POST without a body: Graph's recorded answer
+    // (microsoftgraph/microsoft-graph-docs-contrib issue 7083, msgraph-sdk-python 1168).
+    if req.body.is_empty() {
+        return Err(error(
             400,
             "BadRequest",
-            &format!("Resource not found for the segment '{seg}'."),
-        ),
+            "Empty Payload. JSON content expected.",
+        ));
     }
+    let body = json_body(req)?;
+    let pc = body.get("passwordCredential").cloned().unwrap_or(json!({}));
+    if !pc.is_object() && !pc.is_null() {
+        return Err(error(
+            400,
+            "Request_BadRequest",
+            "passwordCredential must be an object.",
+        ));
+    }
+    for forbidden in ["keyId", "secretText", "customKeyIdentifier"] {
+        if pc.get(forbidden).is_some_and(|v| !v.is_null()) {
+            return Err(error(
+                400,
+                "Request_BadRequest",
+                &format!(
+                    "Property '{forbidden}' cannot be set by the caller on addPassword; the service generates it."
+                ),
+            ));
+        }
+    }
+    Ok(pc)
+}
+
+/// An optional `Edm.DateTimeOffset` property of the password credential.
+fn optional_date(pc: &Value, k: &str) -> Result<Option<DateTime<Utc>>, Resp> {
+    match pc.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s).map(|d| Some(d.with_timezone(&Utc)))
+            .map_err(|_| error(400, "Request_BadRequest", &format!("Cannot convert the literal '{s}' to the expected type 'Edm.DateTimeOffset'."))),
+        Some(_) => Err(error(400, "Request_BadRequest", &format!("{k} must be a string."))),
+    }
+}
+
+/// The new password's validity: from now (or the given start) for two years unless an end is
+/// given (Graph docs "passwordCredential resource type"); the end must follow the start.
+fn validity_window(pc: &Value, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), Resp> {
+    let start = optional_date(pc, "startDateTime")?.unwrap_or(now);
+    let end = optional_date(pc, "endDateTime")?.unwrap_or(start + Duration::days(730));
+    if end <= start {
+        return Err(error(
+            400,
+            "Request_BadRequest",
+            "Key credential end date time must be greater than start date time.",
+        ));
+    }
+    Ok((start, end))
+}
+
+fn optional_display_name(pc: &Value) -> Result<Option<String>, Resp> {
+    match pc.get("displayName") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(error(
+            400,
+            "Request_BadRequest",
+            "displayName must be a string.",
+        )),
+    }
+}
+
+/// `POST /applications/{id}/addPassword` (Graph docs "application: addPassword"): the only
+/// answer that carries the generated `secretText`.
+fn add_password(st: &mut Tenant, req: &Req, r: &AppRef, c: &Claims, now: DateTime<Utc>) -> Answer {
+    let i = permitted_app(st, r, c, Need::Write)?;
+    let pc = password_credential(req)?;
+    let (start, end) = validity_window(&pc, now)?;
+    tenant_policy_allows(st, c, end - start)?;
+    personal_account_cap(&st.apps[i])?;
+    let display_name = optional_display_name(&pc)?;
+    charge_write(st, c.appid, now)?;
+    let secret = secret_text();
+    let p = Password {
+        key_id: Uuid::new_v4(),
+        display_name,
+        hint: secret.chars().take(3).collect(),
+        secret: secret.clone(),
+        start,
+        end,
+        added_at: now,
+    };
+    let mut v = password_json(&p, Some(&secret));
+    v["@odata.context"] =
+        json!("https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.passwordCredential");
+    st.apps[i].passwords.push(p);
+    Ok(Resp::json(200, &v))
+}
+
+/// `POST /applications/{id}/removePassword` (Graph docs "application: removePassword").
+fn remove_password(
+    st: &mut Tenant,
+    req: &Req,
+    r: &AppRef,
+    c: &Claims,
+    now: DateTime<Utc>,
+) -> Answer {
+    let i = permitted_app(st, r, c, Need::Write)?;
+    let body = json_body(req)?;
+    let kid = required_text(&body, "keyId")?;
+    let Ok(kid) = Uuid::parse_str(kid) else {
+        return Err(error(
+            400,
+            "Request_BadRequest",
+            &format!("Invalid keyId '{kid}': not a GUID."),
+        ));
+    };
+    charge_write(st, c.appid, now)?;
+    let before = st.apps[i].passwords.len();
+    st.apps[i].passwords.retain(|p| p.key_id != kid);
+    if st.apps[i].passwords.len() == before {
+        // Documented choice: an unknown keyId is 404 Request_ResourceNotFound.
+        return Err(not_found(&kid.to_string()));
+    }
+    Ok(Resp::empty(204))
+}
+
+/// `GET /applications/{id}/owners` (Graph docs "List owners of an application").
+fn list_owners(st: &Tenant, r: &AppRef, c: &Claims) -> Answer {
+    let i = permitted_app(st, r, c, Need::Read)?;
+    let owners: Vec<Value> = st.apps[i]
+        .owners
+        .iter()
+        .map(|o| directory_object(st, *o))
+        .collect();
+    Ok(Resp::json(
+        200,
+        &json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects", "value": owners}),
+    ))
+}
+
+/// The directory object an `owners/$ref` body points at (`@odata.id`, its last segment).
+fn owner_reference(req: &Req) -> Result<Uuid, Resp> {
+    let body = json_body(req)?;
+    let odata = required_text(&body, "@odata.id")?;
+    let id = odata.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    Uuid::parse_str(id).map_err(|_| {
+        error(
+            400,
+            "Request_BadRequest",
+            &format!("Invalid object identifier '{id}'."),
+        )
+    })
+}
+
+/// `POST /applications/{id}/owners/$ref` (Graph docs "Add owner"): the new owner must be a
+/// service principal in the tenant and not an owner already.
+fn add_owner(st: &mut Tenant, req: &Req, r: &AppRef, c: &Claims, now: DateTime<Utc>) -> Answer {
+    let i = permitted_app(st, r, c, Need::Write)?;
+    let oid = owner_reference(req)?;
+    if !is_service_principal(st, oid) {
+        return Err(not_found(&oid.to_string()));
+    }
+    if st.apps[i].owners.contains(&oid) {
+        return Err(error(
+            400,
+            "Request_BadRequest",
+            "One or more added object references already exist for the following modified properties: 'owners'.",
+        ));
+    }
+    charge_write(st, c.appid, now)?;
+    st.apps[i].owners.push(oid);
+    Ok(Resp::empty(204))
+}
+
+fn is_service_principal(st: &Tenant, oid: Uuid) -> bool {
+    st.mis.iter().any(|m| m.principal_id == oid) || st.apps.iter().any(|a| a.sp_id == oid)
+}
+
+/// The object id of the service principal a request names, by object id or by appId.
+fn service_principal_oid(st: &Tenant, sp: &SpRef) -> Option<Uuid> {
+    match sp {
+        SpRef::ObjectId(id) => Uuid::parse_str(id)
+            .ok()
+            .filter(|u| is_service_principal(st, *u)),
+        SpRef::AppId(id) => Uuid::parse_str(id).ok().and_then(|u| {
+            st.apps
+                .iter()
+                .find(|a| a.app_id == u)
+                .map(|a| a.sp_id)
+                .or_else(|| {
+                    st.mis
+                        .iter()
+                        .find(|m| m.client_id == u)
+                        .map(|m| m.principal_id)
+                })
+        }),
+    }
+}
+
+/// `GET /servicePrincipals/{id}/ownedObjects[/microsoft.graph.application]` (Graph docs "List
+/// ownedObjects"). Only applications are modelled as owned objects, so the cast changes nothing.
+fn list_owned_objects(st: &Tenant, req: &Req, sp: &SpRef, c: &Claims) -> Answer {
+    let Some(oid) = service_principal_oid(st, sp) else {
+        return Err(not_found(match sp {
+            SpRef::ObjectId(s) | SpRef::AppId(s) => s,
+        }));
+    };
+    // Reading your own owned objects needs no directory role; someone else's needs read.
+    if oid != c.oid && !reads_all_apps(c) {
+        return Err(denied());
+    }
+    let sel = parse_select(req)?;
+    let items: Vec<Value> = st
+        .apps
+        .iter()
+        .filter(|a| a.owners.contains(&oid))
+        .map(|a| {
+            let mut v = select(app_json(a), &sel);
+            v["@odata.type"] = json!("#microsoft.graph.application");
+            v
+        })
+        .collect();
+    Ok(Resp::json(
+        200,
+        &json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects", "value": items}),
+    ))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -1019,26 +1032,18 @@ fn key_route(
     r: &AppRef,
     c: &Claims,
     now: DateTime<Utc>,
-) -> Resp {
-    let Some(i) = find_app(st, r) else {
-        if !has_any_app_role(c) {
-            return denied();
-        }
-        return not_found(app_ref_text(r));
-    };
+) -> Answer {
+    let i = locate_app(st, r, c)?;
     let own = op != KeyOp::Patch && c.appid == st.apps[i].app_id;
     if !own && !allowed(c, &st.apps[i], Need::Write) {
-        return denied();
+        return Err(denied());
     }
-    if let Err(secs) = count_write(st, c.appid, now) {
-        return throttled_body().header("retry-after", secs.to_string());
-    }
-    let out = match op {
+    charge_write(st, c.appid, now)?;
+    match op {
         KeyOp::Add => crate::keycreds::add_key(st, i, req, c, now),
         KeyOp::Remove => crate::keycreds::remove_key(st, i, req, now),
         KeyOp::Patch => crate::keycreds::patch(st, i, req, c, now),
-    };
-    out.unwrap_or_else(|e| e)
+    }
 }
 
 fn directory_object(st: &Tenant, oid: Uuid) -> Value {

@@ -129,78 +129,79 @@ pub fn handle(shared: &Shared, req: &Req, _op: Option<&'static str>) -> Resp {
             ),
         );
     }
-    let tok = match bearer(&req.headers) {
-        None => {
-            return challenge(
-                tenant,
-                "AKV10000",
-                "Request is missing a Bearer or PoP token.",
-            );
-        }
-        Some(Err(_)) => {
-            return challenge(
-                tenant,
-                "AKV10000",
-                "Request is missing a Bearer or PoP token.",
-            );
-        }
-        Some(Ok(t)) => t,
-    };
-    match req.q("api-version") {
-        None => {
-            return error(
-                400,
-                "BadParameter",
-                "The 'api-version' query parameter is missing.",
-            );
-        }
-        Some(v) if !api_version_ok(v) => {
-            return error(
-                400,
-                "BadParameter",
-                &format!(
-                    "The specified version ({v}) is not recognized. Consider using the latest supported version (2025-07-01)."
-                ),
-            );
-        }
-        _ => {}
-    }
-    let claims = match verify(&shared.key, &tok, &[VAULT_AUD], tenant, now) {
+    let claims = match authenticate(shared, req, tenant, now) {
         Ok(c) => c,
-        Err(TokenError::Expired { .. }) | Err(TokenError::NotYetValid) => {
-            return challenge(
-                tenant,
-                "AKV10022",
-                "Invalid token: the token is expired or not yet valid.",
-            );
-        }
-        Err(TokenError::WrongAudience(a)) => {
-            return challenge(
-                tenant,
-                "AKV10022",
-                &format!("Invalid audience. Expected https://vault.azure.net, found: {a}."),
-            );
-        }
-        Err(TokenError::WrongTenant) => {
-            return challenge(
-                tenant,
-                "AKV10032",
-                "Invalid issuer. Expected one of https://sts.windows.net/{tenant}/, found another tenant.",
-            );
-        }
-        Err(_) => {
-            return challenge(
-                tenant,
-                "AKV10000",
-                "Request is missing a Bearer or PoP token (the token is not valid).",
-            );
-        }
+        Err(r) => return r,
     };
     if let Some(r) = crate::certificates::handle(&mut st, req, &vault_name, &claims, now) {
         return r;
     }
     let route = parse(req);
     handle_route(&mut st, req, &vault_name, route, &claims, now)
+}
+
+/// The caller's claims, in Key Vault's order of checks: the challenge for a missing token, then
+/// the api-version, then the token itself (*Authentication, requests and responses*,
+/// articles/key-vault/general/authentication-requests-and-responses.md).
+fn authenticate(
+    shared: &Shared,
+    req: &Req,
+    tenant: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Claims, Resp> {
+    let Some(Ok(tok)) = bearer(&req.headers) else {
+        return Err(challenge(
+            tenant,
+            "AKV10000",
+            "Request is missing a Bearer or PoP token.",
+        ));
+    };
+    check_api_version(req)?;
+    verify(&shared.key, &tok, &[VAULT_AUD], tenant, now).map_err(|e| token_refusal(tenant, e))
+}
+
+fn check_api_version(req: &Req) -> Result<(), Resp> {
+    match req.q("api-version") {
+        None => Err(error(
+            400,
+            "BadParameter",
+            "The 'api-version' query parameter is missing.",
+        )),
+        Some(v) if !api_version_ok(v) => Err(error(
+            400,
+            "BadParameter",
+            &format!(
+                "The specified version ({v}) is not recognized. Consider using the latest supported version (2025-07-01)."
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The 401 challenge for a token Key Vault does not accept, with its AKV code.
+fn token_refusal(tenant: Uuid, e: TokenError) -> Resp {
+    match e {
+        TokenError::Expired { .. } | TokenError::NotYetValid => challenge(
+            tenant,
+            "AKV10022",
+            "Invalid token: the token is expired or not yet valid.",
+        ),
+        TokenError::WrongAudience(a) => challenge(
+            tenant,
+            "AKV10022",
+            &format!("Invalid audience. Expected https://vault.azure.net, found: {a}."),
+        ),
+        TokenError::WrongTenant => challenge(
+            tenant,
+            "AKV10032",
+            "Invalid issuer. Expected one of https://sts.windows.net/{tenant}/, found another tenant.",
+        ),
+        _ => challenge(
+            tenant,
+            "AKV10000",
+            "Request is missing a Bearer or PoP token (the token is not valid).",
+        ),
+    }
 }
 
 fn forbidden(st: &Tenant, v: &Vault, c: &Claims, action: &str, name: Option<&str>) -> Resp {
@@ -493,6 +494,53 @@ fn validate_name(n: &str) -> Result<(), Resp> {
     }
 }
 
+/// What a handler answers: `Err` is a refusal, so the checks read as a sequence of `?`.
+type Answer = Result<Resp, Resp>;
+
+/// One authenticated request against one vault: what every secret operation needs.
+struct VaultCall<'a> {
+    req: &'a Req,
+    vname: &'a str,
+    /// The vault's identity only (what scopes, ids and pages are built from): cloning its
+    /// secrets on every request made the emulator, not the rotator, the bottleneck of the
+    /// 1,000-credential benchmark. Handlers read the secrets through `stored`.
+    meta: Vault,
+    c: &'a Claims,
+    now: DateTime<Utc>,
+}
+
+impl VaultCall<'_> {
+    /// The RBAC check for the data action `{ACTION}/{op}` on the vault or one secret.
+    fn check(&self, st: &Tenant, op: &str, name: Option<&str>) -> Result<(), Resp> {
+        check(st, &self.meta, self.c, &format!("{ACTION}/{op}"), name)
+    }
+}
+
+/// The vault as stored, secrets included.
+fn stored<'a>(st: &'a Tenant, vname: &str) -> Result<&'a Vault, Resp> {
+    st.vaults
+        .get(vname)
+        .ok_or_else(|| error(404, "VaultNotFound", "vault vanished"))
+}
+
+/// A live secret by name (names are case-insensitive).
+fn stored_secret<'a>(st: &'a Tenant, vname: &str, n: &str) -> Result<&'a SecretEntry, Resp> {
+    stored(st, vname)?
+        .secrets
+        .get(&n.to_ascii_lowercase())
+        .ok_or_else(|| not_found(n))
+}
+
+fn version_not_found(n: &str, ver: &str) -> Resp {
+    error(
+        404,
+        "SecretNotFound",
+        &format!("A secret with (name/id) {n}/{ver} was not found in this key vault."),
+    )
+}
+
+/// The route table: one handler per secrets operation of
+/// `specification/keyvault/data-plane/Microsoft.KeyVault/stable/2025-07-01/secrets.json`.
 fn handle_route(
     st: &mut Tenant,
     req: &Req,
@@ -501,9 +549,6 @@ fn handle_route(
     c: &Claims,
     now: DateTime<Utc>,
 ) -> Resp {
-    // The vault's identity only (what scopes, ids and pages are built from): cloning its
-    // secrets on every request made the emulator, not the rotator, the bottleneck of the
-    // 1,000-credential benchmark. Routes read the secrets through `stored`.
     let meta = match st.vaults.get(vname) {
         Some(v) => Vault {
             name: v.name.clone(),
@@ -515,245 +560,262 @@ fn handle_route(
         },
         None => return error(404, "VaultNotFound", "vault vanished"),
     };
-    let v = &meta;
-    fn stored<'a>(st: &'a Tenant, vname: &str) -> Result<&'a Vault, Resp> {
-        st.vaults
-            .get(vname)
-            .ok_or_else(|| error(404, "VaultNotFound", "vault vanished"))
+    let k = VaultCall {
+        req,
+        vname,
+        meta,
+        c,
+        now,
+    };
+    let answer = match route {
+        Route::Unknown => Err(unknown_operation(req)),
+        Route::List => list_secrets(st, &k),
+        Route::Versions(n) => list_versions(st, &k, &n),
+        Route::GetLatest(n) | Route::GetVersion(n, _) if !valid_secret_name(&n) => {
+            Err(validate_name(&n).unwrap_err())
+        }
+        Route::GetLatest(n) => get_secret(st, &k, &n, None),
+        Route::GetVersion(n, ver) => get_secret(st, &k, &n, Some(&ver)),
+        Route::Set(n) => set_secret(st, &k, &n),
+        Route::Update(n, ver) => update_secret(st, &k, &n, ver.as_deref()),
+        Route::Delete(n) => delete_secret(st, &k, &n),
+        Route::ListDeleted => list_deleted(st, &k),
+        Route::GetDeleted(n) => get_deleted(st, &k, &n),
+        Route::Recover(n) => recover_deleted(st, &k, &n),
+        Route::Purge(n) => purge_deleted(st, &k, &n),
+    };
+    answer.unwrap_or_else(|refusal| refusal)
+}
+
+fn unknown_operation(req: &Req) -> Resp {
+    error(
+        400,
+        "BadParameter",
+        &format!(
+            "Unknown operation: {} {}. The emulator serves /secrets and /deletedsecrets.",
+            req.method, req.path
+        ),
+    )
+}
+
+/// `GET /secrets` (secrets.json `GetSecrets`): each secret's latest version, without values.
+fn list_secrets(st: &Tenant, k: &VaultCall) -> Answer {
+    k.check(st, "readMetadata/action", None)?;
+    let v = &k.meta;
+    let items = stored(st, k.vname)?.secrets.values().filter_map(|e| e.versions.last().map(|sv| {
+        let mut b = json!({"id": format!("{}/secrets/{}", base(v), e.name), "attributes": attributes(sv), "tags": sv.tags});
+        if let Some(ct) = &sv.content_type { b["contentType"] = json!(ct); }
+        b
+    })).collect();
+    Ok(page(k.req, v, items))
+}
+
+/// `GET /secrets/{name}/versions` (secrets.json `GetSecretVersions`).
+fn list_versions(st: &Tenant, k: &VaultCall, n: &str) -> Answer {
+    validate_name(n)?;
+    k.check(st, "readMetadata/action", Some(n))?;
+    let e = stored_secret(st, k.vname, n)?;
+    let items = e
+        .versions
+        .iter()
+        .map(|sv| bundle(&k.meta, e, sv, false))
+        .collect();
+    Ok(page(k.req, &k.meta, items))
+}
+
+/// `GET /secrets/{name}[/{version}]` (secrets.json `GetSecret`): the latest version when none
+/// is named; a disabled version is refused.
+fn get_secret(st: &Tenant, k: &VaultCall, n: &str, ver: Option<&str>) -> Answer {
+    k.check(st, "getSecret/action", Some(n))?;
+    let e = stored_secret(st, k.vname, n)?;
+    let sv = match ver {
+        None => e.versions.last().ok_or_else(|| not_found(n))?,
+        Some(ver) => e
+            .versions
+            .iter()
+            .find(|x| x.version.eq_ignore_ascii_case(ver))
+            .ok_or_else(|| version_not_found(n, ver))?,
+    };
+    if !sv.enabled {
+        return Err(disabled());
     }
-    let r = (|| -> Result<Resp, Resp> {
-        match route {
-            Route::Unknown => Err(error(
+    Ok(Resp::json(200, &bundle(&k.meta, e, sv, true)))
+}
+
+/// The new version a setSecret body describes: `value` (at most 25 KB), `contentType`,
+/// `tags`, `attributes`.
+fn new_version(b: &Map<String, Value>, now: DateTime<Utc>) -> Result<SecretVersion, Resp> {
+    let value = match b.get("value") {
+        Some(Value::String(s)) => s.clone(),
+        _ => {
+            return Err(error(
                 400,
                 "BadParameter",
-                &format!(
-                    "Unknown operation: {} {}. The emulator serves /secrets and /deletedsecrets.",
-                    req.method, req.path
-                ),
-            )),
-            Route::List => {
-                check(st, v, c, &format!("{ACTION}/readMetadata/action"), None)?;
-                let items = stored(st, vname)?.secrets.values().filter_map(|e| e.versions.last().map(|sv| {
-                    let mut b = json!({"id": format!("{}/secrets/{}", base(v), e.name), "attributes": attributes(sv), "tags": sv.tags});
-                    if let Some(ct) = &sv.content_type { b["contentType"] = json!(ct); }
-                    b
-                })).collect();
-                Ok(page(req, v, items))
-            }
-            Route::Versions(n) => {
-                validate_name(&n)?;
-                check(st, v, c, &format!("{ACTION}/readMetadata/action"), Some(&n))?;
-                let e = stored(st, vname)?
-                    .secrets
-                    .get(&n.to_ascii_lowercase())
-                    .ok_or_else(|| not_found(&n))?;
-                let items = e
-                    .versions
-                    .iter()
-                    .map(|sv| bundle(v, e, sv, false))
-                    .collect();
-                Ok(page(req, v, items))
-            }
-            Route::GetLatest(n) | Route::GetVersion(n, _) if !valid_secret_name(&n) => {
-                Err(validate_name(&n).unwrap_err())
-            }
-            Route::GetLatest(n) => {
-                check(st, v, c, &format!("{ACTION}/getSecret/action"), Some(&n))?;
-                let e = stored(st, vname)?
-                    .secrets
-                    .get(&n.to_ascii_lowercase())
-                    .ok_or_else(|| not_found(&n))?;
-                let sv = e.versions.last().ok_or_else(|| not_found(&n))?;
-                if !sv.enabled {
-                    return Err(disabled());
-                }
-                Ok(Resp::json(200, &bundle(v, e, sv, true)))
-            }
-            Route::GetVersion(n, ver) => {
-                check(st, v, c, &format!("{ACTION}/getSecret/action"), Some(&n))?;
-                let e = stored(st, vname)?
-                    .secrets
-                    .get(&n.to_ascii_lowercase())
-                    .ok_or_else(|| not_found(&n))?;
-                let sv = e
-                    .versions
-                    .iter()
-                    .find(|x| x.version.eq_ignore_ascii_case(&ver))
-                    .ok_or_else(|| {
-                        error(
-                            404,
-                            "SecretNotFound",
-                            &format!(
-                                "A secret with (name/id) {n}/{ver} was not found in this key vault."
-                            ),
-                        )
-                    })?;
-                if !sv.enabled {
-                    return Err(disabled());
-                }
-                Ok(Resp::json(200, &bundle(v, e, sv, true)))
-            }
-            Route::Set(n) => {
-                validate_name(&n)?;
-                check(st, v, c, &format!("{ACTION}/setSecret/action"), Some(&n))?;
-                let key = n.to_ascii_lowercase();
-                // A soft-deleted name cannot be reused: 409 Conflict, inner code
-                // ObjectIsDeletedButRecoverable (external-secrets/external-secrets#3519; the
-                // message as in microsoft/AzureKeyVaultExplorer#42 and Azure/sap-hana#938).
-                if stored(st, vname)?.deleted.contains_key(&key) {
-                    return Err(error_inner(
-                        409,
-                        "Conflict",
-                        &format!(
-                            "Secret {n} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged."
-                        ),
-                        "ObjectIsDeletedButRecoverable",
-                    ));
-                }
-                let b = body_obj(req)?;
-                let value = match b.get("value") {
-                    Some(Value::String(s)) => s.clone(),
-                    _ => {
-                        return Err(error(
-                            400,
-                            "BadParameter",
-                            "The request body must contain 'value' as a string.",
-                        ));
-                    }
-                };
-                if value.len() > 25 * 1024 {
-                    return Err(error(
-                        400,
-                        "BadParameter",
-                        "The secret value exceeds the 25 KB limit.",
-                    ));
-                }
-                let content_type = match b.get("contentType") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(s)) => Some(s.clone()),
-                    Some(_) => {
-                        return Err(error(400, "BadParameter", "contentType must be a string."));
-                    }
-                };
-                let t = now.timestamp();
-                let mut sv = SecretVersion {
-                    version: hex32(),
-                    value,
-                    content_type,
-                    tags: tags_of(b.get("tags"))?.unwrap_or_default(),
-                    enabled: true,
-                    nbf: None,
-                    exp: None,
-                    created: t,
-                    updated: t,
-                };
-                apply_attributes(&mut sv, b.get("attributes"))?;
-                let vault = st.vaults.get_mut(vname).ok_or_else(|| not_found(&n))?;
-                let entry = vault.secrets.entry(key).or_insert_with(|| SecretEntry {
-                    name: n.clone(),
-                    versions: vec![],
-                });
-                entry.versions.push(sv.clone());
-                let out = bundle(v, entry, &sv, true);
-                Ok(Resp::json(200, &out))
-            }
-            Route::Update(n, ver) => {
-                validate_name(&n)?;
-                check(st, v, c, &format!("{ACTION}/update/action"), Some(&n))?;
-                let b = body_obj(req)?;
-                let tags = tags_of(b.get("tags"))?;
-                let ct = match b.get("contentType") {
-                    None => None,
-                    Some(Value::Null) => Some(None),
-                    Some(Value::String(s)) => Some(Some(s.clone())),
-                    Some(_) => {
-                        return Err(error(400, "BadParameter", "contentType must be a string."));
-                    }
-                };
-                let vault = st.vaults.get_mut(vname).ok_or_else(|| not_found(&n))?;
-                let e = vault
-                    .secrets
-                    .get_mut(&n.to_ascii_lowercase())
-                    .ok_or_else(|| not_found(&n))?;
-                let idx = match &ver {
-                    None => e.versions.len().checked_sub(1),
-                    Some(ver) => e
-                        .versions
-                        .iter()
-                        .position(|x| x.version.eq_ignore_ascii_case(ver)),
-                }
-                .ok_or_else(|| {
-                    error(
-                        404,
-                        "SecretNotFound",
-                        &format!(
-                            "A secret with (name/id) {n}/{} was not found in this key vault.",
-                            ver.clone().unwrap_or_default()
-                        ),
-                    )
-                })?;
-                let mut sv = e.versions[idx].clone();
-                apply_attributes(&mut sv, b.get("attributes"))?;
-                if let Some(t) = tags {
-                    sv.tags = t;
-                }
-                if let Some(ct) = ct {
-                    sv.content_type = ct;
-                }
-                sv.updated = now.timestamp();
-                e.versions[idx] = sv.clone();
-                Ok(Resp::json(200, &bundle(v, e, &sv, false)))
-            }
-            Route::Delete(n) => {
-                validate_name(&n)?;
-                check(st, v, c, &format!("{ACTION}/delete"), Some(&n))?;
-                let vault = st.vaults.get_mut(vname).ok_or_else(|| not_found(&n))?;
-                let d = soft_delete(vault, &n, now).ok_or_else(|| not_found(&n))?;
-                Ok(Resp::json(200, &deleted_bundle(v, d, true)))
-            }
-            Route::ListDeleted => {
-                check(st, v, c, &format!("{ACTION}/readMetadata/action"), None)?;
-                let items = stored(st, vname)?
-                    .deleted
-                    .values()
-                    .map(|d| deleted_bundle(v, d, false))
-                    .collect();
-                Ok(page(req, v, items))
-            }
-            Route::GetDeleted(n) => {
-                check(st, v, c, &format!("{ACTION}/readMetadata/action"), Some(&n))?;
-                let d = stored(st, vname)?
-                    .deleted
-                    .get(&n.to_ascii_lowercase())
-                    .ok_or_else(|| deleted_not_found(&n))?;
-                Ok(Resp::json(200, &deleted_bundle(v, d, true)))
-            }
-            Route::Recover(n) => {
-                check(st, v, c, &format!("{ACTION}/recover/action"), Some(&n))?;
-                let vault = st.vaults.get_mut(vname).ok_or_else(|| not_found(&n))?;
-                let d = vault
-                    .deleted
-                    .remove(&n.to_ascii_lowercase())
-                    .ok_or_else(|| deleted_not_found(&n))?;
-                let out = d
-                    .entry
-                    .versions
-                    .last()
-                    .map(|sv| bundle(vault, &d.entry, sv, false))
-                    .unwrap_or(json!({}));
-                vault.secrets.insert(n.to_ascii_lowercase(), d.entry);
-                Ok(Resp::json(200, &out))
-            }
-            Route::Purge(n) => {
-                check(st, v, c, &format!("{ACTION}/purge/action"), Some(&n))?;
-                let vault = st.vaults.get_mut(vname).ok_or_else(|| not_found(&n))?;
-                vault
-                    .deleted
-                    .remove(&n.to_ascii_lowercase())
-                    .ok_or_else(|| deleted_not_found(&n))?;
-                Ok(Resp::empty(204))
-            }
+                "The request body must contain 'value' as a string.",
+            ));
         }
-    })();
-    r.unwrap_or_else(|e| e)
+    };
+    if value.len() > 25 * 1024 {
+        return Err(error(
+            400,
+            "BadParameter",
+            "The secret value exceeds the 25 KB limit.",
+        ));
+    }
+    let content_type = match b.get("contentType") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(error(400, "BadParameter", "contentType must be a string."));
+        }
+    };
+    let t = now.timestamp();
+    let mut sv = SecretVersion {
+        version: hex32(),
+        value,
+        content_type,
+        tags: tags_of(b.get("tags"))?.unwrap_or_default(),
+        enabled: true,
+        nbf: None,
+        exp: None,
+        created: t,
+        updated: t,
+    };
+    apply_attributes(&mut sv, b.get("attributes"))?;
+    Ok(sv)
+}
+
+/// `PUT /secrets/{name}` (secrets.json `SetSecret`): a new version, created with the secret
+/// when the name is new.
+fn set_secret(st: &mut Tenant, k: &VaultCall, n: &str) -> Answer {
+    validate_name(n)?;
+    k.check(st, "setSecret/action", Some(n))?;
+    let key = n.to_ascii_lowercase();
+    // A soft-deleted name cannot be reused: 409 Conflict, inner code
+    // ObjectIsDeletedButRecoverable (external-secrets/external-secrets#3519; the
+    // message as in microsoft/AzureKeyVaultExplorer#42 and Azure/sap-hana#938).
+    if stored(st, k.vname)?.deleted.contains_key(&key) {
+        return Err(error_inner(
+            409,
+            "Conflict",
+            &format!(
+                "Secret {n} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged."
+            ),
+            "ObjectIsDeletedButRecoverable",
+        ));
+    }
+    let b = body_obj(k.req)?;
+    let sv = new_version(&b, k.now)?;
+    let vault = st.vaults.get_mut(k.vname).ok_or_else(|| not_found(n))?;
+    let entry = vault.secrets.entry(key).or_insert_with(|| SecretEntry {
+        name: n.to_string(),
+        versions: vec![],
+    });
+    entry.versions.push(sv.clone());
+    let out = bundle(&k.meta, entry, &sv, true);
+    Ok(Resp::json(200, &out))
+}
+
+/// An updateSecret body's `contentType`: absent (keep), null (clear) or a string.
+fn content_type_update(b: &Map<String, Value>) -> Result<Option<Option<String>>, Resp> {
+    match b.get("contentType") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+        Some(_) => Err(error(400, "BadParameter", "contentType must be a string.")),
+    }
+}
+
+/// `PATCH /secrets/{name}[/{version}]` (secrets.json `UpdateSecret`): attributes, tags and
+/// content type of one version; the value never changes.
+fn update_secret(st: &mut Tenant, k: &VaultCall, n: &str, ver: Option<&str>) -> Answer {
+    validate_name(n)?;
+    k.check(st, "update/action", Some(n))?;
+    let b = body_obj(k.req)?;
+    let tags = tags_of(b.get("tags"))?;
+    let ct = content_type_update(&b)?;
+    let vault = st.vaults.get_mut(k.vname).ok_or_else(|| not_found(n))?;
+    let e = vault
+        .secrets
+        .get_mut(&n.to_ascii_lowercase())
+        .ok_or_else(|| not_found(n))?;
+    let idx = match ver {
+        None => e.versions.len().checked_sub(1),
+        Some(ver) => e
+            .versions
+            .iter()
+            .position(|x| x.version.eq_ignore_ascii_case(ver)),
+    }
+    .ok_or_else(|| version_not_found(n, ver.unwrap_or_default()))?;
+    let mut sv = e.versions[idx].clone();
+    apply_attributes(&mut sv, b.get("attributes"))?;
+    if let Some(t) = tags {
+        sv.tags = t;
+    }
+    if let Some(ct) = ct {
+        sv.content_type = ct;
+    }
+    sv.updated = k.now.timestamp();
+    e.versions[idx] = sv.clone();
+    Ok(Resp::json(200, &bundle(&k.meta, e, &sv, false)))
+}
+
+/// `DELETE /secrets/{name}` (secrets.json `DeleteSecret`): soft delete.
+fn delete_secret(st: &mut Tenant, k: &VaultCall, n: &str) -> Answer {
+    validate_name(n)?;
+    k.check(st, "delete", Some(n))?;
+    let vault = st.vaults.get_mut(k.vname).ok_or_else(|| not_found(n))?;
+    let d = soft_delete(vault, n, k.now).ok_or_else(|| not_found(n))?;
+    Ok(Resp::json(200, &deleted_bundle(&k.meta, d, true)))
+}
+
+/// `GET /deletedsecrets` (secrets.json `GetDeletedSecrets`).
+fn list_deleted(st: &Tenant, k: &VaultCall) -> Answer {
+    k.check(st, "readMetadata/action", None)?;
+    let items = stored(st, k.vname)?
+        .deleted
+        .values()
+        .map(|d| deleted_bundle(&k.meta, d, false))
+        .collect();
+    Ok(page(k.req, &k.meta, items))
+}
+
+/// `GET /deletedsecrets/{name}` (secrets.json `GetDeletedSecret`).
+fn get_deleted(st: &Tenant, k: &VaultCall, n: &str) -> Answer {
+    k.check(st, "readMetadata/action", Some(n))?;
+    let d = stored(st, k.vname)?
+        .deleted
+        .get(&n.to_ascii_lowercase())
+        .ok_or_else(|| deleted_not_found(n))?;
+    Ok(Resp::json(200, &deleted_bundle(&k.meta, d, true)))
+}
+
+/// `POST /deletedsecrets/{name}/recover` (secrets.json `RecoverDeletedSecret`): the secret
+/// comes back with all its versions.
+fn recover_deleted(st: &mut Tenant, k: &VaultCall, n: &str) -> Answer {
+    k.check(st, "recover/action", Some(n))?;
+    let vault = st.vaults.get_mut(k.vname).ok_or_else(|| not_found(n))?;
+    let d = vault
+        .deleted
+        .remove(&n.to_ascii_lowercase())
+        .ok_or_else(|| deleted_not_found(n))?;
+    let out = d
+        .entry
+        .versions
+        .last()
+        .map(|sv| bundle(vault, &d.entry, sv, false))
+        .unwrap_or(json!({}));
+    vault.secrets.insert(n.to_ascii_lowercase(), d.entry);
+    Ok(Resp::json(200, &out))
+}
+
+/// `DELETE /deletedsecrets/{name}` (secrets.json `PurgeDeletedSecret`).
+fn purge_deleted(st: &mut Tenant, k: &VaultCall, n: &str) -> Answer {
+    k.check(st, "purge/action", Some(n))?;
+    let vault = st.vaults.get_mut(k.vname).ok_or_else(|| not_found(n))?;
+    vault
+        .deleted
+        .remove(&n.to_ascii_lowercase())
+        .ok_or_else(|| deleted_not_found(n))?;
+    Ok(Resp::empty(204))
 }

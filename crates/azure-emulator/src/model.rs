@@ -13,7 +13,10 @@ use uuid::Uuid;
 
 use crate::EmulatorError;
 use crate::scenario::AppManagementPolicySpec;
-use crate::scenario::{Quota, Scenario};
+use crate::scenario::{
+    ApplicationSpec, AutomationAccountSpec, ConnectionSpec, ManagedIdentitySpec, Quota,
+    RoleAssignmentSpec, Scenario, SecretSpec, SiteSpec, VaultSpec,
+};
 use crate::util::{hex32, sha_hex};
 
 #[derive(Debug, Clone)]
@@ -262,13 +265,193 @@ fn bad(msg: impl Into<String>) -> EmulatorError {
     EmulatorError::Scenario(msg.into())
 }
 
+/// An application and its service principal as the scenario describes them; its scenario
+/// passwords count as long replicated.
+fn app_from_spec(a: &ApplicationSpec, now: DateTime<Utc>) -> Result<App, EmulatorError> {
+    let mut passwords = vec![];
+    for p in &a.password_credentials {
+        if p.secret_text.is_empty() {
+            return Err(bad(format!(
+                "application '{}' has a password with an empty secretText",
+                a.display_name
+            )));
+        }
+        let start = p.start_date_time.unwrap_or(now - Duration::days(30));
+        passwords.push(Password {
+            key_id: p.key_id.unwrap_or_else(Uuid::new_v4),
+            display_name: p.display_name.clone(),
+            hint: p.secret_text.chars().take(3).collect(),
+            secret: p.secret_text.clone(),
+            start,
+            end: p.end_date_time,
+            // Scenario passwords are long replicated.
+            added_at: start.min(now) - Duration::days(1),
+        });
+    }
+    Ok(App {
+        object_id: a.object_id.unwrap_or_else(Uuid::new_v4),
+        app_id: a.app_id.unwrap_or_else(Uuid::new_v4),
+        sp_id: a.service_principal_id.unwrap_or_else(Uuid::new_v4),
+        display_name: a.display_name.clone(),
+        owners: vec![],
+        passwords,
+        certificates: a.key_credentials.iter().map(|k| k.to_model(now)).collect(),
+        sp_certificates: a
+            .service_principal_key_credentials
+            .iter()
+            .map(|k| k.to_model(now))
+            .collect(),
+        graph_roles: a.graph_app_roles.clone(),
+        created: now - Duration::days(365),
+        sign_in_audience: a
+            .sign_in_audience
+            .clone()
+            .unwrap_or_else(|| "AzureADMyOrg".into()),
+    })
+}
+
+fn vault_from_spec(v: &VaultSpec, now: DateTime<Utc>) -> Result<Vault, EmulatorError> {
+    if !valid_vault_name(&v.name) {
+        return Err(bad(format!(
+            "vault name '{}' is not valid (3-24 letters, digits, hyphens)",
+            v.name
+        )));
+    }
+    let mut vault = Vault {
+        name: v.name.clone(),
+        resource_group: v.resource_group.clone().unwrap_or_else(|| "rg".into()),
+        secrets: BTreeMap::new(),
+        deleted: BTreeMap::new(),
+        certificates: BTreeMap::new(),
+        keys: BTreeMap::new(),
+    };
+    for sec in &v.secrets {
+        if !valid_secret_name(&sec.name) {
+            return Err(bad(format!("secret name '{}' is not valid", sec.name)));
+        }
+        vault
+            .secrets
+            .insert(sec.name.to_ascii_lowercase(), secret_from_spec(sec, now));
+    }
+    Ok(vault)
+}
+
+/// A scenario secret's versions, oldest first, created one hour apart before `now`.
+fn secret_from_spec(sec: &SecretSpec, now: DateTime<Utc>) -> SecretEntry {
+    let now_s = now.timestamp();
+    let n = sec.versions.len() as i64;
+    let versions = sec
+        .versions
+        .iter()
+        .enumerate()
+        .map(|(i, sv)| {
+            // Older versions were created earlier, one hour apart.
+            let created = now_s - (n - i as i64) * 3600;
+            SecretVersion {
+                version: sv.version.clone().unwrap_or_else(hex32),
+                value: sv.value.clone(),
+                content_type: sv.content_type.clone(),
+                tags: sv.tags.clone(),
+                enabled: sv.enabled.unwrap_or(true),
+                nbf: None,
+                exp: sv.expires.map(|e| e.timestamp()),
+                created,
+                updated: created,
+            }
+        })
+        .collect();
+    SecretEntry {
+        name: sec.name.clone(),
+        versions,
+    }
+}
+
+/// An API connection, its parameters split into secret and non-secret ones by its managed
+/// API's parameter catalogue (`managed_apis.rs`).
+fn connection_from_spec(
+    catalogue: &BTreeMap<String, BTreeMap<String, String>>,
+    c: &ConnectionSpec,
+    now: DateTime<Utc>,
+) -> Result<Connection, EmulatorError> {
+    let created = now - Duration::days(30);
+    let api = c.api.clone().unwrap_or_else(|| "keyvault".into());
+    let mut all = c.non_secret_parameter_values.clone();
+    all.extend(c.parameter_values.clone());
+    let (secret, non_secret) = crate::managed_apis::split(catalogue, &api, all)
+        .map_err(|m| bad(format!("connection '{}': {m}", c.name)))?;
+    Ok(Connection {
+        resource_group: c.resource_group.clone(),
+        name: c.name.clone(),
+        location: c.location.clone().unwrap_or_else(|| "westeurope".into()),
+        api,
+        display_name: c.display_name.clone().unwrap_or_else(|| c.name.clone()),
+        parameter_values: secret,
+        non_secret,
+        tags: BTreeMap::new(),
+        created,
+        changed: created,
+    })
+}
+
+/// An Automation account; each variable's value must already be JSON-encoded, as ARM stores it.
+fn account_from_spec(
+    a: &AutomationAccountSpec,
+    now: DateTime<Utc>,
+) -> Result<AutomationAccount, EmulatorError> {
+    let mut acct = AutomationAccount {
+        resource_group: a.resource_group.clone(),
+        name: a.name.clone(),
+        variables: BTreeMap::new(),
+    };
+    for v in &a.variables {
+        if serde_json::from_str::<Value>(&v.value).is_err() {
+            return Err(bad(format!(
+                "automation variable '{}' value is not JSON-encoded (a string is written \"\\\"text\\\"\")",
+                v.name
+            )));
+        }
+        let created = now - Duration::days(30);
+        acct.variables.insert(
+            v.name.to_ascii_lowercase(),
+            Variable {
+                name: v.name.clone(),
+                value: Some(v.value.clone()),
+                is_encrypted: v.is_encrypted,
+                description: v.description.clone(),
+                created,
+                modified: created,
+            },
+        );
+    }
+    Ok(acct)
+}
+
 impl Tenant {
+    /// The tenant a scenario describes, each section loaded in the order its references need:
+    /// principals before the policy, owners and role assignments that name them; sites last,
+    /// since starting them resolves their Key Vault references.
     pub fn from_scenario(
         s: &Scenario,
         now: DateTime<Utc>,
         process_key: &[u8],
     ) -> Result<Tenant, EmulatorError> {
-        let mut t = Tenant {
+        let mut t = Tenant::empty(s)?;
+        t.load_managed_identities(&s.managed_identities, process_key)?;
+        t.load_applications(&s.applications, now)?;
+        t.load_app_policy(s)?;
+        t.load_owners(&s.applications)?;
+        t.load_vaults(&s.vaults, now)?;
+        t.load_role_assignments(&s.role_assignments)?;
+        t.load_sites(&s.sites)?;
+        t.load_connections(&s.connections, now)?;
+        t.load_automation_accounts(&s.automation_accounts, now)?;
+        t.start_sites(now);
+        Ok(t)
+    }
+
+    /// The tenant-wide settings with defaults, and no resources yet.
+    fn empty(s: &Scenario) -> Result<Tenant, EmulatorError> {
+        let t = Tenant {
             tenant_id: s.tenant_id.unwrap_or_else(Uuid::new_v4),
             tenant_domain: s
                 .tenant_domain
@@ -306,17 +489,25 @@ impl Tenant {
                 "graphWriteQuota needs requests > 0 and windowSeconds > 0",
             ));
         }
-        for m in &s.managed_identities {
+        Ok(t)
+    }
+
+    fn load_managed_identities(
+        &mut self,
+        specs: &[ManagedIdentitySpec],
+        process_key: &[u8],
+    ) -> Result<(), EmulatorError> {
+        for m in specs {
             if m.name.trim().is_empty() {
                 return Err(bad("a managed identity has an empty name"));
             }
-            if t.mis.iter().any(|x| x.name == m.name) {
+            if self.mis.iter().any(|x| x.name == m.name) {
                 return Err(bad(format!(
                     "managed identity '{}' is defined twice",
                     m.name
                 )));
             }
-            t.mis.push(Mi {
+            self.mis.push(Mi {
                 name: m.name.clone(),
                 principal_id: m.principal_id.unwrap_or_else(Uuid::new_v4),
                 client_id: m.client_id.unwrap_or_else(Uuid::new_v4),
@@ -324,54 +515,29 @@ impl Tenant {
                 graph_roles: m.graph_app_roles.clone(),
             });
         }
-        for a in &s.applications {
-            if t.apps.iter().any(|x| x.display_name == a.display_name) {
+        Ok(())
+    }
+
+    /// The applications, without owners yet (an owner may be an application defined later).
+    fn load_applications(
+        &mut self,
+        specs: &[ApplicationSpec],
+        now: DateTime<Utc>,
+    ) -> Result<(), EmulatorError> {
+        for a in specs {
+            if self.apps.iter().any(|x| x.display_name == a.display_name) {
                 return Err(bad(format!(
                     "application '{}' is defined twice (display names are the scenario's handles)",
                     a.display_name
                 )));
             }
-            let mut passwords = vec![];
-            for p in &a.password_credentials {
-                if p.secret_text.is_empty() {
-                    return Err(bad(format!(
-                        "application '{}' has a password with an empty secretText",
-                        a.display_name
-                    )));
-                }
-                let start = p.start_date_time.unwrap_or(now - Duration::days(30));
-                passwords.push(Password {
-                    key_id: p.key_id.unwrap_or_else(Uuid::new_v4),
-                    display_name: p.display_name.clone(),
-                    hint: p.secret_text.chars().take(3).collect(),
-                    secret: p.secret_text.clone(),
-                    start,
-                    end: p.end_date_time,
-                    // Scenario passwords are long replicated.
-                    added_at: start.min(now) - Duration::days(1),
-                });
-            }
-            t.apps.push(App {
-                object_id: a.object_id.unwrap_or_else(Uuid::new_v4),
-                app_id: a.app_id.unwrap_or_else(Uuid::new_v4),
-                sp_id: a.service_principal_id.unwrap_or_else(Uuid::new_v4),
-                display_name: a.display_name.clone(),
-                owners: vec![],
-                passwords,
-                certificates: a.key_credentials.iter().map(|k| k.to_model(now)).collect(),
-                sp_certificates: a
-                    .service_principal_key_credentials
-                    .iter()
-                    .map(|k| k.to_model(now))
-                    .collect(),
-                graph_roles: a.graph_app_roles.clone(),
-                created: now - Duration::days(365),
-                sign_in_audience: a
-                    .sign_in_audience
-                    .clone()
-                    .unwrap_or_else(|| "AzureADMyOrg".into()),
-            });
+            self.apps.push(app_from_spec(a, now)?);
         }
+        Ok(())
+    }
+
+    /// The tenant app management policy, naming its exempt principals.
+    fn load_app_policy(&mut self, s: &Scenario) -> Result<(), EmulatorError> {
         // `maxPasswordLifetimeDays` is shorthand for a default policy with only a lifetime cap
         // (one model of app management policies, `tenant_policy_allows` in graph.rs).
         let shorthand = s
@@ -389,19 +555,23 @@ impl Tenant {
         if let Some(p) = s.app_management_policy.as_ref().or(shorthand.as_ref()) {
             let mut exempt = Vec::new();
             for name in &p.exclude_actors {
-                exempt.push(t.principal_by_name(name).ok_or_else(|| {
+                exempt.push(self.principal_by_name(name).ok_or_else(|| {
                     bad(format!(
                         "app management policy excludes '{name}', which is neither a managed identity nor an application"
                     ))
                 })?);
             }
-            t.app_policy = Some((p.id.unwrap_or_else(Uuid::new_v4), p.clone(), exempt));
+            self.app_policy = Some((p.id.unwrap_or_else(Uuid::new_v4), p.clone(), exempt));
         }
-        // Owners after all principals exist (an app may own another app).
-        for (i, a) in s.applications.iter().enumerate() {
+        Ok(())
+    }
+
+    /// Owners after all principals exist (an app may own another app).
+    fn load_owners(&mut self, specs: &[ApplicationSpec]) -> Result<(), EmulatorError> {
+        for (i, a) in specs.iter().enumerate() {
             let mut owners = vec![];
             for o in &a.owners {
-                let id = t.principal_by_name(o).ok_or_else(|| {
+                let id = self.principal_by_name(o).ok_or_else(|| {
                     bad(format!(
                         "owner '{o}' of application '{}' is neither a managed identity nor an application",
                         a.display_name
@@ -409,67 +579,35 @@ impl Tenant {
                 })?;
                 owners.push(id);
             }
-            t.apps[i].owners = owners;
+            self.apps[i].owners = owners;
         }
-        let now_s = now.timestamp();
-        for v in &s.vaults {
-            if !valid_vault_name(&v.name) {
-                return Err(bad(format!(
-                    "vault name '{}' is not valid (3-24 letters, digits, hyphens)",
-                    v.name
-                )));
-            }
-            let mut vault = Vault {
-                name: v.name.clone(),
-                resource_group: v.resource_group.clone().unwrap_or_else(|| "rg".into()),
-                secrets: BTreeMap::new(),
-                deleted: BTreeMap::new(),
-                certificates: BTreeMap::new(),
-                keys: BTreeMap::new(),
-            };
-            for sec in &v.secrets {
-                if !valid_secret_name(&sec.name) {
-                    return Err(bad(format!("secret name '{}' is not valid", sec.name)));
-                }
-                let n = sec.versions.len() as i64;
-                let versions = sec
-                    .versions
-                    .iter()
-                    .enumerate()
-                    .map(|(i, sv)| {
-                        // Older versions were created earlier, one hour apart.
-                        let created = now_s - (n - i as i64) * 3600;
-                        SecretVersion {
-                            version: sv.version.clone().unwrap_or_else(hex32),
-                            value: sv.value.clone(),
-                            content_type: sv.content_type.clone(),
-                            tags: sv.tags.clone(),
-                            enabled: sv.enabled.unwrap_or(true),
-                            nbf: None,
-                            exp: sv.expires.map(|e| e.timestamp()),
-                            created,
-                            updated: created,
-                        }
-                    })
-                    .collect();
-                vault.secrets.insert(
-                    sec.name.to_ascii_lowercase(),
-                    SecretEntry {
-                        name: sec.name.clone(),
-                        versions,
-                    },
-                );
-            }
-            if t.vaults
+        Ok(())
+    }
+
+    fn load_vaults(
+        &mut self,
+        specs: &[VaultSpec],
+        now: DateTime<Utc>,
+    ) -> Result<(), EmulatorError> {
+        for v in specs {
+            let vault = vault_from_spec(v, now)?;
+            if self
+                .vaults
                 .insert(v.name.to_ascii_lowercase(), vault)
                 .is_some()
             {
                 return Err(bad(format!("vault '{}' is defined twice", v.name)));
             }
         }
-        let sub = t.subscription_id.to_string();
-        for r in &s.role_assignments {
-            let pid = t.principal_by_name(&r.principal).ok_or_else(|| {
+        Ok(())
+    }
+
+    /// Role assignments: a known principal, an emulated built-in role, a scope under `/`
+    /// (`{sub}` stands for the subscription id).
+    fn load_role_assignments(&mut self, specs: &[RoleAssignmentSpec]) -> Result<(), EmulatorError> {
+        let sub = self.subscription_id.to_string();
+        for r in specs {
+            let pid = self.principal_by_name(&r.principal).ok_or_else(|| {
                 bad(format!(
                     "role assignment principal '{}' is neither a managed identity nor an application",
                     r.principal
@@ -488,15 +626,19 @@ impl Tenant {
                     "role assignment scope '{scope}' must start with '/'"
                 )));
             }
-            t.roles.push(RoleAssignment {
+            self.roles.push(RoleAssignment {
                 principal_id: pid,
                 role: r.role.clone(),
                 scope: scope.trim_end_matches('/').to_string(),
             });
         }
-        for site in &s.sites {
+        Ok(())
+    }
+
+    fn load_sites(&mut self, specs: &[SiteSpec]) -> Result<(), EmulatorError> {
+        for site in specs {
             let rg = &site.resource_group;
-            t.add_site(
+            self.add_site(
                 rg,
                 &site.name,
                 site.slot.as_deref(),
@@ -505,7 +647,7 @@ impl Tenant {
             )?;
             for slot in &site.slots {
                 // A slot is a site of its own under `sites/{site}/slots/{slot}`.
-                t.add_site(
+                self.add_site(
                     rg,
                     &site.name,
                     Some(&slot.name),
@@ -514,73 +656,49 @@ impl Tenant {
                 )?;
             }
         }
-        for c in &s.connections {
+        Ok(())
+    }
+
+    fn load_connections(
+        &mut self,
+        specs: &[ConnectionSpec],
+        now: DateTime<Utc>,
+    ) -> Result<(), EmulatorError> {
+        for c in specs {
             let k = key(&c.resource_group, &c.name);
-            if t.connections.contains_key(&k) {
+            if self.connections.contains_key(&k) {
                 return Err(bad(format!("connection '{}' is defined twice", c.name)));
             }
-            let created = now - Duration::days(30);
-            let api = c.api.clone().unwrap_or_else(|| "keyvault".into());
-            let mut all = c.non_secret_parameter_values.clone();
-            all.extend(c.parameter_values.clone());
-            let (secret, non_secret) = crate::managed_apis::split(&t.managed_apis, &api, all)
-                .map_err(|m| bad(format!("connection '{}': {m}", c.name)))?;
-            t.connections.insert(
-                k,
-                Connection {
-                    resource_group: c.resource_group.clone(),
-                    name: c.name.clone(),
-                    location: c.location.clone().unwrap_or_else(|| "westeurope".into()),
-                    api,
-                    display_name: c.display_name.clone().unwrap_or_else(|| c.name.clone()),
-                    parameter_values: secret,
-                    non_secret,
-                    tags: BTreeMap::new(),
-                    created,
-                    changed: created,
-                },
-            );
+            let connection = connection_from_spec(&self.managed_apis, c, now)?;
+            self.connections.insert(k, connection);
         }
-        for a in &s.automation_accounts {
+        Ok(())
+    }
+
+    fn load_automation_accounts(
+        &mut self,
+        specs: &[AutomationAccountSpec],
+        now: DateTime<Utc>,
+    ) -> Result<(), EmulatorError> {
+        for a in specs {
             let k = key(&a.resource_group, &a.name);
-            let mut acct = AutomationAccount {
-                resource_group: a.resource_group.clone(),
-                name: a.name.clone(),
-                variables: BTreeMap::new(),
-            };
-            for v in &a.variables {
-                if serde_json::from_str::<Value>(&v.value).is_err() {
-                    return Err(bad(format!(
-                        "automation variable '{}' value is not JSON-encoded (a string is written \"\\\"text\\\"\")",
-                        v.name
-                    )));
-                }
-                let created = now - Duration::days(30);
-                acct.variables.insert(
-                    v.name.to_ascii_lowercase(),
-                    Variable {
-                        name: v.name.clone(),
-                        value: Some(v.value.clone()),
-                        is_encrypted: v.is_encrypted,
-                        description: v.description.clone(),
-                        created,
-                        modified: created,
-                    },
-                );
-            }
-            if t.automation.insert(k, acct).is_some() {
+            let acct = account_from_spec(a, now)?;
+            if self.automation.insert(k, acct).is_some() {
                 return Err(bad(format!(
                     "automation account '{}' is defined twice",
                     a.name
                 )));
             }
         }
-        // The sites "start" now: every Key Vault reference is resolved once.
-        let keys: Vec<_> = t.sites.keys().cloned().collect();
+        Ok(())
+    }
+
+    /// The sites "start" now: every Key Vault reference is resolved once.
+    fn start_sites(&mut self, now: DateTime<Utc>) {
+        let keys: Vec<_> = self.sites.keys().cloned().collect();
         for k in keys {
-            crate::arm::resolve_all(&mut t, &k, now);
+            crate::arm::resolve_all(self, &k, now);
         }
-        Ok(t)
     }
 
     pub fn principal_by_name(&self, name: &str) -> Option<Uuid> {

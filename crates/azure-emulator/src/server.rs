@@ -303,30 +303,14 @@ fn has_credentials(svc: Service, req: &Req) -> bool {
     }
 }
 
+/// One request through the pipeline: classify, identify the caller, apply an armed fault, the
+/// scenario's latency and the throttles, run the handler, add the common headers, log it.
 async fn handle_service(shared: Arc<Shared>, req: Req, svc: Service) -> Outcome {
     let arrived = shared.now();
-    let op: Option<&'static str> = match svc {
-        Service::Entra => crate::entra::classify(&req),
-        Service::Msi => Some("token"),
-        Service::Graph => crate::graph::classify(&req),
-        Service::KeyVault => crate::keyvault::classify(&req),
-        Service::Arm => crate::arm::classify(&req),
-        Service::Unknown => None,
-    };
+    let op = classify(svc, &req);
     // Who sent it is known from its credentials before any fault decides its fate.
     let caller = crate::caller::identify(&shared, &req, svc);
-    let mut fault: Option<(u64, FaultAction)> = None;
-    if let Some(op) = op
-        && has_credentials(svc, &req)
-    {
-        let mut faults = lock(&shared.faults);
-        for f in faults.iter_mut() {
-            if f.try_hit(svc.name(), op) {
-                fault = Some((f.id, f.rule.action.clone()));
-                break;
-            }
-        }
-    }
+    let fault = armed_fault(&shared, svc, op, &req);
     let latency = lock(&shared.state).latency_ms;
     if latency > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
@@ -338,28 +322,13 @@ async fn handle_service(shared: Arc<Shared>, req: Req, svc: Service) -> Outcome 
         caller,
         fault: fault.as_ref().map(|f| f.0),
     };
-    let mut commit_then_fail = None;
-    let resp = match &fault {
-        Some((_, FaultAction::Reset)) => {
+    let (resp, commit_then_fail) = match fault_effect(svc, fault.map(|f| f.1)).await {
+        FaultEffect::Reset => {
             record(&shared, &arrival, &req, 0);
             return Outcome::Reset;
         }
-        Some((
-            _,
-            FaultAction::Status {
-                status,
-                retry_after,
-            },
-        )) => Some(fault_response(svc, *status, *retry_after)),
-        Some((_, FaultAction::Delay { ms })) => {
-            tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
-            None
-        }
-        Some((_, FaultAction::CommitThenFail { status })) => {
-            commit_then_fail = Some(*status);
-            None
-        }
-        None => None,
+        FaultEffect::Answer(r) => (Some(r), None),
+        FaultEffect::Proceed { commit_then_fail } => (None, commit_then_fail),
     };
     let verdict = match (&resp, &arrival.caller) {
         (None, Ok(principal)) if op.is_some() && has_credentials(svc, &req) => {
@@ -374,22 +343,93 @@ async fn handle_service(shared: Arc<Shared>, req: Req, svc: Service) -> Outcome 
             headers,
         } => (Some(fault_response(svc, 429, Some(retry_after))), headers),
     };
-    let resp = match resp {
-        Some(r) => r,
-        None => {
-            let r = guarded(svc.name(), &req.path, || dispatch(&shared, &req, svc, op));
-            match commit_then_fail {
-                // The change is done; the caller sees the error instead (unless it failed anyway).
-                Some(status) if r.status < 400 => fault_response(svc, status, None),
-                _ => r,
-            }
-        }
-    };
+    let resp = resp.unwrap_or_else(|| run_handler(&shared, &req, svc, op, commit_then_fail));
     let mut resp = add_common_headers(svc, resp);
     resp.headers.extend(throttle_headers);
     record(&shared, &arrival, &req, resp.status);
     tracing::info!(service = svc.name(), op = op.unwrap_or("-"), method = %req.method, host = %req.host, path = %req.path, status = resp.status);
     Outcome::Answer(resp)
+}
+
+/// The operation a request names (the fault rules' and the request log's vocabulary).
+fn classify(svc: Service, req: &Req) -> Option<&'static str> {
+    match svc {
+        Service::Entra => crate::entra::classify(req),
+        Service::Msi => Some("token"),
+        Service::Graph => crate::graph::classify(req),
+        Service::KeyVault => crate::keyvault::classify(req),
+        Service::Arm => crate::arm::classify(req),
+        Service::Unknown => None,
+    }
+}
+
+/// The first armed fault this request hits (its id and action); only requests that would
+/// reach an operation count.
+fn armed_fault(
+    shared: &Shared,
+    svc: Service,
+    op: Option<&'static str>,
+    req: &Req,
+) -> Option<(u64, FaultAction)> {
+    let op = op?;
+    if !has_credentials(svc, req) {
+        return None;
+    }
+    let mut faults = lock(&shared.faults);
+    faults.iter_mut().find_map(|f| {
+        // `try_hit` counts the call; the search stops at the first rule that hits.
+        f.try_hit(svc.name(), op)
+            .then(|| (f.id, f.rule.action.clone()))
+    })
+}
+
+/// What a fault does to a request before its handler would run.
+enum FaultEffect {
+    /// The connection is dropped without an answer.
+    Reset,
+    /// The fault's answer replaces the handler's.
+    Answer(Resp),
+    /// The handler runs (after a delay fault's wait); with `commit_then_fail`, its change is
+    /// kept but the caller sees that status.
+    Proceed { commit_then_fail: Option<u16> },
+}
+
+async fn fault_effect(svc: Service, action: Option<FaultAction>) -> FaultEffect {
+    match action {
+        Some(FaultAction::Reset) => FaultEffect::Reset,
+        Some(FaultAction::Status {
+            status,
+            retry_after,
+        }) => FaultEffect::Answer(fault_response(svc, status, retry_after)),
+        Some(FaultAction::Delay { ms }) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            FaultEffect::Proceed {
+                commit_then_fail: None,
+            }
+        }
+        Some(FaultAction::CommitThenFail { status }) => FaultEffect::Proceed {
+            commit_then_fail: Some(status),
+        },
+        None => FaultEffect::Proceed {
+            commit_then_fail: None,
+        },
+    }
+}
+
+/// Runs the service's handler under the catch-panic backstop.
+fn run_handler(
+    shared: &Shared,
+    req: &Req,
+    svc: Service,
+    op: Option<&'static str>,
+    commit_then_fail: Option<u16>,
+) -> Resp {
+    let r = guarded(svc.name(), &req.path, || dispatch(shared, req, svc, op));
+    match commit_then_fail {
+        // The change is done; the caller sees the error instead (unless it failed anyway).
+        Some(status) if r.status < 400 => fault_response(svc, status, None),
+        _ => r,
+    }
 }
 
 /// The catch-panic backstop: runs a handler, turns a panic into a logged 500.
