@@ -8,6 +8,8 @@
 //! [`TagWrite`]) → `CompletePropagation` (the value read back from Key Vault; a token request
 //! unless it is the very value Entra accepted in this run's rotation; tagged `propagated` with
 //! the removal date) → after grace `RemovePassword` (exact previous keyId) → `MarkRetired`.
+//! [`perform`] hands each step to its own method of `On` (the step's context: the run, the
+//! credential, the observation it was planned from).
 //!
 //! Guarantees:
 //! - A new value reaches Key Vault (and so any consumer) only after Entra has accepted it.
@@ -165,7 +167,7 @@ impl StepError {
 fn az(action: &'static str) -> impl FnOnce(PortError) -> StepError {
     move |source| match source {
         PortError::Blocked(m) => StepError::Blocked(m),
-        // A lifetime over a tenant cap stays an Azure error: the runner learns the cap and
+        // A lifetime over a tenant cap stays an Azure error: the rotation learns the cap and
         // retries with a shorter lifetime (`engine::lifetime`).
         source => StepError::Azure { action, source },
     }
