@@ -1,11 +1,12 @@
 //! The records the engine keeps in the rotator's storage account, as types, and the one place
 //! their blob paths are built ([`RecordPath`]).
 //!
-//! - [`AuditRecord`]: one per credential run. Written to `audit/{yyyy}/{mm}/{dd}/{credential}-{run}.json`
-//!   when the run performed a step, and always to `last/{credential}.json` (the credential's
-//!   last outcome, which `Status` and the probe read back).
+//! - [`AuditRecord`]: one per credential run. Written to
+//!   `audit/{yyyy}/{mm}/{dd}/{credential}-{run}.json` when the run performed a step, and always
+//!   to `last/{credential}.json` (the credential's last outcome, which `Status` and the probe
+//!   read back).
 //! - [`RunRecord`]: one per pass, `runs/{run}.json` (the pass report as answered).
-//! - [`crate::engine::lifetime::KnownCap`]: `lifetime-caps/{credential}.json`.
+//! - The tenant's learnt lifetime cap (`lifetime::KnownCap`), `lifetime-caps/{credential}.json`.
 //! - `last/.probe.json`: never written; the probe reads it to learn that storage answers.
 //!
 //! Guarantees: a record is written as its type serializes and read back by the same type, so
