@@ -63,14 +63,16 @@ impl RecordPath<'_> {
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
     pub credential: String,
-    /// The application as last observed (`None` when it could not be read).
-    #[serde(default)]
+    /// The application as last observed (`None` when it could not be read, and in the first
+    /// version's records, which held the policy's reference as text).
+    #[serde(default, deserialize_with = "application_or_text")]
     pub application: Option<ApplicationRef>,
     /// `{vault}/{secret}`.
     pub key_vault: String,
     pub run_id: String,
     pub at: DateTime<Utc>,
-    /// True when the run's rotation step succeeded.
+    /// True when the run's rotation step succeeded (absent from the first version's records).
+    #[serde(default)]
     pub rotated: bool,
     /// The password the Key Vault value is, from its tags as last observed.
     #[serde(default)]
@@ -85,8 +87,22 @@ pub struct AuditRecord {
     /// The outcome of the run's propagation check, when it made one.
     #[serde(default)]
     pub verified: Option<bool>,
+    #[serde(default)]
     pub duration_ms: u64,
     pub report: CredentialReport,
+}
+
+/// The application object; the first version wrote the policy's reference as text there,
+/// which names no application and reads as `None`.
+fn application_or_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ApplicationRef>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(_) | serde_json::Value::Null => Ok(None),
+        v => ApplicationRef::deserialize(v)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// The application a credential belongs to, as the audit record names it.
@@ -323,6 +339,28 @@ mod tests {
             (r.application, r.key_id_in_use, r.phase),
             (None, None, None)
         );
+    }
+
+    #[test]
+    fn a_record_of_the_first_version_reads_with_its_outcome() {
+        // The shape before the audit record named key ids (commit ba8ce78's parent).
+        let first = serde_json::json!({
+            "credential": "c",
+            "application": "ClientId(7412f649-8e14-471f-bfc1-733b36a42705)",
+            "keyVault": "kv1/s",
+            "runId": "20261121T020000Z-1a2b3c4d",
+            "at": "2026-11-21T02:00:00Z",
+            "report": {"name": "c", "outcome": "failed", "steps": [
+                {"at": "2026-11-21T02:00:00Z", "step": "update-consumer", "detail": "x", "ok": false}
+            ], "error": "x", "nextDue": null}
+        });
+        let r: AuditRecord = serde_json::from_value(first).unwrap();
+        assert_eq!(r.report.outcome, CredentialOutcome::Failed);
+        assert_eq!((r.application, r.rotated, r.duration_ms), (None, false, 0));
+        // An application that is an object but not an application is not silently dropped.
+        let mut odd = previous_version_record();
+        odd["application"] = serde_json::json!({"appId": 5});
+        assert!(serde_json::from_value::<AuditRecord>(odd).is_err());
     }
 
     #[tokio::test]
