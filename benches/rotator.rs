@@ -42,9 +42,9 @@ use chrono::{DateTime, Utc};
 use secret_rotator::azure::graph::WriteLimiter;
 use secret_rotator::cloud::Cloud;
 use secret_rotator::compose::{EngineParts, build_with};
+use secret_rotator::engine::Engine;
 use secret_rotator::engine::executor::VerifyPolicy;
 use secret_rotator::engine::report::CredentialOutcome;
-use secret_rotator::engine::runner::Engine;
 use serde_json::{Value, json};
 use uuid::Uuid;
 

@@ -17,7 +17,7 @@ use crate::engine::azure_ports::{AzureClients, BlobStore, clients};
 use crate::engine::executor::VerifyPolicy;
 use crate::engine::ports::StorePorts;
 use crate::engine::report::ResultCode;
-use crate::engine::runner::{Engine, EngineOptions};
+use crate::engine::{Engine, EngineOptions};
 use crate::notify::{Notifications, Webhook};
 use crate::policy::{Policy, PolicyErrors};
 use crate::settings::Settings;

@@ -25,7 +25,7 @@ use crate::azure::graph::{GraphClient, GraphError};
 use crate::azure::web::WebClient;
 use crate::cloud::Cloud;
 use crate::compose::{Composed, EngineError, EngineParts, compose, load_policy};
-use crate::engine::runner::Engine;
+use crate::engine::Engine;
 use crate::policy::Policy;
 use crate::settings::{Settings, SettingsError};
 

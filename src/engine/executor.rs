@@ -8,6 +8,8 @@
 //! [`TagWrite`]) → `CompletePropagation` (the value read back from Key Vault; a token request
 //! unless it is the very value Entra accepted in this run's rotation; tagged `propagated` with
 //! the removal date) → after grace `RemovePassword` (exact previous keyId) → `MarkRetired`.
+//! [`perform`] hands each step to its own method of `On` (the step's context: the run, the
+//! credential, the observation it was planned from).
 //!
 //! Guarantees:
 //! - A new value reaches Key Vault (and so any consumer) only after Entra has accepted it.
@@ -50,8 +52,8 @@ use crate::engine::ports::{
 };
 use crate::engine::tags;
 use crate::planner::{
-    KeyIdentity, PasswordInfo, PasswordMarker, Phase, RemoveReason, RotateReason, RotationTags,
-    Step, VaultState,
+    AppState, KeyIdentity, PasswordInfo, PasswordMarker, Phase, RemoveReason, RotateReason,
+    RotationTags, Step, VaultState,
 };
 use crate::policy::{ArmResource, Consumer, ConsumerId, CredentialPolicy};
 use crate::secret::SecretValue;
@@ -165,7 +167,7 @@ impl StepError {
 fn az(action: &'static str) -> impl FnOnce(PortError) -> StepError {
     move |source| match source {
         PortError::Blocked(m) => StepError::Blocked(m),
-        // A lifetime over a tenant cap stays an Azure error: the runner learns the cap and
+        // A lifetime over a tenant cap stays an Azure error: the rotation learns the cap and
         // retries with a shorter lifetime (`engine::lifetime`).
         source => StepError::Azure { action, source },
     }
@@ -231,331 +233,401 @@ pub async fn perform(
     let app = observed.app.as_ref().ok_or_else(|| {
         StepError::Invariant("the application was not observed; nothing can be done".into())
     })?;
-    let kv = &cred.key_vault;
-    let current_tags = match &observed.observation.vault {
-        VaultState::Current(v) => v.tags.clone(),
-        VaultState::Missing | VaultState::SoftDeleted { .. } => None,
+    let on = On {
+        ctx,
+        cred,
+        observed,
+        app,
+        now,
     };
-    let foreign_tags: BTreeMap<String, String> = observed
-        .secret
-        .as_ref()
-        .map(|s| {
-            s.tags
-                .iter()
-                .filter(|(k, _)| !tags::is_rotator_tag(k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-
-    // The current version's rotator tags as `t`: written now, or left for the run to write
-    // (`TagWrite::Deferred`); either way the result is what the observer keeps.
-    let retag = |t: RotationTags, how: TagWrite| {
-        let secret = observed.secret.as_ref();
-        async move {
-            let s = secret.ok_or_else(|| {
-                StepError::Invariant("no Key Vault version to record progress on".into())
-            })?;
-            let rendered = tags::render(&s.tags, cred, &t).map_err(StepError::TagBudget)?;
-            let tags = match how {
-                TagWrite::Deferred => rendered,
-                TagWrite::Written => ctx
-                    .azure
-                    .vault_update_tags(kv, &s.version, &rendered)
-                    .await
-                    .map_err(az(RETAG))?,
-            };
-            Ok::<_, StepError>(Some((tags, how)))
-        }
-    };
-    let mark_synced = |id: &ConsumerId, how: TagWrite| {
-        let id = id.clone();
-        let current_tags = current_tags.clone();
-        let retag = &retag;
-        async move {
-            match current_tags {
-                Some(mut t) => {
-                    if !t.synced.contains(&id) {
-                        t.synced.push(id);
-                    }
-                    retag(t, how).await
-                }
-                None => Ok(None),
-            }
-        }
-    };
-
     match step {
-        Step::Adopt { key_id } => {
-            // Deferred: a rotation right after it tags its own new version instead.
-            let tags = retag(
-                RotationTags {
-                    key_id: *key_id,
-                    previous_key_id: None,
-                    phase: Phase::Retired,
-                    rotated_at: None,
-                    remove_after: None,
-                    synced: Vec::new(),
-                },
-                TagWrite::Deferred,
-            )
-            .await?;
-            Ok(Done {
-                detail: format!(
-                    "adopted the stored value as password {key_id} (matched by its hint)"
-                ),
-                learnt: Learnt {
-                    tags,
-                    ..Learnt::default()
-                },
-            })
-        }
+        Step::Adopt { key_id } => on.adopt(*key_id).await,
         Step::Rotate {
             reason,
             previous_key_id,
             end,
-        } => {
-            // Before anything is created: the new version's state must fit next to the owner's tags.
-            tags::check_room(&foreign_tags, cred).map_err(StepError::TagBudget)?;
-            let marker = PasswordMarker::display_name(&cred.name, now);
-            let (info, value) = match ctx.azure.add_password(app.object_id, &marker, *end).await {
-                Err(PortError::AccessDenied(m)) => {
-                    let how = owner_guidance(ctx.azure, app.object_id).await;
-                    return Err(az("addPassword")(PortError::AccessDenied(format!(
-                        "{m}; {how}"
-                    ))));
-                }
-                other => other.map_err(az("addPassword"))?,
-            };
-            let attempts = match verify_secret(ctx, app.app_id, tenant_of(cred, ctx), &value).await
-            {
-                Ok(n) => n,
-                Err(e) => {
-                    // Nobody has the value yet, so the new password can go at once.
-                    let _ = ctx.azure.remove_password(app.object_id, info.key_id).await;
-                    return Err(e);
-                }
-            };
-            if let Ok(mut added) = ctx.added.lock() {
-                added.push(info.clone());
-            }
-            if let Ok(mut accepted) = ctx.accepted.lock() {
-                *accepted = Some(value.clone());
-            }
-            let t = RotationTags {
-                key_id: info.key_id,
-                previous_key_id: *previous_key_id,
-                phase: Phase::Stored,
-                rotated_at: Some(now),
-                remove_after: None,
-                synced: Vec::new(),
-            };
-            let rendered = tags::render(&foreign_tags, cred, &t).map_err(StepError::TagBudget)?;
-            // After this call the password must stay: a lost answer may hide a stored value.
-            let stored = ctx
-                .azure
-                .vault_set(kv, &value, &rendered, Some(*end))
-                .await
-                .map_err(az("store the new value in Key Vault"))?;
-            Ok(Done {
-                detail: format!(
-                    "rotated ({}): added password {} (hint {}…, expires {}), accepted by Entra \
-                     after {attempts} attempt(s), stored as {}/{} version {}",
-                    describe_reason(reason),
-                    info.key_id,
-                    value.hint(),
-                    end.format("%Y-%m-%d"),
-                    kv.vault,
-                    kv.secret,
-                    stored.version
-                ),
-                learnt: Learnt {
-                    stored: Some(stored),
-                    ..Learnt::default()
-                },
-            })
-        }
+        } => on.rotate(reason, *previous_key_id, *end).await,
         Step::UpdateConsumer { index, consumer_id } => {
-            let consumer = cred.consumers.get(*index).ok_or_else(|| {
-                StepError::Invariant(format!("consumer #{index} is not in the policy"))
-            })?;
-            let current = observed.secret.as_ref().ok_or_else(|| {
-                StepError::Invariant("no Key Vault value to hand to consumers".into())
-            })?;
-            let fact = observed
-                .facts
-                .get(*index)
-                .copied()
-                .unwrap_or(ConsumerFact::Unknown);
-            let detail = update_consumer(ctx, cred, consumer, current, fact).await?;
-            let tags = mark_synced(consumer_id, TagWrite::Deferred).await?;
-            Ok(Done {
-                detail,
-                learnt: Learnt {
-                    tags,
-                    confirmed: Some(*index),
-                    ..Learnt::default()
-                },
-            })
+            on.update_consumer(*index, consumer_id).await
         }
-        Step::Notify { index, consumer_id } => {
-            let Some(Consumer::NotifyOnly {
-                system,
-                instructions,
-            }) = cred.consumers.get(*index)
-            else {
-                return Err(StepError::Invariant(format!(
-                    "consumer #{index} is not a notify-only consumer"
-                )));
-            };
-            let current = observed
-                .secret
-                .as_ref()
-                .ok_or_else(|| StepError::Invariant("no Key Vault value to announce".into()))?;
-            let msg = ManualStep {
-                credential: cred.name.clone(),
-                system: system.clone(),
-                instructions: instructions.clone(),
-                app_id: app.app_id.to_string(),
-                new_key_id: current_tags
-                    .as_ref()
-                    .map(|t| t.key_id.to_string())
-                    .unwrap_or_default(),
-                new_hint: current.value.hint(),
-                secret_id: format!(
-                    "{}/secrets/{}/{}",
-                    ctx.cloud.vault_url(&kv.vault),
-                    kv.secret,
-                    current.version
-                ),
-                old_secret_removed_after: Some(now + cred.grace),
-            };
-            let hooks = ctx
-                .notifier
-                .manual_step(&msg)
-                .await
-                .map_err(az("send the manual-step message"))?;
-            // Written at once: a record lost with the process would tell the person twice.
-            let tags = mark_synced(consumer_id, TagWrite::Written).await?;
-            let what = format!(
-                "take the new value from {} before {}",
-                msg.secret_id,
-                (now + cred.grace).format("%Y-%m-%d %H:%M UTC")
-            );
-            let detail = match hooks {
-                0 => format!(
-                    "no webhook is configured: the manual step for {system} ({what}) is only in the log"
-                ),
-                n => format!("told the owners of {system} through {n} webhook(s) to {what}"),
-            };
-            Ok(Done {
-                detail,
-                learnt: Learnt {
-                    tags,
-                    ..Learnt::default()
-                },
-            })
+        Step::Notify { index, consumer_id } => on.notify(*index, consumer_id).await,
+        Step::CompletePropagation { remove_after } => on.complete_propagation(*remove_after).await,
+        Step::RemovePassword { key_id, reason } => on.remove_password(*key_id, reason).await,
+        Step::MarkRetired => on.mark_retired().await,
+    }
+}
+
+/// What a step is performed on: the run's context, the credential, the observation the step
+/// was planned from (and its application, which every step needs), and the step's `now`.
+struct On<'s> {
+    ctx: &'s ExecContext<'s>,
+    cred: &'s CredentialPolicy,
+    observed: &'s Observed,
+    app: &'s AppState,
+    now: DateTime<Utc>,
+}
+
+/// A step's answer whose only lesson is the current version's tags.
+fn tagged(detail: String, tags: Option<(BTreeMap<String, String>, TagWrite)>) -> Done {
+    Done {
+        detail,
+        learnt: Learnt {
+            tags,
+            ..Learnt::default()
+        },
+    }
+}
+
+impl On<'_> {
+    /// The rotator's state on the current Key Vault version, as observed.
+    fn current_tags(&self) -> Option<RotationTags> {
+        match &self.observed.observation.vault {
+            VaultState::Current(v) => v.tags.clone(),
+            VaultState::Missing | VaultState::SoftDeleted { .. } => None,
         }
-        Step::CompletePropagation { remove_after } => {
-            let mut t = current_tags.clone().ok_or_else(|| {
-                StepError::Invariant("the current version has no rotation state".into())
-            })?;
-            // Prove what consumers now read: the value as Key Vault returns it.
-            let stored = ctx
+    }
+
+    /// The rotation state as observed, for the steps that move it on.
+    fn rotation_state(&self) -> Result<RotationTags, StepError> {
+        self.current_tags()
+            .ok_or_else(|| StepError::Invariant("the current version has no rotation state".into()))
+    }
+
+    /// Writes the current version's rotator tags as `t`, now or left for the run to write
+    /// (`TagWrite::Deferred`); either way the result is what the observer keeps.
+    async fn retag(
+        &self,
+        t: RotationTags,
+        how: TagWrite,
+    ) -> Result<Option<(BTreeMap<String, String>, TagWrite)>, StepError> {
+        let s = self.observed.secret.as_ref().ok_or_else(|| {
+            StepError::Invariant("no Key Vault version to record progress on".into())
+        })?;
+        let rendered = tags::render(&s.tags, self.cred, &t).map_err(StepError::TagBudget)?;
+        let tags = match how {
+            TagWrite::Deferred => rendered,
+            TagWrite::Written => self
+                .ctx
                 .azure
-                .vault_latest(kv)
+                .vault_update_tags(&self.cred.key_vault, &s.version, &rendered)
                 .await
-                .map_err(az("read the value back from Key Vault"))?
-                .ok_or_else(|| StepError::NotConfirmed("the Key Vault secret vanished".into()))?;
-            // The same bytes Entra accepted in this run's rotation need no second token request.
-            let accepted_here = ctx
-                .accepted
-                .lock()
-                .is_ok_and(|a| a.as_ref() == Some(&stored.value));
-            let proof = if accepted_here {
-                "is the value Entra accepted in this run's rotation".to_string()
-            } else {
-                let attempts =
-                    verify_secret(ctx, app.app_id, tenant_of(cred, ctx), &stored.value).await?;
-                format!("gets a token (attempt {attempts})")
-            };
-            t.phase = Phase::Propagated;
-            t.remove_after = Some(*remove_after);
-            let tags = retag(t, TagWrite::Written).await?;
-            Ok(Done {
-                detail: format!(
-                    "verified: the value in Key Vault version {} {proof}; the previous secret \
-                     goes after {}",
-                    stored.version,
-                    remove_after.format("%Y-%m-%d %H:%M UTC")
-                ),
-                learnt: Learnt {
-                    tags,
-                    ..Learnt::default()
-                },
+                .map_err(az(RETAG))?,
+        };
+        Ok(Some((tags, how)))
+    }
+
+    /// Records consumer `id` as holding the current version (`rotator-synced`).
+    async fn mark_synced(
+        &self,
+        id: &ConsumerId,
+        how: TagWrite,
+    ) -> Result<Option<(BTreeMap<String, String>, TagWrite)>, StepError> {
+        let Some(mut t) = self.current_tags() else {
+            return Ok(None);
+        };
+        if !t.synced.contains(id) {
+            t.synced.push(id.clone());
+        }
+        self.retag(t, how).await
+    }
+
+    async fn adopt(&self, key_id: Uuid) -> Result<Done, StepError> {
+        // Deferred: a rotation right after it tags its own new version instead.
+        let t = RotationTags {
+            key_id,
+            previous_key_id: None,
+            phase: Phase::Retired,
+            rotated_at: None,
+            remove_after: None,
+            synced: Vec::new(),
+        };
+        let tags = self.retag(t, TagWrite::Deferred).await?;
+        Ok(tagged(
+            format!("adopted the stored value as password {key_id} (matched by its hint)"),
+            tags,
+        ))
+    }
+
+    async fn rotate(
+        &self,
+        reason: &RotateReason,
+        previous_key_id: Option<Uuid>,
+        end: DateTime<Utc>,
+    ) -> Result<Done, StepError> {
+        let (ctx, cred, kv) = (self.ctx, self.cred, &self.cred.key_vault);
+        // The owner's tags, kept on the new version next to the rotator's.
+        let foreign_tags: BTreeMap<String, String> = self
+            .observed
+            .secret
+            .as_ref()
+            .map(|s| {
+                s.tags
+                    .iter()
+                    .filter(|(k, _)| !tags::is_rotator_tag(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
             })
-        }
-        Step::RemovePassword { key_id, reason } => {
-            if Some(*key_id) == current_key_id(observed) {
-                return Err(StepError::Invariant(format!(
-                    "password {key_id} is the one in Key Vault"
-                )));
+            .unwrap_or_default();
+        // Before anything is created: the new version's state must fit next to the owner's tags.
+        tags::check_room(&foreign_tags, cred).map_err(StepError::TagBudget)?;
+        let (info, value, attempts) = self.add_accepted_password(end).await?;
+        let t = RotationTags {
+            key_id: info.key_id,
+            previous_key_id,
+            phase: Phase::Stored,
+            rotated_at: Some(self.now),
+            remove_after: None,
+            synced: Vec::new(),
+        };
+        let rendered = tags::render(&foreign_tags, cred, &t).map_err(StepError::TagBudget)?;
+        // After this call the password must stay: a lost answer may hide a stored value.
+        let stored = ctx
+            .azure
+            .vault_set(kv, &value, &rendered, Some(end))
+            .await
+            .map_err(az("store the new value in Key Vault"))?;
+        Ok(Done {
+            detail: format!(
+                "rotated ({}): added password {} (hint {}…, expires {}), accepted by Entra \
+                 after {attempts} attempt(s), stored as {}/{} version {}",
+                describe_reason(reason),
+                info.key_id,
+                value.hint(),
+                end.format("%Y-%m-%d"),
+                kv.vault,
+                kv.secret,
+                stored.version
+            ),
+            learnt: Learnt {
+                stored: Some(stored),
+                ..Learnt::default()
+            },
+        })
+    }
+
+    /// addPassword, then token requests until Entra accepts the new value (the attempts
+    /// counted). A value Entra never accepts is removed at once: nobody has it yet.
+    async fn add_accepted_password(
+        &self,
+        end: DateTime<Utc>,
+    ) -> Result<(PasswordInfo, SecretValue, u32), StepError> {
+        let (ctx, app) = (self.ctx, self.app);
+        let marker = PasswordMarker::display_name(&self.cred.name, self.now);
+        let (info, value) = match ctx.azure.add_password(app.object_id, &marker, end).await {
+            Err(PortError::AccessDenied(m)) => {
+                let how = owner_guidance(ctx.azure, app.object_id).await;
+                return Err(az("addPassword")(PortError::AccessDenied(format!(
+                    "{m}; {how}"
+                ))));
             }
-            let done = match ctx.azure.remove_password(app.object_id, *key_id).await {
-                Ok(()) => format!(
-                    "removed password {key_id} ({})",
-                    describe_remove_reason(reason)
-                ),
-                Err(PortError::NotFound(_)) => format!("password {key_id} was already gone"),
-                Err(e) => return Err(az("removePassword")(e)),
-            };
-            // Only the superseded password can be one a connection still used: an orphan
-            // nobody holds, an expired one authenticates nobody (and a connection already
-            // failing on it must not stop the rotation that will fix it).
-            let health = match reason {
-                RemoveReason::Superseded => connections_after_removal(ctx, cred).await,
-                RemoveReason::Orphan | RemoveReason::ExpiredUnmanaged => Vec::new(),
-            };
-            if health.is_empty() {
-                Ok(Done {
-                    detail: done,
-                    learnt: Learnt {
-                        removed: Some(*key_id),
-                        ..Learnt::default()
-                    },
-                })
-            } else {
-                Err(StepError::NotConfirmed(format!(
-                    "{done}; now failing: {}",
-                    health.join("; ")
-                )))
+            other => other.map_err(az("addPassword"))?,
+        };
+        let tenant = tenant_of(self.cred, ctx);
+        let attempts = match verify_secret(ctx, app.app_id, tenant, &value).await {
+            Ok(n) => n,
+            Err(e) => {
+                // Nobody has the value yet, so the new password can go at once.
+                let _ = ctx.azure.remove_password(app.object_id, info.key_id).await;
+                return Err(e);
             }
+        };
+        if let Ok(mut added) = ctx.added.lock() {
+            added.push(info.clone());
         }
-        Step::MarkRetired => {
-            let mut t = current_tags.clone().ok_or_else(|| {
-                StepError::Invariant("the current version has no rotation state".into())
-            })?;
-            let kept = t
-                .previous_key_id
-                .filter(|k| app.passwords.iter().any(|p| p.key_id == *k));
-            t.phase = Phase::Retired;
-            t.previous_key_id = None;
-            let tags = retag(t, TagWrite::Written).await?;
-            let detail = match kept {
-                Some(k) => format!(
-                    "rotation complete; the previous password {k} was not created by \
-                     secret-rotator and is left in place until it expires"
-                ),
-                None => "rotation complete: the previous secret is gone".into(),
-            };
-            Ok(Done {
-                detail,
-                learnt: Learnt {
-                    tags,
-                    ..Learnt::default()
-                },
-            })
+        if let Ok(mut accepted) = ctx.accepted.lock() {
+            *accepted = Some(value.clone());
         }
+        Ok((info, value, attempts))
+    }
+
+    async fn update_consumer(
+        &self,
+        index: usize,
+        consumer_id: &ConsumerId,
+    ) -> Result<Done, StepError> {
+        let consumer = self.cred.consumers.get(index).ok_or_else(|| {
+            StepError::Invariant(format!("consumer #{index} is not in the policy"))
+        })?;
+        let current = self.observed.secret.as_ref().ok_or_else(|| {
+            StepError::Invariant("no Key Vault value to hand to consumers".into())
+        })?;
+        let fact = self
+            .observed
+            .facts
+            .get(index)
+            .copied()
+            .unwrap_or(ConsumerFact::Unknown);
+        let detail = update_consumer(self.ctx, self.cred, consumer, current, fact).await?;
+        let tags = self.mark_synced(consumer_id, TagWrite::Deferred).await?;
+        Ok(Done {
+            detail,
+            learnt: Learnt {
+                tags,
+                confirmed: Some(index),
+                ..Learnt::default()
+            },
+        })
+    }
+
+    async fn notify(&self, index: usize, consumer_id: &ConsumerId) -> Result<Done, StepError> {
+        let Some(Consumer::NotifyOnly {
+            system,
+            instructions,
+        }) = self.cred.consumers.get(index)
+        else {
+            return Err(StepError::Invariant(format!(
+                "consumer #{index} is not a notify-only consumer"
+            )));
+        };
+        let msg = self.manual_step(system, instructions)?;
+        let hooks = self
+            .ctx
+            .notifier
+            .manual_step(&msg)
+            .await
+            .map_err(az("send the manual-step message"))?;
+        // Written at once: a record lost with the process would tell the person twice.
+        let tags = self.mark_synced(consumer_id, TagWrite::Written).await?;
+        let what = format!(
+            "take the new value from {} before {}",
+            msg.secret_id,
+            (self.now + self.cred.grace).format("%Y-%m-%d %H:%M UTC")
+        );
+        let detail = match hooks {
+            0 => format!(
+                "no webhook is configured: the manual step for {system} ({what}) is only in the log"
+            ),
+            n => format!("told the owners of {system} through {n} webhook(s) to {what}"),
+        };
+        Ok(tagged(detail, tags))
+    }
+
+    /// The message telling a person to take the current value into `system` (where it is,
+    /// never what it is).
+    fn manual_step(&self, system: &str, instructions: &str) -> Result<ManualStep, StepError> {
+        let (cred, kv) = (self.cred, &self.cred.key_vault);
+        let current = self
+            .observed
+            .secret
+            .as_ref()
+            .ok_or_else(|| StepError::Invariant("no Key Vault value to announce".into()))?;
+        Ok(ManualStep {
+            credential: cred.name.clone(),
+            system: system.to_string(),
+            instructions: instructions.to_string(),
+            app_id: self.app.app_id.to_string(),
+            new_key_id: self
+                .current_tags()
+                .map(|t| t.key_id.to_string())
+                .unwrap_or_default(),
+            new_hint: current.value.hint(),
+            secret_id: format!(
+                "{}/secrets/{}/{}",
+                self.ctx.cloud.vault_url(&kv.vault),
+                kv.secret,
+                current.version
+            ),
+            old_secret_removed_after: Some(self.now + cred.grace),
+        })
+    }
+
+    async fn complete_propagation(&self, remove_after: DateTime<Utc>) -> Result<Done, StepError> {
+        let ctx = self.ctx;
+        let mut t = self.rotation_state()?;
+        // Prove what consumers now read: the value as Key Vault returns it.
+        let stored = ctx
+            .azure
+            .vault_latest(&self.cred.key_vault)
+            .await
+            .map_err(az("read the value back from Key Vault"))?
+            .ok_or_else(|| StepError::NotConfirmed("the Key Vault secret vanished".into()))?;
+        // The same bytes Entra accepted in this run's rotation need no second token request.
+        let accepted_here = ctx
+            .accepted
+            .lock()
+            .is_ok_and(|a| a.as_ref() == Some(&stored.value));
+        let proof = if accepted_here {
+            "is the value Entra accepted in this run's rotation".to_string()
+        } else {
+            let tenant = tenant_of(self.cred, ctx);
+            let attempts = verify_secret(ctx, self.app.app_id, tenant, &stored.value).await?;
+            format!("gets a token (attempt {attempts})")
+        };
+        t.phase = Phase::Propagated;
+        t.remove_after = Some(remove_after);
+        let tags = self.retag(t, TagWrite::Written).await?;
+        Ok(tagged(
+            format!(
+                "verified: the value in Key Vault version {} {proof}; the previous secret \
+                 goes after {}",
+                stored.version,
+                remove_after.format("%Y-%m-%d %H:%M UTC")
+            ),
+            tags,
+        ))
+    }
+
+    async fn remove_password(
+        &self,
+        key_id: Uuid,
+        reason: &RemoveReason,
+    ) -> Result<Done, StepError> {
+        if Some(key_id) == current_key_id(self.observed) {
+            return Err(StepError::Invariant(format!(
+                "password {key_id} is the one in Key Vault"
+            )));
+        }
+        let done = match self
+            .ctx
+            .azure
+            .remove_password(self.app.object_id, key_id)
+            .await
+        {
+            Ok(()) => format!(
+                "removed password {key_id} ({})",
+                describe_remove_reason(reason)
+            ),
+            Err(PortError::NotFound(_)) => format!("password {key_id} was already gone"),
+            Err(e) => return Err(az("removePassword")(e)),
+        };
+        // Only the superseded password can be one a connection still used: an orphan
+        // nobody holds, an expired one authenticates nobody (and a connection already
+        // failing on it must not stop the rotation that will fix it).
+        let health = match reason {
+            RemoveReason::Superseded => connections_after_removal(self.ctx, self.cred).await,
+            RemoveReason::Orphan | RemoveReason::ExpiredUnmanaged => Vec::new(),
+        };
+        if !health.is_empty() {
+            return Err(StepError::NotConfirmed(format!(
+                "{done}; now failing: {}",
+                health.join("; ")
+            )));
+        }
+        Ok(Done {
+            detail: done,
+            learnt: Learnt {
+                removed: Some(key_id),
+                ..Learnt::default()
+            },
+        })
+    }
+
+    async fn mark_retired(&self) -> Result<Done, StepError> {
+        let mut t = self.rotation_state()?;
+        let kept = t
+            .previous_key_id
+            .filter(|k| self.app.passwords.iter().any(|p| p.key_id == *k));
+        t.phase = Phase::Retired;
+        t.previous_key_id = None;
+        let tags = self.retag(t, TagWrite::Written).await?;
+        let detail = match kept {
+            Some(k) => format!(
+                "rotation complete; the previous password {k} was not created by \
+                 secret-rotator and is left in place until it expires"
+            ),
+            None => "rotation complete: the previous secret is gone".into(),
+        };
+        Ok(tagged(detail, tags))
     }
 }
 

@@ -406,7 +406,7 @@ pub struct ScanOptions {
 }
 
 /// What a scan covered. Serialized into the pass report and `Status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanSummary {
     pub applications: usize,

@@ -1,5 +1,5 @@
 //! A tenant's cap on password lifetimes, learnt from Graph's refusals and remembered in the
-//! rotator's storage (`lifetime-caps/{credential}.json`).
+//! rotator's storage (`lifetime-caps/{credential}.json`, [`crate::engine::records`]).
 //!
 //! An app management policy can cap client-secret lifetimes; addPassword with a longer one gets
 //! 400 `CredentialInvalidLifetimeAsPerAppPolicy`, whose message names the policy but not the
@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ports::StorePorts;
+use crate::engine::records::{self, RecordPath};
 use crate::policy::CredentialPolicy;
 
 /// The lifetimes tried below a refused one, longest first (common tenant caps).
@@ -31,20 +32,25 @@ pub struct KnownCap {
     pub refused_at: DateTime<Utc>,
 }
 
-fn path(cred: &CredentialPolicy) -> String {
-    format!("lifetime-caps/{}.json", cred.name)
+fn path(cred: &CredentialPolicy) -> RecordPath<'_> {
+    RecordPath::LifetimeCap {
+        credential: &cred.name,
+    }
 }
 
 /// The remembered cap; `None` when there is none or it cannot be read (then the policy's own
 /// lifetime is tried, and a refusal is learnt again).
 pub async fn load(store: &dyn StorePorts, cred: &CredentialPolicy) -> Option<KnownCap> {
-    let v = store.get_json(&path(cred)).await.ok()??;
-    serde_json::from_value(v).ok()
+    records::read(store, &path(cred), "lifetime cap")
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!("the tenant's lifetime cap is unknown: {e}");
+            None
+        })
 }
 
 async fn save(store: &dyn StorePorts, cred: &CredentialPolicy, cap: &KnownCap) {
-    let body = serde_json::to_value(cap).unwrap_or_default();
-    if let Err(e) = store.put_json(&path(cred), &body).await {
+    if let Err(e) = records::write(store, &path(cred), cap).await {
         tracing::warn!("could not record the tenant's lifetime cap: {e}");
     }
 }

@@ -1,15 +1,23 @@
 //! The rotation engine: observe, plan, execute one step, repeat. The engine layer: it imports
 //! the core (`rotator-core`) and the adapters (`crate::azure`), never the app layer above it.
 //!
-//! Where things live: [`runner`] (the `Engine`: passes, single rotations, status, plan, the
-//! self-test), [`observe`] / [`executor`] (one credential's observation and one step),
-//! [`inventory`] (the tenant scan: credentials nobody rotates), [`service`] (the
-//! `RotatorService` trait the handler calls), [`ports`] and [`azure_ports`] (the engine's view of
-//! Azure and its implementation on the clients), [`report`] (what every use case answers),
-//! [`lifetime`] (the tenant's learnt password-lifetime cap). [`tags`] and [`kvref`] are the core
-//! crate's, re-exported here at their old paths.
+//! Where things live:
+//! - [`context`]: the [`Engine`] every use case shares (policy, ports, options) and its options.
+//! - [`usecase`]: one module per use case — a rotation, a pass, the unenrolled scan, status,
+//!   plan, the self-test.
+//! - [`observe`] / [`executor`]: one credential's observation and one step against Azure.
+//! - [`inventory`]: the tenant scan's rows and pages (credentials nobody rotates).
+//! - [`records`]: the typed records kept in the rotator's storage and their blob paths.
+//! - [`service`]: the `RotatorService` trait the handler calls, and its implementation.
+//! - [`ports`] / [`azure_ports`]: the engine's view of Azure and its implementation on the
+//!   clients.
+//! - [`report`]: what every use case answers; [`lifetime`]: the tenant's learnt
+//!   password-lifetime cap; [`parallelism`]: how many credentials a pass runs at once.
+//!
+//! [`tags`] and [`kvref`] are the core crate's, re-exported here at their old paths.
 
 pub mod azure_ports;
+pub mod context;
 pub mod executor;
 pub mod inventory;
 pub use rotator_core::{kvref, tags};
@@ -17,6 +25,9 @@ pub mod lifetime;
 pub mod observe;
 pub mod parallelism;
 pub mod ports;
+pub mod records;
 pub mod report;
-pub mod runner;
 pub mod service;
+pub mod usecase;
+
+pub use context::{Engine, EngineOptions};

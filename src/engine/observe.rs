@@ -295,8 +295,63 @@ impl Observer {
         cred: &CredentialPolicy,
         tenant: &str,
     ) -> Result<Observed, PortError> {
-        // The first reads are independent: the application, the vault and the consumers are
-        // read at once (a consumer read for a vault that turns out missing is kept for later).
+        let (app, vault) = self.read_unknown(azure, cred).await?;
+        let app = self.app.insert(app).clone();
+        let vault = self.vault.insert(vault);
+        let (state, current_value_accepted, consumers, versions) = match vault.secret.clone() {
+            None => (missing(vault), None, not_stored_consumers(cred), None),
+            Some(s) => {
+                let identity = identify(&s, app.as_ref().ok());
+                let tags = tags::parse(&s.tags, cred).map_err(|msg| {
+                    PortError::BadAnswer(format!(
+                        "Key Vault secret {}/{} version {}: {msg}",
+                        cred.key_vault.vault, cred.key_vault.secret, s.version
+                    ))
+                })?;
+                let accepted = if must_probe(self.probe_value, &identity, &app) {
+                    let known = self.known.as_ref();
+                    probe(azure, tenant, &app, &s, vault, known).await?
+                } else {
+                    None
+                };
+                if vault.versions.is_none() && needs_versions(cred, &app, tags.as_ref()) {
+                    vault.versions = read_versions(azure, cred).await;
+                }
+                read_consumers(azure, cred, &mut self.consumers).await;
+                let consumers = consumer_observations(cred, &self.consumers, &self.held, &s);
+                let version = VaultVersion {
+                    version: s.version.clone(),
+                    created: s.created,
+                    identity,
+                    tags,
+                };
+                let versions = vault.versions.clone();
+                (VaultState::Current(version), accepted, consumers, versions)
+            }
+        };
+        Ok(Observed {
+            observation: Observation {
+                app: app.clone(),
+                vault: state,
+                current_value_accepted,
+                consumers,
+                versions,
+            },
+            app: app.ok(),
+            secret: vault.secret.clone(),
+            facts: self.consumers.iter().map(fact).collect(),
+        })
+    }
+
+    /// The application and the vault, each as known or read now, with this run's added
+    /// passwords in the application. The first reads are independent: the application, the
+    /// vault and the consumers are read at once (a consumer read for a vault that turns out
+    /// missing is kept for later).
+    async fn read_unknown(
+        &mut self,
+        azure: &dyn AzurePorts,
+        cred: &CredentialPolicy,
+    ) -> Result<(Result<AppState, String>, VaultRead), PortError> {
         let first = self.app.is_none() && self.vault.is_none();
         let (app, vault, _) = futures::join!(
             async {
@@ -329,105 +384,86 @@ impl Observer {
             // Whether Entra accepts the stored value depends on the app's passwords.
             vault.accepted = None;
         }
-        let app = self.app.insert(app).clone();
-        let vault = self.vault.insert(vault);
-
-        let (state, current_value_accepted, consumers, versions) = match &vault.secret {
-            None => (
-                match vault.deleted {
-                    None => VaultState::Missing,
-                    Some(d) => VaultState::SoftDeleted {
-                        deleted: d.deleted,
-                        scheduled_purge: d.scheduled_purge,
-                    },
-                },
-                None,
-                not_stored_consumers(cred),
-                None,
-            ),
-            Some(s) => {
-                let identity = identify(s, app.as_ref().ok());
-                let tags = tags::parse(&s.tags, cred).map_err(|msg| {
-                    PortError::BadAnswer(format!(
-                        "Key Vault secret {}/{} version {}: {msg}",
-                        cred.key_vault.vault, cred.key_vault.secret, s.version
-                    ))
-                })?;
-                // A tagged password Graph does not list may only be lagging (eventual
-                // consistency): Entra's answer to the value tells.
-                let tagged_unlisted = match (&identity, &app) {
-                    (KeyIdentity::Tagged(k), Ok(a)) => !a.passwords.iter().any(|p| p.key_id == *k),
-                    _ => false,
-                };
-                let must_probe = self.probe_value
-                    || tagged_unlisted
-                    || matches!(identity, KeyIdentity::Unknown { .. });
-                if must_probe
-                    && vault.accepted.is_none()
-                    && let Some((version, ok)) = &self.known
-                    && *version == s.version
-                {
-                    vault.accepted = Some(*ok);
-                }
-                if must_probe && vault.accepted.is_none() {
-                    vault.accepted = match &app {
-                        Ok(a) => match azure.request_token(tenant, a.app_id, &s.value).await {
-                            Ok(()) => Some(true),
-                            Err(PortError::Refused { .. }) => Some(false),
-                            Err(e) => return Err(e),
-                        },
-                        Err(_) => None,
-                    };
-                }
-                let accepted = if must_probe { vault.accepted } else { None };
-                if vault.versions.is_none() && needs_versions(cred, &app, tags.as_ref()) {
-                    vault.versions = read_versions(azure, cred).await;
-                }
-                read_consumers(azure, cred, &mut self.consumers).await;
-                let mut consumers = Vec::with_capacity(cred.consumers.len());
-                for ((c, slot), held) in cred
-                    .consumers
-                    .iter()
-                    .zip(self.consumers.iter())
-                    .zip(&self.held)
-                {
-                    let sync = match (held, slot) {
-                        (Some(reason), _) => ConsumerSync::Blocked {
-                            reason: reason.clone(),
-                        },
-                        (None, Some(read)) => consumer_sync(cred, c, read, s),
-                        (None, None) => ConsumerSync::Blocked {
-                            reason: "it was not read".into(),
-                        },
-                    };
-                    consumers.push(ConsumerObservation { id: c.id(), sync });
-                }
-                (
-                    VaultState::Current(VaultVersion {
-                        version: s.version.clone(),
-                        created: s.created,
-                        identity,
-                        tags,
-                    }),
-                    accepted,
-                    consumers,
-                    vault.versions.clone(),
-                )
-            }
-        };
-        Ok(Observed {
-            observation: Observation {
-                app: app.clone(),
-                vault: state,
-                current_value_accepted,
-                consumers,
-                versions,
-            },
-            app: app.ok(),
-            secret: vault.secret.clone(),
-            facts: self.consumers.iter().map(fact).collect(),
-        })
+        Ok((app, vault))
     }
+}
+
+/// The vault's state when it holds no current version.
+fn missing(vault: &VaultRead) -> VaultState {
+    match vault.deleted {
+        None => VaultState::Missing,
+        Some(d) => VaultState::SoftDeleted {
+            deleted: d.deleted,
+            scheduled_purge: d.scheduled_purge,
+        },
+    }
+}
+
+/// Whether Entra must be asked about the stored value: the probe asks always; a run only when
+/// the value's password is unknown, or tagged but not listed by Graph (which may only be
+/// lagging: eventual consistency), so Entra's answer to the value tells.
+fn must_probe(probe_value: bool, identity: &KeyIdentity, app: &Result<AppState, String>) -> bool {
+    let tagged_unlisted = match (identity, app) {
+        (KeyIdentity::Tagged(k), Ok(a)) => !a.passwords.iter().any(|p| p.key_id == *k),
+        _ => false,
+    };
+    probe_value || tagged_unlisted || matches!(identity, KeyIdentity::Unknown { .. })
+}
+
+/// Whether Entra accepts the stored value: as already known for this read, as `known` for its
+/// version (the probe's memo), or asked now (a token request) and kept in `vault`.
+async fn probe(
+    azure: &dyn AzurePorts,
+    tenant: &str,
+    app: &Result<AppState, String>,
+    s: &VaultSecret,
+    vault: &mut VaultRead,
+    known: Option<&(String, bool)>,
+) -> Result<Option<bool>, PortError> {
+    if vault.accepted.is_none()
+        && let Some((version, ok)) = known
+        && *version == s.version
+    {
+        vault.accepted = Some(*ok);
+    }
+    if vault.accepted.is_none() {
+        vault.accepted = match app {
+            Ok(a) => match azure.request_token(tenant, a.app_id, &s.value).await {
+                Ok(()) => Some(true),
+                Err(PortError::Refused { .. }) => Some(false),
+                Err(e) => return Err(e),
+            },
+            Err(_) => None,
+        };
+    }
+    Ok(vault.accepted)
+}
+
+/// Each policy consumer's sync with the current version `s`: held ones are `Blocked` for the
+/// rest of the run, the others judged from what was read of them.
+fn consumer_observations(
+    cred: &CredentialPolicy,
+    reads: &[Option<ConsumerRead>],
+    held: &[Option<String>],
+    s: &VaultSecret,
+) -> Vec<ConsumerObservation> {
+    cred.consumers
+        .iter()
+        .zip(reads)
+        .zip(held)
+        .map(|((c, slot), held)| {
+            let sync = match (held, slot) {
+                (Some(reason), _) => ConsumerSync::Blocked {
+                    reason: reason.clone(),
+                },
+                (None, Some(read)) => consumer_sync(cred, c, read, s),
+                (None, None) => ConsumerSync::Blocked {
+                    reason: "it was not read".into(),
+                },
+            };
+            ConsumerObservation { id: c.id(), sync }
+        })
+        .collect()
 }
 
 /// Reads every consumer not known yet, all at once.
@@ -670,7 +706,6 @@ fn consumer_sync(
     read: &ConsumerRead,
     current: &VaultSecret,
 ) -> ConsumerSync {
-    let kv = &cred.key_vault;
     let out = |detail: String| ConsumerSync::OutOfSync { detail };
     match (consumer, read) {
         (_, ConsumerRead::Unreadable(reason)) => ConsumerSync::Blocked {
@@ -694,44 +729,7 @@ fn consumer_sync(
         (
             Consumer::AppSettingKeyVaultRef { setting, .. },
             ConsumerRead::Setting { value, reference },
-        ) => {
-            let Some(raw) = value else {
-                return out(format!("setting {setting} does not exist"));
-            };
-            let Some(r) = KeyVaultReference::parse(raw.expose()) else {
-                return out(format!("setting {setting} is not a Key Vault reference"));
-            };
-            if !r.points_at(&kv.vault, &kv.secret) {
-                return out(format!(
-                    "setting {setting} references {}/{}, not {}/{}",
-                    r.vault, r.secret, kv.vault, kv.secret
-                ));
-            }
-            match (r.version, reference) {
-                (Some(v), _) if v == current.version => ConsumerSync::InSync,
-                (Some(v), _) => out(format!("pinned to version {v}")),
-                (None, Some(Some(st)))
-                    if st.active_version.as_deref() == Some(current.version.as_str()) =>
-                {
-                    ConsumerSync::InSync
-                }
-                // No `activeVersion` in the answer (the spec's examples and captured answers
-                // lack it): it cannot be read back; the rotator's record of the refresh counts.
-                (None, Some(Some(st)))
-                    if st.active_version.is_none() && st.status == "Resolved" =>
-                {
-                    ConsumerSync::NotObservable {
-                        healthy: Some(true),
-                    }
-                }
-                (None, Some(Some(st))) => out(format!(
-                    "App Service reports {} with version {}",
-                    st.status,
-                    st.active_version.as_deref().unwrap_or("none")
-                )),
-                (None, _) => out("App Service reports no status for the reference".into()),
-            }
-        }
+        ) => reference_sync(cred, setting, value.as_ref(), reference, current),
         (Consumer::AppSettingValue { setting, .. }, ConsumerRead::Setting { value, .. }) => {
             match value {
                 Some(v) if *v == current.value => ConsumerSync::InSync,
@@ -758,6 +756,53 @@ fn consumer_sync(
         // `read_consumer` reads each kind its own way; a mismatch is a bug here, and saying
         // "out of sync" makes the engine write the consumer again rather than trust it.
         (c, _) => out(format!("{}: not read as its kind", c.describe())),
+    }
+}
+
+/// Whether an app setting that should be a Key Vault reference to the policy's secret holds
+/// the current version: pinned to it, or versionless and resolved by App Service to it.
+fn reference_sync(
+    cred: &CredentialPolicy,
+    setting: &str,
+    value: Option<&SecretValue>,
+    reference: &Option<Option<ReferenceStatus>>,
+    current: &VaultSecret,
+) -> ConsumerSync {
+    let kv = &cred.key_vault;
+    let out = |detail: String| ConsumerSync::OutOfSync { detail };
+    let Some(raw) = value else {
+        return out(format!("setting {setting} does not exist"));
+    };
+    let Some(r) = KeyVaultReference::parse(raw.expose()) else {
+        return out(format!("setting {setting} is not a Key Vault reference"));
+    };
+    if !r.points_at(&kv.vault, &kv.secret) {
+        return out(format!(
+            "setting {setting} references {}/{}, not {}/{}",
+            r.vault, r.secret, kv.vault, kv.secret
+        ));
+    }
+    match (r.version, reference) {
+        (Some(v), _) if v == current.version => ConsumerSync::InSync,
+        (Some(v), _) => out(format!("pinned to version {v}")),
+        (None, Some(Some(st)))
+            if st.active_version.as_deref() == Some(current.version.as_str()) =>
+        {
+            ConsumerSync::InSync
+        }
+        // No `activeVersion` in the answer (the spec's examples and captured answers
+        // lack it): it cannot be read back; the rotator's record of the refresh counts.
+        (None, Some(Some(st))) if st.active_version.is_none() && st.status == "Resolved" => {
+            ConsumerSync::NotObservable {
+                healthy: Some(true),
+            }
+        }
+        (None, Some(Some(st))) => out(format!(
+            "App Service reports {} with version {}",
+            st.status,
+            st.active_version.as_deref().unwrap_or("none")
+        )),
+        (None, _) => out("App Service reports no status for the reference".into()),
     }
 }
 

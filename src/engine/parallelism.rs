@@ -4,9 +4,10 @@
 //! Why: ARM, Key Vault and Graph throttle per principal (ARM: token buckets per subscription,
 //! principal and operation type; Key Vault: per vault; Graph: writes per app). A fixed
 //! parallelism either stays below what Azure allows or keeps hitting 429s, and every 429 is a
-//! request spent and a Retry-After waited. The runner scopes a counter of 429s around each
-//! credential (`azure::common::THROTTLED`); a credential that met one halves the limit, one
-//! that met none adds `1 / limit` (one whole credential per round of `limit` completions).
+//! request spent and a Retry-After waited. The pass (`usecase::pass`) scopes a counter of
+//! 429s around each credential (`azure::common::THROTTLED`); a credential that met one halves
+//! the limit, one that met none adds `1 / limit` (one whole credential per round of `limit`
+//! completions).
 //! As in TCP's fast recovery, one congestion event halves once: credentials started before the
 //! last decrease met the same overload, so their 429s do not halve again ([`Aimd::start`]
 //! hands each credential the epoch it started in).

@@ -1,10 +1,11 @@
 //! What the engine tells its callers (the HTTP functions, the CLI, dev mode).
 //!
 //! Plain serializable data: no secret value can be held here ([`crate::secret::SecretValue`]
-//! does not implement `Serialize`).
+//! does not implement `Serialize`). The credential and pass reports also deserialize: they are
+//! part of the stored records ([`crate::engine::records`]).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The probe's `resultCode` table (the seed's 0, 19 and 24 kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +57,7 @@ impl Serialize for ResultCode {
 }
 
 /// One step performed, for the per-invocation summary and the audit record.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StepRecord {
     pub at: DateTime<Utc>,
@@ -67,7 +68,7 @@ pub struct StepRecord {
     pub ok: bool,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum CredentialOutcome {
     /// Nothing was due.
@@ -87,7 +88,7 @@ pub enum CredentialOutcome {
     Refused,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialReport {
     pub name: String,
@@ -97,7 +98,7 @@ pub struct CredentialReport {
     pub next_due: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PassReport {
     pub run_id: String,
@@ -113,7 +114,7 @@ pub struct PassReport {
 
 /// What the pass's scan for expiring credentials nobody rotates found and sent. A failed scan
 /// is a `warning` here, never a failed pass.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UnenrolledScanReport {
     /// Warned when expiring within this many days.

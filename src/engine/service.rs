@@ -1,10 +1,13 @@
 //! The boundary between the HTTP functions and the rotation engine: the engine's, since the
-//! handler (above it) calls it and the engine implements it; tests implement fakes.
+//! handler (above it) calls it and the engine implements it (here, one use case per request);
+//! tests implement fakes.
 //! `now` is always the host's `UtcNow` for the invocation (`Metadata.sys`, or `Metadata.$sys` when
 //! a caller sent a `sys`; see the handler module), so the host (or a test playing it) decides
 //! what time it is and a caller cannot.
 
 use chrono::{DateTime, Utc};
+
+use crate::engine::context::{Engine, run_id};
 
 use crate::engine::report::{
     CredentialReport, PassReport, PlanReport, SelfTestReport, StatusReport,
@@ -37,4 +40,38 @@ pub trait RotatorService: Send + Sync + 'static {
     async fn status(&self, now: DateTime<Utc>) -> StatusReport;
     /// Dry run: what a pass would do now and why; changes nothing.
     async fn plan(&self, now: DateTime<Utc>) -> PlanReport;
+}
+
+/// The engine answers each request with its use case ([`crate::engine::usecase`]).
+#[async_trait::async_trait]
+impl RotatorService for Engine {
+    async fn rotation_pass(&self, now: DateTime<Utc>, budget: std::time::Duration) -> PassReport {
+        self.pass(now, budget).await
+    }
+
+    async fn rotate_one(
+        &self,
+        credential: &str,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> Result<CredentialReport, ServiceError> {
+        let cred = self
+            .credential(credential)
+            .ok_or_else(|| ServiceError::UnknownCredential(credential.to_string()))?;
+        Ok(self
+            .run_credential(cred, now, force, None, &run_id(now))
+            .await)
+    }
+
+    async fn self_test(&self, now: DateTime<Utc>) -> SelfTestReport {
+        self.self_test_report(now).await
+    }
+
+    async fn status(&self, now: DateTime<Utc>) -> StatusReport {
+        self.status_report(now).await
+    }
+
+    async fn plan(&self, now: DateTime<Utc>) -> PlanReport {
+        self.plan_report(now).await
+    }
 }

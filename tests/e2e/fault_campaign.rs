@@ -68,8 +68,8 @@ use faultkit::*;
 use futures::StreamExt;
 use secret_rotator::cloud::Cloud;
 use secret_rotator::compose::{EngineParts, build_with};
+use secret_rotator::engine::Engine;
 use secret_rotator::engine::report::{CredentialOutcome, PassReport};
-use secret_rotator::engine::runner::Engine;
 use secret_rotator::policy::{AppRef, CredentialPolicy};
 use world::*;
 

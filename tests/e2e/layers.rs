@@ -33,7 +33,7 @@ fn layer(module: &str) -> Option<usize> {
     LAYERS.iter().position(|(_, ms)| ms.contains(&module))
 }
 
-/// `src/engine/runner.rs` → `engine`; `src/notify.rs` → `notify`; the crate roots → `None`.
+/// `src/engine/usecase/rotate.rs` → `engine`; `src/notify.rs` → `notify`; the crate roots → `None`.
 fn module_of(rel: &str) -> Option<String> {
     let rel = rel.strip_prefix("src/")?;
     if rel == "lib.rs" || rel == "main.rs" {
@@ -160,7 +160,7 @@ fn no_module_imports_a_higher_layer_and_the_module_graph_has_no_cycle() {
 fn the_check_catches_a_back_edge_and_a_cycle() {
     let file = |p: &str, t: &str| (p.to_string(), t.to_string());
     let (problems, _) = check(&[
-        file("src/azure/graph.rs", "use crate::engine::runner::Engine;"),
+        file("src/azure/graph.rs", "use crate::engine::Engine;"),
         file(
             "src/azure/web.rs",
             "// see crate::handler\nuse crate::policy::Policy;",

@@ -205,27 +205,31 @@ async fn seed_001_provision_assist_vault_connection_and_variable_on_the_new_secr
     assert_ok(&w, "provision-assist", false);
     // The audit record, persisted in the rotator's storage account: key ids, consumers touched,
     // verification — never the value.
-    let last = w
+    let last =
+        secret_rotator::engine::records::last_run(w.engine.store.as_ref(), "provision-assist")
+            .await
+            .expect("the run's record is in blob storage");
+    let (_, _, tags) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
+    assert!(last.rotated);
+    assert_eq!(
+        last.key_id_in_use.map(|k| k.to_string()).as_deref(),
+        tags.get("rotator-key-id").map(String::as_str)
+    );
+    assert_eq!(
+        last.previous_key_id.map(|k| k.to_string()).as_deref(),
+        Some("1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e71")
+    );
+    assert_eq!(last.consumers_touched.len(), 2);
+    assert_eq!(last.verified, Some(true));
+    let stored = w
         .engine
         .store
         .get_json("last/provision-assist.json")
         .await
         .unwrap()
-        .expect("the run's record is in blob storage");
-    let (_, _, tags) = c.secret_latest("kv-provisionassist", "appSecret").unwrap();
-    assert_eq!(last["rotated"], true);
-    assert_eq!(
-        last["keyIdInUse"].as_str(),
-        tags.get("rotator-key-id").map(String::as_str)
-    );
-    assert_eq!(
-        last["previousKeyId"],
-        "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e71"
-    );
-    assert_eq!(last["consumersTouched"].as_array().unwrap().len(), 2);
-    assert_eq!(last["verified"], true);
+        .expect("the record as stored");
     assert!(
-        !last.to_string().contains(&value),
+        !stored.to_string().contains(&value),
         "no secret in the audit record"
     );
     w.advance_days(8);

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use azure_emulator::faults::{FaultAction, FaultRule};
 use chrono::{DateTime, Utc};
+use secret_rotator::engine::Engine;
 use secret_rotator::engine::report::{CredentialOutcome, ResultCode};
-use secret_rotator::engine::runner::Engine;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use world::*;

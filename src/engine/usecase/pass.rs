@@ -1,0 +1,120 @@
+//! Use case: the timer's rotation pass ([`Engine::pass`]) over every enrolled credential.
+//!
+//! Expected flow: run each enrolled credential ([`super::rotate`]), at most `max_parallel` at
+//! once, fewer while Azure answers 429 ([`Aimd`]); then, with what is left of the budget, the
+//! scan for credentials nobody rotates ([`super::scan`]), told which passwords are enrolled by
+//! the credentials' last observations (so it costs Graph list pages only); then the run record
+//! ([`crate::engine::records::RunRecord`]).
+//!
+//! Guarantees: a pass never starts a credential after its budget is spent (it is reported as
+//! deferred); the scan can never hold up a rotation, and its failure is a warning in the
+//! report, never a failed pass.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+use crate::azure::common::THROTTLED;
+use crate::engine::context::{Clock, Engine, run_id};
+use crate::engine::inventory::Enrolment;
+use crate::engine::observe::Observed;
+use crate::engine::parallelism::Aimd;
+use crate::engine::records::{self, RecordPath};
+use crate::engine::report::{CredentialReport, PassReport};
+use crate::engine::usecase::scan::learn_enrolment;
+
+/// One credential's run in a pass, with its last observation; `Err(name)` when the pass's
+/// budget was spent before it started (deferred).
+type CredentialOutcomeOf = Result<(CredentialReport, Option<Observed>), String>;
+
+impl Engine {
+    pub async fn pass(&self, now: DateTime<Utc>, budget: Duration) -> PassReport {
+        let deadline = Instant::now() + budget;
+        let id = run_id(now);
+        let clock = Clock::new(now);
+        let creds = &self.policy.credentials;
+        let outcomes = self.run_all(clock, deadline, &id).await;
+        let mut results = Vec::new();
+        let mut deferred = Vec::new();
+        let mut enrolment = Enrolment::from_policy(Some(&self.policy));
+        for (cred, o) in creds.iter().zip(outcomes) {
+            match o {
+                Ok((r, seen)) => {
+                    if let Some(seen) = &seen {
+                        learn_enrolment(&mut enrolment, cred, seen);
+                    }
+                    results.push(r);
+                }
+                Err(name) => deferred.push(name),
+            }
+        }
+        // After the enrolled credentials, with what is left of the budget: the scan can never
+        // hold up a rotation, and its failure is a warning in the report, not a failed pass.
+        let unenrolled = if self.options.warn_unenrolled_days == 0 {
+            None
+        } else if Instant::now() >= deadline {
+            tracing::warn!("no budget left for the scan of unenrolled credentials this pass");
+            None
+        } else {
+            Some(self.warn_unenrolled(&enrolment, clock, deadline).await)
+        };
+        let report = PassReport {
+            run_id: id.clone(),
+            started: now,
+            finished: clock.now(),
+            credentials: results,
+            deferred,
+            unenrolled,
+        };
+        if let Err(e) = records::write(
+            self.store.as_ref(),
+            &RecordPath::Run { run_id: &id },
+            &report,
+        )
+        .await
+        {
+            tracing::warn!("could not record run {id}: {e}");
+        }
+        report
+    }
+
+    /// Every enrolled credential, in policy order, at most as many at once as the AIMD limit
+    /// allows ([`Aimd`]: halved when a credential met a 429, `max_parallel` at most).
+    async fn run_all(&self, clock: Clock, deadline: Instant, id: &str) -> Vec<CredentialOutcomeOf> {
+        let creds = &self.policy.credentials;
+        let mut limit = Aimd::new(self.options.max_parallel);
+        let mut outcomes: Vec<Option<CredentialOutcomeOf>> = Vec::new();
+        outcomes.resize_with(creds.len(), || None);
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut next = 0;
+        loop {
+            while next < creds.len() && running.len() < limit.limit() {
+                let i = next;
+                next += 1;
+                let throttled = Arc::new(AtomicU64::new(0));
+                let counter = throttled.clone();
+                let epoch = limit.start();
+                running.push(async move {
+                    let cred = &creds[i];
+                    let outcome = if Instant::now() >= deadline {
+                        Err(cred.name.clone())
+                    } else {
+                        let run =
+                            self.run_credential_seen(cred, clock.now(), false, Some(deadline), id);
+                        Ok(THROTTLED.scope(counter, run).await)
+                    };
+                    (i, outcome, epoch, throttled.load(Ordering::Relaxed))
+                });
+            }
+            let Some((i, outcome, epoch, throttled)) = running.next().await else {
+                break;
+            };
+            limit.finished(epoch, throttled);
+            outcomes[i] = Some(outcome);
+        }
+        outcomes.into_iter().flatten().collect()
+    }
+}
