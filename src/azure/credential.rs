@@ -24,15 +24,26 @@ use azure_identity::{
 use base64::Engine as _;
 
 use super::common::ServiceOptions;
+use super::error::{Error, ErrorKind, Service};
 use crate::cloud::Cloud;
 use crate::secret::SecretValue;
 
-#[derive(Debug, thiserror::Error)]
-pub enum CredentialError {
-    #[error("could not build the {kind} credential: {message}")]
-    Build { kind: &'static str, message: String },
-    #[error("setting {0} is required for a service-principal credential")]
-    MissingSetting(&'static str),
+const BUILD: &str = "build";
+
+fn missing(setting: &str) -> Error {
+    Error::invalid_input(
+        Service::Identity,
+        BUILD,
+        format!("setting {setting} is required for a service-principal credential"),
+    )
+}
+
+fn build_failed(kind: &'static str) -> impl Fn(azure_core::Error) -> Error {
+    move |e| {
+        Error::new(ErrorKind::Credential, Service::Identity, BUILD)
+            .on(format!("the {kind} credential"))
+            .with_detail(e.to_string())
+    }
 }
 
 /// Which credential to build.
@@ -55,14 +66,14 @@ impl CredentialChoice {
     /// `AZURE_CLIENT_SECRET` set → service principal (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`
     /// required); else `IDENTITY_ENDPOINT` set (App Service / Functions) → managed identity with
     /// `AZURE_CLIENT_ID` as the user-assigned identity if set; else developer tools.
-    pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Self, CredentialError> {
+    pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         if let Some(secret) = non_empty("AZURE_CLIENT_SECRET") {
             return Ok(Self::ClientSecret {
                 tenant_id: non_empty("AZURE_TENANT_ID")
-                    .ok_or(CredentialError::MissingSetting("AZURE_TENANT_ID"))?,
+                    .ok_or_else(|| missing("AZURE_TENANT_ID"))?,
                 client_id: non_empty("AZURE_CLIENT_ID")
-                    .ok_or(CredentialError::MissingSetting("AZURE_CLIENT_ID"))?,
+                    .ok_or_else(|| missing("AZURE_CLIENT_ID"))?,
                 secret: SecretValue::new(secret),
             });
         }
@@ -80,7 +91,7 @@ pub fn build_credential(
     cloud: Cloud,
     choice: &CredentialChoice,
     options: &ServiceOptions,
-) -> Result<Arc<dyn TokenCredential>, CredentialError> {
+) -> Result<Arc<dyn TokenCredential>, Error> {
     let mut client_options = options.sdk_client_options(cloud);
     // Token endpoints are retried by the SDK's own policy: our loop is not around these calls.
     client_options.retry = azure_core::http::RetryOptions::default();
@@ -90,10 +101,7 @@ pub fn build_credential(
                 user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
                 client_options,
             }))
-            .map_err(|e| CredentialError::Build {
-                kind: "managed identity",
-                message: e.to_string(),
-            })?;
+            .map_err(build_failed("managed identity"))?;
             Ok(cred)
         }
         CredentialChoice::ClientSecret {
@@ -107,18 +115,13 @@ pub fn build_credential(
                 Secret::new(secret.expose().to_string()),
                 Some(ClientSecretCredentialOptions { client_options }),
             )
-            .map_err(|e| CredentialError::Build {
-                kind: "client secret",
-                message: e.to_string(),
-            })?;
+            .map_err(build_failed("client secret"))?;
             Ok(cred)
         }
         CredentialChoice::DeveloperTools => {
             // The CLI tools fetch their own tokens; there is no transport to share.
-            let cred = DeveloperToolsCredential::new(None).map_err(|e| CredentialError::Build {
-                kind: "developer tools",
-                message: e.to_string(),
-            })?;
+            let cred =
+                DeveloperToolsCredential::new(None).map_err(build_failed("developer tools"))?;
             Ok(cred)
         }
     }

@@ -1,4 +1,4 @@
-//! Azure service clients: one module per service, each with its own error enum.
+//! Azure service clients: one module per service, all returning the one [`Error`] (`error`).
 //!
 //! - [`credential`]: the rotator's own credential (managed identity, service principal, or the
 //!   developer's tools), built with the shared transport.
@@ -22,6 +22,7 @@ pub mod common;
 pub mod connections;
 pub mod credential;
 pub mod entra;
+pub mod error;
 pub mod graph;
 pub mod keycredentials;
 pub mod keyvault;
@@ -32,5 +33,6 @@ pub mod web;
 mod arm;
 
 pub use common::{RetryPolicy, ServiceOptions};
+pub use error::{Error, ErrorKind, Service};
 #[cfg(test)]
 mod fuzz;

@@ -1,8 +1,9 @@
 //! What the engine needs from Azure, as traits: the executor's only view of the outside world.
 //!
 //! Why traits between the engine and the clients in [`crate::azure`]: the executor and observer
-//! read as the rotation procedure and nothing else, and each client's own error enum is mapped
-//! once, in [`super::azure_ports`], onto [`PortError`], the one error the domain reasons about.
+//! read as the rotation procedure and nothing else, and the clients' one error
+//! ([`crate::azure::Error`]) is mapped once, in [`super::azure_ports`], onto [`PortError`], the
+//! one error the domain reasons about.
 //! Tests do not fake these traits (a fake more lenient than Azure would hide bugs): they run the
 //! real clients against the emulator.
 
