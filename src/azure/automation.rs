@@ -19,6 +19,7 @@ use super::arm::{Arm, esc};
 use super::common::{Failure, Idempotency, ServiceOptions, parse_json};
 use super::error::{Error, Service};
 use crate::cloud::Cloud;
+use crate::domain::SetVariableOutcome;
 use crate::policy::model::ArmResource;
 use crate::secret::SecretValue;
 
@@ -45,18 +46,6 @@ pub struct VariableInfo {
     pub is_encrypted: bool,
     pub description: Option<String>,
     pub last_modified: Option<String>,
-}
-
-/// What [`AutomationClient::set_value`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetVariableOutcome {
-    /// An existing encrypted variable got the new value.
-    Updated,
-    /// The variable did not exist and was created encrypted.
-    Created,
-    /// The variable exists with `isEncrypted: false`; nothing was written (ARM cannot turn
-    /// encryption on for an existing variable: it must be deleted and created again).
-    RefusedUnencrypted,
 }
 
 #[derive(Clone)]

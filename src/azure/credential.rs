@@ -10,9 +10,9 @@
 //! The cloud is set explicitly on every credential so `AZURE_AUTHORITY_HOST` in the environment
 //! cannot redirect token requests.
 //!
-//! [`TokenIdentity`] reads who a credential signs in as (`oid`, `roles`) from one of its access
-//! tokens: the inventory decides from it whether every application or only the owned ones can
-//! be listed.
+//! [`identity_from_jwt`] reads who a credential signs in as (`oid`, `roles`: a core
+//! [`TokenIdentity`]) from one of its access tokens: the inventory decides from it whether every
+//! application or only the owned ones can be listed.
 
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ use base64::Engine as _;
 use super::common::ServiceOptions;
 use super::error::{Error, ErrorKind, Service};
 use crate::cloud::Cloud;
+use crate::domain::TokenIdentity;
 use crate::secret::SecretValue;
 
 const BUILD: &str = "build";
@@ -174,62 +175,35 @@ mod tests {
     }
 }
 
-/// The claims of an access token that say who the caller is and what it may do. Only these are
-/// read; the token itself is never printed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenIdentity {
-    /// Object id of the caller (the service principal, managed identity or user).
-    pub object_id: uuid::Uuid,
-    /// App roles (application permissions) of an app-only token; `None` for a user's token.
-    pub roles: Option<Vec<String>>,
-}
-
-impl TokenIdentity {
-    pub fn from_jwt(jwt: &str) -> Result<Self, String> {
-        let payload = jwt
-            .split('.')
-            .nth(1)
-            .ok_or("the access token is not a JWT")?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload.trim_end_matches('='))
-            .map_err(|_| "the access token's payload is not base64url".to_string())?;
-        let claims: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|_| "the access token's payload is not JSON".to_string())?;
-        let object_id = claims
-            .get("oid")
-            .and_then(|v| v.as_str())
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-            .ok_or("the access token has no 'oid' claim")?;
-        let roles = claims.get("roles").and_then(|r| r.as_array()).map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        });
-        // A user's token has `scp` and no `roles`; an app token without roles has neither.
-        let roles = match (roles, claims.get("scp")) {
-            (Some(r), _) => Some(r),
-            (None, Some(_)) => None,
-            (None, None) => Some(Vec::new()),
-        };
-        Ok(Self { object_id, roles })
-    }
-
-    /// False when the token is an application's and holds no role that reads every application.
-    /// A user's token may read them through directory roles, so it is given the benefit.
-    pub fn can_read_all_applications(&self) -> bool {
-        const READ_ALL: [&str; 4] = [
-            "Application.Read.All",
-            "Application.ReadWrite.All",
-            "Directory.Read.All",
-            "Directory.ReadWrite.All",
-        ];
-        match &self.roles {
-            None => true,
-            Some(roles) => roles
-                .iter()
-                .any(|r| READ_ALL.iter().any(|x| x.eq_ignore_ascii_case(r))),
-        }
-    }
+/// Who a token says the caller is (`oid`, `roles`), read from the JWT's payload; the token
+/// itself is never printed, and only these claims are read.
+pub fn identity_from_jwt(jwt: &str) -> Result<TokenIdentity, String> {
+    let payload = jwt
+        .split('.')
+        .nth(1)
+        .ok_or("the access token is not a JWT")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| "the access token's payload is not base64url".to_string())?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|_| "the access token's payload is not JSON".to_string())?;
+    let object_id = claims
+        .get("oid")
+        .and_then(|v| v.as_str())
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .ok_or("the access token has no 'oid' claim")?;
+    let roles = claims.get("roles").and_then(|r| r.as_array()).map(|a| {
+        a.iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    });
+    // A user's token has `scp` and no `roles`; an app token without roles has neither.
+    let roles = match (roles, claims.get("scp")) {
+        (Some(r), _) => Some(r),
+        (None, Some(_)) => None,
+        (None, None) => Some(Vec::new()),
+    };
+    Ok(TokenIdentity { object_id, roles })
 }
 
 #[cfg(test)]
@@ -248,32 +222,31 @@ mod token_identity_tests {
     #[test]
     fn token_identity_reads_oid_and_roles() {
         let oid = "5a1f0c4e-2b7d-4c1e-9f3a-0d8e6b2c4a11";
-        let t = TokenIdentity::from_jwt(&jwt(
+        let t = identity_from_jwt(&jwt(
             serde_json::json!({"oid": oid, "roles": ["Application.ReadWrite.OwnedBy"]}),
         ))
         .unwrap();
         assert_eq!(t.object_id.to_string(), oid);
         assert!(!t.can_read_all_applications());
-        let t = TokenIdentity::from_jwt(&jwt(
+        let t = identity_from_jwt(&jwt(
             serde_json::json!({"oid": oid, "roles": ["Application.Read.All"]}),
         ))
         .unwrap();
         assert!(t.can_read_all_applications());
         let user =
-            TokenIdentity::from_jwt(&jwt(serde_json::json!({"oid": oid, "scp": "User.Read"})))
-                .unwrap();
+            identity_from_jwt(&jwt(serde_json::json!({"oid": oid, "scp": "User.Read"}))).unwrap();
         assert_eq!(user.roles, None);
         assert!(user.can_read_all_applications());
-        let bare = TokenIdentity::from_jwt(&jwt(serde_json::json!({"oid": oid}))).unwrap();
+        let bare = identity_from_jwt(&jwt(serde_json::json!({"oid": oid}))).unwrap();
         assert!(!bare.can_read_all_applications());
     }
 
     #[test]
     fn malformed_tokens_are_named_errors() {
-        assert!(TokenIdentity::from_jwt("opaque").is_err());
-        assert!(TokenIdentity::from_jwt("a.!!!.c").is_err());
+        assert!(identity_from_jwt("opaque").is_err());
+        assert!(identity_from_jwt("a.!!!.c").is_err());
         assert!(
-            TokenIdentity::from_jwt(&jwt(serde_json::json!({"sub": "x"})))
+            identity_from_jwt(&jwt(serde_json::json!({"sub": "x"})))
                 .unwrap_err()
                 .contains("oid")
         );

@@ -18,9 +18,10 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::common::{Bearer, Failure, Idempotency, ServiceOptions};
-use super::credential::TokenIdentity;
+use super::credential::identity_from_jwt;
 use super::error::{Error, ErrorKind, Service};
 use crate::cloud::Cloud;
+use crate::domain::{CertificateInfo, ListedApp, TokenIdentity};
 use crate::planner::model::{AppState, PasswordInfo};
 use crate::policy::model::AppRef;
 use crate::secret::SecretValue;
@@ -28,22 +29,6 @@ use crate::secret::SecretValue;
 const SELECT: &str = "id,appId,displayName,passwordCredentials";
 /// Lists also take the certificates, for the inventory (`secret-rotator report`).
 const LIST_SELECT: &str = "id,appId,displayName,passwordCredentials,keyCredentials";
-
-/// A certificate credential (`keyCredentials` entry): metadata only, Graph never lists the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateInfo {
-    pub key_id: Uuid,
-    pub display_name: Option<String>,
-    pub start: Option<DateTime<Utc>>,
-    pub end: Option<DateTime<Utc>>,
-}
-
-/// One application of a list page: its passwords (in [`AppState`]) and its certificates.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListedApp {
-    pub app: AppState,
-    pub certificates: Vec<CertificateInfo>,
-}
 
 const GET_APP: &str = "get application";
 const ADD_PASSWORD: &str = "addPassword";
@@ -226,7 +211,7 @@ impl GraphClient {
             self.bearer.token().await.map_err(|m| {
                 Error::new(ErrorKind::Credential, Service::Graph, OP).with_detail(m)
             })?;
-        TokenIdentity::from_jwt(&token).map_err(|m| Error::bad_answer(Service::Graph, OP, m))
+        identity_from_jwt(&token).map_err(|m| Error::bad_answer(Service::Graph, OP, m))
     }
 
     /// The application and its passwords (never their text).

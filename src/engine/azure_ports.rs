@@ -9,14 +9,14 @@ use uuid::Uuid;
 
 use crate::azure::automation::AutomationClient;
 use crate::azure::connections::{ConnectionHealth, ConnectionsClient};
-use crate::azure::credential::TokenIdentity;
 use crate::azure::entra::TokenProbe;
-use crate::azure::graph::{AppPager, GraphClient, ListedApp, RemoveOutcome};
+use crate::azure::graph::{AppPager, GraphClient, RemoveOutcome};
 use crate::azure::keyvault::{KeyVaultClient, VersionUpdate};
 use crate::azure::storage::{Lease, StorageClient};
 use crate::azure::web::{SettingValue, WebClient};
 use crate::azure::{Error as AzureError, ErrorKind, Service};
 use crate::cloud::Cloud;
+use crate::domain::{ListedApp, TokenIdentity};
 use crate::engine::ports::*;
 use crate::planner::{AppState, PasswordInfo};
 use crate::policy::{AppRef, ArmResource, VaultSecretRef};

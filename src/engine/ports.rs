@@ -12,9 +12,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use crate::azure::automation::SetVariableOutcome;
-use crate::azure::credential::TokenIdentity;
-use crate::azure::graph::ListedApp;
+pub use crate::domain::SetVariableOutcome;
+use crate::domain::{ListedApp, TokenIdentity};
 use crate::engine::inventory::InventoryRow;
 use crate::planner::{AppState, PasswordInfo, VersionRecord};
 use crate::policy::{AppRef, ArmResource, VaultSecretRef};

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use azure_emulator::{FaultAction, FaultRule};
 use chrono::Utc;
-use secret_rotator::azure::automation::{AutomationClient, SetVariableOutcome};
+use secret_rotator::azure::automation::AutomationClient;
 use secret_rotator::azure::connections::{ConnectionHealth, ConnectionsClient};
 use secret_rotator::azure::entra::TokenProbe;
 use secret_rotator::azure::graph::{GraphClient, RemoveOutcome, WriteLimiter};
@@ -20,6 +20,7 @@ use secret_rotator::azure::storage::{StorageClient, blob_endpoint};
 use secret_rotator::azure::web::{ResolveStatus, SetOutcome, SettingValue, WebClient};
 use secret_rotator::azure::{Error, ErrorKind, RetryPolicy, Service, ServiceOptions};
 use secret_rotator::cloud::Cloud;
+use secret_rotator::domain::SetVariableOutcome;
 use secret_rotator::policy::model::{AppRef, ArmResource, VaultSecretRef};
 use secret_rotator::secret::SecretValue;
 use serde_json::json;
