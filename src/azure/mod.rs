@@ -12,6 +12,9 @@
 //! - [`web`], [`connections`], [`automation`]: the ARM consumers (app settings and Key Vault
 //!   references, API connections, Automation variables).
 //! - [`storage`]: the rotator's own blob container (leases, audit records, run outcomes).
+//! - [`error`]: the one [`Error`] every client returns (a closed [`ErrorKind`], the
+//!   [`Service`] and operation, Azure's status, code and clipped message); a failed request is
+//!   classified there, once.
 //! - [`common`]: options, retry policy and the request loop they all share; `arm` the ARM bits.
 //! - [`permissions`]: every permission the code above needs.
 

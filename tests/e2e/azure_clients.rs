@@ -21,6 +21,7 @@ use secret_rotator::azure::web::{ResolveStatus, SetOutcome, SettingValue, WebCli
 use secret_rotator::azure::{Error, ErrorKind, RetryPolicy, Service, ServiceOptions};
 use secret_rotator::cloud::Cloud;
 use secret_rotator::domain::SetVariableOutcome;
+use secret_rotator::engine::ports::PortError;
 use secret_rotator::policy::model::{AppRef, ArmResource, VaultSecretRef};
 use secret_rotator::secret::SecretValue;
 use serde_json::json;
@@ -242,6 +243,21 @@ async fn graph_typed_errors() {
             Service::Graph
         )
     );
+    // It reads as the old per-client error did (service, operation, what it acted on, status,
+    // Azure's code and message), as the client returns it and as the engine's port carries it.
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "Graph get application on application with appId {not_mine}: access denied \
+             (HTTP 403, Authorization_RequestDenied): "
+        )),
+        "{shown}"
+    );
+    assert!(shown.len() > 120, "Azure's message is kept: {shown}");
+    match PortError::from(e) {
+        PortError::AccessDenied(text) => assert_eq!(text, shown),
+        other => panic!("expected AccessDenied, got {other:?}"),
+    }
     let e = err(g.get_application(&AppRef::AppId(Uuid::new_v4())).await);
     assert_eq!(e.kind(), &ErrorKind::NotFound);
     assert!(e.target().unwrap().contains("appId"), "{e}");
@@ -487,6 +503,24 @@ async fn token_probe_reports_aadsts_codes() {
         .await;
     let shown = format!("{:?} {}", r, r.as_ref().unwrap_err());
     assert!(!shown.contains("not-the-secret-at-all"), "{shown}");
+    // It reads as the old per-client error did (service, operation, client and tenant, the
+    // AADSTS code, Entra's description), as the probe returns it and as the port carries it.
+    let e = r.clone().unwrap_err();
+    assert!(
+        e.to_string().starts_with(&format!(
+            "Entra token request on client {payments} in tenant {tenant}: refused: AADSTS7000215 \
+             (invalid_client): AADSTS7000215: "
+        )),
+        "{e}"
+    );
+    match PortError::from(e) {
+        PortError::Refused { code, message } => {
+            assert_eq!(code, 7000215);
+            assert!(message.starts_with("AADSTS7000215: "), "{message}");
+            assert!(!message.contains("not-the-secret-at-all"));
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
     assert_eq!(code_of(r), 7000215);
     assert_eq!(
         code_of(
