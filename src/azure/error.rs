@@ -138,9 +138,13 @@ impl ErrorKind {
     }
 }
 
-/// One failed Azure operation. See the module header for what it may carry.
+/// One failed Azure operation. See the module header for what it may carry. Boxed, as
+/// typespec's error keeps its context behind a pointer: a `Result` of it stays one word wide.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
+pub struct Error(Box<Context>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Context {
     kind: ErrorKind,
     service: Service,
     operation: &'static str,
@@ -155,7 +159,7 @@ pub struct Error {
 impl Error {
     /// An error of `kind` from `operation` on `service`, with nothing else known yet.
     pub fn new(kind: ErrorKind, service: Service, operation: &'static str) -> Self {
-        Self {
+        Self(Box::new(Context {
             kind,
             service,
             operation,
@@ -165,19 +169,19 @@ impl Error {
             message: None,
             detail: None,
             attempts: 0,
-        }
+        }))
     }
 
     /// What the operation acted on (`application with object id …`, `vault/secret`).
     pub fn on(mut self, target: impl Into<String>) -> Self {
-        self.target = Some(target.into());
+        self.0.target = Some(target.into());
         self
     }
 
     /// The rotator's own explanation (a parse failure, a transport cause, what to do). Never
     /// a secret value.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
@@ -188,9 +192,9 @@ impl Error {
         code: Option<String>,
         message: Option<String>,
     ) -> Self {
-        self.status = status;
-        self.code = code;
-        self.message = message.map(|m| super::common::clip(&m));
+        self.0.status = status;
+        self.0.code = code;
+        self.0.message = message.map(|m| super::common::clip(&m));
         self
     }
 
@@ -219,10 +223,9 @@ impl Error {
                 Self::new(ErrorKind::Credential, service, operation).with_detail(m.clone())
             }
             Failure::Transport { message, attempts } => {
-                let mut e = Self::new(ErrorKind::Transient, service, operation)
-                    .with_detail(format!("no answer: {message}"));
-                e.attempts = *attempts;
-                e
+                Self::new(ErrorKind::Transient, service, operation)
+                    .with_detail(format!("no answer: {message}"))
+                    .after(*attempts)
             }
             Failure::Status {
                 status,
@@ -239,13 +242,9 @@ impl Error {
                     body.message.as_deref(),
                     *retry_after,
                 );
-                let mut e = Self::new(kind, service, operation).with_azure(
-                    Some(*status),
-                    code,
-                    body.message,
-                );
-                e.attempts = *attempts;
-                e
+                Self::new(kind, service, operation)
+                    .with_azure(Some(*status), code, body.message)
+                    .after(*attempts)
             }
         }
     }
@@ -263,62 +262,62 @@ impl Error {
     /// Graph's addKey/removeKey answer 401 `Authentication_MissingOrMalformed` when the proof
     /// (not the bearer token) is bad: only those two operations send one.
     pub(crate) fn proof_refusal(mut self) -> Self {
-        if self.kind == ErrorKind::AccessDenied
-            && self.code.as_deref() == Some("Authentication_MissingOrMalformed")
+        if self.0.kind == ErrorKind::AccessDenied
+            && self.0.code.as_deref() == Some("Authentication_MissingOrMalformed")
         {
-            self.kind = ErrorKind::ProofRefused;
+            self.0.kind = ErrorKind::ProofRefused;
         }
         self
     }
 
     /// Sets how many tries were made (the request loop's count).
     pub(crate) fn after(mut self, attempts: u32) -> Self {
-        self.attempts = attempts;
+        self.0.attempts = attempts;
         self
     }
 
     pub fn kind(&self) -> &ErrorKind {
-        &self.kind
+        &self.0.kind
     }
 
     pub fn service(&self) -> Service {
-        self.service
+        self.0.service
     }
 
     pub fn operation(&self) -> &'static str {
-        self.operation
+        self.0.operation
     }
 
     pub fn target(&self) -> Option<&str> {
-        self.target.as_deref()
+        self.0.target.as_deref()
     }
 
     /// Azure's HTTP status, when it answered.
     pub fn status(&self) -> Option<u16> {
-        self.status
+        self.0.status
     }
 
     /// Azure's most specific error code (the inner one when given: `ForbiddenByRbac`).
     pub fn code(&self) -> Option<&str> {
-        self.code.as_deref()
+        self.0.code.as_deref()
     }
 
     /// Azure's message (untrusted, clipped).
     pub fn message(&self) -> Option<&str> {
-        self.message.as_deref()
+        self.0.message.as_deref()
     }
 
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.0.detail.as_deref()
     }
 
     pub fn attempts(&self) -> u32 {
-        self.attempts
+        self.0.attempts
     }
 
     /// The AADSTS code of an Entra refusal.
     pub fn aadsts(&self) -> Option<u64> {
-        match self.kind {
+        match self.0.kind {
             ErrorKind::TokenRefused { aadsts } => Some(aadsts),
             _ => None,
         }
@@ -331,11 +330,11 @@ impl Error {
     }
 
     pub fn is_not_found(&self) -> bool {
-        self.kind == ErrorKind::NotFound
+        self.0.kind == ErrorKind::NotFound
     }
 
     pub fn is_access_denied(&self) -> bool {
-        self.kind == ErrorKind::AccessDenied
+        self.0.kind == ErrorKind::AccessDenied
     }
 }
 
@@ -382,25 +381,25 @@ impl fmt::Display for Error {
     /// `{service} {operation}[ on {target}]: {kind}[ (HTTP {status}, {code})][: {message}]
     /// [ ({detail})][ after {n} attempts]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.service, self.operation)?;
-        if let Some(t) = &self.target {
+        write!(f, "{} {}", self.0.service, self.0.operation)?;
+        if let Some(t) = &self.0.target {
             write!(f, " on {t}")?;
         }
-        write!(f, ": {}", self.kind.phrase())?;
-        match (self.status, &self.code) {
+        write!(f, ": {}", self.0.kind.phrase())?;
+        match (self.0.status, &self.0.code) {
             (Some(s), Some(c)) => write!(f, " (HTTP {s}, {c})")?,
             (Some(s), None) => write!(f, " (HTTP {s})")?,
             (None, Some(c)) => write!(f, " ({c})")?,
             (None, None) => {}
         }
-        if let Some(m) = &self.message {
+        if let Some(m) = &self.0.message {
             write!(f, ": {m}")?;
         }
-        if let Some(d) = &self.detail {
+        if let Some(d) = &self.0.detail {
             write!(f, ": {d}")?;
         }
-        if self.attempts > 1 {
-            write!(f, " (after {} attempts)", self.attempts)?;
+        if self.0.attempts > 1 {
+            write!(f, " (after {} attempts)", self.0.attempts)?;
         }
         Ok(())
     }
