@@ -260,7 +260,8 @@ impl Error {
     }
 
     /// Graph's addKey/removeKey answer 401 `Authentication_MissingOrMalformed` when the proof
-    /// (not the bearer token) is bad: only those two operations send one.
+    /// (not the bearer token) is bad; the key-credential client reads that code so on its calls
+    /// (`azure::keycredentials`), as its own error enum did before this type.
     pub(crate) fn proof_refusal(mut self) -> Self {
         if self.0.kind == ErrorKind::AccessDenied
             && self.0.code.as_deref() == Some("Authentication_MissingOrMalformed")
@@ -511,6 +512,15 @@ mod tests {
         );
         let c = Error::from_failure(Service::Graph, "x", &Failure::Credential("expired".into()));
         assert_eq!(c.kind(), &ErrorKind::Credential);
+    }
+
+    #[test]
+    fn a_result_of_it_stays_one_word_wide() {
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<Result<(), Error>>(),
+            std::mem::size_of::<usize>()
+        );
     }
 
     #[test]
