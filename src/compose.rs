@@ -30,10 +30,9 @@ pub enum EngineError {
     Policy(PolicyErrors),
     #[error("transport: {0}")]
     Transport(#[from] crate::transport::TransportError),
-    #[error("credential: {0}")]
-    Credential(#[from] crate::azure::credential::CredentialError),
-    #[error("storage: {0}")]
-    Storage(#[from] crate::azure::storage::StorageError),
+    /// The rotator's credential could not be built, or its storage could not be opened.
+    #[error(transparent)]
+    Azure(#[from] crate::azure::Error),
 }
 
 impl From<PolicyErrors> for EngineError {
@@ -47,8 +46,11 @@ impl EngineError {
     pub fn result_code(&self) -> ResultCode {
         match self {
             EngineError::Policy(_) => ResultCode::PolicyInvalid,
-            EngineError::Credential(_) => ResultCode::IdentityUnavailable,
-            EngineError::Storage(_) => ResultCode::StorageAccess,
+            EngineError::Azure(e) => match e.service() {
+                crate::azure::Service::Identity => ResultCode::IdentityUnavailable,
+                crate::azure::Service::Storage => ResultCode::StorageAccess,
+                _ => ResultCode::Internal,
+            },
             EngineError::Transport(_) => ResultCode::Internal,
         }
     }

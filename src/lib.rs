@@ -5,7 +5,9 @@
 //! checks it):
 //! - core, the `rotator-core` crate (no I/O crate), re-exported here: [`policy`] (the enrolment
 //!   file, consumer identities), [`planner`] (the rotation decision, a pure function of policy,
-//!   observed state and now), [`cloud`], [`secret`] (the redacting secret type), and
+//!   observed state and now), [`domain`] (the rest of the data the engine's ports speak: caller
+//!   identity, listed applications and certificates), [`cloud`], [`secret`] (the redacting
+//!   secret type), and
 //!   `engine::tags` / `engine::kvref` (Key Vault tags and references).
 //! - adapters: [`azure`] (one client per Azure service: Graph, Entra token probe, Key Vault, App
 //!   Service, API connections, Automation, Blob storage) and [`transport`] (the shared HTTP
@@ -20,7 +22,7 @@
 //!   settings, read once through an injectable lookup), [`statuspage`].
 
 pub mod azure;
-pub use rotator_core::{cloud, planner, policy, secret};
+pub use rotator_core::{cloud, domain, planner, policy, secret};
 pub mod cli;
 pub mod compose;
 #[cfg(feature = "dev-mode")]

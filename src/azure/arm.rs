@@ -1,6 +1,6 @@
 //! What the three ARM clients ([`super::web`], [`super::connections`], [`super::automation`])
 //! share: the endpoint, the bearer token for `{arm}/.default`, resource-id paths and one
-//! request helper. Each client keeps its own api-version constant and error enum.
+//! request helper. Each client keeps its own api-version constant; all return [`super::Error`].
 
 use std::sync::Arc;
 

@@ -20,11 +20,10 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use uuid::Uuid;
 
-use super::certificates::{
-    CertificateError, CertificateVersion, CertificatesClient, SignAlgorithm,
-};
-use super::common::{Failure, Idempotency, ServiceOptions};
-use super::entra::{EntraError, parse_refusal, parse_success};
+use super::certificates::{CertificateVersion, CertificatesClient, SignAlgorithm};
+use super::common::ServiceOptions;
+use super::entra::post_token_form;
+use super::error::Error;
 use crate::cloud::Cloud;
 use crate::secret::SecretValue;
 
@@ -82,7 +81,7 @@ pub async fn sign_jwt(
     cert: &CertificateVersion,
     alg: SignAlgorithm,
     claims: &Value,
-) -> Result<SecretValue, CertificateError> {
+) -> Result<SecretValue, Error> {
     let header = json!({"alg": alg.jws_name(), "typ": "JWT", "x5t": cert.x5t, "x5t#S256": x5t_s256(&cert.cer)});
     let input = format!(
         "{}.{}",
@@ -120,13 +119,7 @@ impl AssertionProbe {
         client_id: Uuid,
         assertion: &SecretValue,
         scope: &str,
-    ) -> Result<(), EntraError> {
-        if tenant.is_empty() || tenant.contains(['/', '?', '#']) {
-            return Err(EntraError::InvalidRequest(format!(
-                "tenant '{tenant}' is not a tenant id or domain"
-            )));
-        }
-        let url = format!("{}/{tenant}/oauth2/v2.0/token", self.authority);
+    ) -> Result<(), Error> {
         let client_id = client_id.to_string();
         let form = [
             ("grant_type", "client_credentials"),
@@ -135,37 +128,21 @@ impl AssertionProbe {
             ("client_assertion", assertion.expose()),
             ("scope", scope),
         ];
-        let result =
-            super::common::send(&self.options.retry, Idempotency::Idempotent, None, || {
-                self.options.http.post(&url).form(&form)
-            })
-            .await;
-        match result {
-            Ok(reply) => parse_success(&reply.body),
-            Err(Failure::Status {
-                status,
-                body,
-                attempts,
-                ..
-            }) => Err(parse_refusal(status, &body, attempts)),
-            Err(Failure::Transport { message, attempts }) => Err(EntraError::Transient(format!(
-                "no answer after {attempts} attempt(s): {message}"
-            ))),
-            Err(Failure::Credential(m)) => Err(EntraError::Transient(m)),
-        }
+        post_token_form(&self.options, &self.authority, tenant, &client_id, &form).await
     }
 }
 
 /// A just-added key looks unregistered until Entra has replicated it: AADSTS700027 with "key
 /// was not found" is worth waiting for, every other refusal is not.
-pub fn is_key_not_replicated(e: &EntraError) -> bool {
-    matches!(e, EntraError::Refused { code, description, .. }
-        if *code == codes::ASSERTION_SIGNATURE && description.contains("key was not found"))
+pub fn is_key_not_replicated(e: &Error) -> bool {
+    e.aadsts() == Some(codes::ASSERTION_SIGNATURE)
+        && e.message().is_some_and(|d| d.contains("key was not found"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::azure::entra::parse_refusal;
 
     #[test]
     fn claims_follow_the_documented_formats() {

@@ -16,14 +16,28 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::arm::{Arm, esc};
-use super::common::{Idempotency, ServiceOptions, arm_error_enum, parse_json};
+use super::common::{Failure, Idempotency, ServiceOptions, parse_json};
+use super::error::{Error, Service};
 use crate::cloud::Cloud;
+use crate::domain::SetVariableOutcome;
 use crate::policy::model::ArmResource;
 use crate::secret::SecretValue;
 
 pub const API_VERSION: &str = "2024-10-23";
 
-arm_error_enum!(AutomationError, "Automation");
+/// An Automation failure of `operation` on variable `name` as an [`Error`].
+fn failed(f: &Failure, operation: &'static str, account: &ArmResource, name: &str) -> Error {
+    Error::from_failure(Service::Automation, operation, f)
+        .on(AutomationClient::describe(account, name))
+}
+
+fn bad(operation: &'static str) -> impl Fn(String) -> Error {
+    move |m| Error::bad_answer(Service::Automation, operation, m)
+}
+
+const GET: &str = "read a variable";
+const UPDATE: &str = "update a variable";
+const CREATE: &str = "create a variable";
 
 /// A variable's metadata (never its value).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,18 +46,6 @@ pub struct VariableInfo {
     pub is_encrypted: bool,
     pub description: Option<String>,
     pub last_modified: Option<String>,
-}
-
-/// What [`AutomationClient::set_value`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetVariableOutcome {
-    /// An existing encrypted variable got the new value.
-    Updated,
-    /// The variable did not exist and was created encrypted.
-    Created,
-    /// The variable exists with `isEncrypted: false`; nothing was written (ARM cannot turn
-    /// encryption on for an existing variable: it must be deleted and created again).
-    RefusedUnencrypted,
 }
 
 #[derive(Clone)]
@@ -88,7 +90,7 @@ impl AutomationClient {
         &self,
         account: &ArmResource,
         name: &str,
-    ) -> Result<Option<VariableInfo>, AutomationError> {
+    ) -> Result<Option<VariableInfo>, Error> {
         match self
             .arm
             .call(
@@ -100,15 +102,16 @@ impl AutomationClient {
             )
             .await
         {
-            Ok(reply) => parse_variable(&reply.body)
-                .map(Some)
-                .map_err(AutomationError::BadAnswer),
-            Err(f) => match AutomationError::from_failure(&f, || Self::describe(account, name)) {
+            Ok(reply) => parse_variable(&reply.body).map(Some).map_err(bad(GET)),
+            Err(f) => match failed(&f, GET, account, name) {
                 // A missing account or group has its own code; any other 404 is the variable.
                 // (If ARM ever says plain ResourceNotFound for a missing account, the PUT
                 // that follows in `set_value` fails with NotFound and says so.)
-                AutomationError::NotFound { ref code, .. }
-                    if code != "ParentResourceNotFound" && code != "ResourceGroupNotFound" =>
+                e if e.is_not_found()
+                    && !matches!(
+                        e.code(),
+                        Some("ParentResourceNotFound" | "ResourceGroupNotFound")
+                    ) =>
                 {
                     Ok(None)
                 }
@@ -123,7 +126,7 @@ impl AutomationClient {
         account: &ArmResource,
         name: &str,
         value: &SecretValue,
-    ) -> Result<(), AutomationError> {
+    ) -> Result<(), Error> {
         let body = serde_json::json!({
             "name": name,
             "properties": { "value": json_encode(value) }
@@ -138,10 +141,8 @@ impl AutomationClient {
                 Idempotency::Idempotent,
             )
             .await
-            .map_err(|f| AutomationError::from_failure(&f, || Self::describe(account, name)))?;
-        parse_variable(&reply.body)
-            .map(|_| ())
-            .map_err(AutomationError::BadAnswer)
+            .map_err(|f| failed(&f, UPDATE, account, name))?;
+        parse_variable(&reply.body).map(|_| ()).map_err(bad(UPDATE))
     }
 
     /// Creates the variable encrypted (PUT). A PUT on an existing variable replaces it, so call
@@ -152,7 +153,7 @@ impl AutomationClient {
         name: &str,
         value: &SecretValue,
         description: &str,
-    ) -> Result<(), AutomationError> {
+    ) -> Result<(), Error> {
         let body = serde_json::json!({
             "name": name,
             "properties": {
@@ -171,10 +172,8 @@ impl AutomationClient {
                 Idempotency::Idempotent,
             )
             .await
-            .map_err(|f| AutomationError::from_failure(&f, || Self::describe(account, name)))?;
-        parse_variable(&reply.body)
-            .map(|_| ())
-            .map_err(AutomationError::BadAnswer)
+            .map_err(|f| failed(&f, CREATE, account, name))?;
+        parse_variable(&reply.body).map(|_| ()).map_err(bad(CREATE))
     }
 
     /// Updates an encrypted variable, creating it encrypted when it does not exist; never
@@ -185,7 +184,7 @@ impl AutomationClient {
         name: &str,
         value: &SecretValue,
         description: &str,
-    ) -> Result<SetVariableOutcome, AutomationError> {
+    ) -> Result<SetVariableOutcome, Error> {
         match self.get_variable(account, name).await? {
             Some(v) if !v.is_encrypted => Ok(SetVariableOutcome::RefusedUnencrypted),
             Some(_) => {

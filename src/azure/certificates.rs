@@ -13,7 +13,6 @@
 //! only `https://{vault}.{the cloud's vault suffix}/keys/{name}/{version}`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
 use base64::Engine;
@@ -21,46 +20,12 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::common::{Bearer, Idempotency, ServiceOptions, parse_json, standard_error_mapping};
+use super::common::{Bearer, Idempotency, ServiceOptions, parse_json};
+use super::error::{Error, Service};
 use crate::cloud::Cloud;
 
 /// api-version of the certificate and key operations used here (stable since 7.0).
 const API_VERSION: &str = "7.5";
-
-#[derive(Debug, thiserror::Error)]
-pub enum CertificateError {
-    #[error("Key Vault: {what} was not found ({code})")]
-    NotFound { what: String, code: String },
-    #[error("Key Vault denied access (HTTP {status}, {code}): {message}")]
-    AccessDenied {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    #[error(
-        "Key Vault throttled the request after {attempts} attempt(s) (Retry-After {retry_after:?})"
-    )]
-    Throttled {
-        attempts: u32,
-        retry_after: Option<Duration>,
-    },
-    #[error("Key Vault is unavailable: {0}")]
-    Transient(String),
-    #[error("Key Vault's answer could not be read: {0}")]
-    BadAnswer(String),
-    #[error("no token for Key Vault: {0}")]
-    Credential(String),
-    #[error("Key Vault refused the request (HTTP {status}, {code}): {message}")]
-    Rejected {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    /// The request was not sent: an argument cannot be right.
-    #[error("Key Vault request not sent: {0}")]
-    InvalidRequest(String),
-}
-standard_error_mapping!(CertificateError);
 
 /// Key types a certificate policy can ask for (spec `JsonWebKeyType`, software-protected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,18 +222,31 @@ impl CertificatesClient {
         }
     }
 
-    fn url(&self, vault: &str, path: &str, name: &str) -> Result<String, CertificateError> {
+    fn url(
+        &self,
+        operation: &'static str,
+        vault: &str,
+        path: &str,
+        name: &str,
+    ) -> Result<String, Error> {
         let vault_ok = (3..=24).contains(&vault.len())
             && vault.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !vault_ok || !valid_name(name) {
-            return Err(CertificateError::InvalidRequest(format!(
-                "vault '{vault}' or certificate '{name}' is not a valid name"
-            )));
+            return Err(Error::invalid_input(
+                Service::KeyVault,
+                operation,
+                format!("vault '{vault}' or certificate '{name}' is not a valid name"),
+            ));
         }
         Ok(format!("{}/{path}", self.cloud.vault_url(vault)))
     }
 
-    async fn get_json(&self, url: &str, what: &str) -> Result<Value, CertificateError> {
+    async fn get_json(
+        &self,
+        url: &str,
+        operation: &'static str,
+        target: String,
+    ) -> Result<Value, Error> {
         let reply = super::common::send(
             &self.options.retry,
             Idempotency::Idempotent,
@@ -281,8 +259,9 @@ impl CertificatesClient {
             },
         )
         .await
-        .map_err(|f| CertificateError::from_failure(&f, || what.to_string()))?;
-        parse_json(what, &reply.body).map_err(CertificateError::BadAnswer)
+        .map_err(|f| Error::from_failure(Service::KeyVault, operation, &f).on(target))?;
+        parse_json(operation, &reply.body)
+            .map_err(|m| Error::bad_answer(Service::KeyVault, operation, m))
     }
 
     /// Asks for a new version (`policy` None: the certificate's current policy). Not
@@ -293,8 +272,9 @@ impl CertificatesClient {
         vault: &str,
         name: &str,
         policy: Option<&CertificatePolicy>,
-    ) -> Result<Operation, CertificateError> {
-        let url = self.url(vault, &format!("certificates/{name}/create"), name)?;
+    ) -> Result<Operation, Error> {
+        const OP: &str = "create a certificate version";
+        let url = self.url(OP, vault, &format!("certificates/{name}/create"), name)?;
         let body = match policy {
             Some(p) => json!({"policy": p.to_json()}),
             None => json!({}),
@@ -312,23 +292,18 @@ impl CertificatesClient {
             },
         )
         .await
-        .map_err(|f| {
-            CertificateError::from_failure(&f, || {
-                format!("certificate '{name}' in vault '{vault}'")
-            })
-        })?;
-        let v: Value = parse_json("certificate operation", &reply.body)
-            .map_err(CertificateError::BadAnswer)?;
-        parse_operation(&v).map_err(CertificateError::BadAnswer)
+        .map_err(|f| Error::from_failure(Service::KeyVault, OP, &f).on(describe(vault, name)))?;
+        let bad = |m| Error::bad_answer(Service::KeyVault, OP, m);
+        let v: Value = parse_json("certificate operation", &reply.body).map_err(bad)?;
+        parse_operation(&v).map_err(bad)
     }
 
     /// The certificate's current (or last) operation.
-    pub async fn operation(&self, vault: &str, name: &str) -> Result<Operation, CertificateError> {
-        let url = self.url(vault, &format!("certificates/{name}/pending"), name)?;
-        let v = self
-            .get_json(&url, &format!("pending operation of certificate '{name}'"))
-            .await?;
-        parse_operation(&v).map_err(CertificateError::BadAnswer)
+    pub async fn operation(&self, vault: &str, name: &str) -> Result<Operation, Error> {
+        const OP: &str = "get a certificate operation";
+        let url = self.url(OP, vault, &format!("certificates/{name}/pending"), name)?;
+        let v = self.get_json(&url, OP, describe(vault, name)).await?;
+        parse_operation(&v).map_err(|m| Error::bad_answer(Service::KeyVault, OP, m))
     }
 
     /// A version (None: the latest).
@@ -337,34 +312,30 @@ impl CertificatesClient {
         vault: &str,
         name: &str,
         version: Option<&str>,
-    ) -> Result<CertificateVersion, CertificateError> {
+    ) -> Result<CertificateVersion, Error> {
+        const OP: &str = "get a certificate";
         if version.is_some_and(|v| !valid_name(v)) {
-            return Err(CertificateError::InvalidRequest(
-                "a certificate version is letters and digits".into(),
+            return Err(Error::invalid_input(
+                Service::KeyVault,
+                OP,
+                "a certificate version is letters and digits",
             ));
         }
         let path = match version {
             Some(v) => format!("certificates/{name}/{v}"),
             None => format!("certificates/{name}/"),
         };
-        let url = self.url(vault, &path, name)?;
-        let v = self
-            .get_json(&url, &format!("certificate '{name}' in vault '{vault}'"))
-            .await?;
-        parse_version(self.cloud, name, &v).map_err(CertificateError::BadAnswer)
+        let url = self.url(OP, vault, &path, name)?;
+        let v = self.get_json(&url, OP, describe(vault, name)).await?;
+        parse_version(self.cloud, name, &v).map_err(|m| Error::bad_answer(Service::KeyVault, OP, m))
     }
 
     /// The certificate's policy.
-    pub async fn policy(
-        &self,
-        vault: &str,
-        name: &str,
-    ) -> Result<CertificatePolicy, CertificateError> {
-        let url = self.url(vault, &format!("certificates/{name}/policy"), name)?;
-        let v = self
-            .get_json(&url, &format!("policy of certificate '{name}'"))
-            .await?;
-        parse_policy(&v).map_err(CertificateError::BadAnswer)
+    pub async fn policy(&self, vault: &str, name: &str) -> Result<CertificatePolicy, Error> {
+        const OP: &str = "get a certificate policy";
+        let url = self.url(OP, vault, &format!("certificates/{name}/policy"), name)?;
+        let v = self.get_json(&url, OP, describe(vault, name)).await?;
+        parse_policy(&v).map_err(|m| Error::bad_answer(Service::KeyVault, OP, m))
     }
 
     /// Signs a SHA-256 digest with the key (in the vault). Answers the raw signature.
@@ -373,7 +344,7 @@ impl CertificatesClient {
         key: &KeyId,
         alg: SignAlgorithm,
         digest: &[u8; 32],
-    ) -> Result<Vec<u8>, CertificateError> {
+    ) -> Result<Vec<u8>, Error> {
         let url = format!("{}/sign", key.url());
         let body = json!({"alg": alg.jws_name(), "value": b64url(digest)});
         // Signing has no side effect: safe to repeat.
@@ -391,22 +362,25 @@ impl CertificatesClient {
         )
         .await
         .map_err(|f| {
-            CertificateError::from_failure(&f, || {
-                format!("key '{}' version {}", key.name, key.version)
-            })
+            Error::from_failure(Service::KeyVault, SIGN, &f)
+                .on(format!("key '{}' version {}", key.name, key.version))
         })?;
         #[derive(Deserialize)]
         struct Signed {
             value: String,
         }
-        let s: Signed =
-            parse_json("sign answer", &reply.body).map_err(CertificateError::BadAnswer)?;
+        let bad = |m| Error::bad_answer(Service::KeyVault, SIGN, m);
+        let s: Signed = parse_json("sign answer", &reply.body).map_err(bad)?;
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(s.value.trim_end_matches('='))
-            .map_err(|e| {
-                CertificateError::BadAnswer(format!("sign answer: value is not base64url: {e}"))
-            })
+            .map_err(|e| bad(format!("sign answer: value is not base64url: {e}")))
     }
+}
+
+const SIGN: &str = "sign";
+
+fn describe(vault: &str, name: &str) -> String {
+    format!("certificate '{name}' in vault '{vault}'")
 }
 
 fn str_field<'a>(v: &'a Value, k: &str, what: &str) -> Result<&'a str, String> {

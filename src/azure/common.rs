@@ -4,8 +4,8 @@
 //!
 //! Why one loop for all: Graph, ARM and the token probe must agree on what is worth retrying
 //! (429, 5xx, a dropped connection), on honouring `Retry-After`, and on never repeating a write
-//! whose outcome is unknown. Each service module turns the [`Failure`] this loop returns into its
-//! own error enum; nothing here is public outside `crate::azure` except the options.
+//! whose outcome is unknown. The [`Failure`] this loop returns becomes an [`super::Error`] in
+//! `super::error`, once; nothing here is public outside `crate::azure` except the options.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -219,72 +219,84 @@ pub(crate) async fn send(
             let token = b.token().await.map_err(Failure::Credential)?;
             req = req.bearer_auth(token);
         }
-        let outcome = req.send().await;
-        let (failure, retry, wait_hint) = match outcome {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let headers = resp.headers().clone();
-                let body = match resp.bytes().await {
-                    Ok(b) => b.to_vec(),
-                    Err(e) => {
-                        let f = Failure::Transport {
-                            message: format!("reading the answer failed: {e}"),
-                            attempts: attempt,
-                        };
-                        // The server acted; only idempotent calls may be repeated.
-                        let retry = idempotency == Idempotency::Idempotent;
-                        if retry
-                            && attempt < max
-                            && let Some(w) = policy.wait(attempt, None)
-                        {
-                            tokio::time::sleep(w).await;
-                            continue;
-                        }
-                        return Err(f);
-                    }
-                };
-                if (200..300).contains(&status) {
-                    return Ok(Reply { headers, body });
-                }
-                note_throttled(status);
-                let ra = retry_after(&headers);
-                let retry = match idempotency {
-                    Idempotency::Idempotent => retryable_status(status),
-                    Idempotency::NotIdempotent => status == 429,
-                };
-                (
-                    Failure::Status {
-                        status,
-                        body: String::from_utf8_lossy(&body).into_owned(),
-                        retry_after: ra,
-                        attempts: attempt,
-                    },
-                    retry,
-                    ra,
-                )
-            }
-            Err(e) => {
-                let retry = match idempotency {
-                    Idempotency::Idempotent => true,
-                    Idempotency::NotIdempotent => e.is_connect(),
-                };
-                (
-                    Failure::Transport {
-                        message: transport_message(&e),
-                        attempts: attempt,
-                    },
-                    retry,
-                    None,
-                )
-            }
+        let tried = try_once(req, idempotency, attempt).await;
+        let (failure, wait_hint) = match tried {
+            Try::Done(reply) => return Ok(reply),
+            Try::Final(failure) => return Err(failure),
+            Try::Retryable { failure, wait_hint } => (failure, wait_hint),
         };
-        if !retry || attempt >= max {
+        if attempt >= max {
             return Err(failure);
         }
         match policy.wait(attempt, wait_hint) {
             Some(w) => tokio::time::sleep(w).await,
             None => return Err(failure),
         }
+    }
+}
+
+/// What one try of [`send`] came to.
+enum Try {
+    Done(Reply),
+    /// Not to be repeated (a refusal, or a write whose outcome is unknown).
+    Final(Failure),
+    /// Worth another try, after `wait_hint` when the server named one.
+    Retryable {
+        failure: Failure,
+        wait_hint: Option<Duration>,
+    },
+}
+
+/// Sends one try and sorts its outcome by what may be repeated.
+async fn try_once(req: reqwest::RequestBuilder, idempotency: Idempotency, attempt: u32) -> Try {
+    let resp = match req.send().await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let failure = Failure::Transport {
+                message: transport_message(&e),
+                attempts: attempt,
+            };
+            // A refused connection never reached the server: even a write may be repeated.
+            let retry = idempotency == Idempotency::Idempotent || e.is_connect();
+            return sort(failure, retry, None);
+        }
+    };
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = match resp.bytes().await {
+        Ok(b) => b.to_vec(),
+        Err(e) => {
+            let failure = Failure::Transport {
+                message: format!("reading the answer failed: {e}"),
+                attempts: attempt,
+            };
+            // The server acted; only idempotent calls may be repeated.
+            return sort(failure, idempotency == Idempotency::Idempotent, None);
+        }
+    };
+    if (200..300).contains(&status) {
+        return Try::Done(Reply { headers, body });
+    }
+    note_throttled(status);
+    let ra = retry_after(&headers);
+    let retry = match idempotency {
+        Idempotency::Idempotent => retryable_status(status),
+        Idempotency::NotIdempotent => status == 429,
+    };
+    let failure = Failure::Status {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        retry_after: ra,
+        attempts: attempt,
+    };
+    sort(failure, retry, ra)
+}
+
+fn sort(failure: Failure, retry: bool, wait_hint: Option<Duration>) -> Try {
+    if retry {
+        Try::Retryable { failure, wait_hint }
+    } else {
+        Try::Final(failure)
     }
 }
 
@@ -350,22 +362,13 @@ impl ErrorBody {
     }
 
     /// The most specific code: the inner one when Azure gives it (`ForbiddenByRbac`).
-    pub(crate) fn specific_code(&self) -> String {
-        self.inner_code
-            .clone()
-            .or_else(|| self.code.clone())
-            .unwrap_or_else(|| "(no code)".to_string())
-    }
-
-    pub(crate) fn message_or(&self, status: u16) -> String {
-        self.message
-            .clone()
-            .unwrap_or_else(|| format!("HTTP {status} with no error message"))
+    pub(crate) fn specific_code(&self) -> Option<String> {
+        self.inner_code.clone().or_else(|| self.code.clone())
     }
 }
 
 /// Azure messages can be long (KV's RBAC text); keep errors readable.
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     const MAX: usize = 600;
     if s.len() <= MAX {
         return s.to_string();
@@ -377,79 +380,6 @@ fn clip(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
-/// The broad class of a failure; each module maps these onto its own enum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Class {
-    NotFound {
-        code: String,
-        message: String,
-    },
-    /// 401 or 403.
-    AccessDenied {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    Throttled {
-        attempts: u32,
-        retry_after: Option<Duration>,
-    },
-    Transient {
-        detail: String,
-    },
-    Credential(String),
-    /// Any other 4xx: the request itself was refused.
-    Rejected {
-        status: u16,
-        code: String,
-        message: String,
-    },
-}
-
-pub(crate) fn classify(f: &Failure) -> Class {
-    match f {
-        Failure::Credential(m) => Class::Credential(m.clone()),
-        Failure::Transport { message, attempts } => Class::Transient {
-            detail: format!("no answer after {attempts} attempt(s): {message}"),
-        },
-        Failure::Status {
-            status,
-            body,
-            retry_after,
-            attempts,
-        } => {
-            let e = ErrorBody::parse(body);
-            match *status {
-                429 => Class::Throttled {
-                    attempts: *attempts,
-                    retry_after: *retry_after,
-                },
-                404 => Class::NotFound {
-                    code: e.specific_code(),
-                    message: e.message_or(404),
-                },
-                401 | 403 => Class::AccessDenied {
-                    status: *status,
-                    code: e.specific_code(),
-                    message: e.message_or(*status),
-                },
-                s if s >= 500 || s == 408 => Class::Transient {
-                    detail: format!(
-                        "HTTP {s} after {attempts} attempt(s): {} {}",
-                        e.specific_code(),
-                        e.message_or(s)
-                    ),
-                },
-                s => Class::Rejected {
-                    status: s,
-                    code: e.specific_code(),
-                    message: e.message_or(s),
-                },
-            }
-        }
-    }
-}
-
 /// Parses a JSON answer into `T`, naming what was being read on failure (never the body: it
 /// may hold a secret).
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
@@ -458,96 +388,6 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("{what}: {e}"))
 }
-
-/// Gives a service error enum with the standard variants (`NotFound { what, code }`,
-/// `AccessDenied { status, code, message }`, `Throttled { attempts, retry_after }`,
-/// `Transient(String)`, `Credential(String)`, `Rejected { status, code, message }`) a
-/// `from_failure(&Failure, what)` constructor.
-macro_rules! standard_error_mapping {
-    ($ty:ident) => {
-        impl $ty {
-            #[allow(dead_code)]
-            pub(crate) fn from_failure(
-                f: &$crate::azure::common::Failure,
-                what: impl FnOnce() -> String,
-            ) -> Self {
-                use $crate::azure::common::Class;
-                match $crate::azure::common::classify(f) {
-                    Class::NotFound { code, .. } => $ty::NotFound { what: what(), code },
-                    Class::AccessDenied {
-                        status,
-                        code,
-                        message,
-                    } => $ty::AccessDenied {
-                        status,
-                        code,
-                        message,
-                    },
-                    Class::Throttled {
-                        attempts,
-                        retry_after,
-                    } => $ty::Throttled {
-                        attempts,
-                        retry_after,
-                    },
-                    Class::Transient { detail } => $ty::Transient(detail),
-                    Class::Credential(m) => $ty::Credential(m),
-                    Class::Rejected {
-                        status,
-                        code,
-                        message,
-                    } => $ty::Rejected {
-                        status,
-                        code,
-                        message,
-                    },
-                }
-            }
-        }
-    };
-}
-pub(crate) use standard_error_mapping;
-
-/// Declares an ARM client's error enum: the standard variants every ARM client tells apart, with
-/// `not_found` naming the service in the NotFound message, plus [`standard_error_mapping`].
-/// One enum per client (each boundary has its own), one definition of their shape.
-macro_rules! arm_error_enum {
-    ($(#[$meta:meta])* $ty:ident, $not_found:literal) => {
-        $(#[$meta])*
-        #[derive(Debug, thiserror::Error)]
-        pub enum $ty {
-            #[error("{service}: {what} was not found ({code})", service = $not_found)]
-            NotFound { what: String, code: String },
-            #[error("ARM denied access (HTTP {status}, {code}): {message}")]
-            AccessDenied {
-                status: u16,
-                code: String,
-                message: String,
-            },
-            #[error(
-                "ARM throttled the request after {attempts} attempt(s) (Retry-After {retry_after:?})"
-            )]
-            Throttled {
-                attempts: u32,
-                retry_after: Option<std::time::Duration>,
-            },
-            #[error("ARM is unavailable: {0}")]
-            Transient(String),
-            #[error("ARM's answer could not be read: {0}")]
-            BadAnswer(String),
-            #[error("no token for ARM: {0}")]
-            Credential(String),
-            #[error("ARM refused the request (HTTP {status}, {code}): {message}")]
-            Rejected {
-                status: u16,
-                code: String,
-                message: String,
-            },
-        }
-        $crate::azure::common::standard_error_mapping!($ty);
-    };
-}
-pub(crate) use arm_error_enum;
 
 #[cfg(test)]
 mod tests {
@@ -587,40 +427,15 @@ mod tests {
         let kv = ErrorBody::parse(
             r#"{"error":{"code":"Forbidden","message":"nope","innererror":{"code":"ForbiddenByRbac"}}}"#,
         );
-        assert_eq!(kv.specific_code(), "ForbiddenByRbac");
+        assert_eq!(kv.specific_code().as_deref(), Some("ForbiddenByRbac"));
         assert_eq!(kv.code.as_deref(), Some("Forbidden"));
         let web = ErrorBody::parse(r#"{"Code":"BadRequest","Message":"bad"}"#);
-        assert_eq!(web.specific_code(), "BadRequest");
+        assert_eq!(web.specific_code().as_deref(), Some("BadRequest"));
         assert_eq!(web.message.as_deref(), Some("bad"));
         let entra = ErrorBody::parse(r#"{"error":"invalid_client","error_description":"AADSTS1"}"#);
         assert_eq!(entra.code.as_deref(), Some("invalid_client"));
-        assert_eq!(ErrorBody::parse("<html>").specific_code(), "(no code)");
+        assert_eq!(ErrorBody::parse("<html>").specific_code(), None);
         assert_eq!(ErrorBody::parse(r#"{"error":42}"#).code, None);
         assert_eq!(ErrorBody::parse(r#"{"error":{"code":7}}"#).code, None);
-    }
-
-    #[test]
-    fn classify_maps_statuses() {
-        let f = |status| Failure::Status {
-            status,
-            body: r#"{"error":{"code":"X","message":"m"}}"#.into(),
-            retry_after: None,
-            attempts: 1,
-        };
-        assert!(matches!(classify(&f(404)), Class::NotFound { .. }));
-        assert!(matches!(
-            classify(&f(403)),
-            Class::AccessDenied { status: 403, .. }
-        ));
-        assert!(matches!(
-            classify(&f(401)),
-            Class::AccessDenied { status: 401, .. }
-        ));
-        assert!(matches!(classify(&f(429)), Class::Throttled { .. }));
-        assert!(matches!(classify(&f(503)), Class::Transient { .. }));
-        assert!(matches!(
-            classify(&f(400)),
-            Class::Rejected { status: 400, .. }
-        ));
     }
 }

@@ -9,10 +9,10 @@
 //! honest sources only: the connection's own GET (location, kind, tags, displayName, `api.id`,
 //! `nonSecretParameterValues`), the managed API's definition (`ManagedApis_Get`: which
 //! parameters exist and which are `securestring`), and the new value. A secret parameter other
-//! than ours cannot be read back: such a connection is refused ([`UpdateError::Blocked`]) rather
+//! than ours cannot be read back: such a connection is refused ([`ErrorKind::Blocked`]) rather
 //! than wiped. Whether ARM accepts a PUT that changes an existing connection's parameters is
 //! itself not settled by the evidence (the terraform note says the error came "for both
-//! CreateOrUpdate and Update"); a refusal is [`UpdateError::Blocked`] with the manual step.
+//! CreateOrUpdate and Update"); a refusal is [`ErrorKind::Blocked`] with the manual step.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,14 +23,32 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::arm::Arm;
-use super::common::{Idempotency, Reply, ServiceOptions, arm_error_enum, parse_json};
+use super::common::{Failure, Idempotency, Reply, ServiceOptions, parse_json};
+use super::error::{Error, ErrorKind, Service};
 use crate::cloud::Cloud;
 use crate::policy::model::ArmResource;
 use crate::secret::SecretValue;
 
 pub const API_VERSION: &str = "2016-06-01";
 
-arm_error_enum!(ConnectionError, "API connection");
+fn failed(f: &Failure, operation: &'static str, conn: &ArmResource) -> Error {
+    Error::from_failure(Service::ApiConnection, operation, f).on(ConnectionsClient::describe(conn))
+}
+
+fn bad(operation: &'static str) -> impl Fn(String) -> Error {
+    move |m| Error::bad_answer(Service::ApiConnection, operation, m)
+}
+
+/// Azure will not take the change as the rotator can make it: `why` says what a person must do.
+fn blocked(conn: &ArmResource, why: String) -> Error {
+    Error::new(ErrorKind::Blocked, Service::ApiConnection, REPLACE)
+        .on(ConnectionsClient::describe(conn))
+        .with_detail(why)
+}
+
+const GET: &str = "read the connection";
+const REPLACE: &str = "replace a secret parameter";
+const API: &str = "read the managed API definition";
 
 /// The connection's health as ARM computes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,12 +106,12 @@ impl ConnectionsClient {
         format!("connection {}/{}", c.resource_group, c.name)
     }
 
-    pub async fn get(&self, conn: &ArmResource) -> Result<ConnectionInfo, ConnectionError> {
+    pub async fn get(&self, conn: &ArmResource) -> Result<ConnectionInfo, Error> {
         let reply = self.get_reply(conn).await?;
-        parse_connection(&reply.body).map_err(ConnectionError::BadAnswer)
+        parse_connection(&reply.body).map_err(bad(GET))
     }
 
-    async fn get_reply(&self, conn: &ArmResource) -> Result<Reply, ConnectionError> {
+    async fn get_reply(&self, conn: &ArmResource) -> Result<Reply, Error> {
         self.arm
             .call(
                 Method::GET,
@@ -103,7 +121,7 @@ impl ConnectionsClient {
                 Idempotency::Idempotent,
             )
             .await
-            .map_err(|f| ConnectionError::from_failure(&f, || Self::describe(conn)))
+            .map_err(|f| failed(&f, GET, conn))
     }
 
     /// Replaces `properties.parameterValues[parameter]` with `value` by a full PUT built from
@@ -114,17 +132,15 @@ impl ConnectionsClient {
         conn: &ArmResource,
         parameter: &str,
         value: &SecretValue,
-    ) -> Result<ConnectionInfo, UpdateError> {
+    ) -> Result<ConnectionInfo, Error> {
         let current = self.get_raw(conn).await?;
         let api_id = current
             .pointer("/properties/api/id")
             .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| {
-                ConnectionError::BadAnswer("API connection: properties.api.id is missing".into())
-            })?
+            .ok_or_else(|| bad(GET)("API connection: properties.api.id is missing".into()))?
             .to_string();
         let definition = self.managed_api_parameters(&api_id, conn).await?;
-        check_parameters(&definition, &api_id, parameter).map_err(UpdateError::Blocked)?;
+        check_parameters(&definition, &api_id, parameter).map_err(|why| blocked(conn, why))?;
         let body = put_body(&current, &api_id, parameter, value);
         match self
             .arm
@@ -137,20 +153,14 @@ impl ConnectionsClient {
             )
             .await
         {
-            Ok(reply) => {
-                parse_connection(&reply.body).map_err(|m| ConnectionError::BadAnswer(m).into())
-            }
-            Err(f) => Err(put_failure(
-                ConnectionError::from_failure(&f, || Self::describe(conn)),
-                conn,
-                parameter,
-            )),
+            Ok(reply) => parse_connection(&reply.body).map_err(bad(REPLACE)),
+            Err(f) => Err(put_failure(failed(&f, REPLACE, conn), conn, parameter)),
         }
     }
 
-    async fn get_raw(&self, conn: &ArmResource) -> Result<serde_json::Value, ConnectionError> {
+    async fn get_raw(&self, conn: &ArmResource) -> Result<serde_json::Value, Error> {
         let reply = self.get_reply(conn).await?;
-        parse_json("API connection", &reply.body).map_err(ConnectionError::BadAnswer)
+        parse_json("API connection", &reply.body).map_err(bad(GET))
     }
 
     /// Parameter name → type, from `GET {api.id}` (`ManagedApis_Get`), once per process.
@@ -158,7 +168,7 @@ impl ConnectionsClient {
         &self,
         api_id: &str,
         conn: &ArmResource,
-    ) -> Result<BTreeMap<String, String>, UpdateError> {
+    ) -> Result<BTreeMap<String, String>, Error> {
         let key = api_id.to_ascii_lowercase();
         if let Some(known) = self
             .definitions
@@ -179,7 +189,7 @@ impl ConnectionsClient {
         &self,
         api_id: &str,
         conn: &ArmResource,
-    ) -> Result<BTreeMap<String, String>, UpdateError> {
+    ) -> Result<BTreeMap<String, String>, Error> {
         let reply = self
             .arm
             .call(
@@ -191,29 +201,21 @@ impl ConnectionsClient {
             )
             .await
             .map_err(
-                |f| match ConnectionError::from_failure(&f, || api_id.to_string()) {
-                    e @ (ConnectionError::AccessDenied { .. }
-                    | ConnectionError::NotFound { .. }) => UpdateError::Blocked(format!(
-                        "{}: the definition of its managed API {api_id} cannot be read ({e}), so \
-                         it cannot be told which other secret parameters a full PUT would wipe",
-                        Self::describe(conn)
-                    )),
-                    e => UpdateError::Arm(e),
+                |f| match Error::from_failure(Service::ApiConnection, API, &f).on(api_id) {
+                    e if e.is_access_denied() || e.is_not_found() => blocked(
+                        conn,
+                        format!(
+                            "{}: the definition of its managed API {api_id} cannot be read \
+                             ({e}), so it cannot be told which other secret parameters a full \
+                             PUT would wipe",
+                            Self::describe(conn)
+                        ),
+                    ),
+                    e => e,
                 },
             )?;
-        parse_parameters(&reply.body).map_err(|m| ConnectionError::BadAnswer(m).into())
+        parse_parameters(&reply.body).map_err(bad(API))
     }
-}
-
-/// Why a connection's parameter was not replaced.
-#[derive(Debug, thiserror::Error)]
-pub enum UpdateError {
-    #[error(transparent)]
-    Arm(#[from] ConnectionError),
-    /// Azure will not take the change as the rotator can make it; a person must (the text says
-    /// what to do). Nothing was written.
-    #[error("{0}")]
-    Blocked(String),
 }
 
 fn secret_type(ty: &str) -> bool {
@@ -289,17 +291,20 @@ fn put_body(
 }
 
 /// A refused PUT becomes the manual step; other failures stay ARM failures.
-fn put_failure(e: ConnectionError, conn: &ArmResource, parameter: &str) -> UpdateError {
-    match &e {
-        ConnectionError::Rejected { code, message, .. } => UpdateError::Blocked(format!(
-            "ARM refused to update {} ({code}: {message}). Manual step: in the Azure portal \
-             open the API connection, choose Edit API connection, enter the current value of \
-             the Key Vault secret as '{parameter}' and save (or redeploy the connection's \
-             template with it). The previous password is kept until the connection is updated.",
-            ConnectionsClient::describe(conn)
-        )),
-        _ => UpdateError::Arm(e),
+fn put_failure(e: Error, conn: &ArmResource, parameter: &str) -> Error {
+    if e.kind() != &ErrorKind::Rejected {
+        return e;
     }
+    let why = format!(
+        "ARM refused to update {} ({}: {}). Manual step: in the Azure portal open the API \
+         connection, choose Edit API connection, enter the current value of the Key Vault \
+         secret as '{parameter}' and save (or redeploy the connection's template with it). The \
+         previous password is kept until the connection is updated.",
+        ConnectionsClient::describe(conn),
+        e.code().unwrap_or("(no code)"),
+        e.message().unwrap_or("(no message)"),
+    );
+    blocked(conn, why)
 }
 
 pub(crate) fn parse_parameters(body: &[u8]) -> Result<BTreeMap<String, String>, String> {

@@ -10,9 +10,9 @@
 //! The cloud is set explicitly on every credential so `AZURE_AUTHORITY_HOST` in the environment
 //! cannot redirect token requests.
 //!
-//! [`TokenIdentity`] reads who a credential signs in as (`oid`, `roles`) from one of its access
-//! tokens: the inventory decides from it whether every application or only the owned ones can
-//! be listed.
+//! [`identity_from_jwt`] reads who a credential signs in as (`oid`, `roles`: a core
+//! [`TokenIdentity`]) from one of its access tokens: the inventory decides from it whether every
+//! application or only the owned ones can be listed.
 
 use std::sync::Arc;
 
@@ -24,15 +24,27 @@ use azure_identity::{
 use base64::Engine as _;
 
 use super::common::ServiceOptions;
+use super::error::{Error, ErrorKind, Service};
 use crate::cloud::Cloud;
+use crate::domain::TokenIdentity;
 use crate::secret::SecretValue;
 
-#[derive(Debug, thiserror::Error)]
-pub enum CredentialError {
-    #[error("could not build the {kind} credential: {message}")]
-    Build { kind: &'static str, message: String },
-    #[error("setting {0} is required for a service-principal credential")]
-    MissingSetting(&'static str),
+const BUILD: &str = "build";
+
+fn missing(setting: &str) -> Error {
+    Error::invalid_input(
+        Service::Identity,
+        BUILD,
+        format!("setting {setting} is required for a service-principal credential"),
+    )
+}
+
+fn build_failed(kind: &'static str) -> impl Fn(azure_core::Error) -> Error {
+    move |e| {
+        Error::new(ErrorKind::Credential, Service::Identity, BUILD)
+            .on(format!("the {kind} credential"))
+            .with_detail(e.to_string())
+    }
 }
 
 /// Which credential to build.
@@ -55,14 +67,14 @@ impl CredentialChoice {
     /// `AZURE_CLIENT_SECRET` set → service principal (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`
     /// required); else `IDENTITY_ENDPOINT` set (App Service / Functions) → managed identity with
     /// `AZURE_CLIENT_ID` as the user-assigned identity if set; else developer tools.
-    pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Self, CredentialError> {
+    pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         if let Some(secret) = non_empty("AZURE_CLIENT_SECRET") {
             return Ok(Self::ClientSecret {
                 tenant_id: non_empty("AZURE_TENANT_ID")
-                    .ok_or(CredentialError::MissingSetting("AZURE_TENANT_ID"))?,
+                    .ok_or_else(|| missing("AZURE_TENANT_ID"))?,
                 client_id: non_empty("AZURE_CLIENT_ID")
-                    .ok_or(CredentialError::MissingSetting("AZURE_CLIENT_ID"))?,
+                    .ok_or_else(|| missing("AZURE_CLIENT_ID"))?,
                 secret: SecretValue::new(secret),
             });
         }
@@ -80,7 +92,7 @@ pub fn build_credential(
     cloud: Cloud,
     choice: &CredentialChoice,
     options: &ServiceOptions,
-) -> Result<Arc<dyn TokenCredential>, CredentialError> {
+) -> Result<Arc<dyn TokenCredential>, Error> {
     let mut client_options = options.sdk_client_options(cloud);
     // Token endpoints are retried by the SDK's own policy: our loop is not around these calls.
     client_options.retry = azure_core::http::RetryOptions::default();
@@ -90,10 +102,7 @@ pub fn build_credential(
                 user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
                 client_options,
             }))
-            .map_err(|e| CredentialError::Build {
-                kind: "managed identity",
-                message: e.to_string(),
-            })?;
+            .map_err(build_failed("managed identity"))?;
             Ok(cred)
         }
         CredentialChoice::ClientSecret {
@@ -107,18 +116,13 @@ pub fn build_credential(
                 Secret::new(secret.expose().to_string()),
                 Some(ClientSecretCredentialOptions { client_options }),
             )
-            .map_err(|e| CredentialError::Build {
-                kind: "client secret",
-                message: e.to_string(),
-            })?;
+            .map_err(build_failed("client secret"))?;
             Ok(cred)
         }
         CredentialChoice::DeveloperTools => {
             // The CLI tools fetch their own tokens; there is no transport to share.
-            let cred = DeveloperToolsCredential::new(None).map_err(|e| CredentialError::Build {
-                kind: "developer tools",
-                message: e.to_string(),
-            })?;
+            let cred =
+                DeveloperToolsCredential::new(None).map_err(build_failed("developer tools"))?;
             Ok(cred)
         }
     }
@@ -171,62 +175,35 @@ mod tests {
     }
 }
 
-/// The claims of an access token that say who the caller is and what it may do. Only these are
-/// read; the token itself is never printed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenIdentity {
-    /// Object id of the caller (the service principal, managed identity or user).
-    pub object_id: uuid::Uuid,
-    /// App roles (application permissions) of an app-only token; `None` for a user's token.
-    pub roles: Option<Vec<String>>,
-}
-
-impl TokenIdentity {
-    pub fn from_jwt(jwt: &str) -> Result<Self, String> {
-        let payload = jwt
-            .split('.')
-            .nth(1)
-            .ok_or("the access token is not a JWT")?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload.trim_end_matches('='))
-            .map_err(|_| "the access token's payload is not base64url".to_string())?;
-        let claims: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|_| "the access token's payload is not JSON".to_string())?;
-        let object_id = claims
-            .get("oid")
-            .and_then(|v| v.as_str())
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-            .ok_or("the access token has no 'oid' claim")?;
-        let roles = claims.get("roles").and_then(|r| r.as_array()).map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        });
-        // A user's token has `scp` and no `roles`; an app token without roles has neither.
-        let roles = match (roles, claims.get("scp")) {
-            (Some(r), _) => Some(r),
-            (None, Some(_)) => None,
-            (None, None) => Some(Vec::new()),
-        };
-        Ok(Self { object_id, roles })
-    }
-
-    /// False when the token is an application's and holds no role that reads every application.
-    /// A user's token may read them through directory roles, so it is given the benefit.
-    pub fn can_read_all_applications(&self) -> bool {
-        const READ_ALL: [&str; 4] = [
-            "Application.Read.All",
-            "Application.ReadWrite.All",
-            "Directory.Read.All",
-            "Directory.ReadWrite.All",
-        ];
-        match &self.roles {
-            None => true,
-            Some(roles) => roles
-                .iter()
-                .any(|r| READ_ALL.iter().any(|x| x.eq_ignore_ascii_case(r))),
-        }
-    }
+/// Who a token says the caller is (`oid`, `roles`), read from the JWT's payload; the token
+/// itself is never printed, and only these claims are read.
+pub fn identity_from_jwt(jwt: &str) -> Result<TokenIdentity, String> {
+    let payload = jwt
+        .split('.')
+        .nth(1)
+        .ok_or("the access token is not a JWT")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| "the access token's payload is not base64url".to_string())?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|_| "the access token's payload is not JSON".to_string())?;
+    let object_id = claims
+        .get("oid")
+        .and_then(|v| v.as_str())
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .ok_or("the access token has no 'oid' claim")?;
+    let roles = claims.get("roles").and_then(|r| r.as_array()).map(|a| {
+        a.iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    });
+    // A user's token has `scp` and no `roles`; an app token without roles has neither.
+    let roles = match (roles, claims.get("scp")) {
+        (Some(r), _) => Some(r),
+        (None, Some(_)) => None,
+        (None, None) => Some(Vec::new()),
+    };
+    Ok(TokenIdentity { object_id, roles })
 }
 
 #[cfg(test)]
@@ -245,32 +222,31 @@ mod token_identity_tests {
     #[test]
     fn token_identity_reads_oid_and_roles() {
         let oid = "5a1f0c4e-2b7d-4c1e-9f3a-0d8e6b2c4a11";
-        let t = TokenIdentity::from_jwt(&jwt(
+        let t = identity_from_jwt(&jwt(
             serde_json::json!({"oid": oid, "roles": ["Application.ReadWrite.OwnedBy"]}),
         ))
         .unwrap();
         assert_eq!(t.object_id.to_string(), oid);
         assert!(!t.can_read_all_applications());
-        let t = TokenIdentity::from_jwt(&jwt(
+        let t = identity_from_jwt(&jwt(
             serde_json::json!({"oid": oid, "roles": ["Application.Read.All"]}),
         ))
         .unwrap();
         assert!(t.can_read_all_applications());
         let user =
-            TokenIdentity::from_jwt(&jwt(serde_json::json!({"oid": oid, "scp": "User.Read"})))
-                .unwrap();
+            identity_from_jwt(&jwt(serde_json::json!({"oid": oid, "scp": "User.Read"}))).unwrap();
         assert_eq!(user.roles, None);
         assert!(user.can_read_all_applications());
-        let bare = TokenIdentity::from_jwt(&jwt(serde_json::json!({"oid": oid}))).unwrap();
+        let bare = identity_from_jwt(&jwt(serde_json::json!({"oid": oid}))).unwrap();
         assert!(!bare.can_read_all_applications());
     }
 
     #[test]
     fn malformed_tokens_are_named_errors() {
-        assert!(TokenIdentity::from_jwt("opaque").is_err());
-        assert!(TokenIdentity::from_jwt("a.!!!.c").is_err());
+        assert!(identity_from_jwt("opaque").is_err());
+        assert!(identity_from_jwt("a.!!!.c").is_err());
         assert!(
-            TokenIdentity::from_jwt(&jwt(serde_json::json!({"sub": "x"})))
+            identity_from_jwt(&jwt(serde_json::json!({"sub": "x"})))
                 .unwrap_err()
                 .contains("oid")
         );

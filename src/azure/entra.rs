@@ -13,6 +13,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::common::{Failure, Idempotency, ServiceOptions};
+use super::error::{Error, ErrorKind, Service};
 use crate::cloud::Cloud;
 use crate::secret::SecretValue;
 
@@ -28,35 +29,6 @@ pub mod codes {
     pub const UNKNOWN_TENANT: u64 = 90002;
     /// The scope is not valid.
     pub const BAD_SCOPE: u64 = 70011;
-}
-
-/// Why a token request failed. The secret is never part of any variant.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EntraError {
-    /// Entra answered with an AADSTS error.
-    #[error("Entra refused the token request: AADSTS{code} ({error}): {description}")]
-    Refused {
-        code: u64,
-        error: String,
-        /// First line of `error_description` (the trace and correlation ids are dropped).
-        description: String,
-    },
-    #[error("Entra throttled the token request after {attempts} attempt(s)")]
-    Throttled { attempts: u32 },
-    #[error("Entra is unavailable: {0}")]
-    Transient(String),
-    #[error("Entra's answer could not be read: {0}")]
-    BadAnswer(String),
-    /// The request was not sent: an argument cannot be right.
-    #[error("token request not sent: {0}")]
-    InvalidRequest(String),
-}
-
-impl EntraError {
-    /// Worth waiting for: a new secret not yet replicated looks exactly like a wrong one.
-    pub fn is_replication_delay(&self) -> bool {
-        matches!(self, EntraError::Refused { code, .. } if *code == codes::INVALID_SECRET)
-    }
 }
 
 /// A successful verification.
@@ -88,37 +60,14 @@ impl TokenProbe {
         client_id: &str,
         secret: &SecretValue,
         scope: &str,
-    ) -> Result<(), EntraError> {
-        if tenant.is_empty() || tenant.contains(['/', '?', '#']) {
-            return Err(EntraError::InvalidRequest(format!(
-                "tenant '{tenant}' is not a tenant id or domain"
-            )));
-        }
-        let url = format!("{}/{tenant}/oauth2/v2.0/token", self.authority);
+    ) -> Result<(), Error> {
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
             ("client_secret", secret.expose()),
             ("scope", scope),
         ];
-        let result =
-            super::common::send(&self.options.retry, Idempotency::Idempotent, None, || {
-                self.options.http.post(&url).form(&form)
-            })
-            .await;
-        match result {
-            Ok(reply) => parse_success(&reply.body),
-            Err(Failure::Status {
-                status,
-                body,
-                attempts,
-                ..
-            }) => Err(parse_refusal(status, &body, attempts)),
-            Err(Failure::Transport { message, attempts }) => Err(EntraError::Transient(format!(
-                "no answer after {attempts} attempt(s): {message}"
-            ))),
-            Err(Failure::Credential(m)) => Err(EntraError::Transient(m)),
-        }
+        post_token_form(&self.options, &self.authority, tenant, client_id, &form).await
     }
 
     /// Requests tokens until one succeeds, retrying only AADSTS7000215 (replication delay)
@@ -131,7 +80,7 @@ impl TokenProbe {
         secret: &SecretValue,
         scope: &str,
         timeout: Duration,
-    ) -> Result<Verified, EntraError> {
+    ) -> Result<Verified, Error> {
         let deadline = Instant::now() + timeout;
         let mut attempts = 0u32;
         loop {
@@ -151,21 +100,60 @@ impl TokenProbe {
     }
 }
 
-pub(crate) fn parse_success(body: &[u8]) -> Result<(), EntraError> {
+/// What every token request is called in errors.
+const OP: &str = "token request";
+
+/// Posts a client-credentials `form` to the tenant's token endpoint (with the client's retry
+/// policy for throttling and server errors, never for an AADSTS refusal) and reads the answer;
+/// the token itself is discarded. Shared by the secret and the assertion probes.
+pub(crate) async fn post_token_form(
+    options: &ServiceOptions,
+    authority: &str,
+    tenant: &str,
+    client_id: &str,
+    form: &[(&str, &str)],
+) -> Result<(), Error> {
+    let whom = || format!("client {client_id} in tenant {tenant}");
+    if tenant.is_empty() || tenant.contains(['/', '?', '#']) {
+        return Err(Error::invalid_input(
+            Service::Entra,
+            OP,
+            format!("tenant '{tenant}' is not a tenant id or domain"),
+        ));
+    }
+    let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
+    let result = super::common::send(&options.retry, Idempotency::Idempotent, None, || {
+        options.http.post(&url).form(form)
+    })
+    .await;
+    match result {
+        Ok(reply) => parse_success(&reply.body).map_err(|e| e.on(whom())),
+        Err(Failure::Status {
+            status,
+            body,
+            attempts,
+            ..
+        }) => Err(parse_refusal(status, &body, attempts).on(whom())),
+        Err(f) => Err(Error::from_failure(Service::Entra, OP, &f).on(whom())),
+    }
+}
+
+pub(crate) fn parse_success(body: &[u8]) -> Result<(), Error> {
     #[derive(Deserialize)]
     struct Ok_ {
         access_token: Option<String>,
     }
-    let ok: Ok_ = super::common::parse_json("token answer", body).map_err(EntraError::BadAnswer)?;
+    let bad = |m| Error::bad_answer(Service::Entra, OP, m);
+    let ok: Ok_ = super::common::parse_json("token answer", body).map_err(bad)?;
     match ok.access_token {
         Some(t) if !t.is_empty() => Ok(()),
-        _ => Err(EntraError::BadAnswer(
+        _ => Err(bad(
             "token answer: field 'access_token' is missing or empty".into(),
         )),
     }
 }
 
-pub(crate) fn parse_refusal(status: u16, body: &str, attempts: u32) -> EntraError {
+pub(crate) fn parse_refusal(status: u16, body: &str, attempts: u32) -> Error {
     #[derive(Deserialize)]
     struct Refusal {
         error: Option<String>,
@@ -173,7 +161,13 @@ pub(crate) fn parse_refusal(status: u16, body: &str, attempts: u32) -> EntraErro
         error_codes: Option<Vec<u64>>,
     }
     if status == 429 {
-        return EntraError::Throttled { attempts };
+        return Error::new(
+            ErrorKind::Throttled { retry_after: None },
+            Service::Entra,
+            OP,
+        )
+        .with_azure(Some(status), None, None)
+        .after(attempts);
     }
     let parsed: Option<Refusal> = serde_json::from_str(body).ok();
     let code = parsed
@@ -188,17 +182,20 @@ pub(crate) fn parse_refusal(status: u16, body: &str, attempts: u32) -> EntraErro
                 .and_then(code_from_description)
         });
     match (parsed, code) {
-        (Some(r), Some(code)) => EntraError::Refused {
+        (Some(r), Some(code)) => Error::token_refused(
             code,
-            error: r.error.unwrap_or_else(|| "(none)".into()),
-            description: first_line(r.error_description.as_deref().unwrap_or("")),
-        },
-        _ if status >= 500 => {
-            EntraError::Transient(format!("HTTP {status} after {attempts} attempt(s)"))
-        }
-        _ => EntraError::BadAnswer(format!(
-            "HTTP {status} without 'error_codes' or an AADSTS code in 'error_description'"
-        )),
+            Some(r.error.unwrap_or_else(|| "(none)".into())),
+            first_line(r.error_description.as_deref().unwrap_or("")),
+        ),
+        _ if status >= 500 => Error::new(ErrorKind::Transient, Service::Entra, OP)
+            .with_azure(Some(status), None, None)
+            .after(attempts),
+        _ => Error::bad_answer(
+            Service::Entra,
+            OP,
+            "no 'error_codes' and no AADSTS code in 'error_description'",
+        )
+        .with_azure(Some(status), None, None),
     }
 }
 
@@ -221,35 +218,29 @@ mod tests {
         let body = r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: x\r\nCorrelation ID: y","error_codes":[7000215]}"#;
         let e = parse_refusal(401, body, 1);
         assert!(e.is_replication_delay());
+        assert_eq!(e.kind(), &ErrorKind::TokenRefused { aadsts: 7000215 });
+        assert_eq!(e.code(), Some("invalid_client"));
         assert_eq!(
-            e,
-            EntraError::Refused {
-                code: 7000215,
-                error: "invalid_client".into(),
-                description: "AADSTS7000215: Invalid client secret provided.".into()
-            }
+            e.message(),
+            Some("AADSTS7000215: Invalid client secret provided.")
         );
         let old = r#"{"error":"unauthorized_client","error_description":"AADSTS700016: Application not found"}"#;
-        assert!(matches!(
-            parse_refusal(400, old, 1),
-            EntraError::Refused { code: 700016, .. }
-        ));
-        assert!(matches!(
-            parse_refusal(429, "", 3),
-            EntraError::Throttled { attempts: 3 }
-        ));
-        assert!(matches!(
-            parse_refusal(400, "<html>", 1),
-            EntraError::BadAnswer(_)
-        ));
-        assert!(matches!(
-            parse_refusal(503, "", 1),
-            EntraError::Transient(_)
-        ));
-        assert!(matches!(
-            parse_refusal(400, r#"{"error_codes":"x"}"#, 1),
-            EntraError::BadAnswer(_)
-        ));
+        assert_eq!(parse_refusal(400, old, 1).aadsts(), Some(700016));
+        let throttled = parse_refusal(429, "", 3);
+        assert_eq!(
+            throttled.kind(),
+            &ErrorKind::Throttled { retry_after: None }
+        );
+        assert_eq!(throttled.attempts(), 3);
+        assert_eq!(
+            parse_refusal(400, "<html>", 1).kind(),
+            &ErrorKind::BadAnswer
+        );
+        assert_eq!(parse_refusal(503, "", 1).kind(), &ErrorKind::Transient);
+        assert_eq!(
+            parse_refusal(400, r#"{"error_codes":"x"}"#, 1).kind(),
+            &ErrorKind::BadAnswer
+        );
     }
 
     #[tokio::test]
@@ -258,7 +249,9 @@ mod tests {
         let r = probe
             .request_token("a/b", "c", &SecretValue::new("s"), "x/.default")
             .await;
-        assert!(matches!(r, Err(EntraError::InvalidRequest(m)) if m.contains("a/b")));
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("a/b"), "{e}");
     }
 
     #[test]

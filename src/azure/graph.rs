@@ -17,9 +17,11 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::common::{Bearer, Class, Failure, Idempotency, ServiceOptions, classify};
-use super::credential::TokenIdentity;
+use super::common::{Bearer, Failure, Idempotency, ServiceOptions};
+use super::credential::identity_from_jwt;
+use super::error::{Error, ErrorKind, Service};
 use crate::cloud::Cloud;
+use crate::domain::{CertificateInfo, ListedApp, TokenIdentity};
 use crate::planner::model::{AppState, PasswordInfo};
 use crate::policy::model::AppRef;
 use crate::secret::SecretValue;
@@ -28,116 +30,13 @@ const SELECT: &str = "id,appId,displayName,passwordCredentials";
 /// Lists also take the certificates, for the inventory (`secret-rotator report`).
 const LIST_SELECT: &str = "id,appId,displayName,passwordCredentials,keyCredentials";
 
-/// A certificate credential (`keyCredentials` entry): metadata only, Graph never lists the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateInfo {
-    pub key_id: Uuid,
-    pub display_name: Option<String>,
-    pub start: Option<DateTime<Utc>>,
-    pub end: Option<DateTime<Utc>>,
-}
+const GET_APP: &str = "get application";
+const ADD_PASSWORD: &str = "addPassword";
+const REMOVE_PASSWORD: &str = "removePassword";
+const LIST: &str = "list applications";
 
-/// One application of a list page: its passwords (in [`AppState`]) and its certificates.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListedApp {
-    pub app: AppState,
-    pub certificates: Vec<CertificateInfo>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum GraphError {
-    #[error("Graph: {what} was not found ({code})")]
-    NotFound { what: String, code: String },
-    #[error("Graph denied access (HTTP {status}, {code}): {message}")]
-    AccessDenied {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    #[error(
-        "Graph throttled the request after {attempts} attempt(s) (Retry-After {retry_after:?})"
-    )]
-    Throttled {
-        attempts: u32,
-        retry_after: Option<Duration>,
-    },
-    #[error("Graph is unavailable: {0}")]
-    Transient(String),
-    #[error("Graph's answer could not be read: {0}")]
-    BadAnswer(String),
-    #[error("no token for Graph: {0}")]
-    Credential(String),
-    /// addPassword refused by an app management policy that caps password lifetimes.
-    #[error(
-        "the requested password lifetime exceeds the app management policy '{policy_id}': {message}"
-    )]
-    LifetimeExceedsPolicy { policy_id: String, message: String },
-    #[error("Graph refused the request (HTTP {status}, {code}): {message}")]
-    Rejected {
-        status: u16,
-        code: String,
-        message: String,
-    },
-}
-
-impl GraphError {
-    fn from_failure(f: &Failure, what: impl FnOnce() -> String) -> Self {
-        match classify(f) {
-            Class::NotFound { code, .. } => GraphError::NotFound { what: what(), code },
-            Class::AccessDenied {
-                status,
-                code,
-                message,
-            } => GraphError::AccessDenied {
-                status,
-                code,
-                message,
-            },
-            Class::Throttled {
-                attempts,
-                retry_after,
-            } => GraphError::Throttled {
-                attempts,
-                retry_after,
-            },
-            Class::Transient { detail } => GraphError::Transient(detail),
-            Class::Credential(m) => GraphError::Credential(m),
-            Class::Rejected {
-                status,
-                code,
-                message,
-            } => {
-                if let Some(policy_id) = lifetime_policy_id(&code, &message) {
-                    GraphError::LifetimeExceedsPolicy { policy_id, message }
-                } else {
-                    GraphError::Rejected {
-                        status,
-                        code,
-                        message,
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// `CredentialInvalidLifetimeAsPerAppPolicy: ... assigned policy '{id}'.` → the policy id.
-/// Graph puts the code either in `error.code` or at the start of the message.
-fn lifetime_policy_id(code: &str, message: &str) -> Option<String> {
-    const CODE: &str = "CredentialInvalidLifetimeAsPerAppPolicy";
-    if code != CODE && !message.contains(CODE) {
-        return None;
-    }
-    let after = message
-        .rfind("policy '")
-        .map(|i| &message[i + "policy '".len()..]);
-    Some(
-        after
-            .and_then(|rest| rest.split('\'').next())
-            .filter(|id| !id.is_empty())
-            .unwrap_or("(not named)")
-            .to_string(),
-    )
+fn object(object_id: Uuid) -> String {
+    format!("application with object id {object_id}")
 }
 
 /// What happened to a removePassword.
@@ -306,13 +205,17 @@ impl GraphClient {
 
     /// Who this client signs in as, read from its own Graph token (`oid`, `roles`); the token
     /// itself goes nowhere else.
-    pub async fn caller_identity(&self) -> Result<TokenIdentity, GraphError> {
-        let token = self.bearer.token().await.map_err(GraphError::Credential)?;
-        TokenIdentity::from_jwt(&token).map_err(GraphError::BadAnswer)
+    pub async fn caller_identity(&self) -> Result<TokenIdentity, Error> {
+        const OP: &str = "read the caller's identity";
+        let token =
+            self.bearer.token().await.map_err(|m| {
+                Error::new(ErrorKind::Credential, Service::Graph, OP).with_detail(m)
+            })?;
+        identity_from_jwt(&token).map_err(|m| Error::bad_answer(Service::Graph, OP, m))
     }
 
     /// The application and its passwords (never their text).
-    pub async fn get_application(&self, app: &AppRef) -> Result<AppState, GraphError> {
+    pub async fn get_application(&self, app: &AppRef) -> Result<AppState, Error> {
         let url = format!("{}/{}", self.base, Self::app_path(app));
         let reply = super::common::send(
             &self.options.retry,
@@ -321,8 +224,8 @@ impl GraphClient {
             || self.http.get(&url).query(&[("$select", SELECT)]),
         )
         .await
-        .map_err(|f| GraphError::from_failure(&f, || Self::describe(app)))?;
-        parse_application(&reply.body).map_err(GraphError::BadAnswer)
+        .map_err(|f| Error::from_failure(Service::Graph, GET_APP, &f).on(Self::describe(app)))?;
+        parse_application(&reply.body).map_err(|m| Error::bad_answer(Service::Graph, GET_APP, m))
     }
 
     /// Adds a password; Graph generates the secret and returns it this once.
@@ -331,7 +234,7 @@ impl GraphClient {
         object_id: Uuid,
         display_name: &str,
         end: DateTime<Utc>,
-    ) -> Result<(PasswordInfo, SecretValue), GraphError> {
+    ) -> Result<(PasswordInfo, SecretValue), Error> {
         let url = format!("{}/applications/{object_id}/addPassword", self.base);
         let body = serde_json::json!({
             "passwordCredential": {
@@ -349,10 +252,9 @@ impl GraphClient {
             || self.http.post(&url).json(&body),
         )
         .await
-        .map_err(|f| {
-            GraphError::from_failure(&f, || format!("application with object id {object_id}"))
-        })?;
-        parse_added_password(&reply.body).map_err(GraphError::BadAnswer)
+        .map_err(|f| Error::from_failure(Service::Graph, ADD_PASSWORD, &f).on(object(object_id)))?;
+        parse_added_password(&reply.body)
+            .map_err(|m| Error::bad_answer(Service::Graph, ADD_PASSWORD, m))
     }
 
     /// Removes a password. A keyId the application no longer has is [`RemoveOutcome::AlreadyGone`].
@@ -364,7 +266,7 @@ impl GraphClient {
         &self,
         object_id: Uuid,
         key_id: Uuid,
-    ) -> Result<RemoveOutcome, GraphError> {
+    ) -> Result<RemoveOutcome, Error> {
         let url = format!("{}/applications/{object_id}/removePassword", self.base);
         let body = serde_json::json!({ "keyId": key_id });
         self.limiter.acquire().await;
@@ -379,7 +281,8 @@ impl GraphClient {
             Ok(_) => return Ok(RemoveOutcome::Removed),
             Err(f) => f,
         };
-        let what = || format!("application with object id {object_id}");
+        let refused =
+            || Error::from_failure(Service::Graph, REMOVE_PASSWORD, &failure).on(object(object_id));
         let is_missing_kind = matches!(
             &failure,
             Failure::Status {
@@ -388,13 +291,13 @@ impl GraphClient {
             }
         );
         if !is_missing_kind {
-            return Err(GraphError::from_failure(&failure, what));
+            return Err(refused());
         }
         match self.get_application(&AppRef::ObjectId(object_id)).await {
             Ok(app) if app.passwords.iter().all(|p| p.key_id != key_id) => {
                 Ok(RemoveOutcome::AlreadyGone)
             }
-            Ok(_) => Err(GraphError::from_failure(&failure, what)),
+            Ok(_) => Err(refused()),
             Err(e) => Err(e),
         }
     }
@@ -471,7 +374,7 @@ pub struct AppPager {
 impl AppPager {
     /// The next page, or `None` when there are no more. An empty page with a nextLink is
     /// returned as an empty `Vec` (Graph may do that); keep calling until `None`.
-    pub async fn next_page(&mut self) -> Result<Option<Vec<AppState>>, GraphError> {
+    pub async fn next_page(&mut self) -> Result<Option<Vec<AppState>>, Error> {
         Ok(self
             .next_listing()
             .await?
@@ -479,7 +382,7 @@ impl AppPager {
     }
 
     /// Like [`Self::next_page`], with each application's certificates too.
-    pub async fn next_listing(&mut self) -> Result<Option<Vec<ListedApp>>, GraphError> {
+    pub async fn next_listing(&mut self) -> Result<Option<Vec<ListedApp>>, Error> {
         let Some(url) = self.next.take() else {
             return Ok(None);
         };
@@ -491,14 +394,14 @@ impl AppPager {
             || c.http.get(&url),
         )
         .await
-        .map_err(|f| GraphError::from_failure(&f, || "application list".to_string()))?;
-        let page =
-            parse_page(&reply.body, self.only_applications).map_err(GraphError::BadAnswer)?;
+        .map_err(|f| Error::from_failure(Service::Graph, LIST, &f))?;
+        let bad = |m| Error::bad_answer(Service::Graph, LIST, m);
+        let page = parse_page(&reply.body, self.only_applications).map_err(bad)?;
         self.next = page
             .next_link
             .map(|l| same_graph_host(&c.base, &l).map(|()| l))
             .transpose()
-            .map_err(GraphError::BadAnswer)?;
+            .map_err(bad)?;
         Ok(Some(page.apps))
     }
 }
@@ -810,20 +713,6 @@ mod tests {
         let bad = body.replace("2027-01-01T00:00:00Z", "soon");
         let err = parse_page(bad.as_bytes(), false).unwrap_err();
         assert!(err.contains("keyCredentials[0].endDateTime"), "{err}");
-    }
-
-    #[test]
-    fn lifetime_policy_error_names_the_policy() {
-        let m = "CredentialInvalidLifetimeAsPerAppPolicy: Credential lifetime exceeds the max value allowed as per assigned policy 'a1b2c3'.";
-        assert_eq!(
-            lifetime_policy_id("Request_BadRequest", m).as_deref(),
-            Some("a1b2c3")
-        );
-        assert_eq!(
-            lifetime_policy_id("CredentialInvalidLifetimeAsPerAppPolicy", "no id here").as_deref(),
-            Some("(not named)")
-        );
-        assert_eq!(lifetime_policy_id("BadRequest", "other"), None);
     }
 
     #[tokio::test(start_paused = true)]

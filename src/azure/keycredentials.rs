@@ -11,10 +11,9 @@
 //!
 //! Graph has no conditional write on applications, so `merge_write` narrows the race it cannot
 //! close: it reads, re-reads just before writing and refuses when the two differ, writes, then
-//! reads back and reports any difference from what it wrote as [`KeyCredentialError::ConcurrentChange`].
+//! reads back and reports any difference from what it wrote as [`ErrorKind::ConcurrentChange`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
 use base64::Engine;
@@ -23,106 +22,26 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::common::{Bearer, Class, Failure, Idempotency, ServiceOptions, classify};
+use super::common::{Bearer, Failure, Idempotency, ServiceOptions};
+use super::error::{Error, ErrorKind, Service};
 use super::graph::WriteLimiter;
 use crate::cloud::Cloud;
 use crate::secret::SecretValue;
 
-#[derive(Debug, thiserror::Error)]
-pub enum KeyCredentialError {
-    #[error("Graph: {what} was not found ({code})")]
-    NotFound { what: String, code: String },
-    #[error("Graph denied access (HTTP {status}, {code}): {message}")]
-    AccessDenied {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    /// addKey/removeKey: the proof was not signed by a currently valid key of the application
-    /// (or was malformed, or outside its ten minutes).
-    #[error("Graph refused the proof of possession: {message}")]
-    ProofRefused { message: String },
-    #[error("the certificate lifetime exceeds the app management policy: {message}")]
-    LifetimeExceedsPolicy { message: String },
-    #[error(
-        "Graph throttled the request after {attempts} attempt(s) (Retry-After {retry_after:?})"
-    )]
-    Throttled {
-        attempts: u32,
-        retry_after: Option<Duration>,
-    },
-    #[error("Graph is unavailable: {0}")]
-    Transient(String),
-    #[error("Graph's answer could not be read: {0}")]
-    BadAnswer(String),
-    #[error("no token for Graph: {0}")]
-    Credential(String),
-    #[error("Graph refused the request (HTTP {status}, {code}): {message}")]
-    Rejected {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    /// A key Graph returned without its certificate cannot be written back: writing would
-    /// erase it, so nothing is written.
-    #[error(
-        "key credential {key_id} came back without its certificate; refusing to write keyCredentials (it would be erased)"
-    )]
-    CannotPreserve { key_id: Uuid },
-    /// Another writer changed `keyCredentials` around this write.
-    #[error(
-        "keyCredentials changed concurrently: appeared {appeared:?}, disappeared {disappeared:?}"
-    )]
-    ConcurrentChange {
-        appeared: Vec<Uuid>,
-        disappeared: Vec<Uuid>,
-    },
+/// A Graph failure of one of these calls as an [`Error`]. A 401
+/// `Authentication_MissingOrMalformed` here is the proof of possession refused (not the
+/// bearer token): addKey/removeKey carry one, and Graph answers so when it is not signed by a
+/// currently valid key of the application (or malformed, or outside its ten minutes).
+fn failed(f: &Failure, operation: &'static str, object_id: Uuid) -> Error {
+    Error::from_failure(Service::Graph, operation, f)
+        .proof_refusal()
+        .on(format!("application with object id {object_id}"))
 }
 
-impl KeyCredentialError {
-    fn from_failure(f: &Failure, what: impl FnOnce() -> String) -> Self {
-        match classify(f) {
-            Class::NotFound { code, .. } => Self::NotFound { what: what(), code },
-            Class::AccessDenied { code, message, .. }
-                if code == "Authentication_MissingOrMalformed" =>
-            {
-                Self::ProofRefused { message }
-            }
-            Class::AccessDenied {
-                status,
-                code,
-                message,
-            } => Self::AccessDenied {
-                status,
-                code,
-                message,
-            },
-            Class::Throttled {
-                attempts,
-                retry_after,
-            } => Self::Throttled {
-                attempts,
-                retry_after,
-            },
-            Class::Transient { detail } => Self::Transient(detail),
-            Class::Credential(m) => Self::Credential(m),
-            Class::Rejected { code, message, .. }
-                if code == "CredentialInvalidLifetimeAsPerAppPolicy" =>
-            {
-                Self::LifetimeExceedsPolicy { message }
-            }
-            Class::Rejected {
-                status,
-                code,
-                message,
-            } => Self::Rejected {
-                status,
-                code,
-                message,
-            },
-        }
-    }
-}
+const LIST: &str = "list keyCredentials";
+const ADD_KEY: &str = "addKey";
+const REMOVE_KEY: &str = "removeKey";
+const PATCH: &str = "update keyCredentials";
 
 /// A certificate credential as Graph holds it (`cer` empty when Graph did not return it).
 #[derive(Clone, PartialEq, Eq)]
@@ -230,12 +149,8 @@ impl KeyCredentialsClient {
         }
     }
 
-    fn what(object_id: Uuid) -> String {
-        format!("application with object id {object_id}")
-    }
-
     /// The application's key credentials, each with its certificate (`$select=keyCredentials`).
-    pub async fn list(&self, object_id: Uuid) -> Result<Vec<KeyCredential>, KeyCredentialError> {
+    pub async fn list(&self, object_id: Uuid) -> Result<Vec<KeyCredential>, Error> {
         let url = format!("{}/applications/{object_id}", self.base);
         let reply = super::common::send(
             &self.options.retry,
@@ -249,8 +164,8 @@ impl KeyCredentialsClient {
             },
         )
         .await
-        .map_err(|f| KeyCredentialError::from_failure(&f, || Self::what(object_id)))?;
-        parse_key_credentials(&reply.body).map_err(KeyCredentialError::BadAnswer)
+        .map_err(|f| failed(&f, LIST, object_id))?;
+        parse_key_credentials(&reply.body).map_err(|m| Error::bad_answer(Service::Graph, LIST, m))
     }
 
     /// `addKey` with a proof signed by a current key of the application.
@@ -259,7 +174,7 @@ impl KeyCredentialsClient {
         object_id: Uuid,
         new: &NewKeyCredential,
         proof: &SecretValue,
-    ) -> Result<KeyCredential, KeyCredentialError> {
+    ) -> Result<KeyCredential, Error> {
         let url = format!("{}/applications/{object_id}/addKey", self.base);
         let body = json!({"keyCredential": new.to_json(false), "passwordCredential": null, "proof": proof.expose()});
         self.limiter.acquire().await;
@@ -271,10 +186,10 @@ impl KeyCredentialsClient {
             || self.options.http.post(&url).json(&body),
         )
         .await
-        .map_err(|f| KeyCredentialError::from_failure(&f, || Self::what(object_id)))?;
-        let v: Value = super::common::parse_json("addKey answer", &reply.body)
-            .map_err(KeyCredentialError::BadAnswer)?;
-        let mut k = key_credential(&v).map_err(KeyCredentialError::BadAnswer)?;
+        .map_err(|f| failed(&f, ADD_KEY, object_id))?;
+        let bad = |m| Error::bad_answer(Service::Graph, ADD_KEY, m);
+        let v: Value = super::common::parse_json("addKey answer", &reply.body).map_err(bad)?;
+        let mut k = key_credential(&v).map_err(bad)?;
         k.cer = new.cer.clone();
         Ok(k)
     }
@@ -286,7 +201,7 @@ impl KeyCredentialsClient {
         object_id: Uuid,
         key_id: Uuid,
         proof: &SecretValue,
-    ) -> Result<KeyRemoveOutcome, KeyCredentialError> {
+    ) -> Result<KeyRemoveOutcome, Error> {
         let url = format!("{}/applications/{object_id}/removeKey", self.base);
         let body = json!({"keyId": key_id, "proof": proof.expose()});
         self.limiter.acquire().await;
@@ -308,21 +223,17 @@ impl KeyCredentialsClient {
                 ..
             }
         ) {
-            return Err(KeyCredentialError::from_failure(&failure, || {
-                Self::what(object_id)
-            }));
+            return Err(failed(&failure, REMOVE_KEY, object_id));
         }
         let keys = self.list(object_id).await?;
         if keys.iter().all(|k| k.key_id != key_id) {
             Ok(KeyRemoveOutcome::AlreadyGone)
         } else {
-            Err(KeyCredentialError::from_failure(&failure, || {
-                Self::what(object_id)
-            }))
+            Err(failed(&failure, REMOVE_KEY, object_id))
         }
     }
 
-    async fn patch(&self, object_id: Uuid, keys: &[Value]) -> Result<(), KeyCredentialError> {
+    async fn patch(&self, object_id: Uuid, keys: &[Value]) -> Result<(), Error> {
         let url = format!("{}/applications/{object_id}", self.base);
         let body = json!({"keyCredentials": keys});
         self.limiter.acquire().await;
@@ -334,7 +245,7 @@ impl KeyCredentialsClient {
             || self.options.http.patch(&url).json(&body),
         )
         .await
-        .map_err(|f| KeyCredentialError::from_failure(&f, || Self::what(object_id)))?;
+        .map_err(|f| failed(&f, PATCH, object_id))?;
         Ok(())
     }
 
@@ -345,13 +256,19 @@ impl KeyCredentialsClient {
         object_id: Uuid,
         add: &[NewKeyCredential],
         remove: &[Uuid],
-    ) -> Result<Vec<KeyCredential>, KeyCredentialError> {
+    ) -> Result<Vec<KeyCredential>, Error> {
         let before = self.list(object_id).await?;
         if let Some(k) = before
             .iter()
             .find(|k| k.cer.is_empty() && !remove.contains(&k.key_id))
         {
-            return Err(KeyCredentialError::CannotPreserve { key_id: k.key_id });
+            return Err(Error::new(ErrorKind::Blocked, Service::Graph, PATCH)
+                .on(format!("application with object id {object_id}"))
+                .with_detail(format!(
+                    "key credential {} came back without its certificate; refusing to write \
+                     keyCredentials (it would be erased)",
+                    k.key_id
+                )));
         }
         let mut merged: Vec<Value> = before
             .iter()
@@ -383,7 +300,7 @@ fn ids(keys: &[KeyCredential]) -> Vec<Uuid> {
 }
 
 /// The two keyId sets must be equal (order aside).
-fn check_same(expected: &[Uuid], found: &[Uuid]) -> Result<(), KeyCredentialError> {
+fn check_same(expected: &[Uuid], found: &[Uuid]) -> Result<(), Error> {
     let appeared: Vec<Uuid> = found
         .iter()
         .filter(|k| !expected.contains(k))
@@ -397,10 +314,14 @@ fn check_same(expected: &[Uuid], found: &[Uuid]) -> Result<(), KeyCredentialErro
     if appeared.is_empty() && disappeared.is_empty() {
         Ok(())
     } else {
-        Err(KeyCredentialError::ConcurrentChange {
-            appeared,
-            disappeared,
-        })
+        Err(Error::new(
+            ErrorKind::ConcurrentChange {
+                appeared,
+                disappeared,
+            },
+            Service::Graph,
+            PATCH,
+        ))
     }
 }
 
@@ -482,14 +403,13 @@ mod tests {
     fn concurrent_change_names_both_directions() {
         let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         assert!(check_same(&[a, b], &[b, a]).is_ok());
-        match check_same(&[a, b], &[a, c]) {
-            Err(KeyCredentialError::ConcurrentChange {
-                appeared,
-                disappeared,
-            }) => {
-                assert_eq!((appeared, disappeared), (vec![c], vec![b]));
+        let e = check_same(&[a, b], &[a, c]).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            &ErrorKind::ConcurrentChange {
+                appeared: vec![c],
+                disappeared: vec![b]
             }
-            other => panic!("{other:?}"),
-        }
+        );
     }
 }

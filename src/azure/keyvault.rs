@@ -25,45 +25,11 @@ use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 
-use super::common::{Failure, RetryPolicy, ServiceOptions, standard_error_mapping};
+use super::common::{Failure, RetryPolicy, ServiceOptions};
+use super::error::{Error, Service};
 use crate::cloud::Cloud;
 use crate::policy::model::VaultSecretRef;
 use crate::secret::SecretValue;
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyVaultError {
-    #[error("Key Vault: {what} was not found ({code})")]
-    NotFound { what: String, code: String },
-    /// 403 (`ForbiddenByRbac`, `AccessDenied`, `SecretDisabled`...) or 401.
-    #[error("Key Vault denied access (HTTP {status}, {code}): {message}")]
-    AccessDenied {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    #[error(
-        "Key Vault throttled the request after {attempts} attempt(s) (Retry-After {retry_after:?})"
-    )]
-    Throttled {
-        attempts: u32,
-        retry_after: Option<Duration>,
-    },
-    #[error("Key Vault is unavailable: {0}")]
-    Transient(String),
-    #[error("Key Vault's answer could not be read: {0}")]
-    BadAnswer(String),
-    #[error("no token for Key Vault: {0}")]
-    Credential(String),
-    #[error("Key Vault refused the request (HTTP {status}, {code}): {message}")]
-    Rejected {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    #[error("Key Vault client for vault '{vault}' could not be built: {message}")]
-    Setup { vault: String, message: String },
-}
-standard_error_mapping!(KeyVaultError);
 
 /// A version's metadata (no value).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,14 +95,16 @@ impl KeyVaultClient {
         }
     }
 
-    fn client(&self, vault: &str) -> Result<Arc<SecretClient>, KeyVaultError> {
+    fn client(&self, vault: &str) -> Result<Arc<SecretClient>, Error> {
         let valid = (3..=24).contains(&vault.len())
             && vault.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !valid {
-            return Err(KeyVaultError::Setup {
-                vault: vault.to_string(),
-                message: "a vault name is 3-24 letters, digits and dashes".into(),
-            });
+            return Err(Error::invalid_input(
+                Service::KeyVault,
+                "build a client",
+                "a vault name is 3-24 letters, digits and dashes",
+            )
+            .on(format!("vault '{vault}'")));
         }
         let mut map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(vault) {
@@ -150,9 +118,9 @@ impl KeyVaultClient {
                 ..Default::default()
             }),
         )
-        .map_err(|e| KeyVaultError::Setup {
-            vault: vault.to_string(),
-            message: e.to_string(),
+        .map_err(|e| {
+            Error::invalid_input(Service::KeyVault, "build a client", e.to_string())
+                .on(format!("vault '{vault}'"))
         })?;
         let c = Arc::new(c);
         map.insert(vault.to_string(), c.clone());
@@ -164,29 +132,23 @@ impl KeyVaultClient {
     }
 
     /// The latest version; `Ok(None)` when the secret does not exist (or is deleted).
-    pub async fn get_latest(
-        &self,
-        s: &VaultSecretRef,
-    ) -> Result<Option<SecretVersion>, KeyVaultError> {
+    pub async fn get_latest(&self, s: &VaultSecretRef) -> Result<Option<SecretVersion>, Error> {
         let client = self.client(&s.vault)?;
         let result = with_retry(&self.options.retry, || async {
             client.get_secret(&s.secret, None).await?.into_model()
         })
         .await;
-        match found(result, s)? {
+        match found(result, s, GET)? {
             Some(secret) => secret_version(secret)
                 .map(Some)
-                .map_err(KeyVaultError::BadAnswer),
+                .map_err(|m| Error::bad_answer(Service::KeyVault, GET, m)),
             None => Ok(None),
         }
     }
 
     /// The deleted (soft-deleted, recoverable) secret of that name: when it was deleted and when
     /// Key Vault purges it. `Ok(None)` when there is none.
-    pub async fn get_deleted(
-        &self,
-        s: &VaultSecretRef,
-    ) -> Result<Option<DeletedInfo>, KeyVaultError> {
+    pub async fn get_deleted(&self, s: &VaultSecretRef) -> Result<Option<DeletedInfo>, Error> {
         let client = self.client(&s.vault)?;
         let result = with_retry(&self.options.retry, || async {
             client
@@ -195,10 +157,12 @@ impl KeyVaultClient {
                 .into_model()
         })
         .await;
-        Ok(found(result, s)?.map(|d| DeletedInfo {
-            deleted: to_chrono(d.deleted_date),
-            scheduled_purge: to_chrono(d.scheduled_purge_date),
-        }))
+        Ok(
+            found(result, s, "get deleted secret")?.map(|d| DeletedInfo {
+                deleted: to_chrono(d.deleted_date),
+                scheduled_purge: to_chrono(d.scheduled_purge_date),
+            }),
+        )
     }
 
     /// One version, by its id.
@@ -206,7 +170,7 @@ impl KeyVaultClient {
         &self,
         s: &VaultSecretRef,
         version: &str,
-    ) -> Result<SecretVersion, KeyVaultError> {
+    ) -> Result<SecretVersion, Error> {
         let client = self.client(&s.vault)?;
         let secret = with_retry(&self.options.retry, || async {
             let opts = SecretClientGetSecretOptions {
@@ -217,9 +181,10 @@ impl KeyVaultClient {
         })
         .await
         .map_err(|f| {
-            KeyVaultError::from_failure(&f, || format!("{} version {version}", Self::describe(s)))
+            Error::from_failure(Service::KeyVault, GET, &f)
+                .on(format!("{} version {version}", Self::describe(s)))
         })?;
-        secret_version(secret).map_err(KeyVaultError::BadAnswer)
+        secret_version(secret).map_err(|m| Error::bad_answer(Service::KeyVault, GET, m))
     }
 
     /// Stores a new version (content type `text/plain`, optional expiry) and returns its
@@ -230,12 +195,12 @@ impl KeyVaultClient {
         value: &SecretValue,
         tags: &BTreeMap<String, String>,
         expires: Option<DateTime<Utc>>,
-    ) -> Result<VersionProperties, KeyVaultError> {
+    ) -> Result<VersionProperties, Error> {
         let client = self.client(&s.vault)?;
         let expires = expires
             .map(to_offset)
             .transpose()
-            .map_err(KeyVaultError::BadAnswer)?;
+            .map_err(|m| Error::invalid_input(Service::KeyVault, SET, m))?;
         let secret = with_retry(&self.options.retry, || async {
             let params = SetSecretParameters {
                 value: Some(value.expose().to_string()),
@@ -251,14 +216,14 @@ impl KeyVaultClient {
             client.set_secret(&s.secret, body, None).await?.into_model()
         })
         .await
-        .map_err(|f| KeyVaultError::from_failure(&f, || Self::describe(s)))?;
+        .map_err(|f| Error::from_failure(Service::KeyVault, SET, &f).on(Self::describe(s)))?;
         properties_of(
             secret.id.as_deref(),
             secret.tags,
             secret.content_type,
             secret.attributes,
         )
-        .map_err(KeyVaultError::BadAnswer)
+        .map_err(|m| Error::bad_answer(Service::KeyVault, SET, m))
     }
 
     /// Changes tags (full set) and/or attributes of one version.
@@ -267,20 +232,21 @@ impl KeyVaultClient {
         s: &VaultSecretRef,
         version: &str,
         update: &VersionUpdate,
-    ) -> Result<VersionProperties, KeyVaultError> {
+    ) -> Result<VersionProperties, Error> {
         if version.is_empty() {
-            return Err(KeyVaultError::Rejected {
-                status: 0,
-                code: "NoVersion".into(),
-                message: "update_version needs an explicit version".into(),
-            });
+            return Err(Error::invalid_input(
+                Service::KeyVault,
+                UPDATE,
+                "update_version needs an explicit version",
+            )
+            .on(Self::describe(s)));
         }
         let client = self.client(&s.vault)?;
         let expires = update
             .expires
             .map(to_offset)
             .transpose()
-            .map_err(KeyVaultError::BadAnswer)?;
+            .map_err(|m| Error::invalid_input(Service::KeyVault, UPDATE, m))?;
         let secret = with_retry(&self.options.retry, || async {
             let attrs = (update.enabled.is_some() || expires.is_some()).then(|| SecretAttributes {
                 enabled: update.enabled,
@@ -307,7 +273,8 @@ impl KeyVaultClient {
         })
         .await
         .map_err(|f| {
-            KeyVaultError::from_failure(&f, || format!("{} version {version}", Self::describe(s)))
+            Error::from_failure(Service::KeyVault, UPDATE, &f)
+                .on(format!("{} version {version}", Self::describe(s)))
         })?;
         properties_of(
             secret.id.as_deref(),
@@ -315,15 +282,12 @@ impl KeyVaultClient {
             secret.content_type,
             secret.attributes,
         )
-        .map_err(KeyVaultError::BadAnswer)
+        .map_err(|m| Error::bad_answer(Service::KeyVault, UPDATE, m))
     }
 
     /// Every version's metadata, oldest first (Key Vault documents no order, so we sort by
     /// `created`, then by version id for a stable order). A missing secret → `NotFound`.
-    pub async fn list_versions(
-        &self,
-        s: &VaultSecretRef,
-    ) -> Result<Vec<VersionProperties>, KeyVaultError> {
+    pub async fn list_versions(&self, s: &VaultSecretRef) -> Result<Vec<VersionProperties>, Error> {
         let client = self.client(&s.vault)?;
         let items: Vec<SecretProperties> = with_retry(&self.options.retry, || async {
             let opts = SecretClientListSecretPropertiesVersionsOptions {
@@ -336,7 +300,7 @@ impl KeyVaultClient {
                 .await
         })
         .await
-        .map_err(|f| KeyVaultError::from_failure(&f, || Self::describe(s)))?;
+        .map_err(|f| Error::from_failure(Service::KeyVault, LIST, &f).on(Self::describe(s)))?;
         let mut out = items
             .into_iter()
             .enumerate()
@@ -345,7 +309,7 @@ impl KeyVaultClient {
                     .map_err(|e| format!("version list item {i}: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()
-            .map_err(KeyVaultError::BadAnswer)?;
+            .map_err(|m| Error::bad_answer(Service::KeyVault, LIST, m))?;
         out.sort_by(|a, b| {
             a.created
                 .cmp(&b.created)
@@ -445,15 +409,24 @@ fn sdk_failure(e: &azure_core::Error, attempts: u32) -> (Failure, bool) {
 }
 
 /// A read's answer with "not found" as `None` (a missing secret is a state, not an error).
-fn found<T>(result: Result<T, Failure>, s: &VaultSecretRef) -> Result<Option<T>, KeyVaultError> {
+fn found<T>(
+    result: Result<T, Failure>,
+    s: &VaultSecretRef,
+    operation: &'static str,
+) -> Result<Option<T>, Error> {
     match result {
         Ok(v) => Ok(Some(v)),
-        Err(f) => match KeyVaultError::from_failure(&f, || KeyVaultClient::describe(s)) {
-            KeyVaultError::NotFound { .. } => Ok(None),
-            e => Err(e),
+        Err(f) => match Error::from_failure(Service::KeyVault, operation, &f) {
+            e if e.is_not_found() => Ok(None),
+            e => Err(e.on(KeyVaultClient::describe(s))),
         },
     }
 }
+
+const GET: &str = "get secret";
+const SET: &str = "set secret";
+const UPDATE: &str = "update secret version";
+const LIST: &str = "list secret versions";
 
 fn to_offset(t: DateTime<Utc>) -> Result<OffsetDateTime, String> {
     OffsetDateTime::from_unix_timestamp(t.timestamp())

@@ -1,4 +1,4 @@
-//! Azure service clients: one module per service, each with its own error enum.
+//! Azure service clients: one module per service, all returning the one [`Error`] (`error`).
 //!
 //! - [`credential`]: the rotator's own credential (managed identity, service principal, or the
 //!   developer's tools), built with the shared transport.
@@ -12,6 +12,9 @@
 //! - [`web`], [`connections`], [`automation`]: the ARM consumers (app settings and Key Vault
 //!   references, API connections, Automation variables).
 //! - [`storage`]: the rotator's own blob container (leases, audit records, run outcomes).
+//! - [`error`]: the one [`Error`] every client returns (a closed [`ErrorKind`], the
+//!   [`Service`] and operation, Azure's status, code and clipped message); a failed request is
+//!   classified there, once.
 //! - [`common`]: options, retry policy and the request loop they all share; `arm` the ARM bits.
 //! - [`permissions`]: every permission the code above needs.
 
@@ -22,6 +25,7 @@ pub mod common;
 pub mod connections;
 pub mod credential;
 pub mod entra;
+pub mod error;
 pub mod graph;
 pub mod keycredentials;
 pub mod keyvault;
@@ -32,5 +36,6 @@ pub mod web;
 mod arm;
 
 pub use common::{RetryPolicy, ServiceOptions};
+pub use error::{Error, ErrorKind, Service};
 #[cfg(test)]
 mod fuzz;

@@ -20,7 +20,8 @@ use azure_core::credentials::TokenCredential;
 use reqwest::Method;
 use uuid::Uuid;
 
-use super::common::{Bearer, Failure, Idempotency, Reply, ServiceOptions, standard_error_mapping};
+use super::common::{Bearer, Failure, Idempotency, Reply, ServiceOptions};
+use super::error::{Error, ErrorKind, Service};
 use crate::cloud::Cloud;
 
 /// Blob service version sent as `x-ms-version` (bearer tokens need 2017-11-09 or later).
@@ -30,61 +31,13 @@ pub const API_VERSION: &str = "2023-11-03";
 pub const LEASE_SECONDS: u32 = 60;
 /// Renew at a third of the lease, so two renewals can fail before it lapses.
 const RENEW_EVERY: Duration = Duration::from_secs(20);
+const LIST: &str = "list blobs";
+const LEASE: &str = "acquire a lease";
 
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("Storage: {what} was not found ({code})")]
-    NotFound { what: String, code: String },
-    #[error("Storage denied access (HTTP {status}, {code}): {message}")]
-    AccessDenied {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    #[error(
-        "Storage throttled the request after {attempts} attempt(s) (Retry-After {retry_after:?})"
-    )]
-    Throttled {
-        attempts: u32,
-        retry_after: Option<Duration>,
-    },
-    #[error("Storage is unavailable: {0}")]
-    Transient(String),
-    #[error("Storage's answer could not be read: {0}")]
-    BadAnswer(String),
-    #[error("no token for Storage: {0}")]
-    Credential(String),
-    #[error("Storage refused the request (HTTP {status}, {code}): {message}")]
-    Rejected {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    /// Another holder has the lease.
-    #[error("{blob} is leased by another run")]
-    Busy { blob: String },
-    /// Our lease ended (expired or was broken) while we thought we held it.
-    #[error("the lease on {blob} was lost: {detail}")]
-    LeaseLost { blob: String, detail: String },
-    #[error("storage endpoint '{0}' is not an https URL")]
-    BadEndpoint(String),
-}
-standard_error_mapping!(StorageError);
-
-impl StorageError {
-    fn from_storage_failure(f: Failure, what: impl FnOnce() -> String) -> Self {
-        Self::from_failure(&json_error_body(f), what)
-    }
-
-    /// Storage's error code, when the error came with one.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            Self::NotFound { code, .. }
-            | Self::AccessDenied { code, .. }
-            | Self::Rejected { code, .. } => Some(code),
-            _ => None,
-        }
-    }
+/// A storage failure as an [`Error`]: Storage's XML error body re-read as Azure's JSON shape
+/// first, so the one classifier reads its code.
+fn failed(f: Failure, operation: &'static str, target: impl Into<String>) -> Error {
+    Error::from_failure(Service::Storage, operation, &json_error_body(f)).on(target)
 }
 
 /// Where the blob service is: `AzureWebJobsStorage__blobServiceUri` when set, else
@@ -93,14 +46,22 @@ pub fn blob_endpoint(
     cloud: Cloud,
     account: &str,
     blob_service_uri: Option<&str>,
-) -> Result<url::Url, StorageError> {
+) -> Result<url::Url, Error> {
     let raw = match blob_service_uri.map(str::trim).filter(|s| !s.is_empty()) {
         Some(u) => u.to_string(),
         None => cloud.blob_url(account),
     };
-    let url = url::Url::parse(&raw).map_err(|_| StorageError::BadEndpoint(raw.clone()))?;
+    let bad = || {
+        Error::invalid_input(
+            Service::Storage,
+            "find the blob endpoint",
+            "not an https URL",
+        )
+        .on(format!("storage endpoint '{raw}'"))
+    };
+    let url = url::Url::parse(&raw).map_err(|_| bad())?;
     if url.scheme() != "https" || url.host_str().is_none() {
-        return Err(StorageError::BadEndpoint(raw));
+        return Err(bad());
     }
     Ok(url)
 }
@@ -136,7 +97,7 @@ impl StorageClient {
         container: &str,
         credential: Arc<dyn TokenCredential>,
         options: ServiceOptions,
-    ) -> Result<Self, StorageError> {
+    ) -> Result<Self, Error> {
         let valid = (3..=63).contains(&container.len())
             && container
                 .chars()
@@ -145,11 +106,11 @@ impl StorageClient {
             && !container.ends_with('-')
             && !container.contains("--");
         if !valid {
-            return Err(StorageError::Rejected {
-                status: 0,
-                code: "InvalidContainerName".into(),
-                message: format!("'{container}' is not a valid container name"),
-            });
+            return Err(Error::invalid_input(
+                Service::Storage,
+                "open the container",
+                format!("'{container}' is not a valid container name"),
+            ));
         }
         let base = endpoint.as_str().trim_end_matches('/');
         Ok(Self {
@@ -204,7 +165,7 @@ impl StorageClient {
     }
 
     /// Creates the container unless it exists (once per client).
-    pub async fn ensure_container(&self) -> Result<(), StorageError> {
+    pub async fn ensure_container(&self) -> Result<(), Error> {
         if self.inner.container_ready.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -216,9 +177,11 @@ impl StorageClient {
             Ok(_) => {}
             Err(f) if storage_code(&f).as_deref() == Some("ContainerAlreadyExists") => {}
             Err(f) => {
-                return Err(StorageError::from_storage_failure(f, || {
-                    format!("container {url}")
-                }));
+                return Err(failed(
+                    f,
+                    "create the container",
+                    format!("container {url}"),
+                ));
             }
         }
         self.inner.container_ready.store(true, Ordering::Relaxed);
@@ -226,7 +189,7 @@ impl StorageClient {
     }
 
     /// Writes (or overwrites) a JSON document.
-    pub async fn put_json(&self, path: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    pub async fn put_json(&self, path: &str, bytes: &[u8]) -> Result<(), Error> {
         self.ensure_container().await?;
         let url = self.blob_url(path);
         self.call(
@@ -241,11 +204,11 @@ impl StorageClient {
         )
         .await
         .map(|_| ())
-        .map_err(|f| StorageError::from_storage_failure(f, || format!("blob {path}")))
+        .map_err(|f| failed(f, "write a blob", format!("blob {path}")))
     }
 
     /// Reads a document; `None` when there is none.
-    pub async fn get_json(&self, path: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    pub async fn get_json(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
         let url = self.blob_url(path);
         match self.call(Method::GET, &url, &[], &[], None).await {
             Ok(r) => Ok(Some(r.body)),
@@ -257,14 +220,12 @@ impl StorageClient {
             {
                 Ok(None)
             }
-            Err(f) => Err(StorageError::from_storage_failure(f, || {
-                format!("blob {path}")
-            })),
+            Err(f) => Err(failed(f, "read a blob", format!("blob {path}"))),
         }
     }
 
     /// Names of the blobs under `prefix`, in name order (all pages).
-    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let url = self.inner.container_url.clone();
         let mut names = Vec::new();
         let mut marker = String::new();
@@ -282,14 +243,11 @@ impl StorageClient {
                 Err(f) if storage_code(&f).as_deref() == Some("ContainerNotFound") => {
                     return Ok(names);
                 }
-                Err(f) => {
-                    return Err(StorageError::from_storage_failure(f, || {
-                        format!("container {url}")
-                    }));
-                }
+                Err(f) => return Err(failed(f, LIST, format!("container {url}"))),
             };
             let text = String::from_utf8_lossy(&reply.body);
-            let page = parse_list(&text).map_err(StorageError::BadAnswer)?;
+            let page =
+                parse_list(&text).map_err(|m| Error::bad_answer(Service::Storage, LIST, m))?;
             names.extend(page.names);
             match page.next_marker {
                 Some(m) => marker = m,
@@ -299,8 +257,8 @@ impl StorageClient {
     }
 
     /// Takes the lease on `locks/{credential}` (creating the blob if needed), renewed in the
-    /// background while the returned [`Lease`] lives. Another holder → [`StorageError::Busy`].
-    pub async fn acquire_lease(&self, credential: &str) -> Result<Lease, StorageError> {
+    /// background while the returned [`Lease`] lives. Another holder → [`ErrorKind::Busy`].
+    pub async fn acquire_lease(&self, credential: &str) -> Result<Lease, Error> {
         self.ensure_container().await?;
         let path = format!("locks/{credential}");
         let url = self.blob_url(&path);
@@ -309,45 +267,15 @@ impl StorageClient {
         if let Err(f) = &result
             && storage_code(f).as_deref() == Some("BlobNotFound")
         {
-            // First run for this credential: create the lock blob without overwriting one
-            // another run may have created meanwhile (If-None-Match: *).
-            let created = self
-                .call(
-                    Method::PUT,
-                    &url,
-                    &[],
-                    &[
-                        ("x-ms-blob-type", "BlockBlob".to_string()),
-                        ("if-none-match", "*".to_string()),
-                    ],
-                    Some(b""),
-                )
-                .await;
-            match created {
-                Ok(_) => {}
-                Err(f)
-                    if matches!(
-                        storage_code(&f).as_deref(),
-                        Some("BlobAlreadyExists" | "LeaseIdMissing")
-                    ) => {}
-                Err(f) => {
-                    return Err(StorageError::from_storage_failure(f, || {
-                        format!("blob {path}")
-                    }));
-                }
-            }
+            self.create_lock_blob(&url, &path).await?;
             result = self.lease_acquire(&url, &proposed).await;
         }
         let reply = match result {
             Ok(r) => r,
             Err(f) if storage_code(&f).as_deref() == Some("LeaseAlreadyPresent") => {
-                return Err(StorageError::Busy { blob: path });
+                return Err(Error::new(ErrorKind::Busy, Service::Storage, LEASE).on(path));
             }
-            Err(f) => {
-                return Err(StorageError::from_storage_failure(f, || {
-                    format!("blob {path}")
-                }));
-            }
+            Err(f) => return Err(failed(f, LEASE, format!("blob {path}"))),
         };
         let id = reply
             .headers
@@ -356,21 +284,7 @@ impl StorageClient {
             .map(str::to_string)
             .unwrap_or(proposed);
         let lost = Arc::new(AtomicBool::new(false));
-        let renewer = {
-            let client = self.clone();
-            let url = url.clone();
-            let id = id.clone();
-            let lost = lost.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(RENEW_EVERY).await;
-                    if client.lease_action(&url, "renew", &id).await.is_err() {
-                        lost.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                }
-            })
-        };
+        let renewer = self.keep_renewing(url.clone(), id.clone(), lost.clone());
         Ok(Lease {
             client: self.clone(),
             url,
@@ -379,6 +293,54 @@ impl StorageClient {
             lost,
             renewer: Some(renewer),
             released: false,
+        })
+    }
+
+    /// First run for a credential: creates its lock blob without overwriting one another run
+    /// may have created meanwhile (If-None-Match: *).
+    async fn create_lock_blob(&self, url: &str, path: &str) -> Result<(), Error> {
+        let created = self
+            .call(
+                Method::PUT,
+                url,
+                &[],
+                &[
+                    ("x-ms-blob-type", "BlockBlob".to_string()),
+                    ("if-none-match", "*".to_string()),
+                ],
+                Some(b""),
+            )
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(f)
+                if matches!(
+                    storage_code(&f).as_deref(),
+                    Some("BlobAlreadyExists" | "LeaseIdMissing")
+                ) =>
+            {
+                Ok(())
+            }
+            Err(f) => Err(failed(f, "create the lock blob", format!("blob {path}"))),
+        }
+    }
+
+    /// Renews the lease every [`RENEW_EVERY`] until a renewal fails (then flags it `lost`).
+    fn keep_renewing(
+        &self,
+        url: String,
+        id: String,
+        lost: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let client = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                if client.lease_action(&url, "renew", &id).await.is_err() {
+                    lost.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
         })
     }
 
@@ -414,7 +376,7 @@ impl StorageClient {
 
     /// Ends any lease on `locks/{credential}` at once (operator recovery; tests use it to
     /// stand in for a lease that expired while its holder was gone).
-    pub async fn break_lease(&self, credential: &str) -> Result<(), StorageError> {
+    pub async fn break_lease(&self, credential: &str) -> Result<(), Error> {
         let path = format!("locks/{credential}");
         let url = self.blob_url(&path);
         self.call(
@@ -429,7 +391,7 @@ impl StorageClient {
         )
         .await
         .map(|_| ())
-        .map_err(|f| StorageError::from_storage_failure(f, || format!("blob {path}")))
+        .map_err(|f| failed(f, "break a lease", format!("blob {path}")))
     }
 }
 
@@ -466,22 +428,23 @@ impl Lease {
     }
 
     /// Renews now (the background task does this on its own; callers may before a long step).
-    pub async fn renew(&self) -> Result<(), StorageError> {
+    pub async fn renew(&self) -> Result<(), Error> {
         match self.client.lease_action(&self.url, "renew", &self.id).await {
             Ok(()) => Ok(()),
             Err(f) => {
                 self.lost.store(true, Ordering::SeqCst);
-                let e = StorageError::from_storage_failure(f, || self.blob.clone());
-                Err(StorageError::LeaseLost {
-                    blob: self.blob.clone(),
-                    detail: e.to_string(),
-                })
+                let cause = failed(f, "renew a lease", self.blob.clone());
+                Err(
+                    Error::new(ErrorKind::LeaseLost, Service::Storage, "renew a lease")
+                        .on(self.blob.clone())
+                        .with_detail(cause.to_string()),
+                )
             }
         }
     }
 
     /// Releases the lease so the next run need not wait for it to expire.
-    pub async fn release(mut self) -> Result<(), StorageError> {
+    pub async fn release(mut self) -> Result<(), Error> {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
@@ -489,7 +452,7 @@ impl Lease {
         self.client
             .lease_action(&self.url, "release", &self.id)
             .await
-            .map_err(|f| StorageError::from_storage_failure(f, || self.blob.clone()))
+            .map_err(|f| failed(f, "release a lease", self.blob.clone()))
     }
 }
 
@@ -621,7 +584,7 @@ mod tests {
             attempts: 1,
         };
         assert_eq!(storage_code(&f).as_deref(), Some("LeaseAlreadyPresent"));
-        let e = StorageError::from_storage_failure(f, || "b".into());
+        let e = failed(f, "x", "b");
         assert_eq!(e.code(), Some("LeaseAlreadyPresent"));
         assert!(e.to_string().contains("There is already a lease present."));
         assert!(!e.to_string().contains("RequestId"));

@@ -18,14 +18,26 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::arm::{Arm, esc};
-use super::common::{Idempotency, ServiceOptions, arm_error_enum, parse_json};
+use super::common::{Failure, Idempotency, ServiceOptions, parse_json};
+use super::error::{Error, ErrorKind, Service};
 use crate::cloud::Cloud;
 use crate::policy::model::ArmResource;
 
 /// Microsoft.Web api-version for sites (contracts §7.1).
 pub const API_VERSION: &str = "2024-11-01";
 
-arm_error_enum!(WebError, "App Service");
+/// An App Service failure of `operation` on `site` as an [`Error`].
+fn failed(f: &Failure, operation: &'static str, site: &ArmResource) -> Error {
+    Error::from_failure(Service::AppService, operation, f).on(WebClient::describe(site))
+}
+
+fn bad(operation: &'static str) -> impl Fn(String) -> Error {
+    move |m| Error::bad_answer(Service::AppService, operation, m)
+}
+
+const LIST: &str = "list app settings";
+const PUT: &str = "write app settings";
+const REFS: &str = "read Key Vault references";
 
 /// One app setting's value. Redacted in `Debug`; `Display` is not implemented on purpose.
 #[derive(Clone, PartialEq, Eq)]
@@ -154,7 +166,7 @@ impl WebClient {
         }
     }
 
-    pub async fn list_app_settings(&self, site: &ArmResource) -> Result<AppSettings, WebError> {
+    pub async fn list_app_settings(&self, site: &ArmResource) -> Result<AppSettings, Error> {
         let path = format!("{}/config/appsettings/list", Self::site_path(site));
         let reply = self
             .arm
@@ -166,8 +178,8 @@ impl WebClient {
                 Idempotency::Idempotent,
             )
             .await
-            .map_err(|f| WebError::from_failure(&f, || Self::describe(site)))?;
-        parse_app_settings(&reply.body).map_err(WebError::BadAnswer)
+            .map_err(|f| failed(&f, LIST, site))?;
+        parse_app_settings(&reply.body).map_err(bad(LIST))
     }
 
     /// Replaces the whole map (keys not in `settings` are deleted; the app restarts).
@@ -175,7 +187,7 @@ impl WebClient {
         &self,
         site: &ArmResource,
         settings: &AppSettings,
-    ) -> Result<(), WebError> {
+    ) -> Result<(), Error> {
         let path = format!("{}/config/appsettings", Self::site_path(site));
         let props: serde_json::Map<String, serde_json::Value> = settings
             .0
@@ -193,11 +205,11 @@ impl WebClient {
                 Idempotency::Idempotent,
             )
             .await
-            .map_err(|f| WebError::from_failure(&f, || Self::describe(site)))?;
+            .map_err(|f| failed(&f, PUT, site))?;
         // The answer echoes the map; check it parses so a broken answer is not taken for success.
         parse_app_settings(&reply.body)
             .map(|_| ())
-            .map_err(WebError::BadAnswer)
+            .map_err(bad(PUT))
     }
 
     /// Sets one setting, keeping every other one: list, change one key, put the whole map, and
@@ -207,14 +219,14 @@ impl WebClient {
     /// callers serialise writes per site (the engine holds a lease per target resource, see
     /// `engine::executor`) and call this right after taking it, so the list is fresh. The
     /// read-back must show exactly the map written: this setting with its new value and every
-    /// other one as listed before; anything else is a [`WebError::BadAnswer`] naming the
+    /// other one as listed before; anything else is a [`ErrorKind::BadAnswer`] naming the
     /// settings that differ (never their values).
     pub async fn set_one(
         &self,
         site: &ArmResource,
         name: &str,
         value: SettingValue,
-    ) -> Result<SetOutcome, WebError> {
+    ) -> Result<SetOutcome, Error> {
         let before = self.list_app_settings(site).await?;
         if before.get(name) == Some(&value) {
             return Ok(SetOutcome::Unchanged);
@@ -227,18 +239,22 @@ impl WebClient {
         if differ.is_empty() {
             return Ok(SetOutcome::Written);
         }
-        Err(WebError::BadAnswer(format!(
-            "{}: {name} was written, but the settings read back differ from what was written: {}",
-            Self::describe(site),
-            differ.join(", ")
-        )))
+        Err(Error::bad_answer(
+            Service::AppService,
+            "set an app setting",
+            format!(
+                "{name} was written, but the settings read back differ from what was written: {}",
+                differ.join(", ")
+            ),
+        )
+        .on(Self::describe(site)))
     }
 
     /// Status of every Key Vault reference among the app settings.
     pub async fn reference_statuses(
         &self,
         site: &ArmResource,
-    ) -> Result<Vec<ReferenceStatus>, WebError> {
+    ) -> Result<Vec<ReferenceStatus>, Error> {
         let path = format!(
             "{}/config/configreferences/appsettings",
             Self::site_path(site)
@@ -253,8 +269,8 @@ impl WebClient {
                 Idempotency::Idempotent,
             )
             .await
-            .map_err(|f| WebError::from_failure(&f, || Self::describe(site)))?;
-        parse_reference_list(&reply.body).map_err(WebError::BadAnswer)
+            .map_err(|f| failed(&f, REFS, site))?;
+        parse_reference_list(&reply.body).map_err(bad(REFS))
     }
 
     /// Status of one setting's reference; `None` when the site exists but has no reference by
@@ -263,7 +279,7 @@ impl WebClient {
         &self,
         site: &ArmResource,
         setting: &str,
-    ) -> Result<Option<ReferenceStatus>, WebError> {
+    ) -> Result<Option<ReferenceStatus>, Error> {
         let path = format!(
             "{}/config/configreferences/appsettings/{}",
             Self::site_path(site),
@@ -280,14 +296,12 @@ impl WebClient {
             )
             .await
         {
-            Ok(reply) => parse_reference(&reply.body)
-                .map(Some)
-                .map_err(WebError::BadAnswer),
-            Err(f) => match WebError::from_failure(&f, || Self::describe(site)) {
+            Ok(reply) => parse_reference(&reply.body).map(Some).map_err(bad(REFS)),
+            Err(f) => match failed(&f, REFS, site) {
                 // The 404 for "no such reference" and for "no such site" is the same code
                 // (ResourceNotFound); the list call tells them apart: it succeeds only when
                 // the site exists.
-                WebError::NotFound { .. } => {
+                e if e.kind() == &ErrorKind::NotFound => {
                     self.reference_statuses(site).await?;
                     Ok(None)
                 }
@@ -299,7 +313,7 @@ impl WebClient {
     /// Makes the site re-read every Key Vault reference now instead of within 24 h
     /// (`POST .../config/configreferences/appsettings/refresh`, documented in the Key Vault
     /// references article though absent from the REST spec; contracts §6.2).
-    pub async fn refresh_references(&self, site: &ArmResource) -> Result<(), WebError> {
+    pub async fn refresh_references(&self, site: &ArmResource) -> Result<(), Error> {
         let path = format!(
             "{}/config/configreferences/appsettings/refresh",
             Self::site_path(site)
@@ -314,11 +328,11 @@ impl WebClient {
             )
             .await
             .map(|_| ())
-            .map_err(|f| WebError::from_failure(&f, || Self::describe(site)))
+            .map_err(|f| failed(&f, "refresh Key Vault references", site))
     }
 
     /// Restarts the site (after a plain-value change, so the new value is read).
-    pub async fn restart(&self, site: &ArmResource) -> Result<(), WebError> {
+    pub async fn restart(&self, site: &ArmResource) -> Result<(), Error> {
         let path = format!("{}/restart", Self::site_path(site));
         self.arm
             .call(
@@ -330,7 +344,7 @@ impl WebClient {
             )
             .await
             .map(|_| ())
-            .map_err(|f| WebError::from_failure(&f, || Self::describe(site)))
+            .map_err(|f| failed(&f, "restart", site))
     }
 }
 

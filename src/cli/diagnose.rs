@@ -16,7 +16,6 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{CliError, Connection};
-use crate::azure::graph::GraphError;
 use crate::engine::inventory::{AadstsLine, days_left};
 use crate::engine::kvref::KeyVaultReference;
 use crate::planner::AppState;
@@ -199,35 +198,9 @@ async fn diagnose_app(
     now: DateTime<Utc>,
 ) -> Result<Diagnosis, CliError> {
     let line = AadstsLine::parse(text).ok_or(CliError::NoAadstsCode)?;
-    let mut d = Diagnosis {
-        code: line.code,
-        meaning: line.meaning().to_string(),
-        app_id: line.app_id.or(given_app),
-        tenant: line.tenant.clone(),
-        application: None,
-        passwords: Vec::new(),
-        involved: Vec::new(),
-        findings: Vec::new(),
-        enrolled_as: None,
-        key_vault: None,
-        used_by: Vec::new(),
-        key_vault_references: Vec::new(),
-        fix: Vec::new(),
-        policy_snippet: None,
-    };
-    let my_tenant = conn.settings.tenant_id.clone();
+    let mut d = Diagnosis::of(&line, given_app);
     if line.code == 90002 {
-        let named = line.tenant.as_deref().unwrap_or("(not named)");
-        d.findings.push(format!(
-            "the sign-in went to tenant '{named}', which does not exist in the {:?} cloud",
-            conn.cloud
-        ));
-        if !named.eq_ignore_ascii_case(&my_tenant) {
-            d.findings.push(format!(
-                "this rotator's tenant is '{my_tenant}' (AZURE_TENANT_ID)"
-            ));
-        }
-        d.fix.push("correct the tenant id (or its domain) in the client's configuration; check it targets the right cloud (public, usgovernment, china)".into());
+        unknown_tenant(&mut d, conn, &line);
         return Ok(d);
     }
     if let (Some(named), Some(given)) = (line.app_id, given_app)
@@ -241,50 +214,125 @@ async fn diagnose_app(
         cannot_tell_which_app(&mut d, hint_given);
         return Ok(d);
     };
-
-    let app = match conn.graph.get_application(&AppRef::AppId(app_id)).await {
-        Ok(a) => Some(a),
-        Err(GraphError::NotFound { .. }) => {
-            d.findings.push(format!(
-                "no application with appId {app_id} exists in tenant {my_tenant}"
-            ));
-            if line.code == 700016 {
-                d.fix.push(format!(
-                    "check the client id the caller uses, and that it signs in to the tenant that holds the application ({my_tenant} does not); a deleted application can be restored from Entra ID > App registrations > Deleted applications within 30 days"
-                ));
-            }
-            None
-        }
-        Err(e @ GraphError::AccessDenied { .. }) => {
-            d.findings.push(format!(
-                "could not read the application from Graph ({e}); the rotator's identity needs Application.Read.All, or to own the application"
-            ));
-            None
-        }
-        Err(e) => return Err(e.into()),
-    };
-
+    let app = read_application(&mut d, conn, app_id, line.code).await?;
     let cred = enrolled_for(conn, app_id, app.as_ref());
-    let renew_days = cred.map(|c| c.renew_before.num_days()).unwrap_or(30);
-    let in_vault = match cred {
-        Some(c) => {
-            let (credentials, _) = conn.engine.credentials_status(now).await;
-            credentials
-                .into_iter()
-                .find(|s| s.name == c.name)
-                .and_then(|s| s.key_id_in_use)
-                .and_then(|k| Uuid::parse_str(&k).ok())
-        }
-        None => None,
-    };
-
     if let Some(app) = &app {
+        let renew_days = cred.map(|c| c.renew_before.num_days()).unwrap_or(30);
+        let in_vault = match cred {
+            Some(c) => key_id_in_vault(conn, c, now).await,
+            None => None,
+        };
         d.application = Some(ApplicationFound {
             display_name: app.display_name.clone(),
             app_id: app.app_id,
             object_id: app.object_id,
         });
-        for p in &app.passwords {
+        d.passwords = password_findings(app, renew_days, in_vault, now);
+        explain_code(&mut d, app, line.code, &conn.settings.tenant_id, now);
+    }
+    match cred {
+        Some(c) => enrolled(&mut d, conn, c, line.code).await,
+        None if matches!(line.code, 7000222 | 7000215) => {
+            not_enrolled(&mut d, conn, app.as_ref(), app_id)
+        }
+        None => {}
+    }
+    Ok(d)
+}
+
+impl Diagnosis {
+    /// What the line alone says; the findings come from Graph, the policy and ARM.
+    fn of(line: &AadstsLine, given_app: Option<Uuid>) -> Self {
+        Self {
+            code: line.code,
+            meaning: line.meaning().to_string(),
+            app_id: line.app_id.or(given_app),
+            tenant: line.tenant.clone(),
+            application: None,
+            passwords: Vec::new(),
+            involved: Vec::new(),
+            findings: Vec::new(),
+            enrolled_as: None,
+            key_vault: None,
+            used_by: Vec::new(),
+            key_vault_references: Vec::new(),
+            fix: Vec::new(),
+            policy_snippet: None,
+        }
+    }
+}
+
+/// AADSTS90002: the tenant named does not exist in this cloud.
+fn unknown_tenant(d: &mut Diagnosis, conn: &Connection, line: &AadstsLine) {
+    let my_tenant = &conn.settings.tenant_id;
+    let named = line.tenant.as_deref().unwrap_or("(not named)");
+    d.findings.push(format!(
+        "the sign-in went to tenant '{named}', which does not exist in the {:?} cloud",
+        conn.cloud
+    ));
+    if !named.eq_ignore_ascii_case(my_tenant) {
+        d.findings.push(format!(
+            "this rotator's tenant is '{my_tenant}' (AZURE_TENANT_ID)"
+        ));
+    }
+    d.fix.push("correct the tenant id (or its domain) in the client's configuration; check it targets the right cloud (public, usgovernment, china)".into());
+}
+
+/// The application from Graph; a missing one or a refusal becomes a finding (a partial answer
+/// from the policy alone still helps), anything else an error.
+async fn read_application(
+    d: &mut Diagnosis,
+    conn: &Connection,
+    app_id: Uuid,
+    code: u64,
+) -> Result<Option<AppState>, CliError> {
+    let my_tenant = &conn.settings.tenant_id;
+    match conn.graph.get_application(&AppRef::AppId(app_id)).await {
+        Ok(a) => Ok(Some(a)),
+        Err(e) if e.is_not_found() => {
+            d.findings.push(format!(
+                "no application with appId {app_id} exists in tenant {my_tenant}"
+            ));
+            if code == 700016 {
+                d.fix.push(format!(
+                    "check the client id the caller uses, and that it signs in to the tenant that holds the application ({my_tenant} does not); a deleted application can be restored from Entra ID > App registrations > Deleted applications within 30 days"
+                ));
+            }
+            Ok(None)
+        }
+        Err(e) if e.is_access_denied() => {
+            d.findings.push(format!(
+                "could not read the application from Graph ({e}); the rotator's identity needs Application.Read.All, or to own the application"
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The key id whose value the enrolled credential's Key Vault secret holds, when known.
+async fn key_id_in_vault(
+    conn: &Connection,
+    c: &CredentialPolicy,
+    now: DateTime<Utc>,
+) -> Option<Uuid> {
+    let (credentials, _) = conn.engine.credentials_status(now).await;
+    credentials
+        .into_iter()
+        .find(|s| s.name == c.name)
+        .and_then(|s| s.key_id_in_use)
+        .and_then(|k| Uuid::parse_str(&k).ok())
+}
+
+fn password_findings(
+    app: &AppState,
+    renew_days: i64,
+    in_vault: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Vec<PasswordFinding> {
+    app.passwords
+        .iter()
+        .map(|p| {
             let left = p.end.map(|e| days_left(e, now));
             let state = match (p.start, p.end) {
                 (_, Some(end)) if end <= now => PasswordState::Expired,
@@ -292,179 +340,203 @@ async fn diagnose_app(
                 (_, Some(_)) if left.is_some_and(|l| l < renew_days) => PasswordState::Expiring,
                 _ => PasswordState::Valid,
             };
-            d.passwords.push(PasswordFinding {
+            PasswordFinding {
                 key_id: p.key_id,
                 display_name: p.display_name.clone(),
                 end: p.end,
                 days_left: left,
                 state,
                 in_key_vault: in_vault == Some(p.key_id),
-            });
-        }
-        let name = &app.display_name;
-        let describe = |p: &PasswordFinding| {
-            format!(
-                "'{}' ({}), {}",
-                p.display_name.as_deref().unwrap_or("no description"),
-                p.key_id,
-                match (p.end, p.days_left) {
-                    (Some(e), Some(l)) if l < 0 =>
-                        format!("expired on {} ({} days ago)", e.format("%Y-%m-%d"), -l),
-                    (Some(e), Some(l)) =>
-                        format!("expires on {} ({l} days left)", e.format("%Y-%m-%d")),
-                    _ => "no end date".to_string(),
-                }
-            )
-        };
-        match line.code {
-            7000222 => {
-                let expired: Vec<&PasswordFinding> = d
-                    .passwords
-                    .iter()
-                    .filter(|p| p.state == PasswordState::Expired)
-                    .collect();
-                if expired.is_empty() {
-                    d.findings.push(format!(
-                        "no password of {name} has expired as of {}: the client holds a value whose password expired and has since been removed, or the line predates a renewal",
-                        now.format("%Y-%m-%d %H:%M UTC")
-                    ));
-                    // The one that will expire next is what the client most likely holds.
-                    if let Some(next) = d
-                        .passwords
-                        .iter()
-                        .filter(|p| p.end.is_some())
-                        .min_by_key(|p| p.end)
-                    {
-                        d.findings.push(format!(
-                            "the password of {name} that expires soonest: {}",
-                            describe(next)
-                        ));
-                        d.involved.push(next.key_id);
-                    }
-                } else {
-                    for p in expired {
-                        d.findings
-                            .push(format!("expired password of {name}: {}", describe(p)));
-                        d.involved.push(p.key_id);
-                    }
-                }
             }
-            7000215 => {
-                let valid: Vec<&PasswordFinding> = d
-                    .passwords
-                    .iter()
-                    .filter(|p| matches!(p.state, PasswordState::Valid | PasswordState::Expiring))
-                    .collect();
-                if valid.is_empty() {
-                    d.findings
-                        .push(format!("{name} has no valid password at all"));
-                } else {
-                    for p in &valid {
-                        d.findings
-                            .push(format!("valid password of {name}: {}", describe(p)));
-                        d.involved.push(p.key_id);
-                    }
-                }
-                d.findings.push(format!(
-                    "the value the client sent matches none of {name}'s passwords: it may be a password's Secret ID (keyId) instead of its value, a value copied with quotes or cut short, or the value of a password that was removed"
-                ));
-            }
-            700016 => {
-                d.findings.push(format!(
-                    "{name} ({app_id}) exists in tenant {my_tenant}: the client signed in to another tenant"
-                ));
-                d.fix.push(format!(
-                    "set the client's tenant (authority) to {my_tenant}; its secret is not the problem"
-                ));
-            }
-            _ => {}
-        }
-    }
+        })
+        .collect()
+}
 
-    match cred {
-        Some(c) => {
-            d.enrolled_as = Some(c.name.clone());
-            let kv = format!("{}/{}", c.key_vault.vault, c.key_vault.secret);
-            d.findings.push(format!(
-                "enrolled as '{}': its current value is kept in Key Vault secret {kv}",
-                c.name
-            ));
-            d.key_vault = Some(kv);
-            let mut sites: Vec<&ArmResource> = Vec::new();
-            for consumer in &c.consumers {
-                d.used_by.push(match consumer {
-                    Consumer::NotifyOnly {
-                        system,
-                        instructions,
-                    } => format!("{system} (set by hand: {instructions})"),
-                    other => other.describe(),
-                });
-                if let Consumer::AppSettingKeyVaultRef { site, .. }
-                | Consumer::AppSettingValue { site, .. } = consumer
-                    && !sites.contains(&site)
-                {
-                    sites.push(site);
-                }
-            }
-            for site in sites {
-                match conn.web.list_app_settings(site).await {
-                    Ok(settings) => {
-                        for (setting, value) in &settings.0 {
-                            if let Some(r) = KeyVaultReference::parse(value.expose())
-                                && r.points_at(&c.key_vault.vault, &c.key_vault.secret)
-                            {
-                                d.key_vault_references.push(KeyVaultReferenceFound {
-                                    site: site_name(site),
-                                    setting: setting.clone(),
-                                    // A reference names a vault and secret, never a value.
-                                    reference: value.expose().to_string(),
-                                });
-                            }
-                        }
-                    }
-                    Err(e) => d.findings.push(format!(
-                        "could not read the settings of site {}: {e}",
-                        site_name(site)
-                    )),
-                }
-            }
-            // A new secret only helps when the secret was the problem (not for a wrong tenant
-            // or client id).
-            if matches!(line.code, 7000222 | 7000215) {
-                d.fix
-                    .push(format!("secret-rotator rotate --only {} --force", c.name));
-                for consumer in &c.consumers {
-                    if let Consumer::NotifyOnly {
-                        system,
-                        instructions,
-                    } = consumer
-                    {
-                        d.fix.push(format!(
-                            "then on {system}: {instructions} (the new value is the latest version of Key Vault secret {}/{})",
-                            c.key_vault.vault, c.key_vault.secret
-                        ));
-                    }
-                }
-            }
+/// A password for a finding: description, key id, and when it ends.
+fn describe_password(p: &PasswordFinding) -> String {
+    format!(
+        "'{}' ({}), {}",
+        p.display_name.as_deref().unwrap_or("no description"),
+        p.key_id,
+        match (p.end, p.days_left) {
+            (Some(e), Some(l)) if l < 0 =>
+                format!("expired on {} ({} days ago)", e.format("%Y-%m-%d"), -l),
+            (Some(e), Some(l)) => format!("expires on {} ({l} days left)", e.format("%Y-%m-%d")),
+            _ => "no end date".to_string(),
         }
-        None if matches!(line.code, 7000222 | 7000215) => {
-            let display = app
-                .as_ref()
-                .map(|a| a.display_name.clone())
-                .unwrap_or_else(|| app_id.to_string());
+    )
+}
+
+/// What the code means for this application's passwords.
+fn explain_code(d: &mut Diagnosis, app: &AppState, code: u64, my_tenant: &str, now: DateTime<Utc>) {
+    let name = &app.display_name;
+    match code {
+        7000222 => expired_secret(d, name, now),
+        7000215 => wrong_secret(d, name),
+        700016 => {
             d.findings.push(format!(
-                "{display} is not enrolled in the policy ({}): nothing rotates its secret",
-                conn.policy().source
+                "{name} ({}) exists in tenant {my_tenant}: the client signed in to another tenant",
+                app.app_id
             ));
             d.fix.push(format!(
-                "enrol it: add the entry below to the policy's \"credentials\" (fill in the vault and where the secret is used), then run `secret-rotator plan` and `secret-rotator rotate --only {}`",
-                policy_name(&display)
+                "set the client's tenant (authority) to {my_tenant}; its secret is not the problem"
             ));
-            d.policy_snippet = Some(policy_snippet(app_id, &display));
         }
-        None => {}
+        _ => {}
     }
-    Ok(d)
+}
+
+/// AADSTS7000222: which passwords expired (or, with none expired, the one expiring soonest).
+fn expired_secret(d: &mut Diagnosis, name: &str, now: DateTime<Utc>) {
+    let expired: Vec<(String, Uuid)> = d
+        .passwords
+        .iter()
+        .filter(|p| p.state == PasswordState::Expired)
+        .map(|p| (describe_password(p), p.key_id))
+        .collect();
+    if !expired.is_empty() {
+        for (text, key_id) in expired {
+            d.findings
+                .push(format!("expired password of {name}: {text}"));
+            d.involved.push(key_id);
+        }
+        return;
+    }
+    d.findings.push(format!(
+        "no password of {name} has expired as of {}: the client holds a value whose password expired and has since been removed, or the line predates a renewal",
+        now.format("%Y-%m-%d %H:%M UTC")
+    ));
+    // The one that will expire next is what the client most likely holds.
+    if let Some(next) = d
+        .passwords
+        .iter()
+        .filter(|p| p.end.is_some())
+        .min_by_key(|p| p.end)
+    {
+        let (text, key_id) = (describe_password(next), next.key_id);
+        d.findings.push(format!(
+            "the password of {name} that expires soonest: {text}"
+        ));
+        d.involved.push(key_id);
+    }
+}
+
+/// AADSTS7000215: the valid passwords, none of which the value sent matches.
+fn wrong_secret(d: &mut Diagnosis, name: &str) {
+    let valid: Vec<(String, Uuid)> = d
+        .passwords
+        .iter()
+        .filter(|p| matches!(p.state, PasswordState::Valid | PasswordState::Expiring))
+        .map(|p| (describe_password(p), p.key_id))
+        .collect();
+    if valid.is_empty() {
+        d.findings
+            .push(format!("{name} has no valid password at all"));
+    }
+    for (text, key_id) in valid {
+        d.findings.push(format!("valid password of {name}: {text}"));
+        d.involved.push(key_id);
+    }
+    d.findings.push(format!(
+        "the value the client sent matches none of {name}'s passwords: it may be a password's Secret ID (keyId) instead of its value, a value copied with quotes or cut short, or the value of a password that was removed"
+    ));
+}
+
+/// An enrolled credential: its Key Vault secret, its consumers, the sites' references to it,
+/// and (for a secret problem) the rotation to run.
+async fn enrolled(d: &mut Diagnosis, conn: &Connection, c: &CredentialPolicy, code: u64) {
+    d.enrolled_as = Some(c.name.clone());
+    let kv = format!("{}/{}", c.key_vault.vault, c.key_vault.secret);
+    d.findings.push(format!(
+        "enrolled as '{}': its current value is kept in Key Vault secret {kv}",
+        c.name
+    ));
+    d.key_vault = Some(kv);
+    let mut sites: Vec<&ArmResource> = Vec::new();
+    for consumer in &c.consumers {
+        d.used_by.push(match consumer {
+            Consumer::NotifyOnly {
+                system,
+                instructions,
+            } => format!("{system} (set by hand: {instructions})"),
+            other => other.describe(),
+        });
+        if let Consumer::AppSettingKeyVaultRef { site, .. } | Consumer::AppSettingValue { site, .. } =
+            consumer
+            && !sites.contains(&site)
+        {
+            sites.push(site);
+        }
+    }
+    for site in sites {
+        site_references(d, conn, c, site).await;
+    }
+    // A new secret only helps when the secret was the problem (not for a wrong tenant or
+    // client id).
+    if !matches!(code, 7000222 | 7000215) {
+        return;
+    }
+    d.fix
+        .push(format!("secret-rotator rotate --only {} --force", c.name));
+    for consumer in &c.consumers {
+        if let Consumer::NotifyOnly {
+            system,
+            instructions,
+        } = consumer
+        {
+            d.fix.push(format!(
+                "then on {system}: {instructions} (the new value is the latest version of Key Vault secret {}/{})",
+                c.key_vault.vault, c.key_vault.secret
+            ));
+        }
+    }
+}
+
+/// The site's settings that are Key Vault references to the credential's secret.
+async fn site_references(
+    d: &mut Diagnosis,
+    conn: &Connection,
+    c: &CredentialPolicy,
+    site: &ArmResource,
+) {
+    let settings = match conn.web.list_app_settings(site).await {
+        Ok(settings) => settings,
+        Err(e) => {
+            d.findings.push(format!(
+                "could not read the settings of site {}: {e}",
+                site_name(site)
+            ));
+            return;
+        }
+    };
+    for (setting, value) in &settings.0 {
+        if let Some(r) = KeyVaultReference::parse(value.expose())
+            && r.points_at(&c.key_vault.vault, &c.key_vault.secret)
+        {
+            d.key_vault_references.push(KeyVaultReferenceFound {
+                site: site_name(site),
+                setting: setting.clone(),
+                // A reference names a vault and secret, never a value.
+                reference: value.expose().to_string(),
+            });
+        }
+    }
+}
+
+/// A secret problem of an application nothing rotates: how to enrol it.
+fn not_enrolled(d: &mut Diagnosis, conn: &Connection, app: Option<&AppState>, app_id: Uuid) {
+    let display = app
+        .map(|a| a.display_name.clone())
+        .unwrap_or_else(|| app_id.to_string());
+    d.findings.push(format!(
+        "{display} is not enrolled in the policy ({}): nothing rotates its secret",
+        conn.policy().source
+    ));
+    d.fix.push(format!(
+        "enrol it: add the entry below to the policy's \"credentials\" (fill in the vault and where the secret is used), then run `secret-rotator plan` and `secret-rotator rotate --only {}`",
+        policy_name(&display)
+    ));
+    d.policy_snippet = Some(policy_snippet(app_id, &display));
 }
 
 /// A line without an application id (the pre-2022 wordings "Invalid client secret is

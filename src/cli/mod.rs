@@ -20,8 +20,8 @@ use std::sync::Arc;
 use azure_core::credentials::TokenCredential;
 
 use crate::azure::ServiceOptions;
-use crate::azure::credential::{CredentialChoice, CredentialError, build_credential};
-use crate::azure::graph::{GraphClient, GraphError};
+use crate::azure::credential::{CredentialChoice, build_credential};
+use crate::azure::graph::GraphClient;
 use crate::azure::web::WebClient;
 use crate::cloud::Cloud;
 use crate::compose::{Composed, EngineError, EngineParts, compose, load_policy};
@@ -36,10 +36,8 @@ pub enum CliError {
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("credential: {0}")]
-    Credential(#[from] CredentialError),
     #[error(transparent)]
-    Graph(#[from] GraphError),
+    Azure(#[from] crate::azure::Error),
     #[error("inventory scan: {0}")]
     Inventory(crate::engine::ports::PortError),
     #[error("the policy has no credential named '{name}' (it has: {known})")]

@@ -1,5 +1,5 @@
 //! The engine's ports ([`AzurePorts`], [`StorePorts`]) implemented by the real clients in
-//! [`crate::azure`], and each client's error enum mapped onto [`PortError`] — once, here.
+//! [`crate::azure`], and the one [`crate::azure::Error`] mapped onto [`PortError`] — once, here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,62 +7,51 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::azure::automation::{AutomationClient, AutomationError};
-use crate::azure::connections::{
-    ConnectionError, ConnectionHealth, ConnectionsClient, UpdateError,
-};
-use crate::azure::credential::TokenIdentity;
-use crate::azure::entra::{EntraError, TokenProbe};
-use crate::azure::graph::{AppPager, GraphClient, GraphError, ListedApp, RemoveOutcome};
-use crate::azure::keyvault::{KeyVaultClient, KeyVaultError, VersionUpdate};
-use crate::azure::storage::{Lease, StorageClient, StorageError};
-use crate::azure::web::{SettingValue, WebClient, WebError};
+use crate::azure::automation::AutomationClient;
+use crate::azure::connections::{ConnectionHealth, ConnectionsClient};
+use crate::azure::entra::TokenProbe;
+use crate::azure::graph::{AppPager, GraphClient, RemoveOutcome};
+use crate::azure::keyvault::{KeyVaultClient, VersionUpdate};
+use crate::azure::storage::{Lease, StorageClient};
+use crate::azure::web::{SettingValue, WebClient};
+use crate::azure::{Error as AzureError, ErrorKind, Service};
 use crate::cloud::Cloud;
+use crate::domain::{ListedApp, TokenIdentity};
 use crate::engine::ports::*;
 use crate::planner::{AppState, PasswordInfo};
 use crate::policy::{AppRef, ArmResource, VaultSecretRef};
 use crate::secret::SecretValue;
 
-/// Maps the standard variants every client error shares.
-macro_rules! standard_port_error {
-    ($ty:ident) => {
-        impl From<$ty> for PortError {
-            fn from(e: $ty) -> Self {
-                let text = e.to_string();
-                match e {
-                    $ty::NotFound { .. } => PortError::NotFound(text),
-                    $ty::AccessDenied { .. } => PortError::AccessDenied(text),
-                    $ty::Throttled { .. } => PortError::Throttled(text),
-                    $ty::Transient(_) => PortError::Transient(text),
-                    $ty::BadAnswer(_) => PortError::BadAnswer(text),
-                    $ty::Credential(_) => PortError::AccessDenied(text),
-                    #[allow(unreachable_patterns)]
-                    _ => PortError::Other(text),
-                }
-            }
-        }
-    };
-}
-standard_port_error!(KeyVaultError);
-standard_port_error!(WebError);
-standard_port_error!(ConnectionError);
-standard_port_error!(AutomationError);
-
-impl From<GraphError> for PortError {
-    fn from(e: GraphError) -> Self {
+/// The one mapping from an Azure error onto what the engine reasons about. The text is the
+/// error's own (service, operation, status, code, Azure's clipped message), except for the
+/// refusals whose payload the engine reads: Entra's AADSTS code and description, and the manual
+/// step of a blocked change.
+impl From<AzureError> for PortError {
+    fn from(e: AzureError) -> Self {
         let text = e.to_string();
-        match e {
-            GraphError::LifetimeExceedsPolicy { .. } => PortError::LifetimeRefused(text),
-            GraphError::NotFound { .. } => PortError::NotFound(text),
-            GraphError::AccessDenied { .. } | GraphError::Credential(_) => {
-                PortError::AccessDenied(text)
-            }
-            GraphError::Throttled { .. } => PortError::Throttled(text),
-            GraphError::Transient(_) => PortError::Transient(text),
-            GraphError::BadAnswer(_) => PortError::BadAnswer(text),
-            GraphError::Rejected { code, message, .. } => {
-                tenant_refusal(&code, &message).unwrap_or(PortError::Other(text))
-            }
+        match e.kind() {
+            ErrorKind::NotFound => PortError::NotFound(text),
+            ErrorKind::AccessDenied | ErrorKind::Credential => PortError::AccessDenied(text),
+            ErrorKind::Throttled { .. } => PortError::Throttled(text),
+            ErrorKind::Transient | ErrorKind::LeaseLost => PortError::Transient(text),
+            ErrorKind::BadAnswer => PortError::BadAnswer(text),
+            ErrorKind::TokenRefused { aadsts } => PortError::Refused {
+                code: *aadsts,
+                message: e.message().unwrap_or_default().to_string(),
+            },
+            ErrorKind::LifetimePolicy { .. } => PortError::LifetimeRefused(text),
+            ErrorKind::SecretDisabled => PortError::Disabled(text),
+            ErrorKind::Busy => PortError::Busy(text),
+            ErrorKind::Blocked => PortError::Blocked(e.detail().map_or(text, str::to_string)),
+            ErrorKind::Rejected if e.service() == Service::Graph => tenant_refusal(
+                e.code().unwrap_or_default(),
+                e.message().unwrap_or_default(),
+            )
+            .unwrap_or(PortError::Other(text)),
+            ErrorKind::Rejected => PortError::Other(text),
+            ErrorKind::InvalidInput
+            | ErrorKind::ProofRefused
+            | ErrorKind::ConcurrentChange { .. } => PortError::Other(text),
         }
     }
 }
@@ -87,42 +76,6 @@ fn tenant_refusal(code: &str, message: &str) -> Option<PortError> {
         )));
     }
     None
-}
-
-impl From<EntraError> for PortError {
-    fn from(e: EntraError) -> Self {
-        let text = e.to_string();
-        match e {
-            EntraError::Refused {
-                code, description, ..
-            } => PortError::Refused {
-                code,
-                message: description,
-            },
-            EntraError::Throttled { .. } => PortError::Throttled(text),
-            EntraError::Transient(_) => PortError::Transient(text),
-            _ => PortError::BadAnswer(text),
-        }
-    }
-}
-
-impl From<StorageError> for PortError {
-    fn from(e: StorageError) -> Self {
-        let text = e.to_string();
-        match e {
-            StorageError::Busy { .. } => PortError::Busy(text),
-            StorageError::NotFound { .. } => PortError::NotFound(text),
-            StorageError::AccessDenied { .. } | StorageError::Credential(_) => {
-                PortError::AccessDenied(text)
-            }
-            StorageError::Throttled { .. } => PortError::Throttled(text),
-            StorageError::Transient(_) | StorageError::LeaseLost { .. } => {
-                PortError::Transient(text)
-            }
-            StorageError::BadAnswer(_) => PortError::BadAnswer(text),
-            _ => PortError::Other(text),
-        }
-    }
 }
 
 /// Every Azure client the engine uses.
@@ -195,12 +148,16 @@ impl AzurePorts for AzureClients {
 
     async fn vault_latest(&self, at: &VaultSecretRef) -> Result<Option<VaultSecret>, PortError> {
         let latest = match self.keyvault.get_latest(at).await {
-            Err(KeyVaultError::AccessDenied { code, message, .. }) if code == "SecretDisabled" => {
+            Err(e) if e.kind() == &ErrorKind::SecretDisabled => {
                 return Err(PortError::Disabled(format!(
-                    "the latest version of Key Vault secret {}/{} is disabled ({message}): enable it \
+                    "the latest version of Key Vault secret {}/{} is disabled ({}): enable it \
                      (az keyvault secret set-attributes --vault-name {} --name {} --enabled true) \
                      or store a new version",
-                    at.vault, at.secret, at.vault, at.secret
+                    at.vault,
+                    at.secret,
+                    e.message().unwrap_or("SecretDisabled"),
+                    at.vault,
+                    at.secret
                 )));
             }
             other => other?,
@@ -235,7 +192,7 @@ impl AzurePorts for AzureClients {
                 scheduled_purge: d.scheduled_purge,
             })),
             // Without the right to read deleted secrets the rotator cannot tell: "missing".
-            Err(KeyVaultError::AccessDenied { .. }) => Ok(None),
+            Err(e) if e.is_access_denied() => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -326,15 +283,11 @@ impl AzurePorts for AzureClients {
         parameter: &str,
         value: &SecretValue,
     ) -> Result<ConnectionStatus, PortError> {
-        match self
+        let info = self
             .connections
             .replace_secret_parameter(conn, parameter, value)
-            .await
-        {
-            Ok(info) => Ok(status_of(info.health)),
-            Err(UpdateError::Blocked(m)) => Err(PortError::Blocked(m)),
-            Err(UpdateError::Arm(e)) => Err(e.into()),
-        }
+            .await?;
+        Ok(status_of(info.health))
     }
 
     async fn automation_variable(

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::azure::graph::{CertificateInfo, ListedApp};
+use crate::domain::{CertificateInfo, ListedApp};
 use crate::engine::ports::{AzurePorts, Listing, ListingPager, PortError};
 use crate::planner::{AppState, PasswordMarker};
 use crate::policy::{AppRef, Policy};

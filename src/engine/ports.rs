@@ -1,8 +1,9 @@
 //! What the engine needs from Azure, as traits: the executor's only view of the outside world.
 //!
 //! Why traits between the engine and the clients in [`crate::azure`]: the executor and observer
-//! read as the rotation procedure and nothing else, and each client's own error enum is mapped
-//! once, in [`super::azure_ports`], onto [`PortError`], the one error the domain reasons about.
+//! read as the rotation procedure and nothing else, and the clients' one error
+//! ([`crate::azure::Error`]) is mapped once, in [`super::azure_ports`], onto [`PortError`], the
+//! one error the domain reasons about.
 //! Tests do not fake these traits (a fake more lenient than Azure would hide bugs): they run the
 //! real clients against the emulator.
 
@@ -11,9 +12,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use crate::azure::automation::SetVariableOutcome;
-use crate::azure::credential::TokenIdentity;
-use crate::azure::graph::ListedApp;
+pub use crate::domain::SetVariableOutcome;
+use crate::domain::{ListedApp, TokenIdentity};
 use crate::engine::inventory::InventoryRow;
 use crate::planner::{AppState, PasswordInfo, VersionRecord};
 use crate::policy::{AppRef, ArmResource, VaultSecretRef};

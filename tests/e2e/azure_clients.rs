@@ -11,21 +11,33 @@ use std::time::{Duration, Instant};
 
 use azure_emulator::{FaultAction, FaultRule};
 use chrono::Utc;
-use secret_rotator::azure::automation::{AutomationClient, AutomationError, SetVariableOutcome};
-use secret_rotator::azure::connections::{ConnectionError, ConnectionHealth, ConnectionsClient};
-use secret_rotator::azure::entra::{EntraError, TokenProbe};
-use secret_rotator::azure::graph::{GraphClient, GraphError, RemoveOutcome, WriteLimiter};
-use secret_rotator::azure::keyvault::{KeyVaultClient, KeyVaultError, VersionUpdate};
-use secret_rotator::azure::storage::{StorageClient, StorageError, blob_endpoint};
-use secret_rotator::azure::web::{ResolveStatus, SetOutcome, SettingValue, WebClient, WebError};
-use secret_rotator::azure::{RetryPolicy, ServiceOptions};
+use secret_rotator::azure::automation::AutomationClient;
+use secret_rotator::azure::connections::{ConnectionHealth, ConnectionsClient};
+use secret_rotator::azure::entra::TokenProbe;
+use secret_rotator::azure::graph::{GraphClient, RemoveOutcome, WriteLimiter};
+use secret_rotator::azure::keyvault::{KeyVaultClient, VersionUpdate};
+use secret_rotator::azure::storage::{StorageClient, blob_endpoint};
+use secret_rotator::azure::web::{ResolveStatus, SetOutcome, SettingValue, WebClient};
+use secret_rotator::azure::{Error, ErrorKind, RetryPolicy, Service, ServiceOptions};
 use secret_rotator::cloud::Cloud;
+use secret_rotator::domain::SetVariableOutcome;
+use secret_rotator::engine::ports::PortError;
 use secret_rotator::policy::model::{AppRef, ArmResource, VaultSecretRef};
 use secret_rotator::secret::SecretValue;
 use serde_json::json;
 use uuid::Uuid;
 
 use emulator::TestEmulator;
+
+/// The error of a call that must fail (its success is the test's failure).
+fn err<T: std::fmt::Debug>(r: Result<T, Error>) -> Error {
+    r.expect_err("the call must fail")
+}
+
+/// The kind of a call's error.
+fn kind<T: std::fmt::Debug>(r: Result<T, Error>) -> ErrorKind {
+    err(r).kind().clone()
+}
 
 const SUB: &str = "5b3c1f1e-0a4d-4c39-9d6e-2f51e0c7a001";
 const TENANT: &str = "7c1e2d3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
@@ -221,23 +233,39 @@ async fn graph_typed_errors() {
     let emu = start().await;
     let g = graph(&emu, emu.options());
     let not_mine = emu.emulator.control().app_id_by_name("not-mine").unwrap();
-    match g.get_application(&AppRef::AppId(not_mine)).await {
-        Err(GraphError::AccessDenied {
-            status: 403, code, ..
-        }) => {
-            assert_eq!(code, "Authorization_RequestDenied")
-        }
+    let e = err(g.get_application(&AppRef::AppId(not_mine)).await);
+    assert_eq!(
+        (e.kind(), e.status(), e.code(), e.service()),
+        (
+            &ErrorKind::AccessDenied,
+            Some(403),
+            Some("Authorization_RequestDenied"),
+            Service::Graph
+        )
+    );
+    // It reads as the old per-client error did (service, operation, what it acted on, status,
+    // Azure's code and message), as the client returns it and as the engine's port carries it.
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "Graph get application on application with appId {not_mine}: access denied \
+             (HTTP 403, Authorization_RequestDenied): "
+        )),
+        "{shown}"
+    );
+    assert!(shown.len() > 120, "Azure's message is kept: {shown}");
+    match PortError::from(e) {
+        PortError::AccessDenied(text) => assert_eq!(text, shown),
         other => panic!("expected AccessDenied, got {other:?}"),
     }
-    match g.get_application(&AppRef::AppId(Uuid::new_v4())).await {
-        Err(GraphError::NotFound { what, .. }) => assert!(what.contains("appId")),
-        other => panic!("expected NotFound, got {other:?}"),
-    }
+    let e = err(g.get_application(&AppRef::AppId(Uuid::new_v4())).await);
+    assert_eq!(e.kind(), &ErrorKind::NotFound);
+    assert!(e.target().unwrap().contains("appId"), "{e}");
     let unknown_object = Uuid::new_v4();
-    assert!(matches!(
-        g.remove_password(unknown_object, Uuid::new_v4()).await,
-        Err(GraphError::NotFound { .. })
-    ));
+    assert_eq!(
+        kind(g.remove_password(unknown_object, Uuid::new_v4()).await),
+        ErrorKind::NotFound
+    );
     // A credential whose secret is wrong cannot get a Graph token at all.
     let bad = GraphClient::new(
         Cloud::Public,
@@ -245,10 +273,10 @@ async fn graph_typed_errors() {
         emu.options(),
         std::sync::Arc::new(WriteLimiter::default()),
     );
-    assert!(matches!(
-        bad.get_application(&AppRef::AppId(not_mine)).await,
-        Err(GraphError::Credential(_))
-    ));
+    assert_eq!(
+        kind(bad.get_application(&AppRef::AppId(not_mine)).await),
+        ErrorKind::Credential
+    );
 }
 
 #[tokio::test]
@@ -267,12 +295,12 @@ async fn graph_lifetime_policy_is_its_own_error() {
         .await
         .unwrap();
     let too_long = Utc::now() + chrono::Duration::days(200);
-    match g.add_password(app.object_id, "x", too_long).await {
-        Err(GraphError::LifetimeExceedsPolicy { policy_id, .. }) => {
-            assert_eq!(policy_id, "00000000-0000-0000-0000-000000000000")
+    assert_eq!(
+        kind(g.add_password(app.object_id, "x", too_long).await),
+        ErrorKind::LifetimePolicy {
+            policy_id: Some("00000000-0000-0000-0000-000000000000".into())
         }
-        other => panic!("expected LifetimeExceedsPolicy, got {other:?}"),
-    }
+    );
     assert!(
         g.add_password(app.object_id, "x", Utc::now() + chrono::Duration::days(60))
             .await
@@ -326,13 +354,17 @@ async fn graph_retry_after_beyond_the_cap_returns_throttled_at_once() {
         status_action(429, Some(30)),
         None,
     ));
-    match g.get_application(&AppRef::AppId(app_id)).await {
-        Err(GraphError::Throttled {
-            attempts: 1,
-            retry_after,
-        }) => assert_eq!(retry_after, Some(Duration::from_secs(30))),
-        other => panic!("expected Throttled after one attempt, got {other:?}"),
-    }
+    let e = err(g.get_application(&AppRef::AppId(app_id)).await);
+    assert_eq!(
+        (e.kind(), e.attempts()),
+        (
+            &ErrorKind::Throttled {
+                retry_after: Some(Duration::from_secs(30))
+            },
+            1
+        ),
+        "Throttled after one attempt"
+    );
 }
 
 #[tokio::test]
@@ -351,10 +383,10 @@ async fn graph_server_errors_are_retried_then_transient_and_writes_are_not_repea
         status_action(503, None),
         None,
     ));
-    assert!(matches!(
-        g.get_application(&AppRef::AppId(app_id)).await,
-        Err(GraphError::Transient(_))
-    ));
+    assert_eq!(
+        kind(g.get_application(&AppRef::AppId(app_id)).await),
+        ErrorKind::Transient
+    );
     assert_eq!(
         count(&emu, "graph", "getApplication"),
         1 + emulator::fast_retry().max_attempts as usize,
@@ -376,7 +408,7 @@ async fn graph_server_errors_are_retried_then_transient_and_writes_are_not_repea
             Utc::now() + chrono::Duration::days(30),
         )
         .await;
-    assert!(matches!(r, Err(GraphError::Transient(_))), "{r:?}");
+    assert_eq!(kind(r), ErrorKind::Transient);
     assert_eq!(count(&emu, "graph", "addPassword"), 1);
     assert_eq!(emu.emulator.control().passwords(app_id).len(), before + 1);
 }
@@ -397,10 +429,10 @@ async fn graph_dropped_connection_is_retried() {
     emu.emulator
         .control()
         .add_fault(fault("graph", "getApplication", FaultAction::Reset, None));
-    assert!(matches!(
-        g.get_application(&AppRef::AppId(app_id)).await,
-        Err(GraphError::Transient(_))
-    ));
+    assert_eq!(
+        kind(g.get_application(&AppRef::AppId(app_id)).await),
+        ErrorKind::Transient
+    );
 }
 
 #[tokio::test]
@@ -464,16 +496,31 @@ async fn token_probe_reports_aadsts_codes() {
         .await
         .unwrap();
 
-    let code_of = |r: Result<(), EntraError>| match r {
-        Err(EntraError::Refused { code, .. }) => code,
-        other => panic!("expected Refused, got {other:?}"),
-    };
+    let code_of = |r: Result<(), Error>| err(r).aadsts().expect("an AADSTS refusal");
     let wrong = SecretValue::new("Wrong8Q~not-the-secret-at-all");
     let r = probe
         .request_token(&tenant, &payments, &wrong, &scope)
         .await;
     let shown = format!("{:?} {}", r, r.as_ref().unwrap_err());
     assert!(!shown.contains("not-the-secret-at-all"), "{shown}");
+    // It reads as the old per-client error did (service, operation, client and tenant, the
+    // AADSTS code, Entra's description), as the probe returns it and as the port carries it.
+    let e = r.clone().unwrap_err();
+    assert!(
+        e.to_string().starts_with(&format!(
+            "Entra token request on client {payments} in tenant {tenant}: refused: AADSTS7000215 \
+             (invalid_client): AADSTS7000215: "
+        )),
+        "{e}"
+    );
+    match PortError::from(e) {
+        PortError::Refused { code, message } => {
+            assert_eq!(code, 7000215);
+            assert!(message.starts_with("AADSTS7000215: "), "{message}");
+            assert!(!message.contains("not-the-secret-at-all"));
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
     assert_eq!(code_of(r), 7000215);
     assert_eq!(
         code_of(
@@ -521,7 +568,7 @@ async fn token_probe_server_errors_are_transient() {
             &Cloud::Public.graph_scope(),
         )
         .await;
-    assert!(matches!(r, Err(EntraError::Transient(_))), "{r:?}");
+    assert_eq!(kind(r), ErrorKind::Transient);
     assert_eq!(
         count(&emu, "entra", "token"),
         emulator::fast_retry().max_attempts as usize
@@ -594,7 +641,7 @@ async fn verify_with_retry_waits_out_replication_only() {
             Duration::from_secs(20),
         )
         .await;
-    assert!(matches!(r, Err(EntraError::Refused { code: 7000222, .. })));
+    assert_eq!(err(r).aadsts(), Some(7000222));
     assert_eq!(count(&emu, "entra", "token"), before + 1);
 }
 
@@ -680,22 +727,21 @@ async fn keyvault_get_set_update_list() {
     );
     assert!(versions.windows(2).all(|w| w[0].created <= w[1].created));
 
-    assert!(matches!(
-        kv.get_version(&r, "0123456789abcdef0123456789abcdef").await,
-        Err(KeyVaultError::NotFound { .. })
-    ));
+    assert_eq!(
+        kind(kv.get_version(&r, "0123456789abcdef0123456789abcdef").await),
+        ErrorKind::NotFound
+    );
 }
 
 #[tokio::test]
 async fn keyvault_forbidden_and_throttled() {
     let emu = start().await;
     let kv = kv(&emu);
-    match kv.get_latest(&secret_ref("kv-locked", "s")).await {
-        Err(KeyVaultError::AccessDenied {
-            status: 403, code, ..
-        }) => assert_eq!(code, "ForbiddenByRbac"),
-        other => panic!("expected AccessDenied, got {other:?}"),
-    }
+    let e = err(kv.get_latest(&secret_ref("kv-locked", "s")).await);
+    assert_eq!(
+        (e.kind(), e.status(), e.code()),
+        (&ErrorKind::AccessDenied, Some(403), Some("ForbiddenByRbac"))
+    );
     match kv
         .set(
             &secret_ref("kv-locked", "s"),
@@ -705,23 +751,22 @@ async fn keyvault_forbidden_and_throttled() {
         )
         .await
     {
-        Err(KeyVaultError::AccessDenied { code, .. }) => assert_eq!(code, "ForbiddenByRbac"),
+        Err(e) if e.is_access_denied() => assert_eq!(e.code(), Some("ForbiddenByRbac")),
         other => panic!("expected AccessDenied, got {other:?}"),
     }
     let missing = secret_ref("kv-apps", "missing");
-    assert!(matches!(
-        kv.list_versions(&missing).await,
-        Err(KeyVaultError::NotFound { .. })
-    ));
-    assert!(matches!(
-        kv.update_version(
-            &missing,
-            "0123456789abcdef0123456789abcdef",
-            &VersionUpdate::default()
-        )
-        .await,
-        Err(KeyVaultError::NotFound { .. })
-    ));
+    assert_eq!(kind(kv.list_versions(&missing).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind(
+            kv.update_version(
+                &missing,
+                "0123456789abcdef0123456789abcdef",
+                &VersionUpdate::default()
+            )
+            .await
+        ),
+        ErrorKind::NotFound
+    );
     let r = secret_ref("kv-apps", "payments-secret");
     kv.get_latest(&r).await.unwrap(); // challenge done, token cached
     // A dropped connection is retried like a server error.
@@ -745,10 +790,7 @@ async fn keyvault_forbidden_and_throttled() {
         status_action(500, None),
         None,
     ));
-    assert!(matches!(
-        kv.get_latest(&r).await,
-        Err(KeyVaultError::Transient(_))
-    ));
+    assert_eq!(kind(kv.get_latest(&r).await), ErrorKind::Transient);
 }
 
 // ---------------- App Service ----------------
@@ -849,12 +891,16 @@ async fn web_key_vault_references_refresh_to_the_new_version() {
 async fn web_typed_errors() {
     let emu = start().await;
     let w = web(&emu);
-    match w.list_app_settings(&arm("func-b")).await {
-        Err(WebError::AccessDenied {
-            status: 403, code, ..
-        }) => assert_eq!(code, "AuthorizationFailed"),
-        other => panic!("expected AccessDenied, got {other:?}"),
-    }
+    let e = err(w.list_app_settings(&arm("func-b")).await);
+    assert_eq!(
+        (e.kind(), e.status(), e.code(), e.service()),
+        (
+            &ErrorKind::AccessDenied,
+            Some(403),
+            Some("AuthorizationFailed"),
+            Service::AppService
+        )
+    );
     emu.emulator.control().add_fault(fault(
         "arm",
         "listAppSettings",
@@ -867,10 +913,7 @@ async fn web_typed_errors() {
     emu.emulator
         .control()
         .add_fault(fault("arm", "restartSite", status_action(503, None), None));
-    assert!(matches!(
-        w.restart(&arm("func-a")).await,
-        Err(WebError::Transient(_))
-    ));
+    assert_eq!(kind(w.restart(&arm("func-a")).await), ErrorKind::Transient);
 }
 
 // ---------------- API connections ----------------
@@ -921,8 +964,8 @@ async fn connection_parameter_replaced_by_full_put_and_status() {
         ConnectionHealth::Connected
     );
     assert!(matches!(
-        cc.get(&arm("no-such-conn")).await,
-        Err(ConnectionError::AccessDenied { .. } | ConnectionError::NotFound { .. })
+        kind(cc.get(&arm("no-such-conn")).await),
+        ErrorKind::AccessDenied | ErrorKind::NotFound
     ));
 }
 
@@ -980,10 +1023,11 @@ async fn automation_variables_update_and_create() {
             .as_deref(),
         Some("v1")
     );
-    assert!(matches!(
-        ac.get_variable(&arm("aa-other"), "X").await,
-        Err(AutomationError::AccessDenied { status: 403, .. })
-    ));
+    let e = err(ac.get_variable(&arm("aa-other"), "X").await);
+    assert_eq!(
+        (e.kind(), e.status()),
+        (&ErrorKind::AccessDenied, Some(403))
+    );
 }
 
 // ---------------- Blob storage (Azurite) ----------------
@@ -1032,10 +1076,11 @@ async fn storage_lease_is_exclusive_and_recoverable() {
     let st = storage(&emu, &az).await;
     let lease = st.acquire_lease("payments").await.unwrap();
     assert!(lease.is_held());
-    match st.acquire_lease("payments").await {
-        Err(StorageError::Busy { blob }) => assert_eq!(blob, "locks/payments"),
-        other => panic!("expected Busy, got {other:?}"),
-    }
+    let e = err(st.acquire_lease("payments").await);
+    assert_eq!(
+        (e.kind(), e.target()),
+        (&ErrorKind::Busy, Some("locks/payments"))
+    );
     let other = st.acquire_lease("billing").await.unwrap();
     lease.renew().await.unwrap();
     lease.release().await.unwrap();
@@ -1045,10 +1090,11 @@ async fn storage_lease_is_exclusive_and_recoverable() {
     // break stands in for 60 s passing): the holder's next renewal reports LeaseLost and a
     // new holder can take it.
     st.break_lease("payments").await.unwrap();
-    match again.renew().await {
-        Err(StorageError::LeaseLost { blob, .. }) => assert_eq!(blob, "locks/payments"),
-        other => panic!("expected LeaseLost, got {other:?}"),
-    }
+    let e = err(again.renew().await);
+    assert_eq!(
+        (e.kind(), e.target()),
+        (&ErrorKind::LeaseLost, Some("locks/payments"))
+    );
     assert!(!again.is_held());
     let taken_over = st.acquire_lease("payments").await.unwrap();
 
@@ -1062,7 +1108,9 @@ async fn storage_lease_is_exclusive_and_recoverable() {
                 freed = Some(l);
                 break;
             }
-            Err(StorageError::Busy { .. }) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(e) if e.kind() == &ErrorKind::Busy => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
             Err(e) => panic!("unexpected {e}"),
         }
     }

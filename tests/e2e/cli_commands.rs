@@ -597,8 +597,9 @@ async fn report_without_read_all_says_so_and_lists_owned_apps() {
     let out = cli.run(&["report", "--format", "csv", "--at", &at]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains("refused to list every application (Graph denied access (HTTP 403"),
+        out.stderr.contains(
+            "refused to list every application (Graph list applications: access denied (HTTP 403"
+        ),
         "{}",
         out.stderr
     );
@@ -957,7 +958,7 @@ async fn report_streams_a_large_tenant() {
 /// certificates it holds itself.
 #[tokio::test]
 async fn graph_lists_service_principals_with_their_certificates() {
-    use secret_rotator::azure::graph::{GraphClient, GraphError, WriteLimiter};
+    use secret_rotator::azure::graph::{GraphClient, WriteLimiter};
     for (roles, allowed) in [
         (vec!["Application.ReadWrite.OwnedBy"], false),
         (vec!["Application.Read.All"], true),
@@ -978,7 +979,7 @@ async fn graph_lists_service_principals_with_their_certificates() {
                     all.extend(page);
                 }
                 Ok(None) => break,
-                Err(GraphError::AccessDenied { status: 403, .. }) if !allowed => break,
+                Err(e) if e.is_access_denied() && e.status() == Some(403) && !allowed => break,
                 Err(e) => panic!("{roles:?}: {e}"),
             }
         }

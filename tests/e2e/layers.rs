@@ -11,7 +11,7 @@ use std::path::Path;
 /// Lowest first. Every top-level module of `src/` must be listed: a new one has to be placed.
 const LAYERS: &[(&str, &[&str])] = &[
     // Re-exported from rotator-core at their old paths.
-    ("core", &["cloud", "secret", "policy", "planner"]),
+    ("core", &["cloud", "secret", "policy", "planner", "domain"]),
     ("adapters", &["transport", "azure"]),
     // `notify` is the webhook implementation of the engine's `Notifier` port.
     ("engine", &["engine", "notify"]),
@@ -97,6 +97,26 @@ fn check(files: &[(String, String)]) -> (Vec<String>, BTreeMap<String, BTreeSet<
     (problems, graph)
 }
 
+/// The engine's ports: the traits the engine calls Azure and storage through.
+const PORTS: &str = "src/engine/ports.rs";
+
+/// Every adapter module (`crate::azure`, `crate::transport`) the ports file names: the ports
+/// must speak only domain types (core's `domain`, `planner`, `policy`, `secret`), so no client
+/// type can leak into the engine through a trait signature.
+fn port_problems(files: &[(String, String)]) -> Vec<String> {
+    let adapters = layer("azure");
+    files
+        .iter()
+        .filter(|(path, _)| path == PORTS)
+        .flat_map(|(path, text)| {
+            imports(text)
+                .into_iter()
+                .filter(|m| layer(m) == adapters)
+                .map(move |m| format!("{path}: a port names crate::{m} (an adapter type)"))
+        })
+        .collect()
+}
+
 /// One cycle of the module graph, if any (depth-first search).
 fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     fn visit(
@@ -154,6 +174,35 @@ fn no_module_imports_a_higher_layer_and_the_module_graph_has_no_cycle() {
     let (problems, graph) = check(&files);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert_eq!(cycle(&graph), None, "{graph:#?}");
+    assert!(files.iter().any(|(p, _)| p == PORTS), "{PORTS} moved");
+    let ports = port_problems(&files);
+    assert!(ports.is_empty(), "{}", ports.join("\n"));
+}
+
+#[test]
+fn the_check_catches_a_port_naming_an_adapter_type() {
+    let file = |p: &str, t: &str| (p.to_string(), t.to_string());
+    let problems = port_problems(&[
+        file(
+            PORTS,
+            "use crate::azure::graph::ListedApp;\nuse crate::domain::TokenIdentity;",
+        ),
+        file(
+            "src/engine/azure_ports.rs",
+            "use crate::azure::graph::GraphClient;",
+        ),
+    ]);
+    assert_eq!(
+        problems,
+        vec![format!(
+            "{PORTS}: a port names crate::azure (an adapter type)"
+        )]
+    );
+    let fine = port_problems(&[file(
+        PORTS,
+        "// not crate::azure::graph::ListedApp\nuse crate::domain::ListedApp;",
+    )]);
+    assert!(fine.is_empty(), "{fine:?}");
 }
 
 #[test]

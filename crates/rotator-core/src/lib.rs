@@ -6,11 +6,14 @@
 //!   once; consumer identities ([`policy::ConsumerId`]).
 //! - [`planner`]: the rotation decision, a pure function of (policy, observed state, now), and
 //!   the domain model it speaks (applications, passwords, Key Vault versions, steps).
+//! - [`domain`]: the rest of the data the engine's ports speak (who the rotator signs in as, a
+//!   directory listing's applications and certificates, an Automation write's outcome).
 //! - [`tags`]: the rotator's bookkeeping in Key Vault tags (how progress survives a crash).
 //! - [`kvref`]: App Service Key Vault reference parsing.
 //! - [`cloud`]: the national clouds' endpoints; [`secret`]: the redacting secret type.
 
 pub mod cloud;
+pub mod domain;
 pub mod kvref;
 pub mod planner;
 pub mod policy;
