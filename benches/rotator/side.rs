@@ -375,10 +375,6 @@ async fn run_once(side: Side, n: usize, py: &Path) -> (Sample, Option<Sample>) {
     let control = stage.emu.emulator.control();
     control.advance(chrono::Duration::hours(25));
     let removal = stage.run(side, py, Some(control.now())).await;
-    eprintln!(
-        "DEBUG {}",
-        std::fs::read_to_string(stage.path("out")).unwrap_or_default()
-    );
     check_done(&stage, n, side, Old::Removed);
     (first, Some(removal))
 }
