@@ -13,6 +13,8 @@
 //! Azure requests are counted from the emulator's log per run. After every run the emulator's
 //! state must show the job done (the invariant check below), or the bench stops.
 //!
+//! `BENCH_OPS=1` prints each run's requests in order (service, operation, status).
+//!
 //! Needs the conformance venv (`crates/azure-emulator/conformance/run.sh` creates it under
 //! target/; `BENCH_PYTHON` names another interpreter): without it the side is skipped with one
 //! line saying so.
@@ -347,6 +349,16 @@ impl Stage {
                 tail(&read("out")),
                 tail(&read("err"))
             );
+        }
+        if std::env::var_os("BENCH_OPS").is_some() {
+            let order: Vec<String> = log[before..]
+                .iter()
+                .map(|r| {
+                    let op = r.operation.clone().unwrap_or_else(|| r.method.clone());
+                    format!("{} {op} {}", r.service, r.status)
+                })
+                .collect();
+            eprintln!("    {} requests in order: {order:?}", side.label());
         }
         let mut requests = BTreeMap::new();
         for r in &log[before..] {
