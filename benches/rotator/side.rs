@@ -24,13 +24,17 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use chrono::Utc;
+use azure_emulator::faults::RequestRecord;
+use chrono::{DateTime, Utc};
 use secret_rotator::planner::PasswordMarker;
 use serde_json::{Value, json};
 
 use crate::azurite::Azurite;
 use crate::emulator::TestEmulator;
 use crate::{CI_APP, CI_SECRET, LATENCY_MS, Row, app_id, env_usize, row};
+
+/// The product's ceiling (`ROTATOR_MAX_PARALLEL`'s default) and the script's threads.
+const PARALLEL: usize = 8;
 
 /// The two sides; `Product` runs first in every repetition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,7 +308,7 @@ impl Stage {
                     .args(["rotate", "--json", "--policy"])
                     .arg(self.path("policy.json"))
                     .env("ROTATOR_CA_FILE", self.path("ca.pem"))
-                    .env("ROTATOR_MAX_PARALLEL", "8")
+                    .env("ROTATOR_MAX_PARALLEL", PARALLEL.to_string())
                     // The scan for unenrolled credentials is not the script's job: off.
                     .env("ROTATOR_WARN_UNENROLLED_DAYS", "0")
                     .env("AzureWebJobsStorage__accountName", account)
@@ -316,7 +320,7 @@ impl Stage {
             _ => {
                 cmd.arg(py)
                     .arg(repo().join("benches/python_rotator.py"))
-                    .args(["--threads", "8", "--policy"])
+                    .args(["--threads", &PARALLEL.to_string(), "--policy"])
                     .arg(self.path("policy.json"))
                     .env("REQUESTS_CA_BUNDLE", self.path("ca.pem"));
             }
@@ -326,13 +330,16 @@ impl Stage {
 
     /// Runs one measured process; panics with its output's tail when it failed.
     async fn run(&self, side: Side, py: &Path, at: Option<chrono::DateTime<Utc>>) -> Sample {
-        let before = self.emu.emulator.control().requests().len();
+        let control = self.emu.emulator.control();
+        let before = control.requests().len();
+        let spawned = control.now();
         let out = self
             .command(side, py, at)
             .output()
             .await
             .expect("measure_process.py runs");
-        let log = self.emu.emulator.control().requests();
+        let exited = control.now();
+        let log = control.requests();
         let m: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "measure_process.py printed no JSON ({e}): {}\n{}",
@@ -350,6 +357,11 @@ impl Stage {
                 tail(&read("err"))
             );
         }
+        eprintln!(
+            "    {} timeline: {}",
+            side.label(),
+            timeline(&log[before..], spawned, exited)
+        );
         if std::env::var_os("BENCH_OPS").is_some() {
             let order: Vec<String> = log[before..]
                 .iter()
@@ -389,6 +401,72 @@ async fn run_once(side: Side, n: usize, py: &Path) -> (Sample, Option<Sample>) {
     let removal = stage.run(side, py, Some(control.now())).await;
     check_done(&stage, n, side, Old::Removed);
     (first, Some(removal))
+}
+
+/// The bench's credential a request belongs to: its number in a resource name (`site-00012`,
+/// `conn-00012`, `app-00012`) or in an application's ids (`app_id`, `object_id`: the number is
+/// the last 12 hex digits), in the path or as the caller of a token request.
+fn credential_of(r: &RequestRecord) -> Option<usize> {
+    for prefix in ["site-", "conn-", "app-"] {
+        if let Some(at) = r.path.find(prefix) {
+            let digits = r.path.get(at + prefix.len()..at + prefix.len() + 5)?;
+            return digits.parse().ok();
+        }
+    }
+    let id = |s: &str| {
+        ["0b0e0000-0000-4000-8000-", "0b1e0000-0000-4000-8000-"]
+            .iter()
+            .find_map(|p| s.find(p).map(|at| at + p.len()))
+            .and_then(|at| usize::from_str_radix(s.get(at..at + 12)?, 16).ok())
+    };
+    id(&r.path).or_else(|| r.caller.as_deref().and_then(id))
+}
+
+/// Where a run's time went, from the emulator's log: the time from spawn to the first Azure
+/// request and from the last one to exit (start-up, imports, the product's storage), each
+/// credential's span (its first to its last request) and how many were in flight on average.
+fn timeline(log: &[RequestRecord], spawned: DateTime<Utc>, exited: DateTime<Utc>) -> String {
+    let (Some(first), Some(last)) = (log.first(), log.last()) else {
+        return "no Azure request".into();
+    };
+    let ms = |a: DateTime<Utc>, b: DateTime<Utc>| (b - a).num_milliseconds();
+    let mut spans: BTreeMap<usize, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
+    for r in log {
+        if let Some(i) = credential_of(r) {
+            let e = spans.entry(i).or_insert((r.time, r.time));
+            e.0 = e.0.min(r.time);
+            e.1 = e.1.max(r.time);
+        }
+    }
+    let mut lengths: Vec<i64> = spans.values().map(|(a, b)| ms(*a, *b)).collect();
+    lengths.sort_unstable();
+    let busy = ms(first.time, last.time).max(1);
+    // A slot's turnover: a credential's last Azure request to the first of the credential
+    // that took its place (the `k`-th start after the `k - 8`-th end, 8 = the ceiling): time
+    // spent on neither side of the wire (the product's storage and lease, CPU).
+    let mut starts: Vec<_> = spans.values().map(|s| s.0).collect();
+    let mut ends: Vec<_> = spans.values().map(|s| s.1).collect();
+    starts.sort_unstable();
+    ends.sort_unstable();
+    let mut turnover: Vec<i64> = (PARALLEL..starts.len())
+        .map(|k| ms(ends[k - PARALLEL], starts[k]))
+        .collect();
+    turnover.sort_unstable();
+    let turnover = match turnover.get(turnover.len() / 2) {
+        Some(t) => format!(", slot turnover median {t} ms"),
+        None => String::new(),
+    };
+    format!(
+        "spawn to first request {} ms, first to last {} ms, last to exit {} ms; {} credentials, \
+         span median {} ms (max {}), {:.1} in flight on average{turnover}",
+        ms(spawned, first.time),
+        busy,
+        ms(last.time, exited),
+        spans.len(),
+        lengths.get(lengths.len() / 2).copied().unwrap_or(0),
+        lengths.last().copied().unwrap_or(0),
+        lengths.iter().sum::<i64>() as f64 / busy as f64,
+    )
 }
 
 fn tail(s: &str) -> &str {
