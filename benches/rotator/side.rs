@@ -191,12 +191,25 @@ fn report(
     }
     let wall = |k: &str| med[k].wall.as_secs_f64();
     let ratio = wall(Side::Product.label()) / wall(Side::Python.label());
+    // Each repetition's pair ran back to back on the same loaded machine: the ratio within a
+    // pair is the fairer one. The verdict takes the less favourable of the two medians.
+    let mut paired: Vec<f64> = samples[Side::Product.label()]
+        .iter()
+        .zip(&samples[Side::Python.label()])
+        .map(|(a, b)| a.wall.as_secs_f64() / b.wall.as_secs_f64())
+        .collect();
+    paired.sort_by(f64::total_cmp);
+    let pair_median = paired[paired.len() / 2];
     row(
         rows,
         &format!("side by side: {n} x {what}: wall, product / Python"),
-        format!("{ratio:.2}x"),
+        format!(
+            "{ratio:.2}x (medians); per pair: median {pair_median:.2}x, {:.2}x..{:.2}x",
+            paired[0],
+            paired[paired.len() - 1]
+        ),
         &format!("<= {target}x"),
-        Some(ratio <= target),
+        Some(ratio.max(pair_median) <= target),
     );
     if med.contains_key(REMOVAL) {
         let both = (wall(Side::Product.label()) + wall(REMOVAL)) / wall(Side::Python.label());
