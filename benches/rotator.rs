@@ -1,6 +1,6 @@
 //! `cargo bench --bench rotator`: the numbers in `docs/performance.md`, printed as one table.
 //!
-//! Four measurements, each against the in-process Azure emulator (and a private Azurite for the
+//! Five measurements, each against the in-process Azure emulator (and a private Azurite for the
 //! rotator's own storage), never against Azure:
 //! 1. handler start: the release binary spawned as the Functions host spawns it, `GET /` polled
 //!    every 1 ms until it answers (ready), then the first `POST /SelfTest` (first served); idle
@@ -14,12 +14,15 @@
 //! 4. status listing over 100,000 applications through `GraphClient::list_applications`, in a
 //!    child process (this same executable, re-run with `ROTATOR_BENCH_CHILD=list`) so the peak
 //!    RSS measured (the child's own VmHWM) is the listing's and not the emulator's.
+//! 5. side by side with a rotator on Microsoft's Python SDKs (`side`, in `rotator/side.rs`):
+//!    one rotation and a batch of 50, whole processes, alternated, medians.
 //!
 //! Environment knobs (for quick runs): `BENCH_CREDENTIALS` (default 1000), `BENCH_PARALLEL`
 //! (comma list of ceilings for the adaptive parallelism, default `8`: `ROTATOR_MAX_PARALLEL`'s
 //! default), `BENCH_THROTTLE=off` (no ARM/Key Vault
 //! throttling), `BENCH_APPS` (default 100000), `BENCH_ONLY` (comma list of
-//! `start,one,scale,list`), `BENCH_SEQ_SAMPLE` (default 100).
+//! `start,one,scale,list,side`), `BENCH_SEQ_SAMPLE` (default 100), `BENCH_SIDE_REPS` (default 5),
+//! `BENCH_SIDE_BATCH` (default 50), `BENCH_PYTHON` (default: the conformance venv's).
 
 // The end-to-end suite's harness (Azurite, emulator, host); the bench uses only part of each.
 #[allow(dead_code)]
@@ -31,6 +34,8 @@ mod emulator;
 #[allow(dead_code)]
 #[path = "../tests/e2e/support/host.rs"]
 mod host;
+#[path = "rotator/side.rs"]
+mod side;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -89,6 +94,9 @@ fn main() {
     }
     if wants("list") {
         rt.block_on(bench_list(&mut rows));
+    }
+    if wants("side") {
+        rt.block_on(side::bench_side(&mut rows));
     }
     print_table(&rows);
 }
@@ -258,6 +266,12 @@ fn scale_scenario(n: usize, latency_ms: u64, now: DateTime<Utc>) -> Value {
 }
 
 fn scale_policy(n: usize) -> String {
+    scale_policy_with_grace(n, 7)
+}
+
+/// [`scale_policy`] with another `graceDays` (the side-by-side bench's 0: the old password goes
+/// in the same run, as a script removes it).
+fn scale_policy_with_grace(n: usize, grace_days: u32) -> String {
     let sub =
         "/subscriptions/7c9e6679-7425-40de-944b-e07fc1f90ae7/resourceGroups/rg-bench/providers";
     let creds: Vec<Value> = (0..n)
@@ -275,7 +289,7 @@ fn scale_policy(n: usize) -> String {
         })
         .collect();
     json!({
-        "defaults": {"renewBeforeDays": 30, "lifetimeDays": 180, "graceDays": 7},
+        "defaults": {"renewBeforeDays": 30, "lifetimeDays": 180, "graceDays": grace_days},
         "credentials": creds
     })
     .to_string()
