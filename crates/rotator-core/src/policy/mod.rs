@@ -2,6 +2,8 @@
 //!
 //! - [`model`]: the validated types the rest of the program uses ([`Policy`], [`CredentialPolicy`],
 //!   [`Consumer`]...).
+//! - [`certificate`]: certificate credentials (`"type": "certificate"` entries) and the
+//!   conversion of a client secret to a certificate ([`CertificateCredentialPolicy`]).
 //! - [`minimums`]: the least grace and the least interval between forced rotations.
 //! - `parse` (private): JSON text -> model. The file is read into a `serde_json::Value` and walked
 //!   by hand rather than derived, so that *every* problem in the file is reported at once, each
@@ -11,10 +13,12 @@
 //! Entry points: [`parse`] for text already in memory, [`load`] for a file on disk. Nothing is
 //! rotated while the policy has any error, so callers treat `Err` as fatal for the whole run.
 
+pub mod certificate;
 pub mod minimums;
 pub mod model;
 mod parse;
 
+pub use certificate::*;
 pub use model::*;
 pub use parse::{DEFAULT_CONNECTION_PARAMETER, load, parse};
 
@@ -79,5 +83,7 @@ impl fmt::Display for PolicyErrors {
 
 impl std::error::Error for PolicyErrors {}
 
+#[cfg(test)]
+mod certificate_tests;
 #[cfg(test)]
 mod tests;

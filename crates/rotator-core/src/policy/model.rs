@@ -11,6 +11,8 @@ pub struct Policy {
     /// Where it was read from, for messages.
     pub source: String,
     pub credentials: Vec<CredentialPolicy>,
+    /// The certificate credentials (`"type": "certificate"` entries), in file order.
+    pub certificates: Vec<super::CertificateCredentialPolicy>,
     /// The Key Vault DNS suffix each `secretUri` named (`vault.azure.cn`...), checked against the
     /// configured cloud by [`Policy::check_cloud`].
     pub secret_uri_suffixes: std::collections::HashMap<VaultSecretRef, String>,
@@ -175,6 +177,11 @@ impl ConsumerId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id of a consumer whose normalised identity is `identity`.
+    pub(crate) fn of_identity(identity: &str) -> Self {
+        Self(format!("{:016x}", stable_hash64(identity)))
+    }
 }
 
 impl std::fmt::Display for ConsumerId {
@@ -191,7 +198,7 @@ impl Consumer {
     /// The consumer's id, recorded in Key Vault tags to remember which consumers already have
     /// the current version. See [`ConsumerId`].
     pub fn id(&self) -> ConsumerId {
-        ConsumerId(format!("{:016x}", stable_hash64(&self.identity())))
+        ConsumerId::of_identity(&self.identity())
     }
 
     /// What makes the consumer this one, normalised as Azure compares it: ARM ids, setting and

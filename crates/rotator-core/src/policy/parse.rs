@@ -13,9 +13,11 @@ use chrono::Duration;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+mod certificate;
+
 use super::{
-    AppRef, ArmResource, Consumer, ConsumerId, CredentialPolicy, Policy, PolicyError, PolicyErrors,
-    VaultSecretRef,
+    AppRef, ArmResource, CertificateCredentialPolicy, Consumer, ConsumerId, CredentialPolicy,
+    Policy, PolicyError, PolicyErrors, VaultSecretRef,
 };
 
 /// The API connection parameter used when a consumer does not name one: the Key Vault
@@ -69,6 +71,7 @@ pub fn parse(source_name: &str, text: &str) -> Result<Policy, PolicyErrors> {
         source: source_name,
         errors: Vec::new(),
         uri_suffixes: HashMap::new(),
+        certificates: Vec::new(),
     };
     // Editors on Windows like to save JSON with a byte-order mark, which serde_json rejects.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -94,6 +97,7 @@ pub fn parse(source_name: &str, text: &str) -> Result<Policy, PolicyErrors> {
         Ok(Policy {
             source: source_name.to_string(),
             credentials,
+            certificates: cx.certificates.into_iter().map(|(_, c)| c).collect(),
             secret_uri_suffixes: cx.uri_suffixes,
         })
     } else {
@@ -257,6 +261,8 @@ struct Cx<'s> {
     errors: Vec<PolicyError>,
     /// The Key Vault suffix of each `secretUri` (see [`Policy::check_cloud`]).
     uri_suffixes: HashMap<VaultSecretRef, String>,
+    /// The valid certificate entries, with their entry for the checks across entries.
+    certificates: Vec<(Entry, CertificateCredentialPolicy)>,
 }
 
 impl Cx<'_> {
@@ -494,15 +500,130 @@ impl Cx<'_> {
             let Some(cobj) = self.object(Some(&entry), "", item) else {
                 continue;
             };
+            match self.entry_kind(&entry, cobj) {
+                Some(EntryKind::ClientSecret) => {}
+                Some(EntryKind::Certificate) => {
+                    self.certificate_checks(&mut seen, &entry, cobj, defaults);
+                    continue;
+                }
+                None => continue,
+            }
             // Cross-credential checks run on whatever parts of the entry are valid, so they are
             // reported in the same pass as the entry's own errors.
             let parts = self.credential(&entry, cobj, defaults);
-            self.unique_name(&mut seen, &entry, &parts);
+            if let Some(name) = &parts.name {
+                seen.secret_credentials.insert(name.clone());
+            }
+            self.unique_name(&mut seen, &entry, parts.name.as_ref());
             self.unique_secret(&mut seen, &entry, &parts);
             self.unique_consumers(&mut seen, &entry, &parts);
             out.extend(parts.policy);
         }
+        self.conversions(&seen, &out);
         out
+    }
+
+    /// `type`: `clientSecret` (the default) or `certificate`; `None` (reported) otherwise.
+    fn entry_kind(&mut self, entry: &Entry, obj: &Map<String, Value>) -> Option<EntryKind> {
+        match obj.get("type") {
+            None => Some(EntryKind::ClientSecret),
+            Some(Value::String(t)) if t == "clientSecret" => Some(EntryKind::ClientSecret),
+            Some(Value::String(t)) if t == "certificate" => Some(EntryKind::Certificate),
+            Some(other) => {
+                self.push(
+                    Some(entry),
+                    "type",
+                    format!(
+                        "expected 'clientSecret' (the default) or 'certificate', got {}",
+                        match other {
+                            Value::String(t) => q(t),
+                            v => kind(v).to_string(),
+                        }
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A certificate entry and its checks across entries: unique name, one credential per Key
+    /// Vault certificate, one writer per consumer target.
+    fn certificate_checks(
+        &mut self,
+        seen: &mut Seen,
+        entry: &Entry,
+        obj: &Map<String, Value>,
+        defaults: Days,
+    ) {
+        let parts = self.certificate_entry(entry, obj, defaults);
+        self.unique_name(seen, entry, parts.name.as_ref());
+        if let Some(c) = &parts.certificate {
+            let key = (c.vault.to_ascii_lowercase(), c.name.to_ascii_lowercase());
+            if let Some(first) = seen.certificates.get(&key) {
+                self.push(
+                    Some(entry),
+                    "certificate",
+                    format!(
+                        "certificate {} in vault {} is already the store of {first}: two credentials cannot share one Key Vault certificate",
+                        q(&c.name),
+                        q(&c.vault)
+                    ),
+                );
+            } else {
+                seen.certificates.insert(key, entry.0.clone());
+            }
+        }
+        let owner = parts.name.clone().unwrap_or_else(|| entry.0.clone());
+        for (ci, c) in &parts.consumers {
+            let key = certificate_target_key(c, &owner);
+            self.claim_target(seen, entry, *ci, key, &c.describe());
+        }
+        if let Some(p) = parts.policy {
+            self.certificates.push((entry.clone(), p));
+        }
+    }
+
+    /// `replacesSecret` names a client-secret credential of the same application, replaced by
+    /// one certificate only.
+    fn conversions(&mut self, seen: &Seen, secrets: &[CredentialPolicy]) {
+        let mut claimed: HashMap<String, String> = HashMap::new();
+        let certs: Vec<(Entry, CertificateCredentialPolicy)> = self.certificates.clone();
+        for (entry, cert) in &certs {
+            let Some(secret) = &cert.replaces_secret else {
+                continue;
+            };
+            let e = Some(entry);
+            if !seen.secret_credentials.contains(secret) {
+                self.push(
+                    e,
+                    "replacesSecret",
+                    format!(
+                        "{} is not a client-secret credential of this file",
+                        q(secret)
+                    ),
+                );
+            } else if let Some(s) = secrets.iter().find(|s| &s.name == secret)
+                && s.application != cert.application
+            {
+                self.push(
+                    e,
+                    "replacesSecret",
+                    format!(
+                        "{} belongs to another application (give the same application on both entries)",
+                        q(secret)
+                    ),
+                );
+            }
+            if let Some(first) = claimed.get(secret) {
+                self.push(
+                    e,
+                    "replacesSecret",
+                    format!("{} is already being replaced by {first}", q(secret)),
+                );
+            } else {
+                claimed.insert(secret.clone(), entry.0.clone());
+            }
+        }
     }
 
     /// `defaults`: each value checked alone; relations checked on the defaults themselves only
@@ -573,8 +694,8 @@ impl Cx<'_> {
     }
 
     /// Credential names are unique across the file.
-    fn unique_name(&mut self, seen: &mut Seen, entry: &Entry, parts: &CredentialParts) {
-        let Some(name) = &parts.name else { return };
+    fn unique_name(&mut self, seen: &mut Seen, entry: &Entry, name: Option<&String>) {
+        let Some(name) = name else { return };
         if let Some(first) = seen.names.get(name) {
             self.push(
                 Some(entry),
@@ -618,7 +739,6 @@ impl Cx<'_> {
         let mut ids: HashMap<ConsumerId, String> = HashMap::new();
         for (ci, c) in parts.consumers.iter() {
             let ci = *ci;
-            let here = format!("{} consumers[{ci}]", entry.0);
             if let Some(first) = ids.get(&c.id()).filter(|first| **first != c.identity()) {
                 self.push(
                     Some(entry),
@@ -631,19 +751,28 @@ impl Cx<'_> {
                 );
             }
             ids.entry(c.id()).or_insert_with(|| c.identity());
-            let key = target_key(c, &owner);
-            if let Some(first) = seen.targets.get(&key) {
-                self.push(
-                    Some(entry),
-                    format!("consumers[{ci}]"),
-                    format!(
-                        "duplicate consumer: {} is already listed as {first}",
-                        c.describe()
-                    ),
-                );
-            } else {
-                seen.targets.insert(key, here);
-            }
+            self.claim_target(seen, entry, ci, target_key(c, &owner), &c.describe());
+        }
+    }
+
+    /// Records `consumers[ci]` of `entry` as the writer of `key`, or reports who already is.
+    fn claim_target(
+        &mut self,
+        seen: &mut Seen,
+        entry: &Entry,
+        ci: usize,
+        key: String,
+        describe: &str,
+    ) {
+        if let Some(first) = seen.targets.get(&key) {
+            self.push(
+                Some(entry),
+                format!("consumers[{ci}]"),
+                format!("duplicate consumer: {describe} is already listed as {first}"),
+            );
+        } else {
+            seen.targets
+                .insert(key, format!("{} consumers[{ci}]", entry.0));
         }
     }
 
@@ -676,6 +805,7 @@ impl Cx<'_> {
             "",
             obj,
             &[
+                "type",
                 "name",
                 "application",
                 "tenantId",
@@ -1034,9 +1164,20 @@ impl Cx<'_> {
 }
 
 /// First holders across the file's credentials, for the uniqueness checks.
+/// The two kinds of credential entry (`type`).
+#[derive(Clone, Copy)]
+enum EntryKind {
+    ClientSecret,
+    Certificate,
+}
+
 #[derive(Default)]
 struct Seen {
     names: HashMap<String, String>,
+    /// Names of the client-secret entries (valid or not), for `replacesSecret`.
+    secret_credentials: std::collections::HashSet<String>,
+    /// (vault, certificate) lower-cased -> the entry storing its credential there.
+    certificates: HashMap<(String, String), String>,
     secrets: HashMap<(String, String), String>,
     targets: HashMap<String, String>,
 }
@@ -1082,6 +1223,29 @@ fn target_key(c: &Consumer, credential: &str) -> String {
             )
         }
         Consumer::NotifyOnly {
+            system,
+            instructions,
+        } => format!(
+            "notify|{credential}|{}|{}",
+            system.trim().to_lowercase(),
+            instructions.trim()
+        ),
+    }
+}
+
+/// [`target_key`] for a certificate's consumers: a setting is the same target whichever kind
+/// of credential writes it.
+fn certificate_target_key(c: &crate::policy::CertificateConsumer, credential: &str) -> String {
+    use crate::policy::CertificateConsumer as C;
+    match c {
+        C::AppSettingKeyVaultRef { site, setting } | C::AppSettingThumbprint { site, setting } => {
+            format!(
+                "setting|{}|{}",
+                site.normalised_id(""),
+                setting.to_ascii_lowercase()
+            )
+        }
+        C::NotifyOnly {
             system,
             instructions,
         } => format!(
