@@ -3,6 +3,8 @@
 //! - [`model`]: what the planner sees ([`Observation`]) and decides ([`Decision`], [`Step`]).
 //! - `decide` (private, re-exported): [`decide`], [`decide_forced`] (on-demand rotation) and
 //!   [`describe_step`], the rules below.
+//! - [`certificate`]: the same for certificate credentials (its own observation, steps and
+//!   rules; the engine does not run it yet).
 //! - `tests`, `proptests`: one example per field runbook situation, and property tests that
 //!   simulate whole runs from arbitrary (including adversarial) starting states.
 //!
@@ -101,6 +103,7 @@
 //! - The planner trusts the observation: consumer sync state, hints and tags are the executor's
 //!   findings. It never sees secret values.
 
+pub mod certificate;
 mod decide;
 pub mod model;
 
