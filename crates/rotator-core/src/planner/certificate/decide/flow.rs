@@ -261,8 +261,11 @@ impl Builder<'_> {
     }
 
     /// Whether `k` may be removed at all: the rotator's, not in use, not the only valid key.
+    /// Every entry with `k`'s keyId counts: Graph keeps them unique, but an observation that
+    /// repeats one must not let a removal by keyId take a key that is not the rotator's.
     fn removable(&mut self, view: &View<'_>, k: &KeyCredentialInfo) -> bool {
-        if !self.is_ours(k) || view.in_use(k) {
+        let same_id = || view.app.keys.iter().filter(|o| o.key_id == k.key_id);
+        if !same_id().all(|o| self.is_ours(o) && !view.in_use(o)) {
             return false;
         }
         let other_valid = view
