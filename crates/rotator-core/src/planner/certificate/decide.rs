@@ -24,6 +24,17 @@ pub fn decide(
     b.finish()
 }
 
+/// Azure's words on their way into a message: control characters (a forged line break in a
+/// log) dropped, clipped to 200 characters. The executor clips too; the planner does not rely
+/// on it.
+fn untrusted(text: &str) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    if text.chars().filter(|c| !c.is_control()).nth(200).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// The versions and keys the rules talk about, resolved once.
 struct View<'o> {
     app: &'o CertAppState,

@@ -535,3 +535,15 @@ fn a_secret_is_not_removed_while_the_certificate_is_not_on_every_consumer() {
             .any(|s| matches!(s, CertStep::RemoveClientSecret { .. }))
     );
 }
+
+#[test]
+fn azures_words_reach_the_message_without_line_breaks_and_clipped() {
+    let p = policy(three());
+    let mut o = obs(&p, vec![], vec![]);
+    let forged = format!("refused\nINFO rotation done{}", "x".repeat(500));
+    cert_state(&mut o).pending = Some(PendingOperation::Failed { detail: forged });
+    let why = decide(&p, &o, t0()).blocked.expect("blocked");
+    assert!(!why.contains('\n'));
+    assert!(why.contains("refusedINFO rotation done") && why.contains('…'));
+    assert!(why.len() < 600);
+}

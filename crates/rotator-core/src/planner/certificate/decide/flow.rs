@@ -153,8 +153,9 @@ impl Builder<'_> {
                 self.due.extend(self.now.checked_add_signed(PENDING_POLL));
             }
             Some(PendingOperation::Failed { detail }) => self.block(format!(
-                "Key Vault's request for a new version of {} failed ({detail}); fix the issuer or policy, then delete the failed operation (az keyvault certificate pending delete)",
-                self.policy.certificate.name
+                "Key Vault's request for a new version of {} failed ({}); fix the issuer or policy, then delete the failed operation (az keyvault certificate pending delete)",
+                self.policy.certificate.name,
+                super::untrusted(detail)
             )),
             None => self.step(
                 CertStep::RequestVersion { reason },
@@ -183,7 +184,8 @@ impl Builder<'_> {
             };
             self.block(format!(
                 "version {} cannot go on the application: {what} ({})",
-                c.version, r.detail
+                c.version,
+                super::untrusted(&r.detail)
             ));
             return;
         }
