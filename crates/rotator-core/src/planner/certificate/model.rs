@@ -187,7 +187,8 @@ pub enum SecretConsumerMove {
 /// The replaced client secret's side of a conversion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversionObservation {
-    /// Same length and order as the secret credential's consumers.
+    /// Same length and order as the consumers listed on the secret credential's policy entry:
+    /// those are the ones that must move (a secret with none listed has nothing to wait for).
     pub secret_consumers: Vec<SecretConsumerMove>,
     /// The secret credential's passwords still on the application (current and previous,
     /// as its Key Vault tags name them).
@@ -220,6 +221,8 @@ pub enum RenewReason {
     Expired { expired: DateTime<Utc> },
     /// The current version is disabled in Key Vault: it cannot sign.
     CurrentDisabled,
+    /// Key Vault gives the current version no expiry date, so its renewal cannot be planned.
+    ExpiryUnknown,
     /// Entra refuses an assertion signed by the current version though its key is on the app.
     CurrentRefused,
 }

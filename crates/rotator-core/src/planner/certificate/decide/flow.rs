@@ -119,7 +119,7 @@ impl Builder<'_> {
         }
         let Some(end) = cur.expires else {
             let why = format!("The current version {v} has no expiry date: replace it.");
-            return Some((RenewReason::NotCreated, why));
+            return Some((RenewReason::ExpiryUnknown, why));
         };
         if end <= self.now {
             let why = format!("The current version {v} expired {}.", day(end));
