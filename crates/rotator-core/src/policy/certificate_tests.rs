@@ -350,3 +350,30 @@ fn consumer_ids_differ_from_the_secret_consumers_at_the_same_place() {
     assert_ne!(ids[0], p.credentials[0].consumers[0].id());
     assert_ne!(ids[0], ids[1]);
 }
+
+mod fuzz {
+    //! The certificate example with one node replaced by anything: never a panic, every
+    //! error names the file, and what still parses keeps its one certificate at most.
+    use super::*;
+    use crate::policy::tests::fuzz::{at_path, check, json_value, paths};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn mutated_certificate_example_never_panics(
+            pick in any::<prop::sample::Index>(),
+            value in json_value(),
+        ) {
+            let mut v = file();
+            let mut all = Vec::new();
+            paths(&v, Vec::new(), &mut all);
+            let path = pick.get(&all).clone();
+            *at_path(&mut v, &path) = value;
+            let result = parse("policy.json", &v.to_string());
+            if let Ok(p) = &result {
+                prop_assert!(p.certificates.len() <= 1 && p.credentials.len() <= 2);
+            }
+            check(result);
+        }
+    }
+}

@@ -702,12 +702,12 @@ fn errors_display_and_error_trait() {
     assert_eq!(one.to_string(), errs.errors[0].to_string());
 }
 
-mod fuzz {
+pub(crate) mod fuzz {
     //! The parser never panics and always names the file, whatever the input.
     use super::*;
     use proptest::prelude::*;
 
-    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    pub(crate) fn json_value() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
@@ -729,7 +729,7 @@ mod fuzz {
     }
 
     /// Every JSON path (object keys and array indices) of a value.
-    fn paths(v: &serde_json::Value, here: Vec<String>, out: &mut Vec<Vec<String>>) {
+    pub(crate) fn paths(v: &serde_json::Value, here: Vec<String>, out: &mut Vec<Vec<String>>) {
         out.push(here.clone());
         match v {
             serde_json::Value::Object(m) => {
@@ -750,14 +750,17 @@ mod fuzz {
         }
     }
 
-    fn at_path<'v>(v: &'v mut serde_json::Value, path: &[String]) -> &'v mut serde_json::Value {
+    pub(crate) fn at_path<'v>(
+        v: &'v mut serde_json::Value,
+        path: &[String],
+    ) -> &'v mut serde_json::Value {
         path.iter().fold(v, |v, seg| match v {
             serde_json::Value::Array(a) => &mut a[seg.parse::<usize>().unwrap()],
             other => &mut other[seg.as_str()],
         })
     }
 
-    fn check(result: Result<Policy, PolicyErrors>) {
+    pub(crate) fn check(result: Result<Policy, PolicyErrors>) {
         if let Err(errs) = result {
             assert!(!errs.errors.is_empty());
             for line in errs.to_string().lines() {
