@@ -872,6 +872,45 @@ async fn bad_settings_and_policy_are_named() {
     assert!(out.stderr.contains("AZURE_TENANT_ID"), "{}", out.stderr);
 }
 
+/// A certificate credential parses (its planner is in the core) but the engine does not run it
+/// yet: the policy is refused, naming the entry, rather than enrolling a credential nothing
+/// renews.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_entry_is_refused_until_the_engine_rotates_it() {
+    let cli = Cli::start(scenario(&["Application.ReadWrite.OwnedBy"]), &demo_policy()).await;
+    let mut policy: Value = serde_json::from_str(&demo_policy()).unwrap();
+    let app = policy["credentials"][0]["application"].clone();
+    policy["credentials"].as_array_mut().unwrap().push(json!({
+        "type": "certificate",
+        "name": "teams-cert",
+        "application": app,
+        "certificate": { "vault": "kv5sutozr67fiik", "name": "teams-cert" },
+        "issuer": "Self",
+        "keySize": 2048,
+        "validityInMonths": 12,
+        "renewBeforeDays": 30,
+        "graceDays": 7,
+        "consumers": [
+            { "type": "notifyOnly", "system": "EzSign", "instructions": "Upload the new .cer" }
+        ]
+    }));
+    let path = PathBuf::from(cli.dir.path()).join("cert.json");
+    std::fs::write(&path, policy.to_string()).unwrap();
+    let out = cli.run(&["plan", "--policy", path.to_str().unwrap()]).await;
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("teams-cert"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not yet rotated by this version"),
+        "{}",
+        out.stderr
+    );
+    // The same file without the certificate entry is accepted.
+    policy["credentials"].as_array_mut().unwrap().pop();
+    std::fs::write(&path, policy.to_string()).unwrap();
+    let out = cli.run(&["plan", "--policy", path.to_str().unwrap()]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
 /// A tenant of many applications: every credential is reported, page by page, and the binary's
 /// peak memory does not grow with the tenant (measured with /usr/bin/time when present).
 /// `CLI_SCALE_APPS` raises the size for a manual measurement.
