@@ -1118,3 +1118,32 @@ async fn storage_lease_is_exclusive_and_recoverable() {
     drop(other);
     drop(again);
 }
+
+/// The shared transport's trust: the platform's roots (from the system bundle where there is
+/// one, `transport::SystemRoots`) do not include the emulator's CA, so without it the emulator's
+/// Graph is refused at the TLS handshake; with it (added to those roots) the same request
+/// gets an answer.
+#[tokio::test]
+async fn the_transport_trusts_the_emulator_only_with_its_ca() {
+    let emu = emulator::TestEmulator::start(crate::support::world::demo_scenario()).await;
+    let url = "https://graph.microsoft.com/v1.0/applications";
+    let with_ca = emu.transport_config(&[]);
+    let mut without = with_ca.clone();
+    without.extra_ca_pem = None;
+    let refused = without
+        .build()
+        .expect("client")
+        .get(url)
+        .send()
+        .await
+        .expect_err("the emulator's certificate is not trusted without its CA");
+    assert!(refused.is_connect(), "{refused:?}");
+    let answered = with_ca
+        .build()
+        .expect("client")
+        .get(url)
+        .send()
+        .await
+        .expect("the emulator answers over TLS with its CA");
+    assert_eq!(answered.status(), 401, "no token, but a TLS answer");
+}
