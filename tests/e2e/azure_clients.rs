@@ -1147,3 +1147,41 @@ async fn the_transport_trusts_the_emulator_only_with_its_ca() {
         .expect("the emulator answers over TLS with its CA");
     assert_eq!(answered.status(), 401, "no token, but a TLS answer");
 }
+
+/// The managed API's definition (read once per process) goes out alongside the PUT's fresh
+/// GET when an earlier GET named the API, not after it: with that fresh GET refused, the
+/// definition was still asked for; a client that never read the connection asks nothing more
+/// after a refused GET.
+#[tokio::test]
+async fn connection_definition_is_read_alongside_the_fresh_get() {
+    for observed_first in [false, true] {
+        let emu = start().await;
+        let cc = ConnectionsClient::new(
+            Cloud::Public,
+            emu.app_credential("rotator", ROTATOR_SECRET),
+            emu.options(),
+        );
+        let conn = arm("kv-conn");
+        if observed_first {
+            cc.get(&conn).await.expect("the observation's read");
+        }
+        emu.emulator
+            .control()
+            .add_fault(crate::support::faultkit::rule(
+                "arm",
+                "getConnection",
+                crate::support::faultkit::status(403),
+            ));
+        let refused = cc
+            .replace_secret_parameter(&conn, "token:clientSecret", &SecretValue::new("x"))
+            .await
+            .expect_err("the fresh GET is refused");
+        assert_eq!(refused.kind(), &ErrorKind::AccessDenied, "{refused}");
+        assert_eq!(
+            count(&emu, "arm", "getManagedApi"),
+            usize::from(observed_first),
+            "observed first: {observed_first}"
+        );
+        assert_eq!(count(&emu, "arm", "putConnection"), 0);
+    }
+}
