@@ -10,7 +10,9 @@
 //! `nonSecretParameterValues`), the managed API's definition (`ManagedApis_Get`: which
 //! parameters exist and which are `securestring`), and the new value. A secret parameter other
 //! than ours cannot be read back: such a connection is refused ([`ErrorKind::Blocked`]) rather
-//! than wiped. Whether ARM accepts a PUT that changes an existing connection's parameters is
+//! than wiped. The definition is read once per process (Microsoft's, the same for every
+//! connection to that API), alongside the PUT's fresh GET when an earlier GET already named the
+//! API; it cannot be skipped: no GET says which secret parameters a connection has. Whether ARM accepts a PUT that changes an existing connection's parameters is
 //! itself not settled by the evidence (the terraform note says the error came "for both
 //! CreateOrUpdate and Update"); a refusal is [`ErrorKind::Blocked`] with the manual step.
 
@@ -78,6 +80,9 @@ pub struct ConnectionsClient {
     /// Managed API definitions by `api.id`, read once per process: they are Microsoft's, the
     /// same for every connection to that API in that region.
     definitions: Arc<std::sync::Mutex<std::collections::HashMap<String, BTreeMap<String, String>>>>,
+    /// Each connection's `api.id` as its last GET said: a replace reads the API's definition
+    /// alongside its fresh GET instead of after it (and checks the GET still names that API).
+    api_ids: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl fmt::Debug for ConnectionsClient {
@@ -95,6 +100,7 @@ impl ConnectionsClient {
         Self {
             arm: Arm::new(cloud, credential, options),
             definitions: Default::default(),
+            api_ids: Default::default(),
         }
     }
 
@@ -108,7 +114,43 @@ impl ConnectionsClient {
 
     pub async fn get(&self, conn: &ArmResource) -> Result<ConnectionInfo, Error> {
         let reply = self.get_reply(conn).await?;
-        parse_connection(&reply.body).map_err(bad(GET))
+        let info = parse_connection(&reply.body).map_err(bad(GET))?;
+        if let (Some(id), Ok(mut ids)) = (&info.api_id, self.api_ids.lock()) {
+            ids.insert(Self::path(conn).to_ascii_lowercase(), id.clone());
+        }
+        Ok(info)
+    }
+
+    /// The connection's fresh GET and its managed API's definition: together when an earlier
+    /// GET named the API and this one still does, else one after the other (the definition is
+    /// only ever the one of the API the fresh GET names).
+    async fn read_for_replace(
+        &self,
+        conn: &ArmResource,
+    ) -> Result<(serde_json::Value, String, BTreeMap<String, String>), Error> {
+        let known = self
+            .api_ids
+            .lock()
+            .ok()
+            .and_then(|ids| ids.get(&Self::path(conn).to_ascii_lowercase()).cloned());
+        let (current, early) = match known {
+            Some(id) => {
+                let (current, definition) =
+                    futures::join!(self.get_raw(conn), self.managed_api_parameters(&id, conn));
+                (current?, Some((id, definition)))
+            }
+            None => (self.get_raw(conn).await?, None),
+        };
+        let api_id = current
+            .pointer("/properties/api/id")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| bad(GET)("API connection: properties.api.id is missing".into()))?
+            .to_string();
+        let definition = match early {
+            Some((id, definition)) if id.eq_ignore_ascii_case(&api_id) => definition?,
+            _ => self.managed_api_parameters(&api_id, conn).await?,
+        };
+        Ok((current, api_id, definition))
     }
 
     async fn get_reply(&self, conn: &ArmResource) -> Result<Reply, Error> {
@@ -133,13 +175,7 @@ impl ConnectionsClient {
         parameter: &str,
         value: &SecretValue,
     ) -> Result<ConnectionInfo, Error> {
-        let current = self.get_raw(conn).await?;
-        let api_id = current
-            .pointer("/properties/api/id")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| bad(GET)("API connection: properties.api.id is missing".into()))?
-            .to_string();
-        let definition = self.managed_api_parameters(&api_id, conn).await?;
+        let (current, api_id, definition) = self.read_for_replace(conn).await?;
         check_parameters(&definition, &api_id, parameter).map_err(|why| blocked(conn, why))?;
         let body = put_body(&current, &api_id, parameter, value);
         match self

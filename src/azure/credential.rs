@@ -88,7 +88,79 @@ impl CredentialChoice {
 }
 
 /// Builds the credential. Token requests go through `options.http` (the shared transport).
+///
+/// One SDK credential object per scope ([`PerScope`]): the first tokens of different
+/// resources are fetched together, each resource's still once.
 pub fn build_credential(
+    cloud: Cloud,
+    choice: &CredentialChoice,
+    options: &ServiceOptions,
+) -> Result<Arc<dyn TokenCredential>, Error> {
+    // Built once here so a bad setting is an error now, not at the first token request.
+    let first = build_one(cloud, choice, options)?;
+    let (choice, options) = (choice.clone(), options.clone());
+    Ok(Arc::new(PerScope {
+        spare: std::sync::Mutex::new(Some(first)),
+        build: Box::new(move || build_one(cloud, &choice, &options)),
+        by_scopes: Default::default(),
+    }))
+}
+
+/// The SDK credential, one per scope. `azure_identity`'s token cache holds its write lock
+/// while it fetches a missing token, whatever the scope (azure_identity 1.0, `cache.rs`,
+/// `TokenCache::get_token`), so through one object a process's first Storage, Graph, ARM and
+/// Key Vault tokens went out one after another. With an object (and so a cache) per scope
+/// they go out together, and concurrent asks for one scope still fetch it once (they wait on
+/// that scope's lock and find the token cached).
+struct PerScope {
+    /// The object built (and so checked) by [`build_credential`], for the first scope asked.
+    spare: std::sync::Mutex<Option<Arc<dyn TokenCredential>>>,
+    build: Box<dyn Fn() -> Result<Arc<dyn TokenCredential>, Error> + Send + Sync>,
+    by_scopes: std::sync::Mutex<std::collections::HashMap<Vec<String>, Arc<dyn TokenCredential>>>,
+}
+
+impl std::fmt::Debug for PerScope {
+    /// Never the settings: they may hold the client secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerScope").finish_non_exhaustive()
+    }
+}
+
+impl PerScope {
+    fn for_scopes(&self, scopes: &[&str]) -> azure_core::Result<Arc<dyn TokenCredential>> {
+        let key: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let mut map = self.by_scopes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(&key) {
+            return Ok(c.clone());
+        }
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let cred = match spare {
+            Some(c) => c,
+            None => (self.build)().map_err(|e| {
+                azure_core::Error::with_message(
+                    azure_core::error::ErrorKind::Credential,
+                    e.to_string(),
+                )
+            })?,
+        };
+        map.insert(key, cred.clone());
+        Ok(cred)
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for PerScope {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        self.for_scopes(scopes)?.get_token(scopes, options).await
+    }
+}
+
+/// One SDK credential object of the chosen kind.
+fn build_one(
     cloud: Cloud,
     choice: &CredentialChoice,
     options: &ServiceOptions,
@@ -250,5 +322,105 @@ mod token_identity_tests {
                 .unwrap_err()
                 .contains("oid")
         );
+    }
+}
+
+#[cfg(test)]
+mod per_scope_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use azure_core::credentials::{AccessToken, TokenRequestOptions};
+    use tokio::sync::{Barrier, Mutex};
+
+    /// Like `azure_identity`'s credentials: one lock held across a fetch, whatever the scope.
+    /// A fetch returns only once `meet` fetches are in flight at the same time.
+    #[derive(Debug)]
+    struct OneLock {
+        cache: Mutex<()>,
+        meet: Arc<Barrier>,
+    }
+
+    #[async_trait::async_trait]
+    impl TokenCredential for OneLock {
+        async fn get_token(
+            &self,
+            scopes: &[&str],
+            _: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            let _held = self.cache.lock().await;
+            self.meet.wait().await;
+            Ok(AccessToken::new(
+                Secret::new(format!("token for {}", scopes.join(" "))),
+                azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
+            ))
+        }
+    }
+
+    fn per_scope(meet: usize) -> (PerScope, Arc<AtomicUsize>) {
+        let built = Arc::new(AtomicUsize::new(0));
+        let counter = built.clone();
+        let meet = Arc::new(Barrier::new(meet));
+        let build = move || -> Result<Arc<dyn TokenCredential>, Error> {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(Arc::new(OneLock {
+                cache: Mutex::new(()),
+                meet: meet.clone(),
+            }))
+        };
+        let creds = PerScope {
+            spare: std::sync::Mutex::new(None),
+            build: Box::new(build),
+            by_scopes: Default::default(),
+        };
+        (creds, built)
+    }
+
+    #[tokio::test]
+    async fn different_scopes_are_fetched_together_and_one_scope_by_one_object() {
+        // Three resources' first tokens must all be in flight at once; through one object
+        // (one lock) the second would wait for the first, which waits for the third: stuck.
+        let (creds, built) = per_scope(3);
+        let ask = |scope: &'static str| {
+            let creds = &creds;
+            async move { creds.get_token(&[scope], None).await }
+        };
+        let together = futures::future::join3(
+            ask("https://graph.microsoft.com/.default"),
+            ask("https://vault.azure.net/.default"),
+            ask("https://management.azure.com/.default"),
+        );
+        let (g, k, a) = tokio::time::timeout(Duration::from_secs(10), together)
+            .await
+            .expect("the three scopes' fetches did not run together");
+        for (t, scope) in [(g, "graph"), (k, "vault"), (a, "management")] {
+            assert!(t.expect("token").token.secret().contains(scope));
+        }
+        assert_eq!(built.load(Ordering::SeqCst), 3, "one object per scope");
+        let (creds, built) = per_scope(1);
+        for _ in 0..3 {
+            creds
+                .get_token(&["https://vault.azure.net/.default"], None)
+                .await
+                .expect("token");
+        }
+        assert_eq!(
+            built.load(Ordering::SeqCst),
+            1,
+            "the same scope, the same object"
+        );
+    }
+
+    #[test]
+    fn its_debug_shows_no_setting() {
+        let choice = CredentialChoice::ClientSecret {
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            secret: SecretValue::new("s3cret-text".to_string()),
+        };
+        let options = ServiceOptions::new(reqwest::Client::new());
+        let cred = build_credential(Cloud::Public, &choice, &options).expect("builds");
+        assert!(!format!("{cred:?}").contains("s3cret-text"));
     }
 }

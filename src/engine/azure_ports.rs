@@ -81,6 +81,8 @@ fn tenant_refusal(code: &str, message: &str) -> Option<PortError> {
 /// Every Azure client the engine uses.
 pub struct AzureClients {
     pub cloud: Cloud,
+    /// The rotator's own credential, for [`AzurePorts::warm_tokens`].
+    pub credential: Arc<dyn azure_core::credentials::TokenCredential>,
     pub graph: GraphClient,
     pub probe: TokenProbe,
     pub keyvault: KeyVaultClient,
@@ -97,6 +99,26 @@ impl AzurePorts for AzureClients {
 
     async fn caller_identity(&self) -> Result<TokenIdentity, PortError> {
         Ok(self.graph.caller_identity().await?)
+    }
+
+    async fn warm_tokens(&self, arm: bool) {
+        let cloud = self.cloud;
+        // Key Vault's scope as its challenge names it (`resource="https://vault.azure.net"`
+        // plus `/.default`, azure_security_keyvault_secrets' `KeyVaultAuthorizer`), so the
+        // token is in the cache when the challenge's answer asks for it.
+        let mut scopes = vec![cloud.graph_scope(), cloud.keyvault_scope()];
+        if arm {
+            scopes.push(cloud.arm_scope());
+        }
+        let fetches = scopes.iter().map(|s| async move {
+            let scope = [s.as_str()];
+            self.credential.get_token(&scope, None).await
+        });
+        for (scope, got) in scopes.iter().zip(futures::future::join_all(fetches).await) {
+            if let Err(e) = got {
+                tracing::debug!("no token for {scope} ahead of the pass: {e}");
+            }
+        }
     }
 
     fn list(&self, listing: Listing, page_size: u32) -> Box<dyn ListingPager> {
@@ -383,6 +405,7 @@ pub fn clients(
 ) -> AzureClients {
     AzureClients {
         cloud,
+        credential: credential.clone(),
         graph: GraphClient::new(cloud, credential.clone(), options.clone(), limiter),
         probe: TokenProbe::new(cloud, options.clone()),
         keyvault: KeyVaultClient::new(cloud, credential.clone(), options.clone()),

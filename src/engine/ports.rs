@@ -117,6 +117,11 @@ pub trait AzurePorts: Send + Sync {
     async fn get_app(&self, app: &AppRef) -> Result<AppState, PortError>;
     /// Who the rotator signs in as (from its own Graph token): decides what it may list.
     async fn caller_identity(&self) -> Result<TokenIdentity, PortError>;
+    /// Fetches, together, the rotator's own tokens for the resources a pass uses (Graph and
+    /// Key Vault always, ARM when `arm`), so its first requests do not wait for them one by
+    /// one. A failure is only logged: the request that needs the token asks again and fails
+    /// as it would have without this.
+    async fn warm_tokens(&self, arm: bool);
     /// Starts a paged listing; nothing is fetched until the first `next_page`.
     fn list(&self, listing: Listing, page_size: u32) -> Box<dyn ListingPager>;
     /// addPassword: returns the new password and its value (the only time it is visible).

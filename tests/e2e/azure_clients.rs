@@ -1118,3 +1118,70 @@ async fn storage_lease_is_exclusive_and_recoverable() {
     drop(other);
     drop(again);
 }
+
+/// The shared transport's trust: the platform's roots (from the system bundle where there is
+/// one, `transport::SystemRoots`) do not include the emulator's CA, so without it the emulator's
+/// Graph is refused at the TLS handshake; with it (added to those roots) the same request
+/// gets an answer.
+#[tokio::test]
+async fn the_transport_trusts_the_emulator_only_with_its_ca() {
+    let emu = emulator::TestEmulator::start(crate::support::world::demo_scenario()).await;
+    let url = "https://graph.microsoft.com/v1.0/applications";
+    let with_ca = emu.transport_config(&[]);
+    let mut without = with_ca.clone();
+    without.extra_ca_pem = None;
+    let refused = without
+        .build()
+        .expect("client")
+        .get(url)
+        .send()
+        .await
+        .expect_err("the emulator's certificate is not trusted without its CA");
+    assert!(refused.is_connect(), "{refused:?}");
+    let answered = with_ca
+        .build()
+        .expect("client")
+        .get(url)
+        .send()
+        .await
+        .expect("the emulator answers over TLS with its CA");
+    assert_eq!(answered.status(), 401, "no token, but a TLS answer");
+}
+
+/// The managed API's definition (read once per process) goes out alongside the PUT's fresh
+/// GET when an earlier GET named the API, not after it: with that fresh GET refused, the
+/// definition was still asked for; a client that never read the connection asks nothing more
+/// after a refused GET.
+#[tokio::test]
+async fn connection_definition_is_read_alongside_the_fresh_get() {
+    for observed_first in [false, true] {
+        let emu = start().await;
+        let cc = ConnectionsClient::new(
+            Cloud::Public,
+            emu.app_credential("rotator", ROTATOR_SECRET),
+            emu.options(),
+        );
+        let conn = arm("kv-conn");
+        if observed_first {
+            cc.get(&conn).await.expect("the observation's read");
+        }
+        emu.emulator
+            .control()
+            .add_fault(crate::support::faultkit::rule(
+                "arm",
+                "getConnection",
+                crate::support::faultkit::status(403),
+            ));
+        let refused = cc
+            .replace_secret_parameter(&conn, "token:clientSecret", &SecretValue::new("x"))
+            .await
+            .expect_err("the fresh GET is refused");
+        assert_eq!(refused.kind(), &ErrorKind::AccessDenied, "{refused}");
+        assert_eq!(
+            count(&emu, "arm", "getManagedApi"),
+            usize::from(observed_first),
+            "observed first: {observed_first}"
+        );
+        assert_eq!(count(&emu, "arm", "putConnection"), 0);
+    }
+}

@@ -7,6 +7,7 @@ mod support;
 mod azure_clients;
 mod bicep_syntax;
 mod bicep_types;
+mod bookkeeping;
 mod certificate_clients;
 mod cli_commands;
 mod connection_fidelity;

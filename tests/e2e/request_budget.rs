@@ -245,3 +245,43 @@ async fn a_failed_consumer_does_not_lose_the_others_sync_records() {
         "one tag write for the run: {ops:#?}"
     );
 }
+
+/// A fresh process's pass fetches the tokens it needs together at its start
+/// (`AzurePorts::warm_tokens`), alongside the first runs that need the same tokens: each
+/// resource's token is still fetched once (one per resource: Storage, Graph, Key Vault, ARM),
+/// whatever order the requests meet in.
+#[tokio::test]
+async fn a_fresh_pass_fetches_its_own_token_once_per_resource() {
+    let (scenario, policy) = three_consumer_world();
+    let w = spawn_world(scenario, &policy).await;
+    let control = w.emu.emulator.control();
+    let me = control
+        .app_id_by_name(CI_APP)
+        .expect("the CI app")
+        .to_string();
+    let report = w
+        .engine
+        .pass(w.now(), std::time::Duration::from_secs(600))
+        .await;
+    assert!(
+        report
+            .credentials
+            .iter()
+            .all(|c| !matches!(c.outcome, CredentialOutcome::Failed)),
+        "{}",
+        summary(&report)
+    );
+    let mine: Vec<_> = control
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.operation.as_deref() == Some("token") && r.caller.as_deref() == Some(me.as_str())
+        })
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        mine,
+        [200, 200, 200, 200],
+        "the rotator's own token requests in a fresh pass (Storage, Graph, Key Vault, ARM)"
+    );
+}

@@ -1,6 +1,7 @@
 //! Use case: the timer's rotation pass ([`Engine::pass`]) over every enrolled credential.
 //!
-//! Expected flow: run each enrolled credential ([`super::rotate`]), at most `max_parallel` at
+//! Expected flow: fetch the rotator's tokens for the resources the pass uses, together
+//! (alongside the first runs: a failure there is only logged); run each enrolled credential ([`super::rotate`]), at most `max_parallel` at
 //! once, fewer while Azure answers 429 ([`Aimd`]); then, with what is left of the budget, the
 //! scan for credentials nobody rotates ([`super::scan`]), told which passwords are enrolled by
 //! the credentials' last observations (so it costs Graph list pages only); then the run record
@@ -25,6 +26,7 @@ use crate::engine::parallelism::Aimd;
 use crate::engine::records::{self, RecordPath};
 use crate::engine::report::{CredentialReport, PassReport};
 use crate::engine::usecase::scan::learn_enrolment;
+use crate::policy::Consumer;
 
 /// One credential's run in a pass, with its last observation; `Err(name)` when the pass's
 /// budget was spent before it started (deferred).
@@ -36,7 +38,17 @@ impl Engine {
         let id = run_id(now);
         let clock = Clock::new(now);
         let creds = &self.policy.credentials;
-        let outcomes = self.run_all(clock, deadline, &id).await;
+        // The pass's first tokens go out together, alongside the first credential's lease
+        // (whose Storage token the run fetches itself).
+        let arm = creds.iter().any(|c| {
+            c.consumers
+                .iter()
+                .any(|c| !matches!(c, Consumer::NotifyOnly { .. }))
+        });
+        let (_, outcomes) = futures::join!(
+            self.azure.warm_tokens(arm),
+            self.run_all(clock, deadline, &id)
+        );
         let mut results = Vec::new();
         let mut deferred = Vec::new();
         let mut enrolment = Enrolment::from_policy(Some(&self.policy));

@@ -2,10 +2,11 @@
 //! for each credential and `Rotate` runs on demand.
 //!
 //! Expected flow: take the credential's blob lease, then repeat {observe (everything at first,
-//! then only what a failed step may have half-written: a step that succeeded says what it
-//! wrote), decide, perform the first step} until the planner has nothing left, a step fails,
-//! the credential's step bound is reached or the pass's deadline passes; write the tags the
-//! steps left unwritten (one write); release the lease; write the run's audit record and the
+//! together with reading the learnt lifetime cap; then only what a failed step may have
+//! half-written: a step that succeeded says what it wrote), decide, perform the first step}
+//! until the planner has nothing left, a step fails, the credential's step bound is reached or
+//! the pass's deadline passes; write the tags the steps left unwritten (one write, the run's
+//! last to Azure); then, together, release the lease and write the run's audit record and the
 //! credential's last outcome ([`crate::engine::records`]); notify when it failed or is blocked.
 //!
 //! A consumer that cannot be read (observed `Blocked`) or whose write fails is held on its own
@@ -71,15 +72,18 @@ impl Engine {
             Err(report) => return (report, None),
         };
         let started = Instant::now();
-        let mut run = Run::new(self, cred, force, clock).await;
+        let mut run = Run::new(self, cred, force, clock);
         for _ in 0..self.options.max_steps_per_credential {
             if run.step(deadline).await.is_break() {
                 break;
             }
         }
         write_unwritten_tags(self.azure.as_ref(), cred, &mut run.observer).await;
-        lease.release().await;
-        run.finish(run_id, started.elapsed()).await
+        // The tag write above was the run's last write to Azure: from here the lease guards
+        // nothing, so its release and the run's records (our own storage) go out together
+        // instead of holding the pass's slot for three storage round trips in a row.
+        let (_, outcome) = futures::join!(lease.release(), run.finish(run_id, started.elapsed()));
+        outcome
     }
 
     /// The credential's lease, or the report of a run that could not start without it.
@@ -130,6 +134,8 @@ struct Run<'e> {
     observer: Observer,
     /// The tenant's password-lifetime cap as learnt so far.
     known_cap: Option<KnownCap>,
+    /// False until the cap was read from storage, together with the first observation.
+    cap_loaded: bool,
     /// A consumer Azure has taken a write for but not finished applying (an asynchronous Key
     /// Vault reference resolution): held for this run, the next run checks again.
     not_failures: NotFailures,
@@ -137,12 +143,7 @@ struct Run<'e> {
 }
 
 impl<'e> Run<'e> {
-    async fn new(
-        engine: &'e Engine,
-        cred: &'e CredentialPolicy,
-        force: bool,
-        clock: Clock,
-    ) -> Self {
+    fn new(engine: &'e Engine, cred: &'e CredentialPolicy, force: bool, clock: Clock) -> Self {
         Self {
             engine,
             cred,
@@ -153,7 +154,8 @@ impl<'e> Run<'e> {
             refused: None,
             ctx: engine.exec_ctx(),
             observer: Observer::new(cred, false),
-            known_cap: lifetime::load(engine.store.as_ref(), cred).await,
+            known_cap: None,
+            cap_loaded: false,
             not_failures: NotFailures::default(),
             last_seen: None,
         }
@@ -172,16 +174,7 @@ impl<'e> Run<'e> {
             self.report.outcome = CredentialOutcome::InProgress;
             return ControlFlow::Break(());
         }
-        let engine = self.engine;
-        let observed = match self
-            .observer
-            .observe(
-                engine.azure.as_ref(),
-                self.cred,
-                engine.tenant_for(self.cred),
-            )
-            .await
-        {
+        let observed = match self.observe().await {
             Ok(o) => o,
             Err(e) => {
                 return self.stop(
@@ -202,6 +195,24 @@ impl<'e> Run<'e> {
         };
         let result = self.perform(&cred, &observed, &step, t).await;
         self.account(&cred, &step, result)
+    }
+
+    /// Observes Azure; the first time also reads the learnt lifetime cap, at the same time
+    /// (it is only needed once the observation is in).
+    async fn observe(&mut self) -> Result<Observed, PortError> {
+        let engine = self.engine;
+        let tenant = engine.tenant_for(self.cred);
+        let observing = self
+            .observer
+            .observe(engine.azure.as_ref(), self.cred, tenant);
+        if self.cap_loaded {
+            return observing.await;
+        }
+        let loading = lifetime::load(engine.store.as_ref(), self.cred);
+        let (observed, cap) = futures::join!(observing, loading);
+        self.known_cap = cap;
+        self.cap_loaded = true;
+        observed
     }
 
     /// The planner's first step now, or `None` when the run is over (the report says why).
@@ -444,12 +455,15 @@ fn audit_record(
     }
 }
 
-/// The audit record (one per run that changed something) and the credential's last outcome.
-/// Failures are warnings: a record never fails a run.
+/// The audit record (one per run that changed something) and the credential's last outcome,
+/// written together (two different blobs). Failures are warnings: a record never fails a run.
 async fn record(engine: &Engine, audit: &AuditRecord) {
     let store = engine.store.as_ref();
     let credential = audit.credential.as_str();
-    if !audit.report.steps.is_empty() {
+    let keep_audit = async {
+        if audit.report.steps.is_empty() {
+            return;
+        }
         if let Ok(line) = serde_json::to_string(audit) {
             tracing::info!(audit = %line, "rotation audit record");
         }
@@ -461,10 +475,13 @@ async fn record(engine: &Engine, audit: &AuditRecord) {
         if let Err(e) = records::write(store, &path, audit).await {
             tracing::warn!("the audit record was not kept: {e}");
         }
-    }
-    if let Err(e) = records::write(store, &RecordPath::Last { credential }, audit).await {
-        tracing::warn!("could not record the last outcome of {credential}: {e}");
-    }
+    };
+    let keep_last = async {
+        if let Err(e) = records::write(store, &RecordPath::Last { credential }, audit).await {
+            tracing::warn!("could not record the last outcome of {credential}: {e}");
+        }
+    };
+    futures::join!(keep_audit, keep_last);
 }
 
 /// Why a forced rotation was not done, and from when it would be accepted (when known).
