@@ -26,6 +26,7 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use crate::engine::context::{Clock, Engine};
 use crate::engine::executor::{self, ExecContext, StepError};
@@ -64,9 +65,24 @@ impl Engine {
         deadline: Option<Instant>,
         run_id: &str,
     ) -> (CredentialReport, Option<Observed>) {
-        let clock = Clock::new(now);
+        // The pass polls several credentials' runs in one task: a span entered with a guard
+        // would stay entered across their awaits and label one credential's logs with
+        // another's, so the span instruments the future instead.
         let span = tracing::info_span!("credential", credential = %cred.name, run = %run_id);
-        let _enter = span.enter();
+        self.run_leased(cred, Clock::new(now), force, deadline, run_id)
+            .instrument(span)
+            .await
+    }
+
+    /// [`Self::run_credential_seen`] inside the credential's span.
+    async fn run_leased(
+        &self,
+        cred: &CredentialPolicy,
+        clock: Clock,
+        force: bool,
+        deadline: Option<Instant>,
+        run_id: &str,
+    ) -> (CredentialReport, Option<Observed>) {
         let lease = match self.credential_lease(cred).await {
             Ok(lease) => lease,
             Err(report) => return (report, None),
