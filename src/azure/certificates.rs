@@ -245,7 +245,7 @@ impl CertificatesClient {
         &self,
         url: &str,
         operation: &'static str,
-        target: String,
+        (vault, name): (&str, &str),
     ) -> Result<Value, Error> {
         let reply = super::common::send(
             &self.options.retry,
@@ -259,7 +259,7 @@ impl CertificatesClient {
             },
         )
         .await
-        .map_err(|f| Error::from_failure(Service::KeyVault, operation, &f).on(target))?;
+        .map_err(|f| failed(&f, operation, vault, name))?;
         parse_json(operation, &reply.body)
             .map_err(|m| Error::bad_answer(Service::KeyVault, operation, m))
     }
@@ -292,7 +292,7 @@ impl CertificatesClient {
             },
         )
         .await
-        .map_err(|f| Error::from_failure(Service::KeyVault, OP, &f).on(describe(vault, name)))?;
+        .map_err(|f| failed(&f, OP, vault, name))?;
         let bad = |m| Error::bad_answer(Service::KeyVault, OP, m);
         let v: Value = parse_json("certificate operation", &reply.body).map_err(bad)?;
         parse_operation(&v).map_err(bad)
@@ -302,7 +302,7 @@ impl CertificatesClient {
     pub async fn operation(&self, vault: &str, name: &str) -> Result<Operation, Error> {
         const OP: &str = "get a certificate operation";
         let url = self.url(OP, vault, &format!("certificates/{name}/pending"), name)?;
-        let v = self.get_json(&url, OP, describe(vault, name)).await?;
+        let v = self.get_json(&url, OP, (vault, name)).await?;
         parse_operation(&v).map_err(|m| Error::bad_answer(Service::KeyVault, OP, m))
     }
 
@@ -326,7 +326,7 @@ impl CertificatesClient {
             None => format!("certificates/{name}/"),
         };
         let url = self.url(OP, vault, &path, name)?;
-        let v = self.get_json(&url, OP, describe(vault, name)).await?;
+        let v = self.get_json(&url, OP, (vault, name)).await?;
         parse_version(self.cloud, name, &v).map_err(|m| Error::bad_answer(Service::KeyVault, OP, m))
     }
 
@@ -334,7 +334,7 @@ impl CertificatesClient {
     pub async fn policy(&self, vault: &str, name: &str) -> Result<CertificatePolicy, Error> {
         const OP: &str = "get a certificate policy";
         let url = self.url(OP, vault, &format!("certificates/{name}/policy"), name)?;
-        let v = self.get_json(&url, OP, describe(vault, name)).await?;
+        let v = self.get_json(&url, OP, (vault, name)).await?;
         parse_policy(&v).map_err(|m| Error::bad_answer(Service::KeyVault, OP, m))
     }
 
@@ -362,8 +362,9 @@ impl CertificatesClient {
         )
         .await
         .map_err(|f| {
-            Error::from_failure(Service::KeyVault, SIGN, &f)
-                .on(format!("key '{}' version {}", key.name, key.version))
+            let e = Error::from_failure(Service::KeyVault, SIGN, &f)
+                .on(format!("key '{}' version {}", key.name, key.version));
+            with_advice(e, &key.vault, &key.name)
         })?;
         #[derive(Deserialize)]
         struct Signed {
@@ -381,6 +382,25 @@ const SIGN: &str = "sign";
 
 fn describe(vault: &str, name: &str) -> String {
     format!("certificate '{name}' in vault '{vault}'")
+}
+
+/// A failed certificate call as an [`Error`] on the certificate, with what to grant when Key
+/// Vault refused the rotator.
+fn failed(f: &super::common::Failure, operation: &'static str, vault: &str, name: &str) -> Error {
+    let e = Error::from_failure(Service::KeyVault, operation, f).on(describe(vault, name));
+    with_advice(e, vault, name)
+}
+
+/// An access denied names the action, scope and role that would allow it
+/// ([`super::permissions::advise_denied`]).
+fn with_advice(e: Error, vault: &str, name: &str) -> Error {
+    match e.is_access_denied() {
+        true => match super::permissions::advise_denied(e.operation(), vault, name) {
+            Some(advice) => e.with_detail(advice),
+            None => e,
+        },
+        false => e,
+    }
 }
 
 fn str_field<'a>(v: &'a Value, k: &str, what: &str) -> Result<&'a str, String> {
