@@ -6,13 +6,16 @@
 // - modules/functionApp.bicep  the plan (Flex Consumption or Elastic Premium) and the Linux
 //                              custom-handler Function App with its system-assigned identity and
 //                              every app setting the binary reads
-// - modules/customRoles.bicep  the custom roles: Key Vault secret rotator, site settings updater,
-//                              API connection updater, Automation variable updater
+// - modules/customRoles.bicep  the custom roles: Key Vault secret rotator, Key Vault certificate
+//                              rotator and signer, site settings updater, API connection
+//                              updater, Automation variable updater
 // - modules/access/*.bicep     one role assignment each, scoped to the single resource it is for
 // - modules/graphAppRole.bicep the Microsoft Graph app role Application.ReadWrite.OwnedBy
 //
 // Least privilege: custom roles with exactly the calls the code makes, on each enrolled secret
-// (or, where the operator opts in, its whole vault), each consumer site, API connection and
+// (or, where the operator opts in, its whole vault), each enrolled certificate and its key (and
+// Key Vault Secrets User on the certificate's secret for the consumer sites that load its PFX,
+// nobody else), each consumer site, API connection and
 // Automation account; Storage Blob Data Owner on its own storage account (on Elastic Premium
 // without write access to its own package); Monitoring Metrics Publisher on its own
 // Application Insights; and Application.ReadWrite.OwnedBy in Graph (it can only touch
@@ -60,6 +63,9 @@ param policyPath string = 'policy.json'
 
 @description('Key Vaults holding enrolled credentials, with the enrolled secret names: the custom Key Vault secret rotator role on each secret (or on the vault with wholeVault).')
 param vaults vaultRef[] = []
+
+@description('Key Vault certificates of enrolled certificate credentials: the custom certificate rotator role on each certificate and the signer role on its key; Key Vault Secrets User on its secret for the pfxReaders sites (docs/deploy.md, "Certificate credentials").')
+param certificates certificateRef[] = []
 
 @description('Consumer App Service / Function Apps: the custom site settings updater role on each.')
 param consumerSites resourceRef[] = []
@@ -126,6 +132,18 @@ type vaultRef = {
   secrets: string[]
   @description('true: grant on the whole vault instead of on each secret (operator opt-in, docs/deploy.md).')
   wholeVault: bool
+}
+
+@description('A Key Vault certificate holding an enrolled certificate credential, in this subscription.')
+type certificateRef = {
+  @description('Vault name.')
+  vault: string
+  @description('The vault\'s resource group.')
+  resourceGroup: string
+  @description('Certificate name (it must exist before deploying).')
+  name: string
+  @description('Consumer sites whose Key Vault reference loads the certificate\'s PFX (appSettingKeyVaultReference consumers): their system-assigned identity reads the certificate\'s secret. Thumbprint consumers need nothing.')
+  pfxReaders: resourceRef[]
 }
 
 @description('A resource the rotator acts on, in this subscription.')
@@ -236,6 +254,21 @@ module vaultAccess 'modules/access/vault.bicep' = [
       wholeVault: vault.wholeVault
       principalId: functionApp.outputs.principalId
       roleDefinitionId: customRoles.outputs.keyVaultSecretRotatorRoleId
+    }
+  }
+]
+
+module certificateAccess 'modules/access/certificate.bicep' = [
+  for cert in certificates: {
+    name: take('${functionAppName}-cert-${cert.vault}-${cert.name}', 64)
+    scope: resourceGroup(cert.resourceGroup)
+    params: {
+      vaultName: cert.vault
+      certificateName: cert.name
+      principalId: functionApp.outputs.principalId
+      certificateRoleId: customRoles.outputs.keyVaultCertificateRotatorRoleId
+      signerRoleId: customRoles.outputs.keyVaultCertificateSignerRoleId
+      pfxReaders: cert.pfxReaders
     }
   }
 ]

@@ -39,6 +39,23 @@ param vaults = [
   }
 ]
 
+// Certificate credentials (policy entries of type certificate): the certificate and its key for
+// the rotator; the certificate's secret (the PFX) only for the sites whose Key Vault reference
+// loads it. Each certificate must exist before deploying.
+param certificates = [
+  {
+    vault: 'kv-provisionassist'
+    resourceGroup: 'rg-provisionassist'
+    name: 'provision-assist'
+    pfxReaders: [
+      {
+        name: 'func-teams-integration'
+        resourceGroup: 'rg-telephony'
+      }
+    ]
+  }
+]
+
 param consumerSites = [
   {
     name: 'func-teams-integration'

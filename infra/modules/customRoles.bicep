@@ -51,6 +51,58 @@ resource keyVaultSecretRotator 'Microsoft.Authorization/roleDefinitions@2022-04-
   }
 }
 
+// Certificate credentials: Key Vault Certificates Officer is `certificates/*` (delete, purge,
+// import, backup, issuers, contacts) and Key Vault Crypto User also encrypts, decrypts, wraps,
+// unwraps and updates keys. The rotator asks for versions, reads them (versions, pending
+// operation, policy), tags a version, and signs with the certificate's key; it never reads the
+// certificate's secret (the PFX). Two roles because the certificate and its key are two RBAC
+// scopes (access/certificate.bicep).
+resource keyVaultCertificateRotator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, 'secret-rotator', 'key-vault-certificate-rotator')
+  properties: {
+    roleName: 'Secret Rotator Key Vault Certificate Rotator (${subscription().subscriptionId})'
+    description: 'Create, read and retag versions of a Key Vault certificate; no delete, purge, import, backup or restore, no secret or key access (secret-rotator).'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.KeyVault/vaults/certificates/create/action'
+          'Microsoft.KeyVault/vaults/certificates/read'
+          'Microsoft.KeyVault/vaults/certificates/update/action'
+        ]
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
+resource keyVaultCertificateSigner 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, 'secret-rotator', 'key-vault-certificate-signer')
+  properties: {
+    roleName: 'Secret Rotator Key Vault Certificate Signer (${subscription().subscriptionId})'
+    description: 'Sign a digest with a Key Vault certificate\'s key (proofs for Graph addKey/removeKey, client assertions); the key never leaves the vault (secret-rotator).'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.KeyVault/vaults/keys/sign/action'
+        ]
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
 resource siteSettingsUpdater 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, 'secret-rotator', 'site-settings-updater')
   properties: {
@@ -127,6 +179,8 @@ resource automationVariableUpdater 'Microsoft.Authorization/roleDefinitions@2022
 }
 
 output keyVaultSecretRotatorRoleId string = keyVaultSecretRotator.id
+output keyVaultCertificateRotatorRoleId string = keyVaultCertificateRotator.id
+output keyVaultCertificateSignerRoleId string = keyVaultCertificateSigner.id
 output siteSettingsUpdaterRoleId string = siteSettingsUpdater.id
 output connectionUpdaterRoleId string = connectionUpdater.id
 output automationVariableUpdaterRoleId string = automationVariableUpdater.id

@@ -365,3 +365,23 @@ fn checker_reports_a_resource_deployed_at_a_scope_its_type_refuses() {
     let at = format!("{rel}:{}", line_of(rel, from));
     assert_reported(&problems, &at, "cannot be deployed at subscription scope");
 }
+
+#[test]
+fn checker_allows_a_certificate_only_as_an_existing_scope() {
+    let rel = "modules/access/certificate.bicep";
+    let at = format!("{rel}:{}", line_of(rel, "resource certificate "));
+    // Read through anything but `.id`: nothing of it can be read (no type, no ARM resource).
+    let problems = problems_after(
+        rel,
+        "name: guid(certificate.id, principalId, certificateRoleId)",
+        "name: guid(certificate.properties.x, principalId, certificateRoleId)",
+    );
+    assert_reported(&problems, &at, "use it only as a scope or through `.id`");
+    // Deployed rather than named: ARM has no such type (Azure/bicep#7354).
+    let problems = problems_after(
+        rel,
+        "resource certificate 'Microsoft.KeyVault/vaults/certificates@2023-07-01' existing = {",
+        "resource certificate 'Microsoft.KeyVault/vaults/certificates@2023-07-01' = {",
+    );
+    assert_reported(&problems, &at, "resource type not in the type data");
+}

@@ -25,7 +25,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
-use secret_rotator::azure::permissions::{Plane, REQUIRED_PERMISSIONS, ScopeKind};
+use secret_rotator::azure::permissions::{
+    CONSUMER_PERMISSIONS, Plane, REQUIRED_PERMISSIONS, ScopeKind,
+};
 use secret_rotator::settings::{SETTING_SPECS, Source};
 use tree_sitter::Node;
 
@@ -67,6 +69,17 @@ const BUILT_IN_ROLES: &[RoleDef] = &[
         not_actions: &[],
         data_actions: &["Microsoft.KeyVault/vaults/secrets/*"],
         source: "MicrosoftDocs/azure-docs built-in-roles/security.md (commit 03e5750a, ms.date 02/23/2026)",
+    },
+    RoleDef {
+        name: "Key Vault Secrets User",
+        id: "4633458b-17de-408a-b874-0445c86b69e6",
+        actions: &[],
+        not_actions: &[],
+        data_actions: &[
+            "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+            "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+        ],
+        source: "MicrosoftDocs/azure-docs built-in-roles/security.md (Key Vault Secrets User); id also in articles/key-vault/general/rbac-guide.md",
     },
     RoleDef {
         name: "Website Contributor",
@@ -146,6 +159,20 @@ const CUSTOM_ROLES: &[(&str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        "keyVaultCertificateRotator",
+        &[],
+        &[
+            "Microsoft.KeyVault/vaults/certificates/create/action",
+            "Microsoft.KeyVault/vaults/certificates/read",
+            "Microsoft.KeyVault/vaults/certificates/update/action",
+        ],
+    ),
+    (
+        "keyVaultCertificateSigner",
+        &[],
+        &["Microsoft.KeyVault/vaults/keys/sign/action"],
+    ),
+    (
         "siteSettingsUpdater",
         &[
             "Microsoft.Web/sites/config/list/action",
@@ -220,6 +247,11 @@ const PLATFORM_GRANTS: &[(Scope, &str, &str)] = &[
         "the Functions host sends telemetry with Entra ID (local auth is disabled on the component)",
     ),
     (
+        Scope::Code(ScopeKind::CertificateSecret),
+        "4633458b-17de-408a-b874-0445c86b69e6",
+        "a consumer site's identity resolving a Key Vault reference to the certificate's secret: App Service documents Key Vault Secrets User for it (articles/app-service/app-service-key-vault-references.md)",
+    ),
+    (
         Scope::Code(ScopeKind::OwnStorage),
         "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
         "the Functions host's identity-based AzureWebJobsStorage is documented with Storage Blob Data Owner (it creates and manages its own containers and blobs)",
@@ -249,6 +281,12 @@ const NOT_SET_ON_PURPOSE: &[(&str, &str)] = &[
 /// Which `main.bicep` parameter names the resources of each scope kind.
 const SCOPE_PARAMETERS: &[(Scope, Option<&str>)] = &[
     (Scope::Code(ScopeKind::Vault), Some("vaults")),
+    (Scope::Code(ScopeKind::Certificate), Some("certificates")),
+    (Scope::Code(ScopeKind::CertificateKey), Some("certificates")),
+    (
+        Scope::Code(ScopeKind::CertificateSecret),
+        Some("certificates"),
+    ),
     (Scope::Code(ScopeKind::Site), Some("consumerSites")),
     (Scope::Code(ScopeKind::Connection), Some("apiConnections")),
     (
@@ -265,6 +303,7 @@ const MAIN_PARAMETERS: &[&str] = &[
     "location",
     "planKind",
     "vaults",
+    "certificates",
     "consumerSites",
     "apiConnections",
     "automationAccounts",
@@ -294,10 +333,14 @@ enum Scope {
 fn scope_of_resource_type(resource_type: &str) -> Option<Scope> {
     let t = resource_type.split('@').next().unwrap_or(resource_type);
     Some(match t.to_ascii_lowercase().as_str() {
-        // One vault, or one secret in it (Key Vault RBAC accepts both scopes).
+        // One vault, or one secret in it (Key Vault RBAC accepts both scopes). A consumer
+        // site's grant on a secret is the certificate's secret ([`consumer_scope`]).
         "microsoft.keyvault/vaults" | "microsoft.keyvault/vaults/secrets" => {
             Scope::Code(ScopeKind::Vault)
         }
+        // One certificate, or its key: each its own Key Vault RBAC scope.
+        "microsoft.keyvault/vaults/certificates" => Scope::Code(ScopeKind::Certificate),
+        "microsoft.keyvault/vaults/keys" => Scope::Code(ScopeKind::CertificateKey),
         "microsoft.web/sites" => Scope::Code(ScopeKind::Site),
         "microsoft.web/connections" => Scope::Code(ScopeKind::Connection),
         "microsoft.automation/automationaccounts" => Scope::Code(ScopeKind::AutomationAccount),
@@ -512,8 +555,13 @@ enum Val {
         file: String,
         symbol: String,
     },
-    /// `<site>.identity.principalId` of a Microsoft.Web/sites declaration.
+    /// `<site>.identity.principalId` of the Function App's own Microsoft.Web/sites declaration.
     Identity {
+        file: String,
+        symbol: String,
+    },
+    /// `<site>[i].identity.principalId` of an `existing` site: a consumer's identity.
+    ConsumerIdentity {
         file: String,
         symbol: String,
     },
@@ -773,18 +821,20 @@ impl Infra {
                 return unknown("incomplete member expression");
             };
             let base_name = file.text_of(base);
-            // <site>.identity.principalId
+            // <site>.identity.principalId, or <site>[i].identity.principalId of a site loop
             if file.text_of(mid) == "identity"
                 && prop == "principalId"
-                && let Some(d) = file.find_decl(base_name)
+                && let Some(symbol) = scope_symbol(base_name)
+                && let Some(d) = file.find_decl(symbol)
                 && d.kind() == "resource_declaration"
                 && file
                     .decl_target(d)
                     .is_some_and(|t| t.to_ascii_lowercase().starts_with("microsoft.web/sites@"))
             {
-                return vec![Val::Identity {
-                    file: file.rel.clone(),
-                    symbol: base_name.to_string(),
+                let (file, symbol) = (file.rel.clone(), symbol.to_string());
+                return vec![match self.file(&file).is_existing(d) {
+                    true => Val::ConsumerIdentity { file, symbol },
+                    false => Val::Identity { file, symbol },
                 }];
             }
             // <module>.outputs.<name>
@@ -1259,18 +1309,19 @@ impl Infra {
                         ));
                     }
                     let props = f.prop(body, "properties");
-                    // Principal: the Function App's system-assigned identity.
+                    // Principal: the Function App's system-assigned identity, or a consumer
+                    // site's on a certificate's secret ([`consumer_scope`]).
                     let principal = props
                         .and_then(|p| f.prop(p, "principalId"))
                         .map(|n| self.eval(f, n, &env, 0))
                         .unwrap_or_default();
-                    if principal.is_empty()
-                        || !principal.iter().all(|v| matches!(v, Val::Identity { .. }))
-                    {
-                        problems.push(format!(
-                            "{at}: principalId is not the Function App's managed identity ({principal:?})"
-                        ));
-                    }
+                    let scope = match consumer_scope(&principal, scope) {
+                        Ok(s) => s,
+                        Err(why) => {
+                            problems.push(format!("{at}: {why}"));
+                            scope
+                        }
+                    };
                     if props
                         .and_then(|p| f.prop(p, "principalType"))
                         .and_then(|n| f.string_literal(n))
@@ -1458,8 +1509,8 @@ fn check_permissions(infra: &Infra) -> Vec<String> {
         mut problems,
     } = infra.collect();
 
-    // Every permission the code uses is granted on its scope kind.
-    for perm in REQUIRED_PERMISSIONS {
+    // Every permission the code (or a consumer) uses is granted on its scope kind.
+    for perm in REQUIRED_PERMISSIONS.iter().chain(CONSUMER_PERMISSIONS) {
         let ok = match perm.plane {
             Plane::GraphAppRole => graph.iter().any(|g| g.role == perm.action),
             plane => grants.iter().any(|g| {
@@ -1476,9 +1527,12 @@ fn check_permissions(infra: &Infra) -> Vec<String> {
 
     for g in &grants {
         // A grant nobody uses: no required permission on its scope is covered by it.
-        let used = REQUIRED_PERMISSIONS.iter().any(|perm| {
-            g.scope == Scope::Code(perm.scope) && grants_action(g, perm.plane, perm.action)
-        });
+        let used = REQUIRED_PERMISSIONS
+            .iter()
+            .chain(CONSUMER_PERMISSIONS)
+            .any(|perm| {
+                g.scope == Scope::Code(perm.scope) && grants_action(g, perm.plane, perm.action)
+            });
         let platform = PLATFORM_GRANTS
             .iter()
             .any(|(scope, id, _)| *scope == g.scope && g.role_id.as_deref() == Some(*id));
@@ -1502,11 +1556,15 @@ fn check_permissions(infra: &Infra) -> Vec<String> {
                 (Plane::DataAction, &g.data_actions),
             ] {
                 for a in list {
-                    let needed = REQUIRED_PERMISSIONS.iter().any(|perm| {
-                        perm.plane == plane
-                            && g.scope == Scope::Code(perm.scope)
-                            && action_matches(a, perm.action)
-                    });
+                    let needed =
+                        REQUIRED_PERMISSIONS
+                            .iter()
+                            .chain(CONSUMER_PERMISSIONS)
+                            .any(|perm| {
+                                perm.plane == plane
+                                    && g.scope == Scope::Code(perm.scope)
+                                    && action_matches(a, perm.action)
+                            });
                     if !needed {
                         problems.push(format!(
                             "{}: custom role {} allows `{a}` on {:?}, which no code uses",
@@ -2021,5 +2079,77 @@ fn the_emulators_built_in_roles_agree_with_this_table() {
     assert!(
         compared > 0,
         "no role is in both tables: the comparison compared nothing"
+    );
+}
+
+/// The scope a grant counts for, given its principal: the Function App's identity keeps the
+/// resource's scope; a consumer site's identity may only be granted on a secret, which is then
+/// a certificate's secret (CONSUMER_PERMISSIONS: the site loads the PFX through a Key Vault
+/// reference). Anyone else is refused.
+fn consumer_scope(principal: &[Val], scope: Scope) -> Result<Scope, String> {
+    let all = |f: fn(&Val) -> bool| !principal.is_empty() && principal.iter().all(f);
+    if all(|v| matches!(v, Val::Identity { .. })) {
+        Ok(scope)
+    } else if all(|v| matches!(v, Val::ConsumerIdentity { .. })) {
+        match scope {
+            Scope::Code(ScopeKind::Vault) => Ok(Scope::Code(ScopeKind::CertificateSecret)),
+            other => Err(format!(
+                "a consumer site's identity is granted on {other:?}: consumers may only read a certificate's secret"
+            )),
+        }
+    } else {
+        Err(format!(
+            "principalId is not the Function App's managed identity ({principal:?})"
+        ))
+    }
+}
+
+#[test]
+fn checker_reports_certificate_grants_on_the_wrong_object() {
+    // The signer role on the certificate instead of its key: sign is missing where Key Vault
+    // checks it, and the role allows on the certificate what no code does there.
+    let infra = edited(
+        "modules/access/certificate.bicep",
+        "  scope: key\n",
+        "  scope: certificate\n",
+    );
+    let problems = check_permissions(&infra);
+    assert_reports(
+        &problems,
+        "missing grant: DataAction Microsoft.KeyVault/vaults/keys/sign/action on CertificateKey",
+    );
+    assert_reports(
+        &problems,
+        "allows `Microsoft.KeyVault/vaults/keys/sign/action` on Code(Certificate), which no code uses",
+    );
+    // The rotator's certificate role given to a consumer site instead.
+    let infra = edited(
+        "modules/access/certificate.bicep",
+        "    roleDefinitionId: certificateRoleId\n    principalId: principalId\n",
+        "    roleDefinitionId: certificateRoleId\n    principalId: readerSites[0].identity.principalId\n",
+    );
+    assert_reports(
+        &check_permissions(&infra),
+        "a consumer site's identity is granted on Code(Certificate)",
+    );
+}
+
+#[test]
+fn checker_reports_the_pfx_read_missing_or_given_to_the_rotator() {
+    // No consumer grant at all: the sites that load the PFX could not resolve their reference.
+    let infra = edited(
+        "modules/access/certificate.bicep",
+        "      principalId: readerSites[i].identity.principalId\n",
+        "      principalId: principalId\n",
+    );
+    let problems = check_permissions(&infra);
+    assert_reports(
+        &problems,
+        "missing grant: DataAction Microsoft.KeyVault/vaults/secrets/getSecret/action on CertificateSecret",
+    );
+    // ...and the rotator itself would hold a built-in read of the private key.
+    assert_reports(
+        &problems,
+        "built-in Key Vault Secrets User on Code(Vault) allows more than the code calls",
     );
 }

@@ -475,10 +475,13 @@ impl<'d> Checker<'d> {
             let ty = match self.types.resource(&target) {
                 Ok(t) => t,
                 Err(Missing::UnknownType) => {
-                    out.push(format!(
-                        "{}: {target}: resource type not in the type data",
-                        f.at(r)
-                    ));
+                    match scope_only(&target) {
+                        Some(_) if f.is_existing(r) => scope_only_uses(f, r, out),
+                        _ => out.push(format!(
+                            "{}: {target}: resource type not in the type data",
+                            f.at(r)
+                        )),
+                    }
                     continue;
                 }
                 Err(Missing::UnknownVersion { known }) => {
@@ -1141,4 +1144,55 @@ fn join(base: &str, rel: &str) -> String {
         }
     }
     parts.join("/")
+}
+
+/// Resource types Azure has no ARM type for, which a template may still name as an `existing`
+/// role-assignment scope (ARM only builds their id): `(type, source)`.
+pub const SCOPE_ONLY_TYPES: &[(&str, &str)] = &[(
+    "Microsoft.KeyVault/vaults/certificates",
+    "Key Vault RBAC accepts certificate-scope role assignments (Key Vault RBAC guide, \"Key vault secret, certificate, key scope role assignments\"), and the Bicep team's answer for scoping one is an existing vaults/certificates resource (Azure/bicep#5630); its type data is missing (Azure/bicep#7354), so only its id may be used",
+)];
+
+/// The source that allows `target` as a scope-only type.
+fn scope_only(target: &str) -> Option<&'static str> {
+    let ty = target.split('@').next().unwrap_or(target);
+    SCOPE_ONLY_TYPES
+        .iter()
+        .find(|(t, _)| t.eq_ignore_ascii_case(ty))
+        .map(|(_, source)| *source)
+}
+
+/// A scope-only declaration names `parent` and `name` only, and the file uses its symbol only
+/// as a `scope:` or through `.id`: nothing of it is read at deployment.
+fn scope_only_uses(f: &BicepFile, r: Node, out: &mut Vec<String>) {
+    let sym = f.decl_name(r);
+    let body = f.text_of(r);
+    let keys_ok = body
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "}")
+        .all(|l| l.starts_with("parent:") || l.starts_with("name:"));
+    if !keys_ok {
+        out.push(format!(
+            "{}: `{sym}` has no type data: only `parent` and `name` may be given",
+            f.at(r)
+        ));
+    }
+    let text = &f.text;
+    for (i, _) in text.match_indices(&format!("{sym}.")) {
+        let before = text[..i].chars().last();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &text[i + sym.len() + 1..];
+        let id_only = rest.starts_with("id")
+            && !rest[2..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        if !id_only {
+            out.push(format!(
+                "{}: `{sym}` has no type data: use it only as a scope or through `.id`",
+                f.at(r)
+            ));
+        }
+    }
 }
