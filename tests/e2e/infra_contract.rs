@@ -2153,3 +2153,185 @@ fn checker_reports_the_pfx_read_missing_or_given_to_the_rotator() {
         "built-in Key Vault Secrets User on Code(Vault) allows more than the code calls",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The deployment's certificates against the policy
+// ---------------------------------------------------------------------------------------------
+
+/// One entry of main.bicep's `certificates` parameter: (vault, name) → pfxReaders (rg, site),
+/// lower-cased as Azure compares names.
+type CertificateList = BTreeMap<(String, String), BTreeSet<(String, String)>>;
+
+/// The elements of an array node (through `array_item` wrappers), comments left out.
+fn array_items(n: Node<'_>) -> Vec<Node<'_>> {
+    let mut c = n.walk();
+    n.named_children(&mut c)
+        .filter(|x| !is_comment(*x))
+        .map(|x| match x.kind() {
+            "array_item" => x.named_child(0).unwrap_or(x),
+            _ => x,
+        })
+        .collect()
+}
+
+/// The `certificates` value of a `.bicepparam` text.
+fn listed_certificates(bicepparam: &str) -> Result<CertificateList, String> {
+    let f = BicepFile::parse(
+        "main.bicepparam",
+        &crate::bicep_syntax::bicepparam_as_bicep(bicepparam),
+    );
+    let mut out = CertificateList::new();
+    let Some(value) = f.find_decl("certificates").and_then(|d| f.decl_value(d)) else {
+        return Ok(out);
+    };
+    let text = |obj: Node, key: &str| -> Result<String, String> {
+        f.prop(obj, key)
+            .and_then(|n| f.string_literal(n))
+            .map(|s| s.to_ascii_lowercase())
+            .ok_or_else(|| format!("{}: `{key}` is not a plain string", f.at(obj)))
+    };
+    for cert in array_items(value) {
+        let mut readers = BTreeSet::new();
+        if let Some(list) = f.prop(cert, "pfxReaders") {
+            for r in array_items(list) {
+                readers.insert((text(r, "resourceGroup")?, text(r, "name")?));
+            }
+        }
+        out.insert((text(cert, "vault")?, text(cert, "name")?), readers);
+    }
+    Ok(out)
+}
+
+/// What the policy's certificate credentials need from `certificates`: each certificate listed,
+/// and as pfxReaders exactly the sites whose Key Vault reference loads its PFX (a site that only
+/// holds a thumbprint reads nothing; a slot has its own identity, which the template does not
+/// grant: reported so a person grants it).
+fn check_certificates_against_policy(
+    listed: &CertificateList,
+    policy: &secret_rotator::policy::Policy,
+) -> Vec<String> {
+    use secret_rotator::policy::CertificateConsumer;
+    let mut problems = Vec::new();
+    let mut wanted = CertificateList::new();
+    for c in &policy.certificates {
+        let key = (
+            c.certificate.vault.to_ascii_lowercase(),
+            c.certificate.name.to_ascii_lowercase(),
+        );
+        let readers = wanted.entry(key).or_default();
+        for consumer in &c.consumers {
+            if let CertificateConsumer::AppSettingKeyVaultRef { site, .. } = consumer {
+                match &site.slot {
+                    Some(slot) => problems.push(format!(
+                        "{}: slot '{slot}' of site '{}' loads the PFX with its own identity: grant it Key Vault Secrets User on the certificate's secret by hand",
+                        c.name, site.name
+                    )),
+                    None => {
+                        readers.insert((
+                            site.resource_group.to_ascii_lowercase(),
+                            site.name.to_ascii_lowercase(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for ((vault, name), readers) in &wanted {
+        match listed.get(&(vault.clone(), name.clone())) {
+            None => problems.push(format!(
+                "certificate '{name}' of vault '{vault}' is enrolled but not in `certificates`: the rotator could neither renew it nor sign with its key"
+            )),
+            Some(got) => {
+                for (rg, site) in readers.difference(got) {
+                    problems.push(format!(
+                        "certificate '{name}': site '{site}' ({rg}) loads its PFX but is not in pfxReaders: its Key Vault reference would fail"
+                    ));
+                }
+                for (rg, site) in got.difference(readers) {
+                    problems.push(format!(
+                        "certificate '{name}': site '{site}' ({rg}) is in pfxReaders but no consumer loads the PFX there: it would read the private key for nothing"
+                    ));
+                }
+            }
+        }
+    }
+    for (vault, name) in listed.keys() {
+        if !wanted.contains_key(&(vault.clone(), name.clone())) {
+            problems.push(format!(
+                "certificate '{name}' of vault '{vault}' is in `certificates` but no policy entry enrols it: a grant nobody uses"
+            ));
+        }
+    }
+    problems
+}
+
+/// The policy the sample `main.bicepparam` goes with (README's certificate example, with
+/// the sample's sites).
+const SAMPLE_CERTIFICATE_POLICY: &str = r#"{"credentials": [{
+    "type": "certificate",
+    "name": "provision-assist-cert",
+    "application": { "appId": "4a6c8e0f-1b3d-4f5a-8c7e-9f1b3d5e7a20" },
+    "certificate": { "vault": "kv-provisionassist", "name": "provision-assist" },
+    "consumers": [
+      { "type": "appSettingThumbprint", "site": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-provisionassist/providers/Microsoft.Web/sites/func-provisionassist", "setting": "WEBSITE_LOAD_CERTIFICATES" },
+      { "type": "appSettingKeyVaultReference", "site": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-telephony/providers/Microsoft.Web/sites/func-teams-integration", "setting": "ClientCertificate" }
+    ]
+}]}"#;
+
+fn sample_policy(text: &str) -> secret_rotator::policy::Policy {
+    secret_rotator::policy::parse("policy.json", text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_sample_deployment_grants_what_its_policy_needs() {
+    let text = std::fs::read_to_string(infra_dir().join("main.bicepparam")).unwrap();
+    let listed = listed_certificates(&text).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let problems =
+        check_certificates_against_policy(&listed, &sample_policy(SAMPLE_CERTIFICATE_POLICY));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn checker_reports_certificates_the_deployment_and_the_policy_disagree_on() {
+    let text = std::fs::read_to_string(infra_dir().join("main.bicepparam")).unwrap();
+    let listed = listed_certificates(&text).unwrap();
+    // The thumbprint site made a PFX reader, the PFX site left out, another certificate enrolled.
+    let policy = SAMPLE_CERTIFICATE_POLICY
+        .replace("appSettingThumbprint", "appSettingKeyVaultReferenceX")
+        .replace("appSettingKeyVaultReference\"", "appSettingThumbprint\"")
+        .replace(
+            "appSettingKeyVaultReferenceX",
+            "appSettingKeyVaultReference",
+        )
+        .replace(
+            "\"setting\": \"WEBSITE_LOAD_CERTIFICATES\"",
+            "\"setting\": \"ClientPfx\"",
+        )
+        .replace(
+            "\"setting\": \"ClientCertificate\"",
+            "\"setting\": \"WEBSITE_LOAD_CERTIFICATES\"",
+        );
+    let problems = check_certificates_against_policy(&listed, &sample_policy(&policy));
+    assert_reports(
+        &problems,
+        "site 'func-provisionassist' (rg-provisionassist) loads its PFX but is not in pfxReaders",
+    );
+    assert_reports(
+        &problems,
+        "site 'func-teams-integration' (rg-telephony) is in pfxReaders but no consumer loads the PFX",
+    );
+    let other = SAMPLE_CERTIFICATE_POLICY.replace(
+        "\"name\": \"provision-assist\" }",
+        "\"name\": \"other-cert\" }",
+    );
+    let problems = check_certificates_against_policy(&listed, &sample_policy(&other));
+    assert_reports(
+        &problems,
+        "certificate 'other-cert' of vault 'kv-provisionassist' is enrolled but not in `certificates`",
+    );
+    assert_reports(
+        &problems,
+        "certificate 'provision-assist' of vault 'kv-provisionassist' is in `certificates` but no policy entry enrols it",
+    );
+}
