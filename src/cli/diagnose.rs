@@ -3,11 +3,15 @@
 //!
 //! Codes understood: 7000222 (expired secret: which passwords expired), 7000215 (wrong secret:
 //! which passwords are valid; the value sent matches none), 700016 (no such application in the
-//! tenant), 90002 (no such tenant). The application is read from Graph by appId; where it is
+//! tenant), 90002 (no such tenant), and the client-assertion codes of certificate credentials
+//! (700027, 700024, 7000274, 7000214, 7000277, 1000502: [`certificates`], with the application's
+//! registered certificates). The application is read from Graph by appId; where it is
 //! used comes from the policy (enrolled consumers) and, for enrolled credentials, from the
 //! enrolled sites' settings (Key Vault references to the credential's secret). Key Vault
 //! references name a vault and a secret, never a value, so they are shown; plain setting values
 //! never are.
+
+mod certificates;
 
 use std::io::Write;
 
@@ -71,7 +75,9 @@ pub struct Diagnosis {
     pub tenant: Option<String>,
     pub application: Option<ApplicationFound>,
     pub passwords: Vec<PasswordFinding>,
-    /// The passwords the error points at (expired ones for 7000222, valid ones for 7000215).
+    /// The application's certificates (`keyCredentials`), for the certificate codes.
+    pub keys: Vec<certificates::KeyFinding>,
+    /// The passwords (or certificates) the error points at (expired ones for 7000222, valid ones for 7000215).
     pub involved: Vec<Uuid>,
     pub findings: Vec<String>,
     pub enrolled_as: Option<String>,
@@ -198,6 +204,8 @@ async fn diagnose_app(
     now: DateTime<Utc>,
 ) -> Result<Diagnosis, CliError> {
     let line = AadstsLine::parse(text).ok_or(CliError::NoAadstsCode)?;
+    let assertion = certificates::AssertionLine::parse(text);
+    let given_app = given_app.or(assertion.app_id);
     let mut d = Diagnosis::of(&line, given_app);
     if line.code == 90002 {
         unknown_tenant(&mut d, conn, &line);
@@ -215,6 +223,10 @@ async fn diagnose_app(
         return Ok(d);
     };
     let app = read_application(&mut d, conn, app_id, line.code).await?;
+    if certificates::CERTIFICATE_CODES.contains(&line.code) {
+        certificate_code(&mut d, conn, &assertion, app.as_ref(), app_id, now).await;
+        return Ok(d);
+    }
     let cred = enrolled_for(conn, app_id, app.as_ref());
     if let Some(app) = &app {
         let renew_days = cred.map(|c| c.renew_before.num_days()).unwrap_or(30);
@@ -245,11 +257,14 @@ impl Diagnosis {
     fn of(line: &AadstsLine, given_app: Option<Uuid>) -> Self {
         Self {
             code: line.code,
-            meaning: line.meaning().to_string(),
+            meaning: certificates::meaning(line.code)
+                .unwrap_or(line.meaning())
+                .to_string(),
             app_id: line.app_id.or(given_app),
             tenant: line.tenant.clone(),
             application: None,
             passwords: Vec::new(),
+            keys: Vec::new(),
             involved: Vec::new(),
             findings: Vec::new(),
             enrolled_as: None,
@@ -260,6 +275,39 @@ impl Diagnosis {
             policy_snippet: None,
         }
     }
+}
+
+/// A client-assertion code: the application's certificates against the line, and its
+/// certificate credential when enrolled.
+async fn certificate_code(
+    d: &mut Diagnosis,
+    conn: &Connection,
+    line: &certificates::AssertionLine,
+    app: Option<&AppState>,
+    app_id: Uuid,
+    now: DateTime<Utc>,
+) {
+    let policy = conn.policy();
+    let enrolled =
+        certificates::enrolled_for(&policy.certificates, app_id, app.map(|a| a.object_id));
+    let name = app.map_or_else(|| app_id.to_string(), |a| a.display_name.clone());
+    if let Some(app) = app {
+        d.application = Some(ApplicationFound {
+            display_name: app.display_name.clone(),
+            app_id: app.app_id,
+            object_id: app.object_id,
+        });
+        let renew_days = enrolled.map_or(30, |c| c.renew_before.num_days());
+        match conn.keys.list(app.object_id).await {
+            Ok(keys) => {
+                d.keys = certificates::key_findings(&keys, line.thumbprint.as_deref(), renew_days, now)
+            }
+            Err(e) => d.findings.push(format!(
+                "could not read the application's certificates from Graph ({e}); the rotator's identity needs Application.Read.All, or to own the application"
+            )),
+        }
+    }
+    certificates::explain(d, line, &name, enrolled);
 }
 
 /// AADSTS90002: the tenant named does not exist in this cloud.
@@ -604,6 +652,28 @@ pub fn render(d: &Diagnosis, json: bool, out: &mut dyn Write) -> std::io::Result
                 } else {
                     ""
                 }
+            )?;
+        }
+    }
+    if !d.keys.is_empty() {
+        writeln!(out, "Certificates:")?;
+        for k in &d.keys {
+            writeln!(
+                out,
+                "  {} {:<12} {} '{}' thumbprint {} {}",
+                if k.named_by_error { "->" } else { "  " },
+                format!("{:?}", k.state).to_lowercase(),
+                k.key_id,
+                k.display_name.as_deref().unwrap_or(""),
+                if k.thumbprint.is_empty() {
+                    "unknown"
+                } else {
+                    &k.thumbprint
+                },
+                match (k.end, k.days_left) {
+                    (Some(e), Some(l)) => format!("ends {} ({l} days)", e.format("%Y-%m-%d")),
+                    _ => "no end date".into(),
+                },
             )?;
         }
     }

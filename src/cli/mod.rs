@@ -21,7 +21,8 @@ use azure_core::credentials::TokenCredential;
 
 use crate::azure::ServiceOptions;
 use crate::azure::credential::{CredentialChoice, build_credential};
-use crate::azure::graph::GraphClient;
+use crate::azure::graph::{GraphClient, WriteLimiter};
+use crate::azure::keycredentials::KeyCredentialsClient;
 use crate::azure::web::WebClient;
 use crate::cloud::Cloud;
 use crate::compose::{Composed, EngineError, EngineParts, compose, load_policy};
@@ -74,6 +75,9 @@ pub struct Connection {
     pub engine: Arc<Engine>,
     pub graph: GraphClient,
     pub web: WebClient,
+    /// Graph keyCredentials, read by `diagnose` for the certificate codes (reads only: its own
+    /// write limiter is never used).
+    pub keys: KeyCredentialsClient,
     pub credential: Arc<dyn TokenCredential>,
 }
 
@@ -89,6 +93,12 @@ impl Connection {
         let options = ServiceOptions::new(http);
         let choice = CredentialChoice::from_settings(env)?;
         let credential = build_credential(settings.cloud, &choice, &options)?;
+        let keys = KeyCredentialsClient::new(
+            settings.cloud,
+            credential.clone(),
+            options.clone(),
+            Arc::new(WriteLimiter::default()),
+        );
         let parts = EngineParts::from_settings(&settings, policy, credential.clone(), options)?;
         let Composed { engine, clients } = compose(parts)?;
         let graph = clients.graph.clone();
@@ -99,6 +109,7 @@ impl Connection {
             engine,
             graph,
             web,
+            keys,
             credential,
         })
     }

@@ -1041,3 +1041,110 @@ async fn graph_lists_service_principals_with_their_certificates() {
         assert_eq!(app_certs[0].certificates[0].key_id, uuid(PAYROLL_CERT));
     }
 }
+
+/// The client-assertion codes of certificate credentials: the application's registered
+/// certificates (from Graph, with their SHA-1 thumbprints) against the certificate the line
+/// names, at the time given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_certificate_assertion_refusals() {
+    let cli = Cli::start(
+        scenario(&["Application.ReadWrite.OwnedBy", "Application.Read.All"]),
+        &demo_policy(),
+    )
+    .await;
+    let at = "2026-12-01T00:00:00Z";
+
+    // 700027, a thumbprint the application does not have: the application named by "app Id".
+    let line = format!(
+        "AADSTS700027: Client assertion failed signature validation. [Reason - The key was not found., Thumbprint of key used by client: '0123456789ABCDEF0123456789ABCDEF01234567', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{PAYROLL}'.]"
+    );
+    let out = cli.run(&["diagnose", "--json", &line, "--at", at]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let d: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(d["appId"], PAYROLL, "{d}");
+    assert!(
+        d["meaning"]
+            .as_str()
+            .unwrap()
+            .contains("signature validation"),
+        "{d}"
+    );
+    let keys = d["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{d}");
+    assert_eq!(keys[0]["keyId"], PAYROLL_CERT);
+    assert_eq!(keys[0]["state"], "valid");
+    assert_eq!(keys[0]["namedByError"], false);
+    let thumbprint = keys[0]["thumbprint"].as_str().unwrap().to_string();
+    assert_eq!(thumbprint.len(), 40, "hex SHA-1: {thumbprint}");
+    assert!(
+        d["findings"].to_string().contains(
+            "no certificate registered on Legacy Payroll, EU has thumbprint 0123456789ABCDEF0123456789ABCDEF01234567"
+        ),
+        "{d}"
+    );
+    assert!(
+        d["fix"]
+            .to_string()
+            .contains("point the caller at the certificate"),
+        "{d}"
+    );
+
+    // 700027 "expired", naming the registered certificate, after its end (2027-06-01): it is
+    // the one involved, and with no valid certificate left the fix is to renew.
+    let line = format!(
+        "AADSTS700027: Client assertion contains an invalid signature. [Reason - The key used is expired., Thumbprint of key used by client: '{thumbprint}', Found key 'Start=06/01/2025 00:00:00, End=06/01/2027 00:00:00']"
+    );
+    let out = cli
+        .run(&[
+            "diagnose",
+            "--json",
+            "--app-id",
+            PAYROLL,
+            &line,
+            "--at",
+            "2027-07-01T00:00:00Z",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let d: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(d["involved"], json!([PAYROLL_CERT]), "{d}");
+    assert_eq!(d["keys"][0]["state"], "expired");
+    assert_eq!(d["keys"][0]["namedByError"], true);
+    assert!(
+        d["findings"]
+            .to_string()
+            .contains("expired certificate of Legacy Payroll, EU"),
+        "{d}"
+    );
+    assert!(
+        d["fix"]
+            .to_string()
+            .contains("has no valid certificate: renew it"),
+        "{d}"
+    );
+
+    // 700024: the assertion's time range; the text output names the certificates and the fix.
+    let line = "AADSTS700024: Client assertion is not within its valid time range. Current time: 2026-12-01T00:00:00.0000000Z, assertion valid from 2026-12-01T01:00:00.0000000Z, expiry time of assertion 2026-12-01T01:10:00.0000000Z.";
+    let out = cli
+        .run(&["diagnose", "--app-id", PAYROLL, line, "--at", at])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("AADSTS700024: the client assertion is not within its valid time range"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("Certificates:"), "{}", out.stdout);
+    assert!(out.stdout.contains(&thumbprint), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("sync the caller's clock"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        writes(&cli.emu).is_empty(),
+        "diagnose wrote: {:?}",
+        writes(&cli.emu)
+    );
+}
