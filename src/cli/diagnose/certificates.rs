@@ -192,11 +192,11 @@ fn describe(k: &KeyFinding) -> String {
 }
 
 /// The certificate credential enrolled for the application, if any.
-pub fn enrolled_for<'a>(
-    certificates: &'a [CertificateCredentialPolicy],
+pub fn enrolled_for(
+    certificates: &[CertificateCredentialPolicy],
     app_id: Uuid,
     object_id: Option<Uuid>,
-) -> Option<&'a CertificateCredentialPolicy> {
+) -> Option<&CertificateCredentialPolicy> {
     certificates.iter().find(|c| match c.application {
         AppRef::AppId(id) => id == app_id,
         AppRef::ObjectId(id) => object_id == Some(id),
