@@ -19,7 +19,9 @@ use secret_rotator::azure::certificates::{
 use secret_rotator::azure::permissions::{
     REQUIRED_PERMISSIONS, ScopeKind, advise_denied, grant_of,
 };
+use secret_rotator::azure::web::{ResolveStatus, WebClient};
 use secret_rotator::cloud::Cloud;
+use secret_rotator::policy::ArmResource;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -28,6 +30,8 @@ const ROTATOR_SECRET: &str = "Rot8Q~rotator-secret-0123456789";
 const VAULT: &str = "kv-least";
 const CERT: &str = "payments-cert";
 const OTHER: &str = "other-cert";
+
+const SUB: &str = "5b3c1f1e-0a4d-4c39-9d6e-2f51e0c7a0c5";
 
 fn vault_scope() -> String {
     format!(
@@ -56,6 +60,7 @@ fn scenario(on_certificate: bool, on_key: bool) -> serde_json::Value {
     );
     json!({
         "tenantId": TENANT,
+        "subscriptionId": SUB,
         "applications": [
             {"displayName": "rotator", "graphAppRoles": ["Application.ReadWrite.OwnedBy"],
              "passwordCredentials": [{"secretText": ROTATOR_SECRET, "endDateTime": "2099-01-01T00:00:00Z"}]},
@@ -209,4 +214,78 @@ fn every_certificate_permission_has_a_role_and_a_deployment_parameter() {
         assert_eq!(parameter, "certificates");
     }
     assert!(advise_denied("sign", VAULT, CERT).is_some());
+}
+
+/// The consumer side of `pfxReaders`: Key Vault Secrets User on the certificate's *secret*
+/// lets a site's Key Vault reference load the PFX; the same role on the certificate object
+/// does not (Azure/azure-sdk-for-python#19919), and a site without a grant is denied. Read
+/// back as App Service reports it (reference status), with the site's own identity.
+#[tokio::test]
+async fn a_pfx_reader_resolves_the_certificate_secret_and_no_other_site_does() {
+    let reference = format!("@Microsoft.KeyVault(VaultName={VAULT};SecretName={CERT})");
+    let mut s = scenario(true, true);
+    s["managedIdentities"] =
+        json!([{"name": "pfx-mi"}, {"name": "wrong-mi"}, {"name": "thumb-mi"}]);
+    let site = |name: &str, mi: &str| {
+        json!({"resourceGroup": "rg-apps", "name": name, "identity": mi,
+               "appSettings": {"ClientCertificate": reference}})
+    };
+    s["sites"] = json!([
+        site("func-pfx", "pfx-mi"),
+        site("func-wrong", "wrong-mi"),
+        site("func-none", "thumb-mi")
+    ]);
+    let roles = s["roleAssignments"].as_array_mut().unwrap();
+    roles.push(
+        json!({"principal": "pfx-mi", "role": "Key Vault Secrets User",
+        "scope": format!("{}/secrets/{CERT}", vault_scope())}),
+    );
+    roles.push(
+        json!({"principal": "wrong-mi", "role": "Key Vault Secrets User",
+        "scope": format!("{}/certificates/{CERT}", vault_scope())}),
+    );
+    roles.push(json!({"principal": "admin", "role": "Website Contributor",
+        "scope": "/subscriptions/{sub}/resourceGroups/rg-apps"}));
+    let emu = TestEmulator::start(s).await;
+    let kv = CertificatesClient::new(
+        Cloud::Public,
+        emu.app_credential("rotator", ROTATOR_SECRET),
+        emu.options(),
+    );
+    kv.create_version(VAULT, CERT, Some(&policy()))
+        .await
+        .unwrap();
+    settle(&emu);
+    // The emulator completes a due operation on the next Key Vault request (its `settle`),
+    // not on an ARM one: read the certificate so its secret exists before App Service looks.
+    kv.get(VAULT, CERT, None).await.unwrap();
+    let web = WebClient::new(
+        Cloud::Public,
+        emu.app_credential("admin", "Adm8Q~admin-secret-0123456789"),
+        emu.options(),
+    );
+    let mut statuses = Vec::new();
+    for name in ["func-pfx", "func-wrong", "func-none"] {
+        let site = ArmResource {
+            subscription: SUB.into(),
+            resource_group: "rg-apps".into(),
+            name: name.into(),
+            slot: None,
+        };
+        web.refresh_references(&site).await.unwrap();
+        let st = web
+            .reference_status(&site, "ClientCertificate")
+            .await
+            .unwrap()
+            .expect("the reference");
+        statuses.push((name, st.status));
+    }
+    assert_eq!(
+        statuses,
+        vec![
+            ("func-pfx", ResolveStatus::Resolved),
+            ("func-wrong", ResolveStatus::AccessToKeyVaultDenied),
+            ("func-none", ResolveStatus::AccessToKeyVaultDenied),
+        ]
+    );
 }
