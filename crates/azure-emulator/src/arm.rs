@@ -962,6 +962,7 @@ fn referenced_version<'t>(
 
 /// Resolves every reference of a site afresh (start, settings change, refresh).
 pub fn resolve_all(st: &mut Tenant, k: &(String, String), now: DateTime<Utc>) {
+    settle_vaults(st, now);
     let Some(site) = st.sites.get(k) else { return };
     let refs: BTreeMap<String, CachedRef> = site
         .settings
@@ -975,8 +976,18 @@ pub fn resolve_all(st: &mut Tenant, k: &(String, String), now: DateTime<Utc>) {
     }
 }
 
+/// Completes the certificate operations due by `now` in every vault before App Service reads a
+/// reference: a completed certificate's secret exists for every reader, not only once a Key
+/// Vault request has passed ([`crate::certificates::settle`] runs there too).
+fn settle_vaults(st: &mut Tenant, now: DateTime<Utc>) {
+    for v in st.vaults.values_mut() {
+        crate::certificates::settle(v, now);
+    }
+}
+
 /// Re-reads references whose cached value is older than the TTL.
 pub fn refresh_stale(st: &mut Tenant, k: &(String, String), now: DateTime<Utc>) {
+    settle_vaults(st, now);
     let Some(site) = st.sites.get(k) else { return };
     if site.resolve_due.is_some_and(|due| due <= now) {
         resolve_all(st, k, now);
