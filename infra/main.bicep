@@ -28,9 +28,10 @@
 // Administrator there (docs/deploy.md, "Who can deploy").
 //
 // tests/e2e/infra_contract.rs checks this file against src/settings.rs (SETTING_SPECS) and
-// src/azure/permissions.rs (REQUIRED_PERMISSIONS); tests/e2e/bicep_types.rs type-checks every
-// template (and main.bicepparam) against the Bicep type data in ../shared/bicep-types and the
-// Flex Consumption rules.
+// src/azure/permissions.rs (REQUIRED_PERMISSIONS, and CONSUMER_PERMISSIONS for the sites that
+// load a certificate's PFX), and main.bicepparam's certificates against the policy;
+// tests/e2e/bicep_types.rs type-checks every template (and main.bicepparam) against the Bicep
+// type data in ../shared/bicep-types and the Flex Consumption rules.
 
 targetScope = 'resourceGroup'
 
