@@ -29,14 +29,14 @@ use crate::policy::CertificateCredentialPolicy;
 
 impl Engine {
     /// The enrolled certificate credential of that name.
-    pub(crate) fn certificate(&self, name: &str) -> Option<&CertificateCredentialPolicy> {
+    pub fn certificate(&self, name: &str) -> Option<&CertificateCredentialPolicy> {
         self.policy.certificates.iter().find(|c| c.name == name)
     }
 
     /// A report for a client secret a certificate credential has replaced (its secret
     /// released to removal or removed): the secret path no longer rotates it. `None` when it
     /// is not replaced, or that cannot be read (the secret path then runs as before).
-    pub(crate) async fn replaced_by_certificate(
+    pub async fn replaced_by_certificate(
         &self,
         secret: &crate::policy::CredentialPolicy,
     ) -> Option<CredentialReport> {
