@@ -157,13 +157,15 @@ impl Engine {
     ) -> Option<CertObserved> {
         let mut added = Vec::new();
         let mut last = None;
-        for _ in 0..self.options.max_steps_per_credential {
+        for n in 0..self.options.max_steps_per_credential {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 report.outcome = CredentialOutcome::InProgress;
                 return last;
             }
             let now = clock.now();
-            let (seen, d) = match self.observe_and_decide(cert, false, now).await {
+            // The first look asks Entra whether the current key still gets a token (a refused
+            // one is renewed); later looks follow the run's own steps, which prove their keys.
+            let (seen, d) = match self.observe_and_decide(cert, n == 0, now).await {
                 Ok(x) => x,
                 Err(e) => {
                     stop(
