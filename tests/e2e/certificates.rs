@@ -350,3 +350,36 @@ async fn a_client_secret_converts_and_goes_only_once_every_consumer_has_moved() 
     );
     assert_eq!(control.passwords(app_id()).len(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_at_its_key_credential_limit_blocks_with_the_reason() {
+    let mut s = scenario();
+    // The application already holds as many keys as Graph lets it.
+    s["keyCredentialLimit"] = json!(1);
+    let w = spawn_world(s, &policy()).await;
+    let theirs = keys(&w);
+    let first = run(&w).await;
+    assert_eq!(first.outcome, CredentialOutcome::Progressed, "{first:#?}");
+    w.emu.emulator.control().advance(chrono::Duration::seconds(
+        azure_emulator::certificates::SELF_ISSUE_SECONDS,
+    ));
+    let r = run(&w).await;
+    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
+    let why = r.error.clone().unwrap_or_default();
+    assert!(why.contains("key-credential limit"), "{why}");
+    assert!(why.contains("Directory_ResourceSizeExceeded"), "{why}");
+    assert_eq!(keys(&w), theirs, "nothing added, nothing lost");
+    // Not asked again: the next run is blocked without another write to Graph.
+    let writes = |w: &World| {
+        w.emu
+            .emulator
+            .control()
+            .requests()
+            .iter()
+            .filter(|r| r.operation.as_deref() == Some("updateApplication"))
+            .count()
+    };
+    let before = writes(&w);
+    assert_eq!(run(&w).await.outcome, CredentialOutcome::Blocked);
+    assert_eq!(writes(&w), before);
+}
