@@ -6,6 +6,8 @@
 //! Every outcome is checked on the emulator's state (keyCredentials, passwords, app settings),
 //! and no report or message carries key material.
 
+use std::time::Duration;
+
 use secret_rotator::engine::report::{CredentialOutcome, CredentialReport};
 use secret_rotator::engine::service::RotatorService;
 use secret_rotator::policy::ArmResource;
@@ -228,8 +230,25 @@ async fn a_certificate_credential_renews_end_to_end_and_keeps_another_writers_ke
     let end = keys(&w);
     assert_eq!(end.len(), 2, "{end:?}");
     assert!(end.contains(&theirs[0]) && end.contains(&v2_key) && !end.contains(&v1_key));
-    // The key in use still gets a token.
-    assert_eq!(run(&w).await.outcome, CredentialOutcome::Idle);
+    // The pass runs the certificate next to the secret; nothing is due for it now.
+    let pass = w.engine.pass(w.now(), Duration::from_secs(120)).await;
+    let mine = pass
+        .credentials
+        .iter()
+        .find(|c| c.name == CERT)
+        .expect("in the pass");
+    assert_eq!(mine.outcome, CredentialOutcome::Idle, "{}", summary(&pass));
+    assert!(pass.credentials.iter().any(|c| c.name == "integration-app"));
+    // The records kept (last outcome, the run's report) carry no key material either.
+    let last = w
+        .engine
+        .store
+        .get_json(&format!("last/{CERT}.json"))
+        .await
+        .unwrap()
+        .expect("last outcome recorded");
+    assert_no_key_material(&last.to_string());
+    assert_no_key_material(&serde_json::to_string(&pass).unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
