@@ -49,13 +49,18 @@ fn site() -> String {
 
 /// The demo's `integration-app` secret, and a certificate credential replacing it.
 fn policy() -> String {
+    policy_on("integration-cert")
+}
+
+/// [`policy`] with the Key Vault certificate named `certificate`.
+fn policy_on(certificate: &str) -> String {
     let mut p: Value = serde_json::from_str(&demo_policy()).unwrap();
     let secret = p["credentials"][0].clone();
     p["credentials"] = json!([secret, {
         "type": "certificate",
         "name": CERT,
         "application": {"appId": APP_ID},
-        "certificate": {"vault": VAULT, "name": "integration-cert"},
+        "certificate": {"vault": VAULT, "name": certificate},
         "issuer": "Self",
         "subject": "CN=integration-app",
         "keySize": 2048,
@@ -401,4 +406,16 @@ async fn an_application_at_its_key_credential_limit_blocks_with_the_reason() {
     let before = writes(&w);
     assert_eq!(run(&w).await.outcome, CredentialOutcome::Blocked);
     assert_eq!(writes(&w), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_name_a_secret_holds_blocks_with_the_fix_instead_of_looping() {
+    // The vault already holds a plain secret of the certificate's name.
+    let w = spawn_world(scenario(), &policy_on("TeamsClientSecret")).await;
+    let r = run(&w).await;
+    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
+    assert_eq!(r.steps.len(), 1, "one request, not a loop: {r:#?}");
+    let why = r.error.unwrap_or_default();
+    assert!(why.contains("recover or purge"), "{why}");
+    assert!(keys(&w).len() == 1, "nothing written to the application");
 }

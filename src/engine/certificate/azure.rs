@@ -221,10 +221,33 @@ impl CertificatePorts for AzureClients {
         tags: &BTreeMap<String, String>,
     ) -> Result<(), PortError> {
         let at = &policy.certificate;
-        self.certificates
+        let e = match self
+            .certificates
             .create_tagged(&at.vault, &at.name, Some(&policy_of(policy)), tags)
-            .await?;
-        Ok(())
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.status() == Some(409) => e,
+            Err(e) => return Err(e.into()),
+        };
+        // 409: an operation already running is the same work (a repeat after an unknown
+        // outcome); otherwise the name is taken (a soft-deleted certificate, a plain secret).
+        if let Some(PendingOperation::InProgress { .. }) = self.cert_pending(at).await? {
+            return Ok(());
+        }
+        Err(PortError::Blocked(format!(
+            "Key Vault refused to create certificate {}/{} ({}): a soft-deleted certificate or a \
+             secret of that name holds it; recover or purge it (az keyvault certificate recover / \
+             purge), or name another certificate in the policy",
+            at.vault,
+            at.name,
+            e.message()
+                .unwrap_or("Conflict")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        )))
     }
 
     async fn cert_update_tags(

@@ -156,6 +156,7 @@ impl Engine {
         report: &mut CredentialReport,
     ) -> Option<CertObserved> {
         let mut added = Vec::new();
+        let mut previous: Option<CertStep> = None;
         let mut last = None;
         for n in 0..self.options.max_steps_per_credential {
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -182,6 +183,17 @@ impl Engine {
                 settle(report, &d);
                 return last;
             };
+            // The same step again means it changed nothing Azure shows yet (a read lagging
+            // behind a write): stop rather than repeat it to the step bound.
+            if previous.as_ref() == Some(&step) {
+                let why = format!(
+                    "{} changed nothing Azure shows yet; the next run goes on",
+                    kind_of(&step)
+                );
+                stop(report, CredentialOutcome::InProgress, why);
+                return last;
+            }
+            previous = Some(step.clone());
             if let CertStep::AddKey { version, .. } = &step {
                 if added.contains(version) {
                     let why = format!(
