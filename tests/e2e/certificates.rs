@@ -462,7 +462,7 @@ async fn a_plain_setting_on_any_of_the_secrets_passwords_keeps_the_secret() {
         let (w, now) = (w.engine.clone(), w.now());
         async move {
             let r = w
-                .rotate_one("empower-cert", false, chrono::Utc::now())
+                .rotate_one("empower-cert", false, now)
                 .await
                 .unwrap();
             assert_no_key_material(&serde_json::to_string(&r).unwrap());
