@@ -373,6 +373,13 @@ async fn a_client_secret_converts_and_goes_only_once_every_consumer_has_moved() 
             .contains("replaced by certificate")
     );
     assert_eq!(control.passwords(app_id()).len(), before);
+    // The probe: the certificate gets a token; the replaced secret is not probed (its
+    // password is gone on purpose).
+    let probe = w.engine.self_test_report(w.now()).await;
+    for name in ["credential integration-cert", "credential integration-app"] {
+        let c = probe.checks.iter().find(|c| c.name == name).expect(name);
+        assert!(c.ok, "{c:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,10 +468,7 @@ async fn a_plain_setting_on_any_of_the_secrets_passwords_keeps_the_secret() {
     let rotate = |w: &World| {
         let (w, now) = (w.engine.clone(), w.now());
         async move {
-            let r = w
-                .rotate_one("empower-cert", false, now)
-                .await
-                .unwrap();
+            let r = w.rotate_one("empower-cert", false, now).await.unwrap();
             assert_no_key_material(&serde_json::to_string(&r).unwrap());
             r
         }
