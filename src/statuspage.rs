@@ -338,6 +338,7 @@ mod tests {
         let s = StatusReport {
             now,
             credentials: vec![],
+            certificates: vec![],
             unenrolled: Some(soonest.finish(Default::default(), None)),
         };
         let html = render(&s, "1.0.0");
@@ -353,6 +354,7 @@ mod tests {
         let none = StatusReport {
             now,
             credentials: vec![],
+            certificates: vec![],
             unenrolled: None,
         };
         assert!(!render(&none, "1.0.0").contains("Not enrolled"));
@@ -363,6 +365,7 @@ mod tests {
         let s = StatusReport {
             now: chrono::Utc::now(),
             unenrolled: None,
+            certificates: vec![],
             credentials: vec![
                 cred("good-one", Some(120), None),
                 cred("late", Some(-3), Some("expired")),
@@ -394,6 +397,7 @@ mod tests {
         let s = StatusReport {
             now: chrono::Utc::now(),
             unenrolled: None,
+            certificates: vec![],
             credentials: vec![
                 cred("fine", Some(150), None),
                 two,

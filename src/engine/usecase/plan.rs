@@ -28,7 +28,11 @@ impl Engine {
             };
             credentials.push(plan);
         }
-        PlanReport { now, credentials }
+        PlanReport {
+            now,
+            credentials,
+            certificates: Vec::new(),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use crate::engine::report::{ConsumerStatus, CredentialOutcome, CredentialStatus,
 use crate::engine::tags;
 use crate::engine::usecase::scan::learn_enrolment;
 use crate::planner::{ConsumerObservation, ConsumerSync, KeyIdentity, VaultState, VaultVersion};
-use crate::policy::{Consumer, CredentialPolicy};
+use crate::policy::CredentialPolicy;
 
 impl Engine {
     /// Every enrolled credential, then the credentials of the visible applications that
@@ -28,6 +28,7 @@ impl Engine {
         StatusReport {
             now,
             credentials,
+            certificates: Vec::new(),
             unenrolled: Some(unenrolled),
         }
     }
@@ -129,7 +130,7 @@ pub(crate) fn fill_status(
         .consumers
         .iter()
         .zip(&observed.observation.consumers)
-        .map(|(c, o)| consumer_status(c, o, synced(observed, o)))
+        .map(|(c, o)| consumer_status(c.describe(), o, synced(observed, o)))
         .collect();
     st.consumers_in_sync = st.consumers.iter().all(|c| c.in_sync != Some(false))
         && !observed
@@ -180,8 +181,12 @@ fn synced(observed: &Observed, o: &ConsumerObservation) -> bool {
 }
 
 /// One consumer's line: in sync, not, or unknown (a write-only target counts as in sync once
-/// the tags record it as written).
-fn consumer_status(c: &Consumer, o: &ConsumerObservation, synced: bool) -> ConsumerStatus {
+/// the tags record it as written). Shared with the certificate credentials' status.
+pub(crate) fn consumer_status(
+    description: String,
+    o: &ConsumerObservation,
+    synced: bool,
+) -> ConsumerStatus {
     let (in_sync, detail) = match &o.sync {
         ConsumerSync::InSync => (Some(true), None),
         ConsumerSync::OutOfSync { detail } => (Some(false), Some(detail.clone())),
@@ -202,7 +207,7 @@ fn consumer_status(c: &Consumer, o: &ConsumerObservation, synced: bool) -> Consu
         ),
     };
     ConsumerStatus {
-        description: c.describe(),
+        description,
         in_sync,
         detail,
     }
