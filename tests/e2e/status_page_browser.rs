@@ -96,6 +96,7 @@ fn report() -> StatusReport {
     StatusReport {
         now: now(),
         credentials: vec![healthy, warning, expired, failed],
+        certificates: vec![],
         unenrolled: None,
     }
 }
