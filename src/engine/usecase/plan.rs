@@ -29,10 +29,17 @@ impl Engine {
             };
             credentials.push(plan);
         }
+        let mut certificates = Vec::new();
+        for cert in &self.policy.certificates {
+            certificates.push(match self.observe_and_decide(cert, false, now).await {
+                Ok((_, d)) => certificate_plan(cert, &d),
+                Err(e) => certificate_unobserved(cert, e.to_string()),
+            });
+        }
         PlanReport {
             now,
             credentials,
-            certificates: Vec::new(),
+            certificates,
         }
     }
 }
