@@ -1,0 +1,284 @@
+//! `Status`, `Plan`, the status page and the report for an enrolled certificate credential, on
+//! the emulator: before anything exists (the plan asks Key Vault for a version), then after a
+//! run has put the version's key on the application and moved the thumbprint consumer. Every
+//! fact shown is checked against the emulator's state (the key on the application, the site's
+//! setting), text from Azure (a key's display name) is escaped on the page, and no key
+//! material — the certificate's PFX from Key Vault, any PEM or DER — appears in any output.
+
+use secret_rotator::engine::inventory::{Enrolment, InventoryScan, ScanOptions};
+use secret_rotator::engine::report::{
+    ConversionState, CredentialOutcome, KeyRole, PlanReport, StatusReport,
+};
+use secret_rotator::statuspage::render;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::support::world::*;
+
+const VAULT: &str = "kv5sutozr67fiik";
+const RG: &str = "TDC_Erhverv_Telephony_Integration";
+const SITE: &str = "NuudayToB-5sutozr67fiik";
+const APP_ID: &str = "3f5b2d1e-0c55-4a8e-9a41-6a2f3b7c9d10";
+const CERT: &str = "integration-cert";
+/// A key someone else put on the application, named to attack the page.
+const HOSTILE: &str = r#"<img src=x onerror="alert('key')">"#;
+
+fn scenario() -> Value {
+    let mut s = demo_scenario();
+    let scope = format!(
+        "/subscriptions/{{sub}}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/{VAULT}"
+    );
+    for role in ["Key Vault Certificates Officer", "Key Vault Crypto User"] {
+        s["roleAssignments"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"principal": MI, "role": role, "scope": scope}));
+    }
+    s["applications"][0]["keyCredentials"] =
+        json!([{"displayName": HOSTILE, "endDateTime": "2099-01-01T00:00:00Z"}]);
+    s
+}
+
+fn site() -> String {
+    format!(
+        "/subscriptions/7c9e6679-7425-40de-944b-e07fc1f90ae7/resourceGroups/{RG}/providers/Microsoft.Web/sites/{SITE}"
+    )
+}
+
+/// The demo's `integration-app` secret, and a certificate credential replacing it whose one
+/// consumer is the site's thumbprint setting.
+fn policy() -> String {
+    let mut p: Value = serde_json::from_str(&demo_policy()).unwrap();
+    let secret = p["credentials"][0].clone();
+    p["credentials"] = json!([secret, {
+        "type": "certificate",
+        "name": CERT,
+        "application": {"appId": APP_ID},
+        "certificate": {"vault": VAULT, "name": CERT},
+        "issuer": "Self",
+        "subject": "CN=integration-app",
+        "keySize": 2048,
+        "validityInMonths": 12,
+        "renewBeforeDays": 30,
+        "graceDays": 7,
+        "replacesSecret": "integration-app",
+        "consumers": [
+            {"type": "appSettingThumbprint", "site": site(), "setting": "WEBSITE_LOAD_CERTIFICATES"}
+        ]
+    }]);
+    p.to_string()
+}
+
+/// Runs the certificate credential until it asks for nothing more now, letting Key Vault's
+/// issuance (seconds on the emulated clock) complete between runs.
+async fn settle(w: &World) {
+    let cert = w
+        .engine
+        .policy
+        .certificates
+        .iter()
+        .find(|c| c.name == CERT)
+        .expect("enrolled")
+        .clone();
+    for _ in 0..4 {
+        let r = w.engine.run_certificate(&cert, w.now(), None, "test").await;
+        assert!(
+            matches!(
+                r.outcome,
+                CredentialOutcome::Progressed | CredentialOutcome::Idle
+            ),
+            "{r:#?}"
+        );
+        if !r
+            .steps
+            .iter()
+            .any(|s| s.step.as_str() == "request-certificate")
+        {
+            return;
+        }
+        w.emu.emulator.control().advance(chrono::Duration::seconds(
+            azure_emulator::certificates::SELF_ISSUE_SECONDS,
+        ));
+    }
+}
+
+/// No private key, PFX or certificate body in `text`: not the certificate's secret from Key
+/// Vault (nor any 24-character piece of it), no PEM armour, no base64 DER (`MII`).
+fn assert_no_key_material(w: &World, what: &str, text: &str) {
+    for bad in ["BEGIN", "PRIVATE KEY", "MII"] {
+        assert!(!text.contains(bad), "{bad} in the {what}");
+    }
+    if let Some((_, pfx, _)) = w.emu.emulator.control().secret_latest(VAULT, CERT) {
+        assert!(pfx.len() > 100, "the certificate's secret is a PFX");
+        let chars: Vec<char> = pfx.chars().collect();
+        for piece in chars.chunks(24).filter(|c| c.len() == 24) {
+            let piece: String = piece.iter().collect();
+            assert!(!text.contains(&piece), "a piece of the PFX in the {what}");
+        }
+    }
+}
+
+fn cert_status(r: &StatusReport) -> &secret_rotator::engine::report::CertificateStatus {
+    r.certificates
+        .iter()
+        .find(|c| c.name == CERT)
+        .expect("the certificate credential is listed")
+}
+
+fn cert_plan(r: &PlanReport) -> &secret_rotator::engine::report::CredentialPlan {
+    r.certificates
+        .iter()
+        .find(|c| c.name == CERT)
+        .expect("planned")
+}
+
+#[tokio::test]
+async fn before_the_first_run_status_and_plan_say_the_certificate_will_be_created() {
+    let w = spawn_world(scenario(), &policy()).await;
+    let status = w.engine.status_report(w.now()).await;
+    let st = cert_status(&status);
+    assert!(st.current_version.is_none() && st.thumbprint.is_none());
+    assert_eq!((st.vault.as_str(), st.certificate.as_str()), (VAULT, CERT));
+    assert_eq!(st.app_id.as_deref(), Some(APP_ID));
+    assert_eq!(st.keys.len(), 1, "{:#?}", st.keys);
+    assert_eq!(st.keys[0].role, KeyRole::Other);
+    assert_eq!(st.keys[0].display_name.as_deref(), Some(HOSTILE));
+    let next = st.next_step.as_deref().unwrap_or_default();
+    assert!(next.contains("request a new certificate version"), "{next}");
+    let conv = st.conversion.as_ref().expect("converting");
+    assert_eq!(
+        (conv.secret.as_str(), conv.state),
+        ("integration-app", ConversionState::Waiting)
+    );
+    // Nothing was written: no certificate in the vault, no key added.
+    assert!(
+        w.emu
+            .emulator
+            .control()
+            .secret_latest(VAULT, CERT)
+            .is_none()
+    );
+    let app = Uuid::parse_str(APP_ID).unwrap();
+    assert_eq!(w.emu.emulator.control().key_credentials(app).len(), 1);
+
+    let plan = w.engine.plan_report(w.now()).await;
+    let p = cert_plan(&plan);
+    assert!(p.blocked.is_none(), "{p:#?}");
+    assert!(p.steps[0].contains("request a new certificate version"));
+    assert!(p.explanation.iter().any(|e| e.contains(CERT)), "{p:#?}");
+}
+
+#[tokio::test]
+async fn after_a_run_status_the_page_and_report_show_the_key_in_use_and_no_key_material() {
+    let w = spawn_world(scenario(), &policy()).await;
+    settle(&w).await;
+    let status = w.engine.status_report(w.now()).await;
+    let st = cert_status(&status).clone();
+
+    // The key in use is on the application (the emulator's state), the thumbprint is the one
+    // the site's setting now holds, and the other writer's key is listed as theirs.
+    let app = Uuid::parse_str(APP_ID).unwrap();
+    let on_app: Vec<Uuid> = w
+        .emu
+        .emulator
+        .control()
+        .key_credentials(app)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let in_use: Uuid = st
+        .key_id_in_use
+        .as_deref()
+        .expect("key in use")
+        .parse()
+        .unwrap();
+    assert!(on_app.contains(&in_use), "{in_use} not among {on_app:?}");
+    assert_eq!(st.keys.len(), on_app.len());
+    let thumbprint = st.thumbprint.clone().expect("thumbprint");
+    assert_eq!(thumbprint.len(), 40);
+    let setting = w
+        .emu
+        .emulator
+        .control()
+        .app_setting(RG, SITE, "WEBSITE_LOAD_CERTIFICATES")
+        .expect("setting written");
+    assert!(
+        setting.eq_ignore_ascii_case(&thumbprint),
+        "{setting} vs {thumbprint}"
+    );
+    assert!(st.consumers_in_sync, "{:#?}", st.consumers);
+    assert_eq!(st.keys_by_others, 1);
+    // The first version replaces no key of the rotator's: nothing waits for grace.
+    assert_eq!(st.phase.as_deref(), Some("retired"), "{st:#?}");
+    assert!(st.previous_key_id.is_none() && st.next_step.is_none());
+    assert!(st.next_due.is_some_and(|d| d > w.now()));
+    assert_eq!(st.last_outcome, Some(CredentialOutcome::Progressed));
+    assert!(st.current_version.is_some() && st.expires.is_some() && st.blocked.is_none());
+    let conv = st.conversion.as_ref().expect("converting");
+    // The secret's Key Vault reference still points at the secret: it has not moved.
+    assert_eq!(conv.still_on_secret, 1, "{conv:#?}");
+    assert_ne!(conv.state, ConversionState::Converted);
+
+    // The Status answer: camelCase, additive (the secrets' list as before).
+    let json = serde_json::to_value(&status).unwrap();
+    assert!(
+        json["credentials"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    );
+    let c = json["certificates"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == CERT))
+        .expect("certificates in the answer");
+    assert_eq!(c["thumbprint"], thumbprint.as_str());
+    assert_eq!(c["keyIdInUse"], in_use.to_string());
+    assert_eq!(c["consumersInSync"], true);
+    assert_no_key_material(&w, "Status answer", &json.to_string());
+
+    // The page: the row, the thumbprint, the other writer's key name escaped.
+    let html = render(&status, "test");
+    assert!(html.contains(&format!(r#"data-certificate="{CERT}""#)));
+    assert!(html.contains(&thumbprint));
+    assert!(
+        !html.contains("<img"),
+        "a key's display name reached the page as markup"
+    );
+    assert!(html.contains("&lt;img src=x onerror=&quot;alert(&#39;key&#39;)&quot;&gt;"));
+    assert_no_key_material(&w, "status page", &html);
+
+    // The plan, and the report's rows: the key in use enrolled as the certificate credential.
+    let plan = w.engine.plan_report(w.now()).await;
+    assert_no_key_material(&w, "plan", &serde_json::to_string(&plan).unwrap());
+    assert!(cert_plan(&plan).blocked.is_none());
+    let (_, mut enrolment) = w.engine.credentials_status(w.now()).await;
+    w.engine.certificates_status(&mut enrolment, w.now()).await;
+    let rows = report_rows(&w, &enrolment).await;
+    let row = rows
+        .iter()
+        .find(|r| r["keyId"] == in_use.to_string())
+        .expect("the key in use is a report row");
+    assert_eq!(row["kind"], "certificate");
+    assert_eq!(row["enrolledAs"], CERT);
+    assert_eq!(row["enrolled"], true);
+    assert_eq!(row["keyVault"], format!("{VAULT}/{CERT}"));
+    let theirs = rows
+        .iter()
+        .find(|r| r["displayName"] == HOSTILE)
+        .expect("the other writer's key");
+    assert_eq!(theirs["enrolled"], false, "someone else's key is nobody's");
+}
+
+/// Every inventory row the report would print, as its JSON.
+async fn report_rows(w: &World, enrolment: &Enrolment) -> Vec<Value> {
+    let opts = ScanOptions {
+        owned_only: false,
+        page_size: 100,
+        deadline: None,
+    };
+    let mut scan = InventoryScan::new(w.engine.azure.as_ref(), enrolment, opts, w.now());
+    let mut out = Vec::new();
+    while let Some(rows) = scan.next_page().await.expect("scan") {
+        out.extend(rows.iter().map(|r| serde_json::to_value(r).unwrap()));
+    }
+    out
+}
