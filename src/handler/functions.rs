@@ -473,8 +473,9 @@ async fn status_page(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<S
     (
         out,
         vec![format!(
-            "status page: {} credential(s)",
-            report.credentials.len()
+            "status page: {} credential(s), {} certificate credential(s)",
+            report.credentials.len(),
+            report.certificates.len()
         )],
     )
 }
@@ -787,6 +788,7 @@ async fn plan_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<
     let lines = plan
         .credentials
         .iter()
+        .chain(&plan.certificates)
         .map(|c| {
             let what = if c.steps.is_empty() {
                 "nothing to do".to_string()
@@ -1150,5 +1152,35 @@ mod tests {
         let (success, _, message) = rotate_verdict(&report);
         assert!(!success);
         assert!(message.unwrap().contains("accepted from X"));
+    }
+
+    #[test]
+    fn a_certificate_credential_counts_in_the_status_code() {
+        use crate::engine::usecase::certificate_status::example;
+        let report = |c| StatusReport {
+            now: Utc::now(),
+            credentials: vec![],
+            certificates: vec![c],
+            unenrolled: None,
+        };
+        let blocked = example("pa-cert");
+        assert_eq!(status_code(&report(blocked)), ResultCode::RotationFailed);
+        let mut behind = example("pa-cert");
+        behind.blocked = None;
+        let r = report(behind.clone());
+        assert_eq!(status_code(&r), ResultCode::ConsumerOutOfSync);
+        assert_eq!(
+            certificate_attention(&r).collect::<Vec<_>>(),
+            ["pa-cert: a consumer is out of sync"]
+        );
+        let mut settled = behind;
+        settled.consumers_in_sync = true;
+        let r = report(settled);
+        assert_eq!(status_code(&r), ResultCode::Ok);
+        let line = certificate_lines(&r).next().unwrap();
+        assert!(
+            line.starts_with("pa-cert: certificate kv-pa/pa-cert version 0123"),
+            "{line}"
+        );
     }
 }

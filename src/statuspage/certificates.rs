@@ -207,70 +207,7 @@ mod tests {
     };
     use chrono::{Duration, Utc};
 
-    const HOSTILE: &str = r#"<script>alert("x")</script>"#;
-
-    fn cert(name: &str) -> CertificateStatus {
-        let now = Utc::now();
-        CertificateStatus {
-            name: name.into(),
-            app_id: Some("7412f649-8e14-471f-bfc1-733b36a42705".into()),
-            object_id: None,
-            display_name: Some(HOSTILE.into()),
-            vault: "kv-pa".into(),
-            certificate: "pa-cert".into(),
-            current_version: Some("0123456789abcdef0123456789abcdef".into()),
-            thumbprint: Some("AB".repeat(20)),
-            key_id_in_use: Some("k1".into()),
-            not_before: None,
-            expires: Some(now + Duration::days(90)),
-            days_left: Some(90),
-            phase: Some("stored".into()),
-            previous_key_id: None,
-            remove_after: None,
-            keys: vec![KeyCredentialStatus {
-                key_id: "k9".into(),
-                thumbprint: None,
-                display_name: Some("<img src=x onerror=alert(2)>".into()),
-                role: KeyRole::Other,
-                start: None,
-                end: Some(now + Duration::days(5)),
-                days_left: Some(5),
-                expiring: true,
-            }],
-            keys_by_rotator: 1,
-            keys_by_others: 1,
-            keys_expiring: 1,
-            consumers_in_sync: false,
-            consumers: vec![ConsumerStatus {
-                description: "thumbprint setting WEBSITE_LOAD_CERTIFICATES".into(),
-                in_sync: Some(false),
-                detail: Some("holds <old>".into()),
-            }],
-            pending: Some(PendingStatus {
-                state: PendingState::Failed,
-                requested: None,
-                detail: Some("CA said <iframe src=//evil>".into()),
-            }),
-            next_step: None,
-            blocked: Some("Key Vault's request failed (<b>DigiCert</b>)".into()),
-            held_up: vec!["site <gone>".into()],
-            next_due: None,
-            conversion: Some(ConversionStatus {
-                secret: "pa".into(),
-                state: ConversionState::Waiting,
-                remove_after: None,
-                secret_passwords: vec![],
-                consumers: vec![SecretConsumerStatus {
-                    description: "Key Vault reference ClientSecret".into(),
-                    moved: Some(false),
-                    detail: None,
-                }],
-                still_on_secret: 1,
-            }),
-            problem: None,
-            last_outcome: None,
-        }
-    }
+    use crate::engine::usecase::certificate_status::example as cert;
 
     fn report(certificates: Vec<CertificateStatus>) -> StatusReport {
         StatusReport {
