@@ -9,6 +9,7 @@ mod bicep_syntax;
 mod bicep_types;
 mod bookkeeping;
 mod certificate_clients;
+mod certificates;
 mod certificates_status;
 mod cli_commands;
 mod connection_fidelity;

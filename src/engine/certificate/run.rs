@@ -33,6 +33,39 @@ impl Engine {
         self.policy.certificates.iter().find(|c| c.name == name)
     }
 
+    /// A report for a client secret a certificate credential has replaced (its secret
+    /// released to removal or removed): the secret path no longer rotates it. `None` when it
+    /// is not replaced, or that cannot be read (the secret path then runs as before).
+    pub(crate) async fn replaced_by_certificate(
+        &self,
+        secret: &crate::policy::CredentialPolicy,
+    ) -> Option<CredentialReport> {
+        let cert = self
+            .policy
+            .certificates
+            .iter()
+            .find(|c| c.replaces_secret.as_deref() == Some(secret.name.as_str()))?;
+        let versions = self.certs.cert_versions(&cert.certificate).await.ok()??;
+        let newest = versions
+            .iter()
+            .filter_map(|v| {
+                let t = super::tags::parse(&v.tags, cert).ok()?.state?;
+                Some((v.created, t))
+            })
+            .max_by_key(|(c, _)| *c)?;
+        newest.1.conversion?;
+        Some(CredentialReport {
+            name: secret.name.clone(),
+            outcome: CredentialOutcome::Idle,
+            steps: Vec::new(),
+            error: Some(format!(
+                "replaced by certificate credential {}: every consumer has moved, so it is no longer rotated",
+                cert.name
+            )),
+            next_due: None,
+        })
+    }
+
     fn sources(&self) -> Sources<'_> {
         Sources {
             azure: self.azure.as_ref(),
@@ -60,21 +93,10 @@ impl Engine {
         cert: &CertificateCredentialPolicy,
         now: DateTime<Utc>,
     ) -> CredentialPlan {
+        use crate::engine::usecase::plan::{certificate_plan, certificate_unobserved};
         match self.observe_and_decide(cert, false, now).await {
-            Ok((_, d)) => CredentialPlan {
-                name: cert.name.clone(),
-                steps: d.steps.iter().map(describe).collect(),
-                explanation: d.explanation,
-                next_due: d.next_due,
-                blocked: d.blocked,
-            },
-            Err(e) => CredentialPlan {
-                name: cert.name.clone(),
-                steps: vec![],
-                explanation: vec![format!("could not observe Azure: {e}")],
-                next_due: None,
-                blocked: Some(e.to_string()),
-            },
+            Ok((_, d)) => certificate_plan(cert, &d),
+            Err(e) => certificate_unobserved(cert, e.to_string()),
         }
     }
 

@@ -31,10 +31,7 @@ impl Engine {
         }
         let mut certificates = Vec::new();
         for cert in &self.policy.certificates {
-            certificates.push(match self.observe_and_decide(cert, false, now).await {
-                Ok((_, d)) => certificate_plan(cert, &d),
-                Err(e) => certificate_unobserved(cert, e.to_string()),
-            });
+            certificates.push(self.plan_certificate(cert, now).await);
         }
         PlanReport {
             now,
