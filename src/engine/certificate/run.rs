@@ -290,35 +290,6 @@ fn settle(report: &mut CredentialReport, d: &CertDecision) {
     }
 }
 
-/// A step in a plan: its kind and what it acts on (ids, never key material).
-pub fn describe(step: &CertStep) -> String {
-    let what = match step {
-        CertStep::RequestVersion { reason } => format!("{reason:?}"),
-        CertStep::AdoptVersion { version } | CertStep::AdoptCurrent { version, .. } => {
-            format!("version {version}")
-        }
-        CertStep::AddKey { version, method } => format!(
-            "version {version} via {}",
-            match method {
-                crate::planner::certificate::KeyWrite::WithProof { .. } => "addKey",
-                crate::planner::certificate::KeyWrite::MergeWrite { .. } => "merge-write",
-            }
-        ),
-        CertStep::Prove { version, .. } => format!("version {version}"),
-        CertStep::UpdateConsumer { index, .. } | CertStep::Notify { index, .. } => {
-            format!("consumer #{index}")
-        }
-        CertStep::CompletePropagation { remove_after } => format!("remove after {remove_after}"),
-        CertStep::RemoveKey { key_id, reason, .. } => format!("key {key_id} ({reason:?})"),
-        CertStep::ReleaseSecret { remove_after } => format!("remove after {remove_after}"),
-        CertStep::RemoveClientSecret { credential, key_id } => {
-            format!("password {key_id} of {credential}")
-        }
-        CertStep::MarkRetired | CertStep::MarkConverted => String::new(),
-    };
-    format!("{} {what}", kind_of(step)).trim_end().to_string()
-}
-
 fn audit_record(
     cert: &CertificateCredentialPolicy,
     report: &CredentialReport,
