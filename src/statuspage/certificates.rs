@@ -202,12 +202,8 @@ pub(super) fn failures(status: &StatusReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::report::{
-        ConsumerStatus, ConversionStatus, KeyCredentialStatus, PendingStatus, SecretConsumerStatus,
-    };
-    use chrono::{Duration, Utc};
-
     use crate::engine::usecase::certificate_status::example as cert;
+    use chrono::{Duration, Utc};
 
     fn report(certificates: Vec<CertificateStatus>) -> StatusReport {
         StatusReport {
