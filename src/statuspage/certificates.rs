@@ -40,7 +40,11 @@ pub(super) fn section(status: &StatusReport) -> String {
 
 fn row(c: &CertificateStatus) -> String {
     let h = health_of(c);
-    let state = state_label(c.days_left, needs_person(c), c.last_outcome);
+    // A blocked planner reads "blocked", like a secret whose last run was blocked.
+    let state = match (&c.blocked, &c.problem) {
+        (Some(_), None) if c.days_left.is_none_or(|d| d >= 0) => "blocked",
+        _ => state_label(c.days_left, needs_person(c), c.last_outcome),
+    };
     let app = c
         .display_name
         .as_deref()
@@ -172,7 +176,7 @@ fn phase_cell(c: &CertificateStatus) -> String {
     } else if let Some(d) = c.next_due {
         let _ = write!(
             out,
-            r#"<div class="sub">next look {}</div>"#,
+            r#"<div class="sub">next check {}</div>"#,
             d.format("%Y-%m-%d %H:%M UTC")
         );
     }
@@ -230,6 +234,7 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"));
         assert!(html.contains("CA said &lt;iframe src=//evil&gt;"));
         assert!(html.contains(r#"<tr class="bad" data-certificate="pa-cert">"#));
+        assert!(html.contains(r#"<span class="pill bad">blocked</span>"#));
         assert!(html.contains(&"AB".repeat(20)), "thumbprint shown");
         assert!(html.contains("1 kept by the rotator, 1 added by others, 1 expiring"));
         assert!(html.contains("replaces secret pa: 1 of 1 of its consumers still on it"));
@@ -250,7 +255,7 @@ mod tests {
         c.next_due = Some(Utc::now() + Duration::days(60));
         let html = super::super::render(&report(vec![c]), "1.0.0");
         assert!(html.contains(r#"<tr class="good" data-certificate="fine">"#));
-        assert!(html.contains("1 consumer in sync") && html.contains("next look"));
+        assert!(html.contains("1 consumer in sync") && html.contains("next check"));
         assert!(html.contains("No failures."));
         assert!(!super::super::render(&report(vec![]), "1.0.0").contains("Certificates"));
     }
