@@ -307,8 +307,6 @@ pub struct CertificateStatus {
     pub name: String,
     pub app_id: Option<String>,
     pub object_id: Option<String>,
-    /// The application's display name where the observation read it (untrusted).
-    pub display_name: Option<String>,
     /// Key Vault: vault and certificate name, and the version consumers are meant to hold.
     pub vault: String,
     pub certificate: String,

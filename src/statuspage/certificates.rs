@@ -45,11 +45,7 @@ fn row(c: &CertificateStatus) -> String {
         (Some(_), None) if c.days_left.is_none_or(|d| d >= 0) => "blocked",
         _ => state_label(c.days_left, needs_person(c), c.last_outcome),
     };
-    let app = c
-        .display_name
-        .as_deref()
-        .or(c.app_id.as_deref())
-        .unwrap_or("");
+    let app = c.app_id.as_deref().unwrap_or("");
     format!(
         r#"<tr class="{h}" data-certificate="{name}"><th scope="row">{name} <span class="pill {h}">{state}</span><div class="sub">{app}</div></th>
 {timeline}

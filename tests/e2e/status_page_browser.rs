@@ -11,6 +11,10 @@
 //! the browser's own background calls to a short list of Google hosts (a control test shows the
 //! trap does catch a page that reaches out; another that the bar finder notices wrong bars).
 //!
+//! The certificates section gets the same checks on a report of two certificate credentials
+//! (a healthy one, one blocked by Key Vault with hostile text): bar colours and widths, rows in
+//! the DOM, Azure's text parsed as text.
+//!
 //! Chromium missing is a failure naming the install command, not a skip. Set
 //! `STATUS_PAGE_SCREENSHOT=<path>` to keep the screenshot (docs/status-page.png is made so).
 
@@ -475,7 +479,6 @@ fn certificates_report() -> StatusReport {
         name: name.into(),
         app_id: Some("6f1c2a4e-0d7b-4c52-9a51-3f0e8e2b7c11".into()),
         object_id: None,
-        display_name: None,
         vault: "kv-pa".into(),
         certificate: name.into(),
         current_version: Some("0123456789abcdef0123456789abcdef".into()),

@@ -37,7 +37,6 @@ pub fn blank_certificate_status(
         name: policy.name.clone(),
         app_id: None,
         object_id: None,
-        display_name: None,
         vault: policy.certificate.vault.clone(),
         certificate: policy.certificate.name.clone(),
         current_version: None,
@@ -268,7 +267,8 @@ mod fixture {
     use crate::engine::report::*;
     use chrono::{Duration, Utc};
 
-    pub(crate) const HOSTILE: &str = r#"<script>alert("x")</script>"#;
+    /// A key's display name someone chose to attack the page.
+    pub(crate) const HOSTILE: &str = r#"<script>alert("x")</script><img src=x>"#;
 
     /// A certificate credential's status with Azure's text hostile everywhere it can be:
     /// blocked by a failed Key Vault operation, one consumer out of sync, converting.
@@ -278,7 +278,6 @@ mod fixture {
             name: name.into(),
             app_id: Some("7412f649-8e14-471f-bfc1-733b36a42705".into()),
             object_id: None,
-            display_name: Some(HOSTILE.into()),
             vault: "kv-pa".into(),
             certificate: "pa-cert".into(),
             current_version: Some("0123456789abcdef0123456789abcdef".into()),
@@ -293,7 +292,7 @@ mod fixture {
             keys: vec![KeyCredentialStatus {
                 key_id: "k9".into(),
                 thumbprint: None,
-                display_name: Some("<img src=x onerror=alert(2)>".into()),
+                display_name: Some(HOSTILE.into()),
                 role: KeyRole::Other,
                 start: None,
                 end: Some(now + Duration::days(5)),
