@@ -3,7 +3,8 @@
 //! run has put the version's key on the application and moved the thumbprint consumer. Every
 //! fact shown is checked against the emulator's state (the key on the application, the site's
 //! setting), text from Azure (a key's display name) is escaped on the page, and no key
-//! material — the certificate's PFX from Key Vault, any PEM or DER — appears in any output.
+//! material — the certificate's PFX from Key Vault, any PEM or DER — appears in any output,
+//! the real handler's `Operate` answers included.
 
 use secret_rotator::engine::inventory::{Enrolment, InventoryScan, ScanOptions};
 use secret_rotator::engine::report::{
@@ -13,6 +14,9 @@ use secret_rotator::statuspage::render;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::support::azurite::Azurite;
+use crate::support::emulator::TestEmulator;
+use crate::support::host::{FunctionsHost, HttpCall};
 use crate::support::world::*;
 
 const VAULT: &str = "kv5sutozr67fiik";
@@ -105,10 +109,14 @@ async fn settle(w: &World) {
 /// No private key, PFX or certificate body in `text`: not the certificate's secret from Key
 /// Vault (nor any 24-character piece of it), no PEM armour, no base64 DER (`MII`).
 fn assert_no_key_material(w: &World, what: &str, text: &str) {
+    no_key_material(&w.emu.emulator, what, text);
+}
+
+fn no_key_material(emulator: &azure_emulator::Emulator, what: &str, text: &str) {
     for bad in ["BEGIN", "PRIVATE KEY", "MII"] {
         assert!(!text.contains(bad), "{bad} in the {what}");
     }
-    if let Some((_, pfx, _)) = w.emu.emulator.control().secret_latest(VAULT, CERT) {
+    if let Some((_, pfx, _)) = emulator.control().secret_latest(VAULT, CERT) {
         assert!(pfx.len() > 100, "the certificate's secret is a PFX");
         let chars: Vec<char> = pfx.chars().collect();
         for piece in chars.chunks(24).filter(|c| c.len() == 24) {
@@ -281,4 +289,76 @@ async fn report_rows(w: &World, enrolment: &Enrolment) -> Vec<Value> {
         out.extend(rows.iter().map(|r| serde_json::to_value(r).unwrap()));
     }
     out
+}
+
+/// The real handler behind the Functions host protocol, as the managed identity: `Rotate` runs
+/// the certificate credential, then the `Operate` answers carry it — `status.certificates`
+/// (camelCase, beside the unchanged `status.credentials`) and `plan.certificates` — with the
+/// thumbprint the site's setting holds and no key material.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handlers_status_and_plan_answers_carry_the_certificate_credential() {
+    let emu = TestEmulator::start(scenario()).await;
+    let c = emu.emulator.control();
+    let account = format!("st{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let azurite = Azurite::start(&emu.emulator, &account);
+    let h = FunctionsHost::builder()
+        .emulated(&emu.emulator, azurite.host_override(), &account)
+        .setting("ROTATOR_ROTATE_WAIT_SECONDS", "60")
+        .file("policy.json", policy())
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("the handler did not start: {e:?}"));
+    // Create (pending), then take the issued version up.
+    for _ in 0..2 {
+        let r = h
+            .client
+            .http(
+                HttpCall::post_json(&format!("rotate/{CERT}"), &json!({})),
+                c.now(),
+            )
+            .await;
+        assert!(
+            (200..300).contains(&r.status),
+            "Rotate: {} {}",
+            r.status,
+            r.body
+        );
+        no_key_material(&emu.emulator, "Rotate answer", &r.body_text);
+        c.advance(chrono::Duration::seconds(
+            azure_emulator::certificates::SELF_ISSUE_SECONDS,
+        ));
+    }
+    let operate = |command: &str| HttpCall::post_json("Operate", &json!({ "function": command }));
+    let r = h.client.http(operate("Status"), c.now()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    no_key_material(&emu.emulator, "Status answer", &r.body_text);
+    let status = &r.body["status"];
+    assert!(
+        status["credentials"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{status}"
+    );
+    let cert = &status["certificates"][0];
+    assert_eq!(cert["name"], CERT, "{status}");
+    let setting = c
+        .app_setting(RG, SITE, "WEBSITE_LOAD_CERTIFICATES")
+        .expect("setting written");
+    let thumbprint = cert["thumbprint"].as_str().expect("thumbprint");
+    assert!(
+        setting.eq_ignore_ascii_case(thumbprint),
+        "{setting} vs {cert}"
+    );
+    assert_eq!(cert["consumersInSync"], true, "{cert}");
+    assert_eq!(cert["keysByOthers"], 1, "{cert}");
+    assert_eq!(cert["conversion"]["secret"], "integration-app", "{cert}");
+
+    let r = h.client.http(operate("Plan"), c.now()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    no_key_material(&emu.emulator, "Plan answer", &r.body_text);
+    assert_eq!(
+        r.body["plan"]["certificates"][0]["name"], CERT,
+        "{}",
+        r.body
+    );
 }
