@@ -107,7 +107,7 @@ async fn settle(w: &World) {
 }
 
 /// No private key, PFX or certificate body in `text`: not the certificate's secret from Key
-/// Vault (nor any 24-character piece of it), no PEM armour, no base64 DER (`MII`).
+/// Vault (nor any 24-character piece of it, at any offset), no PEM armour, no base64 DER (`MII`).
 fn assert_no_key_material(w: &World, what: &str, text: &str) {
     no_key_material(&w.emu.emulator, what, text);
 }
@@ -118,8 +118,9 @@ fn no_key_material(emulator: &azure_emulator::Emulator, what: &str, text: &str) 
     }
     if let Some((_, pfx, _)) = emulator.control().secret_latest(VAULT, CERT) {
         assert!(pfx.len() > 100, "the certificate's secret is a PFX");
+        // Every 24-character window, at every offset: any leaked piece that long is caught.
         let chars: Vec<char> = pfx.chars().collect();
-        for piece in chars.chunks(24).filter(|c| c.len() == 24) {
+        for piece in chars.windows(24) {
             let piece: String = piece.iter().collect();
             assert!(!text.contains(&piece), "a piece of the PFX in the {what}");
         }
@@ -253,6 +254,13 @@ async fn after_a_run_status_the_page_and_report_show_the_key_in_use_and_no_key_m
     );
     assert!(html.contains("&lt;img src=x onerror=&quot;alert(&#39;key&#39;)&quot;&gt;"));
     assert_no_key_material(&w, "status page", &html);
+    // Control: the check does catch a piece of the PFX planted in the page.
+    let (_, pfx, _) = w.emu.emulator.control().secret_latest(VAULT, CERT).unwrap();
+    let planted = format!("{html}{}", &pfx[pfx.len() / 2..pfx.len() / 2 + 30]);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_no_key_material(&w, "control", &planted)
+    }));
+    assert!(caught.is_err(), "a planted piece of the PFX went unnoticed");
 
     // The plan, and the report's rows: the key in use enrolled as the certificate credential.
     let plan = w.engine.plan_report(w.now()).await;
