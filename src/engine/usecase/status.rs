@@ -19,10 +19,9 @@ use crate::engine::report::{
 };
 use crate::engine::tags;
 use crate::engine::usecase::certificate_status::{blank_certificate_status, certificate_status};
-use crate::engine::usecase::scan::learn_enrolment;
-use crate::planner::certificate::{CertObservation, CertVaultState};
+use crate::engine::usecase::scan::{learn_certificate, learn_enrolment};
 use crate::planner::{ConsumerObservation, ConsumerSync, KeyIdentity, VaultState, VaultVersion};
-use crate::policy::{CertificateCredentialPolicy, CredentialPolicy};
+use crate::policy::CredentialPolicy;
 
 impl Engine {
     /// Every enrolled credential, then the credentials of the visible applications that
@@ -252,29 +251,4 @@ pub(crate) fn consumer_status(
         in_sync,
         detail,
     }
-}
-
-/// Tells the inventory which keys a certificate credential keeps: the current version's key
-/// on the application (by its tagged keyId, else its thumbprint) and the one it replaced.
-fn learn_certificate(
-    enrolment: &mut Enrolment,
-    cert: &CertificateCredentialPolicy,
-    obs: &CertObservation,
-) {
-    let CertVaultState::Present(c) = &obs.vault else {
-        return;
-    };
-    let Some((v, t)) = c.current() else { return };
-    let on_app = obs
-        .app
-        .as_ref()
-        .ok()
-        .and_then(|a| a.key_of_version(v, Some(t.key_id)))
-        .map(|k| k.key_id);
-    enrolment.observed_certificate(
-        &cert.name,
-        Some(on_app.unwrap_or(t.key_id)),
-        t.previous_key_id,
-        format!("{}/{}", cert.certificate.vault, cert.certificate.name),
-    );
 }
