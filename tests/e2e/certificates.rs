@@ -6,6 +6,8 @@
 //! Every outcome is checked on the emulator's state (keyCredentials, passwords, app settings),
 //! and no report or message carries key material.
 
+use std::time::Duration;
+
 use secret_rotator::engine::report::{CredentialOutcome, CredentialReport};
 use secret_rotator::engine::service::RotatorService;
 use secret_rotator::policy::ArmResource;
@@ -47,13 +49,18 @@ fn site() -> String {
 
 /// The demo's `integration-app` secret, and a certificate credential replacing it.
 fn policy() -> String {
+    policy_on("integration-cert")
+}
+
+/// [`policy`] with the Key Vault certificate named `certificate`.
+fn policy_on(certificate: &str) -> String {
     let mut p: Value = serde_json::from_str(&demo_policy()).unwrap();
     let secret = p["credentials"][0].clone();
     p["credentials"] = json!([secret, {
         "type": "certificate",
         "name": CERT,
         "application": {"appId": APP_ID},
-        "certificate": {"vault": VAULT, "name": "integration-cert"},
+        "certificate": {"vault": VAULT, "name": certificate},
         "issuer": "Self",
         "subject": "CN=integration-app",
         "keySize": 2048,
@@ -228,8 +235,25 @@ async fn a_certificate_credential_renews_end_to_end_and_keeps_another_writers_ke
     let end = keys(&w);
     assert_eq!(end.len(), 2, "{end:?}");
     assert!(end.contains(&theirs[0]) && end.contains(&v2_key) && !end.contains(&v1_key));
-    // The key in use still gets a token.
-    assert_eq!(run(&w).await.outcome, CredentialOutcome::Idle);
+    // The pass runs the certificate next to the secret; nothing is due for it now.
+    let pass = w.engine.pass(w.now(), Duration::from_secs(120)).await;
+    let mine = pass
+        .credentials
+        .iter()
+        .find(|c| c.name == CERT)
+        .expect("in the pass");
+    assert_eq!(mine.outcome, CredentialOutcome::Idle, "{}", summary(&pass));
+    assert!(pass.credentials.iter().any(|c| c.name == "integration-app"));
+    // The records kept (last outcome, the run's report) carry no key material either.
+    let last = w
+        .engine
+        .store
+        .get_json(&format!("last/{CERT}.json"))
+        .await
+        .unwrap()
+        .expect("last outcome recorded");
+    assert_no_key_material(&last.to_string());
+    assert_no_key_material(&serde_json::to_string(&pass).unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,4 +373,49 @@ async fn a_client_secret_converts_and_goes_only_once_every_consumer_has_moved() 
             .contains("replaced by certificate")
     );
     assert_eq!(control.passwords(app_id()).len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_at_its_key_credential_limit_blocks_with_the_reason() {
+    let mut s = scenario();
+    // The application already holds as many keys as Graph lets it.
+    s["keyCredentialLimit"] = json!(1);
+    let w = spawn_world(s, &policy()).await;
+    let theirs = keys(&w);
+    let first = run(&w).await;
+    assert_eq!(first.outcome, CredentialOutcome::Progressed, "{first:#?}");
+    w.emu.emulator.control().advance(chrono::Duration::seconds(
+        azure_emulator::certificates::SELF_ISSUE_SECONDS,
+    ));
+    let r = run(&w).await;
+    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
+    let why = r.error.clone().unwrap_or_default();
+    assert!(why.contains("key-credential limit"), "{why}");
+    assert!(why.contains("Directory_ResourceSizeExceeded"), "{why}");
+    assert_eq!(keys(&w), theirs, "nothing added, nothing lost");
+    // Not asked again: the next run is blocked without another write to Graph.
+    let writes = |w: &World| {
+        w.emu
+            .emulator
+            .control()
+            .requests()
+            .iter()
+            .filter(|r| r.operation.as_deref() == Some("updateApplication"))
+            .count()
+    };
+    let before = writes(&w);
+    assert_eq!(run(&w).await.outcome, CredentialOutcome::Blocked);
+    assert_eq!(writes(&w), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_name_a_secret_holds_blocks_with_the_fix_instead_of_looping() {
+    // The vault already holds a plain secret of the certificate's name.
+    let w = spawn_world(scenario(), &policy_on("TeamsClientSecret")).await;
+    let r = run(&w).await;
+    assert_eq!(r.outcome, CredentialOutcome::Blocked, "{r:#?}");
+    assert_eq!(r.steps.len(), 1, "one request, not a loop: {r:#?}");
+    let why = r.error.unwrap_or_default();
+    assert!(why.contains("recover or purge"), "{why}");
+    assert!(keys(&w).len() == 1, "nothing written to the application");
 }

@@ -210,6 +210,18 @@ fn lifetime_allowed(st: &Tenant, c: &Claims, k: &Certificate) -> Result<(), Resp
     }
 }
 
+/// Graph's refusal of an application grown past its size (`Scenario::key_credential_limit`).
+fn within_limit(st: &Tenant, keys: usize) -> Result<(), Resp> {
+    if keys <= st.key_credential_limit {
+        return Ok(());
+    }
+    Err(error(
+        400,
+        "Directory_ResourceSizeExceeded",
+        "The size of the object has exceeded its limit. Please reduce the number of values and retry your request",
+    ))
+}
+
 fn body(req: &Req) -> Result<Value, Resp> {
     if req.body.is_empty() {
         return Err(error(
@@ -253,6 +265,7 @@ pub fn add_key(
     let mut v = key_json(&k, false);
     v["@odata.context"] =
         json!("https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.keyCredential");
+    within_limit(st, st.apps[i].certificates.len() + 1)?;
     st.apps[i].certificates.push(k);
     Ok(Resp::json(200, &v))
 }
@@ -326,6 +339,7 @@ pub fn patch(
         }
         new.push(k);
     }
+    within_limit(st, new.len())?;
     st.apps[i].certificates = new;
     Ok(Resp::empty(204))
 }

@@ -219,6 +219,8 @@ pub struct Tenant {
     /// Access-token lifetime in seconds.
     pub token_lifetime: i64,
     pub graph_quota: Quota,
+    /// Key credentials per application (`Scenario::key_credential_limit`).
+    pub key_credential_limit: usize,
     pub uncertainties: crate::scenario::Uncertainties,
     /// (policy id, spec, exempt principal object ids) of the tenant app management policy.
     pub app_policy: Option<(Uuid, crate::scenario::AppManagementPolicySpec, Vec<Uuid>)>,
@@ -468,6 +470,7 @@ impl Tenant {
                 requests: 3000,
                 window_seconds: 150,
             }),
+            key_credential_limit: s.key_credential_limit.unwrap_or(600) as usize,
             uncertainties: s.uncertainties.clone(),
             app_policy: None,
             managed_apis: crate::managed_apis::catalogue(&s.managed_apis),

@@ -32,6 +32,12 @@ pub struct Scenario {
     /// time while services check expiry on the emulated clock: tests that advance the clock
     /// by days and keep their credentials can raise this instead of re-creating credentials.
     pub token_lifetime_seconds: Option<u64>,
+    /// Key credentials one application may hold. Past it Graph refuses the write with 400
+    /// `Directory_ResourceSizeExceeded` "The size of the object has exceeded its limit. Please
+    /// reduce the number of values and retry your request" (microsoftgraph/microsoft-graph-docs
+    /// issue 21469, seen past 600 key credentials). Graph's bound is the object's size; a count
+    /// is the emulator's decision. Default 600.
+    pub key_credential_limit: Option<u32>,
     /// Graph write quota per calling app (requests per window); default 3000 per 150 s.
     pub graph_write_quota: Option<Quota>,
     /// ARM and Key Vault throttling (`crate::throttle`): `"documented"` or explicit limits;

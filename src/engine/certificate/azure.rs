@@ -127,13 +127,14 @@ impl AzureClients {
     }
 
     /// The merge-write, refused when a key the planner saw (and meant to keep) is gone.
+    /// `Ok(Some)`: Graph refused the resulting collection (the application's size limit).
     async fn merge(
         &self,
         object_id: Uuid,
         add: &[NewKeyCredential],
         remove: &[Uuid],
         keep: &[Uuid],
-    ) -> Result<(), PortError> {
+    ) -> Result<Option<KeyRefused>, PortError> {
         let now = self.keycreds.list(object_id).await?;
         if let Some(gone) = keep
             .iter()
@@ -143,7 +144,10 @@ impl AzureClients {
                 "key {gone} left the application since it was observed: observe again before writing keyCredentials"
             )));
         }
-        let after = self.keycreds.merge_write(object_id, add, remove).await?;
+        let after = match self.keycreds.merge_write(object_id, add, remove).await {
+            Ok(after) => after,
+            Err(e) => return key_refusal(&e).map(Some).ok_or_else(|| e.into()),
+        };
         match keep
             .iter()
             .find(|k| !remove.contains(k) && after.iter().all(|a| a.key_id != **k))
@@ -151,7 +155,7 @@ impl AzureClients {
             Some(lost) => Err(PortError::Other(format!(
                 "key {lost} is missing after the keyCredentials write"
             ))),
-            None => Ok(()),
+            None => Ok(None),
         }
     }
 }
@@ -217,10 +221,33 @@ impl CertificatePorts for AzureClients {
         tags: &BTreeMap<String, String>,
     ) -> Result<(), PortError> {
         let at = &policy.certificate;
-        self.certificates
+        let e = match self
+            .certificates
             .create_tagged(&at.vault, &at.name, Some(&policy_of(policy)), tags)
-            .await?;
-        Ok(())
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.status() == Some(409) => e,
+            Err(e) => return Err(e.into()),
+        };
+        // 409: an operation already running is the same work (a repeat after an unknown
+        // outcome); otherwise the name is taken (a soft-deleted certificate, a plain secret).
+        if let Some(PendingOperation::InProgress { .. }) = self.cert_pending(at).await? {
+            return Ok(());
+        }
+        Err(PortError::Blocked(format!(
+            "Key Vault refused to create certificate {}/{} ({}): a soft-deleted certificate or a \
+             secret of that name holds it; recover or purge it (az keyvault certificate recover / \
+             purge), or name another certificate in the policy",
+            at.vault,
+            at.name,
+            e.message()
+                .unwrap_or("Conflict")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        )))
     }
 
     async fn cert_update_tags(
@@ -269,10 +296,10 @@ impl CertificatePorts for AzureClients {
                     .map(|k| k.key_id)
             }
             KeyWriteVia::Merge { keep } => {
-                return self
+                let refused = self
                     .merge(object_id, std::slice::from_ref(&new), &[], keep)
-                    .await
-                    .map(|()| KeyAdded::Added(new.key_id));
+                    .await?;
+                return Ok(refused.map_or(KeyAdded::Added(new.key_id), KeyAdded::Refused));
             }
         };
         match result {
@@ -304,7 +331,13 @@ impl CertificatePorts for AzureClients {
                 if present.iter().all(|k| k.key_id != key_id) {
                     return Ok(());
                 }
-                self.merge(object_id, &[], &[key_id], keep).await
+                match self.merge(object_id, &[], &[key_id], keep).await? {
+                    None => Ok(()),
+                    Some(r) => Err(PortError::Other(format!(
+                        "Graph refused the write: {}",
+                        r.detail
+                    ))),
+                }
             }
         }
     }

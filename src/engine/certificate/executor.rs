@@ -116,14 +116,11 @@ impl CertExec<'_> {
             None,
         )
         .map_err(StepError::TagBudget)?;
-        match self.certs.cert_create(self.policy, &t).await {
-            Ok(()) => Ok("asked Key Vault for a new certificate version".into()),
-            // One operation at a time per certificate: one already running is the same work.
-            Err(PortError::Other(m)) if m.contains("409") => {
-                Ok("a new version is already being issued".into())
-            }
-            Err(e) => Err(az("create a certificate version")(e)),
-        }
+        self.certs
+            .cert_create(self.policy, &t)
+            .await
+            .map_err(az("create a certificate version"))?;
+        Ok("asked Key Vault for a new certificate version".into())
     }
 
     async fn add_key(
@@ -250,7 +247,8 @@ impl CertExec<'_> {
                     .app_setting(site, setting)
                     .await
                     .map_err(az("read the app setting"))?;
-                let value = thumbprint_value(held.as_ref().map(|v| v.expose()), seen, thumb);
+                let value =
+                    thumbprint_value(setting, held.as_ref().map(|v| v.expose()), seen, thumb);
                 self.ctx
                     .azure
                     .set_app_setting(site, setting, &SecretValue::new(value))
@@ -432,12 +430,21 @@ fn origin_of(seen: &CertObserved, v: &CertVersionId) -> VersionOrigin {
     }
 }
 
-/// The thumbprint setting's new value: the certificate's other versions' thumbprints replaced
-/// by the current one, other entries kept; a setting naming none of them gets the current one
-/// (alone when it held a single value or nothing, appended to a list).
-fn thumbprint_value(held: Option<&str>, seen: &CertObserved, current: Thumbprint) -> String {
+/// The thumbprint setting's new value. `WEBSITE_LOAD_CERTIFICATES` is a list (comma-separated
+/// thumbprints, or `*`; App Service "Use a TLS/SSL certificate in your code"): the
+/// certificate's other versions are replaced by the current one and every other entry is kept
+/// (another certificate the site loads must not be lost). Any other setting holds one
+/// thumbprint (an app's own `ClientCertificateThumbprint`): it becomes the current one.
+fn thumbprint_value(
+    setting: &str,
+    held: Option<&str>,
+    seen: &CertObserved,
+    current: Thumbprint,
+) -> String {
     let cur = current.to_string();
-    let Some(held) = held.filter(|h| !h.trim().is_empty()) else {
+    let held = held.filter(|h| !h.trim().is_empty());
+    let Some(held) = held.filter(|_| setting.eq_ignore_ascii_case("WEBSITE_LOAD_CERTIFICATES"))
+    else {
         return cur;
     };
     if names_thumbprint(held, current) {
@@ -447,23 +454,76 @@ fn thumbprint_value(held: Option<&str>, seen: &CertObserved, current: Thumbprint
         .iter()
         .map(|v| v.thumbprint.to_string())
         .collect();
-    let mut replaced = false;
-    let mut parts: Vec<String> = Vec::new();
-    for p in held.split(',').map(str::trim) {
-        if ours.iter().any(|o| o.eq_ignore_ascii_case(p)) {
-            if !replaced {
-                parts.push(cur.clone());
-                replaced = true;
-            }
-        } else {
-            parts.push(p.to_string());
-        }
-    }
-    if !replaced {
-        if parts.len() <= 1 {
-            return cur;
-        }
-        parts.push(cur);
-    }
+    let mut parts: Vec<String> = held
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !ours.iter().any(|o| o.eq_ignore_ascii_case(p)))
+        .map(str::to_string)
+        .collect();
+    parts.push(cur);
     parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(thumbs: &[u8]) -> CertObserved {
+        let versions = thumbs
+            .iter()
+            .map(|n| CertVersion {
+                version: CertVersionId(format!("{n:032x}")),
+                thumbprint: Thumbprint([*n; 20]),
+                created: None,
+                not_before: None,
+                expires: None,
+                enabled: true,
+                origin: VersionOrigin::Requested,
+                tags: None,
+            })
+            .collect();
+        CertObserved {
+            observation: CertObservation {
+                app: Err("not read".into()),
+                vault: CertVaultState::Present(CertificateState {
+                    versions,
+                    pending: None,
+                    exportable: true,
+                }),
+                current_accepted: None,
+                consumers: vec![],
+                add_refused: None,
+                conversion: None,
+            },
+            object_id: None,
+            app_id: None,
+            version_tags: Default::default(),
+            current: None,
+        }
+    }
+
+    #[test]
+    fn a_thumbprint_setting_gets_the_new_one_in_place_of_the_old_and_keeps_the_rest() {
+        let s = seen(&[1, 2]);
+        let (old, new) = (Thumbprint([1; 20]).to_string(), Thumbprint([2; 20]));
+        let other = "ABCDEF0123456789ABCDEF0123456789ABCDEF01";
+        let list =
+            |held: Option<&str>| thumbprint_value("WEBSITE_LOAD_CERTIFICATES", held, &s, new);
+        assert_eq!(list(None), new.to_string());
+        assert_eq!(list(Some(" ")), new.to_string());
+        assert_eq!(list(Some(&old)), new.to_string());
+        assert_eq!(
+            list(Some(&format!("{other},{}", old.to_lowercase()))),
+            format!("{other},{new}")
+        );
+        // Another certificate the site loads is kept.
+        assert_eq!(list(Some(other)), format!("{other},{new}"));
+        // Already there (or `*`): unchanged.
+        assert_eq!(list(Some("*")), "*");
+        // A single-value setting becomes the current thumbprint.
+        let one =
+            |held: Option<&str>| thumbprint_value("ClientCertificateThumbprint", held, &s, new);
+        assert_eq!(one(Some(other)), new.to_string());
+        assert_eq!(one(Some(&old)), new.to_string());
+    }
 }

@@ -29,14 +29,14 @@ use crate::policy::CertificateCredentialPolicy;
 
 impl Engine {
     /// The enrolled certificate credential of that name.
-    pub(crate) fn certificate(&self, name: &str) -> Option<&CertificateCredentialPolicy> {
+    pub fn certificate(&self, name: &str) -> Option<&CertificateCredentialPolicy> {
         self.policy.certificates.iter().find(|c| c.name == name)
     }
 
     /// A report for a client secret a certificate credential has replaced (its secret
     /// released to removal or removed): the secret path no longer rotates it. `None` when it
     /// is not replaced, or that cannot be read (the secret path then runs as before).
-    pub(crate) async fn replaced_by_certificate(
+    pub async fn replaced_by_certificate(
         &self,
         secret: &crate::policy::CredentialPolicy,
     ) -> Option<CredentialReport> {
@@ -145,14 +145,17 @@ impl Engine {
         report: &mut CredentialReport,
     ) -> Option<CertObserved> {
         let mut added = Vec::new();
+        let mut previous: Option<CertStep> = None;
         let mut last = None;
-        for _ in 0..self.options.max_steps_per_credential {
+        for n in 0..self.options.max_steps_per_credential {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 report.outcome = CredentialOutcome::InProgress;
                 return last;
             }
             let now = clock.now();
-            let (seen, d) = match self.observe_and_decide(cert, false, now).await {
+            // The first look asks Entra whether the current key still gets a token (a refused
+            // one is renewed); later looks follow the run's own steps, which prove their keys.
+            let (seen, d) = match self.observe_and_decide(cert, n == 0, now).await {
                 Ok(x) => x,
                 Err(e) => {
                     stop(
@@ -169,6 +172,17 @@ impl Engine {
                 settle(report, &d);
                 return last;
             };
+            // The same step again means it changed nothing Azure shows yet (a read lagging
+            // behind a write): stop rather than repeat it to the step bound.
+            if previous.as_ref() == Some(&step) {
+                let why = format!(
+                    "{} changed nothing Azure shows yet; the next run goes on",
+                    kind_of(&step)
+                );
+                stop(report, CredentialOutcome::InProgress, why);
+                return last;
+            }
+            previous = Some(step.clone());
             if let CertStep::AddKey { version, .. } = &step {
                 if added.contains(version) {
                     let why = format!(

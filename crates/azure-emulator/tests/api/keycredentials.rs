@@ -407,3 +407,53 @@ async fn tenant_policy_caps_certificate_lifetime_and_patch_needs_keys() {
     .await;
     assert_eq!(s, 401);
 }
+
+#[tokio::test]
+async fn an_application_past_its_key_credential_limit_is_refused_as_graph_refuses_it() {
+    let mut s = serde_json::to_value(cert_scenario()).unwrap();
+    s["keyCredentialLimit"] = json!(1);
+    let h = start_with(serde_json::from_value(s).unwrap()).await;
+    let kv = h.mi_token("rotator", "https://vault.azure.net").await;
+    let graph = h.mi_token("rotator", "https://graph.microsoft.com").await;
+    let body = policy("RSA", Some(2048), true, "application/x-pkcs12");
+    let a = create_completed(&h, &kv, "a", &body).await;
+    let b = create_completed(&h, &kv, "b", &body).await;
+    let patch = |keys: Vec<Value>| {
+        h.c.patch(format!("{GRAPH}/applications/{PAY_OBJ}"))
+            .bearer_auth(&graph)
+            .json(&json!({ "keyCredentials": keys }))
+    };
+    let (s, v) = call(patch(vec![key_credential(&a, "a")])).await;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = call(patch(vec![
+        key_credential(&a, "a"),
+        key_credential(&b, "b"),
+    ]))
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("Directory_ResourceSizeExceeded"))
+    );
+    // addKey, with a valid proof, is refused the same way; the collection is unchanged.
+    let now = wall_now(&h).await;
+    let p = kv_jwt(
+        &h,
+        &kv,
+        a["kid"].as_str().unwrap(),
+        "RS256",
+        json!({}),
+        proof_claims(now, PAY_OBJ, 600),
+    )
+    .await;
+    let (s, v) = call(
+        h.c.post(format!("{GRAPH}/applications/{PAY_OBJ}/addKey"))
+            .bearer_auth(&graph)
+            .json(&json!({"keyCredential": key_credential(&b, "b"), "proof": p})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("Directory_ResourceSizeExceeded"))
+    );
+    assert_eq!(key_ids(&h, &graph).await.len(), 1);
+}
