@@ -51,9 +51,11 @@ pub struct InventoryRow {
     pub display_name: Option<String>,
     pub end: Option<DateTime<Utc>>,
     pub days_left: Option<i64>,
-    /// The policy credential that keeps this application's secret, if any.
+    /// The policy credential that keeps this application's secret (for a certificate row: its
+    /// certificate credential), if any.
     pub enrolled_as: Option<String>,
-    /// `vault/secret` holding the enrolled value, where known.
+    /// `vault/secret` holding the enrolled value (`vault/certificate` for a certificate
+    /// credential's keys), where known.
     pub key_vault: Option<String>,
     /// Created by the rotator (displayName marker).
     pub managed: bool,
