@@ -325,8 +325,11 @@ pub struct CertificateStatus {
     pub remove_after: Option<DateTime<Utc>>,
     /// Every key credential on the application.
     pub keys: Vec<KeyCredentialStatus>,
+    /// Keys the rotator keeps: in use, previous, or added by it (roles other than `other`).
     pub keys_by_rotator: usize,
+    /// Keys with the role `other`: the rotator never removes them.
     pub keys_by_others: usize,
+    /// Keys ending within 30 days (or already ended), whoever added them.
     pub keys_expiring: usize,
     pub consumers_in_sync: bool,
     pub consumers: Vec<ConsumerStatus>,
