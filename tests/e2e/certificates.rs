@@ -373,6 +373,13 @@ async fn a_client_secret_converts_and_goes_only_once_every_consumer_has_moved() 
             .contains("replaced by certificate")
     );
     assert_eq!(control.passwords(app_id()).len(), before);
+    // The probe: the certificate gets a token; the replaced secret is not probed (its
+    // password is gone on purpose).
+    let probe = w.engine.self_test_report(w.now()).await;
+    for name in ["credential integration-cert", "credential integration-app"] {
+        let c = probe.checks.iter().find(|c| c.name == name).expect(name);
+        assert!(c.ok, "{c:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,4 +425,99 @@ async fn a_certificate_name_a_secret_holds_blocks_with_the_fix_instead_of_loopin
     let why = r.error.unwrap_or_default();
     assert!(why.contains("recover or purge"), "{why}");
     assert!(keys(&w).len() == 1, "nothing written to the application");
+}
+
+/// A conversion whose secret consumer is a plain app setting: a setting still holding the
+/// secret — the current value, or one that starts as any of the secret's passwords does (a
+/// consumer left on the previous one) — keeps the secret; only a setting that holds neither
+/// lets it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_setting_on_any_of_the_secrets_passwords_keeps_the_secret() {
+    let mut s = demo_scenario();
+    let scope = "/subscriptions/{sub}/resourceGroups/rg-empower/providers/Microsoft.KeyVault/vaults/kv-empower";
+    for role in ["Key Vault Certificates Officer", "Key Vault Crypto User"] {
+        s["roleAssignments"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"principal": MI, "role": role, "scope": scope}));
+    }
+    let site = "/subscriptions/7c9e6679-7425-40de-944b-e07fc1f90ae7/resourceGroups/rg-empower/providers/Microsoft.Web/sites/empower-backend";
+    let mut p: Value = serde_json::from_str(&demo_policy()).unwrap();
+    let empower = p["credentials"][2].clone();
+    p["credentials"] = json!([empower, {
+        "type": "certificate", "name": "empower-cert",
+        "application": {"appId": "5b7d9f1a-2c4e-4a6b-9d8f-0a2c4e6b8d30"},
+        "certificate": {"vault": "kv-empower", "name": "empower-cert"},
+        "graceDays": 7, "replacesSecret": "empower",
+        "consumers": [{"type": "appSettingThumbprint", "site": site, "setting": "EntraClientCertificate"}]
+    }]);
+    let w = spawn_world(s, &p.to_string()).await;
+    let app = Uuid::parse_str("5b7d9f1a-2c4e-4a6b-9d8f-0a2c4e6b8d30").unwrap();
+    // The secret path renews the expired secret: its tags now name the new password and the
+    // previous one.
+    let r = w.run("empower").await;
+    assert!(
+        !matches!(
+            r.outcome,
+            CredentialOutcome::Failed | CredentialOutcome::Blocked
+        ),
+        "{r:#?}"
+    );
+    let control = w.emu.emulator.control();
+    let before = control.passwords(app).len();
+    let rotate = |w: &World| {
+        let (w, now) = (w.engine.clone(), w.now());
+        async move {
+            let r = w.rotate_one("empower-cert", false, now).await.unwrap();
+            assert_no_key_material(&serde_json::to_string(&r).unwrap());
+            r
+        }
+    };
+    for _ in 0..3 {
+        rotate(&w).await;
+        control.advance(chrono::Duration::seconds(
+            azure_emulator::certificates::SELF_ISSUE_SECONDS,
+        ));
+    }
+    let secret_site = match &w.credential("empower").consumers[0] {
+        secret_rotator::policy::Consumer::AppSettingValue { site, .. } => site.clone(),
+        other => panic!("{other:?}"),
+    };
+    let set = |v: &str| {
+        let (w, site, v) = (w.engine.clone(), secret_site.clone(), v.to_string());
+        async move {
+            w.azure
+                .set_app_setting(&site, "EntraClientSecret", &SecretValue::new(v))
+                .await
+                .unwrap()
+        }
+    };
+    // A value that starts as the secret's password does (Graph shows its first characters),
+    // though not the one in Key Vault: still on the secret.
+    let ours = control
+        .passwords(app)
+        .into_iter()
+        .find(|p| {
+            p.display_name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("secret-rotator:empower:"))
+        })
+        .expect("the secret path's password");
+    set(&format!("{}-a-copy-from-before", ours.hint)).await;
+    w.advance_days(10);
+    for _ in 0..2 {
+        let r = rotate(&w).await;
+        assert!(
+            !r.steps.iter().any(|s| s.step.as_str() == "release-secret"),
+            "{r:#?}"
+        );
+    }
+    assert_eq!(control.passwords(app).len(), before, "nothing removed");
+    // Moved: the setting now holds something that is none of the secret's passwords.
+    set("uses the certificate now").await;
+    let r = rotate(&w).await;
+    assert!(
+        r.steps.iter().any(|s| s.step.as_str() == "release-secret"),
+        "{r:#?}"
+    );
 }

@@ -98,6 +98,35 @@ def test_create_poll_get_versions_and_policy(emulator):
     assert leaf.public_bytes(serialization.Encoding.DER) == bytes(second.cer)
 
 
+def test_tags_on_create_stay_on_that_version_and_update_replaces_them(emulator):
+    client = certs(emulator)
+    poller = client.begin_create_certificate(
+        "conf-tagged", rsa_policy(), tags={"rotator-requested": "true"}, _polling_interval=0.2
+    )
+    emulator.advance_clock(SELF_ISSUE_SECONDS)
+    first = poller.result()
+    assert first.properties.tags == {"rotator-requested": "true"}
+    second = create(emulator, "conf-tagged", client.get_certificate_policy("conf-tagged"))
+    assert not second.properties.tags
+    listed = {
+        p.version: p.tags or {} for p in client.list_properties_of_certificate_versions("conf-tagged")
+    }
+    assert listed[first.properties.version] == {"rotator-requested": "true"}
+    assert listed[second.properties.version] == {}
+    updated = client.update_certificate_properties(
+        "conf-tagged", first.properties.version, tags={"owner": "x", "rotator-phase": "stored"}
+    )
+    assert updated.properties.tags == {"owner": "x", "rotator-phase": "stored"}
+    assert updated.properties.version == first.properties.version
+    again = client.get_certificate_version("conf-tagged", first.properties.version)
+    assert again.properties.tags == {"owner": "x", "rotator-phase": "stored"}
+    with pytest.raises(HttpResponseError) as e:
+        client.update_certificate_properties(
+            "conf-tagged", first.properties.version, tags={f"t{i}": "v" for i in range(16)}
+        )
+    assert e.value.status_code == 400
+
+
 def test_non_exportable_secret_has_no_private_key(emulator):
     cert = create(emulator, "conf-noexport", rsa_policy(CertificateContentType.pem, exportable=False))
     secret = SecretClient(VAULT_URL, emulator.credential("rotator-sp")).get_secret("conf-noexport")

@@ -326,7 +326,7 @@ async fn read_conversion(
             .unwrap_or_default(),
         _ => vec![],
     };
-    let secret_passwords = app
+    let passwords: Vec<&crate::planner::PasswordInfo> = app
         .passwords
         .iter()
         .filter(|p| {
@@ -335,16 +335,37 @@ async fn read_conversion(
                     .as_deref()
                     .is_some_and(|n| PasswordMarker::is_for(n, secret_name))
         })
-        .map(|p| p.key_id)
         .collect();
-    let value = latest.ok().flatten().map(|s| s.value);
+    // What a setting still holding the secret looks like: the value in Key Vault, or the
+    // first characters Graph shows of any of the secret's passwords (a consumer left on the
+    // previous one counts as not moved).
+    let held = SecretShape {
+        value: latest.ok().flatten().map(|s| s.value),
+        hints: passwords.iter().filter_map(|p| p.hint.clone()).collect(),
+    };
     let moves = secret
         .consumers
         .iter()
-        .map(|c| secret_consumer_move(src, cert, secret, c, value.as_ref()));
+        .map(|c| secret_consumer_move(src, cert, secret, c, &held));
     ConversionObservation {
         secret_consumers: futures::future::join_all(moves).await,
-        secret_passwords,
+        secret_passwords: passwords.iter().map(|p| p.key_id).collect(),
+    }
+}
+
+/// The replaced secret as a setting would hold it.
+struct SecretShape {
+    value: Option<crate::secret::SecretValue>,
+    hints: Vec<String>,
+}
+
+impl SecretShape {
+    fn held_by(&self, v: &crate::secret::SecretValue) -> bool {
+        self.value.as_ref().is_some_and(|s| s == v)
+            || self
+                .hints
+                .iter()
+                .any(|h| !h.is_empty() && v.expose().starts_with(h.as_str()))
     }
 }
 
@@ -353,7 +374,7 @@ async fn secret_consumer_move(
     cert: &CertificateCredentialPolicy,
     secret: &CredentialPolicy,
     c: &Consumer,
-    value: Option<&crate::secret::SecretValue>,
+    shape: &SecretShape,
 ) -> SecretConsumerMove {
     let kv = &secret.key_vault;
     let (site, setting) = match c {
@@ -382,7 +403,7 @@ async fn secret_consumer_move(
     let on_secret = match c {
         Consumer::AppSettingKeyVaultRef { .. } => KeyVaultReference::parse(held.expose())
             .is_some_and(|r| r.points_at(&kv.vault, &kv.secret)),
-        _ => value.is_some_and(|v| *v == held),
+        _ => shape.held_by(&held),
     };
     if on_secret {
         SecretConsumerMove::StillOnSecret {

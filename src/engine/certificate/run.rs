@@ -22,7 +22,9 @@ use crate::engine::context::{Clock, Engine};
 use crate::engine::executor::StepError;
 use crate::engine::ports::PortError;
 use crate::engine::records::{self, AuditRecord, ConsumerTouched, RecordPath};
-use crate::engine::report::{CredentialOutcome, CredentialPlan, CredentialReport, StepRecord};
+use crate::engine::report::{
+    Check, CredentialOutcome, CredentialPlan, CredentialReport, ResultCode, StepRecord,
+};
 use crate::planner::StepKind;
 use crate::planner::certificate::{CertDecision, CertStep, decide};
 use crate::policy::CertificateCredentialPolicy;
@@ -64,6 +66,51 @@ impl Engine {
             )),
             next_due: None,
         })
+    }
+
+    /// The probe's check of one certificate credential: the current key gets a token (19 when
+    /// Entra refuses it), and nothing blocks it (27, with the reason).
+    pub(crate) async fn check_certificate(
+        &self,
+        cert: &CertificateCredentialPolicy,
+        now: DateTime<Utc>,
+    ) -> Check {
+        let name = format!("credential {}", cert.name);
+        let (ok, result_code, message) = match self.observe_and_decide(cert, true, now).await {
+            Err(e) => (
+                false,
+                ResultCode::KeyVaultAccess,
+                format!("could not observe Azure: {e}"),
+            ),
+            Ok((seen, _)) if seen.current.is_none() => (
+                false,
+                ResultCode::SecretMissing,
+                format!(
+                    "certificate {}/{} has no version the rotator has taken up yet; the next run creates or adopts one",
+                    cert.certificate.vault, cert.certificate.name
+                ),
+            ),
+            Ok((seen, _)) if seen.observation.current_accepted == Some(false) => (
+                false,
+                ResultCode::CredentialRefused,
+                "Entra refuses a client assertion signed by the current certificate".into(),
+            ),
+            Ok((_, d)) => match d.blocked {
+                Some(b) => (false, ResultCode::RotationFailed, b),
+                None if d.held_up.is_empty() => (
+                    true,
+                    ResultCode::Ok,
+                    "the current certificate gets a token".into(),
+                ),
+                None => (false, ResultCode::ConsumerAccess, d.held_up.join("; ")),
+            },
+        };
+        Check {
+            name,
+            ok,
+            result_code,
+            message,
+        }
     }
 
     fn sources(&self) -> Sources<'_> {
