@@ -11,11 +11,11 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::engine::inventory::days_left;
 use crate::engine::report::{
-    CertificateStatus, ConsumerStatus, ConversionState, ConversionStatus, CredentialOutcome,
-    KeyCredentialStatus, KeyRole, PendingState, PendingStatus, SecretConsumerStatus,
+    CertificateStatus, ConversionState, ConversionStatus, CredentialOutcome, KeyCredentialStatus,
+    KeyRole, PendingState, PendingStatus, SecretConsumerStatus,
 };
-use crate::engine::usecase::status::consumer_status;
-use crate::planner::ConsumerSync;
+use crate::engine::usecase::status::{all_in_sync, consumer_status};
+use crate::planner::ConsumerObservation;
 use crate::planner::PasswordMarker;
 use crate::planner::certificate::{
     CertAppState, CertDecision, CertObservation, CertRotationTags, CertVaultState, CertVersion,
@@ -90,37 +90,21 @@ pub fn certificate_status(
         Ok(app) => fill_app(&mut st, policy, app, current, now),
         Err(why) => st.problem = Some(why.clone()),
     }
-    let synced = |i: usize| {
-        current.is_some_and(|(_, t)| {
-            obs.consumers
-                .get(i)
-                .is_some_and(|o| t.synced.contains(&o.id))
-        })
-    };
+    // A write-only consumer counts as holding the version once its tags record it as written.
+    let synced = |o: &ConsumerObservation| current.is_some_and(|(_, t)| t.synced.contains(&o.id));
     st.consumers = policy
         .consumers
         .iter()
         .zip(&obs.consumers)
-        .enumerate()
-        .map(|(i, (c, o))| consumer_status(c.describe(), o, synced(i)))
+        .map(|(c, o)| consumer_status(c.describe(), o, synced(o)))
         .collect();
-    st.consumers_in_sync = consumers_in_sync(&st.consumers, obs);
+    st.consumers_in_sync = all_in_sync(&st.consumers, &obs.consumers);
     st.next_step = decision.steps.first().map(describe_step);
     st.blocked = decision.blocked.clone();
     st.held_up = decision.held_up.clone();
     st.next_due = decision.next_due;
     st.conversion = conversion_status(policy, secret, obs.conversion.as_ref(), current);
     st
-}
-
-/// Every consumer holds the current version (or is write-only and recorded as written), and
-/// none is blocked.
-fn consumers_in_sync(consumers: &[ConsumerStatus], obs: &CertObservation) -> bool {
-    consumers.iter().all(|c| c.in_sync != Some(false))
-        && !obs
-            .consumers
-            .iter()
-            .any(|o| matches!(o.sync, ConsumerSync::Blocked { .. }))
 }
 
 /// What the current version and its tags say: version, thumbprint, dates, phase, previous key.

@@ -9,7 +9,7 @@ use super::*;
 use crate::planner::certificate::{
     CertVersionId, CertificateState, KeyCredentialInfo, Thumbprint, VersionOrigin, decide,
 };
-use crate::planner::{ConsumerObservation, Phase};
+use crate::planner::{ConsumerObservation, ConsumerSync, Phase};
 use crate::policy::Policy;
 
 const APP: &str = "7412f649-8e14-471f-bfc1-733b36a42705";

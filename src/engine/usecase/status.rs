@@ -172,12 +172,16 @@ pub(crate) fn fill_status(
         .zip(&observed.observation.consumers)
         .map(|(c, o)| consumer_status(c.describe(), o, synced(observed, o)))
         .collect();
-    st.consumers_in_sync = st.consumers.iter().all(|c| c.in_sync != Some(false))
+    st.consumers_in_sync = all_in_sync(&st.consumers, &observed.observation.consumers);
+}
+
+/// Every consumer holds the current value (or is write-only and recorded as written), and none
+/// is blocked. Shared with the certificate credentials' status.
+pub(crate) fn all_in_sync(consumers: &[ConsumerStatus], observed: &[ConsumerObservation]) -> bool {
+    consumers.iter().all(|c| c.in_sync != Some(false))
         && !observed
-            .observation
-            .consumers
             .iter()
-            .any(|o| matches!(o.sync, ConsumerSync::Blocked { .. }));
+            .any(|o| matches!(o.sync, ConsumerSync::Blocked { .. }))
 }
 
 /// What the current Key Vault version says: the password in use (and how that is known), its
