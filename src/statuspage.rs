@@ -129,7 +129,10 @@ fn unenrolled_section(status: &StatusReport) -> String {
 }
 
 pub fn render(status: &StatusReport, app_version: &str) -> String {
-    let rows: String = status.credentials.iter().map(credential_row).collect();
+    let mut rows: String = status.credentials.iter().map(credential_row).collect();
+    if rows.is_empty() {
+        rows = "<tr><td colspan=\"4\" class=\"sub\">No client-secret credential is enrolled.</td></tr>\n".into();
+    }
     let certificates = certificates::section(status);
     format!(
         r#"<!doctype html>

@@ -239,6 +239,7 @@ mod tests {
             html.contains(r#"</span>1 need attention"#),
             "counted in the summary"
         );
+        assert!(html.contains("No client-secret credential is enrolled."));
     }
 
     #[test]
