@@ -1,13 +1,16 @@
 //! The status page: one self-contained HTML document (no external assets, works offline) with
-//! every enrolled credential on a timeline of days left, the recent rotations, the failures and
-//! the credentials nobody rotates that expire soonest.
+//! every enrolled credential on a timeline of days left, the certificate credentials (the
+//! `certificates` submodule), the recent rotations, the failures and the credentials nobody
+//! rotates that expire soonest.
 //!
 //! Rendered from the same [`StatusReport`] the `Status` command returns, so the page can never
 //! disagree with the API. Every dynamic string goes through [`esc`].
 
 use std::fmt::Write;
 
-use crate::engine::report::{CredentialOutcome, CredentialStatus, StatusReport};
+use crate::engine::report::{ConsumerStatus, CredentialOutcome, CredentialStatus, StatusReport};
+
+mod certificates;
 
 /// HTML-escapes text for element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -26,9 +29,9 @@ pub fn esc(s: &str) -> String {
 }
 
 /// The horizon of the timeline, in days.
-const HORIZON_DAYS: i64 = 180;
+pub(crate) const HORIZON_DAYS: i64 = 180;
 
-fn health(
+pub(crate) fn health(
     days_left: Option<i64>,
     problem: bool,
     outcome: Option<CredentialOutcome>,
@@ -51,7 +54,7 @@ fn health(
 
 /// The word on a row's badge: why it has its colour, so red for "expired" and red for "the last
 /// run failed" read differently.
-fn state_label(
+pub(crate) fn state_label(
     days_left: Option<i64>,
     problem: bool,
     outcome: Option<CredentialOutcome>,
@@ -126,7 +129,11 @@ fn unenrolled_section(status: &StatusReport) -> String {
 }
 
 pub fn render(status: &StatusReport, app_version: &str) -> String {
-    let rows: String = status.credentials.iter().map(credential_row).collect();
+    let mut rows: String = status.credentials.iter().map(credential_row).collect();
+    if rows.is_empty() {
+        rows = "<tr><td colspan=\"4\" class=\"sub\">No client-secret credential is enrolled.</td></tr>\n".into();
+    }
+    let certificates = certificates::section(status);
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -140,7 +147,7 @@ pub fn render(status: &StatusReport, app_version: &str) -> String {
 <table><thead><tr><th>Credential</th><th>Days left (0–{HORIZON_DAYS})</th><th>Consumers</th><th>Phase</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
-<section><h2>Recent rotations</h2><ul>{recent_html}</ul></section>
+{certificates}<section><h2>Recent rotations</h2><ul>{recent_html}</ul></section>
 <section><h2>Failures</h2>{failures_html}</section>
 {unenrolled}
 </body></html>
@@ -175,8 +182,11 @@ section{margin-top:1.5rem} .failures li{color:#c62828} .ok{color:#2e7d32}
 /// How many credentials are healthy, to renew soon, and in need of attention.
 fn summary(status: &StatusReport) -> String {
     let mut counts = [0usize; 3];
-    for c in &status.credentials {
-        let h = health(c.days_left, c.problem.is_some(), c.last_outcome);
+    let secrets = status
+        .credentials
+        .iter()
+        .map(|c| health(c.days_left, c.problem.is_some(), c.last_outcome));
+    for h in secrets.chain(status.certificates.iter().map(certificates::health_of)) {
         counts[match h {
             "good" => 0,
             "warn" => 1,
@@ -193,46 +203,57 @@ fn summary(status: &StatusReport) -> String {
 fn credential_row(c: &CredentialStatus) -> String {
     let h = health(c.days_left, c.problem.is_some(), c.last_outcome);
     let state = state_label(c.days_left, c.problem.is_some(), c.last_outcome);
-    let days = c.days_left.unwrap_or(0).clamp(0, HORIZON_DAYS);
-    let width = (days as f64 / HORIZON_DAYS as f64 * 100.0).max(1.0);
-    let days_text = match c.days_left {
-        Some(d) if d < 0 => format!("expired {} days ago", -d),
-        Some(d) => format!("{d} days left"),
-        None => "unknown".into(),
-    };
     format!(
         r#"<tr class="{h}" data-credential="{name}"><th scope="row">{name} <span class="pill {h}">{state}</span><div class="sub">{app}</div></th>
-<td><div class="bar" role="img" aria-label="{days_text}"><div class="fill {h}" style="width:{width:.1}%"></div></div><div class="sub">{days_text}{expires}</div></td>
+{timeline}
 <td>{consumers}</td><td>{phase}</td></tr>
 "#,
         name = esc(&c.name),
         app = esc(c.display_name.as_deref().unwrap_or("")),
-        expires = c
-            .expires
-            .map(|e| format!(" · expires {}", e.format("%Y-%m-%d")))
-            .unwrap_or_default(),
-        consumers = consumers_text(c),
+        timeline = timeline_cell(h, c.days_left, c.expires),
+        consumers = consumers_text(c.consumers_in_sync, &c.consumers),
         phase = esc(c.phase.as_deref().unwrap_or("-")),
     )
 }
 
+/// The days-left bar and its caption, coloured by health `h`.
+pub(crate) fn timeline_cell(
+    h: &str,
+    days_left: Option<i64>,
+    expires: Option<chrono::DateTime<chrono::Utc>>,
+) -> String {
+    let days = days_left.unwrap_or(0).clamp(0, HORIZON_DAYS);
+    let width = (days as f64 / HORIZON_DAYS as f64 * 100.0).max(1.0);
+    let days_text = match days_left {
+        Some(d) if d < 0 => format!("expired {} days ago", -d),
+        Some(d) => format!("{d} days left"),
+        None => "unknown".into(),
+    };
+    let expires = expires
+        .map(|e| format!(" · expires {}", e.format("%Y-%m-%d")))
+        .unwrap_or_default();
+    format!(
+        r#"<td><div class="bar" role="img" aria-label="{days_text}"><div class="fill {h}" style="width:{width:.1}%"></div></div><div class="sub">{days_text}{expires}</div></td>"#
+    )
+}
+
 /// Where a credential's consumers stand.
-fn consumers_text(c: &CredentialStatus) -> String {
-    if c.consumers.is_empty() {
+pub(crate) fn consumers_text(in_sync: bool, consumers: &[ConsumerStatus]) -> String {
+    if consumers.is_empty() {
         "Key Vault only".to_string()
-    } else if c.consumers_in_sync {
-        match c.consumers.len() {
+    } else if in_sync {
+        match consumers.len() {
             1 => "1 consumer in sync".to_string(),
             n => format!("{n} consumers in sync"),
         }
     } else {
         format!(
             "{} of {} consumers out of sync",
-            c.consumers
+            consumers
                 .iter()
                 .filter(|x| x.in_sync == Some(false))
                 .count(),
-            c.consumers.len()
+            consumers.len()
         )
     }
 }
@@ -254,6 +275,7 @@ fn failures(status: &StatusReport) -> String {
             );
         }
     }
+    failures.push_str(&certificates::failures(status));
     if failures.is_empty() {
         "<p class=\"ok\">No failures.</p>".to_string()
     } else {
@@ -338,6 +360,7 @@ mod tests {
         let s = StatusReport {
             now,
             credentials: vec![],
+            certificates: vec![],
             unenrolled: Some(soonest.finish(Default::default(), None)),
         };
         let html = render(&s, "1.0.0");
@@ -353,6 +376,7 @@ mod tests {
         let none = StatusReport {
             now,
             credentials: vec![],
+            certificates: vec![],
             unenrolled: None,
         };
         assert!(!render(&none, "1.0.0").contains("Not enrolled"));
@@ -363,6 +387,7 @@ mod tests {
         let s = StatusReport {
             now: chrono::Utc::now(),
             unenrolled: None,
+            certificates: vec![],
             credentials: vec![
                 cred("good-one", Some(120), None),
                 cred("late", Some(-3), Some("expired")),
@@ -394,6 +419,7 @@ mod tests {
         let s = StatusReport {
             now: chrono::Utc::now(),
             unenrolled: None,
+            certificates: vec![],
             credentials: vec![
                 cred("fine", Some(150), None),
                 two,

@@ -1,6 +1,7 @@
 //! `secret-rotator report`: every application credential (secrets and certificates) the
 //! identity can see, then the credentials service principals hold themselves, with expiry, days
-//! left, enrolment and the Key Vault secret holding it.
+//! left, enrolment (by a secret or a certificate credential of the policy) and the Key Vault
+//! secret or certificate holding it.
 //!
 //! The scan is [`crate::engine::inventory::InventoryScan`], the same one the timer pass and `Status`
 //! use: each Graph page is turned into rows and written before the next is fetched, so the
@@ -46,7 +47,9 @@ pub async fn report(
 ) -> Result<ReportSummary, CliError> {
     // Which credentials the policy keeps and which password each vault holds: one observation
     // per enrolled credential, never one per application.
-    let (_, enrolment) = conn.engine.credentials_status(now).await;
+    let (_, mut enrolment) = conn.engine.credentials_status(now).await;
+    // The certificate credentials' keys likewise (one observation each).
+    conn.engine.certificates_status(&mut enrolment, now).await;
     let scan_opts = ScanOptions {
         owned_only: opts.owned_only,
         page_size: opts.page_size,

@@ -24,18 +24,27 @@ pub fn render_plan(report: &PlanReport, json: bool, out: &mut dyn Write) -> std:
     }
     writeln!(
         out,
-        "Plan as of {} ({} credential(s) enrolled); nothing has been changed.",
+        "Plan as of {} ({} credential(s) enrolled{}); nothing has been changed.",
         report.now.format("%Y-%m-%d %H:%M UTC"),
-        report.credentials.len()
+        report.credentials.len() + report.certificates.len(),
+        match report.certificates.len() {
+            0 => String::new(),
+            n => format!(", {n} of them certificate(s)"),
+        }
     )?;
-    for c in &report.credentials {
+    for (c, kind) in report
+        .credentials
+        .iter()
+        .map(|c| (c, ""))
+        .chain(report.certificates.iter().map(|c| (c, " (certificate)")))
+    {
         writeln!(out)?;
         let headline = match (&c.blocked, c.steps.is_empty()) {
             (Some(_), _) => "blocked: needs a person",
             (None, true) => "nothing to do",
             (None, false) => "would act",
         };
-        writeln!(out, "{}: {headline}", c.name)?;
+        writeln!(out, "{}{kind}: {headline}", c.name)?;
         for e in &c.explanation {
             writeln!(out, "  why:   {e}")?;
         }
@@ -182,4 +191,36 @@ pub fn render_rotate(
         writeln!(out, "{}", u.line())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::report::CredentialPlan;
+
+    #[test]
+    fn the_plan_lists_certificate_credentials_after_the_secrets() {
+        let plan = |name: &str, steps: Vec<String>| CredentialPlan {
+            name: name.into(),
+            steps,
+            explanation: vec!["why".into()],
+            next_due: None,
+            blocked: None,
+        };
+        let report = PlanReport {
+            now: Utc::now(),
+            credentials: vec![plan("pa", vec![])],
+            certificates: vec![plan(
+                "pa-cert",
+                vec!["request a new certificate version".into()],
+            )],
+        };
+        let mut out = Vec::new();
+        render_plan(&report, false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("(2 credential(s) enrolled, 1 of them certificate(s))"));
+        assert!(text.contains("pa: nothing to do"));
+        assert!(text.contains("pa-cert (certificate): would act"));
+        assert!(text.contains("  step 1: request a new certificate version"));
+    }
 }

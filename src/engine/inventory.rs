@@ -51,9 +51,11 @@ pub struct InventoryRow {
     pub display_name: Option<String>,
     pub end: Option<DateTime<Utc>>,
     pub days_left: Option<i64>,
-    /// The policy credential that keeps this application's secret, if any.
+    /// The policy credential that keeps this application's secret (for a certificate row: its
+    /// certificate credential), if any.
     pub enrolled_as: Option<String>,
-    /// `vault/secret` holding the enrolled value, where known.
+    /// `vault/secret` holding the enrolled value (`vault/certificate` for a certificate
+    /// credential's keys), where known.
     pub key_vault: Option<String>,
     /// Created by the rotator (displayName marker).
     pub managed: bool,
@@ -73,6 +75,17 @@ pub struct Enrolment {
     by_app_id: HashMap<Uuid, Enrolled>,
     by_object_id: HashMap<Uuid, Enrolled>,
     /// keyId of the password whose value is in Key Vault → `vault/secret`.
+    in_vault: HashMap<Uuid, String>,
+    /// The same for certificate credentials (`"type": "certificate"`): which one keeps an
+    /// application's keyCredentials, and the keyIds it keeps (in use, previous).
+    certs: EnrolledKeys,
+}
+
+/// Enrolled certificate credentials by application, and keyId → `vault/certificate`.
+#[derive(Debug, Clone, Default)]
+struct EnrolledKeys {
+    by_app_id: HashMap<Uuid, Enrolled>,
+    by_object_id: HashMap<Uuid, Enrolled>,
     in_vault: HashMap<Uuid, String>,
 }
 
@@ -97,7 +110,50 @@ impl Enrolment {
                 AppRef::ObjectId(id) => e.by_object_id.insert(id, v),
             };
         }
+        for c in policy.iter().flat_map(|p| p.certificates.iter()) {
+            let v = Enrolled {
+                name: c.name.clone(),
+                kept: None,
+            };
+            match c.application {
+                AppRef::AppId(id) => e.certs.by_app_id.insert(id, v),
+                AppRef::ObjectId(id) => e.certs.by_object_id.insert(id, v),
+            };
+        }
         e
+    }
+
+    /// Records what the engine observed of certificate credential `credential`: the keyId of
+    /// the current version's key on the application (`None`: not established) and the one the
+    /// rotation replaced, both held in `vault/certificate`.
+    pub fn observed_certificate(
+        &mut self,
+        credential: &str,
+        current: Option<Uuid>,
+        previous: Option<Uuid>,
+        vault_certificate: String,
+    ) {
+        let Some(current) = current else { return };
+        let kept: Vec<Uuid> = std::iter::once(current).chain(previous).collect();
+        for k in &kept {
+            self.certs.in_vault.insert(*k, vault_certificate.clone());
+        }
+        for e in self
+            .certs
+            .by_app_id
+            .values_mut()
+            .chain(self.certs.by_object_id.values_mut())
+            .filter(|e| e.name == credential)
+        {
+            e.kept = Some(kept.clone());
+        }
+    }
+
+    fn certificate_of(&self, app: &AppState) -> Option<&Enrolled> {
+        self.certs
+            .by_app_id
+            .get(&app.app_id)
+            .or_else(|| self.certs.by_object_id.get(&app.object_id))
     }
 
     /// Records that the value of password `key_id` is the current version of `vault/secret`.
@@ -145,8 +201,8 @@ pub fn days_left(end: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     (end - now).num_seconds().div_euclid(86_400)
 }
 
-/// The rows for one application: its passwords, then its certificates. Certificates are never
-/// enrolled (the rotator renews client secrets only).
+/// The rows for one application: its passwords, then its certificates, each told enrolled by
+/// the secret or the certificate credential of the policy that keeps it.
 pub fn rows_for_app(
     app: &AppState,
     certificates: &[CertificateInfo],
@@ -213,20 +269,31 @@ fn rows_for(
             }
         })
         .collect();
+    let cert_enrolled = enrolment.certificate_of(app);
     rows.extend(certificates.iter().map(|c| {
-        base(
-            CredentialKind::Certificate,
-            c.key_id,
-            &c.display_name,
-            c.end,
-        )
+        let managed = c
+            .display_name
+            .as_deref()
+            .is_some_and(PasswordMarker::is_rotators);
+        InventoryRow {
+            enrolled_as: cert_enrolled.map(|e| e.name.clone()),
+            key_vault: enrolment.certs.in_vault.get(&c.key_id).cloned(),
+            managed,
+            enrolled: password_enrolled(cert_enrolled, c.key_id, managed),
+            ..base(
+                CredentialKind::Certificate,
+                c.key_id,
+                &c.display_name,
+                c.end,
+            )
+        }
     }));
     rows
 }
 
-/// Whether one password of an application is kept by the rotator. A password the rotator
-/// created (marker) on an enrolled application is its own to remove; on an application no
-/// longer enrolled, nobody keeps it any more.
+/// Whether one password (or key credential) of an application is kept by the rotator. One the
+/// rotator created (marker) on an enrolled application is its own to remove; on an application
+/// no longer enrolled, nobody keeps it any more.
 fn password_enrolled(enrolled: Option<&Enrolled>, key_id: Uuid, managed: bool) -> Option<bool> {
     let Some(e) = enrolled else {
         return Some(false);
@@ -1086,6 +1153,60 @@ mod tests {
         );
         let sp = rows_for_service_principal(&kept, &[cert], now);
         assert!(sp.iter().all(|r| r.enrolled == Some(false)));
+    }
+
+    #[test]
+    fn a_certificate_credentials_keys_are_enrolled_once_observed() {
+        let now = t("2026-11-22T02:00:00Z");
+        let end = Some(t("2026-12-01T00:00:00Z"));
+        let policy = crate::policy::parse(
+            "policy.json",
+            &serde_json::json!({ "credentials": [{
+                "type": "certificate", "name": "pa-cert",
+                "application": { "appId": id(3).to_string() },
+                "certificate": { "vault": "kv-pa", "name": "pa-cert" },
+                "issuer": "Self", "subject": "CN=pa", "keySize": 2048,
+                "validityInMonths": 12, "renewBeforeDays": 30, "graceDays": 7
+            }]})
+            .to_string(),
+        )
+        .expect("valid policy");
+        let key = |n: u128, name: Option<&str>| CertificateInfo {
+            key_id: id(n),
+            display_name: name.map(str::to_string),
+            start: None,
+            end,
+        };
+        let certs = [
+            key(30, None),
+            key(31, None),
+            key(32, Some("someone's")),
+            key(33, Some("secret-rotator:pa-cert:2026-11-01")),
+        ];
+        let with_secret = app(3, vec![password(34, Some("portal"), end)]);
+        let mut e = Enrolment::from_policy(Some(&policy));
+        let flags = |e: &Enrolment| -> Vec<Option<bool>> {
+            rows_for_app(&with_secret, &certs, e, now)
+                .iter()
+                .map(|r| r.enrolled)
+                .collect()
+        };
+        // The password is nobody's: only certificates are enrolled for this application.
+        assert_eq!(flags(&e), [Some(false), None, None, None, Some(true)]);
+        e.observed_certificate(
+            "pa-cert",
+            Some(id(30)),
+            Some(id(31)),
+            "kv-pa/pa-cert".into(),
+        );
+        assert_eq!(
+            flags(&e),
+            [Some(false), Some(true), Some(true), Some(false), Some(true)]
+        );
+        let rows = rows_for_app(&with_secret, &certs, &e, now);
+        assert_eq!(rows[1].key_vault.as_deref(), Some("kv-pa/pa-cert"));
+        assert_eq!(rows[1].enrolled_as.as_deref(), Some("pa-cert"));
+        assert_eq!(rows[0].enrolled_as, None);
     }
 
     #[test]

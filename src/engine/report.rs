@@ -212,11 +212,148 @@ pub struct CredentialStatus {
     pub last_outcome: Option<CredentialOutcome>,
 }
 
+/// Which part a key credential on the application plays for its certificate credential.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyRole {
+    /// The current version's key: the one consumers hold or are moving to.
+    InUse,
+    /// The key the current rotation replaced, removed after grace.
+    Previous,
+    /// Another key the rotator added (its displayName marker): a version being taken up, or
+    /// one the planner cleans up.
+    Rotator,
+    /// Added by someone else: the rotator never removes it.
+    Other,
+}
+
+/// One key credential (`keyCredentials`) on a certificate credential's application: public
+/// metadata only.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyCredentialStatus {
+    pub key_id: String,
+    /// SHA-1 thumbprint, upper-case hex (`None` when Graph gave none).
+    pub thumbprint: Option<String>,
+    /// Untrusted: whoever added the key chose it.
+    pub display_name: Option<String>,
+    pub role: KeyRole,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    pub days_left: Option<i64>,
+    /// Expires within [`crate::engine::usecase::certificate_status::EXPIRING_DAYS`] days (or has expired).
+    pub expiring: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum PendingState {
+    InProgress,
+    Failed,
+}
+
+/// The certificate's pending Key Vault operation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingStatus {
+    pub state: PendingState,
+    pub requested: Option<DateTime<Utc>>,
+    /// Key Vault's or the CA's words (untrusted, clipped).
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ConversionState {
+    /// Some consumer of the secret has not been seen off it (or the certificate is not
+    /// proven yet).
+    Waiting,
+    /// Every consumer moved: the secret's passwords go after `removeAfter`.
+    SecretReleased,
+    /// The secret's passwords are gone.
+    Converted,
+}
+
+/// One consumer of the replaced client secret.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretConsumerStatus {
+    pub description: String,
+    /// `Some(true)` seen off the secret, `Some(false)` still on it, `None` cannot be read.
+    pub moved: Option<bool>,
+    pub detail: Option<String>,
+}
+
+/// A conversion from a client secret to this certificate.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversionStatus {
+    /// The secret credential (policy name) being replaced.
+    pub secret: String,
+    pub state: ConversionState,
+    pub remove_after: Option<DateTime<Utc>>,
+    /// keyIds of the secret's passwords still on the application.
+    pub secret_passwords: Vec<String>,
+    pub consumers: Vec<SecretConsumerStatus>,
+    /// How many of `consumers` are not yet seen off the secret.
+    pub still_on_secret: usize,
+}
+
+/// One enrolled certificate credential as observed now. Metadata only: never a key, a PFX or
+/// a secret value.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    pub name: String,
+    pub app_id: Option<String>,
+    pub object_id: Option<String>,
+    /// Key Vault: vault and certificate name, and the version consumers are meant to hold.
+    pub vault: String,
+    pub certificate: String,
+    pub current_version: Option<String>,
+    /// The current version's SHA-1 thumbprint, upper-case hex.
+    pub thumbprint: Option<String>,
+    /// The current version's key on the application.
+    pub key_id_in_use: Option<String>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub expires: Option<DateTime<Utc>>,
+    pub days_left: Option<i64>,
+    /// `stored`, `propagated`, `retired` (the rotator's tags on the current version).
+    pub phase: Option<String>,
+    /// The key the current rotation replaced, and when it may go.
+    pub previous_key_id: Option<String>,
+    pub remove_after: Option<DateTime<Utc>>,
+    /// Every key credential on the application.
+    pub keys: Vec<KeyCredentialStatus>,
+    /// Keys the rotator keeps: in use, previous, or added by it (roles other than `other`).
+    pub keys_by_rotator: usize,
+    /// Keys with the role `other`: the rotator never removes them.
+    pub keys_by_others: usize,
+    /// Keys ending within 30 days (or already ended), whoever added them.
+    pub keys_expiring: usize,
+    pub consumers_in_sync: bool,
+    pub consumers: Vec<ConsumerStatus>,
+    pub pending: Option<PendingStatus>,
+    /// What the next run would do first (the planner's first step), if anything.
+    pub next_step: Option<String>,
+    /// Set when nothing moves without a person.
+    pub blocked: Option<String>,
+    /// Consumers that cannot be moved, one sentence each.
+    pub held_up: Vec<String>,
+    pub next_due: Option<DateTime<Utc>>,
+    pub conversion: Option<ConversionStatus>,
+    /// Why the credential could not be (fully) observed.
+    pub problem: Option<String>,
+    pub last_outcome: Option<CredentialOutcome>,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusReport {
     pub now: DateTime<Utc>,
     pub credentials: Vec<CredentialStatus>,
+    /// The enrolled certificate credentials (`"type": "certificate"` policy entries).
+    pub certificates: Vec<CertificateStatus>,
     /// The visible applications' credentials that nobody rotates (bounded; `None` where no
     /// scan was made).
     pub unenrolled: Option<crate::engine::inventory::UnenrolledInventory>,
@@ -237,4 +374,6 @@ pub struct CredentialPlan {
 pub struct PlanReport {
     pub now: DateTime<Utc>,
     pub credentials: Vec<CredentialPlan>,
+    /// The certificate credentials' plans (explanation includes consumers held up).
+    pub certificates: Vec<CredentialPlan>,
 }

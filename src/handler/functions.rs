@@ -473,8 +473,9 @@ async fn status_page(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<S
     (
         out,
         vec![format!(
-            "status page: {} credential(s)",
-            report.credentials.len()
+            "status page: {} credential(s), {} certificate credential(s)",
+            report.credentials.len(),
+            report.certificates.len()
         )],
     )
 }
@@ -648,20 +649,67 @@ async fn test_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<
     (HttpOutput::json(200, &out), lines)
 }
 
-/// The status report's overall code: a failed last run first, then consumers out of sync.
+/// The status report's overall code: a failed last run first (a blocked certificate counts
+/// as one), then consumers out of sync, secrets and certificates alike.
 pub fn status_code(report: &StatusReport) -> ResultCode {
-    if report.credentials.iter().any(|c| {
+    let failed = |o: Option<CredentialOutcome>| {
         matches!(
-            c.last_outcome,
+            o,
             Some(CredentialOutcome::Failed | CredentialOutcome::Blocked)
         )
-    }) {
+    };
+    if report.credentials.iter().any(|c| failed(c.last_outcome))
+        || report
+            .certificates
+            .iter()
+            .any(|c| failed(c.last_outcome) || c.blocked.is_some())
+    {
         ResultCode::RotationFailed
-    } else if report.credentials.iter().any(|c| !c.consumers_in_sync) {
+    } else if report.credentials.iter().any(|c| !c.consumers_in_sync)
+        || report.certificates.iter().any(|c| !c.consumers_in_sync)
+    {
         ResultCode::ConsumerOutOfSync
     } else {
         ResultCode::Ok
     }
+}
+
+/// One line per certificate credential needing a person, for the answer's `message`.
+fn certificate_attention(report: &StatusReport) -> impl Iterator<Item = String> + '_ {
+    report
+        .certificates
+        .iter()
+        .filter(|c| c.problem.is_some() || c.blocked.is_some() || !c.consumers_in_sync)
+        .map(|c| {
+            let why = c.problem.as_ref().or(c.blocked.as_ref()).cloned();
+            format!(
+                "{}: {}",
+                c.name,
+                why.unwrap_or_else(|| "a consumer is out of sync".into())
+            )
+        })
+}
+
+/// One log line per certificate credential: version, expiry, phase, consumers.
+fn certificate_lines(report: &StatusReport) -> impl Iterator<Item = String> + '_ {
+    report.certificates.iter().map(|c| {
+        format!(
+            "{}: certificate {}/{} version {}, expires {}, phase {}, consumers {}",
+            c.name,
+            c.vault,
+            c.certificate,
+            c.current_version.as_deref().unwrap_or("none"),
+            c.expires
+                .map(|e| e.to_rfc3339())
+                .unwrap_or_else(|| "unknown".into()),
+            c.phase.as_deref().unwrap_or("none"),
+            if c.consumers_in_sync {
+                "in sync"
+            } else {
+                "OUT OF SYNC"
+            }
+        )
+    })
 }
 
 async fn status_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<String>) {
@@ -687,6 +735,7 @@ async fn status_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Ve
                     .unwrap_or_else(|| "a consumer is out of sync".into())
             )
         })
+        .chain(certificate_attention(&report))
         .collect();
     let message = (!attention.is_empty()).then(|| attention.join("; "));
     let mut lines: Vec<String> = report
@@ -707,6 +756,7 @@ async fn status_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Ve
                 }
             )
         })
+        .chain(certificate_lines(&report))
         .collect();
     if let Some(u) = &report.unenrolled {
         lines.push(format!("unenrolled: {}", u.note));
@@ -738,6 +788,7 @@ async fn plan_command(state: &AppState, now: DateTime<Utc>) -> (HttpOutput, Vec<
     let lines = plan
         .credentials
         .iter()
+        .chain(&plan.certificates)
         .map(|c| {
             let what = if c.steps.is_empty() {
                 "nothing to do".to_string()
@@ -1101,5 +1152,35 @@ mod tests {
         let (success, _, message) = rotate_verdict(&report);
         assert!(!success);
         assert!(message.unwrap().contains("accepted from X"));
+    }
+
+    #[test]
+    fn a_certificate_credential_counts_in_the_status_code() {
+        use crate::engine::usecase::certificate_status::example;
+        let report = |c| StatusReport {
+            now: Utc::now(),
+            credentials: vec![],
+            certificates: vec![c],
+            unenrolled: None,
+        };
+        let blocked = example("pa-cert");
+        assert_eq!(status_code(&report(blocked)), ResultCode::RotationFailed);
+        let mut behind = example("pa-cert");
+        behind.blocked = None;
+        let r = report(behind.clone());
+        assert_eq!(status_code(&r), ResultCode::ConsumerOutOfSync);
+        assert_eq!(
+            certificate_attention(&r).collect::<Vec<_>>(),
+            ["pa-cert: a consumer is out of sync"]
+        );
+        let mut settled = behind;
+        settled.consumers_in_sync = true;
+        let r = report(settled);
+        assert_eq!(status_code(&r), ResultCode::Ok);
+        let line = certificate_lines(&r).next().unwrap();
+        assert!(
+            line.starts_with("pa-cert: certificate kv-pa/pa-cert version 0123"),
+            "{line}"
+        );
     }
 }

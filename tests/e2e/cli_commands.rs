@@ -909,7 +909,11 @@ async fn a_certificate_entry_is_enrolled_and_renewed() {
     let out = cli.run(&["plan", "--policy", p, "--at", &cli.at()]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("teams-cert"), "{}", out.stdout);
-    assert!(out.stdout.contains("request-certificate"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("request a new certificate version"),
+        "{}",
+        out.stdout
+    );
     let app_id = uuid(INTEGRATION);
     let control = cli.emu.emulator.control();
     assert!(control.key_credentials(app_id).is_empty());

@@ -150,6 +150,7 @@ impl RotatorService for Fake {
         StatusReport {
             now,
             unenrolled: None,
+            certificates: vec![],
             credentials: vec![CredentialStatus {
                 name: "provision-assist".into(),
                 app_id: Some("11111111-2222-3333-4444-555555555555".into()),
@@ -182,6 +183,7 @@ impl RotatorService for Fake {
                 next_due: Some(now),
                 blocked: None,
             }],
+            certificates: vec![],
         }
     }
 }

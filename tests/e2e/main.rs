@@ -11,6 +11,7 @@ mod bookkeeping;
 mod certificate_clients;
 mod certificate_permissions;
 mod certificates;
+mod certificates_status;
 mod cli_commands;
 mod connection_fidelity;
 mod consumer_ids;

@@ -11,6 +11,10 @@
 //! the browser's own background calls to a short list of Google hosts (a control test shows the
 //! trap does catch a page that reaches out; another that the bar finder notices wrong bars).
 //!
+//! The certificates section gets the same checks on a report of two certificate credentials
+//! (a healthy one, one blocked by Key Vault with hostile text): bar colours and widths, rows in
+//! the DOM, Azure's text parsed as text.
+//!
 //! Chromium missing is a failure naming the install command, not a skip. Set
 //! `STATUS_PAGE_SCREENSHOT=<path>` to keep the screenshot (docs/status-page.png is made so).
 
@@ -96,6 +100,7 @@ fn report() -> StatusReport {
     StatusReport {
         now: now(),
         credentials: vec![healthy, warning, expired, failed],
+        certificates: vec![],
         unenrolled: None,
     }
 }
@@ -462,4 +467,132 @@ fn missing_chromium_is_an_error_naming_the_install_command() {
     let err = browser::locate(std::path::Path::new("/nonexistent/chromium")).unwrap_err();
     assert!(err.contains("apt-get install -y chromium"), "{err}");
     assert!(browser::locate(std::path::Path::new("/bin/sh")).is_ok());
+}
+
+/// Two certificate credentials (no secrets): `pa-cert` healthy with 150 days left, `ez-cert`
+/// blocked by Key Vault with 20 days left and Azure's text hostile everywhere it can be.
+fn certificates_report() -> StatusReport {
+    use secret_rotator::engine::report::{
+        CertificateStatus, KeyCredentialStatus, KeyRole, PendingState, PendingStatus,
+    };
+    let cert = |name: &str, days: i64| CertificateStatus {
+        name: name.into(),
+        app_id: Some("6f1c2a4e-0d7b-4c52-9a51-3f0e8e2b7c11".into()),
+        object_id: None,
+        vault: "kv-pa".into(),
+        certificate: name.into(),
+        current_version: Some("0123456789abcdef0123456789abcdef".into()),
+        thumbprint: Some("8F99A7BDD171FBA2C5A966F416A9F726394C22BC".into()),
+        key_id_in_use: Some("9ffecf4e-7897-4ca3-850b-8c7eac796435".into()),
+        not_before: None,
+        expires: Some(now() + Duration::days(days)),
+        days_left: Some(days),
+        phase: Some("retired".into()),
+        previous_key_id: None,
+        remove_after: None,
+        keys: vec![KeyCredentialStatus {
+            key_id: "8f16e619-f04e-44c8-a0dc-8c47a3114947".into(),
+            thumbprint: None,
+            display_name: Some("<img src=x onerror=alert(1)>".into()),
+            role: KeyRole::Other,
+            start: None,
+            end: Some(now() + Duration::days(400)),
+            days_left: Some(400),
+            expiring: false,
+        }],
+        keys_by_rotator: 1,
+        keys_by_others: 1,
+        keys_expiring: 0,
+        consumers_in_sync: true,
+        consumers: vec![consumer(
+            "thumbprint setting WEBSITE_LOAD_CERTIFICATES",
+            Some(true),
+        )],
+        pending: None,
+        next_step: None,
+        blocked: None,
+        held_up: vec![],
+        next_due: Some(now() + Duration::days(days - 30)),
+        conversion: None,
+        problem: None,
+        last_outcome: Some(CredentialOutcome::Idle),
+    };
+    let mut blocked = cert("ez-cert", 20);
+    blocked.pending = Some(PendingStatus {
+        state: PendingState::Failed,
+        requested: None,
+        detail: Some("<iframe src=x></iframe> refused".into()),
+    });
+    blocked.blocked = Some("Key Vault's request failed (<b>issuer</b>)".into());
+    StatusReport {
+        now: now(),
+        credentials: vec![],
+        certificates: vec![cert("pa-cert", 150), blocked],
+        unenrolled: None,
+    }
+}
+
+#[test]
+fn certificates_section_renders_rows_in_their_colours_with_azures_text_as_text() {
+    let dir = TempDir::new("status-page-certs");
+    let page = dir.path().join("certs.html");
+    std::fs::write(&page, render(&certificates_report(), "0.1.0-test")).unwrap();
+    let png = match std::env::var_os("STATUS_PAGE_CERTS_SCREENSHOT") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => dir.path().join("certs.png"),
+    };
+    let (img, run) = require(browser::screenshot(&page, &png));
+    assert!(
+        run.page_requests().is_empty(),
+        "the page reached for the network: {:?}",
+        run.page_requests()
+    );
+    let bars = find_bars(&img);
+    let found: Vec<(&str, usize, usize, usize)> = bars
+        .iter()
+        .map(|b| (b.colour, b.fill.y0, b.fill.width(), b.track_width))
+        .collect();
+    assert_eq!(
+        bars.iter().map(|b| b.colour).collect::<Vec<_>>(),
+        ["good", "bad"],
+        "certificate bars top to bottom: {found:?}"
+    );
+    let track = bars[0].track_width as f64;
+    for (b, days) in bars.iter().zip([150.0, 20.0]) {
+        let w = b.fill.width() as f64;
+        assert!(
+            (w - days / HORIZON_DAYS * track).abs() <= 3.0,
+            "{days}-day bar is {w} px of {track}: {found:?}"
+        );
+    }
+
+    let (dom, _) = require(browser::dump_dom(&page));
+    let rows: Vec<(String, String)> = dom
+        .split("<tr ")
+        .skip(1)
+        .filter(|tr| tr.contains("data-certificate=\""))
+        .map(|tr| {
+            let attr = |n: &str| {
+                tr.split(&format!("{n}=\""))
+                    .nth(1)
+                    .and_then(|v| v.split('"').next())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (attr("data-certificate"), attr("class"))
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("pa-cert".to_string(), "good".to_string()),
+            ("ez-cert".into(), "bad".into())
+        ]
+    );
+    // Azure's text stayed text: no element came out of it.
+    for markup in ["<img", "<iframe", "<b>issuer"] {
+        assert!(!dom.contains(markup), "{markup} parsed as markup");
+    }
+    assert!(dom.contains("&lt;iframe src=x&gt;&lt;/iframe&gt; refused"));
+    assert!(dom.contains("8F99A7BDD171FBA2C5A966F416A9F726394C22BC"));
 }

@@ -140,21 +140,10 @@ impl Engine {
         cert: &CertificateCredentialPolicy,
         now: DateTime<Utc>,
     ) -> CredentialPlan {
+        use crate::engine::usecase::plan::{certificate_plan, certificate_unobserved};
         match self.observe_and_decide(cert, false, now).await {
-            Ok((_, d)) => CredentialPlan {
-                name: cert.name.clone(),
-                steps: d.steps.iter().map(describe).collect(),
-                explanation: d.explanation,
-                next_due: d.next_due,
-                blocked: d.blocked,
-            },
-            Err(e) => CredentialPlan {
-                name: cert.name.clone(),
-                steps: vec![],
-                explanation: vec![format!("could not observe Azure: {e}")],
-                next_due: None,
-                blocked: Some(e.to_string()),
-            },
+            Ok((_, d)) => certificate_plan(cert, &d),
+            Err(e) => certificate_unobserved(cert, e.to_string()),
         }
     }
 
@@ -360,35 +349,6 @@ fn settle(report: &mut CredentialReport, d: &CertDecision) {
     if !d.held_up.is_empty() {
         stop(report, CredentialOutcome::Blocked, d.held_up.join("; "));
     }
-}
-
-/// A step in a plan: its kind and what it acts on (ids, never key material).
-pub fn describe(step: &CertStep) -> String {
-    let what = match step {
-        CertStep::RequestVersion { reason } => format!("{reason:?}"),
-        CertStep::AdoptVersion { version } | CertStep::AdoptCurrent { version, .. } => {
-            format!("version {version}")
-        }
-        CertStep::AddKey { version, method } => format!(
-            "version {version} via {}",
-            match method {
-                crate::planner::certificate::KeyWrite::WithProof { .. } => "addKey",
-                crate::planner::certificate::KeyWrite::MergeWrite { .. } => "merge-write",
-            }
-        ),
-        CertStep::Prove { version, .. } => format!("version {version}"),
-        CertStep::UpdateConsumer { index, .. } | CertStep::Notify { index, .. } => {
-            format!("consumer #{index}")
-        }
-        CertStep::CompletePropagation { remove_after } => format!("remove after {remove_after}"),
-        CertStep::RemoveKey { key_id, reason, .. } => format!("key {key_id} ({reason:?})"),
-        CertStep::ReleaseSecret { remove_after } => format!("remove after {remove_after}"),
-        CertStep::RemoveClientSecret { credential, key_id } => {
-            format!("password {key_id} of {credential}")
-        }
-        CertStep::MarkRetired | CertStep::MarkConverted => String::new(),
-    };
-    format!("{} {what}", kind_of(step)).trim_end().to_string()
 }
 
 fn audit_record(

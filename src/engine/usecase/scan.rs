@@ -2,7 +2,8 @@
 //! ([`Engine::warn_unenrolled`]) and `Status`'s bounded inventory
 //! ([`Engine::unenrolled_inventory`]). Both read the tenant through
 //! [`crate::engine::inventory::InventoryScan`], told which passwords are enrolled by the
-//! credentials' observations ([`learn_enrolment`]).
+//! credentials' observations ([`learn_enrolment`]; [`learn_certificate`] for certificate
+//! credentials).
 //!
 //! Guarantees: a scan stops at its deadline and answers with what it read; a failed page or
 //! notification is a warning or a `problem` in the answer, never an error of the use case
@@ -19,8 +20,9 @@ use crate::engine::inventory::{
 };
 use crate::engine::observe::Observed;
 use crate::engine::report::UnenrolledScanReport;
+use crate::planner::certificate::{CertObservation, CertVaultState};
 use crate::planner::{KeyIdentity, VaultState};
-use crate::policy::CredentialPolicy;
+use crate::policy::{CertificateCredentialPolicy, CredentialPolicy};
 
 impl Engine {
     /// Scans the tenant for credentials nobody rotates that expire within
@@ -151,4 +153,29 @@ pub(crate) fn learn_enrolment(enrolment: &mut Enrolment, cred: &CredentialPolicy
             format!("{}/{}", cred.key_vault.vault, cred.key_vault.secret),
         );
     }
+}
+
+/// Tells the inventory which keys a certificate credential keeps: the current version's key
+/// on the application (by its tagged keyId, else its thumbprint) and the one it replaced.
+pub(crate) fn learn_certificate(
+    enrolment: &mut Enrolment,
+    cert: &CertificateCredentialPolicy,
+    obs: &CertObservation,
+) {
+    let CertVaultState::Present(c) = &obs.vault else {
+        return;
+    };
+    let Some((v, t)) = c.current() else { return };
+    let on_app = obs
+        .app
+        .as_ref()
+        .ok()
+        .and_then(|a| a.key_of_version(v, Some(t.key_id)))
+        .map(|k| k.key_id);
+    enrolment.observed_certificate(
+        &cert.name,
+        Some(on_app.unwrap_or(t.key_id)),
+        t.previous_key_id,
+        format!("{}/{}", cert.certificate.vault, cert.certificate.name),
+    );
 }

@@ -1,7 +1,8 @@
 //! Use case: `Status` ([`Engine::status_report`]) — each enrolled credential as observed now
 //! (the password in use and its expiry, the rotation's phase, each consumer's sync, the last
-//! run's outcome from [`crate::engine::records`]), then the bounded inventory of credentials
-//! nobody rotates ([`super::scan`]).
+//! run's outcome from [`crate::engine::records`]), each certificate credential
+//! ([`Engine::certificates_status`], built by [`super::certificate_status`]), then the bounded
+//! inventory of credentials nobody rotates ([`super::scan`]).
 //!
 //! Guarantees: read-only (no Azure write, no token request: the observation does not probe the
 //! value); one observation per credential, never one per application; a credential that cannot
@@ -13,23 +14,58 @@ use crate::engine::context::Engine;
 use crate::engine::inventory::Enrolment;
 use crate::engine::observe::{Observed, observe};
 use crate::engine::records;
-use crate::engine::report::{ConsumerStatus, CredentialOutcome, CredentialStatus, StatusReport};
+use crate::engine::report::{
+    CertificateStatus, ConsumerStatus, CredentialOutcome, CredentialStatus, StatusReport,
+};
 use crate::engine::tags;
-use crate::engine::usecase::scan::learn_enrolment;
+use crate::engine::usecase::certificate_status::{blank_certificate_status, certificate_status};
+use crate::engine::usecase::scan::{learn_certificate, learn_enrolment};
 use crate::planner::{ConsumerObservation, ConsumerSync, KeyIdentity, VaultState, VaultVersion};
-use crate::policy::{Consumer, CredentialPolicy};
+use crate::policy::CredentialPolicy;
 
 impl Engine {
     /// Every enrolled credential, then the credentials of the visible applications that
     /// nobody rotates (bounded to `status_inventory_limit` rows and `status_scan_budget`).
     pub async fn status_report(&self, now: DateTime<Utc>) -> StatusReport {
-        let (credentials, enrolment) = self.credentials_status(now).await;
+        let (credentials, mut enrolment) = self.credentials_status(now).await;
+        let certificates = self.certificates_status(&mut enrolment, now).await;
         let unenrolled = self.unenrolled_inventory(&enrolment, now).await;
         StatusReport {
             now,
             credentials,
+            certificates,
             unenrolled: Some(unenrolled),
         }
+    }
+
+    /// Every enrolled certificate credential's status (one observation each, no token
+    /// request), recording in `enrolment` which keys each keeps.
+    pub async fn certificates_status(
+        &self,
+        enrolment: &mut Enrolment,
+        now: DateTime<Utc>,
+    ) -> Vec<CertificateStatus> {
+        let mut out = Vec::new();
+        for cert in &self.policy.certificates {
+            let last = self.last_outcome_of(&cert.name).await;
+            let st = match self.observe_and_decide(cert, false, now).await {
+                Ok((seen, d)) => {
+                    learn_certificate(enrolment, cert, &seen.observation);
+                    let secret = self
+                        .policy
+                        .credentials
+                        .iter()
+                        .find(|c| cert.replaces_secret.as_deref() == Some(c.name.as_str()));
+                    certificate_status(cert, secret, &seen.observation, &d, last, now)
+                }
+                Err(e) => CertificateStatus {
+                    problem: Some(format!("could not observe Azure: {e}")),
+                    ..blank_certificate_status(cert, last)
+                },
+            };
+            out.push(st);
+        }
+        out
     }
 
     /// Every enrolled credential's status, and what they say about which password each vault
@@ -52,7 +88,12 @@ impl Engine {
 
     /// The outcome of the credential's last run, as recorded (`None`: none readable).
     pub(crate) async fn last_outcome(&self, cred: &CredentialPolicy) -> Option<CredentialOutcome> {
-        records::last_run(self.store.as_ref(), &cred.name)
+        self.last_outcome_of(&cred.name).await
+    }
+
+    /// The same by credential name (secrets and certificates share the record layout).
+    async fn last_outcome_of(&self, name: &str) -> Option<CredentialOutcome> {
+        records::last_run(self.store.as_ref(), name)
             .await
             .map(|r| r.report.outcome)
     }
@@ -129,14 +170,18 @@ pub(crate) fn fill_status(
         .consumers
         .iter()
         .zip(&observed.observation.consumers)
-        .map(|(c, o)| consumer_status(c, o, synced(observed, o)))
+        .map(|(c, o)| consumer_status(c.describe(), o, synced(observed, o)))
         .collect();
-    st.consumers_in_sync = st.consumers.iter().all(|c| c.in_sync != Some(false))
+    st.consumers_in_sync = all_in_sync(&st.consumers, &observed.observation.consumers);
+}
+
+/// Every consumer holds the current value (or is write-only and recorded as written), and none
+/// is blocked. Shared with the certificate credentials' status.
+pub(crate) fn all_in_sync(consumers: &[ConsumerStatus], observed: &[ConsumerObservation]) -> bool {
+    consumers.iter().all(|c| c.in_sync != Some(false))
         && !observed
-            .observation
-            .consumers
             .iter()
-            .any(|o| matches!(o.sync, ConsumerSync::Blocked { .. }));
+            .any(|o| matches!(o.sync, ConsumerSync::Blocked { .. }))
 }
 
 /// What the current Key Vault version says: the password in use (and how that is known), its
@@ -180,8 +225,12 @@ fn synced(observed: &Observed, o: &ConsumerObservation) -> bool {
 }
 
 /// One consumer's line: in sync, not, or unknown (a write-only target counts as in sync once
-/// the tags record it as written).
-fn consumer_status(c: &Consumer, o: &ConsumerObservation, synced: bool) -> ConsumerStatus {
+/// the tags record it as written). Shared with the certificate credentials' status.
+pub(crate) fn consumer_status(
+    description: String,
+    o: &ConsumerObservation,
+    synced: bool,
+) -> ConsumerStatus {
     let (in_sync, detail) = match &o.sync {
         ConsumerSync::InSync => (Some(true), None),
         ConsumerSync::OutOfSync { detail } => (Some(false), Some(detail.clone())),
@@ -202,7 +251,7 @@ fn consumer_status(c: &Consumer, o: &ConsumerObservation, synced: bool) -> Consu
         ),
     };
     ConsumerStatus {
-        description: c.describe(),
+        description,
         in_sync,
         detail,
     }

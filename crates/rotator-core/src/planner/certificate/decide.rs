@@ -54,13 +54,8 @@ fn newest<'o>(it: impl Iterator<Item = (usize, &'o CertVersion)>) -> Option<&'o 
 
 impl<'o> View<'o> {
     fn new(app: &'o CertAppState, cert: &'o CertificateState, now: DateTime<Utc>) -> Self {
-        let tagged = cert.versions.iter().enumerate();
-        let current = newest(tagged.filter(|(_, v)| v.tags.is_some()))
-            .and_then(|v| v.tags.as_ref().map(|t| (v, t)));
-        let current_key = current.and_then(|(v, t)| {
-            let by_id = app.keys.iter().find(|k| k.key_id == t.key_id);
-            by_id.or_else(|| app.keys.iter().find(|k| k.thumbprint == Some(v.thumbprint)))
-        });
+        let current = cert.current();
+        let current_key = current.and_then(|(v, t)| app.key_of_version(v, Some(t.key_id)));
         let after = current.and_then(|(v, _)| v.created);
         let candidate = newest(cert.versions.iter().enumerate().filter(|(_, v)| {
             v.tags.is_none()

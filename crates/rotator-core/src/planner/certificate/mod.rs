@@ -6,6 +6,7 @@
 //!   replaced secret's side of a conversion) and decides ([`CertDecision`], [`CertStep`]).
 //! - `decide` (private, re-exported): [`decide`]; `decide/flow.rs` the rules once the
 //!   certificate exists; `decide/conversion.rs` the secret's removal.
+//! - `describe` (private, re-exported): [`describe_step`], one line per step for the plan.
 //! - `tests`, `proptests`: one example per rule; property tests of the invariants below.
 //!
 //! The engine does not run these decisions yet: this is the pure part (policy and planner).
@@ -53,9 +54,11 @@
 //!   since that was recorded has passed, and the certificate is `Propagated`/`Retired`.
 
 mod decide;
+mod describe;
 pub mod model;
 
 pub use decide::{PENDING_POLL, RECHECK, decide};
+pub use describe::describe_step;
 pub use model::*;
 
 #[cfg(test)]

@@ -151,6 +151,36 @@ pub struct CertificateState {
     pub exportable: bool,
 }
 
+impl CertificateState {
+    /// The version consumers are meant to hold: the newest with the rotator's tags (`created`,
+    /// then position in the list; unknown dates sort oldest). The planner and `Status` both
+    /// read it from here, so they can never disagree on which version is current.
+    pub fn current(&self) -> Option<(&CertVersion, &CertRotationTags)> {
+        self.versions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.tags.as_ref().map(|t| (i, v, t)))
+            .max_by_key(|(i, v, _)| (v.created, *i))
+            .map(|(_, v, t)| (v, t))
+    }
+}
+
+impl CertAppState {
+    /// The application key of a version: by its tagged keyId, else by its thumbprint.
+    pub fn key_of_version(
+        &self,
+        version: &CertVersion,
+        tagged_key_id: Option<Uuid>,
+    ) -> Option<&KeyCredentialInfo> {
+        let by_id = tagged_key_id.and_then(|id| self.keys.iter().find(|k| k.key_id == id));
+        by_id.or_else(|| {
+            self.keys
+                .iter()
+                .find(|k| k.thumbprint == Some(version.thumbprint))
+        })
+    }
+}
+
 /// Why Graph refused to put a version's key on the application, recorded by the executor
 /// against that version so the next run does not ask again.
 #[derive(Debug, Clone, PartialEq, Eq)]
