@@ -161,8 +161,9 @@ pub fn handle(
     c: &Claims,
     now: DateTime<Utc>,
 ) -> Option<Resp> {
+    let issue = issue_seconds(st);
     if let Some(v) = st.vaults.get_mut(vname) {
-        settle(v, now);
+        settle(v, now, issue);
     }
     let route = parse(req)?;
     Some(route_answer(st, req, vname, route, c, now).unwrap_or_else(|e| e))
@@ -171,10 +172,10 @@ pub fn handle(
 /// Moves every due pending version into the certificate, key and secret collections.
 /// Completes due operations and starts the renewals the policies' `AutoRenew` lifetime
 /// actions call for, until nothing more is due (a clock jump of years renews repeatedly).
-pub fn settle(v: &mut Vault, now: DateTime<Utc>) {
+pub fn settle(v: &mut Vault, now: DateTime<Utc>, issue: i64) {
     for _ in 0..64 {
         complete_due(v, now);
-        if !start_auto_renewals(v, now) {
+        if !start_auto_renewals(v, now, issue) {
             break;
         }
     }
@@ -203,7 +204,7 @@ fn auto_renew_at(p: &Policy, cv: &CertVersion) -> Option<i64> {
 
 /// Starts a renewal (a pending operation dated at its trigger) for every certificate whose
 /// latest version has reached its `AutoRenew` trigger. `true` when one started.
-fn start_auto_renewals(v: &mut Vault, now: DateTime<Utc>) -> bool {
+fn start_auto_renewals(v: &mut Vault, now: DateTime<Utc>, issue: i64) -> bool {
     let mut started = false;
     for (lname, e) in v.certificates.iter_mut() {
         let Some(at) = e
@@ -229,7 +230,7 @@ fn start_auto_renewals(v: &mut Vault, now: DateTime<Utc>) -> bool {
                     .map(|k| k.key.clone())
             })
             .flatten();
-        if let Ok(p) = make_version(&e.policy, reuse, at) {
+        if let Ok(p) = make_version(&e.policy, reuse, at, issue) {
             e.pending = Some(p);
             started = true;
         }
@@ -621,6 +622,7 @@ fn create(
 ) -> Result<Resp, Resp> {
     let b = body_obj(req)?;
     let lname = n.to_ascii_lowercase();
+    let issue = issue_seconds(st);
     let vault = st
         .vaults
         .get_mut(vname)
@@ -642,7 +644,7 @@ fn create(
         .and_then(|_| vault.keys.get(&lname))
         .and_then(|k| k.versions.last())
         .map(|k| k.key.clone());
-    let pending = make_version(&policy, previous_key, now)?;
+    let pending = make_version(&policy, previous_key, now, issue)?;
     let name = existing.map_or_else(|| n.to_string(), |e| e.name.clone());
     let op_body = pending_operation_json(vault, &name, &policy, &pending, now);
     let vault_base = base(vault);
@@ -666,7 +668,15 @@ fn create(
     );
     Ok(Resp::json(202, &op_body.unwrap_or(json!({})))
         .header("location", location)
-        .header("retry-after", SELF_ISSUE_SECONDS.to_string()))
+        .header("retry-after", issue.to_string()))
+}
+
+/// Emulated seconds from create to the completed operation: [`SELF_ISSUE_SECONDS`] unless the
+/// scenario's `certificateIssueSeconds` uncertainty says otherwise.
+fn issue_seconds(st: &Tenant) -> i64 {
+    st.uncertainties
+        .certificate_issue_seconds
+        .map_or(SELF_ISSUE_SECONDS, |s| s.min(i64::MAX as u64) as i64)
 }
 
 /// Makes the key (or reuses it), the self-signed certificate and its secret.
@@ -674,6 +684,7 @@ fn make_version(
     p: &Policy,
     reuse: Option<PrivateKey>,
     now: DateTime<Utc>,
+    issue: i64,
 ) -> Result<Pending, Resp> {
     let internal = |e: crypto::CryptoError| error(500, "InternalError", &e.to_string());
     let key = match reuse {
@@ -697,7 +708,7 @@ fn make_version(
         crypto::secret_value(&cer, p.exportable.then_some(&key), p.pem).map_err(internal)?;
     let version = hex32();
     let t = now.timestamp();
-    let due = now + Duration::seconds(SELF_ISSUE_SECONDS);
+    let due = now + Duration::seconds(issue);
     let created = due.timestamp();
     Ok(Pending {
         request_id: hex32(),
