@@ -60,6 +60,9 @@ pub struct CertVersion {
     pub exp: i64,
     pub created: i64,
     pub enabled: bool,
+    /// The version's tags (spec `CertificateBundle.tags`): set by `CreateCertificate`'s
+    /// `tags` on the version it makes, replaced by `UpdateCertificate`.
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// A certificate's key version; `managed` (the certificate owns it).
@@ -108,6 +111,7 @@ enum Route {
     Pending(String),
     Get(String, Option<String>),
     Versions(String),
+    Update(String, Option<String>),
     Policy(String),
     List,
     GetKey(String, Option<String>),
@@ -130,6 +134,10 @@ fn parse(req: &Req) -> Option<Route> {
             Route::Get(s(n), None)
         }
         (&Method::GET, ["certificates", n, v]) => Route::Get(s(n), ver(v)),
+        (&Method::PATCH, ["certificates", n] | ["certificates", n, ""]) if !n.is_empty() => {
+            Route::Update(s(n), None)
+        }
+        (&Method::PATCH, ["certificates", n, v]) => Route::Update(s(n), ver(v)),
         (&Method::GET, ["keys", n] | ["keys", n, ""]) if !n.is_empty() => Route::GetKey(s(n), None),
         (&Method::GET, ["keys", n, v]) => Route::GetKey(s(n), ver(v)),
         (&Method::POST, ["keys", n, "sign"]) => Route::Sign(s(n), None),
@@ -144,6 +152,7 @@ pub fn classify(req: &Req) -> Option<&'static str> {
         Route::Pending(_) => "getCertificateOperation",
         Route::Get(..) => "getCertificate",
         Route::Versions(_) => "listCertificateVersions",
+        Route::Update(..) => "updateCertificate",
         Route::Policy(_) => "getCertificatePolicy",
         Route::List => "listCertificates",
         Route::GetKey(..) => "getKey",
@@ -306,6 +315,7 @@ fn authorize(
 fn authorize_route(st: &Tenant, v: &Vault, route: &Route, c: &Claims) -> Result<(), Resp> {
     let (coll, name, action) = match route {
         Route::Create(n) => ("certificates", Some(n), "certificates/create/action"),
+        Route::Update(n, _) => ("certificates", Some(n), "certificates/update/action"),
         Route::List => ("certificates", None, "certificates/read"),
         Route::Pending(n) | Route::Get(n, _) | Route::Versions(n) | Route::Policy(n) => {
             ("certificates", Some(n), "certificates/read")
@@ -345,6 +355,7 @@ fn route_answer(
     };
     match route {
         Route::Create(n) => create(st, req, vname, &n, now),
+        Route::Update(n, ver) => update(st, req, vname, &n, ver.as_deref()),
         Route::Pending(n) => Ok(Resp::json(
             200,
             &operation_json(v, entry(&n)?, now).ok_or_else(|| {
@@ -501,7 +512,7 @@ fn cert_bundle(v: &Vault, e: &CertEntry, cv: &CertVersion) -> Value {
         "x5t": crypto::x5t(&cv.cer),
         "cer": b64(&cv.cer),
         "attributes": cert_attributes(cv),
-        "tags": {},
+        "tags": cv.tags,
     })
 }
 
@@ -512,7 +523,7 @@ fn cert_item(v: &Vault, e: &CertEntry, cv: &CertVersion, versioned: bool) -> Val
     } else {
         format!("{}/certificates/{}", base(v), e.name)
     };
-    json!({"id": id, "x5t": crypto::x5t(&cv.cer), "attributes": cert_attributes(cv), "tags": {}})
+    json!({"id": id, "x5t": crypto::x5t(&cv.cer), "attributes": cert_attributes(cv), "tags": cv.tags})
 }
 
 fn policy_json(v: &Vault, e: &CertEntry) -> Value {
@@ -644,7 +655,8 @@ fn create(
         .and_then(|_| vault.keys.get(&lname))
         .and_then(|k| k.versions.last())
         .map(|k| k.key.clone());
-    let pending = make_version(&policy, previous_key, now, issue)?;
+    let mut pending = make_version(&policy, previous_key, now, issue)?;
+    pending.cert.tags = crate::keyvault::tags_of(b.get("tags"))?.unwrap_or_default();
     let name = existing.map_or_else(|| n.to_string(), |e| e.name.clone());
     let op_body = pending_operation_json(vault, &name, &policy, &pending, now);
     let vault_base = base(vault);
@@ -677,6 +689,61 @@ fn issue_seconds(st: &Tenant) -> i64 {
     st.uncertainties
         .certificate_issue_seconds
         .map_or(SELF_ISSUE_SECONDS, |s| s.min(i64::MAX as u64) as i64)
+}
+
+/// `PATCH /certificates/{name}/{version}` (certificates.json `UpdateCertificate`,
+/// `CertificateUpdateParameters {policy, attributes, tags}` → `CertificateBundle`): replaces
+/// the version's tags and its `enabled` attribute (an empty version: the latest). The
+/// policy part of the body is not served (the rotator sends none): refused, not ignored.
+fn update(
+    st: &mut Tenant,
+    req: &Req,
+    vname: &str,
+    n: &str,
+    ver: Option<&str>,
+) -> Result<Resp, Resp> {
+    let b = body_obj(req)?;
+    if b.get("policy").is_some_and(|p| !p.is_null()) {
+        return Err(bad(
+            "The emulator does not update a certificate's policy through UpdateCertificate.",
+        ));
+    }
+    let tags = crate::keyvault::tags_of(b.get("tags"))?;
+    let enabled = match b.get("attributes").and_then(|a| a.get("enabled")) {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(e)) => Some(*e),
+        Some(_) => return Err(bad("attributes.enabled must be a boolean.")),
+    };
+    let vault = st
+        .vaults
+        .get_mut(vname)
+        .ok_or_else(|| error(404, "VaultNotFound", "vault vanished"))?;
+    let e = vault
+        .certificates
+        .get_mut(&n.to_ascii_lowercase())
+        .ok_or_else(|| cert_not_found(n))?;
+    let cv = match ver {
+        None => e.versions.last_mut(),
+        Some(ver) => e
+            .versions
+            .iter_mut()
+            .find(|x| x.version.eq_ignore_ascii_case(ver)),
+    }
+    .ok_or_else(|| cert_not_found(n))?;
+    if let Some(t) = tags {
+        cv.tags = t;
+    }
+    if let Some(en) = enabled {
+        cv.enabled = en;
+    }
+    let cv = cv.clone();
+    let e = vault
+        .certificates
+        .get(&n.to_ascii_lowercase())
+        .ok_or_else(|| cert_not_found(n))?;
+    let mut out = cert_bundle(vault, e, &cv);
+    out["policy"] = policy_json(vault, e);
+    Ok(Resp::json(200, &out))
 }
 
 /// Makes the key (or reuses it), the self-signed certificate and its secret.
@@ -721,6 +788,7 @@ fn make_version(
             exp: info.exp,
             created,
             enabled: true,
+            tags: Default::default(),
         },
         key: KeyVersion {
             version: version.clone(),

@@ -395,7 +395,9 @@ pub(crate) fn body_obj(req: &Req) -> Result<Map<String, Value>, Resp> {
     }
 }
 
-fn tags_of(v: Option<&Value>) -> Result<Option<std::collections::BTreeMap<String, String>>, Resp> {
+pub(crate) fn tags_of(
+    v: Option<&Value>,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, Resp> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => {

@@ -381,3 +381,53 @@ async fn auto_renew_makes_a_new_version_at_eighty_percent_of_the_lifetime() {
     .await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test]
+async fn tags_from_create_stay_on_their_version_and_update_replaces_them() {
+    let h = start_with(cert_scenario()).await;
+    let tok = h.mi_token("rotator", "https://vault.azure.net").await;
+    let mut body = policy("RSA", Some(2048), true, "application/x-pkcs12");
+    body["tags"] = json!({"rotator-requested": "1"});
+    let first = create_completed(&h, &tok, "t", &body).await;
+    assert_eq!(first["tags"], json!({"rotator-requested": "1"}));
+    let second = create_completed(&h, &tok, "t", &json!({})).await;
+    assert_eq!(second["tags"], json!({}), "tags belong to the version made");
+    let url = format!("{}?{API}", first["id"].as_str().unwrap());
+    let (s, v) = call(
+        h.c.patch(&url)
+            .bearer_auth(&tok)
+            .json(&json!({"tags": {"owner": "x", "rotator-phase": "Stored"}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["tags"], json!({"owner": "x", "rotator-phase": "Stored"}));
+    let (_, v) = call(
+        h.c.get(format!("{KV}/certificates/t/versions?{API}"))
+            .bearer_auth(&tok),
+    )
+    .await;
+    let tagged: Vec<&Value> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["tags"]["owner"] == "x")
+        .collect();
+    assert_eq!(tagged.len(), 1);
+    let sixteen: serde_json::Map<String, Value> =
+        (0..16).map(|i| (format!("t{i}"), json!("v"))).collect();
+    let (s, _) = call(
+        h.c.patch(&url)
+            .bearer_auth(&tok)
+            .json(&json!({"tags": sixteen})),
+    )
+    .await;
+    assert_eq!(s, 400, "Key Vault's 15-tag limit");
+    let reader = h.mi_token("site-mi", "https://vault.azure.net").await;
+    let (s, _) = call(
+        h.c.patch(&url)
+            .bearer_auth(&reader)
+            .json(&json!({"tags": {}})),
+    )
+    .await;
+    assert!(s == 403 || s == 401, "{s}");
+}
