@@ -9,6 +9,7 @@ mod bicep_syntax;
 mod bicep_types;
 mod bookkeeping;
 mod certificate_clients;
+mod certificate_faults;
 mod cli_commands;
 mod connection_fidelity;
 mod consumer_ids;

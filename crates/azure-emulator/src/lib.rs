@@ -119,6 +119,8 @@ pub struct CertificateRecord {
     pub not_before: DateTime<Utc>,
     pub expires: DateTime<Utc>,
     pub enabled: bool,
+    /// The public certificate (DER): what may legitimately appear in outputs.
+    pub cer: Vec<u8>,
 }
 
 /// A running emulator. Dropping it without [`Emulator::shutdown`] stops the servers too.
@@ -434,6 +436,23 @@ impl Control {
         Some((sv.version.clone(), sv.value.clone(), sv.tags.clone()))
     }
 
+    /// Every version of a secret, oldest first: (version, value). A certificate's secret (the
+    /// PFX or PEM) has the certificate version's id: the oracle maps a Key Vault reference's
+    /// resolved value to the certificate version behind it, and scans outputs for private keys.
+    pub fn secret_versions(&self, vault: &str, name: &str) -> Vec<(String, String)> {
+        let st = lock(&self.shared.state);
+        st.vaults
+            .get(&vault.to_ascii_lowercase())
+            .and_then(|v| v.secrets.get(&name.to_ascii_lowercase()))
+            .map(|e| {
+                e.versions
+                    .iter()
+                    .map(|sv| (sv.version.clone(), sv.value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Soft-deletes a secret as a person would (`az keyvault secret delete`): it stays
     /// recoverable, and its name cannot be reused until it is recovered or purged. `false` when
     /// there is no such secret.
@@ -582,6 +601,7 @@ impl Control {
                 not_before: DateTime::from_timestamp(cv.nbf, 0).unwrap_or_default(),
                 expires: DateTime::from_timestamp(cv.exp, 0).unwrap_or_default(),
                 enabled: cv.enabled,
+                cer: cv.cer.clone(),
             })
             .collect()
     }

@@ -210,6 +210,7 @@ pub fn draw_uncertainties(rng: &mut Rng) -> Uncertainties {
         reference_resolve_seconds,
         graph_read_lag_seconds: [0, 30][rng.pick(2)],
         connection_put: [ConnectionPut::Accepted, ConnectionPut::Refused][rng.pick(2)],
+        ..Default::default()
     }
 }
 

@@ -145,7 +145,11 @@ pub type Initial = (String, Vec<Option<String>>, Vec<bool>);
 /// What each consumer of `cred` holds now, in policy order (None for notify-only consumers and
 /// for nothing held).
 pub fn held_values(w: &World, cred: &CredentialPolicy) -> Vec<Option<String>> {
-    let c = w.emu.emulator.control();
+    held_values_on(&w.emu.emulator.control(), cred)
+}
+
+/// [`held_values`] from the emulator's control handle alone.
+pub fn held_values_on(c: &azure_emulator::Control, cred: &CredentialPolicy) -> Vec<Option<String>> {
     cred.consumers
         .iter()
         .map(|consumer| match consumer {

@@ -7,6 +7,8 @@ pub mod azurite;
 pub mod bicep;
 pub mod browser;
 pub mod campaign;
+pub mod cert_invariants;
+pub mod cert_tenant;
 pub mod emulator;
 pub mod faultkit;
 pub mod host;
