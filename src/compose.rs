@@ -144,6 +144,7 @@ pub fn compose(parts: EngineParts) -> Result<Composed, EngineError> {
     let engine = Arc::new(Engine {
         policy: Arc::new(parts.policy),
         azure: clients.clone(),
+        certs: clients.clone(),
         store,
         notifier,
         options: EngineOptions {

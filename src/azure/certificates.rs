@@ -12,6 +12,7 @@
 //! A key id from an answer is a URL the client will send a token to: [`KeyId::parse`] accepts
 //! only `https://{vault}.{the cloud's vault suffix}/keys/{name}/{version}`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use azure_core::credentials::TokenCredential;
@@ -273,12 +274,28 @@ impl CertificatesClient {
         name: &str,
         policy: Option<&CertificatePolicy>,
     ) -> Result<Operation, Error> {
+        self.create_tagged(vault, name, policy, &BTreeMap::new())
+            .await
+    }
+
+    /// [`Self::create_version`] with `tags` on the version it makes (`CertificateCreateParameters
+    /// .tags`; they belong to that version, as `GetCertificateVersions` shows them).
+    pub async fn create_tagged(
+        &self,
+        vault: &str,
+        name: &str,
+        policy: Option<&CertificatePolicy>,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Operation, Error> {
         const OP: &str = "create a certificate version";
         let url = self.url(OP, vault, &format!("certificates/{name}/create"), name)?;
-        let body = match policy {
+        let mut body = match policy {
             Some(p) => json!({"policy": p.to_json()}),
             None => json!({}),
         };
+        if !tags.is_empty() {
+            body["tags"] = json!(tags);
+        }
         let reply = super::common::send(
             &self.options.retry,
             Idempotency::NotIdempotent,
@@ -328,6 +345,90 @@ impl CertificatesClient {
         let url = self.url(OP, vault, &path, name)?;
         let v = self.get_json(&url, OP, describe(vault, name)).await?;
         parse_version(self.cloud, name, &v).map_err(|m| Error::bad_answer(Service::KeyVault, OP, m))
+    }
+
+    /// Every version of the certificate, metadata only (`GetCertificateVersions`, items
+    /// `CertificateItem {id, x5t, attributes, tags}`), following `nextLink` on the same vault.
+    /// `NotFound` when there is no such certificate.
+    pub async fn list_versions(
+        &self,
+        vault: &str,
+        name: &str,
+    ) -> Result<Vec<CertificateItem>, Error> {
+        const OP: &str = "list certificate versions";
+        let first = self.url(OP, vault, &format!("certificates/{name}/versions"), name)?;
+        let first = format!("{first}?api-version={API_VERSION}&maxresults=25");
+        let host = self.cloud.vault_url(vault);
+        let mut next = Some(first);
+        let mut out = Vec::new();
+        // A bound on pages: 25 items each, far beyond any certificate's history.
+        for _ in 0..200 {
+            let Some(url) = next.take() else { break };
+            let v = self.get_page(&url, OP, describe(vault, name)).await?;
+            let bad = |m| Error::bad_answer(Service::KeyVault, OP, m);
+            let items = v.get("value").and_then(Value::as_array).ok_or_else(|| {
+                bad("certificate versions: 'value' is missing or not an array".into())
+            })?;
+            for i in items {
+                out.push(parse_item(i).map_err(bad)?);
+            }
+            next = match v.get("nextLink").and_then(Value::as_str) {
+                None | Some("") => None,
+                Some(l) => Some(same_vault(l, &host).map_err(bad)?),
+            };
+        }
+        Ok(out)
+    }
+
+    async fn get_page(&self, url: &str, op: &'static str, target: String) -> Result<Value, Error> {
+        let reply = super::common::send(
+            &self.options.retry,
+            Idempotency::Idempotent,
+            Some(&self.bearer),
+            || self.options.http.get(url),
+        )
+        .await
+        .map_err(|f| Error::from_failure(Service::KeyVault, op, &f).on(target))?;
+        parse_json(op, &reply.body).map_err(|m| Error::bad_answer(Service::KeyVault, op, m))
+    }
+
+    /// Replaces one version's tags (`UpdateCertificate`, `PATCH /certificates/{n}/{v}` with
+    /// `CertificateUpdateParameters {tags}`); answers the tags Key Vault kept.
+    pub async fn update_tags(
+        &self,
+        vault: &str,
+        name: &str,
+        version: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        const OP: &str = "update a certificate version's tags";
+        if !valid_name(version) {
+            return Err(Error::invalid_input(
+                Service::KeyVault,
+                OP,
+                "a certificate version is letters and digits",
+            ));
+        }
+        let url = self.url(OP, vault, &format!("certificates/{name}/{version}"), name)?;
+        let body = json!({"tags": tags});
+        // Replacing the tag set with the same set is harmless: safe to repeat.
+        let reply = super::common::send(
+            &self.options.retry,
+            Idempotency::Idempotent,
+            Some(&self.bearer),
+            || {
+                self.options
+                    .http
+                    .patch(&url)
+                    .query(&[("api-version", API_VERSION)])
+                    .json(&body)
+            },
+        )
+        .await
+        .map_err(|f| Error::from_failure(Service::KeyVault, OP, &f).on(describe(vault, name)))?;
+        let v: Value =
+            parse_json(OP, &reply.body).map_err(|m| Error::bad_answer(Service::KeyVault, OP, m))?;
+        tags_of(&v).map_err(|m| Error::bad_answer(Service::KeyVault, OP, m))
     }
 
     /// The certificate's policy.
@@ -448,6 +549,66 @@ pub(crate) fn parse_version(
             .and_then(Value::as_bool)
             .unwrap_or(true),
     })
+}
+
+/// One version as `GetCertificateVersions` lists it: metadata and tags, no certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateItem {
+    pub version: String,
+    /// base64url SHA-1 of the certificate, as Key Vault gives it.
+    pub x5t: String,
+    pub created: Option<DateTime<Utc>>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub expires: Option<DateTime<Utc>>,
+    pub enabled: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+fn tags_of(v: &Value) -> Result<BTreeMap<String, String>, String> {
+    match v.get("tags") {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                _ => Err("tags: a tag value is not a string".to_string()),
+            })
+            .collect(),
+        Some(_) => Err("tags: not an object".into()),
+    }
+}
+
+pub(crate) fn parse_item(v: &Value) -> Result<CertificateItem, String> {
+    let what = "certificate version item";
+    let id = str_field(v, "id", what)?;
+    let version = id.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    if !valid_name(version) {
+        return Err(format!("{what}: the id names no version"));
+    }
+    let a = v.get("attributes");
+    Ok(CertificateItem {
+        version: version.to_string(),
+        x5t: str_field(v, "x5t", what)?.to_string(),
+        created: unix(a.and_then(|a| a.get("created"))),
+        not_before: unix(a.and_then(|a| a.get("nbf"))),
+        expires: unix(a.and_then(|a| a.get("exp"))),
+        enabled: a
+            .and_then(|a| a.get("enabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+        tags: tags_of(v)?,
+    })
+}
+
+/// A `nextLink` is followed only on the vault it came from (a token goes with it).
+fn same_vault(link: &str, vault_url: &str) -> Result<String, String> {
+    let (l, h) = (url::Url::parse(link), url::Url::parse(vault_url));
+    match (l, h) {
+        (Ok(l), Ok(h)) if l.scheme() == "https" && l.host_str() == h.host_str() => {
+            Ok(link.to_string())
+        }
+        _ => Err("nextLink does not point at the same vault".into()),
+    }
 }
 
 pub(crate) fn parse_policy(v: &Value) -> Result<CertificatePolicy, String> {

@@ -89,6 +89,10 @@ pub struct AzureClients {
     pub web: WebClient,
     pub connections: ConnectionsClient,
     pub automation: AutomationClient,
+    /// Key Vault certificates and their keys' `sign` (the certificate path).
+    pub certificates: crate::azure::certificates::CertificatesClient,
+    pub keycreds: crate::azure::keycredentials::KeyCredentialsClient,
+    pub assertion: crate::azure::assertion::AssertionProbe,
 }
 
 #[async_trait::async_trait]
@@ -406,7 +410,19 @@ pub fn clients(
     AzureClients {
         cloud,
         credential: credential.clone(),
-        graph: GraphClient::new(cloud, credential.clone(), options.clone(), limiter),
+        graph: GraphClient::new(cloud, credential.clone(), options.clone(), limiter.clone()),
+        certificates: crate::azure::certificates::CertificatesClient::new(
+            cloud,
+            credential.clone(),
+            options.clone(),
+        ),
+        keycreds: crate::azure::keycredentials::KeyCredentialsClient::new(
+            cloud,
+            credential.clone(),
+            options.clone(),
+            limiter,
+        ),
+        assertion: crate::azure::assertion::AssertionProbe::new(cloud, options.clone()),
         probe: TokenProbe::new(cloud, options.clone()),
         keyvault: KeyVaultClient::new(cloud, credential.clone(), options.clone()),
         web: WebClient::new(cloud, credential.clone(), options.clone()),

@@ -53,6 +53,8 @@ impl Default for EngineOptions {
 pub struct Engine {
     pub policy: Arc<Policy>,
     pub azure: Arc<dyn AzurePorts>,
+    /// What the certificate path needs from Azure (the same clients as `azure`).
+    pub certs: Arc<dyn crate::engine::certificate::CertificatePorts>,
     pub store: Arc<dyn StorePorts>,
     pub notifier: Arc<dyn Notifier>,
     pub options: EngineOptions,

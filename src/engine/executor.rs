@@ -164,7 +164,7 @@ impl StepError {
     }
 }
 
-fn az(action: &'static str) -> impl FnOnce(PortError) -> StepError {
+pub(crate) fn az(action: &'static str) -> impl FnOnce(PortError) -> StepError {
     move |source| match source {
         PortError::Blocked(m) => StepError::Blocked(m),
         // A lifetime over a tenant cap stays an Azure error: the rotation learns the cap and
@@ -656,7 +656,7 @@ pub fn resource_lock_name(site: &ArmResource) -> String {
 
 /// Takes the write lease of `site`, waiting while another writer (credential or instance)
 /// holds it.
-async fn lock_resource(
+pub(crate) async fn lock_resource(
     ctx: &ExecContext<'_>,
     site: &ArmResource,
 ) -> Result<Box<dyn LeaseGuard>, StepError> {

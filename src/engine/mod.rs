@@ -14,9 +14,13 @@
 //! - [`report`]: what every use case answers; [`lifetime`]: the tenant's learnt
 //!   password-lifetime cap; [`parallelism`]: how many credentials a pass runs at once.
 //!
+//! - [`certificate`]: the same loop for certificate credentials (its own ports, observer,
+//!   executor and run).
+//!
 //! [`tags`] and [`kvref`] are the core crate's, re-exported here at their old paths.
 
 pub mod azure_ports;
+pub mod certificate;
 pub mod context;
 pub mod executor;
 pub mod inventory;

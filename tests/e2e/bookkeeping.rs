@@ -114,6 +114,7 @@ fn recording_engine(w: &World) -> (Arc<Engine>, Arc<Mutex<Vec<Event>>>) {
     let engine = Engine {
         policy: e.policy.clone(),
         azure: e.azure.clone(),
+        certs: e.certs.clone(),
         store: Arc::new(Recording {
             inner: e.store.clone(),
             events: events.clone(),

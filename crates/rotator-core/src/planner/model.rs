@@ -249,6 +249,15 @@ pub enum StepKind {
     CompletePropagation,
     RemovePassword,
     MarkRetired,
+    /// Certificate credentials (`planner::certificate::CertStep`).
+    RequestCertificate,
+    AdoptCertificate,
+    AddKey,
+    ProveKey,
+    RemoveKey,
+    ReleaseSecret,
+    RemoveClientSecret,
+    MarkConverted,
 }
 
 impl StepKind {
@@ -261,6 +270,14 @@ impl StepKind {
             StepKind::CompletePropagation => "complete-propagation",
             StepKind::RemovePassword => "remove-password",
             StepKind::MarkRetired => "mark-retired",
+            StepKind::RequestCertificate => "request-certificate",
+            StepKind::AdoptCertificate => "adopt-certificate",
+            StepKind::AddKey => "add-key",
+            StepKind::ProveKey => "prove-key",
+            StepKind::RemoveKey => "remove-key",
+            StepKind::ReleaseSecret => "release-secret",
+            StepKind::RemoveClientSecret => "remove-client-secret",
+            StepKind::MarkConverted => "mark-converted",
         }
     }
 }

@@ -1,0 +1,345 @@
+//! Use case: one certificate credential's run ([`Engine::run_certificate`]), run by the pass
+//! beside the secret credentials, by `Rotate` on demand and planned by `Plan`
+//! ([`Engine::plan_certificate`]).
+//!
+//! Expected flow, as the secret path's run: take the credential's lease
+//! (`credential-{name}`), then repeat {observe, decide, perform `steps[0]`} until the planner
+//! has nothing left or is blocked, a step fails, the step bound is reached or the pass's
+//! deadline passes; release the lease; write the audit record (when something was done) and
+//! the credential's last outcome; notify a person when the run failed or is blocked.
+//!
+//! Guarantees: one run of a credential at a time across instances (the lease); every step is
+//! idempotent, so a failed run resumes from Azure's state; a key is added at most once per
+//! version in a run, even if Graph's read lags behind the write (the run stops instead).
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::executor::{CertExec, kind_of};
+use super::observe::{CertObserved, Sources, observe_certificate};
+use crate::engine::context::{Clock, Engine};
+use crate::engine::executor::StepError;
+use crate::engine::ports::PortError;
+use crate::engine::records::{self, AuditRecord, ConsumerTouched, RecordPath};
+use crate::engine::report::{CredentialOutcome, CredentialPlan, CredentialReport, StepRecord};
+use crate::planner::StepKind;
+use crate::planner::certificate::{CertDecision, CertStep, decide};
+use crate::policy::CertificateCredentialPolicy;
+
+impl Engine {
+    /// The enrolled certificate credential of that name.
+    pub(crate) fn certificate(&self, name: &str) -> Option<&CertificateCredentialPolicy> {
+        self.policy.certificates.iter().find(|c| c.name == name)
+    }
+
+    fn sources(&self) -> Sources<'_> {
+        Sources {
+            azure: self.azure.as_ref(),
+            certs: self.certs.as_ref(),
+            policy: &self.policy,
+            tenant: &self.options.tenant,
+        }
+    }
+
+    /// Observes one certificate credential and decides (status, plan, the status page).
+    pub async fn observe_and_decide(
+        &self,
+        cert: &CertificateCredentialPolicy,
+        probe: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(CertObserved, CertDecision), PortError> {
+        let seen = observe_certificate(&self.sources(), cert, probe, now).await?;
+        let d = decide(cert, &seen.observation, now);
+        Ok((seen, d))
+    }
+
+    /// `Plan` for one certificate credential: what a run would do now, changing nothing.
+    pub async fn plan_certificate(
+        &self,
+        cert: &CertificateCredentialPolicy,
+        now: DateTime<Utc>,
+    ) -> CredentialPlan {
+        match self.observe_and_decide(cert, false, now).await {
+            Ok((_, d)) => CredentialPlan {
+                name: cert.name.clone(),
+                steps: d.steps.iter().map(describe).collect(),
+                explanation: d.explanation,
+                next_due: d.next_due,
+                blocked: d.blocked,
+            },
+            Err(e) => CredentialPlan {
+                name: cert.name.clone(),
+                steps: vec![],
+                explanation: vec![format!("could not observe Azure: {e}")],
+                next_due: None,
+                blocked: Some(e.to_string()),
+            },
+        }
+    }
+
+    /// Runs one certificate credential to a resting point (or the bounds). Never panics, never
+    /// returns an error: every outcome is in the report.
+    pub async fn run_certificate(
+        &self,
+        cert: &CertificateCredentialPolicy,
+        now: DateTime<Utc>,
+        deadline: Option<Instant>,
+        run_id: &str,
+    ) -> CredentialReport {
+        let mut report = CredentialReport {
+            name: cert.name.clone(),
+            outcome: CredentialOutcome::Idle,
+            steps: Vec::new(),
+            error: None,
+            next_due: None,
+        };
+        let lease = match self.store.lease(&format!("credential-{}", cert.name)).await {
+            Ok(l) => l,
+            Err(e) => {
+                report.outcome = match e {
+                    PortError::Busy(_) => CredentialOutcome::Busy,
+                    _ => CredentialOutcome::Failed,
+                };
+                report.error = Some(format!("could not take the credential's lease: {e}"));
+                return report;
+            }
+        };
+        let started = Instant::now();
+        let clock = Clock::new(now);
+        let last = self.run_steps(cert, clock, deadline, &mut report).await;
+        lease.release().await;
+        self.finish_certificate(cert, &report, last.as_ref(), started, run_id, clock.now())
+            .await;
+        report
+    }
+
+    /// The observe → decide → perform loop; the last observation.
+    async fn run_steps(
+        &self,
+        cert: &CertificateCredentialPolicy,
+        clock: Clock,
+        deadline: Option<Instant>,
+        report: &mut CredentialReport,
+    ) -> Option<CertObserved> {
+        let mut added = Vec::new();
+        let mut last = None;
+        for _ in 0..self.options.max_steps_per_credential {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                report.outcome = CredentialOutcome::InProgress;
+                return last;
+            }
+            let now = clock.now();
+            let (seen, d) = match self.observe_and_decide(cert, false, now).await {
+                Ok(x) => x,
+                Err(e) => {
+                    stop(
+                        report,
+                        CredentialOutcome::Failed,
+                        format!("could not observe Azure: {e}"),
+                    );
+                    return last;
+                }
+            };
+            let step = d.steps.first().cloned();
+            last = Some(seen);
+            let Some(step) = step else {
+                settle(report, &d);
+                return last;
+            };
+            if let CertStep::AddKey { version, .. } = &step {
+                if added.contains(version) {
+                    let why = format!(
+                        "version {version}'s key was added in this run but Graph does not show it yet: the next run goes on"
+                    );
+                    stop(report, CredentialOutcome::InProgress, why);
+                    return last;
+                }
+                added.push(version.clone());
+            }
+            let seen = last.as_ref()?;
+            if !self.perform_one(cert, seen, &step, now, report).await {
+                return last;
+            }
+        }
+        report.outcome = CredentialOutcome::InProgress;
+        last
+    }
+
+    /// One step and its record; `false` when the run stops on it.
+    async fn perform_one(
+        &self,
+        cert: &CertificateCredentialPolicy,
+        seen: &CertObserved,
+        step: &CertStep,
+        now: DateTime<Utc>,
+        report: &mut CredentialReport,
+    ) -> bool {
+        let exec = CertExec {
+            ctx: self.exec_ctx(),
+            certs: self.certs.as_ref(),
+            policy: cert,
+            now,
+        };
+        let result = exec.perform(seen, step).await;
+        let (ok, detail) = match &result {
+            Ok(d) => (true, d.clone()),
+            Err(e) => (false, e.to_string()),
+        };
+        tracing::info!(step = %kind_of(step), ok, "{detail}");
+        report.steps.push(StepRecord {
+            at: now,
+            step: kind_of(step),
+            detail,
+            ok,
+        });
+        match result {
+            Ok(_) => true,
+            Err(StepError::Blocked(m) | StepError::TagBudget(m)) => {
+                stop(report, CredentialOutcome::Blocked, m);
+                false
+            }
+            Err(e) => {
+                stop(report, CredentialOutcome::Failed, e.to_string());
+                false
+            }
+        }
+    }
+
+    /// The audit record (when the run did something) and the last outcome, and a
+    /// notification when it failed or is blocked.
+    async fn finish_certificate(
+        &self,
+        cert: &CertificateCredentialPolicy,
+        report: &CredentialReport,
+        seen: Option<&CertObserved>,
+        started: Instant,
+        run_id: &str,
+        now: DateTime<Utc>,
+    ) {
+        let audit = audit_record(cert, report, seen, started, run_id, now);
+        let store = self.store.as_ref();
+        if !report.steps.is_empty() {
+            let path = RecordPath::Audit {
+                at: now,
+                credential: &cert.name,
+                run_id,
+            };
+            if let Err(e) = records::write(store, &path, &audit).await {
+                tracing::warn!("the audit record was not kept: {e}");
+            }
+        }
+        let last = RecordPath::Last {
+            credential: &cert.name,
+        };
+        if let Err(e) = records::write(store, &last, &audit).await {
+            tracing::warn!("could not record the last outcome of {}: {e}", cert.name);
+        }
+        if matches!(
+            report.outcome,
+            CredentialOutcome::Failed | CredentialOutcome::Blocked
+        ) && let Some(error) = &report.error
+            && let Err(e) = self.notifier.rotation_failed(&cert.name, error, now).await
+        {
+            tracing::warn!("could not notify about {}: {e}", cert.name);
+        }
+    }
+}
+
+fn stop(report: &mut CredentialReport, outcome: CredentialOutcome, error: String) {
+    report.outcome = outcome;
+    report.error = Some(error);
+}
+
+/// The planner has nothing to do now: blocked, or resting until `next_due`.
+fn settle(report: &mut CredentialReport, d: &CertDecision) {
+    report.next_due = d.next_due;
+    if let Some(b) = &d.blocked {
+        stop(report, CredentialOutcome::Blocked, b.clone());
+        return;
+    }
+    report.outcome = if report.steps.is_empty() {
+        CredentialOutcome::Idle
+    } else {
+        CredentialOutcome::Progressed
+    };
+    if !d.held_up.is_empty() {
+        stop(report, CredentialOutcome::Blocked, d.held_up.join("; "));
+    }
+}
+
+/// A step in a plan: its kind and what it acts on (ids, never key material).
+pub fn describe(step: &CertStep) -> String {
+    let what = match step {
+        CertStep::RequestVersion { reason } => format!("{reason:?}"),
+        CertStep::AdoptVersion { version } | CertStep::AdoptCurrent { version, .. } => {
+            format!("version {version}")
+        }
+        CertStep::AddKey { version, method } => format!(
+            "version {version} via {}",
+            match method {
+                crate::planner::certificate::KeyWrite::WithProof { .. } => "addKey",
+                crate::planner::certificate::KeyWrite::MergeWrite { .. } => "merge-write",
+            }
+        ),
+        CertStep::Prove { version, .. } => format!("version {version}"),
+        CertStep::UpdateConsumer { index, .. } | CertStep::Notify { index, .. } => {
+            format!("consumer #{index}")
+        }
+        CertStep::CompletePropagation { remove_after } => format!("remove after {remove_after}"),
+        CertStep::RemoveKey { key_id, reason, .. } => format!("key {key_id} ({reason:?})"),
+        CertStep::ReleaseSecret { remove_after } => format!("remove after {remove_after}"),
+        CertStep::RemoveClientSecret { credential, key_id } => {
+            format!("password {key_id} of {credential}")
+        }
+        CertStep::MarkRetired | CertStep::MarkConverted => String::new(),
+    };
+    format!("{} {what}", kind_of(step)).trim_end().to_string()
+}
+
+fn audit_record(
+    cert: &CertificateCredentialPolicy,
+    report: &CredentialReport,
+    seen: Option<&CertObserved>,
+    started: Instant,
+    run_id: &str,
+    now: DateTime<Utc>,
+) -> AuditRecord {
+    let state = seen.and_then(|s| {
+        let (id, _) = s.current.as_ref()?;
+        match &s.observation.vault {
+            crate::planner::certificate::CertVaultState::Present(c) => c
+                .versions
+                .iter()
+                .find(|v| &v.version == id)
+                .and_then(|v| v.tags.clone()),
+            _ => None,
+        }
+    });
+    let steps = &report.steps;
+    AuditRecord {
+        credential: cert.name.clone(),
+        application: None,
+        key_vault: format!("{}/{}", cert.certificate.vault, cert.certificate.name),
+        run_id: run_id.to_string(),
+        at: now,
+        rotated: steps.iter().any(|s| s.step == StepKind::ProveKey && s.ok),
+        key_id_in_use: state.as_ref().map(|t| t.key_id),
+        previous_key_id: state.as_ref().and_then(|t| t.previous_key_id),
+        phase: state.as_ref().map(|t| t.phase),
+        consumers_touched: steps
+            .iter()
+            .filter(|s| matches!(s.step, StepKind::UpdateConsumer | StepKind::Notify))
+            .map(|s| ConsumerTouched {
+                ok: s.ok,
+                detail: s.detail.clone(),
+            })
+            .collect(),
+        verified: steps
+            .iter()
+            .find(|s| s.step == StepKind::CompletePropagation)
+            .map(|s| s.ok),
+        duration_ms: started.elapsed().as_millis() as u64,
+        report: report.clone(),
+    }
+}
