@@ -251,3 +251,213 @@ fn private_key_scan_finds_pem_blocks_and_pfx_pieces_but_not_the_public_certifica
         assert_eq!(found.len(), 1, "{found:?}");
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// The fault table.
+
+/// Days from the scenario's start to inside the first version's renewal window (12 months of
+/// validity, renewal 30 days before its end).
+const TO_RENEWAL_DAYS: i64 = 340;
+/// Past the 7-day grace period.
+const PAST_GRACE_DAYS: i64 = 8;
+/// Clean passes a stage may take to come to rest (each after 11 emulated minutes: past the
+/// slow-issuance and key-replication variants).
+const REST_PASSES: usize = 8;
+
+/// Everything a certificate run leaves for people and machines to read: the pass reports
+/// and the log lines, scanned for private key material.
+#[derive(Default)]
+struct Outputs(Vec<(String, String)>);
+
+impl Outputs {
+    fn report(&mut self, what: &str, r: &secret_rotator::engine::report::PassReport) {
+        let text = serde_json::to_string(r).expect("reports serialise");
+        self.0.push((what.to_string(), text));
+    }
+}
+
+/// The certificate world under `u`: the tenant, the policy (with the conversion when asked),
+/// the fault-tuned engine, on an account of a shared Azurite.
+async fn cert_world(
+    u: &azure_emulator::scenario::Uncertainties,
+    conversion: bool,
+    storage: Option<crate::support::azurite::Azurite>,
+) -> crate::support::world::World {
+    let mut s = tenant::scenario("2026-03-01T09:00:00Z", "2026-09-01T00:00:00Z");
+    s["uncertainties"] = serde_json::to_value(u).expect("uncertainties serialise");
+    let policy = tenant::policy(conversion);
+    match storage {
+        Some(st) => crate::support::faultkit::fault_world_on(s, &policy, st).await,
+        None => crate::support::faultkit::fault_world(s, &policy).await,
+    }
+}
+
+fn assert_cert_invariants(o: &Oracle, b: &inv::CertBaseline, when: &str) {
+    let v = inv::check_all(o, b);
+    assert!(v.is_empty(), "certificate invariants broken {when}: {v:#?}");
+}
+
+/// Clean passes (the clock 11 minutes on before each) until the certificate settles or
+/// [`REST_PASSES`] have run; the invariants after each.
+async fn to_rest(
+    w: &crate::support::world::World,
+    b: &inv::CertBaseline,
+    out: &mut Outputs,
+    stage: &str,
+) -> Result<(), String> {
+    let o = Oracle::of(w);
+    let cred = &w.engine.policy.certificates[0];
+    let mut last = String::new();
+    for i in 0..REST_PASSES {
+        w.emu
+            .emulator
+            .control()
+            .advance(chrono::Duration::minutes(11));
+        let r = crate::support::faultkit::pass(w).await;
+        out.report(&format!("{stage}: clean pass {i}"), &r);
+        assert_cert_invariants(&o, b, &format!("after clean pass {i} ({stage})"));
+        last = crate::support::world::summary(&r);
+        if inv::check_settled(&o, cred, &Default::default()).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(format!("{stage}: not at rest after {REST_PASSES} clean passes; last: {last}"))
+}
+
+/// One (service, operation, fault) under one variant: enrolment, renewal and the pass after
+/// the grace period, each with the fault active for its first pass, then clean passes to
+/// rest; the invariants after every pass, settled at the end of each stage (the old key gone
+/// only after the last), no private key in any report or log line.
+async fn fault_case(
+    service: &str,
+    op: &str,
+    action: azure_emulator::faults::FaultAction,
+    u: azure_emulator::scenario::Uncertainties,
+    storage: crate::support::azurite::Azurite,
+) {
+    let (_guard, logs) = inv::capture_logs();
+    let w = cert_world(&u, false, Some(storage)).await;
+    let c = w.emu.emulator.control();
+    let o = Oracle::of(&w);
+    let b = inv::cert_baseline(&o, &[]);
+    let mut out = Outputs::default();
+    crate::support::faultkit::warm_up(&w).await;
+    let mut hit = 0;
+    for (stage, days) in [("enrolment", 0), ("renewal", TO_RENEWAL_DAYS), ("after grace", PAST_GRACE_DAYS)] {
+        w.advance_days(days);
+        c.add_fault(crate::support::faultkit::rule(service, op, action.clone()));
+        let faulted = crate::support::faultkit::pass(&w).await;
+        out.report(&format!("{stage}: faulted pass"), &faulted);
+        hit += crate::support::faultkit::faults_injected(&w);
+        assert_cert_invariants(&o, &b, &format!("after the faulted pass ({stage})"));
+        c.clear_faults();
+        if let Err(e) = to_rest(&w, &b, &mut out, stage).await {
+            panic!("{e}\n(faulted pass: {})", crate::support::world::summary(&faulted));
+        }
+    }
+    assert!(hit > 0, "the {service}/{op} fault never hit");
+    // The renewal's old key went after grace; the key someone else added is still there.
+    let keys = c.key_records(pay_app());
+    let others = Uuid::parse_str(OTHERS_KEY).unwrap();
+    assert!(keys.iter().any(|k| k.key_id == others), "{keys:?}");
+    assert_eq!(keys.len(), 2, "someone else's key and the current one: {keys:?}");
+    out.0.push(("log lines".into(), logs.text()));
+    let leaks = inv::private_key_leaks(&o, &out.0);
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+/// [`fault_case`] under every certificate variant at once, each on its own task and account of
+/// one Azurite process; every variant that failed is named with its failure.
+async fn under_every_variant(
+    service: &'static str,
+    op: &'static str,
+    action: azure_emulator::faults::FaultAction,
+) {
+    use azure_emulator::scenario::Uncertainties;
+    let variants = Uncertainties::certificate_variants();
+    let issuer = TestEmulator::start(serde_json::json!({})).await;
+    let storage = crate::support::azurite::Azurite::shared(&issuer.emulator, variants.len());
+    issuer.emulator.shutdown().await;
+    let mut failed = Vec::new();
+    // One variant after the other on this task: the log capture is this thread's.
+    for ((name, u), storage) in variants.into_iter().zip(storage) {
+        let run = std::panic::AssertUnwindSafe(fault_case(service, op, action.clone(), u, storage));
+        if let Err(p) = futures::FutureExt::catch_unwind(run).await {
+            let text = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            failed.push(format!("under {name}: {text}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+macro_rules! cases {
+    ($($name:ident: $service:literal, $op:literal, $action:expr;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            under_every_variant($service, $op, $action).await;
+        }
+    )*};
+}
+
+fn ctf(status: u16) -> azure_emulator::faults::FaultAction {
+    azure_emulator::faults::FaultAction::CommitThenFail { status }
+}
+
+fn throttled() -> azure_emulator::faults::FaultAction {
+    azure_emulator::faults::FaultAction::Status {
+        status: 429,
+        retry_after: Some(1),
+    }
+}
+
+fn s503() -> azure_emulator::faults::FaultAction {
+    crate::support::faultkit::status(503)
+}
+
+const RESET: azure_emulator::faults::FaultAction = azure_emulator::faults::FaultAction::Reset;
+
+cases! {
+    kv_create_429: "keyvault", "createCertificate", throttled();
+    kv_create_503: "keyvault", "createCertificate", s503();
+    kv_create_reset: "keyvault", "createCertificate", RESET;
+    kv_create_commit_then_fail: "keyvault", "createCertificate", ctf(500);
+    kv_pending_429: "keyvault", "getCertificateOperation", throttled();
+    kv_pending_503: "keyvault", "getCertificateOperation", s503();
+    kv_pending_reset: "keyvault", "getCertificateOperation", RESET;
+    kv_get_version_429: "keyvault", "getCertificate", throttled();
+    kv_get_version_503: "keyvault", "getCertificate", s503();
+    kv_get_version_reset: "keyvault", "getCertificate", RESET;
+    kv_versions_503: "keyvault", "listCertificateVersions", s503();
+    kv_update_tags_429: "keyvault", "updateCertificate", throttled();
+    kv_update_tags_503: "keyvault", "updateCertificate", s503();
+    kv_update_tags_reset: "keyvault", "updateCertificate", RESET;
+    kv_update_tags_commit_then_fail: "keyvault", "updateCertificate", ctf(500);
+    kv_sign_429: "keyvault", "sign", throttled();
+    kv_sign_503: "keyvault", "sign", s503();
+    kv_sign_reset: "keyvault", "sign", RESET;
+    graph_add_key_429: "graph", "addKey", throttled();
+    graph_add_key_503: "graph", "addKey", s503();
+    graph_add_key_reset: "graph", "addKey", RESET;
+    graph_add_key_commit_then_fail: "graph", "addKey", ctf(500);
+    graph_remove_key_429: "graph", "removeKey", throttled();
+    graph_remove_key_503: "graph", "removeKey", s503();
+    graph_remove_key_reset: "graph", "removeKey", RESET;
+    graph_remove_key_commit_then_fail: "graph", "removeKey", ctf(500);
+    graph_patch_keys_429: "graph", "updateApplication", throttled();
+    graph_patch_keys_503: "graph", "updateApplication", s503();
+    graph_patch_keys_reset: "graph", "updateApplication", RESET;
+    graph_patch_keys_commit_then_fail: "graph", "updateApplication", ctf(500);
+    graph_get_keys_429: "graph", "getApplication", throttled();
+    graph_get_keys_503: "graph", "getApplication", s503();
+    graph_get_keys_reset: "graph", "getApplication", RESET;
+    assertion_token_429: "entra", "token", throttled();
+    assertion_token_503: "entra", "token", s503();
+    assertion_token_reset: "entra", "token", RESET;
+    assertion_token_commit_then_fail: "entra", "token", ctf(500);
+    settings_put_503: "arm", "putAppSettings", s503();
+    settings_put_commit_then_fail: "arm", "putAppSettings", ctf(500);
+}
