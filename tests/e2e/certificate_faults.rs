@@ -321,7 +321,9 @@ async fn to_rest(
             return Ok(());
         }
     }
-    Err(format!("{stage}: not at rest after {REST_PASSES} clean passes; last: {last}"))
+    Err(format!(
+        "{stage}: not at rest after {REST_PASSES} clean passes; last: {last}"
+    ))
 }
 
 /// One (service, operation, fault) under one variant: enrolment, renewal and the pass after
@@ -343,7 +345,11 @@ async fn fault_case(
     let mut out = Outputs::default();
     crate::support::faultkit::warm_up(&w).await;
     let mut hit = 0;
-    for (stage, days) in [("enrolment", 0), ("renewal", TO_RENEWAL_DAYS), ("after grace", PAST_GRACE_DAYS)] {
+    for (stage, days) in [
+        ("enrolment", 0),
+        ("renewal", TO_RENEWAL_DAYS),
+        ("after grace", PAST_GRACE_DAYS),
+    ] {
         w.advance_days(days);
         c.add_fault(crate::support::faultkit::rule(service, op, action.clone()));
         let faulted = crate::support::faultkit::pass(&w).await;
@@ -352,7 +358,10 @@ async fn fault_case(
         assert_cert_invariants(&o, &b, &format!("after the faulted pass ({stage})"));
         c.clear_faults();
         if let Err(e) = to_rest(&w, &b, &mut out, stage).await {
-            panic!("{e}\n(faulted pass: {})", crate::support::world::summary(&faulted));
+            panic!(
+                "{e}\n(faulted pass: {})",
+                crate::support::world::summary(&faulted)
+            );
         }
     }
     assert!(hit > 0, "the {service}/{op} fault never hit");
@@ -360,7 +369,11 @@ async fn fault_case(
     let keys = c.key_records(pay_app());
     let others = Uuid::parse_str(OTHERS_KEY).unwrap();
     assert!(keys.iter().any(|k| k.key_id == others), "{keys:?}");
-    assert_eq!(keys.len(), 2, "someone else's key and the current one: {keys:?}");
+    assert_eq!(
+        keys.len(),
+        2,
+        "someone else's key and the current one: {keys:?}"
+    );
     out.0.push(("log lines".into(), logs.text()));
     let leaks = inv::private_key_leaks(&o, &out.0);
     assert!(leaks.is_empty(), "{leaks:#?}");

@@ -116,6 +116,10 @@ pub struct Baseline {
     /// Credentials whose Key Vault secret was soft-deleted before the first run: blocked until
     /// a person recovers or purges it, so nothing of theirs may change.
     pub soft_deleted: BTreeSet<String>,
+    /// Secret credentials a certificate replaces (`replacesSecret`): their passwords go once
+    /// their consumers moved, so the secret rules no longer describe them; the certificate
+    /// oracle's conversion rule does (`cert_invariants::check_conversion`).
+    pub converted: BTreeSet<String>,
 }
 
 impl Baseline {
@@ -214,6 +218,13 @@ pub fn baseline(w: &World) -> Baseline {
         unowned_settings: unowned_settings(w),
         broken: BTreeMap::new(),
         soft_deleted: BTreeSet::new(),
+        converted: w
+            .engine
+            .policy
+            .certificates
+            .iter()
+            .filter_map(|c| c.replaces_secret.clone())
+            .collect(),
     }
 }
 
@@ -316,6 +327,9 @@ pub fn check_unmanaged(w: &World, b: &Baseline) -> Result<(), String> {
 pub fn check_all(w: &World, b: &Baseline, settled: bool) -> Vec<String> {
     let mut out = Vec::new();
     for cred in &w.engine.policy.credentials {
+        if b.converted.contains(&cred.name) {
+            continue;
+        }
         let r = if settled {
             check_settled(w, b, cred)
         } else {
@@ -553,7 +567,7 @@ pub async fn pass_after_crash(w: &World) -> PassReport {
     r
 }
 
-/// Breaks every credential's lease and every consumer site's write lease (what the lease's
+/// Breaks every credential's lease (certificates' too) and every consumer site's write lease (what the lease's
 /// expiry does for a killed process). A lease that is not held, or a lock blob never created,
 /// is fine.
 pub async fn break_leases(w: &World) {
@@ -563,6 +577,20 @@ pub async fn break_leases(w: &World) {
         for c in &cred.consumers {
             if let Consumer::AppSettingKeyVaultRef { site, .. }
             | Consumer::AppSettingValue { site, .. } = c
+            {
+                let _ = s.break_lease(&resource_lock_name(site)).await;
+            }
+        }
+    }
+    for cert in &w.engine.policy.certificates {
+        let _ = s.break_lease(&format!("credential-{}", cert.name)).await;
+        for c in &cert.consumers {
+            if let secret_rotator::policy::CertificateConsumer::AppSettingKeyVaultRef {
+                site, ..
+            }
+            | secret_rotator::policy::CertificateConsumer::AppSettingThumbprint {
+                site, ..
+            } = c
             {
                 let _ = s.break_lease(&resource_lock_name(site)).await;
             }
@@ -609,6 +637,14 @@ pub async fn watched<F: std::future::Future>(
     b: &Baseline,
     fut: F,
 ) -> (F::Output, Vec<String>) {
+    watched_with(fut, || check_all(w, b, false)).await
+}
+
+/// [`watched`] with any not-settled check (the campaign adds the certificate oracle's).
+pub async fn watched_with<F: std::future::Future>(
+    fut: F,
+    check: impl Fn() -> Vec<String>,
+) -> (F::Output, Vec<String>) {
     let mut seen: Vec<String> = Vec::new();
     let fut = std::pin::pin!(fut);
     let mut fut = fut;
@@ -617,7 +653,7 @@ pub async fn watched<F: std::future::Future>(
         tokio::select! {
             out = &mut fut => return (out, seen),
             _ = tick.tick() => {
-                for v in check_all(w, b, false) {
+                for v in check() {
                     if !seen.contains(&v) {
                         seen.push(v);
                     }

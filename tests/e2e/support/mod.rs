@@ -7,6 +7,7 @@ pub mod azurite;
 pub mod bicep;
 pub mod browser;
 pub mod campaign;
+pub mod cert_campaign;
 pub mod cert_invariants;
 pub mod cert_tenant;
 pub mod emulator;
