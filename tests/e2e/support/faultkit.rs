@@ -632,15 +632,8 @@ pub fn faults_injected(w: &World) -> usize {
 /// only mid-run (a consumer given a value Entra does not accept yet, a Key Vault value stored
 /// before it works) is seen too, not only what is left after the run. Returns the future's
 /// output and every violation seen (each distinct message once).
-pub async fn watched<F: std::future::Future>(
-    w: &World,
-    b: &Baseline,
-    fut: F,
-) -> (F::Output, Vec<String>) {
-    watched_with(fut, || check_all(w, b, false)).await
-}
-
-/// [`watched`] with any not-settled check (the campaign adds the certificate oracle's).
+/// `check` is the not-settled invariants, e.g. `|| check_all(w, b, false)` (the campaign adds the
+/// certificate oracle's).
 pub async fn watched_with<F: std::future::Future>(
     fut: F,
     check: impl Fn() -> Vec<String>,
