@@ -165,38 +165,11 @@ pub fn build_with(parts: EngineParts) -> Result<Arc<Engine>, EngineError> {
     compose(parts).map(|c| c.engine)
 }
 
-/// The policy as the settings name it, checked against the settings' cloud and against what
-/// this version's engine runs.
+/// The policy as the settings name it, checked against the settings' cloud.
 pub fn load_policy(settings: &Settings) -> Result<Policy, EngineError> {
     let policy = crate::policy::load(&settings.policy_path)?;
     policy.check_cloud(settings.cloud)?;
-    refuse_unrun_entries(&policy)?;
     Ok(policy)
-}
-
-/// Certificate credentials parse and have their planner in the core, but the engine does not
-/// run them yet (issue 17). Accepting one would enrol a credential nothing renews — the silent
-/// expiry the rotator exists to prevent — so the policy is refused, naming each such entry,
-/// the way any other policy error is (the probe and every pass report it until it is fixed).
-fn refuse_unrun_entries(policy: &Policy) -> Result<(), crate::policy::PolicyErrors> {
-    let errors: Vec<crate::policy::PolicyError> = policy
-        .certificates
-        .iter()
-        .map(|c| crate::policy::PolicyError {
-            source: policy.source.clone(),
-            entry: Some(c.name.clone()),
-            field: "type".into(),
-            message: "certificate credentials are validated but not yet rotated by this version \
-                      of secret-rotator; nothing would renew this one. Remove the entry (keep the \
-                      application on a client secret) until a version that rotates certificates"
-                .into(),
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(crate::policy::PolicyErrors { errors })
-    }
 }
 
 /// The engine as `serve` runs it: the managed identity (or, outside App Service, the

@@ -92,6 +92,16 @@ pub async fn rotate(
         return Ok(RotateResult::Pass(conn.engine.pass(now, budget).await));
     };
     let policy = conn.policy();
+    let run_id = format!(
+        "cli-{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    if let Some(cert) = policy.certificates.iter().find(|c| c.name == name) {
+        return Ok(RotateResult::One(
+            conn.engine.run_certificate(cert, now, None, &run_id).await,
+        ));
+    }
     let Some(cred) = policy.credentials.iter().find(|c| c.name == name) else {
         return Err(CliError::UnknownCredential {
             name: name.to_string(),
@@ -99,15 +109,14 @@ pub async fn rotate(
                 .credentials
                 .iter()
                 .map(|c| c.name.as_str())
+                .chain(policy.certificates.iter().map(|c| c.name.as_str()))
                 .collect::<Vec<_>>()
                 .join(", "),
         });
     };
-    let run_id = format!(
-        "cli-{}-{}",
-        now.format("%Y%m%dT%H%M%SZ"),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    if let Some(report) = conn.engine.replaced_by_certificate(cred).await {
+        return Ok(RotateResult::One(report));
+    }
     Ok(RotateResult::One(
         conn.engine
             .run_credential(cred, now, force, None, &run_id)

@@ -55,9 +55,15 @@ impl RotatorService for Engine {
         force: bool,
         now: DateTime<Utc>,
     ) -> Result<CredentialReport, ServiceError> {
+        if let Some(cert) = self.certificate(credential) {
+            return Ok(self.run_certificate(cert, now, None, &run_id(now)).await);
+        }
         let cred = self
             .credential(credential)
             .ok_or_else(|| ServiceError::UnknownCredential(credential.to_string()))?;
+        if let Some(report) = self.replaced_by_certificate(cred).await {
+            return Ok(report);
+        }
         Ok(self
             .run_credential(cred, now, force, None, &run_id(now))
             .await)

@@ -872,12 +872,21 @@ async fn bad_settings_and_policy_are_named() {
     assert!(out.stderr.contains("AZURE_TENANT_ID"), "{}", out.stderr);
 }
 
-/// A certificate credential parses (its planner is in the core) but the engine does not run it
-/// yet: the policy is refused, naming the entry, rather than enrolling a credential nothing
-/// renews.
+/// A certificate credential is enrolled like a secret: `plan` lists what it would do, and
+/// `rotate --only` creates the certificate in Key Vault, puts its key on the application (the
+/// key someone else put there kept) and tells the notify-only consumer — checked on the
+/// emulator's state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_certificate_entry_is_refused_until_the_engine_rotates_it() {
-    let cli = Cli::start(scenario(&["Application.ReadWrite.OwnedBy"]), &demo_policy()).await;
+async fn a_certificate_entry_is_enrolled_and_renewed() {
+    let mut s = scenario(&["Application.ReadWrite.OwnedBy"]);
+    let scope = "/subscriptions/{sub}/resourceGroups/TDC_Erhverv_Telephony_Integration/providers/Microsoft.KeyVault/vaults/kv5sutozr67fiik";
+    for role in ["Key Vault Certificates Officer", "Key Vault Crypto User"] {
+        s["roleAssignments"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"principal": CI_APP, "role": role, "scope": scope}));
+    }
+    let cli = Cli::start(s, &demo_policy()).await;
     let mut policy: Value = serde_json::from_str(&demo_policy()).unwrap();
     let app = policy["credentials"][0]["application"].clone();
     policy["credentials"].as_array_mut().unwrap().push(json!({
@@ -896,19 +905,54 @@ async fn a_certificate_entry_is_refused_until_the_engine_rotates_it() {
     }));
     let path = PathBuf::from(cli.dir.path()).join("cert.json");
     std::fs::write(&path, policy.to_string()).unwrap();
-    let out = cli.run(&["plan", "--policy", path.to_str().unwrap()]).await;
-    assert_ne!(out.code, 0, "{}", out.stdout);
-    assert!(out.stderr.contains("teams-cert"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("not yet rotated by this version"),
-        "{}",
-        out.stderr
-    );
-    // The same file without the certificate entry is accepted.
-    policy["credentials"].as_array_mut().unwrap().pop();
-    std::fs::write(&path, policy.to_string()).unwrap();
-    let out = cli.run(&["plan", "--policy", path.to_str().unwrap()]).await;
+    let p = path.to_str().unwrap();
+    let out = cli.run(&["plan", "--policy", p, "--at", &cli.at()]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("teams-cert"), "{}", out.stdout);
+    assert!(out.stdout.contains("request-certificate"), "{}", out.stdout);
+    let app_id = uuid(INTEGRATION);
+    let control = cli.emu.emulator.control();
+    assert!(control.key_credentials(app_id).is_empty());
+    // The first run asks Key Vault; once it has issued (seconds on the emulated clock), the
+    // next puts the key on the application and proves it.
+    let out = cli
+        .run(&[
+            "rotate",
+            "--only",
+            "teams-cert",
+            "--policy",
+            p,
+            "--at",
+            &cli.at(),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    control.advance(chrono::Duration::seconds(
+        azure_emulator::certificates::SELF_ISSUE_SECONDS,
+    ));
+    let out = cli
+        .run(&[
+            "rotate",
+            "--only",
+            "teams-cert",
+            "--policy",
+            p,
+            "--json",
+            "--at",
+            &cli.at(),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for step in ["add-key", "prove-key", "notify", "complete-propagation"] {
+        assert!(out.stdout.contains(step), "{step} in {}", out.stdout);
+    }
+    for bad in ["BEGIN", "PRIVATE", "MII"] {
+        assert!(
+            !out.stdout.contains(bad) && !out.stderr.contains(bad),
+            "{bad}"
+        );
+    }
+    assert_eq!(control.key_credentials(app_id).len(), 1);
 }
 
 /// A tenant of many applications: every credential is reported, page by page, and the binary's

@@ -10,6 +10,7 @@ mod bicep_types;
 mod bookkeeping;
 mod certificate_clients;
 mod certificate_faults;
+mod certificates;
 mod cli_commands;
 mod connection_fidelity;
 mod consumer_ids;

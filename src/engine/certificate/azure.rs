@@ -8,11 +8,14 @@
 //!   key-credential limit;
 //! - a refusal naming the issuer (`trustedCertificateAuthority` restrictions of the same
 //!   policy) → untrusted issuer; any other 400 → `Other`, with Graph's words.
+//!
+//! The JWTs (proofs, assertions) are dated by the machine's clock, as MSAL and the SDKs date
+//! them: Entra checks their ten minutes against real time, not against the run's `now`.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sha1::Digest;
 use uuid::Uuid;
 
@@ -117,10 +120,9 @@ impl AzureClients {
         object_id: Uuid,
         at: &VaultCertificateRef,
         signer: &str,
-        now: DateTime<Utc>,
     ) -> Result<SecretValue, PortError> {
         let cert = self.version(at, signer).await?;
-        let claims = assertion::proof_claims(object_id, now);
+        let claims = assertion::proof_claims(object_id, Utc::now());
         Ok(assertion::sign_jwt(&self.certificates, &cert, SignAlgorithm::Rs256, &claims).await?)
     }
 
@@ -248,7 +250,6 @@ impl CertificatePorts for AzureClients {
         object_id: Uuid,
         key: KeyToAdd<'_>,
         via: KeyWriteVia<'_>,
-        now: DateTime<Utc>,
     ) -> Result<KeyAdded, PortError> {
         let cert = self.version(key.certificate, key.version).await?;
         let new = NewKeyCredential {
@@ -261,7 +262,7 @@ impl CertificatePorts for AzureClients {
                 certificate,
                 signer,
             } => {
-                let proof = self.proof(object_id, certificate, signer, now).await?;
+                let proof = self.proof(object_id, certificate, signer).await?;
                 self.keycreds
                     .add_key(object_id, &new, &proof)
                     .await
@@ -288,14 +289,13 @@ impl CertificatePorts for AzureClients {
         object_id: Uuid,
         key_id: Uuid,
         via: KeyWriteVia<'_>,
-        now: DateTime<Utc>,
     ) -> Result<(), PortError> {
         match via {
             KeyWriteVia::Proof {
                 certificate,
                 signer,
             } => {
-                let proof = self.proof(object_id, certificate, signer, now).await?;
+                let proof = self.proof(object_id, certificate, signer).await?;
                 self.keycreds.remove_key(object_id, key_id, &proof).await?;
                 Ok(())
             }
@@ -315,14 +315,13 @@ impl CertificatePorts for AzureClients {
         client_id: Uuid,
         at: &VaultCertificateRef,
         version: &str,
-        now: DateTime<Utc>,
     ) -> Result<AssertionAnswer, PortError> {
         let cert = self.version(at, version).await?;
         let claims = assertion::assertion_claims(
             self.assertion.authority(),
             tenant,
             client_id,
-            now,
+            Utc::now(),
             Uuid::new_v4(),
         );
         let jwt =

@@ -140,7 +140,7 @@ impl CertExec<'_> {
         };
         let added = self
             .certs
-            .add_key(object_id, key, self.via(method), self.now)
+            .add_key(object_id, key, self.via(method))
             .await
             .map_err(az("add the key to the application"))?;
         match added {
@@ -196,13 +196,7 @@ impl CertExec<'_> {
             attempts += 1;
             let answer = self
                 .certs
-                .assertion_token(
-                    tenant,
-                    app_id,
-                    &self.policy.certificate,
-                    &version.0,
-                    self.now,
-                )
+                .assertion_token(tenant, app_id, &self.policy.certificate, &version.0)
                 .await;
             let last = match answer {
                 Ok(AssertionAnswer::Accepted) => return Ok(attempts),
@@ -327,7 +321,7 @@ impl CertExec<'_> {
     ) -> Result<String, StepError> {
         let object_id = object_id(seen)?;
         self.certs
-            .remove_key(object_id, key_id, self.via(method), self.now)
+            .remove_key(object_id, key_id, self.via(method))
             .await
             .map_err(az("remove the key from the application"))?;
         Ok(format!("key {key_id} removed from the application"))

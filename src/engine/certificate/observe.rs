@@ -82,7 +82,7 @@ pub async fn observe_certificate(
     };
     let current = current_of(&vault);
     let current_accepted = match (&app, &current, probe) {
-        (Ok(a), Some((v, _)), true) => accepted(src, cert, a.app_id, v, now).await,
+        (Ok(a), Some((v, _)), true) => accepted(src, cert, a.app_id, v).await,
         _ => None,
     };
     let consumers = read_consumers(src, cert, current.as_ref()).await;
@@ -194,12 +194,11 @@ async fn accepted(
     cert: &CertificateCredentialPolicy,
     app_id: Uuid,
     v: &CertVersionId,
-    now: DateTime<Utc>,
 ) -> Option<bool> {
     let tenant = cert.tenant_id.as_deref().unwrap_or(src.tenant);
     match src
         .certs
-        .assertion_token(tenant, app_id, &cert.certificate, &v.0, now)
+        .assertion_token(tenant, app_id, &cert.certificate, &v.0)
         .await
     {
         Ok(AssertionAnswer::Accepted) => Some(true),

@@ -101,14 +101,12 @@ pub trait CertificatePorts: Send + Sync {
         tags: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, PortError>;
     async fn key_credentials(&self, object_id: Uuid) -> Result<Vec<KeyCredentialInfo>, PortError>;
-    /// Puts the version's public certificate on the application. `now` dates the proof (the
-    /// run's clock, which the tests' emulator shares).
+    /// Puts the version's public certificate on the application.
     async fn add_key(
         &self,
         object_id: Uuid,
         key: KeyToAdd<'_>,
         via: KeyWriteVia<'_>,
-        now: DateTime<Utc>,
     ) -> Result<KeyAdded, PortError>;
     /// Removes exactly `key_id`; `Ok` also when it is already gone.
     async fn remove_key(
@@ -116,7 +114,6 @@ pub trait CertificatePorts: Send + Sync {
         object_id: Uuid,
         key_id: Uuid,
         via: KeyWriteVia<'_>,
-        now: DateTime<Utc>,
     ) -> Result<(), PortError>;
     /// One client-credentials token request with an assertion signed by the version's key.
     async fn assertion_token(
@@ -125,6 +122,5 @@ pub trait CertificatePorts: Send + Sync {
         client_id: Uuid,
         at: &VaultCertificateRef,
         version: &str,
-        now: DateTime<Utc>,
     ) -> Result<AssertionAnswer, PortError>;
 }

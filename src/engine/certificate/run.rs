@@ -29,8 +29,41 @@ use crate::policy::CertificateCredentialPolicy;
 
 impl Engine {
     /// The enrolled certificate credential of that name.
-    pub(crate) fn certificate(&self, name: &str) -> Option<&CertificateCredentialPolicy> {
+    pub fn certificate(&self, name: &str) -> Option<&CertificateCredentialPolicy> {
         self.policy.certificates.iter().find(|c| c.name == name)
+    }
+
+    /// A report for a client secret a certificate credential has replaced (its secret
+    /// released to removal or removed): the secret path no longer rotates it. `None` when it
+    /// is not replaced, or that cannot be read (the secret path then runs as before).
+    pub async fn replaced_by_certificate(
+        &self,
+        secret: &crate::policy::CredentialPolicy,
+    ) -> Option<CredentialReport> {
+        let cert = self
+            .policy
+            .certificates
+            .iter()
+            .find(|c| c.replaces_secret.as_deref() == Some(secret.name.as_str()))?;
+        let versions = self.certs.cert_versions(&cert.certificate).await.ok()??;
+        let newest = versions
+            .iter()
+            .filter_map(|v| {
+                let t = super::tags::parse(&v.tags, cert).ok()?.state?;
+                Some((v.created, t))
+            })
+            .max_by_key(|(c, _)| *c)?;
+        newest.1.conversion?;
+        Some(CredentialReport {
+            name: secret.name.clone(),
+            outcome: CredentialOutcome::Idle,
+            steps: Vec::new(),
+            error: Some(format!(
+                "replaced by certificate credential {}: every consumer has moved, so it is no longer rotated",
+                cert.name
+            )),
+            next_due: None,
+        })
     }
 
     fn sources(&self) -> Sources<'_> {

@@ -28,6 +28,43 @@ use crate::engine::report::{CredentialReport, PassReport};
 use crate::engine::usecase::scan::learn_enrolment;
 use crate::policy::Consumer;
 
+impl Engine {
+    /// The name of the pass's job `i`: a client secret, then the certificates.
+    fn job_name(&self, i: usize) -> String {
+        let secrets = &self.policy.credentials;
+        match secrets.get(i) {
+            Some(c) => c.name.clone(),
+            None => self.policy.certificates[i - secrets.len()].name.clone(),
+        }
+    }
+
+    /// Runs the pass's job `i` (see [`Self::job_name`]); a client secret a certificate has
+    /// replaced ([`Self::replaced_by_certificate`]) is not rotated any more.
+    async fn run_job(
+        &self,
+        i: usize,
+        now: DateTime<Utc>,
+        deadline: Instant,
+        id: &str,
+    ) -> (CredentialReport, Option<Observed>) {
+        let secrets = &self.policy.credentials;
+        let Some(cred) = secrets.get(i) else {
+            let cert = &self.policy.certificates[i - secrets.len()];
+            return (
+                self.run_certificate(cert, now, Some(deadline), id).await,
+                None,
+            );
+        };
+        match self.replaced_by_certificate(cred).await {
+            Some(report) => (report, None),
+            None => {
+                self.run_credential_seen(cred, now, false, Some(deadline), id)
+                    .await
+            }
+        }
+    }
+}
+
 /// One credential's run in a pass, with its last observation; `Err(name)` when the pass's
 /// budget was spent before it started (deferred).
 type CredentialOutcomeOf = Result<(CredentialReport, Option<Observed>), String>;
@@ -52,7 +89,8 @@ impl Engine {
         let mut results = Vec::new();
         let mut deferred = Vec::new();
         let mut enrolment = Enrolment::from_policy(Some(&self.policy));
-        for (cred, o) in creds.iter().zip(outcomes) {
+        let mut outcomes = outcomes.into_iter();
+        for (cred, o) in creds.iter().zip(outcomes.by_ref()) {
             match o {
                 Ok((r, seen)) => {
                     if let Some(seen) = &seen {
@@ -60,6 +98,13 @@ impl Engine {
                     }
                     results.push(r);
                 }
+                Err(name) => deferred.push(name),
+            }
+        }
+        // The certificate credentials' runs, after the secrets' in the report.
+        for o in outcomes {
+            match o {
+                Ok((r, _)) => results.push(r),
                 Err(name) => deferred.push(name),
             }
         }
@@ -93,29 +138,28 @@ impl Engine {
         report
     }
 
-    /// Every enrolled credential, in policy order, at most as many at once as the AIMD limit
-    /// allows ([`Aimd`]: halved when a credential met a 429, `max_parallel` at most).
+    /// Every enrolled credential, in policy order (the client secrets, then the certificates),
+    /// at most as many at once as the AIMD limit allows ([`Aimd`]: halved when a credential
+    /// met a 429, `max_parallel` at most).
     async fn run_all(&self, clock: Clock, deadline: Instant, id: &str) -> Vec<CredentialOutcomeOf> {
-        let creds = &self.policy.credentials;
+        let jobs = self.policy.credentials.len() + self.policy.certificates.len();
         let mut limit = Aimd::new(self.options.max_parallel);
         let mut outcomes: Vec<Option<CredentialOutcomeOf>> = Vec::new();
-        outcomes.resize_with(creds.len(), || None);
+        outcomes.resize_with(jobs, || None);
         let mut running = futures::stream::FuturesUnordered::new();
         let mut next = 0;
         loop {
-            while next < creds.len() && running.len() < limit.limit() {
+            while next < jobs && running.len() < limit.limit() {
                 let i = next;
                 next += 1;
                 let throttled = Arc::new(AtomicU64::new(0));
                 let counter = throttled.clone();
                 let epoch = limit.start();
                 running.push(async move {
-                    let cred = &creds[i];
                     let outcome = if Instant::now() >= deadline {
-                        Err(cred.name.clone())
+                        Err(self.job_name(i))
                     } else {
-                        let run =
-                            self.run_credential_seen(cred, clock.now(), false, Some(deadline), id);
+                        let run = self.run_job(i, clock.now(), deadline, id);
                         Ok(THROTTLED.scope(counter, run).await)
                     };
                     (i, outcome, epoch, throttled.load(Ordering::Relaxed))

@@ -28,6 +28,9 @@ impl Engine {
             };
             credentials.push(plan);
         }
+        for cert in &self.policy.certificates {
+            credentials.push(self.plan_certificate(cert, now).await);
+        }
         PlanReport { now, credentials }
     }
 }

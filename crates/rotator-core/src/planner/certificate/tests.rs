@@ -220,7 +220,9 @@ fn a_pending_version_is_waited_for_and_a_failed_one_blocks() {
 #[test]
 fn a_version_people_already_put_on_the_app_is_adopted_as_current() {
     let p = policy(three());
-    let o = obs(&p, vec![key(1, 0, false)], vec![version(1, 0)]);
+    let mut theirs = version(1, 0);
+    theirs.origin = VersionOrigin::Unknown;
+    let o = obs(&p, vec![key(1, 0, false)], vec![theirs]);
     let d = decide(&p, &o, days(10));
     assert_eq!(
         d.steps,
@@ -228,6 +230,14 @@ fn a_version_people_already_put_on_the_app_is_adopted_as_current() {
             version: version(1, 0).version,
             key_id: id(1)
         }]
+    );
+    // A version the rotator requested, whose key it put on the app, is proven instead: it
+    // becomes current through `Prove` (phase Stored), so its consumers are all told.
+    let o = obs(&p, vec![key(1, 0, true)], vec![version(1, 0)]);
+    let d = decide(&p, &o, days(10));
+    assert!(
+        matches!(d.steps.first(), Some(CertStep::Prove { key_id, .. }) if *key_id == id(1)),
+        "{d:?}"
     );
 }
 

@@ -23,8 +23,12 @@ impl Builder<'_> {
     /// up the newest usable version, else ask Key Vault for one.
     pub(super) fn no_current(&mut self, view: &View<'_>, obs: &CertObservation) {
         let now = self.now;
+        // Only a version the rotator has not taken up itself: one it requested or adopted
+        // whose key it put on the application is proven next (`take_up`), not enrolled.
         let on_app = view.cert.versions.iter().enumerate().filter(|(_, v)| {
-            v.usable_at(now) && view.key_of(v.thumbprint).is_some_and(|k| k.valid_at(now))
+            v.origin == VersionOrigin::Unknown
+                && v.usable_at(now)
+                && view.key_of(v.thumbprint).is_some_and(|k| k.valid_at(now))
         });
         if let Some(v) = super::newest(on_app)
             && let Some(k) = view.key_of(v.thumbprint)
