@@ -297,13 +297,15 @@ fn assert_cert_invariants(o: &Oracle, b: &inv::CertBaseline, when: &str) {
     assert!(v.is_empty(), "certificate invariants broken {when}: {v:#?}");
 }
 
-/// Clean passes (the clock 11 minutes on before each) until the certificate settles or
-/// [`REST_PASSES`] have run; the invariants after each.
+/// Clean passes (the clock 11 minutes on before each) until the certificate is at rest
+/// (settled; `in_grace`: but for the previous key) or [`REST_PASSES`] have run; the
+/// invariants after each.
 async fn to_rest(
     w: &crate::support::world::World,
     b: &inv::CertBaseline,
     out: &mut Outputs,
     stage: &str,
+    in_grace: bool,
 ) -> Result<(), String> {
     let o = Oracle::of(w);
     let cred = &w.engine.policy.certificates[0];
@@ -316,9 +318,9 @@ async fn to_rest(
         let r = crate::support::faultkit::pass(w).await;
         out.report(&format!("{stage}: clean pass {i}"), &r);
         assert_cert_invariants(&o, b, &format!("after clean pass {i} ({stage})"));
-        last = crate::support::world::summary(&r);
-        if inv::check_settled(&o, cred, &Default::default()).is_ok() {
-            return Ok(());
+        match inv::check_rest(&o, cred, &Default::default(), in_grace) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = format!("{} ({e})", crate::support::world::summary(&r)),
         }
     }
     Err(format!(
@@ -357,7 +359,8 @@ async fn fault_case(
         hit += crate::support::faultkit::faults_injected(&w);
         assert_cert_invariants(&o, &b, &format!("after the faulted pass ({stage})"));
         c.clear_faults();
-        if let Err(e) = to_rest(&w, &b, &mut out, stage).await {
+        let in_grace = stage == "renewal";
+        if let Err(e) = to_rest(&w, &b, &mut out, stage, in_grace).await {
             panic!(
                 "{e}\n(faulted pass: {})",
                 crate::support::world::summary(&faulted)

@@ -313,6 +313,17 @@ pub fn check_settled(
     cred: &CertificateCredentialPolicy,
     held_up: &BTreeSet<usize>,
 ) -> Result<(), String> {
+    check_rest(o, cred, held_up, false)
+}
+
+/// [`check_settled`], except that within the grace period (`in_grace`) one other key of the
+/// rotator's, the previous version's, may remain.
+pub fn check_rest(
+    o: &Oracle,
+    cred: &CertificateCredentialPolicy,
+    held_up: &BTreeSet<usize>,
+    in_grace: bool,
+) -> Result<(), String> {
     let c = &o.c;
     let name = &cred.name;
     let app = app_of(cred)?;
@@ -348,12 +359,17 @@ pub fn check_settled(
         }
     }
     let marker = format!("{MARKER}{name}:");
-    if let Some(left) = keys.iter().find(|x| {
+    let mut others = keys.iter().filter(|x| {
         x.key_id != k.key_id
             && x.display_name
                 .as_deref()
                 .is_some_and(|d| d.starts_with(&marker))
-    }) && held_up.is_empty()
+    });
+    if in_grace {
+        others.next();
+    }
+    if let Some(left) = others.next()
+        && held_up.is_empty()
     {
         return Err(format!(
             "{name}: key {} ({:?}, ends {}) is left over (current {})",
