@@ -228,7 +228,7 @@ pub fn baseline(w: &World) -> Baseline {
     }
 }
 
-/// Every policy site's settings that no consumer of any credential owns.
+/// Every policy site's settings that no consumer of any credential (secret or certificate) owns.
 fn unowned_settings(w: &World) -> BTreeMap<(String, String), BTreeMap<String, String>> {
     let c = w.emu.emulator.control();
     let mut owned: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
@@ -241,6 +241,18 @@ fn unowned_settings(w: &World) -> BTreeMap<(String, String), BTreeMap<String, St
     {
         if let Consumer::AppSettingKeyVaultRef { site, setting }
         | Consumer::AppSettingValue { site, setting } = consumer
+        {
+            owned
+                .entry((site.resource_group.clone(), site.name.clone()))
+                .or_default()
+                .push(setting.clone());
+        }
+    }
+    // Certificate consumers' settings are the rotator's too (thumbprints, PFX references).
+    for consumer in w.engine.policy.certificates.iter().flat_map(|c| &c.consumers) {
+        use secret_rotator::policy::CertificateConsumer as C;
+        if let C::AppSettingKeyVaultRef { site, setting } | C::AppSettingThumbprint { site, setting } =
+            consumer
         {
             owned
                 .entry((site.resource_group.clone(), site.name.clone()))
