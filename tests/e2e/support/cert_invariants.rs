@@ -432,8 +432,8 @@ pub fn private_key_leaks(o: &Oracle, outputs: &[(String, String)]) -> Vec<String
     found
 }
 
-/// Log lines written while the guard lives, on this thread (a current-thread test runtime
-/// polls every task of the run here).
+/// Log lines written by a future it is attached to (`WithSubscriber::with_subscriber`), on
+/// whichever thread polls it (a task it spawns is not followed: the run's own steps are).
 #[derive(Clone, Default)]
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -453,8 +453,8 @@ impl Captured {
     }
 }
 
-/// Captures every log line at debug and above until the guard is dropped.
-pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Captured) {
+/// A subscriber capturing every log line at debug and above, and where they go.
+pub fn capture_logs() -> (tracing::Dispatch, Captured) {
     let cap = Captured::default();
     let writer = cap.clone();
     let sub = tracing_subscriber::fmt()
@@ -462,5 +462,5 @@ pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Captured) {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    (tracing::subscriber::set_default(sub), cap)
+    (tracing::Dispatch::new(sub), cap)
 }

@@ -249,10 +249,16 @@ fn unowned_settings(w: &World) -> BTreeMap<(String, String), BTreeMap<String, St
         }
     }
     // Certificate consumers' settings are the rotator's too (thumbprints, PFX references).
-    for consumer in w.engine.policy.certificates.iter().flat_map(|c| &c.consumers) {
+    for consumer in w
+        .engine
+        .policy
+        .certificates
+        .iter()
+        .flat_map(|c| &c.consumers)
+    {
         use secret_rotator::policy::CertificateConsumer as C;
-        if let C::AppSettingKeyVaultRef { site, setting } | C::AppSettingThumbprint { site, setting } =
-            consumer
+        if let C::AppSettingKeyVaultRef { site, setting }
+        | C::AppSettingThumbprint { site, setting } = consumer
         {
             owned
                 .entry((site.resource_group.clone(), site.name.clone()))
