@@ -56,6 +56,8 @@ use crate::support::faultkit;
 use crate::support::world;
 
 use crate::support::campaign;
+use crate::support::cert_campaign::{self, Admin};
+use crate::support::cert_invariants::{self as cinv, CertBaseline, Oracle};
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -171,6 +173,12 @@ struct Tally {
     check_failures: Vec<Finding>,
     /// Seed → the uncertainty variants its emulator ran under (`campaign::variant_names`).
     variants: BTreeMap<u64, Vec<String>>,
+    /// Certificate credentials, and what other people did to them between rounds: keys added
+    /// by hand, versions Key Vault made on its own, converted secrets' consumers moved.
+    certificates: usize,
+    keys_added: usize,
+    kv_renewals: usize,
+    moves: usize,
 }
 
 impl Tally {
@@ -195,6 +203,10 @@ impl Tally {
         self.violations.extend(o.violations);
         self.check_failures.extend(o.check_failures);
         self.variants.extend(o.variants);
+        self.certificates += o.certificates;
+        self.keys_added += o.keys_added;
+        self.kv_renewals += o.kv_renewals;
+        self.moves += o.moves;
     }
 
     /// How many schedules ran under each variant of each uncertainty (`late(45s)` counts as
@@ -282,14 +294,39 @@ fn write_spans(
     vault: &str,
     who: &Instances,
 ) -> Result<Spans, String> {
+    write_spans_by(w, from, who, |r| is_write_of(r, object_id, vault))
+}
+
+/// Is this logged request a write of a certificate credential's resources: a key or password
+/// write on its app (the conversion removes passwords) or a certificate write in its vault?
+fn is_certificate_write_of(
+    r: &azure_emulator::faults::RequestRecord,
+    object_id: &str,
+    vault: &str,
+) -> bool {
+    let op = r.operation.as_deref();
+    (r.service == "graph"
+        && matches!(
+            op,
+            Some("addKey" | "removeKey" | "updateApplication" | "removePassword")
+        )
+        && r.path.contains(object_id))
+        || (r.service == "keyvault"
+            && matches!(op, Some("createCertificate" | "updateCertificate"))
+            && r.host.starts_with(&format!("{vault}.")))
+}
+
+/// [`write_spans`] for any kind of write.
+fn write_spans_by(
+    w: &World,
+    from: usize,
+    who: &Instances,
+    is_write: impl Fn(&azure_emulator::faults::RequestRecord) -> bool,
+) -> Result<Spans, String> {
     use azure_emulator::caller::CallerAbsence;
     let mut spans: Spans = Vec::new();
     let log = w.emu.emulator.control().requests();
-    for r in log
-        .iter()
-        .skip(from)
-        .filter(|r| is_write_of(r, object_id, vault))
-    {
+    for r in log.iter().skip(from).filter(|r| is_write(r)) {
         if r.caller_absent == Some(CallerAbsence::NoCredentials) && r.status == 401 {
             continue;
         }
@@ -318,6 +355,12 @@ struct Case {
     w: World,
     other: Arc<Engine>,
     b: Baseline,
+    /// The certificate oracle's baseline (the other writer's writes are its own).
+    cb: CertBaseline,
+    /// The other writer, when the tenant has a certificate shape.
+    admin: Option<Admin>,
+    /// The pass reports, scanned for private keys at the end.
+    outputs: Vec<(String, String)>,
     who: Instances,
     tally: Tally,
 }
@@ -352,6 +395,9 @@ impl Case {
             })
             .collect();
         let who = Instances::of(&w)?;
+        let admin = Admin::of(&w);
+        let others: Vec<uuid::Uuid> = admin.iter().map(|a| a.id).collect();
+        let cb = cinv::cert_baseline(&Oracle::of(&w), &others);
         warm_up(&w).await;
         let _ = other.status_report(w.now()).await;
         let tally = Tally {
@@ -365,6 +411,9 @@ impl Case {
             w,
             other,
             b,
+            cb,
+            admin,
+            outputs: Vec::new(),
             who,
             tally,
         };
@@ -380,15 +429,29 @@ impl Case {
     }
 
     fn check(&mut self, settled: bool, when: &str) {
-        for v in check_all(&self.w, &self.b, settled) {
+        let mut found = check_all(&self.w, &self.b, settled);
+        found.extend(cinv::check_all(&Oracle::of(&self.w), &self.cb));
+        for v in found {
             self.violation(when, v);
         }
+    }
+
+    /// Every not-settled invariant, secrets' and certificates', for sampling mid-run.
+    fn sample(&self) -> Vec<String> {
+        let mut found = check_all(&self.w, &self.b, false);
+        found.extend(cinv::check_all(&Oracle::of(&self.w), &self.cb));
+        found
+    }
+
+    fn keep(&mut self, what: &str, r: &PassReport) {
+        let text = serde_json::to_string(r).unwrap_or_default();
+        self.outputs.push((format!("{what} report"), text));
     }
 
     async fn crash_round(&mut self, rng: &mut Rng, round: u64) {
         let k = rng.range(1, 40 * self.n as u64) as usize;
         self.tally.crashes += 1;
-        let (_, mid) = watched(&self.w, &self.b, crash_pass_at(&self.w, k)).await;
+        let (_, mid) = watched_with(crash_pass_at(&self.w, k), || self.sample()).await;
         for v in mid {
             self.violation(&format!("round {round}, before the crash"), v);
         }
@@ -397,7 +460,12 @@ impl Case {
     }
 
     async fn concurrent_round(&mut self, rng: &mut Rng, round: u64) {
-        let i = rng.range(0, self.n as u64 - 1) as usize;
+        let secrets = self.w.engine.policy.credentials.len();
+        let certs = self.w.engine.policy.certificates.len();
+        let i = rng.range(0, (secrets + certs) as u64 - 1) as usize;
+        if i >= secrets {
+            return self.concurrent_certificate(i - secrets, round).await;
+        }
         let cred = self.w.engine.policy.credentials[i].clone();
         let from = self.w.emu.emulator.control().request_count();
         let now = self.w.now();
@@ -421,6 +489,66 @@ impl Case {
         );
     }
 
+    /// Both instances run one certificate credential at once: their writes (keys on the
+    /// application, the conversion's password removals, the certificate's versions and tags)
+    /// never interleave.
+    async fn concurrent_certificate(&mut self, i: usize, round: u64) {
+        let cert = self.w.engine.policy.certificates[i].clone();
+        let from = self.w.emu.emulator.control().request_count();
+        let now = self.w.now();
+        let (a, b) = tokio::join!(
+            self.w
+                .engine
+                .run_certificate(&cert, now, None, "campaign-a"),
+            self.other.run_certificate(&cert, now, None, "campaign-b"),
+        );
+        self.tally.concurrent += 1;
+        let outcomes = [a.outcome, b.outcome];
+        self.tally.busy += outcomes
+            .iter()
+            .filter(|o| **o == CredentialOutcome::Busy)
+            .count();
+        let AppRef::AppId(app) = &cert.application else {
+            return self.check_failed(round, format!("{} is not named by appId", cert.name));
+        };
+        let Some(object_id) = object_id(&self.w, app) else {
+            let why = format!("{}: the emulator has no application {app}", cert.name);
+            return self.check_failed(round, why);
+        };
+        let is_write = |r: &azure_emulator::faults::RequestRecord| {
+            is_certificate_write_of(r, &object_id, &cert.certificate.vault)
+        };
+        match write_spans_by(&self.w, from, &self.who, is_write) {
+            Err(e) => self.check_failed(round, format!("{}: {e}", cert.name)),
+            Ok(spans) => self.interleaved(round, &cert.name, &spans, outcomes),
+        }
+        self.check(
+            false,
+            &format!("round {round}, concurrent runs of {}", cert.name),
+        );
+    }
+
+    fn interleaved(
+        &mut self,
+        round: u64,
+        name: &str,
+        spans: &Spans,
+        outcomes: [CredentialOutcome; 2],
+    ) {
+        if let [x, y] = spans.as_slice()
+            && x.1 <= y.2
+            && y.1 <= x.2
+        {
+            self.violation(
+                &format!("round {round}"),
+                format!(
+                    "two runs of {name} wrote at once: {spans:?} ({:?} / {:?})",
+                    outcomes[0], outcomes[1]
+                ),
+            );
+        }
+    }
+
     /// The two runs' writes never interleave; a write neither sent fails the check itself.
     fn check_writes(
         &mut self,
@@ -438,20 +566,7 @@ impl Case {
         };
         match write_spans(&self.w, from, &object_id, &cred.key_vault.vault, &self.who) {
             Err(e) => self.check_failed(round, format!("{}: {e}", cred.name)),
-            Ok(spans) => {
-                if let [x, y] = spans.as_slice()
-                    && x.1 <= y.2
-                    && y.1 <= x.2
-                {
-                    self.violation(
-                        &format!("round {round}"),
-                        format!(
-                            "two runs of {} wrote at once: {spans:?} ({:?} / {:?})",
-                            cred.name, outcomes[0], outcomes[1]
-                        ),
-                    );
-                }
-            }
+            Ok(spans) => self.interleaved(round, &cred.name, &spans, outcomes),
         }
     }
 
@@ -467,10 +582,11 @@ impl Case {
     }
 
     async fn pass_round(&mut self, round: u64) {
-        let (r, mid) = watched(&self.w, &self.b, pass(&self.w)).await;
+        let (r, mid) = watched_with(pass(&self.w), || self.sample()).await;
         for v in mid {
             self.violation(&format!("round {round}, during a pass"), v);
         }
+        self.keep(&format!("round {round}"), &r);
         self.tally.scan(&r);
         self.tally.watched += 1;
         self.check(false, &format!("round {round}, faulted pass"));
@@ -490,6 +606,7 @@ impl Case {
         c.clear_faults();
         // A crash may leave the lease held (see faultkit::crash_pass_at): let it lapse.
         break_leases(&self.w).await;
+        self.others_act(rng).await;
         if rng.chance(0.5) {
             // Never so far that a password due in 14 days expires during the campaign.
             c.advance(chrono::Duration::hours(rng.range(1, 24) as i64));
@@ -499,7 +616,8 @@ impl Case {
     /// Without faults: a pass that must succeed and scan cleanly, the grace period, a pass, and
     /// another after which everything is settled.
     async fn settle(&mut self) {
-        let (r, mid) = watched(&self.w, &self.b, pass_after_crash(&self.w)).await;
+        let (r, mid) = watched_with(pass_after_crash(&self.w), || self.sample()).await;
+        self.keep("first clean pass", &r);
         self.tally.watched += 1;
         for v in mid {
             self.violation("during the first clean pass", v);
@@ -539,6 +657,68 @@ impl Case {
         self.check(false, "pass after grace");
         pass_after_crash(&self.w).await;
         self.check(true, "settled");
+        self.settle_certificates().await;
+    }
+
+    /// Certificates renew every few days in the campaign (1 month, renewed 20 days before its
+    /// end, 3 days of grace): a renewal the pass after grace started leaves its old key for 3
+    /// more days. Up to three times: 4 days on and a pass, until every certificate is settled.
+    async fn settle_certificates(&mut self) {
+        let certs = self.w.engine.policy.certificates.clone();
+        let unsettled = |case: &Case| -> Vec<String> {
+            let o = Oracle::of(&case.w);
+            certs
+                .iter()
+                .filter_map(|c| cinv::check_settled(&o, c, &Default::default()).err())
+                .collect()
+        };
+        for i in 0..3 {
+            if unsettled(self).is_empty() {
+                break;
+            }
+            self.w.advance_days(4);
+            let r = pass_after_crash(&self.w).await;
+            self.keep(&format!("certificate settling pass {i}"), &r);
+            self.check(false, &format!("certificate settling pass {i}"));
+        }
+        for v in unsettled(self) {
+            self.violation("certificates settled", v);
+        }
+        let leaks = cinv::private_key_leaks(&Oracle::of(&self.w), &self.outputs);
+        for v in leaks {
+            self.violation("outputs", v);
+        }
+    }
+
+    /// Between rounds, other people act on the certificates: someone adds a key of their own,
+    /// Key Vault renews on its own, a person moves a converted secret's consumer.
+    async fn others_act(&mut self, rng: &mut Rng) {
+        let certs = self.w.engine.policy.certificates.clone();
+        let Some(admin) = self.admin.as_ref().filter(|_| !certs.is_empty()) else {
+            return;
+        };
+        let cert = &certs[rng.pick(certs.len())];
+        if rng.chance(0.3)
+            && cert_campaign::someone_adds_a_key(&self.w, admin, cert)
+                .await
+                .is_ok()
+        {
+            self.tally.keys_added += 1;
+        }
+        if rng.chance(0.2)
+            && cert_campaign::key_vault_renews(&self.w, admin, cert)
+                .await
+                .is_ok()
+        {
+            self.tally.kv_renewals += 1;
+        }
+        if rng.chance(0.4)
+            && cert_campaign::person_moves_the_secret_consumer(&self.w, admin, cert)
+                .await
+                .is_ok()
+        {
+            self.tally.moves += 1;
+        }
     }
 
     /// A failed run that names a consumer broken on purpose: its write failed (a connection
@@ -565,6 +745,7 @@ impl Case {
     fn finish(mut self) -> Tally {
         self.tally.cases = 1;
         self.tally.credentials = self.n;
+        self.tally.certificates = self.w.engine.policy.certificates.len();
         self.tally.faults = faults_injected(&self.w) - self.tally.faults;
         self.tally
     }
@@ -687,6 +868,11 @@ fn summary(t: &Tally, config: &Config, secs: f64) -> String {
         },
         t.variant_counts(),
     );
+    out.push_str(&format!(
+        "certificates: {} credentials; by other people: {} keys added, {} Key Vault renewals, \
+         {} converted consumers moved\n",
+        t.certificates, t.keys_added, t.kv_renewals, t.moves
+    ));
     for (title, findings) in [
         ("violations", &t.violations),
         ("check failures", &t.check_failures),

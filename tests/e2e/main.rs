@@ -9,6 +9,7 @@ mod bicep_syntax;
 mod bicep_types;
 mod bookkeeping;
 mod certificate_clients;
+mod certificate_faults;
 mod certificate_permissions;
 mod certificates;
 mod certificates_status;

@@ -170,8 +170,9 @@ pub fn handle(
     c: &Claims,
     now: DateTime<Utc>,
 ) -> Option<Resp> {
+    let issue = issue_seconds(st);
     if let Some(v) = st.vaults.get_mut(vname) {
-        settle(v, now);
+        settle(v, now, issue);
     }
     let route = parse(req)?;
     Some(route_answer(st, req, vname, route, c, now).unwrap_or_else(|e| e))
@@ -180,10 +181,10 @@ pub fn handle(
 /// Moves every due pending version into the certificate, key and secret collections.
 /// Completes due operations and starts the renewals the policies' `AutoRenew` lifetime
 /// actions call for, until nothing more is due (a clock jump of years renews repeatedly).
-pub fn settle(v: &mut Vault, now: DateTime<Utc>) {
+pub fn settle(v: &mut Vault, now: DateTime<Utc>, issue: i64) {
     for _ in 0..64 {
         complete_due(v, now);
-        if !start_auto_renewals(v, now) {
+        if !start_auto_renewals(v, now, issue) {
             break;
         }
     }
@@ -212,7 +213,7 @@ fn auto_renew_at(p: &Policy, cv: &CertVersion) -> Option<i64> {
 
 /// Starts a renewal (a pending operation dated at its trigger) for every certificate whose
 /// latest version has reached its `AutoRenew` trigger. `true` when one started.
-fn start_auto_renewals(v: &mut Vault, now: DateTime<Utc>) -> bool {
+fn start_auto_renewals(v: &mut Vault, now: DateTime<Utc>, issue: i64) -> bool {
     let mut started = false;
     for (lname, e) in v.certificates.iter_mut() {
         let Some(at) = e
@@ -238,7 +239,7 @@ fn start_auto_renewals(v: &mut Vault, now: DateTime<Utc>) -> bool {
                     .map(|k| k.key.clone())
             })
             .flatten();
-        if let Ok(p) = make_version(&e.policy, reuse, at) {
+        if let Ok(p) = make_version(&e.policy, reuse, at, issue) {
             e.pending = Some(p);
             started = true;
         }
@@ -632,6 +633,7 @@ fn create(
 ) -> Result<Resp, Resp> {
     let b = body_obj(req)?;
     let lname = n.to_ascii_lowercase();
+    let issue = issue_seconds(st);
     let vault = st
         .vaults
         .get_mut(vname)
@@ -653,7 +655,7 @@ fn create(
         .and_then(|_| vault.keys.get(&lname))
         .and_then(|k| k.versions.last())
         .map(|k| k.key.clone());
-    let mut pending = make_version(&policy, previous_key, now)?;
+    let mut pending = make_version(&policy, previous_key, now, issue)?;
     pending.cert.tags = crate::keyvault::tags_of(b.get("tags"))?.unwrap_or_default();
     let name = existing.map_or_else(|| n.to_string(), |e| e.name.clone());
     let op_body = pending_operation_json(vault, &name, &policy, &pending, now);
@@ -678,7 +680,15 @@ fn create(
     );
     Ok(Resp::json(202, &op_body.unwrap_or(json!({})))
         .header("location", location)
-        .header("retry-after", SELF_ISSUE_SECONDS.to_string()))
+        .header("retry-after", issue.to_string()))
+}
+
+/// Emulated seconds from create to the completed operation: [`SELF_ISSUE_SECONDS`] unless the
+/// scenario's `certificateIssueSeconds` uncertainty says otherwise.
+fn issue_seconds(st: &Tenant) -> i64 {
+    st.uncertainties
+        .certificate_issue_seconds
+        .map_or(SELF_ISSUE_SECONDS, |s| s.min(i64::MAX as u64) as i64)
 }
 
 /// `PATCH /certificates/{name}/{version}` (certificates.json `UpdateCertificate`,
@@ -741,6 +751,7 @@ fn make_version(
     p: &Policy,
     reuse: Option<PrivateKey>,
     now: DateTime<Utc>,
+    issue: i64,
 ) -> Result<Pending, Resp> {
     let internal = |e: crypto::CryptoError| error(500, "InternalError", &e.to_string());
     let key = match reuse {
@@ -764,7 +775,7 @@ fn make_version(
         crypto::secret_value(&cer, p.exportable.then_some(&key), p.pem).map_err(internal)?;
     let version = hex32();
     let t = now.timestamp();
-    let due = now + Duration::seconds(SELF_ISSUE_SECONDS);
+    let due = now + Duration::seconds(issue);
     let created = due.timestamp();
     Ok(Pending {
         request_id: hex32(),

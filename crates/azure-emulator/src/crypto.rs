@@ -324,6 +324,16 @@ pub fn x5t(cer: &[u8]) -> String {
     b64url(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, cer).as_ref())
 }
 
+/// SHA-1 of the DER certificate as upper-case hex: the thumbprint App Service settings such as
+/// `WEBSITE_LOAD_CERTIFICATES` name, and Key Vault's `x5t` decoded.
+pub fn sha1_hex_upper(cer: &[u8]) -> String {
+    digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, cer)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
+}
+
 /// base64url SHA-256 of the DER certificate (`x5t#S256`).
 pub fn x5t_s256(cer: &[u8]) -> String {
     b64url(digest::digest(&digest::SHA256, cer).as_ref())

@@ -51,6 +51,7 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
             "getCertificate",
             "listCertificateVersions",
             "getCertificatePolicy",
+            "updateCertificate",
             "listCertificates",
             "getKey",
             "sign",

@@ -1039,11 +1039,28 @@ fn key_route(
         return Err(denied());
     }
     charge_write(st, c.appid, now)?;
-    match op {
-        KeyOp::Add => crate::keycreds::add_key(st, i, req, c, now),
-        KeyOp::Remove => crate::keycreds::remove_key(st, i, req, now),
-        KeyOp::Patch => crate::keycreds::patch(st, i, req, c, now),
+    let before = crate::keycreds::records(&st.apps[i]);
+    let (answer, operation) = match op {
+        KeyOp::Add => (crate::keycreds::add_key(st, i, req, c, now), "addKey"),
+        KeyOp::Remove => (crate::keycreds::remove_key(st, i, req, now), "removeKey"),
+        KeyOp::Patch => (
+            crate::keycreds::patch(st, i, req, c, now),
+            "updateApplication",
+        ),
+    };
+    let after = crate::keycreds::records(&st.apps[i]);
+    if after != before {
+        let app_id = st.apps[i].app_id;
+        st.key_writes.push(crate::keycreds::KeyWrite {
+            time: now,
+            app_id,
+            caller: c.appid,
+            operation,
+            before,
+            after,
+        });
     }
+    answer
 }
 
 fn directory_object(st: &Tenant, oid: Uuid) -> Value {

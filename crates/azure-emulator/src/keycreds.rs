@@ -64,6 +64,56 @@ fn wall_clock() -> i64 {
     Utc::now().timestamp()
 }
 
+/// One key credential as the oracle sees it: no key material, the certificate by its
+/// `x5t#S256` and its SHA-1 thumbprint (upper-case hex, as `WEBSITE_LOAD_CERTIFICATES` names it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub key_id: Uuid,
+    pub display_name: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub x5t_s256: String,
+    pub thumbprint: String,
+}
+
+impl KeyRecord {
+    pub fn of(k: &Certificate) -> Self {
+        KeyRecord {
+            key_id: k.key_id,
+            display_name: k.display_name.clone(),
+            start: k.start,
+            end: k.end,
+            x5t_s256: crypto::x5t_s256(&k.der),
+            thumbprint: crypto::sha1_hex_upper(&k.der),
+        }
+    }
+
+    /// Entra accepts the key at `t` (within its validity).
+    pub fn valid_at(&self, t: DateTime<Utc>) -> bool {
+        self.start <= t && t < self.end
+    }
+}
+
+/// One write that changed an application's keyCredentials (addKey, removeKey or PATCH),
+/// whatever the answer was (a fault may have replaced it after the change landed): the
+/// collection before and after, and who wrote it. The oracle diffs every one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyWrite {
+    pub time: DateTime<Utc>,
+    pub app_id: Uuid,
+    /// Client id (appid claim) of the writer.
+    pub caller: Uuid,
+    /// `addKey`, `removeKey` or `updateApplication`.
+    pub operation: &'static str,
+    pub before: Vec<KeyRecord>,
+    pub after: Vec<KeyRecord>,
+}
+
+/// The application's keys as records.
+pub fn records(app: &App) -> Vec<KeyRecord> {
+    app.certificates.iter().map(KeyRecord::of).collect()
+}
+
 /// A key credential as Graph answers it; `key` only when asked for (`$select`).
 pub fn key_json(k: &Certificate, with_key: bool) -> Value {
     json!({
@@ -408,8 +458,11 @@ fn key_for(st: &Tenant, app: &App, jws: &Jws, now: DateTime<Utc>) -> Result<(), 
             return Err((700027, "Client assertion failed signature validation. [Reason - The header names no key (x5t or x5t#S256).]".into()));
         }
     };
-    let replicated =
-        |k: &&Certificate| now >= k.added_at + Duration::seconds(st.replication_delay as i64);
+    let delay = st
+        .uncertainties
+        .key_replication_seconds
+        .unwrap_or(st.replication_delay);
+    let replicated = |k: &&Certificate| now >= k.added_at + Duration::seconds(delay as i64);
     let Some(k) = app
         .certificates
         .iter()

@@ -109,6 +109,20 @@ pub struct PasswordRecord {
     pub secret_text: String,
 }
 
+/// One completed version of a Key Vault certificate as the oracle shows it (no key material).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertificateRecord {
+    pub version: String,
+    pub x5t_s256: String,
+    /// SHA-1 of the DER, upper-case hex (the thumbprint App Service settings name).
+    pub thumbprint: String,
+    pub not_before: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+    pub enabled: bool,
+    /// The public certificate (DER): what may legitimately appear in outputs.
+    pub cer: Vec<u8>,
+}
+
 /// A running emulator. Dropping it without [`Emulator::shutdown`] stops the servers too.
 pub struct Emulator {
     shared: Arc<Shared>,
@@ -422,6 +436,23 @@ impl Control {
         Some((sv.version.clone(), sv.value.clone(), sv.tags.clone()))
     }
 
+    /// Every version of a secret, oldest first: (version, value). A certificate's secret (the
+    /// PFX or PEM) has the certificate version's id: the oracle maps a Key Vault reference's
+    /// resolved value to the certificate version behind it, and scans outputs for private keys.
+    pub fn secret_versions(&self, vault: &str, name: &str) -> Vec<(String, String)> {
+        let st = lock(&self.shared.state);
+        st.vaults
+            .get(&vault.to_ascii_lowercase())
+            .and_then(|v| v.secrets.get(&name.to_ascii_lowercase()))
+            .map(|e| {
+                e.versions
+                    .iter()
+                    .map(|sv| (sv.version.clone(), sv.value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Soft-deletes a secret as a person would (`az keyvault secret delete`): it stays
     /// recoverable, and its name cannot be reused until it is recovered or purged. `false` when
     /// there is no such secret.
@@ -533,6 +564,46 @@ impl Control {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The application's key credentials with their validity and display names (no key
+    /// material): the oracle of "the key a consumer uses is on the application and valid".
+    pub fn key_records(&self, app_id: Uuid) -> Vec<keycreds::KeyRecord> {
+        lock(&self.shared.state)
+            .app_by_app_id(app_id)
+            .map(keycreds::records)
+            .unwrap_or_default()
+    }
+
+    /// Every write that changed an application's keyCredentials since the scenario loaded, in
+    /// order, whatever the writer was answered.
+    pub fn key_writes(&self) -> Vec<keycreds::KeyWrite> {
+        lock(&self.shared.state).key_writes.clone()
+    }
+
+    /// A Key Vault certificate's completed versions, oldest first: (version, `x5t#S256`, SHA-1
+    /// thumbprint upper-case hex, not before, expires, enabled). Empty when there is none.
+    pub fn certificate_versions(&self, vault: &str, name: &str) -> Vec<CertificateRecord> {
+        let st = lock(&self.shared.state);
+        let Some(e) = st
+            .vaults
+            .get(&vault.to_ascii_lowercase())
+            .and_then(|v| v.certificates.get(&name.to_ascii_lowercase()))
+        else {
+            return vec![];
+        };
+        e.versions
+            .iter()
+            .map(|cv| CertificateRecord {
+                version: cv.version.clone(),
+                x5t_s256: crypto::x5t_s256(&cv.cer),
+                thumbprint: crypto::sha1_hex_upper(&cv.cer),
+                not_before: DateTime::from_timestamp(cv.nbf, 0).unwrap_or_default(),
+                expires: DateTime::from_timestamp(cv.exp, 0).unwrap_or_default(),
+                enabled: cv.enabled,
+                cer: cv.cer.clone(),
+            })
+            .collect()
     }
 
     /// The token endpoint's verdict on a client assertion for `app_id`, now: Ok or the AADSTS

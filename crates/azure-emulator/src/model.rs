@@ -239,6 +239,8 @@ pub struct Tenant {
     pub graph_writes: HashMap<Uuid, VecDeque<DateTime<Utc>>>,
     /// ARM's token buckets and Key Vault's windows (`crate::throttle`).
     pub throttles: crate::throttle::Throttles,
+    /// Every write that changed an application's keyCredentials, in order (the oracle's).
+    pub key_writes: Vec<crate::keycreds::KeyWrite>,
 }
 
 /// The name a site (or one of its deployment slots) is kept under: `site` or `site/slots/slot`.
@@ -482,6 +484,7 @@ impl Tenant {
             connections: BTreeMap::new(),
             automation: BTreeMap::new(),
             graph_writes: HashMap::new(),
+            key_writes: Vec::new(),
             throttles: crate::throttle::Throttles::new(s.throttling.map(|t| t.spec())),
         };
         if t.token_lifetime < 60 {

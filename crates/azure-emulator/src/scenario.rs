@@ -89,6 +89,20 @@ pub struct Uncertainties {
     /// Does ARM accept a PUT that changes `parameterValues` of an existing API connection?
     #[serde(default)]
     pub connection_put: ConnectionPut,
+    /// Emulated seconds after a key credential is written before the token endpoint accepts an
+    /// assertion signed by it (absent: the tenant's `replicationDelaySeconds`, as passwords).
+    /// Microsoft documents no replication bound ("There are no documented replication SLAs",
+    /// microsoftgraph/msgraph-bicep-types#193; 4-18 s observed for passwords,
+    /// microsoftgraph/microsoft-graph-docs#17966), so keys may well lag longer than passwords.
+    #[serde(default)]
+    pub key_replication_seconds: Option<u64>,
+    /// Emulated seconds a `Self`-issued certificate version stays `inProgress` (absent:
+    /// `certificates::SELF_ISSUE_SECONDS`). Key Vault says only "This may take some time based
+    /// on the issuer provider. Please check again later." (MicrosoftDocs azure-docs
+    /// articles/key-vault/certificates/create-certificate-scenarios.md, the pending request's
+    /// `status_details`).
+    #[serde(default)]
+    pub certificate_issue_seconds: Option<u64>,
 }
 
 /// Variants of `activeVersion` in Key Vault reference status answers.
@@ -149,6 +163,30 @@ impl Uncertainties {
                 "connection-put-refused",
                 Uncertainties {
                     connection_put: ConnectionPut::Refused,
+                    ..d()
+                },
+            ),
+        ]
+    }
+
+    /// The variants only certificate credentials meet (key replication, issuance time), one
+    /// point at a time like [`Uncertainties::variants`]; the first is the default. Kept apart
+    /// so the secret runbooks do not run under variants that cannot touch them.
+    pub fn certificate_variants() -> Vec<(&'static str, Uncertainties)> {
+        let d = Uncertainties::default;
+        vec![
+            ("default", d()),
+            (
+                "key-replication-120s",
+                Uncertainties {
+                    key_replication_seconds: Some(120),
+                    ..d()
+                },
+            ),
+            (
+                "certificate-issue-600s",
+                Uncertainties {
+                    certificate_issue_seconds: Some(600),
                     ..d()
                 },
             ),

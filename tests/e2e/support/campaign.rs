@@ -108,6 +108,14 @@ pub const SHAPES: &[Shape] = &[
         name: "a secret soft-deleted by hand",
         add: soft_deleted,
     },
+    Shape {
+        name: "a certificate credential (thumbprint, Key Vault reference, maybe notify-only)",
+        add: crate::support::cert_campaign::certificate,
+    },
+    Shape {
+        name: "a client secret converted to a certificate (replacesSecret)",
+        add: crate::support::cert_campaign::conversion,
+    },
 ];
 
 /// The site the `on_the_shared_site` shape puts a setting on, next to `NOT_OURS`.
@@ -131,6 +139,9 @@ pub struct Tenant {
     pub broken: BTreeMap<String, BTreeSet<usize>>,
     /// (vault, secret) of the secrets to soft-delete once the world is up.
     pub soft_deleted: Vec<(String, String)>,
+    /// Role assignments of the other writer (`cert_campaign::ADMIN`), who adds keys, renews
+    /// certificates in Key Vault and moves consumers by hand; it exists when any is given.
+    pub admin_roles: Vec<(String, String)>,
 }
 
 /// A generated campaign tenant.
@@ -169,6 +180,7 @@ pub fn generate(rng: &mut Rng, n: usize) -> Generated {
         (shape.add)(rng, i, &mut t);
     }
     add_shared_site(&mut t);
+    crate::support::cert_campaign::add_admin(&mut t);
     let uncertainties = draw_uncertainties(rng);
     let mut scenario = json!({
         "tenantId": TENANT, "subscriptionId": SUB, "now": at(epoch(), 0),
@@ -210,6 +222,8 @@ pub fn draw_uncertainties(rng: &mut Rng) -> Uncertainties {
         reference_resolve_seconds,
         graph_read_lag_seconds: [0, 30][rng.pick(2)],
         connection_put: [ConnectionPut::Accepted, ConnectionPut::Refused][rng.pick(2)],
+        key_replication_seconds: rng.chance(0.3).then(|| rng.range(30, 180)),
+        certificate_issue_seconds: rng.chance(0.3).then(|| rng.range(60, 600)),
     }
 }
 
@@ -225,10 +239,13 @@ pub fn variant_names(u: &Uncertainties) -> Vec<String> {
         ConnectionPut::Accepted => "accepted",
         ConnectionPut::Refused => "refused",
     };
+    let secs = |v: Option<u64>| v.map_or("default".to_string(), |s| format!("slow({s}s)"));
     vec![
         format!("referenceActiveVersion={active}"),
         format!("graphReadLagSeconds={}", u.graph_read_lag_seconds),
         format!("connectionPut={put}"),
+        format!("keyReplication={}", secs(u.key_replication_seconds)),
+        format!("certificateIssue={}", secs(u.certificate_issue_seconds)),
     ]
 }
 
@@ -266,8 +283,25 @@ pub fn application(rng: &mut Rng, i: usize, t: &mut Tenant) -> (Uuid, String) {
     (app_id, current)
 }
 
+/// Application `i` with one password the rotator made for credential `cred` (its marker in the
+/// displayName), not due during a case: a managed secret that a certificate will replace.
+pub fn application_marked(rng: &mut Rng, i: usize, t: &mut Tenant, cred: &str) -> (Uuid, String) {
+    let now = epoch();
+    let app_id = rng.uuid();
+    let current = rng.secret(&format!("c{i:02}"));
+    let end = rng.range(90, 300) as i64;
+    t.apps.push(json!({
+        "appId": app_id, "displayName": format!("campaign app {i}"), "owners": [MI],
+        "passwordCredentials": [{
+            "keyId": rng.uuid(), "displayName": format!("secret-rotator:{cred}:{}", at(now, end - 180)),
+            "secretText": current, "startDateTime": at(now, end - 180), "endDateTime": at(now, end)
+        }]
+    }));
+    (app_id, current)
+}
+
 /// A role assignment of `role` on `scope` to `principal`.
-fn grant(t: &mut Tenant, principal: &str, role: &str, scope: &str) {
+pub fn grant(t: &mut Tenant, principal: &str, role: &str, scope: &str) {
     t.roles
         .push(json!({"principal": principal, "role": role, "scope": scope}));
 }
@@ -393,16 +427,16 @@ fn stored_secret(current: &str, v: &Variation) -> Value {
 }
 
 /// The names of application `i`'s resources (all in resource group `rg-camp-{i}`).
-struct Names {
-    rg: String,
-    vault: String,
-    site: String,
-    conn: String,
-    account: String,
+pub struct Names {
+    pub rg: String,
+    pub vault: String,
+    pub site: String,
+    pub conn: String,
+    pub account: String,
 }
 
 impl Names {
-    fn of(i: usize) -> Names {
+    pub fn of(i: usize) -> Names {
         Names {
             rg: format!("rg-camp-{i}"),
             vault: format!("kv-camp-{i}"),
@@ -414,7 +448,7 @@ impl Names {
 
     /// The ARM path of a resource of the group, after `.../providers/`, from `scope` (which
     /// starts with the literal `{sub}` in role assignments, the subscription id in the policy).
-    fn id(&self, sub: &str, provider_path: &str) -> String {
+    pub fn id(&self, sub: &str, provider_path: &str) -> String {
         format!(
             "/subscriptions/{sub}/resourceGroups/{}/providers/{provider_path}",
             self.rg

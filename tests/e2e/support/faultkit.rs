@@ -116,6 +116,10 @@ pub struct Baseline {
     /// Credentials whose Key Vault secret was soft-deleted before the first run: blocked until
     /// a person recovers or purges it, so nothing of theirs may change.
     pub soft_deleted: BTreeSet<String>,
+    /// Secret credentials a certificate replaces (`replacesSecret`): their passwords go once
+    /// their consumers moved, so the secret rules no longer describe them; the certificate
+    /// oracle's conversion rule does (`cert_invariants::check_conversion`).
+    pub converted: BTreeSet<String>,
 }
 
 impl Baseline {
@@ -145,7 +149,11 @@ pub type Initial = (String, Vec<Option<String>>, Vec<bool>);
 /// What each consumer of `cred` holds now, in policy order (None for notify-only consumers and
 /// for nothing held).
 pub fn held_values(w: &World, cred: &CredentialPolicy) -> Vec<Option<String>> {
-    let c = w.emu.emulator.control();
+    held_values_on(&w.emu.emulator.control(), cred)
+}
+
+/// [`held_values`] from the emulator's control handle alone.
+pub fn held_values_on(c: &azure_emulator::Control, cred: &CredentialPolicy) -> Vec<Option<String>> {
     cred.consumers
         .iter()
         .map(|consumer| match consumer {
@@ -210,10 +218,17 @@ pub fn baseline(w: &World) -> Baseline {
         unowned_settings: unowned_settings(w),
         broken: BTreeMap::new(),
         soft_deleted: BTreeSet::new(),
+        converted: w
+            .engine
+            .policy
+            .certificates
+            .iter()
+            .filter_map(|c| c.replaces_secret.clone())
+            .collect(),
     }
 }
 
-/// Every policy site's settings that no consumer of any credential owns.
+/// Every policy site's settings that no consumer of any credential (secret or certificate) owns.
 fn unowned_settings(w: &World) -> BTreeMap<(String, String), BTreeMap<String, String>> {
     let c = w.emu.emulator.control();
     let mut owned: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
@@ -226,6 +241,24 @@ fn unowned_settings(w: &World) -> BTreeMap<(String, String), BTreeMap<String, St
     {
         if let Consumer::AppSettingKeyVaultRef { site, setting }
         | Consumer::AppSettingValue { site, setting } = consumer
+        {
+            owned
+                .entry((site.resource_group.clone(), site.name.clone()))
+                .or_default()
+                .push(setting.clone());
+        }
+    }
+    // Certificate consumers' settings are the rotator's too (thumbprints, PFX references).
+    for consumer in w
+        .engine
+        .policy
+        .certificates
+        .iter()
+        .flat_map(|c| &c.consumers)
+    {
+        use secret_rotator::policy::CertificateConsumer as C;
+        if let C::AppSettingKeyVaultRef { site, setting }
+        | C::AppSettingThumbprint { site, setting } = consumer
         {
             owned
                 .entry((site.resource_group.clone(), site.name.clone()))
@@ -312,6 +345,9 @@ pub fn check_unmanaged(w: &World, b: &Baseline) -> Result<(), String> {
 pub fn check_all(w: &World, b: &Baseline, settled: bool) -> Vec<String> {
     let mut out = Vec::new();
     for cred in &w.engine.policy.credentials {
+        if b.converted.contains(&cred.name) {
+            continue;
+        }
         let r = if settled {
             check_settled(w, b, cred)
         } else {
@@ -549,7 +585,7 @@ pub async fn pass_after_crash(w: &World) -> PassReport {
     r
 }
 
-/// Breaks every credential's lease and every consumer site's write lease (what the lease's
+/// Breaks every credential's lease (certificates' too) and every consumer site's write lease (what the lease's
 /// expiry does for a killed process). A lease that is not held, or a lock blob never created,
 /// is fine.
 pub async fn break_leases(w: &World) {
@@ -559,6 +595,20 @@ pub async fn break_leases(w: &World) {
         for c in &cred.consumers {
             if let Consumer::AppSettingKeyVaultRef { site, .. }
             | Consumer::AppSettingValue { site, .. } = c
+            {
+                let _ = s.break_lease(&resource_lock_name(site)).await;
+            }
+        }
+    }
+    for cert in &w.engine.policy.certificates {
+        let _ = s.break_lease(&format!("credential-{}", cert.name)).await;
+        for c in &cert.consumers {
+            if let secret_rotator::policy::CertificateConsumer::AppSettingKeyVaultRef {
+                site, ..
+            }
+            | secret_rotator::policy::CertificateConsumer::AppSettingThumbprint {
+                site, ..
+            } = c
             {
                 let _ = s.break_lease(&resource_lock_name(site)).await;
             }
@@ -600,10 +650,11 @@ pub fn faults_injected(w: &World) -> usize {
 /// only mid-run (a consumer given a value Entra does not accept yet, a Key Vault value stored
 /// before it works) is seen too, not only what is left after the run. Returns the future's
 /// output and every violation seen (each distinct message once).
-pub async fn watched<F: std::future::Future>(
-    w: &World,
-    b: &Baseline,
+/// `check` is the not-settled invariants, e.g. `|| check_all(w, b, false)` (the campaign adds the
+/// certificate oracle's).
+pub async fn watched_with<F: std::future::Future>(
     fut: F,
+    check: impl Fn() -> Vec<String>,
 ) -> (F::Output, Vec<String>) {
     let mut seen: Vec<String> = Vec::new();
     let fut = std::pin::pin!(fut);
@@ -613,7 +664,7 @@ pub async fn watched<F: std::future::Future>(
         tokio::select! {
             out = &mut fut => return (out, seen),
             _ = tick.tick() => {
-                for v in check_all(w, b, false) {
+                for v in check() {
                     if !seen.contains(&v) {
                         seen.push(v);
                     }

@@ -40,7 +40,7 @@ fn b64d(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
-async fn advance(h: &H, seconds: i64) {
+pub async fn advance(h: &H, seconds: i64) {
     let r = h
         .control_post("clock/advance", json!({"seconds": seconds}))
         .await;

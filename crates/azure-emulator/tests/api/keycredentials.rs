@@ -43,19 +43,19 @@ pub async fn kv_jwt(
     format!("{input}.{}", v["value"].as_str().unwrap())
 }
 
-fn cer_of(cert: &Value) -> Vec<u8> {
+pub fn cer_of(cert: &Value) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(cert["cer"].as_str().unwrap())
         .unwrap()
 }
 
-fn key_credential(cert: &Value, name: &str) -> Value {
+pub fn key_credential(cert: &Value, name: &str) -> Value {
     json!({"type": "AsymmetricX509Cert", "usage": "Verify", "key": cert["cer"], "displayName": name})
 }
 
 /// JWTs are stamped with the machine's clock, as real clients stamp them (the emulated clock
 /// only governs key validity and replication).
-async fn wall_now(_h: &H) -> i64 {
+pub async fn wall_now(_h: &H) -> i64 {
     chrono::Utc::now().timestamp()
 }
 
@@ -71,7 +71,7 @@ pub fn assertion_claims(now: i64, app: &str) -> Value {
     })
 }
 
-async fn assertion_token(h: &H, assertion: &str) -> (u16, Value) {
+pub async fn assertion_token(h: &H, assertion: &str) -> (u16, Value) {
     call(
         h.c.post(format!(
             "https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token"

@@ -5,6 +5,7 @@ mod support;
 
 mod arm;
 mod binary;
+mod cert_variants;
 mod certificates;
 mod control;
 mod entra_graph;
