@@ -107,7 +107,7 @@ pub mod certificate;
 mod decide;
 pub mod model;
 
-pub use decide::{decide, decide_forced, describe_step};
+pub use decide::{decide, decide_forced, describe_step, first_batch};
 pub use model::*;
 
 #[cfg(test)]
