@@ -11,6 +11,7 @@ mod bookkeeping;
 mod certificate_clients;
 mod cli_commands;
 mod connection_fidelity;
+mod consumer_batch;
 mod consumer_ids;
 mod dev_mode;
 mod fault_campaign;
