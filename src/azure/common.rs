@@ -179,8 +179,7 @@ pub(crate) enum Failure {
     Transport { message: String, attempts: u32 },
     /// The credential could not produce a token.
     Credential(String),
-    /// Not sent: the client-side pacer (`super::pacer`) would have held it longer than the
-    /// retry policy's longest wait.
+    /// Not sent: the client-side pacer would have held it longer than `super::pacer::MAX_WAIT`.
     Paced { wait: Duration },
 }
 
@@ -273,7 +272,7 @@ pub(crate) async fn send_paced(
         }
         if let Some(p) = &paced {
             p.pacer
-                .acquire(p.path, p.method, policy.max_delay)
+                .acquire(p.path, p.method, super::pacer::MAX_WAIT)
                 .await
                 .map_err(|e| Failure::Paced { wait: e.wait })?;
         }

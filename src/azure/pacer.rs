@@ -20,8 +20,8 @@
 //!
 //! Caveats: the local bucket is a little smaller and slower than ARM's ([`MARGIN`], [`PACE`]):
 //! requests reserved at the refill rate arrive at ARM with network jitter, and ARM counts them
-//! on arrival. A wait longer than the caller allows is not waited for: the request is not sent
-//! and the caller gets [`Paced`] (a throttle, like Azure's own over-long `Retry-After`).
+//! on arrival. A wait longer than [`MAX_WAIT`] is not waited for: the request is not sent and
+//! the caller gets [`Paced`] (a throttle, like Azure's own over-long `Retry-After`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,6 +35,11 @@ use tokio::time::Instant;
 pub const MARGIN: f64 = 5.0;
 /// The share of the documented refill rate the pacer spends, for the same reason.
 pub const PACE: f64 = 0.95;
+/// The longest a request waits for its token. A queue of requests spends a bucket at its
+/// refill rate (e.g. 60 app settings listed at once, a POST each, once the 195 writes are
+/// spent: 6 s), which is the pacer's job; a longer wait comes from a long `Retry-After`, and
+/// like one (`super::RetryPolicy`) it is not waited for in a Functions invocation.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// ARM's operation types, each with its own bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
