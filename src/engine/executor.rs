@@ -9,7 +9,9 @@
 //! unless it is the very value Entra accepted in this run's rotation; tagged `propagated` with
 //! the removal date) → after grace `RemovePassword` (exact previous keyId) → `MarkRetired`.
 //! [`perform`] hands each step to its own method of `On` (the step's context: the run, the
-//! credential, the observation it was planned from).
+//! credential, the observation it was planned from); [`perform_batch`] sends the consumer
+//! updates `planner::first_batch` put together at once (each on its own resource, an app
+//! setting still under its site's lease) and records the confirmed ones in step order.
 //!
 //! Guarantees:
 //! - A new value reaches Key Vault (and so any consumer) only after Entra has accepted it.

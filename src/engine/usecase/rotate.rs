@@ -3,7 +3,9 @@
 //!
 //! Expected flow: take the credential's blob lease, then repeat {observe (everything at first,
 //! together with reading the learnt lifetime cap; then only what a failed step may have
-//! half-written: a step that succeeded says what it wrote), decide, perform the first step}
+//! half-written: a step that succeeded says what it wrote), decide, perform the first step —
+//! or, when it is a consumer update, the decision's updates of consumers on different
+//! resources together (`planner::first_batch`)}
 //! until the planner has nothing left, a step fails, the credential's step bound is reached or
 //! the pass's deadline passes; write the tags the steps left unwritten (one write, the run's
 //! last to Azure); then, together, release the lease and write the run's audit record and the
@@ -15,7 +17,11 @@
 //! with an error, and a notification, naming each held consumer, why, and what to do.
 //!
 //! Guarantees: one rotation of a credential at a time across instances (the lease); a failed
-//! step leaves state that the next run resumes from. A forced rotation happens at once (also
+//! step leaves state that the next run resumes from. Consumer updates performed together are
+//! the same steps the loop would take one per turn (each writes only its own resource, from
+//! the same observed version, and its `rotator-synced` entry is deferred either way), so a
+//! crash among them leaves what a crash between them would: written consumers not yet
+//! recorded, which the next run reads (or, unreadable, writes again: idempotent). A forced rotation happens at once (also
 //! inside a grace period) or the report says why not, as a failure. A lifetime the tenant
 //! refused is never asked again ([`lifetime`]): the rotation retries at once with a shorter one.
 //!
