@@ -226,29 +226,25 @@ pub(crate) struct Paced<'a> {
     pub method: &'a reqwest::Method,
 }
 
-impl Paced<'_> {
-    /// Tells the pacer what one try's answer said of its bucket.
-    fn observe(&self, tried: &Try) {
-        let (status, headers, retry_after) = match tried {
-            Try::Done(reply) => (200, Some(&reply.headers), None),
-            Try::Final(Failure::Status {
-                status,
-                retry_after,
-                ..
-            })
-            | Try::Retryable {
-                failure:
-                    Failure::Status {
-                        status,
-                        retry_after,
-                        ..
-                    },
-                ..
-            } => (*status, None, *retry_after),
-            _ => return,
-        };
-        self.pacer
-            .observe(self.path, self.method, status, headers, retry_after);
+/// What one try's answer said of its ARM bucket: status (0: no answer), headers, `Retry-After`.
+fn answer_of(tried: &Try) -> (u16, Option<&HeaderMap>, Option<Duration>) {
+    match tried {
+        Try::Done(reply) => (200, Some(&reply.headers), None),
+        Try::Final(Failure::Status {
+            status,
+            retry_after,
+            ..
+        })
+        | Try::Retryable {
+            failure:
+                Failure::Status {
+                    status,
+                    retry_after,
+                    ..
+                },
+            ..
+        } => (*status, None, *retry_after),
+        _ => (0, None, None),
     }
 }
 
@@ -270,15 +266,19 @@ pub(crate) async fn send_paced(
             let token = b.token().await.map_err(Failure::Credential)?;
             req = req.bearer_auth(token);
         }
-        if let Some(p) = &paced {
-            p.pacer
-                .acquire(p.path, p.method, super::pacer::MAX_WAIT)
-                .await
-                .map_err(|e| Failure::Paced { wait: e.wait })?;
-        }
+        let ticket = match &paced {
+            Some(p) => Some(
+                p.pacer
+                    .acquire(p.path, p.method, super::pacer::MAX_WAIT)
+                    .await
+                    .map_err(|e| Failure::Paced { wait: e.wait })?,
+            ),
+            None => None,
+        };
         let tried = try_once(req, idempotency, attempt).await;
-        if let Some(p) = &paced {
-            p.observe(&tried);
+        if let Some(ticket) = ticket {
+            let (status, headers, retry_after) = answer_of(&tried);
+            ticket.answered(status, headers, retry_after);
         }
         let (failure, wait_hint) = match tried {
             Try::Done(reply) => return Ok(reply),

@@ -13,10 +13,12 @@
 //! shared by every ARM client of the process (it lives in [`super::ServiceOptions`]).
 //!
 //! Expected flow: [`ArmPacer::acquire`] before each try (reserves a token and waits until it is
-//! due), [`ArmPacer::observe`] with each answer. It adapts to what ARM says: the answer's
-//! `x-ms-ratelimit-remaining-{subscription,tenant}-{reads,writes,deletes}` lowers the local
-//! bucket when others spend it too (another instance of the rotator, the same identity in a
-//! pipeline); a 429 empties it and holds every request of that bucket until its `Retry-After`.
+//! due), [`Ticket::answered`] with each answer. It adapts to what ARM says: the answer's
+//! `x-ms-ratelimit-remaining-{subscription,tenant}-{reads,writes,deletes}`, less the requests
+//! reserved and not answered yet, lowers the local bucket when ARM has less than it counts on
+//! (requests that reached ARM later than they were reserved; others spending it too: another
+//! instance of the rotator, the same identity in a pipeline); a 429 empties it and holds
+//! every request of that bucket until its `Retry-After`.
 //!
 //! Caveats: the local bucket is a little smaller and slower than ARM's ([`MARGIN`], [`PACE`]):
 //! requests reserved at the refill rate arrive at ARM with network jitter, and ARM counts them
@@ -99,13 +101,24 @@ impl Rate {
     }
 }
 
-/// A bucket's state: `tokens` as of `at` (negative: reserved ahead of the refill), and no
-/// request before `not_before` (a 429's `Retry-After`).
+/// A bucket's state: `tokens` as of `at` (negative: reserved ahead of the refill), no request
+/// before `not_before` (a 429's `Retry-After`), and `pending` requests reserved and not yet
+/// answered (ARM's remaining count does not include those).
 #[derive(Debug, Clone, Copy)]
 struct Level {
     tokens: f64,
     at: Instant,
     not_before: Instant,
+    pending: u32,
+}
+
+/// A reserved token of one bucket, until the request's answer ([`Ticket::answered`]) or until
+/// the request is dropped unanswered.
+#[derive(Debug)]
+pub struct Ticket<'p> {
+    pacer: &'p ArmPacer,
+    key: (String, ArmOp),
+    header: String,
 }
 
 /// Why a request was not sent: its bucket is not due for `wait`, longer than the caller allows.
@@ -148,15 +161,16 @@ impl ArmPacer {
         }
     }
 
-    /// Runs `f` on the bucket of (`path`'s scope, `op`), refilled up to `now`.
-    fn with_level<T>(&self, path: &str, op: ArmOp, f: impl FnOnce(&mut Level, Rate) -> T) -> T {
-        let rate = (self.rates)(op).paced();
+    /// Runs `f` on the bucket `key`, refilled up to now.
+    fn with_level<T>(&self, key: &(String, ArmOp), f: impl FnOnce(&mut Level, Rate) -> T) -> T {
+        let rate = (self.rates)(key.1).paced();
         let now = Instant::now();
         let mut levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
-        let level = levels.entry((scope(path).0, op)).or_insert(Level {
+        let level = levels.entry(key.clone()).or_insert(Level {
             tokens: rate.size,
             at: now,
             not_before: now,
+            pending: 0,
         });
         let refilled = now.saturating_duration_since(level.at).as_secs_f64() * rate.per_second;
         level.tokens = (level.tokens + refilled).min(rate.size);
@@ -165,14 +179,18 @@ impl ArmPacer {
     }
 
     /// Reserves a token for a request to `path` and waits until it is due; `Paced` (nothing
-    /// reserved) when that is more than `max_wait` away.
+    /// reserved) when that is more than `max_wait` away. The ticket goes with the request: its
+    /// answer is told to [`Ticket::answered`].
     pub async fn acquire(
         &self,
         path: &str,
         method: &reqwest::Method,
         max_wait: Duration,
-    ) -> Result<(), Paced> {
-        let wait = self.with_level(path, ArmOp::of(method), |level, rate| {
+    ) -> Result<Ticket<'_>, Paced> {
+        let op = ArmOp::of(method);
+        let (owner, scope) = scope(path);
+        let key = (owner, op);
+        let wait = self.with_level(&key, |level, rate| {
             let held = level.not_before.saturating_duration_since(level.at);
             let debt = (1.0 - level.tokens).max(0.0) / rate.per_second;
             let wait = held.max(Duration::from_secs_f64(debt));
@@ -180,40 +198,51 @@ impl ArmPacer {
                 return Err(Paced { wait });
             }
             level.tokens -= 1.0;
+            level.pending += 1;
             Ok(wait)
         })?;
+        let ticket = Ticket {
+            pacer: self,
+            key,
+            header: format!("x-ms-ratelimit-remaining-{scope}-{}", op.name()),
+        };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        Ok(())
+        Ok(ticket)
     }
+}
 
-    /// Learns from ARM's answer to a request to `path`: the bucket's remaining tokens, or a
+impl Ticket<'_> {
+    /// Learns from ARM's answer (`status` 0: none came): the bucket's remaining count, or a
     /// 429's `Retry-After`.
-    pub fn observe(
-        &self,
-        path: &str,
-        method: &reqwest::Method,
-        status: u16,
-        headers: Option<&HeaderMap>,
-        retry_after: Option<Duration>,
-    ) {
-        let op = ArmOp::of(method);
-        let header = format!("x-ms-ratelimit-remaining-{}-{}", scope(path).1, op.name());
+    pub fn answered(self, status: u16, headers: Option<&HeaderMap>, retry_after: Option<Duration>) {
         let remaining = headers
-            .and_then(|h| h.get(header.as_str()))
+            .and_then(|h| h.get(self.header.as_str()))
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|r| r.is_finite() && *r >= 0.0);
-        self.with_level(path, op, |level, _| {
+        self.pacer.with_level(&self.key, |level, _| {
             if status == 429 {
                 level.tokens = level.tokens.min(0.0);
                 let until = level.at + retry_after.unwrap_or(Duration::from_secs(1));
                 level.not_before = level.not_before.max(until);
             } else if let Some(r) = remaining {
-                // Others spend the same bucket: never count on more than ARM says is left.
-                level.tokens = level.tokens.min((r - MARGIN).max(0.0));
+                // ARM counts a request when it arrives: the others reserved and not answered
+                // yet may not have arrived. Others may spend the same bucket (another instance,
+                // the same identity in a pipeline): never count on more than ARM says is left.
+                let unanswered = f64::from(level.pending.saturating_sub(1));
+                level.tokens = level.tokens.min(r - unanswered - MARGIN);
             }
+        });
+        // Dropping the ticket ends its pending count.
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.pacer.with_level(&self.key, |level, _| {
+            level.pending = level.pending.saturating_sub(1);
         });
     }
 }
@@ -232,15 +261,33 @@ mod tests {
         }
     }
 
-    /// How long `n` acquisitions take on the paused clock.
+    /// How long `n` acquisitions take on the paused clock (each answered at once, without a
+    /// remaining count).
     async fn time_of(p: &ArmPacer, n: usize, path: &str, method: reqwest::Method) -> Duration {
         let start = Instant::now();
         for _ in 0..n {
-            p.acquire(path, &method, LONG)
+            let ticket = p
+                .acquire(path, &method, LONG)
                 .await
                 .expect("within the wait");
+            ticket.answered(200, None, None);
         }
         start.elapsed()
+    }
+
+    /// Sends one request to `SUB` and answers it with `status` and headers or `Retry-After`.
+    async fn answer(
+        p: &ArmPacer,
+        method: reqwest::Method,
+        status: u16,
+        h: Option<&HeaderMap>,
+        ra: Option<Duration>,
+    ) {
+        let ticket = p
+            .acquire(SUB, &method, LONG)
+            .await
+            .expect("within the wait");
+        ticket.answered(status, h, ra);
     }
 
     #[tokio::test(start_paused = true)]
@@ -283,13 +330,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_429_holds_the_bucket_until_its_retry_after() {
         let p = ArmPacer::default();
-        p.observe(
-            SUB,
-            &reqwest::Method::GET,
+        answer(
+            &p,
+            reqwest::Method::GET,
             429,
             None,
             Some(Duration::from_secs(4)),
-        );
+        )
+        .await;
         let t = time_of(&p, 1, SUB, reqwest::Method::GET).await;
         assert!(t >= Duration::from_secs(4), "{t:?}");
         // Writes were not throttled.
@@ -307,7 +355,7 @@ mod tests {
             "x-ms-ratelimit-remaining-subscription-writes",
             "5".parse().expect("header"),
         );
-        p.observe(SUB, &reqwest::Method::PUT, 200, Some(&h), None);
+        answer(&p, reqwest::Method::PUT, 200, Some(&h), None).await;
         // 5 left, MARGIN kept: the next write waits for the refill.
         let t = time_of(&p, 1, SUB, reqwest::Method::PUT).await;
         assert!(t >= Duration::from_millis(100), "{t:?}");
@@ -316,13 +364,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_wait_longer_than_allowed_is_refused_without_spending() {
         let p = ArmPacer::default();
-        p.observe(
-            SUB,
-            &reqwest::Method::PUT,
+        answer(
+            &p,
+            reqwest::Method::PUT,
             429,
             None,
             Some(Duration::from_secs(90)),
-        );
+        )
+        .await;
         let refused = p
             .acquire(SUB, &reqwest::Method::PUT, Duration::from_secs(30))
             .await;
