@@ -1,6 +1,7 @@
 //! What the three ARM clients ([`super::web`], [`super::connections`], [`super::automation`])
 //! share: the endpoint, the bearer token for `{arm}/.default`, resource-id paths and one
-//! request helper. Each client keeps its own api-version constant; all return [`super::Error`].
+//! request helper, whose every try is paced by the process's ARM buckets ([`super::pacer`]).
+//! Each client keeps its own api-version constant; all return [`super::Error`].
 
 use std::sync::Arc;
 
@@ -50,7 +51,13 @@ impl Arm {
         idempotency: Idempotency,
     ) -> Result<Reply, Failure> {
         let url = format!("{}{path}", self.endpoint);
-        super::common::send(&self.options.retry, idempotency, Some(&self.bearer), || {
+        let paced = super::common::Paced {
+            pacer: &self.options.arm_pacer,
+            path,
+            method: &method,
+        };
+        let (retry, bearer) = (&self.options.retry, Some(&self.bearer));
+        super::common::send_paced(retry, idempotency, bearer, Some(paced), || {
             let mut req = self
                 .options
                 .http

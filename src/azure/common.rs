@@ -86,6 +86,9 @@ pub struct ServiceOptions {
     /// The shared client from [`crate::transport::TransportConfig::build`].
     pub http: reqwest::Client,
     pub retry: RetryPolicy,
+    /// ARM's buckets as this process spends them, shared by every ARM client built with
+    /// these options (or a clone of them).
+    pub arm_pacer: Arc<super::pacer::ArmPacer>,
 }
 
 impl ServiceOptions {
@@ -93,6 +96,7 @@ impl ServiceOptions {
         Self {
             http,
             retry: RetryPolicy::default(),
+            arm_pacer: Arc::default(),
         }
     }
 
@@ -175,6 +179,8 @@ pub(crate) enum Failure {
     Transport { message: String, attempts: u32 },
     /// The credential could not produce a token.
     Credential(String),
+    /// Not sent: the client-side pacer would have held it longer than `super::pacer::MAX_WAIT`.
+    Paced { wait: Duration },
 }
 
 /// Statuses worth another try: the request was throttled, timed out, or hit a broken server.
@@ -210,6 +216,47 @@ pub(crate) async fn send(
     bearer: Option<&Bearer>,
     make: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<Reply, Failure> {
+    send_paced(policy, idempotency, bearer, None, make).await
+}
+
+/// A request's place in the ARM pacer's buckets: its path and method.
+pub(crate) struct Paced<'a> {
+    pub pacer: &'a super::pacer::ArmPacer,
+    pub path: &'a str,
+    pub method: &'a reqwest::Method,
+}
+
+/// What one try's answer said of its ARM bucket: status (0: no answer), headers, `Retry-After`.
+fn answer_of(tried: &Try) -> (u16, Option<&HeaderMap>, Option<Duration>) {
+    match tried {
+        Try::Done(reply) => (200, Some(&reply.headers), None),
+        Try::Final(Failure::Status {
+            status,
+            retry_after,
+            ..
+        })
+        | Try::Retryable {
+            failure:
+                Failure::Status {
+                    status,
+                    retry_after,
+                    ..
+                },
+            ..
+        } => (*status, None, *retry_after),
+        _ => (0, None, None),
+    }
+}
+
+/// [`send`], each try first waiting for its token from `paced`'s pacer (when given) and
+/// telling it the answer.
+pub(crate) async fn send_paced(
+    policy: &RetryPolicy,
+    idempotency: Idempotency,
+    bearer: Option<&Bearer>,
+    paced: Option<Paced<'_>>,
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<Reply, Failure> {
     let max = policy.max_attempts.max(1);
     let mut attempt = 0u32;
     loop {
@@ -219,7 +266,20 @@ pub(crate) async fn send(
             let token = b.token().await.map_err(Failure::Credential)?;
             req = req.bearer_auth(token);
         }
+        let ticket = match &paced {
+            Some(p) => Some(
+                p.pacer
+                    .acquire(p.path, p.method, super::pacer::MAX_WAIT)
+                    .await
+                    .map_err(|e| Failure::Paced { wait: e.wait })?,
+            ),
+            None => None,
+        };
         let tried = try_once(req, idempotency, attempt).await;
+        if let Some(ticket) = ticket {
+            let (status, headers, retry_after) = answer_of(&tried);
+            ticket.answered(status, headers, retry_after);
+        }
         let (failure, wait_hint) = match tried {
             Try::Done(reply) => return Ok(reply),
             Try::Final(failure) => return Err(failure),

@@ -227,6 +227,19 @@ impl Error {
                     .with_detail(format!("no answer: {message}"))
                     .after(*attempts)
             }
+            Failure::Paced { wait } => Self::new(
+                ErrorKind::Throttled {
+                    retry_after: Some(*wait),
+                },
+                service,
+                operation,
+            )
+            .with_detail(format!(
+                "not sent: the process's ARM request budget for this subscription is spent for \
+                 the next {} s (Azure Resource Manager's documented token buckets, or a 429's \
+                 Retry-After)",
+                wait.as_secs()
+            )),
             Failure::Status {
                 status,
                 body,

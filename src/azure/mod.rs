@@ -15,7 +15,8 @@
 //! - [`error`]: the one [`Error`] every client returns (a closed [`ErrorKind`], the
 //!   [`Service`] and operation, Azure's status, code and clipped message); a failed request is
 //!   classified there, once.
-//! - [`common`]: options, retry policy and the request loop they all share; `arm` the ARM bits.
+//! - [`common`]: options, retry policy and the request loop they all share; `arm` the ARM bits,
+//!   [`pacer`] the client-side pacer spending ARM's documented token buckets.
 //! - [`permissions`]: every permission the code above needs.
 
 pub mod assertion;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod graph;
 pub mod keycredentials;
 pub mod keyvault;
+pub mod pacer;
 pub mod permissions;
 pub mod storage;
 pub mod web;

@@ -9,7 +9,9 @@
 //! unless it is the very value Entra accepted in this run's rotation; tagged `propagated` with
 //! the removal date) → after grace `RemovePassword` (exact previous keyId) → `MarkRetired`.
 //! [`perform`] hands each step to its own method of `On` (the step's context: the run, the
-//! credential, the observation it was planned from).
+//! credential, the observation it was planned from); [`perform_batch`] sends the consumer
+//! updates `planner::first_batch` put together at once (each on its own resource, an app
+//! setting still under its site's lease) and records the confirmed ones in step order.
 //!
 //! Guarantees:
 //! - A new value reaches Key Vault (and so any consumer) only after Entra has accepted it.
@@ -257,6 +259,33 @@ pub async fn perform(
     }
 }
 
+/// Performs `steps` together, as `planner::first_batch` chose them: one step as [`perform`];
+/// several (consumer updates of different resources, each under its own site's lease where it
+/// has one) at once. The results are in the steps' order; a failure is that step's alone.
+pub async fn perform_batch(
+    ctx: &ExecContext<'_>,
+    cred: &CredentialPolicy,
+    observed: &Observed,
+    steps: &[Step],
+    now: DateTime<Utc>,
+) -> Vec<Result<Done, StepError>> {
+    if let [step] = steps {
+        return vec![perform(ctx, cred, observed, step, now).await];
+    }
+    let Some(app) = observed.app.as_ref() else {
+        let missing = || StepError::Invariant("the application was not observed".into());
+        return steps.iter().map(|_| Err(missing())).collect();
+    };
+    let on = On {
+        ctx,
+        cred,
+        observed,
+        app,
+        now,
+    };
+    on.update_consumers(steps).await
+}
+
 /// What a step is performed on: the run's context, the credential, the observation the step
 /// was planned from (and its application, which every step needs), and the step's `now`.
 struct On<'s> {
@@ -445,6 +474,20 @@ impl On<'_> {
         index: usize,
         consumer_id: &ConsumerId,
     ) -> Result<Done, StepError> {
+        let detail = self.write_consumer(index).await?;
+        let tags = self.mark_synced(consumer_id, TagWrite::Deferred).await?;
+        Ok(Done {
+            detail,
+            learnt: Learnt {
+                tags,
+                confirmed: Some(index),
+                ..Learnt::default()
+            },
+        })
+    }
+
+    /// Writes the current version to consumer `index` and confirms it; records nothing.
+    async fn write_consumer(&self, index: usize) -> Result<String, StepError> {
         let consumer = self.cred.consumers.get(index).ok_or_else(|| {
             StepError::Invariant(format!("consumer #{index} is not in the policy"))
         })?;
@@ -457,13 +500,62 @@ impl On<'_> {
             .get(index)
             .copied()
             .unwrap_or(ConsumerFact::Unknown);
-        let detail = update_consumer(self.ctx, self.cred, consumer, current, fact).await?;
-        let tags = self.mark_synced(consumer_id, TagWrite::Deferred).await?;
+        update_consumer(self.ctx, self.cred, consumer, current, fact).await
+    }
+
+    /// `UpdateConsumer` steps performed together (`planner::first_batch`: each writes its own
+    /// resource): the writes go out at once; then, in the steps' order, each confirmed
+    /// consumer is added to the version's `rotator-synced` entry (deferred, as one step's), so
+    /// each `Done` carries the tags with every confirmed consumer of the batch so far.
+    async fn update_consumers(&self, steps: &[Step]) -> Vec<Result<Done, StepError>> {
+        let writes = steps.iter().map(|step| async move {
+            match step {
+                Step::UpdateConsumer { index, .. } => self.write_consumer(*index).await,
+                _ => Err(StepError::Invariant(format!(
+                    "only consumer updates are performed together, not {}",
+                    step.kind()
+                ))),
+            }
+        });
+        let written = futures::future::join_all(writes).await;
+        let mut state = self.current_tags();
+        let mut done = Vec::with_capacity(steps.len());
+        for (step, result) in steps.iter().zip(written) {
+            done.push(match result {
+                Ok(detail) => self.record_batched(step, detail, &mut state).await,
+                Err(e) => Err(e),
+            });
+        }
+        done
+    }
+
+    /// One confirmed consumer of a batch, added to `state` (the batch's tags so far).
+    async fn record_batched(
+        &self,
+        step: &Step,
+        detail: String,
+        state: &mut Option<RotationTags>,
+    ) -> Result<Done, StepError> {
+        let Step::UpdateConsumer { index, consumer_id } = step else {
+            return Err(StepError::Invariant("not a consumer update".into()));
+        };
+        let tags = match state {
+            None => None,
+            Some(t) => {
+                let mut next = t.clone();
+                if !next.synced.contains(consumer_id) {
+                    next.synced.push(consumer_id.clone());
+                }
+                let tags = self.retag(next.clone(), TagWrite::Deferred).await?;
+                *t = next;
+                tags
+            }
+        };
         Ok(Done {
             detail,
             learnt: Learnt {
                 tags,
-                confirmed: Some(index),
+                confirmed: Some(*index),
                 ..Learnt::default()
             },
         })

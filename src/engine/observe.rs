@@ -63,7 +63,8 @@ pub async fn observe(
 /// the last step wrote is read again.
 ///
 /// Expected flow: `observe` (reads everything the first time) → the planner decides → the
-/// executor performs one step → [`Observer::performed`] forgets what that step wrote →
+/// executor performs one step (or a batch of consumer updates, each learnt or forgotten in
+/// the batch's order) → [`Observer::performed`] forgets what that step wrote →
 /// `observe` reads only that again, and recomputes every derived fact (which consumer holds the
 /// current version) from the reads.
 ///

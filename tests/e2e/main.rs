@@ -15,6 +15,7 @@ mod certificates;
 mod certificates_status;
 mod cli_commands;
 mod connection_fidelity;
+mod consumer_batch;
 mod consumer_ids;
 mod dev_mode;
 mod fault_campaign;

@@ -77,7 +77,7 @@ async fn a_rotation_reads_each_resource_again_only_after_writing_it() {
 /// The shape (#19): one application with three consumers — a versionless Key Vault
 /// reference, an API connection and an encrypted Automation variable — rotated from a vault
 /// value nobody tagged yet (adopt, rotate, three updates, verification).
-fn three_consumer_world() -> (serde_json::Value, String) {
+pub(crate) fn three_consumer_world() -> (serde_json::Value, String) {
     let mut scenario = demo_scenario();
     // Entra accepts a new secret at once: retries while it replicates are not the rotator's.
     scenario["replicationDelaySeconds"] = serde_json::json!(0);

@@ -3,7 +3,9 @@
 //!
 //! Expected flow: take the credential's blob lease, then repeat {observe (everything at first,
 //! together with reading the learnt lifetime cap; then only what a failed step may have
-//! half-written: a step that succeeded says what it wrote), decide, perform the first step}
+//! half-written: a step that succeeded says what it wrote), decide, perform the first step —
+//! or, when it is a consumer update, the decision's updates of consumers on different
+//! resources together (`planner::first_batch`)}
 //! until the planner has nothing left, a step fails, the credential's step bound is reached or
 //! the pass's deadline passes; write the tags the steps left unwritten (one write, the run's
 //! last to Azure); then, together, release the lease and write the run's audit record and the
@@ -15,7 +17,11 @@
 //! with an error, and a notification, naming each held consumer, why, and what to do.
 //!
 //! Guarantees: one rotation of a credential at a time across instances (the lease); a failed
-//! step leaves state that the next run resumes from. A forced rotation happens at once (also
+//! step leaves state that the next run resumes from. Consumer updates performed together are
+//! the same steps the loop would take one per turn (each writes only its own resource, from
+//! the same observed version, and its `rotator-synced` entry is deferred either way), so a
+//! crash among them leaves what a crash between them would: written consumers not yet
+//! recorded, which the next run reads (or, unreadable, writes again: idempotent). A forced rotation happens at once (also
 //! inside a grace period) or the report says why not, as a failure. A lifetime the tenant
 //! refused is never asked again ([`lifetime`]): the rotation retries at once with a shorter one.
 //!
@@ -206,11 +212,34 @@ impl<'e> Run<'e> {
             Ok((capped, _)) => capped,
             Err(why) => return self.stop(CredentialOutcome::Blocked, why),
         };
-        let Some(step) = self.next_step(&cred, &observed, t) else {
+        let Some(batch) = self.next_steps(&cred, &observed, t) else {
             return ControlFlow::Break(());
         };
-        let result = self.perform(&cred, &observed, &step, t).await;
-        self.account(&cred, &step, result)
+        let results = self.perform(&cred, &observed, &batch, t).await;
+        self.account_batch(&cred, &batch, results)
+    }
+
+    /// Accounts for each step of a batch in its order. The run stops as the first step that
+    /// stops it says (its outcome and error), after every step's record is in the report.
+    fn account_batch(
+        &mut self,
+        cred: &CredentialPolicy,
+        batch: &[Step],
+        results: Vec<Result<String, StepError>>,
+    ) -> ControlFlow<()> {
+        let mut stopped = None;
+        for (step, result) in batch.iter().zip(results) {
+            let flow = self.account(cred, step, result);
+            if flow.is_break() && stopped.is_none() {
+                stopped = Some((self.report.outcome, self.report.error.clone()));
+            }
+        }
+        let Some((outcome, error)) = stopped else {
+            return ControlFlow::Continue(());
+        };
+        self.report.outcome = outcome;
+        self.report.error = error;
+        ControlFlow::Break(())
     }
 
     /// Observes Azure; the first time also reads the learnt lifetime cap, at the same time
@@ -231,13 +260,15 @@ impl<'e> Run<'e> {
         observed
     }
 
-    /// The planner's first step now, or `None` when the run is over (the report says why).
-    fn next_step(
+    /// The planner's next steps now (`planner::first_batch`: its first step, or consumer
+    /// updates of different resources together), or `None` when the run is over (the report
+    /// says why).
+    fn next_steps(
         &mut self,
         cred: &CredentialPolicy,
         observed: &Observed,
         t: DateTime<Utc>,
-    ) -> Option<Step> {
+    ) -> Option<Vec<Step>> {
         let mut decision = planner::decide(cred, &observed.observation, t);
         // On demand: the planner says what a forced rotation is (its cleanup first, then
         // Rotate{Forced}), also inside a grace period: a leaked secret is replaced at once,
@@ -254,7 +285,8 @@ impl<'e> Run<'e> {
             let _ = self.stop(CredentialOutcome::Blocked, why);
             return None;
         }
-        let Some(step) = decision.steps.into_iter().next() else {
+        let batch = planner::first_batch(cred, &decision.steps);
+        let Some(step) = batch.first() else {
             let report = &mut self.report;
             report.next_due = decision.next_due;
             report.outcome = settled_outcome(report, &decision.held_up, self.not_failures);
@@ -271,38 +303,46 @@ impl<'e> Run<'e> {
         if matches!(step, Step::Rotate { .. }) {
             self.forced = true;
         }
-        Some(step)
+        Some(batch)
     }
 
-    /// Performs `step` and keeps what it taught: what it wrote (or may have half-written), the
-    /// passwords addPassword answered with, and the tenant's lifetime cap.
+    /// Performs `batch` (one step, or consumer updates together) and keeps what each step
+    /// taught: what it wrote (or may have half-written), the passwords addPassword answered
+    /// with, and the tenant's lifetime cap. The results are in the batch's order.
     async fn perform(
         &mut self,
         cred: &CredentialPolicy,
         observed: &Observed,
-        step: &Step,
+        batch: &[Step],
         t: DateTime<Utc>,
-    ) -> Result<String, StepError> {
-        let result = match executor::perform(&self.ctx, cred, observed, step, t).await {
-            Ok(done) => {
-                self.observer.learn(step, &done.learnt);
-                Ok(done.detail)
-            }
-            Err(e) => {
-                self.observer.performed(step);
-                Err(e)
-            }
-        };
+    ) -> Vec<Result<String, StepError>> {
+        let done = executor::perform_batch(&self.ctx, cred, observed, batch, t).await;
+        let mut results = Vec::with_capacity(done.len());
+        for (step, result) in batch.iter().zip(done) {
+            results.push(match result {
+                Ok(done) => {
+                    self.observer.learn(step, &done.learnt);
+                    Ok(done.detail)
+                }
+                Err(e) => {
+                    self.observer.performed(step);
+                    Err(e)
+                }
+            });
+        }
         let store = self.engine.store.as_ref();
-        if lifetime_refused(&result) {
-            self.known_cap = Some(lifetime::refused(store, cred, cred.lifetime, t).await);
-        } else if let (Ok(_), Step::Rotate { .. }, Some(cap)) = (&result, step, self.known_cap) {
-            lifetime::accepted(store, cred, cap, cred.lifetime).await;
+        // Only a batch of one can be a rotation.
+        if let ([step], [result]) = (batch, results.as_slice()) {
+            if lifetime_refused(result) {
+                self.known_cap = Some(lifetime::refused(store, cred, cred.lifetime, t).await);
+            } else if let (Ok(_), Step::Rotate { .. }, Some(cap)) = (result, step, self.known_cap) {
+                lifetime::accepted(store, cred, cap, cred.lifetime).await;
+            }
         }
         if let Ok(mut added) = self.ctx.added.lock() {
             self.observer.added(added.drain(..));
         }
-        result
+        results
     }
 
     /// Records the step's result in the report and says whether the run goes on.

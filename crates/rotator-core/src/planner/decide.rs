@@ -65,6 +65,47 @@ pub fn decide_forced(policy: &CredentialPolicy, obs: &Observation, now: DateTime
     d
 }
 
+/// The steps of `steps` (a decision's, in its order) the executor may perform together, as
+/// one batch, before deciding again: `steps[0]` alone, unless it is an `UpdateConsumer`; then
+/// every `UpdateConsumer` of the consumer steps that lead the decision whose consumer writes a
+/// resource no earlier one in the batch writes ([`Consumer::written_resource`]). Those are
+/// independent: each writes its own resource the current Key Vault version, which is what the
+/// decision was made against, and none depends on another's outcome. The ones left out (a
+/// second consumer on a site already in the batch, a `Notify`, which records itself in Key
+/// Vault at once) come again in the next decision if still needed.
+pub fn first_batch(policy: &CredentialPolicy, steps: &[Step]) -> Vec<Step> {
+    let Some(first) = steps.first() else {
+        return Vec::new();
+    };
+    if !matches!(first, Step::UpdateConsumer { .. }) {
+        return vec![first.clone()];
+    }
+    let mut resources = Vec::new();
+    let mut batch = Vec::new();
+    for step in steps {
+        let index = match step {
+            Step::UpdateConsumer { index, .. } => *index,
+            Step::Notify { .. } => continue,
+            _ => break,
+        };
+        let resource = policy
+            .consumers
+            .get(index)
+            .and_then(Consumer::written_resource);
+        match resource {
+            Some(r) if !resources.contains(&r) => resources.push(r),
+            // Unknown to the policy: performed alone, where the executor refuses it.
+            None if batch.is_empty() => {
+                batch.push(step.clone());
+                break;
+            }
+            _ => continue,
+        }
+        batch.push(step.clone());
+    }
+    batch
+}
+
 /// One line for CLI and log output, e.g. `remove password 3f2a… (orphan of a crashed run)`.
 pub fn describe_step(step: &Step) -> String {
     match step {

@@ -10,8 +10,10 @@
 //!
 //! # Expected flow
 //!
-//! The executor observes one credential, calls [`decide`], performs only `steps[0]` and observes
-//! again, until a decision has no steps. A normal life cycle is:
+//! The executor observes one credential, calls [`decide`], performs only `steps[0]` — or, when
+//! that is a consumer update, the decision's updates of consumers on different resources
+//! together ([`first_batch`]: independent steps the loop would otherwise take one per turn) —
+//! and observes again, until a decision has no steps. A normal life cycle is:
 //!
 //! 1. Key Vault secret missing → `Rotate{NotStored}`: addPassword, verify, store (phase `Stored`).
 //! 2. `Stored` → one `UpdateConsumer`/`Notify` per consumer not yet holding the version, then
@@ -107,7 +109,7 @@ pub mod certificate;
 mod decide;
 pub mod model;
 
-pub use decide::{decide, decide_forced, describe_step};
+pub use decide::{decide, decide_forced, describe_step, first_batch};
 pub use model::*;
 
 #[cfg(test)]

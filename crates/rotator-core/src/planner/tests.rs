@@ -1266,3 +1266,64 @@ fn step_kinds_keep_the_names_reports_and_audits_carry() {
     }
     assert_eq!(format!("{:<8}|", StepKind::Rotate), "rotate  |");
 }
+
+/// Consumer steps of one decision on different resources go together; a second setting of a
+/// site already in the batch, a `Notify` and whatever follows the consumer steps do not.
+#[test]
+fn independent_consumer_updates_form_one_batch() {
+    let mut cs = consumers();
+    cs.push(Consumer::AppSettingValue {
+        site: ArmResource {
+            name: "FUNC-INT".into(),
+            ..res("x")
+        },
+        setting: "Other".into(),
+    });
+    cs.push(Consumer::AutomationVariable {
+        account: res("provisionassist-auto"),
+        variable: "secondSecret".into(),
+    });
+    let p = policy(cs);
+    let update = |index: usize| Step::UpdateConsumer {
+        index,
+        consumer_id: p.consumers[index].id(),
+    };
+    let notify = Step::Notify {
+        index: 3,
+        consumer_id: p.consumers[3].id(),
+    };
+    let steps = vec![
+        update(0),
+        notify.clone(),
+        update(4),
+        update(1),
+        update(2),
+        update(5),
+        Step::MarkRetired,
+    ];
+    // 4 is the same site as 0 (ARM ids compare case-insensitively); 5 is another variable of
+    // the same account, its own resource.
+    assert_eq!(
+        first_batch(&p, &steps),
+        vec![update(0), update(1), update(2), update(5)]
+    );
+    // What is left comes in the next decision.
+    assert_eq!(first_batch(&p, &steps[2..3]), vec![update(4)]);
+    // Anything else goes alone, as before.
+    assert_eq!(first_batch(&p, &steps[1..]), vec![notify]);
+    let removal = Step::RemovePassword {
+        key_id: key(1),
+        reason: RemoveReason::Orphan,
+    };
+    assert_eq!(
+        first_batch(&p, &[removal.clone(), update(1)]),
+        vec![removal]
+    );
+    assert!(first_batch(&p, &[]).is_empty());
+    // A step for a consumer the policy does not have goes alone (the executor refuses it).
+    let stray = Step::UpdateConsumer {
+        index: 99,
+        consumer_id: id("0000000000000099"),
+    };
+    assert_eq!(first_batch(&p, &[stray.clone(), update(1)]), vec![stray]);
+}

@@ -239,6 +239,27 @@ impl Consumer {
         }
     }
 
+    /// The Azure resource a write of this consumer changes, normalised as ARM compares ids;
+    /// `None` for a person. Consumers with the same one are never written at once: App
+    /// Service replaces a site's (or slot's) whole settings map on every write, and a
+    /// connection's PUT replaces the whole connection. A variable is its own child resource
+    /// of the Automation account (`.../variables/{name}`, written by its own PATCH or PUT).
+    pub fn written_resource(&self) -> Option<String> {
+        match self {
+            Consumer::AppSettingKeyVaultRef { site, .. }
+            | Consumer::AppSettingValue { site, .. } => Some(site.normalised_id(SITE)),
+            Consumer::ApiConnection { connection, .. } => {
+                Some(connection.normalised_id(CONNECTION))
+            }
+            Consumer::AutomationVariable { account, variable } => Some(format!(
+                "{}/variables/{}",
+                account.normalised_id(AUTOMATION_ACCOUNT),
+                variable.to_ascii_lowercase()
+            )),
+            Consumer::NotifyOnly { .. } => None,
+        }
+    }
+
     /// A one-line human description, e.g. `app setting TeamsClientSecret on site func-int`.
     pub fn describe(&self) -> String {
         fn site(r: &ArmResource) -> String {
