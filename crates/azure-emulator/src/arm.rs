@@ -980,8 +980,9 @@ pub fn resolve_all(st: &mut Tenant, k: &(String, String), now: DateTime<Utc>) {
 /// reference: a completed certificate's secret exists for every reader, not only once a Key
 /// Vault request has passed ([`crate::certificates::settle`] runs there too).
 fn settle_vaults(st: &mut Tenant, now: DateTime<Utc>) {
+    let issue = crate::certificates::issue_seconds(st);
     for v in st.vaults.values_mut() {
-        crate::certificates::settle(v, now);
+        crate::certificates::settle(v, now, issue);
     }
 }
 

@@ -685,7 +685,7 @@ fn create(
 
 /// Emulated seconds from create to the completed operation: [`SELF_ISSUE_SECONDS`] unless the
 /// scenario's `certificateIssueSeconds` uncertainty says otherwise.
-fn issue_seconds(st: &Tenant) -> i64 {
+pub(crate) fn issue_seconds(st: &Tenant) -> i64 {
     st.uncertainties
         .certificate_issue_seconds
         .map_or(SELF_ISSUE_SECONDS, |s| s.min(i64::MAX as u64) as i64)
