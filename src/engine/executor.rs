@@ -528,6 +528,7 @@ impl On<'_> {
                 current.version
             ),
             old_secret_removed_after: Some(self.now + cred.grace),
+            certificate_thumbprint: None,
         })
     }
 

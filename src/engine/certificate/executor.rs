@@ -295,7 +295,7 @@ impl CertExec<'_> {
         ManualStep {
             credential: self.policy.name.clone(),
             system: system.to_string(),
-            instructions: format!("{instructions} (certificate thumbprint {thumb})"),
+            instructions: instructions.to_string(),
             app_id: seen.app_id.map(|a| a.to_string()).unwrap_or_default(),
             new_key_id: state
                 .as_ref()
@@ -308,6 +308,7 @@ impl CertExec<'_> {
                 kv.name
             ),
             old_secret_removed_after: None,
+            certificate_thumbprint: Some(thumb.to_string()),
         }
     }
 
