@@ -165,6 +165,14 @@ async fn a_certificate_credential_renews_end_to_end_and_keeps_another_writers_ke
     ] {
         assert!(s.contains(&want.to_string()), "{want} in {s:?}");
     }
+    // App Service resolves the pinned reference to the certificate's secret (confirmed, not
+    // assumed).
+    let confirmed = first.iter().flat_map(|r| &r.steps).any(|s| {
+        s.step.as_str() == "update-consumer"
+            && s.detail.contains("Key Vault certificate reference")
+            && s.detail.contains("App Service resolves version")
+    });
+    assert!(confirmed, "{first:#?}");
     let after_first = keys(&w);
     assert_eq!(after_first.len(), 2, "{after_first:?}");
     assert!(

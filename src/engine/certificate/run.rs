@@ -319,6 +319,11 @@ impl Engine {
                 stop(report, CredentialOutcome::Blocked, m);
                 false
             }
+            // Taken by Azure, not applied yet (a reference App Service resolves later).
+            Err(StepError::Pending(m)) => {
+                stop(report, CredentialOutcome::InProgress, m);
+                false
+            }
             Err(e) => {
                 stop(report, CredentialOutcome::Failed, e.to_string());
                 false
