@@ -74,6 +74,9 @@ pub struct Enrolment {
     by_object_id: HashMap<Uuid, Enrolled>,
     /// keyId of the password whose value is in Key Vault → `vault/secret`.
     in_vault: HashMap<Uuid, String>,
+    /// Certificate credentials of the policy, by application: the keys they added (their
+    /// marker) are the rotator's to renew and remove, never "nobody rotates".
+    certificates: Vec<(AppRef, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,7 +100,25 @@ impl Enrolment {
                 AppRef::ObjectId(id) => e.by_object_id.insert(id, v),
             };
         }
+        for c in policy.iter().flat_map(|p| p.certificates.iter()) {
+            e.certificates.push((c.application, c.name.clone()));
+        }
         e
+    }
+
+    /// The policy's certificate credential that added key `display_name` to `app`, if any.
+    fn certificate_of(&self, app: &AppState, display_name: Option<&str>) -> Option<&str> {
+        let name = display_name?;
+        self.certificates
+            .iter()
+            .find(|(a, c)| {
+                let same = match a {
+                    AppRef::AppId(id) => *id == app.app_id,
+                    AppRef::ObjectId(id) => *id == app.object_id,
+                };
+                same && PasswordMarker::is_for(name, c)
+            })
+            .map(|(_, c)| c.as_str())
     }
 
     /// Records that the value of password `key_id` is the current version of `vault/secret`.
@@ -145,8 +166,8 @@ pub fn days_left(end: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     (end - now).num_seconds().div_euclid(86_400)
 }
 
-/// The rows for one application: its passwords, then its certificates. Certificates are never
-/// enrolled (the rotator renews client secrets only).
+/// The rows for one application: its passwords, then its certificates. A certificate is
+/// enrolled when a certificate credential of the policy added it (its marker).
 pub fn rows_for_app(
     app: &AppState,
     certificates: &[CertificateInfo],
@@ -214,12 +235,25 @@ fn rows_for(
         })
         .collect();
     rows.extend(certificates.iter().map(|c| {
-        base(
+        let row = base(
             CredentialKind::Certificate,
             c.key_id,
             &c.display_name,
             c.end,
-        )
+        );
+        let ours = match holder {
+            Holder::Application => enrolment.certificate_of(app, c.display_name.as_deref()),
+            Holder::ServicePrincipal => None,
+        };
+        match ours {
+            Some(name) => InventoryRow {
+                enrolled_as: Some(name.to_string()),
+                managed: true,
+                enrolled: Some(true),
+                ..row
+            },
+            None => row,
+        }
     }));
     rows
 }
@@ -1086,6 +1120,48 @@ mod tests {
         );
         let sp = rows_for_service_principal(&kept, &[cert], now);
         assert!(sp.iter().all(|r| r.enrolled == Some(false)));
+    }
+
+    #[test]
+    fn keys_a_certificate_credential_added_are_enrolled_and_others_are_not() {
+        let now = t("2026-11-22T02:00:00Z");
+        let end = Some(t("2026-12-01T00:00:00Z"));
+        let policy = crate::policy::parse(
+            "policy.json",
+            &serde_json::json!({"credentials": [{
+                "type": "certificate", "name": "c1",
+                "application": {"appId": id(1).to_string()},
+                "certificate": {"vault": "kv-c1", "name": "c1"}
+            }]})
+            .to_string(),
+        )
+        .unwrap();
+        let e = Enrolment::from_policy(Some(&policy));
+        let cert = |key: u128, name: &str| CertificateInfo {
+            key_id: id(key),
+            display_name: Some(name.into()),
+            start: None,
+            end,
+        };
+        let certs = [
+            cert(30, "secret-rotator:c1:2026-11-01"),
+            cert(31, "CN=someone else's"),
+            cert(32, "secret-rotator:c10:2026-11-01"),
+        ];
+        let rows = rows_for_app(&app(1, vec![]), &certs, &e, now);
+        let flags: Vec<_> = rows.iter().map(|r| (r.enrolled, r.managed)).collect();
+        assert_eq!(
+            flags,
+            [
+                (Some(true), true),
+                (Some(false), false),
+                (Some(false), false)
+            ]
+        );
+        assert_eq!(rows[0].enrolled_as.as_deref(), Some("c1"));
+        // Another application's key with the same marker is not this credential's.
+        let other = rows_for_app(&app(2, vec![]), &certs[..1], &e, now);
+        assert_eq!(other[0].enrolled, Some(false));
     }
 
     #[test]
