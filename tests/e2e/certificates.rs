@@ -543,3 +543,28 @@ async fn a_plain_setting_on_any_of_the_secrets_passwords_keeps_the_secret() {
         "{r:#?}"
     );
 }
+
+/// A Key Vault reference its owner wrote versionless stays versionless: App Service is told to
+/// read it again, and its status confirms the new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_versionless_certificate_reference_is_refreshed_not_pinned() {
+    let mut s = scenario();
+    let versionless = format!("@Microsoft.KeyVault(VaultName={VAULT};SecretName=integration-cert)");
+    for site in s["sites"].as_array_mut().unwrap() {
+        if site["name"] == SITE {
+            site["appSettings"]["TeamsCertificate"] = json!(versionless);
+        }
+    }
+    let w = spawn_world(s, &policy()).await;
+    let first = settle(&w).await;
+    assert_eq!(
+        setting(&w, "TeamsCertificate").as_deref(),
+        Some(versionless.as_str())
+    );
+    let refreshed = first.iter().flat_map(|r| &r.steps).any(|s| {
+        s.step.as_str() == "update-consumer"
+            && s.detail.contains("refreshed the versionless reference")
+            && s.detail.contains("App Service resolves version")
+    });
+    assert!(refreshed, "{first:#?}");
+}

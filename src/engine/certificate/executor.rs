@@ -278,10 +278,31 @@ impl CertExec<'_> {
         match c {
             CertificateConsumer::AppSettingKeyVaultRef { site, setting } => {
                 let kv = &self.policy.certificate;
-                let value =
-                    KeyVaultReference::pinned(self.ctx.cloud, &kv.vault, &kv.name, &version.0);
-                write(site, setting, value).await?;
-                let how = format!("pinned to version {version}");
+                let held = self
+                    .ctx
+                    .azure
+                    .app_setting(site, setting)
+                    .await
+                    .map_err(az("read the app setting"))?;
+                let versionless = held
+                    .as_ref()
+                    .and_then(|v| KeyVaultReference::parse(v.expose()))
+                    .is_some_and(|r| r.points_at(&kv.vault, &kv.name) && r.version.is_none());
+                // A versionless reference stays one (its owner chose to follow the latest
+                // version): App Service is told to read it again. Anything else is pinned.
+                let how = if versionless {
+                    self.ctx
+                        .azure
+                        .refresh_references(site)
+                        .await
+                        .map_err(az("refresh Key Vault references"))?;
+                    "refreshed the versionless reference".to_string()
+                } else {
+                    let value =
+                        KeyVaultReference::pinned(self.ctx.cloud, &kv.vault, &kv.name, &version.0);
+                    write(site, setting, value).await?;
+                    format!("pinned to version {version}")
+                };
                 confirm_reference(&self.ctx, &c.describe(), site, setting, &version.0, &how).await
             }
             CertificateConsumer::AppSettingThumbprint { site, setting } => {
