@@ -42,6 +42,9 @@ pub struct Message {
 
 impl Message {
     pub fn manual_step(step: &ManualStep, at: DateTime<Utc>) -> Self {
+        if let Some(thumbprint) = &step.certificate_thumbprint {
+            return Self::certificate_step(step, thumbprint, at);
+        }
         let mut facts = vec![
             ("System".to_string(), step.system.clone()),
             ("Application (client) ID".to_string(), step.app_id.clone()),
@@ -68,6 +71,31 @@ impl Message {
                 step.system, step.secret_id, step.instructions
             ),
             facts,
+            at,
+        }
+    }
+
+    /// A notify-only consumer of a certificate credential: where the new certificate is and
+    /// its thumbprint (the person fetches it from Key Vault; no key material is sent).
+    fn certificate_step(step: &ManualStep, thumbprint: &str, at: DateTime<Utc>) -> Self {
+        Message {
+            kind: MessageKind::ManualStep,
+            subject: format!("{}-{}", step.credential, step.new_key_id),
+            title: format!(
+                "Action needed: give {} its new certificate ({})",
+                step.system, step.credential
+            ),
+            text: format!(
+                "The certificate of {} was renewed. Take the new version from {} (thumbprint {thumbprint}) and: {}",
+                step.system, step.secret_id, step.instructions
+            ),
+            facts: vec![
+                ("System".to_string(), step.system.clone()),
+                ("Application (client) ID".to_string(), step.app_id.clone()),
+                ("New certificate keyId".to_string(), step.new_key_id.clone()),
+                ("Thumbprint".to_string(), thumbprint.to_string()),
+                ("Key Vault certificate".to_string(), step.secret_id.clone()),
+            ],
             at,
         }
     }
@@ -416,6 +444,7 @@ mod tests {
             new_hint: "nSc".into(),
             secret_id: "https://kv-ezsign.vault.azure.net/secrets/ezsign-token/0123".into(),
             old_secret_removed_after: None,
+            certificate_thumbprint: None,
         }
     }
 
@@ -434,6 +463,30 @@ mod tests {
         assert!(title["text"].as_str().unwrap().contains("EzSign"));
         assert_eq!(title["weight"], "Bolder");
         assert!(body.len() >= 2 + 5, "one block per fact");
+    }
+
+    #[test]
+    fn a_certificates_manual_step_names_the_version_and_thumbprint_and_no_secret() {
+        let mut s = step();
+        s.new_hint = String::new();
+        s.secret_id = "https://kv.vault.azure.net/certificates/c/0123".into();
+        s.certificate_thumbprint = Some("0A1B".into());
+        let m = Message::manual_step(&s, Utc::now());
+        assert!(m.title.contains("new certificate"), "{}", m.title);
+        assert!(m.text.contains("thumbprint 0A1B") && m.text.contains("/certificates/c/0123"));
+        assert!(
+            m.facts.iter().all(|(k, _)| !k.contains("secret")),
+            "{:?}",
+            m.facts
+        );
+        let wire = serde_json::to_value(&s).unwrap();
+        assert_eq!(wire["certificateThumbprint"], "0A1B");
+        assert!(
+            serde_json::to_value(step())
+                .unwrap()
+                .get("certificateThumbprint")
+                .is_none()
+        );
     }
 
     /// Was: an application named like a Markdown link or a Slack broadcast reached the channel

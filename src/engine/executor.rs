@@ -620,6 +620,7 @@ impl On<'_> {
                 current.version
             ),
             old_secret_removed_after: Some(self.now + cred.grace),
+            certificate_thumbprint: None,
         })
     }
 
@@ -785,7 +786,15 @@ async fn update_consumer(
                 .await
                 .map_err(az("refresh Key Vault references"))?;
             let how = "refreshed the versionless reference";
-            return confirm_reference(ctx, consumer, site, setting, &current.version, how).await;
+            return confirm_reference(
+                ctx,
+                &consumer.describe(),
+                site,
+                setting,
+                &current.version,
+                how,
+            )
+            .await;
         }
         (Consumer::AutomationVariable { account, variable }, ConsumerFact::EncryptedVariable) => {
             match ctx
@@ -872,7 +881,15 @@ async fn update_setting_consumer(
                     "wrote a versionless Key Vault reference"
                 }
             };
-            confirm_reference(ctx, consumer, site, setting, &current.version, how).await
+            confirm_reference(
+                ctx,
+                &consumer.describe(),
+                site,
+                setting,
+                &current.version,
+                how,
+            )
+            .await
         }
         Consumer::AppSettingValue { site, setting } => {
             // The port reads afresh, writes and reads every setting back (see the module docs).
@@ -955,9 +972,9 @@ const REFERENCE_POLLS: u32 = 3;
 /// unconfirmed (the field is absent from the spec's examples and captured answers); another
 /// version, or a "not found" from before the version existed → polled a bounded number of
 /// times, then [`StepError::Pending`]; any other status → [`StepError::NotConfirmed`].
-async fn confirm_reference(
+pub(crate) async fn confirm_reference(
     ctx: &ExecContext<'_>,
-    consumer: &Consumer,
+    consumer: &str,
     site: &crate::policy::ArmResource,
     setting: &str,
     version: &str,
@@ -973,15 +990,13 @@ async fn confirm_reference(
         match status {
             Some(s) if s.active_version.as_deref() == Some(version) => {
                 return Ok(format!(
-                    "{}: {how}; App Service resolves version {version}",
-                    consumer.describe()
+                    "{consumer}: {how}; App Service resolves version {version}"
                 ));
             }
             Some(s) if s.active_version.is_none() && s.status == "Resolved" => {
                 return Ok(format!(
-                    "{}: {how}; written, unconfirmed: App Service reports Resolved but not which \
-                     version (no activeVersion)",
-                    consumer.describe()
+                    "{consumer}: {how}; written, unconfirmed: App Service reports Resolved but not \
+                     which version (no activeVersion)"
                 ));
             }
             Some(s) if s.status == "Resolved" && poll < REFERENCE_POLLS => {
@@ -990,9 +1005,8 @@ async fn confirm_reference(
             }
             Some(s) if s.status == "Resolved" => {
                 return Err(StepError::Pending(format!(
-                    "{}: {how}, but App Service still resolves version {} after {poll} reads; \
-                     checked again on the next run",
-                    consumer.describe(),
+                    "{consumer}: {how}, but App Service still resolves version {} after {poll} \
+                     reads; checked again on the next run",
                     s.active_version.unwrap_or_default()
                 )));
             }
@@ -1029,13 +1043,12 @@ fn predates_the_version(status: &str) -> bool {
 }
 
 fn describe_reference(
-    consumer: &Consumer,
+    consumer: &str,
     how: &str,
     status: Option<crate::engine::ports::ReferenceStatus>,
 ) -> String {
     format!(
-        "{}: {how}, but App Service reports {}",
-        consumer.describe(),
+        "{consumer}: {how}, but App Service reports {}",
         status
             .map(|s| format!(
                 "{} with version {}{}",

@@ -250,6 +250,10 @@ pub struct ManualStep {
     pub secret_id: String,
     /// When the old secret is removed: the step must be done before then.
     pub old_secret_removed_after: Option<DateTime<Utc>>,
+    /// Set for a certificate credential: the new certificate's thumbprint (`secret_id` is
+    /// then the Key Vault certificate version, `new_hint` empty: no key material is sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_thumbprint: Option<String>,
 }
 
 /// Delivers messages to people (logs, Teams, Slack, webhooks).

@@ -165,6 +165,14 @@ async fn a_certificate_credential_renews_end_to_end_and_keeps_another_writers_ke
     ] {
         assert!(s.contains(&want.to_string()), "{want} in {s:?}");
     }
+    // App Service resolves the pinned reference to the certificate's secret (confirmed, not
+    // assumed).
+    let confirmed = first.iter().flat_map(|r| &r.steps).any(|s| {
+        s.step.as_str() == "update-consumer"
+            && s.detail.contains("Key Vault certificate reference")
+            && s.detail.contains("App Service resolves version")
+    });
+    assert!(confirmed, "{first:#?}");
     let after_first = keys(&w);
     assert_eq!(after_first.len(), 2, "{after_first:?}");
     assert!(
@@ -380,6 +388,20 @@ async fn a_client_secret_converts_and_goes_only_once_every_consumer_has_moved() 
         let c = probe.checks.iter().find(|c| c.name == name).expect(name);
         assert!(c.ok, "{c:?}");
     }
+    // Polled again at once, the probe answers from its memo: no assertion is signed.
+    let signs = |w: &World| {
+        w.emu
+            .emulator
+            .control()
+            .requests()
+            .iter()
+            .filter(|r| r.operation.as_deref() == Some("sign"))
+            .count()
+    };
+    let before = signs(&w);
+    let again = w.engine.self_test_report(w.now()).await;
+    assert!(again.checks.iter().all(|c| c.ok), "{again:?}");
+    assert_eq!(signs(&w), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -520,4 +542,29 @@ async fn a_plain_setting_on_any_of_the_secrets_passwords_keeps_the_secret() {
         r.steps.iter().any(|s| s.step.as_str() == "release-secret"),
         "{r:#?}"
     );
+}
+
+/// A Key Vault reference its owner wrote versionless stays versionless: App Service is told to
+/// read it again, and its status confirms the new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_versionless_certificate_reference_is_refreshed_not_pinned() {
+    let mut s = scenario();
+    let versionless = format!("@Microsoft.KeyVault(VaultName={VAULT};SecretName=integration-cert)");
+    for site in s["sites"].as_array_mut().unwrap() {
+        if site["name"] == SITE {
+            site["appSettings"]["TeamsCertificate"] = json!(versionless);
+        }
+    }
+    let w = spawn_world(s, &policy()).await;
+    let first = settle(&w).await;
+    assert_eq!(
+        setting(&w, "TeamsCertificate").as_deref(),
+        Some(versionless.as_str())
+    );
+    let refreshed = first.iter().flat_map(|r| &r.steps).any(|s| {
+        s.step.as_str() == "update-consumer"
+            && s.detail.contains("refreshed the versionless reference")
+            && s.detail.contains("App Service resolves version")
+    });
+    assert!(refreshed, "{first:#?}");
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::observe::{CertObserved, names_thumbprint};
 use super::ports::{AssertionAnswer, CertificatePorts, KeyAdded, KeyToAdd, KeyWriteVia};
 use super::tags;
-use crate::engine::executor::{ExecContext, StepError, az, lock_resource};
+use crate::engine::executor::{ExecContext, StepError, az, confirm_reference, lock_resource};
 use crate::engine::kvref::KeyVaultReference;
 use crate::engine::ports::{ManualStep, PortError};
 use crate::planner::certificate::*;
@@ -227,34 +227,13 @@ impl CertExec<'_> {
             StepError::Invariant("no current version to move consumers to".into())
         })?;
         let done = match c {
-            CertificateConsumer::AppSettingKeyVaultRef { site, setting } => {
-                let _lock = lock_resource(&self.ctx, site).await?;
-                let kv = &self.policy.certificate;
-                let value =
-                    KeyVaultReference::pinned(self.ctx.cloud, &kv.vault, &kv.name, &version.0);
-                self.ctx
-                    .azure
-                    .set_app_setting(site, setting, &SecretValue::new(value))
-                    .await
-                    .map_err(az("set the app setting"))?;
-                format!("{} now references version {version}", c.describe())
-            }
-            CertificateConsumer::AppSettingThumbprint { site, setting } => {
-                let _lock = lock_resource(&self.ctx, site).await?;
-                let held = self
-                    .ctx
-                    .azure
-                    .app_setting(site, setting)
-                    .await
-                    .map_err(az("read the app setting"))?;
-                let value =
-                    thumbprint_value(setting, held.as_ref().map(|v| v.expose()), seen, thumb);
-                self.ctx
-                    .azure
-                    .set_app_setting(site, setting, &SecretValue::new(value))
-                    .await
-                    .map_err(az("set the app setting"))?;
-                format!("{} now names thumbprint {thumb}", c.describe())
+            CertificateConsumer::AppSettingKeyVaultRef { site, .. }
+            | CertificateConsumer::AppSettingThumbprint { site, .. } => {
+                // The site's write lease: other credentials write the same settings map.
+                let lease = lock_resource(&self.ctx, site).await?;
+                let result = self.setting(seen, c, &version, thumb).await;
+                lease.release().await;
+                result?
             }
             CertificateConsumer::NotifyOnly {
                 system,
@@ -280,6 +259,69 @@ impl CertExec<'_> {
         Ok(done)
     }
 
+    /// Writes an app-setting consumer (under its site's lease): a Key Vault reference pinned
+    /// to the version, confirmed with App Service's status of it; or the thumbprint.
+    async fn setting(
+        &self,
+        seen: &CertObserved,
+        c: &CertificateConsumer,
+        version: &CertVersionId,
+        thumb: Thumbprint,
+    ) -> Result<String, StepError> {
+        let write = |site, setting, value: String| async move {
+            self.ctx
+                .azure
+                .set_app_setting(site, setting, &SecretValue::new(value))
+                .await
+                .map_err(az("set the app setting"))
+        };
+        match c {
+            CertificateConsumer::AppSettingKeyVaultRef { site, setting } => {
+                let kv = &self.policy.certificate;
+                let held = self
+                    .ctx
+                    .azure
+                    .app_setting(site, setting)
+                    .await
+                    .map_err(az("read the app setting"))?;
+                let versionless = held
+                    .as_ref()
+                    .and_then(|v| KeyVaultReference::parse(v.expose()))
+                    .is_some_and(|r| r.points_at(&kv.vault, &kv.name) && r.version.is_none());
+                // A versionless reference stays one (its owner chose to follow the latest
+                // version): App Service is told to read it again. Anything else is pinned.
+                let how = if versionless {
+                    self.ctx
+                        .azure
+                        .refresh_references(site)
+                        .await
+                        .map_err(az("refresh Key Vault references"))?;
+                    "refreshed the versionless reference".to_string()
+                } else {
+                    let value =
+                        KeyVaultReference::pinned(self.ctx.cloud, &kv.vault, &kv.name, &version.0);
+                    write(site, setting, value).await?;
+                    format!("pinned to version {version}")
+                };
+                confirm_reference(&self.ctx, &c.describe(), site, setting, &version.0, &how).await
+            }
+            CertificateConsumer::AppSettingThumbprint { site, setting } => {
+                let held = self
+                    .ctx
+                    .azure
+                    .app_setting(site, setting)
+                    .await
+                    .map_err(az("read the app setting"))?;
+                let held = held.as_ref().map(|v| v.expose());
+                write(site, setting, thumbprint_value(setting, held, seen, thumb)).await?;
+                Ok(format!("{} now names thumbprint {thumb}", c.describe()))
+            }
+            CertificateConsumer::NotifyOnly { .. } => Err(StepError::Invariant(
+                "a notify-only consumer has no setting".into(),
+            )),
+        }
+    }
+
     /// What a person must do for a notify-only consumer: where to find the new version, by
     /// id and thumbprint (no key material: the person fetches it from Key Vault).
     fn manual_step(
@@ -295,7 +337,7 @@ impl CertExec<'_> {
         ManualStep {
             credential: self.policy.name.clone(),
             system: system.to_string(),
-            instructions: format!("{instructions} (certificate thumbprint {thumb})"),
+            instructions: instructions.to_string(),
             app_id: seen.app_id.map(|a| a.to_string()).unwrap_or_default(),
             new_key_id: state
                 .as_ref()
@@ -308,6 +350,7 @@ impl CertExec<'_> {
                 kv.name
             ),
             old_secret_removed_after: None,
+            certificate_thumbprint: Some(thumb.to_string()),
         }
     }
 
