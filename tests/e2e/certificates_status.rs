@@ -376,3 +376,61 @@ async fn the_handlers_status_and_plan_answers_carry_the_certificate_credential()
         r.body
     );
 }
+
+/// The timer pass's scan for credentials nobody rotates learns from the certificate run what
+/// the certificate credential keeps: once the version is taken up, another writer's key on the
+/// same application, expiring in 10 days, is told as nobody's; the rotator's own key is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pass_warns_about_another_writers_key_on_a_certificate_enrolled_application() {
+    const THEIR_KEY: &str = "c0ffee00-0000-4000-8000-0000000000e1";
+    let mut s = scenario();
+    s["applications"][0]["keyCredentials"] = json!([{
+        "keyId": THEIR_KEY, "displayName": "partner upload",
+        "endDateTime": "2026-12-02T14:00:00Z"
+    }]);
+    let mut p: Value = serde_json::from_str(&demo_policy()).unwrap();
+    let mut cert = serde_json::from_str::<Value>(&policy()).unwrap()["credentials"][1].clone();
+    cert.as_object_mut().unwrap().remove("replacesSecret");
+    p["credentials"].as_array_mut().unwrap().push(cert);
+    let (url, received) = crate::support::receiver::start().await;
+    let w = spawn_world_with(
+        s,
+        &p.to_string(),
+        WorldOptions {
+            webhooks: vec![secret_rotator::notify::Webhook {
+                kind: secret_rotator::notify::WebhookKind::Generic,
+                url: secret_rotator::secret::SecretValue::new(url),
+            }],
+            warn_unenrolled_days: 30,
+            ..Default::default()
+        },
+    )
+    .await;
+    let told = || -> Vec<String> {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+            .filter(|m| m["kind"] == "expiring-unenrolled")
+            .map(|m| m["subject"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    // First pass: Key Vault is still issuing, so what the certificate keeps is not known yet.
+    let first = w
+        .engine
+        .pass(w.now(), std::time::Duration::from_secs(240))
+        .await;
+    assert!(first.unenrolled.is_some(), "{first:#?}");
+    assert!(told().is_empty(), "{:?}", told());
+    w.emu.emulator.control().advance(chrono::Duration::seconds(
+        azure_emulator::certificates::SELF_ISSUE_SECONDS,
+    ));
+    let second = w
+        .engine
+        .pass(w.now(), std::time::Duration::from_secs(240))
+        .await;
+    let run = second.credentials.iter().find(|c| c.name == CERT).unwrap();
+    assert_eq!(run.outcome, CredentialOutcome::Progressed, "{run:#?}");
+    assert_eq!(told(), [format!("{APP_ID}/{THEIR_KEY}")]);
+}
