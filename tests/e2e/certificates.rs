@@ -380,6 +380,20 @@ async fn a_client_secret_converts_and_goes_only_once_every_consumer_has_moved() 
         let c = probe.checks.iter().find(|c| c.name == name).expect(name);
         assert!(c.ok, "{c:?}");
     }
+    // Polled again at once, the probe answers from its memo: no assertion is signed.
+    let signs = |w: &World| {
+        w.emu
+            .emulator
+            .control()
+            .requests()
+            .iter()
+            .filter(|r| r.operation.as_deref() == Some("sign"))
+            .count()
+    };
+    let before = signs(&w);
+    let again = w.engine.self_test_report(w.now()).await;
+    assert!(again.checks.iter().all(|c| c.ok), "{again:?}");
+    assert_eq!(signs(&w), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

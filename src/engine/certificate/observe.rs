@@ -189,7 +189,9 @@ fn current_of(vault: &CertVaultState) -> Option<(CertVersionId, Thumbprint)> {
         .map(|(_, v)| (v.version.clone(), v.thumbprint))
 }
 
-async fn accepted(
+/// Whether Entra gives a token for an assertion signed by version `v` (`None`: not known yet,
+/// the key not replicated or the request failed).
+pub(crate) async fn accepted(
     src: &Sources<'_>,
     cert: &CertificateCredentialPolicy,
     app_id: Uuid,

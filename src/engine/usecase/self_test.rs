@@ -39,6 +39,25 @@ impl ProbeMemo {
         (now >= *at && now - *at < PROBE_MEMO_TTL).then(|| (version.clone(), *ok))
     }
 
+    /// The last answer for `credential` if it is about `version` and still stands.
+    pub(crate) fn recall(
+        &self,
+        credential: &str,
+        version: &str,
+        now: DateTime<Utc>,
+    ) -> Option<bool> {
+        self.get(credential, now)
+            .filter(|(v, _)| v == version)
+            .map(|(_, ok)| ok)
+    }
+
+    /// Keeps Entra's answer for `credential`'s `version` (a certificate's, say).
+    pub(crate) fn remember(&self, credential: &str, version: &str, ok: bool, now: DateTime<Utc>) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(credential.to_string(), (version.to_string(), ok, now));
+        }
+    }
+
     fn put(&self, credential: &str, observed: &Observed, now: DateTime<Utc>) {
         let (VaultState::Current(v), Some(ok)) = (
             &observed.observation.vault,

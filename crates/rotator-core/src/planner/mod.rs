@@ -4,7 +4,7 @@
 //! - `decide` (private, re-exported): [`decide`], [`decide_forced`] (on-demand rotation) and
 //!   [`describe_step`], the rules below.
 //! - [`certificate`]: the same for certificate credentials (its own observation, steps and
-//!   rules; the engine does not run it yet).
+//!   rules; the engine runs it in `engine::certificate`).
 //! - `tests`, `proptests`: one example per field runbook situation, and property tests that
 //!   simulate whole runs from arbitrary (including adversarial) starting states.
 //!

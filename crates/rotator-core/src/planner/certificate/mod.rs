@@ -9,7 +9,8 @@
 //! - `describe` (private, re-exported): [`describe_step`], one line per step for the plan.
 //! - `tests`, `proptests`: one example per rule; property tests of the invariants below.
 //!
-//! The engine does not run these decisions yet: this is the pure part (policy and planner).
+//! This is the pure part; the engine's `engine::certificate` observes, performs the steps and
+//! runs it beside the secret credentials.
 //!
 //! # Life cycle
 //!
@@ -33,8 +34,10 @@
 //! 5. Renewal is due when the current version is disabled, expired, refused, or within
 //!    `renewBefore` of its expiry → `RequestVersion`. A newer version waits while a rotation is
 //!    still `Stored`/`Propagated`, unless renewal is due or the current key is gone.
-//! 6. Enrolment: no tagged version, but a usable version's key already on the application →
-//!    `AdoptCurrent` (phase `Retired`, no previous key: the rotator never removes it).
+//! 6. Enrolment: no tagged version, but a usable version the rotator did not make or adopt
+//!    (origin unknown) whose key is already on the application → `AdoptCurrent` (phase
+//!    `Retired`, no previous key: the rotator never removes it). A version it requested or
+//!    adopted and whose key it put there is proven instead (step 2).
 //! 7. Cleanup: the rotator's keys (displayName `secret-rotator:{name}:`) other than the
 //!    current, previous and candidate ones: expired → removed; never taken up (no tagged
 //!    version holds it) → removed; once consumers moved (`Propagated`/`Retired`) → removed.
