@@ -182,51 +182,7 @@ async fn after_a_run_status_the_page_and_report_show_the_key_in_use_and_no_key_m
     let w = spawn_world(scenario(), &policy()).await;
     settle(&w).await;
     let status = w.engine.status_report(w.now()).await;
-    let st = cert_status(&status).clone();
-
-    // The key in use is on the application (the emulator's state), the thumbprint is the one
-    // the site's setting now holds, and the other writer's key is listed as theirs.
-    let app = Uuid::parse_str(APP_ID).unwrap();
-    let on_app: Vec<Uuid> = w
-        .emu
-        .emulator
-        .control()
-        .key_credentials(app)
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    let in_use: Uuid = st
-        .key_id_in_use
-        .as_deref()
-        .expect("key in use")
-        .parse()
-        .unwrap();
-    assert!(on_app.contains(&in_use), "{in_use} not among {on_app:?}");
-    assert_eq!(st.keys.len(), on_app.len());
-    let thumbprint = st.thumbprint.clone().expect("thumbprint");
-    assert_eq!(thumbprint.len(), 40);
-    let setting = w
-        .emu
-        .emulator
-        .control()
-        .app_setting(RG, SITE, "WEBSITE_LOAD_CERTIFICATES")
-        .expect("setting written");
-    assert!(
-        setting.eq_ignore_ascii_case(&thumbprint),
-        "{setting} vs {thumbprint}"
-    );
-    assert!(st.consumers_in_sync, "{:#?}", st.consumers);
-    assert_eq!(st.keys_by_others, 1);
-    // The first version replaces no key of the rotator's: nothing waits for grace.
-    assert_eq!(st.phase.as_deref(), Some("retired"), "{st:#?}");
-    assert!(st.previous_key_id.is_none() && st.next_step.is_none());
-    assert!(st.next_due.is_some_and(|d| d > w.now()));
-    assert_eq!(st.last_outcome, Some(CredentialOutcome::Progressed));
-    assert!(st.current_version.is_some() && st.expires.is_some() && st.blocked.is_none());
-    let conv = st.conversion.as_ref().expect("converting");
-    // The secret's Key Vault reference still points at the secret: it has not moved.
-    assert_eq!(conv.still_on_secret, 1, "{conv:#?}");
-    assert_ne!(conv.state, ConversionState::Converted);
+    let (in_use, thumbprint) = check_against_the_emulator(&w, cert_status(&status));
 
     // The Status answer: camelCase, additive (the secrets' list as before).
     let json = serde_json::to_value(&status).unwrap();
@@ -244,23 +200,7 @@ async fn after_a_run_status_the_page_and_report_show_the_key_in_use_and_no_key_m
     assert_eq!(c["consumersInSync"], true);
     assert_no_key_material(&w, "Status answer", &json.to_string());
 
-    // The page: the row, the thumbprint, the other writer's key name escaped.
-    let html = render(&status, "test");
-    assert!(html.contains(&format!(r#"data-certificate="{CERT}""#)));
-    assert!(html.contains(&thumbprint));
-    assert!(
-        !html.contains("<img"),
-        "a key's display name reached the page as markup"
-    );
-    assert!(html.contains("&lt;img src=x onerror=&quot;alert(&#39;key&#39;)&quot;&gt;"));
-    assert_no_key_material(&w, "status page", &html);
-    // Control: the check does catch a piece of the PFX planted in the page.
-    let (_, pfx, _) = w.emu.emulator.control().secret_latest(VAULT, CERT).unwrap();
-    let planted = format!("{html}{}", &pfx[pfx.len() / 2..pfx.len() / 2 + 30]);
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        assert_no_key_material(&w, "control", &planted)
-    }));
-    assert!(caught.is_err(), "a planted piece of the PFX went unnoticed");
+    check_the_page(&w, &status, &thumbprint);
 
     // The plan, and the report's rows: the key in use enrolled as the certificate credential.
     let plan = w.engine.plan_report(w.now()).await;
@@ -282,6 +222,72 @@ async fn after_a_run_status_the_page_and_report_show_the_key_in_use_and_no_key_m
         .find(|r| r["displayName"] == HOSTILE)
         .expect("the other writer's key");
     assert_eq!(theirs["enrolled"], false, "someone else's key is nobody's");
+}
+
+/// The key in use is on the application (the emulator's state), the thumbprint is the one the
+/// site's setting now holds, the other writer's key is listed as theirs, and the conversion
+/// waits for the secret's consumer. Returns the key in use and the thumbprint.
+fn check_against_the_emulator(
+    w: &World,
+    st: &secret_rotator::engine::report::CertificateStatus,
+) -> (Uuid, String) {
+    let app = Uuid::parse_str(APP_ID).unwrap();
+    let control = w.emu.emulator.control();
+    let on_app: Vec<Uuid> = control
+        .key_credentials(app)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let in_use: Uuid = st
+        .key_id_in_use
+        .as_deref()
+        .expect("key in use")
+        .parse()
+        .unwrap();
+    assert!(on_app.contains(&in_use), "{in_use} not among {on_app:?}");
+    assert_eq!(st.keys.len(), on_app.len());
+    let thumbprint = st.thumbprint.clone().expect("thumbprint");
+    assert_eq!(thumbprint.len(), 40);
+    let setting = control
+        .app_setting(RG, SITE, "WEBSITE_LOAD_CERTIFICATES")
+        .expect("setting written");
+    assert!(
+        setting.eq_ignore_ascii_case(&thumbprint),
+        "{setting} vs {thumbprint}"
+    );
+    assert!(st.consumers_in_sync, "{:#?}", st.consumers);
+    assert_eq!(st.keys_by_others, 1);
+    // The first version replaces no key of the rotator's: nothing waits for grace.
+    assert_eq!(st.phase.as_deref(), Some("retired"), "{st:#?}");
+    assert!(st.previous_key_id.is_none() && st.next_step.is_none());
+    assert!(st.next_due.is_some_and(|d| d > w.now()));
+    assert_eq!(st.last_outcome, Some(CredentialOutcome::Progressed));
+    assert!(st.current_version.is_some() && st.expires.is_some() && st.blocked.is_none());
+    let conv = st.conversion.as_ref().expect("converting");
+    // The secret's Key Vault reference still points at the secret: it has not moved.
+    assert_eq!(conv.still_on_secret, 1, "{conv:#?}");
+    assert_ne!(conv.state, ConversionState::Converted);
+    (in_use, thumbprint)
+}
+
+/// The page: the row, the thumbprint, the other writer's key name escaped, no key material
+/// (and the check does catch a piece of the PFX planted in it).
+fn check_the_page(w: &World, status: &StatusReport, thumbprint: &str) {
+    let html = render(status, "test");
+    assert!(html.contains(&format!(r#"data-certificate="{CERT}""#)));
+    assert!(html.contains(thumbprint));
+    assert!(
+        !html.contains("<img"),
+        "a key's display name reached the page as markup"
+    );
+    assert!(html.contains("&lt;img src=x onerror=&quot;alert(&#39;key&#39;)&quot;&gt;"));
+    assert_no_key_material(w, "status page", &html);
+    let (_, pfx, _) = w.emu.emulator.control().secret_latest(VAULT, CERT).unwrap();
+    let planted = format!("{html}{}", &pfx[pfx.len() / 2..pfx.len() / 2 + 30]);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_no_key_material(w, "control", &planted)
+    }));
+    assert!(caught.is_err(), "a planted piece of the PFX went unnoticed");
 }
 
 /// Every inventory row the report would print, as its JSON.
@@ -369,4 +375,62 @@ async fn the_handlers_status_and_plan_answers_carry_the_certificate_credential()
         "{}",
         r.body
     );
+}
+
+/// The timer pass's scan for credentials nobody rotates learns from the certificate run what
+/// the certificate credential keeps: once the version is taken up, another writer's key on the
+/// same application, expiring in 10 days, is told as nobody's; the rotator's own key is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pass_warns_about_another_writers_key_on_a_certificate_enrolled_application() {
+    const THEIR_KEY: &str = "c0ffee00-0000-4000-8000-0000000000e1";
+    let mut s = scenario();
+    s["applications"][0]["keyCredentials"] = json!([{
+        "keyId": THEIR_KEY, "displayName": "partner upload",
+        "endDateTime": "2026-12-02T14:00:00Z"
+    }]);
+    let mut p: Value = serde_json::from_str(&demo_policy()).unwrap();
+    let mut cert = serde_json::from_str::<Value>(&policy()).unwrap()["credentials"][1].clone();
+    cert.as_object_mut().unwrap().remove("replacesSecret");
+    p["credentials"].as_array_mut().unwrap().push(cert);
+    let (url, received) = crate::support::receiver::start().await;
+    let w = spawn_world_with(
+        s,
+        &p.to_string(),
+        WorldOptions {
+            webhooks: vec![secret_rotator::notify::Webhook {
+                kind: secret_rotator::notify::WebhookKind::Generic,
+                url: secret_rotator::secret::SecretValue::new(url),
+            }],
+            warn_unenrolled_days: 30,
+            ..Default::default()
+        },
+    )
+    .await;
+    let told = || -> Vec<String> {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+            .filter(|m| m["kind"] == "expiring-unenrolled")
+            .map(|m| m["subject"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    // First pass: Key Vault is still issuing, so what the certificate keeps is not known yet.
+    let first = w
+        .engine
+        .pass(w.now(), std::time::Duration::from_secs(240))
+        .await;
+    assert!(first.unenrolled.is_some(), "{first:#?}");
+    assert!(told().is_empty(), "{:?}", told());
+    w.emu.emulator.control().advance(chrono::Duration::seconds(
+        azure_emulator::certificates::SELF_ISSUE_SECONDS,
+    ));
+    let second = w
+        .engine
+        .pass(w.now(), std::time::Duration::from_secs(240))
+        .await;
+    let run = second.credentials.iter().find(|c| c.name == CERT).unwrap();
+    assert_eq!(run.outcome, CredentialOutcome::Progressed, "{run:#?}");
+    assert_eq!(told(), [format!("{APP_ID}/{THEIR_KEY}")]);
 }

@@ -182,6 +182,20 @@ impl Engine {
         deadline: Option<Instant>,
         run_id: &str,
     ) -> CredentialReport {
+        self.run_certificate_seen(cert, now, deadline, run_id)
+            .await
+            .0
+    }
+
+    /// [`Self::run_certificate`], with the run's last observation (the pass tells the keys the
+    /// credential keeps from the rest by it).
+    pub(crate) async fn run_certificate_seen(
+        &self,
+        cert: &CertificateCredentialPolicy,
+        now: DateTime<Utc>,
+        deadline: Option<Instant>,
+        run_id: &str,
+    ) -> (CredentialReport, Option<CertObserved>) {
         let mut report = CredentialReport {
             name: cert.name.clone(),
             outcome: CredentialOutcome::Idle,
@@ -197,7 +211,7 @@ impl Engine {
                     _ => CredentialOutcome::Failed,
                 };
                 report.error = Some(format!("could not take the credential's lease: {e}"));
-                return report;
+                return (report, None);
             }
         };
         let started = Instant::now();
@@ -206,7 +220,7 @@ impl Engine {
         lease.release().await;
         self.finish_certificate(cert, &report, last.as_ref(), started, run_id, clock.now())
             .await;
-        report
+        (report, last)
     }
 
     /// The observe → decide → perform loop; the last observation.

@@ -3,8 +3,9 @@
 //! Expected flow: fetch the rotator's tokens for the resources the pass uses, together
 //! (alongside the first runs: a failure there is only logged); run each enrolled credential ([`super::rotate`]), at most `max_parallel` at
 //! once, fewer while Azure answers 429 ([`Aimd`]); then, with what is left of the budget, the
-//! scan for credentials nobody rotates ([`super::scan`]), told which passwords are enrolled by
-//! the credentials' last observations (so it costs Graph list pages only); then the run record
+//! scan for credentials nobody rotates ([`super::scan`]), told which passwords and keys are
+//! enrolled by the credentials' last observations, certificates' included (so it costs Graph
+//! list pages only); then the run record
 //! ([`crate::engine::records::RunRecord`]).
 //!
 //! Guarantees: a pass never starts a credential after its budget is spent (it is reported as
@@ -19,13 +20,14 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use crate::azure::common::THROTTLED;
+use crate::engine::certificate::CertObserved;
 use crate::engine::context::{Clock, Engine, run_id};
 use crate::engine::inventory::Enrolment;
 use crate::engine::observe::Observed;
 use crate::engine::parallelism::Aimd;
 use crate::engine::records::{self, RecordPath};
 use crate::engine::report::{CredentialReport, PassReport};
-use crate::engine::usecase::scan::learn_enrolment;
+use crate::engine::usecase::scan::{learn_certificate, learn_enrolment};
 use crate::policy::Consumer;
 
 impl Engine {
@@ -46,28 +48,56 @@ impl Engine {
         now: DateTime<Utc>,
         deadline: Instant,
         id: &str,
-    ) -> (CredentialReport, Option<Observed>) {
+    ) -> (CredentialReport, LastSeen) {
         let secrets = &self.policy.credentials;
         let Some(cred) = secrets.get(i) else {
             let cert = &self.policy.certificates[i - secrets.len()];
+            let (report, seen) = self
+                .run_certificate_seen(cert, now, Some(deadline), id)
+                .await;
             return (
-                self.run_certificate(cert, now, Some(deadline), id).await,
-                None,
+                report,
+                seen.map_or(LastSeen::Nothing, |s| LastSeen::Certificate(i, Box::new(s))),
             );
         };
         match self.replaced_by_certificate(cred).await {
-            Some(report) => (report, None),
+            Some(report) => (report, LastSeen::Nothing),
             None => {
-                self.run_credential_seen(cred, now, false, Some(deadline), id)
-                    .await
+                let (report, seen) = self
+                    .run_credential_seen(cred, now, false, Some(deadline), id)
+                    .await;
+                (
+                    report,
+                    seen.map_or(LastSeen::Nothing, |s| LastSeen::Secret(i, Box::new(s))),
+                )
+            }
+        }
+    }
+
+    /// Records in `enrolment` what job `i`'s run last observed.
+    fn learn(&self, enrolment: &mut Enrolment, seen: &LastSeen) {
+        match seen {
+            LastSeen::Nothing => {}
+            LastSeen::Secret(i, s) => learn_enrolment(enrolment, &self.policy.credentials[*i], s),
+            LastSeen::Certificate(i, s) => {
+                let cert = &self.policy.certificates[*i - self.policy.credentials.len()];
+                learn_certificate(enrolment, cert, &s.observation);
             }
         }
     }
 }
 
+/// What a job's run last observed (by its job index), so the pass's scan tells the keys and
+/// passwords the rotator keeps from the rest without reading them again.
+enum LastSeen {
+    Nothing,
+    Secret(usize, Box<Observed>),
+    Certificate(usize, Box<CertObserved>),
+}
+
 /// One credential's run in a pass, with its last observation; `Err(name)` when the pass's
 /// budget was spent before it started (deferred).
-type CredentialOutcomeOf = Result<(CredentialReport, Option<Observed>), String>;
+type CredentialOutcomeOf = Result<(CredentialReport, LastSeen), String>;
 
 impl Engine {
     pub async fn pass(&self, now: DateTime<Utc>, budget: Duration) -> PassReport {
@@ -89,22 +119,13 @@ impl Engine {
         let mut results = Vec::new();
         let mut deferred = Vec::new();
         let mut enrolment = Enrolment::from_policy(Some(&self.policy));
-        let mut outcomes = outcomes.into_iter();
-        for (cred, o) in creds.iter().zip(outcomes.by_ref()) {
-            match o {
-                Ok((r, seen)) => {
-                    if let Some(seen) = &seen {
-                        learn_enrolment(&mut enrolment, cred, seen);
-                    }
-                    results.push(r);
-                }
-                Err(name) => deferred.push(name),
-            }
-        }
-        // The certificate credentials' runs, after the secrets' in the report.
+        // The client secrets' runs, then the certificates', in policy order.
         for o in outcomes {
             match o {
-                Ok((r, _)) => results.push(r),
+                Ok((r, seen)) => {
+                    self.learn(&mut enrolment, &seen);
+                    results.push(r);
+                }
                 Err(name) => deferred.push(name),
             }
         }
