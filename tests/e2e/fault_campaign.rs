@@ -14,15 +14,20 @@
 //! secret carrying 8..14 of its owner's tags; a plain setting on one site several credentials
 //! share, next to a setting nobody owns; a consumer site, connection or Automation account the
 //! rotator has no role on; a Key Vault reference that never resolves; a connection that never
-//! reaches Connected) — each with a secret due, expired or not due, maybe a password the
-//! rotator did not create — and one variant of each uncertainty the emulator models (Key
-//! Vault reference `activeVersion` present / absent / late, Graph read lag 0 / 30 s, connection
-//! PUT accepted / refused), drawn from the seed and printed with it; then 3..6 rounds, each
+//! reaches Connected; a certificate credential; a client secret converted to a certificate)
+//! — each with a secret due, expired or not due, maybe a password the rotator did not create —
+//! and one variant of each uncertainty the emulator models (Key Vault reference
+//! `activeVersion` present / absent / late, Graph read lag 0 / 30 s, connection PUT accepted /
+//! refused, key replication and certificate issuance default / slow), drawn from the seed and
+//! printed with it; then 3..6 rounds, each
 //! under a fresh random fault schedule (429 storms, 5xx,
 //! delays, connection resets, commit-then-fail, on any operation of any service) and one of: a
 //! pass; a pass cancelled at a random Azure request (a crash); two engines — two instances, two
-//! identities — running the same credential at once. Then the faults stop, the rotator runs, the
-//! clock passes the grace period, it runs again, and everything must be settled.
+//! identities — running the same credential at once; and between rounds, other people act on
+//! the certificates (`support/cert_campaign.rs`: a key added by hand, a version Key Vault made
+//! on its own, a converted secret's consumer moved). Then the faults stop, the rotator runs,
+//! the clock passes the grace period, it runs again, and everything must be settled (the
+//! certificates, which renew every few days here, after up to three more 4-day steps).
 //!
 //! Checked after every run (`support/faultkit.rs`): no consumer holds a value Entra refuses
 //! (unless it held it, already refused, before the first run), the Key Vault value is accepted
@@ -35,7 +40,8 @@
 //! concurrent runs: the request log's Graph and Key Vault writes for the credential, attributed
 //! to the instance that sent each (the emulator logs the sender of every request, a reset one
 //! included), never interleave — one of the two must have been Busy or run strictly after the
-//! other. A write the check cannot attribute to either instance is a failure of the check
+//! other. The certificate invariants (`support/cert_invariants.rs`) are checked with the same
+//! cadence, sampled mid-pass too, and every pass report is scanned for private keys. A write the check cannot attribute to either instance is a failure of the check
 //! itself, reported apart from the violations: it proves neither safety nor a bug.
 //!
 //! Cases are independent worlds, so they run concurrently. Environment:
