@@ -644,7 +644,11 @@ impl Case {
         let failed: Vec<String> = r
             .credentials
             .iter()
-            .filter(|x| x.outcome == CredentialOutcome::Failed && !self.failed_on_broken(x))
+            .filter(|x| {
+                x.outcome == CredentialOutcome::Failed
+                    && !self.failed_on_broken(x)
+                    && !failed_on_slow_replication(x)
+            })
             .map(|x| format!("{} failed: {:?}", x.name, x.error))
             .collect();
         for failed in failed {
@@ -668,7 +672,8 @@ impl Case {
 
     /// Certificates renew every few days in the campaign (1 month, renewed 20 days before its
     /// end, 3 days of grace): a renewal the pass after grace started leaves its old key for 3
-    /// more days. Up to three times: 4 days on and a pass, until every certificate is settled.
+    /// more days. Up to three times, until every certificate is settled: 4 days on and a pass,
+    /// then 11 minutes on (a version that pass asked for is issued) and a pass.
     async fn settle_certificates(&mut self) {
         let certs = self.w.engine.policy.certificates.clone();
         let unsettled = |case: &Case| -> Vec<String> {
@@ -685,10 +690,41 @@ impl Case {
             self.w.advance_days(4);
             let r = pass_after_crash(&self.w).await;
             self.keep(&format!("certificate settling pass {i}"), &r);
-            self.check(false, &format!("certificate settling pass {i}"));
+            // A renewal that pass asked for is issued within minutes (600 s at most here):
+            // the next timer pass adds, proves and propagates it.
+            self.w
+                .emu
+                .emulator
+                .control()
+                .advance(chrono::Duration::minutes(11));
+            let r = pass_after_crash(&self.w).await;
+            self.keep(&format!("certificate settling pass {i}, 11 minutes on"), &r);
+            // The certificates' invariants only: the secrets settled above, and these extra days
+            // may let a password a broken consumer holds expire (not the rotator's doing).
+            for v in cinv::check_all(&Oracle::of(&self.w), &self.cb) {
+                self.violation(&format!("certificate settling pass {i}"), v);
+            }
         }
         for v in unsettled(self) {
-            self.violation("certificates settled", v);
+            // What the rotator would do now, for whoever replays the seed (not the verdict).
+            let name = v.split(':').next().unwrap_or_default();
+            let plan = match certs.iter().find(|c| c.name == name) {
+                Some(c) => format!(
+                    "{:?}; Key Vault's pending operation due {:?}, now {}",
+                    self.w.engine.plan_certificate(c, self.w.now()).await,
+                    self.w
+                        .emu
+                        .emulator
+                        .control()
+                        .certificate_pending_due(&c.certificate.vault, &c.certificate.name),
+                    self.w.now()
+                ),
+                None => String::new(),
+            };
+            self.violation(
+                "certificates settled",
+                format!("{v} (rotator's plan: {plan})"),
+            );
         }
         let leaks = cinv::private_key_leaks(&Oracle::of(&self.w), &self.outputs);
         for v in leaks {
@@ -755,6 +791,15 @@ impl Case {
         self.tally.faults = faults_injected(&self.w) - self.tally.faults;
         self.tally
     }
+}
+
+/// A certificate run that failed because Entra had not replicated the new key within the
+/// verification timeout (the key-replication variant makes it slower than the tests' 5 s):
+/// bounded verification, by design; the next runs prove it, which settling checks.
+fn failed_on_slow_replication(x: &secret_rotator::engine::report::CredentialReport) -> bool {
+    x.error
+        .as_deref()
+        .is_some_and(|e| e.contains("does not know the new key yet (AADSTS700027)"))
 }
 
 /// Runs the case of `seed` to the end; a case that cannot start is a check failure.
