@@ -14,15 +14,20 @@
 //! secret carrying 8..14 of its owner's tags; a plain setting on one site several credentials
 //! share, next to a setting nobody owns; a consumer site, connection or Automation account the
 //! rotator has no role on; a Key Vault reference that never resolves; a connection that never
-//! reaches Connected) — each with a secret due, expired or not due, maybe a password the
-//! rotator did not create — and one variant of each uncertainty the emulator models (Key
-//! Vault reference `activeVersion` present / absent / late, Graph read lag 0 / 30 s, connection
-//! PUT accepted / refused), drawn from the seed and printed with it; then 3..6 rounds, each
+//! reaches Connected; a certificate credential; a client secret converted to a certificate)
+//! — each with a secret due, expired or not due, maybe a password the rotator did not create —
+//! and one variant of each uncertainty the emulator models (Key Vault reference
+//! `activeVersion` present / absent / late, Graph read lag 0 / 30 s, connection PUT accepted /
+//! refused, key replication and certificate issuance default / slow), drawn from the seed and
+//! printed with it; then 3..6 rounds, each
 //! under a fresh random fault schedule (429 storms, 5xx,
 //! delays, connection resets, commit-then-fail, on any operation of any service) and one of: a
 //! pass; a pass cancelled at a random Azure request (a crash); two engines — two instances, two
-//! identities — running the same credential at once. Then the faults stop, the rotator runs, the
-//! clock passes the grace period, it runs again, and everything must be settled.
+//! identities — running the same credential at once; and between rounds, other people act on
+//! the certificates (`support/cert_campaign.rs`: a key added by hand, a version Key Vault made
+//! on its own, a converted secret's consumer moved). Then the faults stop, the rotator runs,
+//! the clock passes the grace period, it runs again, and everything must be settled (the
+//! certificates, which renew every few days here, after up to three more 4-day steps).
 //!
 //! Checked after every run (`support/faultkit.rs`): no consumer holds a value Entra refuses
 //! (unless it held it, already refused, before the first run), the Key Vault value is accepted
@@ -35,7 +40,8 @@
 //! concurrent runs: the request log's Graph and Key Vault writes for the credential, attributed
 //! to the instance that sent each (the emulator logs the sender of every request, a reset one
 //! included), never interleave — one of the two must have been Busy or run strictly after the
-//! other. A write the check cannot attribute to either instance is a failure of the check
+//! other. The certificate invariants (`support/cert_invariants.rs`) are checked with the same
+//! cadence, sampled mid-pass too, and every pass report is scanned for private keys. A write the check cannot attribute to either instance is a failure of the check
 //! itself, reported apart from the violations: it proves neither safety nor a bug.
 //!
 //! Cases are independent worlds, so they run concurrently. Environment:
@@ -638,7 +644,11 @@ impl Case {
         let failed: Vec<String> = r
             .credentials
             .iter()
-            .filter(|x| x.outcome == CredentialOutcome::Failed && !self.failed_on_broken(x))
+            .filter(|x| {
+                x.outcome == CredentialOutcome::Failed
+                    && !self.failed_on_broken(x)
+                    && !failed_on_slow_replication(x)
+            })
             .map(|x| format!("{} failed: {:?}", x.name, x.error))
             .collect();
         for failed in failed {
@@ -662,7 +672,9 @@ impl Case {
 
     /// Certificates renew every few days in the campaign (1 month, renewed 20 days before its
     /// end, 3 days of grace): a renewal the pass after grace started leaves its old key for 3
-    /// more days. Up to three times: 4 days on and a pass, until every certificate is settled.
+    /// more days. Up to three times, until every certificate is settled: 4 days on and a pass,
+    /// then up to three passes 11 minutes apart (a version that pass asked for is issued, its
+    /// key replicates, the pass after proves it).
     async fn settle_certificates(&mut self) {
         let certs = self.w.engine.policy.certificates.clone();
         let unsettled = |case: &Case| -> Vec<String> {
@@ -679,10 +691,47 @@ impl Case {
             self.w.advance_days(4);
             let r = pass_after_crash(&self.w).await;
             self.keep(&format!("certificate settling pass {i}"), &r);
-            self.check(false, &format!("certificate settling pass {i}"));
+            // A renewal that pass asked for is issued within minutes (600 s at most here) and
+            // its key replicates within 180 s: the next timer passes add, prove and propagate
+            // it (a proof that met a slow replication is retried by the pass after).
+            for j in 0..3 {
+                if unsettled(self).is_empty() {
+                    break;
+                }
+                self.w
+                    .emu
+                    .emulator
+                    .control()
+                    .advance(chrono::Duration::minutes(11));
+                let r = pass_after_crash(&self.w).await;
+                self.keep(&format!("certificate settling pass {i}.{j}"), &r);
+            }
+            // The certificates' invariants only: the secrets settled above, and these extra days
+            // may let a password a broken consumer holds expire (not the rotator's doing).
+            for v in cinv::check_all(&Oracle::of(&self.w), &self.cb) {
+                self.violation(&format!("certificate settling pass {i}"), v);
+            }
         }
         for v in unsettled(self) {
-            self.violation("certificates settled", v);
+            // What the rotator would do now, for whoever replays the seed (not the verdict).
+            let name = v.split(':').next().unwrap_or_default();
+            let plan = match certs.iter().find(|c| c.name == name) {
+                Some(c) => format!(
+                    "{:?}; Key Vault's pending operation due {:?}, now {}",
+                    self.w.engine.plan_certificate(c, self.w.now()).await,
+                    self.w
+                        .emu
+                        .emulator
+                        .control()
+                        .certificate_pending_due(&c.certificate.vault, &c.certificate.name),
+                    self.w.now()
+                ),
+                None => String::new(),
+            };
+            self.violation(
+                "certificates settled",
+                format!("{v} (rotator's plan: {plan})"),
+            );
         }
         let leaks = cinv::private_key_leaks(&Oracle::of(&self.w), &self.outputs);
         for v in leaks {
@@ -749,6 +798,15 @@ impl Case {
         self.tally.faults = faults_injected(&self.w) - self.tally.faults;
         self.tally
     }
+}
+
+/// A certificate run that failed because Entra had not replicated the new key within the
+/// verification timeout (the key-replication variant makes it slower than the tests' 5 s):
+/// bounded verification, by design; the next runs prove it, which settling checks.
+fn failed_on_slow_replication(x: &secret_rotator::engine::report::CredentialReport) -> bool {
+    x.error
+        .as_deref()
+        .is_some_and(|e| e.contains("does not know the new key yet (AADSTS700027)"))
 }
 
 /// Runs the case of `seed` to the end; a case that cannot start is a check failure.

@@ -606,6 +606,19 @@ impl Control {
             .collect()
     }
 
+    /// When a certificate's pending operation completes (None: no operation in progress), as
+    /// of the last Key Vault request to its vault (operations complete on the next request).
+    pub fn certificate_pending_due(&self, vault: &str, name: &str) -> Option<DateTime<Utc>> {
+        let st = lock(&self.shared.state);
+        st.vaults
+            .get(&vault.to_ascii_lowercase())?
+            .certificates
+            .get(&name.to_ascii_lowercase())?
+            .pending
+            .as_ref()
+            .map(|p| p.due)
+    }
+
     /// The token endpoint's verdict on a client assertion for `app_id`, now: Ok or the AADSTS
     /// code (the tenant segment is the tenant id).
     pub fn check_client_assertion(&self, app_id: Uuid, assertion: &str) -> Result<(), u64> {
