@@ -629,54 +629,8 @@ pub fn render(d: &Diagnosis, json: bool, out: &mut dyn Write) -> std::io::Result
     } else if let Some(id) = d.app_id {
         writeln!(out, "Application: appId {id} (not found or not readable)")?;
     }
-    if !d.passwords.is_empty() {
-        writeln!(out, "Passwords:")?;
-        for p in &d.passwords {
-            writeln!(
-                out,
-                "  {} {:<12} {} '{}' {}{}",
-                if d.involved.contains(&p.key_id) {
-                    "->"
-                } else {
-                    "  "
-                },
-                format!("{:?}", p.state).to_lowercase(),
-                p.key_id,
-                p.display_name.as_deref().unwrap_or(""),
-                match (p.end, p.days_left) {
-                    (Some(e), Some(l)) => format!("ends {} ({l} days)", e.format("%Y-%m-%d")),
-                    _ => "no end date".into(),
-                },
-                if p.in_key_vault {
-                    " [in Key Vault]"
-                } else {
-                    ""
-                }
-            )?;
-        }
-    }
-    if !d.keys.is_empty() {
-        writeln!(out, "Certificates:")?;
-        for k in &d.keys {
-            writeln!(
-                out,
-                "  {} {:<12} {} '{}' thumbprint {} {}",
-                if k.named_by_error { "->" } else { "  " },
-                format!("{:?}", k.state).to_lowercase(),
-                k.key_id,
-                k.display_name.as_deref().unwrap_or(""),
-                if k.thumbprint.is_empty() {
-                    "unknown"
-                } else {
-                    &k.thumbprint
-                },
-                match (k.end, k.days_left) {
-                    (Some(e), Some(l)) => format!("ends {} ({l} days)", e.format("%Y-%m-%d")),
-                    _ => "no end date".into(),
-                },
-            )?;
-        }
-    }
+    render_passwords(d, out)?;
+    render_keys(d, out)?;
     writeln!(out, "Findings:")?;
     for f in &d.findings {
         writeln!(out, "  - {f}")?;
@@ -709,6 +663,69 @@ pub fn render(d: &Diagnosis, json: bool, out: &mut dyn Write) -> std::io::Result
         for l in text.lines() {
             writeln!(out, "  {l}")?;
         }
+    }
+    Ok(())
+}
+
+/// When a credential ends, as the listing shows it.
+fn ends(end: Option<DateTime<Utc>>, days_left: Option<i64>) -> String {
+    match (end, days_left) {
+        (Some(e), Some(l)) => format!("ends {} ({l} days)", e.format("%Y-%m-%d")),
+        _ => "no end date".into(),
+    }
+}
+
+/// The application's passwords, the ones the line involves marked `->`.
+fn render_passwords(d: &Diagnosis, out: &mut dyn Write) -> std::io::Result<()> {
+    if d.passwords.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Passwords:")?;
+    for p in &d.passwords {
+        writeln!(
+            out,
+            "  {} {:<12} {} '{}' {}{}",
+            if d.involved.contains(&p.key_id) {
+                "->"
+            } else {
+                "  "
+            },
+            format!("{:?}", p.state).to_lowercase(),
+            p.key_id,
+            p.display_name.as_deref().unwrap_or(""),
+            ends(p.end, p.days_left),
+            if p.in_key_vault {
+                " [in Key Vault]"
+            } else {
+                ""
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// The application's certificates, the one the line names marked `->`.
+fn render_keys(d: &Diagnosis, out: &mut dyn Write) -> std::io::Result<()> {
+    if d.keys.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Certificates:")?;
+    for k in &d.keys {
+        let thumbprint = if k.thumbprint.is_empty() {
+            "unknown"
+        } else {
+            &k.thumbprint
+        };
+        writeln!(
+            out,
+            "  {} {:<12} {} '{}' thumbprint {} {}",
+            if k.named_by_error { "->" } else { "  " },
+            format!("{:?}", k.state).to_lowercase(),
+            k.key_id,
+            k.display_name.as_deref().unwrap_or(""),
+            thumbprint,
+            ends(k.end, k.days_left),
+        )?;
     }
     Ok(())
 }
