@@ -26,6 +26,15 @@ use host::{Handler, HttpCall};
 
 pub const DEMO_SCENARIO: &str = include_str!("demo-scenario.json");
 pub const DEMO_POLICY: &str = include_str!("demo-policy.json");
+/// The conversion dev mode adds to the seeds: a certificate credential replacing one secret.
+pub const DEMO_CERTIFICATE: &str = include_str!("demo-certificate.json");
+/// The consumer of the converted secret the demo moves off it, as its owner would:
+/// (resource group, site, setting).
+const CONVERTED_CONSUMER: (&str, &str, &str) = (
+    "TDC_Erhverv_Telephony_Integration",
+    "NuudayToB-5sutozr67fiik",
+    "TeamsClientSecret",
+);
 const ACCOUNT: &str = "stsecretrotatordev";
 const ROTATOR_IDENTITY: &str = "secret-rotator";
 
@@ -74,8 +83,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         "secret-rotator dev — the whole product on an embedded Azure; nothing leaves this machine"
     );
 
-    let scenario: azure_emulator::Scenario =
-        serde_json::from_str(DEMO_SCENARIO).context("the demo scenario")?;
+    let (scenario, policy) = demo_tenant()?;
     let emulator = azure_emulator::start(azure_emulator::EmulatorConfig {
         scenario,
         state_dir: Some(work.join("emulator")),
@@ -90,7 +98,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
 
     let app_root = work.join("wwwroot");
     std::fs::create_dir_all(&app_root)?;
-    std::fs::write(app_root.join("policy.json"), DEMO_POLICY)?;
+    std::fs::write(app_root.join("policy.json"), policy)?;
     let settings = handler_settings(&emulator, &storage, hook_addr)?;
     let binary = std::env::current_exe().context("locating this binary")?;
     let log_file = work.join("handler.log");
@@ -112,6 +120,24 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         bail!("the demo did not end green");
     }
     Ok(())
+}
+
+/// The demo tenant and policy: the five runbooks' seeds plus the conversion of one secret to
+/// a certificate (its roles in the scenario, its entry in the policy).
+fn demo_tenant() -> anyhow::Result<(azure_emulator::Scenario, String)> {
+    let mut scenario: Value = serde_json::from_str(DEMO_SCENARIO).context("the demo scenario")?;
+    let mut policy: Value = serde_json::from_str(DEMO_POLICY).context("the demo policy")?;
+    let cert: Value = serde_json::from_str(DEMO_CERTIFICATE).context("the demo conversion")?;
+    let (Some(roles), Some(creds)) = (
+        scenario["roleAssignments"].as_array_mut(),
+        policy["credentials"].as_array_mut(),
+    ) else {
+        bail!("the demo scenario has no roleAssignments or the policy no credentials");
+    };
+    roles.extend(cert["roleAssignments"].as_array().into_iter().flatten().cloned());
+    creds.push(cert["credential"].clone());
+    let scenario = serde_json::from_value(scenario).context("the demo scenario")?;
+    Ok((scenario, policy.to_string()))
 }
 
 /// A local webhook receiver stands in for Teams/Slack: the notify-only step lands here, in
