@@ -137,7 +137,13 @@ fn demo_tenant() -> anyhow::Result<(azure_emulator::Scenario, String)> {
     ) else {
         bail!("the demo scenario has no roleAssignments or the policy no credentials");
     };
-    roles.extend(cert["roleAssignments"].as_array().into_iter().flatten().cloned());
+    roles.extend(
+        cert["roleAssignments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
     creds.push(cert["credential"].clone());
     let scenario = serde_json::from_value(scenario).context("the demo scenario")?;
     Ok((scenario, policy.to_string()))
@@ -593,7 +599,11 @@ fn print_certificates(o: &Out, v: &Value) {
             o.l(format!(
                 "  - {}: {}",
                 k["description"].as_str().unwrap_or(""),
-                if k["inSync"] == json!(true) { "holds the certificate" } else { "not yet" }
+                if k["inSync"] == json!(true) {
+                    "holds the certificate"
+                } else {
+                    "not yet"
+                }
             ));
         }
         print_conversion(o, &c["conversion"]);
