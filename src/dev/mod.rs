@@ -5,9 +5,12 @@
 //! field runbooks (`demo-scenario.json`, `demo-policy.json`); start Azurite as the rotator's
 //! storage account; start `secret-rotator serve` exactly as the Functions host would, wired to
 //! them only through settings (managed identity endpoint, `ROTATOR_RESOLVE`, `ROTATOR_CA_FILE`);
-//! then play the host: self-test, plan, a timer pass, self-test again, status — then jump the
-//! emulated clock past the grace period and run the timer again. Everything is printed as an
-//! account a person can follow. `--serve` keeps it all running behind a local `/api/...` front.
+//! then play the host: self-test, plan, a timer pass, the timer again minutes later (Key Vault
+//! has issued the demo certificate), self-test again, status — then play the owner of the
+//! application converting to a certificate (`demo-certificate.json`: its secret's setting
+//! removed through the emulator's control), jump the emulated clock past the grace period and
+//! run the timer again. Everything is printed as an account a person can follow. `--serve`
+//! keeps it all running behind a local `/api/...` front.
 //!
 //! Guarantees: the handler runs the production code path (real URLs, managed identity, blob
 //! lease); nothing leaves this machine. Caveats: the clock jump is the emulator's; the handler
