@@ -474,7 +474,9 @@ fn print_checks(o: &Out, v: &Value) {
 }
 
 fn print_plan(o: &Out, v: &Value) {
-    for c in v["plan"]["credentials"].as_array().into_iter().flatten() {
+    let secrets = v["plan"]["credentials"].as_array().into_iter().flatten();
+    let certificates = v["plan"]["certificates"].as_array().into_iter().flatten();
+    for c in secrets.chain(certificates) {
         o.l(format!("{}:", c["name"].as_str().unwrap_or("?")));
         for e in c["explanation"].as_array().into_iter().flatten() {
             o.l(format!("  · {}", e.as_str().unwrap_or("")));

@@ -110,6 +110,7 @@ fn the_conversion_is_told(stdout: &str) {
         "thumbprint setting WEBSITE_LOAD_CERTIFICATES on site TDC_Erhverv_Telephony_Integration/NuudayToB-5sutozr67fiik now names thumbprint",
         "Key Vault reference TeamsClientSecret on site TDC_Erhverv_Telephony_Integration/NuudayToB-5sutozr67fiik: STILL HOLDS THE SECRET",
         "the secret stays: removing a password a consumer still signs in with is an outage",
+        "Secret credential integration-app stays: consumer #0 still holds it",
         "emulator control (not the rotator): removed app setting TeamsClientSecret",
         "not written back",
         "✓ release-secret",
