@@ -5,9 +5,12 @@
 //! field runbooks (`demo-scenario.json`, `demo-policy.json`); start Azurite as the rotator's
 //! storage account; start `secret-rotator serve` exactly as the Functions host would, wired to
 //! them only through settings (managed identity endpoint, `ROTATOR_RESOLVE`, `ROTATOR_CA_FILE`);
-//! then play the host: self-test, plan, a timer pass, self-test again, status — then jump the
-//! emulated clock past the grace period and run the timer again. Everything is printed as an
-//! account a person can follow. `--serve` keeps it all running behind a local `/api/...` front.
+//! then play the host: self-test, plan, a timer pass, the timer again minutes later (Key Vault
+//! has issued the demo certificate), self-test again, status — then play the owner of the
+//! application converting to a certificate (`demo-certificate.json`: its secret's setting
+//! removed through the emulator's control), jump the emulated clock past the grace period and
+//! run the timer again. Everything is printed as an account a person can follow. `--serve`
+//! keeps it all running behind a local `/api/...` front.
 //!
 //! Guarantees: the handler runs the production code path (real URLs, managed identity, blob
 //! lease); nothing leaves this machine. Caveats: the clock jump is the emulator's; the handler
@@ -26,6 +29,18 @@ use host::{Handler, HttpCall};
 
 pub const DEMO_SCENARIO: &str = include_str!("demo-scenario.json");
 pub const DEMO_POLICY: &str = include_str!("demo-policy.json");
+/// The conversion dev mode adds to the seeds: a certificate credential replacing one secret.
+pub const DEMO_CERTIFICATE: &str = include_str!("demo-certificate.json");
+/// The consumer of the converted secret the demo moves off it, as its owner would:
+/// (resource group, site, setting).
+const CONVERTED_CONSUMER: (&str, &str, &str) = (
+    "TDC_Erhverv_Telephony_Integration",
+    "NuudayToB-5sutozr67fiik",
+    "TeamsClientSecret",
+);
+/// The demo certificate's Key Vault certificate (vault, name), as in `demo-certificate.json`.
+const CONVERTED_VAULT: &str = "kv5sutozr67fiik";
+const CONVERTED_CERTIFICATE: &str = "integration-app";
 const ACCOUNT: &str = "stsecretrotatordev";
 const ROTATOR_IDENTITY: &str = "secret-rotator";
 
@@ -74,8 +89,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         "secret-rotator dev — the whole product on an embedded Azure; nothing leaves this machine"
     );
 
-    let scenario: azure_emulator::Scenario =
-        serde_json::from_str(DEMO_SCENARIO).context("the demo scenario")?;
+    let (scenario, policy) = demo_tenant()?;
     let emulator = azure_emulator::start(azure_emulator::EmulatorConfig {
         scenario,
         state_dir: Some(work.join("emulator")),
@@ -90,7 +104,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
 
     let app_root = work.join("wwwroot");
     std::fs::create_dir_all(&app_root)?;
-    std::fs::write(app_root.join("policy.json"), DEMO_POLICY)?;
+    std::fs::write(app_root.join("policy.json"), policy)?;
     let settings = handler_settings(&emulator, &storage, hook_addr)?;
     let binary = std::env::current_exe().context("locating this binary")?;
     let log_file = work.join("handler.log");
@@ -112,6 +126,30 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         bail!("the demo did not end green");
     }
     Ok(())
+}
+
+/// The demo tenant and policy: the five runbooks' seeds plus the conversion of one secret to
+/// a certificate (its roles in the scenario, its entry in the policy).
+fn demo_tenant() -> anyhow::Result<(azure_emulator::Scenario, String)> {
+    let mut scenario: Value = serde_json::from_str(DEMO_SCENARIO).context("the demo scenario")?;
+    let mut policy: Value = serde_json::from_str(DEMO_POLICY).context("the demo policy")?;
+    let cert: Value = serde_json::from_str(DEMO_CERTIFICATE).context("the demo conversion")?;
+    let (Some(roles), Some(creds)) = (
+        scenario["roleAssignments"].as_array_mut(),
+        policy["credentials"].as_array_mut(),
+    ) else {
+        bail!("the demo scenario has no roleAssignments or the policy no credentials");
+    };
+    roles.extend(
+        cert["roleAssignments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
+    creds.push(cert["credential"].clone());
+    let scenario = serde_json::from_value(scenario).context("the demo scenario")?;
+    Ok((scenario, policy.to_string()))
 }
 
 /// A local webhook receiver stands in for Teams/Slack: the notify-only step lands here, in
@@ -205,15 +243,15 @@ fn print_endpoints(
     );
 }
 
-/// Steps 1-7: probe, plan, the timer pass, probe again, status, messages, what comes next.
-/// Returns the self-test after the pass.
+/// Steps 1-8: probe, plan, the timer pass (twice: Key Vault issues the certificate in
+/// minutes), probe again, status, messages, what comes next. Returns the self-test after the
+/// passes.
 async fn first_pass(
     o: &Out,
     handler: &Handler,
     control: &azure_emulator::Control,
     received: &Arc<Mutex<Vec<Value>>>,
 ) -> anyhow::Result<Value> {
-    // 1. The probe before.
     o.h(
         1,
         "Self-test before ({\"function\":\"Test\"}) — what an operator's probe sees today",
@@ -221,7 +259,6 @@ async fn first_pass(
     let before = self_test(handler, control.now()).await?;
     print_checks(o, &before);
 
-    // 2. What is due, and why.
     o.h(
         2,
         "What is due, and why ({\"function\":\"Plan\"}, a dry run)",
@@ -229,7 +266,6 @@ async fn first_pass(
     let plan = command(handler, "Plan", control.now()).await?;
     print_plan(o, &plan);
 
-    // 3. The timer.
     o.h(
         3,
         "Rotation pass (timer RotateSecrets, as the host fires it)",
@@ -237,34 +273,70 @@ async fn first_pass(
     let pass = timer_pass(o, handler, control.now()).await?;
     print_pass(o, &pass);
 
-    // 4. Verified.
-    o.h(4, "Verified: self-test after the pass");
+    o.h(
+        4,
+        "Minutes later (emulated clock): Key Vault has issued the certificate — the timer again",
+    );
+    until_certificate_issued(o, control);
+    let pass = timer_pass(o, handler, control.now()).await?;
+    print_pass(o, &pass);
+
+    o.h(5, "Verified: self-test after the passes");
     let after = self_test(handler, control.now()).await?;
     print_checks(o, &after);
 
-    // 5. Status.
     o.h(
-        5,
-        "Where each secret is used now ({\"function\":\"Status\"})",
+        6,
+        "Where each credential is used now ({\"function\":\"Status\"})",
     );
     let status = command(handler, "Status", control.now()).await?;
     print_status(o, &status);
+    print_certificates(o, &status);
 
-    // 6. Notifications.
     o.h(
-        6,
+        7,
         "Messages for people (notify-only systems), as a webhook received them",
     );
     print_messages(o, received);
 
-    // 7. What will be removed, and when.
-    o.h(7, "What will be removed, and when");
+    o.h(8, "What will be removed, and when");
     let plan = command(handler, "Plan", control.now()).await?;
     print_plan(o, &plan);
     Ok(after)
 }
 
-/// Step 8, accelerated clock: past the grace period, the timer again. Returns the final
+/// Moves the emulated clock past Key Vault's issuance of the demo certificate and the
+/// rotator's own retry time for it (5 minutes).
+fn until_certificate_issued(o: &Out, control: &azure_emulator::Control) {
+    let now = control.now();
+    let retry = now + chrono::Duration::minutes(6);
+    let due = control
+        .certificate_pending_due(CONVERTED_VAULT, CONVERTED_CERTIFICATE)
+        .map_or(retry, |d| d.max(retry));
+    control.advance(due - now);
+    o.l(format!(
+        "emulated time is now {}",
+        control.now().format("%Y-%m-%d %H:%M UTC")
+    ));
+}
+
+/// Step 9: the demo plays the application's owner, who moves it off the client secret once
+/// the certificate is on it — through the emulator's control, as a portal edit would.
+fn move_off_secret(o: &Out, control: &azure_emulator::Control) {
+    o.h(
+        9,
+        "The demo plays the application's owner: NuudayToB moves off its client secret",
+    );
+    let (rg, site, setting) = CONVERTED_CONSUMER;
+    let removed = control.remove_app_setting(rg, site, setting);
+    o.l(format!(
+        "{} emulator control (not the rotator): removed app setting {setting} from site {rg}/{site}; \
+         the app now signs in with the certificate",
+        mark(removed)
+    ));
+}
+
+/// Step 10, accelerated clock: past the grace period, the timer again. Returns the final
 /// self-test.
 async fn after_grace(
     o: &Out,
@@ -272,8 +344,9 @@ async fn after_grace(
     control: &azure_emulator::Control,
     jump_days: i64,
 ) -> anyhow::Result<Value> {
+    move_off_secret(o, control);
     o.h(
-        8,
+        10,
         &format!("{jump_days} days later (emulated clock): the grace period is over — timer again"),
     );
     control.advance(chrono::Duration::days(jump_days));
@@ -283,6 +356,8 @@ async fn after_grace(
     ));
     let pass2 = timer_pass(o, handler, control.now()).await?;
     print_pass(o, &pass2);
+    let status = command(handler, "Status", control.now()).await?;
+    print_certificates(o, &status);
     let final_check = self_test(handler, control.now()).await?;
     o.l(format!(
         "self-test: success={} resultCode={}",
@@ -399,7 +474,9 @@ fn print_checks(o: &Out, v: &Value) {
 }
 
 fn print_plan(o: &Out, v: &Value) {
-    for c in v["plan"]["credentials"].as_array().into_iter().flatten() {
+    let secrets = v["plan"]["credentials"].as_array().into_iter().flatten();
+    let certificates = v["plan"]["certificates"].as_array().into_iter().flatten();
+    for c in secrets.chain(certificates) {
         o.l(format!("{}:", c["name"].as_str().unwrap_or("?")));
         for e in c["explanation"].as_array().into_iter().flatten() {
             o.l(format!("  · {}", e.as_str().unwrap_or("")));
@@ -505,6 +582,68 @@ fn print_status(o: &Out, v: &Value) {
                 r["daysLeft"]
             ));
         }
+    }
+}
+
+/// The certificate credentials: version, key, consumers, and a conversion's progress — which
+/// consumer still holds the secret, and why that keeps it.
+fn print_certificates(o: &Out, v: &Value) {
+    for c in v["status"]["certificates"].as_array().into_iter().flatten() {
+        o.l(format!(
+            "{} (certificate {}/{}): version {}, thumbprint {}, key {} on the application, phase {}, consumers in sync: {}",
+            c["name"].as_str().unwrap_or("?"),
+            c["vault"].as_str().unwrap_or("?"),
+            c["certificate"].as_str().unwrap_or("?"),
+            c["currentVersion"].as_str().unwrap_or("none"),
+            c["thumbprint"].as_str().unwrap_or("none"),
+            c["keyIdInUse"].as_str().unwrap_or("none"),
+            c["phase"].as_str().unwrap_or("-"),
+            c["consumersInSync"]
+        ));
+        for k in c["consumers"].as_array().into_iter().flatten() {
+            o.l(format!(
+                "  - {}: {}",
+                k["description"].as_str().unwrap_or(""),
+                if k["inSync"] == json!(true) {
+                    "holds the certificate"
+                } else {
+                    "not yet"
+                }
+            ));
+        }
+        print_conversion(o, &c["conversion"]);
+    }
+}
+
+fn print_conversion(o: &Out, conv: &Value) {
+    let Some(secret) = conv["secret"].as_str() else {
+        return;
+    };
+    o.l(format!(
+        "  conversion from client secret {secret}: {}{}; {} of its password(s) still on the application",
+        conv["state"].as_str().unwrap_or("?"),
+        conv["removeAfter"]
+            .as_str()
+            .map(|d| format!(", its passwords go after {}", &d[..16.min(d.len())]))
+            .unwrap_or_default(),
+        conv["secretPasswords"].as_array().map_or(0, Vec::len)
+    ));
+    for k in conv["consumers"].as_array().into_iter().flatten() {
+        let state = match k["moved"].as_bool() {
+            Some(true) => "moved off the secret",
+            Some(false) => "STILL HOLDS THE SECRET",
+            None => "cannot be read back",
+        };
+        o.l(format!(
+            "    - {}: {state}",
+            k["description"].as_str().unwrap_or("")
+        ));
+    }
+    if conv["stillOnSecret"].as_u64().unwrap_or(0) > 0 {
+        o.l(
+            "  the secret stays: removing a password a consumer still signs in with is an outage; \
+             it goes only once every consumer is seen off it, and then after the grace period",
+        );
     }
 }
 

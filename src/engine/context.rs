@@ -73,6 +73,12 @@ impl Engine {
             verify: self.options.verify,
             added: Default::default(),
             accepted: Default::default(),
+            converting: self
+                .policy
+                .certificates
+                .iter()
+                .filter_map(|c| c.replaces_secret.as_deref())
+                .collect(),
         }
     }
 

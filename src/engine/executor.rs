@@ -93,6 +93,10 @@ pub struct ExecContext<'a> {
     /// of `CompletePropagation` compares the value read back from Key Vault with it instead of
     /// asking Entra about the same bytes again.
     pub accepted: std::sync::Mutex<Option<SecretValue>>,
+    /// Client-secret credentials a certificate credential replaces (`replacesSecret`): a
+    /// setting of theirs that is gone was moved off the secret by a person, and writing it
+    /// back would undo that move and hold the secret's passwords on the application.
+    pub converting: Vec<&'a str>,
 }
 
 /// What a step that succeeded changed, as its own answers say: the observer keeps these
@@ -835,6 +839,9 @@ async fn update_setting_consumer(
     current: &crate::engine::ports::VaultSecret,
 ) -> Result<String, StepError> {
     let kv = &cred.key_vault;
+    if let Some(moved) = moved_off_for_certificate(ctx, cred, consumer).await? {
+        return Ok(moved);
+    }
     match consumer {
         Consumer::AppSettingKeyVaultRef { site, setting } => {
             let raw = ctx
@@ -901,6 +908,34 @@ async fn update_setting_consumer(
         }
         _ => update_other_consumer(ctx, consumer, current).await,
     }
+}
+
+/// A setting of a secret a certificate replaces that is gone: its owner moved it off the
+/// secret, so it is left gone (the certificate's conversion counts it as moved).
+async fn moved_off_for_certificate(
+    ctx: &ExecContext<'_>,
+    cred: &CredentialPolicy,
+    consumer: &Consumer,
+) -> Result<Option<String>, StepError> {
+    let (Consumer::AppSettingKeyVaultRef { site, setting }
+    | Consumer::AppSettingValue { site, setting }) = consumer
+    else {
+        return Ok(None);
+    };
+    if !ctx.converting.contains(&cred.name.as_str()) {
+        return Ok(None);
+    }
+    let raw = ctx
+        .azure
+        .app_setting(site, setting)
+        .await
+        .map_err(az("read app settings"))?;
+    Ok(raw.is_none().then(|| {
+        format!(
+            "{}: gone — moved off the secret for the certificate credential that replaces it; not written back",
+            consumer.describe()
+        )
+    }))
 }
 
 /// Consumers that are not app settings: each is its own resource with its own write API.

@@ -568,3 +568,42 @@ async fn a_versionless_certificate_reference_is_refreshed_not_pinned() {
     });
     assert!(refreshed, "{first:#?}");
 }
+
+/// A person removes the secret's setting once the certificate is on the site: the secret's own
+/// path (the same timer pass runs it) leaves it gone instead of writing the reference back,
+/// so the conversion sees it moved and releases the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setting_moved_off_a_replaced_secret_is_not_written_back() {
+    let w = spawn_world(scenario(), &policy()).await;
+    w.run("integration-app").await;
+    settle(&w).await;
+    let control = w.emu.emulator.control();
+    assert!(control.remove_app_setting(RG, SITE, "TeamsClientSecret"));
+    w.advance_days(8);
+    let secret = w
+        .engine
+        .rotate_one("integration-app", false, w.now())
+        .await
+        .unwrap();
+    assert!(
+        !matches!(
+            secret.outcome,
+            CredentialOutcome::Failed | CredentialOutcome::Blocked
+        ),
+        "{secret:#?}"
+    );
+    assert_eq!(
+        control.app_setting(RG, SITE, "TeamsClientSecret"),
+        None,
+        "{secret:#?}"
+    );
+    let released = run(&w).await;
+    assert!(
+        released
+            .steps
+            .iter()
+            .any(|s| s.step.as_str() == "release-secret"),
+        "{released:#?}"
+    );
+    assert_eq!(control.app_setting(RG, SITE, "TeamsClientSecret"), None);
+}

@@ -492,6 +492,18 @@ impl Control {
             .cloned()
     }
 
+    /// Removes one app setting as a person editing the site in the portal would (dev mode's
+    /// demo moving a consumer off a secret). Returns false when there is no such setting.
+    pub fn remove_app_setting(&self, rg: &str, site: &str, name: &str) -> bool {
+        lock(&self.shared.state)
+            .sites
+            .get_mut(&model::key(rg, site))
+            .is_some_and(|s| {
+                s.refs.remove(name);
+                s.settings.remove(name).is_some()
+            })
+    }
+
     /// A site's whole app-settings map (raw values), for oracles that check nothing else on
     /// the site changed.
     pub fn app_settings(&self, rg: &str, site: &str) -> Option<BTreeMap<String, String>> {

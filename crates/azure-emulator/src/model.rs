@@ -835,6 +835,10 @@ impl Tenant {
                 "secretText": p.secret, "startDateTime": crate::util::iso(p.start),
                 "endDateTime": crate::util::iso(p.end), "addedAt": crate::util::iso(p.added_at),
             })).collect::<Vec<_>>(),
+            "keyCredentials": crate::keycreds::records(a).iter().map(|k| json!({
+                "keyId": k.key_id, "displayName": k.display_name, "thumbprint": k.thumbprint,
+                "startDateTime": crate::util::iso(k.start), "endDateTime": crate::util::iso(k.end),
+            })).collect::<Vec<_>>(),
         })).collect();
         let mis: Vec<Value> = self
             .mis
