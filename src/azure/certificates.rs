@@ -364,7 +364,7 @@ impl CertificatesClient {
         // A bound on pages: 25 items each, far beyond any certificate's history.
         for _ in 0..200 {
             let Some(url) = next.take() else { break };
-            let v = self.get_page(&url, OP, describe(vault, name)).await?;
+            let v = self.get_page(&url, OP, vault, name).await?;
             let bad = |m| Error::bad_answer(Service::KeyVault, OP, m);
             let items = v.get("value").and_then(Value::as_array).ok_or_else(|| {
                 bad("certificate versions: 'value' is missing or not an array".into())
@@ -380,7 +380,13 @@ impl CertificatesClient {
         Ok(out)
     }
 
-    async fn get_page(&self, url: &str, op: &'static str, target: String) -> Result<Value, Error> {
+    async fn get_page(
+        &self,
+        url: &str,
+        op: &'static str,
+        vault: &str,
+        name: &str,
+    ) -> Result<Value, Error> {
         let reply = super::common::send(
             &self.options.retry,
             Idempotency::Idempotent,
@@ -388,7 +394,7 @@ impl CertificatesClient {
             || self.options.http.get(url),
         )
         .await
-        .map_err(|f| Error::from_failure(Service::KeyVault, op, &f).on(target))?;
+        .map_err(|f| failed(&f, op, vault, name))?;
         parse_json(op, &reply.body).map_err(|m| Error::bad_answer(Service::KeyVault, op, m))
     }
 
@@ -401,7 +407,7 @@ impl CertificatesClient {
         version: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, Error> {
-        const OP: &str = "update a certificate version's tags";
+        const OP: &str = "update a certificate version";
         if !valid_name(version) {
             return Err(Error::invalid_input(
                 Service::KeyVault,
@@ -425,7 +431,7 @@ impl CertificatesClient {
             },
         )
         .await
-        .map_err(|f| Error::from_failure(Service::KeyVault, OP, &f).on(describe(vault, name)))?;
+        .map_err(|f| failed(&f, OP, vault, name))?;
         let v: Value =
             parse_json(OP, &reply.body).map_err(|m| Error::bad_answer(Service::KeyVault, OP, m))?;
         tags_of(&v).map_err(|m| Error::bad_answer(Service::KeyVault, OP, m))

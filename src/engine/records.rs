@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::engine::ports::{PortError, StorePorts};
 use crate::engine::report::{CredentialReport, PassReport};
-use crate::planner::{AppState, Phase};
+use crate::planner::{AppState, Phase, StepKind};
 
 /// Every blob the engine reads or writes, by what it is.
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +90,56 @@ pub struct AuditRecord {
     #[serde(default)]
     pub duration_ms: u64,
     pub report: CredentialReport,
+}
+
+/// What an audit record is about; the rest of it is read from the run's report.
+pub struct AuditSubject {
+    pub credential: String,
+    pub application: Option<ApplicationRef>,
+    /// `{vault}/{secret}` or `{vault}/{certificate}`.
+    pub key_vault: String,
+    /// The key in use, the previous one and the phase, from the rotator's tags as last observed.
+    pub state: Option<(Uuid, Option<Uuid>, Phase)>,
+}
+
+impl AuditRecord {
+    /// The record of one run, secret or certificate: `rotated` when its `rotated_by` step
+    /// succeeded; the consumers it touched and its propagation check from the report's steps.
+    pub fn of_run(
+        subject: AuditSubject,
+        report: &CredentialReport,
+        rotated_by: StepKind,
+        run_id: &str,
+        at: DateTime<Utc>,
+        duration: std::time::Duration,
+    ) -> AuditRecord {
+        let steps = &report.steps;
+        AuditRecord {
+            credential: subject.credential,
+            application: subject.application,
+            key_vault: subject.key_vault,
+            run_id: run_id.to_string(),
+            at,
+            rotated: steps.iter().any(|s| s.step == rotated_by && s.ok),
+            key_id_in_use: subject.state.map(|t| t.0),
+            previous_key_id: subject.state.and_then(|t| t.1),
+            phase: subject.state.map(|t| t.2),
+            consumers_touched: steps
+                .iter()
+                .filter(|s| matches!(s.step, StepKind::UpdateConsumer | StepKind::Notify))
+                .map(|s| ConsumerTouched {
+                    ok: s.ok,
+                    detail: s.detail.clone(),
+                })
+                .collect(),
+            verified: steps
+                .iter()
+                .find(|s| s.step == StepKind::CompletePropagation)
+                .map(|s| s.ok),
+            duration_ms: duration.as_millis() as u64,
+            report: report.clone(),
+        }
+    }
 }
 
 /// The application object; the first version wrote the policy's reference as text there,

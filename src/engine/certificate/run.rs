@@ -21,7 +21,7 @@ use super::observe::{CertObserved, Sources, accepted, observe_certificate};
 use crate::engine::context::{Clock, Engine};
 use crate::engine::executor::StepError;
 use crate::engine::ports::PortError;
-use crate::engine::records::{self, AuditRecord, ConsumerTouched, RecordPath};
+use crate::engine::records::{self, AuditRecord, AuditSubject, RecordPath};
 use crate::engine::report::{
     Check, CredentialOutcome, CredentialPlan, CredentialReport, ResultCode, StepRecord,
 };
@@ -415,30 +415,12 @@ fn audit_record(
             _ => None,
         }
     });
-    let steps = &report.steps;
-    AuditRecord {
+    let subject = AuditSubject {
         credential: cert.name.clone(),
         application: None,
         key_vault: format!("{}/{}", cert.certificate.vault, cert.certificate.name),
-        run_id: run_id.to_string(),
-        at: now,
-        rotated: steps.iter().any(|s| s.step == StepKind::ProveKey && s.ok),
-        key_id_in_use: state.as_ref().map(|t| t.key_id),
-        previous_key_id: state.as_ref().and_then(|t| t.previous_key_id),
-        phase: state.as_ref().map(|t| t.phase),
-        consumers_touched: steps
-            .iter()
-            .filter(|s| matches!(s.step, StepKind::UpdateConsumer | StepKind::Notify))
-            .map(|s| ConsumerTouched {
-                ok: s.ok,
-                detail: s.detail.clone(),
-            })
-            .collect(),
-        verified: steps
-            .iter()
-            .find(|s| s.step == StepKind::CompletePropagation)
-            .map(|s| s.ok),
-        duration_ms: started.elapsed().as_millis() as u64,
-        report: report.clone(),
-    }
+        state: state.map(|t| (t.key_id, t.previous_key_id, t.phase)),
+    };
+    let elapsed = started.elapsed();
+    AuditRecord::of_run(subject, report, StepKind::ProveKey, run_id, now, elapsed)
 }

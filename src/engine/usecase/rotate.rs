@@ -39,7 +39,7 @@ use crate::engine::executor::{self, ExecContext, StepError};
 use crate::engine::lifetime::{self, KnownCap};
 use crate::engine::observe::{Observed, Observer, remedy};
 use crate::engine::ports::{AzurePorts, LeaseGuard, PortError};
-use crate::engine::records::{self, AuditRecord, ConsumerTouched, RecordPath};
+use crate::engine::records::{self, AuditRecord, AuditSubject, RecordPath};
 use crate::engine::report::{CredentialOutcome, CredentialReport, StepRecord};
 use crate::planner::{self, Step, StepKind, VaultState};
 use crate::policy::minimums::MIN_FORCED_INTERVAL;
@@ -483,32 +483,13 @@ fn audit_record(
         VaultState::Current(v) => v.tags.clone(),
         VaultState::Missing | VaultState::SoftDeleted { .. } => None,
     });
-    let steps = &report.steps;
-    AuditRecord {
+    let subject = AuditSubject {
         credential: cred.name.clone(),
         application: seen.and_then(|o| o.app.as_ref()).map(Into::into),
         key_vault: format!("{}/{}", cred.key_vault.vault, cred.key_vault.secret),
-        run_id: run_id.to_string(),
-        at: now,
-        rotated: steps.iter().any(|s| s.step == StepKind::Rotate && s.ok),
-        key_id_in_use: tags.as_ref().map(|t| t.key_id),
-        previous_key_id: tags.as_ref().and_then(|t| t.previous_key_id),
-        phase: tags.as_ref().map(|t| t.phase),
-        consumers_touched: steps
-            .iter()
-            .filter(|s| matches!(s.step, StepKind::UpdateConsumer | StepKind::Notify))
-            .map(|s| ConsumerTouched {
-                ok: s.ok,
-                detail: s.detail.clone(),
-            })
-            .collect(),
-        verified: steps
-            .iter()
-            .find(|s| s.step == StepKind::CompletePropagation)
-            .map(|s| s.ok),
-        duration_ms: duration.as_millis() as u64,
-        report: report.clone(),
-    }
+        state: tags.map(|t| (t.key_id, t.previous_key_id, t.phase)),
+    };
+    AuditRecord::of_run(subject, report, StepKind::Rotate, run_id, now, duration)
 }
 
 /// The audit record (one per run that changed something) and the credential's last outcome,
